@@ -1,0 +1,161 @@
+"""The SDK's exceptions: one tree, rooted at :class:`LicenseError`.
+
+Every error the SDK raises is a :class:`LicenseError`; third-party exceptions
+(``cryptography``, ``requests``, ``OSError`` ...) are translated at the
+boundary with ``raise ... from``, so an app needs exactly one ``except``
+clause to stay safe::
+
+    LicenseError
+    ├── NotActivated            no license on this machine yet: call activate()
+    ├── InvalidToken            any format or signature failure (opaque on purpose)
+    ├── WrongProduct            a valid token, but for another product
+    ├── WrongMachine            a valid token, but bound to another machine
+    ├── LicenseExpired          the license, or its offline grace period, ran out
+    ├── LicenseRevoked          the vendor revoked (or suspended) the license
+    │   └── LicenseSuspended    suspended: the vendor may resume it
+    ├── ClockTampered           the system clock was set back
+    ├── ActivationError         the server refused to activate
+    │   ├── UnknownLicenseKey
+    │   ├── WrongPassword
+    │   ├── NoSeatsLeft
+    │   └── ActivationLocked    too many attempts; ``retry_after`` says when to retry
+    ├── NetworkError            the server could not be used
+    │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
+    ├── ServerError             the server answered, but not with something usable
+    ├── StoreError              the local license store cannot be used
+    │   └── StoreCorrupted      unreadable store; it was moved aside
+    └── FingerprintUnavailable  nothing stable enough to identify this machine
+
+Each message says what happened and what the end user can do about it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+__all__ = [
+    "ActivationError",
+    "ActivationLocked",
+    "ClockTampered",
+    "FingerprintUnavailable",
+    "InvalidToken",
+    "LicenseError",
+    "LicenseExpired",
+    "LicenseRevoked",
+    "LicenseSuspended",
+    "NetworkError",
+    "NoSeatsLeft",
+    "NotActivated",
+    "ServerError",
+    "ServerUnreachable",
+    "StoreCorrupted",
+    "StoreError",
+    "UnknownLicenseKey",
+    "WrongMachine",
+    "WrongPassword",
+    "WrongProduct",
+]
+
+
+class LicenseError(Exception):
+    """Root of every exception the SDK raises."""
+
+
+class NotActivated(LicenseError):
+    """No license is stored on this machine for this product."""
+
+    def __init__(self, message: str = "This product is not activated on this machine. "
+                 "Enter your license key to activate it.") -> None:
+        super().__init__(message)
+
+
+class InvalidToken(LicenseError):
+    """A license token (or signed server answer) failed to parse or verify.
+
+    Deliberately opaque: the message never says which check failed, so the
+    error cannot be used as an oracle by someone forging tokens.
+    """
+
+    def __init__(self, message: str = "The license token is invalid.") -> None:
+        super().__init__(message)
+
+
+class WrongProduct(LicenseError):
+    """The token is validly signed but was issued for another product."""
+
+
+class WrongMachine(LicenseError):
+    """The license is bound to another machine (fingerprint mismatch)."""
+
+
+class LicenseExpired(LicenseError):
+    """The license, this token, or the offline grace period has run out."""
+
+
+class LicenseRevoked(LicenseError):
+    """The vendor revoked the license; it cannot be used any more."""
+
+
+class LicenseSuspended(LicenseRevoked):
+    """The vendor suspended the license; it works again once resumed."""
+
+
+class ClockTampered(LicenseError):
+    """The system clock is earlier than a time this SDK has already seen."""
+
+
+class ActivationError(LicenseError):
+    """The license server refused the activation."""
+
+
+class UnknownLicenseKey(ActivationError):
+    """No license has this key (or it belongs to another product)."""
+
+
+class WrongPassword(ActivationError):
+    """The activation password is missing or wrong."""
+
+
+class NoSeatsLeft(ActivationError):
+    """Every seat of the license is in use on other machines."""
+
+
+class ActivationLocked(ActivationError):
+    """Too many attempts; activation is locked until ``retry_after`` (UTC)."""
+
+    def __init__(self, message: str, *, retry_after: datetime | None = None) -> None:
+        super().__init__(message)
+        #: When the lock lifts (timezone-aware UTC), if the server said.
+        self.retry_after = retry_after
+
+
+class NetworkError(LicenseError):
+    """The license server could not be used."""
+
+
+class ServerUnreachable(NetworkError):
+    """No usable answer from the server within the deadline."""
+
+
+class ServerError(LicenseError):
+    """The server answered with an error or with something the SDK cannot use."""
+
+
+class StoreError(LicenseError):
+    """The local license store cannot be read or written."""
+
+
+class StoreCorrupted(StoreError):
+    """The local store is unreadable (damaged, foreign or from another machine).
+
+    The bad file has been moved aside (``moved_to``), never deleted.
+    """
+
+    def __init__(self, message: str, *, moved_to: str | None = None) -> None:
+        super().__init__(message)
+        #: Where the unreadable file was moved, if it could be moved.
+        self.moved_to = moved_to
+
+
+class FingerprintUnavailable(LicenseError):
+    """No stable identifier of this machine could be collected."""
