@@ -1,0 +1,1 @@
+"""Pytest fixtures that run the reference license server over real HTTP."""
