@@ -1,0 +1,656 @@
+"""The encrypted local store: one small JSON document per product, on disk.
+
+The client keeps its license token, activation id and secret, the clock
+high-water mark and a few settings here (see ``docs/architecture.md``).
+
+File format (version 1)
+-----------------------
+One file per product (see :func:`store_path_for`), laid out as::
+
+    offset  size  content
+    0       4     magic b"SDNA"
+    4       1     format version, currently 1
+    5       12    random nonce (fresh for every write)
+    17      n+16  AES-256-GCM ciphertext of the plaintext, followed by the 16-byte tag
+
+* Key: HKDF-SHA256 over the machine-bound ``key_material``, with a fixed salt
+  label and ``info = b"software_dna store v1\\0" + product id (UTF-8)``,
+  32 bytes. Each product therefore has its own key.
+* Associated data: ``magic + version byte + product id (UTF-8)``. A file
+  written for another product, or with its header edited, fails to
+  authenticate exactly like a file copied from another machine.
+* Plaintext: a compact UTF-8 JSON object (``separators=(",", ":")``,
+  ASCII-escaped). Reading refuses duplicate keys, ``NaN``/``Infinity`` and
+  anything but an object at the top level.
+* The whole file is at most :data:`MAX_FILE_SIZE` bytes (1 MiB); a larger file
+  is refused without being read into memory.
+
+Writing and locking
+-------------------
+Every write goes to a temporary file with a unique name in the same folder
+(mode ``0o600``), is flushed with :func:`os.fsync`, then atomically renamed
+over the store with :func:`os.replace`, and the folder itself is fsynced
+(best effort; skipped on Windows, which cannot open a folder that way). The
+folder is created with mode ``0o700`` when missing.
+
+Writers are serialised by a per-path threading lock (between threads of this
+process) plus a :mod:`filelock` lock file ``<store file>.lock`` next to the
+store (between processes). Acquiring both has a finite timeout
+(:attr:`Store.lock_timeout`, 10 s by default) and then raises
+:class:`~software_dna.errors.StoreError`: the SDK never hangs on a stuck lock.
+
+Why :meth:`Store.read` takes no lock: the store file is only ever *replaced*,
+never modified in place. A reader that opens the path gets either the
+complete old file or the complete new one (rename is atomic on POSIX and on
+NTFS), never a half-written file, so the start-up path costs one open and
+read, one AES-GCM decryption and one ``json.loads``. The lock is taken only
+when the file turns out to be unreadable, to re-check it before moving it
+aside (so a file another process just replaced is never quarantined).
+
+Unreadable files
+----------------
+An empty, truncated, zero-filled, foreign (another product, not this format,
+an unknown version) or undecryptable (copied from another machine) file is
+moved aside to ``<name>.corrupt-<UTC timestamp>-<random>`` in the same folder
+-- never deleted -- and :class:`~software_dna.errors.StoreCorrupted` is
+raised. The next read then finds no file and returns ``None``, so an app
+does not loop on the same error; the license is restored from the server at
+the next check, or by activating again.
+
+Security
+--------
+The encryption is a deterrent against copying the store to another machine
+and against casual reading or editing. It is not DRM: the key is derived from
+material on the same machine, so anyone with that machine and a debugger can
+read the store. See ``docs/security.md``.
+
+Errors
+------
+No :class:`OSError`, ``cryptography`` or :mod:`json` exception escapes this
+module: I/O problems become :class:`~software_dna.errors.StoreError` (whose
+message says what the user can do) and unreadable contents become
+:class:`~software_dna.errors.StoreCorrupted`. Programming errors (a product
+id that is empty, data that is not JSON-serialisable) raise
+:class:`TypeError` or :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from software_dna.errors import StoreCorrupted, StoreError
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LOCK_TIMEOUT",
+    "MAGIC",
+    "MAX_FILE_SIZE",
+    "Store",
+    "default_store_dir",
+    "store_path_for",
+]
+
+#: First four bytes of every store file.
+MAGIC = b"SDNA"
+#: The format version this module writes and reads.
+FORMAT_VERSION = 1
+#: Largest store file read, in bytes (1 MiB).
+MAX_FILE_SIZE = 1 << 20
+#: Default time, in seconds, to wait for the store lock before giving up.
+LOCK_TIMEOUT = 10.0
+
+_NONCE_SIZE = 12
+_TAG_SIZE = 16
+_HEADER_SIZE = len(MAGIC) + 1
+_MIN_FILE_SIZE = _HEADER_SIZE + _NONCE_SIZE + _TAG_SIZE
+_HKDF_SALT = b"software_dna local store key derivation"
+_HKDF_INFO_PREFIX = b"software_dna store v1\0"
+_ENV_HOME = "SOFTWARE_DNA_HOME"
+_RECOVERY_HINT = (
+    "The license will be restored from the server at the next check, or activate again."
+)
+_SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
+)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def default_store_dir(app_name: str, app_author: str | None) -> Path:
+    """Return the folder the store files of an app live in.
+
+    :param app_name: the vendor's app name (as given to :mod:`platformdirs`).
+    :param app_author: the vendor's name, used on Windows; ``None`` to omit.
+    :returns: ``$SOFTWARE_DNA_HOME`` when that environment variable is set and
+        not empty, else ``platformdirs.user_data_dir(app_name, app_author,
+        roaming=False)``; always an absolute path. The folder is not created
+        here (the first write creates it).
+    :raises ValueError: ``app_name`` is empty.
+    """
+    override = os.environ.get(_ENV_HOME)
+    if override:
+        return Path(override).expanduser().absolute()
+    if not app_name:
+        raise ValueError("app_name must be a non-empty string")
+    import platformdirs  # noqa: PLC0415 - only needed when no override is set
+
+    return Path(platformdirs.user_data_dir(app_name, app_author, roaming=False)).absolute()
+
+
+def store_path_for(product: str, directory: Path) -> Path:
+    """Return the store file of ``product`` inside ``directory``.
+
+    A product id that is already a safe, portable file name (lower-case ASCII
+    letters, digits, ``.``, ``_``, ``-``; starting with a letter or digit; at
+    most 64 characters; not a reserved Windows device name) is used as is:
+    ``<product>.license``. Any other id (upper case, path separators, spaces,
+    non-ASCII, ``..`` ...) becomes a readable sanitised prefix followed by a
+    hash of the exact id, so distinct ids never share a file, even on
+    case-insensitive file systems, and no id can escape ``directory``.
+
+    :param product: the product id.
+    :param directory: the store folder (see :func:`default_store_dir`).
+    :returns: ``directory / "<safe name>.license"``.
+    :raises ValueError: ``product`` is empty or not encodable as UTF-8.
+    """
+    encoded = _product_bytes(product)
+    stem = product
+    if (
+        _SAFE_STEM.fullmatch(product) is None
+        or product.endswith(".")
+        or product.split(".", 1)[0] in _WINDOWS_RESERVED
+    ):
+        import hashlib  # noqa: PLC0415 - only needed for unusual product ids
+
+        readable = re.sub(r"[^a-z0-9._-]+", "_", product.lower()).strip("._-")[:40] or "product"
+        stem = f"{readable}-{hashlib.sha256(encoded).hexdigest()[:16]}"
+    return Path(directory) / f"{stem}.license"
+
+
+def _product_bytes(product: str) -> bytes:
+    if not isinstance(product, str):
+        raise TypeError(f"product must be a str, not {type(product).__name__}")
+    if not product:
+        raise ValueError("product must be a non-empty string")
+    try:
+        return product.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("product must be encodable as UTF-8") from exc
+
+
+# --------------------------------------------------------------------------- locks
+
+
+class _PathLock:
+    """The in-process lock and the cross-process file lock of one store path."""
+
+    def __init__(self, lock_path: str) -> None:
+        self.thread_lock = threading.RLock()
+        self.lock_path = lock_path
+        self._file_lock: BaseFileLock | None = None
+
+    def file_lock(self) -> BaseFileLock:
+        # Called with thread_lock held, so creation needs no extra locking.
+        if self._file_lock is None:
+            import filelock  # noqa: PLC0415 - not needed on the read-only start-up path
+
+            self._file_lock = filelock.FileLock(self.lock_path, mode=0o600, poll_interval=0.005)
+        return self._file_lock
+
+
+_LOCKS: dict[str, _PathLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(lock_path: Path) -> _PathLock:
+    key = os.path.normcase(os.path.abspath(lock_path))
+    with _LOCKS_GUARD:
+        entry = _LOCKS.get(key)
+        if entry is None:
+            entry = _LOCKS[key] = _PathLock(key)
+        return entry
+
+
+def _forget_locks_after_fork() -> None:
+    # A forked child must not inherit locks held by other threads of its parent
+    # (they would never be released), nor filelock instances (filelock refuses
+    # to use them across fork).
+    global _LOCKS_GUARD  # noqa: PLW0603 - reset of module state in a fresh child
+    _LOCKS_GUARD = threading.Lock()
+    _LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_after_fork)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _UnreadableError(Exception):
+    """Internal: the bytes read are not a valid store file; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _dumps(data: Mapping[str, Any]) -> bytes:
+    """Serialise ``data`` as compact JSON (TypeError/ValueError if it cannot be)."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"the store holds a mapping, not {type(data).__name__}")
+    obj = data if isinstance(data, dict) else dict(data)
+    try:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(f"store data must be JSON-serialisable: {exc}") from exc
+    except ValueError as exc:  # NaN / Infinity, circular references
+        raise ValueError(f"store data must be plain JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError("store data is nested too deeply") from exc
+    return text.encode("ascii")
+
+
+def _loads(plaintext: bytes) -> dict[str, Any]:
+    """Parse decrypted plaintext strictly; raise :class:`_UnreadableError` if invalid."""
+    try:
+        value = json.loads(
+            plaintext.decode("utf-8"),
+            object_pairs_hook=_object_without_duplicates,
+            parse_constant=_refuse_constant,
+        )
+    except (ValueError, RecursionError) as exc:  # includes JSONDecodeError, UnicodeDecodeError
+        raise _UnreadableError(f"its contents are not a valid license document ({exc})") from exc
+    if not isinstance(value, dict):
+        raise _UnreadableError("its contents are not a JSON object")
+    return value
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable. Best effort: not possible on every OS."""
+    if sys.platform == "win32":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse to fsync a folder; the file itself is synced
+    finally:
+        os.close(fd)
+
+
+def _replace(source: Path, target: Path) -> None:
+    """:func:`os.replace`, retried briefly on Windows where an open reader blocks it."""
+    attempts = 20 if sys.platform == "win32" else 1
+    for attempt in range(attempts):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """One product's encrypted store file.
+
+    Thread-safe and process-safe: any number of :class:`Store` objects, in any
+    number of threads and processes, may use the same path.
+
+    :param path: the store file (see :func:`store_path_for`).
+    :param product: the product id; it is bound into the key and the
+        associated data, so one product cannot read another's file.
+    :param key_material: machine-bound secret bytes (not empty) from which
+        the AES-256 key is derived with HKDF-SHA256.
+    :raises TypeError: ``product`` is not a str or ``key_material`` not bytes.
+    :raises ValueError: ``product`` or ``key_material`` is empty.
+    """
+
+    #: Seconds to wait for the store lock before raising StoreError.
+    lock_timeout: float = LOCK_TIMEOUT
+
+    def __init__(self, path: Path, *, product: str, key_material: bytes) -> None:
+        product_id = _product_bytes(product)
+        if not isinstance(key_material, (bytes, bytearray, memoryview)):
+            raise TypeError(f"key_material must be bytes, not {type(key_material).__name__}")
+        if len(key_material) == 0:
+            raise ValueError("key_material must not be empty")
+        #: The store file.
+        self.path: Path = Path(path)
+        self.product = product
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._aad = MAGIC + bytes([FORMAT_VERSION]) + product_id
+        key = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=_HKDF_SALT,
+            info=_HKDF_INFO_PREFIX + product_id,
+        ).derive(bytes(key_material))
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, product={self.product!r})"
+
+    # ------------------------------------------------------------------ public API
+
+    def read(self) -> dict[str, Any] | None:
+        """Read and decrypt the store.
+
+        Takes no lock in the normal case (see the module docstring).
+
+        :returns: the stored JSON object, or ``None`` if there is no store file.
+        :raises StoreCorrupted: the file is unreadable (empty, truncated,
+            damaged, from another machine or product, a newer format); it
+            has been moved aside (``moved_to``) and the next call returns
+            ``None``.
+        :raises StoreError: the file cannot be read (permissions, I/O error).
+        """
+        raw = self._read_raw()
+        if raw is None:
+            return None
+        try:
+            return self._open(raw)
+        except _UnreadableError:
+            return self._recover()
+
+    def write(self, data: Mapping[str, Any]) -> None:
+        """Replace the store's contents with ``data``, atomically, under the lock.
+
+        :param data: a JSON-serialisable mapping with str keys; serialised it
+            must fit in :data:`MAX_FILE_SIZE`.
+        :raises StoreError: the folder cannot be created or written
+            (permissions, read-only, disk full), or the lock was not obtained
+            within :attr:`lock_timeout` seconds. The previous contents are
+            then intact.
+        :raises TypeError: ``data`` is not a mapping or not JSON-serialisable.
+        :raises ValueError: ``data`` holds NaN/Infinity or is too large.
+        """
+        blob = self._seal(_dumps(data))
+        with self._locked():
+            self._write_blob(blob)
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Lock the store, read it and yield its contents for changing.
+
+        The dict is written back atomically when the block ends without an
+        exception *and* its serialised form changed; if the block raises,
+        nothing is written. The lock (threads and processes) is held for the
+        whole block, so keep it short. Re-entrant within one thread.
+
+        :yields: the stored object, or ``{}`` when there is no store file.
+        :raises StoreCorrupted: the existing file is unreadable; it was moved
+            aside and the next transaction starts from ``{}``.
+        :raises StoreError: as :meth:`write`, including lock timeout.
+        :raises TypeError: the changed dict is not JSON-serialisable.
+        :raises ValueError: the changed dict holds NaN/Infinity or is too large.
+        """
+        with self._locked():
+            raw = self._read_raw()
+            data: dict[str, Any] = {}
+            if raw is not None:
+                try:
+                    data = self._open(raw)
+                except _UnreadableError as bad:
+                    self._quarantine(bad.reason)
+            before = _dumps(data)
+            yield data
+            after = _dumps(data)
+            if after != before:
+                self._write_blob(self._seal(after))
+
+    def clear(self) -> None:
+        """Remove the store file, under the lock. A missing file is fine.
+
+        :raises StoreError: the file cannot be removed (permissions,
+            read-only folder) or the lock was not obtained in time.
+        """
+        if not self.path.parent.is_dir():
+            return
+        with self._locked():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise self._io_error("remove", exc) from exc
+            _fsync_directory(self.path.parent)
+
+    # ------------------------------------------------------------------ format
+
+    def _seal(self, plaintext: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_SIZE)
+        blob = self._aad[:_HEADER_SIZE] + nonce + self._aead.encrypt(nonce, plaintext, self._aad)
+        if len(blob) > MAX_FILE_SIZE:
+            raise ValueError(
+                f"store data is too large ({len(blob)} bytes encrypted; the limit is "
+                f"{MAX_FILE_SIZE} bytes)"
+            )
+        return blob
+
+    def _open(self, raw: bytes) -> dict[str, Any]:
+        """Check, decrypt and parse a whole file; raise :class:`_UnreadableError` if it is bad."""
+        size = len(raw)
+        if size == 0:
+            raise _UnreadableError("it is empty")
+        if size > MAX_FILE_SIZE:
+            raise _UnreadableError(f"it is larger than {MAX_FILE_SIZE} bytes")
+        if raw.count(0) == size:
+            raise _UnreadableError("it contains only zero bytes")
+        if raw[: len(MAGIC)] != MAGIC[:size]:
+            raise _UnreadableError("it is not a software_dna license store")
+        if size < _HEADER_SIZE:
+            raise _UnreadableError("it is truncated")
+        version = raw[len(MAGIC)]
+        if version != FORMAT_VERSION:
+            if version > FORMAT_VERSION:
+                raise _UnreadableError(
+                    f"it was written by a newer version of software_dna (format {version})"
+                )
+            raise _UnreadableError(f"it has an unknown format version ({version})")
+        if size < _MIN_FILE_SIZE:
+            raise _UnreadableError("it is truncated")
+        nonce = raw[_HEADER_SIZE : _HEADER_SIZE + _NONCE_SIZE]
+        try:
+            plaintext = self._aead.decrypt(nonce, raw[_HEADER_SIZE + _NONCE_SIZE :], self._aad)
+        except InvalidTag as exc:
+            raise _UnreadableError(
+                "it cannot be decrypted: it was copied from another machine, belongs to "
+                "another product, or is damaged"
+            ) from exc
+        return _loads(plaintext)
+
+    # ------------------------------------------------------------------ I/O
+
+    def _read_raw(self) -> bytes | None:
+        """Return the file's bytes (at most MAX_FILE_SIZE + 1), or None if it does not exist."""
+        try:
+            with open(self.path, "rb") as handle:
+                return handle.read(MAX_FILE_SIZE + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._io_error("read", exc) from exc
+
+    def _recover(self) -> dict[str, Any] | None:
+        """The lock-free read found a bad file: re-check it under the lock, then quarantine it."""
+        try:
+            lock = self._locked()
+            lock.__enter__()
+        except StoreError as exc:
+            raise StoreCorrupted(
+                f"The license store {self.path} is unreadable and could not be moved aside "
+                f"({exc}). Delete or rename the file. {_RECOVERY_HINT}",
+                moved_to=None,
+            ) from exc
+        try:
+            raw = self._read_raw()
+            if raw is None:
+                return None  # another process moved it aside meanwhile
+            try:
+                return self._open(raw)  # another process replaced it meanwhile
+            except _UnreadableError as bad:
+                self._quarantine(bad.reason)
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _quarantine(self, reason: str) -> NoReturn:
+        """Move the bad file aside (lock held) and raise StoreCorrupted."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{secrets.token_hex(4)}")
+        try:
+            _replace(self.path, aside)
+        except OSError as exc:
+            raise StoreCorrupted(
+                f"The license store {self.path} is unreadable: {reason}. It could not be "
+                f"moved aside ({exc.strerror or exc}); delete or rename it. {_RECOVERY_HINT}",
+                moved_to=None,
+            ) from exc
+        _fsync_directory(self.path.parent)
+        raise StoreCorrupted(
+            f"The license store {self.path} is unreadable: {reason}. It was moved to "
+            f"{aside}. {_RECOVERY_HINT}",
+            moved_to=str(aside),
+        )
+
+    def _write_blob(self, blob: bytes) -> None:
+        """Atomically replace the store file with ``blob`` (lock held, folder exists)."""
+        directory = self.path.parent
+        temporary = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        flags |= getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(temporary, flags, 0o600)
+        except OSError as exc:
+            raise self._io_error("write", exc) from exc
+        try:
+            try:
+                view = memoryview(blob)
+                while view:
+                    written = os.write(fd, view)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _replace(temporary, self.path)
+        except BaseException as exc:
+            with suppress(OSError):
+                os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise self._io_error("write", exc) from exc
+            raise
+        _fsync_directory(directory)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the thread lock and the file lock, creating the folder if needed."""
+        directory = self.path.parent
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise self._io_error("create the folder of", exc) from exc
+        entry = _path_lock(self._lock_path)
+        deadline = time.monotonic() + self.lock_timeout
+        if not entry.thread_lock.acquire(timeout=max(self.lock_timeout, 0.0)):
+            raise self._busy_error()
+        try:
+            import filelock  # noqa: PLC0415 - cheap once imported; lazy for the read path
+
+            file_lock = entry.file_lock()
+            try:
+                file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+            except filelock.Timeout as exc:
+                raise self._busy_error() from exc
+            except OSError as exc:
+                raise self._io_error("lock", exc) from exc
+            except RuntimeError as exc:
+                raise StoreError(
+                    f"The license store {self.path} could not be locked ({exc}). "
+                    "Restart the application and try again."
+                ) from exc
+            try:
+                yield
+            finally:
+                with suppress(OSError):
+                    file_lock.release()
+        finally:
+            entry.thread_lock.release()
+
+    # ------------------------------------------------------------------ messages
+
+    def _busy_error(self) -> StoreError:
+        return StoreError(
+            f"The license store {self.path} is locked by another program or thread and "
+            f"stayed locked for {self.lock_timeout:g} s. Close other running copies of the "
+            "application and try again."
+        )
+
+    def _io_error(self, action: str, exc: OSError) -> StoreError:
+        directory = self.path.parent
+        code = exc.errno
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            advice = f"The disk holding {directory} is full. Free some disk space and try again."
+        elif code == errno.EROFS:
+            advice = (
+                f"The folder {directory} is on a read-only file system. Make it writable, or "
+                f"set {_ENV_HOME} to a writable folder."
+            )
+        elif isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
+            advice = (
+                f"Permission denied. Make sure your user account can read and write the folder "
+                f"{directory} (it may be read-only), or set {_ENV_HOME} to a writable folder."
+            )
+        elif isinstance(exc, (NotADirectoryError, FileExistsError)) or code == errno.ENOTDIR:
+            advice = (
+                f"A file is in the way: {directory} (or one of its parents) is not a folder. "
+                f"Move that file away, or set {_ENV_HOME} to another folder."
+            )
+        elif isinstance(exc, IsADirectoryError):
+            advice = f"{self.path} is a folder, not a file. Move it away and try again."
+        else:
+            advice = "Check the disk and the folder's permissions, then try again."
+        return StoreError(f"Could not {action} the license store {self.path}: {detail}. {advice}")
