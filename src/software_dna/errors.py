@@ -18,6 +18,7 @@ clause to stay safe::
     │   ├── UnknownLicenseKey
     │   ├── WrongPassword
     │   ├── NoSeatsLeft
+    │   ├── ConsentRequired     personal data given without the end user's consent
     │   └── ActivationLocked    too many attempts; ``retry_after`` says when to retry
     ├── NetworkError            the server could not be used
     │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
@@ -37,6 +38,7 @@ __all__ = [
     "ActivationError",
     "ActivationLocked",
     "ClockTampered",
+    "ConsentRequired",
     "FingerprintUnavailable",
     "InvalidToken",
     "LicenseError",
@@ -118,6 +120,10 @@ class WrongPassword(ActivationError):
 
 class NoSeatsLeft(ActivationError):
     """Every seat of the license is in use on other machines."""
+
+
+class ConsentRequired(ActivationError):
+    """Personal data (email, registration) was given without the end user's consent."""
 
 
 class ActivationLocked(ActivationError):

@@ -1,0 +1,249 @@
+"""HTTP transport for the client: requests, with deadlines, TLS and safe retries.
+
+``requests`` is imported here, lazily, the first time the server is contacted:
+``import software_dna`` and an offline :meth:`LicenseClient.check` never load it.
+
+Every call has a connect timeout, a read timeout and a hard total deadline.
+The request runs on a short-lived daemon thread and the caller waits at most
+the deadline, so a server that trickles one byte every few seconds (which
+defeats per-read socket timeouts) still cannot hold the app. Errors from
+``requests``/``urllib3``/``ssl`` are translated at this boundary into
+:class:`~software_dna.errors.ServerUnreachable` or
+:class:`~software_dna.errors.ServerError`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import ServerError, ServerUnreachable
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_DEADLINE", "Response", "Transport"]
+
+#: Seconds to wait for the TCP/TLS connection.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds one whole operation may take, retries included.
+DEFAULT_DEADLINE = 15.0
+#: Largest answer body read, in bytes.
+MAX_BODY = 1024 * 1024
+#: Statuses worth retrying (when the request is safe to repeat).
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Response:
+    """A server answer: HTTP status, parsed JSON object body, and headers (lower-case names)."""
+
+    status: int
+    body: Mapping[str, Any]
+    headers: Mapping[str, str]
+
+
+class Transport:
+    """One ``requests.Session`` to the license server, used by one client.
+
+    Args:
+        base_url: the server's base URL, e.g. ``"https://license.example.com"``.
+        connect_timeout: seconds for the connection (per attempt).
+        deadline: seconds for a whole operation, retries included (default).
+        ca_bundle: path of a PEM CA bundle to pin. When given, TLS is
+            verified against it only; ``REQUESTS_CA_BUNDLE`` and similar
+            environment variables cannot override it. TLS verification is
+            always on.
+        proxies: ``{"https": "http://proxy:3128"}``. When ``None`` the
+            environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``) apply.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        ca_bundle: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError("server_url must start with https:// (or http:// for local testing)")
+        if connect_timeout <= 0 or deadline <= 0:
+            raise ValueError("timeouts must be positive numbers of seconds")
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.deadline = deadline
+        self._ca_bundle = ca_bundle
+        self._proxies = dict(proxies) if proxies is not None else None
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+        self.user_agent = (
+            f"software_dna/{__version__} (Python {platform.python_version()}; "
+            f"{platform.system()})"
+        )
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                session = requests.Session()
+                session.headers["User-Agent"] = self.user_agent
+                session.headers["Accept"] = "application/json"
+                if self._proxies is not None:
+                    session.trust_env = False
+                    session.proxies.update(self._proxies)
+                session.verify = self._ca_bundle if self._ca_bundle is not None else True
+                self._session = session
+            return self._session
+
+    def close(self) -> None:
+        """Close the pooled connections. The transport stays usable."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        bearer: str | None = None,
+        retry: bool = False,
+        deadline: float | None = None,
+    ) -> Response:
+        """Send one request and return the server's JSON answer.
+
+        Args:
+            method: ``"GET"``, ``"POST"``, ``"PUT"`` ...
+            path: path under the base URL, e.g. ``"/v1/activations"``.
+            json_body: the JSON object to send.
+            bearer: a secret for ``Authorization: Bearer``.
+            retry: repeat after a connection failure or 502/503/504. Only
+                for requests that are safe to repeat (idempotency key, GET, PUT).
+            deadline: seconds for the whole operation (default: the transport's).
+
+        Returns:
+            The :class:`Response`, whatever its status (4xx included).
+
+        Raises:
+            ServerUnreachable: no answer within the deadline, connection
+                refused, DNS or TLS failure, proxy failure.
+            ServerError: an answer that is not a JSON object.
+        """
+        total = self.deadline if deadline is None else deadline
+        ends = time.monotonic() + total
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = ends - time.monotonic()
+            if remaining <= 0:
+                raise ServerUnreachable(
+                    f"The license server at {self.base_url} did not answer within "
+                    f"{total:g} s. Check the internet connection and try again."
+                )
+            try:
+                answer = self._attempt(method, path, json_body, bearer, remaining)
+            except ServerUnreachable:
+                if not retry or attempt >= 3 or ends - time.monotonic() < 0.5:
+                    raise
+            else:
+                if retry and answer.status in _RETRY_STATUSES and attempt < 3:
+                    time.sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic())))
+                    continue
+                return answer
+            time.sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic() - 0.1)))
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        json_body: Mapping[str, Any] | None,
+        bearer: str | None,
+        remaining: float,
+    ) -> Response:
+        outcome: list[Response | BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._send(method, path, json_body, bearer, remaining))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name="software_dna-http", daemon=True)
+        worker.start()
+        worker.join(remaining)
+        if not outcome:
+            raise ServerUnreachable(
+                f"The license server at {self.base_url} did not answer in time. "
+                "Check the internet connection and try again."
+            )
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json_body: Mapping[str, Any] | None,
+        bearer: str | None,
+        remaining: float,
+    ) -> Response:
+        import requests
+
+        session = self._get_session()
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        read_timeout = max(0.1, remaining)
+        try:
+            with session.request(
+                method,
+                self.base_url + path,
+                json=json_body,
+                headers=headers,
+                timeout=(min(self.connect_timeout, read_timeout), read_timeout),
+                stream=True,
+                allow_redirects=False,
+            ) as answer:
+                raw = answer.raw.read(MAX_BODY + 1, decode_content=True)
+                status = answer.status_code
+                answer_headers = {k.lower(): v for k, v in answer.headers.items()}
+        except requests.exceptions.SSLError as exc:
+            raise ServerUnreachable(
+                f"The TLS certificate of {self.base_url} could not be verified. "
+                "The connection may be intercepted; check the system clock and network."
+            ) from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise ServerUnreachable(
+                f"Could not reach the license server at {self.base_url}. "
+                "Check the internet connection (and proxy settings) and try again."
+            ) from exc
+        except Exception as exc:  # urllib3 internals (e.g. ProtocolError while streaming)
+            raise ServerUnreachable(
+                f"The connection to {self.base_url} failed. Try again later."
+            ) from exc
+        if len(raw) > MAX_BODY:
+            raise ServerError("The license server's answer was too large.")
+        try:
+            body = json.loads(raw) if raw else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            if status >= 500:
+                body = {}
+            else:
+                raise ServerError(
+                    f"The license server answered with something that is not JSON "
+                    f"(HTTP {status})."
+                ) from exc
+        if not isinstance(body, dict):
+            raise ServerError(f"The license server's answer is not a JSON object (HTTP {status}).")
+        return Response(status=status, body=body, headers=answer_headers)

@@ -1,0 +1,154 @@
+"""The periodic license check: a daemon thread that keeps the license fresh.
+
+:meth:`LicenseClient.start_periodic_check` starts one. Every ``interval``
+seconds (± ``jitter``) it validates online; after a failure it backs off
+exponentially (up to ``max_backoff``) and never dies: every exception is
+caught and handed to ``on_error``. ``on_change(old, new)`` fires when the
+license's mode, features, validity, license expiry or grace state change
+(``None`` stands for "no valid license").
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .errors import LicenseError, NetworkError, ServerError
+from .license import License, Mode
+
+if TYPE_CHECKING:
+    from .client import LicenseClient
+
+__all__ = ["PeriodicCheck"]
+
+_Summary = tuple[Mode, frozenset[str], "datetime | None", bool] | None
+
+
+def _summary(lic: License | None) -> _Summary:
+    if lic is None:
+        return None
+    return (lic.mode, lic.features, lic.license_expires_at, lic.offline_grace_ends_at is not None)
+
+
+class PeriodicCheck:
+    """Handle of a running periodic check (also a context manager).
+
+    Args:
+        client: the :class:`~software_dna.client.LicenseClient` to refresh.
+        interval: seconds between checks (> 0).
+        on_change: ``on_change(old, new)`` with the previous and the new
+            :class:`License` (``None``: not valid), called on the checker thread.
+        on_error: ``on_error(exc)`` with each :class:`LicenseError` met.
+        jitter: fraction of ``interval`` added or removed at random (0–1), so
+            that many apps do not call the server at the same instant.
+        max_backoff: longest wait in seconds after repeated failures
+            (default: 32 × interval).
+
+    Attributes:
+        consecutive_failures: failures since the last success.
+        last_license: the last license seen (``None``: not valid or not yet checked).
+    """
+
+    def __init__(
+        self,
+        client: LicenseClient,
+        interval: float,
+        *,
+        on_change: Callable[[License | None, License | None], None] | None = None,
+        on_error: Callable[[LicenseError], None] | None = None,
+        jitter: float = 0.1,
+        max_backoff: float | None = None,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError("interval must be a positive number of seconds")
+        if not 0 <= jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        self._client = client
+        self.interval = float(interval)
+        self.jitter = jitter
+        self.max_backoff = float(max_backoff) if max_backoff is not None else 32 * self.interval
+        self._on_change = on_change
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="software_dna-periodic-check", daemon=True
+        )
+        self._random = random.Random()  # noqa: S311 - jitter, not security
+        self.consecutive_failures = 0
+        self.last_license: License | None = None
+
+    def start(self) -> None:
+        """Start the thread (done by ``start_periodic_check``)."""
+        try:
+            self.last_license = self._client.check()
+        except LicenseError:
+            self.last_license = None
+        except Exception:  # noqa: BLE001 - a background helper never raises into the app
+            self.last_license = None
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread; returns within ``timeout`` seconds (the thread is a daemon)."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+    def __enter__(self) -> PeriodicCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _delay(self) -> float:
+        base = min(self.interval * (2 ** self.consecutive_failures), self.max_backoff)
+        spread = base * self.jitter
+        return max(0.01, base + self._random.uniform(-spread, spread))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._delay()):
+            self.tick()
+
+    def tick(self) -> None:
+        """One check: refresh online, fall back to the offline answer; never raises."""
+        new: License | None
+        try:
+            new = self._client.refresh()
+            self.consecutive_failures = 0
+        except (NetworkError, ServerError) as exc:
+            self.consecutive_failures += 1
+            self._report(exc)
+            try:
+                new = self._client.check()
+            except LicenseError as inner:
+                self._report(inner)
+                new = None
+            except Exception:  # noqa: BLE001
+                new = None
+        except LicenseError as exc:
+            self.consecutive_failures = 0
+            self._report(exc)
+            new = None
+        except Exception:  # noqa: BLE001 - never let the thread die
+            self.consecutive_failures += 1
+            new = self.last_license
+        old, self.last_license = self.last_license, new
+        if _summary(old) != _summary(new) and self._on_change is not None:
+            try:
+                self._on_change(old, new)
+            except Exception:  # noqa: BLE001, S110 - the app's callback must not kill us
+                pass
+
+    def _report(self, exc: LicenseError) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(exc)
+            except Exception:  # noqa: BLE001, S110
+                pass

@@ -1,0 +1,811 @@
+"""`LicenseClient`: what a vendor's app calls — activate, check, refresh, ...
+
+The client is offline-first. :meth:`LicenseClient.check` verifies the stored
+token with no network: kid, signature, product, machine, time and the clock
+high-water mark. Only when the token's ``refresh_by`` time has passed does it
+try the server, with a short deadline; if the server cannot be reached the
+license stays valid until the offline grace period ends (``exp``).
+
+Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import fingerprint as _fp
+from ._version import __version__
+from .errors import (
+    ActivationError,
+    ActivationLocked,
+    ClockTampered,
+    ConsentRequired,
+    InvalidToken,
+    LicenseError,
+    LicenseExpired,
+    LicenseRevoked,
+    LicenseSuspended,
+    NetworkError,
+    NoSeatsLeft,
+    NotActivated,
+    ServerError,
+    StoreCorrupted,
+    UnknownLicenseKey,
+    WrongMachine,
+    WrongPassword,
+)
+from .license import (
+    CLOCK_SKEW,
+    License,
+    Mode,
+    Protection,
+    format_rfc3339,
+    parse_rfc3339,
+    verify_receipt,
+    verify_token,
+)
+from .paseto import InvalidKey, PublicKey
+from .store import Store, default_store_dir, store_path_for
+
+if TYPE_CHECKING:
+    from ._http import Response, Transport
+    from .checker import PeriodicCheck
+
+__all__ = ["LicenseClient"]
+
+#: Total seconds check() may spend on the server when a refresh is due.
+CHECK_DEADLINE = 5.0
+#: After a failed refresh, check() does not try the server again for this long.
+RETRY_AFTER_FAILURE = timedelta(minutes=2)
+#: The clock high-water mark is written to disk when it moved by at least this.
+HIGH_WATER_STEP = timedelta(minutes=5)
+
+Clock = Callable[[], datetime]
+
+# Server error codes → (exception, whether it is a final status to store).
+_REFUSALS: dict[str, type[LicenseError]] = {
+    "license_revoked": LicenseRevoked,
+    "license_suspended": LicenseSuspended,
+    "license_expired": LicenseExpired,
+    "activation_removed": NotActivated,
+}
+_ACTIVATION_ERRORS: dict[str, type[ActivationError]] = {
+    "unknown_license_key": UnknownLicenseKey,
+    "wrong_password": WrongPassword,
+    "password_reset_required": WrongPassword,
+    "no_seats_left": NoSeatsLeft,
+    "consent_required": ConsentRequired,
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class LicenseClient:
+    """The license of one product on this machine.
+
+    Args:
+        product: the product id, as configured on the license server.
+        public_keys: trusted PASERK ``k4.public`` strings (the vendor's
+            signing keys, newest and older ones during a rotation). A token's
+            footer ``kid`` picks one; a token signed by any other key is refused.
+        server_url: the license server, e.g. ``"https://license.example.com"``.
+            ``None`` for a purely offline client (tokens installed with
+            :meth:`install_token`).
+        app_name, app_author: name the store folder (platformdirs' user data
+            dir); default: the product id.
+        store_path: a folder (or ``.license`` file) for the store, overriding
+            ``SOFTWARE_DNA_HOME`` and the default.
+        clock: returns the current time as an aware datetime (tests inject it).
+        timeout: seconds one online operation may take in total (retries included).
+        connect_timeout: seconds to establish a connection.
+        ca_bundle: a PEM CA bundle to pin for TLS (environment variables cannot
+            override it).
+        proxies: explicit proxies, e.g. ``{"https": "http://proxy:3128"}``;
+            default: the environment's.
+        fingerprint: returns this machine's :class:`~software_dna.fingerprint.Fingerprint`
+            for a product; default :func:`software_dna.fingerprint.collect`.
+            Meant for special environments and tests.
+
+    Raises:
+        ValueError: no trusted key, a malformed key, or a malformed URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        product: str,
+        public_keys: Iterable[str],
+        server_url: str | None = None,
+        app_name: str | None = None,
+        app_author: str | None = None,
+        store_path: str | Path | None = None,
+        clock: Clock | None = None,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        ca_bundle: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        fingerprint: Callable[[str], _fp.Fingerprint] | None = None,
+    ) -> None:
+        if not product or not isinstance(product, str):
+            raise ValueError("product must be a non-empty string")
+        keys: dict[str, PublicKey] = {}
+        for text in [public_keys] if isinstance(public_keys, str) else public_keys:
+            try:
+                key = PublicKey.from_paserk(text)
+            except InvalidKey as exc:
+                raise ValueError(f"not a PASERK k4.public key: {text!r}") from exc
+            keys[key.pid] = key
+        if not keys:
+            raise ValueError("public_keys must name at least one k4.public key")
+        self.product = product
+        self._keys = keys
+        self._clock: Clock = clock or _utcnow
+        self._fingerprint_source = fingerprint or _fp.collect
+        self.server_url = server_url
+        self._timeout = timeout
+        self._transport_args: dict[str, Any] = {
+            "connect_timeout": connect_timeout, "ca_bundle": ca_bundle, "proxies": proxies,
+        }
+        self._transport: Transport | None = None
+        if server_url is not None:
+            self._make_transport()  # validates the URL now, imports nothing heavy
+        if store_path is not None:
+            path = Path(store_path)
+            path = path if path.suffix == ".license" else store_path_for(product, path)
+        else:
+            path = store_path_for(product, default_store_dir(app_name or product, app_author))
+        self._store_path = path
+        self._store: Store | None = None
+        self._lock = threading.RLock()
+        # In-process caches: the last verified token and the store file's identity.
+        self._verified: tuple[str, License] | None = None
+        self._loaded: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._high_water: datetime | None = None
+        self._last_failed_refresh: float | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def _make_transport(self) -> Transport:
+        if self._transport is None:
+            if self.server_url is None:
+                raise NetworkError("No license server is configured for this app.")
+            from ._http import Transport
+
+            self._transport = Transport(
+                self.server_url, deadline=self._timeout, **self._transport_args
+            )
+        return self._transport
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("clock() must return a timezone-aware datetime")
+        return now.astimezone(timezone.utc)
+
+    def _fingerprint(self) -> _fp.Fingerprint:
+        return self._fingerprint_source(self.product)
+
+    def _get_store(self) -> Store:
+        if self._store is None:
+            self._store = Store(
+                self._store_path, product=self.product,
+                key_material=_fp.machine_secret(self.product),
+            )
+        return self._store
+
+    @property
+    def store_path(self) -> Path:
+        """The store file of this product on this machine."""
+        return self._store_path
+
+    def _read(self) -> dict[str, Any]:
+        """The store's document, re-read only when the file changed."""
+        try:
+            st = self._store_path.stat()
+        except FileNotFoundError:
+            self._loaded = None
+            return {}
+        except OSError:
+            st = None
+        ident = (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
+        if ident is not None and self._loaded is not None and self._loaded[0] == ident:
+            return self._loaded[1]
+        data = self._get_store().read() or {}
+        if ident is not None:
+            self._loaded = (ident, data)
+        return data
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Apply ``change`` to the stored document atomically; return the new document."""
+        with self._get_store().transaction() as data:
+            change(data)
+            result = dict(data)
+        self._loaded = None
+        return result
+
+    # ------------------------------------------------------------ offline checks
+
+    def _verify(self, token: str) -> License:
+        cached = self._verified
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        lic = verify_token(token, self._keys, self.product)
+        self._verified = (token, lic)
+        return lic
+
+    def _check_machine(self, lic: License) -> None:
+        current = self._fingerprint()
+        if current.id == lic.fingerprint_id and dict(current.components) == dict(lic.fingerprint):
+            return
+        if not _fp.match(lic.fingerprint, current.components, lic.tolerance):
+            raise WrongMachine(
+                "This license is bound to another computer. Activate it on this "
+                "computer with your license key (you may need to deactivate it on the "
+                "other one first)."
+            )
+
+    def _check_clock(self, now: datetime, data: Mapping[str, Any]) -> None:
+        high = self._high_water
+        stored = data.get("clock_high_water")
+        if isinstance(stored, str):
+            try:
+                stored_time = parse_rfc3339(stored)
+            except ValueError:
+                stored_time = None
+            if stored_time is not None and (high is None or stored_time > high):
+                high = stored_time
+        if high is not None and now < high - CLOCK_SKEW:
+            raise ClockTampered(
+                "The system clock is earlier than a time this app has already seen "
+                f"({format_rfc3339(high)}). Set the clock to the correct time and try again."
+            )
+        if high is None or now > high:
+            self._high_water = now
+        if high is None or now - high >= HIGH_WATER_STEP:
+            try:
+                self._update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)))
+            except LicenseError:
+                pass  # best effort: the in-memory mark still protects this process
+
+    def _raise_stored_status(self, data: Mapping[str, Any]) -> None:
+        status = data.get("status")
+        if not isinstance(status, dict):
+            return
+        code = status.get("code")
+        message = status.get("message") or "The license cannot be used."
+        error = _REFUSALS.get(code) if isinstance(code, str) else None
+        if error is not None:
+            raise error(str(message))
+
+    def _offline_license(self, now: datetime, data: Mapping[str, Any]) -> License:
+        token = data.get("token")
+        if not isinstance(token, str):
+            raise NotActivated()
+        self._check_clock(now, data)
+        lic = self._verify(token)
+        self._check_machine(lic)
+        if now + CLOCK_SKEW < lic.not_before:
+            raise ClockTampered(
+                "The system clock is behind the license server's time. "
+                "Set the clock to the correct time and try again."
+            )
+        if lic.license_expires_at is not None and now >= lic.license_expires_at:
+            raise LicenseExpired(
+                f"The license expired on {format_rfc3339(lic.license_expires_at)}. "
+                "Renew it to keep using the product."
+            )
+        return lic
+
+    # ------------------------------------------------------------ public API
+
+    def check(self) -> License:
+        """Check the license at start-up; offline unless a refresh is due.
+
+        Verifies the stored token (kid, signature, product, this machine, time,
+        the clock high-water mark). When ``refresh_by`` has passed it tries the
+        server within a short deadline (:data:`CHECK_DEADLINE`); if the server
+        cannot be reached the license stays valid until the offline grace
+        period ends, and :attr:`License.offline_grace_ends_at` says when.
+
+        Returns:
+            The valid :class:`License`.
+
+        Raises:
+            NotActivated: nothing stored (call :meth:`activate`).
+            InvalidToken, WrongProduct, WrongMachine, ClockTampered: the stored
+                license cannot be trusted here.
+            LicenseExpired: the license ended, or the grace period ended
+                without reaching the server.
+            LicenseRevoked, LicenseSuspended: seen online earlier, or now.
+            StoreError, StoreCorrupted: the store cannot be read (a corrupt
+                file is moved aside; the next run starts clean).
+        """
+        with self._lock:
+            return self._check(force_online=False)
+
+    def refresh(self) -> License:
+        """Validate online now and store the fresh token.
+
+        Raises:
+            ServerUnreachable: the server could not be reached in time (the
+                stored license is unchanged and :meth:`check` still works).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
+            NotActivated: the server's refusal (stored, so going offline does
+                not undo it).
+            ServerError: an unusable answer.
+        """
+        with self._lock:
+            return self._check(force_online=True)
+
+    def _check(self, *, force_online: bool) -> License:
+        now = self._now()
+        data = self._read()
+        status = data.get("status")
+        due = force_online or status is not None
+        lic: License | None = None
+        if status is None:
+            lic = self._offline_license(now, data)
+            due = due or (
+                lic.protection is not Protection.OFFLINE
+                and lic.refresh_by is not None and now >= lic.refresh_by
+            )
+        elif not isinstance(data.get("token"), str):
+            self._raise_stored_status(data)
+            raise NotActivated()
+        if due and self.server_url is not None and (force_online or self._may_try_server()):
+            try:
+                return self._validate_online(data, deadline=None if force_online else CHECK_DEADLINE)
+            except (NetworkError, ServerError):
+                self._last_failed_refresh = time.monotonic()
+                if force_online:
+                    raise
+        if lic is None:
+            self._raise_stored_status(data)
+            lic = self._offline_license(now, data)
+        return self._apply_grace(now, lic)
+
+    def _may_try_server(self) -> bool:
+        failed = self._last_failed_refresh
+        return failed is None or time.monotonic() - failed >= RETRY_AFTER_FAILURE.total_seconds()
+
+    def _apply_grace(self, now: datetime, lic: License) -> License:
+        if lic.expires_at is not None and now >= lic.expires_at:
+            raise LicenseExpired(
+                "The license must be renewed online: the offline grace period ended on "
+                f"{format_rfc3339(lic.expires_at)}. Connect to the internet and try again."
+            )
+        if lic.refresh_by is not None and now >= lic.refresh_by:
+            return lic.with_grace(lic.expires_at)
+        return lic
+
+    # ------------------------------------------------------------ online
+
+    def _client_facts(self) -> dict[str, str]:
+        return {
+            "sdk_version": __version__,
+            "os": platform.system() or "unknown",
+            "python": platform.python_version(),
+        }
+
+    def _accept_token(self, token: object, nonce: str) -> License:
+        """Verify a token the server just sent: signature, product, nonce, machine."""
+        if not isinstance(token, str):
+            raise ServerError("The license server's answer holds no license token.")
+        lic = verify_token(token, self._keys, self.product)
+        if not secrets.compare_digest(lic.nonce, nonce):
+            raise InvalidToken("The server's answer does not match this request (replayed?).")
+        self._check_machine(lic)
+        return lic
+
+    def _receipt_ok(self, receipt: object, nonce: str, activation_id: str | None) -> bool:
+        try:
+            claims = verify_receipt(receipt, self._keys, self.product)
+        except LicenseError:
+            return False
+        return secrets.compare_digest(str(claims.get("nonce")), nonce) and (
+            activation_id is None or claims.get("activation_id") == activation_id
+        )
+
+    def _error(self, answer: Response) -> tuple[str, str]:
+        error = answer.body.get("error")
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+            if isinstance(code, str):
+                return code, str(message or code)
+        return "http_error", f"The license server answered with HTTP {answer.status}."
+
+    def _validate_online(self, data: Mapping[str, Any], *, deadline: float | None) -> License:
+        activation_id = data.get("activation_id")
+        secret = data.get("activation_secret")
+        if not isinstance(activation_id, str) or not isinstance(secret, str):
+            raise NotActivated()
+        nonce = _nonce()
+        answer = self._make_transport().request(
+            "POST", f"/v1/activations/{activation_id}/validate",
+            json_body={"fingerprint": self._fingerprint().to_wire(), "nonce": nonce},
+            bearer=secret, retry=True, deadline=deadline,
+        )
+        if answer.status == 200:
+            lic = self._accept_token(answer.body.get("token"), nonce)
+            self._store_token(answer.body["token"], lic)
+            self._last_failed_refresh = None
+            return self._apply_grace(self._now(), lic)
+        code, message = self._error(answer)
+        refusal = _REFUSALS.get(code)
+        if refusal is not None and self._receipt_ok(
+            answer.body.get("error", {}).get("receipt"), nonce, activation_id
+        ):
+            self._store_refusal(code, message)
+            raise refusal(message)
+        if refusal is not None:
+            raise refusal(message + " (unsigned answer: not stored)")
+        if code == "wrong_machine":
+            raise WrongMachine(message)
+        if code == "unauthorized":
+            raise NotActivated("The license server does not recognise this activation. "
+                               "Activate again with your license key.")
+        raise ServerError(f"The license server refused the check: {message}")
+
+    def _store_token(self, token: str, lic: License) -> None:
+        def change(data: dict[str, Any]) -> None:
+            data["token"] = token
+            data.pop("status", None)
+            if lic.mode is Mode.LIMITED:
+                for personal in ("email", "registration"):
+                    data.pop(personal, None)
+        self._update(change)
+
+    def _store_refusal(self, code: str, message: str) -> None:
+        seen = format_rfc3339(self._now())
+
+        def change(data: dict[str, Any]) -> None:
+            data["status"] = {"code": code, "message": message, "seen_at": seen}
+            if code == "activation_removed":
+                for name in ("token", "activation_id", "activation_secret"):
+                    data.pop(name, None)
+        self._update(change)
+
+    def activate(
+        self,
+        license_key: str,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        registration: Mapping[str, str] | None = None,
+        consent: bool = False,
+    ) -> License:
+        """Activate this machine with a license key (first run).
+
+        Only the fingerprint's component hashes leave the machine. Personal
+        data (``email``, ``registration``) is sent only when given, and only
+        with ``consent=True``.
+
+        Args:
+            license_key: the key, e.g. ``"ABCD-EFGH-JKLM-NPQR"``.
+            password: the activation password, if the license has one.
+            email: the end user's email address (optional).
+            registration: registration details such as ``{"name": ..., "company": ...}``
+                (optional; string values).
+            consent: the end user agreed to send the personal data above.
+
+        Returns:
+            The activated :class:`License`.
+
+        Raises:
+            ConsentRequired: personal data given without ``consent=True``.
+            UnknownLicenseKey, WrongPassword, NoSeatsLeft, ActivationLocked:
+                the server's refusal, with a message for the end user.
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the license
+                cannot be activated.
+            ServerUnreachable: no answer in time (retrying later reuses the
+                same idempotency key, so no second seat is taken).
+            InvalidToken, WrongMachine, ServerError: an unusable answer.
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        if not isinstance(license_key, str) or not license_key.strip():
+            raise UnknownLicenseKey("Enter a license key.")
+        if (email is not None or registration is not None) and not consent:
+            raise ConsentRequired(
+                "Personal data (email, registration details) is sent only with the end "
+                "user's consent: pass consent=True once they agreed."
+            )
+        if self.server_url is None:
+            raise NetworkError("No license server is configured: use install_token() "
+                               "or the offline activation flow.")
+        license_key = license_key.strip()
+        key_hash = hashlib.sha256(f"{self.product}\0{license_key}".encode()).hexdigest()
+        idempotency_key = self._pending_idempotency_key(key_hash)
+        nonce = _nonce()
+        body: dict[str, Any] = {
+            "product": self.product,
+            "license_key": license_key,
+            "fingerprint": self._fingerprint().to_wire(),
+            "consent": bool(consent),
+            "nonce": nonce,
+            "idempotency_key": idempotency_key,
+            "client": self._client_facts(),
+        }
+        if password is not None:
+            body["password"] = password
+        if email is not None:
+            body["email"] = email
+        if registration is not None:
+            body["registration"] = dict(registration)
+        with self._lock:
+            answer = self._make_transport().request(
+                "POST", "/v1/activations", json_body=body, retry=True
+            )
+            if answer.status in (200, 201):
+                activation_id = answer.body.get("activation_id")
+                secret = answer.body.get("activation_secret")
+                if not isinstance(activation_id, str) or not isinstance(secret, str):
+                    raise ServerError("The license server's answer is incomplete.")
+                lic = self._accept_token(answer.body.get("token"), nonce)
+                if lic.activation_id != activation_id:
+                    raise InvalidToken()
+                token = answer.body["token"]
+
+                def save(data: dict[str, Any]) -> None:
+                    data.clear()
+                    data.update({
+                        "token": token,
+                        "activation_id": activation_id,
+                        "activation_secret": secret,
+                        "activated_at": format_rfc3339(self._now()),
+                        "clock_high_water": format_rfc3339(self._now()),
+                    })
+                self._update(save)
+                self._verified = (token, lic)
+                return self._apply_grace(self._now(), lic)
+            self._raise_activation_error(answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pending_idempotency_key(self, key_hash: str) -> str:
+        """The idempotency key of an unfinished activation of this license key, or a new one."""
+        try:
+            data = self._read()
+        except StoreCorrupted:
+            data = {}
+        pending = data.get("pending_activation")
+        if isinstance(pending, dict) and pending.get("key_hash") == key_hash:
+            existing = pending.get("idempotency_key")
+            if isinstance(existing, str):
+                return existing
+        new_key = secrets.token_urlsafe(24)
+        self._update(lambda d: d.__setitem__(
+            "pending_activation", {"key_hash": key_hash, "idempotency_key": new_key}
+        ))
+        return new_key
+
+    def _raise_activation_error(self, answer: Response) -> None:
+        code, message = self._error(answer)
+        if answer.status == 429 or code == "rate_limited":
+            retry_after: datetime | None = None
+            header = answer.headers.get("retry-after", "")
+            if header.isdigit():
+                retry_after = self._now() + timedelta(seconds=int(header))
+            raise ActivationLocked(
+                "Too many activation attempts. Try again"
+                + (f" after {format_rfc3339(retry_after)}." if retry_after else " later."),
+                retry_after=retry_after,
+            )
+        error = _ACTIVATION_ERRORS.get(code) or _REFUSALS.get(code)
+        if error is not None:
+            raise error(message)
+        raise ServerError(f"The license server refused the activation: {message}")
+
+    def install_token(self, token: str) -> License:
+        """Verify a license token obtained out of band and store it.
+
+        Used by offline activation and tests. The token must be signed by a
+        trusted key, for this product and this machine.
+
+        Raises:
+            InvalidToken, WrongProduct, WrongMachine: the token is not for here.
+            LicenseExpired: it has already expired.
+            StoreError: it could not be stored.
+        """
+        with self._lock:
+            now = self._now()
+            lic = self._verify(token)
+            self._check_machine(lic)
+            if lic.license_expires_at is not None and now >= lic.license_expires_at:
+                raise LicenseExpired("This license has already expired.")
+            if lic.expires_at is not None and now >= lic.expires_at:
+                raise LicenseExpired("This license token has already expired.")
+
+            def save(data: dict[str, Any]) -> None:
+                data["token"] = token
+                data.pop("status", None)
+                data["clock_high_water"] = format_rfc3339(
+                    max(now, self._high_water or now)
+                )
+            self._update(save)
+            return lic
+
+    def deactivate(self) -> None:
+        """Free this machine's seat on the server and clear the local store.
+
+        Raises:
+            NotActivated: nothing to deactivate.
+            ServerUnreachable: the server could not be reached (nothing changed).
+            ServerError: the server refused.
+        """
+        with self._lock:
+            data = self._read()
+            activation_id = data.get("activation_id")
+            secret = data.get("activation_secret")
+            if not isinstance(activation_id, str) or not isinstance(secret, str):
+                raise NotActivated("This machine has no activation to deactivate.")
+            nonce = _nonce()
+            answer = self._make_transport().request(
+                "POST", f"/v1/activations/{activation_id}/deactivate",
+                json_body={"nonce": nonce}, bearer=secret, retry=True,
+            )
+            if answer.status == 200:
+                if not self._receipt_ok(answer.body.get("receipt"), nonce, activation_id):
+                    raise InvalidToken("The server's deactivation receipt is not valid.")
+            else:
+                code, message = self._error(answer)
+                if code not in ("activation_removed", "unauthorized"):
+                    raise ServerError(f"The license server refused to deactivate: {message}")
+            self._get_store().clear()
+            self._loaded = None
+            self._verified = None
+
+    def request_erasure(self) -> License:
+        """Ask the server to erase the end user's personal data (GDPR erasure).
+
+        Afterwards the server holds no email or registration details, the local
+        store drops its copy, and the license keeps working in limited mode.
+
+        Returns:
+            The new, limited :class:`License`.
+
+        Raises:
+            NotActivated, ServerUnreachable, ServerError, InvalidToken.
+        """
+        with self._lock:
+            data = self._read()
+            activation_id = data.get("activation_id")
+            secret = data.get("activation_secret")
+            if not isinstance(activation_id, str) or not isinstance(secret, str):
+                raise NotActivated()
+            nonce = _nonce()
+            answer = self._make_transport().request(
+                "POST", f"/v1/activations/{activation_id}/erasure",
+                json_body={"nonce": nonce}, bearer=secret, retry=True,
+            )
+            if answer.status != 200:
+                _, message = self._error(answer)
+                raise ServerError(f"The license server refused the erasure request: {message}")
+            lic = self._accept_token(answer.body.get("token"), nonce)
+            self._store_token(answer.body["token"], lic)
+            return lic
+
+    # ------------------------------------------------------------ settings
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The end user's settings document, from the server (cached for offline reads).
+
+        Reading tries the server within a short deadline and falls back to the
+        cached copy. Assigning a ``dict`` stores it locally at once and sends it
+        to the server; if the server cannot be reached, it is sent at the next
+        successful read or assignment.
+
+        Raises:
+            NotActivated: no activation on this machine.
+            ServerError: the server refused the document (e.g. too large).
+        """
+        with self._lock:
+            data = self._read()
+            if data.get("settings_dirty"):
+                try:
+                    return self._push_settings(data.get("settings") or {})
+                except NetworkError:
+                    return dict(data.get("settings") or {})
+            try:
+                answer = self._settings_request("GET", None)
+            except NetworkError:
+                return dict(data.get("settings") or {})
+            document = answer.get("settings")
+            if not isinstance(document, dict):
+                raise ServerError("The server's settings document is not an object.")
+            self._update(lambda d: d.__setitem__("settings", document))
+            return dict(document)
+
+    @settings.setter
+    def settings(self, document: Mapping[str, Any]) -> None:
+        if not isinstance(document, Mapping):
+            raise TypeError("settings must be a mapping (a JSON object)")
+        document = dict(document)
+
+        def mark(data: dict[str, Any]) -> None:
+            data["settings"] = document
+            data["settings_dirty"] = True
+        with self._lock:
+            self._update(mark)
+            try:
+                self._push_settings(document)
+            except NetworkError:
+                pass  # sent at the next successful contact
+
+    def _push_settings(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        answer = self._settings_request("PUT", {"settings": dict(document)})
+        stored = answer.get("settings")
+        result = dict(stored) if isinstance(stored, dict) else dict(document)
+
+        def clean(data: dict[str, Any]) -> None:
+            data["settings"] = result
+            data.pop("settings_dirty", None)
+        self._update(clean)
+        return result
+
+    def _settings_request(self, method: str, body: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        data = self._read()
+        activation_id = data.get("activation_id")
+        secret = data.get("activation_secret")
+        if not isinstance(activation_id, str) or not isinstance(secret, str):
+            raise NotActivated()
+        answer = self._make_transport().request(
+            method, f"/v1/activations/{activation_id}/settings", json_body=body,
+            bearer=secret, retry=True, deadline=CHECK_DEADLINE,
+        )
+        if answer.status != 200:
+            _, message = self._error(answer)
+            raise ServerError(f"The license server refused the settings: {message}")
+        return answer.body
+
+    # ------------------------------------------------------------ background
+
+    def start_periodic_check(
+        self,
+        interval: float,
+        *,
+        on_change: Callable[[License | None, License | None], None] | None = None,
+        on_error: Callable[[LicenseError], None] | None = None,
+        jitter: float = 0.1,
+        max_backoff: float | None = None,
+    ) -> PeriodicCheck:
+        """Refresh the license in a daemon thread every ``interval`` seconds.
+
+        See :class:`software_dna.checker.PeriodicCheck` for the arguments.
+        Returns the running handle; call ``stop()`` or use it as a context manager.
+        """
+        from .checker import PeriodicCheck
+
+        handle = PeriodicCheck(
+            self, interval, on_change=on_change, on_error=on_error,
+            jitter=jitter, max_backoff=max_backoff,
+        )
+        handle.start()
+        return handle
+
+    def close(self) -> None:
+        """Release the HTTP connections. The client stays usable."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def __enter__(self) -> LicenseClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LicenseClient(product={self.product!r}, server_url={self.server_url!r})"
