@@ -10,6 +10,7 @@ license's mode, features, validity, license expiry or grace state change
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Callable
@@ -86,7 +87,7 @@ class PeriodicCheck:
             self.last_license = self._client.check()
         except LicenseError:
             self.last_license = None
-        except Exception:  # noqa: BLE001 - a background helper never raises into the app
+        except Exception:
             self.last_license = None
         self._thread.start()
 
@@ -110,7 +111,7 @@ class PeriodicCheck:
     def _delay(self) -> float:
         base = min(self.interval * (2 ** self.consecutive_failures), self.max_backoff)
         spread = base * self.jitter
-        return max(0.01, base + self._random.uniform(-spread, spread))
+        return float(max(0.01, base + self._random.uniform(-spread, spread)))
 
     def _run(self) -> None:
         while not self._stop.wait(self._delay()):
@@ -130,25 +131,21 @@ class PeriodicCheck:
             except LicenseError as inner:
                 self._report(inner)
                 new = None
-            except Exception:  # noqa: BLE001
+            except Exception:
                 new = None
         except LicenseError as exc:
             self.consecutive_failures = 0
             self._report(exc)
             new = None
-        except Exception:  # noqa: BLE001 - never let the thread die
+        except Exception:
             self.consecutive_failures += 1
             new = self.last_license
         old, self.last_license = self.last_license, new
         if _summary(old) != _summary(new) and self._on_change is not None:
-            try:
+            with contextlib.suppress(Exception):  # the app's callback must not kill us
                 self._on_change(old, new)
-            except Exception:  # noqa: BLE001, S110 - the app's callback must not kill us
-                pass
 
     def _report(self, exc: LicenseError) -> None:
         if self._on_error is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._on_error(exc)
-            except Exception:  # noqa: BLE001, S110
-                pass

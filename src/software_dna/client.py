@@ -11,6 +11,7 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import secrets
@@ -276,10 +277,9 @@ class LicenseClient:
         if high is None or now > high:
             self._high_water = now
         if high is None or now - high >= HIGH_WATER_STEP:
-            try:
+            # Best effort: the in-memory mark still protects this process.
+            with contextlib.suppress(LicenseError):
                 self._update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)))
-            except LicenseError:
-                pass  # best effort: the in-memory mark still protects this process
 
     def _raise_stored_status(self, data: Mapping[str, Any]) -> None:
         status = data.get("status")
@@ -368,7 +368,8 @@ class LicenseClient:
             raise NotActivated()
         if due and self.server_url is not None and (force_online or self._may_try_server()):
             try:
-                return self._validate_online(data, deadline=None if force_online else CHECK_DEADLINE)
+                deadline = None if force_online else CHECK_DEADLINE
+                return self._validate_online(data, deadline=deadline)
             except (NetworkError, ServerError):
                 self._last_failed_refresh = time.monotonic()
                 if force_online:
@@ -740,10 +741,8 @@ class LicenseClient:
             data["settings_dirty"] = True
         with self._lock:
             self._update(mark)
-            try:
+            with contextlib.suppress(NetworkError):  # else sent at the next contact
                 self._push_settings(document)
-            except NetworkError:
-                pass  # sent at the next successful contact
 
     def _push_settings(self, document: Mapping[str, Any]) -> dict[str, Any]:
         answer = self._settings_request("PUT", {"settings": dict(document)})
