@@ -1,0 +1,315 @@
+"""The server's secrets: the master key and everything derived from it.
+
+One 32-byte master key (a file written by ``software-dna server init``, or
+an environment variable) protects every secret the database holds.  Purpose
+keys are derived from it with HKDF-SHA256, one per use, so that no key is
+used for two things:
+
+=====================  ======================================================
+derived key            protects
+=====================  ======================================================
+``data``               AES-256-GCM of personal fields (email, registration,
+                       settings documents)
+``signing-keys``       AES-256-GCM of the Ed25519 signing keys
+``license-keys``       HMAC-SHA256 of license keys (look-up without storing them)
+``email-index``        HMAC-SHA256 of normalised emails (find an end user by email)
+``addresses``          HMAC-SHA256 of client addresses (rate-limit counters)
+``activation-secrets`` HMAC-SHA256 activation id -> activation secret
+``admin-keys``         HMAC-SHA256 of admin API keys
+=====================  ======================================================
+
+Ciphertexts carry the purpose and the owning row's id as associated data,
+so a ciphertext copied to another row or column does not decrypt.
+
+Passwords are hashed with scrypt (per-password random salt) and compared in
+constant time.  Signing keys are decrypted once per process and cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from software_dna.server.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from software_dna.paseto import SecretKey
+
+__all__ = [
+    "MASTER_KEY_BYTES",
+    "DecryptionError",
+    "Vault",
+    "b64url",
+    "create_master_key_file",
+    "hash_password",
+    "load_master_key",
+    "unb64url",
+    "verify_password",
+]
+
+MASTER_KEY_BYTES = 32
+_FORMAT = b"\x01"  # version byte of every ciphertext
+_NONCE = 12
+
+
+class DecryptionError(Exception):
+    """A ciphertext does not decrypt under this master key (wrong key or tampering)."""
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    """Inverse of :func:`b64url`; raises ``ValueError`` on malformed input."""
+    text = text.strip()
+    if not text or any(c not in _B64URL for c in text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+# --------------------------------------------------------------------------- master key
+
+
+def create_master_key_file(path: Path) -> bool:
+    """Create ``path`` holding a fresh random master key, mode 0600.
+
+    Never overwrites: returns False (and leaves the file alone) when it exists.
+    Raises ``OSError`` when the folder cannot be written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(b64url(secrets.token_bytes(MASTER_KEY_BYTES)) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def _parse_master_key(text: str, source: str) -> bytes:
+    try:
+        key = unb64url(text)
+    except ValueError:
+        raise ConfigError(f"The master key in {source} is not base64url text.") from None
+    if len(key) != MASTER_KEY_BYTES:
+        raise ConfigError(
+            f"The master key in {source} must be {MASTER_KEY_BYTES} bytes, got {len(key)}."
+        )
+    return key
+
+
+def load_master_key(settings: Settings) -> bytes:
+    """The master key: ``SOFTWARE_DNA_MASTER_KEY`` if set, else the key file.
+
+    Raises :class:`ConfigError` when neither is available or the key is malformed.
+    """
+    if settings.master_key:
+        return _parse_master_key(settings.master_key, "SOFTWARE_DNA_MASTER_KEY")
+    path = settings.key_file
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"No master key: {path} does not exist and SOFTWARE_DNA_MASTER_KEY is not set. "
+            "Run `software-dna server init` first."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the master key file {path}: {exc}") from None
+    return _parse_master_key(text, str(path))
+
+
+# --------------------------------------------------------------------------- passwords
+
+_SCRYPT_N = 2**15
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+
+
+def hash_password(password: str) -> str:
+    """scrypt hash of ``password`` with a fresh 16-byte salt.
+
+    Returns ``scrypt$<n>$<r>$<p>$<salt b64url>$<hash b64url>``.
+    """
+    salt = secrets.token_bytes(16)
+    digest = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(
+        password.encode("utf-8")
+    )
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64url(salt)}${b64url(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches the :func:`hash_password` value ``stored``.
+
+    Constant-time comparison; a malformed ``stored`` value never matches.
+    """
+    try:
+        scheme, n, r, p, salt_text, digest_text = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = unb64url(salt_text), unb64url(digest_text)
+        n_i, r_i, p_i = int(n), int(r), int(p)
+    except ValueError:
+        return False
+    if not (2 <= n_i <= 2**20 and 1 <= r_i <= 32 and 1 <= p_i <= 16):
+        return False
+    actual = Scrypt(salt=salt, length=len(expected), n=n_i, r=r_i, p=p_i).derive(
+        password.encode("utf-8")
+    )
+    return hmac.compare_digest(actual, expected)
+
+
+# --------------------------------------------------------------------------- vault
+
+
+class Vault:
+    """Keys derived from the master key, and the operations that use them.
+
+    Thread-safe.  Create one per process (the app does) so that the signing
+    key cache works: each signing key is decrypted once and kept in memory.
+    """
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) != MASTER_KEY_BYTES:
+            raise ValueError(f"the master key must be {MASTER_KEY_BYTES} bytes")
+        self._master = master_key
+        self._keys: dict[str, bytes] = {}
+        self._signing_cache: dict[str, SecretKey] = {}
+        self._lock = threading.Lock()
+        for purpose in (
+            "data",
+            "signing-keys",
+            "license-keys",
+            "email-index",
+            "addresses",
+            "activation-secrets",
+            "admin-keys",
+        ):
+            self._keys[purpose] = HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=b"software_dna/server/v1/" + purpose.encode("ascii"),
+            ).derive(master_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Vault:
+        """Load the master key named by ``settings``; raises :class:`ConfigError`."""
+        return cls(load_master_key(settings))
+
+    def fingerprint(self) -> str:
+        """A short, non-secret id of this master key (to tell keys apart in backups)."""
+        return hmac.new(self._master, b"software_dna/server/v1/key-id", "sha256").hexdigest()[:16]
+
+    # -- keyed hashes
+
+    def _mac(self, purpose: str, data: str) -> str:
+        return hmac.new(self._keys[purpose], data.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def license_key_hash(self, normalized_key: str) -> str:
+        """Look-up hash of a normalised license key (64 hex chars)."""
+        return self._mac("license-keys", normalized_key)
+
+    def email_index(self, email: str) -> str:
+        """Look-up hash of an email (trimmed, case-folded); 64 hex chars."""
+        return self._mac("email-index", email.strip().lower())
+
+    def address_key(self, address: str) -> str:
+        """Pseudonymous key of a client address for rate limiting (32 hex chars)."""
+        return self._mac("addresses", address)[:32]
+
+    def admin_key_hash(self, admin_key: str) -> str:
+        """Stored form of an admin API key (64 hex chars)."""
+        return self._mac("admin-keys", admin_key)
+
+    def activation_secret(self, activation_id: str) -> str:
+        """The activation secret of ``activation_id``, derived, never stored.
+
+        ``"sas_"`` + base64url(HMAC-SHA256(activation-secrets key, id)): the
+        server can hand the same secret out again on an idempotent retry
+        without keeping it; the database only holds :meth:`secret_hash`.
+        """
+        mac = hmac.new(
+            self._keys["activation-secrets"], activation_id.encode("utf-8"), hashlib.sha256
+        ).digest()
+        return "sas_" + b64url(mac)
+
+    @staticmethod
+    def secret_hash(secret: str) -> str:
+        """SHA-256 (hex) of a high-entropy secret, as stored in the database."""
+        return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+    @staticmethod
+    def same(a: str, b: str) -> bool:
+        """Constant-time string equality."""
+        return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+    # -- AES-GCM
+
+    def _encrypt(self, purpose: str, plaintext: bytes, aad: str) -> bytes:
+        nonce = secrets.token_bytes(_NONCE)
+        ct = AESGCM(self._keys[purpose]).encrypt(nonce, plaintext, aad.encode("utf-8"))
+        return _FORMAT + nonce + ct
+
+    def _decrypt(self, purpose: str, blob: bytes, aad: str) -> bytes:
+        if len(blob) < 1 + _NONCE + 16 or blob[:1] != _FORMAT:
+            raise DecryptionError("malformed ciphertext")
+        try:
+            return AESGCM(self._keys[purpose]).decrypt(
+                blob[1 : 1 + _NONCE], blob[1 + _NONCE :], aad.encode("utf-8")
+            )
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not decrypt under this master key") from None
+
+    def encrypt_field(self, plaintext: bytes, *, aad: str) -> bytes:
+        """Encrypt a personal field; ``aad`` names the row and column (e.g. ``"eu:<id>:email"``)."""
+        return self._encrypt("data", plaintext, aad)
+
+    def decrypt_field(self, blob: bytes, *, aad: str) -> bytes:
+        """Decrypt :meth:`encrypt_field` output; raises :class:`DecryptionError`."""
+        return self._decrypt("data", blob, aad)
+
+    # -- signing keys
+
+    def seal_signing_key(self, kid: str, key: SecretKey) -> bytes:
+        """Encrypt a signing key for storage (associated data: its kid)."""
+        return self._encrypt("signing-keys", key.to_bytes(), "signing-key:" + kid)
+
+    def signing_key(self, kid: str, sealed: bytes) -> SecretKey:
+        """The signing key ``kid``, decrypted on first use and cached for the process.
+
+        Raises :class:`DecryptionError` when ``sealed`` does not decrypt.
+        """
+        with self._lock:
+            cached = self._signing_cache.get(kid)
+        if cached is not None:
+            return cached
+        from software_dna.paseto import SecretKey
+
+        key = SecretKey.from_bytes(self._decrypt("signing-keys", sealed, "signing-key:" + kid))
+        with self._lock:
+            self._signing_cache[kid] = key
+        return key
+
+    def forget_signing_key(self, kid: str) -> None:
+        """Drop a cached signing key (after it was retired)."""
+        with self._lock:
+            self._signing_cache.pop(kid, None)

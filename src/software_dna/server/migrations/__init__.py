@@ -1,0 +1,1 @@
+"""Alembic migrations of the license server (run via ``software-dna server migrate``)."""
