@@ -153,7 +153,7 @@ def default_store_dir(app_name: str, app_author: str | None) -> Path:
         return Path(override).expanduser().absolute()
     if not app_name:
         raise ValueError("app_name must be a non-empty string")
-    import platformdirs  # noqa: PLC0415 - only needed when no override is set
+    import platformdirs  # lazy: only needed when no override is set
 
     return Path(platformdirs.user_data_dir(app_name, app_author, roaming=False)).absolute()
 
@@ -181,9 +181,10 @@ def store_path_for(product: str, directory: Path) -> Path:
         or product.endswith(".")
         or product.split(".", 1)[0] in _WINDOWS_RESERVED
     ):
-        import hashlib  # noqa: PLC0415 - only needed for unusual product ids
+        import hashlib  # lazy: only needed for unusual product ids
 
-        readable = re.sub(r"[^a-z0-9._-]+", "_", product.lower()).strip("._-")[:40] or "product"
+        # No dots in the prefix: "nul.txt-<hash>" would still be a Windows device name.
+        readable = re.sub(r"[^a-z0-9_-]+", "_", product.lower()).strip("_-")[:40] or "product"
         stem = f"{readable}-{hashlib.sha256(encoded).hexdigest()[:16]}"
     return Path(directory) / f"{stem}.license"
 
@@ -213,7 +214,7 @@ class _PathLock:
     def file_lock(self) -> BaseFileLock:
         # Called with thread_lock held, so creation needs no extra locking.
         if self._file_lock is None:
-            import filelock  # noqa: PLC0415 - not needed on the read-only start-up path
+            import filelock  # lazy: not needed on the read-only start-up path
 
             self._file_lock = filelock.FileLock(self.lock_path, mode=0o600, poll_interval=0.005)
         return self._file_lock
@@ -597,7 +598,7 @@ class Store:
         if not entry.thread_lock.acquire(timeout=max(self.lock_timeout, 0.0)):
             raise self._busy_error()
         try:
-            import filelock  # noqa: PLC0415 - cheap once imported; lazy for the read path
+            import filelock  # lazy: cheap once imported; lazy for the read path
 
             file_lock = entry.file_lock()
             try:
