@@ -503,7 +503,7 @@ def _other_machine_id(system: str) -> str:
 def _windows_machine_guid() -> str:
     """MachineGuid from the registry, read in-process ("" when unavailable)."""
     if sys.platform == "win32":
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg
 
         try:
             with winreg.OpenKey(
@@ -521,7 +521,7 @@ def _windows_machine_guid() -> str:
 
 def _machineid_library() -> str:
     """py-machineid's raw id (may run a subprocess on macOS, Windows, BSD; never used on Linux)."""
-    import machineid  # noqa: PLC0415 - imported only where it is needed
+    import machineid
 
     try:
         value = machineid.id()
@@ -728,7 +728,7 @@ def _linux_cpu(root: Path) -> str:
 def _windows_cpu() -> str:
     """ProcessorNameString from the registry ("" when unavailable)."""
     if sys.platform == "win32":
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg
 
         try:
             with winreg.OpenKey(
@@ -744,7 +744,7 @@ def _windows_cpu() -> str:
 def _darwin_cpu() -> str:
     """``machdep.cpu.brand_string`` through sysctlbyname(3), in-process ("" when unavailable)."""
     if sys.platform == "darwin":
-        import ctypes  # noqa: PLC0415 - macOS only
+        import ctypes
 
         try:
             libc = ctypes.CDLL(None)
