@@ -399,7 +399,9 @@ def test_unreadable_machine_id_is_missing_with_reason(fake: FakeMachine) -> None
     assert "could not be read" in result.missing["machine_id"]
 
 
-def test_container_without_machine_id_degrades(fake: FakeMachine) -> None:
+def test_container_without_machine_id_degrades(
+    fake: FakeMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (fake.root / "etc/machine-id").unlink()
     (fake.root / ".dockerenv").write_text("")
     # Docker gives the container one veth end named eth0: no bus device behind it.
@@ -407,7 +409,15 @@ def test_container_without_machine_id_degrades(fake: FakeMachine) -> None:
     _remove_nic(fake, "enp0s31f6")
     fake.hostname("3f9c2a1b7d4e")
 
+    library_calls: list[int] = []
+
+    def library() -> str:
+        library_calls.append(1)  # would shell out in a container
+        return "0123456789abcdef0123456789abcdef"
+
+    monkeypatch.setattr(fp, "_machineid_library", library)
     full = fp.collect("acme-editor")
+    assert library_calls == []
     assert full.source == "hostname"
     assert "machine_id" in full.missing and "mac" in full.missing
     assert "container" in full.missing["machine_id"]
@@ -496,6 +506,8 @@ def test_usb_adapter_used_only_without_builtin_card(fake: FakeMachine) -> None:
 def test_hostname_normalized(fake: FakeMachine) -> None:
     fake.hostname("  Build-01.Corp.Example.\n")
     assert fp._read_hostname() == "build-01"
+    fake.hostname("10.0.12.7")
+    assert fp._read_hostname() == "10.0.12.7"
 
 
 @pytest.mark.parametrize("name", ["", "localhost", "LOCALHOST.localdomain", "(none)"])

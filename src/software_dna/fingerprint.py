@@ -400,7 +400,6 @@ _PLACEHOLDERS_RAW: tuple[str, ...] = (
     "Not Available",
     "To be filled by O.E.M.",
     "Default string",
-    "System UUID",
     "None",
     "Null",
     "Unknown",
@@ -653,6 +652,7 @@ def _linux_macs(root: Path) -> str:
 
 # --- host name
 
+_IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
 _GENERIC_HOSTNAMES = frozenset({"localhost", "localhost6", "(none)", "localdomain"})
 
 
@@ -661,7 +661,9 @@ def _read_hostname() -> str:
 
     The domain part is dropped because DHCP and macOS change it with the network.
     """
-    value = socket.gethostname().strip().lower().split(".", 1)[0]
+    name = socket.gethostname().strip().lower().rstrip(".")
+    # A host named by its IPv4 address keeps the whole address.
+    value = name if _IPV4.fullmatch(name) else name.split(".", 1)[0]
     if not value:
         raise _MissingError("the host name is empty")
     if value in _GENERIC_HOSTNAMES:
