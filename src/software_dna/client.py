@@ -368,7 +368,7 @@ class LicenseClient:
             raise NotActivated()
         if due and self.server_url is not None and (force_online or self._may_try_server()):
             try:
-                deadline = None if force_online else CHECK_DEADLINE
+                deadline = None if force_online else min(CHECK_DEADLINE, self._timeout)
                 return self._validate_online(data, deadline=deadline)
             except (NetworkError, ServerError):
                 self._last_failed_refresh = time.monotonic()
@@ -763,7 +763,7 @@ class LicenseClient:
             raise NotActivated()
         answer = self._make_transport().request(
             method, f"/v1/activations/{activation_id}/settings", json_body=body,
-            bearer=secret, retry=True, deadline=CHECK_DEADLINE,
+            bearer=secret, retry=True, deadline=min(CHECK_DEADLINE, self._timeout),
         )
         if answer.status != 200:
             _, message = self._error(answer)

@@ -1,0 +1,98 @@
+"""The client against servers that misbehave: deadlines hold, check() falls back."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from software_dna import LicenseClient, ServerError, ServerUnreachable
+from software_dna.fingerprint import collect
+from software_dna.paseto import SecretKey
+
+from .netfaults import free_port, garbage_server, silent_server, trickle_server
+from .tokens import make_token, now_utc
+
+PRODUCT = "acme-editor"
+DEADLINE = 2.0
+
+
+def due_client(url: str, tmp_path: Path) -> LicenseClient:
+    """A client whose stored license is past refresh_by, within its grace."""
+    key = SecretKey.generate()
+    now = now_utc()
+    token = make_token(key, PRODUCT, collect(PRODUCT), issued_at=now - timedelta(days=8),
+                       refresh_by=now - timedelta(hours=1), expires_at=now + timedelta(days=3))
+    client = LicenseClient(product=PRODUCT, public_keys=[key.public_key.to_paserk()],
+                           server_url=url, store_path=tmp_path, timeout=DEADLINE)
+    client.install_token(token)
+    with client._get_store().transaction() as data:
+        data["activation_id"] = "act_1"
+        data["activation_secret"] = "s" * 43
+    return client
+
+
+def timed(call: object) -> float:
+    start = time.monotonic()
+    assert callable(call)
+    call()
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("server", [silent_server, lambda: trickle_server(5.0)],
+                         ids=["never-answers", "byte-every-5s"])
+def test_activate_and_refresh_end_within_deadline(server: object, tmp_path: Path) -> None:
+    assert callable(server)
+    with server() as url:
+        client = due_client(url, tmp_path)
+        start = time.monotonic()
+        with pytest.raises(ServerUnreachable):
+            client.activate("ABCD-EFGH-JKLM-NPQR")
+        assert time.monotonic() - start < DEADLINE + 1.0
+        start = time.monotonic()
+        with pytest.raises(ServerUnreachable):
+            client.refresh()
+        assert time.monotonic() - start < DEADLINE + 1.0
+        # check() falls back to the stored license, inside its grace period.
+        start = time.monotonic()
+        lic = client.check()
+        assert time.monotonic() - start < DEADLINE + 1.0
+        assert lic.offline_grace_ends_at is not None
+        # The failed attempt is remembered: the next check() does not wait again.
+        assert timed(client.check) < 0.5
+
+
+def test_connection_refused(tmp_path: Path) -> None:
+    client = due_client(f"http://127.0.0.1:{free_port()}", tmp_path)
+    with pytest.raises(ServerUnreachable):
+        client.refresh()
+    assert client.check().offline_grace_ends_at is not None
+
+
+@pytest.mark.parametrize("status,body", [(200, b"<html>not json</html>"), (200, b"[1, 2]"),
+                                         (500, b"oops"), (503, b"")])
+def test_unusable_answers(status: int, body: bytes, tmp_path: Path) -> None:
+    with garbage_server(status, body) as url:
+        client = due_client(url, tmp_path)
+        with pytest.raises((ServerError, ServerUnreachable)):
+            client.refresh()
+        assert client.check().offline_grace_ends_at is not None
+
+
+def test_dns_failure(tmp_path: Path) -> None:
+    client = due_client("https://license.invalid", tmp_path)
+    with pytest.raises(ServerUnreachable):
+        client.refresh()
+
+
+def test_dead_proxy_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = due_client("http://license.example.com", tmp_path)
+    with pytest.raises(ServerUnreachable):
+        client.refresh()
+    assert client.check().offline_grace_ends_at is not None
