@@ -10,7 +10,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def free_port() -> int:
@@ -21,7 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(handler: object, *, max_connections: int = 32) -> Iterator[str]:
+def _serving(
+    handler: Callable[[socket.socket, threading.Event], None], *, max_connections: int = 32
+) -> Iterator[str]:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
