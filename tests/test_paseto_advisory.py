@@ -228,7 +228,10 @@ def test_extra_or_empty_segment(shape: str) -> None:
 def test_empty_footer_segment_is_not_a_second_spelling() -> None:
     token = sign(KEY, MESSAGE, implicit_assertion=ASSERTION)
     assert not refused(token)
-    assert refused(token + ".")
+    for suffix in (".", "..", "..AAAA", ".AAAA.", "...", ". "):
+        assert refused(token + suffix), suffix
+        with pytest.raises(InvalidToken):
+            untrusted_message(token + suffix)
 
 
 # --- signature malleability and size ----------------------------------------------------

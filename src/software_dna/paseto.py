@@ -89,7 +89,7 @@ def _small_order_encodings() -> frozenset[bytes]:
 _SMALL_ORDER = _small_order_encodings()
 
 
-class InvalidKey(ValueError):  # noqa: N818 - name fixed by the public API
+class InvalidKey(ValueError):
     """Bad key bytes, or a malformed PASERK string or one of the wrong version or type."""
 
 
