@@ -1,0 +1,168 @@
+"""The license server's business logic, shared by the HTTP API and the CLI.
+
+Every function takes a SQLAlchemy :class:`~sqlalchemy.orm.Session` first
+and, where it needs secrets or settings, a :class:`Context` (settings + the
+master-key :class:`~software_dna.server.crypto.Vault`).  Functions that
+change something commit before returning; on a refusal they raise
+:class:`ServiceError` (``status``, ``code``, ``message`` as in
+docs/protocol.md) and the caller rolls back.  Times are timezone-aware UTC
+datetimes, durations integer seconds.
+
+Typical use (the CLI does this)::
+
+    from software_dna.server import service
+    from software_dna.server.config import Settings
+    from software_dna.server.db import make_engine, make_session_factory
+
+    settings = Settings.from_env()
+    ctx = service.Context.from_settings(settings)
+    sessions = make_session_factory(make_engine(settings, pooled=False))
+    with sessions() as session:
+        service.create_product(session, product_id="acme-editor")
+        service.generate_key(session, ctx, "acme-editor")
+        lic, key = service.issue_license(session, ctx, product_id="acme-editor", seats=2)
+
+Products: :func:`create_product`, :func:`list_products`, :func:`get_product`,
+:func:`update_product`.
+
+Signing keys: :func:`generate_key`, :func:`rotate_key`, :func:`retire_key`,
+:func:`list_keys`, :func:`public_keys`, :func:`active_signing_key`.
+
+Licenses: :func:`issue_license`, :func:`list_licenses`, :func:`get_license`,
+:func:`find_license_by_key`, :func:`update_license`, :func:`suspend_license`,
+:func:`resume_license`, :func:`revoke_license`, :func:`set_license_password`,
+:func:`seats_in_use`.
+
+Activations (end-user side): :func:`activate`, :func:`validate`,
+:func:`deactivate`, :func:`get_settings`, :func:`put_settings`,
+:func:`request_erasure`; (vendor side) :func:`list_activations`,
+:func:`get_activation`, :func:`remove_activation`.
+
+End users: :func:`find_end_users`, :func:`get_end_user`,
+:func:`export_end_user`, :func:`erase_end_user`.
+
+Admin keys and audit: :func:`create_admin_key`, :func:`check_admin_key`,
+:func:`has_admin_key`, :func:`revoke_admin_keys`, :func:`list_audit`.
+
+Rate limiting: :func:`ratelimit.hit` (used by :func:`activate`).
+"""
+
+from __future__ import annotations
+
+from software_dna.server.service import ratelimit
+from software_dna.server.service._common import UNSET, Context, ServiceError, Unset, utcnow
+from software_dna.server.service.activations import (
+    Activated,
+    ActivationRequest,
+    Erased,
+    FingerprintData,
+    Receipted,
+    SettingsDoc,
+    Validated,
+    activate,
+    authenticate,
+    deactivate,
+    get_activation,
+    get_settings,
+    list_activations,
+    put_settings,
+    remove_activation,
+    request_erasure,
+    validate,
+)
+from software_dna.server.service.admin import (
+    check_admin_key,
+    create_admin_key,
+    has_admin_key,
+    list_audit,
+    revoke_admin_keys,
+)
+from software_dna.server.service.endusers import (
+    erase_end_user,
+    export_end_user,
+    find_end_users,
+    get_end_user,
+)
+from software_dna.server.service.keys import (
+    active_signing_key,
+    generate_key,
+    list_keys,
+    public_keys,
+    retire_key,
+    rotate_key,
+)
+from software_dna.server.service.licenses import (
+    find_license_by_key,
+    get_license,
+    issue_license,
+    list_licenses,
+    resume_license,
+    revoke_license,
+    seats_in_use,
+    set_license_password,
+    suspend_license,
+    update_license,
+)
+from software_dna.server.service.products import (
+    PROTECTIONS,
+    create_product,
+    get_product,
+    list_products,
+    update_product,
+)
+
+__all__ = [
+    "PROTECTIONS",
+    "UNSET",
+    "Activated",
+    "ActivationRequest",
+    "Context",
+    "Erased",
+    "FingerprintData",
+    "Receipted",
+    "ServiceError",
+    "SettingsDoc",
+    "Unset",
+    "Validated",
+    "activate",
+    "active_signing_key",
+    "authenticate",
+    "check_admin_key",
+    "create_admin_key",
+    "create_product",
+    "deactivate",
+    "erase_end_user",
+    "export_end_user",
+    "find_end_users",
+    "find_license_by_key",
+    "generate_key",
+    "get_activation",
+    "get_end_user",
+    "get_license",
+    "get_product",
+    "get_settings",
+    "has_admin_key",
+    "issue_license",
+    "list_activations",
+    "list_audit",
+    "list_keys",
+    "list_licenses",
+    "list_products",
+    "public_keys",
+    "put_settings",
+    "ratelimit",
+    "remove_activation",
+    "request_erasure",
+    "resume_license",
+    "retire_key",
+    "revoke_admin_keys",
+    "revoke_license",
+    "rotate_key",
+    "seats_in_use",
+    "set_license_password",
+    "suspend_license",
+    "update_license",
+    "update_product",
+    "utcnow",
+    "validate",
+]

@@ -1,0 +1,285 @@
+"""Licenses: issue, list, show, suspend, resume, revoke, seats, expiry, features, password.
+
+A license key is shown once, when issued.  The database holds only a keyed
+hash of it (HMAC-SHA256 under a key derived from the master key) for
+look-up, and its last four characters for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from software_dna.server import licensekeys
+from software_dna.server.crypto import hash_password
+from software_dna.server.models import Activation, License
+from software_dna.server.service._common import (
+    UNSET,
+    Context,
+    Unset,
+    audit,
+    conflict,
+    invalid,
+    new_id,
+    not_found,
+    utcnow,
+)
+from software_dna.server.service.products import clean_features, get_product
+
+__all__ = [
+    "MAX_SEATS",
+    "find_license_by_key",
+    "get_license",
+    "issue_license",
+    "list_licenses",
+    "resume_license",
+    "revoke_license",
+    "seats_in_use",
+    "set_license_password",
+    "suspend_license",
+    "update_license",
+]
+
+MAX_SEATS = 100_000
+MAX_PASSWORD = 256
+
+
+def _check_password(password: str) -> None:
+    if not 1 <= len(password) <= MAX_PASSWORD:
+        raise invalid(f"An activation password is 1 to {MAX_PASSWORD} characters.")
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise invalid("expires_at needs a time zone (UTC).")
+
+
+def issue_license(
+    session: Session,
+    ctx: Context,
+    *,
+    product_id: str,
+    seats: int = 1,
+    expires_at: datetime | None = None,
+    features: Iterable[str] | None = None,
+    password: str | None = None,
+    key_prefix: str | None = None,
+    actor: str = "admin",
+) -> tuple[License, str]:
+    """Issue a license and commit; returns ``(license, license_key)``.
+
+    The key is returned only here: the server cannot show it again.
+
+    Args:
+        product_id: the product.
+        seats: how many machines may be active at once (1..100000).
+        expires_at: end of the license (aware datetime, UTC), None = perpetual.
+        features: entitlements (default: the product's features).
+        password: activation password (required when the product says so).
+        key_prefix: 1-12 characters A-Z 0-9 put in front of the key.
+
+    Raises:
+        ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
+    """
+    product = get_product(session, product_id)
+    if not 1 <= seats <= MAX_SEATS:
+        raise invalid(f"seats must be 1 to {MAX_SEATS}.")
+    _check_expiry(expires_at)
+    if password is not None:
+        _check_password(password)
+    elif product.password_required:
+        raise invalid("This product requires an activation password for every license.")
+    feature_list = clean_features(product.features if features is None else features)
+    now = utcnow()
+    for _attempt in range(5):
+        try:
+            key = licensekeys.generate(key_prefix)
+        except licensekeys.InvalidKeyFormat as exc:
+            raise invalid(str(exc)) from None
+        lic = License(
+            id=new_id("lic"),
+            product_id=product_id,
+            key_hash=ctx.vault.license_key_hash(licensekeys.normalize(key)),
+            key_last4=key[-4:],
+            status="active",
+            seats=seats,
+            expires_at=expires_at,
+            features=feature_list,
+            password_hash=hash_password(password) if password is not None else None,
+            password_erased=False,
+            erased=False,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(lic)
+        try:
+            session.flush()
+        except IntegrityError:  # pragma: no cover - a 2**80 key space collision
+            session.rollback()
+            continue
+        audit(session, actor, "license.issue", at=now, product_id=product_id,
+              license_id=lic.id, detail={"seats": seats})
+        session.commit()
+        return lic, key
+    raise conflict("Could not generate a unique license key; try again.")  # pragma: no cover
+
+
+def get_license(session: Session, license_id: str) -> License:
+    """The license ``license_id``; raises 404 ``not_found``."""
+    lic = session.get(License, license_id)
+    if lic is None:
+        raise not_found("license")
+    return lic
+
+
+def find_license_by_key(session: Session, ctx: Context, license_key: str) -> License | None:
+    """The license with this key (as typed: case and spaces do not matter), or None."""
+    try:
+        canonical = licensekeys.normalize(license_key)
+    except licensekeys.InvalidKeyFormat:
+        return None
+    return session.scalars(
+        select(License).where(License.key_hash == ctx.vault.license_key_hash(canonical))
+    ).one_or_none()
+
+
+def list_licenses(
+    session: Session,
+    *,
+    product_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[License]:
+    """Licenses, newest first, optionally of one product / with one status."""
+    query = select(License).order_by(License.created_at.desc(), License.id)
+    if product_id is not None:
+        query = query.where(License.product_id == product_id)
+    if status is not None:
+        query = query.where(License.status == status)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def seats_in_use(session: Session, license_id: str) -> int:
+    """How many activations of the license hold a seat (not deactivated)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Activation)
+            .where(Activation.license_id == license_id, Activation.deactivated_at.is_(None))
+        )
+        or 0
+    )
+
+
+def update_license(
+    session: Session,
+    license_id: str,
+    *,
+    seats: int | None = None,
+    expires_at: datetime | Unset | None = UNSET,
+    features: Iterable[str] | None = None,
+    actor: str = "admin",
+) -> License:
+    """Set seats, expiry (None: perpetual; UNSET: unchanged) or features; commits.
+
+    Lowering seats below the seats in use is allowed: existing activations
+    keep working, new ones are refused until enough are deactivated.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request``.
+    """
+    lic = get_license(session, license_id)
+    changed: list[str] = []
+    if seats is not None:
+        if not 1 <= seats <= MAX_SEATS:
+            raise invalid(f"seats must be 1 to {MAX_SEATS}.")
+        lic.seats = seats
+        changed.append("seats")
+    if not isinstance(expires_at, Unset):
+        _check_expiry(expires_at)
+        lic.expires_at = expires_at
+        changed.append("expires_at")
+    if features is not None:
+        lic.features = clean_features(features)
+        changed.append("features")
+    now = utcnow()
+    lic.updated_at = now
+    audit(session, actor, "license.update", at=now, product_id=lic.product_id,
+          license_id=lic.id, detail={"changed": changed})
+    session.commit()
+    return lic
+
+
+def _set_status(session: Session, license_id: str, status: str, actor: str) -> License:
+    lic = get_license(session, license_id)
+    if lic.status == "revoked" and status != "revoked":
+        raise conflict("A revoked license cannot be changed back; issue a new one.")
+    if lic.status != status:
+        now = utcnow()
+        lic.status = status
+        lic.updated_at = now
+        action = {"active": "resume", "suspended": "suspend", "revoked": "revoke"}[status]
+        audit(session, actor, f"license.{action}", at=now, product_id=lic.product_id,
+              license_id=lic.id)
+        session.commit()
+    return lic
+
+
+def suspend_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Suspend: validations answer ``license_suspended`` until resumed. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 409 ``conflict`` (revoked).
+    """
+    return _set_status(session, license_id, "suspended", actor)
+
+
+def resume_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Resume a suspended license. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 409 ``conflict`` (revoked).
+    """
+    return _set_status(session, license_id, "active", actor)
+
+
+def revoke_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Revoke for good: validations answer ``license_revoked``. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    return _set_status(session, license_id, "revoked", actor)
+
+
+def set_license_password(
+    session: Session, license_id: str, password: str | None, *, actor: str = "admin"
+) -> License:
+    """Set (or with None remove) the activation password; commits.
+
+    Setting a password also lifts ``password_reset_required`` after an erasure.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request`` (None while
+        the product requires a password, or a bad length).
+    """
+    lic = get_license(session, license_id)
+    if password is None:
+        if lic.product.password_required:
+            raise invalid("This product requires an activation password.")
+        lic.password_hash = None
+    else:
+        _check_password(password)
+        lic.password_hash = hash_password(password)
+    lic.password_erased = False
+    now = utcnow()
+    lic.updated_at = now
+    audit(session, actor, "license.password", at=now, product_id=lic.product_id,
+          license_id=lic.id, detail={"set": password is not None})
+    session.commit()
+    return lic

@@ -1,0 +1,193 @@
+"""Products and their licensing policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from software_dna.server.models import Product
+from software_dna.server.service._common import (
+    audit,
+    conflict,
+    invalid,
+    not_found,
+    utcnow,
+)
+
+__all__ = [
+    "PROTECTIONS",
+    "create_product",
+    "get_product",
+    "list_products",
+    "update_product",
+]
+
+PROTECTIONS = ("offline", "opportunistic", "mandatory")
+PRODUCT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FEATURE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+MAX_FEATURES = 64
+
+#: Defaults of a new product (seconds).
+DEFAULT_REFRESH_INTERVAL = 24 * 3600
+DEFAULT_OFFLINE_GRACE = 7 * 24 * 3600
+DEFAULT_TOLERANCE = 1
+
+
+def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
+    """Sorted, de-duplicated feature names; raises ``invalid_request`` on a bad name."""
+    out = sorted(set(features))
+    if len(out) > MAX_FEATURES:
+        raise invalid(f"At most {MAX_FEATURES} {what}.")
+    for name in out:
+        if not isinstance(name, str) or not FEATURE_RE.match(name):
+            raise invalid(f"Bad name in {what}: 1-64 characters A-Z a-z 0-9 . _ : -")
+    return out
+
+
+def _check_policy(
+    protection: str, refresh_interval: int, offline_grace_period: int, tolerance: int
+) -> None:
+    if protection not in PROTECTIONS:
+        raise invalid(f"protection must be one of {', '.join(PROTECTIONS)}.")
+    if not 60 <= refresh_interval <= 10 * 365 * 86400:
+        raise invalid("refresh_interval must be 60 seconds to 10 years (in seconds).")
+    if not 0 <= offline_grace_period <= 10 * 365 * 86400:
+        raise invalid("offline_grace_period must be 0 to 10 years (in seconds).")
+    if not 0 <= tolerance <= 16:
+        raise invalid("fingerprint_tolerance must be 0 to 16.")
+
+
+def create_product(
+    session: Session,
+    *,
+    product_id: str,
+    name: str | None = None,
+    protection: str = "opportunistic",
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL,
+    offline_grace_period: int = DEFAULT_OFFLINE_GRACE,
+    fingerprint_tolerance: int = DEFAULT_TOLERANCE,
+    features: Iterable[str] = (),
+    limited_features: Iterable[str] = (),
+    password_required: bool = False,
+    actor: str = "admin",
+) -> Product:
+    """Create a product and commit.
+
+    Args:
+        product_id: ``[a-z0-9][a-z0-9._-]{0,63}``, the id the app is built with.
+        name: display name (default: the id).
+        protection: ``offline`` / ``opportunistic`` / ``mandatory``.
+        refresh_interval: seconds between online refreshes (token ``refresh_by``).
+        offline_grace_period: seconds a token stays valid after ``refresh_by``.
+        fingerprint_tolerance: how many fingerprint components may change.
+        features: features of a license issued without an explicit list.
+        limited_features: features granted in limited mode (after erasure).
+        password_required: every license of this product needs an activation password.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
+    """
+    if not PRODUCT_ID_RE.match(product_id):
+        raise invalid("A product id is 1-64 characters a-z 0-9 . _ - (starting a-z 0-9).")
+    _check_policy(protection, refresh_interval, offline_grace_period, fingerprint_tolerance)
+    if session.get(Product, product_id) is not None:
+        raise conflict(f"The product {product_id!r} already exists.")
+    now = utcnow()
+    product = Product(
+        id=product_id,
+        name=(name or product_id)[:200],
+        protection=protection,
+        refresh_interval=refresh_interval,
+        offline_grace_period=offline_grace_period,
+        fingerprint_tolerance=fingerprint_tolerance,
+        features=clean_features(features),
+        limited_features=clean_features(limited_features, "limited_features"),
+        password_required=password_required,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(product)
+    audit(session, actor, "product.create", at=now, product_id=product_id)
+    session.commit()
+    return product
+
+
+def list_products(session: Session) -> list[Product]:
+    """Every product, by id."""
+    return list(session.scalars(select(Product).order_by(Product.id)))
+
+
+def get_product(session: Session, product_id: str) -> Product:
+    """The product ``product_id``; raises 404 ``not_found``."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise not_found("product")
+    return product
+
+
+def update_product(
+    session: Session,
+    product_id: str,
+    *,
+    name: str | None = None,
+    protection: str | None = None,
+    refresh_interval: int | None = None,
+    offline_grace_period: int | None = None,
+    fingerprint_tolerance: int | None = None,
+    features: Iterable[str] | None = None,
+    limited_features: Iterable[str] | None = None,
+    password_required: bool | None = None,
+    actor: str = "admin",
+) -> Product:
+    """Change a product's settings (None: unchanged) and commit.
+
+    Changes apply to tokens issued from now on; tokens already issued keep
+    their claims until they are refreshed.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request``.
+    """
+    product = get_product(session, product_id)
+    _check_policy(
+        protection if protection is not None else product.protection,
+        refresh_interval if refresh_interval is not None else product.refresh_interval,
+        offline_grace_period if offline_grace_period is not None else product.offline_grace_period,
+        fingerprint_tolerance
+        if fingerprint_tolerance is not None
+        else product.fingerprint_tolerance,
+    )
+    changed: list[str] = []
+    if name is not None:
+        product.name = name[:200]
+        changed.append("name")
+    if protection is not None:
+        product.protection = protection
+        changed.append("protection")
+    if refresh_interval is not None:
+        product.refresh_interval = refresh_interval
+        changed.append("refresh_interval")
+    if offline_grace_period is not None:
+        product.offline_grace_period = offline_grace_period
+        changed.append("offline_grace_period")
+    if fingerprint_tolerance is not None:
+        product.fingerprint_tolerance = fingerprint_tolerance
+        changed.append("fingerprint_tolerance")
+    if features is not None:
+        product.features = clean_features(features)
+        changed.append("features")
+    if limited_features is not None:
+        product.limited_features = clean_features(limited_features, "limited_features")
+        changed.append("limited_features")
+    if password_required is not None:
+        product.password_required = password_required
+        changed.append("password_required")
+    now = utcnow()
+    product.updated_at = now
+    audit(session, actor, "product.update", at=now, product_id=product_id,
+          detail={"changed": changed})
+    session.commit()
+    return product
+

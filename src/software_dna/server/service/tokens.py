@@ -1,0 +1,130 @@
+"""Token policy: what goes into a license token and a receipt.
+
+- ``refresh_by`` = now + the product's ``refresh_interval`` (None when the
+  product's protection is ``offline``);
+- ``exp`` = ``refresh_by`` + ``offline_grace_period``, capped at the license's
+  expiry; for ``offline`` products: the license's expiry, or none;
+- mode ``limited`` with the product's ``limited_features`` once the license or
+  the activation was erased, else ``full`` with the license's features;
+- ``email`` / ``registration`` only while the end user's data is held.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from software_dna.server.crypto import DecryptionError
+from software_dna.server.models import Activation, EndUser
+from software_dna.server.service._common import Context
+from software_dna.server.service.keys import active_signing_key
+
+__all__ = ["decrypt_end_user", "issue_for", "receipt_for", "token_times"]
+
+
+def token_times(
+    *,
+    protection: str,
+    refresh_interval: int,
+    offline_grace_period: int,
+    license_expires_at: datetime | None,
+    now: datetime,
+) -> tuple[datetime | None, datetime | None]:
+    """``(refresh_by, exp)`` of a token issued at ``now`` (see the module docstring)."""
+    if protection == "offline":
+        return None, license_expires_at
+    refresh_by = now + timedelta(seconds=refresh_interval)
+    expires = refresh_by + timedelta(seconds=offline_grace_period)
+    if license_expires_at is not None:
+        expires = min(expires, license_expires_at)
+        refresh_by = min(refresh_by, license_expires_at)
+    return refresh_by, expires
+
+
+def decrypt_end_user(ctx: Context, end_user: EndUser) -> tuple[str | None, dict[str, str] | None]:
+    """The end user's ``(email, registration)`` in clear (None where not held)."""
+    email: str | None = None
+    registration: dict[str, str] | None = None
+    try:
+        if end_user.email_ciphertext is not None:
+            email = ctx.vault.decrypt_field(
+                end_user.email_ciphertext, aad=f"end_user:{end_user.id}:email"
+            ).decode("utf-8")
+        if end_user.registration_ciphertext is not None:
+            loaded: Any = json.loads(
+                ctx.vault.decrypt_field(
+                    end_user.registration_ciphertext, aad=f"end_user:{end_user.id}:registration"
+                )
+            )
+            registration = {str(k): str(v) for k, v in dict(loaded).items()}
+    except (DecryptionError, ValueError, TypeError):
+        # Wrong master key or damaged row: never let it break licensing.
+        return None, None
+    return email, registration
+
+
+def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: str,
+              now: datetime) -> str:
+    """A fresh license token for ``activation`` answering ``nonce``.
+
+    Raises:
+        ServiceError: 503 ``no_signing_key``.
+    """
+    from software_dna.license import Mode, Protection, issue_token
+
+    lic = activation.license
+    product = lic.product
+    key = active_signing_key(session, ctx, product.id)
+    limited = lic.erased or activation.erased
+    email: str | None = None
+    registration: dict[str, str] | None = None
+    if activation.end_user_id is not None and not activation.erased:
+        end_user = session.get(EndUser, activation.end_user_id)
+        if end_user is not None and end_user.erased_at is None:
+            email, registration = decrypt_end_user(ctx, end_user)
+    refresh_by, expires = token_times(
+        protection=product.protection,
+        refresh_interval=product.refresh_interval,
+        offline_grace_period=product.offline_grace_period,
+        license_expires_at=lic.expires_at,
+        now=now,
+    )
+    return issue_token(
+        key,
+        issuer=ctx.settings.issuer,
+        license_id=lic.id,
+        activation_id=activation.id,
+        product=product.id,
+        fingerprint_id=activation.fingerprint_id,
+        fingerprint={str(k): str(v) for k, v in activation.fingerprint.items()},
+        tolerance=product.fingerprint_tolerance,
+        mode=Mode.LIMITED if limited else Mode.FULL,
+        features=product.limited_features if limited else lic.features,
+        protection=Protection(product.protection),
+        issued_at=now,
+        refresh_by=refresh_by,
+        expires_at=expires,
+        license_expires_at=lic.expires_at,
+        nonce=nonce,
+        email=email,
+        registration=registration,
+    )
+
+
+def receipt_for(
+    session: Session, ctx: Context, *, product_id: str, activation_id: str, result: str,
+    nonce: str, now: datetime,
+) -> str | None:
+    """A signed receipt, or None when the product has no active key (refusals still go out)."""
+    from software_dna.license import sign_receipt
+    from software_dna.server.service._common import ServiceError
+
+    try:
+        key = active_signing_key(session, ctx, product_id)
+    except ServiceError:
+        return None
+    return sign_receipt(key, product=product_id, activation_id=activation_id, result=result,
+                        nonce=nonce, server_time=now)
