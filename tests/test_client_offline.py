@@ -199,7 +199,7 @@ def test_env_home_overrides_store_dir(
 
 
 def test_bad_public_key_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="k4.public"):
+    with pytest.raises(ValueError, match=r"k4\.public"):
         LicenseClient(product=PRODUCT, public_keys=["k4.secret.AAAA"])
     with pytest.raises(ValueError):
         LicenseClient(product=PRODUCT, public_keys=[])
