@@ -30,6 +30,7 @@ from software_dna.server.service._common import (
     ServiceError,
     audit,
     conflict,
+    invalid,
     new_id,
     not_found,
     utcnow,
@@ -453,8 +454,11 @@ def put_settings(session: Session, ctx: Context, activation_id: str, secret: str
         ``too_large`` (over 32 KiB as compact JSON).
     """
     activation = _live(session, ctx, activation_id, secret)
-    encoded = json.dumps(dict(document), separators=(",", ":"), ensure_ascii=False,
-                         sort_keys=True).encode("utf-8")
+    try:
+        encoded = json.dumps(dict(document), separators=(",", ":"), ensure_ascii=False,
+                             sort_keys=True, allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):
+        raise invalid("The settings must be a plain JSON object.") from None
     if len(encoded) > MAX_SETTINGS_BYTES:
         raise ServiceError(413, "too_large", "The settings document is over 32 KiB.")
     now = utcnow()

@@ -1,0 +1,124 @@
+"""End-user routes, called by the SDK (docs/protocol.md, "End-user routes")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from software_dna.server import service
+from software_dna.server.api import AppState, bearer, get_session, get_state
+from software_dna.server.schemas import (
+    ActivateIn,
+    ActivateOut,
+    ErasureOut,
+    ErrorBody,
+    FingerprintIn,
+    HealthOut,
+    NonceIn,
+    ReceiptOut,
+    SettingsIn,
+    SettingsOut,
+    ValidateIn,
+    ValidateOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["end user"])
+
+State = Annotated[AppState, Depends(get_state)]
+Db = Annotated[Session, Depends(get_session)]
+ActivationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 410, 413, 429)
+}
+
+
+def _fingerprint(fp: FingerprintIn) -> service.FingerprintData:
+    return service.FingerprintData(id=fp.id, components=dict(fp.components),
+                                   algorithm=fp.algorithm)
+
+
+@router.get("/health", response_model=HealthOut)
+def health(session: Db) -> HealthOut:
+    """Liveness and database check."""
+    session.execute(text("SELECT 1"))
+    session.rollback()
+    return HealthOut(status="ok", server_time=service.utcnow())
+
+
+@router.post("/activations", response_model=ActivateOut, status_code=201, responses=_ERRORS)
+def activate(body: ActivateIn, request: Request, response: Response, state: State,
+             session: Db) -> ActivateOut:
+    """Activate a license on this machine (201; 200 for an idempotent replay)."""
+    req = service.ActivationRequest(
+        product=body.product,
+        license_key=body.license_key,
+        fingerprint=_fingerprint(body.fingerprint),
+        nonce=body.nonce,
+        idempotency_key=body.idempotency_key,
+        password=body.password,
+        email=body.email,
+        registration=body.registration,
+        consent=body.consent,
+        client=body.client.model_dump(),
+    )
+    address = request.client.host if request.client is not None else None
+    result = service.activate(session, state.ctx, req, client_address=address)
+    if not result.created:
+        response.status_code = 200
+    return ActivateOut(activation_id=result.activation_id,
+                       activation_secret=result.activation_secret, token=result.token,
+                       nonce=result.nonce, server_time=result.server_time)
+
+
+@router.post("/activations/{activation_id}/validate", response_model=ValidateOut,
+             responses=_ERRORS)
+def validate(activation_id: ActivationId, body: ValidateIn, request: Request, state: State,
+             session: Db) -> ValidateOut:
+    """A fresh token for this activation, or a refusal."""
+    result = service.validate(session, state.ctx, activation_id, bearer(request),
+                              fingerprint=_fingerprint(body.fingerprint), nonce=body.nonce)
+    return ValidateOut(token=result.token, nonce=result.nonce, server_time=result.server_time,
+                       rebound=result.rebound)
+
+
+@router.post("/activations/{activation_id}/deactivate", response_model=ReceiptOut,
+             responses=_ERRORS)
+def deactivate(activation_id: ActivationId, body: NonceIn, request: Request, state: State,
+               session: Db) -> ReceiptOut:
+    """Free this activation's seat."""
+    result = service.deactivate(session, state.ctx, activation_id, bearer(request), body.nonce)
+    return ReceiptOut(receipt=result.receipt, nonce=result.nonce, server_time=result.server_time)
+
+
+@router.get("/activations/{activation_id}/settings", response_model=SettingsOut,
+            responses=_ERRORS)
+def get_settings(activation_id: ActivationId, request: Request, state: State,
+                 session: Db) -> SettingsOut:
+    """The end user's settings document (kept per license)."""
+    doc = service.get_settings(session, state.ctx, activation_id, bearer(request))
+    return SettingsOut(settings=doc.settings, updated_at=doc.updated_at,
+                       server_time=doc.server_time)
+
+
+@router.put("/activations/{activation_id}/settings", response_model=SettingsOut,
+            responses=_ERRORS)
+def put_settings(activation_id: ActivationId, body: SettingsIn, request: Request, state: State,
+                 session: Db) -> SettingsOut:
+    """Replace the end user's settings document (a JSON object of at most 32 KiB)."""
+    doc = service.put_settings(session, state.ctx, activation_id, bearer(request), body.settings)
+    return SettingsOut(settings=doc.settings, updated_at=doc.updated_at,
+                       server_time=doc.server_time)
+
+
+@router.post("/activations/{activation_id}/erasure", response_model=ErasureOut,
+             responses=_ERRORS)
+def erasure(activation_id: ActivationId, body: NonceIn, request: Request, state: State,
+            session: Db) -> ErasureOut:
+    """The end user's erasure request: personal data erased, a fresh limited token."""
+    result = service.request_erasure(session, state.ctx, activation_id, bearer(request),
+                                     body.nonce)
+    return ErasureOut(token=result.token, receipt=result.receipt, nonce=result.nonce,
+                      server_time=result.server_time)
