@@ -1,0 +1,1 @@
+"""Tests of the reference license server over real HTTP."""

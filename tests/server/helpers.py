@@ -1,0 +1,118 @@
+"""Helpers for the server tests: fingerprints, nonces, the public API, token checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import requests
+
+from software_dna.license import License, verify_receipt, verify_token
+from software_dna.paseto import PublicKey
+
+COMPONENTS = ("machine_id", "os_arch", "mac", "hostname", "cpu")
+
+
+def component(seed: str, name: str) -> str:
+    """A 43-character base64url value, as the SDK sends."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def fingerprint(seed: str, *, changed: Iterable[str] = ()) -> dict[str, Any]:
+    """A wire fingerprint of machine ``seed``; ``changed`` components differ."""
+    changed = set(changed)
+    comps = {n: component(seed + ("~" if n in changed else ""), n) for n in COMPONENTS}
+    return {"id": "fp1.machine_id." + comps["machine_id"], "algorithm": 1, "components": comps}
+
+
+def nonce() -> str:
+    """A fresh client nonce."""
+    return secrets.token_urlsafe(24)
+
+
+def keyset(public_keys: Iterable[str]) -> dict[str, PublicKey]:
+    """Trusted keys by kid."""
+    keys = [PublicKey.from_paserk(k) for k in public_keys]
+    return {k.pid: k for k in keys}
+
+
+def check_token(token: str, public_keys: Iterable[str], product: str) -> License:
+    """Verify a token with the given key set."""
+    return verify_token(token, keyset(public_keys), product)
+
+
+def check_receipt(receipt: str, public_keys: Iterable[str], product: str) -> dict[str, Any]:
+    """Verify a receipt with the given key set."""
+    return verify_receipt(receipt, keyset(public_keys), product)
+
+
+class Api:
+    """The end-user routes, as the SDK calls them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def activate(self, product: str, license_key: str, *, machine: str = "m1",
+                 idempotency_key: str | None = None, **extra: Any) -> requests.Response:
+        """POST /v1/activations."""
+        body: dict[str, Any] = {
+            "product": product,
+            "license_key": license_key,
+            "fingerprint": extra.pop("fp", None) or fingerprint(machine),
+            "nonce": extra.pop("nonce", None) or nonce(),
+            "idempotency_key": idempotency_key or secrets.token_urlsafe(18),
+            "client": {"sdk_version": "0.1.0", "os": "Linux", "python": "3.11.7"},
+        }
+        body.update(extra)
+        return self.http.post(f"{self.url}/v1/activations", json=body, timeout=30)
+
+    def _auth(self, secret: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"} if secret is not None else {}
+
+    def validate(self, activation_id: str, secret: str | None, *, machine: str = "m1",
+                 fp: Mapping[str, Any] | None = None,
+                 nonce_value: str | None = None) -> requests.Response:
+        """POST /v1/activations/{id}/validate."""
+        body = {"fingerprint": dict(fp) if fp is not None else fingerprint(machine),
+                "nonce": nonce_value or nonce()}
+        return self.http.post(f"{self.url}/v1/activations/{activation_id}/validate", json=body,
+                              headers=self._auth(secret), timeout=30)
+
+    def deactivate(self, activation_id: str, secret: str | None) -> requests.Response:
+        """POST /v1/activations/{id}/deactivate."""
+        return self.http.post(f"{self.url}/v1/activations/{activation_id}/deactivate",
+                              json={"nonce": nonce()}, headers=self._auth(secret), timeout=30)
+
+    def erasure(self, activation_id: str, secret: str | None) -> requests.Response:
+        """POST /v1/activations/{id}/erasure."""
+        return self.http.post(f"{self.url}/v1/activations/{activation_id}/erasure",
+                              json={"nonce": nonce()}, headers=self._auth(secret), timeout=30)
+
+    def get_settings(self, activation_id: str, secret: str | None) -> requests.Response:
+        """GET /v1/activations/{id}/settings."""
+        return self.http.get(f"{self.url}/v1/activations/{activation_id}/settings",
+                             headers=self._auth(secret), timeout=30)
+
+    def put_settings(self, activation_id: str, secret: str | None,
+                     settings: Any) -> requests.Response:
+        """PUT /v1/activations/{id}/settings."""
+        return self.http.put(f"{self.url}/v1/activations/{activation_id}/settings",
+                             json={"settings": settings}, headers=self._auth(secret), timeout=30)
+
+
+def error_code(answer: requests.Response) -> str:
+    """The protocol error code of an error answer (asserting the error shape)."""
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    code: str = body["error"]["code"]
+    return code
