@@ -31,6 +31,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -453,28 +454,28 @@ def _seg(value: str) -> str:
 class RemoteBackend:
     """The vendor operations through a running server's admin API (``/v1/admin``).
 
-    Authenticates with ``Authorization: Bearer <admin key>``.  An error answer
-    (``{"error": {"code", "message"}}``) becomes a :class:`CliError` with the
-    server's message; so does a server that cannot be reached.
+    A thin layer over :class:`software_dna.server.local.AdminClient` (the one
+    HTTP client of the admin API): path segments are escaped, an error answer
+    (``{"error": {"code", "message"}}``) becomes a :class:`RemoteError` with
+    the server's message, and a server that cannot be reached a
+    :class:`CliError`.
     """
 
-    #: (connect, read) timeouts in seconds.
-    TIMEOUT = (10.0, 120.0)
+    #: Seconds to wait for an answer (an erasure compacts the SQLite file).
+    TIMEOUT = 120.0
 
     def __init__(self, server_url: str, admin_key: str) -> None:
-        import requests
+        from software_dna.server.local import AdminClient
 
         if not re.match(r"^https?://[^\s/]+", server_url):
             raise CliError(f"--server-url must be an http:// or https:// URL, got {server_url!r}.",
                            code=2)
         self.base = server_url.rstrip("/")
-        self._http = requests.Session()
-        self._http.headers["Authorization"] = f"Bearer {admin_key}"
-        self._http.headers["Accept"] = "application/json"
+        self._client = AdminClient(self.base, admin_key, timeout=self.TIMEOUT)
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        self._http.close()
+        self._client.close()
 
     def rollback(self) -> None:
         """Nothing to roll back: the server did it."""
@@ -484,30 +485,15 @@ class RemoteBackend:
         """Call ``/v1/admin<path>``; returns the decoded JSON answer (None when empty)."""
         import requests
 
-        url = f"{self.base}/v1/admin{path}"
+        from software_dna.server.local import AdminError
+
         try:
-            response = self._http.request(method, url, json=body, params=params,
-                                          timeout=self.TIMEOUT, allow_redirects=False)
+            return self._client.request(method, path, json=body, params=params)
+        except AdminError as exc:
+            raise RemoteError(exc.status, exc.code, exc.message) from None
         except requests.RequestException as exc:
             raise CliError(f"Cannot reach the server at {self.base}: "
                            f"{type(exc).__name__}.") from None
-        try:
-            data = response.json() if response.content else None
-        except ValueError:
-            data = None
-        if response.status_code >= 400:
-            error = data.get("error") if isinstance(data, dict) else None
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                raise RemoteError(response.status_code, str(error.get("code", "")),
-                                  error["message"])
-            raise CliError(f"The server answered HTTP {response.status_code} "
-                           f"{response.reason or ''}".rstrip() + ".")
-        if response.status_code >= 300:
-            raise CliError(f"The server answered HTTP {response.status_code} (a redirect); "
-                           "check --server-url.")
-        if response.content and data is None:
-            raise CliError("The server's answer is not JSON; check --server-url.")
-        return data
 
     def _obj(self, method: str, path: str, *, body: JSONDict | None = None,
              params: Mapping[str, str | int] | None = None) -> JSONDict:
@@ -594,11 +580,8 @@ class RemoteBackend:
 
     def set_password(self, license_id: str, password: str | None) -> JSONDict:
         """See :class:`Backend`."""
-        path = f"/licenses/{_seg(license_id)}/password"
-        data = self.request("PUT", path, body={"password": password})
-        if isinstance(data, dict) and "id" in data:
-            return data
-        return self.get_license(license_id)
+        return self._obj("PUT", f"/licenses/{_seg(license_id)}/password",
+                         body={"password": password})
 
     # ------------------------------------------------------------------ activations
 
@@ -632,7 +615,7 @@ class RemoteBackend:
         if product_id is not None:
             params["product"] = product_id
         if license_id is not None:
-            params["license"] = license_id
+            params["license_id"] = license_id
         return self._list("/audit", "entries", params=params)
 
 
@@ -642,12 +625,14 @@ class _Closable(Backend, Protocol):
     def rollback(self) -> None: ...
 
 
-def _settings(data_dir: str | None) -> Settings:
+def _settings(data_dir: str | None, database_url: str | None) -> Settings:
     from software_dna.server.config import ConfigError, Settings
 
     env = dict(os.environ)
     if data_dir is not None:
         env["SOFTWARE_DNA_SERVER_HOME"] = data_dir
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
@@ -658,15 +643,19 @@ def _settings(data_dir: str | None) -> Settings:
 def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
     """The backend chosen by the connection options of ``args`` (and the environment).
 
-    ``--server-url`` (or ``SOFTWARE_DNA_SERVER_URL`` when ``--data-dir`` is
-    not given) selects the admin API; otherwise the database is used directly.
+    ``--server-url`` (or ``SOFTWARE_DNA_SERVER_URL`` when neither
+    ``--data-dir`` nor ``--database-url`` is given) selects the admin API;
+    otherwise the database is used directly.
     """
     data_dir: str | None = getattr(args, "data_dir", None)
+    database_url: str | None = getattr(args, "database_url", None)
     server_url: str | None = getattr(args, "server_url", None)
     admin_key: str | None = getattr(args, "admin_key", None)
-    if server_url and data_dir:
-        raise CliError("Give either --server-url or --data-dir, not both.", code=2)
-    if not server_url and not data_dir:
+    direct = bool(data_dir or database_url)
+    if server_url and direct:
+        raise CliError("Give either --server-url or --data-dir / --database-url, not both.",
+                       code=2)
+    if not server_url and not direct:
         server_url = os.environ.get(ENV_SERVER_URL) or None
     backend: _Closable
     if server_url:
@@ -676,7 +665,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
                            code=2)
         backend = RemoteBackend(server_url, admin_key)
     else:
-        backend = DirectBackend(_settings(data_dir))
+        backend = DirectBackend(_settings(data_dir, database_url))
     try:
         yield backend
     except BaseException:
@@ -1321,7 +1310,15 @@ class _NotGiven:
 
 _NOT_GIVEN: Any = _NotGiven()
 
-Formatter = argparse.RawDescriptionHelpFormatter
+class Formatter(argparse.HelpFormatter):
+    """The default help layout, with descriptions wrapped paragraph by paragraph."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent,
+                          subsequent_indent=indent)
+            for paragraph in text.split("\n\n")
+        )
 
 
 def _common_parent() -> argparse.ArgumentParser:
@@ -1333,13 +1330,16 @@ def _common_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     conn = parent.add_argument_group(
         "where to work",
-        "Default: the database of the local server (SOFTWARE_DNA_SERVER_HOME, DATABASE_URL). "
+        "Default: the local server's database (SOFTWARE_DNA_SERVER_HOME, DATABASE_URL). "
         f"With --server-url (or {ENV_SERVER_URL}) the command goes through that server's "
         "admin API.",
     )
-    conn.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+    conn.add_argument("--data-dir", "--home", metavar="DIR", dest="data_dir",
+                      default=argparse.SUPPRESS,
                       help="the server's data folder (master key; SQLite database unless "
-                           "DATABASE_URL is set)")
+                           "DATABASE_URL is set) (env SOFTWARE_DNA_SERVER_HOME)")
+    conn.add_argument("--database-url", metavar="URL", default=argparse.SUPPRESS,
+                      help="the server's database (env DATABASE_URL)")
     conn.add_argument("--server-url", metavar="URL", default=argparse.SUPPRESS,
                       help=f"use this server's admin API (env {ENV_SERVER_URL})")
     conn.add_argument("--admin-key", metavar="KEY", default=argparse.SUPPRESS,
