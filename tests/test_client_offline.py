@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,13 +120,15 @@ def test_expiry_same_in_every_time_zone(
 ) -> None:
     now = now_utc()
     issued = now - timedelta(hours=2)
+    later: dict[str, Any] = {field: now + timedelta(hours=1)}
     valid = make_token(key, PRODUCT, fp, issued_at=issued, refresh_by=now + timedelta(hours=1),
-                       **{field: now + timedelta(hours=1)})
+                       **later)
     assert make_client(key, tmp_path / "a").install_token(valid).product == PRODUCT
     assert make_client(key, tmp_path / "a").check().license_id == "lic_1"
+    earlier: dict[str, Any] = {field: now - timedelta(seconds=60)}
     expired = make_token(key, PRODUCT, fp, issued_at=issued,
                          refresh_by=now - timedelta(hours=1) if field == "expires_at" else None,
-                         **{field: now - timedelta(seconds=60)})
+                         **earlier)
     client = make_client(key, tmp_path / "b")
     with pytest.raises(LicenseExpired):
         client.install_token(expired)
