@@ -286,6 +286,7 @@ class LocalServer:
         startup_timeout: seconds to wait for ``/v1/health``.
         migrate: run the migrations and create the admin key before starting
             (False: start on the database as it is, e.g. to test the refusal).
+        log_level: uvicorn's log level; the log goes to ``log_path`` in the folder.
 
     Attributes: ``url``, ``admin_key``, ``data_dir``, ``database_url``,
     ``port``, ``admin`` (an :class:`AdminClient`), ``log_path``.
@@ -304,6 +305,7 @@ class LocalServer:
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
         migrate: bool = True,
+        log_level: str = "info",
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(
@@ -317,6 +319,7 @@ class LocalServer:
         self.log_path = self.data_dir / "server.log"
         self.admin_key: str = ""
         self._migrate = migrate
+        self.log_level = log_level
         self._extra_env = dict(env or {})
         self._settings = Settings.from_env({
             "SOFTWARE_DNA_SERVER_HOME": str(self.data_dir),
@@ -380,7 +383,7 @@ class LocalServer:
         """The command line that runs the server."""
         return [sys.executable, "-m", "software_dna.server.cli", "server", "run",
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-                "--log-level", "warning"]
+                "--log-level", self.log_level]
 
     def start(self) -> LocalServer:
         """Start the server (initialising the folder the first time) and wait for health.
