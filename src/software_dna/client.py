@@ -366,7 +366,11 @@ class LicenseClient:
         elif not isinstance(data.get("token"), str):
             self._raise_stored_status(data)
             raise NotActivated()
-        if due and self.server_url is not None and (force_online or self._may_try_server()):
+        # Without the server the app would stop: then try it whatever the back-off says.
+        must = force_online or (
+            lic is not None and lic.expires_at is not None and now >= lic.expires_at
+        )
+        if due and self.server_url is not None and (must or self._may_try_server()):
             try:
                 deadline = None if force_online else min(CHECK_DEADLINE, self._timeout)
                 return self._validate_online(data, deadline=deadline)
@@ -386,8 +390,9 @@ class LicenseClient:
     def _apply_grace(self, now: datetime, lic: License) -> License:
         if lic.expires_at is not None and now >= lic.expires_at:
             raise LicenseExpired(
-                "The license must be renewed online: the offline grace period ended on "
-                f"{format_rfc3339(lic.expires_at)}. Connect to the internet and try again."
+                "The license server must be reached to keep using this license: the offline "
+                f"grace period ended on {format_rfc3339(lic.expires_at)}. Connect to the "
+                "internet and try again."
             )
         if lic.refresh_by is not None and now >= lic.refresh_by:
             return lic.with_grace(lic.expires_at)

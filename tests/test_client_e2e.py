@@ -1,0 +1,268 @@
+"""The whole life of a license, from the app's side, against the real server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from software_dna import (
+    ConsentRequired,
+    LicenseClient,
+    LicenseExpired,
+    LicenseRevoked,
+    LicenseSuspended,
+    Mode,
+    NoSeatsLeft,
+    NotActivated,
+    Protection,
+    ServerUnreachable,
+    UnknownLicenseKey,
+    WrongPassword,
+)
+from software_dna.fingerprint import Fingerprint
+from software_dna.server.local import AdminClient, LocalServer
+
+EMAIL = "ana.lovelace@example.com"
+COMPANY = "Analytical Engines Ltd"
+
+
+def new_product(admin: AdminClient, **policy: Any) -> tuple[str, list[str]]:
+    product = "p-" + secrets.token_hex(4)
+    keys = admin.setup_product(product, name="Test", features=["export", "sync"],
+                               limited_features=["export"], **policy)
+    return product, keys
+
+
+class App:
+    """The vendor's app on one machine: a client and its clock."""
+
+    def __init__(self, server: LocalServer, product: str, keys: list[str], store: Path,
+                 **kwargs: Any) -> None:
+        self.offset = timedelta(0)
+        self.args = dict(product=product, public_keys=keys, server_url=server.url,
+                         store_path=store, clock=self.now, timeout=3.0, **kwargs)
+        self.client = LicenseClient(**self.args)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def restart(self) -> LicenseClient:
+        """A new process of the app: a fresh client on the same store."""
+        self.client.close()
+        self.client = LicenseClient(**self.args)
+        return self.client
+
+
+@pytest.fixture
+def make_app(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
+    apps: list[App] = []
+
+    def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> App:
+        app = App(server, product, keys, tmp_path / name, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.client.close()
+
+
+def other_machine() -> Callable[[str], Fingerprint]:
+    """Another computer's fingerprint (this test runs on one machine only)."""
+    parts = {n: secrets.token_urlsafe(32)[:43] for n in ("machine_id", "mac", "hostname", "cpu")}
+    fake = Fingerprint(id=f"fp1.machine_id.{parts['machine_id']}", algorithm=1,
+                       source="machine_id", components=parts, missing={}, quality=0.9)
+    return lambda _product: fake
+
+
+def store_plaintext(client: LicenseClient) -> str:
+    return json.dumps(client._get_store().read())
+
+
+def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
+    admin = server.admin
+    product, keys = new_product(admin, password_required=True)
+    issued = admin.issue_license(product, seats=2, password="open sesame")
+    app = make_app(product, keys)
+
+    with pytest.raises(NotActivated):
+        app.client.check()
+    with pytest.raises(ConsentRequired):
+        app.client.activate(issued["license_key"], password="open sesame", email=EMAIL)
+    with pytest.raises(WrongPassword):
+        app.client.activate(issued["license_key"], password="wrong")
+    with pytest.raises(UnknownLicenseKey):
+        app.client.activate("AAAA-BBBB-CCCC-DDDD", password="open sesame")
+
+    lic = app.client.activate(issued["license_key"], password="open sesame", email=EMAIL,
+                              registration={"company": COMPANY}, consent=True)
+    assert lic.mode is Mode.FULL
+    assert lic.features == {"export", "sync"} and lic.has_feature("sync")
+    assert lic.email == EMAIL and lic.registration == {"company": COMPANY}
+    assert lic.protection is Protection.OPPORTUNISTIC and lic.refresh_by is not None
+
+    # Next start: offline check, no server needed.
+    checked = app.restart().check()
+    assert checked.activation_id == lic.activation_id and checked.offline_grace_ends_at is None
+
+    refreshed = app.client.refresh()
+    assert refreshed.token_id != lic.token_id and refreshed.mode is Mode.FULL
+
+    app.client.settings = {"theme": "dark", "font_size": 12}
+    assert app.restart().settings == {"theme": "dark", "font_size": 12}
+
+    # The vendor erases the end user.
+    found = admin.find_end_users(EMAIL)
+    assert len(found) == 1
+    admin.erase_end_user(found[0]["id"])
+    assert admin.find_end_users(EMAIL) == []
+
+    limited = app.client.refresh()
+    assert limited.mode is Mode.LIMITED and limited.is_limited
+    assert limited.features == {"export"} and not limited.has_feature("sync")
+    assert limited.email is None and limited.registration is None
+    # Works offline in limited mode, and the local store holds no personal data.
+    assert app.restart().check().mode is Mode.LIMITED
+    plain = store_plaintext(app.client)
+    assert EMAIL not in plain and COMPANY not in plain
+    # ...nor does the server's database file.
+    raw = b"".join(p.read_bytes() for p in server.data_dir.glob("server.db*"))
+    assert EMAIL.encode() not in raw and COMPANY.encode() not in raw
+
+    app.client.deactivate()
+    with pytest.raises(NotActivated):
+        app.client.check()
+
+
+def test_lost_answer_retry_takes_one_seat(
+    server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from software_dna._http import Response, Transport
+
+    product, keys = new_product(server.admin)
+    key = server.admin.issue_license(product, seats=1)["license_key"]
+    app = make_app(product, keys)
+    real = Transport.request
+    lost: list[Response] = []
+
+    def lose_answer(self: Transport, method: str, path: str, **kw: Any) -> Response:
+        answer = real(self, method, path, **kw)  # the server did activate...
+        if not lost:
+            lost.append(answer)
+            raise ServerUnreachable("connection reset")  # ...but the answer never arrived
+        return answer
+
+    monkeypatch.setattr(Transport, "request", lose_answer)
+    with pytest.raises(ServerUnreachable):
+        app.client.activate(key)
+    monkeypatch.undo()
+    first_id = lost[0].body["activation_id"]
+    again = app.restart().activate(key)  # the app is started again, the user retries
+    assert again.activation_id == first_id
+    other = make_app(product, keys, "other-machine", fingerprint=other_machine())
+    with pytest.raises(NoSeatsLeft):
+        other.client.activate(key)
+
+
+def test_no_seats_left_then_deactivate_frees_it(
+    server: LocalServer, make_app: Callable[..., App]
+) -> None:
+    product, keys = new_product(server.admin)
+    key = server.admin.issue_license(product, seats=1)["license_key"]
+    one = make_app(product, keys, "one")
+    two = make_app(product, keys, "two", fingerprint=other_machine())
+    one.client.activate(key)
+    with pytest.raises(NoSeatsLeft):
+        two.client.activate(key)
+    one.client.deactivate()
+    assert two.client.activate(key).mode is Mode.FULL
+
+
+def test_revoked_while_offline_stays_revoked(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
+        issued = server.admin.issue_license(product)
+        app = App(server, product, keys, tmp_path / "app")
+        app.client.activate(issued["license_key"])
+        server.stop()
+        app.offset = timedelta(seconds=90)  # refresh due
+        assert app.client.check().offline_grace_ends_at is not None  # offline, in grace
+        server.start()
+        server.admin.revoke_license(issued["id"])
+        server.stop()
+        assert app.restart().check().offline_grace_ends_at is not None  # still offline
+        server.start()
+        with pytest.raises(LicenseRevoked):
+            app.restart().check()  # first contact stores the revocation
+        server.stop()
+        for _ in range(2):
+            with pytest.raises(LicenseRevoked):
+                app.restart().check()  # offline again: still revoked
+
+
+def test_suspend_then_resume(server: LocalServer, make_app: Callable[..., App]) -> None:
+    product, keys = new_product(server.admin)
+    issued = server.admin.issue_license(product)
+    app = make_app(product, keys)
+    app.client.activate(issued["license_key"])
+    server.admin.suspend_license(issued["id"])
+    with pytest.raises(LicenseSuspended):
+        app.client.refresh()
+    with pytest.raises(LicenseSuspended):
+        app.restart().check()
+    server.admin.resume_license(issued["id"])
+    assert app.restart().check().mode is Mode.FULL  # a stored suspension asks the server again
+
+
+def test_grace_then_expired_then_recovered(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=60)
+        issued = server.admin.issue_license(product)
+        app = App(server, product, keys, tmp_path / "app")
+        app.client.activate(issued["license_key"])
+        server.stop()
+        app.offset = timedelta(seconds=90)  # past refresh_by, inside the grace
+        lic = app.restart().check()
+        assert lic.offline_grace_ends_at is not None
+        assert lic.offline_grace_ends_at == lic.expires_at
+        app.offset = timedelta(seconds=130)  # past the grace
+        with pytest.raises(LicenseExpired, match="server"):
+            app.restart().check()
+        with pytest.raises(ServerUnreachable):
+            app.client.refresh()
+        server.start()
+        app.offset = timedelta(0)
+        assert app.client.refresh().offline_grace_ends_at is None
+        assert app.restart().check().offline_grace_ends_at is None
+
+
+def test_replayed_validation_answer_refused(
+    server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from software_dna import InvalidToken
+    from software_dna._http import Response, Transport
+
+    product, keys = new_product(server.admin)
+    app = make_app(product, keys)
+    app.client.activate(server.admin.issue_license(product)["license_key"])
+    captured: list[Response] = []
+    real = Transport.request
+
+    def record(self: Transport, method: str, path: str, **kw: Any) -> Response:
+        if captured and path.endswith("/validate"):
+            return captured[0]  # an attacker answers with the captured old answer
+        answer = real(self, method, path, **kw)
+        if path.endswith("/validate"):
+            captured.append(answer)
+        return answer
+
+    monkeypatch.setattr(Transport, "request", record)
+    app.client.refresh()
+    with pytest.raises(InvalidToken):
+        app.client.refresh()
