@@ -45,8 +45,10 @@ class App:
     def __init__(self, server: LocalServer, product: str, keys: list[str], store: Path,
                  **kwargs: Any) -> None:
         self.offset = timedelta(0)
-        self.args = dict(product=product, public_keys=keys, server_url=server.url,
-                         store_path=store, clock=self.now, timeout=3.0, **kwargs)
+        self.args: dict[str, Any] = {
+            "product": product, "public_keys": keys, "server_url": server.url,
+            "store_path": store, "clock": self.now, "timeout": 3.0, **kwargs,
+        }
         self.client = LicenseClient(**self.args)
 
     def now(self) -> datetime:

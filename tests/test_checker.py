@@ -1,0 +1,100 @@
+"""The periodic check against the real server: failures, recovery, stop()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
+from software_dna.server.local import LocalServer
+
+from .test_client_e2e import App, new_product
+
+
+def wait_for(condition: object, timeout: float = 15.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_survives_ten_failures_then_reports_recovery(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
+        app = App(server, product, keys, tmp_path / "app", timeout=0.5)
+        app.client.activate(server.admin.issue_license(product)["license_key"])
+        errors: list[LicenseError] = []
+        changes: list[tuple[License | None, License | None]] = []
+        lock = threading.Lock()
+
+        def on_change(old: License | None, new: License | None) -> None:
+            with lock:
+                changes.append((old, new))
+
+        def on_error(exc: LicenseError) -> None:
+            with lock:
+                errors.append(exc)
+
+        def boom(old: License | None, new: License | None) -> None:
+            raise RuntimeError("the app's callback is broken")
+
+        checker = app.client.start_periodic_check(0.05, on_change=on_change, on_error=on_error,
+                                                  max_backoff=0.05)
+        assert checker.last_license is not None
+        server.stop()
+        app.offset = timedelta(seconds=90)  # refresh due while the server is down
+        wait_for(lambda: checker.consecutive_failures >= 10)
+        assert checker.running
+        with lock:
+            assert len(errors) >= 10
+            assert all(isinstance(e, ServerUnreachable) for e in errors)
+            assert changes and changes[0][1] is not None
+            assert changes[0][1].offline_grace_ends_at is not None  # reported: in grace
+        server.start()
+        app.offset = timedelta(0)
+        wait_for(lambda: checker.consecutive_failures == 0)
+        wait_for(lambda: any(new is not None and new.offline_grace_ends_at is None
+                             for _, new in changes))  # reported: recovered
+        start = time.monotonic()
+        checker.stop()
+        assert time.monotonic() - start < 1.0
+        assert not checker.running
+
+        # A callback that raises does not kill the thread either.
+        with app.client.start_periodic_check(0.05, on_change=boom, max_backoff=0.05) as second:
+            server.admin.revoke_license(server.admin.list_licenses(product)[0]["id"])
+            wait_for(lambda: second.last_license is None)
+            assert second.running
+        assert not second.running
+        with pytest.raises(LicenseRevoked):
+            app.client.check()
+
+
+def test_reports_erasure_as_a_change(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin)
+        app = App(server, product, keys, tmp_path / "app")
+        app.client.activate(server.admin.issue_license(product)["license_key"],
+                            email="x@example.com", consent=True)
+        seen: list[License | None] = []
+        with app.client.start_periodic_check(0.05, on_change=lambda o, n: seen.append(n)):
+            user = server.admin.find_end_users("x@example.com")[0]
+            server.admin.erase_end_user(user["id"])
+            wait_for(lambda: any(n is not None and n.mode is Mode.LIMITED for n in seen))
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    from software_dna.checker import PeriodicCheck
+
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin)
+        app = App(server, product, keys, tmp_path / "app")
+        with pytest.raises(ValueError):
+            PeriodicCheck(app.client, 0)
+        with pytest.raises(ValueError):
+            PeriodicCheck(app.client, 1, jitter=2)
