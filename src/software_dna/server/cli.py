@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from software_dna.server.cli_vendor import add_vendor_commands
+
 if TYPE_CHECKING:
     from software_dna.server.config import Settings
 
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--forwarded-allow-ips", metavar="IPS", default=None,
                      help="proxies trusted for X-Forwarded-For (comma-separated)")
     run.set_defaults(func=_cmd_run)
+    add_vendor_commands(groups)
     return parser
 
 
