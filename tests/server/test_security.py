@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -112,7 +112,8 @@ def test_activation_rejects_bad_fields(server: LocalServer, setup: dict[str, Any
 
 def test_missing_fields_and_wrong_shapes(server: LocalServer, setup: dict[str, Any]) -> None:
     url = f"{server.url}/v1/activations"
-    for body in ({}, [], "string", 5, None, {"product": setup["product"]}):
+    bodies: list[object] = [{}, [], "string", 5, None, {"product": setup["product"]}]
+    for body in bodies:
         answer = requests.post(url, data=json.dumps(body), timeout=30,
                                headers={"Content-Type": "application/json"})
         assert _is_json_error(answer, 400) == "invalid_request"
@@ -183,14 +184,17 @@ def test_activation_secret_reaches_only_its_activation(server: LocalServer, api:
     a, b = setup["a"], setup["b"]
     ok = api.validate(a["activation_id"], a["activation_secret"], machine="one")
     assert ok.status_code == 200
-    for secret in (b["activation_secret"], None, "", "sas_" + "A" * 43, a["activation_secret"] + "x"):
-        for call in (
-            lambda s: api.validate(a["activation_id"], s, machine="one"),
-            lambda s: api.deactivate(a["activation_id"], s),
-            lambda s: api.get_settings(a["activation_id"], s),
-            lambda s: api.put_settings(a["activation_id"], s, {"x": 1}),
-            lambda s: api.erasure(a["activation_id"], s),
-        ):
+    aid = a["activation_id"]
+    calls: list[Callable[[str | None], requests.Response]] = [
+        lambda s: api.validate(aid, s, machine="one"),
+        lambda s: api.deactivate(aid, s),
+        lambda s: api.get_settings(aid, s),
+        lambda s: api.put_settings(aid, s, {"x": 1}),
+        lambda s: api.erasure(aid, s),
+    ]
+    wrong = [b["activation_secret"], None, "", "sas_" + "A" * 43, a["activation_secret"] + "x"]
+    for secret in wrong:
+        for call in calls:
             answer = call(secret)
             assert _is_json_error(answer, 401) == "unauthorized"
     # Unknown activation: the same answer as a wrong secret.
@@ -202,7 +206,8 @@ def test_activation_secret_reaches_only_its_activation(server: LocalServer, api:
                           headers={"Authorization": f"Bearer {a['activation_secret']}"})
     assert _is_json_error(answer, 401) == "unauthorized"
     # Still fine afterwards (nothing was deactivated or erased by the refused calls).
-    assert api.validate(a["activation_id"], a["activation_secret"], machine="one").status_code == 200
+    final = api.validate(a["activation_id"], a["activation_secret"], machine="one")
+    assert final.status_code == 200
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong", "Basic abc",

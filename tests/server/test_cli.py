@@ -1,0 +1,134 @@
+"""`software-dna server init / migrate / run` end to end, in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from software_dna.server.cli import main
+from software_dna.server.local import free_port
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).parent / "software-dna"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "software_dna.server.cli"]
+
+
+def _env(home: Path, database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
+    env["SOFTWARE_DNA_SERVER_HOME"] = str(home)
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize("args", [
+    [], ["server"], ["server", "init"], ["server", "migrate"], ["server", "run"],
+])
+def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: software-dna")
+    assert len(out.splitlines()) > 3
+
+
+def test_console_script_help() -> None:
+    done = subprocess.run([*_cli(), "server", "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "init" in done.stdout and "migrate" in done.stdout and "run" in done.stdout
+
+
+def test_init_migrate_run(tmp_path: Path, database_url: str) -> None:
+    home = tmp_path / "home"
+    env = _env(home, database_url)
+
+    # A database without the schema: run refuses and says what to do.
+    refused = _run(["server", "run", "--port", str(free_port())], env)
+    assert refused.returncode == 1
+    assert "software-dna server migrate" in refused.stderr
+
+    init = _run(["server", "init"], env)
+    assert init.returncode == 0, init.stderr
+    match = re.search(r"^(sdna_admin_\S+)$", init.stdout, re.MULTILINE)
+    assert match, init.stdout
+    admin_key = match.group(1)
+    key_file = home / "master.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    master = key_file.read_bytes()
+
+    again = _run(["server", "init"], env)
+    assert again.returncode == 0 and "sdna_admin_" not in again.stdout
+    assert key_file.read_bytes() == master  # never overwritten
+
+    migrate = _run(["server", "migrate"], env)
+    assert migrate.returncode == 0 and "already at revision" in migrate.stdout
+
+    port = free_port()
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen([*_cli(), "server", "run", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {admin_key}"}
+        made = requests.post(f"{url}/v1/admin/products", json={"id": "cli-app"},
+                             headers=headers, timeout=30)
+        assert made.status_code == 201, made.text
+        assert requests.get(f"{url}/v1/admin/products", timeout=30).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+    # A new admin key replaces the old one.
+    renewed = _run(["server", "init", "--new-admin-key"], env)
+    assert renewed.returncode == 0
+    assert admin_key not in renewed.stdout and "sdna_admin_" in renewed.stdout
+
+
+def test_database_newer_than_server(tmp_path: Path, database_url: str) -> None:
+    env = _env(tmp_path / "home", database_url)
+    assert _run(["server", "init"], env).returncode == 0
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
+    finally:
+        engine.dispose()
+    refused = _run(["server", "run", "--port", str(free_port())], env)
+    assert refused.returncode == 1
+    assert "newer than this server" in refused.stderr
+
+
+def test_missing_master_key(tmp_path: Path) -> None:
+    env = _env(tmp_path / "home", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert _run(["server", "migrate"], env).returncode == 0
+    refused = _run(["server", "run", "--port", str(free_port())], env)
+    assert refused.returncode == 1
+    assert "software-dna server init" in refused.stderr
