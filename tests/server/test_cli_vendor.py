@@ -793,3 +793,20 @@ def test_in_a_real_process(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert key not in listed.stdout
     assert "…-" + key[-4:] in listed.stdout
+
+
+def test_protection_levels_match_the_service() -> None:
+    assert cli_vendor.PROTECTIONS == service.PROTECTIONS
+
+
+def test_an_unexpected_failure_is_one_line(sdna: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: cli_vendor.DirectBackend) -> list[dict[str, Any]]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli_vendor.DirectBackend, "list_products", broken)
+    message = sdna.fail("products", "list")
+    assert "unexpected RuntimeError: disk on fire" in message
+    assert cli_vendor.ENV_DEBUG in message
+    monkeypatch.setenv(cli_vendor.ENV_DEBUG, "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["products", "list"])

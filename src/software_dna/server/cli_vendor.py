@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_ADMIN_KEY",
+    "ENV_DEBUG",
     "ENV_SERVER_URL",
+    "PROTECTIONS",
     "Backend",
     "CliError",
     "DirectBackend",
@@ -59,6 +61,10 @@ __all__ = [
 ENV_SERVER_URL = "SOFTWARE_DNA_SERVER_URL"
 #: Environment variable holding the admin API key of the remote backend.
 ENV_ADMIN_KEY = "SOFTWARE_DNA_ADMIN_KEY"
+#: Set to show the traceback of an unexpected error.
+ENV_DEBUG = "SOFTWARE_DNA_DEBUG"
+#: The protection levels (the service's ``PROTECTIONS``; the service validates).
+PROTECTIONS = ("offline", "opportunistic", "mandatory")
 
 PROG = "software-dna"
 
@@ -890,13 +896,41 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """The exception class ``module.name`` if that module was imported, else None.
+
+    An exception of a module that was never imported cannot have been raised,
+    so the remote backend never pays for importing SQLAlchemy or the service.
+    """
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _describe(exc: BaseException, args: argparse.Namespace) -> str:
+    """The one-line message for an exception raised while running a command."""
+    service_error = _loaded("software_dna.server.service._common", "ServiceError")
+    if service_error is not None and isinstance(exc, service_error):
+        return _refusal(str(getattr(exc, "message", exc)), str(getattr(exc, "code", "")), args)
+    sqlalchemy_error = _loaded("sqlalchemy.exc", "SQLAlchemyError")
+    if sqlalchemy_error is not None and isinstance(exc, sqlalchemy_error):
+        first = (str(exc).splitlines() or [""])[0]
+        return f"database error: {type(exc).__name__}: {first}"
+    config_error = _loaded("software_dna.server.config", "ConfigError")
+    if (config_error is not None and isinstance(exc, config_error)) or isinstance(
+            exc, ValueError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"unexpected {type(exc).__name__}: {exc} (set {ENV_DEBUG}=1 for the traceback)"
+
+
 def execute(handler: Handler, args: argparse.Namespace) -> int:
-    """Run ``handler`` with a backend; returns the exit code (never raises for refusals)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    """Run ``handler`` with a backend; returns the exit code.
 
-    from software_dna.server.config import ConfigError
-    from software_dna.server.service import ServiceError
-
+    Every failure becomes one line on stderr (no traceback, unless the
+    environment variable ``SOFTWARE_DNA_DEBUG`` is set): exit 1, or 2 for a
+    usage error found after parsing.
+    """
     try:
         with open_backend(args) as backend:
             return handler(backend, args)
@@ -906,21 +940,14 @@ def execute(handler: Handler, args: argparse.Namespace) -> int:
     except CliError as exc:
         _error(exc.message)
         return exc.code
-    except ServiceError as exc:
-        _error(_refusal(exc.message, exc.code, args))
-        return 1
-    except ConfigError as exc:
-        _error(str(exc))
-        return 1
-    except SQLAlchemyError as exc:
-        _error(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-        return 1
-    except OSError as exc:
-        _error(f"{type(exc).__name__}: {exc}")
-        return 1
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        _error(_describe(exc, args))
+        return 1
 
 
 # ----------------------------------------------------------------------- products
@@ -1373,8 +1400,6 @@ def _leaf(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
 
 
 def _policy_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
-    from software_dna.server.service.products import PROTECTIONS
-
     policy = parser.add_argument_group("licensing policy")
     if creating:
         policy.add_argument("--name", metavar="N", help="display name (default: the id)")
