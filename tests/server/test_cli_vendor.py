@@ -29,6 +29,7 @@ from software_dna.server import cli, cli_vendor, service
 from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.local import LocalServer, free_port
+from tests.fixtures_server import PgDatabases
 
 GROUPS = {
     "products": ["create", "list", "show", "configure"],
@@ -595,6 +596,36 @@ def test_activations_end_users_and_audit(sdna: Runner, product: str) -> None:
         assert "No such" in sdna.fail(*argv)
     assert "No such end user: 'eu_nope'" in sdna.fail("end-users", "export", "eu_nope")
     sdna.fail("end-users", "find", code=2)  # --email is required
+
+
+@pytest.mark.postgres
+def test_direct_mode_on_postgresql(pg_databases: PgDatabases, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    url = pg_databases.create()
+    folder = tmp_path / "pg-home"
+    _clean_env(monkeypatch, folder)
+    monkeypatch.setenv("DATABASE_URL", url)
+    _init(folder)
+    monkeypatch.delenv("DATABASE_URL")
+    run = Runner(capsys, monkeypatch)
+    where = ["--data-dir", str(folder), "--database-url", url]
+    run("products", "create", "pg-app", "--name", "PG", "--features", "a,b",
+        "--limited-features", "a", *where)
+    run("keys", "generate", "pg-app", *where)
+    issued = run("licenses", "issue", "pg-app", "--seats", "2", "--json", *where).json()
+    assert not (folder / "server.db").exists()  # it really is PostgreSQL
+    monkeypatch.setenv("DATABASE_URL", url)
+    activation_id = _activate_direct("pg-app", issued["license_key"], personal=True)
+    monkeypatch.delenv("DATABASE_URL")
+    rows = run("activations", "list", issued["id"], "--json", *where).json()["activations"]
+    assert [a["id"] for a in rows] == [activation_id]
+    users = run("end-users", "find", "--email", EMAIL, "--json", *where).json()["end_users"]
+    run("end-users", "erase", users[0]["id"], "--yes", *where)
+    assert run("licenses", "show", issued["id"], "--json", *where).json()["erased"] is True
+    run("licenses", "revoke", issued["id"], *where)
+    assert "license.revoke" in run("audit", *where).out
+    assert "No such product: 'nope'" in run.fail("keys", "export", "nope", *where)
 
 
 # --------------------------------------------------------------------------- settings errors
