@@ -159,8 +159,8 @@ class Backend(Protocol):
         """The license's activations, removed ones included."""
         ...
 
-    def remove_activation(self, activation_id: str) -> None:
-        """Remove an activation (its seat is freed)."""
+    def remove_activation(self, activation_id: str) -> JSONDict:
+        """Remove an activation (its seat is freed); returns it."""
         ...
 
     def find_end_users(self, email: str) -> list[JSONDict]:
@@ -390,11 +390,13 @@ class DirectBackend:
         return [ActivationOut.of(a).model_dump(mode="json")
                 for a in service.list_activations(self._session, license_id)]
 
-    def remove_activation(self, activation_id: str) -> None:
+    def remove_activation(self, activation_id: str) -> JSONDict:
         """See :class:`Backend`."""
         from software_dna.server import service
+        from software_dna.server.schemas import ActivationOut
 
-        service.remove_activation(self._session, activation_id, actor="cli")
+        activation = service.remove_activation(self._session, activation_id, actor="cli")
+        return ActivationOut.of(activation).model_dump(mode="json")
 
     # ------------------------------------------------------------------ end users
 
@@ -595,9 +597,9 @@ class RemoteBackend:
         """See :class:`Backend`."""
         return self._list(f"/licenses/{_seg(license_id)}/activations", "activations")
 
-    def remove_activation(self, activation_id: str) -> None:
+    def remove_activation(self, activation_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        self.request("DELETE", f"/activations/{_seg(activation_id)}")
+        return self._obj("DELETE", f"/activations/{_seg(activation_id)}")
 
     # ------------------------------------------------------------------ end users
 
@@ -1220,9 +1222,9 @@ def cmd_activations_list(backend: Backend, args: argparse.Namespace) -> int:
 
 def cmd_activations_remove(backend: Backend, args: argparse.Namespace) -> int:
     """``activations remove``."""
-    backend.remove_activation(args.activation)
+    activation = backend.remove_activation(args.activation)
     if args.json:
-        _json({"ok": True, "activation_id": args.activation})
+        _json(activation)
     else:
         _out(f"Removed activation {args.activation}: its seat is free, and the machine is "
              "told at its next validation.")
