@@ -4,6 +4,7 @@
 - ``pg_server``: one on a fresh PostgreSQL database, one per test module.
 - ``database_url``: parametrized over ``sqlite`` and ``postgresql`` (module
   scope); each value is a fresh, empty database.
+- ``fresh_database_url``: the same, function scope (a new database per test).
 - ``any_server``: a module-scoped :class:`LocalServer` on ``database_url``.
 - ``pg_databases``: makes fresh PostgreSQL databases (dropped at the end of the
   session).
@@ -113,6 +114,15 @@ def database_url(request: pytest.FixtureRequest,
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "server.db"
         return f"sqlite:///{path}"
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    return databases.create()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like ``database_url``, but a new empty database for every test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.db'}"
     databases: PgDatabases = request.getfixturevalue("pg_databases")
     return databases.create()
 

@@ -55,9 +55,9 @@ def test_console_script_help() -> None:
     assert "init" in done.stdout and "migrate" in done.stdout and "run" in done.stdout
 
 
-def test_init_migrate_run(tmp_path: Path, database_url: str) -> None:
+def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
     home = tmp_path / "home"
-    env = _env(home, database_url)
+    env = _env(home, fresh_database_url)
 
     # A database without the schema: run refuses and says what to do.
     refused = _run(["server", "run", "--port", str(free_port())], env)
@@ -112,10 +112,10 @@ def test_init_migrate_run(tmp_path: Path, database_url: str) -> None:
     assert admin_key not in renewed.stdout and "sdna_admin_" in renewed.stdout
 
 
-def test_database_newer_than_server(tmp_path: Path, database_url: str) -> None:
-    env = _env(tmp_path / "home", database_url)
+def test_database_newer_than_server(tmp_path: Path, fresh_database_url: str) -> None:
+    env = _env(tmp_path / "home", fresh_database_url)
     assert _run(["server", "init"], env).returncode == 0
-    engine = create_engine(database_url)
+    engine = create_engine(fresh_database_url)
     try:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
