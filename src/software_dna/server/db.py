@@ -56,7 +56,8 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
     For SQLite the parent folder of the database file is created.
     """
     url = make_url(settings.database_url)
-    kwargs: dict[str, Any] = {"future": True}
+    # hide_parameters: SQL errors and logs never show bound values (hashes, ciphertexts).
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
