@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -268,3 +269,67 @@ def test_replayed_validation_answer_refused(
     app.client.refresh()
     with pytest.raises(InvalidToken):
         app.client.refresh()
+
+
+def offline_app(app: App) -> LicenseClient:
+    """The same app and store, with the server unreachable (a port nobody listens on)."""
+    from .netfaults import free_port
+
+    app.args["server_url"] = f"http://127.0.0.1:{free_port()}"
+    return app.restart()
+
+
+def test_protection_offline_never_contacts_server(
+    server: LocalServer, make_app: Callable[..., App]
+) -> None:
+    product, keys = new_product(server.admin, protection="offline")
+    app = make_app(product, keys)
+    lic = app.client.activate(server.admin.issue_license(product)["license_key"])
+    assert lic.protection is Protection.OFFLINE and lic.refresh_by is None
+    assert lic.expires_at is None  # perpetual
+    client = offline_app(app)
+    app.offset = timedelta(days=400)
+    started = time.monotonic()
+    checked = client.check()
+    assert time.monotonic() - started < 0.5  # no network attempt at all
+    assert checked.offline_grace_ends_at is None
+
+
+def test_protection_opportunistic_grace(server: LocalServer, make_app: Callable[..., App]) -> None:
+    product, keys = new_product(server.admin, protection="opportunistic",
+                                refresh_interval=3600, offline_grace_period=7200)
+    app = make_app(product, keys)
+    lic = app.client.activate(server.admin.issue_license(product)["license_key"])
+    assert lic.refresh_by is not None and lic.expires_at is not None
+    assert lic.expires_at - lic.refresh_by == timedelta(hours=2)
+    client = offline_app(app)
+    app.offset = timedelta(minutes=50)
+    assert client.check().offline_grace_ends_at is None  # not due yet: no server needed
+    app.offset = timedelta(minutes=90)
+    assert client.check().offline_grace_ends_at == lic.expires_at
+    app.offset = timedelta(hours=3, minutes=1)
+    with pytest.raises(LicenseExpired):
+        client.check()
+
+
+def test_protection_mandatory_warning_then_stop(
+    server: LocalServer, make_app: Callable[..., App]
+) -> None:
+    product, keys = new_product(server.admin, protection="mandatory",
+                                refresh_interval=3600, offline_grace_period=600)
+    app = make_app(product, keys)
+    lic = app.client.activate(server.admin.issue_license(product)["license_key"])
+    assert lic.protection is Protection.MANDATORY
+    assert lic.refresh_by is not None and lic.expires_at is not None
+    # Must reach the server within the refresh interval; the last 10 minutes warn.
+    assert lic.expires_at - lic.issued_at == timedelta(hours=1)
+    assert lic.expires_at - lic.refresh_by == timedelta(minutes=10)
+    client = offline_app(app)
+    app.offset = timedelta(minutes=45)
+    assert client.check().offline_grace_ends_at is None
+    app.offset = timedelta(minutes=55)
+    warned = client.check()
+    assert warned.offline_grace_ends_at == lic.expires_at  # the app shows a warning
+    app.offset = timedelta(minutes=61)
+    with pytest.raises(LicenseExpired, match="server"):
+        client.check()

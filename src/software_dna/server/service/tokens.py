@@ -1,9 +1,14 @@
 """Token policy: what goes into a license token and a receipt.
 
-- ``refresh_by`` = now + the product's ``refresh_interval`` (None when the
-  product's protection is ``offline``);
-- ``exp`` = ``refresh_by`` + ``offline_grace_period``, capped at the license's
-  expiry; for ``offline`` products: the license's expiry, or none;
+- ``opportunistic``: ``refresh_by`` = now + the product's ``refresh_interval``
+  and ``exp`` = ``refresh_by`` + ``offline_grace_period``: the app refreshes
+  when it can and works offline through the grace period;
+- ``mandatory``: the server must be reached within ``refresh_interval``:
+  ``exp`` = now + ``refresh_interval``, and the ``offline_grace_period`` is the
+  warning period before it, so ``refresh_by`` = ``exp`` - that period (the app
+  warns from then on, with ``License.offline_grace_ends_at`` set);
+- ``offline``: no ``refresh_by``; ``exp`` is the license's expiry, or none;
+- every time is capped at the license's own expiry;
 - mode ``limited`` with the product's ``limited_features`` once the license or
   the activation was erased, else ``full`` with the license's features;
 - ``email`` / ``registration`` only while the end user's data is held.
@@ -36,8 +41,12 @@ def token_times(
     """``(refresh_by, exp)`` of a token issued at ``now`` (see the module docstring)."""
     if protection == "offline":
         return None, license_expires_at
-    refresh_by = now + timedelta(seconds=refresh_interval)
-    expires = refresh_by + timedelta(seconds=offline_grace_period)
+    if protection == "mandatory":
+        expires = now + timedelta(seconds=refresh_interval)
+        refresh_by = expires - timedelta(seconds=min(offline_grace_period, refresh_interval))
+    else:
+        refresh_by = now + timedelta(seconds=refresh_interval)
+        expires = refresh_by + timedelta(seconds=offline_grace_period)
     if license_expires_at is not None:
         expires = min(expires, license_expires_at)
         refresh_by = min(refresh_by, license_expires_at)
