@@ -20,6 +20,7 @@ from software_dna import (
     LicenseExpired,
     Mode,
     NotActivated,
+    StoreCorrupted,
     WrongMachine,
     WrongProduct,
 )
@@ -206,3 +207,25 @@ def test_bad_public_key_is_a_value_error() -> None:
         LicenseClient(product=PRODUCT, public_keys=["k4.secret.AAAA"])
     with pytest.raises(ValueError):
         LicenseClient(product=PRODUCT, public_keys=[])
+
+
+@pytest.mark.parametrize("damage", [b"", b"\0" * 300, b"SDNA\x01garbage", None],
+                         ids=["empty", "nul-filled", "truncated", "other-product"])
+def test_corrupt_store_is_moved_aside_then_not_activated(
+    key: SecretKey, fp: Fingerprint, tmp_path: Path, damage: bytes | None
+) -> None:
+    client = make_client(key, tmp_path)
+    client.install_token(make_token(key, PRODUCT, fp))
+    if damage is None:  # another product's store file under this product's name
+        other = make_client(key, tmp_path / "other", product="other-product")
+        other.install_token(make_token(key, "other-product", collect("other-product")))
+        damage = other.store_path.read_bytes()
+    client.store_path.write_bytes(damage)
+    with pytest.raises(StoreCorrupted) as caught:
+        make_client(key, tmp_path).check()
+    assert caught.value.moved_to is not None
+    assert Path(caught.value.moved_to).read_bytes() == damage  # kept, not deleted
+    fresh = make_client(key, tmp_path)
+    with pytest.raises(NotActivated):  # no crash loop: the next start is clean
+        fresh.check()
+    assert fresh.install_token(make_token(key, PRODUCT, fp)).product == PRODUCT
