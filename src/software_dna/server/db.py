@@ -14,6 +14,8 @@ with a :class:`alembic.config.Config` built in code (no ``alembic.ini``).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger(__name__)
 
 
 class SchemaError(Exception):
@@ -122,13 +125,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def sqlite_compact(engine: Engine) -> None:
+def sqlite_compact(engine: Engine) -> bool:
     """SQLite only: ``VACUUM`` and truncate the WAL so that deleted data leaves the files.
 
-    Used after an erasure.  A no-op on other backends.
+    Used after an erasure (``secure_delete`` already zeroes freed pages; this
+    also rewrites the file and empties the WAL).  Waits for other writers up
+    to the busy timeout.  Returns False (and logs a warning) when the
+    database stayed busy; a no-op returning True on other backends.
     """
     if engine.dialect.name != "sqlite":
-        return
+        return True
     raw = engine.raw_connection()
     try:
         dbapi = raw.driver_connection
@@ -136,8 +142,13 @@ def sqlite_compact(engine: Engine) -> None:
         dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         dbapi.execute("VACUUM")
         dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.OperationalError as exc:
+        log.warning("SQLite compaction after an erasure failed (%s); it runs again "
+                    "after the next erasure", type(exc).__name__)
+        return False
     finally:
         raw.close()
+    return True
 
 
 # --------------------------------------------------------------------------- migrations

@@ -305,7 +305,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             fingerprint=dict(request.fingerprint.components),
             idempotency_key=request.idempotency_key,
             end_user_id=None,
-            erased=lic.erased,
+            erased=False,  # no personal data of this activation was erased (yet)
             sdk_version=client.get("sdk_version"),
             client_os=client.get("os"),
             client_python=client.get("python"),
