@@ -333,3 +333,41 @@ def test_protection_mandatory_warning_then_stop(
     app.offset = timedelta(minutes=61)
     with pytest.raises(LicenseExpired, match="server"):
         client.check()
+
+
+def test_end_user_requests_erasure(server: LocalServer, make_app: Callable[..., App]) -> None:
+    product, keys = new_product(server.admin)
+    app = make_app(product, keys)
+    app.client.activate(server.admin.issue_license(product)["license_key"], email=EMAIL,
+                        registration={"company": COMPANY}, consent=True)
+    assert server.admin.find_end_users(EMAIL)
+    limited = app.client.request_erasure()
+    assert limited.mode is Mode.LIMITED and limited.features == {"export"}
+    assert limited.email is None
+    assert server.admin.find_end_users(EMAIL) == []
+    plain = store_plaintext(app.client)
+    assert EMAIL not in plain and COMPANY not in plain
+    # Limited mode holds: offline, and at the next refresh.
+    assert offline_app(app).check().mode is Mode.LIMITED
+
+
+def test_settings_follow_the_user_and_work_offline(
+    server: LocalServer, make_app: Callable[..., App]
+) -> None:
+    product, keys = new_product(server.admin)
+    key = server.admin.issue_license(product, seats=2)["license_key"]
+    laptop = make_app(product, keys, "laptop")
+    laptop.client.activate(key)
+    laptop.client.settings = {"theme": "dark"}
+    desktop = make_app(product, keys, "desktop", fingerprint=other_machine())
+    desktop.client.activate(key)
+    assert desktop.client.settings == {"theme": "dark"}  # followed the user
+    # Offline: reads come from the cache, writes are kept and sent later.
+    offline = offline_app(laptop)
+    assert offline.settings == {"theme": "dark"}
+    offline.settings = {"theme": "light"}
+    assert offline.settings == {"theme": "light"}
+    assert desktop.client.settings == {"theme": "dark"}  # not sent yet
+    laptop.args["server_url"] = server.url
+    assert laptop.restart().settings == {"theme": "light"}  # sent at the next contact
+    assert desktop.client.settings == {"theme": "light"}
