@@ -176,6 +176,8 @@ class LicenseClient:
         self._verified: tuple[str, License] | None = None
         self._loaded: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._high_water: datetime | None = None
+        self._parsed_high_water: dict[str, datetime] = {}
+        self._machine_ok: tuple[License, _fp.Fingerprint] | None = None
         self._last_failed_refresh: float | None = None
 
     # ------------------------------------------------------------ plumbing
@@ -250,23 +252,29 @@ class LicenseClient:
 
     def _check_machine(self, lic: License) -> None:
         current = self._fingerprint()
-        if current.id == lic.fingerprint_id and dict(current.components) == dict(lic.fingerprint):
-            return
+        known = self._machine_ok
+        if known is not None and known[0] is lic and known[1] is current:
+            return  # this very license already matched this very fingerprint
         if not _fp.match(lic.fingerprint, current.components, lic.tolerance):
             raise WrongMachine(
                 "This license is bound to another computer. Activate it on this "
                 "computer with your license key (you may need to deactivate it on the "
                 "other one first)."
             )
+        self._machine_ok = (lic, current)
 
     def _check_clock(self, now: datetime, data: Mapping[str, Any]) -> None:
         high = self._high_water
         stored = data.get("clock_high_water")
         if isinstance(stored, str):
-            try:
-                stored_time = parse_rfc3339(stored)
-            except ValueError:
-                stored_time = None
+            stored_time = self._parsed_high_water.get(stored)
+            if stored_time is None:
+                try:
+                    stored_time = parse_rfc3339(stored)
+                except ValueError:
+                    stored_time = None
+                else:
+                    self._parsed_high_water = {stored: stored_time}
             if stored_time is not None and (high is None or stored_time > high):
                 high = stored_time
         if high is not None and now < high - CLOCK_SKEW:
