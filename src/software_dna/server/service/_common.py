@@ -20,6 +20,7 @@ __all__ = [
     "UNSET",
     "audit",
     "new_id",
+    "precise_now",
     "utcnow",
 ]
 
@@ -111,6 +112,11 @@ UNSET = Unset()
 def utcnow() -> datetime:
     """Now, timezone-aware UTC, truncated to whole seconds (what tokens carry)."""
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def precise_now() -> datetime:
+    """Now, timezone-aware UTC, with microseconds (creation times that order rows)."""
+    return datetime.now(timezone.utc)
 
 
 def new_id(prefix: str) -> str:

@@ -22,6 +22,7 @@ from software_dna.server.service._common import (
     audit,
     conflict,
     not_found,
+    precise_now,
     utcnow,
 )
 from software_dna.server.service.products import get_product
@@ -50,7 +51,7 @@ def _new_key(session: Session, ctx: Context, product_id: str, status: str) -> Si
         public_key=secret.public_key.to_paserk(),
         secret_ciphertext=ctx.vault.seal_signing_key(kid, secret),
         status=status,
-        created_at=utcnow(),
+        created_at=precise_now(),
         retired_at=None,
     )
     session.add(row)

@@ -26,6 +26,7 @@ from software_dna.server.service._common import (
     invalid,
     new_id,
     not_found,
+    precise_now,
     utcnow,
 )
 from software_dna.server.service.products import clean_features, get_product
@@ -94,7 +95,7 @@ def issue_license(
     elif product.password_required:
         raise invalid("This product requires an activation password for every license.")
     feature_list = clean_features(product.features if features is None else features)
-    now = utcnow()
+    now = precise_now()
     for _attempt in range(5):
         try:
             key = licensekeys.generate(key_prefix)
