@@ -359,8 +359,10 @@ class LocalServer:
 
         if self._migrate:
             _, key = initialize(self._settings)
-            if key is not None:
-                self.admin_key = key
+            if key is None:  # a folder set up before: its key was shown then, make ours
+                _, key = initialize(self._settings, new_admin_key=True)
+            assert key is not None
+            self.admin_key = key
         else:
             from software_dna.server.crypto import create_master_key_file
 
