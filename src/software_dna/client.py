@@ -95,6 +95,15 @@ def _nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _credentials(data: Mapping[str, Any], message: str | None = None) -> tuple[str, str]:
+    """The stored activation id and secret; NotActivated when there are none."""
+    activation_id = data.get("activation_id")
+    secret = data.get("activation_secret")
+    if not isinstance(activation_id, str) or not isinstance(secret, str):
+        raise NotActivated(message) if message else NotActivated()
+    return activation_id, secret
+
+
 class LicenseClient:
     """The license of one product on this machine.
 
@@ -443,10 +452,7 @@ class LicenseClient:
         return "http_error", f"The license server answered with HTTP {answer.status}."
 
     def _validate_online(self, data: Mapping[str, Any], *, deadline: float | None) -> License:
-        activation_id = data.get("activation_id")
-        secret = data.get("activation_secret")
-        if not isinstance(activation_id, str) or not isinstance(secret, str):
-            raise NotActivated()
+        activation_id, secret = _credentials(data)
         nonce = _nonce()
         answer = self._make_transport().request(
             "POST", f"/v1/activations/{activation_id}/validate",
@@ -661,10 +667,9 @@ class LicenseClient:
         """
         with self._lock:
             data = self._read()
-            activation_id = data.get("activation_id")
-            secret = data.get("activation_secret")
-            if not isinstance(activation_id, str) or not isinstance(secret, str):
-                raise NotActivated("This machine has no activation to deactivate.")
+            activation_id, secret = _credentials(
+                data, "This machine has no activation to deactivate."
+            )
             nonce = _nonce()
             answer = self._make_transport().request(
                 "POST", f"/v1/activations/{activation_id}/deactivate",
@@ -695,10 +700,7 @@ class LicenseClient:
         """
         with self._lock:
             data = self._read()
-            activation_id = data.get("activation_id")
-            secret = data.get("activation_secret")
-            if not isinstance(activation_id, str) or not isinstance(secret, str):
-                raise NotActivated()
+            activation_id, secret = _credentials(data)
             nonce = _nonce()
             answer = self._make_transport().request(
                 "POST", f"/v1/activations/{activation_id}/erasure",
@@ -770,10 +772,7 @@ class LicenseClient:
 
     def _settings_request(self, method: str, body: Mapping[str, Any] | None) -> Mapping[str, Any]:
         data = self._read()
-        activation_id = data.get("activation_id")
-        secret = data.get("activation_secret")
-        if not isinstance(activation_id, str) or not isinstance(secret, str):
-            raise NotActivated()
+        activation_id, secret = _credentials(data)
         answer = self._make_transport().request(
             method, f"/v1/activations/{activation_id}/settings", json_body=body,
             bearer=secret, retry=True, deadline=min(CHECK_DEADLINE, self._timeout),

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
+from ._json import loads_object
 from .errors import InvalidToken, WrongProduct
 from .paseto import PublicKey, SecretKey, sign, untrusted_footer, untrusted_message, verify
 
@@ -157,36 +158,13 @@ def format_rfc3339(moment: datetime) -> str:
 
 # ---------------------------------------------------------------- JSON
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def loads_strict(data: bytes | str) -> dict[str, Any]:
     """Parse a JSON object strictly: duplicate keys, NaN/Infinity and non-objects refused.
 
     Raises:
         ValueError: on any of those, on invalid UTF-8, or over 32 KiB.
     """
-    if len(data) > _MAX_JSON_BYTES:
-        raise ValueError("JSON document too large")
-    try:
-        value = json.loads(
-            data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-        )
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError("invalid JSON") from exc
-    if not isinstance(value, dict):
-        raise ValueError("JSON document must be an object")
-    return value
+    return loads_object(data, max_size=_MAX_JSON_BYTES)
 
 
 def _dumps(value: Mapping[str, Any]) -> bytes:

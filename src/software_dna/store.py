@@ -94,6 +94,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from software_dna._json import loads_object
 from software_dna.errors import StoreCorrupted, StoreError
 
 if TYPE_CHECKING:
@@ -257,19 +258,6 @@ class _UnreadableError(Exception):
         self.reason = reason
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def _dumps(data: Mapping[str, Any]) -> bytes:
     """Serialise ``data`` as compact JSON (TypeError/ValueError if it cannot be)."""
     if not isinstance(data, Mapping):
@@ -289,16 +277,9 @@ def _dumps(data: Mapping[str, Any]) -> bytes:
 def _loads(plaintext: bytes) -> dict[str, Any]:
     """Parse decrypted plaintext strictly; raise :class:`_UnreadableError` if invalid."""
     try:
-        value = json.loads(
-            plaintext.decode("utf-8"),
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except (ValueError, RecursionError) as exc:  # includes JSONDecodeError, UnicodeDecodeError
+        return loads_object(plaintext, max_size=MAX_FILE_SIZE)
+    except ValueError as exc:  # includes JSONDecodeError
         raise _UnreadableError(f"its contents are not a valid license document ({exc})") from exc
-    if not isinstance(value, dict):
-        raise _UnreadableError("its contents are not a JSON object")
-    return value
 
 
 def _fsync_directory(directory: Path) -> None:
