@@ -95,6 +95,12 @@ def _nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _error_field(answer: Response, name: str) -> object:
+    """A field of the answer's ``{"error": {...}}`` object, or None."""
+    error = answer.body.get("error")
+    return error.get(name) if isinstance(error, dict) else None
+
+
 def _credentials(data: Mapping[str, Any], message: str | None = None) -> tuple[str, str]:
     """The stored activation id and secret; NotActivated when there are none."""
     activation_id = data.get("activation_id")
@@ -467,7 +473,7 @@ class LicenseClient:
         code, message = self._error(answer)
         refusal = _REFUSALS.get(code)
         if refusal is not None and self._receipt_ok(
-            answer.body.get("error", {}).get("receipt"), nonce, activation_id
+            _error_field(answer, "receipt"), nonce, activation_id
         ):
             self._store_refusal(code, message)
             raise refusal(message)
