@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from software_dna import LicenseClient, ServerError, ServerUnreachable
+from software_dna import LicenseClient, LicenseError, ServerUnreachable
 from software_dna.fingerprint import collect
 from software_dna.paseto import SecretKey
 
@@ -71,13 +71,18 @@ def test_connection_refused(tmp_path: Path) -> None:
     assert client.check().offline_grace_ends_at is not None
 
 
-@pytest.mark.parametrize("status,body", [(200, b"<html>not json</html>"), (200, b"[1, 2]"),
-                                         (500, b"oops"), (503, b"")])
+@pytest.mark.parametrize("status,body", [
+    (200, b"<html>not json</html>"), (200, b"[1, 2]"), (200, b'{"token": 42}'),
+    (403, b'{"error": "license_revoked"}'), (403, b'{"error": {"code": "license_revoked"}}'),
+    (410, b'{"error": {"code": "activation_removed", "receipt": "v4.public.AAAA"}}'),
+    (500, b"oops"), (503, b""),
+])
 def test_unusable_answers(status: int, body: bytes, tmp_path: Path) -> None:
     with garbage_server(status, body) as url:
         client = due_client(url, tmp_path)
-        with pytest.raises((ServerError, ServerUnreachable)):
+        with pytest.raises(LicenseError):
             client.refresh()
+        # An unsigned refusal is never stored: the license still works offline.
         assert client.check().offline_grace_ends_at is not None
 
 

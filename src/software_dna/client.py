@@ -478,7 +478,8 @@ class LicenseClient:
             self._store_refusal(code, message)
             raise refusal(message)
         if refusal is not None:
-            raise refusal(message + " (unsigned answer: not stored)")
+            # Our server signs every refusal; an unsigned one is not its word.
+            raise ServerError(f"The license server's refusal was not signed: {message}")
         if code == "wrong_machine":
             raise WrongMachine(message)
         if code == "unauthorized":
