@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -56,11 +57,14 @@ class AppState:
 
 
 def error_response(status: int, code: str, message: str, *, receipt: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The protocol's error body."""
+                   headers: dict[str, str] | None = None,
+                   retry_at: datetime | None = None) -> JSONResponse:
+    """The protocol's error body (``retry_at``: an aware time, sent as RFC 3339 UTC)."""
     detail: dict[str, Any] = {"code": code, "message": message}
     if receipt is not None:
         detail["receipt"] = receipt
+    if retry_at is not None:
+        detail["retry_at"] = retry_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
@@ -149,7 +153,7 @@ def _install_handlers(app: FastAPI) -> None:
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return error_response(exc.status, exc.code, exc.message, receipt=exc.receipt,
-                              headers=headers)
+                              headers=headers, retry_at=exc.retry_at)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,18 @@ variable                               meaning (default)
 ``SOFTWARE_DNA_DB_POOL_SIZE``          connections kept per worker (5)
 ``SOFTWARE_DNA_DB_MAX_OVERFLOW``       extra connections per worker under load (10)
 ``SOFTWARE_DNA_DB_BUSY_TIMEOUT``       SQLite lock wait in seconds (30)
+``SOFTWARE_DNA_SMTP_HOST``             mail server for password reset codes (none:
+                                       no mail; the vendor resets passwords)
+``SOFTWARE_DNA_SMTP_PORT``             its port (587 with ``starttls``, 465 with
+                                       ``tls``, else 25)
+``SOFTWARE_DNA_SMTP_TLS``              ``starttls`` (default), ``tls`` (implicit) or
+                                       ``none``
+``SOFTWARE_DNA_SMTP_SENDER``           the From address (required with a host)
+``SOFTWARE_DNA_SMTP_USERNAME``         login, if the mail server wants one
+``SOFTWARE_DNA_SMTP_PASSWORD``         its password
+``SOFTWARE_DNA_SMTP_CA_FILE``          PEM CA bundle to verify the mail server with
+``SOFTWARE_DNA_SMTP_TIMEOUT``          seconds to wait for the mail server (10)
+``SOFTWARE_DNA_PASSWORD_RESET_TTL``    seconds a reset code is valid (900)
 =====================================  ============================================
 """
 
@@ -30,6 +42,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
 __all__ = ["ConfigError", "Settings", "default_home"]
 
@@ -83,6 +96,15 @@ class Settings:
     db_pool_size: int = 5
     db_max_overflow: int = 10
     db_busy_timeout: int = 30
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_tls: str = "starttls"
+    smtp_sender: str | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_ca_file: str | None = None
+    smtp_timeout: int = 10
+    password_reset_ttl: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +133,7 @@ class Settings:
             db_pool_size=_int(env, "SOFTWARE_DNA_DB_POOL_SIZE", 5, minimum=1),
             db_max_overflow=_int(env, "SOFTWARE_DNA_DB_MAX_OVERFLOW", 10),
             db_busy_timeout=_int(env, "SOFTWARE_DNA_DB_BUSY_TIMEOUT", 30),
+            **_smtp(env),
         )
 
     @property
@@ -144,6 +167,7 @@ class Settings:
             env["SOFTWARE_DNA_MASTER_KEY"] = self.master_key
         if self.master_key_file:
             env["SOFTWARE_DNA_MASTER_KEY_FILE"] = str(self.master_key_file)
+        env.update(_smtp_env(self))
         return env
 
 
@@ -153,3 +177,65 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+_SMTP_TLS = ("starttls", "tls", "none")
+
+
+class _SmtpFields(TypedDict):
+    smtp_host: str | None
+    smtp_port: int | None
+    smtp_tls: str
+    smtp_sender: str | None
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_ca_file: str | None
+    smtp_timeout: int
+    password_reset_ttl: int
+
+
+def _smtp(env: Mapping[str, str]) -> _SmtpFields:
+    """The mail settings (``SOFTWARE_DNA_SMTP_*``, password reset TTL) as Settings fields."""
+    host = (env.get("SOFTWARE_DNA_SMTP_HOST") or "").strip() or None
+    tls = (env.get("SOFTWARE_DNA_SMTP_TLS") or "starttls").strip().lower()
+    if tls not in _SMTP_TLS:
+        raise ConfigError(f"SOFTWARE_DNA_SMTP_TLS must be one of {', '.join(_SMTP_TLS)}, "
+                          f"got {tls!r}.")
+    sender = (env.get("SOFTWARE_DNA_SMTP_SENDER") or "").strip() or None
+    if host is not None and sender is None:
+        raise ConfigError("SOFTWARE_DNA_SMTP_SENDER (the From address) is required with "
+                          "SOFTWARE_DNA_SMTP_HOST.")
+    port = _int(env, "SOFTWARE_DNA_SMTP_PORT", 0, minimum=0) or None
+    if port is not None and port > 65535:
+        raise ConfigError(f"SOFTWARE_DNA_SMTP_PORT must be at most 65535, got {port}.")
+    return {
+        "smtp_host": host,
+        "smtp_port": port,
+        "smtp_tls": tls,
+        "smtp_sender": sender,
+        "smtp_username": env.get("SOFTWARE_DNA_SMTP_USERNAME") or None,
+        "smtp_password": env.get("SOFTWARE_DNA_SMTP_PASSWORD") or None,
+        "smtp_ca_file": env.get("SOFTWARE_DNA_SMTP_CA_FILE") or None,
+        "smtp_timeout": _int(env, "SOFTWARE_DNA_SMTP_TIMEOUT", 10, minimum=1),
+        "password_reset_ttl": _int(env, "SOFTWARE_DNA_PASSWORD_RESET_TTL", 900, minimum=60),
+    }
+
+
+def _smtp_env(settings: Settings) -> dict[str, str]:
+    """The environment variables of the mail settings that are set."""
+    env = {
+        "SOFTWARE_DNA_SMTP_TLS": settings.smtp_tls,
+        "SOFTWARE_DNA_SMTP_TIMEOUT": str(settings.smtp_timeout),
+        "SOFTWARE_DNA_PASSWORD_RESET_TTL": str(settings.password_reset_ttl),
+    }
+    for name, value in (
+        ("SOFTWARE_DNA_SMTP_HOST", settings.smtp_host),
+        ("SOFTWARE_DNA_SMTP_PORT", str(settings.smtp_port) if settings.smtp_port else None),
+        ("SOFTWARE_DNA_SMTP_SENDER", settings.smtp_sender),
+        ("SOFTWARE_DNA_SMTP_USERNAME", settings.smtp_username),
+        ("SOFTWARE_DNA_SMTP_PASSWORD", settings.smtp_password),
+        ("SOFTWARE_DNA_SMTP_CA_FILE", settings.smtp_ca_file),
+    ):
+        if value:
+            env[name] = value
+    return env

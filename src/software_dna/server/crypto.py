@@ -202,6 +202,7 @@ class Vault:
             "addresses",
             "activation-secrets",
             "admin-keys",
+            "reset-codes",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -235,6 +236,10 @@ class Vault:
     def address_key(self, address: str) -> str:
         """Pseudonymous key of a client address for rate limiting (32 hex chars)."""
         return self._mac("addresses", address)[:32]
+
+    def reset_code_hash(self, license_id: str, code: str) -> str:
+        """Stored form of a password reset code of ``license_id`` (64 hex chars)."""
+        return self._mac("reset-codes", f"{license_id}\0{code}")
 
     def admin_key_hash(self, admin_key: str) -> str:
         """Stored form of an admin API key (64 hex chars)."""

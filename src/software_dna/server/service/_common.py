@@ -35,6 +35,8 @@ class ServiceError(Exception):
         message: a human sentence; never contains personal data.
         receipt: a signed receipt for refusals the SDK stores, else None.
         retry_after: seconds until a retry can succeed (429), else None.
+        retry_at: when a retry can succeed (aware UTC), e.g. the end of the
+            earliest floating lease or of a lock-out; sent as ``retry_at``.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ServiceError(Exception):
         *,
         receipt: str | None = None,
         retry_after: int | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,6 +55,7 @@ class ServiceError(Exception):
         self.message = message
         self.receipt = receipt
         self.retry_after = retry_after
+        self.retry_at = retry_at
 
     def __repr__(self) -> str:
         return f"ServiceError({self.status}, {self.code!r}, {self.message!r})"
