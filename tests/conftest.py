@@ -4,4 +4,24 @@ Fixtures that start the reference server live in ``tests/fixtures_server.py``
 and are loaded as a plugin, so every test module can use them.
 """
 
+import os
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = ["tests.fixtures_server"]
+
+
+@pytest.fixture(autouse=True)
+def _witness_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test gets its own folder for the SDK's rollback witness (software_dna._rollback).
+
+    Keeps witness files out of the real home and tests independent of each other.
+    """
+    old = os.environ.get("SOFTWARE_DNA_STATE_HOME")
+    os.environ["SOFTWARE_DNA_STATE_HOME"] = str(tmp_path_factory.mktemp("witness"))
+    yield
+    if old is None:
+        os.environ.pop("SOFTWARE_DNA_STATE_HOME", None)
+    else:
+        os.environ["SOFTWARE_DNA_STATE_HOME"] = old

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import fingerprint as _fp
+from ._rollback import RollbackGuard, refusal_for
 from ._version import __version__
 from .errors import (
     ActivationError,
@@ -186,6 +187,9 @@ class LicenseClient:
             path = store_path_for(product, default_store_dir(app_name or product, app_author))
         self._store_path = path
         self._store: Store | None = None
+        # The rollback witness: a second file elsewhere (see _rollback.py).
+        self._guard = RollbackGuard(product, lambda: _fp.machine_secret(product))
+        self._witness_ok = False
         self._lock = threading.RLock()
         # In-process caches: the last verified token and the store file's identity.
         self._verified: tuple[str, License] | None = None
@@ -248,12 +252,29 @@ class LicenseClient:
         return data
 
     def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Apply ``change`` to the stored document atomically; return the new document."""
+        """Apply ``change`` to the stored document atomically; return the new document.
+
+        Every write gets a new generation, then the rollback witness is updated.
+        """
         with self._get_store().transaction() as data:
             change(data)
+            self._guard.stamp(data, witnessed=self._witness_ok)
             result = dict(data)
         self._loaded = None
+        lic = self._stored_license(result)
+        self._witness_ok = self._guard.record(
+            result, lic.license_id if lic else None, lic.issued_at if lic else None)
         return result
+
+    def _stored_license(self, data: Mapping[str, Any]) -> License | None:
+        """The stored token's license when it verifies (signature only), else None."""
+        token = data.get("token")
+        if not isinstance(token, str):
+            return None
+        try:
+            return self._verify(token)
+        except LicenseError:
+            return None
 
     # ------------------------------------------------------------ offline checks
 
@@ -292,6 +313,9 @@ class LicenseClient:
                     self._parsed_high_water = {stored: stored_time}
             if stored_time is not None and (high is None or stored_time > high):
                 high = stored_time
+        floor = self._guard.floor()  # survives the store being deleted or rolled back
+        if floor is not None and (high is None or floor > high):
+            high = floor
         if high is not None and now < high - CLOCK_SKEW:
             raise ClockTampered(
                 "The system clock is earlier than a time this app has already seen "
@@ -378,9 +402,14 @@ class LicenseClient:
         now = self._now()
         data = self._read()
         status = data.get("status")
-        due = force_online or status is not None
+        # A store older than its witness (rolled back) needs the server's word.
+        stored = self._stored_license(data)
+        suspect = self._guard.suspicion(
+            data, (stored.license_id, stored.activation_id, stored.issued_at) if stored else None,
+            _REFUSALS)
+        due = force_online or status is not None or suspect is not None
         lic: License | None = None
-        if status is None:
+        if status is None and suspect is None:
             lic = self._offline_license(now, data)
             due = due or (
                 lic.protection is not Protection.OFFLINE
@@ -390,17 +419,21 @@ class LicenseClient:
             self._raise_stored_status(data)
             raise NotActivated()
         # Without the server the app would stop: then try it whatever the back-off says.
-        must = force_online or (
+        must = force_online or suspect is not None or (
             lic is not None and lic.expires_at is not None and now >= lic.expires_at
         )
         if due and self.server_url is not None and (must or self._may_try_server()):
             try:
                 deadline = None if force_online else min(CHECK_DEADLINE, self._timeout)
                 return self._validate_online(data, deadline=deadline)
-            except (NetworkError, ServerError):
+            except (NetworkError, ServerError) as exc:
                 self._last_failed_refresh = time.monotonic()
+                if suspect is not None:
+                    raise suspect from exc
                 if force_online:
                     raise
+        if suspect is not None:
+            raise suspect
         if lic is None:
             self._raise_stored_status(data)
             lic = self._offline_license(now, data)
@@ -475,7 +508,7 @@ class LicenseClient:
         if refusal is not None and self._receipt_ok(
             _error_field(answer, "receipt"), nonce, activation_id
         ):
-            self._store_refusal(code, message)
+            self._store_refusal(code, message, receipt=_error_field(answer, "receipt"))
             raise refusal(message)
         if refusal is not None:
             # Our server signs every refusal; an unsigned one is not its word.
@@ -496,11 +529,18 @@ class LicenseClient:
                     data.pop(personal, None)
         self._update(change)
 
-    def _store_refusal(self, code: str, message: str) -> None:
+    def _store_refusal(self, code: str, message: str, *, receipt: object = None) -> None:
         seen = format_rfc3339(self._now())
+        status: dict[str, Any] = {"code": code, "message": message, "seen_at": seen}
+        with contextlib.suppress(LicenseError):  # the receipt's signed time, for the witness
+            status["server_time"] = verify_receipt(receipt, self._keys, self.product)[
+                "server_time"]
 
         def change(data: dict[str, Any]) -> None:
-            data["status"] = {"code": code, "message": message, "seen_at": seen}
+            owner = self._stored_license(data)
+            if owner is not None:  # whose refusal it is, for the rollback witness
+                status.update(license_id=owner.license_id, activation_id=owner.activation_id)
+            data["status"] = dict(status)
             if code == "activation_removed":
                 for name in ("token", "activation_id", "activation_secret"):
                     data.pop(name, None)
@@ -650,6 +690,7 @@ class LicenseClient:
             now = self._now()
             lic = self._verify(token)
             self._check_machine(lic)
+            self._check_not_rolled_back(now, lic)
             if lic.license_expires_at is not None and now >= lic.license_expires_at:
                 raise LicenseExpired("This license has already expired.")
             if lic.expires_at is not None and now >= lic.expires_at:
@@ -663,6 +704,29 @@ class LicenseClient:
                 )
             self._update(save)
             return lic
+
+    def _check_not_rolled_back(self, now: datetime, lic: License) -> None:
+        """Refuse an out-of-band token that would undo what this machine already saw.
+
+        The clock must not be behind the stored or witnessed high-water mark,
+        the token must not be older than one stored before, and a refusal
+        seen online (revoked, suspended, removed) still applies to tokens
+        issued before it.
+        """
+        try:
+            data = self._read()
+        except StoreCorrupted:
+            data = {}
+        self._check_clock(now, data)
+        if self._guard.older_than_seen(lic.license_id, lic.issued_at):
+            raise InvalidToken("This license is older than one already installed on this "
+                               "computer. Use the newest license file you received.")
+        refused = refusal_for(data.get("status"), lic.issued_at, _REFUSALS,
+                              activation_id=lic.activation_id)
+        refused = refused or self._guard.status_error(
+            lic.license_id, lic.issued_at, _REFUSALS, activation_id=lic.activation_id)
+        if refused is not None:
+            raise refused
 
     def deactivate(self) -> None:
         """Free this machine's seat on the server and clear the local store.

@@ -24,7 +24,8 @@ clause to stay safe::
     │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
     ├── ServerError             the server answered, but not with something usable
     ├── StoreError              the local license store cannot be used
-    │   └── StoreCorrupted      unreadable store; it was moved aside
+    │   ├── StoreCorrupted      unreadable store; it was moved aside
+    │   └── StoreRolledBack     the store was replaced by an older copy: go online once
     └── FingerprintUnavailable  nothing stable enough to identify this machine
 
 Each message says what happened and what the end user can do about it.
@@ -52,6 +53,7 @@ __all__ = [
     "ServerUnreachable",
     "StoreCorrupted",
     "StoreError",
+    "StoreRolledBack",
     "UnknownLicenseKey",
     "WrongMachine",
     "WrongPassword",
@@ -161,6 +163,14 @@ class StoreCorrupted(StoreError):
         super().__init__(message)
         #: Where the unreadable file was moved, if it could be moved.
         self.moved_to = moved_to
+
+
+class StoreRolledBack(StoreError):
+    """The store was replaced by an older copy of itself (or its witness deleted).
+
+    The license works again once the license server confirmed it: connect
+    to the internet and check again (see ``docs/security.md``, rollback).
+    """
 
 
 class FingerprintUnavailable(LicenseError):
