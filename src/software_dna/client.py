@@ -728,6 +728,89 @@ class LicenseClient:
         if refused is not None:
             raise refused
 
+    # ------------------------------------------------------------ air-gapped (offline.py)
+
+    def create_activation_request(
+        self,
+        license_key: str,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        registration: Mapping[str, str] | None = None,
+        consent: bool = False,
+    ) -> str:
+        """An activation request for a machine that cannot reach the server (docs/offline.md).
+
+        Arguments as for :meth:`activate`. The returned text block (about a
+        dozen lines) holds the product, the license key and password, the
+        fingerprint's component hashes, a fresh nonce and the creation time
+        (UTC); personal data only when given, and only with ``consent=True``.
+        The nonce is remembered in the store for 30 days
+        (:data:`software_dna.offline.REQUEST_LIFETIME`; at most 16 pending).
+
+        Raises:
+            UnknownLicenseKey: an empty key.
+            ConsentRequired: personal data without ``consent=True``.
+            FingerprintUnavailable, StoreError.
+        """
+        from . import offline
+
+        if not isinstance(license_key, str) or not license_key.strip():
+            raise UnknownLicenseKey("Enter a license key.")
+        if (email is not None or registration is not None) and not consent:
+            raise ConsentRequired(
+                "Personal data (email, registration details) is sent only with the end "
+                "user's consent: pass consent=True once they agreed."
+            )
+        with self._lock:
+            return offline.create_activation_request(
+                self, license_key, password=password, email=email,
+                registration=registration, consent=consent)
+
+    def activate_offline(self, response_text: str) -> License:
+        """Verify an activation response (no network needed) and store its license.
+
+        Checks the signature (trusted keys), the product, this machine, that
+        it answers a request this machine made and has not used yet, and that
+        the request is at most 30 days old.
+
+        Args:
+            response_text: the response block (text around it is ignored).
+
+        Returns:
+            The activated :class:`License` (protection ``offline``).
+
+        Raises:
+            InvalidToken: damaged, forged, or answering an unknown, used or stale request.
+            WrongProduct, WrongMachine: made for another product or computer.
+            ClockTampered: this computer's clock is behind the response's time.
+            LicenseExpired: the license has already ended.
+            StoreError: it could not be stored.
+        """
+        from . import offline
+
+        with self._lock:
+            return offline.activate_offline(self, response_text)
+
+    def deactivate_offline(self) -> str:
+        """Remove the license from this machine and return a signed deactivation receipt.
+
+        The end user sends the receipt to the vendor (or posts it from a
+        connected machine); the server then frees the seat. Calling it again
+        returns the same receipt until the next activation.
+
+        Raises:
+            NotActivated: nothing to deactivate.
+            StoreError: the store could not be changed (the license stays).
+        """
+        from . import offline
+
+        with self._lock:
+            receipt = offline.deactivate_offline(self)
+            self._verified = None
+            self._machine_ok = None
+            return receipt
+
     def deactivate(self) -> None:
         """Free this machine's seat on the server and clear the local store.
 

@@ -218,6 +218,11 @@ class DirectBackend:
             self._ctx = Context.from_settings(self.settings)
         return self._ctx
 
+    @property
+    def session(self) -> Session:
+        """The command's database session (for command groups in other modules)."""
+        return self._session
+
     def close(self) -> None:
         """Close the session and the engine."""
         try:
@@ -1595,6 +1600,11 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     audit.add_argument("--product", metavar="P", default=None, help="only this product's")
     audit.add_argument("--license", metavar="ID", default=None, help="only this license's")
     audit.set_defaults(func=_run(cmd_audit))
+
+    # ------------------------------------------------------------------ air-gapped
+    from software_dna.server.cli_offline import add_offline_commands
+
+    add_offline_commands(subparsers, common)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,6 +187,9 @@ class Activation(Base):
     last_seen_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
     deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user / vendor
+    # Activated from an air-gapped request (service/offline.py): its tokens are
+    # protection "offline" whatever the product's level (migration 0004).
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     license: Mapped[License] = relationship(lazy="joined")
 

@@ -18,12 +18,17 @@ from software_dna.server.schemas import (
     FingerprintIn,
     HealthOut,
     NonceIn,
+    OfflineActivateIn,
+    OfflineActivateOut,
+    OfflineDeactivateIn,
+    OfflineDeactivateOut,
     ReceiptOut,
     SettingsIn,
     SettingsOut,
     ValidateIn,
     ValidateOut,
 )
+from software_dna.server.service import offline
 
 router = APIRouter(prefix="/v1", tags=["end user"])
 
@@ -122,3 +127,30 @@ def erasure(activation_id: ActivationId, body: NonceIn, request: Request, state:
                                      body.nonce)
     return ErasureOut(token=result.token, receipt=result.receipt, nonce=result.nonce,
                       server_time=result.server_time)
+
+
+@router.post("/offline/activations", response_model=OfflineActivateOut, status_code=201,
+             responses=_ERRORS)
+def offline_activate(body: OfflineActivateIn, request: Request, response: Response,
+                     state: State, session: Db) -> OfflineActivateOut:
+    """Answer an air-gapped activation request (201; 200 when answered before)."""
+    address = request.client.host if request.client is not None else None
+    result = offline.respond(session, state.ctx, body.request, client_address=address)
+    if not result.created:
+        response.status_code = 200
+    return OfflineActivateOut(response=result.response, activation_id=result.activation_id,
+                              license_id=result.license_id, product=result.product,
+                              fingerprint_id=result.fingerprint_id,
+                              server_time=result.server_time)
+
+
+@router.post("/offline/deactivations", response_model=OfflineDeactivateOut, responses=_ERRORS)
+def offline_deactivate(body: OfflineDeactivateIn, state: State,
+                       session: Db) -> OfflineDeactivateOut:
+    """Free the seat named by a signed deactivation receipt (idempotent)."""
+    result = offline.deactivate_from_receipt(session, state.ctx, body.receipt)
+    return OfflineDeactivateOut(
+        activation_id=result.activation_id, license_id=result.license_id,
+        product=result.product, deactivated_at=result.deactivated_at,
+        already_deactivated=result.already_deactivated, receipt=result.receipt,
+        nonce=result.nonce, server_time=result.server_time)

@@ -222,6 +222,47 @@ class HealthOut(Out):
     status: Literal["ok"]
     server_time: UtcTime
 
+# --------------------------------------------------------------------------- air-gapped
+# (service/offline.py; the block formats: software_dna/offline.py, docs/offline.md)
+
+ArmoredText = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=48 * 1024)]
+
+
+class OfflineActivateIn(Strict):
+    """``POST /v1/offline/activations``: an armored activation request."""
+
+    request: ArmoredText
+
+
+class OfflineActivateOut(Out):
+    """The armored activation response, and what it activated."""
+
+    response: str
+    activation_id: str
+    license_id: str
+    product: str
+    fingerprint_id: str
+    server_time: UtcTime
+
+
+class OfflineDeactivateIn(Strict):
+    """``POST /v1/offline/deactivations``: an armored deactivation receipt."""
+
+    receipt: ArmoredText
+
+
+class OfflineDeactivateOut(Out):
+    """The seat is free; ``receipt`` is the server's own signed receipt."""
+
+    activation_id: str
+    license_id: str
+    product: str
+    deactivated_at: UtcTime
+    already_deactivated: bool
+    receipt: str | None
+    nonce: str
+    server_time: UtcTime
+
 
 # --------------------------------------------------------------------------- admin: products
 

@@ -90,6 +90,8 @@ class ActivationRequest:
     registration: Mapping[str, str] | None = None
     consent: bool = False
     client: Mapping[str, str | None] = field(default_factory=dict)
+    #: An air-gapped activation request (service/offline.py): "offline" tokens.
+    offline: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         if not _same_components(activation.fingerprint, request.fingerprint.components):
             activation.fingerprint = dict(request.fingerprint.components)
     activation.license = lic
+    activation.offline = request.offline
     end_user = attach_end_user(session, ctx, activation, email=request.email,
                                registration=request.registration, now=now)
     session.flush()
@@ -328,7 +331,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
-          detail={"personal_data": end_user is not None})
+          detail={"personal_data": end_user is not None, "offline": request.offline})
     session.commit()
     return Activated(
         activation_id=activation.id,

@@ -94,8 +94,10 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         end_user = session.get(EndUser, activation.end_user_id)
         if end_user is not None and end_user.erased_at is None:
             email, registration = decrypt_end_user(ctx, end_user)
+    # An air-gapped activation never reaches the server again: always "offline".
+    protection = "offline" if activation.offline else product.protection
     refresh_by, expires = token_times(
-        protection=product.protection,
+        protection=protection,
         refresh_interval=product.refresh_interval,
         offline_grace_period=product.offline_grace_period,
         license_expires_at=lic.expires_at,
@@ -112,7 +114,7 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         tolerance=product.fingerprint_tolerance,
         mode=Mode.LIMITED if limited else Mode.FULL,
         features=product.limited_features if limited else lic.features,
-        protection=Protection(product.protection),
+        protection=Protection(protection),
         issued_at=now,
         refresh_by=refresh_by,
         expires_at=expires,
