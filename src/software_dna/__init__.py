@@ -32,17 +32,19 @@ from .errors import (
     NetworkError,
     NoSeatsLeft,
     NotActivated,
+    RenewalRefused,
     ServerError,
     ServerUnreachable,
     StoreCorrupted,
     StoreError,
     StoreRolledBack,
+    TrialUnavailable,
     UnknownLicenseKey,
     WrongMachine,
     WrongPassword,
     WrongProduct,
 )
-from .license import License, Mode, Protection
+from .license import Kind, License, Mode, Protection
 
 __all__ = [
     "ActivationError",
@@ -51,6 +53,7 @@ __all__ = [
     "ConsentRequired",
     "FingerprintUnavailable",
     "InvalidToken",
+    "Kind",
     "License",
     "LicenseClient",
     "LicenseError",
@@ -62,11 +65,13 @@ __all__ = [
     "NoSeatsLeft",
     "NotActivated",
     "Protection",
+    "RenewalRefused",
     "ServerError",
     "ServerUnreachable",
     "StoreCorrupted",
     "StoreError",
     "StoreRolledBack",
+    "TrialUnavailable",
     "UnknownLicenseKey",
     "WrongMachine",
     "WrongPassword",

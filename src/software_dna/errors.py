@@ -19,7 +19,9 @@ clause to stay safe::
     │   ├── WrongPassword
     │   ├── NoSeatsLeft
     │   ├── ConsentRequired     personal data given without the end user's consent
-    │   └── ActivationLocked    too many attempts; ``retry_after`` says when to retry
+    │   ├── ActivationLocked    too many attempts; ``retry_after`` says when to retry
+    │   ├── TrialUnavailable    no trial: the product has none, or this machine had it
+    │   └── RenewalRefused      the renewal code is unknown, used, or not for this license
     ├── NetworkError            the server could not be used
     │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
     ├── ServerError             the server answered, but not with something usable
@@ -50,10 +52,12 @@ __all__ = [
     "NoSeatsLeft",
     "NotActivated",
     "ServerError",
+    "RenewalRefused",
     "ServerUnreachable",
     "StoreCorrupted",
     "StoreError",
     "StoreRolledBack",
+    "TrialUnavailable",
     "UnknownLicenseKey",
     "WrongMachine",
     "WrongPassword",
@@ -135,6 +139,14 @@ class ActivationLocked(ActivationError):
         super().__init__(message)
         #: When the lock lifts (timezone-aware UTC), if the server said.
         self.retry_after = retry_after
+
+
+class TrialUnavailable(ActivationError):
+    """No trial for this machine: the product offers none, or this computer had its trial."""
+
+
+class RenewalRefused(ActivationError):
+    """The server refused a renewal code (unknown, already used, or not for this license)."""
 
 
 class NetworkError(LicenseError):

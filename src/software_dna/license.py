@@ -42,6 +42,7 @@ from .paseto import PublicKey, SecretKey, sign, untrusted_footer, untrusted_mess
 
 __all__ = [
     "CLOCK_SKEW",
+    "Kind",
     "License",
     "Mode",
     "Protection",
@@ -76,6 +77,22 @@ class Mode(str, enum.Enum):
 
     FULL = "full"
     LIMITED = "limited"
+
+
+class Kind(str, enum.Enum):
+    """What the license is (the token's ``kind`` claim; ``full`` when absent).
+
+    - ``FULL``: a license the end user bought (perpetual, timed or a subscription);
+    - ``TRIAL``: started by the app with :meth:`LicenseClient.start_trial`,
+      once per machine;
+    - ``EVALUATION``: an evaluation key from the vendor (1-60 days);
+    - ``TEST``: a short-lived test code for the vendor's own testing.
+    """
+
+    FULL = "full"
+    TRIAL = "trial"
+    EVALUATION = "evaluation"
+    TEST = "test"
 
 
 class Protection(str, enum.Enum):
@@ -212,6 +229,16 @@ class License:
         offline_grace_ends_at: set by the client when the refresh is overdue
             and the server could not be reached: the license works offline
             until then (aware UTC). ``None`` otherwise.
+        kind: :class:`Kind` -- full, trial, evaluation or test (claim ``kind``).
+        subscription: True for a subscription (claim ``subscription``): the
+            vendor may cancel it, which the app learns at its next refresh.
+        days_left: whole days (24 h) from the time of the check until
+            :attr:`license_expires_at`, never negative (0 on the last day);
+            ``None`` for a perpetual license. Set by the client, which knows
+            the clock.
+        subscription_ends_at: set by the client when the vendor cancelled the
+            subscription: the app keeps working until then (the warning
+            period, aware UTC), then stops. ``None`` otherwise.
     """
 
     license_id: str
@@ -231,6 +258,10 @@ class License:
     email: str | None = None
     registration: Mapping[str, str] | None = None
     offline_grace_ends_at: datetime | None = None
+    kind: Kind = Kind.FULL
+    subscription: bool = False
+    days_left: int | None = None
+    subscription_ends_at: datetime | None = None
     fingerprint: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     tolerance: int = field(default=0, repr=False, compare=False)
     nonce: str = field(default="", repr=False, compare=False)
@@ -247,6 +278,15 @@ class License:
     def with_grace(self, ends_at: datetime | None) -> License:
         """A copy with :attr:`offline_grace_ends_at` set (used by the client)."""
         return replace(self, offline_grace_ends_at=ends_at)
+
+    def whole_days_left(self, now: datetime) -> int | None:
+        """Whole days (24 h) from ``now`` (aware) to :attr:`license_expires_at`.
+
+        Never negative; ``None`` for a perpetual license.
+        """
+        if self.license_expires_at is None:
+            return None
+        return max(0, (self.license_expires_at - now) // timedelta(days=1))
 
 
 def _claim_str(claims: Mapping[str, Any], name: str, *, max_len: int = 256) -> str:
@@ -284,6 +324,9 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
     if email is not None and not isinstance(email, str):
         raise ValueError("claim 'email' must be a string")
     registration = claims.get("registration")
+    subscription = claims.get("subscription", False)
+    if not isinstance(subscription, bool):
+        raise ValueError("claim 'subscription' must be a boolean")
     issued_at = _claim_time(claims, "iat", optional=False)
     assert issued_at is not None
     not_before = _claim_time(claims, "nbf", optional=True) or issued_at
@@ -307,6 +350,8 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         fingerprint=_str_map(claims.get("fingerprint"), "fingerprint"),
         tolerance=tolerance,
         nonce=_claim_str(claims, "nonce"),
+        kind=Kind(claims.get("kind", "full")),
+        subscription=subscription,
     )
 
 
@@ -332,6 +377,8 @@ def issue_token(
     nonce: str,
     email: str | None = None,
     registration: Mapping[str, str] | None = None,
+    kind: Kind = Kind.FULL,
+    subscription: bool = False,
 ) -> str:
     """Sign a license token (server side).
 
@@ -348,6 +395,8 @@ def issue_token(
         license_expires_at: the license's own end (``None``: perpetual).
         nonce: the client nonce this token answers.
         email, registration: personal data, only when the end user gave it.
+        kind: the license's :class:`Kind` (claim ``kind``, always written).
+        subscription: claim ``subscription: true``, written only when True.
 
     Returns:
         The ``v4.public.…`` token.
@@ -373,7 +422,10 @@ def issue_token(
         else format_rfc3339(license_expires_at),
         "refresh_by": None if refresh_by is None else format_rfc3339(refresh_by),
         "nonce": nonce,
+        "kind": Kind(kind).value,
     }
+    if subscription:
+        claims["subscription"] = True
     if expires_at is not None:
         claims["exp"] = format_rfc3339(expires_at)
     if email is not None:

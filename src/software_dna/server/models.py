@@ -41,7 +41,10 @@ __all__ = [
     "LicenseSettings",
     "Product",
     "RateLimitCounter",
+    "RenewalCode",
     "SigningKey",
+    "Trial",
+    "TrialComponent",
     "UTCDateTime",
 ]
 
@@ -98,6 +101,17 @@ class Product(Base):
     features: Mapped[list[str]]
     limited_features: Mapped[list[str]]
     password_required: Mapped[bool] = mapped_column(Boolean)
+    # Trials (issue 7): trial length in days (None: no trial); live test codes allowed.
+    trial_days: Mapped[int | None] = mapped_column(Integer)
+    test_code_limit: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
+    # Seats (issue 8; service/seats.py, service/leases.py): floating lease length
+    # (seconds), re-activations allowed per license per period (None: no lock-out),
+    # new activations allowed per client address per period (None: no lock-out).
+    lease_duration: Mapped[int] = mapped_column(Integer, default=900, server_default=text("900"))
+    reactivation_limit: Mapped[int | None] = mapped_column(Integer)
+    reactivation_period: Mapped[int] = mapped_column(Integer, default=2592000,
+                                                     server_default=text("2592000"))
+    address_activation_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -142,6 +156,18 @@ class License(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     password_erased: Mapped[bool] = mapped_column(Boolean, default=False)
     erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Kinds and terms (issue 7; service/trials.py, service/renewals.py).
+    kind: Mapped[str] = mapped_column(String(16), default="full",
+                                      server_default="full")  # full/trial/evaluation/test
+    duration_days: Mapped[int | None] = mapped_column(Integer)  # expiry N days after 1st use
+    first_activated_at: Mapped[datetime | None]
+    subscription: Mapped[bool] = mapped_column(Boolean, default=False,
+                                               server_default=text("false"))
+    cancelled_at: Mapped[datetime | None]  # subscription cancelled (status suspended)
+    # Seats (issue 8): what a seat is (machine / user / floating); roll-over of machines.
+    seat_mode: Mapped[str] = mapped_column(String(16), default="machine",
+                                           server_default="machine")
+    rollover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -186,7 +212,9 @@ class Activation(Base):
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
-    deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user / vendor
+    deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user/vendor/rollover
+    # Random id of one OS account's installation (user seats; issue 8).
+    installation_id: Mapped[str | None] = mapped_column(String(64))
     # Activated from an air-gapped request (service/offline.py): its tokens are
     # protection "offline" whatever the product's level (migration 0004).
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -240,3 +268,43 @@ class AdminApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class Trial(Base):
+    """A machine that used a product's trial (kept when the trial license ends)."""
+
+    __tablename__ = "trials"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    license_id: Mapped[str | None] = mapped_column(
+        ForeignKey("licenses.id", ondelete="SET NULL"))
+    fingerprint_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class TrialComponent(Base):
+    """One fingerprint component hash of a trial machine (a per-product HMAC)."""
+
+    __tablename__ = "trial_components"
+
+    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class RenewalCode(Base):
+    """A single-use code adding ``days`` to a license (held as a keyed hash)."""
+
+    __tablename__ = "renewal_codes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"))  # bound to one
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_last4: Mapped[str] = mapped_column(String(4))
+    days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    redeemed_at: Mapped[datetime | None]
+    redeemed_license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"))

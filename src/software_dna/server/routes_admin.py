@@ -62,7 +62,7 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
         refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
         fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
         limited_features=body.limited_features, password_required=body.password_required,
-        actor=ACTOR,
+        actor=ACTOR, trial_days=body.trial_days, test_code_limit=body.test_code_limit,
     ))
 
 
@@ -86,7 +86,8 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> 
         refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
         fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
         limited_features=body.limited_features, password_required=body.password_required,
-        actor=ACTOR,
+        actor=ACTOR, test_code_limit=body.test_code_limit,
+        trial_days=(body.trial_days or 0) if "trial_days" in body.model_fields_set else None,
     ))
 
 
@@ -139,7 +140,8 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
     lic, key = service.issue_license(
         session, state.ctx, product_id=body.product, seats=body.seats,
         expires_at=body.expires_at, features=body.features, password=body.password,
-        key_prefix=body.key_prefix, actor=ACTOR,
+        key_prefix=body.key_prefix, actor=ACTOR, kind=body.kind,
+        duration_days=body.expires_after_days, subscription=body.subscription,
     )
     out = LicenseOut.of(lic, 0)
     return IssuedLicenseOut(**out.model_dump(), license_key=key)

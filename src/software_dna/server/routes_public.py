@@ -68,6 +68,8 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         registration=body.registration,
         consent=body.consent,
         client=body.client.model_dump(),
+        replaces=(body.replaces.activation_id, body.replaces.activation_secret)
+        if body.replaces is not None else None,
     )
     address = request.client.host if request.client is not None else None
     result = service.activate(session, state.ctx, req, client_address=address)

@@ -88,6 +88,10 @@ Features = Annotated[list[Feature], Field(max_length=64)]
 Seconds = Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)]
 Protection = Literal["offline", "opportunistic", "mandatory"]
 Kid = Annotated[str, StringConstraints(strict=True, pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
+#: Trials, terms and renewal (issue 7; schemas_terms.py holds the rest).
+TrialDays = Annotated[StrictInt, Field(ge=0, le=365)]
+TestCodeLimit = Annotated[StrictInt, Field(ge=0, le=100)]
+Days = Annotated[StrictInt, Field(ge=1, le=3650)]
 
 
 class Strict(BaseModel):
@@ -111,6 +115,7 @@ class ErrorDetail(Out):
     code: str
     message: str
     receipt: str | None = None
+    retry_at: UtcTime | None = None
 
 
 class ErrorBody(Out):
@@ -138,6 +143,14 @@ class ClientFacts(Strict):
     python: Annotated[str, StringConstraints(strict=True, max_length=32)] | None = None
 
 
+class ReplacesIn(Strict):
+    """The machine's trial (evaluation, test) activation a new activation replaces."""
+
+    activation_id: ObjectId
+    activation_secret: Annotated[str, StringConstraints(strict=True, min_length=1,
+                                                        max_length=128)]
+
+
 class ActivateIn(Strict):
     """``POST /v1/activations``."""
 
@@ -151,6 +164,7 @@ class ActivateIn(Strict):
     nonce: Nonce
     idempotency_key: IdempotencyKey
     client: ClientFacts = Field(default_factory=ClientFacts)
+    replaces: ReplacesIn | None = None
 
 
 class ActivateOut(Out):
@@ -222,6 +236,7 @@ class HealthOut(Out):
     status: Literal["ok"]
     server_time: UtcTime
 
+
 # --------------------------------------------------------------------------- air-gapped
 # (service/offline.py; the block formats: software_dna/offline.py, docs/offline.md)
 
@@ -279,6 +294,8 @@ class ProductIn(Strict):
     features: Features = Field(default_factory=list)
     limited_features: Features = Field(default_factory=list)
     password_required: StrictBool = False
+    trial_days: TrialDays | None = None
+    test_code_limit: TestCodeLimit = 5
 
 
 class ProductPatch(Strict):
@@ -292,6 +309,8 @@ class ProductPatch(Strict):
     features: Features | None = None
     limited_features: Features | None = None
     password_required: StrictBool | None = None
+    trial_days: TrialDays | None = None  # 0 or null: no trial (absent: unchanged)
+    test_code_limit: TestCodeLimit | None = None
 
 
 class ProductOut(Out):
@@ -307,6 +326,8 @@ class ProductOut(Out):
     features: list[str]
     limited_features: list[str]
     password_required: bool
+    trial_days: int | None
+    test_code_limit: int
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -319,6 +340,7 @@ class ProductOut(Out):
             token_lifetime=p.refresh_interval + p.offline_grace_period,
             fingerprint_tolerance=p.fingerprint_tolerance, features=list(p.features),
             limited_features=list(p.limited_features), password_required=p.password_required,
+            trial_days=p.trial_days, test_code_limit=p.test_code_limit,
             created_at=p.created_at, updated_at=p.updated_at,
         )
 
@@ -382,6 +404,9 @@ class LicenseIn(Strict):
     key_prefix: Annotated[
         str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9]{1,12}$")
     ] | None = None
+    kind: Literal["full", "evaluation"] = "full"
+    expires_after_days: Days | None = None
+    subscription: StrictBool = False
 
 
 class LicensePatch(Strict):
@@ -412,6 +437,11 @@ class LicenseOut(Out):
     password_set: bool
     password_reset_required: bool
     erased: bool
+    kind: str
+    expires_after_days: int | None
+    first_activated_at: UtcTime | None
+    subscription: bool
+    cancelled_at: UtcTime | None
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -419,13 +449,17 @@ class LicenseOut(Out):
     def of(cls, lic: License, seats_in_use: int) -> LicenseOut:
         """From the ORM row."""
         return cls(
-            id=lic.id, product=lic.product_id, key_hint="\u2026-" + lic.key_last4,
+            id=lic.id, product=lic.product_id,
+            key_hint="\u2026-" + lic.key_last4 if lic.key_last4 else "(trial: no key)",
             status=lic.status, seats=lic.seats, seats_in_use=seats_in_use,
             expires_at=lic.expires_at, features=list(lic.features),
             password_set=lic.password_hash is not None,
             password_reset_required=lic.password_hash is None
             and (lic.password_erased or lic.product.password_required),
-            erased=lic.erased, created_at=lic.created_at, updated_at=lic.updated_at,
+            erased=lic.erased, kind=lic.kind, expires_after_days=lic.duration_days,
+            first_activated_at=lic.first_activated_at, subscription=lic.subscription,
+            cancelled_at=lic.cancelled_at,
+            created_at=lic.created_at, updated_at=lic.updated_at,
         )
 
 
@@ -458,6 +492,7 @@ class ActivationOut(Out):
     last_seen_at: UtcTime
     deactivated_at: UtcTime | None
     deactivated_by: str | None
+    offline: bool = False  # activated from an air-gapped request (docs/offline.md)
 
     @classmethod
     def of(cls, a: Activation) -> ActivationOut:
@@ -468,6 +503,7 @@ class ActivationOut(Out):
             client=ClientFacts(sdk_version=a.sdk_version, os=a.client_os, python=a.client_python),
             created_at=a.created_at, last_seen_at=a.last_seen_at,
             deactivated_at=a.deactivated_at, deactivated_by=a.deactivated_by,
+            offline=a.offline,
         )
 
 

@@ -45,6 +45,15 @@ Admin keys and audit: :func:`create_admin_key`, :func:`check_admin_key`,
 :func:`has_admin_key`, :func:`revoke_admin_keys`, :func:`list_audit`.
 
 Rate limiting: :func:`ratelimit.hit` (used by :func:`activate`).
+
+Trials and test codes (``trials``): :func:`start_trial`, :func:`list_trials`,
+:func:`remove_trial`, :func:`issue_test_code`, :func:`list_test_codes`,
+:func:`reset_test_code`; trial to paid: :func:`replace_activation`.
+
+Terms and renewal (``renewals``): :func:`extend_license`,
+:func:`make_perpetual`, :func:`cancel_subscription`,
+:func:`issue_renewal_codes`, :func:`list_renewal_codes`,
+:func:`redeem_renewal_code`.
 """
 
 from __future__ import annotations
@@ -110,6 +119,26 @@ from software_dna.server.service.products import (
     list_products,
     update_product,
 )
+from software_dna.server.service.renewals import (
+    Renewed,
+    cancel_subscription,
+    extend_license,
+    get_renewal_code,
+    issue_renewal_codes,
+    list_renewal_codes,
+    make_perpetual,
+    redeem_renewal_code,
+)
+from software_dna.server.service.trials import (
+    TrialRequest,
+    issue_test_code,
+    list_test_codes,
+    list_trials,
+    remove_trial,
+    replace_activation,
+    reset_test_code,
+    start_trial,
+)
 
 __all__ = [
     "PROTECTIONS",
@@ -120,19 +149,23 @@ __all__ = [
     "Erased",
     "FingerprintData",
     "Receipted",
+    "Renewed",
     "ServiceError",
     "SettingsDoc",
     "Unset",
+    "TrialRequest",
     "Validated",
     "activate",
     "active_signing_key",
     "authenticate",
+    "cancel_subscription",
     "check_admin_key",
     "create_admin_key",
     "create_product",
     "deactivate",
     "erase_end_user",
     "export_end_user",
+    "extend_license",
     "find_end_users",
     "find_license_by_key",
     "generate_key",
@@ -140,19 +173,30 @@ __all__ = [
     "get_end_user",
     "get_license",
     "get_product",
+    "get_renewal_code",
     "get_settings",
     "has_admin_key",
     "issue_license",
+    "issue_renewal_codes",
+    "issue_test_code",
     "list_activations",
     "list_audit",
     "list_keys",
     "list_licenses",
     "list_products",
+    "list_renewal_codes",
+    "list_test_codes",
+    "list_trials",
+    "make_perpetual",
     "public_keys",
     "put_settings",
     "ratelimit",
+    "redeem_renewal_code",
     "remove_activation",
+    "remove_trial",
+    "replace_activation",
     "request_erasure",
+    "reset_test_code",
     "resume_license",
     "retire_key",
     "revoke_admin_keys",
@@ -160,6 +204,7 @@ __all__ = [
     "rotate_key",
     "seats_in_use",
     "set_license_password",
+    "start_trial",
     "suspend_license",
     "update_license",
     "update_product",

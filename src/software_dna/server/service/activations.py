@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import DecryptionError, verify_password
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.service import ratelimit
+from software_dna.server.service import leases, ratelimit, seats
 from software_dna.server.service._common import (
     Context,
     ServiceError,
@@ -36,7 +36,7 @@ from software_dna.server.service._common import (
     utcnow,
 )
 from software_dna.server.service.endusers import attach_end_user, erase
-from software_dna.server.service.licenses import find_license_by_key, seats_in_use
+from software_dna.server.service.licenses import find_license_by_key
 from software_dna.server.service.tokens import issue_for, receipt_for
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "list_activations",
     "put_settings",
     "read_settings",
+    "refuse_with_receipt",
     "remove_activation",
     "request_erasure",
     "validate",
@@ -92,6 +93,11 @@ class ActivationRequest:
     client: Mapping[str, str | None] = field(default_factory=dict)
     #: An air-gapped activation request (service/offline.py): "offline" tokens.
     offline: bool = False
+    #: ``(activation id, secret)`` of this machine's trial / evaluation / test
+    #: activation that this one replaces (service/trials.py: :func:`replace_activation`).
+    replaces: tuple[str, str] | None = None
+    #: Random id of this OS account's installation (user seats; service/seats.py).
+    installation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,11 @@ def _unauthorized() -> ServiceError:
 
 
 def _status_refusal(lic: License, now: datetime) -> tuple[int, str, str] | None:
+    from software_dna.server.service.renewals import subscription_refusal
+
+    cancelled = subscription_refusal(lic)
+    if cancelled is not None:
+        return cancelled
     if lic.status == "revoked":
         return 403, "license_revoked", "This license was revoked by the vendor."
     if lic.status == "suspended":
@@ -176,8 +187,21 @@ def _refuse(session: Session, ctx: Context, activation: Activation,
     return ServiceError(status, code, message, receipt=receipt)
 
 
+def refuse_with_receipt(session: Session, ctx: Context, activation: Activation,
+                        refusal: tuple[int, str, str], *, nonce: str,
+                        now: datetime) -> ServiceError:
+    """The ServiceError for ``refusal`` ``(status, code, message)``, with a signed receipt."""
+    return _refuse(session, ctx, activation, refusal, nonce=nonce, now=now)
+
+
 def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
              now: datetime) -> ServiceError:
+    if activation.deactivated_by == "rollover":  # service/seats.py: moved by roll-over
+        return _refuse(session, ctx, activation, (
+            410, "activation_moved",
+            "This license was moved to another computer (roll-over). Activate it again "
+            "with your license key to use it here.",
+        ), nonce=nonce, now=now)
     return _refuse(session, ctx, activation, (
         410, "activation_removed",
         "This activation was removed. Activate again with your license key.",
@@ -279,24 +303,13 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             raise conflict("This idempotency key was used for another machine.")
         if activation.deactivated_at is not None:
             raise _removed(session, ctx, activation, request.nonce, now)
-    else:
-        activation = session.scalars(
-            select(Activation).where(
-                Activation.license_id == lic.id,
-                Activation.fingerprint_id == request.fingerprint.id,
-                Activation.deactivated_at.is_(None),
-            ).order_by(Activation.created_at.desc()).limit(1)
-        ).first()
+    else:  # this machine (user seats: this OS account) already holds a seat?
+        activation = seats.find_reusable(session, lic, request.fingerprint.id,
+                                         request.installation_id)
+    address_hash = ctx.vault.address_key(client_address) if client_address else None
     if activation is None:
-        if seats_in_use(session, lic.id) >= lic.seats:
-            audit(session, "sdk", "activation.no_seats", at=now, product_id=product.id,
-                  license_id=lic.id)
-            session.commit()
-            raise ServiceError(
-                409, "no_seats_left",
-                "Every seat of this license is in use. Deactivate it on another "
-                "computer, or ask the vendor for more seats.",
-            )
+        # Lock-out, then a free seat (roll-over / floating lease): service/seats.py.
+        seats.make_room(session, lic, address_hash=address_hash, now=now)
         activation_id = new_id("act")
         client = request.client
         activation = Activation(
@@ -315,6 +328,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             last_seen_at=now,
             deactivated_at=None,
             deactivated_by=None,
+            installation_id=request.installation_id,
         )
         session.add(activation)
         created = True
@@ -327,6 +341,14 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     end_user = attach_end_user(session, ctx, activation, email=request.email,
                                registration=request.registration, now=now)
     session.flush()
+    from software_dna.server.service import renewals, trials
+
+    renewals.start_term(lic, now)  # "N days after the first activation" starts here
+    if request.replaces is not None:  # trial to paid: release the trial, keep the settings
+        trials.replace_activation(session, ctx, request.replaces, activation, now=now)
+    # Lock-out ledger; a floating license checks a lease out (service/seats.py).
+    seats.after_activation(session, lic, activation, created=created,
+                           address_hash=address_hash, now=now)
     token = issue_for(session, ctx, activation, nonce=request.nonce, now=now)
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
@@ -347,17 +369,22 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
 
 
 def validate(session: Session, ctx: Context, activation_id: str, secret: str | None, *,
-             fingerprint: FingerprintData, nonce: str) -> Validated:
+             fingerprint: FingerprintData, nonce: str, lease: str = "renew") -> Validated:
     """Check an activation and answer with a fresh token; commits.
 
     When the fingerprint drifted but still matches within the product's
     tolerance (:func:`software_dna.fingerprint.match`), the activation is
-    re-bound to the new components and ``rebound`` is True.
+    re-bound to the new components and ``rebound`` is True.  For a floating
+    license ``lease`` says what happens to the activation's lease
+    (service/leases.py): ``"renew"`` a live one (the heartbeat), ``"take"``
+    one (check-out) or ``"release"`` it (check-in).
 
     Raises:
-        ServiceError: 401 ``unauthorized``; 410 ``activation_removed``; 403
-        ``license_revoked`` / ``license_suspended`` / ``license_expired`` (with a
-        receipt) / ``wrong_machine``; 503 ``no_signing_key``.
+        ServiceError: 401 ``unauthorized``; 410 ``activation_removed`` /
+        ``activation_moved``; 403 ``license_revoked`` / ``license_suspended`` /
+        ``license_expired`` (with a receipt) / ``wrong_machine``; 409
+        ``no_seats_left`` (``lease="take"``, every floating seat leased); 503
+        ``no_signing_key``.
     """
     from software_dna.fingerprint import match
 
@@ -384,6 +411,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
         audit(session, "sdk", "activation.rebind", at=now, product_id=lic.product_id,
               license_id=lic.id, activation_id=activation.id)
     activation.last_seen_at = now
+    if lic.seat_mode == leases.FLOATING:
+        leases.on_validate(session, lic, activation, lease, now)
     token = issue_for(session, ctx, activation, nonce=nonce, now=now)
     session.commit()
     return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound)

@@ -70,6 +70,9 @@ def issue_license(
     password: str | None = None,
     key_prefix: str | None = None,
     actor: str = "admin",
+    kind: str = "full",
+    duration_days: int | None = None,
+    subscription: bool = False,
 ) -> tuple[License, str]:
     """Issue a license and commit; returns ``(license, license_key)``.
 
@@ -82,6 +85,11 @@ def issue_license(
         features: entitlements (default: the product's features).
         password: activation password (required when the product says so).
         key_prefix: 1-12 characters A-Z 0-9 put in front of the key.
+        kind: ``full``, ``evaluation`` (``duration_days`` 1-60) or ``test``
+            (use :func:`~software_dna.server.service.trials.issue_test_code`).
+        duration_days: the license ends this many days after its first
+            activation (instead of ``expires_at``); see service/renewals.py.
+        subscription: a subscription (needs protection ``mandatory``).
 
     Raises:
         ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
@@ -90,6 +98,10 @@ def issue_license(
     if not 1 <= seats <= MAX_SEATS:
         raise invalid(f"seats must be 1 to {MAX_SEATS}.")
     _check_expiry(expires_at)
+    from software_dna.server.service.renewals import check_terms
+
+    check_terms(product, kind=kind, expires_at=expires_at, duration_days=duration_days,
+                subscription=subscription)
     if password is not None:
         _check_password(password)
     elif product.password_required:
@@ -113,6 +125,11 @@ def issue_license(
             password_hash=hash_password(password) if password is not None else None,
             password_erased=False,
             erased=False,
+            kind=kind,
+            duration_days=duration_days,
+            first_activated_at=None,
+            subscription=subscription,
+            cancelled_at=None,
             created_at=now,
             updated_at=now,
         )
@@ -123,7 +140,7 @@ def issue_license(
             session.rollback()
             continue
         audit(session, actor, "license.issue", at=now, product_id=product_id,
-              license_id=lic.id, detail={"seats": seats})
+              license_id=lic.id, detail={"seats": seats, "kind": kind})
         session.commit()
         return lic, key
     raise conflict("Could not generate a unique license key; try again.")  # pragma: no cover
@@ -204,6 +221,7 @@ def update_license(
     if not isinstance(expires_at, Unset):
         _check_expiry(expires_at)
         lic.expires_at = expires_at
+        lic.duration_days = None  # a fixed end (or none) replaces "N days after"
         changed.append("expires_at")
     if features is not None:
         lic.features = clean_features(features)
@@ -223,6 +241,8 @@ def _set_status(session: Session, license_id: str, status: str, actor: str) -> L
     if lic.status != status:
         now = utcnow()
         lic.status = status
+        if status == "active":
+            lic.cancelled_at = None  # resuming a cancelled subscription renews it
         lic.updated_at = now
         action = {"active": "resume", "suspended": "suspend", "revoked": "revoke"}[status]
         audit(session, actor, f"license.{action}", at=now, product_id=lic.product_id,

@@ -34,6 +34,10 @@ MAX_FEATURES = 64
 DEFAULT_REFRESH_INTERVAL = 24 * 3600
 DEFAULT_OFFLINE_GRACE = 7 * 24 * 3600
 DEFAULT_TOLERANCE = 1
+#: Trials and test codes (service/trials.py).
+MAX_TRIAL_DAYS = 365
+DEFAULT_TEST_CODE_LIMIT = 5
+MAX_TEST_CODE_LIMIT = 100
 
 
 def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
@@ -60,6 +64,13 @@ def _check_policy(
         raise invalid("fingerprint_tolerance must be 0 to 16.")
 
 
+def _check_trial_policy(trial_days: int | None, test_code_limit: int | None) -> None:
+    if trial_days is not None and not 0 <= trial_days <= MAX_TRIAL_DAYS:
+        raise invalid(f"trial_days must be 0 (no trial) to {MAX_TRIAL_DAYS}.")
+    if test_code_limit is not None and not 0 <= test_code_limit <= MAX_TEST_CODE_LIMIT:
+        raise invalid(f"test_code_limit must be 0 to {MAX_TEST_CODE_LIMIT}.")
+
+
 def create_product(
     session: Session,
     *,
@@ -73,6 +84,8 @@ def create_product(
     limited_features: Iterable[str] = (),
     password_required: bool = False,
     actor: str = "admin",
+    trial_days: int | None = None,
+    test_code_limit: int = DEFAULT_TEST_CODE_LIMIT,
 ) -> Product:
     """Create a product and commit.
 
@@ -86,6 +99,9 @@ def create_product(
         features: features of a license issued without an explicit list.
         limited_features: features granted in limited mode (after erasure).
         password_required: every license of this product needs an activation password.
+        trial_days: the app may start a trial of this many days (1-365) once per
+            machine; None or 0: no trial.
+        test_code_limit: how many test codes may be live at once (0-100).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -93,6 +109,7 @@ def create_product(
     if not PRODUCT_ID_RE.match(product_id):
         raise invalid("A product id is 1-64 characters a-z 0-9 . _ - (starting a-z 0-9).")
     _check_policy(protection, refresh_interval, offline_grace_period, fingerprint_tolerance)
+    _check_trial_policy(trial_days, test_code_limit)
     if session.get(Product, product_id) is not None:
         raise conflict(f"The product {product_id!r} already exists.")
     now = utcnow()
@@ -106,6 +123,8 @@ def create_product(
         features=clean_features(features),
         limited_features=clean_features(limited_features, "limited_features"),
         password_required=password_required,
+        trial_days=trial_days or None,
+        test_code_limit=test_code_limit,
         created_at=now,
         updated_at=now,
     )
@@ -141,8 +160,13 @@ def update_product(
     limited_features: Iterable[str] | None = None,
     password_required: bool | None = None,
     actor: str = "admin",
+    trial_days: int | None = None,
+    test_code_limit: int | None = None,
 ) -> Product:
     """Change a product's settings (None: unchanged) and commit.
+
+    ``trial_days`` 0 turns trials off; ``protection`` cannot leave
+    ``mandatory`` while the product has subscriptions (409 ``conflict``).
 
     Changes apply to tokens issued from now on; tokens already issued keep
     their claims until they are refreshed.
@@ -159,7 +183,21 @@ def update_product(
         if fingerprint_tolerance is not None
         else product.fingerprint_tolerance,
     )
+    _check_trial_policy(trial_days, test_code_limit)
+    if protection is not None and protection != "mandatory" and product.protection == "mandatory":
+        from software_dna.server.models import License
+
+        if session.scalar(select(License.id).where(License.product_id == product_id,
+                                                   License.subscription.is_(True)).limit(1)):
+            raise conflict("This product has subscriptions: they need the protection level "
+                           "'mandatory'.")
     changed: list[str] = []
+    if trial_days is not None:
+        product.trial_days = trial_days or None
+        changed.append("trial_days")
+    if test_code_limit is not None:
+        product.test_code_limit = test_code_limit
+        changed.append("test_code_limit")
     if name is not None:
         product.name = name[:200]
         changed.append("name")

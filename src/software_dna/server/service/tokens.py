@@ -82,7 +82,7 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
     Raises:
         ServiceError: 503 ``no_signing_key``.
     """
-    from software_dna.license import Mode, Protection, issue_token
+    from software_dna.license import Kind, Mode, Protection, issue_token
 
     lic = activation.license
     product = lic.product
@@ -122,6 +122,8 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         nonce=nonce,
         email=email,
         registration=registration,
+        kind=Kind(lic.kind),
+        subscription=lic.subscription,
     )
 
 
