@@ -217,7 +217,13 @@ def erase(
             )
         )
         _wipe(end_user, now)
-    for license_id in sorted(licenses):
+    # User seats: only this person's seats are erased (service/seats.py).
+    from software_dna.server.service.seats import erase_user_seats
+
+    per_seat = erase_user_seats(session, licenses,
+                                end_user_id=end_user.id if end_user is not None else None,
+                                activation_id=activation_id)
+    for license_id in sorted(licenses - per_seat):
         erase_license_data(session, license_id)
     audit(
         session,

@@ -10,12 +10,15 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.models import Product
 from software_dna.server.service._common import (
+    UNSET,
+    Unset,
     audit,
     conflict,
     invalid,
     not_found,
     utcnow,
 )
+from software_dna.server.service.seats import apply_seat_policy
 
 __all__ = [
     "PROTECTIONS",
@@ -86,6 +89,10 @@ def create_product(
     actor: str = "admin",
     trial_days: int | None = None,
     test_code_limit: int = DEFAULT_TEST_CODE_LIMIT,
+    lease_duration: int = 900,
+    reactivation_limit: int | None = None,
+    reactivation_period: int = 30 * 86400,
+    address_activation_limit: int | None = None,
 ) -> Product:
     """Create a product and commit.
 
@@ -102,6 +109,12 @@ def create_product(
         trial_days: the app may start a trial of this many days (1-365) once per
             machine; None or 0: no trial.
         test_code_limit: how many test codes may be live at once (0-100).
+        lease_duration: seconds a floating lease lasts without a heartbeat (60-86400).
+        reactivation_limit: re-activations a license may have per
+            ``reactivation_period`` on top of its seats (None: no lock-out).
+        reactivation_period: the lock-out window in seconds (1 hour to 1 year).
+        address_activation_limit: new activations one client address may make
+            per period (None: no lock-out by address).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -128,6 +141,10 @@ def create_product(
         created_at=now,
         updated_at=now,
     )
+    apply_seat_policy(product, lease_duration=lease_duration,
+                      reactivation_limit=reactivation_limit,
+                      reactivation_period=reactivation_period,
+                      address_activation_limit=address_activation_limit)
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()
@@ -162,8 +179,14 @@ def update_product(
     actor: str = "admin",
     trial_days: int | None = None,
     test_code_limit: int | None = None,
+    lease_duration: int | None = None,
+    reactivation_limit: int | Unset | None = UNSET,
+    reactivation_period: int | None = None,
+    address_activation_limit: int | Unset | None = UNSET,
 ) -> Product:
     """Change a product's settings (None: unchanged) and commit.
+
+    The lock-out limits take UNSET for "unchanged" and None for "off".
 
     ``trial_days`` 0 turns trials off; ``protection`` cannot leave
     ``mandatory`` while the product has subscriptions (409 ``conflict``).
@@ -191,7 +214,10 @@ def update_product(
                                                    License.subscription.is_(True)).limit(1)):
             raise conflict("This product has subscriptions: they need the protection level "
                            "'mandatory'.")
-    changed: list[str] = []
+    changed: list[str] = apply_seat_policy(
+        product, lease_duration=lease_duration, reactivation_limit=reactivation_limit,
+        reactivation_period=reactivation_period,
+        address_activation_limit=address_activation_limit)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")

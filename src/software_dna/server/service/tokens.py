@@ -82,7 +82,7 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
     Raises:
         ServiceError: 503 ``no_signing_key``.
     """
-    from software_dna.license import Kind, Mode, Protection, issue_token
+    from software_dna.license import Kind, Mode, Protection, SeatMode, issue_token
 
     lic = activation.license
     product = lic.product
@@ -103,6 +103,12 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         license_expires_at=lic.expires_at,
         now=now,
     )
+    lease_end: datetime | None = None
+    if lic.seat_mode == "floating":  # the token never outlives the lease (service/leases.py)
+        from software_dna.server.service.leases import lease_terms
+
+        lease_end, refresh_by, expires = lease_terms(session, activation, now=now,
+                                                     refresh_by=refresh_by, expires=expires)
     return issue_token(
         key,
         issuer=ctx.settings.issuer,
@@ -124,6 +130,8 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         registration=registration,
         kind=Kind(lic.kind),
         subscription=lic.subscription,
+        seat_mode=SeatMode(lic.seat_mode),
+        lease_expires_at=lease_end,
     )
 
 

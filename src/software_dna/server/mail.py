@@ -1,0 +1,118 @@
+"""Outgoing mail through the SMTP server named in the settings (standard library only).
+
+Used for password reset codes.  Settings (:class:`~software_dna.server.config.Settings`):
+``smtp_host`` (none: mail is off), ``smtp_port`` (default 587 with
+``starttls``, 465 with ``tls``, 25 with ``none``), ``smtp_tls``
+(``starttls``: plain connection upgraded with STARTTLS, refused if the
+server does not offer it; ``tls``: implicit TLS; ``none``: no encryption,
+for a relay on the same host), ``smtp_sender`` (the From address),
+``smtp_username`` / ``smtp_password`` (optional login), ``smtp_ca_file``
+(a PEM bundle to verify the server with; default the system's CAs) and
+``smtp_timeout`` (seconds).
+
+Each recipient gets their own message, so no recipient sees another's address.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterable
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from software_dna.server.config import Settings
+
+__all__ = ["MailError", "MailUnavailable", "mail_configured", "send_mail"]
+
+_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+class MailError(Exception):
+    """The mail could not be sent (connection, TLS, login or refusal); no detail of the mail."""
+
+
+class MailUnavailable(MailError):
+    """No SMTP server is configured."""
+
+
+def mail_configured(settings: Settings) -> bool:
+    """True when the settings name an SMTP host and a sender."""
+    return bool(settings.smtp_host and settings.smtp_sender)
+
+
+def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_sender or ""
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = (settings.smtp_sender or "localhost").rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    return message
+
+
+def _connect(settings: Settings) -> smtplib.SMTP:
+    host = settings.smtp_host or ""
+    port = settings.smtp_port or _DEFAULT_PORTS[settings.smtp_tls]
+    timeout = float(settings.smtp_timeout)
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    smtp: smtplib.SMTP
+    if settings.smtp_tls == "tls":
+        smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+    try:
+        smtp.ehlo()
+        if settings.smtp_tls == "starttls":
+            smtp.starttls(context=context)  # SMTPNotSupportedError when not offered
+            smtp.ehlo()
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password or "")
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def send_mail(settings: Settings, recipients: Iterable[str], subject: str, body: str) -> int:
+    """Send a plain-text mail to each recipient (one message each); returns how many went out.
+
+    Args:
+        settings: the server settings (``smtp_*``).
+        recipients: email addresses.
+        subject: the subject line.
+        body: the plain-text body (UTF-8).
+
+    Raises:
+        MailUnavailable: no SMTP host / sender is configured.
+        MailError: the server could not be reached, TLS or login failed, or it
+            refused every recipient.  (The message names the failure's type only.)
+    """
+    if not mail_configured(settings):
+        raise MailUnavailable("No SMTP server is configured (SOFTWARE_DNA_SMTP_HOST).")
+    to = list(dict.fromkeys(recipients))
+    if not to:
+        return 0
+    sent = 0
+    try:
+        smtp = _connect(settings)
+        try:
+            for address in to:
+                try:
+                    smtp.send_message(_message(settings, address, subject, body))
+                except smtplib.SMTPRecipientsRefused:
+                    continue
+                sent += 1
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        raise MailError(f"The mail server failed: {type(exc).__name__}.") from None
+    if sent == 0:
+        raise MailError("The mail server refused every recipient.")
+    return sent
