@@ -24,6 +24,10 @@ typecheck: lint
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
+# The reliability and security suite at full scale (one line per family; see docs/security.md).
+stress: $(STAMP)
+	$(BIN)/python -m tests.stress
+
 bench: $(STAMP)
 	$(BIN)/python bench/import_check.py
 
