@@ -264,6 +264,12 @@ class LicenseClient:
         lic = self._stored_license(result)
         self._witness_ok = self._guard.record(
             result, lic.license_id if lic else None, lic.issued_at if lic else None)
+        if self._witness_ok and result.get("witnessed") is not True:
+            # Once per store: from now on a deleted witness is noticed too.
+            with self._get_store().transaction() as data:
+                data["witnessed"] = True
+            result["witnessed"] = True
+            self._loaded = None
         return result
 
     def _stored_license(self, data: Mapping[str, Any]) -> License | None:
