@@ -1,0 +1,379 @@
+"""Air-gapped activation, server side: the /v1/offline routes and `software-dna offline`.
+
+Runs on SQLite and PostgreSQL (``any_server``). Requests are built with the
+SDK's own format code and fake machines (``helpers.fingerprint``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from software_dna import offline as off
+from software_dna.license import Protection
+from software_dna.paseto import SecretKey
+from software_dna.server import cli, cli_vendor
+from software_dna.server.local import LocalServer
+from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
+
+PASSWORD = "correct horse"
+
+
+def make_request(product: str, key: str, machine: str = "m1", **extra: Any) -> tuple[str, str]:
+    """An armored request from a fake machine; returns (text, nonce)."""
+    n = nonce()
+    fields: dict[str, Any] = {"created_at": datetime.now(timezone.utc), **extra}
+    return off.build_request(product=product, license_key=key, fingerprint=fingerprint(machine),
+                             nonce=n, **fields), n
+
+
+def post(server: LocalServer, route: str, body: Any) -> requests.Response:
+    return requests.post(f"{server.url}/v1/offline/{route}", json=body, timeout=30)
+
+
+def error(answer: requests.Response) -> tuple[int, str]:
+    assert answer.headers["content-type"].startswith("application/json")
+    return answer.status_code, answer.json()["error"]["code"]
+
+
+def setup(server: LocalServer, *, seats: int = 1, **policy: Any) -> tuple[str, list[str],
+                                                                          dict[str, Any]]:
+    product = "o-" + secrets.token_hex(4)
+    keys = server.admin.setup_product(product, features=["pro"], **policy)
+    issued = server.admin.issue_license(product, seats=seats, password=PASSWORD)
+    return product, keys, issued
+
+
+def seats_in_use(server: LocalServer, license_id: str) -> int:
+    return int(server.admin.get_license(license_id)["seats_in_use"])
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# --------------------------------------------------------------------------- respond
+
+
+def test_respond_applies_the_activation_rules(any_server: LocalServer) -> None:
+    product, keys, issued = setup(any_server, protection="mandatory", refresh_interval=3600,
+                                  offline_grace_period=600)
+    key = issued["license_key"]
+    assert error(post(any_server, "activations", {"request": make_request(product, key)[0]})) \
+        == (403, "wrong_password")
+    text, _ = make_request(product, key, password=PASSWORD, email="a@example.com")
+    assert error(post(any_server, "activations", {"request": text})) == (400, "consent_required")
+    text, _ = make_request(product, "AAAA-BBBB-CCCC-DDDD", password=PASSWORD)
+    assert error(post(any_server, "activations", {"request": text})) \
+        == (404, "unknown_license_key")
+
+    text, sent_nonce = make_request(product, key, password=PASSWORD)
+    answer = post(any_server, "activations", {"request": text})
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    response = off.parse_response(body["response"])
+    assert response.activation_id == body["activation_id"] and response.nonce == sent_nonce
+    assert body["license_id"] == issued["id"] and body["product"] == product
+    lic = check_token(response.token, keys, product)
+    assert lic.protection is Protection.OFFLINE and lic.refresh_by is None
+    assert lic.expires_at is None and lic.nonce == sent_nonce
+    assert dict(lic.fingerprint) == fingerprint("m1")["components"]
+    assert response.activation_secret.startswith("sas_")
+    assert seats_in_use(any_server, issued["id"]) == 1
+
+    text, _ = make_request(product, key, machine="m2", password=PASSWORD)
+    assert error(post(any_server, "activations", {"request": text})) == (409, "no_seats_left")
+    any_server.admin.revoke_license(issued["id"])
+    text, _ = make_request(product, key, machine="m3", password=PASSWORD)
+    assert error(post(any_server, "activations", {"request": text})) == (403, "license_revoked")
+
+
+def test_a_request_outside_the_freshness_window_is_refused(any_server: LocalServer) -> None:
+    product, _, issued = setup(any_server)
+    for age in (off.REQUEST_LIFETIME + timedelta(minutes=1), -timedelta(days=2)):
+        text, _ = make_request(product, issued["license_key"], password=PASSWORD,
+                               created_at=datetime.now(timezone.utc) - age)
+        assert error(post(any_server, "activations", {"request": text})) \
+            == (400, "request_expired")
+    assert seats_in_use(any_server, issued["id"]) == 0
+
+
+def _armored(kind: str, document: dict[str, Any]) -> str:
+    return off.armor(kind, document)
+
+
+def _valid_doc(product: str, key: str) -> dict[str, Any]:
+    return {"type": "activation_request", "v": 1, "product": product, "license_key": key,
+            "fingerprint": fingerprint("m9"), "nonce": nonce(),
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "consent": False, "password": PASSWORD}
+
+
+BAD_BODIES: dict[str, Any] = {
+    "empty object": {},
+    "not a string": {"request": 5},
+    "empty string": {"request": ""},
+    "unknown field": {"request": "x", "more": 1},
+    "a list": [1, 2],
+    "garbage text": {"request": "hello vendor, please activate me"},
+    "too long": {"request": "A" * (49 * 1024)},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES))
+def test_malformed_bodies_get_a_4xx(any_server: LocalServer, case: str) -> None:
+    answer = post(any_server, "activations", BAD_BODIES[case])
+    assert 400 <= answer.status_code < 500 and answer.json()["error"]["code"]
+    answer = post(any_server, "deactivations", {"receipt": BAD_BODIES[case]}
+                  if case != "empty object" else {})
+    assert 400 <= answer.status_code < 500 and answer.json()["error"]["code"]
+
+
+def _raw_block(lines: list[str], payload: bytes) -> str:
+    """A block around any bytes, with a correct checksum (only the JSON rules can refuse it)."""
+    return "\n".join([lines[0], b64(payload),
+                      "=" + b64(hashlib.sha256(payload).digest()[:6]), lines[-1]])
+
+
+def _mutations(product: str, key: str) -> dict[str, str]:
+    doc = _valid_doc(product, key)
+    bad_fp = dict(doc, fingerprint=dict(doc["fingerprint"], components={"mac": "short"}))
+    good = _armored(off.REQUEST, doc)
+    lines = good.splitlines()
+    payload = json.dumps(doc).encode()
+    return {
+        "bad fingerprint component": _armored(off.REQUEST, bad_fp),
+        "bad nonce alphabet": _armored(off.REQUEST, dict(doc, nonce="no spaces allowed here!")),
+        "password too long": _armored(off.REQUEST, dict(doc, password="p" * 300)),
+        "consent not a bool": _armored(off.REQUEST, dict(doc, consent="yes")),
+        "unknown field": _armored(off.REQUEST, dict(doc, admin=True)),
+        "missing nonce": _armored(off.REQUEST, {k: v for k, v in doc.items() if k != "nonce"}),
+        "future version": _armored(off.REQUEST, dict(doc, v=2)),
+        "version as a string": _armored(off.REQUEST, dict(doc, v="1")),
+        "naive time": _armored(off.REQUEST, dict(doc, created_at="2026-11-29T12:00:00")),
+        "a receipt block": _armored(off.RECEIPT, {"type": "deactivation_receipt", "v": 1}),
+        "checksum changed": "\n".join([*lines[:-2], "=AAAAAAAA", *lines[-1:]]),
+        "padding added": "\n".join([lines[0], "".join(lines[1:-2]) + "==", *lines[-2:]]),
+        "two blocks": good + good,
+        "not JSON inside": _raw_block(lines, b"[1,2"),
+        "duplicate keys": _raw_block(lines, payload[:-1] + b',"v":1}'),
+        "non-ascii line": good.replace(lines[1], lines[1][:-1] + "é"),
+    }
+
+
+def test_malformed_requests_are_400_naming_the_problem(any_server: LocalServer) -> None:
+    product, _, issued = setup(any_server)
+    for case, text in _mutations(product, issued["license_key"]).items():
+        answer = post(any_server, "activations", {"request": text})
+        assert error(answer) == (400, "invalid_request"), (case, answer.text)
+        message = answer.json()["error"]["message"]
+        assert PASSWORD not in message and issued["license_key"] not in message, case
+    assert seats_in_use(any_server, issued["id"]) == 0
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+def _activate(server: LocalServer, product: str, key: str,
+              machine: str = "m1") -> off.ActivationResponseDoc:
+    text, _ = make_request(product, key, machine=machine, password=PASSWORD)
+    answer = post(server, "activations", {"request": text})
+    assert answer.status_code in (200, 201), answer.text
+    return off.parse_response(answer.json()["response"])
+
+
+def _receipt(product: str, activation_id: str, secret: str) -> str:
+    return off.build_deactivation_receipt(product=product, activation_id=activation_id,
+                                          activation_secret=secret, nonce=nonce(),
+                                          now=datetime.now(timezone.utc))
+
+
+def test_a_signed_receipt_frees_the_seat_once(any_server: LocalServer) -> None:
+    product, keys, issued = setup(any_server)
+    activated = _activate(any_server, product, issued["license_key"])
+    receipt = _receipt(product, activated.activation_id, activated.activation_secret)
+    answer = post(any_server, "deactivations", {"receipt": receipt})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["already_deactivated"] is False and body["license_id"] == issued["id"]
+    confirmation = check_receipt(body["receipt"], keys, product)
+    assert confirmation["result"] == "deactivated" and confirmation["nonce"] == body["nonce"]
+    assert seats_in_use(any_server, issued["id"]) == 0
+    [row] = any_server.admin.list_activations(issued["id"])
+    assert row["deactivated_at"] is not None and row["deactivated_by"] == "end_user"
+
+    again = post(any_server, "deactivations", {"receipt": receipt}).json()
+    assert again["already_deactivated"] is True
+    assert again["deactivated_at"] == body["deactivated_at"]
+    # Another machine can take the seat now.
+    assert _activate(any_server, product, issued["license_key"], machine="m2")
+    audit = any_server.admin.audit(license=issued["id"])
+    assert "activation.offline_deactivate" in {entry["action"] for entry in audit}
+
+
+def test_forged_receipts_are_refused(any_server: LocalServer) -> None:
+    product, _, issued = setup(any_server)
+    other_product, _, other_issued = setup(any_server)
+    activated = _activate(any_server, product, issued["license_key"])
+    act_id = activated.activation_id
+    forged = {
+        "wrong secret": _receipt(product, act_id, "sas_" + secrets.token_urlsafe(32)),
+        "unknown activation": _receipt(product, "act_" + secrets.token_urlsafe(16),
+                                       activated.activation_secret),
+        "over-long activation id": _receipt(product, act_id + "x" * 40,
+                                            activated.activation_secret),
+        "another product": _receipt(other_product, act_id, activated.activation_secret),
+    }
+    # A receipt signed by a random key, claiming this activation.
+    stranger = SecretKey.generate()
+    from software_dna.license import sign_receipt
+
+    token = sign_receipt(stranger, product=product, activation_id=act_id, result="deactivated",
+                         nonce=nonce(), server_time=datetime.now(timezone.utc))
+    forged["random key"] = off.armor(off.RECEIPT, {
+        "type": "deactivation_receipt", "v": 1, "product": product, "activation_id": act_id,
+        "receipt": token})
+    # A genuine receipt whose product field was edited.
+    genuine = off.parse_deactivation_receipt(_receipt(product, act_id,
+                                                      activated.activation_secret))
+    forged["product field edited"] = off.armor(off.RECEIPT, {
+        "type": "deactivation_receipt", "v": 1, "product": other_product,
+        "activation_id": act_id, "receipt": genuine.receipt})
+    # The activation's own key, but signing something that is not a deactivation.
+    key = off.deactivation_key(activated.activation_secret, product=product,
+                               activation_id=act_id)
+    token = sign_receipt(key, product=product, activation_id=act_id, result="erased",
+                         nonce=nonce(), server_time=datetime.now(timezone.utc))
+    forged["another result"] = off.armor(off.RECEIPT, {
+        "type": "deactivation_receipt", "v": 1, "product": product, "activation_id": act_id,
+        "receipt": token})
+    for case, text in forged.items():
+        assert error(post(any_server, "deactivations", {"receipt": text})) \
+            == (400, "invalid_receipt"), case
+    assert seats_in_use(any_server, issued["id"]) == 1
+    assert seats_in_use(any_server, other_issued["id"]) == 0
+
+
+def test_a_used_request_cannot_come_back_after_deactivation(any_server: LocalServer) -> None:
+    product, _, issued = setup(any_server)
+    text, _ = make_request(product, issued["license_key"], password=PASSWORD)
+    first = off.parse_response(post(any_server, "activations", {"request": text}).json()
+                               ["response"])
+    post(any_server, "deactivations", {"receipt": _receipt(
+        product, first.activation_id, first.activation_secret)})
+    assert error(post(any_server, "activations", {"request": text})) \
+        == (410, "activation_removed")
+
+
+def test_offline_activation_attempts_are_rate_limited(tmp_path: Path) -> None:
+    with LocalServer(tmp_path, rate_limit_attempts=3, rate_limit_address_attempts=100) as srv:
+        product, _, issued = setup(srv)
+        codes = [error(post(srv, "activations", {"request": make_request(
+            product, issued["license_key"], password="guess")[0]})) for _ in range(4)]
+        assert codes[:3] == [(403, "wrong_password")] * 3 and codes[3] == (429, "rate_limited")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    import io
+
+    for name in ("DATABASE_URL", "SOFTWARE_DNA_MASTER_KEY", "SOFTWARE_DNA_MASTER_KEY_FILE",
+                 cli_vendor.ENV_SERVER_URL, cli_vendor.ENV_ADMIN_KEY):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    capsys.readouterr()
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_cli_respond_and_deactivate(any_server: LocalServer, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    product, keys, issued = setup(any_server, seats=2)
+    where = ["--data-dir", str(any_server.data_dir), "--database-url", any_server.database_url]
+    request_file = tmp_path / "request.txt"
+    request_file.write_text(make_request(product, issued["license_key"],
+                                         password=PASSWORD)[0])
+    response_file = tmp_path / "response.txt"
+
+    code, out, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
+                             "-o", str(response_file), *where)
+    assert code == 0, err
+    assert issued["id"] in out and str(response_file) in out
+    assert response_file.stat().st_mode & 0o077 == 0  # it holds the activation secret
+    response = off.parse_response(response_file.read_text())
+    assert check_token(response.token, keys, product).protection is Protection.OFFLINE
+
+    # Printed to stdout by default (the summary goes to stderr); --json: the route's shape.
+    code, out, err = run_cli(monkeypatch, capsys, "offline", "respond", "-", *where,
+                             stdin=request_file.read_text())
+    assert code == 0 and off.parse_response(out).activation_id == response.activation_id
+    assert response.activation_id in err
+    code, out, _ = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
+                           "--json", *where)
+    assert code == 0 and json.loads(out)["activation_id"] == response.activation_id
+
+    # Through a running server (the remote backend), another machine.
+    remote = ["--server-url", any_server.url, "--admin-key", any_server.admin_key]
+    request_file.write_text(make_request(product, issued["license_key"], machine="m2",
+                                         password=PASSWORD)[0])
+    code, out, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
+                             "--json", *remote)
+    assert code == 0, err
+    remote_activation = json.loads(out)
+    assert seats_in_use(any_server, issued["id"]) == 2
+    request_file.write_text(make_request(product, issued["license_key"], machine="m3",
+                                         password=PASSWORD)[0])
+    code, _, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
+                           *remote)
+    assert code == 1 and "no_seats_left" in err and len(err.strip().splitlines()) == 1
+
+    receipt_file = tmp_path / "receipt.txt"
+    receipt_file.write_text(_receipt(product, response.activation_id,
+                                     response.activation_secret))
+    code, out, err = run_cli(monkeypatch, capsys, "offline", "deactivate", str(receipt_file),
+                             *where)
+    assert code == 0 and "seat is free" in out and response.activation_id in out, err
+    code, out, _ = run_cli(monkeypatch, capsys, "offline", "deactivate", str(receipt_file),
+                           *remote)
+    assert code == 0 and "already deactivated" in out
+    second = off.parse_response(remote_activation["response"])
+    receipt_file.write_text(_receipt(product, second.activation_id, second.activation_secret))
+    code, out, _ = run_cli(monkeypatch, capsys, "offline", "deactivate", str(receipt_file),
+                           "--json", *remote)
+    assert code == 0 and json.loads(out)["already_deactivated"] is False
+    assert seats_in_use(any_server, issued["id"]) == 0
+
+
+def test_cli_refusals_are_one_line(any_server: LocalServer, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    where = ["--data-dir", str(any_server.data_dir), "--database-url", any_server.database_url]
+    damaged = tmp_path / "damaged.txt"
+    damaged.write_text("-----BEGIN SOFTWARE_DNA ACTIVATION REQUEST-----\nabc\n")
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for argv in (["respond", str(damaged)], ["respond", str(tmp_path / "missing.txt")],
+                 ["respond", str(binary)], ["deactivate", str(damaged)]):
+        code, out, err = run_cli(monkeypatch, capsys, "offline", *argv, *where)
+        assert code == 1 and out == "", (argv, out)
+        assert len(err.strip().splitlines()) == 1 and err.startswith("software-dna: error: ")
+    code, out, _ = run_cli(monkeypatch, capsys, "offline", "--help")
+    assert code == 0 and "respond" in out and "deactivate" in out
