@@ -234,6 +234,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     """
     from software_dna.server.routes_admin import router as admin_router
     from software_dna.server.routes_public import router as public_router
+    from software_dna.server.routes_seats import admin_router as seats_admin_router
+    from software_dna.server.routes_seats import public_router as seats_public_router
     from software_dna.server.routes_terms import admin_router as terms_admin_router
     from software_dna.server.routes_terms import public_router as terms_public_router
 
@@ -259,6 +261,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     app.include_router(admin_router)
     app.include_router(terms_public_router)
     app.include_router(terms_admin_router)
+    app.include_router(seats_public_router)
+    app.include_router(seats_admin_router)
     return app
 
 

@@ -63,6 +63,9 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
         fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
         limited_features=body.limited_features, password_required=body.password_required,
         actor=ACTOR, trial_days=body.trial_days, test_code_limit=body.test_code_limit,
+        lease_duration=body.lease_duration, reactivation_limit=body.reactivation_limit,
+        reactivation_period=body.reactivation_period,
+        address_activation_limit=body.address_activation_limit,
     ))
 
 
@@ -88,7 +91,16 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> 
         limited_features=body.limited_features, password_required=body.password_required,
         actor=ACTOR, test_code_limit=body.test_code_limit,
         trial_days=(body.trial_days or 0) if "trial_days" in body.model_fields_set else None,
+        lease_duration=body.lease_duration, reactivation_period=body.reactivation_period,
+        **_lockout_limits(body),
     ))
+
+
+def _lockout_limits(body: ProductPatch) -> dict[str, int | None]:
+    """The lock-out limits present in a PATCH body (null turns one off; absent: unchanged)."""
+    return {name: getattr(body, name) for name in ("reactivation_limit",
+                                                    "address_activation_limit")
+            if name in body.model_fields_set}
 
 
 # --------------------------------------------------------------------------- keys
@@ -142,6 +154,7 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
         expires_at=body.expires_at, features=body.features, password=body.password,
         key_prefix=body.key_prefix, actor=ACTOR, kind=body.kind,
         duration_days=body.expires_after_days, subscription=body.subscription,
+        seat_mode=body.seat_mode, rollover=body.rollover,
     )
     out = LicenseOut.of(lic, 0)
     return IssuedLicenseOut(**out.model_dump(), license_key=key)
@@ -173,7 +186,8 @@ def update_license(license_id: IdPath, body: LicensePatch, session: Db) -> Licen
     """Set seats, expiry (``null``: perpetual) or features."""
     expires = body.expires_at if "expires_at" in body.model_fields_set else service.UNSET
     service.update_license(session, license_id, seats=body.seats, expires_at=expires,
-                           features=body.features, actor=ACTOR)
+                           features=body.features, actor=ACTOR, seat_mode=body.seat_mode,
+                           rollover=body.rollover)
     return _out(session, license_id)
 
 

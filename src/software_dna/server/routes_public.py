@@ -68,6 +68,7 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         registration=body.registration,
         consent=body.consent,
         client=body.client.model_dump(),
+        installation_id=body.installation_id,
         replaces=(body.replaces.activation_id, body.replaces.activation_secret)
         if body.replaces is not None else None,
     )

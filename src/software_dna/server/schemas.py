@@ -164,6 +164,7 @@ class ActivateIn(Strict):
     nonce: Nonce
     idempotency_key: IdempotencyKey
     client: ClientFacts = Field(default_factory=ClientFacts)
+    installation_id: Nonce | None = None  # random per OS account (user seats)
     replaces: ReplacesIn | None = None
 
 
@@ -281,6 +282,12 @@ class OfflineDeactivateOut(Out):
 
 # --------------------------------------------------------------------------- admin: products
 
+#: Seat policy (service/seats.py): floating lease length, lock-out window and limits.
+LeaseSeconds = Annotated[StrictInt, Field(ge=60, le=86400)]
+LockoutPeriod = Annotated[StrictInt, Field(ge=3600, le=366 * 86400)]
+LockoutLimit = Annotated[StrictInt, Field(ge=0, le=100_000)]
+SeatMode = Literal["machine", "user", "floating"]
+
 
 class ProductIn(Strict):
     """Create a product."""
@@ -296,6 +303,10 @@ class ProductIn(Strict):
     password_required: StrictBool = False
     trial_days: TrialDays | None = None
     test_code_limit: TestCodeLimit = 5
+    lease_duration: LeaseSeconds = 900
+    reactivation_limit: LockoutLimit | None = None
+    reactivation_period: LockoutPeriod = 30 * 86400
+    address_activation_limit: LockoutLimit | None = None
 
 
 class ProductPatch(Strict):
@@ -311,6 +322,10 @@ class ProductPatch(Strict):
     password_required: StrictBool | None = None
     trial_days: TrialDays | None = None  # 0 or null: no trial (absent: unchanged)
     test_code_limit: TestCodeLimit | None = None
+    lease_duration: LeaseSeconds | None = None
+    reactivation_limit: LockoutLimit | None = None  # null: no lock-out (absent: unchanged)
+    reactivation_period: LockoutPeriod | None = None
+    address_activation_limit: LockoutLimit | None = None  # null: off (absent: unchanged)
 
 
 class ProductOut(Out):
@@ -328,6 +343,10 @@ class ProductOut(Out):
     password_required: bool
     trial_days: int | None
     test_code_limit: int
+    lease_duration: int
+    reactivation_limit: int | None
+    reactivation_period: int
+    address_activation_limit: int | None
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -341,6 +360,9 @@ class ProductOut(Out):
             fingerprint_tolerance=p.fingerprint_tolerance, features=list(p.features),
             limited_features=list(p.limited_features), password_required=p.password_required,
             trial_days=p.trial_days, test_code_limit=p.test_code_limit,
+            lease_duration=p.lease_duration, reactivation_limit=p.reactivation_limit,
+            reactivation_period=p.reactivation_period,
+            address_activation_limit=p.address_activation_limit,
             created_at=p.created_at, updated_at=p.updated_at,
         )
 
@@ -407,6 +429,8 @@ class LicenseIn(Strict):
     kind: Literal["full", "evaluation"] = "full"
     expires_after_days: Days | None = None
     subscription: StrictBool = False
+    seat_mode: SeatMode = "machine"
+    rollover: StrictBool = False
 
 
 class LicensePatch(Strict):
@@ -415,6 +439,8 @@ class LicensePatch(Strict):
     seats: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
     expires_at: TimeIn | None = None
     features: Features | None = None
+    seat_mode: SeatMode | None = None
+    rollover: StrictBool | None = None
 
 
 class PasswordIn(Strict):
@@ -442,6 +468,8 @@ class LicenseOut(Out):
     first_activated_at: UtcTime | None
     subscription: bool
     cancelled_at: UtcTime | None
+    seat_mode: str
+    rollover: bool
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -458,7 +486,7 @@ class LicenseOut(Out):
             and (lic.password_erased or lic.product.password_required),
             erased=lic.erased, kind=lic.kind, expires_after_days=lic.duration_days,
             first_activated_at=lic.first_activated_at, subscription=lic.subscription,
-            cancelled_at=lic.cancelled_at,
+            cancelled_at=lic.cancelled_at, seat_mode=lic.seat_mode, rollover=lic.rollover,
             created_at=lic.created_at, updated_at=lic.updated_at,
         )
 

@@ -54,11 +54,18 @@ Terms and renewal (``renewals``): :func:`extend_license`,
 :func:`make_perpetual`, :func:`cancel_subscription`,
 :func:`issue_renewal_codes`, :func:`list_renewal_codes`,
 :func:`redeem_renewal_code`.
+
+Seats (``seats``, ``leases``, ``password_reset``; docs/seats.md): machine,
+user and floating seats, roll-over, the re-activation lock-out
+(:func:`seats.lockout_status`, :func:`seats.reset_lockout`), floating leases
+(:func:`leases.list_leases`; check-out and check-in go through
+:func:`validate`), password reset by email
+(:func:`password_reset.request_reset`, :func:`password_reset.confirm_reset`).
 """
 
 from __future__ import annotations
 
-from software_dna.server.service import ratelimit
+from software_dna.server.service import leases, password_reset, ratelimit, seats
 from software_dna.server.service._common import UNSET, Context, ServiceError, Unset, utcnow
 from software_dna.server.service.activations import (
     Activated,
@@ -191,6 +198,9 @@ __all__ = [
     "public_keys",
     "put_settings",
     "ratelimit",
+    "leases",
+    "password_reset",
+    "seats",
     "redeem_renewal_code",
     "remove_activation",
     "remove_trial",

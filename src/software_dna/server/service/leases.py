@@ -35,6 +35,7 @@ from software_dna.server.service._common import ServiceError, audit, new_id
 __all__ = [
     "FLOATING",
     "LeaseInfo",
+    "current_end",
     "earliest_end",
     "lease_terms",
     "leases_in_use",
@@ -199,6 +200,12 @@ def release(session: Session, activation: Activation, now: datetime, *,
               product_id=activation.license.product_id, license_id=activation.license_id,
               activation_id=activation.id)
     return held
+
+
+def current_end(session: Session, activation_id: str, now: datetime) -> datetime | None:
+    """When the activation's live lease ends (None: it holds none)."""
+    lease = _own(session, activation_id)
+    return lease.expires_at if lease is not None and lease.expires_at > now else None
 
 
 def on_validate(session: Session, lic: License, activation: Activation, action: str,

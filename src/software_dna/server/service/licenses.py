@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password
 from software_dna.server.models import Activation, License
+from software_dna.server.service import seats as seat_rules
 from software_dna.server.service._common import (
     UNSET,
     Context,
@@ -73,6 +74,8 @@ def issue_license(
     kind: str = "full",
     duration_days: int | None = None,
     subscription: bool = False,
+    seat_mode: str = "machine",
+    rollover: bool = False,
 ) -> tuple[License, str]:
     """Issue a license and commit; returns ``(license, license_key)``.
 
@@ -90,6 +93,10 @@ def issue_license(
         duration_days: the license ends this many days after its first
             activation (instead of ``expires_at``); see service/renewals.py.
         subscription: a subscription (needs protection ``mandatory``).
+        seat_mode: what a seat is: ``machine``, ``user`` or ``floating``
+            (concurrent leases); see service/seats.py.
+        rollover: when every machine / user seat is taken, a new activation
+            moves the least recently seen one (not for floating seats).
 
     Raises:
         ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
@@ -102,6 +109,7 @@ def issue_license(
 
     check_terms(product, kind=kind, expires_at=expires_at, duration_days=duration_days,
                 subscription=subscription)
+    seat_rules.check_seat_options(seat_mode, rollover)
     if password is not None:
         _check_password(password)
     elif product.password_required:
@@ -130,6 +138,8 @@ def issue_license(
             first_activated_at=None,
             subscription=subscription,
             cancelled_at=None,
+            seat_mode=seat_mode,
+            rollover=rollover,
             created_at=now,
             updated_at=now,
         )
@@ -183,7 +193,10 @@ def list_licenses(
 
 
 def seats_in_use(session: Session, license_id: str) -> int:
-    """How many activations of the license hold a seat (not deactivated)."""
+    """Seats in use: live activations, or live leases of a floating license (service/seats.py)."""
+    lic = session.get(License, license_id)
+    if lic is not None and lic.seat_mode == "floating":
+        return seat_rules.seats_used(session, lic)
     return int(
         session.scalar(
             select(func.count())
@@ -202,11 +215,14 @@ def update_license(
     expires_at: datetime | Unset | None = UNSET,
     features: Iterable[str] | None = None,
     actor: str = "admin",
+    seat_mode: str | None = None,
+    rollover: bool | None = None,
 ) -> License:
-    """Set seats, expiry (None: perpetual; UNSET: unchanged) or features; commits.
+    """Set seats, expiry (None: perpetual; UNSET: unchanged), features or seating; commits.
 
     Lowering seats below the seats in use is allowed: existing activations
     keep working, new ones are refused until enough are deactivated.
+    ``seat_mode`` / ``rollover``: see :func:`issue_license` (None: unchanged).
 
     Raises:
         ServiceError: 404 ``not_found``, 400 ``invalid_request``.
@@ -226,6 +242,13 @@ def update_license(
     if features is not None:
         lic.features = clean_features(features)
         changed.append("features")
+    if seat_mode is not None or rollover is not None:
+        new_mode = seat_mode if seat_mode is not None else lic.seat_mode
+        new_rollover = rollover if rollover is not None else lic.rollover
+        seat_rules.check_seat_options(new_mode, new_rollover)
+        lic.seat_mode, lic.rollover = new_mode, new_rollover
+        changed.extend(n for n, v in (("seat_mode", seat_mode), ("rollover", rollover))
+                       if v is not None)
     now = utcnow()
     lic.updated_at = now
     audit(session, actor, "license.update", at=now, product_id=lic.product_id,
