@@ -46,6 +46,7 @@ __all__ = [
     "License",
     "Mode",
     "Protection",
+    "SeatMode",
     "format_rfc3339",
     "implicit_assertion",
     "issue_token",
@@ -93,6 +94,19 @@ class Kind(str, enum.Enum):
     TRIAL = "trial"
     EVALUATION = "evaluation"
     TEST = "test"
+
+
+class SeatMode(str, enum.Enum):
+    """What one seat of the license is (the token's ``seat_mode``; ``machine`` when absent).
+
+    - ``MACHINE``: a computer; ``USER``: a person (each activation its own
+      seat, with its own personal data); ``FLOATING``: a concurrent lease,
+      checked out with :meth:`LicenseClient.checkout` (see docs/seats.md).
+    """
+
+    MACHINE = "machine"
+    USER = "user"
+    FLOATING = "floating"
 
 
 class Protection(str, enum.Enum):
@@ -239,6 +253,10 @@ class License:
         subscription_ends_at: set by the client when the vendor cancelled the
             subscription: the app keeps working until then (the warning
             period, aware UTC), then stops. ``None`` otherwise.
+        seat_mode: :class:`SeatMode` -- what a seat is (claim ``seat_mode``).
+        lease_expires_at: for a floating license, the end of this machine's
+            lease (aware UTC); ``None`` when no lease is held. The client
+            refuses a floating license after it, online or not.
     """
 
     license_id: str
@@ -262,6 +280,8 @@ class License:
     subscription: bool = False
     days_left: int | None = None
     subscription_ends_at: datetime | None = None
+    seat_mode: SeatMode = SeatMode.MACHINE
+    lease_expires_at: datetime | None = None
     fingerprint: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     tolerance: int = field(default=0, repr=False, compare=False)
     nonce: str = field(default="", repr=False, compare=False)
@@ -269,6 +289,11 @@ class License:
     def has_feature(self, name: str) -> bool:
         """True when the license grants the feature ``name`` in its current mode."""
         return name in self.features
+
+    @property
+    def is_floating(self) -> bool:
+        """True for a floating (concurrent) license: it needs a checked-out lease."""
+        return self.seat_mode is SeatMode.FLOATING
 
     @property
     def is_limited(self) -> bool:
@@ -352,6 +377,8 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         nonce=_claim_str(claims, "nonce"),
         kind=Kind(claims.get("kind", "full")),
         subscription=subscription,
+        seat_mode=SeatMode(claims.get("seat_mode", "machine")),
+        lease_expires_at=_claim_time(claims, "lease_expires_at", optional=True),
     )
 
 
@@ -379,6 +406,8 @@ def issue_token(
     registration: Mapping[str, str] | None = None,
     kind: Kind = Kind.FULL,
     subscription: bool = False,
+    seat_mode: SeatMode = SeatMode.MACHINE,
+    lease_expires_at: datetime | None = None,
 ) -> str:
     """Sign a license token (server side).
 
@@ -397,6 +426,10 @@ def issue_token(
         email, registration: personal data, only when the end user gave it.
         kind: the license's :class:`Kind` (claim ``kind``, always written).
         subscription: claim ``subscription: true``, written only when True.
+        seat_mode: claim ``seat_mode``, written unless ``machine``.
+        lease_expires_at: a floating license's lease end (claim
+            ``lease_expires_at``, written for floating licenses only; null
+            when no lease is held).
 
     Returns:
         The ``v4.public.…`` token.
@@ -426,6 +459,11 @@ def issue_token(
     }
     if subscription:
         claims["subscription"] = True
+    if SeatMode(seat_mode) is not SeatMode.MACHINE:
+        claims["seat_mode"] = SeatMode(seat_mode).value
+    if SeatMode(seat_mode) is SeatMode.FLOATING:
+        claims["lease_expires_at"] = (None if lease_expires_at is None
+                                      else format_rfc3339(lease_expires_at))
     if expires_at is not None:
         claims["exp"] = format_rfc3339(expires_at)
     if email is not None:
