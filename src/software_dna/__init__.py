@@ -21,10 +21,12 @@ from .client import LicenseClient
 from .errors import (
     ActivationError,
     ActivationLocked,
+    ActivationMoved,
     ClockTampered,
     ConsentRequired,
     FingerprintUnavailable,
     InvalidToken,
+    LeaseExpired,
     LicenseError,
     LicenseExpired,
     LicenseRevoked,
@@ -32,6 +34,7 @@ from .errors import (
     NetworkError,
     NoSeatsLeft,
     NotActivated,
+    PasswordResetFailed,
     RenewalRefused,
     ServerError,
     ServerUnreachable,
@@ -44,16 +47,18 @@ from .errors import (
     WrongPassword,
     WrongProduct,
 )
-from .license import Kind, License, Mode, Protection
+from .license import Kind, License, Mode, Protection, SeatMode
 
 __all__ = [
     "ActivationError",
     "ActivationLocked",
+    "ActivationMoved",
     "ClockTampered",
     "ConsentRequired",
     "FingerprintUnavailable",
     "InvalidToken",
     "Kind",
+    "LeaseExpired",
     "License",
     "LicenseClient",
     "LicenseError",
@@ -64,8 +69,10 @@ __all__ = [
     "NetworkError",
     "NoSeatsLeft",
     "NotActivated",
+    "PasswordResetFailed",
     "Protection",
     "RenewalRefused",
+    "SeatMode",
     "ServerError",
     "ServerUnreachable",
     "StoreCorrupted",

@@ -7,21 +7,24 @@ clause to stay safe::
 
     LicenseError
     ├── NotActivated            no license on this machine yet: call activate()
+    │   └── ActivationMoved     roll-over moved this seat to another computer
     ├── InvalidToken            any format or signature failure (opaque on purpose)
     ├── WrongProduct            a valid token, but for another product
     ├── WrongMachine            a valid token, but bound to another machine
     ├── LicenseExpired          the license, or its offline grace period, ran out
+    │   └── LeaseExpired        a floating license's lease ended (or none is checked out)
     ├── LicenseRevoked          the vendor revoked (or suspended) the license
     │   └── LicenseSuspended    suspended: the vendor may resume it
     ├── ClockTampered           the system clock was set back
     ├── ActivationError         the server refused to activate
     │   ├── UnknownLicenseKey
     │   ├── WrongPassword
-    │   ├── NoSeatsLeft
+    │   ├── NoSeatsLeft         every seat taken; ``retry_after``: earliest lease end
     │   ├── ConsentRequired     personal data given without the end user's consent
     │   ├── ActivationLocked    too many attempts; ``retry_after`` says when to retry
     │   ├── TrialUnavailable    no trial: the product has none, or this machine had it
-    │   └── RenewalRefused      the renewal code is unknown, used, or not for this license
+    │   ├── RenewalRefused      the renewal code is unknown, used, or not for this license
+    │   └── PasswordResetFailed no email on file, or a wrong / used / expired reset code
     ├── NetworkError            the server could not be used
     │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
     ├── ServerError             the server answered, but not with something usable
@@ -40,17 +43,20 @@ from datetime import datetime
 __all__ = [
     "ActivationError",
     "ActivationLocked",
+    "ActivationMoved",
     "ClockTampered",
     "ConsentRequired",
     "FingerprintUnavailable",
     "InvalidToken",
     "LicenseError",
+    "LeaseExpired",
     "LicenseExpired",
     "LicenseRevoked",
     "LicenseSuspended",
     "NetworkError",
     "NoSeatsLeft",
     "NotActivated",
+    "PasswordResetFailed",
     "ServerError",
     "RenewalRefused",
     "ServerUnreachable",
@@ -125,7 +131,41 @@ class WrongPassword(ActivationError):
 
 
 class NoSeatsLeft(ActivationError):
-    """Every seat of the license is in use on other machines."""
+    """Every seat of the license is in use on other machines.
+
+    For a floating license ``retry_after`` says when the earliest lease ends
+    (a seat frees up then unless its holder renews it).
+    """
+
+    def __init__(self, message: str = "Every seat of this license is in use.", *,
+                 retry_after: datetime | None = None) -> None:
+        super().__init__(message)
+        #: When the earliest floating lease ends (timezone-aware UTC); None for
+        #: machine and user seats.
+        self.retry_after = retry_after
+
+
+class ActivationMoved(NotActivated):
+    """Roll-over moved this license to another computer (the least recently seen seat).
+
+    The local license is gone; activating again moves it back (and moves
+    another computer's seat).
+    """
+
+
+class LeaseExpired(LicenseExpired):
+    """A floating license needs a lease: it ended, was returned, or none was checked out.
+
+    Call :meth:`LicenseClient.checkout` (online) to take a seat again.
+    """
+
+
+class PasswordResetFailed(ActivationError):
+    """The activation password could not be reset by email.
+
+    No email address is on file (the vendor must reset it), the server does
+    not send mail, or the reset code is wrong, already used or expired.
+    """
 
 
 class ConsentRequired(ActivationError):
