@@ -180,6 +180,45 @@ def test_malformed_requests_are_400_naming_the_problem(any_server: LocalServer) 
     assert seats_in_use(any_server, issued["id"]) == 0
 
 
+def _issue(server: LocalServer, product: str, **fields: Any) -> dict[str, Any]:
+    issued: dict[str, Any] = server.admin.request(
+        "POST", "/licenses", json={"product": product, "password": PASSWORD, **fields})
+    return issued
+
+
+def test_licenses_that_need_the_server_are_not_activated_offline(
+        any_server: LocalServer) -> None:
+    product, _, _ = setup(any_server, protection="mandatory")
+    for fields in ({"subscription": True}, {"seat_mode": "floating", "seats": 2}):
+        issued = _issue(any_server, product, **fields)
+        text, _ = make_request(product, issued["license_key"], password="wrong")
+        # Nothing is said about the license before the password is right.
+        assert error(post(any_server, "activations", {"request": text})) \
+            == (403, "wrong_password")
+        text, _ = make_request(product, issued["license_key"], password=PASSWORD)
+        answer = post(any_server, "activations", {"request": text})
+        assert error(answer) == (403, "offline_not_allowed"), fields
+        assert "server" in answer.json()["error"]["message"]
+        assert seats_in_use(any_server, issued["id"]) == 0
+
+
+def test_roll_over_never_takes_an_air_gapped_seat(any_server: LocalServer) -> None:
+    product, _, _ = setup(any_server)
+    issued = _issue(any_server, product, seats=1, rollover=True)
+    air_gapped = _activate(any_server, product, issued["license_key"], machine="air")
+    online = requests.post(f"{any_server.url}/v1/activations", json={
+        "product": product, "license_key": issued["license_key"], "password": PASSWORD,
+        "fingerprint": fingerprint("online"), "nonce": nonce(), "idempotency_key": nonce(),
+    }, timeout=30)
+    assert error(online) == (409, "no_seats_left")
+    [row] = any_server.admin.list_activations(issued["id"])
+    assert row["id"] == air_gapped.activation_id and row["deactivated_at"] is None
+    # Once the air-gapped machine hands in its receipt, the seat is free for anyone.
+    post(any_server, "deactivations", {"receipt": _receipt(
+        product, air_gapped.activation_id, air_gapped.activation_secret)})
+    assert seats_in_use(any_server, issued["id"]) == 0
+
+
 # --------------------------------------------------------------------------- receipts
 
 

@@ -290,6 +290,12 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             403, "password_reset_required",
             "This license needs a new activation password from the vendor.",
         )
+    if request.offline:  # air-gapped: only licenses that can do without the server
+        from software_dna.server.service.offline import offline_refusal
+
+        offline_refused = offline_refusal(lic)
+        if offline_refused is not None:
+            raise ServiceError(*offline_refused)
 
     activation = session.scalars(
         select(Activation).where(

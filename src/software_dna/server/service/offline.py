@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from software_dna.server.models import Activation
+from software_dna.server.models import Activation, License
 from software_dna.server.service._common import (
     Context,
     ServiceError,
@@ -49,6 +49,7 @@ __all__ = [
     "OfflineActivated",
     "OfflineDeactivated",
     "deactivate_from_receipt",
+    "offline_refusal",
     "respond",
 ]
 
@@ -166,7 +167,8 @@ def respond(session: Session, ctx: Context, request_text: str, *,
     Raises:
         ServiceError: 400 ``invalid_request`` (damaged or malformed request),
         400 ``request_expired`` (older than 30 days, or dated more than a day
-        ahead), and every refusal of :func:`activate` (``consent_required``,
+        ahead), 403 ``offline_not_allowed`` (floating seats, subscriptions: see
+        :func:`offline_refusal`), and every refusal of :func:`activate` (``consent_required``,
         ``rate_limited``, ``unknown_license_key``, ``wrong_password``,
         ``license_revoked`` / ``_suspended`` / ``_expired``, ``no_seats_left``,
         ``activation_removed`` for a request whose activation was deactivated,
@@ -196,6 +198,25 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         license_id=activation.license_id, product=request.product,
         fingerprint_id=request.fingerprint.id, server_time=result.server_time,
         created=result.created)
+
+
+def offline_refusal(lic: License) -> tuple[int, str, str] | None:
+    """Why ``lic`` cannot be activated from an air-gapped request, else None.
+
+    Used by :func:`~software_dna.server.service.activations.activate` (after
+    the password check, so that it tells nothing to someone without it):
+    floating seats are leases that must be renewed on the server, and a
+    subscription must see its cancellation at the next refresh.
+    """
+    if lic.seat_mode == "floating":
+        return 403, "offline_not_allowed", (
+            "This license's seats are floating leases, which need the license server: "
+            "activate it on a computer that can reach the server.")
+    if lic.subscription:
+        return 403, "offline_not_allowed", (
+            "This license is a subscription, which needs the license server: activate it "
+            "on a computer that can reach the server.")
+    return None
 
 
 def _invalid_receipt() -> ServiceError:

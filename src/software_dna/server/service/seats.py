@@ -292,10 +292,22 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
         raise
     victims = session.scalars(
         select(Activation).where(Activation.license_id == lic.id,
-                                 Activation.deactivated_at.is_(None))
+                                 Activation.deactivated_at.is_(None),
+                                 # An air-gapped machine would never learn it lost its
+                                 # seat: only its deactivation receipt frees it.
+                                 Activation.offline.is_(False))
         .order_by(Activation.last_seen_at, Activation.created_at, Activation.id)
         .limit(in_use - lic.seats + 1)
     ).all()
+    if len(victims) < in_use - lic.seats + 1:
+        audit(session, "sdk", "activation.no_seats", at=now, product_id=product.id,
+              license_id=lic.id)
+        session.commit()
+        raise ServiceError(
+            409, "no_seats_left",
+            "Every seat of this license is in use, some by air-gapped computers that do not "
+            "roll over. Deactivate it on one of them, or ask the vendor for more seats.",
+        )
     for victim in victims:
         victim.deactivated_at = now
         victim.deactivated_by = "rollover"
