@@ -4,8 +4,9 @@
 seconds (± ``jitter``) it validates online; after a failure it backs off
 exponentially (up to ``max_backoff``) and never dies: every exception is
 caught and handed to ``on_error``. ``on_change(old, new)`` fires when the
-license's mode, features, validity, license expiry or grace state change
-(``None`` stands for "no valid license").
+license's mode, features, validity, license expiry (renewed, extended,
+made perpetual), kind (trial to paid), grace state or subscription end
+change (``None`` stands for "no valid license": expired, revoked, suspended).
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from . import _seats
 from .errors import LicenseError, NetworkError, ServerError
-from .license import License, Mode
+from .license import Kind, License, Mode
 
 if TYPE_CHECKING:
     from .client import LicenseClient
 
 __all__ = ["PeriodicCheck"]
 
-_Summary = tuple[Mode, frozenset[str], "datetime | None", bool] | None
+_Summary = tuple[Mode, frozenset[str], "datetime | None", bool, Kind, "datetime | None"] | None
 
 
 def _summary(lic: License | None) -> _Summary:
+    """What ``on_change`` watches: a renewal or extension moves ``license_expires_at``,
+    expiry / revocation / suspension make the license ``None``, a cancelled
+    subscription sets ``subscription_ends_at``, trial to paid changes ``kind``."""
     if lic is None:
         return None
-    return (lic.mode, lic.features, lic.license_expires_at, lic.offline_grace_ends_at is not None)
+    return (lic.mode, lic.features, lic.license_expires_at, lic.offline_grace_ends_at is not None,
+            lic.kind, lic.subscription_ends_at)
 
 
 class PeriodicCheck:
@@ -111,7 +117,9 @@ class PeriodicCheck:
     def _delay(self) -> float:
         base = min(self.interval * (2 ** self.consecutive_failures), self.max_backoff)
         spread = base * self.jitter
-        return float(max(0.01, base + self._random.uniform(-spread, spread)))
+        delay = float(max(0.01, base + self._random.uniform(-spread, spread)))
+        # A floating lease is renewed before it lapses, whatever the interval (_seats.py).
+        return _seats.heartbeat_delay(self._client, self.last_license, delay)
 
     def _run(self) -> None:
         while not self._stop.wait(self._delay()):

@@ -18,16 +18,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _seats, _terms
 from . import fingerprint as _fp
 from ._rollback import RollbackGuard, refusal_for
 from ._version import __version__
 from .errors import (
     ActivationError,
     ActivationLocked,
+    ActivationMoved,
     ClockTampered,
     ConsentRequired,
     InvalidToken,
@@ -78,6 +81,7 @@ _REFUSALS: dict[str, type[LicenseError]] = {
     "license_suspended": LicenseSuspended,
     "license_expired": LicenseExpired,
     "activation_removed": NotActivated,
+    "activation_moved": ActivationMoved,  # roll-over (_seats.py)
 }
 _ACTIVATION_ERRORS: dict[str, type[ActivationError]] = {
     "unknown_license_key": UnknownLicenseKey,
@@ -198,6 +202,8 @@ class LicenseClient:
         self._parsed_high_water: dict[str, datetime] = {}
         self._machine_ok: tuple[License, _fp.Fingerprint] | None = None
         self._last_failed_refresh: float | None = None
+        self._lease = _seats.LeaseKeeper(self)  # floating lease wanted? (_seats.py)
+        self._with_days: tuple[License, int, License] | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -357,10 +363,7 @@ class LicenseClient:
                 "Set the clock to the correct time and try again."
             )
         if lic.license_expires_at is not None and now >= lic.license_expires_at:
-            raise LicenseExpired(
-                f"The license expired on {format_rfc3339(lic.license_expires_at)}. "
-                "Renew it to keep using the product."
-            )
+            raise LicenseExpired(_terms.expired_message(lic, lic.license_expires_at))
         return lic
 
     # ------------------------------------------------------------ public API
@@ -428,6 +431,8 @@ class LicenseClient:
         must = force_online or suspect is not None or (
             lic is not None and lic.expires_at is not None and now >= lic.expires_at
         )
+        if lic is not None and self._lease.wanted and _seats.lease_error(lic, now) is not None:
+            due = must = True  # the floating lease ended: take it again (_seats.py)
         if due and self.server_url is not None and (must or self._may_try_server()):
             try:
                 deadline = None if force_online else min(CHECK_DEADLINE, self._timeout)
@@ -443,6 +448,9 @@ class LicenseClient:
         if lic is None:
             self._raise_stored_status(data)
             lic = self._offline_license(now, data)
+            until = _terms.cancel_window_end(data.get("status"), now)
+            if until is not None:  # a cancelled subscription in its warning period
+                return _terms.cancelled_license(self._apply_grace(now, lic), until)
         return self._apply_grace(now, lic)
 
     def _may_try_server(self) -> bool:
@@ -450,6 +458,11 @@ class LicenseClient:
         return failed is None or time.monotonic() - failed >= RETRY_AFTER_FAILURE.total_seconds()
 
     def _apply_grace(self, now: datetime, lic: License) -> License:
+        lease_ended = _seats.lease_error(lic, now)  # a floating license needs its lease
+        if lease_ended is not None:
+            raise lease_ended
+        if lic.license_expires_at is not None and now >= lic.license_expires_at:
+            raise LicenseExpired(_terms.expired_message(lic, lic.license_expires_at))
         if lic.expires_at is not None and now >= lic.expires_at:
             raise LicenseExpired(
                 "The license server must be reached to keep using this license: the offline "
@@ -457,8 +470,16 @@ class LicenseClient:
                 "internet and try again."
             )
         if lic.refresh_by is not None and now >= lic.refresh_by:
-            return lic.with_grace(lic.expires_at)
-        return lic
+            lic = lic.with_grace(lic.expires_at)
+        days = lic.whole_days_left(now)
+        if days is None:
+            return lic
+        cached = self._with_days
+        if cached is not None and cached[0] is lic and cached[1] == days:
+            return cached[2]  # the same license on the same day: no new object
+        dated = replace(lic, days_left=days)
+        self._with_days = (lic, days, dated)
+        return dated
 
     # ------------------------------------------------------------ online
 
@@ -496,11 +517,13 @@ class LicenseClient:
                 return code, str(message or code)
         return "http_error", f"The license server answered with HTTP {answer.status}."
 
-    def _validate_online(self, data: Mapping[str, Any], *, deadline: float | None) -> License:
+    def _validate_online(self, data: Mapping[str, Any], *, deadline: float | None,
+                         route: str | None = None) -> License:
         activation_id, secret = _credentials(data)
         nonce = _nonce()
+        route = route or self._lease.route()  # validate, or checkout/checkin (_seats.py)
         answer = self._make_transport().request(
-            "POST", f"/v1/activations/{activation_id}/validate",
+            "POST", f"/v1/activations/{activation_id}/{route}",
             json_body={"fingerprint": self._fingerprint().to_wire(), "nonce": nonce},
             bearer=secret, retry=True, deadline=deadline,
         )
@@ -510,6 +533,10 @@ class LicenseClient:
             self._last_failed_refresh = None
             return self._apply_grace(self._now(), lic)
         code, message = self._error(answer)
+        if code == _terms.CANCELLED and self._receipt_ok(
+            _error_field(answer, "receipt"), nonce, activation_id
+        ):
+            return self._cancelled(data, message)
         refusal = _REFUSALS.get(code)
         if refusal is not None and self._receipt_ok(
             _error_field(answer, "receipt"), nonce, activation_id
@@ -519,12 +546,26 @@ class LicenseClient:
         if refusal is not None:
             # Our server signs every refusal; an unsigned one is not its word.
             raise ServerError(f"The license server's refusal was not signed: {message}")
+        seat_refusal = _seats.seat_error(self, answer, code, message)
+        if seat_refusal is not None:  # no_seats_left (floating lease) and the like
+            raise seat_refusal
         if code == "wrong_machine":
             raise WrongMachine(message)
         if code == "unauthorized":
             raise NotActivated("The license server does not recognise this activation. "
                                "Activate again with your license key.")
         raise ServerError(f"The license server refused the check: {message}")
+
+    def _cancelled(self, data: Mapping[str, Any], message: str) -> License:
+        """The server said the subscription was cancelled: run out the warning period."""
+        now = self._now()
+        lic = self._offline_license(now, data)
+        status = _terms.cancel_status(lic, message, now)
+        self._update(lambda d: d.__setitem__("status", status))
+        self._last_failed_refresh = time.monotonic()  # ask again now and then, not every check
+        until = _terms.cancel_window_end(status, now)  # LicenseSuspended when none is left
+        assert until is not None
+        return _terms.cancelled_license(self._apply_grace(now, lic), until)
 
     def _store_token(self, token: str, lic: License) -> None:
         def change(data: dict[str, Any]) -> None:
@@ -547,7 +588,7 @@ class LicenseClient:
             if owner is not None:  # whose refusal it is, for the rollback witness
                 status.update(license_id=owner.license_id, activation_id=owner.activation_id)
             data["status"] = dict(status)
-            if code == "activation_removed":
+            if code in ("activation_removed", "activation_moved"):
                 for name in ("token", "activation_id", "activation_secret"):
                     data.pop(name, None)
         self._update(change)
@@ -618,6 +659,11 @@ class LicenseClient:
             body["email"] = email
         if registration is not None:
             body["registration"] = dict(registration)
+        replaces = _terms.replaces_body(self)  # trial to paid: released once this succeeds
+        if replaces is not None:
+            body["replaces"] = replaces
+        installation = _seats.installation_id(self)  # tells user seats apart (_seats.py)
+        body["installation_id"] = installation
         with self._lock:
             answer = self._make_transport().request(
                 "POST", "/v1/activations", json_body=body, retry=True
@@ -640,9 +686,15 @@ class LicenseClient:
                         "activation_secret": secret,
                         "activated_at": format_rfc3339(self._now()),
                         "clock_high_water": format_rfc3339(self._now()),
+                        "installation_id": installation,
                     })
                 self._update(save)
                 self._verified = (token, lic)
+                if lic.is_floating:  # activating took a floating lease: keep it renewed
+                    self._lease.want()
+                if replaces is not None:  # cache the settings carried over from the trial
+                    with contextlib.suppress(LicenseError):
+                        _ = self.settings
                 return self._apply_grace(self._now(), lic)
             self._raise_activation_error(answer)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -666,6 +718,9 @@ class LicenseClient:
 
     def _raise_activation_error(self, answer: Response) -> None:
         code, message = self._error(answer)
+        seat_refusal = _seats.seat_error(self, answer, code, message)
+        if seat_refusal is not None:  # no_seats_left, activation_locked, activation_moved
+            raise seat_refusal
         if answer.status == 429 or code == "rate_limited":
             retry_after: datetime | None = None
             header = answer.headers.get("retry-after", "")
@@ -840,11 +895,141 @@ class LicenseClient:
                     raise InvalidToken("The server's deactivation receipt is not valid.")
             else:
                 code, message = self._error(answer)
-                if code not in ("activation_removed", "unauthorized"):
+                if code not in ("activation_removed", "activation_moved", "unauthorized"):
                     raise ServerError(f"The license server refused to deactivate: {message}")
+            self._lease.drop()
             self._get_store().clear()
             self._loaded = None
             self._verified = None
+
+    # ------------------------------------------------------------ seats (_seats.py)
+
+    def checkout(self) -> License:
+        """Check out a floating seat for this machine (online), or renew the one it holds.
+
+        A floating license works only while this machine holds a lease; the
+        lease lasts the product's lease time (see :attr:`License.lease_expires_at`)
+        and the periodic check renews it while the app runs. Call
+        :meth:`checkin` (or :meth:`close`) when the app no longer needs the
+        seat; process exit returns it too, where possible. On a license that
+        is not floating this is the same as :meth:`refresh`.
+
+        Returns:
+            The :class:`License`, with ``lease_expires_at`` set for a floating one.
+
+        Raises:
+            NoSeatsLeft: every floating seat is leased; ``retry_after`` says when
+                the earliest lease ends (UTC).
+            NotActivated, ActivationMoved: no activation on this machine (any more).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine: refused.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return _seats.checkout(self)
+
+    def checkin(self) -> None:
+        """Return this machine's floating seat (online); the license stops working here.
+
+        Afterwards :meth:`check` raises :class:`LeaseExpired` until the next
+        :meth:`checkout`. Nothing happens on a license that is not floating.
+
+        Raises:
+            NotActivated: no activation on this machine.
+            ServerUnreachable, ServerError, NetworkError: the seat could not be
+                returned now (it frees itself when the lease lapses).
+        """
+        _seats.checkin(self)
+
+    def request_password_reset(self, license_key: str) -> datetime:
+        """Ask the server to email a password reset code for this license key.
+
+        The code goes to the email address(es) the end user gave when
+        activating (with consent); it works once, for a short time. Then call
+        :meth:`reset_password`. No activation on this machine is needed.
+
+        Args:
+            license_key: the license key, e.g. ``"ABCD-EFGH-JKLM-NPQR"``.
+
+        Returns:
+            When the code stops working (timezone-aware UTC).
+
+        Raises:
+            PasswordResetFailed: no email address is on file (the vendor must
+                reset the password), the license has no password, or the
+                server cannot send email.
+            UnknownLicenseKey: no such key for this product.
+            ActivationLocked: too many requests; ``retry_after`` says when.
+            LicenseRevoked: the license was revoked.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return _seats.request_password_reset(self, license_key)
+
+    def reset_password(self, license_key: str, code: str, new_password: str) -> None:
+        """Set a new activation password with the code from the reset email.
+
+        Args:
+            license_key: the license key.
+            code: the reset code, e.g. ``"K7QF-3MZP-WX2R"`` (case, spaces and
+                dashes do not matter).
+            new_password: the new activation password (1-256 characters).
+
+        Raises:
+            PasswordResetFailed: the code is wrong, already used or expired
+                (ask for a new one), or the new password is empty or too long.
+            UnknownLicenseKey: no such key for this product.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        _seats.reset_password(self, license_key, code, new_password)
+
+    # ------------------------------------------------------------ trials, renewal (_terms.py)
+
+    def start_trial(self) -> License:
+        """Start this machine's trial of the product (online), once per machine.
+
+        The server gives a time-limited license of kind ``trial`` for this
+        machine only. A machine that already had its trial -- also after the
+        store was deleted or the app reinstalled -- gets its running trial
+        back, or :class:`TrialUnavailable` once it ended. While a trial is
+        stored and valid, this returns it without contacting the server.
+        Activating a license key later replaces the trial and keeps the end
+        user's settings (docs/trials.md).
+
+        Returns:
+            The trial :class:`License` (``kind`` ``Kind.TRIAL``, ``days_left``).
+
+        Raises:
+            TrialUnavailable: the product offers no trial, this machine had its
+                trial, or this machine already holds a license.
+            ActivationLocked: too many attempts from this address.
+            ServerUnreachable, ServerError, NetworkError: no usable answer (no
+                server configured: NetworkError).
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        return _terms.start_trial(self)
+
+    def renew(self, code: str) -> License:
+        """Enter a renewal code: it adds days to this machine's license (online).
+
+        Works on an expired license too. The fresh token with the new
+        ``license_expires_at`` is stored at once; the app's other machines get
+        it at their next refresh. Retrying after a lost answer adds nothing twice.
+
+        Args:
+            code: the renewal code, e.g. ``"RENEW-7KQ2-XPNM-4R9T-HCWZ"`` (case
+                and spaces do not matter).
+
+        Returns:
+            The renewed :class:`License`.
+
+        Raises:
+            RenewalRefused: unknown or used code, a code for another license,
+                or a perpetual license.
+            NotActivated: no activation on this machine.
+            LicenseRevoked, LicenseSuspended: the license cannot be renewed.
+            ActivationLocked: too many attempts.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return _terms.renew(self, code)
 
     def request_erasure(self) -> License:
         """Ask the server to erase the end user's personal data (GDPR erasure).
@@ -968,7 +1153,12 @@ class LicenseClient:
         return handle
 
     def close(self) -> None:
-        """Release the HTTP connections. The client stays usable."""
+        """Return a checked-out floating lease (best effort) and release the HTTP connections.
+
+        Never raises. The client stays usable.
+        """
+        if self._lease.wanted:
+            self._lease.at_exit()  # check in within a few seconds; never raises
         if self._transport is not None:
             self._transport.close()
 

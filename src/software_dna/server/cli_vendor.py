@@ -330,6 +330,8 @@ class DirectBackend:
         args = dict(fields)
         product_id = args.pop("product")
         expires = args.pop("expires_at", None)
+        if "expires_after_days" in args:  # the API's name of the service's duration_days
+            args["duration_days"] = args.pop("expires_after_days")
         service.get_product(self._session, product_id)
         lic, key = service.issue_license(
             self._session, self.ctx, product_id=product_id,
@@ -827,6 +829,8 @@ def _show_product(p: JSONDict) -> None:
         ("features", p.get("features")),
         ("limited features", p.get("limited_features")),
         ("password required", p.get("password_required")),
+        ("trial", f"{p['trial_days']} days" if p.get("trial_days") else "none"),
+        ("test code limit", p.get("test_code_limit")),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])
@@ -846,7 +850,12 @@ def _show_license(lic: JSONDict) -> None:
         ("key", lic.get("key_hint")),
         ("status", lic.get("status")),
         ("seats in use", _seats(lic)),
-        ("expires", lic.get("expires_at") or "never"),
+        ("kind", str(lic.get("kind", "full"))
+         + (", subscription" if lic.get("subscription") else "")
+         + (f" (cancelled {lic.get('cancelled_at')})" if lic.get("cancelled_at") else "")),
+        ("expires", lic.get("expires_at") or (
+            f"{lic['expires_after_days']} days after the first activation"
+            if lic.get("expires_after_days") else "never")),
         ("features", lic.get("features")),
         ("password", guard),
         ("erased", lic.get("erased")),
@@ -963,7 +972,8 @@ def execute(handler: Handler, args: argparse.Namespace) -> int:
 def _product_fields(args: argparse.Namespace) -> JSONDict:
     fields: JSONDict = {}
     for name in ("name", "protection", "refresh_interval", "offline_grace_period",
-                 "fingerprint_tolerance", "features", "limited_features", "password_required"):
+                 "fingerprint_tolerance", "features", "limited_features", "password_required",
+                 "trial_days", "test_code_limit"):
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
@@ -1119,6 +1129,12 @@ def cmd_licenses_issue(backend: Backend, args: argparse.Namespace) -> int:
         fields["password"] = password
     if args.prefix is not None:
         fields["key_prefix"] = args.prefix
+    if args.kind != "full":
+        fields["kind"] = args.kind
+    if args.expires_after_days is not None:
+        fields["expires_after_days"] = args.expires_after_days
+    if args.subscription:
+        fields["subscription"] = True
     issued = backend.issue_license(fields)
     if args.json:
         _json(issued)
@@ -1434,6 +1450,11 @@ def _policy_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     policy.add_argument("--password-required", action=argparse.BooleanOptionalAction,
                         default=None,
                         help="every license needs an activation password")
+    policy.add_argument("--trial-days", type=non_negative_int, metavar="N",
+                        help="the app may start a trial of N days once per machine "
+                             "(0: no trial)")
+    policy.add_argument("--test-code-limit", type=non_negative_int, metavar="N",
+                        help="test codes live at once (default 5)")
 
 
 def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -1519,6 +1540,9 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
                         help="read the activation password from the first line of stdin")
     p.add_argument("--prefix", metavar="ACME", default=None,
                    help="1-12 characters A-Z 0-9 in front of the key")
+    from software_dna.server.cli_terms import add_issue_options, add_terms_commands
+
+    add_issue_options(p)
     p = _leaf(licenses, "list", cmd_licenses_list, "list licenses",
               "List licenses, newest first (the key shows as its last four characters).",
               parent=common)
@@ -1558,6 +1582,7 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     how.add_argument("--stdin", action="store_true",
                      help="read the new password from the first line of stdin")
     how.add_argument("--clear", action="store_true", help="remove the password")
+    add_terms_commands(subparsers, licenses, common)  # extend, perpetual, cancel, codes, trials
 
     # ------------------------------------------------------------------ activations
     activations = _group(subparsers, "activations", "list and remove activations",

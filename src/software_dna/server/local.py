@@ -176,9 +176,14 @@ class AdminClient:
         features: Iterable[str] | None = None,
         password: str | None = None,
         key_prefix: str | None = None,
+        **terms: Any,
     ) -> dict[str, Any]:
-        """Issue a license; the answer's ``license_key`` is the only copy of the key."""
-        body: dict[str, Any] = {"product": product_id, "seats": seats}
+        """Issue a license; the answer's ``license_key`` is the only copy of the key.
+
+        ``terms``: more fields of ``POST /v1/admin/licenses``, e.g. ``kind``,
+        ``expires_after_days``, ``subscription``.
+        """
+        body: dict[str, Any] = {"product": product_id, "seats": seats, **terms}
         if expires_at is not None:
             body["expires_at"] = _time(expires_at)
         if features is not None:
@@ -232,6 +237,72 @@ class AdminClient:
         """Set (or with None remove) the activation password."""
         result: dict[str, Any] = self.request("PUT", f"/licenses/{license_id}/password",
                                               json={"password": password})
+        return result
+
+    # -- terms, renewal, test codes, trials (docs/licenses.md, docs/trials.md)
+
+    def extend_license(self, license_id: str, *, days: int | None = None,
+                       until: datetime | str | None = None) -> dict[str, Any]:
+        """Add ``days`` to a timed license, or move its end to ``until``."""
+        body = {"days": days} if days is not None else {"until": _time(until)}
+        result: dict[str, Any] = self.request("POST", f"/licenses/{license_id}/extend",
+                                              json=body)
+        return result
+
+    def make_perpetual(self, license_id: str) -> dict[str, Any]:
+        """Convert a license to perpetual."""
+        result: dict[str, Any] = self.request("POST", f"/licenses/{license_id}/perpetual")
+        return result
+
+    def cancel_subscription(self, license_id: str) -> dict[str, Any]:
+        """Cancel a subscription (the license is suspended)."""
+        result: dict[str, Any] = self.request("POST", f"/licenses/{license_id}/cancel")
+        return result
+
+    def issue_renewal_codes(self, days: int, *, product_id: str | None = None,
+                            license_id: str | None = None, count: int = 1) -> list[str]:
+        """Make renewal codes; returns the codes (shown only here)."""
+        body: dict[str, Any] = {"days": days, "count": count}
+        if product_id is not None:
+            body["product"] = product_id
+        if license_id is not None:
+            body["license_id"] = license_id
+        answer = self.request("POST", "/renewal-codes", json=body)
+        return [str(c["code"]) for c in answer["renewal_codes"]]
+
+    def list_renewal_codes(self, **params: Any) -> list[dict[str, Any]]:
+        """Renewal codes (``product``, ``license_id``, ``limit``)."""
+        result: list[dict[str, Any]] = self.request("GET", "/renewal-codes",
+                                                    params=params)["renewal_codes"]
+        return result
+
+    def issue_test_code(self, product_id: str, *, days: int = 1,
+                        **fields: Any) -> dict[str, Any]:
+        """Issue a test code; the answer's ``license_key`` is the only copy."""
+        result: dict[str, Any] = self.request("POST", f"/products/{product_id}/test-codes",
+                                              json={"days": days, **fields})
+        return result
+
+    def list_test_codes(self, product_id: str) -> list[dict[str, Any]]:
+        """The product's test codes."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/products/{product_id}/test-codes")["licenses"]
+        return result
+
+    def reset_test_code(self, license_id: str) -> dict[str, Any]:
+        """Reset a test code (activations removed, its days start again)."""
+        result: dict[str, Any] = self.request("POST", f"/licenses/{license_id}/reset")
+        return result
+
+    def list_trials(self, product_id: str) -> list[dict[str, Any]]:
+        """The machines that used the product's trial."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/products/{product_id}/trials")["trials"]
+        return result
+
+    def remove_trial(self, trial_id: str) -> dict[str, Any]:
+        """Forget a trial machine (its trial license is revoked)."""
+        result: dict[str, Any] = self.request("DELETE", f"/trials/{trial_id}")
         return result
 
     # -- activations

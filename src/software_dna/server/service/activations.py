@@ -175,7 +175,9 @@ def _status_refusal(lic: License, now: datetime) -> tuple[int, str, str] | None:
             "This license is suspended by the vendor. Contact the vendor to resume it."
         )
     if lic.expires_at is not None and now >= lic.expires_at:
-        return 403, "license_expired", "This license has expired. Renew it with the vendor."
+        from software_dna.server.service.renewals import expired_message
+
+        return 403, "license_expired", expired_message(lic.kind)
     return None
 
 

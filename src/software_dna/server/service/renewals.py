@@ -56,6 +56,7 @@ __all__ = [
     "Renewed",
     "cancel_subscription",
     "check_terms",
+    "expired_message",
     "extend_license",
     "get_renewal_code",
     "issue_renewal_codes",
@@ -143,6 +144,16 @@ def subscription_refusal(lic: License) -> tuple[int, str, str] | None:
             "The subscription was cancelled. Renew it with the vendor to keep using the product."
         )
     return None
+
+
+def expired_message(kind: str) -> str:
+    """The refusal message of an ended license, by its kind (what the end user reads)."""
+    return {
+        "trial": "The trial has ended. Buy a license to keep using the product.",
+        "evaluation": "The evaluation period has ended. Buy a license to keep using the "
+                      "product.",
+        "test": "This test code has expired. Ask the vendor for a new one.",
+    }.get(kind, "This license has expired. Renew it with the vendor.")
 
 
 def _is_perpetual(lic: License) -> bool:

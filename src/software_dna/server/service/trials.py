@@ -19,7 +19,7 @@ their activations and restarts their time.
 
 Trial to paid (:func:`replace_activation`): an activation that names the
 machine's trial (evaluation, test) activation in ``replaces`` releases it
-once the new activation succeeded, and copies the trial license's settings
+once the new activation succeeded (a replaced trial ends), and copies the trial license's settings
 document to the new license when the new license has none yet.
 """
 
@@ -350,10 +350,11 @@ def replace_activation(session: Session, ctx: Context, replaces: tuple[str, str]
     Called by :func:`~software_dna.server.service.activations.activate` once
     the new activation is certain. The replaced activation must authenticate,
     be live and belong to another license of the same product; otherwise
-    nothing happens (the new activation must not fail because of it). Its
-    license's settings are copied to the new license when that one has none
-    (a paid license already in use elsewhere keeps its own). Returns True
-    when an activation was released.
+    nothing happens (the new activation must not fail because of it). A
+    replaced trial ends now (it was bought); an evaluation or test license is
+    left as it is. The replaced license's settings are copied to the new
+    license when that one has none (a paid license already in use elsewhere
+    keeps its own). Returns True when an activation was released.
     """
     from software_dna.server.service.activations import read_settings
 
@@ -376,6 +377,10 @@ def replace_activation(session: Session, ctx: Context, replaces: tuple[str, str]
                 ciphertext=ctx.vault.encrypt_field(encoded, aad=f"settings:{new.license_id}")))
     old.deactivated_at = now
     old.deactivated_by = "end_user"
+    replaced = old.license
+    if replaced.kind == "trial" and (replaced.expires_at is None or replaced.expires_at > now):
+        replaced.expires_at = now  # the trial is over: bought (no trial again on this machine)
+        replaced.updated_at = now
     audit(session, "sdk", "activation.replaced", at=now, product_id=old.license.product_id,
           license_id=old.license_id, activation_id=old.id,
           detail={"by_activation": new.id, "kind": old.license.kind})
