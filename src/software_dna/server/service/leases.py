@@ -115,9 +115,9 @@ def _no_seats(session: Session, lic: License, now: datetime) -> ServiceError:
     when = ends.strftime("%Y-%m-%d %H:%M:%S UTC") if ends is not None else "later"
     return ServiceError(
         409, "no_seats_left",
-        f"All {lic.seats} floating seats of this license are in use. The first one "
-        f"frees up at {when} unless it is renewed; try again then, or ask the vendor "
-        "for more seats.",
+        f"Every floating seat of this license is in use ({lic.seats} of {lic.seats}). "
+        f"The first one frees up at {when} unless it is renewed; try again then, or ask "
+        "the vendor for more seats.",
         retry_after=max(1, int((ends - now).total_seconds() + 0.999)) if ends else None,
         retry_at=ends,
     )

@@ -1,0 +1,279 @@
+"""The client side of seats (used by :class:`LicenseClient`): floating leases, password reset.
+
+Floating (concurrent) licenses:
+
+- :func:`checkout` (``POST /v1/activations/{id}/checkout``) takes -- or
+  renews -- this machine's lease; the fresh token carries ``lease_expires_at``.
+- While the app wants its lease (:class:`LeaseKeeper`), every online
+  validation goes through the check-out route, so the periodic check is the
+  heartbeat that renews the lease, and takes it again if it lapsed.
+  :func:`heartbeat_delay` keeps the periodic check from sleeping past the
+  middle of the remaining lease.
+- :func:`checkin` (``POST …/checkin``) returns the lease and stores the
+  fresh, lease-less token, so the license stops working here at once.
+  ``close()`` and process exit (``atexit``, through a weak reference: a
+  client that was garbage collected holds nothing) check in best effort.
+- :func:`lease_error`: a floating license works -- offline too -- until its
+  lease ends and not after (:class:`~software_dna.errors.LeaseExpired`).
+
+Password reset: :func:`request_password_reset` (``POST /v1/password-resets``)
+mails a single-use code to the end user's address on file;
+:func:`reset_password` (``…/confirm``) sets the new activation password.
+Neither needs an activation on this machine.
+
+Server refusals of the seats features become exceptions in :func:`seat_error`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import secrets
+import threading
+import weakref
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ActivationLocked,
+    ActivationMoved,
+    LeaseExpired,
+    LicenseError,
+    NetworkError,
+    NoSeatsLeft,
+    NotActivated,
+    PasswordResetFailed,
+    ServerError,
+    UnknownLicenseKey,
+)
+from .license import License, format_rfc3339, parse_rfc3339
+
+if TYPE_CHECKING:
+    from ._http import Response
+    from .client import LicenseClient
+
+__all__ = [
+    "EXIT_DEADLINE",
+    "LeaseKeeper",
+    "checkin",
+    "checkout",
+    "heartbeat_delay",
+    "installation_id",
+    "lease_error",
+    "request_password_reset",
+    "reset_password",
+    "seat_error",
+]
+
+#: Seconds a check-in at close() or at process exit may take.
+EXIT_DEADLINE = 3.0
+_RESET_ERRORS = ("no_email_on_file", "no_password", "invalid_reset_code", "mail_unavailable",
+                 "mail_failed")
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+# ------------------------------------------------------------ errors
+
+
+def _retry_at(client: LicenseClient, answer: Response) -> datetime | None:
+    """When to retry: the body's ``retry_at`` (the server's time, e.g. a lease's end),
+    else ``Retry-After`` seconds from now on this clock, else None."""
+    error = answer.body.get("error")
+    raw = error.get("retry_at") if isinstance(error, dict) else None
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            return parse_rfc3339(raw)
+    header = answer.headers.get("retry-after", "")
+    if header.isdigit():
+        return (client._now() + timedelta(seconds=int(header))).replace(microsecond=0)
+    return None
+
+
+def seat_error(client: LicenseClient, answer: Response, code: str,
+               message: str) -> LicenseError | None:
+    """The exception for a seats refusal (``no_seats_left``, ``activation_locked``,
+    ``activation_moved`` and the password reset codes), or None for another code."""
+    if code == "no_seats_left":
+        return NoSeatsLeft(message, retry_after=_retry_at(client, answer))
+    if code == "activation_locked":
+        return ActivationLocked(message, retry_after=_retry_at(client, answer))
+    if code == "activation_moved":
+        return ActivationMoved(message)
+    if code in _RESET_ERRORS:
+        return PasswordResetFailed(message)
+    return None
+
+
+def lease_error(lic: License, now: datetime) -> LeaseExpired | None:
+    """:class:`LeaseExpired` when ``lic`` is floating and holds no live lease at ``now``."""
+    if not lic.is_floating:
+        return None
+    ends = lic.lease_expires_at
+    if ends is not None and now < ends:
+        return None
+    if ends is None:
+        return LeaseExpired(
+            "No floating seat of this license is checked out on this computer. Connect to "
+            "the license server to check one out."
+        )
+    return LeaseExpired(
+        f"This computer's floating seat lease ended at {format_rfc3339(ends)}. Connect to "
+        "the license server to check a seat out again."
+    )
+
+
+# ------------------------------------------------------------ leases
+
+
+class LeaseKeeper:
+    """Whether this client wants its floating lease, and the check-in at process exit.
+
+    Args:
+        client: the client it belongs to (held by a weak reference).
+    """
+
+    def __init__(self, client: LicenseClient) -> None:
+        self._client = weakref.ref(client)
+        self._lock = threading.Lock()
+        self.wanted = False
+        self._registered = False
+
+    def want(self) -> None:
+        """The app holds a lease: renew it, and return it at exit."""
+        with self._lock:
+            self.wanted = True
+            if not self._registered:
+                atexit.register(self.at_exit)
+                self._registered = True
+
+    def drop(self) -> None:
+        """The lease was returned (or the seat is gone): stop renewing it."""
+        with self._lock:
+            self.wanted = False
+            if self._registered:
+                atexit.unregister(self.at_exit)
+                self._registered = False
+
+    def route(self) -> str:
+        """The validation route: ``checkout`` while the lease is wanted, else ``validate``."""
+        return "checkout" if self.wanted else "validate"
+
+    def at_exit(self) -> None:
+        """Process exit: check in within :data:`EXIT_DEADLINE`; never raises."""
+        client = self._client()
+        if client is None or not self.wanted:
+            return
+        with contextlib.suppress(BaseException):
+            checkin(client, deadline=EXIT_DEADLINE)
+
+
+def checkout(client: LicenseClient) -> License:
+    """Take (or renew) this machine's floating lease; see :meth:`LicenseClient.checkout`."""
+    with client._lock:
+        lic = client._validate_online(client._read(), deadline=None, route="checkout")
+        if lic.is_floating:
+            client._lease.want()
+        return lic
+
+
+def checkin(client: LicenseClient, *, deadline: float | None = None) -> None:
+    """Return this machine's floating lease; see :meth:`LicenseClient.checkin`."""
+    with client._lock:
+        try:
+            client._validate_online(client._read(), deadline=deadline, route="checkin")
+        except LeaseExpired:
+            pass  # the lease-less token is stored: this is the expected outcome
+        except NotActivated:
+            client._lease.drop()  # no seat any more: nothing to return
+            raise
+        client._lease.drop()
+
+
+def heartbeat_delay(client: LicenseClient, last: License | None, delay: float) -> float:
+    """``delay`` (seconds), shortened so the periodic check renews a wanted lease in time.
+
+    Args:
+        client: the client whose lease it is.
+        last: the license the periodic check saw last (None: not valid).
+        delay: the seconds the check would wait otherwise.
+
+    While the client wants its floating lease the next check runs no later
+    than half-way through the lease's remaining time (at least 1 s from now),
+    whatever the interval or the back-off says.
+    """
+    if not client._lease.wanted:
+        return delay
+    if last is None or not last.is_floating or last.lease_expires_at is None:
+        return min(delay, 5.0)
+    left = (last.lease_expires_at - client._now()).total_seconds()
+    return max(1.0, min(delay, left / 2))
+
+
+def installation_id(client: LicenseClient) -> str:
+    """This OS account's random installation id for the product (made once, then stored).
+
+    It tells user seats on one computer apart and carries nothing about the
+    user or the machine.
+    """
+    data = client._read()
+    existing = data.get("installation_id")
+    if isinstance(existing, str) and 16 <= len(existing) <= 64:
+        return existing
+    new_id = secrets.token_urlsafe(24)
+    client._update(lambda d: d.__setitem__("installation_id", new_id))
+    return new_id
+
+
+# ------------------------------------------------------------ password reset
+
+
+def _reset_call(client: LicenseClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    if client.server_url is None:
+        raise NetworkError("No license server is configured for this app.")
+    answer = client._make_transport().request("POST", path, json_body=body, retry=False)
+    if answer.status in (200, 202):
+        return dict(answer.body)
+    code, message = client._error(answer)
+    if code == "unknown_license_key":
+        raise UnknownLicenseKey(message)
+    if answer.status == 429 or code == "rate_limited":
+        raise ActivationLocked("Too many attempts. Try again later.",
+                               retry_after=_retry_at(client, answer))
+    error = seat_error(client, answer, code, message)
+    if error is not None:
+        raise error
+    raise ServerError(f"The license server refused the password reset: {message}")
+
+
+def request_password_reset(client: LicenseClient, license_key: str) -> datetime:
+    """Ask for a reset code by email; see :meth:`LicenseClient.request_password_reset`."""
+    if not isinstance(license_key, str) or not license_key.strip():
+        raise UnknownLicenseKey("Enter a license key.")
+    body = client_body(client, license_key)
+    answer = _reset_call(client, "/v1/password-resets", body)
+    try:
+        return parse_rfc3339(answer.get("expires_at"))
+    except ValueError:
+        raise ServerError("The license server's answer is incomplete.") from None
+
+
+def reset_password(client: LicenseClient, license_key: str, code: str,
+                   new_password: str) -> None:
+    """Set a new activation password; see :meth:`LicenseClient.reset_password`."""
+    if not isinstance(license_key, str) or not license_key.strip():
+        raise UnknownLicenseKey("Enter a license key.")
+    if not isinstance(code, str) or not code.strip():
+        raise PasswordResetFailed("Enter the reset code from the email.")
+    if not isinstance(new_password, str) or not 1 <= len(new_password) <= 256:
+        raise PasswordResetFailed("Choose a new password of 1 to 256 characters.")
+    body = client_body(client, license_key)
+    body.update({"code": code.strip()[:32], "new_password": new_password})
+    _reset_call(client, "/v1/password-resets/confirm", body)
+
+
+def client_body(client: LicenseClient, license_key: str) -> dict[str, Any]:
+    """The ``product`` / ``license_key`` part of a password reset request."""
+    return {"product": client.product, "license_key": license_key.strip()}
