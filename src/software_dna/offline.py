@@ -529,6 +529,9 @@ def activate_offline(client: LicenseClient, response_text: str) -> License:
     for end in (lic.license_expires_at, lic.expires_at):
         if end is not None and now >= end:
             raise LicenseExpired(f"This license expired on {format_rfc3339(end)}.")
+    # As for any token installed out of band: the clock not set back, nothing older
+    # than what this machine has seen, no refusal seen online undone.
+    client._check_not_rolled_back(now, lic)
     high = data.get("clock_high_water")
     try:
         high_water = max(now, parse_rfc3339(high)) if isinstance(high, str) else now

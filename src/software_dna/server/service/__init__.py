@@ -46,6 +46,10 @@ Admin keys and audit: :func:`create_admin_key`, :func:`check_admin_key`,
 
 Rate limiting: :func:`ratelimit.hit` (used by :func:`activate`).
 
+Air-gapped activation (docs/offline.md): :mod:`software_dna.server.service.offline`
+-- ``respond`` (an activation request in, a response out, through
+:func:`activate`) and ``deactivate_from_receipt``.
+
 Trials and test codes (``trials``): :func:`start_trial`, :func:`list_trials`,
 :func:`remove_trial`, :func:`issue_test_code`, :func:`list_test_codes`,
 :func:`reset_test_code`; trial to paid: :func:`replace_activation`.
