@@ -211,6 +211,9 @@ class Transport:
                 self.base_url + path,
                 json=json_body,
                 headers=headers,
+                # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override
+                # a session's verify, but never an explicit one (the pin must win).
+                verify=self._ca_bundle if self._ca_bundle is not None else True,
                 timeout=(min(self.connect_timeout, read_timeout), read_timeout),
                 stream=True,
                 allow_redirects=False,

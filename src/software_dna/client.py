@@ -46,6 +46,7 @@ from .errors import (
     UnknownLicenseKey,
     WrongMachine,
     WrongPassword,
+    WrongProduct,
 )
 from .license import (
     CLOCK_SKEW,
@@ -437,7 +438,9 @@ class LicenseClient:
             try:
                 deadline = None if force_online else min(CHECK_DEADLINE, self._timeout)
                 return self._validate_online(data, deadline=deadline)
-            except (NetworkError, ServerError) as exc:
+            except (NetworkError, ServerError, InvalidToken, WrongProduct) as exc:
+                # An unusable answer (garbage, a forged or foreign token) is a failed
+                # refresh like a dead network: the stored license still counts.
                 self._last_failed_refresh = time.monotonic()
                 if suspect is not None:
                     raise suspect from exc

@@ -175,6 +175,10 @@ def _install_handlers(app: FastAPI) -> None:
 
     install_database_fault_handlers(app)  # 503, not 500, while the database is away
 
+    from software_dna.server.faults import install_database_fault_handlers
+
+    install_database_fault_handlers(app)  # 503, not 500, while the database is away
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s while handling a request", type(exc).__name__)
