@@ -817,6 +817,14 @@ def _fields(pairs: Sequence[tuple[str, Any]]) -> None:
         _out(f"{key + ':':<{width + 1}} {value if isinstance(value, str) else _val(value)}")
 
 
+def _seat_lines(name: str, obj: JSONDict) -> list[tuple[str, Any]]:
+    """Seat lines of ``products show`` / ``licenses show`` (cli_seats.py)."""
+    from software_dna.server import cli_seats
+
+    lines: list[tuple[str, Any]] = getattr(cli_seats, name)(obj)
+    return lines
+
+
 def _show_product(p: JSONDict) -> None:
     _fields([
         ("id", p.get("id")),
@@ -831,6 +839,7 @@ def _show_product(p: JSONDict) -> None:
         ("password required", p.get("password_required")),
         ("trial", f"{p['trial_days']} days" if p.get("trial_days") else "none"),
         ("test code limit", p.get("test_code_limit")),
+        *_seat_lines("product_seat_lines", p),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])
@@ -857,6 +866,7 @@ def _show_license(lic: JSONDict) -> None:
             f"{lic['expires_after_days']} days after the first activation"
             if lic.get("expires_after_days") else "never")),
         ("features", lic.get("features")),
+        *_seat_lines("license_seat_lines", lic),
         ("password", guard),
         ("erased", lic.get("erased")),
         ("created", lic.get("created_at")),
@@ -977,6 +987,9 @@ def _product_fields(args: argparse.Namespace) -> JSONDict:
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
+    from software_dna.server.cli_seats import seat_policy_fields
+
+    fields.update(seat_policy_fields(args))  # lease time, lock-out limits
     return fields
 
 
@@ -1135,6 +1148,9 @@ def cmd_licenses_issue(backend: Backend, args: argparse.Namespace) -> int:
         fields["expires_after_days"] = args.expires_after_days
     if args.subscription:
         fields["subscription"] = True
+    from software_dna.server.cli_seats import seat_license_fields
+
+    fields.update(seat_license_fields(args))  # --seat-mode, --rollover
     issued = backend.issue_license(fields)
     if args.json:
         _json(issued)
@@ -1193,8 +1209,12 @@ def cmd_licenses_set(backend: Backend, args: argparse.Namespace) -> int:
         fields["expires_at"] = args.expires
     if args.features is not None:
         fields["features"] = args.features
+    from software_dna.server.cli_seats import seat_license_fields
+
+    fields.update(seat_license_fields(args))  # --seat-mode, --rollover / --no-rollover
     if not fields:
-        raise CliError("Nothing to change: give --seats, --expires or --features.", code=2)
+        raise CliError("Nothing to change: give --seats, --expires, --features, --seat-mode "
+                       "or --rollover.", code=2)
     lic = backend.update_license(args.license, fields)
     if args.json:
         _json(lic)
@@ -1455,6 +1475,9 @@ def _policy_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
                              "(0: no trial)")
     policy.add_argument("--test-code-limit", type=non_negative_int, metavar="N",
                         help="test codes live at once (default 5)")
+    from software_dna.server.cli_seats import add_seat_policy_options
+
+    add_seat_policy_options(parser)  # lease time, re-activation lock-out
 
 
 def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -1543,6 +1566,9 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     from software_dna.server.cli_terms import add_issue_options, add_terms_commands
 
     add_issue_options(p)
+    from software_dna.server.cli_seats import add_seat_issue_options
+
+    add_seat_issue_options(p, creating=True)  # --seat-mode, --rollover
     p = _leaf(licenses, "list", cmd_licenses_list, "list licenses",
               "List licenses, newest first (the key shows as its last four characters).",
               parent=common)
@@ -1572,6 +1598,7 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
                    help="new end of the license, or 'never'")
     p.add_argument("--features", type=feature_list, default=None, metavar="A,B",
                    help="new entitlements ('' for none)")
+    add_seat_issue_options(p, creating=False)  # --seat-mode, --rollover / --no-rollover
     p = _leaf(licenses, "password", cmd_licenses_password, "set or clear the activation password",
               "Set or clear a license's activation password (also lifts 'password reset "
               "required' after an erasure).", parent=common)
@@ -1583,6 +1610,9 @@ def add_vendor_commands(subparsers: argparse._SubParsersAction[argparse.Argument
                      help="read the new password from the first line of stdin")
     how.add_argument("--clear", action="store_true", help="remove the password")
     add_terms_commands(subparsers, licenses, common)  # extend, perpetual, cancel, codes, trials
+    from software_dna.server.cli_seats import add_seat_commands
+
+    add_seat_commands(subparsers, licenses, common)  # licenses leases, lockouts show|reset
 
     # ------------------------------------------------------------------ activations
     activations = _group(subparsers, "activations", "list and remove activations",

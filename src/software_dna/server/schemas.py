@@ -283,7 +283,7 @@ class OfflineDeactivateOut(Out):
 # --------------------------------------------------------------------------- admin: products
 
 #: Seat policy (service/seats.py): floating lease length, lock-out window and limits.
-LeaseSeconds = Annotated[StrictInt, Field(ge=60, le=86400)]
+LeaseSeconds = Annotated[StrictInt, Field(ge=5, le=86400)]
 LockoutPeriod = Annotated[StrictInt, Field(ge=3600, le=366 * 86400)]
 LockoutLimit = Annotated[StrictInt, Field(ge=0, le=100_000)]
 SeatMode = Literal["machine", "user", "floating"]

@@ -109,7 +109,7 @@ def create_product(
         trial_days: the app may start a trial of this many days (1-365) once per
             machine; None or 0: no trial.
         test_code_limit: how many test codes may be live at once (0-100).
-        lease_duration: seconds a floating lease lasts without a heartbeat (60-86400).
+        lease_duration: seconds a floating lease lasts without a heartbeat (5-86400).
         reactivation_limit: re-activations a license may have per
             ``reactivation_period`` on top of its seats (None: no lock-out).
         reactivation_period: the lock-out window in seconds (1 hour to 1 year).

@@ -81,7 +81,7 @@ def check_seat_options(seat_mode: str, rollover: bool) -> None:
 
 
 #: Bounds of the product's seat policy (seconds / counts).
-LEASE_DURATION_RANGE = (60, 86400)
+LEASE_DURATION_RANGE = (5, 86400)
 REACTIVATION_PERIOD_RANGE = (3600, 366 * 86400)
 LIMIT_RANGE = (0, 100_000)
 
@@ -95,7 +95,7 @@ def apply_seat_policy(product: Product, *, lease_duration: int | None = None,
     Args:
         product: the product row.
         lease_duration: seconds a floating lease lasts from its last renewal
-            (60 to 86400); None: unchanged.
+            (5 to 86400; a minute or more is sensible); None: unchanged.
         reactivation_limit: re-activations per license per period on top of
             its seats (0 to 100000); None: no lock-out; UNSET: unchanged.
         reactivation_period: the lock-out window in seconds (1 hour to 366
