@@ -32,6 +32,7 @@ FAMILIES = [
     "test_password_guessing",
     "test_bad_bodies",
     "test_personal_data",
+    "test_fuzz",
 ]
 
 
