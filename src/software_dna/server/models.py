@@ -284,14 +284,14 @@ class Trial(Base):
 
 
 class TrialComponent(Base):
-    """One fingerprint component hash of a trial machine (a per-product HMAC)."""
+    """A fingerprint component hash a trial machine was seen with (a per-product HMAC)."""
 
     __tablename__ = "trial_components"
 
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"),
                                           primary_key=True)
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[str] = mapped_column(String(64), index=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class RenewalCode(Base):

@@ -6,8 +6,10 @@ makes a license of kind ``trial`` (one seat, no key anybody knows, ending
 ``trial_days`` after the start) and activates it for the machine.  The
 machine is remembered in ``trials`` / ``trial_components``: only the
 fingerprint's component hashes, which are HMACs under a per-product key, so
-they identify nothing outside this product.  A later request from a machine
-that matches a remembered one within the product's fingerprint tolerance
+they identify nothing outside this product; every value a component was
+seen with is kept (up to 8), so a machine that drifts and drifts back is
+still known.  A later request from a machine that matches a remembered one
+within the product's fingerprint tolerance
 (:func:`software_dna.fingerprint.match`) gets the same trial back while it
 runs (a reinstall or a deleted store does not restart it), and 409
 ``trial_used`` once it ended.
@@ -19,8 +21,9 @@ their activations and restarts their time.
 
 Trial to paid (:func:`replace_activation`): an activation that names the
 machine's trial (evaluation, test) activation in ``replaces`` releases it
-once the new activation succeeded (a replaced trial ends), and copies the trial license's settings
-document to the new license when the new license has none yet.
+once the new activation succeeded (a replaced trial ends), and copies the
+trial license's settings document to the new license when the new license
+has none yet.
 """
 
 from __future__ import annotations
@@ -86,13 +89,30 @@ class TrialRequest:
     client: Mapping[str, str | None] = field(default_factory=dict)
 
 
+#: Values remembered per fingerprint component of a trial machine (drift over time).
+MAX_VALUES_PER_COMPONENT = 8
+
+
 def _not_available() -> ServiceError:
     return ServiceError(403, "trial_not_available", "This product offers no trial.")
 
 
+def _seen(session: Session, trial: Trial) -> dict[str, set[str]]:
+    """Component name -> every value the trial machine was seen with."""
+    seen: dict[str, set[str]] = {}
+    for row in session.scalars(select(TrialComponent).where(TrialComponent.trial_id == trial.id)):
+        seen.setdefault(row.name, set()).add(row.value)
+    return seen
+
+
 def _matching_trial(session: Session, product: Product,
                     components: Mapping[str, str]) -> Trial | None:
-    """The newest remembered trial machine that matches ``components`` (tolerance applies)."""
+    """The newest remembered trial machine that matches ``components``.
+
+    A component counts as equal when the machine was ever seen with its
+    current value; then :func:`software_dna.fingerprint.match` applies the
+    product's tolerance.
+    """
     from software_dna.fingerprint import match
 
     values = sorted(set(components.values()))
@@ -106,18 +126,20 @@ def _matching_trial(session: Session, product: Product,
         ).order_by(Trial.created_at.desc(), Trial.id)
     ))
     for trial in candidates:
-        stored = {c.name: c.value for c in session.scalars(
-            select(TrialComponent).where(TrialComponent.trial_id == trial.id))}
+        stored = {name: components[name] if components.get(name) in known else min(known)
+                  for name, known in _seen(session, trial).items()}
         if match(stored, components, product.fingerprint_tolerance):
             return trial
     return None
 
 
 def _remember(session: Session, trial: Trial, components: Mapping[str, str]) -> None:
-    """Store (or replace) the trial machine's component hashes."""
-    session.execute(delete(TrialComponent).where(TrialComponent.trial_id == trial.id))
+    """Add the component values not seen before (at most 8 per component)."""
+    seen = _seen(session, trial)
     for name, value in components.items():
-        session.add(TrialComponent(trial_id=trial.id, name=name, value=value))
+        known = seen.get(name, set())
+        if value not in known and len(known) < MAX_VALUES_PER_COMPONENT:
+            session.add(TrialComponent(trial_id=trial.id, name=name, value=value))
 
 
 def _new_activation(ctx: Context, lic: License, request: TrialRequest,
@@ -175,7 +197,7 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
             raise ServiceError(409, "trial_used", (
                 "This computer has already used its trial of this product. "
                 "Buy a license to keep using it."))
-        _remember(session, trial, components)  # follow the machine's drift
+        _remember(session, trial, components)  # the machine drifted: know it both ways
         activation = session.scalars(
             select(Activation).where(Activation.license_id == lic.id,
                                      Activation.deactivated_at.is_(None))

@@ -9,7 +9,8 @@ Create Date: 2026-11-29
   (expiry N days after the first activation), ``first_activated_at``,
   ``subscription``, ``cancelled_at``;
 - ``trials`` and ``trial_components``: the machines that used a product's
-  trial (component hashes only: per-product HMACs, never raw identifiers);
+  trial (component hashes only: per-product HMACs, never raw identifiers;
+  every value a component was seen with);
 - ``renewal_codes``: single-use codes that add days to a license.
 """
 
@@ -25,11 +26,17 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Apply this revision."""
+    """Apply this revision.
+
+    Server defaults are plain strings ("5", "0"), not SQL expressions: SQLite
+    then adds the columns in place (``ALTER TABLE ADD COLUMN``); an expression
+    would make Alembic recreate the tables, which the foreign keys of existing
+    rows forbid. PostgreSQL reads '0' as boolean false.
+    """
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("trial_days", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("test_code_limit", sa.Integer(), nullable=False,
-                                      server_default=sa.text("5")))
+                                      server_default="5"))
 
     with op.batch_alter_table("licenses", schema=None) as batch_op:
         batch_op.add_column(sa.Column("kind", sa.String(length=16), nullable=False,
@@ -37,7 +44,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("duration_days", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("first_activated_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("subscription", sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
+                                      server_default="0"))
         batch_op.add_column(sa.Column("cancelled_at", sa.DateTime(), nullable=True))
 
     op.create_table(
@@ -68,7 +75,8 @@ def upgrade() -> None:
             ["trial_id"], ["trials.id"], name=op.f("fk_trial_components_trial_id_trials"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("trial_id", "name", name=op.f("pk_trial_components")),
+        sa.PrimaryKeyConstraint("trial_id", "name", "value",
+                                name=op.f("pk_trial_components")),
     )
     with op.batch_alter_table("trial_components", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_trial_components_value"), ["value"], unique=False)
@@ -113,12 +121,14 @@ def downgrade() -> None:
     with op.batch_alter_table("trials", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_trials_product_id"))
     op.drop_table("trials")
-    with op.batch_alter_table("licenses", schema=None) as batch_op:
+    # Plain columns: SQLite (3.35+) drops them in place; recreating the tables would
+    # trip the foreign keys of the rows that reference them.
+    with op.batch_alter_table("licenses", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("cancelled_at")
         batch_op.drop_column("subscription")
         batch_op.drop_column("first_activated_at")
         batch_op.drop_column("duration_days")
         batch_op.drop_column("kind")
-    with op.batch_alter_table("products", schema=None) as batch_op:
+    with op.batch_alter_table("products", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("test_code_limit")
         batch_op.drop_column("trial_days")
