@@ -237,7 +237,9 @@ def dearmor(text: object, kind: str) -> dict[str, Any]:
         raise damaged
     try:
         document = loads_object(payload, max_size=_MAX_JSON[kind])
-    except ValueError:
+        # JSON escapes can smuggle lone surrogates ("\ud800"): not text, refused.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
         raise damaged from None
     if document.get("type") != _TYPES[kind]:
         raise damaged

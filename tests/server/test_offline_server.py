@@ -140,7 +140,8 @@ def test_malformed_bodies_get_a_4xx(any_server: LocalServer, case: str) -> None:
 
 def _raw_block(lines: list[str], payload: bytes) -> str:
     """A block around any bytes, with a correct checksum (only the JSON rules can refuse it)."""
-    return "\n".join([lines[0], b64(payload),
+    body = b64(payload)
+    return "\n".join([lines[0], *(body[i:i + 64] for i in range(0, len(body), 64)),
                       "=" + b64(hashlib.sha256(payload).digest()[:6]), lines[-1]])
 
 
@@ -166,6 +167,7 @@ def _mutations(product: str, key: str) -> dict[str, str]:
         "two blocks": good + good,
         "not JSON inside": _raw_block(lines, b"[1,2"),
         "duplicate keys": _raw_block(lines, payload[:-1] + b',"v":1}'),
+        "lone surrogate": _raw_block(lines, payload[:-1] + b',"email":"a\\ud800@b.io"}'),
         "non-ascii line": good.replace(lines[1], lines[1][:-1] + "é"),
     }
 
@@ -295,9 +297,18 @@ def test_forged_receipts_are_refused(any_server: LocalServer) -> None:
     forged["another result"] = off.armor(off.RECEIPT, {
         "type": "deactivation_receipt", "v": 1, "product": product, "activation_id": act_id,
         "receipt": token})
+    # Odd text where an id belongs (JSON escapes let anything through the base64).
+    for odd in ("\\ud800", "act_\\u00e9", "act_" + "a" * 40):
+        payload = ('{"type":"deactivation_receipt","v":1,"product":"' + product
+                   + '","activation_id":"' + odd + '","receipt":"' + genuine.receipt
+                   + '"}').encode()
+        forged["odd id " + odd] = _raw_block(
+            ["-----BEGIN SOFTWARE_DNA DEACTIVATION RECEIPT-----",
+             "-----END SOFTWARE_DNA DEACTIVATION RECEIPT-----"], payload)
     for case, text in forged.items():
+        expected = "invalid_request" if "ud800" in case else "invalid_receipt"
         assert error(post(any_server, "deactivations", {"receipt": text})) \
-            == (400, "invalid_receipt"), case
+            == (400, expected), case
     assert seats_in_use(any_server, issued["id"]) == 1
     assert seats_in_use(any_server, other_issued["id"]) == 0
 

@@ -22,6 +22,7 @@ the response anyway.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
 #: A request dated further ahead of the server's clock than this is refused
 #: (the requesting machine's clock is wrong).
 MAX_REQUEST_AHEAD = timedelta(days=1)
+_ACTIVATION_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ def deactivate_from_receipt(session: Session, ctx: Context,
         doc = parse_deactivation_receipt(receipt_text)
     except ArmorError as exc:
         raise invalid(str(exc)) from None
-    if len(doc.activation_id) > 40:
+    if _ACTIVATION_ID.fullmatch(doc.activation_id) is None:
         raise _invalid_receipt()
     activation = session.scalars(
         select(Activation).where(Activation.id == doc.activation_id)
