@@ -89,3 +89,46 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of one process (Linux /proc), None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc; just ``[pid]`` elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return [pid]
+    for child in entries:
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text(encoding="ascii")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """Total CPU seconds used so far by ``pids`` (None when /proc cannot tell)."""
+    total = 0.0
+    for pid in pids:
+        used = _proc_cpu(pid)
+        if used is None:
+            return None
+        total += used
+    return total

@@ -11,7 +11,7 @@ no stack trace, nothing from the request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -175,10 +175,6 @@ def _install_handlers(app: FastAPI) -> None:
 
     install_database_fault_handlers(app)  # 503, not 500, while the database is away
 
-    from software_dna.server.faults import install_database_fault_handlers
-
-    install_database_fault_handlers(app)  # 503, not 500, while the database is away
-
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s while handling a request", type(exc).__name__)
@@ -188,13 +184,19 @@ def _install_handlers(app: FastAPI) -> None:
 # --------------------------------------------------------------------------- dependencies
 
 
-def get_state(request: Request) -> AppState:
+# Both dependencies are ``async``: FastAPI runs a plain ``def`` dependency (and each
+# step of a plain generator) in its thread pool, and those thread hand-offs cost
+# more than the work.  Neither blocks: making a session does no I/O, and closing
+# it after the route committed only returns the connection to the pool; the
+# rollback after a failure is one short round trip.  The routes themselves stay
+# plain ``def`` and run in the thread pool.
+async def get_state(request: Request) -> AppState:
     """The app's shared state."""
     state: AppState = request.app.state.sdna
     return state
 
 
-def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Session]:
+async def get_session(state: Annotated[AppState, Depends(get_state)]) -> AsyncIterator[Session]:
     """A session per request, rolled back if the request fails."""
     session = state.sessions()
     try:

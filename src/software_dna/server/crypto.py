@@ -314,6 +314,11 @@ class Vault:
             self._signing_cache[kid] = key
         return key
 
+    def cached_signing_key(self, kid: str) -> SecretKey | None:
+        """The signing key ``kid`` if this process decrypted it already, else None."""
+        with self._lock:
+            return self._signing_cache.get(kid)
+
     def forget_signing_key(self, kid: str) -> None:
         """Drop a cached signing key (after it was retired)."""
         with self._lock:

@@ -177,11 +177,23 @@ def active_signing_key(session: Session, ctx: Context, product_id: str) -> Secre
     Raises:
         ServiceError: 503 ``no_signing_key`` when the vendor has not generated one.
     """
-    row = _active(session, product_id)
-    if row is None:
+    # Every token and receipt comes through here: read only the active kid, and the
+    # sealed key only when this process has not decrypted that key yet.
+    kid = session.scalars(
+        select(SigningKey.kid).where(
+            SigningKey.product_id == product_id, SigningKey.status == "active"
+        )
+    ).one_or_none()
+    if kid is None:
         raise ServiceError(
             503,
             "no_signing_key",
             "This product has no signing key yet: the vendor must generate one.",
         )
-    return ctx.vault.signing_key(row.kid, row.secret_ciphertext)
+    cached = ctx.vault.cached_signing_key(kid)
+    if cached is not None:
+        return cached
+    sealed = session.scalars(
+        select(SigningKey.secret_ciphertext).where(SigningKey.kid == kid)
+    ).one()
+    return ctx.vault.signing_key(kid, sealed)

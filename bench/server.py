@@ -1,0 +1,485 @@
+"""The reference license server under load, on SQLite and on PostgreSQL.
+
+The server runs as ``software-dna server run`` (uvicorn) through
+:class:`~software_dna.server.local.LocalServer` on 127.0.0.1, in its own
+process(es); this process is the load generator: a small asyncio HTTP/1.1
+client (keep-alive connections, one request in flight per connection) so that
+the generator costs the shared CPUs as little as possible.
+
+Measured, for each configuration (SQLite with 1 worker; PostgreSQL with 1 and
+2 workers):
+
+- validations: ``POST /v1/activations/{id}/validate`` (authenticate, load the
+  license and product, check status and machine, sign a fresh token, write
+  ``last_seen_at``) with 1, 16 and 64 concurrent clients, each client
+  validating its own activation over its own connection: validations per
+  second, p50 and p99 latency (send to last byte), errors (any answer that is
+  not 200, and failed connections);
+- activations: ``POST /v1/activations`` with 16 concurrent clients, every
+  request a new machine (new activation, seat counted under the license row
+  lock, rate-limit counters updated, audit entry): activations per second.
+  All requests come from 127.0.0.1, so they share one per-address rate-limit
+  counter row (the limits are raised so that nothing is refused).
+
+Each run lasts ``--duration`` seconds after a short warm-up (and stops early
+at ``--max-requests``). The machine's Ed25519 signing rate (one token-sized
+message, one core, ``cryptography``) is printed as the ceiling: every
+validation and activation signs one token.
+
+PostgreSQL: ``SOFTWARE_DNA_TEST_PG`` (default
+``postgresql://postgres@127.0.0.1:5432/test``) names a database used only to
+create and drop the bench's own databases (``sdna_bench_<pid>_<hex>_<n>``).
+When it cannot be reached the PostgreSQL rows are skipped with the reason.
+
+This is a benchmark, not a test: it never fails on timing.
+
+Usage: python bench/server.py [--duration S] [--only sqlite,pg1,pg2] [--log-level L]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_seconds, machine_line, percentile, process_tree, table
+
+from software_dna.server.local import LocalServer
+
+PRODUCT = "bench-server"
+PG_ADMIN_URL = os.environ.get("SOFTWARE_DNA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+CONCURRENCY = (1, 16, 64)
+ACTIVATION_CLIENTS = 16
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def fake_fingerprint() -> dict[str, Any]:
+    """A fingerprint as the SDK sends it: keyed hashes only (random here)."""
+    components = {name: b64(secrets.token_bytes(32))
+                  for name in ("machine_id", "os_arch", "mac", "hostname", "cpu")}
+    fp_hash = b64(hashlib.sha256(components["machine_id"].encode()).digest())
+    return {"id": f"fp1.machine_id.{fp_hash}", "algorithm": 1, "components": components}
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes, bearer: str | None = None) -> tuple[int, bytes]:
+        """POST a JSON body (GET when ``body`` is empty); returns (status, body).
+
+        Reconnects when the connection dropped.
+        """
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+        if body:
+            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    f"{auth}\r\n")
+        else:
+            head = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}\r\n"
+        self.writer.write(head.encode("latin-1") + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value.strip())
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        payload = await self.reader.readexactly(length) if length else b""
+        if close:
+            self.close()
+        return status, payload
+
+
+@dataclass
+class RunResult:
+    """What one load run measured."""
+
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    server_cpu: float | None = None  # CPU seconds of the server's processes while measured
+    db_cpu: float | None = None  # CPU seconds of the database's server processes (PostgreSQL)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def quantile(self, q: float) -> float:
+        return percentile(sorted(self.latencies), q)
+
+
+RequestFactory = Callable[[int], tuple[str, bytes, str | None]]
+ResponseHook = Callable[[int, int, bytes], None]
+CpuProbe = Callable[[], tuple[float | None, dict[int, float] | None]]
+
+
+async def _load(url: str, clients: int, make: RequestFactory, *, duration: float,
+                warmup: float, max_requests: int, expect: tuple[int, ...],
+                cpu: CpuProbe | None, seen: ResponseHook | None) -> RunResult:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    result = RunResult()
+    measuring = False
+    stop = False
+    sent = 0
+
+    async def client(index: int) -> None:
+        nonlocal sent
+        conn = Connection(host, port)
+        try:
+            while not stop:
+                path, body, bearer = make(index)
+                start = time.perf_counter()
+                try:
+                    status, answer = await conn.post(path, body, bearer)
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    conn.close()
+                    status, kind = 0, type(exc).__name__
+                else:
+                    kind = str(status)
+                    if seen is not None:
+                        seen(index, status, answer)
+                elapsed = time.perf_counter() - start
+                if not measuring:
+                    continue
+                sent += 1
+                result.requests += 1
+                if status in expect:
+                    result.latencies.append(elapsed)
+                else:
+                    result.errors += 1
+                    result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
+        finally:
+            conn.close()
+
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.sleep(warmup)
+    before = cpu() if cpu is not None else (None, None)
+    measuring = True
+    begin = time.perf_counter()
+    deadline = begin + duration
+    while time.perf_counter() < deadline and sent < max_requests:
+        await asyncio.sleep(0.02)
+    result.seconds = time.perf_counter() - begin
+    measuring = False
+    after = cpu() if cpu is not None else (None, None)
+    if before[0] is not None and after[0] is not None:
+        result.server_cpu = after[0] - before[0]
+    if before[1] is not None and after[1] is not None:
+        # Backends that ended meanwhile are not counted (an undercount, never negative).
+        start = before[1]
+        result.db_cpu = sum(used - start.get(pid, 0.0) for pid, used in after[1].items())
+    stop = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+def load(url: str, clients: int, make: RequestFactory, *, duration: float, warmup: float,
+         max_requests: int, expect: tuple[int, ...] = (200,),
+         cpu: CpuProbe | None = None, seen: ResponseHook | None = None) -> RunResult:
+    """Run ``clients`` concurrent request loops against ``url``; see :func:`_load`."""
+    return asyncio.run(_load(url, clients, make, duration=duration, warmup=warmup,
+                             max_requests=max_requests, expect=expect, cpu=cpu, seen=seen))
+
+
+def cpu_probe(srv: LocalServer) -> CpuProbe:
+    """CPU seconds used so far by the server's processes and by its PostgreSQL backends."""
+    proc = srv._proc  # the server process (its workers are its children)
+    pg_url = srv.database_url if srv.database_url.startswith("postgresql") else None
+
+    def probe() -> tuple[float | None, dict[int, float] | None]:
+        server = cpu_seconds(process_tree(proc.pid)) if proc is not None else None
+        database: dict[int, float] | None = None
+        if pg_url is not None:
+            import psycopg
+
+            name = pg_url.rsplit("/", 1)[1]
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+                pids = [int(r[0]) for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+            database = {}
+            for pid in pids:
+                used = cpu_seconds([pid])
+                if used is not None:
+                    database[pid] = used
+        return server, database
+
+    return probe
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Activation:
+    id: str
+    secret: str
+    fingerprint: dict[str, Any]
+
+
+def activate(srv: LocalServer, license_key: str) -> Activation:
+    """One activation through the public API (the SDK's request)."""
+    import requests
+
+    fp = fake_fingerprint()
+    body = {"product": PRODUCT, "license_key": license_key, "fingerprint": fp,
+            "nonce": secrets.token_urlsafe(16), "idempotency_key": secrets.token_urlsafe(16)}
+    answer = requests.post(f"{srv.url}/v1/activations", json=body, timeout=30)
+    answer.raise_for_status()
+    data = answer.json()
+    return Activation(data["activation_id"], data["activation_secret"], fp)
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards); yields its SQLAlchemy URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"sdna_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            base, _, _ = PG_ADMIN_URL.rpartition("/")
+            yield base.replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def pg_reason() -> str | None:
+    """Why PostgreSQL cannot be used (None: it can)."""
+    try:
+        import psycopg
+
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}"
+    return None
+
+
+def measure_server(label: str, srv: LocalServer, args: argparse.Namespace) -> list[list[str]]:
+    """Activations first (they make the activations to validate), then validations."""
+    srv.admin.setup_product(PRODUCT, features=["pro"])
+    workers = str(srv.workers)
+    keys = [srv.admin.issue_license(PRODUCT, seats=100000)["license_key"]
+            for _ in range(ACTIVATION_CLIENTS)]
+    pending: dict[int, dict[str, Any]] = {}
+    made: list[Activation] = []
+
+    def activation(index: int) -> tuple[str, bytes, str | None]:
+        pending[index] = fake_fingerprint()
+        body = {"product": PRODUCT, "license_key": keys[index], "fingerprint": pending[index],
+                "nonce": secrets.token_urlsafe(16),
+                "idempotency_key": secrets.token_urlsafe(16)}
+        return "/v1/activations", json.dumps(body).encode(), None
+
+    def created(index: int, status: int, body: bytes) -> None:
+        if status == 201:
+            data = json.loads(body)
+            made.append(Activation(data["activation_id"], data["activation_secret"],
+                                   pending[index]))
+
+    got = load(srv.url, ACTIVATION_CLIENTS, activation, duration=args.duration,
+               warmup=args.warmup, max_requests=args.max_requests, expect=(201,),
+               cpu=cpu_probe(srv), seen=created)
+    activate_row = row(label, workers, "activate", ACTIVATION_CLIENTS, got)
+    print(f"  {label} workers={workers} activate clients={ACTIVATION_CLIENTS}: "
+          f"{got.rate:,.0f}/s", flush=True)
+
+    # Validations go round-robin over every activation made above, so that (as in
+    # the field) most validations find last_seen_at older than a second and write it.
+    while len(made) < 4 * max(CONCURRENCY):
+        made.append(activate(srv, keys[0]))
+    turn = itertools.count()
+    requests = [(f"/v1/activations/{a.id}/validate", a.fingerprint, a.secret) for a in made]
+
+    def validate(index: int) -> tuple[str, bytes, str | None]:
+        path, fp, secret = requests[next(turn) % len(requests)]
+        body = json.dumps({"fingerprint": fp, "nonce": secrets.token_urlsafe(16)})
+        return path, body.encode(), secret
+
+    rows: list[list[str]] = []
+    for clients in CONCURRENCY:
+        got = load(srv.url, clients, validate, duration=args.duration, warmup=args.warmup,
+                   max_requests=args.max_requests, cpu=cpu_probe(srv))
+        rows.append(row(label, workers, "validate", clients, got))
+        print(f"  {label} workers={workers} validate clients={clients}: {got.rate:,.0f}/s "
+              f"(over {len(requests):,} activations)", flush=True)
+    return [*rows, activate_row]
+
+
+def row(label: str, workers: str, what: str, clients: int, got: RunResult) -> list[str]:
+    errors = str(got.errors)
+    if got.error_kinds:
+        errors += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(got.error_kinds.items())) + ")"
+    def per_request(seconds: float | None) -> str:
+        if seconds is None or not got.requests:
+            return "n/a"
+        return f"{seconds / got.requests * 1e3:.2f}"
+
+    return [label, workers, what, str(clients), f"{got.rate:,.0f}",
+            f"{got.quantile(0.50) * 1e3:.1f}", f"{got.quantile(0.99) * 1e3:.1f}",
+            per_request(got.server_cpu), per_request(got.db_cpu), f"{got.requests:,}", errors]
+
+
+def signing_ceiling(seconds: float = 1.0) -> tuple[float, float]:
+    """Ed25519 signatures per second on one core: (bare cryptography, our issue_token)."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from software_dna.license import Mode, Protection, issue_token
+    from software_dna.paseto import SecretKey
+
+    private = Ed25519PrivateKey.generate()
+    message = secrets.token_bytes(600)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(100):
+            private.sign(message)
+        count += 100
+    bare = count / (time.perf_counter() - start)
+
+    key = SecretKey.generate()
+    fp = fake_fingerprint()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(20):
+            issue_token(key, issuer="bench", license_id="lic_1", activation_id="act_1",
+                        product=PRODUCT, fingerprint_id=fp["id"],
+                        fingerprint=fp["components"], tolerance=1, mode=Mode.FULL,
+                        features=("pro",), protection=Protection.OPPORTUNISTIC, issued_at=now,
+                        refresh_by=now + timedelta(days=1), expires_at=now + timedelta(days=8),
+                        license_expires_at=None, nonce=secrets.token_urlsafe(16))
+        count += 20
+    return bare, count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds measured per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before measuring (default 1)")
+    parser.add_argument("--max-requests", type=int, default=200_000,
+                        help="stop a run after this many measured requests")
+    parser.add_argument("--only", default="sqlite,pg1,pg2",
+                        help="configurations, comma-separated: sqlite, pg1, pg2")
+    parser.add_argument("--log-level", default="info",
+                        help="the server's log level (default info, the access log on, as "
+                             "`software-dna server run` runs by default)")
+    args = parser.parse_args()
+    wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+
+    print("License server under load (load generator: this process, asyncio HTTP/1.1)")
+    print(machine_line())
+    bare, tokens = signing_ceiling()
+    cores = os.cpu_count() or 1
+    print(f"ceiling: Ed25519 signatures/s on one core: {bare:,.0f} bare (cryptography), "
+          f"{tokens:,.0f} whole license tokens (issue_token: claims, JSON, PASETO, sign); "
+          f"x{cores} cores = {bare * cores:,.0f} / {tokens * cores:,.0f}")
+    print(f"each run: {args.warmup:g} s warm-up, then {args.duration:g} s measured "
+          f"(at most {args.max_requests:,} requests); server log level {args.log_level}")
+    print()
+
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    configs: list[tuple[str, str, int]] = [("sqlite", "SQLite", 1), ("pg1", "PostgreSQL", 1),
+                                          ("pg2", "PostgreSQL", 2)]
+    reason = pg_reason() if wanted & {"pg1", "pg2"} else None
+    # The server's production defaults for the connection pool (LocalServer uses
+    # smaller ones for the test suite, which runs many servers at once).
+    from software_dna.server.config import Settings
+
+    defaults = Settings.from_env({})
+    env = {"SOFTWARE_DNA_DB_POOL_SIZE": str(defaults.db_pool_size),
+           "SOFTWARE_DNA_DB_MAX_OVERFLOW": str(defaults.db_max_overflow)}
+
+    def server(folder: str, workers: int, url: str | None = None) -> LocalServer:
+        return LocalServer(Path(folder) / "srv", database_url=url, workers=workers,
+                           log_level=args.log_level, env=env, rate_limit_attempts=10**9,
+                           rate_limit_address_attempts=10**9, rate_limit_window=60)
+
+    for key, label, workers in configs:
+        if key not in wanted:
+            continue
+        if label == "PostgreSQL" and reason is not None:
+            notes.append(f"{label} with {workers} worker(s) skipped: not reachable at "
+                         f"{PG_ADMIN_URL} ({reason})")
+            continue
+        with tempfile.TemporaryDirectory(prefix="sdna-bench-server-") as folder:
+            if label == "SQLite":
+                with server(folder, workers) as srv:
+                    rows += measure_server(label, srv, args)
+            else:
+                with pg_database() as url, server(folder, workers, url) as srv:
+                    rows += measure_server(label, srv, args)
+
+    print()
+    header = ["database", "workers", "request", "clients", "per second", "p50 ms", "p99 ms",
+              "server CPU ms/req", "db CPU ms/req", "requests", "errors"]
+    print(table(header, rows))
+    for note in notes:
+        print(note)
+    print()
+    print("Targets (informational; a benchmark never fails): PostgreSQL, 2 workers: "
+          ">= 1,000 validations/s, p99 < 50 ms at 16 clients, no errors.")
+    for r in rows:
+        if r[0] == "PostgreSQL" and r[1] == "2" and r[2] == "validate" and r[3] == "16":
+            rate = float(r[4].replace(",", ""))
+            p99 = float(r[6])
+            print(f"  {'met    ' if rate >= 1000 else 'NOT met'}  {r[4]} validations/s")
+            print(f"  {'met    ' if p99 < 50 else 'NOT met'}  p99 {r[6]} ms at 16 clients")
+            print(f"  {'met    ' if r[10] == '0' else 'NOT met'}  errors: {r[10]}")
+
+
+if __name__ == "__main__":
+    main()
