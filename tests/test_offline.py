@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from software_dna import (
+    ActivationError,
     ClockTampered,
     ConsentRequired,
     InvalidToken,
@@ -220,6 +221,10 @@ def test_personal_data_needs_consent_and_travels_in_the_token(
         app.client.create_activation_request(issued["license_key"], email=EMAIL)
     with pytest.raises(UnknownLicenseKey):
         app.client.create_activation_request("  ")
+    with pytest.raises(ActivationError, match="too large"):
+        app.client.create_activation_request(
+            issued["license_key"], registration={f"k{i}": "v" * 256 for i in range(64)},
+            consent=True)
     request = app.client.create_activation_request(
         issued["license_key"], email=EMAIL, registration={"company": "Navy"}, consent=True)
     assert block_json(request)["consent"] is True

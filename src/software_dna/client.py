@@ -815,6 +815,8 @@ class LicenseClient:
         Raises:
             UnknownLicenseKey: an empty key.
             ConsentRequired: personal data without ``consent=True``.
+            ActivationError: the request would be over its size limit (12 KiB of
+                JSON: the registration details are too long).
             FingerprintUnavailable, StoreError.
         """
         from . import offline

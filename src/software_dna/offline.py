@@ -59,7 +59,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ._json import loads_object
-from .errors import ClockTampered, InvalidToken, LicenseExpired, NotActivated, WrongProduct
+from .errors import (
+    ActivationError,
+    ClockTampered,
+    InvalidToken,
+    LicenseExpired,
+    NotActivated,
+    WrongProduct,
+)
 from .license import (
     CLOCK_SKEW,
     License,
@@ -476,12 +483,16 @@ def create_activation_request(client: LicenseClient, license_key: str, *,
 
     now = client._now()
     nonce = _nonce()
-    text = build_request(
-        product=client.product, license_key=license_key.strip(),
-        fingerprint=client._fingerprint().to_wire(), nonce=nonce, created_at=now,
-        consent=consent, password=password, email=email, registration=registration,
-        client=client._client_facts(),
-    )
+    try:
+        text = build_request(
+            product=client.product, license_key=license_key.strip(),
+            fingerprint=client._fingerprint().to_wire(), nonce=nonce, created_at=now,
+            consent=consent, password=password, email=email, registration=registration,
+            client=client._client_facts(),
+        )
+    except ValueError:
+        raise ActivationError("The activation request would be too large: shorten the "
+                              "registration details.") from None
 
     def remember(data: dict[str, Any]) -> None:
         pending = _pending(data, now)
