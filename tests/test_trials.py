@@ -24,7 +24,7 @@ from software_dna import (
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.local import AdminError, LocalServer
 
-from .test_client_e2e import App, new_product, other_machine
+from .test_client_e2e import App, new_product, offline_app, other_machine
 
 DAY = timedelta(days=1)
 
@@ -269,3 +269,17 @@ def test_forgotten_trial_machine_may_start_again(
         app.client.refresh()
     fresh = app.client.start_trial()
     assert fresh.license_id != first.license_id and fresh.kind is Kind.TRIAL
+
+
+def test_settings_changed_offline_during_the_trial_carry_over(
+    server: LocalServer, make_app: Callable[..., App]
+) -> None:
+    product, keys = trial_product(server)
+    app = make_app(product, keys, fingerprint=machine("train"))
+    app.client.start_trial()
+    app.client.settings = {"layout": "wide"}
+    offline = offline_app(app)
+    offline.settings = {"layout": "narrow"}  # kept locally, not sent yet
+    app.args["server_url"] = server.url
+    app.restart().activate(server.admin.issue_license(product)["license_key"])
+    assert app.client.settings == {"layout": "narrow"}

@@ -18,6 +18,7 @@ See docs/trials.md and docs/licenses.md.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -119,7 +120,11 @@ def cancelled_license(lic: License, until: datetime) -> License:
 
 
 def replaces_body(client: LicenseClient) -> dict[str, str] | None:
-    """The stored trial / evaluation / test activation a new activation replaces, or None."""
+    """The stored trial / evaluation / test activation a new activation replaces, or None.
+
+    Settings changed offline and not sent yet are sent first (best effort), so
+    that the server can carry them over to the new license.
+    """
     try:
         data = client._read()
     except (StoreCorrupted, LicenseError):
@@ -129,6 +134,9 @@ def replaces_body(client: LicenseClient) -> dict[str, str] | None:
     if lic is None or lic.kind is Kind.FULL or not isinstance(activation_id, str) \
             or not isinstance(secret, str) or lic.activation_id != activation_id:
         return None
+    if data.get("settings_dirty"):
+        with contextlib.suppress(LicenseError):
+            client._push_settings(data.get("settings") or {})
     return {"activation_id": activation_id, "activation_secret": secret}
 
 
