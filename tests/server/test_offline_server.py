@@ -395,6 +395,9 @@ def test_cli_respond_and_deactivate(any_server: LocalServer, tmp_path: Path,
                            *remote)
     assert code == 1 and "no_seats_left" in err and len(err.strip().splitlines()) == 1
 
+    code, out, _ = run_cli(monkeypatch, capsys, "activations", "list", issued["id"], *where)
+    assert code == 0 and out.count("active (air-gapped)") == 2
+
     receipt_file = tmp_path / "receipt.txt"
     receipt_file.write_text(_receipt(product, response.activation_id,
                                      response.activation_secret))

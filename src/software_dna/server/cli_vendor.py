@@ -876,7 +876,7 @@ def _show_license(lic: JSONDict) -> None:
 
 def _activation_state(a: JSONDict) -> str:
     if a.get("deactivated_at") is None:
-        return "active"
+        return "active (air-gapped)" if a.get("offline") else "active"
     by = a.get("deactivated_by")
     return "removed" if by == "vendor" else "deactivated"
 
