@@ -33,6 +33,7 @@ from software_dna.server.service._common import (
     invalid,
     new_id,
     not_found,
+    precise_now,
     utcnow,
 )
 from software_dna.server.service.endusers import attach_end_user, erase
@@ -333,7 +334,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             client_os=client.get("os"),
             client_python=client.get("python"),
             created_at=now,
-            last_seen_at=now,
+            last_seen_at=precise_now(),
             deactivated_at=None,
             deactivated_by=None,
             installation_id=request.installation_id,
@@ -341,7 +342,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         session.add(activation)
         created = True
     else:
-        activation.last_seen_at = now
+        activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
         if not _same_components(activation.fingerprint, request.fingerprint.components):
             activation.fingerprint = dict(request.fingerprint.components)
     activation.license = lic
@@ -418,7 +419,7 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
         rebound = True
         audit(session, "sdk", "activation.rebind", at=now, product_id=lic.product_id,
               license_id=lic.id, activation_id=activation.id)
-    activation.last_seen_at = now
+    activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
     if lic.seat_mode == leases.FLOATING:
         leases.on_validate(session, lic, activation, lease, now)
     token = issue_for(session, ctx, activation, nonce=nonce, now=now)

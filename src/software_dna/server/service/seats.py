@@ -260,36 +260,39 @@ def reset_lockout(session: Session, ctx: Context, *, license_id: str | None = No
 
 def make_room(session: Session, lic: License, *, address_hash: str | None,
               now: datetime) -> None:
-    """Before a new activation of the (locked) license: lock-out, then a free seat.
+    """Before a new activation of the (locked) license: a free seat, then the lock-out.
 
     Machine and user seats: when all are taken, roll over (if the license
     has it) or refuse.  Floating: a lease must be free (the activation takes
-    it in :func:`after_activation`).  A refusal is audited and committed.
+    it in :func:`after_activation`).  The seats come first, so that a full
+    license without roll-over says so rather than "locked until ...", after
+    which it would still be full.  A refusal is audited and committed.
 
     Raises:
         ServiceError: 429 ``activation_locked``; 409 ``no_seats_left`` (with
         ``retry_at`` for floating seats).
     """
     product = lic.product
+    in_use = 0
     try:
-        _check_lockout(session, lic, product, address_hash=address_hash, now=now)
         if lic.seat_mode == leases.FLOATING:
             leases.require_free(session, lic, now)
-            return
-        in_use = seats_used(session, lic, now)
-        if in_use < lic.seats:
-            return
-        if not lic.rollover:
-            raise ServiceError(
-                409, "no_seats_left",
-                "Every seat of this license is in use. Deactivate it on another "
-                "computer, or ask the vendor for more seats.",
-            )
+        else:
+            in_use = seats_used(session, lic, now)
+            if in_use >= lic.seats and not lic.rollover:
+                raise ServiceError(
+                    409, "no_seats_left",
+                    "Every seat of this license is in use. Deactivate it on another "
+                    "computer, or ask the vendor for more seats.",
+                )
+        _check_lockout(session, lic, product, address_hash=address_hash, now=now)
     except ServiceError as exc:
         action = "activation.locked" if exc.code == "activation_locked" else "activation.no_seats"
         audit(session, "sdk", action, at=now, product_id=product.id, license_id=lic.id)
         session.commit()
         raise
+    if lic.seat_mode == leases.FLOATING or in_use < lic.seats:
+        return
     victims = session.scalars(
         select(Activation).where(Activation.license_id == lic.id,
                                  Activation.deactivated_at.is_(None),

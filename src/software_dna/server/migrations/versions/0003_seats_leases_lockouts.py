@@ -30,10 +30,10 @@ def upgrade() -> None:
     """Apply this revision."""
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lease_duration", sa.Integer(), nullable=False,
-                                      server_default=sa.text("900")))
+                                      server_default="900"))
         batch_op.add_column(sa.Column("reactivation_limit", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("reactivation_period", sa.Integer(), nullable=False,
-                                      server_default=sa.text("2592000")))
+                                      server_default="2592000"))
         batch_op.add_column(sa.Column("address_activation_limit", sa.Integer(),
                                       nullable=True))
 
@@ -91,7 +91,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("used_at", sa.DateTime(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.ForeignKeyConstraint(
             ["license_id"], ["licenses.id"],
             name=op.f("fk_password_reset_codes_license_id_licenses"),
@@ -117,12 +117,14 @@ def downgrade() -> None:
     with op.batch_alter_table("leases", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_leases_license_id"))
     op.drop_table("leases")
-    with op.batch_alter_table("activations", schema=None) as batch_op:
+    # Plain, unindexed columns: SQLite (3.35+) drops them in place; recreating the
+    # tables would trip the foreign keys of the rows that reference them.
+    with op.batch_alter_table("activations", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("installation_id")
-    with op.batch_alter_table("licenses", schema=None) as batch_op:
+    with op.batch_alter_table("licenses", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("rollover")
         batch_op.drop_column("seat_mode")
-    with op.batch_alter_table("products", schema=None) as batch_op:
+    with op.batch_alter_table("products", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("address_activation_limit")
         batch_op.drop_column("reactivation_period")
         batch_op.drop_column("reactivation_limit")
