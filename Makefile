@@ -28,8 +28,25 @@ test: $(STAMP) lint
 stress: $(STAMP)
 	$(BIN)/python -m tests.stress
 
-bench: $(STAMP)
-	$(BIN)/python bench/import_check.py
+# The benchmarks run in their own environment (.venv-bench): software_dna with its
+# server extra, the SDKs compared against (Cryptolens' licensing, LicenseSpring's
+# licensespring) and py-spy for the server profile. Timing never fails the target.
+BENCH_VENV  := .venv-bench
+BENCH_BIN   := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+BENCH_RUN   := env -u PYTHONDONTWRITEBYTECODE $(BENCH_BIN)/python
+
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server]' \
+		licensing licensespring py-spy
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_RUN) bench/import_check.py
+	$(BENCH_RUN) bench/clients.py
+	$(BENCH_RUN) bench/server.py --profile
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

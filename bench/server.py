@@ -7,24 +7,31 @@ client (keep-alive connections, one request in flight per connection) so that
 the generator costs the shared CPUs as little as possible.
 
 Measured, for each configuration (SQLite with 1 worker; PostgreSQL with 1 and
-2 workers):
+2 workers), with the server's production defaults (access log on, a pool of
+5 + 10 connections per worker):
 
-- validations: ``POST /v1/activations/{id}/validate`` (authenticate, load the
-  license and product, check status and machine, sign a fresh token, write
-  ``last_seen_at``) with 1, 16 and 64 concurrent clients, each client
-  validating its own activation over its own connection: validations per
-  second, p50 and p99 latency (send to last byte), errors (any answer that is
-  not 200, and failed connections);
-- activations: ``POST /v1/activations`` with 16 concurrent clients, every
+- activations first: ``POST /v1/activations`` with 16 concurrent clients, every
   request a new machine (new activation, seat counted under the license row
   lock, rate-limit counters updated, audit entry): activations per second.
   All requests come from 127.0.0.1, so they share one per-address rate-limit
-  counter row (the limits are raised so that nothing is refused).
+  counter row (the limits are raised so that nothing is refused);
+- then validations: ``POST /v1/activations/{id}/validate`` (authenticate, load
+  the license and product, check status and machine, sign a fresh token,
+  write ``last_seen_at``) with 1, 16 and 64 concurrent clients, going
+  round-robin over every activation made before, so that most validations
+  find ``last_seen_at`` older than a second and write it, as in the field:
+  validations per second, p50 and p99 latency (send to last byte), errors
+  (any answer that is not the expected status, and failed connections);
+- for each run, the CPU time the server's processes used per request, and
+  (PostgreSQL) that of the database's backends (/proc; backends that ended
+  during the run are not counted).
 
 Each run lasts ``--duration`` seconds after a short warm-up (and stops early
 at ``--max-requests``). The machine's Ed25519 signing rate (one token-sized
 message, one core, ``cryptography``) is printed as the ceiling: every
-validation and activation signs one token.
+validation and activation signs one token. ``--profile`` samples the server
+with py-spy (installed in the bench environment) during the 16-client
+validations of the last configuration and prints where its CPU goes.
 
 PostgreSQL: ``SOFTWARE_DNA_TEST_PG`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``) names a database used only to
@@ -33,7 +40,7 @@ When it cannot be reached the PostgreSQL rows are skipped with the reason.
 
 This is a benchmark, not a test: it never fails on timing.
 
-Usage: python bench/server.py [--duration S] [--only sqlite,pg1,pg2] [--log-level L]
+Usage: python bench/server.py [--duration S] [--only sqlite,pg1,pg2] [--profile]
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import itertools
 import json
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +74,7 @@ PRODUCT = "bench-server"
 PG_ADMIN_URL = os.environ.get("SOFTWARE_DNA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = (1, 16, 64)
 ACTIVATION_CLIENTS = 16
+PROFILE_NOTES: list[str] = []
 
 
 def b64(raw: bytes) -> str:
@@ -304,8 +313,76 @@ def pg_reason() -> str | None:
     return None
 
 
-def measure_server(label: str, srv: LocalServer, args: argparse.Namespace) -> list[list[str]]:
-    """Activations first (they make the activations to validate), then validations."""
+PROFILE_GROUPS = (
+    ("software_dna", "software_dna (service, tokens, schemas)"),
+    ("sqlalchemy", "SQLAlchemy (ORM, engine, pool)"),
+    ("psycopg", "psycopg"),
+    ("sqlite3", "sqlite3"),
+    ("pydantic", "pydantic"),
+    ("fastapi", "FastAPI (routing, dependencies, validation)"),
+    ("starlette", "Starlette"),
+    ("anyio", "anyio (thread pool hand-offs)"),
+    ("uvicorn", "uvicorn (HTTP protocol, access log)"),
+    ("h11", "h11 (HTTP parsing)"),
+    ("logging", "logging (access log)"),
+    ("cryptography", "cryptography"),
+    ("asyncio", "asyncio event loop"),
+    ("threading", "threading"),
+    ("json", "json"),
+)
+
+
+def start_profile(srv: LocalServer, seconds: float, out: Path) -> subprocess.Popen[bytes] | str:
+    """py-spy on the server's processes (GIL holders only: where Python CPU goes)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists() or srv._proc is None:
+        return "py-spy is not installed next to this Python (make bench installs it)"
+    return subprocess.Popen(
+        [str(spy), "record", "--gil", "--subprocesses", "--nonblocking", "-r", "200", "-f", "raw",
+         "-d", str(max(1, round(seconds))), "-o", str(out), "--pid", str(srv._proc.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def summarize_profile(raw: Path) -> list[str]:
+    """Share of the sampled (GIL-holding) stacks per package, innermost known frame."""
+    groups: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        label = "other"
+        for frame in reversed(frames):
+            hit = next((name for key, name in PROFILE_GROUPS
+                        if f"/{key}/" in frame or f"/{key}.py" in frame), None)
+            if hit is not None:
+                label = hit
+                break
+        groups[label] = groups.get(label, 0) + int(count)
+        for frame in frames:
+            if "/software_dna/" in frame:
+                name = frame.split(" (")[0] + " (" + frame.split("/software_dna/")[-1].split(":")[0]
+                ours[name + ")"] = ours.get(name + ")", 0) + int(count)
+    if not total:
+        return ["  (no samples)"]
+    lines = [f"  {count / total:6.1%}  {label}"
+             for label, count in sorted(groups.items(), key=lambda kv: -kv[1])]
+    lines.append("  inclusive, software_dna functions:")
+    lines += [f"  {count / total:6.1%}  {name}"
+              for name, count in sorted(ours.items(), key=lambda kv: -kv[1])[:8]]
+    return lines
+
+
+def measure_server(label: str, srv: LocalServer, args: argparse.Namespace,
+                   profile: Path | None = None) -> list[list[str]]:
+    """Activations first (they make the activations to validate), then validations.
+
+    With ``profile``, the server is sampled with py-spy during the 16-client
+    validation run and a summary is printed.
+    """
     srv.admin.setup_product(PRODUCT, features=["pro"])
     workers = str(srv.workers)
     keys = [srv.admin.issue_license(PRODUCT, seats=100000)["license_key"]
@@ -347,8 +424,24 @@ def measure_server(label: str, srv: LocalServer, args: argparse.Namespace) -> li
 
     rows: list[list[str]] = []
     for clients in CONCURRENCY:
+        spy: subprocess.Popen[bytes] | str | None = None
+        if profile is not None and clients == 16:
+            spy = start_profile(srv, args.warmup + args.duration, profile)
         got = load(srv.url, clients, validate, duration=args.duration, warmup=args.warmup,
                    max_requests=args.max_requests, cpu=cpu_probe(srv))
+        if isinstance(spy, str):
+            PROFILE_NOTES.append(f"profile unavailable: {spy}")
+        elif spy is not None:
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0 or not profile or not profile.exists():
+                PROFILE_NOTES.append("profile unavailable: py-spy failed: "
+                                     + err.decode(errors="replace").strip()[-300:])
+            else:
+                PROFILE_NOTES.append(f"Profile of the server, {label} with {workers} worker(s), "
+                                     f"validations at 16 clients (py-spy --gil: the share of "
+                                     f"samples in which a server thread held the GIL, by the "
+                                     f"innermost package on the stack):")
+                PROFILE_NOTES.extend(summarize_profile(profile))
         rows.append(row(label, workers, "validate", clients, got))
         print(f"  {label} workers={workers} validate clients={clients}: {got.rate:,.0f}/s "
               f"(over {len(requests):,} activations)", flush=True)
@@ -413,6 +506,9 @@ def main() -> None:
                         help="stop a run after this many measured requests")
     parser.add_argument("--only", default="sqlite,pg1,pg2",
                         help="configurations, comma-separated: sqlite, pg1, pg2")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the server with py-spy during the 16-client validations "
+                             "of the last configuration and print where its CPU goes")
     parser.add_argument("--log-level", default="info",
                         help="the server's log level (default info, the access log on, as "
                              "`software-dna server run` runs by default)")
@@ -435,6 +531,8 @@ def main() -> None:
     configs: list[tuple[str, str, int]] = [("sqlite", "SQLite", 1), ("pg1", "PostgreSQL", 1),
                                           ("pg2", "PostgreSQL", 2)]
     reason = pg_reason() if wanted & {"pg1", "pg2"} else None
+    runnable = [key for key, label, _ in configs if key in wanted
+                and (label == "SQLite" or reason is None)]
     # The server's production defaults for the connection pool (LocalServer uses
     # smaller ones for the test suite, which runs many servers at once).
     from software_dna.server.config import Settings
@@ -456,12 +554,14 @@ def main() -> None:
                          f"{PG_ADMIN_URL} ({reason})")
             continue
         with tempfile.TemporaryDirectory(prefix="sdna-bench-server-") as folder:
+            profile = (Path(folder) / "profile.txt"
+                       if args.profile and runnable and key == runnable[-1] else None)
             if label == "SQLite":
                 with server(folder, workers) as srv:
-                    rows += measure_server(label, srv, args)
+                    rows += measure_server(label, srv, args, profile)
             else:
                 with pg_database() as url, server(folder, workers, url) as srv:
-                    rows += measure_server(label, srv, args)
+                    rows += measure_server(label, srv, args, profile)
 
     print()
     header = ["database", "workers", "request", "clients", "per second", "p50 ms", "p99 ms",
@@ -470,6 +570,10 @@ def main() -> None:
     for note in notes:
         print(note)
     print()
+    for note in PROFILE_NOTES:
+        print(note)
+    if PROFILE_NOTES:
+        print()
     print("Targets (informational; a benchmark never fails): PostgreSQL, 2 workers: "
           ">= 1,000 validations/s, p99 < 50 ms at 16 clients, no errors.")
     for r in rows:
