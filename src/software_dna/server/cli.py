@@ -164,8 +164,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from software_dna.server import _serve
     from software_dna.server.db import check_schema, make_engine
     from software_dna.server.logconfig import log_config
 
@@ -178,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from software_dna.server.crypto import load_master_key
 
     load_master_key(settings)  # fail here, not in every worker
-    uvicorn.run(
+    _serve.run(
         "software_dna.server.api:app_from_env",
         factory=True,
         host=args.host,
