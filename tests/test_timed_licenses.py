@@ -21,6 +21,8 @@ from software_dna import (
     RenewalRefused,
 )
 from software_dna.checker import PeriodicCheck
+from software_dna.fingerprint import Fingerprint
+from software_dna.paseto import SecretKey
 from software_dna.server.local import AdminError, LocalServer
 
 from .test_client_e2e import App, new_product, offline_app, other_machine
@@ -257,3 +259,42 @@ def test_on_change_sees_the_warning_the_resume_and_the_stop(
     assert len(changes) == 4 and changes[3][1] is None
     with pytest.raises(LicenseSuspended):
         app.restart().check()
+
+
+# --------------------------------------------------------------------------- token claims
+
+
+def _claims_token(key: SecretKey, fp: Fingerprint, **changes: Any) -> str:
+    """A token signed the way the server signs, with claims changed (None: removed)."""
+    from software_dna.license import _sign_claims, loads_strict
+    from software_dna.paseto import untrusted_message
+
+    from .tokens import make_token
+
+    claims = loads_strict(untrusted_message(make_token(
+        key, "timed", fp, license_expires_at=utcnow() + 3 * DAY + timedelta(hours=1))))
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return _sign_claims(key, "timed", claims)
+
+
+def test_kind_claim_defaults_to_full_and_is_strict(tmp_path: Path) -> None:
+    from software_dna import InvalidToken, LicenseClient
+    from software_dna.fingerprint import collect
+
+    key = SecretKey.generate()
+    fp = collect("timed")
+    client = LicenseClient(product="timed", public_keys=[key.public_key.to_paserk()],
+                           store_path=tmp_path)
+    older = client.install_token(_claims_token(key, fp, kind=None))  # issued before kinds
+    assert older.kind is Kind.FULL and not older.subscription and older.days_left == 3
+    assert client.check().days_left == 3
+    evaluation = client.install_token(_claims_token(key, fp, kind="evaluation",
+                                                    subscription=True))
+    assert evaluation.kind is Kind.EVALUATION and evaluation.subscription
+    for bad in ({"kind": "gold"}, {"kind": 1}, {"subscription": "yes"}):
+        with pytest.raises(InvalidToken):
+            client.install_token(_claims_token(key, fp, **bad))

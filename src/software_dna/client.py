@@ -767,7 +767,7 @@ class LicenseClient:
                     max(now, self._high_water or now)
                 )
             self._update(save)
-            return lic
+            return self._apply_grace(now, lic)  # days_left, and the grace if already due
 
     def _check_not_rolled_back(self, now: datetime, lic: License) -> None:
         """Refuse an out-of-band token that would undo what this machine already saw.
