@@ -356,16 +356,22 @@ def summarize_profile(raw: Path) -> list[str]:
         total += int(count)
         label = "other"
         for frame in reversed(frames):
+            parts = frame.rpartition(" (")[2].split(":")[0].split("/")
             hit = next((name for key, name in PROFILE_GROUPS
-                        if f"/{key}/" in frame or f"/{key}.py" in frame), None)
+                        if key in parts[:-1] or parts[-1] == f"{key}.py"), None)
             if hit is not None:
                 label = hit
                 break
         groups[label] = groups.get(label, 0) + int(count)
+        seen: set[str] = set()
         for frame in frames:
-            if "/software_dna/" in frame:
-                name = frame.split(" (")[0] + " (" + frame.split("/software_dna/")[-1].split(":")[0]
-                ours[name + ")"] = ours.get(name + ")", 0) + int(count)
+            function, _, where = frame.rpartition(" (")
+            path = where.split(":")[0]
+            if "software_dna/" in path and not path.endswith("cli.py"):
+                name = f"{function} ({path.split('software_dna/')[-1]})"
+                if name not in seen:
+                    seen.add(name)
+                    ours[name] = ours.get(name, 0) + int(count)
     if not total:
         return ["  (no samples)"]
     lines = [f"  {count / total:6.1%}  {label}"
