@@ -28,7 +28,7 @@ def test_rate_limit_per_license_and_address(tmp_path: Path) -> None:
             locked = api.activate(pid, key, password="right")
             assert locked.status_code == 429 and error_code(locked) == "rate_limited"
             retry_after = int(locked.headers["Retry-After"])
-            assert 1 <= retry_after <= 120
+            assert 1 <= retry_after <= 121  # the window, plus under a second (1 s buckets)
             # Other licenses are not locked by this one's attempts ...
             other = srv.admin.issue_license(pid)["license_key"]
             assert api.activate(pid, other).status_code == 201

@@ -358,6 +358,8 @@ class LocalServer:
         migrate: run the migrations and create the admin key before starting
             (False: start on the database as it is, e.g. to test the refusal).
         log_level: uvicorn's log level; the log goes to ``log_path`` in the folder.
+        forwarded_allow_ips: proxies trusted for ``X-Forwarded-For``
+            (``software-dna server run --forwarded-allow-ips``); default none.
 
     Attributes: ``url``, ``admin_key``, ``data_dir``, ``database_url``,
     ``port``, ``admin`` (an :class:`AdminClient`), ``log_path``.
@@ -377,6 +379,7 @@ class LocalServer:
         startup_timeout: float = 30.0,
         migrate: bool = True,
         log_level: str = "info",
+        forwarded_allow_ips: str | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(
@@ -391,6 +394,7 @@ class LocalServer:
         self.admin_key: str = ""
         self._migrate = migrate
         self.log_level = log_level
+        self.forwarded_allow_ips = forwarded_allow_ips
         self._extra_env = dict(env or {})
         self._settings = Settings.from_env({
             "SOFTWARE_DNA_SERVER_HOME": str(self.data_dir),
@@ -421,6 +425,42 @@ class LocalServer:
     def running(self) -> bool:
         """True while the server process runs."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (with several workers: their supervisor)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server's processes (the server and its workers), in bytes.
+
+        Read from ``/proc/<pid>/status`` (``VmRSS``) on Linux.
+
+        Raises:
+            RuntimeError: the server is not running, or ``/proc`` is not there.
+        """
+        pid = self.pid
+        if pid is None:
+            raise RuntimeError("the license server is not running")
+        total, todo, seen = 0, [pid], set()
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            try:
+                status = Path(f"/proc/{current}/status").read_text()
+            except OSError as exc:
+                if current == pid:
+                    raise RuntimeError(f"cannot read /proc/{current}/status: {exc}") from exc
+                continue  # a worker that just exited
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in task.read_text().split()]
+        return total
 
     def initialize(self) -> None:
         """Create the master key, the schema and an admin API key (once)."""
@@ -454,9 +494,12 @@ class LocalServer:
 
     def command(self) -> list[str]:
         """The command line that runs the server."""
-        return [sys.executable, "-m", "software_dna.server.cli", "server", "run",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-                "--log-level", self.log_level]
+        command = [sys.executable, "-m", "software_dna.server.cli", "server", "run",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+                   str(self.workers), "--log-level", self.log_level]
+        if self.forwarded_allow_ips is not None:
+            command += ["--forwarded-allow-ips", self.forwarded_allow_ips]
+        return command
 
     def start(self) -> LocalServer:
         """Start the server (initialising the folder the first time) and wait for health.
