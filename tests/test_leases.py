@@ -30,9 +30,7 @@ def floating(server: LocalServer, seats: int = 1, **policy: Any) -> tuple[str, l
 
 
 def leases(server: LocalServer, license_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = server.admin.request(
-        "GET", f"/licenses/{license_id}/leases")["leases"]
-    return found
+    return server.admin.list_leases(license_id)
 
 
 def test_checkout_checkin_and_close(server: LocalServer, make_app: Callable[..., App]) -> None:

@@ -7,6 +7,9 @@ caught and handed to ``on_error``. ``on_change(old, new)`` fires when the
 license's mode, features, validity, license expiry (renewed, extended,
 made perpetual), kind (trial to paid), grace state or subscription end
 change (``None`` stands for "no valid license": expired, revoked, suspended).
+While a floating lease is checked out, each check renews it (the heartbeat)
+and runs no later than half-way through the remaining lease, whatever the
+interval or the back-off say (``_seats.heartbeat_delay``).
 """
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ def test_lockout_per_license_and_address(any_server: LocalServer, api: Api) -> N
     lifts = parse_rfc3339(locked.json()["error"]["retry_at"])
     assert before + timedelta(seconds=3590) <= lifts <= before + timedelta(seconds=3601)
     assert 3500 <= int(locked.headers["retry-after"]) <= 3601
-    status = any_server.admin.request("GET", f"/licenses/{lic['id']}/lockout")
+    status = any_server.admin.lockout(lic["id"])
     assert status["activations_in_period"] == 2 and status["allowed"] == 2
     assert parse_rfc3339(status["locked_until"]) == lifts
     reset = any_server.admin.request("POST", "/lockouts/reset", json={"license_id": lic["id"]})
@@ -306,7 +306,7 @@ def test_lockout_per_license_and_address(any_server: LocalServer, api: Api) -> N
     by_address = api.activate(pid, other["license_key"], machine="e")
     assert by_address.status_code == 429 and error_code(by_address) == "activation_locked"
     assert "network address" in by_address.json()["error"]["message"]
-    any_server.admin.request("POST", "/lockouts/reset", json={"address": "127.0.0.1"})
+    any_server.admin.reset_lockout(address="127.0.0.1")
     assert api.activate(pid, other["license_key"], machine="e").status_code == 201
     bad = any_server.admin.request
     with pytest.raises(AdminError) as refused:

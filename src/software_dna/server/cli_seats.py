@@ -154,7 +154,7 @@ def product_seat_lines(p: JSONDict) -> list[tuple[str, Any]]:
         ("re-activations", "no lock-out" if p.get("reactivation_limit") is None else
          f"{p.get('reactivation_limit')} per {_dur(p.get('reactivation_period'))} on top of "
          "the seats"),
-        ("activations per address", _limit(p.get("address_activation_limit"))),
+        ("per-address limit", _limit(p.get("address_activation_limit"))),  # keys <= 21 chars
     ]
 
 

@@ -181,7 +181,7 @@ class AdminClient:
         """Issue a license; the answer's ``license_key`` is the only copy of the key.
 
         ``terms``: more fields of ``POST /v1/admin/licenses``, e.g. ``kind``,
-        ``expires_after_days``, ``subscription``.
+        ``expires_after_days``, ``subscription``, ``seat_mode``, ``rollover``.
         """
         body: dict[str, Any] = {"product": product_id, "seats": seats, **terms}
         if expires_at is not None:
@@ -316,6 +316,26 @@ class AdminClient:
     def remove_activation(self, activation_id: str) -> dict[str, Any]:
         """Remove an activation (frees its seat)."""
         result: dict[str, Any] = self.request("DELETE", f"/activations/{activation_id}")
+        return result
+
+    # -- seats (docs/seats.md)
+
+    def list_leases(self, license_id: str) -> list[dict[str, Any]]:
+        """The live floating leases of a license, earliest end first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/licenses/{license_id}/leases")["leases"]
+        return result
+
+    def lockout(self, license_id: str) -> dict[str, Any]:
+        """A license's re-activation lock-out (activations in the period, until when)."""
+        result: dict[str, Any] = self.request("GET", f"/licenses/{license_id}/lockout")
+        return result
+
+    def reset_lockout(self, *, license_id: str | None = None,
+                      address: str | None = None) -> dict[str, Any]:
+        """Lift the lock-out of a license and/or a client address."""
+        body = {k: v for k, v in (("license_id", license_id), ("address", address)) if v}
+        result: dict[str, Any] = self.request("POST", "/lockouts/reset", json=body)
         return result
 
     # -- end users, audit
