@@ -206,6 +206,8 @@ def test_terms_validation(any_server: LocalServer, product: Product) -> None:
         with pytest.raises(AdminError) as refused:
             admin.issue_license(product.id, **fields)
         assert refused.value.status == 400, fields
+    ancient = admin.issue_license(product.id, expires_at="0003-01-01T00:00:00Z")
+    assert ancient["expires_at"] == "0003-01-01T00:00:00Z"  # RFC 3339: four-digit years
     perpetual = admin.issue_license(product.id)
     lic_id = perpetual["id"]
     for call, status in (

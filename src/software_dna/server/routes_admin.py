@@ -166,7 +166,7 @@ def list_licenses(
     product: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] = None,
     status: Annotated[str | None, Query(pattern=r"^(active|suspended|revoked)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # beyond: SQLite INTEGER overflow
 ) -> LicenseList:
     """Licenses, newest first."""
     rows = service.list_licenses(session, product_id=product, status=status, limit=limit,
@@ -268,7 +268,7 @@ def erase_end_user(end_user_id: IdPath, state: State, session: Db) -> OkOut:
 def audit(
     session: Db,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     product: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] = None,
     license_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = None,
 ) -> AuditList:

@@ -8,6 +8,9 @@ is an identifier, an alphabet.  Times go out as RFC 3339 UTC
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -30,7 +33,9 @@ from software_dna.server.models import Activation, AuditEntry, License, Product,
 
 
 def _fmt(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = value.astimezone(timezone.utc)
+    # RFC 3339 years have four digits; strftime("%Y") does not pad years before 1000.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%SZ")
 
 
 def _only_str(value: object) -> object:
@@ -63,6 +68,33 @@ LicenseKey = Annotated[
     str, StringConstraints(strict=True, min_length=4, max_length=64, pattern=r"^[A-Za-z0-9 -]+$")
 ]
 Password = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+#: Bidirectional embeddings, overrides and isolates: they reorder what a reader sees.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _readable_text(value: str) -> str:
+    """Text people read (registration details, client facts): no control characters.
+
+    Refused: C0/C1 controls (NUL, escape sequences that drive a vendor's
+    terminal), line and paragraph separators, and the bidi overrides that
+    make a name display as something else.  Letters of every script, emoji
+    and joiners are fine.
+    """
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS:
+            raise ValueError("control, separator and bidi-override characters are not allowed")
+    return value
+
+
+def _email_text(value: str) -> str:
+    """An email address: no control, format (zero-width, BOM, bidi), private-use or unassigned
+    characters; international letters (RFC 6531) and IDN domains are fine."""
+    for char in value:
+        if unicodedata.category(char)[0] in ("C", "Z"):
+            raise ValueError("control, format and separator characters are not allowed")
+    return value
+
+
 Email = Annotated[
     str,
     StringConstraints(
@@ -71,9 +103,37 @@ Email = Annotated[
         max_length=254,
         pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$",
     ),
+    AfterValidator(_email_text),
 ]
-RegKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
-RegValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
+RegKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64),
+                   AfterValidator(_readable_text)]
+RegValue = Annotated[str, StringConstraints(strict=True, max_length=256),
+                     AfterValidator(_readable_text)]
+#: A short fact about the client (SDK version, OS, Python), shown in the vendor's tools.
+ClientText = Annotated[str, StringConstraints(strict=True, max_length=64),
+                       AfterValidator(_readable_text)]
+ShortClientText = Annotated[str, StringConstraints(strict=True, max_length=32),
+                            AfterValidator(_readable_text)]
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def error_location(loc: Iterable[int | str]) -> str:
+    """Where a validation error is, for an error message: field names only.
+
+    Parts that are not plain field names (the keys of free-form objects such
+    as ``registration``, sent by the client) are shown as ``*``, so a message
+    never echoes what was sent.
+    """
+    parts = []
+    for part in loc:
+        if part == "body":
+            continue
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(part if _FIELD_NAME.match(part) or part == "[key]" else "*")
+    return ".".join(parts)
 ComponentName = Annotated[
     str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{0,31}$")
 ]
@@ -138,9 +198,9 @@ class FingerprintIn(Strict):
 class ClientFacts(Strict):
     """What the SDK says about itself (never personal data)."""
 
-    sdk_version: Annotated[str, StringConstraints(strict=True, max_length=32)] | None = None
-    os: Annotated[str, StringConstraints(strict=True, max_length=64)] | None = None
-    python: Annotated[str, StringConstraints(strict=True, max_length=32)] | None = None
+    sdk_version: ShortClientText | None = None
+    os: ClientText | None = None
+    python: ShortClientText | None = None
 
 
 class ReplacesIn(Strict):
