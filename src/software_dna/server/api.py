@@ -143,7 +143,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":
         return "The body is not valid JSON."
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    from software_dna.server.schemas import error_location
+
+    where = error_location(first.get("loc", ())) or "body"
     # The message names the field and the rule, never the value sent.
     return f"Invalid {where}: {first.get('msg', 'invalid value')}."[:300]
 

@@ -112,7 +112,9 @@ def _validation_message(exc: Any) -> str:
     if not errors:
         return "The activation request is not valid."
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    from software_dna.server.schemas import error_location
+
+    where = error_location(first.get("loc", ())) or "request"
     return f"The activation request is not valid: {where}: {first.get('msg', 'invalid')}."[:300]
 
 
