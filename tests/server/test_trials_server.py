@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -107,6 +108,33 @@ def test_trial_once_per_machine(any_server: LocalServer, api: Api, product: Prod
                          product.id)["result"] == "license_expired"
     # Deactivating the trial does not give it back either.
     assert start_trial(api, product.id, changed=("mac", "cpu")).status_code == 409
+
+
+def test_concurrent_trial_requests_make_one_trial(
+    any_server: LocalServer, product: Product
+) -> None:
+    barrier = threading.Barrier(6)
+    answers: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        client = Api(any_server.url)
+        try:
+            barrier.wait(timeout=10)
+            answer = start_trial(client, product.id, "racer")
+        finally:
+            client.close()
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json()["activation_id"] for a in answers}) == 1
+    assert len(any_server.admin.list_trials(product.id)) == 1
 
 
 def test_trial_refusals_and_malformed_requests(
@@ -277,6 +305,33 @@ def test_renewal_route(any_server: LocalServer, api: Api, product: Product) -> N
     assert codes[code[-4:]]["redeemed_license_id"] == issued["id"]
     audit = [e["action"] for e in admin.audit(license_id=issued["id"])]
     assert audit.count("license.renew") == 2
+
+
+def test_one_renewal_code_redeemed_once_under_a_race(
+    any_server: LocalServer, api: Api, product: Product
+) -> None:
+    soon = datetime.now(timezone.utc) + DAY
+    bodies = [api.activate(product.id, any_server.admin.issue_license(
+        product.id, expires_at=soon)["license_key"], machine=f"r{i}").json() for i in range(4)]
+    (code,) = any_server.admin.issue_renewal_codes(9, product_id=product.id)
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def one(body: dict[str, Any]) -> None:
+        client = Api(any_server.url)
+        try:
+            barrier.wait(timeout=10)
+            statuses.append(renew(client, body["activation_id"], body["activation_secret"],
+                                  code).status_code)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=one, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200, 409, 409, 409]
 
 
 def test_renewal_codes_are_rate_limited(tmp_path: Path) -> None:
