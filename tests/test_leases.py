@@ -117,11 +117,14 @@ def test_heartbeat_keeps_the_lease_and_a_lapsed_one_frees_the_seat(
     product, keys, key, license_id = floating(server, lease_duration=5)
     one = make_app(product, keys, "one")
     two = make_app(product, keys, "two", fingerprint=other_machine())
-    first = one.client.activate(key)
-    assert first.lease_expires_at is not None
+    one.client.activate(key)
+    one.client.checkin()
     errors: list[Exception] = []
-    # The interval is long; the heartbeat still runs before the 5 s lease lapses.
+    # The interval is long; the heartbeat still runs before the 5 s lease lapses, also
+    # when the check started before the lease was checked out.
     checker = one.client.start_periodic_check(300, on_error=errors.append, jitter=0)
+    first = one.client.checkout()
+    assert first.lease_expires_at is not None
     try:
         time.sleep(7)
         assert checker.running and errors == []

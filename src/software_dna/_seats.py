@@ -50,6 +50,7 @@ from .license import License, format_rfc3339, parse_rfc3339
 
 if TYPE_CHECKING:
     from ._http import Response
+    from .checker import PeriodicCheck
     from .client import LicenseClient
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "request_password_reset",
     "reset_password",
     "seat_error",
+    "watch",
 ]
 
 #: Seconds a check-in at close() or at process exit may take.
@@ -139,15 +141,26 @@ class LeaseKeeper:
         self._client = weakref.ref(client)
         self._lock = threading.Lock()
         self.wanted = False
+        #: The end of the lease last taken or renewed by a check-out (aware UTC).
+        self.ends: datetime | None = None
         self._registered = False
+        self._checkers: weakref.WeakSet[PeriodicCheck] = weakref.WeakSet()
 
-    def want(self) -> None:
-        """The app holds a lease: renew it, and return it at exit."""
+    def watch(self, checker: PeriodicCheck) -> None:
+        """``checker`` runs for this client: wake it when a lease is checked out."""
+        self._checkers.add(checker)
+
+    def want(self, ends: datetime | None) -> None:
+        """The app holds a lease (until ``ends``): renew it, and return it at exit."""
         with self._lock:
             self.wanted = True
+            self.ends = ends
             if not self._registered:
                 atexit.register(self.at_exit)
                 self._registered = True
+            checkers = list(self._checkers)
+        for checker in checkers:  # plan the heartbeat for this lease
+            checker.wake()
 
     def drop(self) -> None:
         """The lease was returned (or the seat is gone): stop renewing it."""
@@ -175,7 +188,7 @@ def checkout(client: LicenseClient) -> License:
     with client._lock:
         lic = client._validate_online(client._read(), deadline=None, route="checkout")
         if lic.is_floating:
-            client._lease.want()
+            client._lease.want(lic.lease_expires_at)
         return lic
 
 
@@ -201,15 +214,27 @@ def heartbeat_delay(client: LicenseClient, last: License | None, delay: float) -
         delay: the seconds the check would wait otherwise.
 
     While the client wants its floating lease the next check runs no later
-    than half-way through the lease's remaining time (at least 1 s from now),
-    whatever the interval or the back-off says.
+    than half-way through the lease's remaining time (the latest end known:
+    the last check-out's or the last check's; at least 1 s from now),
+    whatever the interval or the back-off says. A lease already gone (the
+    seat was taken meanwhile) is tried again at the normal pace.
     """
     if not client._lease.wanted:
         return delay
-    if last is None or not last.is_floating or last.lease_expires_at is None:
-        return min(delay, 5.0)
-    left = (last.lease_expires_at - client._now()).total_seconds()
+    known = [end for end in (client._lease.ends,
+                             last.lease_expires_at if last is not None else None)
+             if end is not None]
+    if not known:
+        return delay
+    left = (max(known) - client._now()).total_seconds()
+    if left <= 0:  # the lease is gone (the seat was taken meanwhile): the normal pace
+        return delay
     return max(1.0, min(delay, left / 2))
+
+
+def watch(client: LicenseClient, checker: PeriodicCheck) -> None:
+    """Register a periodic check of ``client`` (it is woken when a lease is checked out)."""
+    client._lease.watch(checker)
 
 
 def installation_id(client: LicenseClient) -> str:

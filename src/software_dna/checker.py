@@ -83,6 +83,7 @@ class PeriodicCheck:
         self._on_change = on_change
         self._on_error = on_error
         self._stop = threading.Event()
+        self._wake = threading.Event()  # stop(), or a floating lease checked out: re-plan
         self._thread = threading.Thread(
             target=self._run, name="software_dna-periodic-check", daemon=True
         )
@@ -98,11 +99,13 @@ class PeriodicCheck:
             self.last_license = None
         except Exception:
             self.last_license = None
+        _seats.watch(self._client, self)  # a later checkout() re-plans the next heartbeat
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; returns within ``timeout`` seconds (the thread is a daemon)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -124,8 +127,15 @@ class PeriodicCheck:
         # A floating lease is renewed before it lapses, whatever the interval (_seats.py).
         return _seats.heartbeat_delay(self._client, self.last_license, delay)
 
+    def wake(self) -> None:
+        """Plan the next check again now (a floating lease was just checked out)."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self._delay()):
+        while not self._stop.is_set():
+            self._wake.clear()
+            if self._wake.wait(self._delay()):
+                continue  # stopped, or woken to re-plan: no check now
             self.tick()
 
     def tick(self) -> None:

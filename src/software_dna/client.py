@@ -694,7 +694,7 @@ class LicenseClient:
                 self._update(save)
                 self._verified = (token, lic)
                 if lic.is_floating:  # activating took a floating lease: keep it renewed
-                    self._lease.want()
+                    self._lease.want(lic.lease_expires_at)
                 if replaces is not None:  # cache the settings carried over from the trial
                     with contextlib.suppress(LicenseError):
                         _ = self.settings
