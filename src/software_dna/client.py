@@ -388,6 +388,11 @@ class LicenseClient:
             LicenseExpired: the license ended, or the grace period ended
                 without reaching the server.
             LicenseRevoked, LicenseSuspended: seen online earlier, or now.
+            ActivationMoved: roll-over gave this seat to another computer
+                (a :class:`NotActivated`; seen online earlier, or now).
+            LeaseExpired: a floating license holds no live lease (call
+                :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
+                floating seat is taken (``retry_after``).
             StoreError, StoreCorrupted: the store cannot be read (a corrupt
                 file is moved aside; the next run starts clean).
         """
@@ -572,11 +577,17 @@ class LicenseClient:
 
     def _store_token(self, token: str, lic: License) -> None:
         def change(data: dict[str, Any]) -> None:
+            before = self._stored_license(data)
             data["token"] = token
             data.pop("status", None)
             if lic.mode is Mode.LIMITED:
                 for personal in ("email", "registration"):
                     data.pop(personal, None)
+                if before is not None and before.mode is not Mode.LIMITED:
+                    # Erased: the server dropped the settings too, and an unsent
+                    # edit must not bring erased data back.
+                    for cached in ("settings", "settings_dirty"):
+                        data.pop(cached, None)
         self._update(change)
 
     def _store_refusal(self, code: str, message: str, *, receipt: object = None) -> None:
