@@ -339,6 +339,16 @@ def test_per_seat_erasure_on_user_seats(any_server: LocalServer, api: Api) -> No
     third = api.activate(pid, lic["license_key"], machine="cid", password="pw",
                          installation_id=secrets.token_urlsafe(18))
     assert third.status_code == 201
+    # The vendor's erasure of one person is per seat too.
+    ben_id = any_server.admin.find_end_users("ben@example.com")[0]["id"]
+    any_server.admin.erase_end_user(ben_id)
+    ben = api.validate(made["ben"]["activation_id"], made["ben"]["activation_secret"],
+                       machine="ben")
+    assert check_token(ben.json()["token"], keys, pid).is_limited
+    cid = api.validate(third.json()["activation_id"], third.json()["activation_secret"],
+                       machine="cid")
+    assert not check_token(cid.json()["token"], keys, pid).is_limited
+    assert any_server.admin.get_license(lic["id"])["password_set"]
 
 
 def test_cli_lockouts_and_leases(any_server: LocalServer, api: Api) -> None:
