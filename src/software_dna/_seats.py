@@ -238,18 +238,49 @@ def watch(client: LicenseClient, checker: PeriodicCheck) -> None:
 
 
 def installation_id(client: LicenseClient) -> str:
-    """This OS account's random installation id for the product (made once, then stored).
+    """This OS account's installation id for the product (kept in the store).
 
     It tells user seats on one computer apart and carries nothing about the
-    user or the machine.
+    user or the machine: a keyed hash (under the machine-bound secret, which
+    never leaves the machine) of the OS account and of the store's path,
+    which differs between accounts.  Being derived, not drawn at random, it
+    survives a damaged or deleted store, so activating again after
+    ``StoreCorrupted`` finds this account's seat instead of taking another.
     """
     data = client._read()
     existing = data.get("installation_id")
     if isinstance(existing, str) and 16 <= len(existing) <= 64:
         return existing
-    new_id = secrets.token_urlsafe(24)
+    new_id = _derived_installation_id(client)
     client._update(lambda d: d.__setitem__("installation_id", new_id))
     return new_id
+
+
+def _derived_installation_id(client: LicenseClient) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import os
+
+    from . import fingerprint as _fp
+
+    account = str(os.getuid()) if hasattr(os, "getuid") else ""
+    with contextlib.suppress(Exception):  # no user name (containers): the uid and path do
+        import getpass
+
+        account += "\0" + getpass.getuser()
+    try:
+        where = str(client.store_path.resolve())
+    except OSError:
+        where = str(client.store_path.absolute())
+    message = f"software_dna installation id v1\0{account}\0{where}".encode(
+        "utf-8", "surrogatepass")
+    try:
+        key = _fp.machine_secret(client.product)
+    except LicenseError:  # no machine secret at all: a random id, as before
+        return secrets.token_urlsafe(24)
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:24]
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 # ------------------------------------------------------------ password reset
