@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import re
 import secrets
 import threading
 import weakref
@@ -39,6 +40,7 @@ from .errors import (
     ActivationMoved,
     LeaseExpired,
     LicenseError,
+    LicenseRevoked,
     NetworkError,
     NoSeatsLeft,
     NotActivated,
@@ -71,10 +73,6 @@ __all__ = [
 EXIT_DEADLINE = 3.0
 _RESET_ERRORS = ("no_email_on_file", "no_password", "invalid_reset_code", "mail_unavailable",
                  "mail_failed")
-
-
-def _nonce() -> str:
-    return secrets.token_urlsafe(24)
 
 
 # ------------------------------------------------------------ errors
@@ -298,6 +296,8 @@ def _reset_call(client: LicenseClient, path: str, body: dict[str, Any]) -> dict[
     if answer.status == 429 or code == "rate_limited":
         raise ActivationLocked("Too many attempts. Try again later.",
                                retry_after=_retry_at(client, answer))
+    if code == "license_revoked":
+        raise LicenseRevoked(message)
     error = seat_error(client, answer, code, message)
     if error is not None:
         raise error
@@ -308,7 +308,7 @@ def request_password_reset(client: LicenseClient, license_key: str) -> datetime:
     """Ask for a reset code by email; see :meth:`LicenseClient.request_password_reset`."""
     if not isinstance(license_key, str) or not license_key.strip():
         raise UnknownLicenseKey("Enter a license key.")
-    body = client_body(client, license_key)
+    body = _key_body(client, license_key)
     answer = _reset_call(client, "/v1/password-resets", body)
     try:
         return parse_rfc3339(answer.get("expires_at"))
@@ -321,15 +321,16 @@ def reset_password(client: LicenseClient, license_key: str, code: str,
     """Set a new activation password; see :meth:`LicenseClient.reset_password`."""
     if not isinstance(license_key, str) or not license_key.strip():
         raise UnknownLicenseKey("Enter a license key.")
-    if not isinstance(code, str) or not code.strip():
+    typed = re.sub(r"[^A-Za-z0-9]", "", code) if isinstance(code, str) else ""
+    if not typed:
         raise PasswordResetFailed("Enter the reset code from the email.")
     if not isinstance(new_password, str) or not 1 <= len(new_password) <= 256:
         raise PasswordResetFailed("Choose a new password of 1 to 256 characters.")
-    body = client_body(client, license_key)
-    body.update({"code": code.strip()[:32], "new_password": new_password})
+    body = _key_body(client, license_key)
+    body.update({"code": typed[:32], "new_password": new_password})
     _reset_call(client, "/v1/password-resets/confirm", body)
 
 
-def client_body(client: LicenseClient, license_key: str) -> dict[str, Any]:
+def _key_body(client: LicenseClient, license_key: str) -> dict[str, Any]:
     """The ``product`` / ``license_key`` part of a password reset request."""
     return {"product": client.product, "license_key": license_key.strip()}
