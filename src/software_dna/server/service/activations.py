@@ -317,7 +317,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
                                          request.installation_id)
     address_hash = ctx.vault.address_key(client_address) if client_address else None
     if activation is None:
-        # Lock-out, then a free seat (roll-over / floating lease): service/seats.py.
+        # A free seat (roll-over / floating lease), then the lock-out: service/seats.py.
         seats.make_room(session, lic, address_hash=address_hash, now=now)
         activation_id = new_id("act")
         client = request.client
