@@ -369,7 +369,7 @@ def credentials(w: World, *, extra: bool) -> list[Credential]:
                        f"{'A' if w.owner.secret[-1] != 'A' else 'B'}"),
             Credential("the owner's secret, truncated", f"Bearer {w.owner.secret[:-4]}"),
             Credential("the owner's secret, lower-cased", f"Bearer {w.owner.secret.lower()}"),
-            Credential("the admin key with a NUL", f"Bearer {w.admin_key}\\u0000"),
+            Credential("the admin key with junk appended", f"Bearer {w.admin_key}%00"),
             Credential("a 10 KB credential", "Bearer " + "A" * 10_000),
         ]
     return found

@@ -53,7 +53,9 @@ def health(session: Db) -> HealthOut:
     return HealthOut(status="ok", server_time=service.utcnow())
 
 
-@router.post("/activations", response_model=ActivateOut, status_code=201, responses=_ERRORS)
+@router.post("/activations", response_model=ActivateOut, status_code=201, responses={
+    **_ERRORS, 200: {"model": ActivateOut, "description": "The same activation again (a "
+                     "replay of its idempotency key, or this machine's seat)"}})
 def activate(body: ActivateIn, request: Request, response: Response, state: State,
              session: Db) -> ActivateOut:
     """Activate a license on this machine (201; 200 for an idempotent replay)."""
@@ -136,7 +138,8 @@ def erasure(activation_id: ActivationId, body: NonceIn, request: Request, state:
 
 
 @router.post("/offline/activations", response_model=OfflineActivateOut, status_code=201,
-             responses=_ERRORS)
+             responses={**_ERRORS, 200: {"model": OfflineActivateOut,
+                                         "description": "The request was answered before"}})
 def offline_activate(body: OfflineActivateIn, request: Request, response: Response,
                      state: State, session: Db) -> OfflineActivateOut:
     """Answer an air-gapped activation request (201; 200 when answered before)."""

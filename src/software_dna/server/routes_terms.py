@@ -61,7 +61,8 @@ def _address(request: Request) -> str | None:
 # --------------------------------------------------------------------------- end user
 
 
-@public_router.post("/trials", response_model=ActivateOut, status_code=201, responses=_ERRORS)
+@public_router.post("/trials", response_model=ActivateOut, status_code=201, responses={
+    **_ERRORS, 200: {"model": ActivateOut, "description": "This machine's running trial"}})
 def start_trial(body: TrialIn, request: Request, response: Response, state: State,
                 session: Db) -> ActivateOut:
     """Start this machine's trial (201), or get back the one that runs (200)."""
