@@ -287,12 +287,21 @@ RULES: dict[tuple[str, str], Rule] = {
 }
 
 
+_ROUTES: dict[str, set[tuple[str, str]]] = {}
+
+
 def app_routes(server: LocalServer) -> set[tuple[str, str]]:
     """Every (method, path) the server's app serves (HEAD folded into GET).
 
     From the FastAPI app built on the server's own settings, and every
     operation of the OpenAPI document the running server publishes.
     """
+    if server.url not in _ROUTES:
+        _ROUTES[server.url] = _app_routes(server)
+    return set(_ROUTES[server.url])
+
+
+def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
     from fastapi.routing import iter_route_contexts
 
     from software_dna.server.api import create_app

@@ -251,7 +251,7 @@ def _local(folder: Path, *, window: int, **kwargs: object) -> LocalServer:
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A server that trusts 127.0.0.1 as its proxy (X-Forwarded-For honoured)."""
-    with _local(tmp_path_factory.mktemp("guess"), window=2,
+    with _local(tmp_path_factory.mktemp("guess"), window=1,
                 forwarded_allow_ips="127.0.0.1") as srv:
         yield srv
 
@@ -284,7 +284,7 @@ def test_two_workers_on_postgresql(tmp_path: Path, pg_databases: PgDatabases) ->
     tally = Tally("password guessing")
     with _local(tmp_path, window=60, workers=2, database_url=pg_databases.create(),
                 forwarded_allow_ips="127.0.0.1") as srv:
-        parallel_guesses(srv, 24, tally)
+        parallel_guesses(srv, 16, tally)
     tally.assert_clean()
 
 
