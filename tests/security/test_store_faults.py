@@ -289,9 +289,15 @@ def run(server: LocalServer, folder: Path, *, every_length: bool, tally: Tally) 
     folder_missing(user, tally)
 
 
+def _server(folder: Path) -> LocalServer:
+    # Every truncation length is one more activation from this address: no rate limit here.
+    return LocalServer(folder, log_level="warning", rate_limit_attempts=1_000_000,
+                       rate_limit_address_attempts=1_000_000)
+
+
 @pytest.fixture(scope="module")
 def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("store-faults"), log_level="warning") as srv:
+    with _server(tmp_path_factory.mktemp("store-faults")) as srv:
         yield srv
 
 
@@ -306,6 +312,6 @@ def family(scale: Scale) -> Tally:
     """Short: ten truncation lengths; long: every length of the store file."""
     tally = Tally("store faults")
     with tempfile.TemporaryDirectory(prefix="sdna-sf-") as folder, \
-            LocalServer(Path(folder) / "server", log_level="warning") as srv:
+            _server(Path(folder) / "server") as srv:
         run(srv, Path(folder), every_length=scale is Scale.LONG, tally=tally)
     return tally
