@@ -340,14 +340,8 @@ def test_erasure_leaves_no_byte(debug_server: LocalServer, tmp_path: Path, by: s
     tally.assert_clean()
 
 
-@pytest.mark.postgres
-def test_erasure_leaves_no_byte_on_postgresql(tmp_path: Path,
-                                              pg_databases: PgDatabases) -> None:
-    tally = Tally("personal data")
-    with LocalServer(tmp_path / "srv", database_url=pg_databases.create(),
-                     log_level="debug") as srv:
-        erasure_case(srv, tmp_path / "store", by="vendor", tally=tally)
-    tally.assert_clean()
+# PostgreSQL: ``family`` (``make stress``); in ``make test`` the database side of erasure
+# on PostgreSQL is tests/server/test_erasure_and_keys.py (any_server).
 
 
 def test_nothing_personal_on_the_wire(debug_server: LocalServer, tmp_path: Path) -> None:
