@@ -18,21 +18,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from software_dna.server.cli_vendor import (
+from software_dna.server.cli_backends import (
     Backend,
     CliError,
     DirectBackend,
     JSONDict,
     RemoteBackend,
     RemoteError,
-    _group,
-    _json,
-    _leaf,
-    _out,
 )
+from software_dna.server.cli_output import print_json, print_line
+from software_dna.server.cli_vendor import group, leaf
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from software_dna.server.service import Context
 
 __all__ = ["add_offline_commands", "cmd_offline_deactivate", "cmd_offline_respond"]
 
@@ -91,37 +95,49 @@ def _post(backend: RemoteBackend, path: str, body: JSONDict) -> JSONDict:
     return data
 
 
-def _respond(backend: Backend, text: str) -> JSONDict:
+def _offline_call(backend: Backend, path: str, body: JSONDict,
+                  direct: Callable[[Session, Context], JSONDict]) -> JSONDict:
+    """POST ``body`` to the public route ``path`` of the server, or run ``direct`` on the database.
+
+    (Unlike :func:`~software_dna.server.cli_backends.call_backend`, the
+    remote side is a public route, not the admin API.)
+    """
     if isinstance(backend, RemoteBackend):
-        return _post(backend, "/v1/offline/activations", {"request": text})
+        return _post(backend, path, body)
     if not isinstance(backend, DirectBackend):  # pragma: no cover - two backends only
         raise CliError("unsupported backend")
-    from software_dna.server.schemas import OfflineActivateOut
-    from software_dna.server.service.offline import respond
+    return direct(backend.session, backend.ctx)
 
-    result = respond(backend.session, backend.ctx, text)
-    return OfflineActivateOut(
-        response=result.response, activation_id=result.activation_id,
-        license_id=result.license_id, product=result.product,
-        fingerprint_id=result.fingerprint_id, server_time=result.server_time,
-    ).model_dump(mode="json")
+
+def _respond(backend: Backend, text: str) -> JSONDict:
+    def direct(session: Session, ctx: Context) -> JSONDict:
+        from software_dna.server.schemas import OfflineActivateOut
+        from software_dna.server.service.offline import respond
+
+        result = respond(session, ctx, text)
+        return OfflineActivateOut(
+            response=result.response, activation_id=result.activation_id,
+            license_id=result.license_id, product=result.product,
+            fingerprint_id=result.fingerprint_id, server_time=result.server_time,
+        ).model_dump(mode="json")
+
+    return _offline_call(backend, "/v1/offline/activations", {"request": text}, direct)
 
 
 def _deactivate(backend: Backend, text: str) -> JSONDict:
-    if isinstance(backend, RemoteBackend):
-        return _post(backend, "/v1/offline/deactivations", {"receipt": text})
-    if not isinstance(backend, DirectBackend):  # pragma: no cover - two backends only
-        raise CliError("unsupported backend")
-    from software_dna.server.schemas import OfflineDeactivateOut
-    from software_dna.server.service.offline import deactivate_from_receipt
+    def direct(session: Session, ctx: Context) -> JSONDict:
+        from software_dna.server.schemas import OfflineDeactivateOut
+        from software_dna.server.service.offline import deactivate_from_receipt
 
-    result = deactivate_from_receipt(backend.session, backend.ctx, text)
-    return OfflineDeactivateOut(
-        activation_id=result.activation_id, license_id=result.license_id,
-        product=result.product, deactivated_at=result.deactivated_at,
-        already_deactivated=result.already_deactivated, receipt=result.receipt,
-        nonce=result.nonce, server_time=result.server_time,
-    ).model_dump(mode="json")
+        result = deactivate_from_receipt(session, ctx, text)
+        return OfflineDeactivateOut(
+            activation_id=result.activation_id, license_id=result.license_id,
+            product=result.product, deactivated_at=result.deactivated_at,
+            already_deactivated=result.already_deactivated, receipt=result.receipt,
+            nonce=result.nonce, server_time=result.server_time,
+        ).model_dump(mode="json")
+
+    return _offline_call(backend, "/v1/offline/deactivations", {"receipt": text}, direct)
 
 
 def cmd_offline_respond(backend: Backend, args: argparse.Namespace) -> int:
@@ -136,11 +152,11 @@ def cmd_offline_respond(backend: Backend, args: argparse.Namespace) -> int:
                f"machine {answer.get('fingerprint_id')} (activation "
                f"{answer.get('activation_id')}).")
     if args.json:
-        _json(answer)
+        print_json(answer)
     elif args.output:
-        _out(summary)
-        _out(f"Response written to {Path(args.output)}: give it to the end user, who opens "
-             "it in the app. It holds the activation secret: send it only to them.")
+        print_line(summary)
+        print_line(f"Response written to {Path(args.output)}: give it to the end user, who opens "
+                   "it in the app. It holds the activation secret: send it only to them.")
     else:
         print(summary, file=sys.stderr)
         sys.stdout.write(response)
@@ -151,13 +167,14 @@ def cmd_offline_deactivate(backend: Backend, args: argparse.Namespace) -> int:
     """``offline deactivate``: free the seat named by a receipt; exit 0, or 1 if refused."""
     answer = _deactivate(backend, _read_block(args.receipt_file, "a deactivation receipt"))
     if args.json:
-        _json(answer)
+        print_json(answer)
     elif answer.get("already_deactivated"):
-        _out(f"Activation {answer.get('activation_id')} of license {answer.get('license_id')} "
-             f"was already deactivated ({answer.get('deactivated_at')}): its seat is free.")
+        print_line(f"Activation {answer.get('activation_id')} of license "
+                   f"{answer.get('license_id')} was already deactivated "
+                   f"({answer.get('deactivated_at')}): its seat is free.")
     else:
-        _out(f"Deactivated activation {answer.get('activation_id')} of license "
-             f"{answer.get('license_id')}: its seat is free.")
+        print_line(f"Deactivated activation {answer.get('activation_id')} of license "
+                   f"{answer.get('license_id')}: its seat is free.")
     return 0
 
 
@@ -169,24 +186,25 @@ def add_offline_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
         subparsers: the top-level sub-parsers (as :func:`add_vendor_commands` gets them).
         common: the parent parser of the connection options and ``--json``.
     """
-    group = _group(subparsers, "offline", "air-gapped activation: answer requests, take receipts",
-                   "Air-gapped activation (docs/offline.md). The end user's app makes an "
-                   "activation request file; `offline respond` turns it into a response file "
-                   "that the app verifies with no network. To free the seat, the app makes a "
-                   "signed deactivation receipt; `offline deactivate` takes it.")
-    p = _leaf(group, "respond", cmd_offline_respond, "answer an activation request",
-              "Activate the license named in an activation request (password, consent, seats "
-              "and license status are checked as for an online activation; the machine takes "
-              "a seat) and print the activation response, or write it to RESPONSE_FILE "
-              "(mode 0600: it holds the activation secret). Answering the same request again "
-              "gives the same activation. Requests older than 30 days are refused.",
-              parent=common)
+    offline = group(subparsers, "offline",
+                    "air-gapped activation: answer requests, take receipts",
+                    "Air-gapped activation (docs/offline.md). The end user's app makes an "
+                    "activation request file; `offline respond` turns it into a response file "
+                    "that the app verifies with no network. To free the seat, the app makes a "
+                    "signed deactivation receipt; `offline deactivate` takes it.")
+    p = leaf(offline, "respond", cmd_offline_respond, "answer an activation request",
+             "Activate the license named in an activation request (password, consent, seats "
+             "and license status are checked as for an online activation; the machine takes "
+             "a seat) and print the activation response, or write it to RESPONSE_FILE "
+             "(mode 0600: it holds the activation secret). Answering the same request again "
+             "gives the same activation. Requests older than 30 days are refused.",
+             parent=common)
     p.add_argument("request_file", metavar="REQUEST_FILE",
                    help="the activation request ('-': standard input)")
     p.add_argument("-o", "--output", metavar="RESPONSE_FILE", default=None,
                    help="write the response here (default: print it)")
-    p = _leaf(group, "deactivate", cmd_offline_deactivate, "free a seat with a receipt",
-              "Verify an end user's signed deactivation receipt and free the seat of that "
-              "activation. Giving the same receipt again changes nothing.", parent=common)
+    p = leaf(offline, "deactivate", cmd_offline_deactivate, "free a seat with a receipt",
+             "Verify an end user's signed deactivation receipt and free the seat of that "
+             "activation. Giving the same receipt again changes nothing.", parent=common)
     p.add_argument("receipt_file", metavar="RECEIPT_FILE",
                    help="the deactivation receipt ('-': standard input)")

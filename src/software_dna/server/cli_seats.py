@@ -1,6 +1,6 @@
 """Vendor CLI of seats: seat policy, seat modes, leases and the re-activation lock-out.
 
-Hooked into :mod:`software_dna.server.cli_vendor`::
+Hooked into :func:`software_dna.server.cli_vendor.add_vendor_commands`::
 
     software-dna products create|configure ID [--lease-time 15m]
         [--reactivation-limit N|off] [--reactivation-period 30d]
@@ -18,25 +18,25 @@ and prints the admin API's JSON with ``--json``.  See docs/seats.md.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from software_dna.server.cli_vendor import (
+from software_dna.server.cli_backends import (
     Backend,
     CliError,
-    DirectBackend,
     JSONDict,
-    RemoteBackend,
-    _dur,
-    _fields,
-    _group,
-    _json,
-    _leaf,
-    _out,
-    _seg,
-    _table,
-    duration,
+    call_backend,
+    path_segment,
 )
+from software_dna.server.cli_output import (
+    duration,
+    format_duration,
+    options_given,
+    print_fields,
+    print_json,
+    print_line,
+    print_table,
+)
+from software_dna.server.cli_vendor import add_license_id, group, leaf
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -55,7 +55,6 @@ __all__ = [
 
 SEAT_MODES = ("machine", "user", "floating")
 _OFF = "off"
-Direct = Callable[["Session", "Context"], Any]
 
 
 def limit_or_off(text: str) -> int | str:
@@ -69,16 +68,6 @@ def limit_or_off(text: str) -> int | str:
     if not 0 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"must be 0 to 100000, got {value}")
     return value
-
-
-def _call(backend: Backend, direct: Direct, method: str, path: str, *,
-          body: JSONDict | None = None) -> Any:
-    """Run ``direct(session, ctx)`` on the database, or ``method path`` on the admin API."""
-    if isinstance(backend, RemoteBackend):
-        return backend.request(method, path, body=body)
-    if isinstance(backend, DirectBackend):
-        return direct(backend.session, backend.ctx)
-    raise CliError("This command needs the database or a server's admin API.")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- options
@@ -104,11 +93,7 @@ def add_seat_policy_options(parser: argparse.ArgumentParser) -> None:
 
 def seat_policy_fields(args: argparse.Namespace) -> JSONDict:
     """The seat policy fields given on the command line (``off`` becomes null)."""
-    fields: JSONDict = {}
-    for name in ("lease_duration", "reactivation_period"):
-        value = getattr(args, name, None)
-        if value is not None:
-            fields[name] = value
+    fields = options_given(args, "lease_duration", "reactivation_period")
     for name in ("reactivation_limit", "address_activation_limit"):
         value = getattr(args, name, None)
         if value is not None:
@@ -150,10 +135,10 @@ def product_seat_lines(p: JSONDict) -> list[tuple[str, Any]]:
     if "lease_duration" not in p:
         return []
     return [
-        ("lease time", _dur(p.get("lease_duration"))),
+        ("lease time", format_duration(p.get("lease_duration"))),
         ("re-activations", "no lock-out" if p.get("reactivation_limit") is None else
-         f"{p.get('reactivation_limit')} per {_dur(p.get('reactivation_period'))} on top of "
-         "the seats"),
+         f"{p.get('reactivation_limit')} per {format_duration(p.get('reactivation_period'))} "
+         "on top of the seats"),
         ("per-address limit", _limit(p.get("address_activation_limit"))),  # keys <= 21 chars
     ]
 
@@ -182,16 +167,17 @@ def cmd_leases(backend: Backend, args: argparse.Namespace) -> int:
              "expires_at": _time(r.expires_at)}
             for r in list_leases(session, lic.id, service.utcnow())]}
 
-    answer = _call(backend, direct, "GET", f"/licenses/{_seg(args.license)}/leases")
+    answer = call_backend(backend, direct, "GET",
+                          f"/licenses/{path_segment(args.license)}/leases")
     if args.json:
-        _json(answer)
+        print_json(answer)
         return 0
     rows = answer.get("leases") or []
-    _out(f"{len(rows)} of {answer.get('seats')} floating seat(s) leased.")
+    print_line(f"{len(rows)} of {answer.get('seats')} floating seat(s) leased.")
     if rows:
-        _table(("activation", "since", "renewed", "ends"),
-               [(r.get("activation_id"), r.get("created_at"), r.get("renewed_at"),
-                 r.get("expires_at")) for r in rows])
+        print_table(("activation", "since", "renewed", "ends"),
+                    [(r.get("activation_id"), r.get("created_at"), r.get("renewed_at"),
+                      r.get("expires_at")) for r in rows])
     return 0
 
 
@@ -213,15 +199,16 @@ def cmd_lockout_show(backend: Backend, args: argparse.Namespace) -> int:
                 "allowed": status.allowed, "period": status.period,
                 "locked_until": _time(status.locked_until) if status.locked_until else None}
 
-    answer = _call(backend, direct, "GET", f"/licenses/{_seg(args.license)}/lockout")
+    answer = call_backend(backend, direct, "GET",
+                          f"/licenses/{path_segment(args.license)}/lockout")
     if args.json:
-        _json(answer)
+        print_json(answer)
         return 0
     allowed = answer.get("allowed")
-    _fields([
+    print_fields([
         ("license", answer.get("license_id")),
         ("new activations", f"{answer.get('activations_in_period')} in the last "
-                            f"{_dur(answer.get('period'))}"),
+                            f"{format_duration(answer.get('period'))}"),
         ("allowed", "no lock-out (the product has no re-activation limit)"
          if allowed is None else str(allowed)),
         ("locked until", answer.get("locked_until") or "not locked"),
@@ -241,19 +228,15 @@ def cmd_lockout_reset(backend: Backend, args: argparse.Namespace) -> int:
                                 actor="cli")
         return {"removed": removed, "license_id": args.license}
 
-    body: JSONDict = {}
-    if args.license is not None:
-        body["license_id"] = args.license
-    if args.address is not None:
-        body["address"] = args.address
-    answer = _call(backend, direct, "POST", "/lockouts/reset", body=body)
+    body = options_given(args, license="license_id", address="address")
+    answer = call_backend(backend, direct, "POST", "/lockouts/reset", body=body)
     if args.json:
-        _json(answer)
+        print_json(answer)
     else:
         what = " and ".join(w for w in (
             f"license {args.license}" if args.license else "",
             f"address {args.address}" if args.address else "") if w)
-        _out(f"Unlocked {what}: {answer.get('removed')} recorded activation(s) forgotten.")
+        print_line(f"Unlocked {what}: {answer.get('removed')} recorded activation(s) forgotten.")
     return 0
 
 
@@ -261,23 +244,23 @@ def add_seat_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
                       licenses: argparse._SubParsersAction[argparse.ArgumentParser],
                       common: argparse.ArgumentParser) -> None:
     """Add ``licenses leases`` and the ``lockouts`` group."""
-    p = _leaf(licenses, "leases", cmd_leases, "list a floating license's leases",
-              "List the live leases of a floating license: which activation holds a seat, "
-              "since when, and when the lease ends unless renewed.", parent=common)
-    p.add_argument("license", metavar="ID", help="the license id (lic_…)")
+    p = leaf(licenses, "leases", cmd_leases, "list a floating license's leases",
+             "List the live leases of a floating license: which activation holds a seat, "
+             "since when, and when the lease ends unless renewed.", parent=common)
+    add_license_id(p)
 
-    lockouts = _group(subparsers, "lockouts", "show and reset re-activation lock-outs",
-                      "Re-activation lock-out: a license that takes more new activations than "
-                      "its seats plus the product's re-activation limit within the period, or "
-                      "a client address past the product's per-address limit, is locked "
-                      "until the oldest counted activation leaves the period. Reset it here.")
-    p = _leaf(lockouts, "show", cmd_lockout_show, "show a license's lock-out",
-              "Show how many new activations a license had in the product's period, how "
-              "many it may have, and until when it is locked.", parent=common)
-    p.add_argument("license", metavar="LICENSE_ID", help="the license id (lic_…)")
-    p = _leaf(lockouts, "reset", cmd_lockout_reset, "lift a lock-out",
-              "Lift the lock-out of a license and/or a client address: its recorded "
-              "activations and attempt counters are forgotten.", parent=common)
+    lockouts = group(subparsers, "lockouts", "show and reset re-activation lock-outs",
+                     "Re-activation lock-out: a license that takes more new activations than "
+                     "its seats plus the product's re-activation limit within the period, or "
+                     "a client address past the product's per-address limit, is locked "
+                     "until the oldest counted activation leaves the period. Reset it here.")
+    p = leaf(lockouts, "show", cmd_lockout_show, "show a license's lock-out",
+             "Show how many new activations a license had in the product's period, how "
+             "many it may have, and until when it is locked.", parent=common)
+    add_license_id(p, "LICENSE_ID")
+    p = leaf(lockouts, "reset", cmd_lockout_reset, "lift a lock-out",
+             "Lift the lock-out of a license and/or a client address: its recorded "
+             "activations and attempt counters are forgotten.", parent=common)
     p.add_argument("--license", metavar="ID", default=None, help="the license id (lic_…)")
     p.add_argument("--address", metavar="IP", default=None,
                    help="the client address (as the server sees it, e.g. behind a proxy "

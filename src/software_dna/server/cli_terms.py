@@ -27,24 +27,21 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from software_dna.server.cli_vendor import (
-    Backend,
-    CliError,
-    DirectBackend,
-    JSONDict,
-    RemoteBackend,
-    _group,
-    _json,
-    _leaf,
-    _out,
-    _read_secret,
-    _seg,
-    _show_license,
-    _table,
+from software_dna.server.cli_backends import Backend, JSONDict, call_backend, path_segment
+from software_dna.server.cli_output import (
     feature_list,
+    format_seats,
+    options_given,
     positive_int,
+    print_json,
+    print_line,
+    print_listing,
+    print_result,
+    read_secret,
     rfc3339,
+    show_license,
 )
+from software_dna.server.cli_vendor import add_license_id, add_product_id, group, leaf
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,19 +50,6 @@ if TYPE_CHECKING:
     from software_dna.server.service import Context
 
 __all__ = ["add_issue_options", "add_terms_commands"]
-
-Direct = Callable[["Session", "Context"], Any]
-
-
-def _call(backend: Backend, direct: Direct, method: str, path: str, *,
-          body: JSONDict | None = None, params: dict[str, str | int] | None = None) -> Any:
-    """Run ``direct(session, ctx)`` on the database, or ``method path`` on the admin API."""
-    if isinstance(backend, RemoteBackend):
-        return backend.request(method, path, body=body, params=params)
-    if isinstance(backend, DirectBackend):
-        return direct(backend.session, backend.ctx)
-    raise CliError("This command needs the database or a server's admin API.")  # pragma: no cover
-
 
 def _license_json(session: Session, lic: License, *, key: str | None = None) -> JSONDict:
     from software_dna.server import service
@@ -76,14 +60,6 @@ def _license_json(session: Session, lic: License, *, key: str | None = None) -> 
     if key is not None:
         out["license_key"] = key
     return out
-
-
-def _print_license(lic: JSONDict, args: argparse.Namespace, headline: str) -> None:
-    if args.json:
-        _json(lic)
-    else:
-        _out(headline)
-        _show_license(lic)
 
 
 # --------------------------------------------------------------------------- licenses
@@ -101,36 +77,45 @@ def cmd_extend(backend: Backend, args: argparse.Namespace) -> int:
             session, args.license, days=args.days, until=until, actor="cli"))
 
     body: JSONDict = {"days": args.days} if args.days is not None else {"until": args.until}
-    lic = _call(backend, direct, "POST", f"/licenses/{_seg(args.license)}/extend", body=body)
-    _print_license(lic, args, f"License {lic.get('id')} now ends "
-                              f"{lic.get('expires_at') or 'after its first activation'}.")
+    lic = call_backend(backend, direct, "POST", f"/licenses/{path_segment(args.license)}/extend",
+                       body=body)
+    print_result(lic, as_json=args.json, show=show_license,
+                 headline=f"License {lic.get('id')} now ends "
+                          f"{lic.get('expires_at') or 'after its first activation'}.")
     return 0
+
+
+def _change_license(backend: Backend, args: argparse.Namespace, action: str) -> JSONDict:
+    """``POST /licenses/{id}/perpetual|cancel|reset``; returns the license."""
+    def direct(session: Session, _ctx: Context) -> JSONDict:
+        from software_dna.server import service
+
+        change = {
+            "perpetual": service.make_perpetual,
+            "cancel": service.cancel_subscription,
+            "reset": service.reset_test_code,
+        }[action]
+        return _license_json(session, change(session, args.license, actor="cli"))
+
+    lic: JSONDict = call_backend(backend, direct, "POST",
+                                 f"/licenses/{path_segment(args.license)}/{action}")
+    return lic
 
 
 def cmd_perpetual(backend: Backend, args: argparse.Namespace) -> int:
     """``licenses perpetual``."""
-    def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
-
-        return _license_json(session, service.make_perpetual(session, args.license,
-                                                             actor="cli"))
-
-    lic = _call(backend, direct, "POST", f"/licenses/{_seg(args.license)}/perpetual")
-    _print_license(lic, args, f"License {lic.get('id')} is now perpetual.")
+    lic = _change_license(backend, args, "perpetual")
+    print_result(lic, as_json=args.json, show=show_license,
+                 headline=f"License {lic.get('id')} is now perpetual.")
     return 0
 
 
 def cmd_cancel(backend: Backend, args: argparse.Namespace) -> int:
     """``licenses cancel``."""
-    def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
-
-        return _license_json(session, service.cancel_subscription(session, args.license,
-                                                                  actor="cli"))
-
-    lic = _call(backend, direct, "POST", f"/licenses/{_seg(args.license)}/cancel")
-    _print_license(lic, args, f"Subscription {lic.get('id')} cancelled: its apps stop after "
-                              "the warning period, from their next refresh.")
+    lic = _change_license(backend, args, "cancel")
+    print_result(lic, as_json=args.json, show=show_license,
+                 headline=f"Subscription {lic.get('id')} cancelled: its apps stop after "
+                          "the warning period, from their next refresh.")
     return 0
 
 
@@ -139,7 +124,7 @@ def cmd_cancel(backend: Backend, args: argparse.Namespace) -> int:
 
 def cmd_test_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
     """``test-codes issue``."""
-    password = _read_secret(sys.stdin, "password") if args.password_stdin else None
+    password = read_secret(sys.stdin, "password") if args.password_stdin else None
 
     def direct(session: Session, ctx: Context) -> JSONDict:
         from software_dna.server import service
@@ -149,33 +134,19 @@ def cmd_test_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
                                            password=password, actor="cli")
         return _license_json(session, lic, key=key)
 
-    body: JSONDict = {"days": args.days}
-    if args.features is not None:
-        body["features"] = args.features
+    body: JSONDict = {"days": args.days, **options_given(args, "features")}
     if password is not None:
         body["password"] = password
-    issued = _call(backend, direct, "POST", f"/products/{_seg(args.product)}/test-codes",
-                   body=body)
+    issued = call_backend(backend, direct, "POST",
+                          f"/products/{path_segment(args.product)}/test-codes", body=body)
     if args.json:
-        _json(issued)
+        print_json(issued)
         return 0
-    _out(f"Issued test code {issued.get('id')} for {issued.get('product')}: it runs "
-         f"{issued.get('expires_after_days')} day(s) after its first activation.")
-    _out("Test code (shown only now):")
-    _out(f"  {issued.get('license_key')}")
+    print_line(f"Issued test code {issued.get('id')} for {issued.get('product')}: it runs "
+               f"{issued.get('expires_after_days')} day(s) after its first activation.")
+    print_line("Test code (shown only now):")
+    print_line(f"  {issued.get('license_key')}")
     return 0
-
-
-def _licenses_table(licenses: list[JSONDict], empty: str) -> None:
-    if not licenses:
-        _out(empty)
-        return
-    _table(["ID", "KEY", "STATUS", "SEATS", "FIRST ACTIVATED", "EXPIRES"],
-           [[lic.get("id"), lic.get("key_hint"), lic.get("status"),
-             f"{lic.get('seats_in_use')}/{lic.get('seats')}",
-             lic.get("first_activated_at") or "-",
-             lic.get("expires_at") or f"{lic.get('expires_after_days')}d after activation"]
-            for lic in licenses])
 
 
 def cmd_test_codes_list(backend: Backend, args: argparse.Namespace) -> int:
@@ -186,25 +157,25 @@ def cmd_test_codes_list(backend: Backend, args: argparse.Namespace) -> int:
         return {"licenses": [_license_json(session, lic)
                              for lic in service.list_test_codes(session, args.product)]}
 
-    answer = _call(backend, direct, "GET", f"/products/{_seg(args.product)}/test-codes")
-    if args.json:
-        _json(answer)
-    else:
-        _licenses_table(answer.get("licenses", []), "No test codes.")
+    answer = call_backend(backend, direct, "GET",
+                          f"/products/{path_segment(args.product)}/test-codes")
+    print_listing(
+        answer, "licenses", as_json=args.json, empty="No test codes.",
+        headers=["ID", "KEY", "STATUS", "SEATS", "FIRST ACTIVATED", "EXPIRES"],
+        row=lambda lic: [lic.get("id"), lic.get("key_hint"), lic.get("status"),
+                         format_seats(lic), lic.get("first_activated_at") or "-",
+                         lic.get("expires_at")
+                         or f"{lic.get('expires_after_days')}d after activation"],
+    )
     return 0
 
 
 def cmd_test_codes_reset(backend: Backend, args: argparse.Namespace) -> int:
     """``test-codes reset``."""
-    def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
-
-        return _license_json(session, service.reset_test_code(session, args.license,
-                                                              actor="cli"))
-
-    lic = _call(backend, direct, "POST", f"/licenses/{_seg(args.license)}/reset")
-    _print_license(lic, args, f"Test code {lic.get('id')} reset: its activations are "
-                              "removed and its days start again at the next activation.")
+    lic = _change_license(backend, args, "reset")
+    print_result(lic, as_json=args.json, show=show_license,
+                 headline=f"Test code {lic.get('id')} reset: its activations are "
+                          "removed and its days start again at the next activation.")
     return 0
 
 
@@ -228,21 +199,18 @@ def cmd_renewal_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
                                            count=args.count, actor="cli")
         return _codes_json([(row, code) for row, code in made])
 
-    body: JSONDict = {"days": args.days, "count": args.count}
-    if args.product is not None:
-        body["product"] = args.product
-    if args.license is not None:
-        body["license_id"] = args.license
-    answer = _call(backend, direct, "POST", "/renewal-codes", body=body)
+    body: JSONDict = {"days": args.days, "count": args.count,
+                      **options_given(args, "product", license="license_id")}
+    answer = call_backend(backend, direct, "POST", "/renewal-codes", body=body)
     if args.json:
-        _json(answer)
+        print_json(answer)
         return 0
     codes = answer.get("renewal_codes", [])
     target = f"license {args.license}" if args.license else f"product {args.product}"
-    _out(f"{len(codes)} renewal code(s) of {args.days} day(s) for {target} "
-         "(shown only now; each works once):")
+    print_line(f"{len(codes)} renewal code(s) of {args.days} day(s) for {target} "
+               "(shown only now; each works once):")
     for code in codes:
-        _out(f"  {code.get('code')}")
+        print_line(f"  {code.get('code')}")
     return 0
 
 
@@ -255,23 +223,16 @@ def cmd_renewal_codes_list(backend: Backend, args: argparse.Namespace) -> int:
                                           license_id=args.license)
         return _codes_json([(row, None) for row in rows])
 
-    params: dict[str, str | int] = {}
-    if args.product is not None:
-        params["product"] = args.product
-    if args.license is not None:
-        params["license_id"] = args.license
-    answer = _call(backend, direct, "GET", "/renewal-codes", params=params)
-    codes = answer.get("renewal_codes", [])
-    if args.json:
-        _json(answer)
-    elif not codes:
-        _out("No renewal codes.")
-    else:
-        _table(["ID", "CODE", "DAYS", "FOR", "REDEEMED"],
-               [[c.get("id"), c.get("code_hint"), c.get("days"),
-                 c.get("license_id") or c.get("product"),
-                 f"{c.get('redeemed_at')} by {c.get('redeemed_license_id')}"
-                 if c.get("redeemed_at") else "no"] for c in codes])
+    params = options_given(args, "product", license="license_id")
+    answer = call_backend(backend, direct, "GET", "/renewal-codes", params=params)
+    print_listing(
+        answer, "renewal_codes", as_json=args.json, empty="No renewal codes.",
+        headers=["ID", "CODE", "DAYS", "FOR", "REDEEMED"],
+        row=lambda c: [c.get("id"), c.get("code_hint"), c.get("days"),
+                       c.get("license_id") or c.get("product"),
+                       f"{c.get('redeemed_at')} by {c.get('redeemed_license_id')}"
+                       if c.get("redeemed_at") else "no"],
+    )
     return 0
 
 
@@ -292,16 +253,12 @@ def cmd_trials_list(backend: Backend, args: argparse.Namespace) -> int:
 
         return {"trials": [_trial_json(t) for t in service.list_trials(session, args.product)]}
 
-    answer = _call(backend, direct, "GET", f"/products/{_seg(args.product)}/trials")
-    trials = answer.get("trials", [])
-    if args.json:
-        _json(answer)
-    elif not trials:
-        _out("No trials.")
-    else:
-        _table(["ID", "LICENSE", "FINGERPRINT", "STARTED"],
-               [[t.get("id"), t.get("license_id"), t.get("fingerprint_id"),
-                 t.get("created_at")] for t in trials])
+    answer = call_backend(backend, direct, "GET",
+                          f"/products/{path_segment(args.product)}/trials")
+    print_listing(answer, "trials", as_json=args.json, empty="No trials.",
+                  headers=["ID", "LICENSE", "FINGERPRINT", "STARTED"],
+                  row=lambda t: [t.get("id"), t.get("license_id"), t.get("fingerprint_id"),
+                                 t.get("created_at")])
     return 0
 
 
@@ -312,12 +269,11 @@ def cmd_trials_remove(backend: Backend, args: argparse.Namespace) -> int:
 
         return _trial_json(service.remove_trial(session, args.trial, actor="cli"))
 
-    trial = _call(backend, direct, "DELETE", f"/trials/{_seg(args.trial)}")
-    if args.json:
-        _json(trial)
-    else:
-        _out(f"Trial {trial.get('id')} forgotten: its license {trial.get('license_id')} is "
-             "revoked, and the machine may start a new trial.")
+    trial = call_backend(backend, direct, "DELETE", f"/trials/{path_segment(args.trial)}")
+    print_result(trial, as_json=args.json,
+                 headline=f"Trial {trial.get('id')} forgotten: its license "
+                          f"{trial.get('license_id')} is revoked, and the machine may start a "
+                          "new trial.")
     return 0
 
 
@@ -351,53 +307,53 @@ def add_terms_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
                        common: argparse.ArgumentParser) -> None:
     """Add ``licenses extend|perpetual|cancel`` and the ``test-codes``,
     ``renewal-codes`` and ``trials`` groups."""
-    p = _leaf(licenses, "extend", cmd_extend, "extend a timed license",
-              "Add days to a license: to its end, or to now when it already ended (before "
-              "its first activation, to its 'N days after' term). Or move its end with "
-              "--until. Apps get the new end at their next refresh.", parent=common)
-    p.add_argument("license", metavar="ID", help="the license id (lic_…)")
+    p = leaf(licenses, "extend", cmd_extend, "extend a timed license",
+             "Add days to a license: to its end, or to now when it already ended (before "
+             "its first activation, to its 'N days after' term). Or move its end with "
+             "--until. Apps get the new end at their next refresh.", parent=common)
+    add_license_id(p)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--days", type=_days(1, 3650), default=None, metavar="N",
                      help="days to add (1-3650)")
     how.add_argument("--until", type=rfc3339, default=None, metavar="RFC3339",
                      help="the new end, later than the current one")
-    p = _leaf(licenses, "perpetual", cmd_perpetual, "convert a license to perpetual",
-              "Convert a license to perpetual: no end, no subscription; a trial or "
-              "evaluation becomes a full license.", parent=common)
-    p.add_argument("license", metavar="ID", help="the license id (lic_…)")
-    p = _leaf(licenses, "cancel", cmd_cancel, "cancel a subscription",
-              "Cancel a subscription: the license is suspended. Each app learns it at its "
-              "next refresh and stops after the product's warning period. `licenses resume` "
-              "renews it.", parent=common)
-    p.add_argument("license", metavar="ID", help="the license id (lic_…)")
+    p = leaf(licenses, "perpetual", cmd_perpetual, "convert a license to perpetual",
+             "Convert a license to perpetual: no end, no subscription; a trial or "
+             "evaluation becomes a full license.", parent=common)
+    add_license_id(p)
+    p = leaf(licenses, "cancel", cmd_cancel, "cancel a subscription",
+             "Cancel a subscription: the license is suspended. Each app learns it at its "
+             "next refresh and stops after the product's warning period. `licenses resume` "
+             "renews it.", parent=common)
+    add_license_id(p)
 
-    codes = _group(subparsers, "test-codes", "issue, list and reset test codes",
-                   "Test codes: short-lived keys (1-7 days after their first activation) for "
-                   "your own testing, at most the product's test code limit live at once. "
-                   "`reset` removes a code's activations and starts its days again.")
-    p = _leaf(codes, "issue", cmd_test_codes_issue, "issue a test code (prints it once)",
-              "Issue a test code of kind 'test' and print it.", parent=common)
-    p.add_argument("product", metavar="PRODUCT", help="the product id")
+    codes = group(subparsers, "test-codes", "issue, list and reset test codes",
+                  "Test codes: short-lived keys (1-7 days after their first activation) for "
+                  "your own testing, at most the product's test code limit live at once. "
+                  "`reset` removes a code's activations and starts its days again.")
+    p = leaf(codes, "issue", cmd_test_codes_issue, "issue a test code (prints it once)",
+             "Issue a test code of kind 'test' and print it.", parent=common)
+    add_product_id(p)
     p.add_argument("--days", type=_days(1, 7), default=1, metavar="N",
                    help="days after the first activation (1-7, default 1)")
     p.add_argument("--features", type=feature_list, default=None, metavar="A,B",
                    help="entitlements (default: the product's features)")
     p.add_argument("--password-stdin", action="store_true",
                    help="read an activation password from the first line of stdin")
-    p = _leaf(codes, "list", cmd_test_codes_list, "list a product's test codes",
-              "List a product's test codes, newest first.", parent=common)
-    p.add_argument("product", metavar="PRODUCT", help="the product id")
-    p = _leaf(codes, "reset", cmd_test_codes_reset, "reset a test code",
-              "Reset a test code: its activations are removed, its settings deleted, and "
-              "its days start again at the next activation.", parent=common)
-    p.add_argument("license", metavar="LICENSE_ID", help="the test code's license id (lic_…)")
+    p = leaf(codes, "list", cmd_test_codes_list, "list a product's test codes",
+             "List a product's test codes, newest first.", parent=common)
+    add_product_id(p)
+    p = leaf(codes, "reset", cmd_test_codes_reset, "reset a test code",
+             "Reset a test code: its activations are removed, its settings deleted, and "
+             "its days start again at the next activation.", parent=common)
+    add_license_id(p, "LICENSE_ID", "the test code's license id (lic_…)")
 
-    renewal = _group(subparsers, "renewal-codes", "issue and list renewal codes",
-                     "Renewal codes: single-use codes the end user enters in the app "
-                     "(LicenseClient.renew) to add days to their license.")
-    p = _leaf(renewal, "issue", cmd_renewal_codes_issue, "make renewal codes (prints them once)",
-              "Make renewal codes for any license of a product, or bound to one license.",
-              parent=common)
+    renewal = group(subparsers, "renewal-codes", "issue and list renewal codes",
+                    "Renewal codes: single-use codes the end user enters in the app "
+                    "(LicenseClient.renew) to add days to their license.")
+    p = leaf(renewal, "issue", cmd_renewal_codes_issue, "make renewal codes (prints them once)",
+             "Make renewal codes for any license of a product, or bound to one license.",
+             parent=common)
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--product", metavar="P", default=None,
                         help="codes for any license of this product")
@@ -407,19 +363,19 @@ def add_terms_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
                    help="days each code adds (1-3650)")
     p.add_argument("--count", type=_days(1, 100), default=1, metavar="N",
                    help="how many codes (1-100, default 1)")
-    p = _leaf(renewal, "list", cmd_renewal_codes_list, "list renewal codes",
-              "List renewal codes (shown by their last four characters) and whether they "
-              "were redeemed.", parent=common)
+    p = leaf(renewal, "list", cmd_renewal_codes_list, "list renewal codes",
+             "List renewal codes (shown by their last four characters) and whether they "
+             "were redeemed.", parent=common)
     p.add_argument("--product", metavar="P", default=None, help="only this product's")
     p.add_argument("--license", metavar="ID", default=None, help="only those bound to it")
 
-    trials = _group(subparsers, "trials", "list and forget trial machines",
-                    "Trials: the machines that used a product's trial (fingerprint ids only).")
-    p = _leaf(trials, "list", cmd_trials_list, "list a product's trial machines",
-              "List the machines that started a trial of the product, newest first.",
-              parent=common)
-    p.add_argument("product", metavar="PRODUCT", help="the product id")
-    p = _leaf(trials, "remove", cmd_trials_remove, "forget a trial machine",
-              "Forget a trial machine: its trial license is revoked and it may start a new "
-              "trial (for your own test machines, or a support case).", parent=common)
+    trials = group(subparsers, "trials", "list and forget trial machines",
+                   "Trials: the machines that used a product's trial (fingerprint ids only).")
+    p = leaf(trials, "list", cmd_trials_list, "list a product's trial machines",
+             "List the machines that started a trial of the product, newest first.",
+             parent=common)
+    add_product_id(p)
+    p = leaf(trials, "remove", cmd_trials_remove, "forget a trial machine",
+             "Forget a trial machine: its trial license is revoked and it may start a new "
+             "trial (for your own test machines, or a support case).", parent=common)
     p.add_argument("trial", metavar="TRIAL_ID", help="the trial id (trl_…)")
