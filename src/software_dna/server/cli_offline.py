@@ -53,7 +53,7 @@ def _read_block(name: str, what: str) -> str:
             with open(name, "rb") as handle:
                 raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise CliError(f"Cannot read the {what} {name!r}: {exc.strerror or exc}.") from None
+        raise CliError(f"Cannot read {what} from {name!r}: {exc.strerror or exc}.") from None
     if len(raw) > MAX_FILE_BYTES:
         raise CliError(f"The file {name!r} is too large to be {what}.")
     try:

@@ -135,6 +135,7 @@ _NOT_FOUND_ARGS = {
     "activation": "activation",
     "end user": "end_user",
     "signing key": "kid",
+    "trial": "trial",
 }
 
 
