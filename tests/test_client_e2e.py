@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from software_dna import (
+    ClockTampered,
     ConsentRequired,
     LicenseClient,
     LicenseExpired,
@@ -371,3 +372,31 @@ def test_settings_follow_the_user_and_work_offline(
     laptop.args["server_url"] = server.url
     assert laptop.restart().settings == {"theme": "light"}  # sent at the next contact
     assert desktop.client.settings == {"theme": "light"}
+
+
+def test_clock_that_ran_ahead_recovers_through_the_server(tmp_path: Path) -> None:
+    """A clock once days ahead (then corrected) must not lock a paying user out."""
+    with LocalServer(tmp_path / "srv") as server:
+        product, keys = new_product(server.admin)
+        key = server.admin.issue_license(product)["license_key"]
+        app = App(server, product, keys, tmp_path / "app")
+        app.client.activate(key)
+        server.stop()
+        app.offset = timedelta(days=9)  # the clock runs ahead while offline
+        with pytest.raises(LicenseExpired):
+            app.restart().check()
+        app.offset = timedelta(0)  # corrected
+        with pytest.raises(ClockTampered):
+            app.restart().check()  # offline, the SDK cannot tell who is right
+        server.start()
+        assert app.restart().check().mode is Mode.FULL  # the server's signed time settles it
+        assert app.restart().check().offline_grace_ends_at is None
+        # Another store of the same product on this machine works too.
+        other = App(server, product, keys, tmp_path / "app2")
+        other.client.activate(key)
+        assert other.restart().check().mode is Mode.FULL
+        # A clock set back *now* is still refused offline, even after the server was seen.
+        server.stop()
+        app.offset = -timedelta(days=3)
+        with pytest.raises(ClockTampered):
+            app.restart().check()

@@ -297,6 +297,32 @@ class RollbackGuard:
         self._cache = None
         return True
 
+    def trust_server_time(self, server_time: datetime) -> None:
+        """Reset the clock part of the floor to a time the server signed.
+
+        The floor only ever moves forward from local clocks; a clock that ran
+        ahead once (a dead battery, a wrong date corrected later) would lock
+        the app out for the whole gap. A fresh token's ``iat`` is the server's
+        signed time: the floor becomes the later of it and every license's
+        newest ``iat`` (which no local clock can forge). Best effort.
+        """
+        def change(doc: dict[str, Any]) -> None:
+            floor: str | None = format_rfc3339(server_time)
+            licenses = doc.get("licenses")
+            if isinstance(licenses, dict):
+                for entry in licenses.values():
+                    if isinstance(entry, dict):
+                        floor = _later(floor, _time(entry.get("max_iat")))
+            if floor is not None:
+                doc["floor"] = floor
+
+        try:
+            with self._witness().transaction() as doc:
+                change(doc)
+        except (StoreError, OSError, ValueError, TypeError):
+            return
+        self._cache = None
+
     # ------------------------------------------------------------ the rules
 
     def floor(self) -> datetime | None:

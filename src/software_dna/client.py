@@ -425,11 +425,20 @@ class LicenseClient:
         due = force_online or status is not None or suspect is not None
         lic: License | None = None
         if status is None and suspect is None:
-            lic = self._offline_license(now, data)
-            due = due or (
-                lic.protection is not Protection.OFFLINE
-                and lic.refresh_by is not None and now >= lic.refresh_by
-            )
+            try:
+                lic = self._offline_license(now, data)
+            except ClockTampered as exc:
+                if self.server_url is None:
+                    raise
+                # The clock may have run ahead earlier (the mark is too high) or be
+                # set back now: the server's signed time tells which.
+                suspect = exc
+            else:
+                due = due or (
+                    lic.protection is not Protection.OFFLINE
+                    and lic.refresh_by is not None and now >= lic.refresh_by
+                )
+            due = due or suspect is not None
         elif not isinstance(data.get("token"), str):
             self._raise_stored_status(data)
             raise NotActivated()
@@ -575,10 +584,19 @@ class LicenseClient:
         assert until is not None
         return _terms.cancelled_license(self._apply_grace(now, lic), until)
 
+    def _trust_server_time(self, lic: License) -> None:
+        """A fresh token's ``iat`` is the server's signed time: reset the clock mark to it."""
+        self._high_water = lic.issued_at
+        self._parsed_high_water = {}
+        self._guard.trust_server_time(lic.issued_at)
+
     def _store_token(self, token: str, lic: License) -> None:
+        self._trust_server_time(lic)
+
         def change(data: dict[str, Any]) -> None:
             before = self._stored_license(data)
             data["token"] = token
+            data["clock_high_water"] = format_rfc3339(lic.issued_at)
             data.pop("status", None)
             if lic.mode is Mode.LIMITED:
                 for personal in ("email", "registration"):
@@ -691,6 +709,7 @@ class LicenseClient:
                 if lic.activation_id != activation_id:
                     raise InvalidToken()
                 token = answer.body["token"]
+                self._trust_server_time(lic)
 
                 def save(data: dict[str, Any]) -> None:
                     data.clear()
@@ -699,7 +718,7 @@ class LicenseClient:
                         "activation_id": activation_id,
                         "activation_secret": secret,
                         "activated_at": format_rfc3339(self._now()),
-                        "clock_high_water": format_rfc3339(self._now()),
+                        "clock_high_water": format_rfc3339(lic.issued_at),
                         "installation_id": installation,
                     })
                 self._update(save)
