@@ -255,3 +255,14 @@ def test_errors_leave_no_personal_data_in_the_log(server: LocalServer,
     access = [line for line in log.splitlines() if '"GET ' in line or '"POST ' in line]
     assert any("/v1/admin/end-users" in line for line in access)
     assert not any("127.0.0.1" in line for line in access)  # no client addresses
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_times_beyond_the_calendar_are_a_400(server: LocalServer, when: str) -> None:
+    product = "p-" + secrets.token_hex(4)
+    server.admin.create_product(product, name="T")
+    answer = requests.post(f"{server.url}/v1/admin/licenses", timeout=10,
+                           headers={"Authorization": f"Bearer {server.admin_key}"},
+                           json={"product": product, "expires_at": when})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_request"

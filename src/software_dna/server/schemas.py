@@ -45,7 +45,10 @@ def _only_str(value: object) -> object:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise ValueError("time out of range") from exc
 
 
 #: A time as sent: RFC 3339 ``...Z`` (UTC).
