@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from software_dna import (
+    ActivationError,
     ClockTampered,
     ConsentRequired,
     LicenseClient,
@@ -400,3 +401,30 @@ def test_clock_that_ran_ahead_recovers_through_the_server(tmp_path: Path) -> Non
         app.offset = -timedelta(days=3)
         with pytest.raises(ClockTampered):
             app.restart().check()
+
+
+@pytest.mark.parametrize("kwargs,error,fragment", [
+    ({"license_key": "hello world!!"}, UnknownLicenseKey, "not a valid license key"),
+    ({"license_key": "X" * 1_000_000}, UnknownLicenseKey, "not a valid license key"),
+    ({"email": "not an email", "consent": True}, ActivationError, "email address"),
+    ({"registration": {"a": "x" * 70_000}, "consent": True}, ActivationError, "registration"),
+    ({"registration": {"a": object()}, "consent": True}, ActivationError, "registration"),
+    ({"registration": "just a string", "consent": True}, ActivationError, "registration"),
+])
+def test_what_the_end_user_typed_is_checked_before_sending(
+    server: LocalServer, make_app: Callable[..., App], kwargs: dict[str, Any],
+    error: type[Exception], fragment: str,
+) -> None:
+    product, keys = new_product(server.admin)
+    args: dict[str, Any] = {"license_key": server.admin.issue_license(product)["license_key"]}
+    args.update(kwargs)
+    key = args.pop("license_key")
+    with pytest.raises(error, match=fragment):
+        make_app(product, keys).client.activate(key, **args)
+
+
+def test_missing_password_is_named(server: LocalServer, make_app: Callable[..., App]) -> None:
+    product, keys = new_product(server.admin, password_required=True)
+    key = server.admin.issue_license(product, password="pw")["license_key"]
+    with pytest.raises(WrongPassword, match="needs an activation password"):
+        make_app(product, keys).client.activate(key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import platform
+import re
 import secrets
 import threading
 import time
@@ -105,6 +106,49 @@ def _error_field(answer: Response, name: str) -> object:
     """A field of the answer's ``{"error": {...}}`` object, or None."""
     error = answer.body.get("error")
     return error.get(name) if isinstance(error, dict) else None
+
+
+_LICENSE_KEY = re.compile(r"[A-Za-z0-9 -]{4,64}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+
+
+def _checked_activation_input(
+    license_key: object, email: object, registration: object, consent: bool
+) -> str:
+    """Check what the end user typed before anything is sent; returns the stripped key.
+
+    Raises:
+        UnknownLicenseKey: no key, or not the shape of a license key.
+        ConsentRequired: personal data without consent.
+        ActivationError: an email address or registration details that cannot be right.
+    """
+    if not isinstance(license_key, str) or not license_key.strip():
+        raise UnknownLicenseKey("Enter a license key.")
+    key = license_key.strip()
+    if not _LICENSE_KEY.fullmatch(key):
+        raise UnknownLicenseKey(
+            "This is not a valid license key: it has letters, digits and dashes, as on your "
+            "purchase confirmation. Check it and type it again."
+        )
+    if (email is not None or registration is not None) and not consent:
+        raise ConsentRequired(
+            "Personal data (email, registration details) is sent only with the end "
+            "user's consent: pass consent=True once they agreed."
+        )
+    if email is not None and (
+        not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email)
+    ):
+        raise ActivationError("The email address looks wrong: check it and try again.")
+    if registration is not None and not (
+        isinstance(registration, Mapping) and len(registration) <= 16 and all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
+            for k, v in registration.items())
+    ):
+        raise ActivationError(
+            "The registration details must be at most 16 short text fields "
+            "(names up to 64 characters, values up to 256)."
+        )
+    return key
 
 
 def _credentials(data: Mapping[str, Any], message: str | None = None) -> tuple[str, str]:
@@ -662,17 +706,10 @@ class LicenseClient:
             InvalidToken, WrongMachine, ServerError: an unusable answer.
             FingerprintUnavailable: this machine cannot be identified.
         """
-        if not isinstance(license_key, str) or not license_key.strip():
-            raise UnknownLicenseKey("Enter a license key.")
-        if (email is not None or registration is not None) and not consent:
-            raise ConsentRequired(
-                "Personal data (email, registration details) is sent only with the end "
-                "user's consent: pass consent=True once they agreed."
-            )
+        license_key = _checked_activation_input(license_key, email, registration, consent)
         if self.server_url is None:
             raise NetworkError("No license server is configured: use install_token() "
                                "or the offline activation flow.")
-        license_key = license_key.strip()
         key_hash = hashlib.sha256(f"{self.product}\0{license_key}".encode()).hexdigest()
         idempotency_key = self._pending_idempotency_key(key_hash)
         nonce = _nonce()
@@ -729,7 +766,7 @@ class LicenseClient:
                     with contextlib.suppress(LicenseError):
                         _ = self.settings
                 return self._apply_grace(self._now(), lic)
-            self._raise_activation_error(answer)
+            self._raise_activation_error(answer, password=password)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _pending_idempotency_key(self, key_hash: str) -> str:
@@ -749,8 +786,11 @@ class LicenseClient:
         ))
         return new_key
 
-    def _raise_activation_error(self, answer: Response) -> None:
+    def _raise_activation_error(self, answer: Response, *, password: str | None = "") -> None:
         code, message = self._error(answer)
+        if code == "wrong_password" and password is None:
+            raise WrongPassword("This license needs an activation password: enter it and "
+                                "try again.")
         seat_refusal = _seats.seat_error(self, answer, code, message)
         if seat_refusal is not None:  # no_seats_left, activation_locked, activation_moved
             raise seat_refusal
@@ -851,13 +891,7 @@ class LicenseClient:
         """
         from . import offline
 
-        if not isinstance(license_key, str) or not license_key.strip():
-            raise UnknownLicenseKey("Enter a license key.")
-        if (email is not None or registration is not None) and not consent:
-            raise ConsentRequired(
-                "Personal data (email, registration details) is sent only with the end "
-                "user's consent: pass consent=True once they agreed."
-            )
+        license_key = _checked_activation_input(license_key, email, registration, consent)
         with self._lock:
             return offline.create_activation_request(
                 self, license_key, password=password, email=email,
