@@ -59,6 +59,10 @@ def vendor(server: LocalServer, *args: str) -> str:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="software-dna-demo-") as folder:
         home = Path(folder)
+        # The demo's end user lives in the temporary folder too: the store
+        # (SOFTWARE_DNA_HOME below) and the rollback witness, which otherwise
+        # goes to the user's state folder.
+        os.environ["SOFTWARE_DNA_STATE_HOME"] = str(home / "end-user-state")
         with LocalServer(home / "server") as server:
             say("server", f"license server on {server.url} (SQLite: {server.database_url})")
 

@@ -54,8 +54,8 @@ an unknown version) or undecryptable (copied from another machine) file is
 moved aside to ``<name>.corrupt-<UTC timestamp>-<random>`` in the same folder
 -- never deleted -- and :class:`~software_dna.errors.StoreCorrupted` is
 raised. The next read then finds no file and returns ``None``, so an app
-does not loop on the same error; the license is restored from the server at
-the next check, or by activating again.
+does not loop on the same error; the license comes back by activating again
+with the same key (the server recognises the machine, so no seat is taken).
 
 Security
 --------
@@ -127,7 +127,8 @@ _HKDF_SALT = b"software_dna local store key derivation"
 _HKDF_INFO_PREFIX = b"software_dna store v1\0"
 _ENV_HOME = "SOFTWARE_DNA_HOME"
 _RECOVERY_HINT = (
-    "The license will be restored from the server at the next check, or activate again."
+    "Activate again with your license key: the license server recognises "
+    "this computer, so no other seat is taken."
 )
 _SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _WINDOWS_RESERVED = frozenset(
