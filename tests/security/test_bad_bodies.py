@@ -237,7 +237,7 @@ REGISTRATIONS: list[tuple[str, str, bool]] = [
     ("zero-width and BOM", r'{"name": "\u200b\ufeff"}', True),
     ("empty value", '{"name": ""}', True),
     ("empty key", '{"": "x"}', False),
-    ("duplicate keys", '{"name": "a", "name": "b"}', True),
+    ("duplicate keys", '{"name": "a", "name": "b"}', False),  # ambiguous JSON: refused
     ("control characters", r'{"name": "\u0001\u0002\u001b[31mred"}', False),
     ("CJK", '{"\u540d\u524d": "\u5c71\u7530\u592a\u90ce"}', True),
     ("16 keys of 64", "{" + ", ".join(f'"{i:064d}": "v"' for i in range(16)) + "}", True),

@@ -266,3 +266,17 @@ def test_times_beyond_the_calendar_are_a_400(server: LocalServer, when: str) -> 
                            json={"product": product, "expires_at": when})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"nonce": "a", "nonce": "b"}',
+    b'{"product": "p", "consent": NaN}',
+    b'{"seats": Infinity}',
+])
+def test_json_that_parsers_read_differently_is_refused(server: LocalServer, body: bytes) -> None:
+    for path in ("/v1/activations", "/v1/admin/licenses"):
+        answer = requests.post(f"{server.url}{path}", data=body, timeout=10, headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {server.admin_key}"})
+        assert answer.status_code == 400, answer.text
+        assert "duplicate keys" in answer.json()["error"]["message"]

@@ -10,6 +10,7 @@ no stack trace, nothing from the request).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -71,6 +72,37 @@ def error_response(status: int, code: str, message: str, *, receipt: str | None 
 # --------------------------------------------------------------------------- body limits
 
 
+def _strict_json(body: bytes) -> bool:
+    """False for a body that two JSON parsers could read differently.
+
+    Duplicate keys (which one wins is up to the parser) and ``NaN`` /
+    ``Infinity`` (not JSON) are refused; anything else that fails to parse is
+    left to the route's own validation, which answers with its usual 400.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except _NotStrict:
+        return False
+    except (ValueError, RecursionError):
+        return True
+    return True
+
+
+class _NotStrict(Exception):
+    """A JSON construct that strict parsing refuses."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _NotStrict
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrict
+
+
 class BodyLimitMiddleware:
     """Reads request bodies up front: over the limit -> 413, non-JSON -> 415.
 
@@ -120,6 +152,12 @@ class BodyLimitMiddleware:
             if ctype != "application/json":
                 await error_response(415, "unsupported_media_type",
                                      "Send the body as application/json.")(scope, receive, send)
+                return
+            if not _strict_json(body):
+                await error_response(
+                    400, "invalid_request",
+                    "The body is not valid JSON (duplicate keys, NaN and Infinity are refused).",
+                )(scope, receive, send)
                 return
         sent = False
 
