@@ -141,7 +141,8 @@ def public_keys(product: ProductPath, session: Db) -> PublicKeysOut:
 # --------------------------------------------------------------------------- licenses
 
 
-def _out(session: Session, lic_id: str) -> LicenseOut:
+def license_out(session: Session, lic_id: str) -> LicenseOut:
+    """The admin API's view of the license ``lic_id`` (404 when unknown)."""
     lic = service.get_license(session, lic_id)
     return LicenseOut.of(lic, service.seats_in_use(session, lic.id))
 
@@ -178,7 +179,7 @@ def list_licenses(
 @router.get("/licenses/{license_id}", response_model=LicenseOut)
 def show_license(license_id: IdPath, session: Db) -> LicenseOut:
     """One license (the key shown as its last four characters)."""
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 @router.patch("/licenses/{license_id}", response_model=LicenseOut)
@@ -188,35 +189,35 @@ def update_license(license_id: IdPath, body: LicensePatch, session: Db) -> Licen
     service.update_license(session, license_id, seats=body.seats, expires_at=expires,
                            features=body.features, actor=ACTOR, seat_mode=body.seat_mode,
                            rollover=body.rollover)
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 @router.post("/licenses/{license_id}/suspend", response_model=LicenseOut)
 def suspend_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Suspend (validations answer ``license_suspended``)."""
     service.suspend_license(session, license_id, actor=ACTOR)
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 @router.post("/licenses/{license_id}/resume", response_model=LicenseOut)
 def resume_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Resume a suspended license."""
     service.resume_license(session, license_id, actor=ACTOR)
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 @router.post("/licenses/{license_id}/revoke", response_model=LicenseOut)
 def revoke_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Revoke for good (validations answer ``license_revoked``)."""
     service.revoke_license(session, license_id, actor=ACTOR)
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 @router.put("/licenses/{license_id}/password", response_model=LicenseOut)
 def set_password(license_id: IdPath, body: PasswordIn, session: Db) -> LicenseOut:
     """Set (string) or remove (``null``) the activation password."""
     service.set_license_password(session, license_id, body.password, actor=ACTOR)
-    return _out(session, license_id)
+    return license_out(session, license_id)
 
 
 # --------------------------------------------------------------------------- activations

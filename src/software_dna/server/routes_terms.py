@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server import service
 from software_dna.server.api import AppState, bearer, get_session, get_state, require_admin
+from software_dna.server.routes_admin import license_out
 from software_dna.server.schemas import (
     ActivateOut,
     ErrorBody,
@@ -96,30 +97,25 @@ def renew(activation_id: IdPath, body: RenewIn, request: Request, state: State,
 # --------------------------------------------------------------------------- terms
 
 
-def _license(session: Session, license_id: str) -> LicenseOut:
-    lic = service.get_license(session, license_id)
-    return LicenseOut.of(lic, service.seats_in_use(session, lic.id))
-
-
 @admin_router.post("/licenses/{license_id}/extend", response_model=LicenseOut)
 def extend(license_id: IdPath, body: ExtendIn, session: Db) -> LicenseOut:
     """Add days to a timed license (from its end, or from now if it ended), or move its end."""
     service.extend_license(session, license_id, days=body.days, until=body.until, actor=ACTOR)
-    return _license(session, license_id)
+    return license_out(session, license_id)
 
 
 @admin_router.post("/licenses/{license_id}/perpetual", response_model=LicenseOut)
 def perpetual(license_id: IdPath, session: Db) -> LicenseOut:
     """Convert to a perpetual ``full`` license (no end, no subscription)."""
     service.make_perpetual(session, license_id, actor=ACTOR)
-    return _license(session, license_id)
+    return license_out(session, license_id)
 
 
 @admin_router.post("/licenses/{license_id}/cancel", response_model=LicenseOut)
 def cancel(license_id: IdPath, session: Db) -> LicenseOut:
     """Cancel a subscription: suspended; apps stop after the warning period."""
     service.cancel_subscription(session, license_id, actor=ACTOR)
-    return _license(session, license_id)
+    return license_out(session, license_id)
 
 
 @admin_router.post("/renewal-codes", response_model=RenewalCodeList, status_code=201)
@@ -171,7 +167,7 @@ def list_test_codes(product: ProductPath, session: Db) -> LicenseList:
 def reset_test_code(license_id: IdPath, session: Db) -> LicenseOut:
     """Reset a test code: activations removed, settings deleted, its days start again."""
     service.reset_test_code(session, license_id, actor=ACTOR)
-    return _license(session, license_id)
+    return license_out(session, license_id)
 
 
 # --------------------------------------------------------------------------- trials
