@@ -243,7 +243,7 @@ def assert_quarantined(store: Store, bad: bytes, read: Callable[[], object] | No
     assert aside.name.startswith(store.path.name + ".corrupt-")
     assert aside.read_bytes() == bad, "the bad file is kept, byte for byte"
     assert str(aside) in str(error)
-    assert "Activate again" in str(error) and "no other seat" in str(error)
+    assert "activate it with your license key" in str(error) and "no other seat" in str(error)
     assert not store.path.exists()
     assert store.read() is None, "no crash loop: the next read sees no file"
     store.write({"fresh": True})

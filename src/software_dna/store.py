@@ -127,8 +127,8 @@ _HKDF_SALT = b"software_dna local store key derivation"
 _HKDF_INFO_PREFIX = b"software_dna store v1\0"
 _ENV_HOME = "SOFTWARE_DNA_HOME"
 _RECOVERY_HINT = (
-    "Activate again with your license key: the license server recognises "
-    "this computer, so no other seat is taken."
+    "To use the license again, activate it with your license key: the license server "
+    "recognises this computer, so no other seat is taken."
 )
 _SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _WINDOWS_RESERVED = frozenset(
