@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -246,6 +246,12 @@ async def get_session(state: Annotated[AppState, Depends(get_state)]) -> AsyncIt
         raise
     finally:
         session.close()
+
+
+#: Route parameter types shared by every router module.
+State = Annotated[AppState, Depends(get_state)]
+Db = Annotated[Session, Depends(get_session)]
+IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 
 
 def bearer(request: Request) -> str | None:

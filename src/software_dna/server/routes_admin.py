@@ -8,7 +8,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from sqlalchemy.orm import Session
 
 from software_dna.server import service
-from software_dna.server.api import AppState, get_session, get_state, require_admin
+from software_dna.server.api import (
+    Db,
+    IdPath,
+    State,
+    require_admin,
+)
 from software_dna.server.schemas import (
     ActivationList,
     ActivationOut,
@@ -43,10 +48,7 @@ router = APIRouter(
     responses={code: {"model": ErrorBody} for code in (400, 401, 404, 409)},
 )
 
-State = Annotated[AppState, Depends(get_state)]
-Db = Annotated[Session, Depends(get_session)]
 ProductPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 KidPath = Annotated[str, Path(pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
 ACTOR = "admin"
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from software_dna.server import service
-from software_dna.server.api import AppState, bearer, get_session, get_state
+from software_dna.server.api import Db, IdPath, State, bearer
 from software_dna.server.schemas import (
     ActivateIn,
     ActivateOut,
@@ -32,9 +29,7 @@ from software_dna.server.service import offline
 
 router = APIRouter(prefix="/v1", tags=["end user"])
 
-State = Annotated[AppState, Depends(get_state)]
-Db = Annotated[Session, Depends(get_session)]
-ActivationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+ActivationId = IdPath
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 410, 413, 429)
 }

@@ -8,13 +8,18 @@ license's live leases and lock-out, and resetting a lock-out.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from software_dna.server import service
-from software_dna.server.api import AppState, bearer, get_session, get_state, require_admin
+from software_dna.server.api import (
+    AppState,
+    Db,
+    IdPath,
+    State,
+    bearer,
+    require_admin,
+)
 from software_dna.server.routes_public import _fingerprint
 from software_dna.server.schemas import ErrorBody, ValidateIn
 from software_dna.server.schemas_seats import (
@@ -41,9 +46,6 @@ admin_router = APIRouter(
     responses={code: {"model": ErrorBody} for code in (400, 401, 404, 409)},
 )
 
-State = Annotated[AppState, Depends(get_state)]
-Db = Annotated[Session, Depends(get_session)]
-IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 410, 429, 503)
 }

@@ -10,10 +10,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy.orm import Session
 
 from software_dna.server import service
-from software_dna.server.api import AppState, bearer, get_session, get_state, require_admin
+from software_dna.server.api import (
+    Db,
+    IdPath,
+    State,
+    bearer,
+    require_admin,
+)
 from software_dna.server.routes_admin import license_out
 from software_dna.server.schemas import (
     ActivateOut,
@@ -45,9 +50,6 @@ admin_router = APIRouter(
     responses={code: {"model": ErrorBody} for code in (400, 401, 404, 409)},
 )
 
-State = Annotated[AppState, Depends(get_state)]
-Db = Annotated[Session, Depends(get_session)]
-IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 ProductPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 ACTOR = "admin"
 _ERRORS: dict[int | str, dict[str, object]] = {
