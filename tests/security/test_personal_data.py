@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import getpass
 import http.client
 import json
 import re
 import secrets
-import socket
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +41,7 @@ from software_dna import fingerprint as fp
 from software_dna._rollback import RollbackGuard
 from software_dna.server.local import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
+from tests.identifiers import appears, raw_identifiers
 from tests.security._family import Scale, Tally
 from tests.server.test_erasure_and_keys import _db_rows, _needles, _raw_database
 
@@ -187,44 +185,6 @@ class RecordingProxy:
         self.server.server_close()
 
 
-def raw_identifiers() -> dict[str, str]:
-    """This machine's raw identifiers, read here, in the forms they could be sent in."""
-    values, _missing = fp._gather()
-    found: dict[str, str] = {}
-    for name, value in values.items():
-        found[f"fingerprint {name}"] = value
-    with contextlib.suppress(OSError):
-        machine_id = Path("/etc/machine-id").read_text().strip()
-        if machine_id:
-            found["/etc/machine-id"] = machine_id
-            with contextlib.suppress(ValueError):
-                found["machine id as a UUID"] = str(uuid.UUID(machine_id))
-    found["socket host name"] = socket.gethostname()
-    found["fully qualified host name"] = socket.getfqdn()
-    with contextlib.suppress(OSError):
-        for iface in Path("/sys/class/net").iterdir():
-            with contextlib.suppress(OSError):
-                mac = (iface / "address").read_text().strip()
-                if mac and mac != "00:00:00:00:00:00":
-                    found[f"MAC of {iface.name}"] = mac
-                    found[f"MAC of {iface.name}, bare"] = mac.replace(":", "")
-                    found[f"MAC of {iface.name}, dashes"] = mac.replace(":", "-")
-    node = uuid.getnode()
-    found["uuid.getnode()"] = f"{node:012x}"
-    with contextlib.suppress(Exception):
-        found["OS user name"] = getpass.getuser()
-    found["home folder"] = str(Path.home())
-    return {k: v for k, v in found.items() if v and v not in ("localhost", "/")}
-
-
-def _appears(needle: str, text: str) -> bool:
-    """``needle`` in ``text``, in any case; short needles only as a whole word."""
-    low, hay = needle.lower(), text.lower()
-    if len(low) >= 8:
-        return low in hay
-    return re.search(rf"(?<![a-z0-9]){re.escape(low)}(?![a-z0-9])", hay) is not None
-
-
 #: Field names that would carry personal data.
 PERSONAL_FIELDS = {"email", "registration", "name", "company", "user", "username", "phone",
                    "address", "hostname", "machine_id", "mac", "home"}
@@ -263,7 +223,7 @@ def inspect_requests(recorded: list[Recorded], identifiers: dict[str, str],
                         f"{label}: a personal field {where}.{key} was sent")
         wire = "\n".join([r.path, *(f"{k}: {v}" for k, v in r.headers), text])
         for name, value in identifiers.items():
-            tally.check(not _appears(value, wire),
+            tally.check(not appears(value, wire),
                         f"{label}: the raw {name} ({value!r}) was sent")
 
 
