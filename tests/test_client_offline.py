@@ -6,7 +6,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ def drifted(fp: Fingerprint, changed: int) -> Fingerprint:
     components = dict(fp.components)
     for name in names:
         components[name] = "A" * 43
-    return replace(fp, components=components)
+    return Fingerprint(fp.id, fp.algorithm, fp.source, components, fp.missing, fp.quality)
 
 
 def test_not_activated_without_store(key: SecretKey, tmp_path: Path) -> None:

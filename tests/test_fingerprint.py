@@ -82,7 +82,7 @@ class FakeMachine:
         self.write(relative, value)
 
     def hostname(self, name: str) -> None:
-        self.monkeypatch.setattr(socket, "gethostname", lambda: name)
+        self.monkeypatch.setattr(fp, "_hostname", lambda: name)
 
     def cpuinfo(self, text: str) -> None:
         self.write("proc/cpuinfo", text)
@@ -522,7 +522,7 @@ def test_hostname_error_is_missing(fake: FakeMachine, monkeypatch: pytest.Monkey
     def broken() -> str:
         raise OSError(99, "boom")
 
-    monkeypatch.setattr(socket, "gethostname", broken)
+    monkeypatch.setattr(fp, "_hostname", broken)
     result = fp.collect("acme-editor")
     assert result.missing["hostname"] == "could not be read (boom)"
 
@@ -607,6 +607,18 @@ def test_reader_returning_empty_is_missing(
     result = fp.collect("acme-editor")
     assert result.missing["os_arch"] == "empty value"
     assert result.missing["cpu"] == "could not be decoded as text"
+
+
+def test_system_sources_match_platform_and_socket() -> None:
+    """The readers give what platform and socket report (fingerprints must not change).
+
+    On Linux and macOS they read os.uname() instead, so that start-up imports
+    neither module.
+    """
+    assert fp._system() == platform.system()
+    assert fp._machine() == platform.machine()
+    assert fp._processor() == platform.processor()
+    assert fp._hostname() == socket.gethostname()
 
 
 def test_os_arch_has_no_version(fake: FakeMachine) -> None:

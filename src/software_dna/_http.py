@@ -15,13 +15,12 @@ defeats per-read socket timeouts) still cannot hold the app. Errors from
 from __future__ import annotations
 
 import json
-import platform
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from ._frozen import Frozen
 from ._version import __version__
 from .errors import ServerError, ServerUnreachable
 
@@ -40,13 +39,32 @@ MAX_BODY = 1024 * 1024
 _RETRY_STATUSES = frozenset({502, 503, 504})
 
 
-@dataclass(frozen=True)
-class Response:
-    """A server answer: HTTP status, parsed JSON object body, and headers (lower-case names)."""
+class Response(Frozen):
+    """A server answer: HTTP status, parsed JSON object body, and headers (lower-case names).
 
-    status: int
-    body: Mapping[str, Any]
-    headers: Mapping[str, str]
+    Immutable, compared by all three.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+        self._open()
+        self.status: Final[int] = status
+        self.body: Final[Mapping[str, Any]] = body
+        self.headers: Final[Mapping[str, str]] = headers
+        self._seal()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Response)
+        return (self.status, self.body, self.headers) == (other.status, other.body, other.headers)
+
+    __hash__ = None  # type: ignore[assignment]  # the body is a dict
+
+    def __repr__(self) -> str:
+        return (f"Response(status={self.status!r}, body={self.body!r}, "
+                f"headers={self.headers!r})")
 
 
 class Transport:
@@ -84,10 +102,14 @@ class Transport:
         self._proxies = dict(proxies) if proxies is not None else None
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
-        self.user_agent = (
-            f"software_dna/{__version__} (Python {platform.python_version()}; "
-            f"{platform.system()})"
-        )
+
+    @property
+    def user_agent(self) -> str:
+        """``software_dna/<version> (Python <version>; <OS>)``, sent with every request."""
+        import platform  # lazy: only when a request is made
+
+        return (f"software_dna/{__version__} (Python {platform.python_version()}; "
+                f"{platform.system()})")
 
     def _get_session(self) -> requests.Session:
         with self._lock:

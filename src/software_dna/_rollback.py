@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -235,6 +234,8 @@ class RollbackGuard:
         """
         store_id = data.get("store_id")
         if not isinstance(store_id, str):
+            import secrets  # lazy: only when the store is written
+
             store_id = data["store_id"] = secrets.token_urlsafe(12)
         stores = (self.read() or {}).get("stores")
         seen = _int(stores.get(store_id)) if isinstance(stores, dict) else 0

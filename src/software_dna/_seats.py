@@ -29,7 +29,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import re
-import secrets
 import threading
 import weakref
 from datetime import datetime, timedelta
@@ -276,6 +275,8 @@ def _derived_installation_id(client: LicenseClient) -> str:
     try:
         key = _fp.machine_secret(client.product)
     except LicenseError:  # no machine secret at all: a random id, as before
+        import secrets
+
         return secrets.token_urlsafe(24)
     digest = hmac.new(key, message, hashlib.sha256).digest()[:24]
     return base64.urlsafe_b64encode(digest).decode()

@@ -19,9 +19,7 @@ See docs/trials.md and docs/licenses.md.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +57,8 @@ _TRIAL_ERRORS = ("trial_used", "trial_not_available")
 
 
 def _nonce() -> str:
+    import secrets  # lazy: only for online requests
+
     return secrets.token_urlsafe(24)
 
 
@@ -113,7 +113,7 @@ def cancel_window_end(status: object, now: datetime) -> datetime | None:
 
 def cancelled_license(lic: License, until: datetime) -> License:
     """``lic`` during the warning period of a cancelled subscription."""
-    return replace(lic, subscription_ends_at=until, offline_grace_ends_at=None)
+    return lic._replace(subscription_ends_at=until, offline_grace_ends_at=None)
 
 
 # ------------------------------------------------------------ trial to paid

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import platform
+import hmac
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +97,8 @@ def _utcnow() -> datetime:
 
 
 def _nonce() -> str:
+    import secrets  # lazy: not needed by an offline check()
+
     return secrets.token_urlsafe(24)
 
 
@@ -538,13 +538,15 @@ class LicenseClient:
         cached = self._with_days
         if cached is not None and cached[0] is lic and cached[1] == days:
             return cached[2]  # the same license on the same day: no new object
-        dated = replace(lic, days_left=days)
+        dated = lic._replace(days_left=days)
         self._with_days = (lic, days, dated)
         return dated
 
     # ------------------------------------------------------------ online
 
     def _client_facts(self) -> dict[str, str]:
+        import platform  # lazy: only when activating
+
         return {
             "sdk_version": __version__,
             "os": platform.system() or "unknown",
@@ -556,7 +558,7 @@ class LicenseClient:
         if not isinstance(token, str):
             raise ServerError("The license server's answer holds no license token.")
         lic = verify_token(token, self._keys, self.product)
-        if not secrets.compare_digest(lic.nonce, nonce):
+        if not hmac.compare_digest(lic.nonce, nonce):
             raise InvalidToken("The server's answer does not match this request (replayed?).")
         self._check_machine(lic)
         return lic
@@ -566,7 +568,7 @@ class LicenseClient:
             claims = verify_receipt(receipt, self._keys, self.product)
         except LicenseError:
             return False
-        return secrets.compare_digest(str(claims.get("nonce")), nonce) and (
+        return hmac.compare_digest(str(claims.get("nonce")), nonce) and (
             activation_id is None or claims.get("activation_id") == activation_id
         )
 
@@ -780,7 +782,7 @@ class LicenseClient:
             existing = pending.get("idempotency_key")
             if isinstance(existing, str):
                 return existing
-        new_key = secrets.token_urlsafe(24)
+        new_key = _nonce()  # 24 random bytes, like a nonce
         self._update(lambda d: d.__setitem__(
             "pending_activation", {"key_hash": key_hash, "idempotency_key": new_key}
         ))

@@ -27,16 +27,15 @@ import base64
 import hashlib
 import hmac
 import os
-import platform
 import re
-import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Final
 
+from software_dna._frozen import Frozen
 from software_dna.errors import FingerprintUnavailable
 
 __all__ = ["ALGORITHM", "COMPONENTS", "Fingerprint", "collect", "machine_secret", "match"]
@@ -86,8 +85,7 @@ class _MissingError(Exception):
 # --------------------------------------------------------------------------- public API
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(Frozen):
     """The fingerprint of this machine for one product.
 
     Attributes:
@@ -104,21 +102,38 @@ class Fingerprint:
             (machine id 0.45, MAC 0.20, host name 0.15, CPU 0.10, OS 0.10).
 
     Only :meth:`to_wire` is ever sent anywhere; ``missing`` and ``quality``
-    stay local.
+    stay local. Built with these keyword (or, in this order, positional)
+    arguments; the two mappings are copied. Immutable (assigning an attribute
+    raises :class:`dataclasses.FrozenInstanceError`), compared by every
+    attribute, hashable.
     """
 
-    id: str
-    algorithm: int
-    source: str
-    components: Mapping[str, str]
-    missing: Mapping[str, str]
-    quality: float
+    __slots__ = ("algorithm", "components", "id", "missing", "quality", "source")
 
-    def __post_init__(self) -> None:
-        # Copy into read-only views so that neither the caller's dicts nor
+    def __init__(  # noqa: PLR0917 - positional, as when it was a dataclass
+        self, id: str, algorithm: int, source: str,
+        components: Mapping[str, str], missing: Mapping[str, str], quality: float,
+    ) -> None:
+        self._open()
+        self.id: Final[str] = id
+        self.algorithm: Final[int] = algorithm
+        self.source: Final[str] = source
+        # Copied into read-only views so that neither the caller's dicts nor
         # anyone holding the Fingerprint can change it afterwards.
-        object.__setattr__(self, "components", MappingProxyType(dict(self.components)))
-        object.__setattr__(self, "missing", MappingProxyType(dict(self.missing)))
+        self.components: Final[Mapping[str, str]] = MappingProxyType(dict(components))
+        self.missing: Final[Mapping[str, str]] = MappingProxyType(dict(missing))
+        self.quality: Final[float] = quality
+        self._seal()
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.id, self.algorithm, self.source, self.components, self.missing,
+                self.quality)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Fingerprint)
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(
@@ -131,6 +146,15 @@ class Fingerprint:
                 self.quality,
             )
         )
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__qualname__}(id={self.id!r}, algorithm={self.algorithm!r}, "
+                f"source={self.source!r}, components={self.components!r}, "
+                f"missing={self.missing!r}, quality={self.quality!r})")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Fingerprint, (self.id, self.algorithm, self.source, dict(self.components),
+                              dict(self.missing), self.quality))
 
     def to_wire(self) -> dict[str, object]:
         """Return the JSON-ready form sent to the license server.
@@ -326,9 +350,47 @@ def _build(product: str, values: Mapping[str, str], missing: Mapping[str, str]) 
 # --------------------------------------------------------------------------- collection
 
 
+# Where os.uname() gives exactly what the platform module reports (platform.uname()
+# is os.uname() there, with no renaming), so start-up need not import platform.
+_UNAME_PLATFORMS = ("linux", "darwin")
+
+
 def _system() -> str:
     """The OS name as :func:`platform.system` gives it (``"Linux"``, ``"Darwin"`` ...)."""
+    if sys.platform in _UNAME_PLATFORMS:
+        return os.uname().sysname
+    import platform  # Windows, BSD, ...: not on Linux's or macOS's start-up path
+
     return platform.system()
+
+
+def _machine() -> str:
+    """The architecture as :func:`platform.machine` gives it (``"x86_64"``, ``"arm64"`` ...)."""
+    if sys.platform in _UNAME_PLATFORMS:
+        return os.uname().machine
+    import platform
+
+    return platform.machine()
+
+
+def _processor() -> str:
+    """:func:`platform.processor` (used only where no better CPU source exists)."""
+    import platform
+
+    return platform.processor()
+
+
+def _hostname() -> str:
+    """The host name as :func:`socket.gethostname` gives it.
+
+    On Linux and macOS that is the ``nodename`` of uname(2) (glibc, musl and
+    macOS implement gethostname(3) with it), read without importing ``socket``.
+    """
+    if sys.platform in _UNAME_PLATFORMS:
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def _gather() -> tuple[dict[str, str], dict[str, str]]:
@@ -537,7 +599,7 @@ def _machineid_library() -> str:
 def _read_os_arch() -> str:
     """``"<os>/<architecture>"`` lower-cased, e.g. ``"linux/x86_64"``; no version numbers."""
     system = _system().strip().lower()
-    machine = platform.machine().strip().lower()
+    machine = _machine().strip().lower()
     if not system or not machine:
         raise _MissingError("the OS or architecture is not reported by Python")
     return f"{system}/{machine}"
@@ -661,7 +723,7 @@ def _read_hostname() -> str:
 
     The domain part is dropped because DHCP and macOS change it with the network.
     """
-    name = socket.gethostname().strip().lower().rstrip(".")
+    name = _hostname().strip().lower().rstrip(".")
     # A host named by its IPv4 address keeps the whole address.
     value = name if _IPV4.fullmatch(name) else name.split(".", 1)[0]
     if not value:
@@ -687,11 +749,11 @@ def _read_cpu() -> str:
     if system == "Linux":
         value = _linux_cpu(_ROOT)
     elif system == "Windows":
-        value = _windows_cpu() or platform.processor()
+        value = _windows_cpu() or _processor()
     elif system == "Darwin":
-        value = _darwin_cpu() or platform.processor()
+        value = _darwin_cpu() or _processor()
     else:
-        value = platform.processor()
+        value = _processor()
     value = _normalize_text(value)
     if not value:
         raise _MissingError("the CPU model is not reported on this system")

@@ -29,13 +29,12 @@ from __future__ import annotations
 import enum
 import json
 import re
-import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
+from ._frozen import Frozen
 from ._json import loads_object
 from .errors import InvalidToken, WrongProduct
 from .paseto import PublicKey, SecretKey, sign, untrusted_footer, untrusted_message, verify
@@ -218,8 +217,19 @@ def _footer(kid: str) -> bytes:
 
 # ---------------------------------------------------------------- License
 
-@dataclass(frozen=True)
-class License:
+#: License's attributes, in constructor order; the last three are neither
+#: compared nor shown in its repr.
+_FIELDS: tuple[str, ...] = (
+    "license_id", "activation_id", "product", "fingerprint_id", "mode", "features",
+    "protection", "issued_at", "not_before", "expires_at", "license_expires_at",
+    "refresh_by", "token_id", "issuer", "email", "registration", "offline_grace_ends_at",
+    "kind", "subscription", "days_left", "subscription_ends_at", "seat_mode",
+    "lease_expires_at", "fingerprint", "tolerance", "nonce",
+)
+_COMPARED: tuple[str, ...] = _FIELDS[:-3]
+
+
+class License(Frozen):
     """A verified license, built only from a token whose signature checked out.
 
     Attributes:
@@ -257,34 +267,105 @@ class License:
         lease_expires_at: for a floating license, the end of this machine's
             lease (aware UTC); ``None`` when no lease is held. The client
             refuses a floating license after it, online or not.
+        fingerprint: component name -> hash the activation is bound to.
+        tolerance: how many of those components may differ.
+        nonce: the client nonce the token answers.
+
+    Built with keyword (or, in this order, positional) arguments; immutable
+    (assigning an attribute raises :class:`dataclasses.FrozenInstanceError`).
+    Two licenses are equal when every attribute but ``fingerprint``,
+    ``tolerance`` and ``nonce`` (which the repr leaves out too) is equal; a
+    license without ``registration`` is hashable.
     """
 
-    license_id: str
-    activation_id: str
-    product: str
-    fingerprint_id: str
-    mode: Mode
-    features: frozenset[str]
-    protection: Protection
-    issued_at: datetime
-    not_before: datetime
-    expires_at: datetime | None
-    license_expires_at: datetime | None
-    refresh_by: datetime | None
-    token_id: str
-    issuer: str
-    email: str | None = None
-    registration: Mapping[str, str] | None = None
-    offline_grace_ends_at: datetime | None = None
-    kind: Kind = Kind.FULL
-    subscription: bool = False
-    days_left: int | None = None
-    subscription_ends_at: datetime | None = None
-    seat_mode: SeatMode = SeatMode.MACHINE
-    lease_expires_at: datetime | None = None
-    fingerprint: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    tolerance: int = field(default=0, repr=False, compare=False)
-    nonce: str = field(default="", repr=False, compare=False)
+    __slots__ = _FIELDS
+
+    def __init__(  # noqa: PLR0917 - positional, as when it was a dataclass
+        self,
+        license_id: str,
+        activation_id: str,
+        product: str,
+        fingerprint_id: str,
+        mode: Mode,
+        features: frozenset[str],
+        protection: Protection,
+        issued_at: datetime,
+        not_before: datetime,
+        expires_at: datetime | None,
+        license_expires_at: datetime | None,
+        refresh_by: datetime | None,
+        token_id: str,
+        issuer: str,
+        email: str | None = None,
+        registration: Mapping[str, str] | None = None,
+        offline_grace_ends_at: datetime | None = None,
+        kind: Kind = Kind.FULL,
+        subscription: bool = False,
+        days_left: int | None = None,
+        subscription_ends_at: datetime | None = None,
+        seat_mode: SeatMode = SeatMode.MACHINE,
+        lease_expires_at: datetime | None = None,
+        fingerprint: Mapping[str, str] | None = None,
+        tolerance: int = 0,
+        nonce: str = "",
+    ) -> None:
+        self._open()
+        self.license_id: Final[str] = license_id
+        self.activation_id: Final[str] = activation_id
+        self.product: Final[str] = product
+        self.fingerprint_id: Final[str] = fingerprint_id
+        self.mode: Final[Mode] = mode
+        self.features: Final[frozenset[str]] = features
+        self.protection: Final[Protection] = protection
+        self.issued_at: Final[datetime] = issued_at
+        self.not_before: Final[datetime] = not_before
+        self.expires_at: Final[datetime | None] = expires_at
+        self.license_expires_at: Final[datetime | None] = license_expires_at
+        self.refresh_by: Final[datetime | None] = refresh_by
+        self.token_id: Final[str] = token_id
+        self.issuer: Final[str] = issuer
+        self.email: Final[str | None] = email
+        self.registration: Final[Mapping[str, str] | None] = registration
+        self.offline_grace_ends_at: Final[datetime | None] = offline_grace_ends_at
+        self.kind: Final[Kind] = kind
+        self.subscription: Final[bool] = subscription
+        self.days_left: Final[int | None] = days_left
+        self.subscription_ends_at: Final[datetime | None] = subscription_ends_at
+        self.seat_mode: Final[SeatMode] = seat_mode
+        self.lease_expires_at: Final[datetime | None] = lease_expires_at
+        self.fingerprint: Final[Mapping[str, str]] = {} if fingerprint is None else fingerprint
+        self.tolerance: Final[int] = tolerance
+        self.nonce: Final[str] = nonce
+        self._seal()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (License, tuple(getattr(self, name) for name in _FIELDS))
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, License)
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _COMPARED)
+        return f"{type(self).__qualname__}({shown})"
+
+    def _replace(self, **changes: Any) -> License:
+        """A copy with ``changes`` (attribute name -> value), as ``dataclasses.replace`` made.
+
+        Raises:
+            TypeError: an unknown attribute name.
+        """
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(changes)
+        return License(**values)
 
     def has_feature(self, name: str) -> bool:
         """True when the license grants the feature ``name`` in its current mode."""
@@ -302,7 +383,7 @@ class License:
 
     def with_grace(self, ends_at: datetime | None) -> License:
         """A copy with :attr:`offline_grace_ends_at` set (used by the client)."""
-        return replace(self, offline_grace_ends_at=ends_at)
+        return self._replace(offline_grace_ends_at=ends_at)
 
     def whole_days_left(self, now: datetime) -> int | None:
         """Whole days (24 h) from ``now`` (aware) to :attr:`license_expires_at`.
@@ -437,6 +518,8 @@ def issue_token(
     Raises:
         ValueError: a naive datetime.
     """
+    import secrets  # lazy: the server's side; a client never issues tokens
+
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": license_id,

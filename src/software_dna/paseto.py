@@ -23,9 +23,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -33,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from software_dna._frozen import Frozen
 from software_dna.errors import InvalidToken
 
 __all__ = [
@@ -166,8 +165,7 @@ def _paserk_id(prefix: str, paserk: str) -> str:
     return prefix + _b64encode(digest)
 
 
-@dataclass(frozen=True)
-class PublicKey:
+class PublicKey(Frozen):
     """An Ed25519 public key (32 raw bytes) that verifies ``v4.public`` tokens.
 
     Any 32 bytes are accepted, as PASERK ``k4.public`` requires (its official
@@ -176,20 +174,41 @@ class PublicKey:
     :func:`verify` raises :class:`InvalidToken` for it. The ``cryptography``
     key object is loaded once, here, and reused by every :func:`verify`.
 
+    Immutable (assigning an attribute raises
+    :class:`dataclasses.FrozenInstanceError`); equal and hashed by ``raw``.
+
+    Args:
+        raw: the 32 key bytes (``bytes``, ``bytearray`` or ``memoryview``).
+
+    Attributes:
+        raw: the 32 key bytes (``bytes``).
+        pid: its PASERK ``k4.pid`` id (PASERK type "pid", operation "ID").
+
     Raises:
         InvalidKey: ``raw`` is not 32 bytes.
     """
 
-    raw: bytes
-    _verifier: Ed25519PublicKey | None = field(init=False, repr=False, compare=False)
+    __slots__ = ("_verifier", "pid", "raw")
 
-    def __post_init__(self) -> None:
-        raw = _coerce_bytes(self.raw, "an Ed25519 public key")
-        if len(raw) != _PUBLIC_LEN:
+    def __init__(self, raw: bytes) -> None:
+        data = _coerce_bytes(raw, "an Ed25519 public key")
+        if len(data) != _PUBLIC_LEN:
             raise InvalidKey("an Ed25519 public key is 32 bytes")
-        object.__setattr__(self, "raw", raw)
-        verifier = None if raw in _SMALL_ORDER else Ed25519PublicKey.from_public_bytes(raw)
-        object.__setattr__(self, "_verifier", verifier)
+        self._open()
+        self.raw: Final[bytes] = data
+        self.pid: Final[str] = _paserk_id(_PASERK_PID, _PASERK_PUBLIC + _b64encode(data))
+        self._verifier: Final[Ed25519PublicKey | None] = (
+            None if data in _SMALL_ORDER else Ed25519PublicKey.from_public_bytes(data))
+        self._seal()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, PublicKey)
+        return self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash((self.raw,))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PublicKey:
@@ -208,11 +227,6 @@ class PublicKey:
     def to_paserk(self) -> str:
         """This key as PASERK ``k4.public.<base64url(raw)>`` (PASERK type "public")."""
         return _PASERK_PUBLIC + _b64encode(self.raw)
-
-    @cached_property
-    def pid(self) -> str:
-        """PASERK ``k4.pid`` id of this key (PASERK type "pid", operation "ID"), cached."""
-        return _paserk_id(_PASERK_PID, self.to_paserk())
 
     def __repr__(self) -> str:
         return f"PublicKey({self.to_paserk()!r})"
@@ -300,12 +314,34 @@ class SecretKey:
         return hash(self._public)
 
 
-@dataclass(frozen=True)
-class VerifiedToken:
-    """The authenticated content of a verified token: its ``message`` and ``footer`` bytes."""
+class VerifiedToken(Frozen):
+    """The authenticated content of a verified token: its ``message`` and ``footer`` bytes.
 
-    message: bytes
-    footer: bytes
+    Immutable, equal and hashed by both, like a frozen dataclass.
+    """
+
+    __slots__ = ("footer", "message")
+
+    def __init__(self, message: bytes, footer: bytes) -> None:
+        self._open()
+        self.message: Final[bytes] = message
+        self.footer: Final[bytes] = footer
+        self._seal()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, VerifiedToken)
+        return (self.message, self.footer) == (other.message, other.footer)
+
+    def __hash__(self) -> int:
+        return hash((self.message, self.footer))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}(message={self.message!r}, footer={self.footer!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (VerifiedToken, (self.message, self.footer))
 
 
 def _parse(token: object) -> tuple[bytes, bytes, bytes]:

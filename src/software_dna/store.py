@@ -80,7 +80,6 @@ import errno
 import json
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -521,7 +520,7 @@ class Store:
     def _quarantine(self, reason: str) -> NoReturn:
         """Move the bad file aside (lock held) and raise StoreCorrupted."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{secrets.token_hex(4)}")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.urandom(4).hex()}")
         try:
             _replace(self.path, aside)
         except OSError as exc:
@@ -540,7 +539,7 @@ class Store:
     def _write_blob(self, blob: bytes) -> None:
         """Atomically replace the store file with ``blob`` (lock held, folder exists)."""
         directory = self.path.parent
-        temporary = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        temporary = directory / f".{self.path.name}.{os.urandom(8).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
         try:
