@@ -6,9 +6,15 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
+
+import pytest
 
 import software_dna
 from software_dna import errors
+from software_dna.fingerprint import collect
+from software_dna.paseto import SecretKey
+from tests.tokens import make_token
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -41,3 +47,51 @@ def test_import_does_not_load_requests_or_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+# Modules the start-up path (import + an offline check()) used to load without
+# needing them; see docs/performance.md ("Client cold start: what dominates").
+_NOT_AT_START_UP = [
+    "dataclasses", "inspect", "ast", "dis", "tokenize",  # dataclasses and what it imports
+    "secrets", "random",  # nonces and ids are made only when writing or going online
+    "filelock",  # only when the store is written
+    "requests", "urllib3",  # only when the server is contacted
+]
+# Read from os.uname() and the XDG variables on Linux instead (other systems use them).
+_NOT_AT_START_UP_LINUX = ["platform", "socket", "platformdirs", "tempfile", "shutil"]
+
+
+def test_start_up_check_loads_no_heavy_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh process doing import + check() on an installed token (the app's cold start).
+
+    Default store and witness folders (no SOFTWARE_DNA_HOME / _STATE_HOME), a
+    server URL (not contacted: no refresh is due). Not a timing test: it checks
+    that what check() does not need is not imported.
+    """
+    for name in ("SOFTWARE_DNA_HOME", "SOFTWARE_DNA_STATE_HOME", "XDG_DATA_HOME",
+                 "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    product = "startup-product"
+    key = SecretKey.generate()
+    public = key.public_key.to_paserk()
+    client = software_dna.LicenseClient(product=product, public_keys=[public],
+                                        server_url="https://license.example.invalid")
+    client.install_token(make_token(key, product, collect(product)))
+    assert client.store_path.is_relative_to(tmp_path)
+
+    code = (
+        "import json, sys\n"
+        "import software_dna\n"
+        f"client = software_dna.LicenseClient(product={product!r}, public_keys=[{public!r}], "
+        "server_url='https://license.example.invalid')\n"
+        "assert client.check().license_id == 'lic_1'\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    loaded = set(json.loads(out.stdout))
+    unwanted = _NOT_AT_START_UP + (_NOT_AT_START_UP_LINUX if sys.platform == "linux" else [])
+    assert sorted(loaded & set(unwanted)) == []

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -30,6 +30,7 @@ from software_dna.store import (
     Store,
     default_store_dir,
     store_path_for,
+    user_dir,
 )
 
 PRODUCT = "com.example.editor"
@@ -224,6 +225,30 @@ def test_default_store_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_store_dir("Editor", None) == Path(
         platformdirs.user_data_dir("Editor", None, roaming=False)
     )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the platformdirs-free path is Linux only")
+@pytest.mark.parametrize("xdg", [None, "", "/srv/xdg", "/srv/xdg/", "relative/dir", "  "])
+@pytest.mark.parametrize("home", [None, "/home/someone", "/home/someone/", "/", "relative"])
+@pytest.mark.parametrize("kind", ["data", "state"])
+def test_user_dir_is_platformdirs(monkeypatch: pytest.MonkeyPatch, kind: Literal["data", "state"],
+                                  xdg: str | None, home: str | None) -> None:
+    """user_dir() (no platformdirs import on Linux) gives platformdirs' folder."""
+    import platformdirs
+
+    variable = "XDG_DATA_HOME" if kind == "data" else "XDG_STATE_HOME"
+    for name, value in ((variable, xdg), ("HOME", home)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    try:
+        expected = (platformdirs.user_data_dir("Editor", "Example", roaming=False)
+                    if kind == "data" else platformdirs.user_state_dir("software_dna", False))
+    except RuntimeError:  # newer platformdirs: no usable home folder
+        pytest.skip("platformdirs finds no home folder here")
+    author: str | Literal[False] = "Example" if kind == "data" else False
+    assert user_dir(kind, "Editor" if kind == "data" else "software_dna", author) == expected
 
 
 # --------------------------------------------------------------------------- corrupt files

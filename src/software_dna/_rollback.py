@@ -54,7 +54,7 @@ from typing import Any
 
 from .errors import LicenseError, StoreError, StoreRolledBack
 from .license import format_rfc3339, parse_rfc3339
-from .store import Store
+from .store import Store, user_dir
 
 __all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for", "witness_dir", "witness_path"]
 
@@ -81,9 +81,7 @@ def witness_dir() -> Path:
     override = os.environ.get(_ENV_STATE_HOME)
     if override:
         return Path(override).expanduser().absolute()
-    import platformdirs  # lazy, like the store's default folder
-
-    return Path(platformdirs.user_state_dir("software_dna", appauthor=False)).absolute()
+    return Path(user_dir("state", "software_dna", False)).absolute()
 
 
 def witness_path(product: str) -> Path:
