@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from software_dna.server import service
+from software_dna.server.service import hotpath
 from software_dna.server.api import create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
@@ -60,7 +60,7 @@ def test_unexpected_fault_is_a_json_500(tmp_path: Path, monkeypatch: pytest.Monk
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom: secret detail /etc/passwd")
 
-    monkeypatch.setattr(service, "validate", boom)
+    monkeypatch.setattr(hotpath, "validate", boom)  # the validate route's service call
     body = json.dumps({"fingerprint": {"id": "fp1.x", "components": {"mac": "A" * 43}},
                        "nonce": "n" * 16}).encode()
     status, answer = _call(app, "POST", "/v1/activations/act_x/validate", body,

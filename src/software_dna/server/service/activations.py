@@ -51,6 +51,7 @@ __all__ = [
     "Validated",
     "activate",
     "authenticate",
+    "authentication_failed",
     "deactivate",
     "get_activation",
     "get_settings",
@@ -223,11 +224,23 @@ def authenticate(session: Session, ctx: Context, activation_id: str, secret: str
     if lock:
         query = query.with_for_update(of=Activation)
     activation = session.scalars(query).one_or_none()
-    expected = activation.secret_hash if activation is not None else _DUMMY_HASH
-    given = ctx.vault.secret_hash(secret or "")
-    if not ctx.vault.same(given, expected) or activation is None or not secret:
+    if authentication_failed(ctx, activation.secret_hash if activation is not None else None,
+                             secret):
         raise _unauthorized()
+    assert activation is not None
     return activation
+
+
+def authentication_failed(ctx: Context, stored_hash: str | None, secret: str | None) -> bool:
+    """True unless ``secret`` matches ``stored_hash`` (None: no such activation).
+
+    The comparison is constant-time and is made whether or not the activation
+    exists, so an unknown activation, a missing secret and a wrong one take
+    the same time and get the same answer.
+    """
+    expected = stored_hash if stored_hash is not None else _DUMMY_HASH
+    given = ctx.vault.secret_hash(secret or "")
+    return not ctx.vault.same(given, expected) or stored_hash is None or not secret
 
 
 def _same_components(a: Mapping[str, Any], b: Mapping[str, str]) -> bool:

@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -27,7 +29,18 @@ from software_dna.server.models import Activation, EndUser
 from software_dna.server.service._common import Context
 from software_dna.server.service.keys import active_signing_key
 
-__all__ = ["decrypt_end_user", "issue_for", "receipt_for", "token_times"]
+if TYPE_CHECKING:
+    from software_dna.paseto import SecretKey
+
+__all__ = [
+    "TokenFacts",
+    "decrypt_end_user",
+    "decrypt_personal_data",
+    "issue_for",
+    "receipt_for",
+    "sign_token",
+    "token_times",
+]
 
 
 def token_times(
@@ -55,17 +68,26 @@ def token_times(
 
 def decrypt_end_user(ctx: Context, end_user: EndUser) -> tuple[str | None, dict[str, str] | None]:
     """The end user's ``(email, registration)`` in clear (None where not held)."""
+    return decrypt_personal_data(ctx, end_user.id, end_user.email_ciphertext,
+                                 end_user.registration_ciphertext)
+
+
+def decrypt_personal_data(
+    ctx: Context, end_user_id: str, email_ciphertext: bytes | None,
+    registration_ciphertext: bytes | None,
+) -> tuple[str | None, dict[str, str] | None]:
+    """:func:`decrypt_end_user` from the end user's id and ciphertexts (a Core row)."""
     email: str | None = None
     registration: dict[str, str] | None = None
     try:
-        if end_user.email_ciphertext is not None:
+        if email_ciphertext is not None:
             email = ctx.vault.decrypt_field(
-                end_user.email_ciphertext, aad=f"end_user:{end_user.id}:email"
+                email_ciphertext, aad=f"end_user:{end_user_id}:email"
             ).decode("utf-8")
-        if end_user.registration_ciphertext is not None:
+        if registration_ciphertext is not None:
             loaded: Any = json.loads(
                 ctx.vault.decrypt_field(
-                    end_user.registration_ciphertext, aad=f"end_user:{end_user.id}:registration"
+                    registration_ciphertext, aad=f"end_user:{end_user_id}:registration"
                 )
             )
             registration = {str(k): str(v) for k, v in dict(loaded).items()}
@@ -75,6 +97,73 @@ def decrypt_end_user(ctx: Context, end_user: EndUser) -> tuple[str | None, dict[
     return email, registration
 
 
+@dataclass(frozen=True)
+class TokenFacts:
+    """What a license token says about an activation, its license and its product.
+
+    Built from ORM objects by :func:`issue_for` and from one Core row by the
+    validation hot path (service/hotpath.py), so that both sign the same claims.
+    """
+
+    license_id: str
+    activation_id: str
+    product_id: str
+    fingerprint_id: str
+    fingerprint: Mapping[str, Any]
+    tolerance: int
+    #: The license or the activation was erased: mode ``limited``.
+    limited: bool
+    #: The license's features (the product's ``limited_features`` when limited).
+    features: list[str]
+    #: The product's protection, or ``offline`` for an air-gapped activation.
+    protection: str
+    refresh_interval: int
+    offline_grace_period: int
+    license_expires_at: datetime | None
+    kind: str
+    subscription: bool
+    seat_mode: str
+
+    def times(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """``(refresh_by, exp)`` of a token issued at ``now`` (leases not applied)."""
+        return token_times(protection=self.protection, refresh_interval=self.refresh_interval,
+                           offline_grace_period=self.offline_grace_period,
+                           license_expires_at=self.license_expires_at, now=now)
+
+
+def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, now: datetime,
+               refresh_by: datetime | None, expires: datetime | None,
+               email: str | None = None, registration: dict[str, str] | None = None,
+               lease_end: datetime | None = None) -> str:
+    """The signed token for ``facts`` (times from :meth:`TokenFacts.times`, leases applied)."""
+    from software_dna.license import Kind, Mode, Protection, SeatMode, issue_token
+
+    return issue_token(
+        key,
+        issuer=ctx.settings.issuer,
+        license_id=facts.license_id,
+        activation_id=facts.activation_id,
+        product=facts.product_id,
+        fingerprint_id=facts.fingerprint_id,
+        fingerprint={str(k): str(v) for k, v in facts.fingerprint.items()},
+        tolerance=facts.tolerance,
+        mode=Mode.LIMITED if facts.limited else Mode.FULL,
+        features=facts.features,
+        protection=Protection(facts.protection),
+        issued_at=now,
+        refresh_by=refresh_by,
+        expires_at=expires,
+        license_expires_at=facts.license_expires_at,
+        nonce=nonce,
+        email=email,
+        registration=registration,
+        kind=Kind(facts.kind),
+        subscription=facts.subscription,
+        seat_mode=SeatMode(facts.seat_mode),
+        lease_expires_at=lease_end,
+    )
+
+
 def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: str,
               now: datetime) -> str:
     """A fresh license token for ``activation`` answering ``nonce``.
@@ -82,8 +171,6 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
     Raises:
         ServiceError: 503 ``no_signing_key``.
     """
-    from software_dna.license import Kind, Mode, Protection, SeatMode, issue_token
-
     lic = activation.license
     product = lic.product
     key = active_signing_key(session, ctx, product.id)
@@ -94,45 +181,34 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         end_user = session.get(EndUser, activation.end_user_id)
         if end_user is not None and end_user.erased_at is None:
             email, registration = decrypt_end_user(ctx, end_user)
-    # An air-gapped activation never reaches the server again: always "offline".
-    protection = "offline" if activation.offline else product.protection
-    refresh_by, expires = token_times(
-        protection=protection,
+    facts = TokenFacts(
+        license_id=lic.id,
+        activation_id=activation.id,
+        product_id=product.id,
+        fingerprint_id=activation.fingerprint_id,
+        fingerprint=activation.fingerprint,
+        tolerance=product.fingerprint_tolerance,
+        limited=limited,
+        features=product.limited_features if limited else lic.features,
+        # An air-gapped activation never reaches the server again: always "offline".
+        protection="offline" if activation.offline else product.protection,
         refresh_interval=product.refresh_interval,
         offline_grace_period=product.offline_grace_period,
         license_expires_at=lic.expires_at,
-        now=now,
+        kind=lic.kind,
+        subscription=lic.subscription,
+        seat_mode=lic.seat_mode,
     )
+    refresh_by, expires = facts.times(now)
     lease_end: datetime | None = None
     if lic.seat_mode == "floating":  # the token never outlives the lease (service/leases.py)
         from software_dna.server.service.leases import lease_terms
 
         lease_end, refresh_by, expires = lease_terms(session, activation, now=now,
                                                      refresh_by=refresh_by, expires=expires)
-    return issue_token(
-        key,
-        issuer=ctx.settings.issuer,
-        license_id=lic.id,
-        activation_id=activation.id,
-        product=product.id,
-        fingerprint_id=activation.fingerprint_id,
-        fingerprint={str(k): str(v) for k, v in activation.fingerprint.items()},
-        tolerance=product.fingerprint_tolerance,
-        mode=Mode.LIMITED if limited else Mode.FULL,
-        features=product.limited_features if limited else lic.features,
-        protection=Protection(protection),
-        issued_at=now,
-        refresh_by=refresh_by,
-        expires_at=expires,
-        license_expires_at=lic.expires_at,
-        nonce=nonce,
-        email=email,
-        registration=registration,
-        kind=Kind(lic.kind),
-        subscription=lic.subscription,
-        seat_mode=SeatMode(lic.seat_mode),
-        lease_expires_at=lease_end,
-    )
+    return sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
+                      expires=expires, email=email, registration=registration,
+                      lease_end=lease_end)
 
 
 def receipt_for(
