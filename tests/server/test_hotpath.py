@@ -1,0 +1,224 @@
+"""The validation hot path (service/hotpath.py) against the ORM path, in process.
+
+Two app instances on one database stand for two workers: what one of them
+changes (a key rotation, a retirement) the other must see at its next
+validation, whatever it cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from software_dna import paseto
+from software_dna.errors import InvalidToken
+from software_dna.server import service
+from software_dna.server.api import AppState, create_app
+from software_dna.server.cli import initialize
+from software_dna.server.config import Settings
+from software_dna.server.models import Activation, AuditEntry
+from software_dna.server.service import activations, hotpath
+from software_dna.server.service._common import ServiceError
+
+from .helpers import check_token, fingerprint, nonce
+
+PRODUCT = "hot-app"
+NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def workers(tmp_path: Path, fresh_database_url: str) -> Iterator[tuple[AppState, AppState]]:
+    """Two app instances (two workers' worth of state) on one fresh database."""
+    settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path),
+                                  "DATABASE_URL": fresh_database_url})
+    initialize(settings)
+    apps = [create_app(settings), create_app(settings)]
+    states: list[AppState] = [app.state.sdna for app in apps]
+    with states[0].sessions() as session:
+        service.create_product(session, product_id=PRODUCT, features=["pro"],
+                               limited_features=["basic"], fingerprint_tolerance=1)
+        service.generate_key(session, states[0].ctx, PRODUCT)
+    try:
+        yield states[0], states[1]
+    finally:
+        for state in states:
+            state.engine.dispose()
+
+
+def _activate(state: AppState, *, machine: str = "m1", seats: int = 1,
+              **extra: Any) -> tuple[str, str, str]:
+    """A new license activated on ``machine``: (license id, activation id, secret)."""
+    with state.sessions() as session:
+        lic, key = service.issue_license(session, state.ctx, product_id=PRODUCT, seats=seats,
+                                         expires_at=extra.pop("expires_at", None))
+        fp = fingerprint(machine)
+        done = service.activate(session, state.ctx, service.ActivationRequest(
+            product=PRODUCT, license_key=key,
+            fingerprint=service.FingerprintData(id=fp["id"], components=fp["components"]),
+            nonce=nonce(), idempotency_key=nonce(), **extra))
+        return lic.id, done.activation_id, done.activation_secret
+
+
+def _fp(machine: str = "m1", **kw: Any) -> service.FingerprintData:
+    fp = fingerprint(machine, **kw)
+    return service.FingerprintData(id=fp["id"], components=fp["components"])
+
+
+def _both(state: AppState, activation_id: str, secret: str | None,
+          fp: service.FingerprintData, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """What the hot path's and the ORM path's tokens say (claims but the random ``jti``,
+    and the footer with the kid) when issued at the same instant for the same nonce."""
+    monkeypatch.setattr(hotpath, "utcnow", lambda: NOW)
+    monkeypatch.setattr(activations, "utcnow", lambda: NOW)
+    n = "n" * 24
+    hot = hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
+                           fingerprint=fp, nonce=n)
+    with state.sessions() as session:
+        orm = service.validate(session, state.ctx, activation_id, secret, fingerprint=fp, nonce=n)
+    assert hot.server_time == orm.server_time == NOW
+    assert not hot.rebound and not orm.rebound
+    return _says(hot.token), _says(orm.token)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = json.loads(paseto.untrusted_message(token))
+    return claims
+
+
+def _says(token: str) -> tuple[dict[str, Any], bytes]:
+    claims = _claims(token)
+    assert claims.pop("jti")
+    return claims, paseto.untrusted_footer(token)
+
+
+def test_same_token_as_the_orm_path(workers: tuple[AppState, AppState],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    state, _ = workers
+    _, plain, secret = _activate(state)
+    hot, orm = _both(state, plain, secret, _fp(), monkeypatch)
+    assert hot == orm
+    assert hot[0]["mode"] == "full"
+
+    # Personal data in the token (decrypted from the joined end-user row), a term.
+    _, personal, secret2 = _activate(
+        state, machine="m2", email="ann@example.com", consent=True,
+        registration={"company": "Acme"}, expires_at=NOW + timedelta(days=3))
+    hot, orm = _both(state, personal, secret2, _fp("m2"), monkeypatch)
+    assert hot == orm
+    assert hot[0]["email"] == "ann@example.com"
+
+    # Erased: limited mode, no personal data; an air-gapped activation: "offline".
+    with state.sessions() as session:
+        end_user_id = session.get(Activation, personal).end_user_id  # type: ignore[union-attr]
+        assert end_user_id is not None
+        service.erase_end_user(session, state.ctx, end_user_id)
+        session.execute(update(Activation).where(Activation.id == plain).values(offline=True))
+        session.commit()
+    hot, orm = _both(state, personal, secret2, _fp("m2"), monkeypatch)
+    assert hot == orm
+    assert hot[0]["mode"] == "limited" and "email" not in hot[0]
+    hot, orm = _both(state, plain, secret, _fp(), monkeypatch)
+    assert hot == orm
+    assert hot[0]["protection"] == "offline"
+
+
+def test_writes_last_seen(workers: tuple[AppState, AppState]) -> None:
+    state, _ = workers
+    _, activation_id, secret = _activate(state)
+    with state.sessions() as session:
+        before = session.scalars(select(Activation.last_seen_at)
+                                 .where(Activation.id == activation_id)).one()
+    hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
+                     fingerprint=_fp(), nonce=nonce())
+    with state.sessions() as session:
+        after = session.scalars(select(Activation.last_seen_at)
+                                .where(Activation.id == activation_id)).one()
+    assert after > before
+
+
+def test_unknown_missing_and_wrong_secret_are_one_401(
+        workers: tuple[AppState, AppState]) -> None:
+    state, _ = workers
+    _, activation_id, secret = _activate(state)
+    answers = []
+    for act, given in ((activation_id, None), (activation_id, ""), (activation_id, secret + "x"),
+                       ("act_unknown", secret), ("act_unknown", None)):
+        with pytest.raises(ServiceError) as caught:
+            hotpath.validate(state.engine, state.sessions, state.ctx, act, given,
+                             fingerprint=_fp(), nonce=nonce())
+        answers.append((caught.value.status, caught.value.code, caught.value.message,
+                        caught.value.receipt))
+    assert set(answers) == {(401, "unauthorized", "Missing or wrong activation secret.", None)}
+
+
+def test_cases_handed_to_the_orm_path(workers: tuple[AppState, AppState]) -> None:
+    state, _ = workers
+    license_id, activation_id, secret = _activate(state)
+
+    def validate(fp: service.FingerprintData) -> service.Validated:
+        return hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
+                                fingerprint=fp, nonce=nonce())
+
+    # Drift within the tolerance: re-bound, with its audit entry.
+    assert validate(_fp(changed=["hostname"])).rebound
+    with state.sessions() as session:
+        assert session.scalars(select(AuditEntry.action).where(
+            AuditEntry.activation_id == activation_id)).all().count("activation.rebind") == 1
+    assert not validate(_fp(changed=["hostname"])).rebound  # bound to the new one now
+    with pytest.raises(ServiceError) as caught:  # beyond the tolerance
+        validate(_fp(changed=["os_arch", "mac"]))
+    assert (caught.value.status, caught.value.code) == (403, "wrong_machine")
+
+    # A suspended license: 403 with a signed receipt.
+    with state.sessions() as session:
+        service.suspend_license(session, license_id)
+    with pytest.raises(ServiceError) as caught:
+        validate(_fp(changed=["hostname"]))
+    assert (caught.value.status, caught.value.code) == (403, "license_suspended")
+    assert caught.value.receipt is not None
+    with state.sessions() as session:
+        service.resume_license(session, license_id)
+        service.remove_activation(session, activation_id)
+    with pytest.raises(ServiceError) as caught:  # removed by the vendor: 410
+        validate(_fp(changed=["hostname"]))
+    assert (caught.value.status, caught.value.code) == (410, "activation_removed")
+    assert caught.value.receipt is not None
+
+
+def test_rotation_and_retirement_reach_the_other_worker(
+        workers: tuple[AppState, AppState]) -> None:
+    a, b = workers
+    _, activation_id, secret = _activate(a)
+    with a.sessions() as session:
+        first = service.public_keys(session, PRODUCT)
+    assert len(first) == 1
+
+    def validate_on(state: AppState) -> str:
+        return hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
+                                fingerprint=_fp(), nonce=nonce()).token
+
+    check_token(validate_on(a), first, PRODUCT)  # worker A has the first key cached
+    old_kid = paseto.PublicKey.from_paserk(first[0]).pid
+    assert a.ctx.vault.cached_signing_key(old_kid) is not None
+
+    # Worker B (the admin's request) rotates to a new key and retires the old one.
+    with b.sessions() as session:
+        new = service.rotate_key(session, b.ctx, PRODUCT)
+        service.retire_key(session, b.ctx, PRODUCT, old_kid)
+        now_trusted = service.public_keys(session, PRODUCT)
+    assert now_trusted == [new.public_key]
+
+    # Worker A's very next token is signed by the new key (decrypted on this miss),
+    # never by the retired one it still holds in memory.
+    assert a.ctx.vault.cached_signing_key(new.kid) is None
+    token = validate_on(a)
+    check_token(token, now_trusted, PRODUCT)
+    with pytest.raises(InvalidToken):  # unknown kid for the retired key set
+        check_token(token, first, PRODUCT)
+    check_token(validate_on(b), now_trusted, PRODUCT)
