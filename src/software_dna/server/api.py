@@ -119,18 +119,26 @@ class BodyLimitMiddleware:
             return
         path: str = scope.get("path", "")
         limit = ADMIN_BODY_LIMIT if path.startswith("/v1/admin") else PUBLIC_BODY_LIMIT
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        too_large = error_response(413, "too_large",
-                                   f"The request body is over {limit // 1024} KiB.")
-        length = headers.get("content-length")
+        length: str | None = None
+        ctype = ""
+        for key, value in scope.get("headers", []):
+            name = key.lower()
+            if name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"content-type":
+                ctype = value.decode("latin-1")
+
+        def too_large() -> ASGIApp:
+            return error_response(413, "too_large",
+                                  f"The request body is over {limit // 1024} KiB.")
+
         if length is not None:
             if not length.isdigit():
                 await error_response(400, "invalid_request", "Bad Content-Length.")(
                     scope, receive, send)
                 return
             if int(length) > limit:
-                await too_large(scope, receive, send)
+                await too_large()(scope, receive, send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -142,14 +150,13 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await too_large(scope, receive, send)
+                await too_large()(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body:
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
+            if ctype.split(";")[0].strip().lower() != "application/json":
                 await error_response(415, "unsupported_media_type",
                                      "Send the body as application/json.")(scope, receive, send)
                 return
