@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from software_dna.server.service import hotpath
 from software_dna.server.api import create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
 from software_dna.server.db import SchemaError
+from software_dna.server.service import hotpath
 
 
 def _call(app: Any, method: str, path: str, body: bytes = b"",

@@ -8,6 +8,7 @@ validation, whatever it cached.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from software_dna import paseto
 from software_dna.errors import InvalidToken
@@ -22,6 +24,7 @@ from software_dna.server import service
 from software_dna.server.api import AppState, create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
+from software_dna.server.db import INLINE_TIMEOUT
 from software_dna.server.models import Activation, AuditEntry
 from software_dna.server.service import activations, hotpath
 from software_dna.server.service._common import ServiceError
@@ -48,7 +51,7 @@ def workers(tmp_path: Path, fresh_database_url: str) -> Iterator[tuple[AppState,
         yield states[0], states[1]
     finally:
         for state in states:
-            state.engine.dispose()
+            state.dispose()
 
 
 def _activate(state: AppState, *, machine: str = "m1", seats: int = 1,
@@ -222,3 +225,37 @@ def test_rotation_and_retirement_reach_the_other_worker(
     with pytest.raises(InvalidToken):  # unknown kid for the retired key set
         check_token(token, first, PRODUCT)
     check_token(validate_on(b), now_trusted, PRODUCT)
+
+
+def test_inline_engine_on_postgresql_only(workers: tuple[AppState, AppState]) -> None:
+    state, _ = workers
+    if state.engine.dialect.name == "sqlite":
+        assert state.inline_engine is None  # SQLite waits for its write lock: thread pool
+        return
+    engine = state.inline_engine
+    assert engine is not None
+    _, activation_id, secret = _activate(state)
+    done = hotpath.validate_plain(engine, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(), nonce=nonce())
+    assert done is not None and not done.rebound
+    # Not the plain case: handed over, nothing written.
+    with state.sessions() as session:
+        seen = session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one()
+    assert hotpath.validate_plain(engine, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(changed=["hostname"]), nonce=nonce()) is None
+    with state.sessions() as session:
+        assert session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one() == seen
+        # A row lock held elsewhere: the event loop waits at most INLINE_TIMEOUT seconds,
+        # then the request fails with an OperationalError (answered 503 unavailable).
+        session.execute(select(Activation.id).where(Activation.id == activation_id)
+                        .with_for_update())
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            hotpath.validate_plain(engine, state.ctx, activation_id, secret,
+                                   fingerprint=_fp(), nonce=nonce())
+        assert time.monotonic() - started < INLINE_TIMEOUT + 1.5
+        session.rollback()
+    assert hotpath.validate_plain(engine, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(), nonce=nonce()) is not None

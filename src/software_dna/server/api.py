@@ -25,7 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from software_dna.server.config import ADMIN_BODY_LIMIT, PUBLIC_BODY_LIMIT, Settings
-from software_dna.server.db import check_schema, make_engine, make_session_factory
+from software_dna.server.db import (
+    check_schema,
+    make_engine,
+    make_inline_engine,
+    make_session_factory,
+)
 from software_dna.server.service import Context, ServiceError, check_admin_key
 
 __all__ = ["AppState", "app_from_env", "create_app"]
@@ -50,11 +55,20 @@ class AppState:
     """What the routes share: settings, engine, session factory, service context."""
 
     def __init__(self, settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-                 ctx: Context) -> None:
+                 ctx: Context, inline_engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = sessions
         self.ctx = ctx
+        #: PostgreSQL: the validation hot path's engine, used on the event loop
+        #: (db.make_inline_engine); None on SQLite.
+        self.inline_engine = inline_engine
+
+    def dispose(self) -> None:
+        """Close every pooled database connection."""
+        self.engine.dispose()
+        if self.inline_engine is not None:
+            self.inline_engine.dispose()
 
 
 def error_response(status: int, code: str, message: str, *, receipt: str | None = None,
@@ -317,7 +331,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
         description="Activation, validation and vendor administration. See docs/protocol.md.",
         responses={400: {"model": _error_model()}, 401: {"model": _error_model()}},
     )
-    app.state.sdna = AppState(settings, engine, make_session_factory(engine), ctx)
+    app.state.sdna = AppState(settings, engine, make_session_factory(engine), ctx,
+                              make_inline_engine(settings))
     app.add_middleware(BodyLimitMiddleware)
     _install_handlers(app)
     app.include_router(public_router)

@@ -38,6 +38,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "make_engine",
+    "make_inline_engine",
     "make_session_factory",
     "migrate",
     "session_scope",
@@ -83,6 +84,34 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
     else:
         kwargs["poolclass"] = NullPool
     return create_engine(url, **kwargs)
+
+
+#: Seconds the event loop may wait on PostgreSQL for the validation hot path (connecting,
+#: or one statement, lock waits included) before the request is answered 503.
+INLINE_TIMEOUT = 2
+
+
+def make_inline_engine(settings: Settings) -> Engine | None:
+    """PostgreSQL: a one-connection engine for the validation hot path; None on SQLite.
+
+    The hot path (service/hotpath.py) runs on the worker's event loop, not in
+    the thread pool: a thread hand-off cost more CPU than the validation
+    itself.  Only the event loop thread uses this engine, one request at a
+    time, so its single connection never waits for the pool; connecting and
+    every statement are bounded by :data:`INLINE_TIMEOUT` seconds (then 503
+    ``unavailable``), so a stalled database cannot freeze the worker's loop
+    for long.  SQLite can wait for the write lock up to the busy timeout: it
+    stays in the thread pool.
+    """
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return None
+    return create_engine(
+        url, future=True, hide_parameters=True, pool_size=1, max_overflow=0,
+        pool_timeout=INLINE_TIMEOUT, pool_pre_ping=True, pool_recycle=1800,
+        connect_args={"connect_timeout": INLINE_TIMEOUT,
+                      "options": f"-c statement_timeout={INLINE_TIMEOUT * 1000}"},
+    )
 
 
 def _sqlite_events(engine: Engine, settings: Settings) -> None:

@@ -43,7 +43,7 @@ from software_dna.server.service.activations import (
 from software_dna.server.service.activations import validate as orm_validate
 from software_dna.server.service.tokens import TokenFacts, decrypt_personal_data, sign_token
 
-__all__ = ["validate"]
+__all__ = ["validate", "validate_orm", "validate_plain"]
 
 _ACTIVATIONS = Base.metadata.tables[Activation.__tablename__]
 _LICENSES = Base.metadata.tables[License.__tablename__]
@@ -103,15 +103,15 @@ def _plain(row: Any, fingerprint: FingerprintData, now: Any) -> bool:
     )
 
 
-def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, activation_id: str,
-             secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
-    """:func:`~software_dna.server.service.activations.validate` with ``lease="renew"``.
+def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str | None, *,
+                   fingerprint: FingerprintData, nonce: str) -> Validated | None:
+    """The common case of a validation through Core; None when it is not that case.
 
-    Same answers and effects; ``sessions`` makes the ORM session of the
-    cases the hot path hands over.
+    None means: hand the request to :func:`validate_orm` (nothing was written).
 
     Raises:
-        ServiceError: as ``activations.validate``.
+        ServiceError: 401 ``unauthorized`` (unknown activation, missing or
+        wrong secret: one answer for the three).
     """
     with engine.connect() as conn:
         row = conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
@@ -119,42 +119,48 @@ def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, acti
             raise ServiceError(401, "unauthorized", "Missing or wrong activation secret.")
         assert row is not None
         now = utcnow()
-        if _plain(row, fingerprint, now):
-            kid: str = row.active_kid
-            key = ctx.vault.cached_signing_key(kid)
-            if key is None:
-                key = ctx.vault.signing_key(kid, conn.execute(_SEALED, {"kid": kid}).scalar_one())
-            email: str | None = None
-            registration: dict[str, str] | None = None
-            if (row.end_user_id is not None and not row.activation_erased
-                    and row.end_user_row is not None and row.end_user_erased_at is None):
-                email, registration = decrypt_personal_data(
-                    ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
-            limited = bool(row.license_erased or row.activation_erased)
-            facts = TokenFacts(
-                license_id=row.license_id,
-                activation_id=row.id,
-                product_id=row.product_id,
-                fingerprint_id=row.fingerprint_id,
-                fingerprint=row.fingerprint,
-                tolerance=row.fingerprint_tolerance,
-                limited=limited,
-                features=row.limited_features if limited else row.features,
-                protection="offline" if row.offline else row.protection,
-                refresh_interval=row.refresh_interval,
-                offline_grace_period=row.offline_grace_period,
-                license_expires_at=row.expires_at,
-                kind=row.kind,
-                subscription=bool(row.subscription),
-                seat_mode=row.seat_mode,
-            )
-            refresh_by, expires = facts.times(now)
-            token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
-                               expires=expires, email=email, registration=registration)
-            # Roll-over moves the least recently seen machine.
-            conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
-            conn.commit()
-            return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
+        if not _plain(row, fingerprint, now):
+            return None
+        kid: str = row.active_kid
+        key = ctx.vault.cached_signing_key(kid)
+        if key is None:
+            key = ctx.vault.signing_key(kid, conn.execute(_SEALED, {"kid": kid}).scalar_one())
+        email: str | None = None
+        registration: dict[str, str] | None = None
+        if (row.end_user_id is not None and not row.activation_erased
+                and row.end_user_row is not None and row.end_user_erased_at is None):
+            email, registration = decrypt_personal_data(
+                ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
+        limited = bool(row.license_erased or row.activation_erased)
+        facts = TokenFacts(
+            license_id=row.license_id,
+            activation_id=row.id,
+            product_id=row.product_id,
+            fingerprint_id=row.fingerprint_id,
+            fingerprint=row.fingerprint,
+            tolerance=row.fingerprint_tolerance,
+            limited=limited,
+            features=row.limited_features if limited else row.features,
+            protection="offline" if row.offline else row.protection,
+            refresh_interval=row.refresh_interval,
+            offline_grace_period=row.offline_grace_period,
+            license_expires_at=row.expires_at,
+            kind=row.kind,
+            subscription=bool(row.subscription),
+            seat_mode=row.seat_mode,
+        )
+        refresh_by, expires = facts.times(now)
+        token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
+                           expires=expires, email=email, registration=registration)
+        # Roll-over moves the least recently seen machine.
+        conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
+        conn.commit()
+        return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
+
+
+def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,
+                 secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+    """The ORM path (``activations.validate``, ``lease="renew"``) in a session of its own."""
     session = sessions()
     try:
         return orm_validate(session, ctx, activation_id, secret, fingerprint=fingerprint,
@@ -164,3 +170,20 @@ def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, acti
         raise
     finally:
         session.close()
+
+
+def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, activation_id: str,
+             secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+    """:func:`~software_dna.server.service.activations.validate` with ``lease="renew"``.
+
+    Same answers and effects: :func:`validate_plain`, else :func:`validate_orm`.
+
+    Raises:
+        ServiceError: as ``activations.validate``.
+    """
+    done = validate_plain(engine, ctx, activation_id, secret, fingerprint=fingerprint,
+                          nonce=nonce)
+    if done is not None:
+        return done
+    return validate_orm(sessions, ctx, activation_id, secret, fingerprint=fingerprint,
+                        nonce=nonce)
