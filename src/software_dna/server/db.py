@@ -102,12 +102,17 @@ def make_inline_engine(settings: Settings) -> Engine | None:
     ``unavailable``), so a stalled database cannot freeze the worker's loop
     for long.  SQLite can wait for the write lock up to the busy timeout: it
     stays in the thread pool.
+
+    Autocommit: the hot path reads without locking and then writes one
+    statement, so a transaction around the two added nothing but the
+    ``BEGIN`` and ``COMMIT`` round trips.
     """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return None
     return create_engine(
-        url, future=True, hide_parameters=True, pool_size=1, max_overflow=0,
+        url, future=True, hide_parameters=True, isolation_level="AUTOCOMMIT",
+        pool_size=1, max_overflow=0,
         pool_timeout=INLINE_TIMEOUT, pool_pre_ping=True, pool_recycle=1800,
         connect_args={"connect_timeout": INLINE_TIMEOUT,
                       "options": f"-c statement_timeout={INLINE_TIMEOUT * 1000}"},

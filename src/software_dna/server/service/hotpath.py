@@ -152,7 +152,8 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         refresh_by, expires = facts.times(now)
         token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
                            expires=expires, email=email, registration=registration)
-        # Roll-over moves the least recently seen machine.
+        # Roll-over moves the least recently seen machine.  The read took no lock, so
+        # this one statement is the whole write (db.make_inline_engine: autocommit).
         conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
         conn.commit()
         return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
