@@ -86,20 +86,40 @@ def error_response(status: int, code: str, message: str, *, receipt: str | None 
 # --------------------------------------------------------------------------- body limits
 
 
-def _strict_json(body: bytes) -> bool:
+#: Scope key under which :class:`BodyLimitMiddleware` leaves the body it parsed
+#: (a route may use it instead of parsing the same bytes again: :func:`parsed_body`).
+PARSED_BODY = "software_dna.parsed_body"
+
+
+def _strict_json(body: bytes, scope: Scope) -> bool:
     """False for a body that two JSON parsers could read differently.
 
     Duplicate keys (which one wins is up to the parser) and ``NaN`` /
     ``Infinity`` (not JSON) are refused; anything else that fails to parse is
     left to the route's own validation, which answers with its usual 400.
+    A body that parses is left in ``scope[PARSED_BODY]``.
     """
     try:
-        json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        value = json.loads(body, object_pairs_hook=_no_duplicate_keys,
+                           parse_constant=_no_constant)
     except _NotStrict:
         return False
     except (ValueError, RecursionError):
         return True
+    scope[PARSED_BODY] = (body, value)
     return True
+
+
+def parsed_body(scope: Scope, body: bytes) -> tuple[bool, Any]:
+    """``(True, value)`` when the middleware parsed exactly ``body``, else ``(False, None)``.
+
+    The strict parse gives the same value as ``json.loads`` for every body it
+    lets through (it refuses duplicate keys and the non-JSON constants).
+    """
+    stored = scope.get(PARSED_BODY)
+    if stored is not None and stored[0] == body:
+        return True, stored[1]
+    return False, None
 
 
 class _NotStrict(Exception):
@@ -174,7 +194,7 @@ class BodyLimitMiddleware:
                 await error_response(415, "unsupported_media_type",
                                      "Send the body as application/json.")(scope, receive, send)
                 return
-            if not _strict_json(body):
+            if not _strict_json(body, scope):
                 await error_response(
                     400, "invalid_request",
                     "The body is not valid JSON (duplicate keys, NaN and Infinity are refused).",

@@ -1,0 +1,142 @@
+"""The validate route's own request handler answers exactly as FastAPI's would.
+
+The route (routes_public._LeanValidateRoute) checks its path id and body
+itself instead of through FastAPI's generic handler.  Every request below goes
+to the real app and to a reference app where the same endpoint is an ordinary
+FastAPI route, behind the same middleware and error handlers: the status and
+the JSON body must be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from software_dna.server import api, routes_public
+from software_dna.server.api import BodyLimitMiddleware, _install_handlers, create_app
+from software_dna.server.cli import initialize
+from software_dna.server.config import Settings
+from software_dna.server.schemas import ValidateOut
+
+from .helpers import fingerprint
+
+PATH = "/v1/activations/{}/validate"
+JSON = {"content-type": "application/json"}
+FP: dict[str, Any] = fingerprint("m1")
+GOOD: dict[str, Any] = {"fingerprint": FP, "nonce": "n" * 22}
+
+
+def _call(app: Any, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    """One POST through the ASGI app; (status, JSON body)."""
+    sent: list[dict[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            await asyncio.sleep(3600)
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(payload)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, FastAPI]]:
+    home: Path = tmp_path_factory.mktemp("lean")
+    settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(home)})
+    initialize(settings)
+    app = create_app(settings)
+    reference = FastAPI()
+    reference.state.sdna = app.state.sdna
+    reference.add_middleware(BodyLimitMiddleware)
+    _install_handlers(reference)
+    reference.add_api_route(PATH.format("{activation_id}"), routes_public.validate,
+                            methods=["POST"], response_model=ValidateOut)
+    yield app, reference
+    app.state.sdna.dispose()
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("well formed, unknown activation", "act_x", _body(GOOD), JSON),
+    ("bad path id", "act!x", _body(GOOD), JSON),
+    ("path id too long", "a" * 41, _body(GOOD), JSON),
+    ("bad path id and bad body", "act!x", _body({"nonce": 1}), JSON),
+    ("no body", "act_x", b"", {}),
+    ("no body, JSON type", "act_x", b"", JSON),
+    ("null", "act_x", b"null", JSON),
+    ("a list", "act_x", b"[]", JSON),
+    ("a string", "act_x", b'"abc"', JSON),
+    ("a number", "act_x", b"12", JSON),
+    ("empty object", "act_x", b"{}", JSON),
+    ("nonce of the wrong type", "act_x", _body({**GOOD, "nonce": 5}), JSON),
+    ("nonce too short", "act_x", _body({**GOOD, "nonce": "n"}), JSON),
+    ("extra field", "act_x", _body({**GOOD, "extra": True}), JSON),
+    ("fingerprint a list", "act_x", _body({**GOOD, "fingerprint": []}), JSON),
+    ("bad component", "act_x", _body({**GOOD, "fingerprint": {
+        **FP, "components": {"mac": "short"}}}), JSON),
+    ("component key of the client", "act_x", _body({**GOOD, "fingerprint": {
+        **FP, "components": {"Bad Key!": "A" * 43}}}), JSON),
+    ("not JSON", "act_x", b"{", JSON),
+    ("trailing garbage", "act_x", b'{"nonce": "x"} x', JSON),
+    ("invalid UTF-8", "act_x", b'{"nonce": "\xff\xfe"}', JSON),
+    ("UTF-8 BOM", "act_x", b"\xef\xbb\xbf" + _body(GOOD), JSON),
+    ("nesting too deep", "act_x", b"[" * 30_000 + b"]" * 30_000, JSON),
+    ("duplicate keys", "act_x", b'{"nonce": "a", "nonce": "b"}', JSON),
+    ("NaN", "act_x", b'{"nonce": NaN}', JSON),
+    ("text/plain", "act_x", _body(GOOD), {"content-type": "text/plain"}),
+    ("JSON with a charset", "act_x", _body(GOOD),
+     {"content-type": "application/json; charset=utf-8"}),
+]
+
+
+@pytest.mark.parametrize(("activation_id", "body", "headers"),
+                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_same_answer_as_fastapi(apps: tuple[FastAPI, FastAPI], activation_id: str,
+                                body: bytes, headers: dict[str, str]) -> None:
+    app, reference = apps
+    path = PATH.format(activation_id)
+    headers = {**headers, "authorization": "Bearer sas_x"}
+    got = _call(app, path, body, headers)
+    assert got == _call(reference, path, body, headers)
+    assert got[0] in (400, 401, 415)
+    assert set(got[1]) == {"error"} and {"code", "message"} <= set(got[1]["error"])
+
+
+def test_the_app_uses_the_lean_handler(apps: tuple[FastAPI, FastAPI],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = apps
+    calls = []
+    original = api.parsed_body
+
+    def spy(scope: Any, body: bytes) -> tuple[bool, Any]:
+        calls.append(body)
+        return original(scope, body)
+
+    monkeypatch.setattr(routes_public, "parsed_body", spy)
+    status, _ = _call(app, PATH.format("act_x"), _body(GOOD),
+                      {**JSON, "authorization": "Bearer sas_x"})
+    assert status == 401
+    assert calls == [_body(GOOD)]
