@@ -31,9 +31,10 @@ import contextlib
 import re
 import threading
 import weakref
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import _protocol
 from .errors import (
     ActivationLocked,
     ActivationMoved,
@@ -77,28 +78,14 @@ _RESET_ERRORS = ("no_email_on_file", "no_password", "invalid_reset_code", "mail_
 # ------------------------------------------------------------ errors
 
 
-def _retry_at(client: LicenseClient, answer: Response) -> datetime | None:
-    """When to retry: the body's ``retry_at`` (the server's time, e.g. a lease's end),
-    else ``Retry-After`` seconds from now on this clock, else None."""
-    error = answer.body.get("error")
-    raw = error.get("retry_at") if isinstance(error, dict) else None
-    if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            return parse_rfc3339(raw)
-    header = answer.headers.get("retry-after", "")
-    if header.isdigit():
-        return (client._now() + timedelta(seconds=int(header))).replace(microsecond=0)
-    return None
-
-
 def seat_error(client: LicenseClient, answer: Response, code: str,
                message: str) -> LicenseError | None:
     """The exception for a seats refusal (``no_seats_left``, ``activation_locked``,
     ``activation_moved`` and the password reset codes), or None for another code."""
     if code == "no_seats_left":
-        return NoSeatsLeft(message, retry_after=_retry_at(client, answer))
+        return NoSeatsLeft(message, retry_after=_protocol.retry_at(answer, client._now()))
     if code == "activation_locked":
-        return ActivationLocked(message, retry_after=_retry_at(client, answer))
+        return ActivationLocked(message, retry_after=_protocol.retry_at(answer, client._now()))
     if code == "activation_moved":
         return ActivationMoved(message)
     if code in _RESET_ERRORS:
@@ -291,12 +278,12 @@ def _reset_call(client: LicenseClient, path: str, body: dict[str, Any]) -> dict[
     answer = client._make_transport().request("POST", path, json_body=body, retry=False)
     if answer.status in (200, 202):
         return dict(answer.body)
-    code, message = client._error(answer)
+    code, message = _protocol.error_of(answer)
     if code == "unknown_license_key":
         raise UnknownLicenseKey(message)
     if answer.status == 429 or code == "rate_limited":
         raise ActivationLocked("Too many attempts. Try again later.",
-                               retry_after=_retry_at(client, answer))
+                               retry_after=_protocol.retry_at(answer, client._now()))
     if code == "license_revoked":
         raise LicenseRevoked(message)
     error = seat_error(client, answer, code, message)

@@ -19,10 +19,10 @@ See docs/trials.md and docs/licenses.md.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import _protocol
 from .errors import (
     LicenseError,
     LicenseRevoked,
@@ -54,12 +54,6 @@ __all__ = [
 CANCELLED = "subscription_cancelled"
 _RENEWAL_ERRORS = ("unknown_renewal_code", "renewal_code_used", "renewal_not_applicable")
 _TRIAL_ERRORS = ("trial_used", "trial_not_available")
-
-
-def _nonce() -> str:
-    import secrets  # lazy: only for online requests
-
-    return secrets.token_urlsafe(24)
 
 
 def expired_message(lic: License, ended: datetime) -> str:
@@ -161,36 +155,18 @@ def start_trial(client: LicenseClient) -> License:
                 return current
             if current is not None:
                 raise TrialUnavailable("This computer already has a license for this product.")
-        nonce = _nonce()
+        nonce = _protocol.nonce()
         answer = client._make_transport().request("POST", "/v1/trials", json_body={
             "product": client.product, "fingerprint": client._fingerprint().to_wire(),
-            "nonce": nonce, "client": client._client_facts(),
+            "nonce": nonce, "client": _protocol.client_facts(),
         }, retry=True)
         if answer.status not in (200, 201):
-            code, message = client._error(answer)
+            code, message = _protocol.error_of(answer)
             if code in _TRIAL_ERRORS:
                 raise TrialUnavailable(message)
-            client._raise_activation_error(answer)
-        activation_id = answer.body.get("activation_id")
-        secret = answer.body.get("activation_secret")
-        if not isinstance(activation_id, str) or not isinstance(secret, str):
-            raise ServerError("The license server's answer is incomplete.")
-        lic = client._accept_token(answer.body.get("token"), nonce)
-        if lic.activation_id != activation_id or lic.kind is not Kind.TRIAL:
-            raise ServerError("The license server's answer is not a trial of this product.")
-        token: str = answer.body["token"]
-        now = client._now()
-
-        def save(stored: dict[str, Any]) -> None:
-            stored.clear()
-            stored.update({
-                "token": token, "activation_id": activation_id, "activation_secret": secret,
-                "activated_at": format_rfc3339(now),
-                "clock_high_water": format_rfc3339(max(now, client._high_water or now)),
-            })
-        client._update(save)
-        client._verified = (token, lic)
-        return client._apply_grace(now, lic)
+            _protocol.raise_activation_error(client, answer)
+        lic = _protocol.save_activation(client, answer, nonce, kind=Kind.TRIAL)
+        return client._apply_grace(client._now(), lic)
 
 
 # ------------------------------------------------------------ renewal
@@ -204,8 +180,9 @@ def renew(client: LicenseClient, code: str) -> License:
         raise NetworkError("No license server is configured: a renewal code is entered online.")
     with client._lock:
         data = client._read()
-        activation_id, secret = _stored_credentials(data)
-        nonce = _nonce()
+        activation_id, secret = _protocol.credentials(
+            data, "Activate this product before entering a renewal code.")
+        nonce = _protocol.nonce()
         answer = client._make_transport().request(
             "POST", f"/v1/activations/{activation_id}/renewal",
             json_body={"code": code.strip(), "nonce": nonce}, bearer=secret, retry=True,
@@ -215,7 +192,7 @@ def renew(client: LicenseClient, code: str) -> License:
             client._store_token(answer.body["token"], lic)
             client._last_failed_refresh = None
             return client._apply_grace(client._now(), lic)
-        error_code, message = client._error(answer)
+        error_code, message = _protocol.error_of(answer)
         if error_code in _RENEWAL_ERRORS:
             raise RenewalRefused(message)
         error = answer.body.get("error")
@@ -232,13 +209,5 @@ def renew(client: LicenseClient, code: str) -> License:
             raise NotActivated("The license server does not recognise this activation. "
                                "Activate again with your license key.")
         if answer.status == 429:
-            client._raise_activation_error(answer)
+            _protocol.raise_activation_error(client, answer)
         raise ServerError(f"The license server refused the renewal: {message}")
-
-
-def _stored_credentials(data: Mapping[str, Any]) -> tuple[str, str]:
-    activation_id = data.get("activation_id")
-    secret = data.get("activation_secret")
-    if not isinstance(activation_id, str) or not isinstance(secret, str):
-        raise NotActivated("Activate this product before entering a renewal code.")
-    return activation_id, secret

@@ -12,9 +12,7 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,29 +20,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _seats, _terms
+from . import _protocol, _seats, _terms
 from . import fingerprint as _fp
 from ._rollback import RollbackGuard, refusal_for
-from ._version import __version__
 from .errors import (
-    ActivationError,
-    ActivationLocked,
-    ActivationMoved,
     ClockTampered,
-    ConsentRequired,
     InvalidToken,
     LicenseError,
     LicenseExpired,
-    LicenseRevoked,
-    LicenseSuspended,
     NetworkError,
-    NoSeatsLeft,
     NotActivated,
     ServerError,
     StoreCorrupted,
-    UnknownLicenseKey,
     WrongMachine,
-    WrongPassword,
     WrongProduct,
 )
 from .license import (
@@ -61,7 +49,7 @@ from .paseto import InvalidKey, PublicKey
 from .store import Store, default_store_dir, store_path_for
 
 if TYPE_CHECKING:
-    from ._http import Response, Transport
+    from ._http import Transport
     from .checker import PeriodicCheck
 
 __all__ = ["LicenseClient"]
@@ -75,89 +63,8 @@ HIGH_WATER_STEP = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
 
-# Server error codes → (exception, whether it is a final status to store).
-_REFUSALS: dict[str, type[LicenseError]] = {
-    "license_revoked": LicenseRevoked,
-    "license_suspended": LicenseSuspended,
-    "license_expired": LicenseExpired,
-    "activation_removed": NotActivated,
-    "activation_moved": ActivationMoved,  # roll-over (_seats.py)
-}
-_ACTIVATION_ERRORS: dict[str, type[ActivationError]] = {
-    "unknown_license_key": UnknownLicenseKey,
-    "wrong_password": WrongPassword,
-    "password_reset_required": WrongPassword,
-    "no_seats_left": NoSeatsLeft,
-    "consent_required": ConsentRequired,
-}
-
-
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _nonce() -> str:
-    import secrets  # lazy: not needed by an offline check()
-
-    return secrets.token_urlsafe(24)
-
-
-def _error_field(answer: Response, name: str) -> object:
-    """A field of the answer's ``{"error": {...}}`` object, or None."""
-    error = answer.body.get("error")
-    return error.get(name) if isinstance(error, dict) else None
-
-
-_LICENSE_KEY = re.compile(r"[A-Za-z0-9 -]{4,64}")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-
-
-def _checked_activation_input(
-    license_key: object, email: object, registration: object, consent: bool
-) -> str:
-    """Check what the end user typed before anything is sent; returns the stripped key.
-
-    Raises:
-        UnknownLicenseKey: no key, or not the shape of a license key.
-        ConsentRequired: personal data without consent.
-        ActivationError: an email address or registration details that cannot be right.
-    """
-    if not isinstance(license_key, str) or not license_key.strip():
-        raise UnknownLicenseKey("Enter a license key.")
-    key = license_key.strip()
-    if not _LICENSE_KEY.fullmatch(key):
-        raise UnknownLicenseKey(
-            "This is not a valid license key: it has letters, digits and dashes, as on your "
-            "purchase confirmation. Check it and type it again."
-        )
-    if (email is not None or registration is not None) and not consent:
-        raise ConsentRequired(
-            "Personal data (email, registration details) is sent only with the end "
-            "user's consent: pass consent=True once they agreed."
-        )
-    if email is not None and (
-        not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email)
-    ):
-        raise ActivationError("The email address looks wrong: check it and try again.")
-    if registration is not None and not (
-        isinstance(registration, Mapping) and len(registration) <= 16 and all(
-            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
-            for k, v in registration.items())
-    ):
-        raise ActivationError(
-            "The registration details must be at most 16 short text fields "
-            "(names up to 64 characters, values up to 256)."
-        )
-    return key
-
-
-def _credentials(data: Mapping[str, Any], message: str | None = None) -> tuple[str, str]:
-    """The stored activation id and secret; NotActivated when there are none."""
-    activation_id = data.get("activation_id")
-    secret = data.get("activation_secret")
-    if not isinstance(activation_id, str) or not isinstance(secret, str):
-        raise NotActivated(message) if message else NotActivated()
-    return activation_id, secret
 
 
 class LicenseClient:
@@ -391,7 +298,7 @@ class LicenseClient:
             return
         code = status.get("code")
         message = status.get("message") or "The license cannot be used."
-        error = _REFUSALS.get(code) if isinstance(code, str) else None
+        error = _protocol.REFUSALS.get(code) if isinstance(code, str) else None
         if error is not None:
             raise error(str(message))
 
@@ -465,7 +372,7 @@ class LicenseClient:
         stored = self._stored_license(data)
         suspect = self._guard.suspicion(
             data, (stored.license_id, stored.activation_id, stored.issued_at) if stored else None,
-            _REFUSALS)
+            _protocol.REFUSALS)
         due = force_online or status is not None or suspect is not None
         lic: License | None = None
         if status is None and suspect is None:
@@ -544,15 +451,6 @@ class LicenseClient:
 
     # ------------------------------------------------------------ online
 
-    def _client_facts(self) -> dict[str, str]:
-        import platform  # lazy: only when activating
-
-        return {
-            "sdk_version": __version__,
-            "os": platform.system() or "unknown",
-            "python": platform.python_version(),
-        }
-
     def _accept_token(self, token: object, nonce: str) -> License:
         """Verify a token the server just sent: signature, product, nonce, machine."""
         if not isinstance(token, str):
@@ -572,18 +470,10 @@ class LicenseClient:
             activation_id is None or claims.get("activation_id") == activation_id
         )
 
-    def _error(self, answer: Response) -> tuple[str, str]:
-        error = answer.body.get("error")
-        if isinstance(error, dict):
-            code, message = error.get("code"), error.get("message")
-            if isinstance(code, str):
-                return code, str(message or code)
-        return "http_error", f"The license server answered with HTTP {answer.status}."
-
     def _validate_online(self, data: Mapping[str, Any], *, deadline: float | None,
                          route: str | None = None) -> License:
-        activation_id, secret = _credentials(data)
-        nonce = _nonce()
+        activation_id, secret = _protocol.credentials(data)
+        nonce = _protocol.nonce()
         route = route or self._lease.route()  # validate, or checkout/checkin (_seats.py)
         answer = self._make_transport().request(
             "POST", f"/v1/activations/{activation_id}/{route}",
@@ -595,16 +485,16 @@ class LicenseClient:
             self._store_token(answer.body["token"], lic)
             self._last_failed_refresh = None
             return self._apply_grace(self._now(), lic)
-        code, message = self._error(answer)
+        code, message = _protocol.error_of(answer)
         if code == _terms.CANCELLED and self._receipt_ok(
-            _error_field(answer, "receipt"), nonce, activation_id
+            _protocol.error_field(answer, "receipt"), nonce, activation_id
         ):
             return self._cancelled(data, message)
-        refusal = _REFUSALS.get(code)
+        refusal = _protocol.REFUSALS.get(code)
         if refusal is not None and self._receipt_ok(
-            _error_field(answer, "receipt"), nonce, activation_id
+            _protocol.error_field(answer, "receipt"), nonce, activation_id
         ):
-            self._store_refusal(code, message, receipt=_error_field(answer, "receipt"))
+            self._store_refusal(code, message, receipt=_protocol.error_field(answer, "receipt"))
             raise refusal(message)
         if refusal is not None:
             # Our server signs every refusal; an unsigned one is not its word.
@@ -708,108 +598,8 @@ class LicenseClient:
             InvalidToken, WrongMachine, ServerError: an unusable answer.
             FingerprintUnavailable: this machine cannot be identified.
         """
-        license_key = _checked_activation_input(license_key, email, registration, consent)
-        if self.server_url is None:
-            raise NetworkError("No license server is configured: use install_token() "
-                               "or the offline activation flow.")
-        key_hash = hashlib.sha256(f"{self.product}\0{license_key}".encode()).hexdigest()
-        idempotency_key = self._pending_idempotency_key(key_hash)
-        nonce = _nonce()
-        body: dict[str, Any] = {
-            "product": self.product,
-            "license_key": license_key,
-            "fingerprint": self._fingerprint().to_wire(),
-            "consent": bool(consent),
-            "nonce": nonce,
-            "idempotency_key": idempotency_key,
-            "client": self._client_facts(),
-        }
-        if password is not None:
-            body["password"] = password
-        if email is not None:
-            body["email"] = email
-        if registration is not None:
-            body["registration"] = dict(registration)
-        replaces = _terms.replaces_body(self)  # trial to paid: released once this succeeds
-        if replaces is not None:
-            body["replaces"] = replaces
-        installation = _seats.installation_id(self)  # tells user seats apart (_seats.py)
-        body["installation_id"] = installation
-        with self._lock:
-            answer = self._make_transport().request(
-                "POST", "/v1/activations", json_body=body, retry=True
-            )
-            if answer.status in (200, 201):
-                activation_id = answer.body.get("activation_id")
-                secret = answer.body.get("activation_secret")
-                if not isinstance(activation_id, str) or not isinstance(secret, str):
-                    raise ServerError("The license server's answer is incomplete.")
-                lic = self._accept_token(answer.body.get("token"), nonce)
-                if lic.activation_id != activation_id:
-                    raise InvalidToken()
-                token = answer.body["token"]
-                self._trust_server_time(lic)
-
-                def save(data: dict[str, Any]) -> None:
-                    data.clear()
-                    data.update({
-                        "token": token,
-                        "activation_id": activation_id,
-                        "activation_secret": secret,
-                        "activated_at": format_rfc3339(self._now()),
-                        "clock_high_water": format_rfc3339(lic.issued_at),
-                        "installation_id": installation,
-                    })
-                self._update(save)
-                self._verified = (token, lic)
-                if lic.is_floating:  # activating took a floating lease: keep it renewed
-                    self._lease.want(lic.lease_expires_at)
-                if replaces is not None:  # cache the settings carried over from the trial
-                    with contextlib.suppress(LicenseError):
-                        _ = self.settings
-                return self._apply_grace(self._now(), lic)
-            self._raise_activation_error(answer, password=password)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _pending_idempotency_key(self, key_hash: str) -> str:
-        """The idempotency key of an unfinished activation of this license key, or a new one."""
-        try:
-            data = self._read()
-        except StoreCorrupted:
-            data = {}
-        pending = data.get("pending_activation")
-        if isinstance(pending, dict) and pending.get("key_hash") == key_hash:
-            existing = pending.get("idempotency_key")
-            if isinstance(existing, str):
-                return existing
-        new_key = _nonce()  # 24 random bytes, like a nonce
-        self._update(lambda d: d.__setitem__(
-            "pending_activation", {"key_hash": key_hash, "idempotency_key": new_key}
-        ))
-        return new_key
-
-    def _raise_activation_error(self, answer: Response, *, password: str | None = "") -> None:
-        code, message = self._error(answer)
-        if code == "wrong_password" and password is None:
-            raise WrongPassword("This license needs an activation password: enter it and "
-                                "try again.")
-        seat_refusal = _seats.seat_error(self, answer, code, message)
-        if seat_refusal is not None:  # no_seats_left, activation_locked, activation_moved
-            raise seat_refusal
-        if answer.status == 429 or code == "rate_limited":
-            retry_after: datetime | None = None
-            header = answer.headers.get("retry-after", "")
-            if header.isdigit():
-                retry_after = self._now() + timedelta(seconds=int(header))
-            raise ActivationLocked(
-                "Too many activation attempts. Try again"
-                + (f" after {format_rfc3339(retry_after)}." if retry_after else " later."),
-                retry_after=retry_after,
-            )
-        error = _ACTIVATION_ERRORS.get(code) or _REFUSALS.get(code)
-        if error is not None:
-            raise error(message)
-        raise ServerError(f"The license server refused the activation: {message}")
+        return _protocol.activate(self, license_key, password=password, email=email,
+                                  registration=registration, consent=consent)
 
     def install_token(self, token: str) -> License:
         """Verify a license token obtained out of band and store it.
@@ -857,10 +647,10 @@ class LicenseClient:
         if self._guard.older_than_seen(lic.license_id, lic.issued_at):
             raise InvalidToken("This license is older than one already installed on this "
                                "computer. Use the newest license file you received.")
-        refused = refusal_for(data.get("status"), lic.issued_at, _REFUSALS,
+        refused = refusal_for(data.get("status"), lic.issued_at, _protocol.REFUSALS,
                               activation_id=lic.activation_id)
         refused = refused or self._guard.status_error(
-            lic.license_id, lic.issued_at, _REFUSALS, activation_id=lic.activation_id)
+            lic.license_id, lic.issued_at, _protocol.REFUSALS, activation_id=lic.activation_id)
         if refused is not None:
             raise refused
 
@@ -893,7 +683,7 @@ class LicenseClient:
         """
         from . import offline
 
-        license_key = _checked_activation_input(license_key, email, registration, consent)
+        license_key = _protocol.check_activation_input(license_key, email, registration, consent)
         with self._lock:
             return offline.create_activation_request(
                 self, license_key, password=password, email=email,
@@ -953,10 +743,10 @@ class LicenseClient:
         """
         with self._lock:
             data = self._read()
-            activation_id, secret = _credentials(
+            activation_id, secret = _protocol.credentials(
                 data, "This machine has no activation to deactivate."
             )
-            nonce = _nonce()
+            nonce = _protocol.nonce()
             answer = self._make_transport().request(
                 "POST", f"/v1/activations/{activation_id}/deactivate",
                 json_body={"nonce": nonce}, bearer=secret, retry=True,
@@ -965,7 +755,7 @@ class LicenseClient:
                 if not self._receipt_ok(answer.body.get("receipt"), nonce, activation_id):
                     raise InvalidToken("The server's deactivation receipt is not valid.")
             else:
-                code, message = self._error(answer)
+                code, message = _protocol.error_of(answer)
                 if code not in ("activation_removed", "activation_moved", "unauthorized"):
                     raise ServerError(f"The license server refused to deactivate: {message}")
             self._lease.drop()
@@ -1116,14 +906,14 @@ class LicenseClient:
         """
         with self._lock:
             data = self._read()
-            activation_id, secret = _credentials(data)
-            nonce = _nonce()
+            activation_id, secret = _protocol.credentials(data)
+            nonce = _protocol.nonce()
             answer = self._make_transport().request(
                 "POST", f"/v1/activations/{activation_id}/erasure",
                 json_body={"nonce": nonce}, bearer=secret, retry=True,
             )
             if answer.status != 200:
-                _, message = self._error(answer)
+                _, message = _protocol.error_of(answer)
                 raise ServerError(f"The license server refused the erasure request: {message}")
             lic = self._accept_token(answer.body.get("token"), nonce)
             self._store_token(answer.body["token"], lic)
@@ -1188,13 +978,13 @@ class LicenseClient:
 
     def _settings_request(self, method: str, body: Mapping[str, Any] | None) -> Mapping[str, Any]:
         data = self._read()
-        activation_id, secret = _credentials(data)
+        activation_id, secret = _protocol.credentials(data)
         answer = self._make_transport().request(
             method, f"/v1/activations/{activation_id}/settings", json_body=body,
             bearer=secret, retry=True, deadline=min(CHECK_DEADLINE, self._timeout),
         )
         if answer.status != 200:
-            _, message = self._error(answer)
+            _, message = _protocol.error_of(answer)
             raise ServerError(f"The license server refused the settings: {message}")
         return answer.body
 

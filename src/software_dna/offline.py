@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from . import _protocol
 from ._json import loads_object
 from .errors import (
     ActivationError,
@@ -479,16 +480,14 @@ def create_activation_request(client: LicenseClient, license_key: str, *,
                               password: str | None, email: str | None,
                               registration: Mapping[str, str] | None, consent: bool) -> str:
     """See :meth:`LicenseClient.create_activation_request`."""
-    from .client import _nonce
-
     now = client._now()
-    nonce = _nonce()
+    nonce = _protocol.nonce()
     try:
         text = build_request(
             product=client.product, license_key=license_key.strip(),
             fingerprint=client._fingerprint().to_wire(), nonce=nonce, created_at=now,
             consent=consent, password=password, email=email, registration=registration,
-            client=client._client_facts(),
+            client=_protocol.client_facts(),
         )
     except ValueError:
         raise ActivationError("The activation request would be too large: shorten the "
@@ -570,8 +569,6 @@ def activate_offline(client: LicenseClient, response_text: str) -> License:
 
 def deactivate_offline(client: LicenseClient) -> str:
     """See :meth:`LicenseClient.deactivate_offline`."""
-    from .client import _nonce
-
     data = client._read()
     earlier = data.get("offline_deactivation")
     activation_id, secret = data.get("activation_id"), data.get("activation_secret")
@@ -581,7 +578,7 @@ def deactivate_offline(client: LicenseClient) -> str:
         raise NotActivated("This computer has no activation to deactivate.")
     now = client._now()
     text = build_deactivation_receipt(product=client.product, activation_id=activation_id,
-                                      activation_secret=secret, nonce=_nonce(), now=now)
+                                      activation_secret=secret, nonce=_protocol.nonce(), now=now)
 
     def forget(stored: dict[str, Any]) -> None:
         stored.clear()
