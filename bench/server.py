@@ -2,9 +2,12 @@
 
 The server runs as ``software-dna server run`` (uvicorn) through
 :class:`~software_dna.server.local.LocalServer` on 127.0.0.1, in its own
-process(es); this process is the load generator: a small asyncio HTTP/1.1
-client (keep-alive connections, one request in flight per connection) so that
-the generator costs the shared CPUs as little as possible.
+process(es). The validations are sent by wrk when it is installed
+(bench/_wrk.py: a C load generator costs the 2 shared CPUs a tenth of what a
+Python one does; ``make bench`` installs it on Debian as root), else by this
+process: a small asyncio HTTP/1.1 client. Both keep connections alive with one
+request in flight per connection. The activations always come from this
+process (each needs a new random fingerprint, and the answers are kept).
 
 Measured, for each configuration (SQLite with 1 worker; PostgreSQL with 1 and
 2 workers), with the server's production defaults (access log on, a pool of
@@ -41,6 +44,7 @@ When it cannot be reached the PostgreSQL rows are skipped with the reason.
 This is a benchmark, not a test: it never fails on timing.
 
 Usage: python bench/server.py [--duration S] [--only sqlite,pg1,pg2] [--profile]
+                              [--generator auto|wrk|python]
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_seconds, machine_line, percentile, process_tree, table
+from _wrk import run_validations, wrk_path
 
 from software_dna.server.local import LocalServer
 
@@ -153,13 +158,26 @@ class RunResult:
     error_kinds: dict[str, int] = field(default_factory=dict)
     server_cpu: float | None = None  # CPU seconds of the server's processes while measured
     db_cpu: float | None = None  # CPU seconds of the database's server processes (PostgreSQL)
+    given: dict[float, float] = field(default_factory=dict)  # quantile -> s, from wrk
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def quantile(self, q: float) -> float:
+        if q in self.given:
+            return self.given[q]
         return percentile(sorted(self.latencies), q)
+
+
+def wrk_load(url: str, clients: int, items: list[tuple[str, str, dict[str, Any]]], *,
+             duration: float, warmup: float, cpu: CpuProbe | None) -> RunResult:
+    """The validations driven by wrk (bench/_wrk.py), as a :class:`RunResult`."""
+    got = run_validations(url, clients, items, duration=duration, warmup=warmup, cpu=cpu)
+    return RunResult(requests=got.requests, errors=sum(got.error_kinds.values()),
+                     seconds=got.seconds, error_kinds=dict(got.error_kinds),
+                     server_cpu=got.server_cpu, db_cpu=got.db_cpu,
+                     given={0.50: got.p50, 0.99: got.p99})
 
 
 RequestFactory = Callable[[int], tuple[str, bytes, str | None]]
@@ -433,8 +451,12 @@ def measure_server(label: str, srv: LocalServer, args: argparse.Namespace,
         spy: subprocess.Popen[bytes] | str | None = None
         if profile is not None and clients == 16:
             spy = start_profile(srv, args.warmup + args.duration, profile)
-        got = load(srv.url, clients, validate, duration=args.duration, warmup=args.warmup,
-                   max_requests=args.max_requests, cpu=cpu_probe(srv))
+        if args.generator == "wrk":
+            got = wrk_load(srv.url, clients, [(path, secret, fp) for path, fp, secret in requests],
+                           duration=args.duration, warmup=args.warmup, cpu=cpu_probe(srv))
+        else:
+            got = load(srv.url, clients, validate, duration=args.duration, warmup=args.warmup,
+                       max_requests=args.max_requests, cpu=cpu_probe(srv))
         if isinstance(spy, str):
             PROFILE_NOTES.append(f"profile unavailable: {spy}")
         elif spy is not None:
@@ -518,10 +540,23 @@ def main() -> None:
     parser.add_argument("--log-level", default="info",
                         help="the server's log level (default info, the access log on, as "
                              "`software-dna server run` runs by default)")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="what sends the validations: wrk (C, if on the PATH), this "
+                             "process (asyncio), or auto: wrk when installed (default)")
     args = parser.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    if args.generator == "auto":
+        args.generator = "wrk" if wrk_path() else "python"
+    elif args.generator == "wrk" and not wrk_path():
+        parser.error("wrk is not on the PATH (Debian: apt-get install wrk)")
 
-    print("License server under load (load generator: this process, asyncio HTTP/1.1)")
+    print("License server under load")
+    if args.generator == "wrk":
+        print("load generator: validations from wrk (bench/_wrk.py: round-robin over the "
+              "activations, a fresh nonce each); activations from this process (asyncio)")
+    else:
+        print("load generator: this process, asyncio HTTP/1.1 (wrk not used: install it for "
+              "a generator that costs the shared CPUs less)")
     print(machine_line())
     bare, tokens = signing_ceiling()
     cores = os.cpu_count() or 1
