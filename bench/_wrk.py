@@ -39,9 +39,12 @@ function setup(thread)
   next_id = next_id + 1
 end
 
+local close = false
+
 function init(args)
   requests_file = args[1]
   stride = tonumber(args[2])
+  close = args[3] == "close"
   position = tonumber(offset) or 0
   math.randomseed(os.time() * 1000 + position)
   for line in io.lines(requests_file) do
@@ -63,10 +66,14 @@ function request()
   local item = items[(position % #items) + 1]
   position = position + stride
   local body = '{"fingerprint":' .. item.fp .. ',"nonce":"' .. nonce() .. '"}'
-  return wrk.format("POST", item.path, {
+  local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. item.secret,
-  }, body)
+  }
+  if close then
+    headers["Connection"] = "close"
+  end
+  return wrk.format("POST", item.path, headers, body)
 end
 
 function done(summary, latency, requests)
@@ -102,8 +109,13 @@ CpuProbe = Callable[[], tuple[float | None, dict[int, float] | None]]
 
 
 def run_validations(url: str, clients: int, items: Sequence[tuple[str, str, dict[str, object]]],
-                    *, duration: float, warmup: float, cpu: CpuProbe | None) -> WrkRun:
-    """``clients`` keep-alive connections sending validations for ``duration`` seconds.
+                    *, duration: float, warmup: float, cpu: CpuProbe | None,
+                    keep_alive: bool = True) -> WrkRun:
+    """``clients`` connections sending validations for ``duration`` seconds.
+
+    ``keep_alive=False``: every request asks ``Connection: close``, so each
+    validation comes on a new TCP connection (wrk reconnects), as an app's
+    periodic check does.
 
     ``items``: (path, activation secret, fingerprint as sent) per activation.
     A first run of ``warmup`` seconds is not counted. CPU use of the server
@@ -124,7 +136,8 @@ def run_validations(url: str, clients: int, items: Sequence[tuple[str, str, dict
         def once(seconds: float) -> dict[str, float]:
             done = subprocess.run(
                 [wrk, "-t", str(threads), "-c", str(clients), "-d", f"{max(1, round(seconds))}s",
-                 "--timeout", "30s", "-s", str(script), url, "--", str(listing), str(threads)],
+                 "--timeout", "30s", "-s", str(script), url, "--", str(listing), str(threads),
+                 "keep-alive" if keep_alive else "close"],
                 capture_output=True, text=True, check=True)
             for line in done.stdout.splitlines():
                 if line.startswith("WRK-RESULT "):
