@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -116,3 +118,44 @@ def error_code(answer: requests.Response) -> str:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     code: str = body["error"]["code"]
     return code
+
+
+def asgi_request(app: Any, method: str, path: str, body: bytes = b"",
+                 headers: Mapping[str, str] | None = None, *,
+                 reraised: str | None = None) -> tuple[int, Any]:
+    """One HTTP request straight through an ASGI ``app`` (no server); (status, JSON body).
+
+    ``reraised``: text of the exception the app raises again after answering
+    (Starlette does so after a 500); anything else propagates.
+    """
+    sent: list[dict[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            await asyncio.sleep(3600)
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+
+    async def run() -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            if reraised is None or reraised not in str(exc):
+                raise
+
+    asyncio.run(run())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(payload)

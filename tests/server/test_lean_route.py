@@ -9,7 +9,6 @@ the JSON body must be the same.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,39 +23,12 @@ from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
 from software_dna.server.schemas import ValidateOut
 
-from .helpers import fingerprint
+from .helpers import asgi_request, fingerprint
 
 PATH = "/v1/activations/{}/validate"
 JSON = {"content-type": "application/json"}
 FP: dict[str, Any] = fingerprint("m1")
 GOOD: dict[str, Any] = {"fingerprint": FP, "nonce": "n" * 22}
-
-
-def _call(app: Any, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    """One POST through the ASGI app; (status, JSON body)."""
-    sent: list[dict[str, Any]] = []
-    received = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        if received:
-            await asyncio.sleep(3600)
-        received = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80),
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-    }
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(payload)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +91,8 @@ def test_same_answer_as_fastapi(apps: tuple[FastAPI, FastAPI], activation_id: st
     app, reference = apps
     path = PATH.format(activation_id)
     headers = {**headers, "authorization": "Bearer sas_x"}
-    got = _call(app, path, body, headers)
-    assert got == _call(reference, path, body, headers)
+    got = asgi_request(app, "POST", path, body, headers)
+    assert got == asgi_request(reference, "POST", path, body, headers)
     assert got[0] in (400, 401, 415)
     assert set(got[1]) == {"error"} and {"code", "message"} <= set(got[1]["error"])
 
@@ -136,7 +108,7 @@ def test_the_app_uses_the_lean_handler(apps: tuple[FastAPI, FastAPI],
         return original(scope, body)
 
     monkeypatch.setattr(routes_public, "parsed_body", spy)
-    status, _ = _call(app, PATH.format("act_x"), _body(GOOD),
+    status, _ = asgi_request(app, "POST", PATH.format("act_x"), _body(GOOD),
                       {**JSON, "authorization": "Bearer sas_x"})
     assert status == 401
     assert calls == [_body(GOOD)]
