@@ -8,6 +8,7 @@ validation, whatever it cached.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+import requests
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
 from software_dna import paseto
@@ -25,11 +27,12 @@ from software_dna.server.api import AppState, create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
 from software_dna.server.db import INLINE_TIMEOUT
+from software_dna.server.local import LocalServer
 from software_dna.server.models import Activation, AuditEntry
 from software_dna.server.service import activations, hotpath
 from software_dna.server.service._common import ServiceError
 
-from .helpers import check_token, fingerprint, nonce
+from .helpers import Api, check_token, fingerprint, nonce
 
 PRODUCT = "hot-app"
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
@@ -247,15 +250,76 @@ def test_inline_engine_on_postgresql_only(workers: tuple[AppState, AppState]) ->
     with state.sessions() as session:
         assert session.scalars(select(Activation.last_seen_at)
                                .where(Activation.id == activation_id)).one() == seen
-        # A row lock held elsewhere: the event loop waits at most INLINE_TIMEOUT seconds,
-        # then the request fails with an OperationalError (answered 503 unavailable).
+        # A row lock held elsewhere: the fast path (on the event loop) does not wait for
+        # it, writes nothing and hands the request over to the ORM path (thread pool).
         session.execute(select(Activation.id).where(Activation.id == activation_id)
                         .with_for_update())
+        started = time.monotonic()
+        assert hotpath.validate_plain(engine, state.ctx, activation_id, secret,
+                                      fingerprint=_fp(), nonce=nonce()) is None
+        assert time.monotonic() - started < 0.5
+        session.rollback()
+    with state.sessions() as session:
+        assert session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one() == seen
+    # A table lock (a migration, say) is waited for at most INLINE_TIMEOUT seconds,
+    # then the request fails with an OperationalError (answered 503 unavailable).
+    with state.engine.connect() as other:
+        other.execute(text("LOCK TABLE activations IN ACCESS EXCLUSIVE MODE"))
         started = time.monotonic()
         with pytest.raises(OperationalError):
             hotpath.validate_plain(engine, state.ctx, activation_id, secret,
                                    fingerprint=_fp(), nonce=nonce())
         assert time.monotonic() - started < INLINE_TIMEOUT + 1.5
-        session.rollback()
+        other.rollback()
     assert hotpath.validate_plain(engine, state.ctx, activation_id, secret,
                                   fingerprint=_fp(), nonce=nonce()) is not None
+
+
+@pytest.mark.postgres
+def test_wrong_secret_deactivations_do_not_stall_validations(pg_server: LocalServer) -> None:
+    """Regression: a failed deactivation held the activation's row lock until its
+    rollback, which runs on the worker's event loop -- where the fast path waited for
+    that same lock (2 s, then 503), freezing the worker.  Anyone who knew an activation
+    id could do it, with no secret.  Now a wrong secret never takes the lock, and the
+    fast path never waits for one."""
+    admin = pg_server.admin
+    admin.setup_product("hot-http", features=["pro"])
+    issued = admin.issue_license("hot-http")
+    api = Api(pg_server.url)
+    made = api.activate("hot-http", issued["license_key"])
+    assert made.status_code == 201, made.text
+    activation_id, secret = made.json()["activation_id"], made.json()["activation_secret"]
+    stop = time.monotonic() + 4
+    statuses: dict[str, list[int]] = {"validate": [], "deactivate": []}
+    slowest = {"validate": 0.0, "health": 0.0}
+
+    def validator() -> None:
+        own = Api(pg_server.url)
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            statuses["validate"].append(own.validate(activation_id, secret).status_code)
+            slowest["validate"] = max(slowest["validate"], time.monotonic() - started)
+
+    def attacker() -> None:
+        own = Api(pg_server.url)
+        while time.monotonic() < stop:
+            statuses["deactivate"].append(own.deactivate(activation_id, "sas_wrong").status_code)
+
+    def health() -> None:
+        http = requests.Session()
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            http.get(f"{pg_server.url}/v1/health", timeout=30)
+            slowest["health"] = max(slowest["health"], time.monotonic() - started)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=f) for f in (validator, validator, attacker, attacker,
+                                                       health)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses["deactivate"]) == {401} and len(statuses["deactivate"]) > 20
+    assert set(statuses["validate"]) == {200} and len(statuses["validate"]) > 20
+    assert slowest["validate"] < 1.0 and slowest["health"] < 1.0, slowest

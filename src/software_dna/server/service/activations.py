@@ -216,18 +216,27 @@ def authenticate(session: Session, ctx: Context, activation_id: str, secret: str
                  *, lock: bool = False) -> Activation:
     """The activation ``activation_id`` if ``secret`` is its secret (constant-time check).
 
+    ``lock``: the row is then locked (``FOR UPDATE``) for the rest of the
+    transaction -- only after the secret checked out, so a request with a
+    wrong secret never holds a lock on someone's activation.
+
     Raises:
         ServiceError: 401 ``unauthorized`` (unknown activation, missing or wrong
         secret: the same answer for all three).
     """
     query = select(Activation).where(Activation.id == activation_id)
-    if lock:
-        query = query.with_for_update(of=Activation)
     activation = session.scalars(query).one_or_none()
     if authentication_failed(ctx, activation.secret_hash if activation is not None else None,
                              secret):
         raise _unauthorized()
     assert activation is not None
+    if lock:
+        locked = session.scalars(
+            query.with_for_update(of=Activation).execution_options(populate_existing=True)
+        ).one_or_none()
+        if locked is None:  # removed meanwhile
+            raise _unauthorized()
+        activation = locked
     return activation
 
 

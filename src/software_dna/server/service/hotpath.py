@@ -14,7 +14,10 @@ rows again and decides exactly as it always did: a removed or moved
 activation (410 with a signed receipt), a refused license (403 with a
 receipt), a fingerprint that changed (re-bound within the tolerance with its
 audit entry, else 403 ``wrong_machine``), a floating license (the lease is
-renewed, service/leases.py), a product without an active key (503).  So the
+renewed, service/leases.py), a product without an active key (503), and
+an activation row locked by another transaction at that moment (the fast
+path runs on the event loop on PostgreSQL and must never wait for a lock:
+the transaction holding it may need the same loop to finish).  So the
 hot path itself refuses nothing but 401, with the same answer for an unknown
 activation, a missing secret and a wrong one, after the same constant-time
 comparison.
@@ -84,8 +87,13 @@ _READ = (
     .where(_A.id == bindparam("activation_id"))
 )
 
-_SEEN = update(_ACTIVATIONS).where(_A.id == bindparam("activation_id")).values(
-    last_seen_at=bindparam("seen"))
+#: The ``last_seen_at`` write, which never waits for a row lock (PostgreSQL: ``FOR UPDATE
+#: SKIP LOCKED``; SQLite has no row locks): no row updated means the activation is
+#: locked by another transaction (a deactivation, roll-over, an admin change), and the
+#: request goes to the ORM path, which waits for it in the thread pool, off the event loop.
+_UNLOCKED = (select(_A.id).where(_A.id == bindparam("activation_id"))
+             .with_for_update(skip_locked=True).scalar_subquery())
+_SEEN = update(_ACTIVATIONS).where(_A.id == _UNLOCKED).values(last_seen_at=bindparam("seen"))
 
 _SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
 
@@ -121,6 +129,12 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         now = utcnow()
         if not _plain(row, fingerprint, now):
             return None
+        # Roll-over moves the least recently seen machine.  The read took no lock, so
+        # this one statement is the whole write (db.make_inline_engine: autocommit).
+        seen = conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
+        if seen.rowcount != 1:
+            conn.rollback()
+            return None  # locked elsewhere: the ORM path waits for it (module docstring)
         kid: str = row.active_kid
         key = ctx.vault.cached_signing_key(kid)
         if key is None:
@@ -152,9 +166,6 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         refresh_by, expires = facts.times(now)
         token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
                            expires=expires, email=email, registration=registration)
-        # Roll-over moves the least recently seen machine.  The read took no lock, so
-        # this one statement is the whole write (db.make_inline_engine: autocommit).
-        conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
         conn.commit()
         return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
 
