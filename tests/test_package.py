@@ -50,7 +50,7 @@ def test_import_does_not_load_requests_or_server() -> None:
 
 
 # Modules the start-up path (import + an offline check()) used to load without
-# needing them; see docs/performance.md ("Client cold start: what dominates").
+# needing them; see docs/performance.md ("Client cold start: what was done, what is left").
 _NOT_AT_START_UP = [
     "dataclasses", "inspect", "ast", "dis", "tokenize",  # dataclasses and what it imports
     "secrets", "random",  # nonces and ids are made only when writing or going online
