@@ -145,23 +145,15 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
                 and row.end_user_row is not None and row.end_user_erased_at is None):
             email, registration = decrypt_personal_data(
                 ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
-        limited = bool(row.license_erased or row.activation_erased)
-        facts = TokenFacts(
-            license_id=row.license_id,
-            activation_id=row.id,
-            product_id=row.product_id,
-            fingerprint_id=row.fingerprint_id,
-            fingerprint=row.fingerprint,
-            tolerance=row.fingerprint_tolerance,
-            limited=limited,
-            features=row.limited_features if limited else row.features,
-            protection="offline" if row.offline else row.protection,
-            refresh_interval=row.refresh_interval,
-            offline_grace_period=row.offline_grace_period,
-            license_expires_at=row.expires_at,
-            kind=row.kind,
-            subscription=bool(row.subscription),
-            seat_mode=row.seat_mode,
+        facts = TokenFacts.derive(
+            license_id=row.license_id, activation_id=row.id, product_id=row.product_id,
+            fingerprint_id=row.fingerprint_id, fingerprint=row.fingerprint,
+            tolerance=row.fingerprint_tolerance, license_erased=row.license_erased,
+            activation_erased=row.activation_erased, features=row.features,
+            limited_features=row.limited_features, product_protection=row.protection,
+            activation_offline=row.offline, refresh_interval=row.refresh_interval,
+            offline_grace_period=row.offline_grace_period, license_expires_at=row.expires_at,
+            kind=row.kind, subscription=row.subscription, seat_mode=row.seat_mode,
         )
         refresh_by, expires = facts.times(now)
         token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,

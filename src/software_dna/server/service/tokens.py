@@ -124,6 +124,31 @@ class TokenFacts:
     subscription: bool
     seat_mode: str
 
+    @classmethod
+    def derive(cls, *, license_id: str, activation_id: str, product_id: str,
+               fingerprint_id: str, fingerprint: Mapping[str, Any], tolerance: int,
+               license_erased: bool, activation_erased: bool, features: list[str],
+               limited_features: list[str], product_protection: str,
+               activation_offline: bool, refresh_interval: int, offline_grace_period: int,
+               license_expires_at: datetime | None, kind: str, subscription: bool,
+               seat_mode: str) -> TokenFacts:
+        """The facts from the stored columns: the rules for limited mode and protection.
+
+        Limited mode when the license or the activation was erased (then the
+        product's ``limited_features``); protection ``offline`` for an
+        air-gapped activation, which never reaches the server again.
+        """
+        limited = bool(license_erased or activation_erased)
+        return cls(
+            license_id=license_id, activation_id=activation_id, product_id=product_id,
+            fingerprint_id=fingerprint_id, fingerprint=fingerprint, tolerance=tolerance,
+            limited=limited, features=limited_features if limited else features,
+            protection="offline" if activation_offline else product_protection,
+            refresh_interval=refresh_interval, offline_grace_period=offline_grace_period,
+            license_expires_at=license_expires_at, kind=kind, subscription=bool(subscription),
+            seat_mode=seat_mode,
+        )
+
     def times(self, now: datetime) -> tuple[datetime | None, datetime | None]:
         """``(refresh_by, exp)`` of a token issued at ``now`` (leases not applied)."""
         return token_times(protection=self.protection, refresh_interval=self.refresh_interval,
@@ -174,30 +199,21 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
     lic = activation.license
     product = lic.product
     key = active_signing_key(session, ctx, product.id)
-    limited = lic.erased or activation.erased
     email: str | None = None
     registration: dict[str, str] | None = None
     if activation.end_user_id is not None and not activation.erased:
         end_user = session.get(EndUser, activation.end_user_id)
         if end_user is not None and end_user.erased_at is None:
             email, registration = decrypt_end_user(ctx, end_user)
-    facts = TokenFacts(
-        license_id=lic.id,
-        activation_id=activation.id,
-        product_id=product.id,
-        fingerprint_id=activation.fingerprint_id,
-        fingerprint=activation.fingerprint,
-        tolerance=product.fingerprint_tolerance,
-        limited=limited,
-        features=product.limited_features if limited else lic.features,
-        # An air-gapped activation never reaches the server again: always "offline".
-        protection="offline" if activation.offline else product.protection,
-        refresh_interval=product.refresh_interval,
-        offline_grace_period=product.offline_grace_period,
-        license_expires_at=lic.expires_at,
-        kind=lic.kind,
-        subscription=lic.subscription,
-        seat_mode=lic.seat_mode,
+    facts = TokenFacts.derive(
+        license_id=lic.id, activation_id=activation.id, product_id=product.id,
+        fingerprint_id=activation.fingerprint_id, fingerprint=activation.fingerprint,
+        tolerance=product.fingerprint_tolerance, license_erased=lic.erased,
+        activation_erased=activation.erased, features=lic.features,
+        limited_features=product.limited_features, product_protection=product.protection,
+        activation_offline=activation.offline, refresh_interval=product.refresh_interval,
+        offline_grace_period=product.offline_grace_period, license_expires_at=lic.expires_at,
+        kind=lic.kind, subscription=lic.subscription, seat_mode=lic.seat_mode,
     )
     refresh_by, expires = facts.times(now)
     lease_end: datetime | None = None
