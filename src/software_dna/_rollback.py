@@ -288,6 +288,10 @@ class RollbackGuard:
             if floor is not None:
                 doc["floor"] = floor
 
+        return self._change(change)
+
+    def _change(self, change: Callable[[dict[str, Any]], None]) -> bool:
+        """Apply ``change`` to the witness document; False when it could not be written."""
         try:
             with self._witness().transaction() as doc:
                 change(doc)
@@ -315,12 +319,7 @@ class RollbackGuard:
             if floor is not None:
                 doc["floor"] = floor
 
-        try:
-            with self._witness().transaction() as doc:
-                change(doc)
-        except (StoreError, OSError, ValueError, TypeError):
-            return
-        self._cache = None
+        self._change(change)
 
     # ------------------------------------------------------------ the rules
 
