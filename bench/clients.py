@@ -120,8 +120,8 @@ class Contestant:
 def setup_ours(folder: Path) -> Contestant:
     from software_dna import LicenseClient
     from software_dna.fingerprint import collect
-    from software_dna.license import Mode, Protection, issue_token
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.claims import Mode, Protection, issue_token
+    from software_dna.wire.paseto import SecretKey
 
     key = SecretKey.generate()
     now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from software_dna import LicenseClient  # noqa: E402
 from software_dna.fingerprint import collect  # noqa: E402
-from software_dna.paseto import SecretKey  # noqa: E402
+from software_dna.wire.paseto import SecretKey  # noqa: E402
 from tests.tokens import make_token  # noqa: E402
 
 PRODUCT = "bench-product"

@@ -513,8 +513,8 @@ def signing_ceiling(seconds: float = 1.0) -> tuple[float, float]:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from software_dna.license import Mode, Protection, issue_token
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.claims import Mode, Protection, issue_token
+    from software_dna.wire.paseto import SecretKey
 
     private = Ed25519PrivateKey.generate()
     message = secrets.token_bytes(600)

@@ -10,7 +10,7 @@ import pytest
 
 from software_dna import LicenseClient, LicenseError, ServerUnreachable
 from software_dna.fingerprint import collect
-from software_dna.paseto import SecretKey
+from software_dna.wire.paseto import SecretKey
 
 from .netfaults import free_port, garbage_server, silent_server, trickle_server
 from .tokens import make_token, now_utc

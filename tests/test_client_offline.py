@@ -24,8 +24,8 @@ from software_dna import (
     WrongProduct,
 )
 from software_dna.fingerprint import Fingerprint, collect
-from software_dna.license import CLOCK_SKEW
-from software_dna.paseto import SecretKey
+from software_dna.wire.paseto import SecretKey
+from software_dna.wire.times import CLOCK_SKEW
 
 from .tokens import make_token, now_utc
 

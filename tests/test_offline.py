@@ -31,9 +31,9 @@ from software_dna import (
     WrongMachine,
     WrongProduct,
 )
-from software_dna import offline as off
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.local import AdminClient, LocalServer
+from software_dna.wire import airgap as off
 from tests.identifiers import appears, raw_identifiers
 
 EMAIL = "grace.hopper@example.com"

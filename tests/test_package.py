@@ -13,7 +13,7 @@ import pytest
 import software_dna
 from software_dna import errors
 from software_dna.fingerprint import collect
-from software_dna.paseto import SecretKey
+from software_dna.wire.paseto import SecretKey
 from tests.tokens import make_token
 
 

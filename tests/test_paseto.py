@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from software_dna.errors import InvalidToken, LicenseError
-from software_dna.paseto import (
+from software_dna import errors
+from software_dna.wire.errors import InvalidToken
+from software_dna.wire.paseto import (
     MAX_TOKEN_LENGTH,
     InvalidKey,
     PublicKey,
@@ -302,7 +303,7 @@ def test_paserk_of_the_wrong_type_is_refused() -> None:
 
 def test_invalid_key_is_a_value_error_and_invalid_token_a_license_error() -> None:
     assert issubclass(InvalidKey, ValueError)
-    assert issubclass(InvalidToken, LicenseError)
+    assert issubclass(errors.InvalidToken, errors.LicenseError)
 
 
 # --- sign / verify ---------------------------------------------------------------------

@@ -15,9 +15,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from software_dna import paseto
-from software_dna.errors import InvalidToken
-from software_dna.paseto import (
+from software_dna.wire import paseto
+from software_dna.wire.errors import InvalidToken
+from software_dna.wire.paseto import (
     MAX_TOKEN_LENGTH,
     PublicKey,
     SecretKey,

@@ -22,8 +22,8 @@ from software_dna import (
 )
 from software_dna.checker import PeriodicCheck
 from software_dna.fingerprint import Fingerprint
-from software_dna.paseto import SecretKey
 from software_dna.server.local import AdminError, LocalServer
+from software_dna.wire.paseto import SecretKey
 
 from .test_client_e2e import App, new_product, offline_app, other_machine
 
@@ -266,8 +266,8 @@ def test_on_change_sees_the_warning_the_resume_and_the_stop(
 
 def _claims_token(key: SecretKey, fp: Fingerprint, **changes: Any) -> str:
     """A token signed the way the server signs, with claims changed (None: removed)."""
-    from software_dna.license import _sign_claims, loads_strict
-    from software_dna.paseto import untrusted_message
+    from software_dna.wire.claims import _sign_claims, loads_strict
+    from software_dna.wire.paseto import untrusted_message
 
     from .tokens import make_token
 

@@ -22,7 +22,7 @@ import pytest
 
 from software_dna import LicenseClient, Mode, NotActivated
 from software_dna.fingerprint import Fingerprint, collect
-from software_dna.paseto import SecretKey
+from software_dna.wire.paseto import SecretKey
 
 from .tokens import make_token, now_utc
 

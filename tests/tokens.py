@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from software_dna.fingerprint import Fingerprint
-from software_dna.license import Mode, Protection, issue_token
-from software_dna.paseto import SecretKey
+from software_dna.wire.claims import Mode, Protection, issue_token
+from software_dna.wire.paseto import SecretKey
 
 
 def now_utc() -> datetime:

@@ -47,7 +47,8 @@ from .errors import (
     WrongPassword,
     WrongProduct,
 )
-from .license import Kind, License, Mode, Protection, SeatMode
+from .license import License
+from .wire.claims import Kind, Mode, Protection, SeatMode
 
 __all__ = [
     "ActivationError",

@@ -20,9 +20,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from ._frozen import Frozen
 from ._version import __version__
 from .errors import ServerError, ServerUnreachable
+from .wire.frozen import Frozen
 
 if TYPE_CHECKING:
     import requests

@@ -46,7 +46,9 @@ from .errors import (
     UnknownLicenseKey,
     WrongPassword,
 )
-from .license import Kind, License, format_rfc3339, parse_rfc3339
+from .license import License
+from .wire.claims import Kind
+from .wire.times import format_rfc3339, parse_rfc3339
 
 if TYPE_CHECKING:
     from ._http import Response

@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LicenseError, StoreError, StoreRolledBack
-from .license import format_rfc3339, parse_rfc3339
 from .store import Store, user_dir
+from .wire.times import format_rfc3339, parse_rfc3339
 
 __all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for", "witness_dir", "witness_path"]
 

@@ -48,7 +48,8 @@ from .errors import (
     ServerError,
     UnknownLicenseKey,
 )
-from .license import License, format_rfc3339, parse_rfc3339
+from .license import License
+from .wire.times import format_rfc3339, parse_rfc3339
 
 if TYPE_CHECKING:
     from ._http import Response

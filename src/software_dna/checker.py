@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from . import _seats
 from .errors import LicenseError, NetworkError, ServerError
-from .license import Kind, License, Mode
+from .license import License
+from .wire.claims import Kind, Mode
 
 if TYPE_CHECKING:
     from .client import LicenseClient

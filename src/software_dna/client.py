@@ -35,18 +35,12 @@ from .errors import (
     WrongMachine,
     WrongProduct,
 )
-from .license import (
-    CLOCK_SKEW,
-    License,
-    Mode,
-    Protection,
-    format_rfc3339,
-    parse_rfc3339,
-    verify_receipt,
-    verify_token,
-)
-from .paseto import InvalidKey, PublicKey
+from .license import License, verify_token
 from .store import Store, default_store_dir, store_path_for
+from .wire import errors as wire_errors
+from .wire.claims import Mode, Protection, verify_receipt
+from .wire.paseto import InvalidKey, PublicKey
+from .wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
 
 if TYPE_CHECKING:
     from ._http import Transport
@@ -464,7 +458,7 @@ class LicenseClient:
     def _receipt_ok(self, receipt: object, nonce: str, activation_id: str | None) -> bool:
         try:
             claims = verify_receipt(receipt, self._keys, self.product)
-        except LicenseError:
+        except wire_errors.InvalidToken:
             return False
         return hmac.compare_digest(str(claims.get("nonce")), nonce) and (
             activation_id is None or claims.get("activation_id") == activation_id
@@ -547,7 +541,7 @@ class LicenseClient:
     def _store_refusal(self, code: str, message: str, *, receipt: object = None) -> None:
         seen = format_rfc3339(self._now())
         status: dict[str, Any] = {"code": code, "message": message, "seen_at": seen}
-        with contextlib.suppress(LicenseError):  # the receipt's signed time, for the witness
+        with contextlib.suppress(wire_errors.InvalidToken):  # the receipt's signed time
             status["server_time"] = verify_receipt(receipt, self._keys, self.product)[
                 "server_time"]
 
@@ -654,7 +648,7 @@ class LicenseClient:
         if refused is not None:
             raise refused
 
-    # ------------------------------------------------------------ air-gapped (offline.py)
+    # ------------------------------------------------------------ air-gapped
 
     def create_activation_request(
         self,
@@ -672,7 +666,7 @@ class LicenseClient:
         fingerprint's component hashes, a fresh nonce and the creation time
         (UTC); personal data only when given, and only with ``consent=True``.
         The nonce is remembered in the store for 30 days
-        (:data:`software_dna.offline.REQUEST_LIFETIME`; at most 16 pending).
+        (:data:`software_dna.wire.airgap.REQUEST_LIFETIME`; at most 16 pending).
 
         Raises:
             UnknownLicenseKey: an empty key.
@@ -681,7 +675,7 @@ class LicenseClient:
                 JSON: the registration details are too long).
             FingerprintUnavailable, StoreError.
         """
-        from . import offline
+        from . import _airgap as offline
 
         license_key = _protocol.check_activation_input(license_key, email, registration, consent)
         with self._lock:
@@ -709,7 +703,7 @@ class LicenseClient:
             LicenseExpired: the license has already ended.
             StoreError: it could not be stored.
         """
-        from . import offline
+        from . import _airgap as offline
 
         with self._lock:
             return offline.activate_offline(self, response_text)
@@ -725,7 +719,7 @@ class LicenseClient:
             NotActivated: nothing to deactivate.
             StoreError: the store could not be changed (the license stays).
         """
-        from . import offline
+        from . import _airgap as offline
 
         with self._lock:
             receipt = offline.deactivate_offline(self)

@@ -35,8 +35,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from software_dna._frozen import Frozen
 from software_dna.errors import FingerprintUnavailable
+from software_dna.wire.frozen import Frozen
 
 __all__ = ["ALGORITHM", "COMPONENTS", "Fingerprint", "collect", "machine_secret", "match"]
 

@@ -1,221 +1,29 @@
-"""License tokens: the claims inside a PASETO ``v4.public`` token, and `License`.
+"""`License`: a verified license, built only from the payload of a verified token.
 
-This module is the license layer on top of :mod:`software_dna.paseto`:
-
-- :func:`issue_token` (server side) turns a license's facts into a signed token;
-- :func:`verify_token` (client side) checks a token against a set of trusted
-  keys and a product, and returns a :class:`License` built only from the
-  verified payload.
-
-Format (see docs/tokens.md):
-
-- footer: ``{"kid":"k4.pid.…"}`` — the PASERK id of the signing key;
-- implicit assertion: :func:`implicit_assertion` of the product id, so a token
-  signed for one product never verifies for another;
-- payload: a JSON object with the PASETO registered claims ``iss``, ``sub``
-  (license id), ``aud`` (product), ``iat``, ``nbf``, ``exp``, ``jti`` and the
-  license's own claims (``activation_id``, ``fingerprint_id``,
-  ``fingerprint``, ``tolerance``, ``mode``, ``features``, ``protection``,
-  ``license_expires_at``, ``refresh_by``, ``nonce``, and ``email`` /
-  ``registration`` only when present).
-
-Times are RFC 3339 (https://www.rfc-editor.org/rfc/rfc3339) strings with an
-explicit offset; they become timezone-aware UTC datetimes. A time without an
-offset is refused.
+:func:`verify_token` is the SDK's boundary to the wire layer
+(:mod:`software_dna.wire.claims`): it verifies a token against a set of
+trusted keys and a product, reads its claims one by one into a
+:class:`License`, and turns the format layer's errors into the SDK's
+:class:`~software_dna.errors.InvalidToken` and
+:class:`~software_dna.errors.WrongProduct`.
 """
 
 from __future__ import annotations
 
-import enum
-import json
-import re
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._frozen import Frozen
-from ._json import loads_object
-from .errors import InvalidToken, WrongProduct
-from .paseto import PublicKey, SecretKey, sign, untrusted_footer, untrusted_message, verify
+from software_dna.errors import InvalidToken, WrongProduct
+from software_dna.wire import errors as wire_errors
+from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, verify_token_claims
+from software_dna.wire.frozen import Frozen
+from software_dna.wire.paseto import PublicKey
+from software_dna.wire.times import parse_rfc3339
 
-__all__ = [
-    "CLOCK_SKEW",
-    "Kind",
-    "License",
-    "Mode",
-    "Protection",
-    "SeatMode",
-    "format_rfc3339",
-    "implicit_assertion",
-    "issue_token",
-    "loads_strict",
-    "parse_rfc3339",
-    "sign_receipt",
-    "verify_receipt",
-    "verify_token",
-]
+__all__ = ["License", "sdk_error", "verify_token"]
 
-#: How far the client's clock may be off from the server's before times are
-#: held against it (``nbf`` in the future, ``exp`` in the past, the clock set
-#: back). Five minutes, as is usual for signed tokens.
-CLOCK_SKEW = timedelta(minutes=5)
-
-#: Largest JSON nesting / size accepted in a payload or footer.
-_MAX_JSON_BYTES = 32 * 1024
-
-_RFC3339 = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ]"
-    r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?P<frac>\.\d{1,9})?"
-    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
-)
-
-
-class Mode(str, enum.Enum):
-    """The license's mode: ``full``, or ``limited`` after personal data was erased."""
-
-    FULL = "full"
-    LIMITED = "limited"
-
-
-class Kind(str, enum.Enum):
-    """What the license is (the token's ``kind`` claim; ``full`` when absent).
-
-    - ``FULL``: a license the end user bought (perpetual, timed or a subscription);
-    - ``TRIAL``: started by the app with :meth:`LicenseClient.start_trial`,
-      once per machine;
-    - ``EVALUATION``: an evaluation key from the vendor (1-60 days);
-    - ``TEST``: a short-lived test code for the vendor's own testing.
-    """
-
-    FULL = "full"
-    TRIAL = "trial"
-    EVALUATION = "evaluation"
-    TEST = "test"
-
-
-class SeatMode(str, enum.Enum):
-    """What one seat of the license is (the token's ``seat_mode``; ``machine`` when absent).
-
-    - ``MACHINE``: a computer; ``USER``: a person (each activation its own
-      seat, with its own personal data); ``FLOATING``: a concurrent lease,
-      checked out with :meth:`LicenseClient.checkout` (see docs/seats.md).
-    """
-
-    MACHINE = "machine"
-    USER = "user"
-    FLOATING = "floating"
-
-
-class Protection(str, enum.Enum):
-    """How strictly the product requires the server to be reached.
-
-    - ``OFFLINE``: never contacts the server after activation;
-    - ``OPPORTUNISTIC``: refreshes when it can; the offline grace period
-      covers the time the server cannot be reached;
-    - ``MANDATORY``: must reach the server within the refresh interval; the
-      (shorter) grace is a warning period before the app stops.
-    """
-
-    OFFLINE = "offline"
-    OPPORTUNISTIC = "opportunistic"
-    MANDATORY = "mandatory"
-
-
-# ---------------------------------------------------------------- times
-
-def parse_rfc3339(value: object) -> datetime:
-    """Parse an RFC 3339 date-time with an explicit offset into aware UTC.
-
-    Args:
-        value: a ``str`` such as ``"2026-11-29T12:00:00Z"`` or
-            ``"2026-11-29T17:30:00.5+05:30"`` (RFC 3339 section 5.6).
-
-    Returns:
-        A timezone-aware :class:`datetime` in UTC.
-
-    Raises:
-        ValueError: not a string, no offset (a naive time), an impossible
-            date, or any other departure from RFC 3339. A leap second
-            (``:60``) is read as the last instant of that minute.
-    """
-    if not isinstance(value, str) or len(value) > 64:
-        raise ValueError("time must be an RFC 3339 string")
-    found = _RFC3339.fullmatch(value)
-    if found is None:
-        raise ValueError(f"not an RFC 3339 time with an offset: {value!r}")
-    second = int(found["s"])
-    leap = second == 60
-    frac = found["frac"] or ""
-    micro = int((frac[1:] + "000000")[:6]) if frac else 0
-    try:
-        year, month, day = (int(p) for p in found["date"].split("-"))
-        tz_text = found["tz"]
-        if tz_text in ("Z", "z"):
-            tz = timezone.utc
-        else:
-            sign = -1 if tz_text[0] == "-" else 1
-            hours, minutes = int(tz_text[1:3]), int(tz_text[4:6])
-            if hours > 23 or minutes > 59:
-                raise ValueError("offset out of range")
-            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        moment = datetime(
-            year, month, day, int(found["h"]), int(found["m"]),
-            59 if leap else second, 999999 if leap else micro, tzinfo=tz,
-        )
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"not a valid time: {value!r}") from exc
-    try:
-        return moment.astimezone(timezone.utc)
-    except OverflowError as exc:
-        raise ValueError(f"time out of range: {value!r}") from exc
-
-
-def format_rfc3339(moment: datetime) -> str:
-    """Format an aware datetime as RFC 3339 in UTC, e.g. ``2026-11-29T12:00:00Z``.
-
-    Microseconds are kept when non-zero. Raises ``ValueError`` for a naive datetime.
-    """
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("naive datetime: give a timezone-aware time")
-    utc = moment.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}"
-    return text + "Z"
-
-
-# ---------------------------------------------------------------- JSON
-
-def loads_strict(data: bytes | str) -> dict[str, Any]:
-    """Parse a JSON object strictly: duplicate keys, NaN/Infinity and non-objects refused.
-
-    Raises:
-        ValueError: on any of those, on invalid UTF-8, or over 32 KiB.
-    """
-    return loads_object(data, max_size=_MAX_JSON_BYTES)
-
-
-def _dumps(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
-
-
-def implicit_assertion(product: str) -> bytes:
-    """The PASETO implicit assertion that binds a token to ``product``.
-
-    The compact UTF-8 JSON ``{"product":"<product>"}``; it is signed but never
-    sent (PASETO v4, "implicit assertions").
-    """
-    return _dumps({"product": product})
-
-
-def _footer(kid: str) -> bytes:
-    return _dumps({"kid": kid})
-
-
-# ---------------------------------------------------------------- License
 
 #: License's attributes, in constructor order; the last three are neither
 #: compared nor shown in its repr.
@@ -463,174 +271,17 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
     )
 
 
-# ---------------------------------------------------------------- issue / verify
 
-def issue_token(
-    key: SecretKey,
-    *,
-    issuer: str,
-    license_id: str,
-    activation_id: str,
-    product: str,
-    fingerprint_id: str,
-    fingerprint: Mapping[str, str],
-    tolerance: int,
-    mode: Mode,
-    features: Iterable[str],
-    protection: Protection,
-    issued_at: datetime,
-    refresh_by: datetime | None,
-    expires_at: datetime | None,
-    license_expires_at: datetime | None,
-    nonce: str,
-    email: str | None = None,
-    registration: Mapping[str, str] | None = None,
-    kind: Kind = Kind.FULL,
-    subscription: bool = False,
-    seat_mode: SeatMode = SeatMode.MACHINE,
-    lease_expires_at: datetime | None = None,
-) -> str:
-    """Sign a license token (server side).
-
-    Args:
-        key: the product's active signing key; its ``k4.pid`` goes in the footer.
-        issuer: ``iss``, the server's name.
-        license_id, activation_id, product, fingerprint_id: identifiers.
-        fingerprint: component name → component hash the activation is bound to.
-        tolerance: how many components may differ (the product's setting).
-        mode, features, protection: what the license grants and how it is kept fresh.
-        issued_at: ``iat`` and ``nbf`` (aware).
-        refresh_by: when the client must refresh online (``None``: offline only).
-        expires_at: ``exp``, this token's hard end (``None``: no end).
-        license_expires_at: the license's own end (``None``: perpetual).
-        nonce: the client nonce this token answers.
-        email, registration: personal data, only when the end user gave it.
-        kind: the license's :class:`Kind` (claim ``kind``, always written).
-        subscription: claim ``subscription: true``, written only when True.
-        seat_mode: claim ``seat_mode``, written unless ``machine``.
-        lease_expires_at: a floating license's lease end (claim
-            ``lease_expires_at``, written for floating licenses only; null
-            when no lease is held).
-
-    Returns:
-        The ``v4.public.…`` token.
-
-    Raises:
-        ValueError: a naive datetime.
-    """
-    import secrets  # lazy: the server's side; a client never issues tokens
-
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "sub": license_id,
-        "aud": product,
-        "iat": format_rfc3339(issued_at),
-        "nbf": format_rfc3339(issued_at),
-        "jti": secrets.token_urlsafe(16),
-        "activation_id": activation_id,
-        "fingerprint_id": fingerprint_id,
-        "fingerprint": dict(fingerprint),
-        "tolerance": tolerance,
-        "mode": Mode(mode).value,
-        "features": sorted(set(features)),
-        "protection": Protection(protection).value,
-        "license_expires_at": None if license_expires_at is None
-        else format_rfc3339(license_expires_at),
-        "refresh_by": None if refresh_by is None else format_rfc3339(refresh_by),
-        "nonce": nonce,
-        "kind": Kind(kind).value,
-    }
-    if subscription:
-        claims["subscription"] = True
-    if SeatMode(seat_mode) is not SeatMode.MACHINE:
-        claims["seat_mode"] = SeatMode(seat_mode).value
-    if SeatMode(seat_mode) is SeatMode.FLOATING:
-        claims["lease_expires_at"] = (None if lease_expires_at is None
-                                      else format_rfc3339(lease_expires_at))
-    if expires_at is not None:
-        claims["exp"] = format_rfc3339(expires_at)
-    if email is not None:
-        claims["email"] = email
-    if registration is not None:
-        claims["registration"] = dict(registration)
-    return _sign_claims(key, product, claims)
-
-
-def _sign_claims(key: SecretKey, product: str, claims: Mapping[str, Any]) -> str:
-    """Sign ``claims`` as a ``v4.public`` token for ``product`` with the kid footer."""
-    return sign(key, _dumps(claims), footer=_footer(key.public_key.pid),
-                implicit_assertion=implicit_assertion(product))
-
-
-def sign_receipt(
-    key: SecretKey, *, product: str, activation_id: str, result: str, nonce: str,
-    server_time: datetime,
-) -> str:
-    """Sign a receipt: the server's signed word on a result that is not a token.
-
-    Payload ``{"purpose":"receipt","aud","activation_id","result","nonce",
-    "server_time"}``; same footer and implicit assertion as license tokens.
-    """
-    return _sign_claims(key, product, {
-        "purpose": "receipt",
-        "aud": product,
-        "activation_id": activation_id,
-        "result": result,
-        "nonce": nonce,
-        "server_time": format_rfc3339(server_time),
-    })
-
-
-def _verified_claims(
-    token: object, keys: Mapping[str, PublicKey], product: str
-) -> dict[str, Any]:
-    """Verify a token's kid and signature for ``product``; return its claims.
-
-    Raises InvalidToken for any format, kid or signature failure, and
-    WrongProduct when the token verifies only for another product.
-    """
-    if not isinstance(token, str):
-        raise InvalidToken()
-    try:
-        footer = loads_strict(untrusted_footer(token))
-        kid = footer.get("kid")
-        if set(footer) != {"kid"} or not isinstance(kid, str):
-            raise InvalidToken()
-        key = keys.get(kid)
-        if key is None:
-            raise InvalidToken()
-    except ValueError as exc:
-        raise InvalidToken() from exc
-    try:
-        verified = verify(key, token, implicit_assertion=implicit_assertion(product))
-    except InvalidToken:
-        _raise_if_other_product(token, key, product)
-        raise
-    try:
-        claims = loads_strict(verified.message)
-    except ValueError as exc:
-        raise InvalidToken() from exc
-    if claims.get("aud") != product:
-        raise WrongProduct(f"This license is for another product, not {product!r}.")
-    return claims
-
-
-def _raise_if_other_product(token: str, key: PublicKey, product: str) -> None:
-    """Tell a token for another product (validly signed) from a forged one."""
-    try:
-        other = loads_strict(untrusted_message(token)).get("aud")
-    except (ValueError, InvalidToken):
-        return
-    if not isinstance(other, str) or other == product:
-        return
-    try:
-        verify(key, token, implicit_assertion=implicit_assertion(other))
-    except InvalidToken:
-        return
-    raise WrongProduct(
-        f"This license is for the product {other!r}, not {product!r}. "
-        "Use the license key you received for this product."
-    )
+def sdk_error(exc: wire_errors.InvalidToken) -> InvalidToken | WrongProduct:
+    """The SDK's exception for a token the wire layer refused (wording for the end user)."""
+    if isinstance(exc, wire_errors.WrongProduct):
+        if exc.other is None:
+            return WrongProduct(f"This license is for another product, not {exc.product!r}.")
+        return WrongProduct(
+            f"This license is for the product {exc.other!r}, not {exc.product!r}. "
+            "Use the license key you received for this product."
+        )
+    return InvalidToken()
 
 
 def verify_token(token: object, keys: Mapping[str, PublicKey], product: str) -> License:
@@ -649,25 +300,11 @@ def verify_token(token: object, keys: Mapping[str, PublicKey], product: str) -> 
         InvalidToken: any format, unknown kid, signature or claim failure.
         WrongProduct: the token is validly signed but for another product.
     """
-    claims = _verified_claims(token, keys, product)
-    if claims.get("purpose") is not None:
-        raise InvalidToken()
+    try:
+        claims = verify_token_claims(token, keys, product)
+    except wire_errors.InvalidToken as exc:
+        raise sdk_error(exc) from None
     try:
         return _license_from_claims(claims)
     except (ValueError, TypeError) as exc:
         raise InvalidToken() from exc
-
-
-def verify_receipt(token: object, keys: Mapping[str, PublicKey], product: str) -> dict[str, Any]:
-    """Verify a receipt (see :func:`sign_receipt`) and return its payload.
-
-    Raises:
-        InvalidToken: format, kid, signature or a payload that is not a receipt.
-        WrongProduct: signed for another product.
-    """
-    claims = _verified_claims(token, keys, product)
-    if claims.get("purpose") != "receipt" or not all(
-        isinstance(claims.get(k), str) for k in ("result", "nonce", "server_time")
-    ):
-        raise InvalidToken()
-    return claims

@@ -93,8 +93,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from software_dna._json import loads_object
 from software_dna.errors import StoreCorrupted, StoreError
+from software_dna.wire.strict_json import loads_object
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock

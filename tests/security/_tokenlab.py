@@ -13,8 +13,8 @@ from typing import Any
 
 from software_dna import License, LicenseClient, LicenseError
 from software_dna.fingerprint import Fingerprint, collect
-from software_dna.license import implicit_assertion
-from software_dna.paseto import SecretKey, sign
+from software_dna.wire.claims import implicit_assertion
+from software_dna.wire.paseto import SecretKey, sign
 from tests.tokens import make_token
 
 PRODUCT = "sec-tokens"

@@ -35,8 +35,9 @@ from software_dna import (
     WrongMachine,
     WrongProduct,
 )
-from software_dna.license import Mode, verify_token
-from software_dna.paseto import PublicKey, SecretKey
+from software_dna.license import verify_token
+from software_dna.wire.claims import Mode
+from software_dna.wire.paseto import PublicKey, SecretKey
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import OTHER_PRODUCT, PRODUCT, Lab, b64, days, mutants, unb64
 
@@ -202,7 +203,7 @@ def test_token_for_another_machine(lab: Lab) -> None:
 
 
 def test_receipt_in_place_of_a_license(lab: Lab) -> None:
-    from software_dna.license import sign_receipt
+    from software_dna.wire.claims import sign_receipt
 
     receipt = sign_receipt(lab.key, product=PRODUCT, activation_id="act_1", result="ok",
                            nonce="n" * 16, server_time=datetime.now(timezone.utc))

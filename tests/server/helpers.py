@@ -12,8 +12,9 @@ from typing import Any
 
 import requests
 
-from software_dna.license import License, verify_receipt, verify_token
-from software_dna.paseto import PublicKey
+from software_dna.license import License, verify_token
+from software_dna.wire.claims import verify_receipt
+from software_dna.wire.paseto import PublicKey
 
 COMPONENTS = ("machine_id", "os_arch", "mac", "hostname", "cpu")
 

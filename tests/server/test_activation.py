@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from software_dna.license import Mode
 from software_dna.server.local import AdminError, LocalServer
+from software_dna.wire.claims import Mode
 from tests.server.helpers import Api, check_receipt, check_token, error_code, fingerprint
 
 

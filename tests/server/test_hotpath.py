@@ -20,7 +20,6 @@ import requests
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
-from software_dna import paseto
 from software_dna.errors import InvalidToken
 from software_dna.server import service
 from software_dna.server.api import AppState, create_app
@@ -31,6 +30,7 @@ from software_dna.server.local import LocalServer
 from software_dna.server.models import Activation, AuditEntry
 from software_dna.server.service import activations, hotpath
 from software_dna.server.service._common import ServiceError
+from software_dna.wire import paseto
 
 from .helpers import Api, check_token, fingerprint, nonce
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna import offline as off
-from software_dna.license import Protection
-from software_dna.paseto import SecretKey
 from software_dna.server import cli, cli_vendor
 from software_dna.server.local import LocalServer
+from software_dna.wire import airgap as off
+from software_dna.wire.claims import Protection
+from software_dna.wire.paseto import SecretKey
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
 PASSWORD = "correct horse"
@@ -276,7 +276,7 @@ def test_forged_receipts_are_refused(any_server: LocalServer) -> None:
     }
     # A receipt signed by a random key, claiming this activation.
     stranger = SecretKey.generate()
-    from software_dna.license import sign_receipt
+    from software_dna.wire.claims import sign_receipt
 
     token = sign_receipt(stranger, product=product, activation_id=act_id, result="deactivated",
                          nonce=nonce(), server_time=datetime.now(timezone.utc))

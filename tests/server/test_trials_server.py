@@ -19,9 +19,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from software_dna.license import Kind, parse_rfc3339
 from software_dna.server.config import Settings
 from software_dna.server.local import AdminError, LocalServer
+from software_dna.wire.claims import Kind
+from software_dna.wire.times import parse_rfc3339
 from tests.server.helpers import (
     Api,
     check_receipt,

@@ -312,8 +312,8 @@ class DirectBackend:
 
     def issue_license(self, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.license import parse_rfc3339
         from software_dna.server import service
+        from software_dna.wire.times import parse_rfc3339
 
         args = dict(fields)
         product_id = args.pop("product")
@@ -358,8 +358,8 @@ class DirectBackend:
 
     def update_license(self, license_id: str, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.license import parse_rfc3339
         from software_dna.server import service
+        from software_dna.wire.times import parse_rfc3339
 
         args = dict(fields)
         if "expires_at" in args:

@@ -77,7 +77,7 @@ def feature_list(text: str) -> list[str]:
 
 def rfc3339(text: str) -> str:
     """An RFC 3339 time with an offset, normalised to ``...Z`` (argparse type)."""
-    from software_dna.license import format_rfc3339, parse_rfc3339
+    from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
     try:
         return format_rfc3339(parse_rfc3339(text))

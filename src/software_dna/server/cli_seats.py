@@ -182,7 +182,7 @@ def cmd_leases(backend: Backend, args: argparse.Namespace) -> int:
 
 
 def _time(value: Any) -> str:
-    from software_dna.license import format_rfc3339
+    from software_dna.wire.times import format_rfc3339
 
     return format_rfc3339(value)
 

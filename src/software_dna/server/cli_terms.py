@@ -67,7 +67,7 @@ def _license_json(session: Session, lic: License, *, key: str | None = None) -> 
 
 def cmd_extend(backend: Backend, args: argparse.Namespace) -> int:
     """``licenses extend``."""
-    from software_dna.license import parse_rfc3339
+    from software_dna.wire.times import parse_rfc3339
 
     def direct(session: Session, _ctx: Context) -> JSONDict:
         from software_dna.server import service

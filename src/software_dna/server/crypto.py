@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from software_dna.server.config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "MASTER_KEY_BYTES",
@@ -307,7 +307,7 @@ class Vault:
             cached = self._signing_cache.get(kid)
         if cached is not None:
             return cached
-        from software_dna.paseto import SecretKey
+        from software_dna.wire.paseto import SecretKey
 
         key = SecretKey.from_bytes(self._decrypt("signing-keys", sealed, "signing-key:" + kid))
         with self._lock:

@@ -28,7 +28,7 @@ from software_dna.server.service._common import (
 from software_dna.server.service.products import get_product
 
 if TYPE_CHECKING:
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "active_signing_key",
@@ -41,7 +41,7 @@ __all__ = [
 
 
 def _new_key(session: Session, ctx: Context, product_id: str, status: str) -> SigningKey:
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.paseto import SecretKey
 
     secret = SecretKey.generate()
     kid = secret.public_key.pid

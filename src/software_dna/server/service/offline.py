@@ -122,8 +122,8 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
     """The armored request as an :class:`ActivationRequest` (offline) and its creation time."""
     from pydantic import ValidationError
 
-    from software_dna.offline import ArmorError, parse_request
     from software_dna.server.schemas import ActivateIn
+    from software_dna.wire.airgap import ArmorError, parse_request
 
     try:
         doc = parse_request(text)
@@ -178,7 +178,7 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         ``activation_removed`` for a request whose activation was deactivated,
         ``no_signing_key``).
     """
-    from software_dna.offline import REQUEST_LIFETIME, build_response
+    from software_dna.wire.airgap import REQUEST_LIFETIME, build_response
 
     request, created_at = _parse_request(request_text)
     now = utcnow()
@@ -246,12 +246,12 @@ def deactivate_from_receipt(session: Session, ctx: Context,
         ``invalid_receipt`` (unknown activation, another product, a signature
         that does not verify: the same answer for all three).
     """
-    from software_dna.errors import LicenseError
-    from software_dna.offline import (
+    from software_dna.wire.airgap import (
         ArmorError,
         parse_deactivation_receipt,
         verify_deactivation_receipt,
     )
+    from software_dna.wire.errors import InvalidToken
 
     try:
         doc = parse_deactivation_receipt(receipt_text)
@@ -269,7 +269,7 @@ def deactivate_from_receipt(session: Session, ctx: Context,
     try:
         claims = verify_deactivation_receipt(
             doc, ctx.vault.activation_secret(activation.id))
-    except LicenseError:
+    except InvalidToken:
         session.rollback()
         raise _invalid_receipt() from None
     now = utcnow()

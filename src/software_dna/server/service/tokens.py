@@ -30,7 +30,7 @@ from software_dna.server.service._common import Context
 from software_dna.server.service.keys import active_signing_key
 
 if TYPE_CHECKING:
-    from software_dna.paseto import SecretKey
+    from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "TokenFacts",
@@ -161,7 +161,7 @@ def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, n
                email: str | None = None, registration: dict[str, str] | None = None,
                lease_end: datetime | None = None) -> str:
     """The signed token for ``facts`` (times from :meth:`TokenFacts.times`, leases applied)."""
-    from software_dna.license import Kind, Mode, Protection, SeatMode, issue_token
+    from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, issue_token
 
     return issue_token(
         key,
@@ -232,8 +232,8 @@ def receipt_for(
     nonce: str, now: datetime,
 ) -> str | None:
     """A signed receipt, or None when the product has no active key (refusals still go out)."""
-    from software_dna.license import sign_receipt
     from software_dna.server.service._common import ServiceError
+    from software_dna.wire.claims import sign_receipt
 
     try:
         key = active_signing_key(session, ctx, product_id)

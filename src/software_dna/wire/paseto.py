@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from software_dna._frozen import Frozen
-from software_dna.errors import InvalidToken
+from software_dna.wire.errors import InvalidToken
+from software_dna.wire.frozen import Frozen
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
