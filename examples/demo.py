@@ -104,7 +104,7 @@ def main() -> int:
 
             client = LicenseClient(product=PRODUCT, public_keys=public_keys,
                                    store_path=home / "end-user")
-            store_text = json.dumps(client._get_store().read())
+            store_text = json.dumps(client._state.store.read())
             server_bytes = b"".join(p.read_bytes() for p in server.data_dir.glob("server.db*"))
             traces = [where for where, found_it in (
                 ("app store", EMAIL in store_text or NAME in store_text),

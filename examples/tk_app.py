@@ -42,7 +42,7 @@ from software_dna import License, LicenseClient, LicenseError, Mode
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from software_dna.checker import PeriodicCheck
+    from software_dna.client.periodic import PeriodicCheck
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ pytest_plugins = ["tests.fixtures_server"]
 
 @pytest.fixture(autouse=True)
 def _witness_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Each test gets its own folder for the SDK's rollback witness (software_dna._rollback).
+    """Each test gets its own folder for the SDK's rollback witness (software_dna.client.rollback).
 
     Keeps witness files out of the real home and tests independent of each other.
     """

@@ -89,7 +89,7 @@ def test_reports_erasure_as_a_change(tmp_path: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    from software_dna.checker import PeriodicCheck
+    from software_dna.client.periodic import PeriodicCheck
 
     with LocalServer(tmp_path / "srv") as server:
         product, keys = new_product(server.admin)

@@ -87,7 +87,7 @@ def other_machine() -> Callable[[str], Fingerprint]:
 
 
 def store_plaintext(client: LicenseClient) -> str:
-    return json.dumps(client._get_store().read())
+    return json.dumps(client._state.store.read())
 
 
 def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
@@ -148,22 +148,22 @@ def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
 def test_lost_answer_retry_takes_one_seat(
     server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from software_dna._http import Response, Transport
+    from software_dna.client.transport import HTTPTransport, Response
 
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, seats=1)["license_key"]
     app = make_app(product, keys)
-    real = Transport.request
+    real = HTTPTransport.request
     lost: list[Response] = []
 
-    def lose_answer(self: Transport, method: str, path: str, **kw: Any) -> Response:
+    def lose_answer(self: HTTPTransport, method: str, path: str, **kw: Any) -> Response:
         answer = real(self, method, path, **kw)  # the server did activate...
         if not lost:
             lost.append(answer)
             raise ServerUnreachable("connection reset")  # ...but the answer never arrived
         return answer
 
-    monkeypatch.setattr(Transport, "request", lose_answer)
+    monkeypatch.setattr(HTTPTransport, "request", lose_answer)
     with pytest.raises(ServerUnreachable):
         app.client.activate(key)
     monkeypatch.undo()
@@ -251,15 +251,15 @@ def test_replayed_validation_answer_refused(
     server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from software_dna import InvalidToken
-    from software_dna._http import Response, Transport
+    from software_dna.client.transport import HTTPTransport, Response
 
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
     app.client.activate(server.admin.issue_license(product)["license_key"])
     captured: list[Response] = []
-    real = Transport.request
+    real = HTTPTransport.request
 
-    def record(self: Transport, method: str, path: str, **kw: Any) -> Response:
+    def record(self: HTTPTransport, method: str, path: str, **kw: Any) -> Response:
         if captured and path.endswith("/validate"):
             return captured[0]  # an attacker answers with the captured old answer
         answer = real(self, method, path, **kw)
@@ -267,7 +267,7 @@ def test_replayed_validation_answer_refused(
             captured.append(answer)
         return answer
 
-    monkeypatch.setattr(Transport, "request", record)
+    monkeypatch.setattr(HTTPTransport, "request", record)
     app.client.refresh()
     with pytest.raises(InvalidToken):
         app.client.refresh()

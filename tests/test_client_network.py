@@ -28,7 +28,7 @@ def due_client(url: str, tmp_path: Path) -> LicenseClient:
     client = LicenseClient(product=PRODUCT, public_keys=[key.public_key.to_paserk()],
                            server_url=url, store_path=tmp_path, timeout=DEADLINE)
     client.install_token(token)
-    with client._get_store().transaction() as data:
+    with client._state.store.transaction() as data:
         data["activation_id"] = "act_1"
         data["activation_secret"] = "s" * 43
     return client

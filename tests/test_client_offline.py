@@ -186,7 +186,7 @@ def test_tampered_store_token_refused(key: SecretKey, fp: Fingerprint, tmp_path:
     client.install_token(make_token(key, PRODUCT, fp))
     token = make_token(key, PRODUCT, fp)
     forged = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
-    with client._get_store().transaction() as data:
+    with client._state.store.transaction() as data:
         data["token"] = forged
     with pytest.raises(InvalidToken):
         make_client(key, tmp_path).check()

@@ -314,7 +314,8 @@ def test_a_response_to_a_request_this_machine_never_made_is_refused(
     # Someone builds a request with this machine's fingerprint but their own nonce.
     forged = off.build_request(
         product=product, license_key=issued["license_key"],
-        fingerprint=app.client._fingerprint().to_wire(), nonce=secrets.token_urlsafe(24),
+        fingerprint=app.client._state.verifier.fingerprint().to_wire(),
+        nonce=secrets.token_urlsafe(24),
         created_at=datetime.now(timezone.utc))
     with pytest.raises(InvalidToken, match="did not make"):
         app.client.activate_offline(respond(server, forged))
@@ -396,7 +397,7 @@ def test_pending_requests_are_bounded(
     app = machine(product, keys)
     requests_made = [app.client.create_activation_request(issued["license_key"])
                      for _ in range(off.MAX_PENDING_REQUESTS + 1)]
-    stored = app.client._get_store().read() or {}
+    stored = app.client._state.store.read() or {}
     assert len(stored["offline_requests"]) == off.MAX_PENDING_REQUESTS
     with pytest.raises(InvalidToken, match="did not make"):
         app.client.activate_offline(respond(server, requests_made[0]))

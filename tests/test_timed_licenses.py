@@ -20,7 +20,7 @@ from software_dna import (
     LicenseSuspended,
     RenewalRefused,
 )
-from software_dna.checker import PeriodicCheck
+from software_dna.client.periodic import PeriodicCheck
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.local import AdminError, LocalServer
 from software_dna.wire.paseto import SecretKey

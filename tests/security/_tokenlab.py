@@ -90,7 +90,7 @@ class Lab:
 
         Returns the license or the LicenseError; anything else propagates.
         """
-        self.client._get_store().write({"token": token})
+        self.client._state.store.write({"token": token})
         try:
             return self.client.check()
         except LicenseError as exc:

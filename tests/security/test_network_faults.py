@@ -147,7 +147,8 @@ def ca_file(ca: CA, tmp_path_factory: pytest.TempPathFactory) -> str:
 def _stored_client(lab: Lab, url: str, **kwargs: object) -> LicenseClient:
     """A client with a valid stored license whose refresh is due, talking to ``url``."""
     lab.client.install_token(lab.token(refresh_by=NOW - dt.timedelta(hours=1)))
-    lab.client._update(lambda d: d.update(activation_id="act_1", activation_secret="sas_test"))
+    lab.client._state.update(lambda d: d.update({"activation_id": "act_1",
+                                                 "activation_secret": "sas_test"}))
     return lab.make_client(server_url=url, timeout=3.0, connect_timeout=2.0, **kwargs)
 
 

@@ -38,7 +38,7 @@ import pytest
 
 from software_dna import LicenseClient, LicenseError, Mode
 from software_dna import fingerprint as fp
-from software_dna._rollback import RollbackGuard
+from software_dna.client.rollback import RollbackGuard
 from software_dna.server.local import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.identifiers import appears, raw_identifiers
@@ -64,7 +64,7 @@ def _opened(text: str) -> list[bytes]:
 def _store_bytes(client: LicenseClient) -> bytes:
     """Everything the end user's machine holds for the product: decrypted, tokens opened,
     and the files themselves (store, its neighbours, the rollback witness)."""
-    chunks = _opened(json.dumps(client._get_store().read() or {}, ensure_ascii=False))
+    chunks = _opened(json.dumps(client._state.store.read() or {}, ensure_ascii=False))
     folder = client.store_path.parent
     chunks += [p.read_bytes() for p in folder.iterdir() if p.is_file()]
     guard = RollbackGuard(client.product, lambda: fp.machine_secret(client.product))

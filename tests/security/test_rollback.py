@@ -1,7 +1,7 @@
 """Rollback: the clock set back, the store deleted, the store replaced by an older copy.
 
 None of them may revive an expired, revoked or limited license without the
-server's word (software_dna._rollback: the witness file). With the server
+server's word (software_dna.client.rollback: the witness file). With the server
 reachable the license recovers at once, so a paying user is never locked out.
 The last test pins down the documented limit: rolling back *every* file and
 the clock together still works, as docs/security.md says.
@@ -30,7 +30,7 @@ from software_dna import (
     Mode,
     StoreRolledBack,
 )
-from software_dna._rollback import witness_path
+from software_dna.client.rollback import witness_path
 from software_dna.server.local import LocalServer
 from tests.netfaults import free_port
 from tests.security._family import Scale, Tally
@@ -110,7 +110,7 @@ def test_store_replaced_by_an_older_copy_after_revocation(machine: Machine) -> N
     _install(machine, T0 + timedelta(hours=1), issued_at=T0)
     old = machine.snapshot()
     client = machine.at(T0 + timedelta(hours=2))
-    client._store_refusal("license_revoked", "The vendor revoked this license.")
+    client._state.store_refusal("license_revoked", "The vendor revoked this license.")
     assert isinstance(outcome(machine.at(T0 + timedelta(hours=3))), LicenseRevoked)
     machine.restore(old)
     assert isinstance(outcome(machine.at(T0 + timedelta(hours=3))), LicenseRevoked)
@@ -129,7 +129,7 @@ def test_store_replaced_by_an_older_copy_after_limited_mode(machine: Machine) ->
 def test_older_copy_with_the_witness_deleted(machine: Machine) -> None:
     _install(machine, T0 + timedelta(hours=1), issued_at=T0)
     old = machine.snapshot()
-    machine.at(T0 + timedelta(hours=2))._store_refusal("license_revoked", "Revoked.")
+    machine.at(T0 + timedelta(hours=2))._state.store_refusal("license_revoked", "Revoked.")
     machine.restore(old)
     machine.witness.unlink()
     assert isinstance(outcome(machine.at(T0 + timedelta(hours=3))), StoreRolledBack)
@@ -145,7 +145,7 @@ def test_token_older_than_one_already_installed(machine: Machine) -> None:
 def test_revoked_store_deleted_and_the_same_token_reinstalled(machine: Machine) -> None:
     token = machine.lab.token(issued_at=T0)
     machine.at(T0 + timedelta(hours=1)).install_token(token)
-    machine.at(T0 + timedelta(hours=2))._store_refusal("license_revoked", "Revoked.")
+    machine.at(T0 + timedelta(hours=2))._state.store_refusal("license_revoked", "Revoked.")
     machine.store.unlink()
     with pytest.raises(LicenseRevoked):
         machine.at(T0 + timedelta(hours=3)).install_token(token)
@@ -164,7 +164,7 @@ def test_documented_limit_every_file_and_the_clock_rolled_back(machine: Machine)
     clock back keeps the old license until its own exp. Only the server can stop that."""
     _install(machine, T0 + timedelta(hours=1), issued_at=T0)
     store, witness = machine.snapshot(), machine.witness.read_bytes()
-    machine.at(T0 + timedelta(hours=2))._store_refusal("license_revoked", "Revoked.")
+    machine.at(T0 + timedelta(hours=2))._state.store_refusal("license_revoked", "Revoked.")
     machine.restore(store)
     machine.witness.write_bytes(witness)
     assert isinstance(outcome(machine.at(T0 + timedelta(hours=1))), License)
@@ -246,7 +246,7 @@ def _scenario(folder: Path, rng: random.Random) -> tuple[str, bool]:
         later = start + timedelta(hours=rng.randint(1, 48))
         if event in ("revoked", "suspended"):
             code = "license_revoked" if event == "revoked" else "license_suspended"
-            machine.at(later)._store_refusal(code, "Refused.")
+            machine.at(later)._state.store_refusal(code, "Refused.")
         elif event == "limited":
             machine.at(later).install_token(machine.lab.token(
                 issued_at=later - timedelta(minutes=1), mode=Mode.LIMITED, features=()))

@@ -183,7 +183,7 @@ def test_small_order_and_all_zero_public_keys(tmp_path: Path, encoding: bytes) -
         footer = json.dumps({"kid": weak.pid}, separators=(",", ":")).encode()
         identity = b"\x01" + bytes(31)
         forged = f"v4.public.{b64(message + identity + bytes(32))}.{b64(footer)}"
-        client._get_store().write({"token": forged})
+        client._state.store.write({"token": forged})
         with pytest.raises(InvalidToken):
             client.check()
     finally:

@@ -46,13 +46,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
-import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -221,7 +220,7 @@ def dearmor(text: object, kind: str) -> dict[str, Any]:
     payload = _unb64("".join(data_lines))
     if payload is None or len(payload) > _MAX_JSON[kind]:
         raise damaged
-    if not secrets.compare_digest(checksum, _checksum(payload)):
+    if not hmac.compare_digest(checksum, _checksum(payload)):
         raise damaged
     try:
         document = loads_object(payload, max_size=_MAX_JSON[kind])
@@ -265,8 +264,7 @@ def _time(document: Mapping[str, Any], name: str) -> datetime:
 # --------------------------------------------------------------------------- documents
 
 
-@dataclass(frozen=True)
-class ActivationRequestDoc:
+class ActivationRequestDoc(NamedTuple):
     """A parsed activation request (shapes checked; the server validates the values).
 
     ``fingerprint`` is the wire form ``{"id", "algorithm", "components"}``;
@@ -285,8 +283,7 @@ class ActivationRequestDoc:
     client: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class ActivationResponseDoc:
+class ActivationResponseDoc(NamedTuple):
     """A parsed activation response; ``token`` is verified by the client, not here."""
 
     product: str
@@ -297,8 +294,7 @@ class ActivationResponseDoc:
     server_time: datetime
 
 
-@dataclass(frozen=True)
-class DeactivationReceiptDoc:
+class DeactivationReceiptDoc(NamedTuple):
     """A parsed deactivation receipt; ``receipt`` (a ``v4.public`` token) is not verified yet."""
 
     product: str

@@ -9,27 +9,36 @@ made perpetual), kind (trial to paid), grace state or subscription end
 change (``None`` stands for "no valid license": expired, revoked, suspended).
 While a floating lease is checked out, each check renews it (the heartbeat)
 and runs no later than half-way through the remaining lease, whatever the
-interval or the back-off say (``_seats.heartbeat_delay``).
+interval or the back-off say (:meth:`Checkout.heartbeat_delay`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from . import _seats
-from .errors import LicenseError, NetworkError, ServerError
-from .license import License
-from .wire.claims import Kind, Mode
+from software_dna.errors import LicenseError, NetworkError, ServerError
+from software_dna.license import License
+from software_dna.wire.claims import Kind, Mode
 
-if TYPE_CHECKING:
-    from .client import LicenseClient
+from .checkout import Checkout
 
 __all__ = ["PeriodicCheck"]
+
+
+
+class Checkable(Protocol):
+    """What the periodic check calls: a :class:`~software_dna.LicenseClient`."""
+
+    def check(self) -> License:
+        """The license, offline unless a refresh is due."""
+
+    def refresh(self) -> License:
+        """The license, validated online now."""
+
 
 _Summary = tuple[Mode, frozenset[str], "datetime | None", bool, Kind, "datetime | None"] | None
 
@@ -48,7 +57,7 @@ class PeriodicCheck:
     """Handle of a running periodic check (also a context manager).
 
     Args:
-        client: the :class:`~software_dna.client.LicenseClient` to refresh.
+        client: the :class:`~software_dna.LicenseClient` to refresh.
         interval: seconds between checks (> 0).
         on_change: ``on_change(old, new)`` with the previous and the new
             :class:`License` (``None``: not valid), called on the checker thread.
@@ -57,6 +66,7 @@ class PeriodicCheck:
             that many apps do not call the server at the same instant.
         max_backoff: longest wait in seconds after repeated failures
             (default: 32 × interval).
+        checkout: the client's floating seats (its lease's heartbeat), or None.
 
     Attributes:
         consecutive_failures: failures since the last success.
@@ -65,19 +75,23 @@ class PeriodicCheck:
 
     def __init__(
         self,
-        client: LicenseClient,
+        client: Checkable,
         interval: float,
         *,
         on_change: Callable[[License | None, License | None], None] | None = None,
         on_error: Callable[[LicenseError], None] | None = None,
         jitter: float = 0.1,
         max_backoff: float | None = None,
+        checkout: Checkout | None = None,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be a positive number of seconds")
         if not 0 <= jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
+        import random  # lazy: not on the start-up path of import + check()
+
         self._client = client
+        self._checkout = checkout
         self.interval = float(interval)
         self.jitter = jitter
         self.max_backoff = float(max_backoff) if max_backoff is not None else 32 * self.interval
@@ -100,7 +114,8 @@ class PeriodicCheck:
             self.last_license = None
         except Exception:
             self.last_license = None
-        _seats.watch(self._client, self)  # a later checkout() re-plans the next heartbeat
+        if self._checkout is not None:  # a later checkout() re-plans the next heartbeat
+            self._checkout.watch(self)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -125,8 +140,10 @@ class PeriodicCheck:
         base = min(self.interval * (2 ** self.consecutive_failures), self.max_backoff)
         spread = base * self.jitter
         delay = float(max(0.01, base + self._random.uniform(-spread, spread)))
-        # A floating lease is renewed before it lapses, whatever the interval (_seats.py).
-        return _seats.heartbeat_delay(self._client, self.last_license, delay)
+        if self._checkout is None:
+            return delay
+        # A floating lease is renewed before it lapses, whatever the interval.
+        return self._checkout.heartbeat_delay(self.last_license, delay)
 
     def wake(self) -> None:
         """Plan the next check again now (a floating lease was just checked out)."""

@@ -1,6 +1,11 @@
-"""HTTP transport for the client: requests, with deadlines, TLS and safe retries.
+"""How the client reaches the license server: :class:`Transport`, and :class:`HTTPTransport`.
 
-``requests`` is imported here, lazily, the first time the server is contacted:
+:class:`Transport` is the seam: one method, :meth:`Transport.request`, that
+sends a JSON request to a path of the server and returns its :class:`Response`.
+:class:`HTTPTransport` is the real one, on ``requests``; tests (and special
+environments) pass their own subclass to ``LicenseClient(transport=...)``.
+
+``requests`` is imported lazily, the first time the server is contacted:
 ``import software_dna`` and an offline :meth:`LicenseClient.check` never load it.
 
 Every call has a connect timeout, a read timeout and a hard total deadline.
@@ -20,14 +25,14 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from ._version import __version__
-from .errors import ServerError, ServerUnreachable
-from .wire.frozen import Frozen
+from software_dna._version import __version__
+from software_dna.errors import ServerError, ServerUnreachable
+from software_dna.wire.frozen import Frozen
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_DEADLINE", "Response", "Transport"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_DEADLINE", "HTTPTransport", "Response", "Transport"]
 
 #: Seconds to wait for the TCP/TLS connection.
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -68,6 +73,48 @@ class Response(Frozen):
 
 
 class Transport:
+    """Carries the client's requests to the license server (base class).
+
+    A subclass implements :meth:`request`; :meth:`close` releases what it
+    holds (nothing here). The client calls it with paths such as
+    ``"/v1/activations"`` and JSON-ready bodies, and acts on every
+    :class:`Response`, error statuses included.
+    """
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        bearer: str | None = None,
+        retry: bool = False,
+        deadline: float | None = None,
+    ) -> Response:
+        """Send one request and return the server's answer.
+
+        Args:
+            method: ``"GET"``, ``"POST"``, ``"PUT"`` ...
+            path: path under the server's base URL, e.g. ``"/v1/activations"``.
+            json_body: the JSON object to send, or None.
+            bearer: a secret for ``Authorization: Bearer``, or None.
+            retry: the request is safe to repeat (idempotency key, GET, PUT).
+            deadline: seconds the whole operation may take (None: the transport's own).
+
+        Returns:
+            The :class:`Response`, whatever its status (4xx included).
+
+        Raises:
+            ServerUnreachable: no answer (the request may or may not have arrived).
+            ServerError: an answer that is not a JSON object.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release pooled connections; the transport stays usable. Never raises."""
+
+
+class HTTPTransport(Transport):
     """One ``requests.Session`` to the license server, used by one client.
 
     Args:

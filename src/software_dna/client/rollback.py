@@ -52,9 +52,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import LicenseError, StoreError, StoreRolledBack
-from .store import Store, user_dir
-from .wire.times import format_rfc3339, parse_rfc3339
+from software_dna.errors import LicenseError, StoreError, StoreRolledBack
+from software_dna.store import Store, user_dir
+from software_dna.wire.codes import Code
+from software_dna.wire.times import format_rfc3339, parse_rfc3339
+
+from .refusals import stored_error
 
 __all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for", "witness_dir", "witness_path"]
 
@@ -124,8 +127,18 @@ def _trim(entries: dict[str, Any], key: Callable[[Any], Any]) -> None:
             del entries[name]
 
 
-def refusal_for(status: object, token_iat: datetime | None,
-                errors: Mapping[str, type[LicenseError]], *,
+def _applies(status: Mapping[str, Any], token_iat: datetime | None,
+             activation_id: str | None) -> bool:
+    """Whether a stored status still holds for a token issued at ``token_iat``."""
+    removed = status.get("activation_id")
+    if (status.get("code") == Code.ACTIVATION_REMOVED and activation_id is not None
+            and isinstance(removed, str) and removed != activation_id):
+        return False
+    seen = _time(status.get("server_time")) or _time(status.get("seen_at"))
+    return not (token_iat is not None and seen is not None and token_iat > seen)
+
+
+def refusal_for(status: object, token_iat: datetime | None, *,
                 activation_id: str | None = None) -> LicenseError | None:
     """A stored refusal as an exception, if it applies to a token issued at ``token_iat``.
 
@@ -133,28 +146,20 @@ def refusal_for(status: object, token_iat: datetime | None,
         status: a stored status ``{"code", "message", "seen_at", "server_time"?,
             "activation_id"?}`` or None.
         token_iat: the token's ``iat`` (aware UTC); None: the refusal always applies.
-        errors: refusal code -> exception class.
         activation_id: the token's activation; a removal (``activation_removed``)
             of another activation of the same license does not apply to it.
 
     Returns:
-        The exception to raise, or None. A refusal applies to every token
-        issued up to its signed ``server_time`` (``seen_at`` when there is
-        none); a token issued later shows that the server answered otherwise since.
+        The exception to raise (a stored refusal of
+        :data:`~software_dna.client.refusals.MEANINGS`), or None. A refusal
+        applies to every token issued up to its signed ``server_time``
+        (``seen_at`` when there is none); a token issued later shows that the
+        server answered otherwise since.
     """
-    if not isinstance(status, dict):
+    error = stored_error(status)
+    if error is None or not isinstance(status, Mapping):
         return None
-    error = errors.get(str(status.get("code")))
-    if error is None:
-        return None
-    removed = status.get("activation_id")
-    if (status.get("code") == "activation_removed" and activation_id is not None
-            and isinstance(removed, str) and removed != activation_id):
-        return None
-    seen = _time(status.get("server_time")) or _time(status.get("seen_at"))
-    if token_iat is not None and seen is not None and token_iat > seen:
-        return None
-    return error(str(status.get("message") or "The license cannot be used."))
+    return error if _applies(status, token_iat, activation_id) else None
 
 
 class RollbackGuard:
@@ -282,8 +287,8 @@ class RollbackGuard:
                     floor = _later(floor, _time(max_iat))
                 if isinstance(status, dict):
                     entry["status"] = dict(status)
-                elif refusal_for(entry.get("status"), token_iat, {"_": LicenseError}) is None:
-                    entry.pop("status", None)  # superseded by a newer token
+                else:
+                    entry.pop("status", None)  # the store dropped it: a newer token came
                 _trim(licenses, lambda e: str(e.get("max_iat", "")))
             if floor is not None:
                 doc["floor"] = floor
@@ -340,11 +345,10 @@ class RollbackGuard:
         self._floor = (doc, floor)
         return floor
 
-    def status_error(self, license_id: str, token_iat: datetime | None,
-                     errors: Mapping[str, type[LicenseError]], *,
+    def status_error(self, license_id: str, token_iat: datetime | None, *,
                      activation_id: str | None = None) -> LicenseError | None:
         """The witnessed refusal of ``license_id`` that applies to a token issued then."""
-        return refusal_for(self._license(license_id).get("status"), token_iat, errors,
+        return refusal_for(self._license(license_id).get("status"), token_iat,
                            activation_id=activation_id)
 
     def older_than_seen(self, license_id: str, token_iat: datetime) -> bool:
@@ -352,14 +356,13 @@ class RollbackGuard:
         max_iat = _time(self._license(license_id).get("max_iat"))
         return max_iat is not None and token_iat < max_iat
 
-    def suspicion(self, data: Mapping[str, Any], token: tuple[str, str, datetime] | None,
-                  errors: Mapping[str, type[LicenseError]]) -> LicenseError | None:
+    def suspicion(self, data: Mapping[str, Any],
+                  token: tuple[str, str, datetime] | None) -> LicenseError | None:
         """Whether the store cannot be trusted offline; the error if the server is not reached.
 
         Args:
             data: the store document just read.
             token: its token's ``(license id, activation id, iat)``; None: no valid token.
-            errors: refusal code -> exception class (the client's table).
 
         Returns:
             None when the store is at least as new as its witness and no
@@ -374,7 +377,7 @@ class RollbackGuard:
                 return StoreRolledBack(ROLLED_BACK)  # the witness was deleted
             return None
         if token is not None:
-            refused = self.status_error(token[0], token[2], errors, activation_id=token[1])
+            refused = self.status_error(token[0], token[2], activation_id=token[1])
             if refused is not None:
                 return refused
         stores = doc.get("stores")

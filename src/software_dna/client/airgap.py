@@ -1,0 +1,140 @@
+"""The client side of air-gapped activation (the text blocks are :mod:`software_dna.wire.airgap`).
+
+1. :meth:`AirGap.create_request` writes an activation request and remembers
+   its nonce (30 days, at most 16 pending);
+2. :meth:`AirGap.activate` verifies the response with no network at all:
+   signature, product, this machine, the echoed nonce of a request this
+   machine made and has not used yet, and freshness;
+3. :meth:`AirGap.deactivate` removes the license and returns a signed
+   deactivation receipt. See docs/offline.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+
+from software_dna.errors import (
+    ActivationError,
+    ClockTampered,
+    InvalidToken,
+    LicenseExpired,
+    NotActivated,
+    WrongProduct,
+)
+from software_dna.license import License
+from software_dna.wire.airgap import (
+    REQUEST_LIFETIME,
+    ArmorError,
+    build_deactivation_receipt,
+    build_request,
+    parse_response,
+)
+from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
+
+from .server import client_facts, new_nonce
+from .state import ClientState
+
+__all__ = ["AirGap"]
+
+
+class AirGap:
+    """Activates and deactivates this machine with text blocks carried by hand.
+
+    Args:
+        state: the client's local state.
+    """
+
+    def __init__(self, state: ClientState) -> None:
+        self.state = state
+
+    def create_request(self, license_key: str, *, password: str | None, email: str | None,
+                       registration: Mapping[str, str] | None, consent: bool) -> str:
+        """See :meth:`LicenseClient.create_activation_request` (``license_key`` checked)."""
+        state = self.state
+        now = state.now()
+        nonce = new_nonce()
+        try:
+            text = build_request(
+                product=state.product, license_key=license_key.strip(),
+                fingerprint=state.verifier.fingerprint().to_wire(), nonce=nonce,
+                created_at=now, consent=consent, password=password, email=email,
+                registration=registration, client=client_facts(),
+            )
+        except ValueError:
+            raise ActivationError("The activation request would be too large: shorten the "
+                                  "registration details.") from None
+        state.remember_offline_request(nonce, now)
+        return text
+
+    def activate(self, response_text: str) -> License:
+        """See :meth:`LicenseClient.activate_offline`."""
+        state = self.state
+        try:
+            doc = parse_response(response_text)
+        except ArmorError as exc:
+            raise InvalidToken(str(exc)) from None
+        if doc.product != state.product:
+            raise WrongProduct(f"This activation response is for the product {doc.product!r}, "
+                               f"not {state.product!r}.")
+        lic = state.verifier.verify(doc.token)  # kid, signature, product
+        if lic.activation_id != doc.activation_id or not hmac.compare_digest(lic.nonce,
+                                                                             doc.nonce):
+            raise InvalidToken("This activation response is not valid (its parts do not match).")
+        state.verifier.check_machine(lic)
+        now = state.now()
+        data = state.read()
+        entries = data.get("offline_requests")
+        entry = next((e for e in (entries if isinstance(entries, list) else [])
+                      if isinstance(e, dict) and e.get("nonce") == lic.nonce), None)
+        if entry is None:
+            raise InvalidToken(
+                "This activation response answers a request this computer did not make, or "
+                "one already used or more than 30 days old. Create a new activation request "
+                "on this computer and get a response for it.")
+        try:
+            created: datetime | None = parse_rfc3339(entry.get("created_at"))
+        except ValueError:
+            created = None
+        if created is None or now - created > REQUEST_LIFETIME \
+                or now - lic.issued_at > REQUEST_LIFETIME:
+            raise InvalidToken(
+                "This activation response is too old: its request was made more than 30 days "
+                "ago. Create a new activation request and get a response for it.")
+        if now + CLOCK_SKEW < lic.not_before:
+            raise ClockTampered(
+                "This computer's clock is behind the time the activation response was made "
+                f"({format_rfc3339(lic.not_before)}). Set the clock to the correct time and "
+                "try again.")
+        for end in (lic.license_expires_at, lic.expires_at):
+            if end is not None and now >= end:
+                raise LicenseExpired(f"This license expired on {format_rfc3339(end)}.")
+        # As for any token installed out of band: the clock not set back, nothing older
+        # than what this machine has seen, no refusal seen online undone.
+        state.check_not_rolled_back(now, lic)
+        high = data.get("clock_high_water")
+        try:
+            high_water = max(now, parse_rfc3339(high)) if isinstance(high, str) else now
+        except ValueError:
+            high_water = now
+        state.save_activation(doc.token, lic, doc.activation_id, doc.activation_secret,
+                              offline=True, high_water=high_water)
+        return lic
+
+    def deactivate(self) -> str:
+        """See :meth:`LicenseClient.deactivate_offline`."""
+        state = self.state
+        data = state.read()
+        earlier = data.get("offline_deactivation")
+        activation_id, secret = data.get("activation_id"), data.get("activation_secret")
+        if not isinstance(activation_id, str) or not isinstance(secret, str):
+            if isinstance(earlier, dict) and isinstance(earlier.get("receipt"), str):
+                return str(earlier["receipt"])  # asked again: the same receipt
+            raise NotActivated("This computer has no activation to deactivate.")
+        now = state.now()
+        text = build_deactivation_receipt(product=state.product, activation_id=activation_id,
+                                          activation_secret=secret, nonce=new_nonce(), now=now)
+        state.save_offline_deactivation(activation_id, text, now)
+        state.verifier.forget()
+        return text

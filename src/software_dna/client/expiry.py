@@ -1,0 +1,102 @@
+"""When a verified license stops working, and what the end user reads then (no I/O).
+
+- :func:`expired_message`: the license ended (worded by its kind);
+- :func:`lease_error`: a floating license works -- offline too -- until its
+  lease ends and not after (:class:`~software_dna.errors.LeaseExpired`);
+- a cancelled subscription (refusal ``subscription_cancelled``): the app keeps
+  working until its current token ends -- the warning period of protection
+  ``mandatory`` -- with :attr:`License.subscription_ends_at` set, then stops
+  with :class:`~software_dna.errors.LicenseSuspended`. :func:`cancel_status`
+  builds the stored status, :func:`cancel_window_end` reads it and
+  :func:`cancelled_license` applies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from software_dna.errors import LeaseExpired, LicenseSuspended
+from software_dna.license import License
+from software_dna.wire.claims import Kind
+from software_dna.wire.codes import Code
+from software_dna.wire.times import format_rfc3339, parse_rfc3339
+
+from .document import Status
+
+__all__ = [
+    "cancel_status",
+    "cancel_window_end",
+    "cancelled_license",
+    "expired_message",
+    "lease_error",
+]
+
+
+def expired_message(lic: License, ended: datetime) -> str:
+    """What the end user reads when the license ended at ``ended`` (by its kind)."""
+    when = format_rfc3339(ended)
+    if lic.kind is Kind.TRIAL:
+        return f"The trial ended on {when}. Buy a license to keep using the product."
+    if lic.kind is Kind.EVALUATION:
+        return (f"The evaluation period ended on {when}. Buy a license to keep using "
+                "the product.")
+    if lic.kind is Kind.TEST:
+        return f"This test code expired on {when}. Ask the vendor for a new one."
+    return f"The license expired on {when}. Renew it to keep using the product."
+
+
+def lease_error(lic: License, now: datetime) -> LeaseExpired | None:
+    """:class:`LeaseExpired` when ``lic`` is floating and holds no live lease at ``now``."""
+    if not lic.is_floating:
+        return None
+    ends = lic.lease_expires_at
+    if ends is not None and now < ends:
+        return None
+    if ends is None:
+        return LeaseExpired(
+            "No floating seat of this license is checked out on this computer. Connect to "
+            "the license server to check one out."
+        )
+    return LeaseExpired(
+        f"This computer's floating seat lease ended at {format_rfc3339(ends)}. Connect to "
+        "the license server to check a seat out again."
+    )
+
+
+def cancel_status(stored: License | None, message: str, now: datetime) -> Status:
+    """The status to store for a cancelled subscription.
+
+    ``until`` is the end of the stored token (``exp``): the warning period the
+    app still has. Without a usable token the app stops at once.
+    """
+    until = stored.expires_at if stored is not None else None
+    status: Status = {"code": Code.SUBSCRIPTION_CANCELLED.value, "message": message,
+                      "seen_at": format_rfc3339(now)}
+    if until is not None and until > now:
+        status["until"] = format_rfc3339(until)
+    return status
+
+
+def cancel_window_end(status: object, now: datetime) -> datetime | None:
+    """When a stored cancelled-subscription status still lets the app run: its end.
+
+    Returns None for any other status.
+
+    Raises:
+        LicenseSuspended: a cancelled subscription whose warning period ended.
+    """
+    if not isinstance(status, Mapping) or status.get("code") != Code.SUBSCRIPTION_CANCELLED:
+        return None
+    try:
+        until = parse_rfc3339(status.get("until"))
+    except ValueError:
+        until = None
+    if until is None or now >= until:
+        raise LicenseSuspended(str(status.get("message") or "The subscription was cancelled."))
+    return until
+
+
+def cancelled_license(lic: License, until: datetime) -> License:
+    """``lic`` during the warning period of a cancelled subscription."""
+    return lic._replace(subscription_ends_at=until, offline_grace_ends_at=None)

@@ -1,0 +1,548 @@
+"""`LicenseClient`: what a vendor's app calls — activate, check, refresh, ...
+
+A thin facade. It builds the client's two objects -- its local state
+(:class:`~software_dna.client.state.ClientState`: the store, the rollback
+witness, the trusted keys) and its network
+(:class:`~software_dna.client.server.ServerAPI` over a
+:class:`~software_dna.client.transport.Transport`) -- and one small class per
+feature that receives them: the license check
+(:class:`~software_dna.client.validation.Validation`), activation, floating
+seats, trials and renewal, the air-gapped flow, settings, password reset and
+the periodic check. Each public method delegates to one of them.
+
+Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from software_dna import fingerprint as _fp
+from software_dna.errors import LicenseError, LicenseExpired
+from software_dna.license import License
+from software_dna.store import default_store_dir, store_path_for
+from software_dna.wire.paseto import InvalidKey, PublicKey
+
+from .activation import Activation, check_activation_input
+from .airgap import AirGap
+from .checkout import Checkout
+from .lease import LeaseKeeper
+from .passwords import PasswordReset
+from .periodic import PeriodicCheck
+from .server import ServerAPI
+from .settings import SettingsSync
+from .state import ClientState, Clock
+from .terms import Terms
+from .transport import Transport
+from .validation import Validation
+from .verifier import TokenVerifier
+
+__all__ = ["LicenseClient"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LicenseClient:
+    """The license of one product on this machine.
+
+    Args:
+        product: the product id, as configured on the license server.
+        public_keys: trusted PASERK ``k4.public`` strings (the vendor's
+            signing keys, newest and older ones during a rotation). A token's
+            footer ``kid`` picks one; a token signed by any other key is refused.
+        server_url: the license server, e.g. ``"https://license.example.com"``.
+            ``None`` for a purely offline client (tokens installed with
+            :meth:`install_token`).
+        app_name, app_author: name the store folder (platformdirs' user data
+            dir); default: the product id.
+        store_path: a folder (or ``.license`` file) for the store, overriding
+            ``SOFTWARE_DNA_HOME`` and the default.
+        clock: returns the current time as an aware datetime (tests inject it).
+        timeout: seconds one online operation may take in total (retries included).
+        connect_timeout: seconds to establish a connection.
+        ca_bundle: a PEM CA bundle to pin for TLS (environment variables cannot
+            override it).
+        proxies: explicit proxies, e.g. ``{"https": "http://proxy:3128"}``;
+            default: the environment's.
+        fingerprint: returns this machine's :class:`~software_dna.fingerprint.Fingerprint`
+            for a product; default :func:`software_dna.fingerprint.collect`.
+            Meant for special environments and tests.
+        transport: a :class:`~software_dna.client.transport.Transport` that
+            carries the requests instead of the built-in HTTP one (for tests
+            and advanced use: an in-process server, a refusing "offline"
+            transport). ``server_url`` may then be omitted (it is only shown
+            in ``repr``); each request gets a ``deadline`` (``timeout``, or
+            the shorter one of a check), and the HTTP options
+            (``connect_timeout``, ``ca_bundle``, ``proxies``) do not apply.
+
+    Raises:
+        ValueError: no trusted key, a malformed key, or a malformed URL.
+        TypeError: ``transport`` is not a Transport.
+    """
+
+    def __init__(
+        self,
+        *,
+        product: str,
+        public_keys: Iterable[str],
+        server_url: str | None = None,
+        app_name: str | None = None,
+        app_author: str | None = None,
+        store_path: str | Path | None = None,
+        clock: Clock | None = None,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        ca_bundle: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        fingerprint: Callable[[str], _fp.Fingerprint] | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        if not product or not isinstance(product, str):
+            raise ValueError("product must be a non-empty string")
+        keys: dict[str, PublicKey] = {}
+        for text in [public_keys] if isinstance(public_keys, str) else public_keys:
+            try:
+                key = PublicKey.from_paserk(text)
+            except InvalidKey as exc:
+                raise ValueError(f"not a PASERK k4.public key: {text!r}") from exc
+            keys[key.pid] = key
+        if not keys:
+            raise ValueError("public_keys must name at least one k4.public key")
+        if transport is not None and not isinstance(transport, Transport):
+            raise TypeError("transport must be a software_dna.client.transport.Transport")
+        self.product = product
+        self.server_url = server_url
+        if store_path is not None:
+            path = Path(store_path)
+            path = path if path.suffix == ".license" else store_path_for(product, path)
+        else:
+            path = store_path_for(product, default_store_dir(app_name or product, app_author))
+        self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
+                                 connect_timeout=connect_timeout, ca_bundle=ca_bundle,
+                                 proxies=proxies)
+        verifier = TokenVerifier(product, keys, fingerprint or _fp.collect)
+        self._state = ClientState(verifier, path, clock or _utcnow)
+        self._lock = threading.RLock()
+        self._lease = LeaseKeeper()
+        self._validation = Validation(self._state, self._server, self._lease)
+        self._settings = SettingsSync(self._state, self._server)
+        self._activation = Activation(self._state, self._server, validation=self._validation,
+                                      settings=self._settings, lease=self._lease,
+                                      lock=self._lock)
+        self._checkout = Checkout(self._state, self._validation, self._lease, self._lock)
+        self._terms = Terms(self._state, self._server, self._validation, self._lock)
+        self._airgap = AirGap(self._state)
+        self._passwords = PasswordReset(self._state, self._server)
+
+    @property
+    def store_path(self) -> Path:
+        """The store file of this product on this machine."""
+        return self._state.store_path
+
+    # ------------------------------------------------------------ checks
+
+    def check(self) -> License:
+        """Check the license at start-up; offline unless a refresh is due.
+
+        Verifies the stored token (kid, signature, product, this machine, time,
+        the clock high-water mark). When ``refresh_by`` has passed it tries the
+        server within a short deadline (:data:`CHECK_DEADLINE`); if the server
+        cannot be reached the license stays valid until the offline grace
+        period ends, and :attr:`License.offline_grace_ends_at` says when.
+
+        Returns:
+            The valid :class:`License`.
+
+        Raises:
+            NotActivated: nothing stored (call :meth:`activate`).
+            InvalidToken, WrongProduct, WrongMachine, ClockTampered: the stored
+                license cannot be trusted here.
+            LicenseExpired: the license ended, or the grace period ended
+                without reaching the server.
+            LicenseRevoked, LicenseSuspended: seen online earlier, or now.
+            ActivationMoved: roll-over gave this seat to another computer
+                (a :class:`NotActivated`; seen online earlier, or now).
+            LeaseExpired: a floating license holds no live lease (call
+                :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
+                floating seat is taken (``retry_after``).
+            StoreError, StoreCorrupted: the store cannot be read (a corrupt
+                file is moved aside; the next run starts clean).
+        """
+        with self._lock:
+            return self._validation.check(force_online=False)
+
+    def refresh(self) -> License:
+        """Validate online now and store the fresh token.
+
+        Raises:
+            ServerUnreachable: the server could not be reached in time (the
+                stored license is unchanged and :meth:`check` still works).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
+            NotActivated: the server's refusal (stored, so going offline does
+                not undo it).
+            ServerError: an unusable answer.
+        """
+        with self._lock:
+            return self._validation.check(force_online=True)
+
+    # ------------------------------------------------------------ activation
+
+    def activate(
+        self,
+        license_key: str,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        registration: Mapping[str, str] | None = None,
+        consent: bool = False,
+    ) -> License:
+        """Activate this machine with a license key (first run).
+
+        Only the fingerprint's component hashes leave the machine. Personal
+        data (``email``, ``registration``) is sent only when given, and only
+        with ``consent=True``.
+
+        Args:
+            license_key: the key, e.g. ``"ABCD-EFGH-JKLM-NPQR"``.
+            password: the activation password, if the license has one.
+            email: the end user's email address (optional).
+            registration: registration details such as ``{"name": ..., "company": ...}``
+                (optional; string values).
+            consent: the end user agreed to send the personal data above.
+
+        Returns:
+            The activated :class:`License`.
+
+        Raises:
+            ConsentRequired: personal data given without ``consent=True``.
+            UnknownLicenseKey, WrongPassword, NoSeatsLeft, ActivationLocked:
+                the server's refusal, with a message for the end user.
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the license
+                cannot be activated.
+            ServerUnreachable: no answer in time (retrying later reuses the
+                same idempotency key, so no second seat is taken).
+            InvalidToken, WrongMachine, ServerError: an unusable answer.
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        return self._activation.activate(license_key, password=password, email=email,
+                                         registration=registration, consent=consent)
+
+    def install_token(self, token: str) -> License:
+        """Verify a license token obtained out of band and store it.
+
+        Used by offline activation and tests. The token must be signed by a
+        trusted key, for this product and this machine.
+
+        Raises:
+            InvalidToken, WrongProduct, WrongMachine: the token is not for here.
+            LicenseExpired: it has already expired.
+            StoreError: it could not be stored.
+        """
+        state = self._state
+        with self._lock:
+            now = state.now()
+            lic = state.verifier.verify(token)
+            state.verifier.check_machine(lic)
+            state.check_not_rolled_back(now, lic)
+            if lic.license_expires_at is not None and now >= lic.license_expires_at:
+                raise LicenseExpired("This license has already expired.")
+            if lic.expires_at is not None and now >= lic.expires_at:
+                raise LicenseExpired("This license token has already expired.")
+            state.install_token(token, now)
+            return self._validation.apply_grace(now, lic)  # days_left, and the grace if due
+
+    def deactivate(self) -> None:
+        """Free this machine's seat on the server and clear the local store.
+
+        Raises:
+            NotActivated: nothing to deactivate.
+            ServerUnreachable: the server could not be reached (nothing changed).
+            ServerError: the server refused.
+        """
+        with self._lock:
+            self._activation.deactivate()
+
+    def request_erasure(self) -> License:
+        """Ask the server to erase the end user's personal data (GDPR erasure).
+
+        Afterwards the server holds no email or registration details, the local
+        store drops its copy, and the license keeps working in limited mode.
+
+        Returns:
+            The new, limited :class:`License`.
+
+        Raises:
+            NotActivated, ServerUnreachable, ServerError, InvalidToken.
+        """
+        with self._lock:
+            return self._activation.request_erasure()
+
+    # ------------------------------------------------------------ air-gapped
+
+    def create_activation_request(
+        self,
+        license_key: str,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        registration: Mapping[str, str] | None = None,
+        consent: bool = False,
+    ) -> str:
+        """An activation request for a machine that cannot reach the server (docs/offline.md).
+
+        Arguments as for :meth:`activate`. The returned text block (about a
+        dozen lines) holds the product, the license key and password, the
+        fingerprint's component hashes, a fresh nonce and the creation time
+        (UTC); personal data only when given, and only with ``consent=True``.
+        The nonce is remembered in the store for 30 days
+        (:data:`software_dna.wire.airgap.REQUEST_LIFETIME`; at most 16 pending).
+
+        Raises:
+            UnknownLicenseKey: an empty key.
+            ConsentRequired: personal data without ``consent=True``.
+            ActivationError: the request would be over its size limit (12 KiB of
+                JSON: the registration details are too long).
+            FingerprintUnavailable, StoreError.
+        """
+        license_key = check_activation_input(license_key, email, registration, consent)
+        with self._lock:
+            return self._airgap.create_request(license_key, password=password, email=email,
+                                               registration=registration, consent=consent)
+
+    def activate_offline(self, response_text: str) -> License:
+        """Verify an activation response (no network needed) and store its license.
+
+        Checks the signature (trusted keys), the product, this machine, that
+        it answers a request this machine made and has not used yet, and that
+        the request is at most 30 days old.
+
+        Args:
+            response_text: the response block (text around it is ignored).
+
+        Returns:
+            The activated :class:`License` (protection ``offline``).
+
+        Raises:
+            InvalidToken: damaged, forged, or answering an unknown, used or stale request.
+            WrongProduct, WrongMachine: made for another product or computer.
+            ClockTampered: this computer's clock is behind the response's time.
+            LicenseExpired: the license has already ended.
+            StoreError: it could not be stored.
+        """
+        with self._lock:
+            return self._airgap.activate(response_text)
+
+    def deactivate_offline(self) -> str:
+        """Remove the license from this machine and return a signed deactivation receipt.
+
+        The end user sends the receipt to the vendor (or posts it from a
+        connected machine); the server then frees the seat. Calling it again
+        returns the same receipt until the next activation.
+
+        Raises:
+            NotActivated: nothing to deactivate.
+            StoreError: the store could not be changed (the license stays).
+        """
+        with self._lock:
+            return self._airgap.deactivate()
+
+    # ------------------------------------------------------------ floating seats
+
+    def checkout(self) -> License:
+        """Check out a floating seat for this machine (online), or renew the one it holds.
+
+        A floating license works only while this machine holds a lease; the
+        lease lasts the product's lease time (see :attr:`License.lease_expires_at`)
+        and the periodic check renews it while the app runs. Call
+        :meth:`checkin` (or :meth:`close`) when the app no longer needs the
+        seat; process exit returns it too, where possible. On a license that
+        is not floating this is the same as :meth:`refresh`.
+
+        Returns:
+            The :class:`License`, with ``lease_expires_at`` set for a floating one.
+
+        Raises:
+            NoSeatsLeft: every floating seat is leased; ``retry_after`` says when
+                the earliest lease ends (UTC).
+            NotActivated, ActivationMoved: no activation on this machine (any more).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine: refused.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return self._checkout.checkout()
+
+    def checkin(self) -> None:
+        """Return this machine's floating seat (online); the license stops working here.
+
+        Afterwards :meth:`check` raises :class:`LeaseExpired` until the next
+        :meth:`checkout`. Nothing happens on a license that is not floating.
+
+        Raises:
+            NotActivated: no activation on this machine.
+            ServerUnreachable, ServerError, NetworkError: the seat could not be
+                returned now (it frees itself when the lease lapses).
+        """
+        self._checkout.checkin()
+
+    # ------------------------------------------------------------ password reset
+
+    def request_password_reset(self, license_key: str) -> datetime:
+        """Ask the server to email a password reset code for this license key.
+
+        The code goes to the email address(es) the end user gave when
+        activating (with consent); it works once, for a short time. Then call
+        :meth:`reset_password`. No activation on this machine is needed.
+
+        Args:
+            license_key: the license key, e.g. ``"ABCD-EFGH-JKLM-NPQR"``.
+
+        Returns:
+            When the code stops working (timezone-aware UTC).
+
+        Raises:
+            PasswordResetFailed: no email address is on file (the vendor must
+                reset the password), the license has no password, or the
+                server cannot send email.
+            UnknownLicenseKey: no such key for this product.
+            ActivationLocked: too many requests; ``retry_after`` says when.
+            LicenseRevoked: the license was revoked.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return self._passwords.request(license_key)
+
+    def reset_password(self, license_key: str, code: str, new_password: str) -> None:
+        """Set a new activation password with the code from the reset email.
+
+        Args:
+            license_key: the license key.
+            code: the reset code, e.g. ``"K7QF-3MZP-WX2R"`` (case, spaces and
+                dashes do not matter).
+            new_password: the new activation password (1-256 characters).
+
+        Raises:
+            PasswordResetFailed: the code is wrong, already used or expired
+                (ask for a new one), or the new password is empty or too long.
+            UnknownLicenseKey: no such key for this product.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        self._passwords.confirm(license_key, code, new_password)
+
+    # ------------------------------------------------------------ trials, renewal
+
+    def start_trial(self) -> License:
+        """Start this machine's trial of the product (online), once per machine.
+
+        The server gives a time-limited license of kind ``trial`` for this
+        machine only. A machine that already had its trial -- also after the
+        store was deleted or the app reinstalled -- gets its running trial
+        back, or :class:`TrialUnavailable` once it ended. While a trial is
+        stored and valid, this returns it without contacting the server.
+        Activating a license key later replaces the trial and keeps the end
+        user's settings (docs/trials.md).
+
+        Returns:
+            The trial :class:`License` (``kind`` ``Kind.TRIAL``, ``days_left``).
+
+        Raises:
+            TrialUnavailable: the product offers no trial, this machine had its
+                trial, or this machine already holds a license.
+            ActivationLocked: too many attempts from this address.
+            ServerUnreachable, ServerError, NetworkError: no usable answer (no
+                server configured: NetworkError).
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        return self._terms.start_trial()
+
+    def renew(self, code: str) -> License:
+        """Enter a renewal code: it adds days to this machine's license (online).
+
+        Works on an expired license too. The fresh token with the new
+        ``license_expires_at`` is stored at once; the app's other machines get
+        it at their next refresh. Retrying after a lost answer adds nothing twice.
+
+        Args:
+            code: the renewal code, e.g. ``"RENEW-7KQ2-XPNM-4R9T-HCWZ"`` (case
+                and spaces do not matter).
+
+        Returns:
+            The renewed :class:`License`.
+
+        Raises:
+            RenewalRefused: unknown or used code, a code for another license,
+                or a perpetual license.
+            NotActivated: no activation on this machine.
+            LicenseRevoked, LicenseSuspended: the license cannot be renewed.
+            ActivationLocked: too many attempts.
+            ServerUnreachable, ServerError, NetworkError: no usable answer.
+        """
+        return self._terms.renew(code)
+
+    # ------------------------------------------------------------ settings
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The end user's settings document, from the server (cached for offline reads).
+
+        Reading tries the server within a short deadline and falls back to the
+        cached copy. Assigning a ``dict`` stores it locally at once and sends it
+        to the server; if the server cannot be reached, it is sent at the next
+        successful read or assignment.
+
+        Raises:
+            NotActivated: no activation on this machine.
+            ServerError: the server refused the document (e.g. too large).
+        """
+        with self._lock:
+            return self._settings.read()
+
+    @settings.setter
+    def settings(self, document: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._settings.write(document)
+
+    # ------------------------------------------------------------ background
+
+    def start_periodic_check(
+        self,
+        interval: float,
+        *,
+        on_change: Callable[[License | None, License | None], None] | None = None,
+        on_error: Callable[[LicenseError], None] | None = None,
+        jitter: float = 0.1,
+        max_backoff: float | None = None,
+    ) -> PeriodicCheck:
+        """Refresh the license in a daemon thread every ``interval`` seconds.
+
+        See :class:`software_dna.client.periodic.PeriodicCheck` for the arguments.
+        Returns the running handle; call ``stop()`` or use it as a context manager.
+        """
+        handle = PeriodicCheck(
+            self, interval, on_change=on_change, on_error=on_error,
+            jitter=jitter, max_backoff=max_backoff, checkout=self._checkout,
+        )
+        handle.start()
+        return handle
+
+    def close(self) -> None:
+        """Return a checked-out floating lease (best effort) and release the HTTP connections.
+
+        Never raises. The client stays usable.
+        """
+        if self._lease.wanted:
+            self._lease.at_exit()  # check in within a few seconds; never raises
+        self._server.close()
+
+    def __enter__(self) -> LicenseClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LicenseClient(product={self.product!r}, server_url={self.server_url!r})"

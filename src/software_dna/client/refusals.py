@@ -1,0 +1,204 @@
+"""What each protocol error code means to the SDK: one table, keyed by :class:`Code`.
+
+The server answers a refusal as ``{"error": {"code", "message", ...}}``
+(docs/protocol.md). :data:`MEANINGS` says, for every code the SDK acts on,
+which exception it raises and how the code is trusted:
+
+- ``signed``: the server signs this refusal with a receipt (a ``v4.public``
+  token answering the request's nonce); an unsigned one is not its word.
+- ``stored``: a signed refusal the client keeps in its store and its
+  rollback witness, so that going offline cannot undo it.
+- ``ends_activation``: the refusal ends this machine's activation (its
+  credentials are dropped with it).
+- ``retry_after``: the exception carries when to try again.
+- ``message``: the SDK's own wording, used instead of the server's.
+
+Adding a signed refusal on the SDK side is one :class:`Code` member and one
+row here. :class:`ErrorAnswer` reads an error answer; the feature classes
+decide what an answer means in their context (a code missing from the table
+is a :class:`~software_dna.errors.ServerError` there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Final
+
+from software_dna.errors import (
+    ActivationLocked,
+    ActivationMoved,
+    ConsentRequired,
+    LicenseError,
+    LicenseExpired,
+    LicenseRevoked,
+    LicenseSuspended,
+    NoSeatsLeft,
+    NotActivated,
+    PasswordResetFailed,
+    RenewalRefused,
+    TrialUnavailable,
+    UnknownLicenseKey,
+    WrongMachine,
+    WrongPassword,
+)
+from software_dna.wire.codes import Code
+from software_dna.wire.times import parse_rfc3339
+
+from .transport import Response
+
+__all__ = ["MEANINGS", "ErrorAnswer", "Meaning", "code_of", "stored_error"]
+
+#: The message of an activation the server no longer knows (``unauthorized``).
+_UNKNOWN_ACTIVATION = ("The license server does not recognise this activation. "
+                       "Activate again with your license key.")
+
+
+class Meaning:
+    """What one error code means to the SDK (a row of :data:`MEANINGS`).
+
+    Args:
+        error: the exception class raised for it.
+        signed: the server signs it with a receipt.
+        stored: a signed refusal kept in the store (going offline cannot undo it).
+        ends_activation: it ends this machine's activation.
+        retry_after: the exception takes ``retry_after`` (aware UTC or None).
+        message: the SDK's wording, instead of the server's message.
+    """
+
+    __slots__ = ("ends_activation", "error", "message", "retry_after", "signed", "stored")
+
+    def __init__(self, error: type[LicenseError], *, signed: bool = False, stored: bool = False,
+                 ends_activation: bool = False, retry_after: bool = False,
+                 message: str | None = None) -> None:
+        self.error: Final = error
+        self.signed: Final = signed
+        self.stored: Final = stored
+        self.ends_activation: Final = ends_activation
+        self.retry_after: Final = retry_after
+        self.message: Final = message
+
+    def exception(self, message: str, retry_after: datetime | None = None) -> LicenseError:
+        """The exception to raise, with the server's ``message`` unless the row has its own."""
+        text = self.message or message
+        if self.retry_after:
+            return self.error(text, retry_after=retry_after)  # type: ignore[call-arg]
+        return self.error(text)
+
+
+#: Every code the SDK turns into an exception of its own.
+MEANINGS: Mapping[Code, Meaning] = {
+    # Signed refusals about the license or the activation.
+    Code.LICENSE_REVOKED: Meaning(LicenseRevoked, signed=True, stored=True),
+    Code.LICENSE_SUSPENDED: Meaning(LicenseSuspended, signed=True, stored=True),
+    Code.LICENSE_EXPIRED: Meaning(LicenseExpired, signed=True, stored=True),
+    Code.ACTIVATION_REMOVED: Meaning(NotActivated, signed=True, stored=True,
+                                     ends_activation=True),
+    Code.ACTIVATION_MOVED: Meaning(ActivationMoved, signed=True, stored=True,
+                                   ends_activation=True),
+    # Signed, but not stored: the app runs out the warning period first.
+    Code.SUBSCRIPTION_CANCELLED: Meaning(LicenseSuspended, signed=True),
+    # Activation refusals.
+    Code.UNKNOWN_LICENSE_KEY: Meaning(UnknownLicenseKey),
+    Code.WRONG_PASSWORD: Meaning(WrongPassword),
+    Code.PASSWORD_RESET_REQUIRED: Meaning(WrongPassword),
+    Code.CONSENT_REQUIRED: Meaning(ConsentRequired),
+    Code.NO_SEATS_LEFT: Meaning(NoSeatsLeft, retry_after=True),
+    Code.ACTIVATION_LOCKED: Meaning(ActivationLocked, retry_after=True),
+    Code.RATE_LIMITED: Meaning(ActivationLocked, retry_after=True),
+    Code.WRONG_MACHINE: Meaning(WrongMachine),
+    Code.UNAUTHORIZED: Meaning(NotActivated, message=_UNKNOWN_ACTIVATION),
+    # Trials and renewal codes.
+    Code.TRIAL_USED: Meaning(TrialUnavailable),
+    Code.TRIAL_NOT_AVAILABLE: Meaning(TrialUnavailable),
+    Code.UNKNOWN_RENEWAL_CODE: Meaning(RenewalRefused),
+    Code.RENEWAL_CODE_USED: Meaning(RenewalRefused),
+    Code.RENEWAL_NOT_APPLICABLE: Meaning(RenewalRefused),
+    # Password reset.
+    Code.NO_EMAIL_ON_FILE: Meaning(PasswordResetFailed),
+    Code.NO_PASSWORD: Meaning(PasswordResetFailed),
+    Code.INVALID_RESET_CODE: Meaning(PasswordResetFailed),
+    Code.MAIL_UNAVAILABLE: Meaning(PasswordResetFailed),
+    Code.MAIL_FAILED: Meaning(PasswordResetFailed),
+}
+
+
+_BY_VALUE: Mapping[str, Code] = {code.value: code for code in Code}
+
+
+def code_of(text: object) -> Code | None:
+    """The :class:`Code` named by ``text``, or None (not a string, or a code unknown here)."""
+    return _BY_VALUE.get(text) if isinstance(text, str) else None
+
+
+def stored_error(status: object) -> LicenseError | None:
+    """The exception of a stored refusal status ``{"code", "message", ...}``, or None.
+
+    Only codes whose row is ``stored`` count: anything else stored (such as a
+    cancelled subscription's warning period) is not a refusal.
+    """
+    if not isinstance(status, Mapping):
+        return None
+    code = code_of(status.get("code"))
+    meaning = MEANINGS.get(code) if code is not None else None
+    if meaning is None or not meaning.stored:
+        return None
+    return meaning.exception(str(status.get("message") or "The license cannot be used."))
+
+
+class ErrorAnswer:
+    """An error answer of the server, read once: its code, message and extra fields.
+
+    Args:
+        answer: the server's :class:`Response` (any status).
+        now: the current time (aware UTC), for a ``Retry-After`` in seconds.
+
+    Attributes:
+        status: the HTTP status.
+        text: the code as sent (``"http_error"`` when the body holds no error).
+        code: the :class:`Code`, or None for a code this SDK does not know.
+        message: the server's message (or a generic one).
+        meaning: the code's row of :data:`MEANINGS`, or None.
+        receipt: the ``receipt`` field (a signed refusal's token), or None.
+        retry_after: when to try again (aware UTC), or None.
+    """
+
+    __slots__ = ("code", "meaning", "message", "receipt", "retry_after", "status", "text")
+
+    def __init__(self, answer: Response, now: datetime) -> None:
+        error = answer.body.get("error")
+        fields: Mapping[str, object] = error if isinstance(error, dict) else {}
+        sent, message = fields.get("code"), fields.get("message")
+        self.status: Final = answer.status
+        self.text: Final[str] = sent if isinstance(sent, str) else "http_error"
+        self.message: Final[str] = (
+            str(message or sent) if isinstance(sent, str)
+            else f"The license server answered with HTTP {answer.status}.")
+        self.code: Final = code_of(self.text)
+        self.meaning: Final = MEANINGS.get(self.code) if self.code is not None else None
+        self.receipt: Final = fields.get("receipt")
+        self.retry_after: Final = _retry_at(fields.get("retry_at"), answer, now)
+
+    @property
+    def too_many(self) -> bool:
+        """True for a ``429`` answer or ``rate_limited``: too many attempts."""
+        return self.status == Code.RATE_LIMITED.status or self.code is Code.RATE_LIMITED
+
+    def exception(self) -> LicenseError | None:
+        """The table's exception for this answer, or None when the code has no row."""
+        if self.meaning is None:
+            return None
+        return self.meaning.exception(self.message, self.retry_after)
+
+
+def _retry_at(raw: object, answer: Response, now: datetime) -> datetime | None:
+    """The error's ``retry_at`` (RFC 3339, the server's time, e.g. a lease's end), else
+    ``Retry-After`` seconds after ``now`` (aware UTC), else None."""
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            return parse_rfc3339(raw)
+    header = answer.headers.get("retry-after", "")
+    if header.isdigit():
+        return (now + timedelta(seconds=int(header))).replace(microsecond=0)
+    return None

@@ -1,0 +1,91 @@
+"""The client's side of the network: the license server it talks to, and what every call shares.
+
+:class:`ServerAPI` holds the :class:`~software_dna.client.transport.Transport`
+(an :class:`~software_dna.client.transport.HTTPTransport` made on first use,
+or the one given to the client) and sends the JSON requests of docs/protocol.md.
+:func:`new_nonce` and :func:`client_facts` are the request parts that are
+not the end user's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from software_dna._version import __version__
+from software_dna.errors import NetworkError
+
+from .transport import HTTPTransport, Response, Transport
+
+__all__ = ["ServerAPI", "client_facts", "new_nonce"]
+
+
+def new_nonce() -> str:
+    """A fresh request nonce (24 random bytes, base64url: 32 characters)."""
+    import secrets  # lazy: not needed by an offline check()
+
+    return secrets.token_urlsafe(24)
+
+
+def client_facts() -> dict[str, str]:
+    """The client facts an activation sends: SDK version, OS name, Python version."""
+    import platform  # lazy: only when activating
+
+    return {
+        "sdk_version": __version__,
+        "os": platform.system() or "unknown",
+        "python": platform.python_version(),
+    }
+
+
+class ServerAPI:
+    """The license server of one client.
+
+    Args:
+        server_url: the base URL (``https://...``), or None.
+        transport: a transport to use instead of an :class:`HTTPTransport`, or None.
+        timeout: seconds one operation may take in total (retries included).
+        connect_timeout: seconds to establish a connection (HTTP transport).
+        ca_bundle: a PEM CA bundle to pin for TLS (HTTP transport).
+        proxies: explicit proxies (HTTP transport); None: the environment's.
+
+    Raises:
+        ValueError: a malformed URL or timeouts that are not positive.
+    """
+
+    def __init__(self, server_url: str | None, *, transport: Transport | None = None,
+                 timeout: float, connect_timeout: float, ca_bundle: str | None,
+                 proxies: Mapping[str, str] | None) -> None:
+        self.url = server_url
+        self.timeout = timeout
+        self._transport = transport
+        if transport is None and server_url is not None:
+            # Validates the URL now; requests itself is imported on the first request.
+            self._transport = HTTPTransport(server_url, deadline=timeout,
+                                            connect_timeout=connect_timeout,
+                                            ca_bundle=ca_bundle, proxies=proxies)
+
+    @property
+    def configured(self) -> bool:
+        """True when there is a server to talk to (a URL or a transport)."""
+        return self._transport is not None
+
+    def request(self, method: str, path: str, *, json_body: Mapping[str, Any] | None = None,
+                bearer: str | None = None, retry: bool = False,
+                deadline: float | None = None) -> Response:
+        """Send one request (see :meth:`Transport.request` for the arguments and errors).
+
+        Raises:
+            NetworkError: no server is configured for this app.
+            ServerUnreachable, ServerError: as the transport raises them.
+        """
+        if self._transport is None:
+            raise NetworkError("No license server is configured for this app.")
+        return self._transport.request(method, path, json_body=json_body, bearer=bearer,
+                                       retry=retry,
+                                       deadline=self.timeout if deadline is None else deadline)
+
+    def close(self) -> None:
+        """Release the transport's pooled connections. Never raises."""
+        if self._transport is not None:
+            self._transport.close()

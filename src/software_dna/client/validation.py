@@ -1,0 +1,215 @@
+"""The license check: offline first, online when a refresh is due, and what the server says.
+
+:meth:`Validation.check` verifies the stored token with no network: kid,
+signature, product, machine, time and the clock high-water mark. Only when
+the token's ``refresh_by`` time has passed (or the store needs the server's
+word: a stored refusal, a rollback, a clock that may have run ahead) does it
+try the server, with a short deadline; if the server cannot be reached the
+license stays valid until the offline grace period ends (``exp``).
+:meth:`Validation.validate_online` is the one online validation, through
+the ``validate``, ``checkout`` or ``checkin`` route.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from software_dna.errors import (
+    ClockTampered,
+    InvalidToken,
+    LicenseExpired,
+    NetworkError,
+    NotActivated,
+    ServerError,
+    WrongProduct,
+)
+from software_dna.license import License
+from software_dna.wire.claims import Protection
+from software_dna.wire.codes import Code
+from software_dna.wire.times import format_rfc3339
+
+from .document import credentials
+from .expiry import (
+    cancel_status,
+    cancel_window_end,
+    cancelled_license,
+    expired_message,
+    lease_error,
+)
+from .lease import LeaseKeeper
+from .refusals import ErrorAnswer
+from .server import ServerAPI, new_nonce
+from .state import ClientState
+
+__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation"]
+
+#: Total seconds check() may spend on the server when a refresh is due.
+CHECK_DEADLINE = 5.0
+#: After a failed refresh, check() does not try the server again for this long.
+RETRY_AFTER_FAILURE = timedelta(minutes=2)
+
+
+class Validation:
+    """Checks the stored license, offline and online.
+
+    Args:
+        state: the client's local state.
+        server: the license server.
+        lease: whether a floating lease is wanted (it picks the online route).
+    """
+
+    def __init__(self, state: ClientState, server: ServerAPI, lease: LeaseKeeper) -> None:
+        self.state = state
+        self.server = server
+        self.lease = lease
+        self._last_failed_refresh: float | None = None
+        self._with_days: tuple[License, int, License] | None = None
+
+    def check(self, *, force_online: bool) -> License:
+        """See :meth:`LicenseClient.check` (``force_online``: :meth:`LicenseClient.refresh`)."""
+        state = self.state
+        now = state.now()
+        data = state.read()
+        status = data.get("status")
+        # A store older than its witness (rolled back) needs the server's word.
+        suspect = state.suspicion(data)
+        due = force_online or status is not None or suspect is not None
+        lic: License | None = None
+        if status is None and suspect is None:
+            try:
+                lic = state.offline_license(now, data)
+            except ClockTampered as exc:
+                if not self.server.configured:
+                    raise
+                # The clock may have run ahead earlier (the mark is too high) or be
+                # set back now: the server's signed time tells which.
+                suspect = exc
+            else:
+                due = due or (
+                    lic.protection is not Protection.OFFLINE
+                    and lic.refresh_by is not None and now >= lic.refresh_by
+                )
+            due = due or suspect is not None
+        elif not isinstance(data.get("token"), str):
+            state.raise_stored_status(data)
+            raise NotActivated()
+        # Without the server the app would stop: then try it whatever the back-off says.
+        must = force_online or suspect is not None or (
+            lic is not None and lic.expires_at is not None and now >= lic.expires_at
+        )
+        if lic is not None and self.lease.wanted and lease_error(lic, now) is not None:
+            due = must = True  # the floating lease ended: take it again
+        if due and self.server.configured and (must or self._may_try_server()):
+            try:
+                deadline = None if force_online else min(CHECK_DEADLINE, self.server.timeout)
+                return self.validate_online(data, deadline=deadline)
+            except (NetworkError, ServerError, InvalidToken, WrongProduct) as exc:
+                # An unusable answer (garbage, a forged or foreign token) is a failed
+                # refresh like a dead network: the stored license still counts.
+                self._last_failed_refresh = time.monotonic()
+                if suspect is not None:
+                    raise suspect from exc
+                if force_online:
+                    raise
+        if suspect is not None:
+            raise suspect
+        if lic is None:
+            state.raise_stored_status(data)
+            lic = state.offline_license(now, data)
+            until = cancel_window_end(data.get("status"), now)
+            if until is not None:  # a cancelled subscription in its warning period
+                return cancelled_license(self.apply_grace(now, lic), until)
+        return self.apply_grace(now, lic)
+
+    def _may_try_server(self) -> bool:
+        failed = self._last_failed_refresh
+        return failed is None or time.monotonic() - failed >= RETRY_AFTER_FAILURE.total_seconds()
+
+    def refreshed(self) -> None:
+        """A fresh token came from the server: check() may try it again at once next time."""
+        self._last_failed_refresh = None
+
+    def apply_grace(self, now: datetime, lic: License) -> License:
+        """``lic`` as the app sees it at ``now``: grace, days left; or the error that it ended.
+
+        Raises:
+            LeaseExpired: a floating license without a live lease.
+            LicenseExpired: the license, or its offline grace period, ended.
+        """
+        lease_ended = lease_error(lic, now)  # a floating license needs its lease
+        if lease_ended is not None:
+            raise lease_ended
+        if lic.license_expires_at is not None and now >= lic.license_expires_at:
+            raise LicenseExpired(expired_message(lic, lic.license_expires_at))
+        if lic.expires_at is not None and now >= lic.expires_at:
+            raise LicenseExpired(
+                "The license server must be reached to keep using this license: the offline "
+                f"grace period ended on {format_rfc3339(lic.expires_at)}. Connect to the "
+                "internet and try again."
+            )
+        if lic.refresh_by is not None and now >= lic.refresh_by:
+            lic = lic.with_grace(lic.expires_at)
+        days = lic.whole_days_left(now)
+        if days is None:
+            return lic
+        cached = self._with_days
+        if cached is not None and cached[0] is lic and cached[1] == days:
+            return cached[2]  # the same license on the same day: no new object
+        dated = lic._replace(days_left=days)
+        self._with_days = (lic, days, dated)
+        return dated
+
+    def validate_online(self, data: Mapping[str, Any], *, deadline: float | None,
+                        route: str | None = None) -> License:
+        """Validate with the server now and store the fresh token (or its signed refusal).
+
+        Args:
+            data: the stored document.
+            deadline: seconds for the whole call (None: the client's timeout).
+            route: ``validate``, ``checkout`` or ``checkin`` (default: by the lease).
+
+        Raises:
+            NotActivated: no activation stored, or the server does not know it.
+            LicenseRevoked, LicenseSuspended, LicenseExpired, ActivationMoved,
+            WrongMachine, NoSeatsLeft, LeaseExpired: the server's refusal.
+            ServerUnreachable, ServerError, InvalidToken: no usable answer.
+        """
+        state = self.state
+        activation_id, secret = credentials(data)
+        nonce = new_nonce()
+        answer = self.server.request(
+            "POST", f"/v1/activations/{activation_id}/{route or self.lease.route()}",
+            json_body={"fingerprint": state.verifier.fingerprint().to_wire(), "nonce": nonce},
+            bearer=secret, retry=True, deadline=deadline,
+        )
+        if answer.status == 200:
+            lic = state.verifier.accept(answer.body.get("token"), nonce)
+            state.store_token(answer.body["token"], lic)
+            self.refreshed()
+            return self.apply_grace(state.now(), lic)
+        error = ErrorAnswer(answer, state.now())
+        if error.meaning is not None and error.meaning.signed:
+            if not state.verifier.receipt_ok(error.receipt, nonce, activation_id):
+                # Our server signs every refusal; an unsigned one is not its word.
+                raise ServerError(f"The license server's refusal was not signed: {error.message}")
+            if error.code is Code.SUBSCRIPTION_CANCELLED:
+                return self._cancelled(data, error.message)
+            state.store_refusal(error.text, error.message, receipt=error.receipt)
+        refusal = error.exception()
+        if refusal is not None:
+            raise refusal
+        raise ServerError(f"The license server refused the check: {error.message}")
+
+    def _cancelled(self, data: Mapping[str, Any], message: str) -> License:
+        """The server said the subscription was cancelled: run out the warning period."""
+        now = self.state.now()
+        lic = self.state.offline_license(now, data)
+        status = cancel_status(lic, message, now)
+        self.state.store_status(status)
+        self._last_failed_refresh = time.monotonic()  # ask again now and then, not every check
+        until = cancel_window_end(status, now)  # LicenseSuspended when none is left
+        assert until is not None
+        return cancelled_license(self.apply_grace(now, lic), until)

@@ -1,0 +1,117 @@
+"""What the client's trusted keys verify: license tokens, receipts, and this machine.
+
+:class:`TokenVerifier` holds the product, its trusted public keys and the
+machine's fingerprint source. It verifies tokens (remembering the last one,
+so that a ``check()`` at every start does one signature check), compares a
+license's fingerprint with this machine's, and checks a fresh token or a
+signed refusal against the nonce of the request it answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+
+from software_dna import fingerprint as _fp
+from software_dna.errors import InvalidToken, ServerError, WrongMachine
+from software_dna.license import License, verify_token
+from software_dna.wire import errors as wire_errors
+from software_dna.wire.claims import verify_receipt
+from software_dna.wire.paseto import PublicKey
+
+__all__ = ["TokenVerifier"]
+
+
+class TokenVerifier:
+    """Verifies tokens and receipts for one product on this machine.
+
+    Args:
+        product: the product id.
+        keys: trusted keys by PASERK ``k4.pid``.
+        fingerprint: returns this machine's fingerprint for a product id.
+    """
+
+    def __init__(self, product: str, keys: Mapping[str, PublicKey],
+                 fingerprint: Callable[[str], _fp.Fingerprint]) -> None:
+        self.product = product
+        self._keys = dict(keys)
+        self._fingerprint_source = fingerprint
+        self._verified: tuple[str, License] | None = None
+        self._machine_ok: tuple[License, _fp.Fingerprint] | None = None
+
+    def fingerprint(self) -> _fp.Fingerprint:
+        """This machine's fingerprint for the product.
+
+        Raises:
+            FingerprintUnavailable: the machine cannot be identified.
+        """
+        return self._fingerprint_source(self.product)
+
+    def verify(self, token: str) -> License:
+        """The license of ``token`` (kid, signature, product checked; cached for the last token).
+
+        Raises:
+            InvalidToken, WrongProduct: see :func:`software_dna.license.verify_token`.
+        """
+        cached = self._verified
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        lic = verify_token(token, self._keys, self.product)
+        self._verified = (token, lic)
+        return lic
+
+    def remember(self, token: str, lic: License) -> None:
+        """``lic`` is the verified license of ``token`` (skips the next signature check)."""
+        self._verified = (token, lic)
+
+    def forget(self) -> None:
+        """Drop the cached token and machine match (the license left this machine)."""
+        self._verified = None
+        self._machine_ok = None
+
+    def check_machine(self, lic: License) -> None:
+        """Raise :class:`WrongMachine` unless ``lic`` is bound to this machine."""
+        current = self.fingerprint()
+        known = self._machine_ok
+        if known is not None and known[0] is lic and known[1] is current:
+            return  # this very license already matched this very fingerprint
+        if not _fp.match(lic.fingerprint, current.components, lic.tolerance):
+            raise WrongMachine(
+                "This license is bound to another computer. Activate it on this "
+                "computer with your license key (you may need to deactivate it on the "
+                "other one first)."
+            )
+        self._machine_ok = (lic, current)
+
+    def accept(self, token: object, nonce: str) -> License:
+        """Verify a token the server just sent: signature, product, nonce, machine.
+
+        Raises:
+            ServerError: no token in the answer.
+            InvalidToken: not answering ``nonce`` (replayed?), or not valid.
+            WrongProduct, WrongMachine: not for this product or machine.
+        """
+        if not isinstance(token, str):
+            raise ServerError("The license server's answer holds no license token.")
+        lic = verify_token(token, self._keys, self.product)
+        if not hmac.compare_digest(lic.nonce, nonce):
+            raise InvalidToken("The server's answer does not match this request (replayed?).")
+        self.check_machine(lic)
+        return lic
+
+    def receipt_ok(self, receipt: object, nonce: str, activation_id: str | None) -> bool:
+        """True when ``receipt`` is the server's signed answer to ``nonce`` (for the activation)."""
+        try:
+            claims = verify_receipt(receipt, self._keys, self.product)
+        except wire_errors.InvalidToken:
+            return False
+        return hmac.compare_digest(str(claims.get("nonce")), nonce) and (
+            activation_id is None or claims.get("activation_id") == activation_id
+        )
+
+    def receipt_time(self, receipt: object) -> str | None:
+        """The signed ``server_time`` of a valid receipt (RFC 3339), else None."""
+        try:
+            return str(verify_receipt(receipt, self._keys, self.product)["server_time"])
+        except wire_errors.InvalidToken:
+            return None
