@@ -368,14 +368,14 @@ def _machine() -> str:
     """The architecture as :func:`platform.machine` gives it (``"x86_64"``, ``"arm64"`` ...)."""
     if sys.platform in _UNAME_PLATFORMS:
         return os.uname().machine
-    import platform
+    import platform  # lazy: not on Linux's or macOS's start-up path
 
     return platform.machine()
 
 
 def _processor() -> str:
     """:func:`platform.processor` (used only where no better CPU source exists)."""
-    import platform
+    import platform  # lazy: not on Linux's or macOS's start-up path
 
     return platform.processor()
 
@@ -388,7 +388,7 @@ def _hostname() -> str:
     """
     if sys.platform in _UNAME_PLATFORMS:
         return os.uname().nodename
-    import socket
+    import socket  # lazy: Linux and macOS read uname instead
 
     return socket.gethostname()
 
@@ -564,7 +564,7 @@ def _other_machine_id(system: str) -> str:
 def _windows_machine_guid() -> str:
     """MachineGuid from the registry, read in-process ("" when unavailable)."""
     if sys.platform == "win32":
-        import winreg
+        import winreg  # Windows only
 
         try:
             with winreg.OpenKey(
@@ -582,7 +582,7 @@ def _windows_machine_guid() -> str:
 
 def _machineid_library() -> str:
     """py-machineid's raw id (may run a subprocess on macOS, Windows, BSD; never used on Linux)."""
-    import machineid
+    import machineid  # lazy: may run a subprocess; never used on Linux
 
     try:
         value = machineid.id()
@@ -792,7 +792,7 @@ def _linux_cpu(root: Path) -> str:
 def _windows_cpu() -> str:
     """ProcessorNameString from the registry ("" when unavailable)."""
     if sys.platform == "win32":
-        import winreg
+        import winreg  # Windows only
 
         try:
             with winreg.OpenKey(
@@ -808,7 +808,7 @@ def _windows_cpu() -> str:
 def _darwin_cpu() -> str:
     """``machdep.cpu.brand_string`` through sysctlbyname(3), in-process ("" when unavailable)."""
     if sys.platform == "darwin":
-        import ctypes
+        import ctypes  # lazy: macOS only
 
         try:
             libc = ctypes.CDLL(None)

@@ -22,7 +22,7 @@ from software_dna.wire.frozen import Frozen
 from software_dna.wire.paseto import PublicKey
 from software_dna.wire.times import parse_rfc3339
 
-__all__ = ["License", "sdk_error", "verify_token"]
+__all__ = ["License", "in_warning_period", "sdk_error", "verify_token", "with_days_left"]
 
 
 #: License's attributes, in constructor order; the last three are neither
@@ -270,6 +270,19 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         lease_expires_at=_claim_time(claims, "lease_expires_at", optional=True),
     )
 
+
+
+def with_days_left(lic: License, days: int) -> License:
+    """A copy of ``lic`` with :attr:`License.days_left` set (whole days, >= 0)."""
+    return lic._replace(days_left=days)
+
+
+def in_warning_period(lic: License, until: datetime) -> License:
+    """A copy of ``lic`` in a cancelled subscription's warning period, which ends at ``until``.
+
+    :attr:`License.subscription_ends_at` is ``until``; no offline grace is shown.
+    """
+    return lic._replace(subscription_ends_at=until, offline_grace_ends_at=None)
 
 
 def sdk_error(exc: wire_errors.InvalidToken) -> InvalidToken | WrongProduct:

@@ -77,6 +77,7 @@ id that is empty, data that is not JSON-serialisable) raise
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -217,8 +218,6 @@ def store_path_for(product: str, directory: Path) -> Path:
         or product.endswith(".")
         or product.split(".", 1)[0] in _WINDOWS_RESERVED
     ):
-        import hashlib  # lazy: only needed for unusual product ids
-
         # No dots in the prefix: "nul.txt-<hash>" would still be a Windows device name.
         readable = re.sub(r"[^a-z0-9_-]+", "_", product.lower()).strip("_-")[:40] or "product"
         stem = f"{readable}-{hashlib.sha256(encoded).hexdigest()[:16]}"

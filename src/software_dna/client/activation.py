@@ -15,7 +15,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import getpass
+import hashlib
+import hmac
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -241,15 +246,8 @@ class Activation:
         survives a damaged or deleted store, so activating again after
         ``StoreCorrupted`` finds this account's seat instead of taking another.
         """
-        import base64
-        import hashlib
-        import hmac
-        import os
-
         account = str(os.getuid()) if hasattr(os, "getuid") else ""
         with contextlib.suppress(Exception):  # no user name (containers): the uid and path do
-            import getpass
-
             account += "\0" + getpass.getuser()
         try:
             where = str(self.state.store_path.resolve())

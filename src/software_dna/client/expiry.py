@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from software_dna.errors import LeaseExpired, LicenseSuspended
-from software_dna.license import License
+from software_dna.license import License, in_warning_period
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
@@ -99,4 +99,4 @@ def cancel_window_end(status: object, now: datetime) -> datetime | None:
 
 def cancelled_license(lic: License, until: datetime) -> License:
     """``lic`` during the warning period of a cancelled subscription."""
-    return lic._replace(subscription_ends_at=until, offline_grace_ends_at=None)
+    return in_warning_period(lic, until)

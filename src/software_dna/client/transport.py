@@ -161,7 +161,7 @@ class HTTPTransport(Transport):
     def _get_session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
-                import requests
+                import requests  # lazy: heavy; only once the server is contacted
 
                 session = requests.Session()
                 session.headers["User-Agent"] = self.user_agent
@@ -269,7 +269,7 @@ class HTTPTransport(Transport):
         bearer: str | None,
         remaining: float,
     ) -> Response:
-        import requests
+        import requests  # lazy: heavy; only once the server is contacted
 
         session = self._get_session()
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}

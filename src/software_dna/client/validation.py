@@ -26,7 +26,7 @@ from software_dna.errors import (
     ServerError,
     WrongProduct,
 )
-from software_dna.license import License
+from software_dna.license import License, with_days_left
 from software_dna.wire.claims import Protection
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339
@@ -158,7 +158,7 @@ class Validation:
         cached = self._with_days
         if cached is not None and cached[0] is lic and cached[1] == days:
             return cached[2]  # the same license on the same day: no new object
-        dated = lic._replace(days_left=days)
+        dated = with_days_left(lic, days)
         self._with_days = (lic, days, dated)
         return dated
 
