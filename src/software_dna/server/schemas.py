@@ -302,7 +302,7 @@ class HealthOut(Out):
 
 
 # --------------------------------------------------------------------------- air-gapped
-# (service/offline.py; the block formats: software_dna/offline.py, docs/offline.md)
+# (service/offline.py; the block formats: software_dna/wire/airgap.py, docs/offline.md)
 
 ArmoredText = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=48 * 1024)]
 

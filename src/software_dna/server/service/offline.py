@@ -1,6 +1,6 @@
 """Air-gapped activation, server side: answer an activation request, take a deactivation receipt.
 
-The text formats live in :mod:`software_dna.offline` (shared with the SDK).
+The text formats live in :mod:`software_dna.wire.airgap` (shared with the SDK).
 
 - :func:`respond` parses an armored activation request, validates it as the
   body of ``POST /v1/activations`` would be validated, and runs
@@ -15,7 +15,7 @@ The text formats live in :mod:`software_dna.offline` (shared with the SDK).
   Idempotent: a receipt for an activation already gone is answered the same
   way, with ``already_deactivated``.
 
-Requests older than :data:`~software_dna.offline.REQUEST_LIFETIME` (30 days)
+Requests older than :data:`~software_dna.wire.airgap.REQUEST_LIFETIME` (30 days)
 are refused (``request_expired``): the machine that made them would refuse
 the response anyway.
 """
