@@ -1,4 +1,4 @@
-"""PASETO v4.public and PASERK k4 conformance and strictness tests for ``software_dna.paseto``.
+"""PASETO v4.public and PASERK k4 conformance and strictness tests for ``software_dna.wire.paseto``.
 
 Official vectors: ``tests/vectors/paseto`` (paseto-standard/test-vectors, ISC).
 Attack-named regression tests live in ``test_paseto_advisory.py``.

@@ -1,4 +1,4 @@
-"""Regression tests named after known token attacks, against ``software_dna.paseto``.
+"""Regression tests named after known token attacks, against ``software_dna.wire.paseto``.
 
 Each test builds the attacker's token and checks it is refused with the opaque
 :class:`InvalidToken` (never another exception, never acceptance).
