@@ -177,6 +177,8 @@ class ErrorDetail(Out):
 
     code: str
     message: str
+    #: Structured facts about the refusal, e.g. ``{"kind": "license"}`` for ``not_found``.
+    details: dict[str, Any] | None = None
     receipt: str | None = None
     retry_at: UtcTime | None = None
 
