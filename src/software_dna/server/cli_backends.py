@@ -227,19 +227,20 @@ class DirectBackend:
     def _product(self, row: Any) -> JSONDict:
         from software_dna.server.schemas import ProductOut
 
-        return ProductOut.of(row).model_dump(mode="json")
+        return ProductOut.model_validate(row).model_dump(mode="json")
 
     def _key(self, row: Any) -> JSONDict:
         from software_dna.server.schemas import KeyOut
 
-        return KeyOut.of(row).model_dump(mode="json")
+        return KeyOut.model_validate(row).model_dump(mode="json")
 
     def _license(self, row: Any) -> JSONDict:
         from software_dna.server import services as service
         from software_dna.server.schemas import LicenseOut
 
         used = service.seats_in_use(self._session, row.id)
-        return LicenseOut.of(row, used).model_dump(mode="json")
+        out = LicenseOut.model_validate(row, context={"seats_in_use": used})
+        return out.model_dump(mode="json")
 
     # ------------------------------------------------------------------ products
 
@@ -382,7 +383,7 @@ class DirectBackend:
         from software_dna.server import services as service
         from software_dna.server.schemas import ActivationOut
 
-        return [ActivationOut.of(a).model_dump(mode="json")
+        return [ActivationOut.model_validate(a).model_dump(mode="json")
                 for a in service.list_activations(self._session, license_id)]
 
     def remove_activation(self, activation_id: str) -> JSONDict:
@@ -391,7 +392,7 @@ class DirectBackend:
         from software_dna.server.schemas import ActivationOut
 
         activation = service.remove_activation(self._session, activation_id, actor="cli")
-        return ActivationOut.of(activation).model_dump(mode="json")
+        return ActivationOut.model_validate(activation).model_dump(mode="json")
 
     # ------------------------------------------------------------------ end users
 
@@ -429,7 +430,7 @@ class DirectBackend:
         from software_dna.server import services as service
         from software_dna.server.schemas import AuditOut
 
-        return [AuditOut.of(e).model_dump(mode="json")
+        return [AuditOut.model_validate(e).model_dump(mode="json")
                 for e in service.list_audit(self._session, limit=limit, product_id=product_id,
                                             license_id=license_id)]
 

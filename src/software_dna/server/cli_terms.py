@@ -55,7 +55,8 @@ def _license_json(session: Session, lic: License, *, key: str | None = None) -> 
     from software_dna.server import services as service
     from software_dna.server.schemas import LicenseOut
 
-    out: JSONDict = LicenseOut.of(lic, service.seats_in_use(session, lic.id)).model_dump(
+    out: JSONDict = LicenseOut.model_validate(
+        lic, context={"seats_in_use": service.seats_in_use(session, lic.id)}).model_dump(
         mode="json")
     if key is not None:
         out["license_key"] = key
@@ -183,10 +184,11 @@ def cmd_test_codes_reset(backend: Backend, args: argparse.Namespace) -> int:
 
 
 def _codes_json(rows: list[tuple[Any, str | None]]) -> JSONDict:
-    from software_dna.server.schemas_terms import RenewalCodeOut
+    from software_dna.server.schemas import RenewalCodeOut
 
-    return {"renewal_codes": [RenewalCodeOut.of(row, code).model_dump(mode="json")
-                              for row, code in rows]}
+    return {"renewal_codes": [
+        RenewalCodeOut.model_validate(row, context={"code": code}).model_dump(mode="json")
+        for row, code in rows]}
 
 
 def cmd_renewal_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
@@ -240,9 +242,9 @@ def cmd_renewal_codes_list(backend: Backend, args: argparse.Namespace) -> int:
 
 
 def _trial_json(row: Any) -> JSONDict:
-    from software_dna.server.schemas_terms import TrialOut
+    from software_dna.server.schemas import TrialOut
 
-    out: JSONDict = TrialOut.of(row).model_dump(mode="json")
+    out: JSONDict = TrialOut.model_validate(row).model_dump(mode="json")
     return out
 
 

@@ -6,9 +6,10 @@ Routers import this module; it never imports a router.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,7 @@ __all__ = [
     "fingerprint_data",
     "get_session",
     "get_state",
+    "given",
     "require_admin",
 ]
 
@@ -110,6 +112,15 @@ def require_admin(
     session.rollback()  # end the read transaction (SQLite: release the lock)
 
 
+
+
+def given(body: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body set (a field sent as ``null`` is set; an absent one is not).
+
+    The values are the validated ones (times stay ``datetime``), unlike
+    ``model_dump``, which serializes them.
+    """
+    return {name: getattr(body, name) for name in body.model_fields_set}
 
 
 def client_address(request: Request) -> str | None:

@@ -45,10 +45,16 @@ class Activation(Base):
     last_seen_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
     deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user/vendor/rollover
-    # Random id of one OS account's installation (user seats; issue 8).
+    # Random id of one OS account's installation (user seats).
     installation_id: Mapped[str | None] = mapped_column(String(64))
-    # Activated from an air-gapped request (service/offline.py): its tokens are
+    # Activated from an air-gapped request: its tokens are
     # protection "offline" whatever the product's level (migration 0004).
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     license: Mapped[License] = relationship(lazy="joined")
+
+    @property
+    def client_facts(self) -> dict[str, str | None]:
+        """What the SDK said about the client: ``sdk_version``, ``os``, ``python``."""
+        return {"sdk_version": self.sdk_version, "os": self.client_os,
+                "python": self.client_python}

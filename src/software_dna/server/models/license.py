@@ -35,7 +35,7 @@ class License(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     password_erased: Mapped[bool] = mapped_column(Boolean, default=False)
     erased: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Kinds and terms (issue 7; service/trials.py, service/renewals.py).
+    # Kinds and terms.
     kind: Mapped[str] = mapped_column(String(16), default="full",
                                       server_default="full")  # full/trial/evaluation/test
     duration_days: Mapped[int | None] = mapped_column(Integer)  # expiry N days after 1st use
@@ -43,7 +43,7 @@ class License(Base):
     subscription: Mapped[bool] = mapped_column(Boolean, default=False,
                                                server_default=text("false"))
     cancelled_at: Mapped[datetime | None]  # subscription cancelled (status suspended)
-    # Seats (issue 8): what a seat is (machine / user / floating); roll-over of machines.
+    # Seats: what a seat is (machine / user / floating); roll-over of machines.
     seat_mode: Mapped[str] = mapped_column(String(16), default="machine",
                                            server_default="machine")
     rollover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -51,3 +51,19 @@ class License(Base):
     updated_at: Mapped[datetime]
 
     product: Mapped[Product] = relationship(lazy="joined")
+
+    @property
+    def key_hint(self) -> str:
+        """What the vendor sees of the key: its last four characters (trials have no key)."""
+        return "\u2026-" + self.key_last4 if self.key_last4 else "(trial: no key)"
+
+    @property
+    def password_set(self) -> bool:
+        """True when an activation password is set."""
+        return self.password_hash is not None
+
+    @property
+    def password_reset_required(self) -> bool:
+        """True when activating needs a new password from the vendor (erased or required)."""
+        return self.password_hash is None and (self.password_erased
+                                               or self.product.password_required)

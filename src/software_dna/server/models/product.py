@@ -31,11 +31,11 @@ class Product(Base):
     features: Mapped[list[str]]
     limited_features: Mapped[list[str]]
     password_required: Mapped[bool] = mapped_column(Boolean)
-    # Trials (issue 7): trial length in days (None: no trial); live test codes allowed.
+    # Trials: trial length in days (None: no trial); live test codes allowed.
     trial_days: Mapped[int | None] = mapped_column(Integer)
     test_code_limit: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
-    # Seats (issue 8; service/seats.py, service/leases.py): floating lease length
-    # (seconds), re-activations allowed per license per period (None: no lock-out),
+    # Seats: floating lease length (seconds), re-activations allowed per license
+    # per period (None: no lock-out),
     # new activations allowed per client address per period (None: no lock-out).
     lease_duration: Mapped[int] = mapped_column(Integer, default=900, server_default=text("900"))
     reactivation_limit: Mapped[int | None] = mapped_column(Integer)
@@ -44,3 +44,8 @@ class Product(Base):
     address_activation_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a token lives without a refresh: refresh interval plus offline grace."""
+        return self.refresh_interval + self.offline_grace_period

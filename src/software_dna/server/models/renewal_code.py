@@ -30,3 +30,8 @@ class RenewalCode(Base):
     created_at: Mapped[datetime]
     redeemed_at: Mapped[datetime | None]
     redeemed_license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"))
+
+    @property
+    def code_hint(self) -> str:
+        """What the vendor sees of the code: its last four characters."""
+        return "\u2026-" + self.code_last4

@@ -11,7 +11,7 @@ datetimes, durations integer seconds.
 
 Typical use (the CLI does this)::
 
-    from software_dna.server import services as service
+    from software_dna.server import services
     from software_dna.server.config import Settings
     from software_dna.server.db import make_engine, make_session_factory
 
@@ -96,7 +96,7 @@ from software_dna.server.services.admin import (
     revoke_admin_keys,
 )
 from software_dna.server.services.authentication import authenticate
-from software_dna.server.services.common import UNSET, Context, Unset, utcnow
+from software_dna.server.services.common import Context, utcnow
 from software_dna.server.services.endusers import (
     erase_end_user,
     export_end_user,
@@ -166,7 +166,6 @@ from software_dna.server.services.trials import (
 
 __all__ = [
     "PROTECTIONS",
-    "UNSET",
     "Activated",
     "ActivationRequest",
     "Context",
@@ -176,7 +175,6 @@ __all__ = [
     "Renewed",
     "ServiceError",
     "SettingsDoc",
-    "Unset",
     "TrialRequest",
     "Validated",
     "activate",

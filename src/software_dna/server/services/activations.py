@@ -131,7 +131,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
                   license_id=lic.id)
             session.commit()
             raise ServiceError(Code.WRONG_PASSWORD, "The activation password is wrong.")
-    elif lic.password_erased or product.password_required:
+    elif lic.password_reset_required:
         raise ServiceError(
             Code.PASSWORD_RESET_REQUIRED,
             "This license needs a new activation password from the vendor.",

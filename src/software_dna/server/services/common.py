@@ -15,8 +15,6 @@ from software_dna.server.models import AuditEntry
 
 __all__ = [
     "Context",
-    "Unset",
-    "UNSET",
     "audit",
     "new_id",
     "precise_now",
@@ -39,26 +37,6 @@ class Context:
     def from_settings(cls, settings: Settings) -> Context:
         """Load the master key named by ``settings``; raises ``ConfigError``."""
         return cls(settings=settings, vault=Vault.from_settings(settings))
-
-
-class Unset:
-    """Type of :data:`UNSET`: "leave this field as it is" (where None is a value)."""
-
-    _instance: Unset | None = None
-
-    def __new__(cls) -> Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-UNSET = Unset()
 
 
 def utcnow() -> datetime:

@@ -209,7 +209,7 @@ def erase(
             )
         )
         _wipe(end_user, now)
-    # User seats: only this person's seats are erased (service/seats.py).
+    # User seats: only this person's seats are erased.
     per_seat = erase_user_seats(session, licenses,
                                 end_user_id=end_user.id if end_user is not None else None,
                                 activation_id=activation_id)

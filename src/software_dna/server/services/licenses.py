@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password
@@ -20,9 +22,7 @@ from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
 from software_dna.server.models import Activation, License
 from software_dna.server.services.common import (
-    UNSET,
     Context,
-    Unset,
     audit,
     new_id,
     precise_now,
@@ -35,6 +35,7 @@ from software_dna.server.services.seats import check_seat_options, seats_used
 
 __all__ = [
     "MAX_SEATS",
+    "LicenseChanges",
     "issue_license",
     "list_licenses",
     "resume_license",
@@ -187,34 +188,43 @@ def seats_in_use(session: Session, license_id: str) -> int:
     )
 
 
-def update_license(
-    session: Session,
-    license_id: str,
-    *,
-    seats: int | None = None,
-    expires_at: datetime | Unset | None = UNSET,
-    features: Iterable[str] | None = None,
-    actor: str = "admin",
-    seat_mode: str | None = None,
-    rollover: bool | None = None,
-) -> License:
-    """Set seats, expiry (None: perpetual; UNSET: unchanged), features or seating; commits.
+class LicenseChanges(TypedDict, total=False):
+    """What :func:`update_license` changes: a key that is absent stays as it is.
+
+    ``seats``, ``features``, ``seat_mode``, ``rollover``: None also leaves it
+    as it is; ``expires_at`` (aware): None makes the license perpetual.
+    """
+
+    seats: int | None
+    expires_at: datetime | None
+    features: Iterable[str] | None
+    seat_mode: str | None
+    rollover: bool | None
+
+
+def update_license(session: Session, license_id: str, *, actor: str = "admin",
+                   **changes: Unpack[LicenseChanges]) -> License:
+    """Set seats, expiry, features or seating (:class:`LicenseChanges`); commits.
 
     Lowering seats below the seats in use is allowed: existing activations
     keep working, new ones are refused until enough are deactivated.
-    ``seat_mode`` / ``rollover``: see :func:`issue_license` (None: unchanged).
+    ``seat_mode`` / ``rollover``: see :func:`issue_license`.  A PATCH body
+    passes the fields it set (``model_fields_set``).
 
     Raises:
         ServiceError: 404 ``not_found``, 400 ``invalid_request``.
     """
     lic = get_license(session, license_id)
+    seats, features = changes.get("seats"), changes.get("features")
+    seat_mode, rollover = changes.get("seat_mode"), changes.get("rollover")
     changed: list[str] = []
     if seats is not None:
         if not 1 <= seats <= MAX_SEATS:
             raise invalid(f"seats must be 1 to {MAX_SEATS}.")
         lic.seats = seats
         changed.append("seats")
-    if not isinstance(expires_at, Unset):
+    if "expires_at" in changes:
+        expires_at = changes["expires_at"]
         _check_expiry(expires_at)
         lic.expires_at = expires_at
         lic.duration_days = None  # a fixed end (or none) replaces "N days after"

@@ -43,12 +43,12 @@ class ActivationRequest:
     registration: Mapping[str, str] | None = None
     consent: bool = False
     client: Mapping[str, str | None] = field(default_factory=dict)
-    #: An air-gapped activation request (service/offline.py): "offline" tokens.
+    #: An air-gapped activation request: its tokens say protection "offline".
     offline: bool = False
     #: ``(activation id, secret)`` of this machine's trial / evaluation / test
-    #: activation that this one replaces (service/trials.py: :func:`replace_activation`).
+    #: activation that this one replaces (trial to paid).
     replaces: tuple[str, str] | None = None
-    #: Random id of this OS account's installation (user seats; service/seats.py).
+    #: Random id of this OS account's installation (user seats).
     installation_id: str | None = None
 
 

@@ -7,17 +7,19 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from software_dna.license import Protection
 from software_dna.server.domain.tokens import PROTECTIONS
 from software_dna.server.models import License, Product
-from software_dna.server.services.common import UNSET, Unset, audit, utcnow
+from software_dna.server.services.common import audit, utcnow
 from software_dna.server.services.errors import conflict, invalid
 from software_dna.server.services.lookups import get_product
-from software_dna.server.services.seats import apply_seat_policy
+from software_dna.server.services.seats import SeatPolicy, apply_seat_policy
 
 __all__ = [
     "PROTECTIONS",
+    "ProductChanges",
     "create_product",
     "list_products",
     "update_product",
@@ -31,7 +33,7 @@ MAX_FEATURES = 64
 DEFAULT_REFRESH_INTERVAL = 24 * 3600
 DEFAULT_OFFLINE_GRACE = 7 * 24 * 3600
 DEFAULT_TOLERANCE = 1
-#: Trials and test codes (service/trials.py).
+#: Trials and test codes.
 MAX_TRIAL_DAYS = 365
 DEFAULT_TEST_CODE_LIMIT = 5
 MAX_TEST_CODE_LIMIT = 100
@@ -135,10 +137,10 @@ def create_product(
         created_at=now,
         updated_at=now,
     )
-    apply_seat_policy(product, lease_duration=lease_duration,
-                      reactivation_limit=reactivation_limit,
-                      reactivation_period=reactivation_period,
-                      address_activation_limit=address_activation_limit)
+    apply_seat_policy(product, {"lease_duration": lease_duration,
+                                "reactivation_limit": reactivation_limit,
+                                "reactivation_period": reactivation_period,
+                                "address_activation_limit": address_activation_limit})
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()
@@ -150,32 +152,33 @@ def list_products(session: Session) -> list[Product]:
     return list(session.scalars(select(Product).order_by(Product.id)))
 
 
-def update_product(
-    session: Session,
-    product_id: str,
-    *,
-    name: str | None = None,
-    protection: str | None = None,
-    refresh_interval: int | None = None,
-    offline_grace_period: int | None = None,
-    fingerprint_tolerance: int | None = None,
-    features: Iterable[str] | None = None,
-    limited_features: Iterable[str] | None = None,
-    password_required: bool | None = None,
-    actor: str = "admin",
-    trial_days: int | None = None,
-    test_code_limit: int | None = None,
-    lease_duration: int | None = None,
-    reactivation_limit: int | Unset | None = UNSET,
-    reactivation_period: int | None = None,
-    address_activation_limit: int | Unset | None = UNSET,
-) -> Product:
-    """Change a product's settings (None: unchanged) and commit.
+class ProductChanges(SeatPolicy, total=False):
+    """What :func:`update_product` changes: a key that is absent stays as it is.
 
-    The lock-out limits take UNSET for "unchanged" and None for "off".
+    None also leaves a setting as it is, except the lock-out limits of
+    :class:`~software_dna.server.services.seats.SeatPolicy` (None: off);
+    ``trial_days`` 0 turns trials off.
+    """
 
-    ``trial_days`` 0 turns trials off; ``protection`` cannot leave
-    ``mandatory`` while the product has subscriptions (409 ``conflict``).
+    name: str | None
+    protection: str | None
+    refresh_interval: int | None
+    offline_grace_period: int | None
+    fingerprint_tolerance: int | None
+    features: Iterable[str] | None
+    limited_features: Iterable[str] | None
+    password_required: bool | None
+    trial_days: int | None
+    test_code_limit: int | None
+
+
+def update_product(session: Session, product_id: str, *, actor: str = "admin",
+                   **changes: Unpack[ProductChanges]) -> Product:
+    """Change a product's settings (:class:`ProductChanges`) and commit.
+
+    ``protection`` cannot leave ``mandatory`` while the product has
+    subscriptions (409 ``conflict``).  A PATCH body passes the fields it set
+    (``model_fields_set``).
 
     Changes apply to tokens issued from now on; tokens already issued keep
     their claims until they are refreshed.
@@ -183,6 +186,13 @@ def update_product(
     Raises:
         ServiceError: 404 ``not_found``, 400 ``invalid_request``.
     """
+    name, protection = changes.get("name"), changes.get("protection")
+    refresh_interval = changes.get("refresh_interval")
+    offline_grace_period = changes.get("offline_grace_period")
+    fingerprint_tolerance = changes.get("fingerprint_tolerance")
+    features, limited_features = changes.get("features"), changes.get("limited_features")
+    password_required = changes.get("password_required")
+    trial_days, test_code_limit = changes.get("trial_days"), changes.get("test_code_limit")
     product = get_product(session, product_id)
     _check_policy(
         protection if protection is not None else product.protection,
@@ -200,10 +210,7 @@ def update_product(
                                                         License.subscription.is_(True)).limit(1))):
         raise conflict("This product has subscriptions: they need the protection level "
                        "'mandatory'.")
-    changed: list[str] = apply_seat_policy(
-        product, lease_duration=lease_duration, reactivation_limit=reactivation_limit,
-        reactivation_period=reactivation_period,
-        address_activation_limit=address_activation_limit)
+    changed: list[str] = apply_seat_policy(product, changes)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")

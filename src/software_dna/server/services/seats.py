@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ from software_dna.server.models import (
     Product,
     RateLimitCounter,
 )
-from software_dna.server.services.common import UNSET, Context, Unset, audit, utcnow
+from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
 from software_dna.server.services.leases import leases_in_use, require_free, take
 from software_dna.server.services.lookups import get_license
@@ -63,6 +63,7 @@ from software_dna.wire.codes import Code
 __all__ = [
     "LockoutStatus",
     "after_activation",
+    "SeatPolicy",
     "apply_seat_policy",
     "check_seat_options",
     "erase_user_seats",
@@ -80,35 +81,45 @@ def check_seat_options(seat_mode: str, rollover: bool) -> None:
         raise invalid(problem)
 
 
-def apply_seat_policy(product: Product, *, lease_duration: int | None = None,
-                      reactivation_limit: int | Unset | None = UNSET,
-                      reactivation_period: int | None = None,
-                      address_activation_limit: int | Unset | None = UNSET) -> list[str]:
+class SeatPolicy(TypedDict, total=False):
+    """A product's seat policy; a key that is absent stays as it is.
+
+    - ``lease_duration``: seconds a floating lease lasts from its last renewal
+      (5 to 86400; a minute or more is sensible); None: unchanged.
+    - ``reactivation_limit``: re-activations per license per period on top of
+      its seats (0 to 100000); None: no lock-out.
+    - ``reactivation_period``: the lock-out window in seconds (1 hour to 366
+      days); None: unchanged.
+    - ``address_activation_limit``: new activations per client address per
+      period (0 to 100000); None: no lock-out by address.
+    """
+
+    lease_duration: int | None
+    reactivation_limit: int | None
+    reactivation_period: int | None
+    address_activation_limit: int | None
+
+
+def apply_seat_policy(product: Product, policy: SeatPolicy) -> list[str]:
     """Validate and set a product's seat policy; returns the names changed. Does not commit.
 
     Args:
         product: the product row.
-        lease_duration: seconds a floating lease lasts from its last renewal
-            (5 to 86400; a minute or more is sensible); None: unchanged.
-        reactivation_limit: re-activations per license per period on top of
-            its seats (0 to 100000); None: no lock-out; UNSET: unchanged.
-        reactivation_period: the lock-out window in seconds (1 hour to 366
-            days); None: unchanged.
-        address_activation_limit: new activations per client address per
-            period (0 to 100000); None: no lock-out by address; UNSET: unchanged.
+        policy: the values to set (:class:`SeatPolicy`).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (a value out of range).
     """
     changed: list[str] = []
     for name, value, (low, high) in (
-        ("lease_duration", lease_duration, LEASE_DURATION_RANGE),
-        ("reactivation_limit", reactivation_limit, LIMIT_RANGE),
-        ("reactivation_period", reactivation_period, REACTIVATION_PERIOD_RANGE),
-        ("address_activation_limit", address_activation_limit, LIMIT_RANGE),
+        ("lease_duration", policy.get("lease_duration"), LEASE_DURATION_RANGE),
+        ("reactivation_limit", policy.get("reactivation_limit"), LIMIT_RANGE),
+        ("reactivation_period", policy.get("reactivation_period"), REACTIVATION_PERIOD_RANGE),
+        ("address_activation_limit", policy.get("address_activation_limit"), LIMIT_RANGE),
     ):
-        if isinstance(value, Unset) or (value is None and name in (
-                "lease_duration", "reactivation_period")):
+        if name not in policy:
+            continue
+        if value is None and name in ("lease_duration", "reactivation_period"):
             continue
         if value is not None and not low <= value <= high:
             raise invalid(f"{name} must be {low} to {high}.")

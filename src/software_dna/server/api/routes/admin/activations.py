@@ -23,10 +23,11 @@ router = APIRouter(
 def list_activations(license_id: IdPath, session: Db) -> ActivationList:
     """Activations of a license (removed ones included, with ``deactivated_at``)."""
     rows = services.list_activations(session, license_id)
-    return ActivationList(activations=[ActivationOut.of(a) for a in rows])
+    return ActivationList(activations=[ActivationOut.model_validate(a) for a in rows])
 
 
 @router.delete("/activations/{activation_id}", response_model=ActivationOut)
 def remove_activation(activation_id: IdPath, session: Db) -> ActivationOut:
     """Remove an activation: its seat is free, its next validation answers 410."""
-    return ActivationOut.of(services.remove_activation(session, activation_id, actor=ACTOR))
+    removed = services.remove_activation(session, activation_id, actor=ACTOR)
+    return ActivationOut.model_validate(removed)

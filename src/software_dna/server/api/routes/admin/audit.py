@@ -32,4 +32,4 @@ def audit(
     """The audit log, newest first (ids only, no personal data)."""
     rows = services.list_audit(session, limit=limit, before_id=before_id, product_id=product,
                               license_id=license_id)
-    return AuditList(entries=[AuditOut.of(e) for e in rows])
+    return AuditList(entries=[AuditOut.model_validate(e) for e in rows])

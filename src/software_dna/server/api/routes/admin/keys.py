@@ -24,13 +24,13 @@ router = APIRouter(
 @router.post("/products/{product}/keys", response_model=KeyOut, status_code=201)
 def generate_key(product: ProductPath, state: State, session: Db) -> KeyOut:
     """Generate a signing key (the product's first key becomes active, later ones trusted)."""
-    return KeyOut.of(services.generate_key(session, state.ctx, product, actor=ACTOR))
+    return KeyOut.model_validate(services.generate_key(session, state.ctx, product, actor=ACTOR))
 
 
 @router.get("/products/{product}/keys", response_model=KeyList)
 def list_keys(product: ProductPath, session: Db) -> KeyList:
     """Every key of the product, with its status."""
-    return KeyList(keys=[KeyOut.of(k) for k in services.list_keys(session, product)])
+    return KeyList(keys=[KeyOut.model_validate(k) for k in services.list_keys(session, product)])
 
 
 @router.post("/products/{product}/keys/rotate", response_model=KeyOut)
@@ -38,13 +38,14 @@ def rotate_key(product: ProductPath, state: State, session: Db,
                body: Annotated[RotateIn | None, Body()] = None) -> KeyOut:
     """A new key (or the given trusted key) signs from now on; the old one stays trusted."""
     kid = body.kid if body is not None else None
-    return KeyOut.of(services.rotate_key(session, state.ctx, product, kid=kid, actor=ACTOR))
+    rotated = services.rotate_key(session, state.ctx, product, kid=kid, actor=ACTOR)
+    return KeyOut.model_validate(rotated)
 
 
 @router.post("/products/{product}/keys/{kid}/retire", response_model=KeyOut)
 def retire_key(product: ProductPath, kid: KidPath, state: State, session: Db) -> KeyOut:
     """Stop trusting a key (it disappears from the public keys)."""
-    return KeyOut.of(services.retire_key(session, state.ctx, product, kid, actor=ACTOR))
+    return KeyOut.model_validate(services.retire_key(session, state.ctx, product, kid, actor=ACTOR))
 
 
 @router.get("/products/{product}/public-keys", response_model=PublicKeysOut)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from software_dna.server import services
 from software_dna.server.api.deps import Db, IdPath, require_admin
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas_seats import LeaseList, LeaseOut
+from software_dna.server.schemas import LeaseList, LeaseOut
 from software_dna.server.services import leases
 
 __all__ = ["router"]

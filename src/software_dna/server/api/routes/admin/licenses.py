@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from software_dna.server import services
-from software_dna.server.api.deps import ACTOR, Db, IdPath, State, require_admin
+from software_dna.server.api.deps import ACTOR, Db, IdPath, State, given, require_admin
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.views import license_out
 from software_dna.server.schemas import (
+    ExtendIn,
     IssuedLicenseOut,
     LicenseIn,
     LicenseList,
@@ -18,7 +19,6 @@ from software_dna.server.schemas import (
     LicensePatch,
     PasswordIn,
 )
-from software_dna.server.schemas_terms import ExtendIn
 
 __all__ = ["router"]
 
@@ -62,7 +62,7 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
         duration_days=body.expires_after_days, subscription=body.subscription,
         seat_mode=body.seat_mode, rollover=body.rollover,
     )
-    out = LicenseOut.of(lic, 0)
+    out = LicenseOut.model_validate(lic, context={"seats_in_use": 0})
     return IssuedLicenseOut(**out.model_dump(), license_key=key)
 
 
@@ -77,7 +77,8 @@ def list_licenses(
     """Licenses, newest first."""
     rows = services.list_licenses(session, product_id=product, status=status, limit=limit,
                                  offset=offset)
-    return LicenseList(licenses=[LicenseOut.of(r, services.seats_in_use(session, r.id))
+    return LicenseList(licenses=[LicenseOut.model_validate(
+        r, context={"seats_in_use": services.seats_in_use(session, r.id)})
                                  for r in rows])
 
 
@@ -90,10 +91,7 @@ def show_license(license_id: IdPath, session: Db) -> LicenseOut:
 @router.patch("/licenses/{license_id}", response_model=LicenseOut)
 def update_license(license_id: IdPath, body: LicensePatch, session: Db) -> LicenseOut:
     """Set seats, expiry (``null``: perpetual) or features."""
-    expires = body.expires_at if "expires_at" in body.model_fields_set else services.UNSET
-    services.update_license(session, license_id, seats=body.seats, expires_at=expires,
-                           features=body.features, actor=ACTOR, seat_mode=body.seat_mode,
-                           rollover=body.rollover)
+    services.update_license(session, license_id, actor=ACTOR, **given(body))
     return license_out(session, license_id)
 
 

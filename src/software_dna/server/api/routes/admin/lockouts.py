@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from software_dna.server import services
 from software_dna.server.api.deps import Db, IdPath, State, require_admin
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas_seats import LockoutOut, LockoutResetIn, LockoutResetOut
+from software_dna.server.schemas import LockoutOut, LockoutResetIn, LockoutResetOut
 from software_dna.server.services import seats
 
 __all__ = ["router"]

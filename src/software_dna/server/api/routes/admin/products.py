@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from software_dna.server import services
-from software_dna.server.api.deps import ACTOR, Db, ProductPath, require_admin
+from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, require_admin
 from software_dna.server.api.errors import error_responses
 from software_dna.server.schemas import ProductIn, ProductList, ProductOut, ProductPatch
 
@@ -22,7 +22,7 @@ router = APIRouter(
 @router.post("/products", response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: Db) -> ProductOut:
     """Create a product."""
-    return ProductOut.of(services.create_product(
+    return ProductOut.model_validate(services.create_product(
         session, product_id=body.id, name=body.name, protection=body.protection,
         refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
         fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
@@ -37,32 +37,21 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
 @router.get("/products", response_model=ProductList)
 def list_products(session: Db) -> ProductList:
     """Every product."""
-    return ProductList(products=[ProductOut.of(p) for p in services.list_products(session)])
+    return ProductList(products=[ProductOut.model_validate(p)
+                                 for p in services.list_products(session)])
 
 
 @router.get("/products/{product}", response_model=ProductOut)
 def show_product(product: ProductPath, session: Db) -> ProductOut:
     """One product."""
-    return ProductOut.of(services.get_product(session, product))
+    return ProductOut.model_validate(services.get_product(session, product))
 
 
 @router.patch("/products/{product}", response_model=ProductOut)
 def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> ProductOut:
     """Change a product's policy (absent fields stay as they are)."""
-    return ProductOut.of(services.update_product(
-        session, product, name=body.name, protection=body.protection,
-        refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
-        fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
-        limited_features=body.limited_features, password_required=body.password_required,
-        actor=ACTOR, test_code_limit=body.test_code_limit,
-        trial_days=(body.trial_days or 0) if "trial_days" in body.model_fields_set else None,
-        lease_duration=body.lease_duration, reactivation_period=body.reactivation_period,
-        **_lockout_limits(body),
-    ))
-
-
-def _lockout_limits(body: ProductPatch) -> dict[str, int | None]:
-    """The lock-out limits present in a PATCH body (null turns one off; absent: unchanged)."""
-    return {name: getattr(body, name) for name in ("reactivation_limit",
-                                                    "address_activation_limit")
-            if name in body.model_fields_set}
+    changes = given(body)
+    if "trial_days" in changes:  # null, like 0: no trial
+        changes["trial_days"] = changes["trial_days"] or 0
+    return ProductOut.model_validate(
+        services.update_product(session, product, actor=ACTOR, **changes))

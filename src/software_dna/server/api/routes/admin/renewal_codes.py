@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from software_dna.server import services
 from software_dna.server.api.deps import ACTOR, Db, State, require_admin
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas_terms import RenewalCodeList, RenewalCodeOut, RenewalCodesIn
+from software_dna.server.schemas import RenewalCodeList, RenewalCodeOut, RenewalCodesIn
 
 __all__ = ["router"]
 
@@ -28,7 +28,8 @@ def issue_renewal_codes(body: RenewalCodesIn, state: State, session: Db) -> Rene
     made = services.issue_renewal_codes(session, state.ctx, days=body.days,
                                        product_id=body.product, license_id=body.license_id,
                                        count=body.count, actor=ACTOR)
-    return RenewalCodeList(renewal_codes=[RenewalCodeOut.of(row, code) for row, code in made])
+    return RenewalCodeList(renewal_codes=[
+        RenewalCodeOut.model_validate(row, context={"code": code}) for row, code in made])
 
 
 @router.get("/renewal-codes", response_model=RenewalCodeList)
@@ -41,4 +42,4 @@ def list_renewal_codes(
     """Renewal codes (newest first), shown by their last four characters."""
     rows = services.list_renewal_codes(session, product_id=product, license_id=license_id,
                                       limit=limit)
-    return RenewalCodeList(renewal_codes=[RenewalCodeOut.of(row) for row in rows])
+    return RenewalCodeList(renewal_codes=[RenewalCodeOut.model_validate(row) for row in rows])

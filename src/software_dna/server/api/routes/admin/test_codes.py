@@ -8,8 +8,7 @@ from software_dna.server import services
 from software_dna.server.api.deps import ACTOR, Db, IdPath, ProductPath, State, require_admin
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.views import license_out
-from software_dna.server.schemas import IssuedLicenseOut, LicenseList, LicenseOut
-from software_dna.server.schemas_terms import TestCodeIn
+from software_dna.server.schemas import IssuedLicenseOut, LicenseList, LicenseOut, TestCodeIn
 
 __all__ = ["router"]
 
@@ -30,7 +29,7 @@ def issue_test_code(product: ProductPath, body: TestCodeIn, state: State,
     lic, key = services.issue_test_code(session, state.ctx, product_id=product, days=body.days,
                                        features=body.features, password=body.password,
                                        actor=ACTOR)
-    out = LicenseOut.of(lic, 0)
+    out = LicenseOut.model_validate(lic, context={"seats_in_use": 0})
     return IssuedLicenseOut(**out.model_dump(), license_key=key)
 
 
@@ -38,7 +37,8 @@ def issue_test_code(product: ProductPath, body: TestCodeIn, state: State,
 def list_test_codes(product: ProductPath, session: Db) -> LicenseList:
     """The product's test codes, newest first."""
     rows = services.list_test_codes(session, product)
-    return LicenseList(licenses=[LicenseOut.of(r, services.seats_in_use(session, r.id))
+    return LicenseList(licenses=[LicenseOut.model_validate(
+        r, context={"seats_in_use": services.seats_in_use(session, r.id)})
                                  for r in rows])
 
 

@@ -8,8 +8,7 @@ from sqlalchemy.orm import Session
 from software_dna.server import services
 from software_dna.server.api.deps import AppState, Db, IdPath, State, bearer, fingerprint_data
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas import ValidateIn
-from software_dna.server.schemas_seats import CheckoutOut
+from software_dna.server.schemas import CheckoutOut, ValidateIn
 from software_dna.server.services import leases
 
 __all__ = ["router"]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas_seats import (
+from software_dna.server.schemas import (
     PasswordResetConfirmIn,
     PasswordResetDoneOut,
     PasswordResetIn,

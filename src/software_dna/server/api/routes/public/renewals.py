@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from software_dna.server import services
 from software_dna.server.api.deps import Db, IdPath, State, bearer, client_address
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas_terms import RenewIn, RenewOut
+from software_dna.server.schemas import RenewIn, RenewOut
 
 __all__ = ["router"]
 

@@ -7,8 +7,7 @@ from fastapi import APIRouter, Request, Response
 from software_dna.server import services
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.api.errors import error_responses
-from software_dna.server.schemas import ActivateOut
-from software_dna.server.schemas_terms import TrialIn
+from software_dna.server.schemas import ActivateOut, TrialIn
 
 __all__ = ["router"]
 

@@ -92,7 +92,7 @@ async def _handle_validate(request: Request) -> Response:
 
 async def validate(activation_id: IdPath, body: ValidateIn, request: Request) -> Response:
     """A fresh token for this activation, or a refusal."""
-    # The hottest route (service/hotpath.py): no per-request dependencies.  On
+    # The hottest route (services.hotpath): no per-request dependencies.  On
     # PostgreSQL its common case runs right here on the event loop, on a connection
     # of its own with bounded waits (db.make_inline_engine): a hand-off to the thread
     # pool costs more CPU than the validation.  The other cases, and SQLite (which
