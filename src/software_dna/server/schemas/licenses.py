@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -74,6 +75,10 @@ class PasswordIn(Strict):
 
 class LicenseOut(Out):
     """A license; the key itself is never shown again (only ``key_hint``)."""
+
+    # seats_in_use has a default only for model_validate(row); every answer has it.
+    model_config = ConfigDict(extra="forbid", from_attributes=True,
+                              json_schema_serialization_defaults_required=True)
 
     id: str
     product: Annotated[str, Field(validation_alias=AliasChoices("product_id", "product"))]

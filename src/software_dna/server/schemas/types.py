@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -21,7 +21,12 @@ from pydantic import (
     PlainSerializer,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
+
+from software_dna.server.domain.seats import SEAT_MODES
+from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = [
     "ArmoredText",
@@ -144,6 +149,24 @@ ShortClientText = Annotated[str, StringConstraints(strict=True, max_length=32),
                             AfterValidator(_readable_text)]
 
 
+def _one_of(values: tuple[str, ...]) -> Callable[[object], object]:
+    """A check that the input is one of ``values``, worded as pydantic words a ``Literal``."""
+    expected = " or ".join([", ".join(repr(v) for v in values[:-1]), repr(values[-1])])
+
+    def check(value: object) -> object:
+        if not isinstance(value, str) or value not in values:
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": expected})
+        return value
+
+    return check
+
+
+def _enum(values: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON schema of a string that is one of ``values``."""
+    return {"enum": list(values), "type": "string"}
+
+
 def error_location(loc: Iterable[int | str]) -> str:
     """Where a validation error is, for an error message: field names only.
 
@@ -174,7 +197,9 @@ Feature = Annotated[
 ]
 Features = Annotated[list[Feature], Field(max_length=64)]
 Seconds = Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)]
-Protection = Literal["offline", "opportunistic", "mandatory"]
+#: A product's protection level (the SDK's ``Protection``), as its string.
+Protection = Annotated[str, BeforeValidator(_one_of(PROTECTIONS)),
+                       WithJsonSchema(_enum(PROTECTIONS))]
 Kid = Annotated[str, StringConstraints(strict=True, pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
 #: Trials, test codes, terms and renewal.
 TrialDays = Annotated[StrictInt, Field(ge=0, le=365)]
@@ -184,5 +209,7 @@ Days = Annotated[StrictInt, Field(ge=1, le=3650)]
 LeaseSeconds = Annotated[StrictInt, Field(ge=5, le=86400)]
 LockoutPeriod = Annotated[StrictInt, Field(ge=3600, le=366 * 86400)]
 LockoutLimit = Annotated[StrictInt, Field(ge=0, le=100_000)]
-SeatMode = Literal["machine", "user", "floating"]
+#: What a seat is (the SDK's ``SeatMode``), as its string.
+SeatMode = Annotated[str, BeforeValidator(_one_of(SEAT_MODES)),
+                     WithJsonSchema(_enum(SEAT_MODES))]
 ArmoredText = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=48 * 1024)]
