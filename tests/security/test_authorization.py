@@ -304,7 +304,7 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
     from fastapi.routing import iter_route_contexts
 
-    from software_dna.server.api import create_app
+    from software_dna.server.app import create_app
 
     app = create_app(server.settings)
     try:

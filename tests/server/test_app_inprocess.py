@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from software_dna.server.api import create_app
+from software_dna.server.app import create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
 from software_dna.server.db import SchemaError
-from software_dna.server.service import hotpath
+from software_dna.server.services import hotpath
 
 from .helpers import asgi_request
 

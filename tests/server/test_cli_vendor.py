@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna.server import cli, cli_vendor, service
+from software_dna.server import cli, cli_vendor
+from software_dna.server import services as service
 from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.local import LocalServer, free_port

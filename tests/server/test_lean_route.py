@@ -1,6 +1,6 @@
 """The validate route's own request handler answers exactly as FastAPI's would.
 
-The route (routes_public._LeanValidateRoute) checks its path id and body
+The route (api.routes.public.validations._LeanValidateRoute) checks its path id and body
 itself instead of through FastAPI's generic handler.  Every request below goes
 to the real app and to a reference app where the same endpoint is an ordinary
 FastAPI route, behind the same middleware and error handlers: the status and
@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from software_dna.server import api, routes_public
-from software_dna.server.api import BodyLimitMiddleware, _install_handlers, create_app
+from software_dna.server.api import middleware
+from software_dna.server.api.errors import install_handlers
+from software_dna.server.api.middleware import BodyLimitMiddleware
+from software_dna.server.api.routes.public import validations
+from software_dna.server.app import create_app
 from software_dna.server.cli import initialize
 from software_dna.server.config import Settings
 from software_dna.server.schemas import ValidateOut
@@ -40,8 +43,8 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Fa
     reference = FastAPI()
     reference.state.sdna = app.state.sdna
     reference.add_middleware(BodyLimitMiddleware)
-    _install_handlers(reference)
-    reference.add_api_route(PATH.format("{activation_id}"), routes_public.validate,
+    install_handlers(reference)
+    reference.add_api_route(PATH.format("{activation_id}"), validations.validate,
                             methods=["POST"], response_model=ValidateOut)
     yield app, reference
     app.state.sdna.dispose()
@@ -101,13 +104,13 @@ def test_the_app_uses_the_lean_handler(apps: tuple[FastAPI, FastAPI],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     app, _ = apps
     calls = []
-    original = api.parsed_body
+    original = middleware.parsed_body
 
     def spy(scope: Any, body: bytes) -> tuple[bool, Any]:
         calls.append(body)
         return original(scope, body)
 
-    monkeypatch.setattr(routes_public, "parsed_body", spy)
+    monkeypatch.setattr(validations, "parsed_body", spy)
     status, _ = asgi_request(app, "POST", PATH.format("act_x"), _body(GOOD),
                       {**JSON, "authorization": "Bearer sas_x"})
     assert status == 401

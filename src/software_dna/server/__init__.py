@@ -1,7 +1,9 @@
 """The reference license server of software_dna (install with the ``server`` extra).
 
 - :mod:`software_dna.server.app` -- the FastAPI app (``create_app``)
-- :mod:`software_dna.server.service` -- the business logic, used by the app and the CLI
+- :mod:`software_dna.server.services` -- the business logic, used by the app and the CLI
+- :mod:`software_dna.server.domain` -- the pure rules (refusals, terms, seats, token facts)
+- :mod:`software_dna.server.api` -- the HTTP routes per noun and what they share
 - :mod:`software_dna.server.local` -- :class:`LocalServer` / :class:`AdminClient` for
   tests and demos
 - :mod:`software_dna.server.cli` -- the ``software-dna`` command

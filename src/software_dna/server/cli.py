@@ -108,7 +108,7 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
         ConfigError: malformed settings / master key.  OSError: the folder
         cannot be written.
     """
-    from software_dna.server import service
+    from software_dna.server import services as service
     from software_dna.server.crypto import create_master_key_file
     from software_dna.server.db import make_engine, make_session_factory, migrate
 
@@ -178,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     load_master_key(settings)  # fail here, not in every worker
     _serve.run(
-        "software_dna.server.api:app_from_env",
+        "software_dna.server.app:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,

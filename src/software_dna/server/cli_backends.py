@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from software_dna.server.config import Settings
-    from software_dna.server.service import Context
+    from software_dna.server.services import Context
 
 __all__ = [
     "ENV_ADMIN_KEY",
@@ -201,7 +201,7 @@ class DirectBackend:
     def ctx(self) -> Context:
         """The service context (loads the master key on first use)."""
         if self._ctx is None:
-            from software_dna.server.service import Context
+            from software_dna.server.services import Context
 
             self._ctx = Context.from_settings(self.settings)
         return self._ctx
@@ -227,25 +227,26 @@ class DirectBackend:
     def _product(self, row: Any) -> JSONDict:
         from software_dna.server.schemas import ProductOut
 
-        return ProductOut.of(row).model_dump(mode="json")
+        return ProductOut.model_validate(row).model_dump(mode="json")
 
     def _key(self, row: Any) -> JSONDict:
         from software_dna.server.schemas import KeyOut
 
-        return KeyOut.of(row).model_dump(mode="json")
+        return KeyOut.model_validate(row).model_dump(mode="json")
 
     def _license(self, row: Any) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import LicenseOut
 
         used = service.seats_in_use(self._session, row.id)
-        return LicenseOut.of(row, used).model_dump(mode="json")
+        out = LicenseOut.model_validate(row, context={"seats_in_use": used})
+        return out.model_dump(mode="json")
 
     # ------------------------------------------------------------------ products
 
     def create_product(self, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         args = dict(fields)
         product_id = args.pop("id")
@@ -254,19 +255,19 @@ class DirectBackend:
 
     def list_products(self) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return [self._product(p) for p in service.list_products(self._session)]
 
     def get_product(self, product_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return self._product(service.get_product(self._session, product_id))
 
     def update_product(self, product_id: str, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return self._product(service.update_product(self._session, product_id, actor="cli",
                                                     **fields))
@@ -275,20 +276,20 @@ class DirectBackend:
 
     def generate_key(self, product_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         service.get_product(self._session, product_id)  # 404 before loading the master key
         return self._key(service.generate_key(self._session, self.ctx, product_id, actor="cli"))
 
     def list_keys(self, product_id: str) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return [self._key(k) for k in service.list_keys(self._session, product_id)]
 
     def rotate_key(self, product_id: str, kid: str | None) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         service.get_product(self._session, product_id)
         return self._key(service.rotate_key(self._session, self.ctx, product_id, kid=kid,
@@ -296,7 +297,7 @@ class DirectBackend:
 
     def retire_key(self, product_id: str, kid: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         service.get_product(self._session, product_id)
         return self._key(service.retire_key(self._session, self.ctx, product_id, kid,
@@ -304,7 +305,7 @@ class DirectBackend:
 
     def public_keys(self, product_id: str) -> list[str]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return service.public_keys(self._session, product_id)
 
@@ -312,7 +313,7 @@ class DirectBackend:
 
     def issue_license(self, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.wire.times import parse_rfc3339
 
         args = dict(fields)
@@ -332,7 +333,7 @@ class DirectBackend:
 
     def list_licenses(self, product_id: str | None, limit: int) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         if product_id is not None:
             service.get_product(self._session, product_id)
@@ -341,13 +342,13 @@ class DirectBackend:
 
     def get_license(self, license_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return self._license(service.get_license(self._session, license_id))
 
     def set_license_status(self, license_id: str, action: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         change = {
             "suspend": service.suspend_license,
@@ -358,7 +359,7 @@ class DirectBackend:
 
     def update_license(self, license_id: str, fields: JSONDict) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.wire.times import parse_rfc3339
 
         args = dict(fields)
@@ -370,7 +371,7 @@ class DirectBackend:
 
     def set_password(self, license_id: str, password: str | None) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return self._license(service.set_license_password(self._session, license_id, password,
                                                           actor="cli"))
@@ -379,25 +380,25 @@ class DirectBackend:
 
     def list_activations(self, license_id: str) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import ActivationOut
 
-        return [ActivationOut.of(a).model_dump(mode="json")
+        return [ActivationOut.model_validate(a).model_dump(mode="json")
                 for a in service.list_activations(self._session, license_id)]
 
     def remove_activation(self, activation_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import ActivationOut
 
         activation = service.remove_activation(self._session, activation_id, actor="cli")
-        return ActivationOut.of(activation).model_dump(mode="json")
+        return ActivationOut.model_validate(activation).model_dump(mode="json")
 
     # ------------------------------------------------------------------ end users
 
     def find_end_users(self, email: str) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import EndUserSummary
 
         return [
@@ -408,7 +409,7 @@ class DirectBackend:
 
     def export_end_user(self, end_user_id: str) -> JSONDict:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import EndUserExport
 
         service.get_end_user(self._session, end_user_id)
@@ -417,7 +418,7 @@ class DirectBackend:
 
     def erase_end_user(self, end_user_id: str) -> None:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         service.get_end_user(self._session, end_user_id)
         service.erase_end_user(self._session, self.ctx, end_user_id, actor="cli")
@@ -426,10 +427,10 @@ class DirectBackend:
 
     def audit(self, limit: int, product_id: str | None, license_id: str | None) -> list[JSONDict]:
         """See :class:`Backend`."""
-        from software_dna.server import service
+        from software_dna.server import services as service
         from software_dna.server.schemas import AuditOut
 
-        return [AuditOut.of(e).model_dump(mode="json")
+        return [AuditOut.model_validate(e).model_dump(mode="json")
                 for e in service.list_audit(self._session, limit=limit, product_id=product_id,
                                             license_id=license_id)]
 

@@ -36,7 +36,7 @@ from software_dna.server.cli_vendor import group, leaf
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from software_dna.server.service import Context
+    from software_dna.server.services import Context
 
 __all__ = ["add_offline_commands", "cmd_offline_deactivate", "cmd_offline_respond"]
 
@@ -112,7 +112,7 @@ def _offline_call(backend: Backend, path: str, body: JSONDict,
 def _respond(backend: Backend, text: str) -> JSONDict:
     def direct(session: Session, ctx: Context) -> JSONDict:
         from software_dna.server.schemas import OfflineActivateOut
-        from software_dna.server.service.offline import respond
+        from software_dna.server.services.offline import respond
 
         result = respond(session, ctx, text)
         return OfflineActivateOut(
@@ -127,7 +127,7 @@ def _respond(backend: Backend, text: str) -> JSONDict:
 def _deactivate(backend: Backend, text: str) -> JSONDict:
     def direct(session: Session, ctx: Context) -> JSONDict:
         from software_dna.server.schemas import OfflineDeactivateOut
-        from software_dna.server.service.offline import deactivate_from_receipt
+        from software_dna.server.services.offline import deactivate_from_receipt
 
         result = deactivate_from_receipt(session, ctx, text)
         return OfflineDeactivateOut(

@@ -41,7 +41,7 @@ from software_dna.server.cli_vendor import add_license_id, group, leaf
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from software_dna.server.service import Context
+    from software_dna.server.services import Context
 
 __all__ = [
     "add_seat_commands",
@@ -157,8 +157,8 @@ def license_seat_lines(lic: JSONDict) -> list[tuple[str, Any]]:
 def cmd_leases(backend: Backend, args: argparse.Namespace) -> int:
     """``licenses leases``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
-        from software_dna.server.service.leases import list_leases
+        from software_dna.server import services as service
+        from software_dna.server.services.leases import list_leases
 
         lic = service.get_license(session, args.license)
         return {"license_id": lic.id, "seats": lic.seats, "leases": [
@@ -190,8 +190,8 @@ def _time(value: Any) -> str:
 def cmd_lockout_show(backend: Backend, args: argparse.Namespace) -> int:
     """``lockouts show``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
-        from software_dna.server.service.seats import lockout_status
+        from software_dna.server import services as service
+        from software_dna.server.services.seats import lockout_status
 
         status = lockout_status(session, service.get_license(session, args.license))
         return {"license_id": status.license_id,
@@ -222,7 +222,7 @@ def cmd_lockout_reset(backend: Backend, args: argparse.Namespace) -> int:
         raise CliError("Name what to unlock: --license ID, --address IP, or both.", code=2)
 
     def direct(session: Session, ctx: Context) -> JSONDict:
-        from software_dna.server.service.seats import reset_lockout
+        from software_dna.server.services.seats import reset_lockout
 
         removed = reset_lockout(session, ctx, license_id=args.license, address=args.address,
                                 actor="cli")

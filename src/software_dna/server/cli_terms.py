@@ -47,15 +47,16 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from software_dna.server.models import License
-    from software_dna.server.service import Context
+    from software_dna.server.services import Context
 
 __all__ = ["add_issue_options", "add_terms_commands"]
 
 def _license_json(session: Session, lic: License, *, key: str | None = None) -> JSONDict:
-    from software_dna.server import service
+    from software_dna.server import services as service
     from software_dna.server.schemas import LicenseOut
 
-    out: JSONDict = LicenseOut.of(lic, service.seats_in_use(session, lic.id)).model_dump(
+    out: JSONDict = LicenseOut.model_validate(
+        lic, context={"seats_in_use": service.seats_in_use(session, lic.id)}).model_dump(
         mode="json")
     if key is not None:
         out["license_key"] = key
@@ -70,7 +71,7 @@ def cmd_extend(backend: Backend, args: argparse.Namespace) -> int:
     from software_dna.wire.times import parse_rfc3339
 
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         until = parse_rfc3339(args.until) if args.until is not None else None
         return _license_json(session, service.extend_license(
@@ -88,7 +89,7 @@ def cmd_extend(backend: Backend, args: argparse.Namespace) -> int:
 def _change_license(backend: Backend, args: argparse.Namespace, action: str) -> JSONDict:
     """``POST /licenses/{id}/perpetual|cancel|reset``; returns the license."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         change = {
             "perpetual": service.make_perpetual,
@@ -127,7 +128,7 @@ def cmd_test_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
     password = read_secret(sys.stdin, "password") if args.password_stdin else None
 
     def direct(session: Session, ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         lic, key = service.issue_test_code(session, ctx, product_id=args.product,
                                            days=args.days, features=args.features,
@@ -152,7 +153,7 @@ def cmd_test_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
 def cmd_test_codes_list(backend: Backend, args: argparse.Namespace) -> int:
     """``test-codes list``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return {"licenses": [_license_json(session, lic)
                              for lic in service.list_test_codes(session, args.product)]}
@@ -183,16 +184,17 @@ def cmd_test_codes_reset(backend: Backend, args: argparse.Namespace) -> int:
 
 
 def _codes_json(rows: list[tuple[Any, str | None]]) -> JSONDict:
-    from software_dna.server.schemas_terms import RenewalCodeOut
+    from software_dna.server.schemas import RenewalCodeOut
 
-    return {"renewal_codes": [RenewalCodeOut.of(row, code).model_dump(mode="json")
-                              for row, code in rows]}
+    return {"renewal_codes": [
+        RenewalCodeOut.model_validate(row, context={"code": code}).model_dump(mode="json")
+        for row, code in rows]}
 
 
 def cmd_renewal_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
     """``renewal-codes issue``."""
     def direct(session: Session, ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         made = service.issue_renewal_codes(session, ctx, days=args.days,
                                            product_id=args.product, license_id=args.license,
@@ -217,7 +219,7 @@ def cmd_renewal_codes_issue(backend: Backend, args: argparse.Namespace) -> int:
 def cmd_renewal_codes_list(backend: Backend, args: argparse.Namespace) -> int:
     """``renewal-codes list``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         rows = service.list_renewal_codes(session, product_id=args.product,
                                           license_id=args.license)
@@ -240,16 +242,16 @@ def cmd_renewal_codes_list(backend: Backend, args: argparse.Namespace) -> int:
 
 
 def _trial_json(row: Any) -> JSONDict:
-    from software_dna.server.schemas_terms import TrialOut
+    from software_dna.server.schemas import TrialOut
 
-    out: JSONDict = TrialOut.of(row).model_dump(mode="json")
+    out: JSONDict = TrialOut.model_validate(row).model_dump(mode="json")
     return out
 
 
 def cmd_trials_list(backend: Backend, args: argparse.Namespace) -> int:
     """``trials list``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return {"trials": [_trial_json(t) for t in service.list_trials(session, args.product)]}
 
@@ -265,7 +267,7 @@ def cmd_trials_list(backend: Backend, args: argparse.Namespace) -> int:
 def cmd_trials_remove(backend: Backend, args: argparse.Namespace) -> int:
     """``trials remove``."""
     def direct(session: Session, _ctx: Context) -> JSONDict:
-        from software_dna.server import service
+        from software_dna.server import services as service
 
         return _trial_json(service.remove_trial(session, args.trial, actor="cli"))
 

@@ -167,7 +167,7 @@ def _loaded(module: str, name: str) -> type[BaseException] | None:
 
 def _describe(exc: BaseException, args: argparse.Namespace) -> str:
     """The one-line message for an exception raised while running a command."""
-    service_error = _loaded("software_dna.server.service._common", "ServiceError")
+    service_error = _loaded("software_dna.server.services.errors", "ServiceError")
     if service_error is not None and isinstance(exc, service_error):
         return _refusal(str(getattr(exc, "message", exc)), str(getattr(exc, "code", "")), args)
     sqlalchemy_error = _loaded("sqlalchemy.exc", "SQLAlchemyError")

@@ -34,7 +34,6 @@ import os
 import secrets
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -43,9 +42,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from software_dna.server.config import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from software_dna.wire.paseto import SecretKey
+from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "MASTER_KEY_BYTES",
@@ -307,8 +304,6 @@ class Vault:
             cached = self._signing_cache.get(kid)
         if cached is not None:
             return cached
-        from software_dna.wire.paseto import SecretKey
-
         key = SecretKey.from_bytes(self._decrypt("signing-keys", sealed, "signing-key:" + kid))
         with self._lock:
             self._signing_cache[kid] = key

@@ -94,7 +94,7 @@ INLINE_TIMEOUT = 2
 def make_inline_engine(settings: Settings) -> Engine | None:
     """PostgreSQL: a one-connection engine for the validation hot path; None on SQLite.
 
-    The hot path (service/hotpath.py) runs on the worker's event loop, not in
+    The hot path (``services.hotpath``) runs on the worker's event loop, not in
     the thread pool: a thread hand-off cost more CPU than the validation
     itself.  Only the event loop thread uses this engine, one request at a
     time, so its single connection never waits for the pool; connecting and

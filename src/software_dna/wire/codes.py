@@ -37,11 +37,15 @@ class Code(str, Enum):
     REQUEST_EXPIRED = ("request_expired", 400)
     INVALID_RECEIPT = ("invalid_receipt", 400)
     UNAUTHORIZED = ("unauthorized", 401)
+    FORBIDDEN = ("forbidden", 403)
     NOT_FOUND = ("not_found", 404)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405)
+    NOT_ACCEPTABLE = ("not_acceptable", 406)
     CONFLICT = ("conflict", 409)
     TOO_LARGE = ("too_large", 413)
     UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415)
+    #: Any other HTTP error of the web framework; answered with that error's own status.
+    HTTP_ERROR = ("http_error", 400)
 
     # Refusals about the license or the activation.
     WRONG_PASSWORD = ("wrong_password", 403)

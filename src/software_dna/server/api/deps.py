@@ -1,0 +1,133 @@
+"""What the routes share: the app's state, a session per request, admin auth, path types.
+
+Routers import this module; it never imports a router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from software_dna.server.config import Settings
+from software_dna.server.schemas import FingerprintIn
+from software_dna.server.services import Context, ServiceError, check_admin_key
+from software_dna.server.services.messages import FingerprintData
+from software_dna.wire.codes import Code
+
+__all__ = [
+    "ACTOR",
+    "AppState",
+    "Db",
+    "IdPath",
+    "KidPath",
+    "ProductPath",
+    "State",
+    "bearer",
+    "client_address",
+    "fingerprint_data",
+    "get_session",
+    "get_state",
+    "given",
+    "require_admin",
+]
+
+
+class AppState:
+    """What the routes share: settings, engine, session factory, service context."""
+
+    def __init__(self, settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+                 ctx: Context, inline_engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = sessions
+        self.ctx = ctx
+        #: PostgreSQL: the validation hot path's engine, used on the event loop
+        #: (db.make_inline_engine); None on SQLite.
+        self.inline_engine = inline_engine
+
+    def dispose(self) -> None:
+        """Close every pooled database connection."""
+        self.engine.dispose()
+        if self.inline_engine is not None:
+            self.inline_engine.dispose()
+
+
+# Both dependencies are ``async``: FastAPI runs a plain ``def`` dependency (and each
+# step of a plain generator) in its thread pool, and those thread hand-offs cost
+# more than the work.  Neither blocks: making a session does no I/O, and closing
+# it after the route committed only returns the connection to the pool; the
+# rollback after a failure is one short round trip.  The routes themselves stay
+# plain ``def`` and run in the thread pool.
+async def get_state(request: Request) -> AppState:
+    """The app's shared state."""
+    state: AppState = request.app.state.sdna
+    return state
+
+
+async def get_session(state: Annotated[AppState, Depends(get_state)]) -> AsyncIterator[Session]:
+    """A session per request, rolled back if the request fails."""
+    session = state.sessions()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+#: Route parameter types shared by every router module.
+State = Annotated[AppState, Depends(get_state)]
+Db = Annotated[Session, Depends(get_session)]
+IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+ProductPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+KidPath = Annotated[str, Path(pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
+#: The audit log's actor for changes made through the admin API.
+ACTOR = "admin"
+
+
+def bearer(request: Request) -> str | None:
+    """The ``Authorization: Bearer`` credential, or None."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def require_admin(
+    request: Request,
+    state: Annotated[AppState, Depends(get_state)],
+    session: Annotated[Session, Depends(get_session)],
+) -> None:
+    """Refuse (401 ``unauthorized``) unless the request carries an admin API key."""
+    if not check_admin_key(session, state.ctx, bearer(request)):
+        session.rollback()
+        raise ServiceError(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
+    session.rollback()  # end the read transaction (SQLite: release the lock)
+
+
+
+
+def given(body: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body set (a field sent as ``null`` is set; an absent one is not).
+
+    The values are the validated ones (times stay ``datetime``), unlike
+    ``model_dump``, which serializes them.
+    """
+    return {name: getattr(body, name) for name in body.model_fields_set}
+
+
+def client_address(request: Request) -> str | None:
+    """The client's IP address (the rate limits' key), or None when unknown."""
+    return request.client.host if request.client is not None else None
+
+
+def fingerprint_data(fp: FingerprintIn) -> FingerprintData:
+    """The service layer's fingerprint from the validated request body's."""
+    return FingerprintData(id=fp.id, components=dict(fp.components), algorithm=fp.algorithm)

@@ -1,0 +1,57 @@
+"""Vendor routes: products and their policies."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from software_dna.server import services
+from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, require_admin
+from software_dna.server.api.errors import error_responses
+from software_dna.server.schemas import ProductIn, ProductList, ProductOut, ProductPatch
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(400, 401, 404, 409),
+)
+
+
+@router.post("/products", response_model=ProductOut, status_code=201)
+def create_product(body: ProductIn, session: Db) -> ProductOut:
+    """Create a product."""
+    return ProductOut.model_validate(services.create_product(
+        session, product_id=body.id, name=body.name, protection=body.protection,
+        refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
+        fingerprint_tolerance=body.fingerprint_tolerance, features=body.features,
+        limited_features=body.limited_features, password_required=body.password_required,
+        actor=ACTOR, trial_days=body.trial_days, test_code_limit=body.test_code_limit,
+        lease_duration=body.lease_duration, reactivation_limit=body.reactivation_limit,
+        reactivation_period=body.reactivation_period,
+        address_activation_limit=body.address_activation_limit,
+    ))
+
+
+@router.get("/products", response_model=ProductList)
+def list_products(session: Db) -> ProductList:
+    """Every product."""
+    return ProductList(products=[ProductOut.model_validate(p)
+                                 for p in services.list_products(session)])
+
+
+@router.get("/products/{product}", response_model=ProductOut)
+def show_product(product: ProductPath, session: Db) -> ProductOut:
+    """One product."""
+    return ProductOut.model_validate(services.get_product(session, product))
+
+
+@router.patch("/products/{product}", response_model=ProductOut)
+def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> ProductOut:
+    """Change a product's policy (absent fields stay as they are)."""
+    changes = given(body)
+    if "trial_days" in changes:  # null, like 0: no trial
+        changes["trial_days"] = changes["trial_days"] or 0
+    return ProductOut.model_validate(
+        services.update_product(session, product, actor=ACTOR, **changes))

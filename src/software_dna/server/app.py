@@ -1,0 +1,112 @@
+"""The app factory: the one module that imports the routers and builds the FastAPI app.
+
+``create_app(settings)`` loads the master key, connects to the database,
+checks the schema revision and mounts every router; ``app_from_env()`` is
+uvicorn's factory (``--factory software_dna.server.app:app_from_env``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from software_dna.server.api.deps import AppState
+from software_dna.server.api.errors import install_handlers
+from software_dna.server.api.middleware import BodyLimitMiddleware
+from software_dna.server.api.routes.admin import activations as admin_activations
+from software_dna.server.api.routes.admin import (
+    audit,
+    end_users,
+    keys,
+    leases,
+    licenses,
+    lockouts,
+    products,
+    renewal_codes,
+    test_codes,
+)
+from software_dna.server.api.routes.admin import trials as admin_trials
+from software_dna.server.api.routes.public import (
+    activations,
+    health,
+    offline,
+    password_resets,
+    renewals,
+    trials,
+    validations,
+)
+from software_dna.server.api.routes.public import leases as public_leases
+from software_dna.server.api.routes.public import settings as license_settings
+from software_dna.server.config import Settings
+from software_dna.server.db import (
+    check_schema,
+    make_engine,
+    make_inline_engine,
+    make_session_factory,
+)
+from software_dna.server.schemas import ErrorBody
+from software_dna.server.services import Context
+
+__all__ = ["ROUTERS", "app_from_env", "create_app"]
+
+#: Every router, in the order they are mounted (and listed in the OpenAPI document).
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    activations.router,
+    validations.router,
+    license_settings.router,
+    offline.router,
+    trials.router,
+    renewals.router,
+    public_leases.router,
+    password_resets.router,
+    products.router,
+    keys.router,
+    licenses.router,
+    admin_activations.router,
+    end_users.router,
+    audit.router,
+    renewal_codes.router,
+    test_codes.router,
+    admin_trials.router,
+    leases.router,
+    lockouts.router,
+)
+
+
+def create_app(settings: Settings | None = None, *, check: bool = True) -> FastAPI:
+    """Build the app for ``settings`` (default: from the environment).
+
+    Loads the master key and connects to the database now.
+
+    Raises:
+        ConfigError: no / malformed master key or setting.
+        SchemaError: the database is not at this server's schema revision
+            (``check=False`` skips the check).
+    """
+    settings = settings or Settings.from_env()
+    ctx = Context.from_settings(settings)
+    engine = make_engine(settings)
+    if check:
+        try:
+            check_schema(engine, settings)
+        except Exception:
+            engine.dispose()
+            raise
+    app = FastAPI(
+        title="software_dna license server",
+        version="1",
+        description="Activation, validation and vendor administration. See docs/protocol.md.",
+        responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}},
+    )
+    app.state.sdna = AppState(settings, engine, make_session_factory(engine), ctx,
+                              make_inline_engine(settings))
+    app.add_middleware(BodyLimitMiddleware)
+    install_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (``--factory software_dna.server.app:app_from_env``)."""
+    return create_app(Settings.from_env())

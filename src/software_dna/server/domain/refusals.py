@@ -1,0 +1,124 @@
+"""Why a license or an activation is refused: a code and the end user's message.
+
+These are the only copies of the status rules: the ORM services
+(``services.activations``, ``services.renewals``, ``services.password_reset``)
+and the validation fast path (``services.hotpath``) all ask them, so a new
+refusal added here reaches every path that issues tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from software_dna.wire.claims import Kind, SeatMode
+from software_dna.wire.codes import Code
+
+__all__ = [
+    "ACTIVATION_MOVED",
+    "ACTIVATION_REMOVED",
+    "LICENSE_REVOKED",
+    "LICENSE_SUSPENDED",
+    "SUBSCRIPTION_CANCELLED",
+    "Refusal",
+    "expired",
+    "offline_refusal",
+    "removed_refusal",
+    "standing_refusal",
+    "status_refusal",
+]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal: the protocol ``code`` (its HTTP status is ``code.status``) and a message."""
+
+    code: Code
+    message: str
+
+
+LICENSE_REVOKED = Refusal(Code.LICENSE_REVOKED, "This license was revoked by the vendor.")
+LICENSE_SUSPENDED = Refusal(
+    Code.LICENSE_SUSPENDED,
+    "This license is suspended by the vendor. Contact the vendor to resume it.",
+)
+SUBSCRIPTION_CANCELLED = Refusal(
+    Code.SUBSCRIPTION_CANCELLED,
+    "The subscription was cancelled. Renew it with the vendor to keep using the product.",
+)
+ACTIVATION_REMOVED = Refusal(
+    Code.ACTIVATION_REMOVED,
+    "This activation was removed. Activate again with your license key.",
+)
+ACTIVATION_MOVED = Refusal(
+    Code.ACTIVATION_MOVED,
+    "This license was moved to another computer (roll-over). Activate it again "
+    "with your license key to use it here.",
+)
+
+_EXPIRED_MESSAGES = {
+    Kind.TRIAL.value: "The trial has ended. Buy a license to keep using the product.",
+    Kind.EVALUATION.value: "The evaluation period has ended. Buy a license to keep using the "
+                           "product.",
+    Kind.TEST.value: "This test code has expired. Ask the vendor for a new one.",
+}
+
+
+def expired(kind: str) -> Refusal:
+    """403 ``license_expired``, worded for the license's ``kind`` (``full``, ``trial``, ...)."""
+    return Refusal(Code.LICENSE_EXPIRED, _EXPIRED_MESSAGES.get(
+        kind, "This license has expired. Renew it with the vendor."))
+
+
+def standing_refusal(*, status: str, cancelled_at: datetime | None) -> Refusal | None:
+    """The refusal of a cancelled, revoked or suspended license, else None.
+
+    Args:
+        status: the license's status, ``active`` / ``suspended`` / ``revoked``.
+        cancelled_at: when its subscription was cancelled (a cancelled
+            subscription is suspended), or None.
+    """
+    if status == "suspended" and cancelled_at is not None:
+        return SUBSCRIPTION_CANCELLED
+    if status == "revoked":
+        return LICENSE_REVOKED
+    if status == "suspended":
+        return LICENSE_SUSPENDED
+    return None
+
+
+def status_refusal(*, status: str, cancelled_at: datetime | None, expires_at: datetime | None,
+                   kind: str, now: datetime) -> Refusal | None:
+    """Why a license cannot be used at ``now`` (aware UTC), else None.
+
+    :func:`standing_refusal`, then expiry: ``expires_at`` (aware, or None for
+    no end) at or before ``now`` is 403 ``license_expired``.
+    """
+    refusal = standing_refusal(status=status, cancelled_at=cancelled_at)
+    if refusal is not None:
+        return refusal
+    if expires_at is not None and now >= expires_at:
+        return expired(kind)
+    return None
+
+
+def removed_refusal(deactivated_by: str | None) -> Refusal:
+    """410 for a deactivated activation: ``activation_moved`` after a roll-over, else removed."""
+    return ACTIVATION_MOVED if deactivated_by == "rollover" else ACTIVATION_REMOVED
+
+
+def offline_refusal(*, seat_mode: str, subscription: bool) -> Refusal | None:
+    """Why a license cannot be activated from an air-gapped request, else None.
+
+    Floating seats are leases that must be renewed on the server, and a
+    subscription must see its cancellation at the next refresh.
+    """
+    if seat_mode == SeatMode.FLOATING.value:
+        return Refusal(Code.OFFLINE_NOT_ALLOWED, (
+            "This license's seats are floating leases, which need the license server: "
+            "activate it on a computer that can reach the server."))
+    if subscription:
+        return Refusal(Code.OFFLINE_NOT_ALLOWED, (
+            "This license is a subscription, which needs the license server: activate it "
+            "on a computer that can reach the server."))
+    return None

@@ -1,0 +1,110 @@
+"""What a license token says: its times and the facts behind its claims.
+
+- ``opportunistic``: ``refresh_by`` = now + the product's ``refresh_interval``
+  and ``exp`` = ``refresh_by`` + ``offline_grace_period``: the app refreshes
+  when it can and works offline through the grace period;
+- ``mandatory``: the server must be reached within ``refresh_interval``:
+  ``exp`` = now + ``refresh_interval``, and the ``offline_grace_period`` is the
+  warning period before it, so ``refresh_by`` = ``exp`` - that period (the app
+  warns from then on, with ``License.offline_grace_ends_at`` set);
+- ``offline``: no ``refresh_by``; ``exp`` is the license's expiry, or none;
+- every time is capped at the license's own expiry;
+- mode ``limited`` with the product's ``limited_features`` once the license or
+  the activation was erased, else ``full`` with the license's features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from software_dna.wire.claims import Protection
+
+__all__ = ["PROTECTIONS", "TokenFacts", "token_times"]
+
+#: The products' protection levels, from the SDK's :class:`Protection`.
+PROTECTIONS = tuple(level.value for level in Protection)
+
+
+def token_times(
+    *,
+    protection: str,
+    refresh_interval: int,
+    offline_grace_period: int,
+    license_expires_at: datetime | None,
+    now: datetime,
+) -> tuple[datetime | None, datetime | None]:
+    """``(refresh_by, exp)`` of a token issued at ``now`` (see the module docstring)."""
+    if protection == Protection.OFFLINE.value:
+        return None, license_expires_at
+    if protection == Protection.MANDATORY.value:
+        expires = now + timedelta(seconds=refresh_interval)
+        refresh_by = expires - timedelta(seconds=min(offline_grace_period, refresh_interval))
+    else:
+        refresh_by = now + timedelta(seconds=refresh_interval)
+        expires = refresh_by + timedelta(seconds=offline_grace_period)
+    if license_expires_at is not None:
+        expires = min(expires, license_expires_at)
+        refresh_by = min(refresh_by, license_expires_at)
+    return refresh_by, expires
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    """What a license token says about an activation, its license and its product.
+
+    Built from ORM objects by :func:`issue_for` and from one Core row by the
+    validation fast path (``services.hotpath``), so that both sign the same claims.
+    """
+
+    license_id: str
+    activation_id: str
+    product_id: str
+    fingerprint_id: str
+    fingerprint: Mapping[str, Any]
+    tolerance: int
+    #: The license or the activation was erased: mode ``limited``.
+    limited: bool
+    #: The license's features (the product's ``limited_features`` when limited).
+    features: list[str]
+    #: The product's protection, or ``offline`` for an air-gapped activation.
+    protection: str
+    refresh_interval: int
+    offline_grace_period: int
+    license_expires_at: datetime | None
+    kind: str
+    subscription: bool
+    seat_mode: str
+
+    @classmethod
+    def derive(cls, *, license_id: str, activation_id: str, product_id: str,
+               fingerprint_id: str, fingerprint: Mapping[str, Any], tolerance: int,
+               license_erased: bool, activation_erased: bool, features: list[str],
+               limited_features: list[str], product_protection: str,
+               activation_offline: bool, refresh_interval: int, offline_grace_period: int,
+               license_expires_at: datetime | None, kind: str, subscription: bool,
+               seat_mode: str) -> TokenFacts:
+        """The facts from the stored columns: the rules for limited mode and protection.
+
+        Limited mode when the license or the activation was erased (then the
+        product's ``limited_features``); protection ``offline`` for an
+        air-gapped activation, which never reaches the server again.
+        """
+        limited = bool(license_erased or activation_erased)
+        return cls(
+            license_id=license_id, activation_id=activation_id, product_id=product_id,
+            fingerprint_id=fingerprint_id, fingerprint=fingerprint, tolerance=tolerance,
+            limited=limited, features=limited_features if limited else features,
+            protection=Protection.OFFLINE.value if activation_offline else product_protection,
+            refresh_interval=refresh_interval, offline_grace_period=offline_grace_period,
+            license_expires_at=license_expires_at, kind=kind, subscription=bool(subscription),
+            seat_mode=seat_mode,
+        )
+
+    def times(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """``(refresh_by, exp)`` of a token issued at ``now`` (leases not applied)."""
+        return token_times(protection=self.protection, refresh_interval=self.refresh_interval,
+                           offline_grace_period=self.offline_grace_period,
+                           license_expires_at=self.license_expires_at, now=now)

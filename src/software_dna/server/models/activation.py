@@ -1,0 +1,60 @@
+"""Activations: one machine (or OS account) holding a license."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from software_dna.server.models.base import Base
+from software_dna.server.models.license import License
+
+__all__ = ["Activation"]
+
+
+class Activation(Base):
+    """One machine using one seat of a license."""
+
+    __tablename__ = "activations"
+    __table_args__ = (
+        UniqueConstraint("license_id", "idempotency_key", name="uq_activations_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    license_id: Mapped[str] = mapped_column(ForeignKey("licenses.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    fingerprint_id: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[dict[str, Any]]  # component name -> component hash
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    end_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("end_users.id", ondelete="SET NULL"), index=True
+    )
+    erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    sdk_version: Mapped[str | None] = mapped_column(String(32))
+    client_os: Mapped[str | None] = mapped_column(String(64))
+    client_python: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    deactivated_at: Mapped[datetime | None]
+    deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user/vendor/rollover
+    # Random id of one OS account's installation (user seats).
+    installation_id: Mapped[str | None] = mapped_column(String(64))
+    # Activated from an air-gapped request: its tokens are
+    # protection "offline" whatever the product's level (migration 0004).
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+    license: Mapped[License] = relationship(lazy="joined")
+
+    @property
+    def client_facts(self) -> dict[str, str | None]:
+        """What the SDK said about the client: ``sdk_version``, ``os``, ``python``."""
+        return {"sdk_version": self.sdk_version, "os": self.client_os,
+                "python": self.client_python}

@@ -1,0 +1,51 @@
+"""Products: what a vendor sells, with its protection and seat policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from software_dna.server.models.base import Base
+
+__all__ = ["Product"]
+
+
+class Product(Base):
+    """A product the vendor sells, with its licensing policy."""
+
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    protection: Mapped[str] = mapped_column(String(16))  # offline/opportunistic/mandatory
+    refresh_interval: Mapped[int] = mapped_column(Integer)  # seconds
+    offline_grace_period: Mapped[int] = mapped_column(Integer)  # seconds
+    fingerprint_tolerance: Mapped[int] = mapped_column(Integer)
+    features: Mapped[list[str]]
+    limited_features: Mapped[list[str]]
+    password_required: Mapped[bool] = mapped_column(Boolean)
+    # Trials: trial length in days (None: no trial); live test codes allowed.
+    trial_days: Mapped[int | None] = mapped_column(Integer)
+    test_code_limit: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
+    # Seats: floating lease length (seconds), re-activations allowed per license
+    # per period (None: no lock-out),
+    # new activations allowed per client address per period (None: no lock-out).
+    lease_duration: Mapped[int] = mapped_column(Integer, default=900, server_default=text("900"))
+    reactivation_limit: Mapped[int | None] = mapped_column(Integer)
+    reactivation_period: Mapped[int] = mapped_column(Integer, default=2592000,
+                                                     server_default=text("2592000"))
+    address_activation_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a token lives without a refresh: refresh interval plus offline grace."""
+        return self.refresh_interval + self.offline_grace_period

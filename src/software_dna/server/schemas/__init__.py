@@ -1,0 +1,208 @@
+"""Pydantic models of every request and response body (docs/protocol.md), one module per noun.
+
+Requests forbid unknown fields and use strict types (a number is never a
+string, a string never a number); every string has a length and, where it
+is an identifier, an alphabet.  Times go out as RFC 3339 UTC
+(``2026-11-29T12:00:00Z``) and come in as RFC 3339 with an offset.  Answers
+about a row are built from it with ``Model.model_validate(row)``
+(``from_attributes``).
+"""
+
+from __future__ import annotations
+
+from software_dna.server.schemas.activations import (
+    ActivateIn,
+    ActivateOut,
+    ActivationList,
+    ActivationOut,
+    ClientFacts,
+    ErasureOut,
+    FingerprintIn,
+    NonceIn,
+    ReceiptOut,
+    ReplacesIn,
+    ValidateIn,
+    ValidateOut,
+)
+from software_dna.server.schemas.audit import AuditList, AuditOut
+from software_dna.server.schemas.base import OkOut, Out, Strict
+from software_dna.server.schemas.end_users import (
+    EndUserActivation,
+    EndUserExport,
+    EndUserList,
+    EndUserSummary,
+)
+from software_dna.server.schemas.errors import ErrorBody, ErrorDetail
+from software_dna.server.schemas.health import HealthOut
+from software_dna.server.schemas.keys import KeyList, KeyOut, PublicKeysOut, RotateIn
+from software_dna.server.schemas.leases import CheckoutOut, LeaseList, LeaseOut
+from software_dna.server.schemas.licenses import (
+    ExtendIn,
+    IssuedLicenseOut,
+    LicenseIn,
+    LicenseList,
+    LicenseOut,
+    LicensePatch,
+    PasswordIn,
+    TestCodeIn,
+)
+from software_dna.server.schemas.lockouts import (
+    ClientAddress,
+    LockoutOut,
+    LockoutResetIn,
+    LockoutResetOut,
+)
+from software_dna.server.schemas.offline import (
+    OfflineActivateIn,
+    OfflineActivateOut,
+    OfflineDeactivateIn,
+    OfflineDeactivateOut,
+)
+from software_dna.server.schemas.password_resets import (
+    PasswordResetConfirmIn,
+    PasswordResetDoneOut,
+    PasswordResetIn,
+    PasswordResetOut,
+    ResetCode,
+)
+from software_dna.server.schemas.products import ProductIn, ProductList, ProductOut, ProductPatch
+from software_dna.server.schemas.renewals import (
+    RenewalCodeList,
+    RenewalCodeOut,
+    RenewalCodesIn,
+    RenewIn,
+    RenewOut,
+)
+from software_dna.server.schemas.settings import SettingsIn, SettingsOut
+from software_dna.server.schemas.trials import TrialIn, TrialList, TrialOut
+from software_dna.server.schemas.types import (
+    ArmoredText,
+    ClientText,
+    ComponentName,
+    ComponentValue,
+    Days,
+    Email,
+    Feature,
+    Features,
+    FingerprintId,
+    IdempotencyKey,
+    Kid,
+    LeaseSeconds,
+    LicenseKey,
+    LockoutLimit,
+    LockoutPeriod,
+    Nonce,
+    ObjectId,
+    Password,
+    ProductId,
+    Protection,
+    RegKey,
+    RegValue,
+    SeatMode,
+    Seconds,
+    ShortClientText,
+    TestCodeLimit,
+    TimeIn,
+    TrialDays,
+    UtcTime,
+    error_location,
+)
+
+__all__ = [
+    "ActivateIn",
+    "ActivateOut",
+    "ActivationList",
+    "ActivationOut",
+    "ArmoredText",
+    "AuditList",
+    "AuditOut",
+    "CheckoutOut",
+    "ClientAddress",
+    "ClientFacts",
+    "ClientText",
+    "ComponentName",
+    "ComponentValue",
+    "Days",
+    "Email",
+    "EndUserActivation",
+    "EndUserExport",
+    "EndUserList",
+    "EndUserSummary",
+    "ErasureOut",
+    "ErrorBody",
+    "ErrorDetail",
+    "ExtendIn",
+    "Feature",
+    "Features",
+    "FingerprintId",
+    "FingerprintIn",
+    "HealthOut",
+    "IdempotencyKey",
+    "IssuedLicenseOut",
+    "KeyList",
+    "KeyOut",
+    "Kid",
+    "LeaseList",
+    "LeaseOut",
+    "LeaseSeconds",
+    "LicenseIn",
+    "LicenseKey",
+    "LicenseList",
+    "LicenseOut",
+    "LicensePatch",
+    "LockoutLimit",
+    "LockoutOut",
+    "LockoutPeriod",
+    "LockoutResetIn",
+    "LockoutResetOut",
+    "Nonce",
+    "NonceIn",
+    "ObjectId",
+    "OfflineActivateIn",
+    "OfflineActivateOut",
+    "OfflineDeactivateIn",
+    "OfflineDeactivateOut",
+    "OkOut",
+    "Out",
+    "Password",
+    "PasswordIn",
+    "PasswordResetConfirmIn",
+    "PasswordResetDoneOut",
+    "PasswordResetIn",
+    "PasswordResetOut",
+    "ProductId",
+    "ProductIn",
+    "ProductList",
+    "ProductOut",
+    "ProductPatch",
+    "Protection",
+    "PublicKeysOut",
+    "ReceiptOut",
+    "RegKey",
+    "RegValue",
+    "RenewIn",
+    "RenewOut",
+    "RenewalCodeList",
+    "RenewalCodeOut",
+    "RenewalCodesIn",
+    "ReplacesIn",
+    "ResetCode",
+    "RotateIn",
+    "SeatMode",
+    "Seconds",
+    "SettingsIn",
+    "SettingsOut",
+    "ShortClientText",
+    "Strict",
+    "TestCodeIn",
+    "TestCodeLimit",
+    "TimeIn",
+    "TrialDays",
+    "TrialIn",
+    "TrialList",
+    "TrialOut",
+    "UtcTime",
+    "ValidateIn",
+    "ValidateOut",
+    "error_location",
+]

@@ -1,0 +1,163 @@
+"""Bodies of activation and validation (the SDK's), and activations as the vendor sees them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
+
+from software_dna.server.schemas.base import Out, Strict
+from software_dna.server.schemas.types import (
+    ClientText,
+    ComponentName,
+    ComponentValue,
+    Email,
+    FingerprintId,
+    IdempotencyKey,
+    LicenseKey,
+    Nonce,
+    ObjectId,
+    Password,
+    ProductId,
+    RegKey,
+    RegValue,
+    ShortClientText,
+    UtcTime,
+)
+
+__all__ = [
+    "ActivateIn",
+    "ActivateOut",
+    "ActivationList",
+    "ActivationOut",
+    "ClientFacts",
+    "ErasureOut",
+    "FingerprintIn",
+    "NonceIn",
+    "ReceiptOut",
+    "ReplacesIn",
+    "ValidateIn",
+    "ValidateOut",
+]
+
+
+class FingerprintIn(Strict):
+    """A machine fingerprint: id plus keyed component hashes (never raw identifiers)."""
+
+    id: FingerprintId
+    algorithm: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    components: Annotated[dict[ComponentName, ComponentValue], Field(min_length=1, max_length=16)]
+
+
+class ClientFacts(Strict):
+    """What the SDK says about itself (never personal data)."""
+
+    sdk_version: ShortClientText | None = None
+    os: ClientText | None = None
+    python: ShortClientText | None = None
+
+
+class ReplacesIn(Strict):
+    """The machine's trial (evaluation, test) activation a new activation replaces."""
+
+    activation_id: ObjectId
+    activation_secret: Annotated[str, StringConstraints(strict=True, min_length=1,
+                                                        max_length=128)]
+
+
+class ActivateIn(Strict):
+    """``POST /v1/activations``."""
+
+    product: ProductId
+    license_key: LicenseKey
+    fingerprint: FingerprintIn
+    password: Password | None = None
+    email: Email | None = None
+    registration: Annotated[dict[RegKey, RegValue], Field(max_length=16)] | None = None
+    consent: StrictBool = False
+    nonce: Nonce
+    idempotency_key: IdempotencyKey
+    client: ClientFacts = Field(default_factory=ClientFacts)
+    installation_id: Nonce | None = None  # random per OS account (user seats)
+    replaces: ReplacesIn | None = None
+
+
+class ActivateOut(Out):
+    """Answer of an activation (201, or 200 for a replay)."""
+
+    activation_id: str
+    activation_secret: str
+    token: str
+    nonce: str
+    server_time: UtcTime
+
+
+class ValidateIn(Strict):
+    """``POST /v1/activations/{id}/validate``."""
+
+    fingerprint: FingerprintIn
+    nonce: Nonce
+
+
+class ValidateOut(Out):
+    """A fresh token; ``rebound`` when the fingerprint drifted within the tolerance."""
+
+    token: str
+    nonce: str
+    server_time: UtcTime
+    rebound: bool
+
+
+class NonceIn(Strict):
+    """A body with only a nonce (deactivate, erasure)."""
+
+    nonce: Nonce
+
+
+class ReceiptOut(Out):
+    """A signed receipt."""
+
+    receipt: str | None
+    nonce: str
+    server_time: UtcTime
+
+
+class ErasureOut(Out):
+    """Answer of an erasure request: a fresh limited token and a receipt."""
+
+    token: str
+    receipt: str | None
+    nonce: str
+    server_time: UtcTime
+
+
+class ActivationOut(Out):
+    """An activation as the vendor sees it (no secret, no personal data)."""
+
+    id: str
+    license_id: str
+    product: Annotated[str, Field(
+        validation_alias=AliasChoices(AliasPath("license", "product_id"), "product"))]
+    fingerprint_id: str
+    end_user_id: str | None
+    erased: bool
+    client: Annotated[ClientFacts, Field(validation_alias=AliasChoices("client_facts", "client"))]
+    created_at: UtcTime
+    last_seen_at: UtcTime
+    deactivated_at: UtcTime | None
+    deactivated_by: str | None
+    offline: bool = False  # activated from an air-gapped request (docs/offline.md)
+
+
+
+class ActivationList(Out):
+    """``GET /v1/admin/licenses/{id}/activations``."""
+
+    activations: list[ActivationOut]

@@ -1,0 +1,52 @@
+"""Bodies of end users: search and export (GDPR access)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from software_dna.server.schemas.activations import ClientFacts
+from software_dna.server.schemas.base import Out
+from software_dna.server.schemas.types import UtcTime
+
+__all__ = ["EndUserActivation", "EndUserExport", "EndUserList", "EndUserSummary"]
+
+
+class EndUserSummary(Out):
+    """An end user found by email (no personal data in the answer)."""
+
+    id: str
+    created_at: UtcTime
+    consent_at: UtcTime | None
+    erased_at: UtcTime | None
+
+
+class EndUserList(Out):
+    """``GET /v1/admin/end-users?email=``."""
+
+    end_users: list[EndUserSummary]
+
+
+class EndUserActivation(Out):
+    """One activation in an export."""
+
+    id: str
+    license_id: str
+    product: str
+    fingerprint_id: str
+    created_at: UtcTime
+    last_seen_at: UtcTime
+    deactivated_at: UtcTime | None
+    client: ClientFacts
+
+
+class EndUserExport(Out):
+    """Everything held about one end user (GDPR access)."""
+
+    id: str
+    email: str | None
+    registration: dict[str, str] | None
+    consent_at: UtcTime | None
+    created_at: UtcTime
+    erased_at: UtcTime | None
+    activations: list[EndUserActivation]
+    settings: dict[str, dict[str, Any]]

@@ -1,0 +1,145 @@
+"""Bodies of licenses: issue, change, password, term, test codes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from software_dna.server.schemas.base import Out, Strict
+from software_dna.server.schemas.types import (
+    Days,
+    Features,
+    Password,
+    ProductId,
+    SeatMode,
+    TimeIn,
+    UtcTime,
+)
+
+__all__ = [
+    "ExtendIn",
+    "IssuedLicenseOut",
+    "LicenseIn",
+    "LicenseList",
+    "LicenseOut",
+    "LicensePatch",
+    "PasswordIn",
+    "TestCodeIn",
+]
+
+
+class LicenseIn(Strict):
+    """Issue a license."""
+
+    product: ProductId
+    seats: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1
+    expires_at: TimeIn | None = None
+    features: Features | None = None
+    password: Password | None = None
+    key_prefix: Annotated[
+        str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9]{1,12}$")
+    ] | None = None
+    kind: Literal["full", "evaluation"] = "full"
+    expires_after_days: Days | None = None
+    subscription: StrictBool = False
+    seat_mode: SeatMode = "machine"
+    rollover: StrictBool = False
+
+
+class LicensePatch(Strict):
+    """Set seats, expiry (``null``: perpetual) or features; absent fields stay."""
+
+    seats: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    expires_at: TimeIn | None = None
+    features: Features | None = None
+    seat_mode: SeatMode | None = None
+    rollover: StrictBool | None = None
+
+
+class PasswordIn(Strict):
+    """Set (string) or remove (``null``) the activation password."""
+
+    password: Password | None
+
+
+class LicenseOut(Out):
+    """A license; the key itself is never shown again (only ``key_hint``)."""
+
+    # seats_in_use has a default only for model_validate(row); every answer has it.
+    model_config = ConfigDict(extra="forbid", from_attributes=True,
+                              json_schema_serialization_defaults_required=True)
+
+    id: str
+    product: Annotated[str, Field(validation_alias=AliasChoices("product_id", "product"))]
+    key_hint: str
+    status: str
+    seats: int
+    seats_in_use: Annotated[int, Field(validate_default=True)] = 0
+    expires_at: UtcTime | None
+    features: list[str]
+    password_set: bool
+    password_reset_required: bool
+    erased: bool
+    kind: str
+    expires_after_days: Annotated[int | None, Field(
+        validation_alias=AliasChoices("duration_days", "expires_after_days"))]
+    first_activated_at: UtcTime | None
+    subscription: bool
+    cancelled_at: UtcTime | None
+    seat_mode: str
+    rollover: bool
+    created_at: UtcTime
+    updated_at: UtcTime
+
+    @field_validator("seats_in_use", mode="before")
+    @classmethod
+    def _seats_from_context(cls, value: Any, info: ValidationInfo) -> Any:
+        """``model_validate(row, context={"seats_in_use": n})``: the count is no column."""
+        if info.context and "seats_in_use" in info.context:
+            return info.context["seats_in_use"]
+        return value
+
+
+
+class IssuedLicenseOut(LicenseOut):
+    """Answer of issuing: the only time the full ``license_key`` is shown."""
+
+    license_key: str
+
+
+class LicenseList(Out):
+    """``GET /v1/admin/licenses``."""
+
+    licenses: list[LicenseOut]
+
+
+class ExtendIn(Strict):
+    """``POST /v1/admin/licenses/{id}/extend``: ``days`` to add, or a later end ``until``."""
+
+    days: Days | None = None
+    until: TimeIn | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ExtendIn:
+        if (self.days is None) == (self.until is None):
+            raise ValueError("give either days or until")
+        return self
+
+
+class TestCodeIn(Strict):
+    """``POST /v1/admin/products/{product}/test-codes``."""
+
+    days: Annotated[int, Field(strict=True, ge=1, le=7)] = 1
+    features: Features | None = None
+    password: Password | None = None

@@ -1,0 +1,44 @@
+"""Bodies of air-gapped activation and deactivation (docs/offline.md)."""
+
+from __future__ import annotations
+
+from software_dna.server.schemas.base import Out, Strict
+from software_dna.server.schemas.types import ArmoredText, UtcTime
+
+__all__ = ["OfflineActivateIn", "OfflineActivateOut", "OfflineDeactivateIn", "OfflineDeactivateOut"]
+
+
+class OfflineActivateIn(Strict):
+    """``POST /v1/offline/activations``: an armored activation request."""
+
+    request: ArmoredText
+
+
+class OfflineActivateOut(Out):
+    """The armored activation response, and what it activated."""
+
+    response: str
+    activation_id: str
+    license_id: str
+    product: str
+    fingerprint_id: str
+    server_time: UtcTime
+
+
+class OfflineDeactivateIn(Strict):
+    """``POST /v1/offline/deactivations``: an armored deactivation receipt."""
+
+    receipt: ArmoredText
+
+
+class OfflineDeactivateOut(Out):
+    """The seat is free; ``receipt`` is the server's own signed receipt."""
+
+    activation_id: str
+    license_id: str
+    product: str
+    deactivated_at: UtcTime
+    already_deactivated: bool
+    receipt: str | None
+    nonce: str
+    server_time: UtcTime

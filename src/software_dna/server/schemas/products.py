@@ -1,0 +1,92 @@
+"""Bodies of products and their policies (durations in seconds)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StrictBool, StrictInt, StringConstraints
+
+from software_dna.server.schemas.base import Out, Strict
+from software_dna.server.schemas.types import (
+    Features,
+    LeaseSeconds,
+    LockoutLimit,
+    LockoutPeriod,
+    ProductId,
+    Protection,
+    Seconds,
+    TestCodeLimit,
+    TrialDays,
+    UtcTime,
+)
+
+__all__ = ["ProductIn", "ProductList", "ProductOut", "ProductPatch"]
+
+
+class ProductIn(Strict):
+    """Create a product."""
+
+    id: ProductId
+    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)] | None = None
+    protection: Protection = "opportunistic"
+    refresh_interval: Seconds = 24 * 3600
+    offline_grace_period: Seconds = 7 * 24 * 3600
+    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=16)] = 1
+    features: Features = Field(default_factory=list)
+    limited_features: Features = Field(default_factory=list)
+    password_required: StrictBool = False
+    trial_days: TrialDays | None = None
+    test_code_limit: TestCodeLimit = 5
+    lease_duration: LeaseSeconds = 900
+    reactivation_limit: LockoutLimit | None = None
+    reactivation_period: LockoutPeriod = 30 * 86400
+    address_activation_limit: LockoutLimit | None = None
+
+
+class ProductPatch(Strict):
+    """Change a product (absent fields stay as they are)."""
+
+    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)] | None = None
+    protection: Protection | None = None
+    refresh_interval: Seconds | None = None
+    offline_grace_period: Seconds | None = None
+    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=16)] | None = None
+    features: Features | None = None
+    limited_features: Features | None = None
+    password_required: StrictBool | None = None
+    trial_days: TrialDays | None = None  # 0 or null: no trial (absent: unchanged)
+    test_code_limit: TestCodeLimit | None = None
+    lease_duration: LeaseSeconds | None = None
+    reactivation_limit: LockoutLimit | None = None  # null: no lock-out (absent: unchanged)
+    reactivation_period: LockoutPeriod | None = None
+    address_activation_limit: LockoutLimit | None = None  # null: off (absent: unchanged)
+
+
+class ProductOut(Out):
+    """A product and its policy (durations in seconds)."""
+
+    id: str
+    name: str
+    protection: str
+    refresh_interval: int
+    offline_grace_period: int
+    token_lifetime: int
+    fingerprint_tolerance: int
+    features: list[str]
+    limited_features: list[str]
+    password_required: bool
+    trial_days: int | None
+    test_code_limit: int
+    lease_duration: int
+    reactivation_limit: int | None
+    reactivation_period: int
+    address_activation_limit: int | None
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+
+class ProductList(Out):
+    """``GET /v1/admin/products``."""
+
+    products: list[ProductOut]

@@ -1,0 +1,24 @@
+"""Bodies of a license's settings document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from software_dna.server.schemas.base import Out, Strict
+from software_dna.server.schemas.types import UtcTime
+
+__all__ = ["SettingsIn", "SettingsOut"]
+
+
+class SettingsIn(Strict):
+    """``PUT /v1/activations/{id}/settings``: a JSON object of at most 32 KiB."""
+
+    settings: dict[str, Any]
+
+
+class SettingsOut(Out):
+    """The settings document of the license."""
+
+    settings: dict[str, Any]
+    updated_at: UtcTime | None
+    server_time: UtcTime

@@ -1,0 +1,392 @@
+"""Activations: the end-user flows (activate, validate, deactivate, erasure
+request, trial to paid) and the vendor's list / remove.
+
+Seats: the license row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL;
+on SQLite every transaction is ``BEGIN IMMEDIATE``) before the seats in use
+are counted, so concurrent activations never exceed the seats.  An
+idempotent retry hands back the same secret (secrets are derived from the
+activation id: :mod:`.authentication`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from software_dna.fingerprint import match
+from software_dna.server.crypto import verify_password
+from software_dna.server.domain.refusals import offline_refusal, removed_refusal, status_refusal
+from software_dna.server.domain.seats import FLOATING
+from software_dna.server.models import Activation, EndUser, License, LicenseSettings
+from software_dna.server.services.authentication import authenticate, authenticate_live
+from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
+from software_dna.server.services.endusers import attach_end_user, erase
+from software_dna.server.services.errors import ServiceError, conflict
+from software_dna.server.services.leases import on_validate
+from software_dna.server.services.license_terms import start_term
+from software_dna.server.services.lookups import find_license_by_key, get_activation, get_license
+from software_dna.server.services.messages import (
+    Activated,
+    ActivationRequest,
+    Erased,
+    FingerprintData,
+    Receipted,
+    Validated,
+)
+from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.seats import after_activation, find_reusable, make_room
+from software_dna.server.services.settings import read_settings, write_settings
+from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
+from software_dna.wire.claims import Kind
+from software_dna.wire.codes import Code
+
+__all__ = [
+    "activate",
+    "deactivate",
+    "list_activations",
+    "remove_activation",
+    "replace_activation",
+    "request_erasure",
+    "validate",
+]
+
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _unknown_key() -> ServiceError:
+    return ServiceError(Code.UNKNOWN_LICENSE_KEY,
+                        "This license key does not exist for this product. Check the key.")
+
+
+def _status_refusal(lic: License, now: datetime) -> ServiceError | None:
+    refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
+                             expires_at=lic.expires_at, kind=lic.kind, now=now)
+    return None if refusal is None else ServiceError(refusal.code, refusal.message)
+
+
+def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
+             now: datetime) -> ServiceError:
+    return refusal_error(session, ctx, activation, removed_refusal(activation.deactivated_by),
+                         nonce=nonce, now=now)
+
+
+def _same_components(a: Mapping[str, Any], b: Mapping[str, str]) -> bool:
+    return dict(a) == dict(b)
+
+
+# --------------------------------------------------------------------------- activate
+
+
+def activate(session: Session, ctx: Context, request: ActivationRequest, *,
+             client_address: str | None = None) -> Activated:
+    """Activate a license on a machine; commits.
+
+    Order of checks: consent, rate limit per client address, the key (and its
+    product), rate limit per license, license status, password, idempotent
+    replay, seats.  A retry with the same ``idempotency_key`` (same license,
+    same fingerprint id) returns the same activation and secret with a fresh
+    token.  An activation of the same license on the same machine (same
+    fingerprint id) that still holds a seat is reused the same way, so a
+    reinstall does not take a second seat.
+
+    Raises:
+        ServiceError: 400 ``consent_required``; 429 ``rate_limited``; 404
+        ``unknown_license_key``; 403 ``license_revoked`` / ``license_suspended`` /
+        ``license_expired`` / ``wrong_password`` / ``password_reset_required``;
+        409 ``no_seats_left`` / ``conflict`` (idempotency key reused for another
+        machine); 410 ``activation_removed`` (replay of a deactivated one); 503
+        ``no_signing_key``.
+    """
+    settings = ctx.settings
+    if (request.email is not None or request.registration is not None) and not request.consent:
+        raise ServiceError(Code.CONSENT_REQUIRED,
+                           "Email or registration details need the end user's consent.")
+    if client_address:
+        hit(session, "addr:" + ctx.vault.address_key(client_address),
+                      limit=settings.rate_limit_address_attempts,
+                      window=settings.rate_limit_window)
+    found = find_license_by_key(session, ctx, request.license_key)
+    if found is None or found.product_id != request.product:
+        session.rollback()
+        raise _unknown_key()
+    license_id = found.id
+    hit(session, "lic:" + license_id, limit=settings.rate_limit_attempts,
+                  window=settings.rate_limit_window)
+    now = utcnow()
+    # Lock the license row: seat counting and idempotency below are race-free.
+    lic = get_license(session, license_id, lock=True)
+    product = lic.product
+    refused = _status_refusal(lic, now)
+    if refused is not None:
+        raise refused
+    if lic.password_hash is not None:
+        if request.password is None or not verify_password(request.password, lic.password_hash):
+            audit(session, "sdk", "activation.wrong_password", at=now, product_id=product.id,
+                  license_id=lic.id)
+            session.commit()
+            raise ServiceError(Code.WRONG_PASSWORD, "The activation password is wrong.")
+    elif lic.password_reset_required:
+        raise ServiceError(
+            Code.PASSWORD_RESET_REQUIRED,
+            "This license needs a new activation password from the vendor.",
+        )
+    if request.offline:  # air-gapped: only licenses that can do without the server
+        offline_refused = offline_refusal(seat_mode=lic.seat_mode, subscription=lic.subscription)
+        if offline_refused is not None:
+            raise ServiceError(offline_refused.code, offline_refused.message)
+
+    activation = session.scalars(
+        select(Activation).where(
+            Activation.license_id == lic.id,
+            Activation.idempotency_key == request.idempotency_key,
+        )
+    ).one_or_none()
+    created = False
+    if activation is not None:
+        if activation.fingerprint_id != request.fingerprint.id:
+            raise conflict("This idempotency key was used for another machine.")
+        if activation.deactivated_at is not None:
+            raise _removed(session, ctx, activation, request.nonce, now)
+    else:  # this machine (user seats: this OS account) already holds a seat?
+        activation = find_reusable(session, lic, request.fingerprint.id,
+                                    request.installation_id)
+    address_hash = ctx.vault.address_key(client_address) if client_address else None
+    if activation is None:
+        # A free seat (roll-over / floating lease), then the lock-out.
+        make_room(session, lic, address_hash=address_hash, now=now)
+        activation_id = new_id("act")
+        client = request.client
+        activation = Activation(
+            id=activation_id,
+            license_id=lic.id,
+            secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
+            fingerprint_id=request.fingerprint.id,
+            fingerprint=dict(request.fingerprint.components),
+            idempotency_key=request.idempotency_key,
+            end_user_id=None,
+            erased=False,  # no personal data of this activation was erased (yet)
+            sdk_version=client.get("sdk_version"),
+            client_os=client.get("os"),
+            client_python=client.get("python"),
+            created_at=now,
+            last_seen_at=precise_now(),
+            deactivated_at=None,
+            deactivated_by=None,
+            installation_id=request.installation_id,
+        )
+        session.add(activation)
+        created = True
+    else:
+        activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
+        if not _same_components(activation.fingerprint, request.fingerprint.components):
+            activation.fingerprint = dict(request.fingerprint.components)
+    activation.license = lic
+    activation.offline = request.offline
+    end_user = attach_end_user(session, ctx, activation, email=request.email,
+                               registration=request.registration, now=now)
+    session.flush()
+    start_term(lic, now)  # "N days after the first activation" starts here
+    if request.replaces is not None:  # trial to paid: release the trial, keep the settings
+        replace_activation(session, ctx, request.replaces, activation, now=now)
+    # Lock-out ledger; a floating license checks a lease out.
+    after_activation(session, lic, activation, created=created, address_hash=address_hash,
+                     now=now)
+    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now)
+    audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
+          product_id=product.id, license_id=lic.id, activation_id=activation.id,
+          end_user_id=end_user.id if end_user is not None else None,
+          detail={"personal_data": end_user is not None, "offline": request.offline})
+    session.commit()
+    return Activated(
+        activation_id=activation.id,
+        activation_secret=ctx.vault.activation_secret(activation.id),
+        token=token,
+        nonce=request.nonce,
+        server_time=now,
+        created=created,
+    )
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def validate(session: Session, ctx: Context, activation_id: str, secret: str | None, *,
+             fingerprint: FingerprintData, nonce: str, lease: str = "renew") -> Validated:
+    """Check an activation and answer with a fresh token; commits.
+
+    When the fingerprint drifted but still matches within the product's
+    tolerance (:func:`software_dna.fingerprint.match`), the activation is
+    re-bound to the new components and ``rebound`` is True.  For a floating
+    license ``lease`` says what happens to the activation's lease
+    (:mod:`.leases`): ``"renew"`` a live one (the heartbeat), ``"take"``
+    one (check-out) or ``"release"`` it (check-in).
+
+    Raises:
+        ServiceError: 401 ``unauthorized``; 410 ``activation_removed`` /
+        ``activation_moved``; 403 ``license_revoked`` / ``license_suspended`` /
+        ``license_expired`` (with a receipt) / ``wrong_machine``; 409
+        ``no_seats_left`` (``lease="take"``, every floating seat leased); 503
+        ``no_signing_key``.
+    """
+    activation = authenticate(session, ctx, activation_id, secret)
+    now = utcnow()
+    if activation.deactivated_at is not None:
+        raise _removed(session, ctx, activation, nonce, now)
+    lic = activation.license
+    refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
+                             expires_at=lic.expires_at, kind=lic.kind, now=now)
+    if refusal is not None:
+        raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now)
+    rebound = False
+    components = dict(fingerprint.components)
+    if fingerprint.id != activation.fingerprint_id or not _same_components(
+        activation.fingerprint, components
+    ):
+        stored = {str(k): str(v) for k, v in activation.fingerprint.items()}
+        if not match(stored, components, lic.product.fingerprint_tolerance):
+            raise ServiceError(Code.WRONG_MACHINE, "This activation belongs to another computer.")
+        activation.fingerprint_id = fingerprint.id
+        activation.fingerprint = components
+        rebound = True
+        audit(session, "sdk", "activation.rebind", at=now, product_id=lic.product_id,
+              license_id=lic.id, activation_id=activation.id)
+    activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
+    if lic.seat_mode == FLOATING:
+        on_validate(session, lic, activation, lease, now)
+    token = issue_for(session, ctx, activation, nonce=nonce, now=now)
+    session.commit()
+    return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound)
+
+
+def deactivate(session: Session, ctx: Context, activation_id: str, secret: str | None,
+               nonce: str) -> Receipted:
+    """The end user frees the seat; commits. Answers with a ``deactivated`` receipt.
+
+    Raises:
+        ServiceError: 401 ``unauthorized``; 410 ``activation_removed`` (already gone).
+    """
+    activation = authenticate(session, ctx, activation_id, secret, lock=True)
+    now = utcnow()
+    if activation.deactivated_at is not None:
+        raise _removed(session, ctx, activation, nonce, now)
+    activation.deactivated_at = now
+    activation.deactivated_by = "end_user"
+    audit(session, "sdk", "activation.deactivate", at=now,
+          product_id=activation.license.product_id, license_id=activation.license_id,
+          activation_id=activation.id)
+    receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
+                          activation_id=activation.id, result="deactivated", nonce=nonce,
+                          now=now)
+    session.commit()
+    return Receipted(receipt=receipt, nonce=nonce, server_time=now)
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def request_erasure(session: Session, ctx: Context, activation_id: str, secret: str | None,
+                    nonce: str) -> Erased:
+    """The end user asks for erasure (same effect as the vendor's); commits.
+
+    Erases the activation's end user (if any personal data was given) and the
+    license's personal data, then answers with a fresh ``limited`` token and
+    an ``erased`` receipt.
+
+    Raises:
+        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 503
+        ``no_signing_key``.
+    """
+    activation = authenticate_live(session, ctx, activation_id, secret)
+    end_user = (session.get(EndUser, activation.end_user_id)
+                if activation.end_user_id is not None else None)
+    erase(session, ctx, end_user=end_user, license_ids={activation.license_id}, actor="sdk",
+          activation_id=activation.id)
+    session.refresh(activation)
+    session.refresh(activation.license)
+    now = utcnow()
+    token = issue_for(session, ctx, activation, nonce=nonce, now=now)
+    receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
+                          activation_id=activation.id, result="erased", nonce=nonce, now=now)
+    session.commit()
+    return Erased(token=token, receipt=receipt, nonce=nonce, server_time=now)
+
+
+# --------------------------------------------------------------------------- vendor side
+
+
+def list_activations(session: Session, license_id: str, *,
+                     include_removed: bool = True) -> list[Activation]:
+    """Activations of a license, oldest first.
+
+    Raises:
+        ServiceError: 404 ``not_found`` (no such license).
+    """
+    get_license(session, license_id)
+    query = select(Activation).where(Activation.license_id == license_id)
+    if not include_removed:
+        query = query.where(Activation.deactivated_at.is_(None))
+    return list(session.scalars(query.order_by(Activation.created_at, Activation.id)))
+
+
+def remove_activation(session: Session, activation_id: str, *,
+                      actor: str = "admin") -> Activation:
+    """The vendor removes an activation: its seat is free, its next validation gets 410.
+
+    Commits.  Removing a removed activation succeeds and changes nothing.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    activation = get_activation(session, activation_id)
+    if activation.deactivated_at is None:
+        now = utcnow()
+        activation.deactivated_at = now
+        activation.deactivated_by = "vendor"
+        audit(session, actor, "activation.remove", at=now,
+              product_id=activation.license.product_id, license_id=activation.license_id,
+              activation_id=activation.id)
+        session.commit()
+    return activation
+
+
+def replace_activation(session: Session, ctx: Context, replaces: tuple[str, str],
+                       new: Activation, *, now: datetime) -> bool:
+    """Release the activation ``replaces`` = ``(id, secret)`` in favour of ``new``. No commit.
+
+    Called by :func:`activate` (trial to paid) once
+    the new activation is certain. The replaced activation must authenticate,
+    be live and belong to another license of the same product; otherwise
+    nothing happens (the new activation must not fail because of it). A
+    replaced trial ends now (it was bought); an evaluation or test license is
+    left as it is. The replaced license's settings are copied to the new
+    license when that one has none (a paid license already in use elsewhere
+    keeps its own). Returns True when an activation was released.
+    """
+    try:
+        old = authenticate(session, ctx, replaces[0], replaces[1])
+    except ServiceError:
+        return False
+    if (old.deactivated_at is not None or old.license_id == new.license_id
+            or old.license.product_id != new.license.product_id):
+        return False
+    if session.get(LicenseSettings, new.license_id) is None:
+        document, _ = read_settings(session, ctx, old.license_id)
+        if document:
+            write_settings(session, ctx, new.license_id, document, now=now)
+    old.deactivated_at = now
+    old.deactivated_by = "end_user"
+    replaced = old.license
+    if replaced.kind == Kind.TRIAL.value and (replaced.expires_at is None
+                                              or replaced.expires_at > now):
+        replaced.expires_at = now  # the trial is over: bought (no trial again on this machine)
+        replaced.updated_at = now
+    audit(session, "sdk", "activation.replaced", at=now, product_id=old.license.product_id,
+          license_id=old.license_id, activation_id=old.id,
+          detail={"by_activation": new.id, "kind": old.license.kind})
+    return True

@@ -1,0 +1,86 @@
+"""Shared pieces of the service layer: context, ids, time, audit."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from software_dna.server.config import Settings
+from software_dna.server.crypto import Vault
+from software_dna.server.models import AuditEntry
+
+__all__ = [
+    "Context",
+    "audit",
+    "new_id",
+    "precise_now",
+    "utcnow",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the service functions need besides a session: settings and the vault.
+
+    Build one per process (``Context.from_settings``) and share it: the vault
+    caches decrypted signing keys.
+    """
+
+    settings: Settings
+    vault: Vault
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Context:
+        """Load the master key named by ``settings``; raises ``ConfigError``."""
+        return cls(settings=settings, vault=Vault.from_settings(settings))
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC, truncated to whole seconds (what tokens carry)."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def precise_now() -> datetime:
+    """Now, timezone-aware UTC, with microseconds (creation times that order rows)."""
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    """A random id ``<prefix>_<22 base64url chars>`` (128 bits)."""
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    *,
+    at: datetime | None = None,
+    product_id: str | None = None,
+    license_id: str | None = None,
+    activation_id: str | None = None,
+    end_user_id: str | None = None,
+    kid: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit entry to the session (committed with the caller's change).
+
+    Never pass personal data: ids, counts and statuses only.
+    """
+    session.add(
+        AuditEntry(
+            at=at or utcnow(),
+            actor=actor,
+            action=action,
+            product_id=product_id,
+            license_id=license_id,
+            activation_id=activation_id,
+            end_user_id=end_user_id,
+            kid=kid,
+            detail=detail,
+        )
+    )

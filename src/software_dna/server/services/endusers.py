@@ -1,0 +1,242 @@
+"""End users: attach personal data (with consent), find, export (GDPR access), erase.
+
+Personal data is only ever the end user's email, registration details and
+the settings document, all encrypted (AES-256-GCM, data key derived from the
+master key).  Erasure deletes them (columns set to NULL, settings rows
+deleted), deletes the activation password hash of the end user's licenses
+(the vendor must then set a new one: an erased license must not silently
+become password-free), and marks the licenses and their activations erased:
+they keep working, every token afterwards is ``limited``.  On SQLite the
+file is then vacuumed and the WAL truncated (``secure_delete`` is on), so no
+byte of the erased data remains in the database files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from software_dna.server.db import sqlite_compact
+from software_dna.server.models import Activation, EndUser, License, LicenseSettings
+from software_dna.server.services.common import Context, audit, new_id, utcnow
+from software_dna.server.services.lookups import get_end_user
+from software_dna.server.services.seats import erase_user_seats
+from software_dna.server.services.settings import read_settings
+from software_dna.server.services.tokens import decrypt_end_user
+
+__all__ = [
+    "attach_end_user",
+    "erase_end_user",
+    "erase_license_data",
+    "export_end_user",
+    "find_end_users",
+]
+
+
+def attach_end_user(
+    session: Session,
+    ctx: Context,
+    activation: Activation,
+    *,
+    email: str | None,
+    registration: Mapping[str, str] | None,
+    now: datetime,
+) -> EndUser | None:
+    """Record personal data given (with consent) at activation; link it to ``activation``.
+
+    The end user is reused when one with the same email already holds an
+    activation of the same license (so re-activating does not multiply
+    records); otherwise a new one is created.  Does not commit.
+    """
+    if email is None and registration is None:
+        return None
+    end_user: EndUser | None = None
+    index = ctx.vault.email_index(email) if email is not None else None
+    if index is not None:
+        end_user = session.scalars(
+            select(EndUser)
+            .join(Activation, Activation.end_user_id == EndUser.id)
+            .where(
+                EndUser.email_index == index,
+                EndUser.erased_at.is_(None),
+                Activation.license_id == activation.license_id,
+            )
+            .limit(1)
+        ).first()
+    if end_user is None and activation.end_user_id is not None:
+        current = session.get(EndUser, activation.end_user_id)
+        if current is not None and current.erased_at is None and (
+            index is None or current.email_index in (None, index)
+        ):
+            end_user = current
+    if end_user is None:
+        end_user = EndUser(id=new_id("eu"), created_at=now, erased_at=None)
+        session.add(end_user)
+    if email is not None:
+        end_user.email_ciphertext = ctx.vault.encrypt_field(
+            email.encode("utf-8"), aad=f"end_user:{end_user.id}:email"
+        )
+        end_user.email_index = index
+    if registration is not None:
+        end_user.registration_ciphertext = ctx.vault.encrypt_field(
+            json.dumps(dict(registration), sort_keys=True).encode("utf-8"),
+            aad=f"end_user:{end_user.id}:registration",
+        )
+    end_user.consent_at = now
+    activation.end_user_id = end_user.id
+    return end_user
+
+
+def find_end_users(session: Session, ctx: Context, email: str) -> list[EndUser]:
+    """End users whose email is ``email`` (trimmed, case-insensitive); erased ones never match."""
+    return list(
+        session.scalars(
+            select(EndUser)
+            .where(EndUser.email_index == ctx.vault.email_index(email))
+            .order_by(EndUser.created_at, EndUser.id)
+        )
+    )
+
+
+def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[str, Any]:
+    """Everything held about one end user (GDPR access), as a JSON-ready dict.
+
+    Keys: ``id``, ``email``, ``registration``, ``consent_at``, ``created_at``,
+    ``erased_at`` (datetimes, aware UTC), ``activations`` (list of dicts with
+    ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
+    ``last_seen_at``, ``deactivated_at``, ``client``) and ``settings`` (license id
+    -> settings document).
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    end_user = get_end_user(session, end_user_id)
+    email, registration = decrypt_end_user(ctx, end_user)
+    activations = list(
+        session.scalars(
+            select(Activation)
+            .where(Activation.end_user_id == end_user.id)
+            .order_by(Activation.created_at, Activation.id)
+        )
+    )
+    settings: dict[str, Any] = {}
+    if end_user.erased_at is None:
+        for license_id in sorted({a.license_id for a in activations}):
+            document, _ = read_settings(session, ctx, license_id)
+            if document:
+                settings[license_id] = document
+    return {
+        "id": end_user.id,
+        "email": email,
+        "registration": registration,
+        "consent_at": end_user.consent_at,
+        "created_at": end_user.created_at,
+        "erased_at": end_user.erased_at,
+        "activations": [
+            {
+                "id": a.id,
+                "license_id": a.license_id,
+                "product": a.license.product_id,
+                "fingerprint_id": a.fingerprint_id,
+                "created_at": a.created_at,
+                "last_seen_at": a.last_seen_at,
+                "deactivated_at": a.deactivated_at,
+                "client": {
+                    "sdk_version": a.sdk_version,
+                    "os": a.client_os,
+                    "python": a.client_python,
+                },
+            }
+            for a in activations
+        ],
+        "settings": settings,
+    }
+
+
+def erase_license_data(session: Session, license_id: str) -> None:
+    """Erase what a license holds about its end user(s). Does not commit.
+
+    Deletes the password hash (``password_reset_required`` until the vendor
+    sets a new one) and the settings document; marks the license and all its
+    activations erased (tokens become ``limited``).
+    """
+    lic = session.get(License, license_id)
+    if lic is None:
+        return
+    if lic.password_hash is not None:
+        lic.password_hash = None
+        lic.password_erased = True
+    lic.erased = True
+    lic.updated_at = utcnow()
+    session.execute(
+        update(Activation).where(Activation.license_id == license_id).values(erased=True)
+    )
+    session.execute(delete(LicenseSettings).where(LicenseSettings.license_id == license_id))
+
+
+def _wipe(end_user: EndUser, now: datetime) -> None:
+    end_user.email_ciphertext = None
+    end_user.email_index = None
+    end_user.registration_ciphertext = None
+    if end_user.erased_at is None:
+        end_user.erased_at = now
+
+
+def erase(
+    session: Session,
+    ctx: Context,
+    *,
+    end_user: EndUser | None,
+    license_ids: set[str],
+    actor: str,
+    activation_id: str | None = None,
+) -> None:
+    """Erase ``end_user`` (if any) and the data of ``license_ids`` plus the end user's licenses.
+
+    Commits, then compacts the SQLite file (VACUUM + WAL truncate).
+    """
+    now = utcnow()
+    licenses = set(license_ids)
+    if end_user is not None:
+        licenses.update(
+            session.scalars(
+                select(Activation.license_id).where(Activation.end_user_id == end_user.id)
+            )
+        )
+        _wipe(end_user, now)
+    # User seats: only this person's seats are erased.
+    per_seat = erase_user_seats(session, licenses,
+                                end_user_id=end_user.id if end_user is not None else None,
+                                activation_id=activation_id)
+    for license_id in sorted(licenses - per_seat):
+        erase_license_data(session, license_id)
+    audit(
+        session,
+        actor,
+        "end_user.erase",
+        at=now,
+        end_user_id=end_user.id if end_user is not None else None,
+        activation_id=activation_id,
+        detail={"licenses": sorted(licenses)},
+    )
+    session.commit()
+    sqlite_compact(session.get_bind().engine)
+
+
+def erase_end_user(session: Session, ctx: Context, end_user_id: str, *,
+                   actor: str = "admin") -> EndUser:
+    """The vendor's erasure of one end user (see the module docstring). Commits.
+
+    Erasing an already erased end user is a no-op that succeeds.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    end_user = get_end_user(session, end_user_id)
+    erase(session, ctx, end_user=end_user, license_ids=set(), actor=actor)
+    return end_user

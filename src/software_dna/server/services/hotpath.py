@@ -1,0 +1,202 @@
+"""The validation hot path: SQLAlchemy Core instead of the ORM's unit of work.
+
+A validation (``POST /v1/activations/{id}/validate``) is the server's most
+frequent request: every app's periodic check.  In the common case -- a live
+activation of an active, unexpired license, on the machine it is bound to, a
+machine or user seat (not floating), a product with an active signing key --
+:func:`validate` needs one SELECT (the activation with its license, product,
+end user and the product's active key id, in one statement), one UPDATE of
+``last_seen_at`` and a commit, all through SQLAlchemy Core.
+
+Every other case is handed to the ORM path,
+:func:`software_dna.server.services.activations.validate`, which reads the
+rows again and decides exactly as it always did: a removed or moved
+activation (410 with a signed receipt), a refused license (403 with a
+receipt), a fingerprint that changed (re-bound within the tolerance with its
+audit entry, else 403 ``wrong_machine``), a floating license (the lease is
+renewed), a product without an active key (503), and
+an activation row locked by another transaction at that moment (the fast
+path runs on the event loop on PostgreSQL and must never wait for a lock:
+the transaction holding it may need the same loop to finish).  So the
+hot path itself refuses nothing but 401, with the same answer for an unknown
+activation, a missing secret and a wrong one, after the same constant-time
+comparison.
+
+The active key id is read in the same statement as the activation, so a key
+rotation or retirement takes effect at the next validation in every worker;
+the decrypted key itself comes from the vault's per-process cache (a key
+never changes under its kid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from software_dna.server.domain.refusals import status_refusal
+from software_dna.server.domain.seats import FLOATING
+from software_dna.server.domain.tokens import TokenFacts
+from software_dna.server.models import Activation, Base, EndUser, License, Product, SigningKey
+from software_dna.server.services.activations import validate as orm_validate
+from software_dna.server.services.authentication import authentication_failed, unauthorized
+from software_dna.server.services.common import Context, precise_now, utcnow
+from software_dna.server.services.messages import FingerprintData, Validated
+from software_dna.server.services.tokens import decrypt_personal_data, sign_token
+
+__all__ = ["validate", "validate_orm", "validate_plain"]
+
+_ACTIVATIONS = Base.metadata.tables[Activation.__tablename__]
+_LICENSES = Base.metadata.tables[License.__tablename__]
+_PRODUCTS = Base.metadata.tables[Product.__tablename__]
+_END_USERS = Base.metadata.tables[EndUser.__tablename__]
+_A = _ACTIVATIONS.c
+_L = _LICENSES.c
+_P = _PRODUCTS.c
+_E = _END_USERS.c
+_K = Base.metadata.tables[SigningKey.__tablename__].c
+
+#: A signing key's status while it signs.
+_ACTIVE = "active"
+
+_ACTIVE_KID = (
+    select(_K.kid)
+    .where(_K.product_id == _L.product_id, _K.status == _ACTIVE)
+    .scalar_subquery()
+    .label("active_kid")
+)
+
+#: Everything a validation reads, in one statement (primary-key and unique look-ups).
+_READ = (
+    select(
+        _A.id, _A.secret_hash, _A.fingerprint_id, _A.fingerprint, _A.end_user_id,
+        _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at,
+        _L.id.label("license_id"), _L.product_id, _L.status, _L.cancelled_at, _L.expires_at,
+        _L.features,
+        _L.erased.label("license_erased"), _L.kind, _L.subscription, _L.seat_mode,
+        _P.protection, _P.refresh_interval, _P.offline_grace_period,
+        _P.fingerprint_tolerance, _P.limited_features,
+        _E.id.label("end_user_row"), _E.email_ciphertext, _E.registration_ciphertext,
+        _E.erased_at.label("end_user_erased_at"),
+        _ACTIVE_KID,
+    )
+    .select_from(
+        _ACTIVATIONS
+        .join(_LICENSES, _L.id == _A.license_id)
+        .join(_PRODUCTS, _P.id == _L.product_id)
+        .outerjoin(_END_USERS, _E.id == _A.end_user_id)
+    )
+    .where(_A.id == bindparam("activation_id"))
+)
+
+#: The ``last_seen_at`` write, which never waits for a row lock (PostgreSQL: ``FOR UPDATE
+#: SKIP LOCKED``; SQLite has no row locks): no row updated means the activation is
+#: locked by another transaction (a deactivation, roll-over, an admin change), and the
+#: request goes to the ORM path, which waits for it in the thread pool, off the event loop.
+_UNLOCKED = (select(_A.id).where(_A.id == bindparam("activation_id"))
+             .with_for_update(skip_locked=True).scalar_subquery())
+_SEEN = update(_ACTIVATIONS).where(_A.id == _UNLOCKED).values(last_seen_at=bindparam("seen"))
+
+_SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
+
+
+def _plain(row: Any, fingerprint: FingerprintData, now: Any) -> bool:
+    """True when nothing but a fresh token is needed (see the module docstring).
+
+    The license's refusals are the ORM path's own rules
+    (:func:`~software_dna.server.domain.refusals.status_refusal`): a refused
+    license goes to the ORM path, which answers the refusal with a receipt.
+    """
+    return (
+        row.deactivated_at is None
+        and status_refusal(status=row.status, cancelled_at=row.cancelled_at,
+                           expires_at=row.expires_at, kind=row.kind, now=now) is None
+        and row.seat_mode != FLOATING
+        and row.active_kid is not None
+        and fingerprint.id == row.fingerprint_id
+        and dict(row.fingerprint) == dict(fingerprint.components)
+    )
+
+
+def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str | None, *,
+                   fingerprint: FingerprintData, nonce: str) -> Validated | None:
+    """The common case of a validation through Core; None when it is not that case.
+
+    None means: hand the request to :func:`validate_orm` (nothing was written).
+
+    Raises:
+        ServiceError: 401 ``unauthorized`` (unknown activation, missing or
+        wrong secret: one answer for the three).
+    """
+    with engine.connect() as conn:
+        row = conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
+        if authentication_failed(ctx, row.secret_hash if row is not None else None, secret):
+            raise unauthorized()
+        assert row is not None
+        now = utcnow()
+        if not _plain(row, fingerprint, now):
+            return None
+        # Roll-over moves the least recently seen machine.  The read took no lock, so
+        # this one statement is the whole write (db.make_inline_engine: autocommit).
+        seen = conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
+        if seen.rowcount != 1:
+            conn.rollback()
+            return None  # locked elsewhere: the ORM path waits for it (module docstring)
+        kid: str = row.active_kid
+        key = ctx.vault.cached_signing_key(kid)
+        if key is None:
+            key = ctx.vault.signing_key(kid, conn.execute(_SEALED, {"kid": kid}).scalar_one())
+        email: str | None = None
+        registration: dict[str, str] | None = None
+        if (row.end_user_id is not None and not row.activation_erased
+                and row.end_user_row is not None and row.end_user_erased_at is None):
+            email, registration = decrypt_personal_data(
+                ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
+        facts = TokenFacts.derive(
+            license_id=row.license_id, activation_id=row.id, product_id=row.product_id,
+            fingerprint_id=row.fingerprint_id, fingerprint=row.fingerprint,
+            tolerance=row.fingerprint_tolerance, license_erased=row.license_erased,
+            activation_erased=row.activation_erased, features=row.features,
+            limited_features=row.limited_features, product_protection=row.protection,
+            activation_offline=row.offline, refresh_interval=row.refresh_interval,
+            offline_grace_period=row.offline_grace_period, license_expires_at=row.expires_at,
+            kind=row.kind, subscription=row.subscription, seat_mode=row.seat_mode,
+        )
+        refresh_by, expires = facts.times(now)
+        token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
+                           expires=expires, email=email, registration=registration)
+        conn.commit()
+        return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
+
+
+def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,
+                 secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+    """The ORM path (``activations.validate``, ``lease="renew"``) in a session of its own."""
+    session = sessions()
+    try:
+        return orm_validate(session, ctx, activation_id, secret, fingerprint=fingerprint,
+                            nonce=nonce)
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, activation_id: str,
+             secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+    """:func:`~software_dna.server.services.activations.validate` with ``lease="renew"``.
+
+    Same answers and effects: :func:`validate_plain`, else :func:`validate_orm`.
+
+    Raises:
+        ServiceError: as ``activations.validate``.
+    """
+    done = validate_plain(engine, ctx, activation_id, secret, fingerprint=fingerprint,
+                          nonce=nonce)
+    if done is not None:
+        return done
+    return validate_orm(sessions, ctx, activation_id, secret, fingerprint=fingerprint,
+                        nonce=nonce)

@@ -1,0 +1,319 @@
+"""Licenses: issue, list, show, suspend, resume, revoke, seats, expiry, features, password.
+
+A license key is shown once, when issued.  The database holds only a keyed
+hash of it (HMAC-SHA256 under a key derived from the master key) for
+look-up, and its last four characters for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TypedDict
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from typing_extensions import Unpack
+
+from software_dna.server import licensekeys
+from software_dna.server.crypto import hash_password
+from software_dna.server.domain.seats import FLOATING
+from software_dna.server.domain.terms import terms_problem
+from software_dna.server.models import Activation, License
+from software_dna.server.services.common import (
+    Context,
+    audit,
+    new_id,
+    precise_now,
+    utcnow,
+)
+from software_dna.server.services.errors import conflict, invalid
+from software_dna.server.services.lookups import get_license, get_product
+from software_dna.server.services.products import clean_features
+from software_dna.server.services.seats import check_seat_options, seats_used
+
+__all__ = [
+    "MAX_SEATS",
+    "LicenseChanges",
+    "issue_license",
+    "list_licenses",
+    "resume_license",
+    "revoke_license",
+    "seats_in_use",
+    "set_license_password",
+    "suspend_license",
+    "update_license",
+]
+
+MAX_SEATS = 100_000
+MAX_PASSWORD = 256
+
+
+def _check_password(password: str) -> None:
+    if not 1 <= len(password) <= MAX_PASSWORD:
+        raise invalid(f"An activation password is 1 to {MAX_PASSWORD} characters.")
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise invalid("expires_at needs a time zone (UTC).")
+
+
+def issue_license(
+    session: Session,
+    ctx: Context,
+    *,
+    product_id: str,
+    seats: int = 1,
+    expires_at: datetime | None = None,
+    features: Iterable[str] | None = None,
+    password: str | None = None,
+    key_prefix: str | None = None,
+    actor: str = "admin",
+    kind: str = "full",
+    duration_days: int | None = None,
+    subscription: bool = False,
+    seat_mode: str = "machine",
+    rollover: bool = False,
+) -> tuple[License, str]:
+    """Issue a license and commit; returns ``(license, license_key)``.
+
+    The key is returned only here: the server cannot show it again.
+
+    Args:
+        product_id: the product.
+        seats: how many machines may be active at once (1..100000).
+        expires_at: end of the license (aware datetime, UTC), None = perpetual.
+        features: entitlements (default: the product's features).
+        password: activation password (required when the product says so).
+        key_prefix: 1-12 characters A-Z 0-9 put in front of the key.
+        kind: ``full``, ``evaluation`` (``duration_days`` 1-60) or ``test``
+            (use :func:`~software_dna.server.services.trials.issue_test_code`).
+        duration_days: the license ends this many days after its first
+            activation (instead of ``expires_at``); see :mod:`.license_terms`.
+        subscription: a subscription (needs protection ``mandatory``).
+        seat_mode: what a seat is: ``machine``, ``user`` or ``floating``
+            (concurrent leases); see :mod:`.seats`.
+        rollover: when every machine / user seat is taken, a new activation
+            moves the least recently seen one (not for floating seats).
+
+    Raises:
+        ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
+    """
+    product = get_product(session, product_id)
+    if not 1 <= seats <= MAX_SEATS:
+        raise invalid(f"seats must be 1 to {MAX_SEATS}.")
+    _check_expiry(expires_at)
+    problem = terms_problem(protection=product.protection, kind=kind, expires_at=expires_at,
+                            duration_days=duration_days, subscription=subscription)
+    if problem is not None:
+        raise invalid(problem)
+    check_seat_options(seat_mode, rollover)
+    if password is not None:
+        _check_password(password)
+    elif product.password_required:
+        raise invalid("This product requires an activation password for every license.")
+    feature_list = clean_features(product.features if features is None else features)
+    now = precise_now()
+    for _attempt in range(5):
+        try:
+            key = licensekeys.generate(key_prefix)
+        except licensekeys.InvalidKeyFormat as exc:
+            raise invalid(str(exc)) from None
+        lic = License(
+            id=new_id("lic"),
+            product_id=product_id,
+            key_hash=ctx.vault.license_key_hash(licensekeys.normalize(key)),
+            key_last4=key[-4:],
+            status="active",
+            seats=seats,
+            expires_at=expires_at,
+            features=feature_list,
+            password_hash=hash_password(password) if password is not None else None,
+            password_erased=False,
+            erased=False,
+            kind=kind,
+            duration_days=duration_days,
+            first_activated_at=None,
+            subscription=subscription,
+            cancelled_at=None,
+            seat_mode=seat_mode,
+            rollover=rollover,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(lic)
+        try:
+            session.flush()
+        except IntegrityError:  # pragma: no cover - a 2**80 key space collision
+            session.rollback()
+            continue
+        audit(session, actor, "license.issue", at=now, product_id=product_id,
+              license_id=lic.id, detail={"seats": seats, "kind": kind})
+        session.commit()
+        return lic, key
+    raise conflict("Could not generate a unique license key; try again.")  # pragma: no cover
+
+
+def list_licenses(
+    session: Session,
+    *,
+    product_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[License]:
+    """Licenses, newest first, optionally of one product / with one status."""
+    query = select(License).order_by(License.created_at.desc(), License.id)
+    if product_id is not None:
+        query = query.where(License.product_id == product_id)
+    if status is not None:
+        query = query.where(License.status == status)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def seats_in_use(session: Session, license_id: str) -> int:
+    """Seats in use: live activations, or live leases of a floating license."""
+    lic = session.get(License, license_id)
+    if lic is not None and lic.seat_mode == FLOATING:
+        return seats_used(session, lic)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Activation)
+            .where(Activation.license_id == license_id, Activation.deactivated_at.is_(None))
+        )
+        or 0
+    )
+
+
+class LicenseChanges(TypedDict, total=False):
+    """What :func:`update_license` changes: a key that is absent stays as it is.
+
+    ``seats``, ``features``, ``seat_mode``, ``rollover``: None also leaves it
+    as it is; ``expires_at`` (aware): None makes the license perpetual.
+    """
+
+    seats: int | None
+    expires_at: datetime | None
+    features: Iterable[str] | None
+    seat_mode: str | None
+    rollover: bool | None
+
+
+def update_license(session: Session, license_id: str, *, actor: str = "admin",
+                   **changes: Unpack[LicenseChanges]) -> License:
+    """Set seats, expiry, features or seating (:class:`LicenseChanges`); commits.
+
+    Lowering seats below the seats in use is allowed: existing activations
+    keep working, new ones are refused until enough are deactivated.
+    ``seat_mode`` / ``rollover``: see :func:`issue_license`.  A PATCH body
+    passes the fields it set (``model_fields_set``).
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request``.
+    """
+    lic = get_license(session, license_id)
+    seats, features = changes.get("seats"), changes.get("features")
+    seat_mode, rollover = changes.get("seat_mode"), changes.get("rollover")
+    changed: list[str] = []
+    if seats is not None:
+        if not 1 <= seats <= MAX_SEATS:
+            raise invalid(f"seats must be 1 to {MAX_SEATS}.")
+        lic.seats = seats
+        changed.append("seats")
+    if "expires_at" in changes:
+        expires_at = changes["expires_at"]
+        _check_expiry(expires_at)
+        lic.expires_at = expires_at
+        lic.duration_days = None  # a fixed end (or none) replaces "N days after"
+        changed.append("expires_at")
+    if features is not None:
+        lic.features = clean_features(features)
+        changed.append("features")
+    if seat_mode is not None or rollover is not None:
+        new_mode = seat_mode if seat_mode is not None else lic.seat_mode
+        new_rollover = rollover if rollover is not None else lic.rollover
+        check_seat_options(new_mode, new_rollover)
+        lic.seat_mode, lic.rollover = new_mode, new_rollover
+        changed.extend(n for n, v in (("seat_mode", seat_mode), ("rollover", rollover))
+                       if v is not None)
+    now = utcnow()
+    lic.updated_at = now
+    audit(session, actor, "license.update", at=now, product_id=lic.product_id,
+          license_id=lic.id, detail={"changed": changed})
+    session.commit()
+    return lic
+
+
+def _set_status(session: Session, license_id: str, status: str, actor: str) -> License:
+    lic = get_license(session, license_id)
+    if lic.status == "revoked" and status != "revoked":
+        raise conflict("A revoked license cannot be changed back; issue a new one.")
+    if lic.status != status:
+        now = utcnow()
+        lic.status = status
+        if status == "active":
+            lic.cancelled_at = None  # resuming a cancelled subscription renews it
+        lic.updated_at = now
+        action = {"active": "resume", "suspended": "suspend", "revoked": "revoke"}[status]
+        audit(session, actor, f"license.{action}", at=now, product_id=lic.product_id,
+              license_id=lic.id)
+        session.commit()
+    return lic
+
+
+def suspend_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Suspend: validations answer ``license_suspended`` until resumed. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 409 ``conflict`` (revoked).
+    """
+    return _set_status(session, license_id, "suspended", actor)
+
+
+def resume_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Resume a suspended license. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 409 ``conflict`` (revoked).
+    """
+    return _set_status(session, license_id, "active", actor)
+
+
+def revoke_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """Revoke for good: validations answer ``license_revoked``. Commits.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    return _set_status(session, license_id, "revoked", actor)
+
+
+def set_license_password(
+    session: Session, license_id: str, password: str | None, *, actor: str = "admin"
+) -> License:
+    """Set (or with None remove) the activation password; commits.
+
+    Setting a password also lifts ``password_reset_required`` after an erasure.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request`` (None while
+        the product requires a password, or a bad length).
+    """
+    lic = get_license(session, license_id)
+    if password is None:
+        if lic.product.password_required:
+            raise invalid("This product requires an activation password.")
+        lic.password_hash = None
+    else:
+        _check_password(password)
+        lic.password_hash = hash_password(password)
+    lic.password_erased = False
+    now = utcnow()
+    lic.updated_at = now
+    audit(session, actor, "license.password", at=now, product_id=lic.product_id,
+          license_id=lic.id, detail={"set": password is not None})
+    session.commit()
+    return lic

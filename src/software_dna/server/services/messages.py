@@ -1,0 +1,93 @@
+"""The service layer's requests and answers: plain values, no rows.
+
+The HTTP routes and the CLI build the requests from what they received and
+read the answers; the services never hand out a row to an end user's request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "Activated",
+    "ActivationRequest",
+    "Erased",
+    "FingerprintData",
+    "Receipted",
+    "Validated",
+]
+
+
+@dataclass(frozen=True)
+class FingerprintData:
+    """A machine fingerprint as sent by the SDK (component values are keyed hashes)."""
+
+    id: str
+    components: Mapping[str, str]
+    algorithm: int = 1
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    """The body of ``POST /v1/activations``, already validated for shape."""
+
+    product: str
+    license_key: str
+    fingerprint: FingerprintData
+    nonce: str
+    idempotency_key: str
+    password: str | None = None
+    email: str | None = None
+    registration: Mapping[str, str] | None = None
+    consent: bool = False
+    client: Mapping[str, str | None] = field(default_factory=dict)
+    #: An air-gapped activation request: its tokens say protection "offline".
+    offline: bool = False
+    #: ``(activation id, secret)`` of this machine's trial / evaluation / test
+    #: activation that this one replaces (trial to paid).
+    replaces: tuple[str, str] | None = None
+    #: Random id of this OS account's installation (user seats).
+    installation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Activated:
+    """Result of :func:`activate`; ``created`` is False for a replay (HTTP 200 vs 201)."""
+
+    activation_id: str
+    activation_secret: str
+    token: str
+    nonce: str
+    server_time: datetime
+    created: bool
+
+
+@dataclass(frozen=True)
+class Validated:
+    """Result of :func:`validate`."""
+
+    token: str
+    nonce: str
+    server_time: datetime
+    rebound: bool
+
+
+@dataclass(frozen=True)
+class Receipted:
+    """Result of :func:`deactivate`."""
+
+    receipt: str | None
+    nonce: str
+    server_time: datetime
+
+
+@dataclass(frozen=True)
+class Erased:
+    """Result of :func:`request_erasure`: a fresh limited token and a receipt."""
+
+    token: str
+    receipt: str | None
+    nonce: str
+    server_time: datetime

@@ -1,0 +1,250 @@
+"""Products and their licensing policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typing_extensions import Unpack
+
+from software_dna.server.domain.tokens import PROTECTIONS
+from software_dna.server.models import License, Product
+from software_dna.server.services.common import audit, utcnow
+from software_dna.server.services.errors import conflict, invalid
+from software_dna.server.services.lookups import get_product
+from software_dna.server.services.seats import SeatPolicy, apply_seat_policy
+from software_dna.wire.claims import Protection
+
+__all__ = [
+    "PROTECTIONS",
+    "ProductChanges",
+    "create_product",
+    "list_products",
+    "update_product",
+]
+
+PRODUCT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FEATURE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+MAX_FEATURES = 64
+
+#: Defaults of a new product (seconds).
+DEFAULT_REFRESH_INTERVAL = 24 * 3600
+DEFAULT_OFFLINE_GRACE = 7 * 24 * 3600
+DEFAULT_TOLERANCE = 1
+#: Trials and test codes.
+MAX_TRIAL_DAYS = 365
+DEFAULT_TEST_CODE_LIMIT = 5
+MAX_TEST_CODE_LIMIT = 100
+
+
+def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
+    """Sorted, de-duplicated feature names; raises ``invalid_request`` on a bad name."""
+    out = sorted(set(features))
+    if len(out) > MAX_FEATURES:
+        raise invalid(f"At most {MAX_FEATURES} {what}.")
+    for name in out:
+        if not isinstance(name, str) or not FEATURE_RE.match(name):
+            raise invalid(f"Bad name in {what}: 1-64 characters A-Z a-z 0-9 . _ : -")
+    return out
+
+
+def _check_policy(
+    protection: str, refresh_interval: int, offline_grace_period: int, tolerance: int
+) -> None:
+    if protection not in PROTECTIONS:
+        raise invalid(f"protection must be one of {', '.join(PROTECTIONS)}.")
+    if not 60 <= refresh_interval <= 10 * 365 * 86400:
+        raise invalid("refresh_interval must be 60 seconds to 10 years (in seconds).")
+    if not 0 <= offline_grace_period <= 10 * 365 * 86400:
+        raise invalid("offline_grace_period must be 0 to 10 years (in seconds).")
+    if not 0 <= tolerance <= 16:
+        raise invalid("fingerprint_tolerance must be 0 to 16.")
+
+
+def _check_trial_policy(trial_days: int | None, test_code_limit: int | None) -> None:
+    if trial_days is not None and not 0 <= trial_days <= MAX_TRIAL_DAYS:
+        raise invalid(f"trial_days must be 0 (no trial) to {MAX_TRIAL_DAYS}.")
+    if test_code_limit is not None and not 0 <= test_code_limit <= MAX_TEST_CODE_LIMIT:
+        raise invalid(f"test_code_limit must be 0 to {MAX_TEST_CODE_LIMIT}.")
+
+
+def create_product(
+    session: Session,
+    *,
+    product_id: str,
+    name: str | None = None,
+    protection: str = "opportunistic",
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL,
+    offline_grace_period: int = DEFAULT_OFFLINE_GRACE,
+    fingerprint_tolerance: int = DEFAULT_TOLERANCE,
+    features: Iterable[str] = (),
+    limited_features: Iterable[str] = (),
+    password_required: bool = False,
+    actor: str = "admin",
+    trial_days: int | None = None,
+    test_code_limit: int = DEFAULT_TEST_CODE_LIMIT,
+    lease_duration: int = 900,
+    reactivation_limit: int | None = None,
+    reactivation_period: int = 30 * 86400,
+    address_activation_limit: int | None = None,
+) -> Product:
+    """Create a product and commit.
+
+    Args:
+        product_id: ``[a-z0-9][a-z0-9._-]{0,63}``, the id the app is built with.
+        name: display name (default: the id).
+        protection: ``offline`` / ``opportunistic`` / ``mandatory``.
+        refresh_interval: seconds between online refreshes (token ``refresh_by``).
+        offline_grace_period: seconds a token stays valid after ``refresh_by``.
+        fingerprint_tolerance: how many fingerprint components may change.
+        features: features of a license issued without an explicit list.
+        limited_features: features granted in limited mode (after erasure).
+        password_required: every license of this product needs an activation password.
+        trial_days: the app may start a trial of this many days (1-365) once per
+            machine; None or 0: no trial.
+        test_code_limit: how many test codes may be live at once (0-100).
+        lease_duration: seconds a floating lease lasts without a heartbeat (5-86400).
+        reactivation_limit: re-activations a license may have per
+            ``reactivation_period`` on top of its seats (None: no lock-out).
+        reactivation_period: the lock-out window in seconds (1 hour to 1 year).
+        address_activation_limit: new activations one client address may make
+            per period (None: no lock-out by address).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
+    """
+    if not PRODUCT_ID_RE.match(product_id):
+        raise invalid("A product id is 1-64 characters a-z 0-9 . _ - (starting a-z 0-9).")
+    _check_policy(protection, refresh_interval, offline_grace_period, fingerprint_tolerance)
+    _check_trial_policy(trial_days, test_code_limit)
+    if session.get(Product, product_id) is not None:
+        raise conflict(f"The product {product_id!r} already exists.")
+    now = utcnow()
+    product = Product(
+        id=product_id,
+        name=(name or product_id)[:200],
+        protection=protection,
+        refresh_interval=refresh_interval,
+        offline_grace_period=offline_grace_period,
+        fingerprint_tolerance=fingerprint_tolerance,
+        features=clean_features(features),
+        limited_features=clean_features(limited_features, "limited_features"),
+        password_required=password_required,
+        trial_days=trial_days or None,
+        test_code_limit=test_code_limit,
+        created_at=now,
+        updated_at=now,
+    )
+    apply_seat_policy(product, {"lease_duration": lease_duration,
+                                "reactivation_limit": reactivation_limit,
+                                "reactivation_period": reactivation_period,
+                                "address_activation_limit": address_activation_limit})
+    session.add(product)
+    audit(session, actor, "product.create", at=now, product_id=product_id)
+    session.commit()
+    return product
+
+
+def list_products(session: Session) -> list[Product]:
+    """Every product, by id."""
+    return list(session.scalars(select(Product).order_by(Product.id)))
+
+
+class ProductChanges(SeatPolicy, total=False):
+    """What :func:`update_product` changes: a key that is absent stays as it is.
+
+    None also leaves a setting as it is, except the lock-out limits of
+    :class:`~software_dna.server.services.seats.SeatPolicy` (None: off);
+    ``trial_days`` 0 turns trials off.
+    """
+
+    name: str | None
+    protection: str | None
+    refresh_interval: int | None
+    offline_grace_period: int | None
+    fingerprint_tolerance: int | None
+    features: Iterable[str] | None
+    limited_features: Iterable[str] | None
+    password_required: bool | None
+    trial_days: int | None
+    test_code_limit: int | None
+
+
+def update_product(session: Session, product_id: str, *, actor: str = "admin",
+                   **changes: Unpack[ProductChanges]) -> Product:
+    """Change a product's settings (:class:`ProductChanges`) and commit.
+
+    ``protection`` cannot leave ``mandatory`` while the product has
+    subscriptions (409 ``conflict``).  A PATCH body passes the fields it set
+    (``model_fields_set``).
+
+    Changes apply to tokens issued from now on; tokens already issued keep
+    their claims until they are refreshed.
+
+    Raises:
+        ServiceError: 404 ``not_found``, 400 ``invalid_request``.
+    """
+    name, protection = changes.get("name"), changes.get("protection")
+    refresh_interval = changes.get("refresh_interval")
+    offline_grace_period = changes.get("offline_grace_period")
+    fingerprint_tolerance = changes.get("fingerprint_tolerance")
+    features, limited_features = changes.get("features"), changes.get("limited_features")
+    password_required = changes.get("password_required")
+    trial_days, test_code_limit = changes.get("trial_days"), changes.get("test_code_limit")
+    product = get_product(session, product_id)
+    _check_policy(
+        protection if protection is not None else product.protection,
+        refresh_interval if refresh_interval is not None else product.refresh_interval,
+        offline_grace_period if offline_grace_period is not None else product.offline_grace_period,
+        fingerprint_tolerance
+        if fingerprint_tolerance is not None
+        else product.fingerprint_tolerance,
+    )
+    _check_trial_policy(trial_days, test_code_limit)
+    mandatory = Protection.MANDATORY.value
+    if (protection is not None and protection != mandatory
+            and product.protection == mandatory
+            and session.scalar(select(License.id).where(License.product_id == product_id,
+                                                        License.subscription.is_(True)).limit(1))):
+        raise conflict("This product has subscriptions: they need the protection level "
+                       "'mandatory'.")
+    changed: list[str] = apply_seat_policy(product, changes)
+    if trial_days is not None:
+        product.trial_days = trial_days or None
+        changed.append("trial_days")
+    if test_code_limit is not None:
+        product.test_code_limit = test_code_limit
+        changed.append("test_code_limit")
+    if name is not None:
+        product.name = name[:200]
+        changed.append("name")
+    if protection is not None:
+        product.protection = protection
+        changed.append("protection")
+    if refresh_interval is not None:
+        product.refresh_interval = refresh_interval
+        changed.append("refresh_interval")
+    if offline_grace_period is not None:
+        product.offline_grace_period = offline_grace_period
+        changed.append("offline_grace_period")
+    if fingerprint_tolerance is not None:
+        product.fingerprint_tolerance = fingerprint_tolerance
+        changed.append("fingerprint_tolerance")
+    if features is not None:
+        product.features = clean_features(features)
+        changed.append("features")
+    if limited_features is not None:
+        product.limited_features = clean_features(limited_features, "limited_features")
+        changed.append("limited_features")
+    if password_required is not None:
+        product.password_required = password_required
+        changed.append("password_required")
+    now = utcnow()
+    product.updated_at = now
+    audit(session, actor, "product.update", at=now, product_id=product_id,
+          detail={"changed": changed})
+    session.commit()
+    return product
+

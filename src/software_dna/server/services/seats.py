@@ -1,0 +1,368 @@
+"""Seats: machine and user seats, roll-over, floating leases at activation, the lock-out.
+
+What a seat is depends on the license's ``seat_mode``:
+
+- ``machine`` (default): a seat is a computer.  An activation of the same
+  license from the same machine (same fingerprint id) reuses its seat.
+- ``user``: a seat is a person.  Each activation is its own seat with its
+  own (optional) email and registration details, erasable one by one; two
+  OS accounts on one computer are two seats (the SDK sends a random
+  ``installation_id`` per account and product), and the same account
+  reinstalling reuses its seat.
+- ``floating``: any number of machines may activate; at most ``seats`` of
+  them hold a lease at once (:mod:`.leases`).  Activating also checks a
+  lease out.
+
+Roll-over (machine and user seats, ``licenses.rollover``): when every seat
+is taken, the seat seen least recently (``last_seen_at``) is deactivated
+(``deactivated_by = "rollover"``) and the new activation takes it; the moved
+activation's next validation answers 410 ``activation_moved``.
+
+Re-activation lock-out: every new activation is recorded in a ledger
+(:class:`~software_dna.server.models.ActivationEvent`, with the keyed
+hash of the client address).  In any window of the product's
+``reactivation_period`` seconds a license may take ``seats +
+reactivation_limit`` new activations (each seat once, plus that many
+re-activations), and one client address ``address_activation_limit`` new
+activations of the product.  Past either: 429 ``activation_locked`` with the
+time the lock lifts (the oldest counted activation leaving the window).
+The vendor lifts it with :func:`reset_lockout` (CLI: ``software-dna
+lockouts reset``).  Idempotent replays and same-machine reuse are not new
+activations and never count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypedDict, cast
+
+from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from software_dna.server.domain.seats import (
+    FLOATING,
+    LEASE_DURATION_RANGE,
+    LIMIT_RANGE,
+    REACTIVATION_PERIOD_RANGE,
+    seat_options_problem,
+)
+from software_dna.server.models import (
+    Activation,
+    ActivationEvent,
+    License,
+    Product,
+    RateLimitCounter,
+)
+from software_dna.server.services.common import Context, audit, utcnow
+from software_dna.server.services.errors import ServiceError, invalid
+from software_dna.server.services.leases import leases_in_use, require_free, take
+from software_dna.server.services.lookups import get_license
+from software_dna.wire.codes import Code
+
+__all__ = [
+    "LockoutStatus",
+    "after_activation",
+    "SeatPolicy",
+    "apply_seat_policy",
+    "check_seat_options",
+    "erase_user_seats",
+    "find_reusable",
+    "lockout_status",
+    "make_room",
+    "reset_lockout",
+    "seats_used",
+]
+
+def check_seat_options(seat_mode: str, rollover: bool) -> None:
+    """Raise 400 ``invalid_request`` for an unknown seat mode or roll-over of floating seats."""
+    problem = seat_options_problem(seat_mode, rollover)
+    if problem is not None:
+        raise invalid(problem)
+
+
+class SeatPolicy(TypedDict, total=False):
+    """A product's seat policy; a key that is absent stays as it is.
+
+    - ``lease_duration``: seconds a floating lease lasts from its last renewal
+      (5 to 86400; a minute or more is sensible); None: unchanged.
+    - ``reactivation_limit``: re-activations per license per period on top of
+      its seats (0 to 100000); None: no lock-out.
+    - ``reactivation_period``: the lock-out window in seconds (1 hour to 366
+      days); None: unchanged.
+    - ``address_activation_limit``: new activations per client address per
+      period (0 to 100000); None: no lock-out by address.
+    """
+
+    lease_duration: int | None
+    reactivation_limit: int | None
+    reactivation_period: int | None
+    address_activation_limit: int | None
+
+
+def apply_seat_policy(product: Product, policy: SeatPolicy) -> list[str]:
+    """Validate and set a product's seat policy; returns the names changed. Does not commit.
+
+    Args:
+        product: the product row.
+        policy: the values to set (:class:`SeatPolicy`).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (a value out of range).
+    """
+    changed: list[str] = []
+    for name, value, (low, high) in (
+        ("lease_duration", policy.get("lease_duration"), LEASE_DURATION_RANGE),
+        ("reactivation_limit", policy.get("reactivation_limit"), LIMIT_RANGE),
+        ("reactivation_period", policy.get("reactivation_period"), REACTIVATION_PERIOD_RANGE),
+        ("address_activation_limit", policy.get("address_activation_limit"), LIMIT_RANGE),
+    ):
+        if name not in policy:
+            continue
+        if value is None and name in ("lease_duration", "reactivation_period"):
+            continue
+        if value is not None and not low <= value <= high:
+            raise invalid(f"{name} must be {low} to {high}.")
+        setattr(product, name, value)
+        changed.append(name)
+    return changed
+
+
+def seats_used(session: Session, lic: License, now: datetime | None = None) -> int:
+    """Seats in use: live activations (machine / user seats) or live leases (floating)."""
+    if lic.seat_mode == FLOATING:
+        return leases_in_use(session, lic.id, now or utcnow())
+    return int(session.scalar(
+        select(func.count()).select_from(Activation)
+        .where(Activation.license_id == lic.id, Activation.deactivated_at.is_(None))
+    ) or 0)
+
+
+def find_reusable(session: Session, lic: License, fingerprint_id: str,
+                  installation_id: str | None) -> Activation | None:
+    """The live activation this machine (and, for user seats, this OS account) already holds."""
+    query = select(Activation).where(
+        Activation.license_id == lic.id,
+        Activation.fingerprint_id == fingerprint_id,
+        Activation.deactivated_at.is_(None),
+    )
+    if lic.seat_mode == "user":
+        query = query.where(Activation.installation_id.is_(None) if installation_id is None
+                            else Activation.installation_id == installation_id)
+    return session.scalars(query.order_by(Activation.created_at.desc()).limit(1)).first()
+
+
+# --------------------------------------------------------------------------- lock-out
+
+
+def _times(session: Session, *conditions: ColumnElement[bool]) -> list[datetime]:
+    return list(session.scalars(
+        select(ActivationEvent.at).where(*conditions).order_by(ActivationEvent.at)
+    ))
+
+
+def _lifts(times: list[datetime], allowed: int, period: timedelta) -> datetime | None:
+    """When the window holds fewer than ``allowed`` events again (None: not locked)."""
+    if len(times) < allowed:
+        return None
+    return times[len(times) - allowed] + period
+
+
+@dataclass(frozen=True)
+class LockoutStatus:
+    """A license's re-activation lock-out (times aware UTC, period in seconds)."""
+
+    license_id: str
+    activations_in_period: int
+    allowed: int | None
+    period: int
+    locked_until: datetime | None
+
+
+def lockout_status(session: Session, lic: License, now: datetime | None = None) -> LockoutStatus:
+    """How many new activations the license had in its window, and until when it is locked."""
+    now = now or utcnow()
+    product = lic.product
+    period = timedelta(seconds=product.reactivation_period)
+    times = _times(session, ActivationEvent.license_id == lic.id,
+                   ActivationEvent.at > now - period)
+    allowed = (lic.seats + product.reactivation_limit
+               if product.reactivation_limit is not None else None)
+    return LockoutStatus(
+        license_id=lic.id, activations_in_period=len(times), allowed=allowed,
+        period=product.reactivation_period,
+        locked_until=_lifts(times, allowed, period) if allowed is not None else None,
+    )
+
+
+def _locked(until: datetime, now: datetime, message: str) -> ServiceError:
+    when = until.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return ServiceError(Code.ACTIVATION_LOCKED, f"{message} It lifts at {when}, or sooner "
+                        "if the vendor resets it.",
+                        retry_after=max(1, int((until - now).total_seconds() + 0.999)),
+                        retry_at=until)
+
+
+def _check_lockout(session: Session, lic: License, product: Product, *,
+                   address_hash: str | None, now: datetime) -> None:
+    period = timedelta(seconds=product.reactivation_period)
+    if product.reactivation_limit is not None:
+        times = _times(session, ActivationEvent.license_id == lic.id,
+                       ActivationEvent.at > now - period)
+        until = _lifts(times, lic.seats + product.reactivation_limit, period)
+        if until is not None:
+            raise _locked(until, now, "This license was activated on new computers too "
+                          "often; activation is locked.")
+    if product.address_activation_limit is not None and address_hash is not None:
+        times = _times(session, ActivationEvent.product_id == product.id,
+                       ActivationEvent.address_hash == address_hash,
+                       ActivationEvent.at > now - period)
+        until = _lifts(times, product.address_activation_limit, period)
+        if until is not None:
+            raise _locked(until, now, "Too many activations came from this network address; "
+                          "activation from it is locked.")
+
+
+def _count(result: object) -> int:
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
+
+
+def reset_lockout(session: Session, ctx: Context, *, license_id: str | None = None,
+                  address: str | None = None, actor: str = "admin") -> int:
+    """Lift the lock-out of a license and/or a client address; commits.
+
+    Forgets the license's (or the address's) recorded activations and its
+    activation attempt counters.  Returns how many ledger entries were removed.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (neither given), 404
+        ``not_found`` (no such license).
+    """
+    if license_id is None and not address:
+        raise invalid("Name a license or a client address to unlock.")
+    removed = 0
+    product_id: str | None = None
+    if license_id is not None:
+        product_id = get_license(session, license_id).product_id
+        removed += _count(session.execute(
+            delete(ActivationEvent).where(ActivationEvent.license_id == license_id)))
+        session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == "lic:" + license_id))
+    if address:
+        key = ctx.vault.address_key(address.strip())
+        removed += _count(session.execute(
+            delete(ActivationEvent).where(ActivationEvent.address_hash == key)))
+        session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == "addr:" + key))
+    audit(session, actor, "lockout.reset", product_id=product_id, license_id=license_id,
+          detail={"address": bool(address), "removed": removed})
+    session.commit()
+    return removed
+
+
+# --------------------------------------------------------------------------- activation hooks
+
+
+def make_room(session: Session, lic: License, *, address_hash: str | None,
+              now: datetime) -> None:
+    """Before a new activation of the (locked) license: a free seat, then the lock-out.
+
+    Machine and user seats: when all are taken, roll over (if the license
+    has it) or refuse.  Floating: a lease must be free (the activation takes
+    it in :func:`after_activation`).  The seats come first, so that a full
+    license without roll-over says so rather than "locked until ...", after
+    which it would still be full.  A refusal is audited and committed.
+
+    Raises:
+        ServiceError: 429 ``activation_locked``; 409 ``no_seats_left`` (with
+        ``retry_at`` for floating seats).
+    """
+    product = lic.product
+    in_use = 0
+    try:
+        if lic.seat_mode == FLOATING:
+            require_free(session, lic, now)
+        else:
+            in_use = seats_used(session, lic, now)
+            if in_use >= lic.seats and not lic.rollover:
+                raise ServiceError(
+                    Code.NO_SEATS_LEFT,
+                    "Every seat of this license is in use. Deactivate it on another "
+                    "computer, or ask the vendor for more seats.",
+                )
+        _check_lockout(session, lic, product, address_hash=address_hash, now=now)
+    except ServiceError as exc:
+        locked = exc.code is Code.ACTIVATION_LOCKED
+        action = "activation.locked" if locked else "activation.no_seats"
+        audit(session, "sdk", action, at=now, product_id=product.id, license_id=lic.id)
+        session.commit()
+        raise
+    if lic.seat_mode == FLOATING or in_use < lic.seats:
+        return
+    victims = session.scalars(
+        select(Activation).where(Activation.license_id == lic.id,
+                                 Activation.deactivated_at.is_(None),
+                                 # An air-gapped machine would never learn it lost its
+                                 # seat: only its deactivation receipt frees it.
+                                 Activation.offline.is_(False))
+        .order_by(Activation.last_seen_at, Activation.created_at, Activation.id)
+        .limit(in_use - lic.seats + 1)
+    ).all()
+    if len(victims) < in_use - lic.seats + 1:
+        audit(session, "sdk", "activation.no_seats", at=now, product_id=product.id,
+              license_id=lic.id)
+        session.commit()
+        raise ServiceError(
+            Code.NO_SEATS_LEFT,
+            "Every seat of this license is in use, some by air-gapped computers that do not "
+            "roll over. Deactivate it on one of them, or ask the vendor for more seats.",
+        )
+    for victim in victims:
+        victim.deactivated_at = now
+        victim.deactivated_by = "rollover"
+        audit(session, "sdk", "activation.rollover", at=now, product_id=product.id,
+              license_id=lic.id, activation_id=victim.id)
+
+
+def after_activation(session: Session, lic: License, activation: Activation, *,
+                     created: bool, address_hash: str | None, now: datetime) -> None:
+    """After an activation (new or reused) of the locked license; does not commit.
+
+    Records a new activation in the lock-out ledger (pruning the product's
+    entries older than its period) and, for a floating license,
+    checks a lease out for it.
+
+    Raises:
+        ServiceError: 409 ``no_seats_left`` (floating, reused activation, no lease free).
+    """
+    if created:
+        session.add(ActivationEvent(product_id=lic.product_id, license_id=lic.id,
+                                    address_hash=address_hash, at=now))
+        cutoff = now - timedelta(seconds=lic.product.reactivation_period)
+        session.execute(delete(ActivationEvent).where(  # indexed on `at`: cheap
+            ActivationEvent.product_id == lic.product_id, ActivationEvent.at <= cutoff))
+    if lic.seat_mode == FLOATING:
+        take(session, lic, activation, now)
+
+
+def erase_user_seats(session: Session, license_ids: set[str], *, end_user_id: str | None,
+                     activation_id: str | None) -> set[str]:
+    """Per-seat erasure on user-seat licenses; returns the licenses it handled. Does not commit.
+
+    On a ``user`` license each seat's personal data is its own: only the
+    activations of ``end_user_id`` (and ``activation_id``, the one asking)
+    are marked erased (their tokens become ``limited``); the license, its
+    shared activation password and its other seats are left as they are.
+    """
+    handled = set(session.scalars(
+        select(License.id).where(License.id.in_(license_ids), License.seat_mode == "user")
+    ))
+    if not handled:
+        return handled
+    who = []
+    if end_user_id is not None:
+        who.append(Activation.end_user_id == end_user_id)
+    if activation_id is not None:
+        who.append(Activation.id == activation_id)
+    if who:
+        session.execute(update(Activation).where(Activation.license_id.in_(handled),
+                                                 or_(*who)).values(erased=True))
+    return handled

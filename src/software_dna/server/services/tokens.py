@@ -1,0 +1,159 @@
+"""Signing license tokens and receipts for activations.
+
+What a token says is :class:`~software_dna.server.domain.tokens.TokenFacts`;
+this module reads the rows behind it (the product's active key, the end
+user's personal data while it is held) and signs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from software_dna.server.crypto import DecryptionError
+from software_dna.server.domain.refusals import Refusal
+from software_dna.server.domain.seats import FLOATING
+from software_dna.server.domain.tokens import TokenFacts
+from software_dna.server.models import Activation, EndUser
+from software_dna.server.services.common import Context
+from software_dna.server.services.errors import ServiceError
+from software_dna.server.services.keys import active_signing_key
+from software_dna.server.services.leases import lease_terms
+from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, issue_token, sign_receipt
+from software_dna.wire.paseto import SecretKey
+
+__all__ = [
+    "decrypt_end_user",
+    "decrypt_personal_data",
+    "issue_for",
+    "receipt_for",
+    "refusal_error",
+    "sign_token",
+]
+
+
+def decrypt_end_user(ctx: Context, end_user: EndUser) -> tuple[str | None, dict[str, str] | None]:
+    """The end user's ``(email, registration)`` in clear (None where not held)."""
+    return decrypt_personal_data(ctx, end_user.id, end_user.email_ciphertext,
+                                 end_user.registration_ciphertext)
+
+
+def decrypt_personal_data(
+    ctx: Context, end_user_id: str, email_ciphertext: bytes | None,
+    registration_ciphertext: bytes | None,
+) -> tuple[str | None, dict[str, str] | None]:
+    """:func:`decrypt_end_user` from the end user's id and ciphertexts (a Core row)."""
+    email: str | None = None
+    registration: dict[str, str] | None = None
+    try:
+        if email_ciphertext is not None:
+            email = ctx.vault.decrypt_field(
+                email_ciphertext, aad=f"end_user:{end_user_id}:email"
+            ).decode("utf-8")
+        if registration_ciphertext is not None:
+            loaded: Any = json.loads(
+                ctx.vault.decrypt_field(
+                    registration_ciphertext, aad=f"end_user:{end_user_id}:registration"
+                )
+            )
+            registration = {str(k): str(v) for k, v in dict(loaded).items()}
+    except (DecryptionError, ValueError, TypeError):
+        # Wrong master key or damaged row: never let it break licensing.
+        return None, None
+    return email, registration
+
+
+def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, now: datetime,
+               refresh_by: datetime | None, expires: datetime | None,
+               email: str | None = None, registration: dict[str, str] | None = None,
+               lease_end: datetime | None = None) -> str:
+    """The signed token for ``facts`` (times from :meth:`TokenFacts.times`, leases applied)."""
+    return issue_token(
+        key,
+        issuer=ctx.settings.issuer,
+        license_id=facts.license_id,
+        activation_id=facts.activation_id,
+        product=facts.product_id,
+        fingerprint_id=facts.fingerprint_id,
+        fingerprint={str(k): str(v) for k, v in facts.fingerprint.items()},
+        tolerance=facts.tolerance,
+        mode=Mode.LIMITED if facts.limited else Mode.FULL,
+        features=facts.features,
+        protection=Protection(facts.protection),
+        issued_at=now,
+        refresh_by=refresh_by,
+        expires_at=expires,
+        license_expires_at=facts.license_expires_at,
+        nonce=nonce,
+        email=email,
+        registration=registration,
+        kind=Kind(facts.kind),
+        subscription=facts.subscription,
+        seat_mode=SeatMode(facts.seat_mode),
+        lease_expires_at=lease_end,
+    )
+
+
+def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: str,
+              now: datetime) -> str:
+    """A fresh license token for ``activation`` answering ``nonce``.
+
+    Raises:
+        ServiceError: 503 ``no_signing_key``.
+    """
+    lic = activation.license
+    product = lic.product
+    key = active_signing_key(session, ctx, product.id)
+    email: str | None = None
+    registration: dict[str, str] | None = None
+    if activation.end_user_id is not None and not activation.erased:
+        end_user = session.get(EndUser, activation.end_user_id)
+        if end_user is not None and end_user.erased_at is None:
+            email, registration = decrypt_end_user(ctx, end_user)
+    facts = TokenFacts.derive(
+        license_id=lic.id, activation_id=activation.id, product_id=product.id,
+        fingerprint_id=activation.fingerprint_id, fingerprint=activation.fingerprint,
+        tolerance=product.fingerprint_tolerance, license_erased=lic.erased,
+        activation_erased=activation.erased, features=lic.features,
+        limited_features=product.limited_features, product_protection=product.protection,
+        activation_offline=activation.offline, refresh_interval=product.refresh_interval,
+        offline_grace_period=product.offline_grace_period, license_expires_at=lic.expires_at,
+        kind=lic.kind, subscription=lic.subscription, seat_mode=lic.seat_mode,
+    )
+    refresh_by, expires = facts.times(now)
+    lease_end: datetime | None = None
+    if lic.seat_mode == FLOATING:  # the token never outlives the lease
+        lease_end, refresh_by, expires = lease_terms(session, activation, now=now,
+                                                     refresh_by=refresh_by, expires=expires)
+    return sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
+                      expires=expires, email=email, registration=registration,
+                      lease_end=lease_end)
+
+
+def receipt_for(
+    session: Session, ctx: Context, *, product_id: str, activation_id: str, result: str,
+    nonce: str, now: datetime,
+) -> str | None:
+    """A signed receipt, or None when the product has no active key (refusals still go out)."""
+    try:
+        key = active_signing_key(session, ctx, product_id)
+    except ServiceError:
+        return None
+    return sign_receipt(key, product=product_id, activation_id=activation_id, result=result,
+                        nonce=nonce, server_time=now)
+
+
+def refusal_error(session: Session, ctx: Context, activation: Activation, refusal: Refusal, *,
+                  nonce: str, now: datetime) -> ServiceError:
+    """The :class:`ServiceError` for ``refusal`` of ``activation``, with a signed receipt.
+
+    The receipt's ``result`` is the refusal's code, so the SDK can store a
+    refusal it can prove came from the server.
+    """
+    receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
+                          activation_id=activation.id, result=refusal.code.value, nonce=nonce,
+                          now=now)
+    return ServiceError(refusal.code, refusal.message, receipt=receipt)
