@@ -33,7 +33,8 @@ from software_dna import (
 )
 from software_dna import offline as off
 from software_dna.fingerprint import Fingerprint
-from software_dna.server.local import AdminClient, LocalServer
+from software_dna.server.adminclient import AdminClient
+from software_dna.server.testing import LocalServer
 from tests.identifiers import appears, raw_identifiers
 
 EMAIL = "grace.hopper@example.com"

@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from software_dna.server.cli import main
-from software_dna.server.local import free_port
+from software_dna.server.testing import free_port
 
 
 def _cli() -> list[str]:

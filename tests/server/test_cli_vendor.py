@@ -28,7 +28,7 @@ import requests
 from software_dna.server import cli, cli_vendor, service
 from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
-from software_dna.server.local import LocalServer, free_port
+from software_dna.server.testing import LocalServer, free_port
 from tests.fixtures_server import PgDatabases
 
 GROUPS = {

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from software_dna.server import api, routes_public
 from software_dna.server.api import BodyLimitMiddleware, _install_handlers, create_app
-from software_dna.server.cli import initialize
+from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
 from software_dna.server.schemas import ValidateOut
 

@@ -22,7 +22,7 @@ from software_dna import offline as off
 from software_dna.license import Protection
 from software_dna.paseto import SecretKey
 from software_dna.server import cli, cli_vendor
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
 PASSWORD = "correct horse"

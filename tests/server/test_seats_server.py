@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from software_dna.license import SeatMode, parse_rfc3339
 from software_dna.server import cli
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PgDatabases
 from tests.server.helpers import Api, check_receipt, check_token, error_code, fingerprint, nonce
 

@@ -20,8 +20,9 @@ import requests
 import sqlalchemy as sa
 
 from software_dna.license import Kind, parse_rfc3339
+from software_dna.server.adminclient import AdminError
 from software_dna.server.config import Settings
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.testing import LocalServer
 from tests.server.helpers import (
     Api,
     check_receipt,

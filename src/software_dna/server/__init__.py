@@ -2,8 +2,10 @@
 
 - :mod:`software_dna.server.app` -- the FastAPI app (``create_app``)
 - :mod:`software_dna.server.service` -- the business logic, used by the app and the CLI
-- :mod:`software_dna.server.local` -- :class:`LocalServer` / :class:`AdminClient` for
-  tests and demos
+- :mod:`software_dna.server.adminclient` -- :class:`AdminClient`, the HTTP client of
+  the admin API
+- :mod:`software_dna.server.testing` -- :class:`LocalServer`, the server in a
+  subprocess for tests and demos
 - :mod:`software_dna.server.cli` -- the ``software-dna`` command
 
 See docs/server.md.

@@ -73,9 +73,12 @@ class AppState:
 
 def error_response(status: int, code: str, message: str, *, receipt: str | None = None,
                    headers: dict[str, str] | None = None,
-                   retry_at: datetime | None = None) -> JSONResponse:
+                   retry_at: datetime | None = None,
+                   details: dict[str, Any] | None = None) -> JSONResponse:
     """The protocol's error body (``retry_at``: an aware time, sent as RFC 3339 UTC)."""
     detail: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        detail["details"] = details
     if receipt is not None:
         detail["receipt"] = receipt
     if retry_at is not None:
@@ -234,7 +237,7 @@ def _install_handlers(app: FastAPI) -> None:
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return error_response(exc.status, exc.code, exc.message, receipt=exc.receipt,
-                              headers=headers, retry_at=exc.retry_at)
+                              headers=headers, retry_at=exc.retry_at, details=exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,7 +12,6 @@ Settings come from the environment (see :mod:`software_dna.server.config`);
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from software_dna.server.cli_vendor import add_vendor_commands
 if TYPE_CHECKING:
     from software_dna.server.config import Settings
 
-__all__ = ["build_parser", "initialize", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -93,46 +92,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env()
 
 
-def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool, str | None]:
-    """Set up a server: folder, master key, schema, admin key.
-
-    Args:
-        settings: a :class:`~software_dna.server.config.Settings`.
-        new_admin_key: revoke existing admin keys and create a new one.
-
-    Returns:
-        ``(master key created, admin key or None)`` -- the admin key is
-        returned only when one was created (the first time, or on request).
-
-    Raises:
-        ConfigError: malformed settings / master key.  OSError: the folder
-        cannot be written.
-    """
-    from software_dna.server import service
-    from software_dna.server.crypto import create_master_key_file
-    from software_dna.server.db import make_engine, make_session_factory, migrate
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):  # not our folder: leave its mode alone
-        settings.home.chmod(0o700)
-    created = False
-    if not settings.master_key:
-        created = create_master_key_file(settings.key_file)
-    migrate(settings)
-    ctx = service.Context.from_settings(settings)
-    engine = make_engine(settings, pooled=False)
-    try:
-        with make_session_factory(engine)() as session:
-            if new_admin_key:
-                service.revoke_admin_keys(session)
-            if new_admin_key or not service.has_admin_key(session):
-                return created, service.create_admin_key(session, ctx)
-            return created, None
-    finally:
-        engine.dispose()
-
-
 def _cmd_init(args: argparse.Namespace) -> int:
+    from software_dna.server.bootstrap import initialize
+
     settings = _settings(args)
     created, admin_key = initialize(settings, new_admin_key=args.new_admin_key)
     print(f"Data folder: {settings.home}")

@@ -3,7 +3,7 @@
 :class:`DirectBackend` runs the vendor operations on the server's database
 through the service layer (one session per command); :class:`RemoteBackend`
 runs them through a running server's admin API (``/v1/admin``, by way of
-:class:`software_dna.server.local.AdminClient`).  Both follow the
+:class:`software_dna.server.adminclient.AdminClient`).  Both follow the
 :class:`Backend` protocol and answer with the admin API's JSON shapes.
 :func:`open_backend` picks one from the connection options and the
 environment (``SOFTWARE_DNA_SERVER_URL``, ``SOFTWARE_DNA_ADMIN_KEY``,
@@ -457,7 +457,7 @@ def path_segment(value: str) -> str:
 class RemoteBackend:
     """The vendor operations through a running server's admin API (``/v1/admin``).
 
-    A thin layer over :class:`software_dna.server.local.AdminClient` (the one
+    A thin layer over :class:`software_dna.server.adminclient.AdminClient` (the one
     HTTP client of the admin API): path segments are escaped, an error answer
     (``{"error": {"code", "message"}}``) becomes a :class:`RemoteError` with
     the server's message, and a server that cannot be reached a
@@ -468,7 +468,7 @@ class RemoteBackend:
     TIMEOUT = 120.0
 
     def __init__(self, server_url: str, admin_key: str) -> None:
-        from software_dna.server.local import AdminClient
+        from software_dna.server.adminclient import AdminClient
 
         if not re.match(r"^https?://[^\s/]+", server_url):
             raise CliError(f"--server-url must be an http:// or https:// URL, got {server_url!r}.",
@@ -488,7 +488,7 @@ class RemoteBackend:
         """Call ``/v1/admin<path>``; returns the decoded JSON answer (None when empty)."""
         import requests
 
-        from software_dna.server.local import AdminError
+        from software_dna.server.adminclient import AdminError
 
         try:
             return self._client.request(method, path, json=body, params=params)

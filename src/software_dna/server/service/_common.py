@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +38,8 @@ class ServiceError(Exception):
         retry_after: seconds until a retry can succeed (429), else None.
         retry_at: when a retry can succeed (aware UTC), e.g. the end of the
             earliest floating lease or of a lock-out; sent as ``retry_at``.
+        details: structured facts about the refusal (e.g. ``{"kind": "product"}``
+            for ``not_found``), sent as ``details``; None when there are none.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ServiceError(Exception):
         receipt: str | None = None,
         retry_after: int | None = None,
         retry_at: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -56,6 +60,7 @@ class ServiceError(Exception):
         self.receipt = receipt
         self.retry_after = retry_after
         self.retry_at = retry_at
+        self.details = dict(details) if details is not None else None
 
     def __repr__(self) -> str:
         return f"ServiceError({self.status}, {self.code!r}, {self.message!r})"
@@ -63,7 +68,7 @@ class ServiceError(Exception):
 
 def not_found(what: str) -> ServiceError:
     """404 ``not_found`` for an admin object."""
-    return ServiceError(404, "not_found", f"No such {what}.")
+    return ServiceError(404, "not_found", f"No such {what}.", details={"kind": what})
 
 
 def conflict(message: str) -> ServiceError:
