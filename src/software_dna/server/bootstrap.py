@@ -35,7 +35,7 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
     with contextlib.suppress(OSError):  # not our folder: leave its mode alone
         settings.home.chmod(0o700)
     created = False
-    if not settings.master_key:
+    if settings.master_key is None:
         created = create_master_key_file(settings.key_file)
     migrate(settings)
     ctx = service.Context.from_settings(settings)

@@ -85,11 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     from software_dna.server.config import Settings
 
-    if args.home:
-        os.environ["SOFTWARE_DNA_SERVER_HOME"] = str(Path(args.home).expanduser().resolve())
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url
-    return Settings.from_env()
+    home = Path(args.home).expanduser().resolve() if args.home else None
+    return Settings.load(home=home, database_url=args.database_url or None)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -98,7 +95,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     settings = _settings(args)
     created, admin_key = initialize(settings, new_admin_key=args.new_admin_key)
     print(f"Data folder: {settings.home}")
-    if settings.master_key:
+    if settings.master_key is not None:
         print("Master key: from SOFTWARE_DNA_MASTER_KEY")
     else:
         state = "created" if created else "kept (already there)"
@@ -139,6 +136,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from software_dna.server.crypto import load_master_key
 
     load_master_key(settings)  # fail here, not in every worker
+    if args.home or args.database_url:
+        _run_with(settings, args)
     _serve.run(
         "software_dna.server.api:app_from_env",
         factory=True,
@@ -157,6 +156,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop="asyncio",
     )
     return 0
+
+
+def _run_with(settings: Settings, args: argparse.Namespace) -> None:
+    """Serve in this process image with ``settings`` as its environment (never returns).
+
+    The workers read their settings from the environment; the overrides go to
+    the new image only, never into this process's ``os.environ``.
+    """
+    from software_dna.server.config import environ_without_settings
+
+    env = {**environ_without_settings(), **settings.to_env()}
+    argv = [sys.executable, "-m", "software_dna.server.cli", "server", "run", "--host", args.host,
+            "--port", str(args.port), "--workers", str(args.workers), "--log-level",
+            args.log_level]
+    if args.forwarded_allow_ips is not None:
+        argv += ["--forwarded-allow-ips", args.forwarded_allow_ips]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # noqa: S606 - our own interpreter and module
 
 
 def main(argv: Sequence[str] | None = None) -> int:

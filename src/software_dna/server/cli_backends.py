@@ -632,13 +632,8 @@ class _Closable(Backend, Protocol):
 def _settings(data_dir: str | None, database_url: str | None) -> Settings:
     from software_dna.server.config import ConfigError, Settings
 
-    env = dict(os.environ)
-    if data_dir is not None:
-        env["SOFTWARE_DNA_SERVER_HOME"] = data_dir
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
     try:
-        return Settings.from_env(env)
+        return Settings.load(home=data_dir, database_url=database_url)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 

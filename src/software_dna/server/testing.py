@@ -36,7 +36,7 @@ import requests
 import software_dna
 from software_dna.server.adminclient import AdminClient
 from software_dna.server.bootstrap import initialize
-from software_dna.server.config import Settings
+from software_dna.server.config import Settings, environ_without_settings
 from software_dna.server.crypto import create_master_key_file
 
 __all__ = ["LocalServer", "free_port"]
@@ -186,10 +186,7 @@ class LocalServer:
 
     def environment(self) -> dict[str, str]:
         """The environment of the server process."""
-        env = dict(os.environ)
-        for name in ("SOFTWARE_DNA_MASTER_KEY", "SOFTWARE_DNA_MASTER_KEY_FILE", "DATABASE_URL",
-                     "SOFTWARE_DNA_DATABASE_URL"):
-            env.pop(name, None)
+        env = environ_without_settings()
         env.update(self._settings.to_env())
         src = str(Path(next(iter(software_dna.__path__))).parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
