@@ -20,13 +20,8 @@ from typing import Annotated
 
 import typer
 
-from software_dna.server import _serve
-from software_dna.server.bootstrap import initialize
 from software_dna.server.cli._common import PROG
 from software_dna.server.config import ConfigError, Settings, environ_without_settings
-from software_dna.server.crypto import load_master_key
-from software_dna.server.db import SchemaError, check_schema, make_engine, migrate
-from software_dna.server.logconfig import log_config
 
 __all__ = ["app"]
 
@@ -50,6 +45,9 @@ def _settings(home: str | None, database_url: str | None) -> Settings:
 
 def _one_line(run: Callable[[], int]) -> int:
     """``run()``; a bad setting or schema is one line on stderr and exit 1."""
+    # Lazy: the database layer only for the server commands, not every CLI start.
+    from software_dna.server.db import SchemaError
+
     try:
         return run()
     except (ConfigError, SchemaError) as exc:
@@ -68,6 +66,9 @@ def init(
     print a new admin API key once (only its hash is kept). Never overwrites an existing master
     key."""
     def run() -> int:
+        # Lazy: the service layer only for this command, not every CLI start.
+        from software_dna.server.bootstrap import initialize
+
         settings = _settings(home, database_url)
         created, admin_key = initialize(settings, new_admin_key=new_admin_key)
         print(f"Data folder: {settings.home}")
@@ -91,6 +92,9 @@ def init(
 def migrate_(*, home: Home = None, database_url: DatabaseUrl = None) -> int:
     """Apply the pending database migrations (safe to run again)."""
     def run() -> int:
+        # Lazy: Alembic only for this command, not every CLI start.
+        from software_dna.server.db import migrate
+
         before, after = migrate(_settings(home, database_url))
         if before == after:
             print(f"Database schema already at revision {after}.")
@@ -124,6 +128,12 @@ def run_(
     """Serve the license server's HTTP API. Refuses to start on a database whose schema is
     behind (run `software-dna server migrate`)."""
     def run() -> int:
+        # Lazy: uvicorn and the database layer only for this command, not every CLI start.
+        from software_dna.server import _serve
+        from software_dna.server.crypto import load_master_key
+        from software_dna.server.db import check_schema, make_engine
+        from software_dna.server.logconfig import log_config
+
         settings = _settings(home, database_url)
         engine = make_engine(settings, pooled=False)
         try:
