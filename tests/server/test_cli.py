@@ -152,7 +152,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.parametrize("blocked", [
     {"typer", "click", "fastapi", "starlette", "pydantic", "pydantic_settings", "sqlalchemy",
      "alembic", "uvicorn", "psycopg"},  # the SDK alone
-    {"typer"}, {"sqlalchemy"}, {"pydantic_settings"},
+    {"typer"}, {"pydantic_settings"},
 ])
 @pytest.mark.parametrize("argv", [[], ["--help"], ["products", "list"]])
 def test_without_the_server_extra_one_line_says_what_to_install(

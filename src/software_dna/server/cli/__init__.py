@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Lazy: the server stack is an extra; without it this line is all that runs.
         from software_dna.server.cli.app import run
+
+        return run(argv)
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in _EXTRA:
             raise
         print(INSTALL_HINT, file=sys.stderr)
         return 1
-    return run(argv)
