@@ -842,3 +842,17 @@ def test_an_unexpected_failure_is_one_line(sdna: Runner, monkeypatch: pytest.Mon
     monkeypatch.setenv(_common.ENV_DEBUG, "1")
     with pytest.raises(RuntimeError):
         cli.main(["products", "list"])
+
+
+def test_products_seat_policy_options(sdna: Runner) -> None:
+    made = sdna("products", "create", "seat-policy", "--lease-time", "10m",
+                "--reactivation-limit", "3", "--reactivation-period", "2d",
+                "--address-activation-limit", "off", "--json").json()
+    assert (made["lease_duration"], made["reactivation_limit"], made["reactivation_period"],
+            made["address_activation_limit"]) == (600, 3, 2 * 86400, None)
+    changed = sdna("products", "configure", "seat-policy", "--reactivation-limit", "off",
+                   "--address-activation-limit", "20", "--json").json()
+    assert (changed["reactivation_limit"], changed["address_activation_limit"]) == (None, 20)
+    assert "per-address limit:     20" in sdna("products", "show", "seat-policy").out
+    assert "not a number or 'off'" in sdna.fail("products", "configure", "seat-policy",
+                                                "--reactivation-limit", "many", code=2)

@@ -15,7 +15,6 @@ from software_dna.server.cli._common import (
     choice,
     duration,
     feature_list,
-    given,
     limit_or_off,
     non_negative_int,
 )
@@ -86,24 +85,18 @@ AddressLimit = Annotated[str | None, typer.Option(
     help="new activations one client address may make per period (default off)")]
 
 
-def _limit(value: str | None) -> int | str | None:
-    """An ``N|off`` option as the API's field: None switches the limit off."""
-    if value is None:
-        return "unset"
-    return None if value == OFF else int(value)
-
-
 def _policy(**options: Any) -> JSONDict:
-    """The policy options given, as the admin API's fields."""
-    for name in ("features", "limited_features"):
-        if options.get(name) is not None:
-            options[name] = feature_list(options[name])
-    fields = given(**{k: v for k, v in options.items()
-                      if k not in ("reactivation_limit", "address_activation_limit")})
-    for name in ("reactivation_limit", "address_activation_limit"):
-        value = _limit(options.get(name))
-        if value != "unset":
-            fields[name] = value
+    """The policy options given, as the admin API's fields (an ``off`` limit is None)."""
+    fields: JSONDict = {}
+    for name, given in options.items():
+        if given is None:
+            continue
+        if name in ("features", "limited_features"):
+            fields[name] = feature_list(given)
+        elif name in ("reactivation_limit", "address_activation_limit"):
+            fields[name] = None if given == OFF else int(given)
+        else:
+            fields[name] = given
     return fields
 
 
