@@ -179,6 +179,7 @@ class ErrorDetail(Out):
     message: str
     receipt: str | None = None
     retry_at: UtcTime | None = None
+    details: dict[str, Any] | None = None
 
 
 class ErrorBody(Out):
