@@ -192,3 +192,35 @@ def test_home_override_is_not_written_into_the_environment(
     assert main(["server", "init", "--home", str(tmp_path / "h")]) == 0
     assert (tmp_path / "h" / "master.key").exists()
     assert dict(os.environ) == before
+
+
+def test_run_with_home_serves_that_folder(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
+    home = tmp_path / "given-home"
+    assert _run(["server", "init", "--home", str(home)], env).returncode == 0
+    port = free_port()
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen([*_cli(), "server", "run", "--home", str(home), "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v1/health",
+                                timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # the settings reached the server process through its own environment only
+        environ = Path(f"/proc/{proc.pid}/environ")
+        if environ.exists():
+            assert f"SOFTWARE_DNA_SERVER_HOME={home}".encode() in environ.read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert (home / "server.db").exists()
