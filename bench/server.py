@@ -1,7 +1,7 @@
 """The reference license server under load, on SQLite and on PostgreSQL.
 
 The server runs as ``software-dna server run`` (uvicorn) through
-:class:`~software_dna.server.local.LocalServer` on 127.0.0.1, in its own
+:class:`~software_dna.server.testing.LocalServer` on 127.0.0.1, in its own
 process(es). The validations are sent by wrk when it is installed
 (bench/_wrk.py: a C load generator costs the 2 shared CPUs a tenth of what a
 Python one does; ``make bench`` installs it on Debian as root), else by this
@@ -78,7 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_seconds, machine_line, percentile, process_tree, table
 from _wrk import run_validations, wrk_path
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 
 PRODUCT = "bench-server"
 PG_ADMIN_URL = os.environ.get("SOFTWARE_DNA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from software_dna import LicenseClient
-from software_dna.server.local import LocalServer, free_port
+from software_dna.server.testing import LocalServer, free_port
 
 HERE = Path(__file__).resolve().parent
 PRODUCT = "acme-notes"

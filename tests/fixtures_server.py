@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 
 PG_ADMIN_URL = os.environ.get("SOFTWARE_DNA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

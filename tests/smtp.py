@@ -25,7 +25,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from software_dna.server.local import free_port
+from software_dna.server.testing import free_port
 
 
 class _Handler:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 
 from .test_client_e2e import App, new_product
 

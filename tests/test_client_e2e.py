@@ -29,7 +29,8 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.fingerprint import Fingerprint
-from software_dna.server.local import AdminClient, LocalServer
+from software_dna.server.adminclient import AdminClient
+from software_dna.server.testing import LocalServer
 
 EMAIL = "ana.lovelace@example.com"
 COMPANY = "Analytical Engines Ltd"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from software_dna import LeaseExpired, LicenseClient, NoSeatsLeft, SeatMode
-from software_dna.server.local import LocalServer, free_port
+from software_dna.server.testing import LocalServer, free_port
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
 __all__ = ["make_app"]  # the fixture, imported for this module

@@ -32,7 +32,8 @@ from software_dna import (
     WrongProduct,
 )
 from software_dna.fingerprint import Fingerprint
-from software_dna.server.local import AdminClient, LocalServer
+from software_dna.server.adminclient import AdminClient
+from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
 from tests.identifiers import appears, raw_identifiers
 

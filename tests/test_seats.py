@@ -29,7 +29,7 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.server import cli
-from software_dna.server.local import LocalServer, free_port
+from software_dna.server.testing import LocalServer, free_port
 from tests.smtp import Mailbox
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 

@@ -22,7 +22,8 @@ from software_dna import (
 )
 from software_dna.client.periodic import PeriodicCheck
 from software_dna.fingerprint import Fingerprint
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from software_dna.wire.paseto import SecretKey
 
 from .test_client_e2e import App, new_product, offline_app, other_machine

@@ -22,7 +22,8 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.fingerprint import Fingerprint
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 
 from .test_client_e2e import App, new_product, offline_app, other_machine
 

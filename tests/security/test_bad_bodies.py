@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 from tests.server.helpers import check_token, fingerprint, nonce
 

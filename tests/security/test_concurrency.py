@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from software_dna import LicenseClient, LicenseError, StoreError
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 
 # One worker process: 4 threads for `seconds`, then prints its counts as JSON.

@@ -35,7 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from software_dna import ActivationLocked, LicenseClient, WrongPassword
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
 from tests.server.helpers import fingerprint, nonce

@@ -39,7 +39,7 @@ import pytest
 from software_dna import LicenseClient, LicenseError, Mode
 from software_dna import fingerprint as fp
 from software_dna.client.rollback import RollbackGuard
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.identifiers import appears, raw_identifiers
 from tests.security._family import Scale, Tally

@@ -31,7 +31,7 @@ from software_dna import (
     StoreRolledBack,
 )
 from software_dna.client.rollback import witness_path
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.netfaults import free_port
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import PRODUCT, Lab

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 
 EXAMPLES = int(os.environ.get("SDNA_SCHEMA_EXAMPLES", "8"))

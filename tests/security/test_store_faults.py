@@ -36,7 +36,7 @@ import pytest
 
 from software_dna import LicenseClient, LicenseError, NotActivated, StoreCorrupted, StoreError
 from software_dna import fingerprint as fp
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from software_dna.store import Store
 from tests.security._family import Scale, Tally
 from tests.test_store import IS_ROOT, OTHER_KEY, POSIX, leftovers

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Mode
 from tests.server.helpers import Api, check_receipt, check_token, error_code, fingerprint
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from tests.server.helpers import Api, check_token, error_code
 
 

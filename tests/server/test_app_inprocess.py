@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from software_dna.server.app import create_app
-from software_dna.server.cli import initialize
+from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
 from software_dna.server.db import SchemaError
 from software_dna.server.services import hotpath

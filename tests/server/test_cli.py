@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from software_dna.server.cli import main
-from software_dna.server.local import free_port
+from software_dna.server.testing import free_port
 
 
 def _cli() -> list[str]:
@@ -44,7 +44,7 @@ def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         main([*args, "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: software-dna")
+    assert out.startswith("Usage: software-dna")
     assert len(out.splitlines()) > 3
 
 
@@ -132,3 +132,95 @@ def test_missing_master_key(tmp_path: Path) -> None:
     refused = _run(["server", "run", "--port", str(free_port())], env)
     assert refused.returncode == 1
     assert "software-dna server init" in refused.stderr
+
+
+_BLOCK_SERVER_EXTRA = """
+import importlib.abc, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition('.')[0] in {BLOCKED!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+from software_dna.server.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("blocked", [
+    {"typer", "click", "fastapi", "starlette", "pydantic", "pydantic_settings", "sqlalchemy",
+     "alembic", "uvicorn", "psycopg"},  # the SDK alone
+    {"typer"}, {"pydantic_settings"},
+])
+@pytest.mark.parametrize("argv", [[], ["--help"], ["products", "list"]])
+def test_without_the_server_extra_one_line_says_what_to_install(
+        blocked: set[str], argv: list[str]) -> None:
+    code = _BLOCK_SERVER_EXTRA.format(BLOCKED=sorted(blocked))
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "software-dna[server]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert re.fullmatch(r"software-dna \S+\n", capsys.readouterr().out)
+
+
+def test_server_url_and_database_url_both_in_the_environment_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    monkeypatch.setenv("SOFTWARE_DNA_SERVER_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("SOFTWARE_DNA_ADMIN_KEY", "sdna_admin_x")
+    assert main(["products", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "SOFTWARE_DNA_SERVER_URL" in err and "DATABASE_URL" in err and "unset" in err
+
+
+def test_home_override_is_not_written_into_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOFTWARE_DNA_SERVER_HOME", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    before = dict(os.environ)
+    assert main(["server", "init", "--home", str(tmp_path / "h")]) == 0
+    assert (tmp_path / "h" / "master.key").exists()
+    assert dict(os.environ) == before
+
+
+def test_run_with_home_serves_that_folder(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
+    home = tmp_path / "given-home"
+    assert _run(["server", "init", "--home", str(home)], env).returncode == 0
+    port = free_port()
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen([*_cli(), "server", "run", "--home", str(home), "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v1/health",
+                                timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # the settings reached the server process through its own environment only
+        environ = Path(f"/proc/{proc.pid}/environ")
+        if environ.exists():
+            assert f"SOFTWARE_DNA_SERVER_HOME={home}".encode() in environ.read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert (home / "server.db").exists()

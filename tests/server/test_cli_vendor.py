@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna.server import cli, cli_vendor
+from software_dna.server import cli
 from software_dna.server import services as service
+from software_dna.server.cli import _common, direct, products
 from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
-from software_dna.server.local import LocalServer, free_port
+from software_dna.server.testing import LocalServer, free_port
 from tests.fixtures_server import PgDatabases
 
 GROUPS = {
@@ -44,8 +45,8 @@ ENV_CLEARED = (
     "SOFTWARE_DNA_DATABASE_URL",
     "SOFTWARE_DNA_MASTER_KEY",
     "SOFTWARE_DNA_MASTER_KEY_FILE",
-    cli_vendor.ENV_SERVER_URL,
-    cli_vendor.ENV_ADMIN_KEY,
+    _common.ENV_SERVER_URL,
+    _common.ENV_ADMIN_KEY,
 )
 EMAIL = "ana.tester@example.com"
 REG_NAME = "Ana Registrationname"
@@ -216,8 +217,8 @@ def remote(local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixt
            monkeypatch: pytest.MonkeyPatch) -> Runner:
     """Runs commands through the admin API (URL and key from the environment)."""
     _clean_env(monkeypatch, tmp_path / "no-such-home")  # direct mode would fail
-    monkeypatch.setenv(cli_vendor.ENV_SERVER_URL, local_server.url)
-    monkeypatch.setenv(cli_vendor.ENV_ADMIN_KEY, local_server.admin_key)
+    monkeypatch.setenv(_common.ENV_SERVER_URL, local_server.url)
+    monkeypatch.setenv(_common.ENV_ADMIN_KEY, local_server.admin_key)
     return Runner(capsys, monkeypatch)
 
 
@@ -236,7 +237,7 @@ def test_group_help_is_short_and_lists_its_commands(
     group: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = Runner(capsys, monkeypatch)(group, "--help")
-    assert result.out.startswith(f"usage: software-dna {group} ")
+    assert result.out.startswith(f"Usage: software-dna {group} ")
     assert len(result.out.splitlines()) <= 30
     for command in GROUPS[group]:
         assert re.search(rf"^\s+{command}\s*(\S.*)?$", result.out, re.M), command
@@ -250,7 +251,7 @@ def test_group_help_is_short_and_lists_its_commands(
 def test_every_command_has_a_help(argv: list[str], capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = Runner(capsys, monkeypatch)(*argv, "--help")
-    assert result.out.startswith(f"usage: software-dna {' '.join(argv)} ")
+    assert result.out.startswith(f"Usage: software-dna {' '.join(argv)} ")
     assert "--json" in result.out
     assert "--server-url" in result.out
     # a description paragraph after the usage block
@@ -263,7 +264,7 @@ def test_group_without_a_command_prints_help_and_exits_2(
 ) -> None:
     result = Runner(capsys, monkeypatch)(group, ok=False)
     assert result.code == 2
-    assert f"usage: software-dna {group}" in result.err
+    assert f"Usage: software-dna {group}" in result.err
 
 
 # --------------------------------------------------------------------------- products
@@ -668,7 +669,7 @@ def test_backend_choice_errors(home: Path, capsys: pytest.CaptureFixture[str],
     assert f"Cannot reach the server at http://127.0.0.1:{port}" in message
     assert "sdna_admin_secret" not in message
     # --data-dir wins over SOFTWARE_DNA_SERVER_URL in the environment
-    monkeypatch.setenv(cli_vendor.ENV_SERVER_URL, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(_common.ENV_SERVER_URL, f"http://127.0.0.1:{port}")
     run("products", "list", "--data-dir", str(home))
 
 
@@ -828,17 +829,31 @@ def test_in_a_real_process(tmp_path: Path) -> None:
 
 
 def test_protection_levels_match_the_service() -> None:
-    assert cli_vendor.PROTECTIONS == service.PROTECTIONS
+    assert products.PROTECTIONS == service.PROTECTIONS
 
 
 def test_an_unexpected_failure_is_one_line(sdna: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: cli_vendor.DirectBackend) -> list[dict[str, Any]]:
+    def broken(self: direct.DirectBackend) -> list[dict[str, Any]]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(cli_vendor.DirectBackend, "list_products", broken)
+    monkeypatch.setattr(direct.DirectBackend, "list_products", broken)
     message = sdna.fail("products", "list")
     assert "unexpected RuntimeError: disk on fire" in message
-    assert cli_vendor.ENV_DEBUG in message
-    monkeypatch.setenv(cli_vendor.ENV_DEBUG, "1")
+    assert _common.ENV_DEBUG in message
+    monkeypatch.setenv(_common.ENV_DEBUG, "1")
     with pytest.raises(RuntimeError):
         cli.main(["products", "list"])
+
+
+def test_products_seat_policy_options(sdna: Runner) -> None:
+    made = sdna("products", "create", "seat-policy", "--lease-time", "10m",
+                "--reactivation-limit", "3", "--reactivation-period", "2d",
+                "--address-activation-limit", "off", "--json").json()
+    assert (made["lease_duration"], made["reactivation_limit"], made["reactivation_period"],
+            made["address_activation_limit"]) == (600, 3, 2 * 86400, None)
+    changed = sdna("products", "configure", "seat-policy", "--reactivation-limit", "off",
+                   "--address-activation-limit", "20", "--json").json()
+    assert (changed["reactivation_limit"], changed["address_activation_limit"]) == (None, 20)
+    assert "per-address limit:     20" in sdna("products", "show", "seat-policy").out
+    assert "not a number or 'off'" in sdna.fail("products", "configure", "seat-policy",
+                                                "--reactivation-limit", "many", code=2)

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from software_dna.errors import InvalidToken
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Mode
 from tests.server.helpers import Api, check_receipt, check_token, error_code
 

@@ -24,13 +24,13 @@ from software_dna.errors import InvalidToken
 from software_dna.server import services as service
 from software_dna.server.api.deps import AppState
 from software_dna.server.app import create_app
-from software_dna.server.cli import initialize
+from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
 from software_dna.server.db import INLINE_TIMEOUT
-from software_dna.server.local import LocalServer
 from software_dna.server.models import Activation, AuditEntry
 from software_dna.server.services import activations, hotpath
 from software_dna.server.services.errors import ServiceError
+from software_dna.server.testing import LocalServer
 from software_dna.wire import paseto
 
 from .helpers import Api, check_token, fingerprint, nonce

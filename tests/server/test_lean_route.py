@@ -22,7 +22,7 @@ from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
 from software_dna.server.api.routes.public import validations
 from software_dna.server.app import create_app
-from software_dna.server.cli import initialize
+from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
 from software_dna.server.schemas import ValidateOut
 

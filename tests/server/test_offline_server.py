@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna.server import cli, cli_vendor
-from software_dna.server.local import LocalServer
+from software_dna.server import cli
+from software_dna.server.cli import _common
+from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
 from software_dna.wire.claims import Protection
 from software_dna.wire.paseto import SecretKey
@@ -340,7 +341,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     import io
 
     for name in ("DATABASE_URL", "SOFTWARE_DNA_MASTER_KEY", "SOFTWARE_DNA_MASTER_KEY_FILE",
-                 cli_vendor.ENV_SERVER_URL, cli_vendor.ENV_ADMIN_KEY):
+                 _common.ENV_SERVER_URL, _common.ENV_ADMIN_KEY):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
     capsys.readouterr()

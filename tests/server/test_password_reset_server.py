@@ -15,8 +15,8 @@ import requests
 import sqlalchemy as sa
 
 from software_dna.server.config import Settings
-from software_dna.server.local import LocalServer, free_port
 from software_dna.server.mail import MailError, MailUnavailable, send_mail
+from software_dna.server.testing import LocalServer, free_port
 from tests.server.helpers import Api, error_code
 from tests.smtp import Mailbox, self_signed
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PgDatabases
 from tests.server.helpers import Api, error_code
 

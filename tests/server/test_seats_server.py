@@ -19,7 +19,8 @@ import requests
 import sqlalchemy as sa
 
 from software_dna.server import cli
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.adminclient import AdminError
+from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import SeatMode
 from software_dna.wire.times import parse_rfc3339
 from tests.fixtures_server import PgDatabases

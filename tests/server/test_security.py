@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 from tests.server.helpers import Api, error_code, fingerprint, nonce
 
 

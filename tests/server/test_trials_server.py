@@ -19,8 +19,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from software_dna.server.adminclient import AdminError
 from software_dna.server.config import Settings
-from software_dna.server.local import AdminError, LocalServer
+from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Kind
 from software_dna.wire.times import parse_rfc3339
 from tests.server.helpers import (

@@ -36,7 +36,7 @@ def run(app: str, **options: Any) -> None:
     config = _Config(app, **options)
     server = uvicorn.Server(config=config)
     if config.workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        from uvicorn.supervisors import Multiprocess  # lazy: multiprocessing only with workers
 
         sock = config.bind_socket()
         try:

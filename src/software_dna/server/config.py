@@ -1,7 +1,12 @@
-"""Server settings, read from the environment.
+"""Server settings (pydantic-settings), read from the environment.
 
-Every setting has an environment variable; :meth:`Settings.from_env` reads
-them all.  Nothing here touches the disk or the database.
+Every setting has an environment variable (read by its exact, upper-case
+name; an empty value counts as unset). ``Settings()`` reads ``os.environ``;
+keyword arguments named like the attributes override it
+(``Settings(home=..., database_url=...)``: what the CLI's ``--home`` and
+``--database-url`` do, without writing to the environment);
+:meth:`Settings.from_env` reads a given mapping instead. Secrets are
+``SecretStr``. Nothing here touches the disk or the database.
 
 =====================================  ============================================
 variable                               meaning (default)
@@ -40,11 +45,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, Literal
 
-__all__ = ["ConfigError", "Settings", "default_home"]
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "default_home",
+    "environ_without_settings",
+    "normalize_database_url",
+]
 
 #: Body limit of the public (SDK) routes, in bytes.
 PUBLIC_BODY_LIMIT = 64 * 1024
@@ -58,83 +80,156 @@ class ConfigError(Exception):
 
 def default_home() -> Path:
     """The default data folder: platformdirs' user data dir ``software-dna-server``."""
-    import platformdirs
+    import platformdirs  # lazy: only when no data folder is configured
 
     return Path(platformdirs.user_data_dir("software-dna-server", appauthor=False))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}.") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
-    return value
+def normalize_database_url(url: str) -> str:
+    """Map ``postgres://`` / ``postgresql://`` to psycopg 3's dialect name."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The server's configuration.
+#: True while :meth:`Settings.from_env` builds settings from its mapping alone.
+_GIVEN_ONLY: ContextVar[bool] = ContextVar("software_dna_settings_given_only", default=False)
 
-    Durations are in seconds.  ``database_url`` is a SQLAlchemy URL; a
-    ``postgresql://`` URL is rewritten to use psycopg 3
-    (``postgresql+psycopg://``).
+
+def _env(name: str) -> Any:
+    return Field(default=None, validation_alias=name)
+
+
+class Settings(BaseSettings):
+    """The server's configuration (immutable).
+
+    Durations are in seconds.  ``database_url`` is a SQLAlchemy URL (default:
+    SQLite ``server.db`` in ``home``); a ``postgresql://`` URL is rewritten to
+    use psycopg 3 (``postgresql+psycopg://``).
+
+    Raises:
+        pydantic.ValidationError: from the constructor, for a malformed value
+        (:meth:`from_env` and :meth:`load` raise :class:`ConfigError`).
     """
 
-    home: Path
-    database_url: str
-    master_key: str | None = field(default=None, repr=False)
-    master_key_file: Path | None = None
-    issuer: str = "software-dna"
-    rate_limit_attempts: int = 10
-    rate_limit_address_attempts: int = 30
-    rate_limit_window: int = 300
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
-    db_busy_timeout: int = 30
-    smtp_host: str | None = None
-    smtp_port: int | None = None
-    smtp_tls: str = "starttls"
-    smtp_sender: str | None = None
-    smtp_username: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_ca_file: str | None = None
-    smtp_timeout: int = 10
-    password_reset_ttl: int = 900
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, case_sensitive=True, env_ignore_empty=True,
+        extra="ignore", hide_input_in_errors=True,
+    )
+
+    home: Path = Field(default_factory=default_home, validation_alias="SOFTWARE_DNA_SERVER_HOME")
+    database_url: str = Field(
+        default="", validate_default=True,
+        validation_alias=AliasChoices("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL"))
+    master_key: SecretStr | None = _env("SOFTWARE_DNA_MASTER_KEY")
+    master_key_file: Path | None = _env("SOFTWARE_DNA_MASTER_KEY_FILE")
+    issuer: str = Field(default="software-dna", validation_alias="SOFTWARE_DNA_ISSUER")
+    rate_limit_attempts: int = Field(
+        default=10, ge=1, validation_alias="SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS")
+    rate_limit_address_attempts: int = Field(
+        default=30, ge=1, validation_alias="SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS")
+    rate_limit_window: int = Field(
+        default=300, ge=1, validation_alias="SOFTWARE_DNA_RATE_LIMIT_WINDOW")
+    db_pool_size: int = Field(default=5, ge=1, validation_alias="SOFTWARE_DNA_DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=10, ge=0, validation_alias="SOFTWARE_DNA_DB_MAX_OVERFLOW")
+    db_busy_timeout: int = Field(default=30, ge=0, validation_alias="SOFTWARE_DNA_DB_BUSY_TIMEOUT")
+    smtp_host: str | None = _env("SOFTWARE_DNA_SMTP_HOST")
+    smtp_port: int | None = Field(default=None, ge=0, le=65535,
+                                  validation_alias="SOFTWARE_DNA_SMTP_PORT")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", validation_alias="SOFTWARE_DNA_SMTP_TLS")
+    smtp_sender: str | None = _env("SOFTWARE_DNA_SMTP_SENDER")
+    smtp_username: str | None = _env("SOFTWARE_DNA_SMTP_USERNAME")
+    smtp_password: SecretStr | None = _env("SOFTWARE_DNA_SMTP_PASSWORD")
+    smtp_ca_file: str | None = _env("SOFTWARE_DNA_SMTP_CA_FILE")
+    smtp_timeout: int = Field(default=10, ge=1, validation_alias="SOFTWARE_DNA_SMTP_TIMEOUT")
+    password_reset_ttl: int = Field(default=900, ge=60,
+                                    validation_alias="SOFTWARE_DNA_PASSWORD_RESET_TTL")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then the environment (no dotenv or secrets directory)."""
+        if _GIVEN_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @field_validator("home", "master_key_file", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            home = info.data.get("home")
+            if home is None:  # home itself was malformed: its error is reported
+                return value
+            value = f"sqlite:///{home / 'server.db'}"
+        return normalize_database_url(value)
+
+    @field_validator("smtp_host", "smtp_sender", mode="after")
+    @classmethod
+    def _stripped(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _tls(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("smtp_port", mode="after")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        return value or None  # 0: the default port of the TLS mode
+
+    @model_validator(mode="after")
+    def _sender_with_host(self) -> Settings:
+        if self.smtp_host is not None and self.smtp_sender is None:
+            raise ValueError("SOFTWARE_DNA_SMTP_SENDER (the From address) is required with "
+                             "SOFTWARE_DNA_SMTP_HOST.")
+        return self
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Settings from ``os.environ``, with ``overrides`` (attribute names; None: not given).
+
+        Raises:
+            ConfigError: a variable or override is malformed (the message names it).
+        """
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ConfigError(_message(exc)) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``env`` (default: ``os.environ``).
+        """Settings from the variables in ``env`` only (default: ``os.environ``).
 
-        Raises :class:`ConfigError` when a variable is malformed.
+        Raises:
+            ConfigError: a variable is malformed (the message names it).
         """
-        env = os.environ if env is None else env
-        home_raw = env.get("SOFTWARE_DNA_SERVER_HOME")
-        home = Path(home_raw).expanduser() if home_raw else default_home()
-        url = env.get("DATABASE_URL") or env.get("SOFTWARE_DNA_DATABASE_URL") or ""
-        if not url:
-            url = f"sqlite:///{home / 'server.db'}"
-        key_file_raw = env.get("SOFTWARE_DNA_MASTER_KEY_FILE")
-        return cls(
-            home=home,
-            database_url=normalize_database_url(url),
-            master_key=env.get("SOFTWARE_DNA_MASTER_KEY") or None,
-            master_key_file=Path(key_file_raw).expanduser() if key_file_raw else None,
-            issuer=env.get("SOFTWARE_DNA_ISSUER") or "software-dna",
-            rate_limit_attempts=_int(env, "SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS", 10, minimum=1),
-            rate_limit_address_attempts=_int(
-                env, "SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS", 30, minimum=1
-            ),
-            rate_limit_window=_int(env, "SOFTWARE_DNA_RATE_LIMIT_WINDOW", 300, minimum=1),
-            db_pool_size=_int(env, "SOFTWARE_DNA_DB_POOL_SIZE", 5, minimum=1),
-            db_max_overflow=_int(env, "SOFTWARE_DNA_DB_MAX_OVERFLOW", 10),
-            db_busy_timeout=_int(env, "SOFTWARE_DNA_DB_BUSY_TIMEOUT", 30),
-            **_smtp(env),
-        )
+        if env is None:
+            return cls.load()
+        names = _variables()
+        given: dict[str, Any] = {name: value for name, value in env.items()
+                                 if value != "" and name in names}
+        token = _GIVEN_ONLY.set(True)
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ConfigError(_message(exc)) from None
+        finally:
+            _GIVEN_ONLY.reset(token)
 
     @property
     def key_file(self) -> Path:
@@ -146,96 +241,53 @@ class Settings:
         """True when the database is SQLite."""
         return self.database_url.startswith("sqlite")
 
-    def with_changes(self, **changes: object) -> Settings:
-        """A copy with some fields replaced."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some attributes replaced (validated again, the environment unread)."""
+        token = _GIVEN_ONLY.set(True)
+        try:
+            return type(self)(**{**dict(self), **changes})
+        finally:
+            _GIVEN_ONLY.reset(token)
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings (for subprocesses)."""
-        env = {
-            "SOFTWARE_DNA_SERVER_HOME": str(self.home),
-            "DATABASE_URL": self.database_url,
-            "SOFTWARE_DNA_ISSUER": self.issuer,
-            "SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS": str(self.rate_limit_attempts),
-            "SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS": str(self.rate_limit_address_attempts),
-            "SOFTWARE_DNA_RATE_LIMIT_WINDOW": str(self.rate_limit_window),
-            "SOFTWARE_DNA_DB_POOL_SIZE": str(self.db_pool_size),
-            "SOFTWARE_DNA_DB_MAX_OVERFLOW": str(self.db_max_overflow),
-            "SOFTWARE_DNA_DB_BUSY_TIMEOUT": str(self.db_busy_timeout),
-        }
-        if self.master_key:
-            env["SOFTWARE_DNA_MASTER_KEY"] = self.master_key
-        if self.master_key_file:
-            env["SOFTWARE_DNA_MASTER_KEY_FILE"] = str(self.master_key_file)
-        env.update(_smtp_env(self))
+        """The environment variables that reproduce these settings (for a child process)."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            alias = field.validation_alias
+            variable = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+            env[str(variable)] = str(value)
         return env
 
 
-def normalize_database_url(url: str) -> str:
-    """Map ``postgres://`` / ``postgresql://`` to psycopg 3's dialect name."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
+def _message(exc: ValidationError) -> str:
+    """One sentence per malformed variable, naming it."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        text = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {text}" if where else text)
+    return " ".join(parts) if parts else str(exc)
 
 
-_SMTP_TLS = ("starttls", "tls", "none")
+def _variables() -> set[str]:
+    """The names of every environment variable :class:`Settings` reads."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+        else:
+            names.add(str(alias))
+    return names
 
 
-class _SmtpFields(TypedDict):
-    smtp_host: str | None
-    smtp_port: int | None
-    smtp_tls: str
-    smtp_sender: str | None
-    smtp_username: str | None
-    smtp_password: str | None
-    smtp_ca_file: str | None
-    smtp_timeout: int
-    password_reset_ttl: int
-
-
-def _smtp(env: Mapping[str, str]) -> _SmtpFields:
-    """The mail settings (``SOFTWARE_DNA_SMTP_*``, password reset TTL) as Settings fields."""
-    host = (env.get("SOFTWARE_DNA_SMTP_HOST") or "").strip() or None
-    tls = (env.get("SOFTWARE_DNA_SMTP_TLS") or "starttls").strip().lower()
-    if tls not in _SMTP_TLS:
-        raise ConfigError(f"SOFTWARE_DNA_SMTP_TLS must be one of {', '.join(_SMTP_TLS)}, "
-                          f"got {tls!r}.")
-    sender = (env.get("SOFTWARE_DNA_SMTP_SENDER") or "").strip() or None
-    if host is not None and sender is None:
-        raise ConfigError("SOFTWARE_DNA_SMTP_SENDER (the From address) is required with "
-                          "SOFTWARE_DNA_SMTP_HOST.")
-    port = _int(env, "SOFTWARE_DNA_SMTP_PORT", 0, minimum=0) or None
-    if port is not None and port > 65535:
-        raise ConfigError(f"SOFTWARE_DNA_SMTP_PORT must be at most 65535, got {port}.")
-    return {
-        "smtp_host": host,
-        "smtp_port": port,
-        "smtp_tls": tls,
-        "smtp_sender": sender,
-        "smtp_username": env.get("SOFTWARE_DNA_SMTP_USERNAME") or None,
-        "smtp_password": env.get("SOFTWARE_DNA_SMTP_PASSWORD") or None,
-        "smtp_ca_file": env.get("SOFTWARE_DNA_SMTP_CA_FILE") or None,
-        "smtp_timeout": _int(env, "SOFTWARE_DNA_SMTP_TIMEOUT", 10, minimum=1),
-        "password_reset_ttl": _int(env, "SOFTWARE_DNA_PASSWORD_RESET_TTL", 900, minimum=60),
-    }
-
-
-def _smtp_env(settings: Settings) -> dict[str, str]:
-    """The environment variables of the mail settings that are set."""
-    env = {
-        "SOFTWARE_DNA_SMTP_TLS": settings.smtp_tls,
-        "SOFTWARE_DNA_SMTP_TIMEOUT": str(settings.smtp_timeout),
-        "SOFTWARE_DNA_PASSWORD_RESET_TTL": str(settings.password_reset_ttl),
-    }
-    for name, value in (
-        ("SOFTWARE_DNA_SMTP_HOST", settings.smtp_host),
-        ("SOFTWARE_DNA_SMTP_PORT", str(settings.smtp_port) if settings.smtp_port else None),
-        ("SOFTWARE_DNA_SMTP_SENDER", settings.smtp_sender),
-        ("SOFTWARE_DNA_SMTP_USERNAME", settings.smtp_username),
-        ("SOFTWARE_DNA_SMTP_PASSWORD", settings.smtp_password),
-        ("SOFTWARE_DNA_SMTP_CA_FILE", settings.smtp_ca_file),
-    ):
-        if value:
-            env[name] = value
-    return env
+def environ_without_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default ``os.environ``) less every variable :class:`Settings` reads."""
+    names = _variables()
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k not in names}

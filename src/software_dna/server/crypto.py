@@ -119,8 +119,9 @@ def load_master_key(settings: Settings) -> bytes:
 
     Raises :class:`ConfigError` when neither is available or the key is malformed.
     """
-    if settings.master_key:
-        return _parse_master_key(settings.master_key, "SOFTWARE_DNA_MASTER_KEY")
+    if settings.master_key is not None:
+        return _parse_master_key(settings.master_key.get_secret_value(),
+                                 "SOFTWARE_DNA_MASTER_KEY")
     path = settings.key_file
     try:
         text = path.read_text(encoding="ascii")

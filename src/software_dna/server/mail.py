@@ -70,7 +70,9 @@ def _connect(settings: Settings) -> smtplib.SMTP:
             smtp.starttls(context=context)  # SMTPNotSupportedError when not offered
             smtp.ehlo()
         if settings.smtp_username:
-            smtp.login(settings.smtp_username, settings.smtp_password or "")
+            password = settings.smtp_password
+            smtp.login(settings.smtp_username,
+                       password.get_secret_value() if password is not None else "")
     except BaseException:
         smtp.close()
         raise

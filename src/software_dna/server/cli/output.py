@@ -1,157 +1,41 @@
-"""What the vendor CLI reads and prints: argument types, terminal input, output.
+"""What ``software-dna`` prints: ``--json`` documents and the human-readable views.
 
-* argparse types of the vendor commands' options (:func:`duration`,
-  :func:`feature_list`, :func:`rfc3339`, :func:`expiry`, :func:`positive_int`,
-  :func:`non_negative_int`) and :func:`options_given`, the options given on
-  the command line as the admin API's fields;
-* terminal input: :func:`read_secret` (a password on stdin),
-  :func:`confirm` (a yes/no question);
-* output: ``--json`` documents (:func:`print_json`) and the human-readable
-  lines, tables and ``key: value`` blocks (:func:`print_line`,
-  :func:`print_table`, :func:`print_fields`), the views of a product and a
-  license (:func:`show_product`, :func:`show_license`), and the ``--json``
-  or human choice every command makes (:func:`print_result`,
-  :func:`print_listing`).
+``--json`` documents (:func:`print_json`) and the human-readable lines,
+tables and ``key: value`` blocks (:func:`print_line`, :func:`print_table`,
+:func:`print_fields`), the views of a product and a license
+(:func:`show_product`, :func:`show_license`), and the ``--json`` or human
+choice every command makes (:func:`print_result`, :func:`print_listing`).
 
 Everything printed takes the admin API's JSON shapes, whichever backend
-(:mod:`software_dna.server.cli_backends`) produced them.
+produced them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any
 
-from software_dna.server.cli_backends import CliError, JSONDict
+from software_dna.server.cli._common import JSONDict
 
 __all__ = [
     "activation_state",
-    "confirm",
-    "duration",
-    "expiry",
-    "feature_list",
     "format_duration",
     "format_list",
     "format_seats",
     "format_value",
-    "non_negative_int",
-    "options_given",
-    "positive_int",
+    "license_seat_lines",
     "print_fields",
     "print_json",
     "print_line",
     "print_listing",
     "print_result",
     "print_table",
-    "read_secret",
-    "rfc3339",
+    "product_seat_lines",
     "show_license",
     "show_product",
 ]
-
-
-# =========================================================================== argument types
-
-
-_DURATION_RE = re.compile(r"^\s*(\d{1,10})\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def duration(text: str) -> int:
-    """Seconds from ``3600``, ``90s``, ``15m``, ``24h``, ``7d`` or ``2w`` (argparse type)."""
-    found = _DURATION_RE.match(text)
-    if found is None:
-        raise argparse.ArgumentTypeError(
-            f"not a duration: {text!r} (seconds, or a number with s, m, h, d or w)")
-    return int(found[1]) * _UNITS[found[2]]
-
-
-def feature_list(text: str) -> list[str]:
-    """``a,b`` -> ``["a", "b"]``; an empty string is the empty list (argparse type)."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def rfc3339(text: str) -> str:
-    """An RFC 3339 time with an offset, normalised to ``...Z`` (argparse type)."""
-    from software_dna.wire.times import format_rfc3339, parse_rfc3339
-
-    try:
-        return format_rfc3339(parse_rfc3339(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an RFC 3339 time with an offset: {text!r} (e.g. 2027-01-31T23:59:59Z)"
-        ) from None
-
-
-def expiry(text: str) -> str | None:
-    """Like :func:`rfc3339`, or ``never`` (None: perpetual) (argparse type)."""
-    if text.strip().lower() in ("never", "none"):
-        return None
-    return rfc3339(text)
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    """An integer >= 1 (argparse type)."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (argparse type)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def options_given(args: argparse.Namespace, *names: str, **renamed: str) -> JSONDict:
-    """The options of ``args`` that were given (not None), keyed by the API's field names.
-
-    ``names`` are fields named like their option; ``renamed`` maps an option
-    to the field it fills (``options_given(args, "seats", prefix="key_prefix")``).
-    """
-    fields: JSONDict = {}
-    for attr, field in [*((name, name) for name in names), *renamed.items()]:
-        value = getattr(args, attr, None)
-        if value is not None:
-            fields[field] = value
-    return fields
-
-
-# =========================================================================== terminal input
-
-
-def read_secret(stream: TextIO, what: str) -> str:
-    """The first line of ``stream`` without its line ending; refuses an empty one."""
-    line = stream.readline()
-    value = line.rstrip("\r\n")
-    if not value:
-        raise CliError(f"No {what} on standard input.", code=2)
-    return value
-
-
-def confirm(prompt: str) -> bool:
-    """Ask ``prompt`` on the terminal; True for ``y`` / ``yes`` (False without a terminal)."""
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input(prompt)
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 # =========================================================================== output
@@ -245,12 +129,29 @@ def print_listing(document: JSONDict, key: str, *, as_json: bool, empty: str,
         print_table(headers, [row(item) for item in items])
 
 
-def _seat_lines(name: str, obj: JSONDict) -> list[tuple[str, Any]]:
-    """Seat lines of ``products show`` / ``licenses show`` (cli_seats.py)."""
-    from software_dna.server import cli_seats
+def _limit(value: Any) -> str:
+    return "off" if value is None else str(value)
 
-    lines: list[tuple[str, Any]] = getattr(cli_seats, name)(obj)
-    return lines
+
+def product_seat_lines(p: JSONDict) -> list[tuple[str, Any]]:
+    """The seat policy lines of ``products show``."""
+    if "lease_duration" not in p:
+        return []
+    return [
+        ("lease time", format_duration(p.get("lease_duration"))),
+        ("re-activations", "no lock-out" if p.get("reactivation_limit") is None else
+         f"{p.get('reactivation_limit')} per {format_duration(p.get('reactivation_period'))} "
+         "on top of the seats"),
+        ("per-address limit", _limit(p.get("address_activation_limit"))),  # keys <= 21 chars
+    ]
+
+
+def license_seat_lines(lic: JSONDict) -> list[tuple[str, Any]]:
+    """The seat lines of ``licenses show``."""
+    if "seat_mode" not in lic:
+        return []
+    return [("seat mode", str(lic.get("seat_mode"))
+             + (", roll-over" if lic.get("rollover") else ""))]
 
 
 def show_product(p: JSONDict) -> None:
@@ -268,7 +169,7 @@ def show_product(p: JSONDict) -> None:
         ("password required", p.get("password_required")),
         ("trial", f"{p['trial_days']} days" if p.get("trial_days") else "none"),
         ("test code limit", p.get("test_code_limit")),
-        *_seat_lines("product_seat_lines", p),
+        *product_seat_lines(p),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])
@@ -297,7 +198,7 @@ def show_license(lic: JSONDict) -> None:
             f"{lic['expires_after_days']} days after the first activation"
             if lic.get("expires_after_days") else "never")),
         ("features", lic.get("features")),
-        *_seat_lines("license_seat_lines", lic),
+        *license_seat_lines(lic),
         ("password", guard),
         ("erased", lic.get("erased")),
         ("created", lic.get("created_at")),

@@ -1,0 +1,366 @@
+"""The one HTTP client of a license server's admin API (``/v1/admin``).
+
+Used by the ``software-dna`` CLI when it works through a running server
+(``--server-url``) and by the tests and demos::
+
+    with AdminClient("https://licenses.example.com", admin_key) as admin:
+        admin.create_product("acme-editor", features=["pro"])
+        admin.generate_key("acme-editor")
+        key = admin.issue_license("acme-editor", seats=2)["license_key"]
+
+Every method returns the server's decoded JSON answer (the shapes of
+docs/protocol.md) and raises :class:`AdminError` for an error answer, or
+``requests.RequestException`` when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from software_dna.wire.codes import Code
+
+__all__ = ["AdminClient", "AdminError", "JSONDict"]
+
+#: A JSON object of the admin API.
+JSONDict = dict[str, Any]
+
+
+class AdminError(Exception):
+    """The server refused a request.
+
+    Attributes:
+        status: the HTTP status (int).
+        code: the protocol error code (a :class:`~software_dna.wire.codes.Code`
+            member when the code is known, else the string sent).
+        message: the server's sentence.
+        details: structured facts the server sent (e.g. ``{"kind": "product"}``
+            with ``not_found``), or None.
+    """
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code: str = _code(code)
+        self.message = message
+        self.details = dict(details) if details is not None else None
+
+
+_CODES: dict[str, Code] = {code.value: code for code in Code}
+
+
+def _code(text: str) -> str:
+    return _CODES.get(text, text)
+
+
+def _time(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seg(value: str) -> str:
+    """One URL path segment, every reserved character escaped."""
+    return quote(value, safe="")
+
+
+class AdminClient:
+    """A client of the admin API authenticated with an admin API key.
+
+    Args:
+        url: the server's base URL (``http://`` or ``https://``).
+        admin_key: the admin API key (``sdna_admin_…``).
+        timeout: seconds to wait for each answer.
+    """
+
+    def __init__(self, url: str, admin_key: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {admin_key}"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._session.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: Mapping[str, Any] | None = None) -> Any:
+        """Call ``/v1/admin<path>``; returns the JSON body; raises :class:`AdminError`."""
+        return self._call(method, f"/v1/admin{path}", json=json, params=params)
+
+    def _call(self, method: str, path: str, *, json: Any = None,
+              params: Mapping[str, Any] | None = None,
+              headers: Mapping[str, str | None] | None = None) -> Any:
+        answer = self._session.request(method, f"{self.url}{path}", json=json, params=params,
+                                       headers=headers, timeout=self.timeout)
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if answer.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            error = error if isinstance(error, dict) else {}
+            details = error.get("details")
+            raise AdminError(answer.status_code, str(error.get("code", "http_error")),
+                             str(error.get("message", answer.text[:200])),
+                             details if isinstance(details, dict) else None)
+        return body
+
+    def _obj(self, method: str, path: str, *, json: Any = None,
+             params: Mapping[str, Any] | None = None) -> JSONDict:
+        result: JSONDict = self.request(method, path, json=json, params=params)
+        return result
+
+    def _list(self, path: str, field: str,
+              params: Mapping[str, Any] | None = None) -> list[JSONDict]:
+        result: list[JSONDict] = self.request("GET", path, params=params)[field]
+        return result
+
+    # -- products
+
+    def create_product(self, product_id: str, **fields: Any) -> JSONDict:
+        """Create a product (fields as in ``POST /v1/admin/products``)."""
+        return self._obj("POST", "/products", json={"id": product_id, **fields})
+
+    def setup_product(self, product_id: str, **fields: Any) -> list[str]:
+        """Create a product and its first signing key; returns its ``k4.public`` keys."""
+        self.create_product(product_id, **fields)
+        self.generate_key(product_id)
+        return self.public_keys(product_id)
+
+    def list_products(self) -> list[JSONDict]:
+        """Every product."""
+        return self._list("/products", "products")
+
+    def get_product(self, product_id: str) -> JSONDict:
+        """One product."""
+        return self._obj("GET", f"/products/{_seg(product_id)}")
+
+    def update_product(self, product_id: str, **fields: Any) -> JSONDict:
+        """Change a product's settings."""
+        return self._obj("PATCH", f"/products/{_seg(product_id)}", json=fields)
+
+    # -- keys
+
+    def generate_key(self, product_id: str) -> JSONDict:
+        """Generate a signing key (the first becomes active)."""
+        return self._obj("POST", f"/products/{_seg(product_id)}/keys")
+
+    def list_keys(self, product_id: str) -> list[JSONDict]:
+        """Every key of the product with its status."""
+        return self._list(f"/products/{_seg(product_id)}/keys", "keys")
+
+    def rotate_key(self, product_id: str, kid: str | None = None) -> JSONDict:
+        """Rotate to a new key (or to the trusted key ``kid``); returns the new active key."""
+        body = {"kid": kid} if kid is not None else None
+        return self._obj("POST", f"/products/{_seg(product_id)}/keys/rotate", json=body)
+
+    def retire_key(self, product_id: str, kid: str) -> JSONDict:
+        """Retire a (non-active) key."""
+        return self._obj("POST", f"/products/{_seg(product_id)}/keys/{_seg(kid)}/retire")
+
+    def public_keys(self, product_id: str) -> list[str]:
+        """The ``k4.public`` keys to build into the app, active first."""
+        result: list[str] = self.request(
+            "GET", f"/products/{_seg(product_id)}/public-keys")["public_keys"]
+        return result
+
+    # -- licenses
+
+    def issue_license(
+        self,
+        product_id: str,
+        *,
+        seats: int = 1,
+        expires_at: datetime | str | None = None,
+        features: Iterable[str] | None = None,
+        password: str | None = None,
+        key_prefix: str | None = None,
+        **terms: Any,
+    ) -> JSONDict:
+        """Issue a license; the answer's ``license_key`` is the only copy of the key.
+
+        ``terms``: more fields of ``POST /v1/admin/licenses``, e.g. ``kind``,
+        ``expires_after_days``, ``subscription``, ``seat_mode``, ``rollover``.
+        """
+        body: JSONDict = {"product": product_id, "seats": seats, **terms}
+        if expires_at is not None:
+            body["expires_at"] = _time(expires_at)
+        if features is not None:
+            body["features"] = list(features)
+        if password is not None:
+            body["password"] = password
+        if key_prefix is not None:
+            body["key_prefix"] = key_prefix
+        return self._obj("POST", "/licenses", json=body)
+
+    def list_licenses(self, product_id: str | None = None, **params: Any) -> list[JSONDict]:
+        """Licenses, newest first (``limit``)."""
+        query = dict(params)
+        if product_id is not None:
+            query["product"] = product_id
+        return self._list("/licenses", "licenses", params=query)
+
+    def get_license(self, license_id: str) -> JSONDict:
+        """One license (the key only as its hint)."""
+        return self._obj("GET", f"/licenses/{_seg(license_id)}")
+
+    def update_license(self, license_id: str, **fields: Any) -> JSONDict:
+        """Set ``seats``, ``expires_at`` (None: perpetual), ``features``, seat mode, roll-over."""
+        if "expires_at" in fields:
+            fields["expires_at"] = _time(fields["expires_at"])
+        if "features" in fields and fields["features"] is not None:
+            fields["features"] = list(fields["features"])
+        return self._obj("PATCH", f"/licenses/{_seg(license_id)}", json=fields)
+
+    def suspend_license(self, license_id: str) -> JSONDict:
+        """Suspend a license."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/suspend")
+
+    def resume_license(self, license_id: str) -> JSONDict:
+        """Resume a suspended license."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/resume")
+
+    def revoke_license(self, license_id: str) -> JSONDict:
+        """Revoke a license for good."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/revoke")
+
+    def set_password(self, license_id: str, password: str | None) -> JSONDict:
+        """Set (or with None remove) the activation password."""
+        return self._obj("PUT", f"/licenses/{_seg(license_id)}/password",
+                         json={"password": password})
+
+    def extend_license(self, license_id: str, *, days: int | None = None,
+                       until: datetime | str | None = None) -> JSONDict:
+        """Add ``days`` to a timed license, or move its end to ``until``."""
+        body = {"days": days} if days is not None else {"until": _time(until)}
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/extend", json=body)
+
+    def make_perpetual(self, license_id: str) -> JSONDict:
+        """Convert a license to perpetual."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/perpetual")
+
+    def cancel_subscription(self, license_id: str) -> JSONDict:
+        """Cancel a subscription (the license is suspended)."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/cancel")
+
+    # -- renewal codes, test codes, trials
+
+    def make_renewal_codes(self, days: int, *, product_id: str | None = None,
+                           license_id: str | None = None, count: int = 1) -> list[JSONDict]:
+        """Make renewal codes; returns them, each with its ``code`` (shown only here)."""
+        body: JSONDict = {"days": days, "count": count}
+        if product_id is not None:
+            body["product"] = product_id
+        if license_id is not None:
+            body["license_id"] = license_id
+        result: list[JSONDict] = self.request("POST", "/renewal-codes",
+                                              json=body)["renewal_codes"]
+        return result
+
+    def issue_renewal_codes(self, days: int, *, product_id: str | None = None,
+                            license_id: str | None = None, count: int = 1) -> list[str]:
+        """Make renewal codes; returns the codes only."""
+        return [str(c["code"]) for c in self.make_renewal_codes(
+            days, product_id=product_id, license_id=license_id, count=count)]
+
+    def list_renewal_codes(self, **params: Any) -> list[JSONDict]:
+        """Renewal codes (``product``, ``license_id``, ``limit``)."""
+        return self._list("/renewal-codes", "renewal_codes", params=params)
+
+    def issue_test_code(self, product_id: str, *, days: int = 1, **fields: Any) -> JSONDict:
+        """Issue a test code; the answer's ``license_key`` is the only copy."""
+        return self._obj("POST", f"/products/{_seg(product_id)}/test-codes",
+                         json={"days": days, **fields})
+
+    def list_test_codes(self, product_id: str) -> list[JSONDict]:
+        """The product's test codes."""
+        return self._list(f"/products/{_seg(product_id)}/test-codes", "licenses")
+
+    def reset_test_code(self, license_id: str) -> JSONDict:
+        """Reset a test code (activations removed, its days start again)."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/reset")
+
+    def list_trials(self, product_id: str) -> list[JSONDict]:
+        """The machines that used the product's trial."""
+        return self._list(f"/products/{_seg(product_id)}/trials", "trials")
+
+    def remove_trial(self, trial_id: str) -> JSONDict:
+        """Forget a trial machine (its trial license is revoked)."""
+        return self._obj("DELETE", f"/trials/{_seg(trial_id)}")
+
+    # -- activations, seats
+
+    def list_activations(self, license_id: str) -> list[JSONDict]:
+        """Activations of a license, removed ones included."""
+        return self._list(f"/licenses/{_seg(license_id)}/activations", "activations")
+
+    def remove_activation(self, activation_id: str) -> JSONDict:
+        """Remove an activation (frees its seat)."""
+        return self._obj("DELETE", f"/activations/{_seg(activation_id)}")
+
+    def leases(self, license_id: str) -> JSONDict:
+        """``{"license_id", "seats", "leases"}``: the live floating leases, earliest end first."""
+        return self._obj("GET", f"/licenses/{_seg(license_id)}/leases")
+
+    def list_leases(self, license_id: str) -> list[JSONDict]:
+        """The live floating leases of a license, earliest end first."""
+        result: list[JSONDict] = self.leases(license_id)["leases"]
+        return result
+
+    def lockout(self, license_id: str) -> JSONDict:
+        """A license's re-activation lock-out (activations in the period, until when)."""
+        return self._obj("GET", f"/licenses/{_seg(license_id)}/lockout")
+
+    def reset_lockout(self, *, license_id: str | None = None,
+                      address: str | None = None) -> JSONDict:
+        """Lift the lock-out of a license and/or a client address."""
+        body = {k: v for k, v in (("license_id", license_id), ("address", address)) if v}
+        return self._obj("POST", "/lockouts/reset", json=body)
+
+    # -- air-gapped activation (public routes: no admin key is sent)
+
+    def offline_respond(self, request_text: str) -> JSONDict:
+        """Answer an armored activation request; the answer holds the ``response`` block."""
+        result: JSONDict = self._call("POST", "/v1/offline/activations",
+                                      json={"request": request_text},
+                                      headers={"Authorization": None})
+        return result
+
+    def offline_deactivate(self, receipt_text: str) -> JSONDict:
+        """Take an armored deactivation receipt; frees the activation's seat."""
+        result: JSONDict = self._call("POST", "/v1/offline/deactivations",
+                                      json={"receipt": receipt_text},
+                                      headers={"Authorization": None})
+        return result
+
+    # -- end users, audit
+
+    def find_end_users(self, email: str) -> list[JSONDict]:
+        """End users with this email (ids and dates only)."""
+        return self._list("/end-users", "end_users", params={"email": email})
+
+    def export_end_user(self, end_user_id: str) -> JSONDict:
+        """Everything held about one end user."""
+        return self._obj("GET", f"/end-users/{_seg(end_user_id)}")
+
+    def erase_end_user(self, end_user_id: str) -> JSONDict:
+        """Erase one end user's personal data."""
+        return self._obj("POST", f"/end-users/{_seg(end_user_id)}/erase")
+
+    def audit(self, **params: Any) -> list[JSONDict]:
+        """The audit log, newest first (``limit``, ``before_id``, ``product``, ``license_id``)."""
+        return self._list("/audit", "entries", params=params)

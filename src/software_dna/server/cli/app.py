@@ -1,0 +1,102 @@
+"""The ``software-dna`` Typer application: every command group, ``--version``, exit codes.
+
+This is the only module that imports the command modules (one per noun);
+they import :mod:`._common`, :mod:`.backend`, :mod:`.command` and
+:mod:`.output`, never each other or this module.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import typer
+
+from software_dna.server.cli import (
+    activations,
+    audit,
+    end_users,
+    keys,
+    licenses,
+    lockouts,
+    offline,
+    products,
+    renewal_codes,
+    server,
+    test_codes,
+    trials,
+)
+from software_dna.server.cli._common import PROG
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name=PROG, no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="software_dna vendor tooling: the license server and its administration (products, "
+         "signing keys, licenses, activations, end users, audit log).\n\n"
+         "Vendor commands work on the server's database (SOFTWARE_DNA_SERVER_HOME, "
+         "DATABASE_URL) or, with --server-url (or SOFTWARE_DNA_SERVER_URL), through a "
+         "server's admin API. Exit status: 0 success, 1 refused / failed, 2 usage.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            number = version("software-dna")
+        except PackageNotFoundError:  # a source tree that was never installed
+            number = "unknown"
+        print(f"{PROG} {number}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="print the version and exit")] = False,
+) -> None:
+    """The root of the command tree (its options come before the command)."""
+
+
+app.add_typer(server.app)
+app.add_typer(products.app)
+app.add_typer(keys.app)
+app.add_typer(licenses.app)
+app.add_typer(activations.app)
+app.add_typer(end_users.app)
+app.command("audit", short_help="show the audit log")(audit.audit)
+app.add_typer(test_codes.app)
+app.add_typer(renewal_codes.app)
+app.add_typer(trials.app)
+app.add_typer(lockouts.app)
+app.add_typer(offline.app)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run ``software-dna`` with ``argv``; returns the command's exit status.
+
+    ``--help`` and ``--version`` raise ``SystemExit(0)``; a usage error prints
+    the usage and the error on stderr and raises ``SystemExit(2)``.
+    """
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with command.make_context(PROG, args) as ctx:
+            result = command.invoke(ctx)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.TyperException as exc:  # a usage error: the usage, then "Error: ..."
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"Error: {exc.format_message()}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0

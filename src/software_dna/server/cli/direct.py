@@ -1,0 +1,381 @@
+"""The vendor operations run on the server's database through the service layer.
+
+:class:`DirectBackend` has the signatures and JSON answers of
+:class:`~software_dna.server.adminclient.AdminClient` (see
+:class:`~software_dna.server.cli.backend.Backend`), so a command prints the
+same document whichever backend ran it. :func:`direct_backend` opens it for
+one command (one session) and turns a service refusal into
+:class:`~software_dna.server.cli._common.Refused`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from software_dna.server import services as service
+from software_dna.server.cli._common import PROG, CliError, JSONDict, Refused
+from software_dna.server.config import ConfigError, Settings
+from software_dna.server.db import SchemaError, check_schema, make_engine, make_session_factory
+from software_dna.server.schemas import (
+    ActivationOut,
+    AuditOut,
+    EndUserExport,
+    EndUserSummary,
+    KeyOut,
+    LicenseOut,
+    OfflineActivateOut,
+    OfflineDeactivateOut,
+    ProductOut,
+    RenewalCodeOut,
+    TrialOut,
+)
+from software_dna.server.services.leases import list_leases
+from software_dna.server.services.offline import deactivate_from_receipt, respond
+from software_dna.server.services.seats import lockout_status, reset_lockout
+from software_dna.wire.times import format_rfc3339, parse_rfc3339
+
+__all__ = ["DirectBackend", "direct_backend"]
+
+#: The actor the audit log records for the CLI.
+ACTOR = "cli"
+
+
+def _time(value: Any) -> str | None:
+    return format_rfc3339(value) if value is not None else None
+
+
+@contextmanager
+def direct_backend(data_dir: str | None, database_url: str | None) -> Iterator[DirectBackend]:
+    """A :class:`DirectBackend` on the database the options and the environment name.
+
+    Raises:
+        CliError: malformed settings, no database, a schema behind or ahead,
+            a database error.
+        Refused: the service refused an operation (the session is rolled back).
+    """
+    try:
+        backend = DirectBackend(Settings.load(home=data_dir, database_url=database_url))
+    except (ConfigError, SchemaError) as exc:
+        raise CliError(str(exc)) from None
+    try:
+        yield backend
+    except service.ServiceError as exc:
+        backend.rollback()
+        raise Refused(exc.code, exc.message, exc.details) from None
+    except (ConfigError, SchemaError) as exc:
+        backend.rollback()
+        raise CliError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        backend.rollback()
+        first = (str(exc).splitlines() or [""])[0]
+        raise CliError(f"database error: {type(exc).__name__}: {first}") from None
+    except BaseException:
+        backend.rollback()
+        raise
+    finally:
+        backend.close()
+
+
+def _check_database_exists(settings: Settings) -> None:
+    """SQLite: refuse (rather than create) a database file that is not there."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database).expanduser()
+    if not path.exists():
+        raise CliError(f"No server database at {path}: run `{PROG} server init` first, or "
+                       "point to it with --data-dir, DATABASE_URL or --server-url.")
+
+
+class DirectBackend:
+    """The vendor operations on the database (one session per command).
+
+    The master key is loaded only by the operations that need it (keys,
+    licenses, end users).
+
+    Raises (from every operation): ``ServiceError`` for a refusal.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        _check_database_exists(settings)
+        self._engine = make_engine(settings, pooled=False)
+        try:
+            check_schema(self._engine, settings)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._session: Session = make_session_factory(self._engine)()
+        self._ctx: service.Context | None = None
+
+    @property
+    def ctx(self) -> service.Context:
+        """The service context (loads the master key on first use)."""
+        if self._ctx is None:
+            self._ctx = service.Context.from_settings(self.settings)
+        return self._ctx
+
+    def close(self) -> None:
+        """Close the session and the engine."""
+        try:
+            self._session.close()
+        finally:
+            self._engine.dispose()
+
+    def rollback(self) -> None:
+        """Roll back after a refusal."""
+        self._session.rollback()
+
+    def _license(self, row: Any, key: str | None = None) -> JSONDict:
+        used = service.seats_in_use(self._session, row.id)
+        out = LicenseOut.model_validate(row, context={"seats_in_use": used}).model_dump(
+            mode="json")
+        if key is not None:
+            out["license_key"] = key
+        return out
+
+    # -- products
+
+    def create_product(self, product_id: str, **fields: Any) -> JSONDict:
+        """Create a product (``ProductIn`` fields)."""
+        return ProductOut.model_validate(service.create_product(
+            self._session, product_id=product_id, actor=ACTOR, **fields)).model_dump(mode="json")
+
+    def list_products(self) -> list[JSONDict]:
+        """Every product."""
+        return [ProductOut.model_validate(p).model_dump(mode="json")
+                for p in service.list_products(self._session)]
+
+    def get_product(self, product_id: str) -> JSONDict:
+        """One product."""
+        return ProductOut.model_validate(service.get_product(self._session, product_id)).model_dump(
+            mode="json")
+
+    def update_product(self, product_id: str, **fields: Any) -> JSONDict:
+        """Change a product (``ProductPatch`` fields)."""
+        return ProductOut.model_validate(service.update_product(
+            self._session, product_id, actor=ACTOR, **fields)).model_dump(mode="json")
+
+    # -- keys
+
+    def generate_key(self, product_id: str) -> JSONDict:
+        """Generate a signing key (the first becomes active)."""
+        service.get_product(self._session, product_id)  # 404 before loading the master key
+        return KeyOut.model_validate(service.generate_key(self._session, self.ctx, product_id,
+                                              actor=ACTOR)).model_dump(mode="json")
+
+    def list_keys(self, product_id: str) -> list[JSONDict]:
+        """The product's signing keys."""
+        return [KeyOut.model_validate(k).model_dump(mode="json")
+                for k in service.list_keys(self._session, product_id)]
+
+    def rotate_key(self, product_id: str, kid: str | None = None) -> JSONDict:
+        """Make a new (or the trusted ``kid``) key active; returns it."""
+        service.get_product(self._session, product_id)
+        key = service.rotate_key(self._session, self.ctx, product_id, kid=kid, actor=ACTOR)
+        return KeyOut.model_validate(key).model_dump(mode="json")
+
+    def retire_key(self, product_id: str, kid: str) -> JSONDict:
+        """Stop trusting a key; returns it."""
+        service.get_product(self._session, product_id)
+        return KeyOut.model_validate(service.retire_key(self._session, self.ctx, product_id, kid,
+                                            actor=ACTOR)).model_dump(mode="json")
+
+    def public_keys(self, product_id: str) -> list[str]:
+        """The ``k4.public`` keys to trust in the app, active first."""
+        return service.public_keys(self._session, product_id)
+
+    # -- licenses
+
+    def issue_license(self, product_id: str, *, seats: int = 1, **terms: Any) -> JSONDict:
+        """Issue a license (``LicenseIn`` fields); the answer holds ``license_key``."""
+        expires = terms.pop("expires_at", None)
+        if "expires_after_days" in terms:  # the API's name of the service's duration_days
+            terms["duration_days"] = terms.pop("expires_after_days")
+        service.get_product(self._session, product_id)
+        lic, key = service.issue_license(
+            self._session, self.ctx, product_id=product_id, seats=seats,
+            expires_at=parse_rfc3339(expires) if expires is not None else None,
+            actor=ACTOR, **terms)
+        return self._license(lic, key)
+
+    def list_licenses(self, product_id: str | None = None, **params: Any) -> list[JSONDict]:
+        """Licenses, newest first (``limit``)."""
+        return [self._license(lic) for lic in service.list_licenses(
+            self._session, product_id=product_id, limit=params.get("limit", 100))]
+
+    def get_license(self, license_id: str) -> JSONDict:
+        """One license."""
+        return self._license(service.get_license(self._session, license_id))
+
+    def update_license(self, license_id: str, **fields: Any) -> JSONDict:
+        """Set seats, ``expires_at`` (None: perpetual), features, seat mode, roll-over."""
+        if "expires_at" in fields and fields["expires_at"] is not None:
+            fields["expires_at"] = parse_rfc3339(fields["expires_at"])
+        return self._license(service.update_license(self._session, license_id, actor=ACTOR,
+                                                    **fields))
+
+    def suspend_license(self, license_id: str) -> JSONDict:
+        """Suspend a license."""
+        return self._license(service.suspend_license(self._session, license_id, actor=ACTOR))
+
+    def resume_license(self, license_id: str) -> JSONDict:
+        """Resume a suspended license."""
+        return self._license(service.resume_license(self._session, license_id, actor=ACTOR))
+
+    def revoke_license(self, license_id: str) -> JSONDict:
+        """Revoke a license for good."""
+        return self._license(service.revoke_license(self._session, license_id, actor=ACTOR))
+
+    def set_password(self, license_id: str, password: str | None) -> JSONDict:
+        """Set (or with None remove) the activation password."""
+        return self._license(service.set_license_password(self._session, license_id, password,
+                                                          actor=ACTOR))
+
+    def extend_license(self, license_id: str, *, days: int | None = None,
+                       until: Any = None) -> JSONDict:
+        """Add ``days`` to a timed license, or move its end to ``until`` (RFC 3339)."""
+        end = parse_rfc3339(until) if isinstance(until, str) else until
+        return self._license(service.extend_license(self._session, license_id, days=days,
+                                                    until=end, actor=ACTOR))
+
+    def make_perpetual(self, license_id: str) -> JSONDict:
+        """Convert a license to perpetual."""
+        return self._license(service.make_perpetual(self._session, license_id, actor=ACTOR))
+
+    def cancel_subscription(self, license_id: str) -> JSONDict:
+        """Cancel a subscription (the license is suspended)."""
+        return self._license(service.cancel_subscription(self._session, license_id,
+                                                         actor=ACTOR))
+
+    # -- renewal codes, test codes, trials
+
+    def make_renewal_codes(self, days: int, *, product_id: str | None = None,
+                           license_id: str | None = None, count: int = 1) -> list[JSONDict]:
+        """Make renewal codes, each with its ``code`` (shown only here)."""
+        made = service.issue_renewal_codes(self._session, self.ctx, days=days,
+                                           product_id=product_id, license_id=license_id,
+                                           count=count, actor=ACTOR)
+        return [RenewalCodeOut.model_validate(row, context={"code": code}).model_dump(mode="json")
+                for row, code in made]
+
+    def list_renewal_codes(self, **params: Any) -> list[JSONDict]:
+        """Renewal codes (``product``, ``license_id``)."""
+        rows = service.list_renewal_codes(self._session, product_id=params.get("product"),
+                                          license_id=params.get("license_id"))
+        return [RenewalCodeOut.model_validate(row, context={"code": None}).model_dump(mode="json")
+                for row in rows]
+
+    def issue_test_code(self, product_id: str, *, days: int = 1, **fields: Any) -> JSONDict:
+        """Issue a test code; the answer holds ``license_key``."""
+        lic, key = service.issue_test_code(
+            self._session, self.ctx, product_id=product_id, days=days,
+            features=fields.get("features"), password=fields.get("password"), actor=ACTOR)
+        return self._license(lic, key)
+
+    def list_test_codes(self, product_id: str) -> list[JSONDict]:
+        """The product's test codes."""
+        return [self._license(lic) for lic in service.list_test_codes(self._session,
+                                                                      product_id)]
+
+    def reset_test_code(self, license_id: str) -> JSONDict:
+        """Reset a test code."""
+        return self._license(service.reset_test_code(self._session, license_id, actor=ACTOR))
+
+    def list_trials(self, product_id: str) -> list[JSONDict]:
+        """The machines that used the product's trial."""
+        return [TrialOut.model_validate(t).model_dump(mode="json")
+                for t in service.list_trials(self._session, product_id)]
+
+    def remove_trial(self, trial_id: str) -> JSONDict:
+        """Forget a trial machine (its trial license is revoked)."""
+        return TrialOut.model_validate(service.remove_trial(self._session, trial_id,
+                                                actor=ACTOR)).model_dump(mode="json")
+
+    # -- activations, seats, air-gapped activation
+
+    def list_activations(self, license_id: str) -> list[JSONDict]:
+        """The license's activations, removed ones included."""
+        return [ActivationOut.model_validate(a).model_dump(mode="json")
+                for a in service.list_activations(self._session, license_id)]
+
+    def remove_activation(self, activation_id: str) -> JSONDict:
+        """Remove an activation (its seat is freed)."""
+        return ActivationOut.model_validate(service.remove_activation(
+            self._session, activation_id, actor=ACTOR)).model_dump(mode="json")
+
+    def leases(self, license_id: str) -> JSONDict:
+        """``{"license_id", "seats", "leases"}``: the live floating leases."""
+        lic = service.get_license(self._session, license_id)
+        return {"license_id": lic.id, "seats": lic.seats, "leases": [
+            {"activation_id": r.activation_id, "fingerprint_id": r.fingerprint_id,
+             "created_at": _time(r.created_at), "renewed_at": _time(r.renewed_at),
+             "expires_at": _time(r.expires_at)}
+            for r in list_leases(self._session, lic.id, service.utcnow())]}
+
+    def lockout(self, license_id: str) -> JSONDict:
+        """A license's re-activation lock-out."""
+        status = lockout_status(self._session, service.get_license(self._session, license_id))
+        return {"license_id": status.license_id,
+                "activations_in_period": status.activations_in_period,
+                "allowed": status.allowed, "period": status.period,
+                "locked_until": _time(status.locked_until)}
+
+    def reset_lockout(self, *, license_id: str | None = None,
+                      address: str | None = None) -> JSONDict:
+        """Lift the lock-out of a license and/or a client address."""
+        removed = reset_lockout(self._session, self.ctx, license_id=license_id, address=address,
+                                actor=ACTOR)
+        return {"removed": removed, "license_id": license_id}
+
+    def offline_respond(self, request_text: str) -> JSONDict:
+        """Answer an armored activation request."""
+        result = respond(self._session, self.ctx, request_text)
+        return OfflineActivateOut(
+            response=result.response, activation_id=result.activation_id,
+            license_id=result.license_id, product=result.product,
+            fingerprint_id=result.fingerprint_id, server_time=result.server_time,
+        ).model_dump(mode="json")
+
+    def offline_deactivate(self, receipt_text: str) -> JSONDict:
+        """Take an armored deactivation receipt."""
+        result = deactivate_from_receipt(self._session, self.ctx, receipt_text)
+        return OfflineDeactivateOut(
+            activation_id=result.activation_id, license_id=result.license_id,
+            product=result.product, deactivated_at=result.deactivated_at,
+            already_deactivated=result.already_deactivated, receipt=result.receipt,
+            nonce=result.nonce, server_time=result.server_time,
+        ).model_dump(mode="json")
+
+    # -- end users, audit
+
+    def find_end_users(self, email: str) -> list[JSONDict]:
+        """End users with this email (ids and dates only)."""
+        return [EndUserSummary(id=u.id, created_at=u.created_at, consent_at=u.consent_at,
+                               erased_at=u.erased_at).model_dump(mode="json")
+                for u in service.find_end_users(self._session, self.ctx, email)]
+
+    def export_end_user(self, end_user_id: str) -> JSONDict:
+        """Everything held about one end user."""
+        service.get_end_user(self._session, end_user_id)
+        data = service.export_end_user(self._session, self.ctx, end_user_id)
+        return EndUserExport.model_validate(data).model_dump(mode="json")
+
+    def erase_end_user(self, end_user_id: str) -> JSONDict:
+        """Erase one end user's personal data."""
+        service.get_end_user(self._session, end_user_id)
+        service.erase_end_user(self._session, self.ctx, end_user_id, actor=ACTOR)
+        return {"ok": True, "end_user_id": end_user_id}
+
+    def audit(self, **params: Any) -> list[JSONDict]:
+        """Audit entries, newest first (``limit``, ``product``, ``license_id``)."""
+        return [AuditOut.model_validate(e).model_dump(mode="json") for e in service.list_audit(
+            self._session, limit=params.get("limit", 50), product_id=params.get("product"),
+            license_id=params.get("license_id"))]

@@ -1,0 +1,184 @@
+"""``software-dna products``: create, list, show and configure products."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from software_dna.server.cli._common import (
+    OFF,
+    PROG,
+    CliError,
+    Json,
+    JSONDict,
+    choice,
+    duration,
+    feature_list,
+    limit_or_off,
+    non_negative_int,
+)
+from software_dna.server.cli.backend import Backend
+from software_dna.server.cli.command import vendor_command
+from software_dna.server.cli.output import print_line, print_listing, print_result, show_product
+
+__all__ = ["PROTECTIONS", "app"]
+
+#: The protection levels (the service validates; a test keeps both lists equal).
+PROTECTIONS = ("offline", "opportunistic", "mandatory")
+
+app = typer.Typer(
+    name="products", no_args_is_help=True, rich_markup_mode=None,
+    short_help="create, list, show and configure products",
+    help="Products and their licensing policy (refresh interval, offline grace period, "
+         "fingerprint tolerance, features, limited-mode features, activation password).")
+
+ProductArg = Annotated[str, typer.Argument(metavar="ID", help="the product id",
+                                           show_default=False)]
+Name = Annotated[str | None, typer.Option("--name", metavar="N", show_default=False,
+                                          help="display name (default: the id)")]
+Protection = Annotated[str | None, typer.Option(
+    "--protection", metavar="[offline|opportunistic|mandatory]", parser=choice(*PROTECTIONS),
+    show_default=False,
+    help="offline: never needs the server; opportunistic: refreshes when it can (default); "
+         "mandatory: must refresh within the grace period")]
+RefreshInterval = Annotated[int | None, typer.Option(
+    "--refresh-interval", metavar="SECONDS", parser=duration, show_default=False,
+    help="how often the app refreshes online (seconds, or 12h, 1d, ...; default 1d)")]
+Grace = Annotated[int | None, typer.Option(
+    "--offline-grace-period", "--offline-grace", metavar="SECONDS", parser=duration,
+    show_default=False,
+    help="how long a token stays valid after its refresh time when the server cannot be "
+         "reached (default 7d)")]
+Tolerance = Annotated[int | None, typer.Option(
+    "--fingerprint-tolerance", "--tolerance", metavar="N", parser=non_negative_int,
+    show_default=False, help="how many fingerprint components may change (0-16; default 1)")]
+Features = Annotated[str | None, typer.Option(
+    "--features", metavar="A,B", show_default=False,
+    help="features of a license issued without its own list (comma-separated; '' for none)")]
+LimitedFeatures = Annotated[str | None, typer.Option(
+    "--limited-features", metavar="A,B", show_default=False,
+    help="features left in limited mode, after an end user's data was erased ('' for none)")]
+PasswordRequired = Annotated[bool | None, typer.Option(
+    "--password-required/--no-password-required", show_default=False,
+    help="every license needs an activation password")]
+TrialDays = Annotated[int | None, typer.Option(
+    "--trial-days", metavar="N", parser=non_negative_int, show_default=False,
+    help="the app may start a trial of N days once per machine (0: no trial)")]
+TestCodeLimit = Annotated[int | None, typer.Option(
+    "--test-code-limit", metavar="N", parser=non_negative_int, show_default=False,
+    help="test codes live at once (default 5)")]
+LeaseTime = Annotated[int | None, typer.Option(
+    "--lease-time", "--lease-duration", metavar="SECONDS", parser=duration, show_default=False,
+    help="how long a floating lease lasts without a heartbeat (5s-1d; default 15m)")]
+ReactivationLimit = Annotated[str | None, typer.Option(
+    "--reactivation-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
+    show_default=False,
+    help="re-activations a license may have per period on top of its seats; past it "
+         "activation is locked (default off)")]
+ReactivationPeriod = Annotated[int | None, typer.Option(
+    "--reactivation-period", metavar="SECONDS", parser=duration, show_default=False,
+    help="the lock-out window (1h-366d; default 30d)")]
+AddressLimit = Annotated[str | None, typer.Option(
+    "--address-activation-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
+    show_default=False,
+    help="new activations one client address may make per period (default off)")]
+
+
+def _policy(**options: Any) -> JSONDict:
+    """The policy options given, as the admin API's fields (an ``off`` limit is None)."""
+    fields: JSONDict = {}
+    for name, given in options.items():
+        if given is None:
+            continue
+        if name in ("features", "limited_features"):
+            fields[name] = feature_list(given)
+        elif name in ("reactivation_limit", "address_activation_limit"):
+            fields[name] = None if given == OFF else int(given)
+        else:
+            fields[name] = given
+    return fields
+
+
+@app.command("create", short_help="create a product")
+@vendor_command
+def create(backend: Backend, *, product: ProductArg, name: Name = None,
+           protection: Protection = None, refresh_interval: RefreshInterval = None,
+           offline_grace_period: Grace = None, fingerprint_tolerance: Tolerance = None,
+           features: Features = None, limited_features: LimitedFeatures = None,
+           password_required: PasswordRequired = None, trial_days: TrialDays = None,
+           test_code_limit: TestCodeLimit = None, lease_duration: LeaseTime = None,
+           reactivation_limit: ReactivationLimit = None,
+           reactivation_period: ReactivationPeriod = None,
+           address_activation_limit: AddressLimit = None, as_json: Json = False) -> int:
+    """Create a product. ID is what the app is built with (LicenseClient(product=ID)):
+    1-64 characters a-z 0-9 . _ -"""
+    fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
+                     offline_grace_period=offline_grace_period,
+                     fingerprint_tolerance=fingerprint_tolerance, features=features,
+                     limited_features=limited_features, password_required=password_required,
+                     trial_days=trial_days, test_code_limit=test_code_limit,
+                     lease_duration=lease_duration, reactivation_limit=reactivation_limit,
+                     reactivation_period=reactivation_period,
+                     address_activation_limit=address_activation_limit)
+    made = backend.create_product(product, **fields)
+    print_result(made, as_json=as_json, headline=f"Created product {made.get('id')}.",
+                 show=show_product)
+    if not as_json:
+        print_line(f"Next: `{PROG} keys generate {made.get('id')}`.")
+    return 0
+
+
+@app.command("list", short_help="list the products")
+@vendor_command
+def list_(backend: Backend, *, as_json: Json = False) -> int:
+    """List every product."""
+    print_listing(
+        {"products": backend.list_products()}, "products", as_json=as_json,
+        empty=f"No products yet: `{PROG} products create ID --name NAME`.",
+        headers=["ID", "NAME", "PROTECTION", "REFRESH", "GRACE", "TOLERANCE", "FEATURES",
+                 "PASSWORD"],
+        row=lambda p: [p.get("id"), p.get("name"), p.get("protection"),
+                       p.get("refresh_interval"), p.get("offline_grace_period"),
+                       p.get("fingerprint_tolerance"), p.get("features"),
+                       "required" if p.get("password_required") else "optional"],
+    )
+    return 0
+
+
+@app.command("show", short_help="show one product")
+@vendor_command
+def show(backend: Backend, *, product: ProductArg, as_json: Json = False) -> int:
+    """Show a product and its policy."""
+    print_result(backend.get_product(product), as_json=as_json, show=show_product)
+    return 0
+
+
+@app.command("configure", short_help="change a product's policy")
+@vendor_command
+def configure(backend: Backend, *, product: ProductArg, name: Name = None,
+              protection: Protection = None, refresh_interval: RefreshInterval = None,
+              offline_grace_period: Grace = None, fingerprint_tolerance: Tolerance = None,
+              features: Features = None, limited_features: LimitedFeatures = None,
+              password_required: PasswordRequired = None, trial_days: TrialDays = None,
+              test_code_limit: TestCodeLimit = None, lease_duration: LeaseTime = None,
+              reactivation_limit: ReactivationLimit = None,
+              reactivation_period: ReactivationPeriod = None,
+              address_activation_limit: AddressLimit = None, as_json: Json = False) -> int:
+    """Change a product's settings; options not given stay as they are. Tokens issued from
+    now on use the new settings."""
+    fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
+                     offline_grace_period=offline_grace_period,
+                     fingerprint_tolerance=fingerprint_tolerance, features=features,
+                     limited_features=limited_features, password_required=password_required,
+                     trial_days=trial_days, test_code_limit=test_code_limit,
+                     lease_duration=lease_duration, reactivation_limit=reactivation_limit,
+                     reactivation_period=reactivation_period,
+                     address_activation_limit=address_activation_limit)
+    if not fields:
+        raise CliError("Nothing to change: give at least one option (see --help).", code=2)
+    updated = backend.update_product(product, **fields)
+    print_result(updated, as_json=as_json, show=show_product,
+                 headline=f"Updated product {updated.get('id')} ({', '.join(sorted(fields))}); "
+                          "tokens issued from now on use the new settings.")
+    return 0
