@@ -36,7 +36,7 @@ def run(app: str, **options: Any) -> None:
     config = _Config(app, **options)
     server = uvicorn.Server(config=config)
     if config.workers > 1:
-        from uvicorn.supervisors import Multiprocess  # lazy: multiprocessing only with workers
+        from uvicorn.supervisors import Multiprocess  # noqa: PLC0415  # lazy: only with workers
 
         sock = config.bind_socket()
         try:

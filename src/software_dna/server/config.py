@@ -80,7 +80,7 @@ class ConfigError(Exception):
 
 def default_home() -> Path:
     """The default data folder: platformdirs' user data dir ``software-dna-server``."""
-    import platformdirs  # lazy: only when no data folder is configured
+    import platformdirs  # noqa: PLC0415  # lazy: only when no data folder is configured
 
     return Path(platformdirs.user_data_dir("software-dna-server", appauthor=False))
 
