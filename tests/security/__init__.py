@@ -1,4 +1,4 @@
-"""The reliability and security suite (issue 5): one module per family of attacks or faults.
+"""The reliability and security suite: one module per family of attacks or faults.
 
 Every module holds pytest tests named after the attack, plus a ``family(scale)``
 function that runs the whole family and counts the cases (``Tally``): a short

@@ -63,7 +63,7 @@ class ClientState:
         self._clock = clock
         self._store: Store | None = None
         product = self.product
-        # The rollback witness: a second file elsewhere (see rollback.py).
+        # A second file, kept elsewhere, that notices the store being rolled back.
         self.guard = RollbackGuard(product, lambda: _fp.machine_secret(product))
         self._witness_ok = False
         self._loaded: tuple[tuple[int, int, int], StoredDocument] | None = None

@@ -1,4 +1,4 @@
-"""license kinds, trials, evaluations, test codes, timed licenses and renewal (issue 7)
+"""license kinds, trials, evaluations, test codes, timed licenses and renewal
 
 Revision ID: 0002
 Revises: 0001

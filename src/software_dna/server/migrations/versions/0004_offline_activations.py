@@ -1,4 +1,4 @@
-"""air-gapped activations (issue 7): ``activations.offline``
+"""air-gapped activations: ``activations.offline``
 
 Revision ID: 0004
 Revises: 0003
