@@ -21,8 +21,11 @@ lint: $(STAMP)
 
 typecheck: lint
 
+# Four workers even on two cores: most of the time is spent waiting on server
+# subprocesses and the database. loadfile keeps a module (and its module-scoped
+# server) on one worker.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist loadfile
 
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
 stress: $(STAMP)
