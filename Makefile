@@ -21,11 +21,11 @@ lint: $(STAMP)
 
 typecheck: lint
 
-# Four workers even on two cores: most of the time is spent waiting on server
-# subprocesses and the database. loadfile keeps a module (and its module-scoped
-# server) on one worker.
+# Four workers even on two cores: much of the time is spent waiting on server
+# subprocesses and the database. loadgroup keeps the tests that share a
+# module-scoped server on one worker (tests/conftest.py) and spreads the rest.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 4 --dist loadfile
+	$(BIN)/python -m pytest -n 4 --dist loadgroup
 
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
 stress: $(STAMP)
