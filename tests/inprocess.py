@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -141,21 +141,19 @@ class InProcessApp:
 class ASGIAdapter(requests.adapters.HTTPAdapter):
     """A ``requests`` transport adapter that sends every request to an :class:`InProcessApp`.
 
+    Args:
+        target: returns the app to send to, or None while there is none (the
+            server is stopped or offline): the request then fails with
+            ``requests.exceptions.ConnectionError``, as a refused connection does.
+            Asked at every request, so the adapter follows a server's restarts.
+
     Mount it on a session for the server's URL (``session.mount(url, adapter)``).
-    While :attr:`online` is False every request fails with
-    ``requests.exceptions.ConnectionError``, as a refused connection does.
     Closing the adapter (``session.close()``) leaves the app running.
     """
 
-    def __init__(self, target: InProcessApp, *, online: Any = None) -> None:
+    def __init__(self, target: Callable[[], InProcessApp | None]) -> None:
         super().__init__()
         self.target = target
-        self._online = online
-
-    @property
-    def online(self) -> bool:
-        """Whether requests reach the app (a callable given as ``online`` decides)."""
-        return True if self._online is None else bool(self._online())
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, verify: Any = True, cert: Any = None,
@@ -163,11 +161,12 @@ class ASGIAdapter(requests.adapters.HTTPAdapter):
         """Run ``request`` through the app and wrap its answer as a ``requests.Response``.
 
         Raises:
-            requests.exceptions.ConnectionError: the server is offline.
+            requests.exceptions.ConnectionError: the server is stopped or offline.
         """
-        if not self.online:
+        target = self.target()
+        if target is None:
             raise requests.exceptions.ConnectionError(
-                f"connection refused: the in-process server at {request.url} is offline",
+                f"connection refused: the in-process server at {request.url} is not running",
                 request=request)
         body = request.body
         if body is None:
@@ -178,7 +177,7 @@ class ASGIAdapter(requests.adapters.HTTPAdapter):
             payload = body.encode("utf-8")
         else:  # a file or an iterable of chunks
             payload = body.read() if hasattr(body, "read") else b"".join(body)
-        status, headers, content = self.target.request(
+        status, headers, content = target.request(
             request.method or "GET", request.url or "/", request.headers, payload)
         header_dict = HTTPHeaderDict()
         for name, value in headers:
@@ -252,10 +251,8 @@ class InProcessServer(LocalServer):
         return self._admin
 
     def adapter(self) -> ASGIAdapter:
-        """A new transport adapter to this server (follows :attr:`online`)."""
-        if self._target is None:
-            raise RuntimeError("the in-process server is not started")
-        return ASGIAdapter(self._target, online=lambda: self.online)
+        """A new transport adapter to this server (follows :attr:`online` and restarts)."""
+        return ASGIAdapter(lambda: self._target if self.online else None)
 
     def mount(self, session: requests.Session) -> requests.Session:
         """Route ``session``'s requests to :attr:`url` into this server; returns ``session``."""
@@ -274,7 +271,6 @@ class InProcessServer(LocalServer):
         app = create_app(self.settings)
         self._app = app
         self._target = InProcessApp(app)
-        self.online = True
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
