@@ -1,7 +1,8 @@
 """Shared pytest configuration.
 
 Fixtures that start the reference server live in ``tests/fixtures_server.py``
-and are loaded as a plugin, so every test module can use them.
+(a subprocess) and ``tests/inprocess.py`` (the app in this process) and are
+loaded as plugins, so every test module can use them.
 """
 
 import os
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_server"]
+pytest_plugins = ["tests.fixtures_server", "tests.inprocess"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,13 @@ from .netfaults import OfflineSwitch
 from .test_client_e2e import App, new_product
 
 
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 def wait_for(condition: object, timeout: float = 15.0) -> None:
     assert callable(condition)
     deadline = time.monotonic() + timeout

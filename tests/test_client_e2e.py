@@ -33,6 +33,14 @@ from software_dna.server.local import AdminClient, LocalServer
 
 from .netfaults import OfflineSwitch, free_port
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 EMAIL = "ana.lovelace@example.com"
 COMPANY = "Analytical Engines Ltd"
 

@@ -18,6 +18,14 @@ from software_dna import LeaseExpired, LicenseClient, NoSeatsLeft, SeatMode
 from software_dna.server.local import LocalServer, free_port
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 __all__ = ["make_app"]  # the fixture, imported for this module
 
 

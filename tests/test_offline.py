@@ -36,6 +36,14 @@ from software_dna.fingerprint import Fingerprint
 from software_dna.server.local import AdminClient, LocalServer
 from tests.identifiers import appears, raw_identifiers
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 EMAIL = "grace.hopper@example.com"
 
 
