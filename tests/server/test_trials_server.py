@@ -35,6 +35,14 @@ from tests.server.test_cli_vendor import Runner, _clean_env, _init
 
 from ..inprocess import InProcessServer
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """For the CLI's remote mode, which opens its own connections: a real socket,
+    the app in this process behind uvicorn on a thread."""
+    return threaded_server
+
+
 DAY = timedelta(days=1)
 
 
