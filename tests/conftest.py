@@ -1,7 +1,8 @@
 """Shared pytest configuration.
 
 Fixtures that start the reference server live in ``tests/fixtures_server.py``
-and are loaded as a plugin, so every test module can use them.
+(a subprocess) and ``tests/inprocess.py`` (the app in this process) and are
+loaded as plugins, so every test module can use them.
 """
 
 import os
@@ -9,7 +10,19 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_server"]
+pytest_plugins = ["tests.fixtures_server", "tests.inprocess"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest-xdist --dist loadgroup``: a module's tests that share a
+    module-scoped fixture (a server) run on one worker, so it starts once; every
+    other test is free to run on any worker."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,15 @@ import pytest
 from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
 from software_dna.server.testing import LocalServer
 
+from .netfaults import OfflineSwitch
 from .test_client_e2e import App, new_product
+
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
 
 
 def wait_for(condition: object, timeout: float = 15.0) -> None:
@@ -23,10 +31,11 @@ def wait_for(condition: object, timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
-def test_survives_ten_failures_then_reports_recovery(tmp_path: Path) -> None:
-    with LocalServer(tmp_path / "srv") as server:
+def test_survives_ten_failures_then_reports_recovery(server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    with OfflineSwitch(server.url) as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
-        app = App(server, product, keys, tmp_path / "app", timeout=0.5)
+        app = App(server, product, keys, tmp_path / "app", timeout=0.5, server_url=switch.url)
         app.client.activate(server.admin.issue_license(product)["license_key"])
         errors: list[LicenseError] = []
         changes: list[tuple[License | None, License | None]] = []
@@ -46,7 +55,7 @@ def test_survives_ten_failures_then_reports_recovery(tmp_path: Path) -> None:
         checker = app.client.start_periodic_check(0.05, on_change=on_change, on_error=on_error,
                                                   max_backoff=0.05)
         assert checker.last_license is not None
-        server.stop()
+        switch.offline()
         app.offset = timedelta(seconds=90)  # refresh due while the server is down
         wait_for(lambda: checker.consecutive_failures >= 10)
         assert checker.running
@@ -55,7 +64,7 @@ def test_survives_ten_failures_then_reports_recovery(tmp_path: Path) -> None:
             assert all(isinstance(e, ServerUnreachable) for e in errors)
             assert changes and changes[0][1] is not None
             assert changes[0][1].offline_grace_ends_at is not None  # reported: in grace
-        server.start()
+        switch.online()
         app.offset = timedelta(0)
         wait_for(lambda: checker.consecutive_failures == 0)
         wait_for(lambda: any(new is not None and new.offline_grace_ends_at is None
@@ -75,26 +84,24 @@ def test_survives_ten_failures_then_reports_recovery(tmp_path: Path) -> None:
             app.client.check()
 
 
-def test_reports_erasure_as_a_change(tmp_path: Path) -> None:
-    with LocalServer(tmp_path / "srv") as server:
-        product, keys = new_product(server.admin)
-        app = App(server, product, keys, tmp_path / "app")
-        app.client.activate(server.admin.issue_license(product)["license_key"],
-                            email="x@example.com", consent=True)
-        seen: list[License | None] = []
-        with app.client.start_periodic_check(0.05, on_change=lambda o, n: seen.append(n)):
-            user = server.admin.find_end_users("x@example.com")[0]
-            server.admin.erase_end_user(user["id"])
-            wait_for(lambda: any(n is not None and n.mode is Mode.LIMITED for n in seen))
+def test_reports_erasure_as_a_change(server: LocalServer, tmp_path: Path) -> None:
+    product, keys = new_product(server.admin)
+    app = App(server, product, keys, tmp_path / "app")
+    app.client.activate(server.admin.issue_license(product)["license_key"],
+                        email="x@example.com", consent=True)
+    seen: list[License | None] = []
+    with app.client.start_periodic_check(0.05, on_change=lambda o, n: seen.append(n)):
+        user = server.admin.find_end_users("x@example.com")[0]
+        server.admin.erase_end_user(user["id"])
+        wait_for(lambda: any(n is not None and n.mode is Mode.LIMITED for n in seen))
 
 
-def test_bad_arguments(tmp_path: Path) -> None:
+def test_bad_arguments(server: LocalServer, tmp_path: Path) -> None:
     from software_dna.client.periodic import PeriodicCheck
 
-    with LocalServer(tmp_path / "srv") as server:
-        product, keys = new_product(server.admin)
-        app = App(server, product, keys, tmp_path / "app")
-        with pytest.raises(ValueError):
-            PeriodicCheck(app.client, 0)
-        with pytest.raises(ValueError):
-            PeriodicCheck(app.client, 1, jitter=2)
+    product, keys = new_product(server.admin)
+    app = App(server, product, keys, tmp_path / "app")
+    with pytest.raises(ValueError):
+        PeriodicCheck(app.client, 0)
+    with pytest.raises(ValueError):
+        PeriodicCheck(app.client, 1, jitter=2)

@@ -32,6 +32,16 @@ from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminClient
 from software_dna.server.testing import LocalServer
 
+from .netfaults import OfflineSwitch, free_port
+
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 EMAIL = "ana.lovelace@example.com"
 COMPANY = "Analytical Engines Ltd"
 
@@ -190,23 +200,23 @@ def test_no_seats_left_then_deactivate_frees_it(
     assert two.client.activate(key).mode is Mode.FULL
 
 
-def test_revoked_while_offline_stays_revoked(tmp_path: Path) -> None:
-    with LocalServer(tmp_path / "srv") as server:
+def test_revoked_while_offline_stays_revoked(server: LocalServer, tmp_path: Path) -> None:
+    with OfflineSwitch(server.url) as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
         issued = server.admin.issue_license(product)
-        app = App(server, product, keys, tmp_path / "app")
+        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
         app.client.activate(issued["license_key"])
-        server.stop()
+        switch.offline()
         app.offset = timedelta(seconds=90)  # refresh due
         assert app.client.check().offline_grace_ends_at is not None  # offline, in grace
-        server.start()
+        switch.online()
         server.admin.revoke_license(issued["id"])
-        server.stop()
+        switch.offline()
         assert app.restart().check().offline_grace_ends_at is not None  # still offline
-        server.start()
+        switch.online()
         with pytest.raises(LicenseRevoked):
             app.restart().check()  # first contact stores the revocation
-        server.stop()
+        switch.offline()
         for _ in range(2):
             with pytest.raises(LicenseRevoked):
                 app.restart().check()  # offline again: still revoked
@@ -226,13 +236,13 @@ def test_suspend_then_resume(server: LocalServer, make_app: Callable[..., App]) 
     assert app.restart().check().mode is Mode.FULL  # a stored suspension asks the server again
 
 
-def test_grace_then_expired_then_recovered(tmp_path: Path) -> None:
-    with LocalServer(tmp_path / "srv") as server:
+def test_grace_then_expired_then_recovered(server: LocalServer, tmp_path: Path) -> None:
+    with OfflineSwitch(server.url) as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=60)
         issued = server.admin.issue_license(product)
-        app = App(server, product, keys, tmp_path / "app")
+        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
         app.client.activate(issued["license_key"])
-        server.stop()
+        switch.offline()
         app.offset = timedelta(seconds=90)  # past refresh_by, inside the grace
         lic = app.restart().check()
         assert lic.offline_grace_ends_at is not None
@@ -242,7 +252,7 @@ def test_grace_then_expired_then_recovered(tmp_path: Path) -> None:
             app.restart().check()
         with pytest.raises(ServerUnreachable):
             app.client.refresh()
-        server.start()
+        switch.online()
         app.offset = timedelta(0)
         assert app.client.refresh().offline_grace_ends_at is None
         assert app.restart().check().offline_grace_ends_at is None
@@ -276,8 +286,6 @@ def test_replayed_validation_answer_refused(
 
 def offline_app(app: App) -> LicenseClient:
     """The same app and store, with the server unreachable (a port nobody listens on)."""
-    from .netfaults import free_port
-
     app.args["server_url"] = f"http://127.0.0.1:{free_port()}"
     return app.restart()
 
@@ -376,29 +384,30 @@ def test_settings_follow_the_user_and_work_offline(
     assert desktop.client.settings == {"theme": "light"}
 
 
-def test_clock_that_ran_ahead_recovers_through_the_server(tmp_path: Path) -> None:
+def test_clock_that_ran_ahead_recovers_through_the_server(server: LocalServer,
+                                                         tmp_path: Path) -> None:
     """A clock once days ahead (then corrected) must not lock a paying user out."""
-    with LocalServer(tmp_path / "srv") as server:
+    with OfflineSwitch(server.url) as switch:
         product, keys = new_product(server.admin)
         key = server.admin.issue_license(product)["license_key"]
-        app = App(server, product, keys, tmp_path / "app")
+        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
         app.client.activate(key)
-        server.stop()
+        switch.offline()
         app.offset = timedelta(days=9)  # the clock runs ahead while offline
         with pytest.raises(LicenseExpired):
             app.restart().check()
         app.offset = timedelta(0)  # corrected
         with pytest.raises(ClockTampered):
             app.restart().check()  # offline, the SDK cannot tell who is right
-        server.start()
+        switch.online()
         assert app.restart().check().mode is Mode.FULL  # the server's signed time settles it
         assert app.restart().check().offline_grace_ends_at is None
         # Another store of the same product on this machine works too.
-        other = App(server, product, keys, tmp_path / "app2")
+        other = App(server, product, keys, tmp_path / "app2", server_url=switch.url)
         other.client.activate(key)
         assert other.restart().check().mode is Mode.FULL
         # A clock set back *now* is still refused offline, even after the server was seen.
-        server.stop()
+        switch.offline()
         app.offset = -timedelta(days=3)
         with pytest.raises(ClockTampered):
             app.restart().check()

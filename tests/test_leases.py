@@ -18,6 +18,14 @@ from software_dna import LeaseExpired, LicenseClient, NoSeatsLeft, SeatMode
 from software_dna.server.testing import LocalServer, free_port
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 __all__ = ["make_app"]  # the fixture, imported for this module
 
 
@@ -31,6 +39,14 @@ def floating(server: LocalServer, seats: int = 1, **policy: Any) -> tuple[str, l
 
 def leases(server: LocalServer, license_id: str) -> list[dict[str, Any]]:
     return server.admin.list_leases(license_id)
+
+
+def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until ``condition()`` holds (polled every 0.1 s), failing after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def test_checkout_checkin_and_close(server: LocalServer, make_app: Callable[..., App]) -> None:
@@ -126,7 +142,9 @@ def test_heartbeat_keeps_the_lease_and_a_lapsed_one_frees_the_seat(
     first = one.client.checkout()
     assert first.lease_expires_at is not None
     try:
-        time.sleep(6)  # unrenewed, the lease would have lapsed 1 s ago
+        # Until the first lease's end has passed: unrenewed, it would have lapsed.
+        lapsed_at = first.lease_expires_at + timedelta(seconds=0.5)
+        until(lambda: datetime.now(timezone.utc) > lapsed_at)
         assert checker.running and errors == []
         assert checker.last_license is not None
         renewed = checker.last_license.lease_expires_at
@@ -139,7 +157,7 @@ def test_heartbeat_keeps_the_lease_and_a_lapsed_one_frees_the_seat(
     lease_end = leases(server, license_id)[0]["expires_at"]
     wait = (datetime.fromisoformat(lease_end.replace("Z", "+00:00"))
             - datetime.now(timezone.utc)).total_seconds()
-    time.sleep(max(0.0, wait) + 1.2)
+    until(lambda: leases(server, license_id) == [], timeout=max(0.0, wait) + 10)
     assert leases(server, license_id) == []
     taken = two.client.activate(key)
     assert taken.lease_expires_at is not None

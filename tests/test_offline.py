@@ -37,6 +37,14 @@ from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
 from tests.identifiers import appears, raw_identifiers
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 EMAIL = "grace.hopper@example.com"
 
 

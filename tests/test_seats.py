@@ -33,6 +33,16 @@ from software_dna.server.testing import LocalServer, free_port
 from tests.smtp import Mailbox
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
+from .inprocess import ThreadedServer
+
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 __all__ = ["make_app"]  # the fixture, imported for this module
 
 
@@ -201,7 +211,7 @@ def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loca
     with Mailbox() as box:
         env = {"SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(box.port),
                "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": "no-reply@acme.test"}
-        with LocalServer(tmp_path_factory.mktemp("mail-server"), env=env) as srv:
+        with ThreadedServer(tmp_path_factory.mktemp("mail-server"), env=env) as srv:
             yield srv, box
 
 

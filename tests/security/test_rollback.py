@@ -37,6 +37,14 @@ from tests.security._family import Scale, Tally
 from tests.security._tokenlab import PRODUCT, Lab
 from tests.test_client_e2e import EMAIL, App, new_product
 
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """The SDK opens its own connections, so a real socket, but no server process is
+    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    return threaded_server
+
+
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 

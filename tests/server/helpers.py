@@ -13,8 +13,10 @@ from typing import Any
 import requests
 
 from software_dna.license import License, verify_token
+from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import verify_receipt
 from software_dna.wire.paseto import PublicKey
+from tests.inprocess import InProcessServer
 
 COMPONENTS = ("machine_id", "os_arch", "mac", "hostname", "cpu")
 
@@ -53,12 +55,28 @@ def check_receipt(receipt: str, public_keys: Iterable[str], product: str) -> dic
     return verify_receipt(receipt, keyset(public_keys), product)
 
 
-class Api:
-    """The end-user routes, as the SDK calls them."""
+def session_for(server: LocalServer) -> requests.Session:
+    """A ``requests.Session`` that reaches ``server`` (mounted on it when it is in-process)."""
+    if isinstance(server, InProcessServer):
+        return server.session()
+    return requests.Session()
 
-    def __init__(self, url: str) -> None:
+
+class Api:
+    """The end-user routes, as the SDK calls them.
+
+    ``http``: the session to send with (default a new one); an in-process
+    server needs one from :func:`session_for` (or :meth:`for_server`).
+    """
+
+    def __init__(self, url: str, http: requests.Session | None = None) -> None:
         self.url = url
-        self.http = requests.Session()
+        self.http = http if http is not None else requests.Session()
+
+    @classmethod
+    def for_server(cls, server: LocalServer) -> Api:
+        """An :class:`Api` to ``server``, a subprocess or an in-process one."""
+        return cls(server.url, session_for(server))
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -1,4 +1,8 @@
-"""Activation, validation, deactivation and settings over real HTTP, on SQLite and PostgreSQL."""
+"""Activation, validation, deactivation and settings over HTTP, on SQLite and PostgreSQL.
+
+The app runs in-process (tests/inprocess.py): every request goes through the real
+app and database, without a socket.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Mode
 from tests.server.helpers import Api, check_receipt, check_token, error_code, fingerprint
 
+from ..inprocess import InProcessServer
+
 
 @dataclass
 class Product:
@@ -22,9 +28,18 @@ class Product:
     keys: list[str]
 
 
+@pytest.fixture(scope="module")
+def any_server(tmp_path_factory: pytest.TempPathFactory,
+               database_url: str) -> Iterator[LocalServer]:
+    """Only the HTTP API is tested here: the app in-process on ``database_url``."""
+    with InProcessServer(tmp_path_factory.mktemp("any-server"),
+                         database_url=database_url) as srv:
+        yield srv
+
+
 @pytest.fixture
 def api(any_server: LocalServer) -> Iterator[Api]:
-    client = Api(any_server.url)
+    client = Api.for_server(any_server)
     yield client
     client.close()
 
@@ -127,7 +142,7 @@ def test_concurrent_activations_never_exceed_seats(any_server: LocalServer,
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        client = Api(any_server.url)
+        client = Api.for_server(any_server)
         try:
             status = client.activate(product.id, key, machine=f"c{i}").status_code
         finally:

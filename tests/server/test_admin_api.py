@@ -1,4 +1,7 @@
-"""The admin API's object management (products, licenses, passwords, audit) on SQLite."""
+"""The admin API's object management (products, licenses, passwords, audit) on SQLite.
+
+Through the HTTP API of the app in-process (tests/inprocess.py).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,19 @@ from software_dna.server.adminclient import AdminError
 from software_dna.server.testing import LocalServer
 from tests.server.helpers import Api, check_token, error_code
 
+from ..inprocess import InProcessServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """Only the HTTP API is tested here: the app in-process (no subprocess, no socket)."""
+    with InProcessServer(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
+
 
 @pytest.fixture
 def api(server: LocalServer) -> Iterator[Api]:
-    client = Api(server.url)
+    client = Api.for_server(server)
     yield client
     client.close()
 

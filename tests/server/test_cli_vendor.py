@@ -1,8 +1,9 @@
 """The vendor commands of the ``software-dna`` CLI, end to end.
 
 In process (``main([...])`` with capsys) on a fresh SQLite data folder set
-up by ``software-dna server init``; through the admin API of a real server
-over HTTP (:class:`LocalServer`); and in a real subprocess.
+up by ``software-dna server init``; through the admin API over HTTP (the app
+in this process behind uvicorn on a thread, tests/inprocess.py); and in a real
+subprocess.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.testing import LocalServer, free_port
 from tests.fixtures_server import PgDatabases
+
+from ..inprocess import ThreadedServer
 
 GROUPS = {
     "products": ["create", "list", "show", "configure"],
@@ -203,12 +206,12 @@ def sdna(home: Path, capsys: pytest.CaptureFixture[str],
 
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """A real license server over HTTP (its own data folder)."""
+    """The license server over HTTP (its own data folder; the app in this process)."""
     folder = tmp_path_factory.mktemp("vendor-remote")
     with pytest.MonkeyPatch.context() as mp:
         for name in ENV_CLEARED:
             mp.delenv(name, raising=False)
-        with LocalServer(folder / "server") as srv:
+        with ThreadedServer(folder / "server") as srv:
             yield srv
 
 

@@ -1,4 +1,7 @@
-"""Erasure (nothing left in the database) and signing-key rotation, on SQLite and PostgreSQL."""
+"""Erasure (nothing left in the database) and signing-key rotation, on SQLite and PostgreSQL.
+
+Through the HTTP API of the app in-process (tests/inprocess.py).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,28 @@ from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Mode
 from tests.server.helpers import Api, check_receipt, check_token, error_code
 
+from ..inprocess import InProcessServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """Only the HTTP API is tested here: the app in-process (no subprocess, no socket)."""
+    with InProcessServer(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def any_server(tmp_path_factory: pytest.TempPathFactory,
+               database_url: str) -> Iterator[LocalServer]:
+    """Only the HTTP API is tested here: the app in-process on ``database_url``."""
+    with InProcessServer(tmp_path_factory.mktemp("any-server"),
+                         database_url=database_url) as srv:
+        yield srv
+
 
 @pytest.fixture
 def api(any_server: LocalServer) -> Iterator[Api]:
-    client = Api(any_server.url)
+    client = Api.for_server(any_server)
     yield client
     client.close()
 
@@ -194,7 +215,7 @@ def test_rotation(any_server: LocalServer, api: Api) -> None:
 
 def test_sqlite_secure_delete_and_wal(server: LocalServer) -> None:
     """The SQLite database is in WAL mode with secure_delete and foreign keys on."""
-    api = Api(server.url)
+    api = Api.for_server(server)
     try:
         pid = "wal-" + secrets.token_hex(3)
         server.admin.setup_product(pid)

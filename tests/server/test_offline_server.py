@@ -26,6 +26,14 @@ from software_dna.wire.claims import Protection
 from software_dna.wire.paseto import SecretKey
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
+from ..inprocess import ThreadedServer
+
+
+@pytest.fixture(scope="module")
+def any_server(threaded_any_server: LocalServer) -> LocalServer:
+    """The app in this process behind a real socket (the CLI's remote mode opens its own)."""
+    return threaded_any_server
+
 PASSWORD = "correct horse"
 
 
@@ -326,7 +334,8 @@ def test_a_used_request_cannot_come_back_after_deactivation(any_server: LocalSer
 
 
 def test_offline_activation_attempts_are_rate_limited(tmp_path: Path) -> None:
-    with LocalServer(tmp_path, rate_limit_attempts=3, rate_limit_address_attempts=100) as srv:
+    with ThreadedServer(tmp_path, rate_limit_attempts=3,
+                        rate_limit_address_attempts=100) as srv:
         product, _, issued = setup(srv)
         codes = [error(post(srv, "activations", {"request": make_request(
             product, issued["license_key"], password="guess")[0]})) for _ in range(4)]

@@ -1,5 +1,6 @@
 """Password reset by email on the server: a real SMTP server (aiosmtpd) on 127.0.0.1,
-the real license server over HTTP, and the mail module with STARTTLS."""
+the license server's HTTP API (the app in-process, tests/inprocess.py), and the mail
+module with STARTTLS."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import sqlalchemy as sa
 from software_dna.server.config import Settings
 from software_dna.server.mail import MailError, MailUnavailable, send_mail
 from software_dna.server.testing import LocalServer, free_port
-from tests.server.helpers import Api, error_code
+from tests.server.helpers import Api, error_code, session_for
 from tests.smtp import Mailbox, self_signed
+
+from ..inprocess import InProcessServer
 
 SENDER = "licenses@vendor.example"
 CODE_RE = re.compile(r"Your reset code: ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})")
@@ -35,13 +38,13 @@ def mail_server(tmp_path_factory: pytest.TempPathFactory,
                 mailbox: Mailbox) -> Iterator[LocalServer]:
     env = {"SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(mailbox.port),
            "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": SENDER}
-    with LocalServer(tmp_path_factory.mktemp("reset"), env=env) as srv:
+    with InProcessServer(tmp_path_factory.mktemp("reset"), env=env) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def api(mail_server: LocalServer) -> Iterator[Api]:
-    client = Api(mail_server.url)
+    client = Api.for_server(mail_server)
     yield client
     client.close()
 
@@ -60,14 +63,16 @@ def setup_license(srv: LocalServer, api: Api, *, email: str | None,
 
 
 def ask(srv: LocalServer, pid: str, key: str) -> requests.Response:
-    return requests.post(f"{srv.url}/v1/password-resets",
+    with session_for(srv) as http:
+        return http.post(f"{srv.url}/v1/password-resets",
                          json={"product": pid, "license_key": key}, timeout=30)
 
 
 def confirm(srv: LocalServer, pid: str, key: str, code: str,
             new_password: str = "new secret") -> requests.Response:
-    return requests.post(f"{srv.url}/v1/password-resets/confirm", timeout=30, json={
-        "product": pid, "license_key": key, "code": code, "new_password": new_password})
+    with session_for(srv) as http:
+        return http.post(f"{srv.url}/v1/password-resets/confirm", timeout=30, json={
+            "product": pid, "license_key": key, "code": code, "new_password": new_password})
 
 
 def mailed_code(box: Mailbox, count: int) -> tuple[str, Any]:
@@ -168,7 +173,8 @@ def test_refusals(mail_server: LocalServer, api: Api) -> None:
     url = f"{mail_server.url}/v1/password-resets"
     for body in ({}, {"product": pid, "license_key": 5}, {"product": pid, "license_key": "k",
                                                           "extra": 1}):
-        bad = requests.post(url, json=body, timeout=30)
+        with session_for(mail_server) as http:
+            bad = http.post(url, json=body, timeout=30)
         assert bad.status_code == 400 and error_code(bad) == "invalid_request"
     for code, password in (("<script>", "x"), ("A" * 40, "x"), ("ABCD", ""),
                            ("ABCD", "p" * 257)):
@@ -217,8 +223,8 @@ def test_mail_failures_are_mail_errors(tmp_path: Path) -> None:
 def test_server_answers_503_when_mail_fails_and_keeps_no_code(tmp_path: Path) -> None:
     env = {"SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(free_port()),
            "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": SENDER}
-    with LocalServer(tmp_path / "srv", env=env) as srv:
-        client = Api(srv.url)
+    with InProcessServer(tmp_path / "srv", env=env) as srv:
+        client = Api.for_server(srv)
         try:
             pid, lic = setup_license(srv, client, email="lost@example.com")
             failed = ask(srv, pid, lic["license_key"])
@@ -232,8 +238,8 @@ def test_server_answers_503_when_mail_fails_and_keeps_no_code(tmp_path: Path) ->
                 engine.dispose()
         finally:
             client.close()
-    with LocalServer(tmp_path / "nomail") as srv:  # no SMTP configured at all
-        client = Api(srv.url)
+    with InProcessServer(tmp_path / "nomail") as srv:  # no SMTP configured at all
+        client = Api.for_server(srv)
         try:
             pid, lic = setup_license(srv, client, email="someone@example.com")
             off = ask(srv, pid, lic["license_key"])

@@ -1,4 +1,8 @@
-"""Activation attempts are rate limited in the database: per license and per client address."""
+"""Activation attempts are rate limited in the database: per license and per client address.
+
+One app in-process (tests/inprocess.py), restarted on the same database; two
+uvicorn workers on PostgreSQL sharing the counters.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,16 @@ from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PgDatabases
 from tests.server.helpers import Api, error_code
 
+from ..inprocess import InProcessServer
+
 
 def test_rate_limit_per_license_and_address(tmp_path: Path) -> None:
-    with LocalServer(tmp_path, rate_limit_attempts=3, rate_limit_address_attempts=8,
-                     rate_limit_window=120) as srv:
+    with InProcessServer(tmp_path, rate_limit_attempts=3, rate_limit_address_attempts=8,
+                         rate_limit_window=120) as srv:
         pid = "rl-" + secrets.token_hex(3)
         srv.admin.setup_product(pid)
         key = srv.admin.issue_license(pid, password="right")["license_key"]
-        api = Api(srv.url)
+        api = Api.for_server(srv)
         try:
             for _ in range(3):
                 assert error_code(api.activate(pid, key, password="guess")) == "wrong_password"

@@ -27,6 +27,12 @@ from tests.fixtures_server import PgDatabases
 from tests.server.helpers import Api, check_receipt, check_token, error_code, fingerprint, nonce
 
 
+@pytest.fixture(scope="module")
+def any_server(threaded_any_server: LocalServer) -> LocalServer:
+    """The app in this process behind a real socket (the CLI's remote mode opens its own)."""
+    return threaded_any_server
+
+
 def new_product(srv: LocalServer, **policy: Any) -> tuple[str, list[str]]:
     pid = "s-" + secrets.token_hex(4)
     return pid, srv.admin.setup_product(pid, **policy)

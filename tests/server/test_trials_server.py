@@ -1,7 +1,8 @@
 """Trials, test codes, terms and renewal on the server: HTTP API, CLI, migration 0002.
 
-Over real HTTP on SQLite and PostgreSQL (``any_server``), the vendor CLI in
-direct and remote mode, and revision 0002 up and down on both backends.
+The HTTP API on SQLite and PostgreSQL (``any_server``: the app in-process,
+tests/inprocess.py), the vendor CLI in direct and remote mode (over real HTTP),
+and revision 0002 up and down on both backends.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ from tests.server.helpers import (
 )
 from tests.server.test_cli_vendor import Runner, _clean_env, _init
 
+from ..inprocess import InProcessServer
+
+
+@pytest.fixture(scope="module")
+def server(threaded_server: LocalServer) -> LocalServer:
+    """For the CLI's remote mode, which opens its own connections: a real socket,
+    the app in this process behind uvicorn on a thread."""
+    return threaded_server
+
+
 DAY = timedelta(days=1)
 
 
@@ -43,9 +54,18 @@ class Product:
     keys: list[str]
 
 
+@pytest.fixture(scope="module")
+def any_server(tmp_path_factory: pytest.TempPathFactory,
+               database_url: str) -> Iterator[LocalServer]:
+    """Only the HTTP API is tested here: the app in-process on ``database_url``."""
+    with InProcessServer(tmp_path_factory.mktemp("any-server"),
+                         database_url=database_url) as srv:
+        yield srv
+
+
 @pytest.fixture
 def api(any_server: LocalServer) -> Iterator[Api]:
-    client = Api(any_server.url)
+    client = Api.for_server(any_server)
     yield client
     client.close()
 
@@ -120,7 +140,7 @@ def test_concurrent_trial_requests_make_one_trial(
     lock = threading.Lock()
 
     def one() -> None:
-        client = Api(any_server.url)
+        client = Api.for_server(any_server)
         try:
             barrier.wait(timeout=10)
             answer = start_trial(client, product.id, "racer")
@@ -320,7 +340,7 @@ def test_one_renewal_code_redeemed_once_under_a_race(
     statuses: list[int] = []
 
     def one(body: dict[str, Any]) -> None:
-        client = Api(any_server.url)
+        client = Api.for_server(any_server)
         try:
             barrier.wait(timeout=10)
             statuses.append(renew(client, body["activation_id"], body["activation_secret"],
@@ -337,11 +357,11 @@ def test_one_renewal_code_redeemed_once_under_a_race(
 
 
 def test_renewal_codes_are_rate_limited(tmp_path: Path) -> None:
-    with LocalServer(tmp_path / "srv", rate_limit_attempts=3) as server:
+    with InProcessServer(tmp_path / "srv", rate_limit_attempts=3) as server:
         pid = "p-" + secrets.token_hex(4)
         server.admin.setup_product(pid)
         issued = server.admin.issue_license(pid, expires_at=datetime.now(timezone.utc) + DAY)
-        api = Api(server.url)
+        api = Api.for_server(server)
         try:
             body = api.activate(pid, issued["license_key"]).json()
             statuses = [renew(api, body["activation_id"], body["activation_secret"],
