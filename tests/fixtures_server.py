@@ -23,7 +23,9 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from software_dna.server.testing import LocalServer
 
@@ -34,8 +36,6 @@ class PgDatabases:
     """Creates fresh PostgreSQL databases and drops them all at :meth:`drop_all`."""
 
     def __init__(self, admin_url: str) -> None:
-        import psycopg
-
         self.admin_url = admin_url
         self._conn = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
         self._prefix = f"sdna_test_{os.getpid()}_{secrets.token_hex(3)}"
@@ -43,7 +43,6 @@ class PgDatabases:
 
     def create(self) -> str:
         """A new empty database; returns its SQLAlchemy URL (``postgresql+psycopg://``)."""
-        from psycopg import sql
 
         name = f"{self._prefix}_{len(self._names)}"
         self._conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -53,7 +52,6 @@ class PgDatabases:
 
     def drop_all(self) -> None:
         """Terminate connections to, and drop, every database made here."""
-        from psycopg import sql
 
         for name in self._names:
             self._conn.execute(

@@ -1,7 +1,6 @@
 """A real SMTP server on 127.0.0.1 for tests (aiosmtpd), keeping every mail it receives.
 
 ::
-
     with Mailbox() as box:              # plain SMTP on 127.0.0.1:box.port
         ...                             # the server sends mail there
         mail = box.wait_for(1)[0]       # an email.message.EmailMessage
@@ -24,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from software_dna.server.testing import free_port
 
@@ -75,10 +78,6 @@ class Mailbox:
 
 def self_signed(folder: Path) -> tuple[ssl.SSLContext, Path]:
     """A server TLS context with a fresh self-signed certificate for 127.0.0.1, and its PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
+from software_dna.client.periodic import PeriodicCheck
 from software_dna.server.testing import LocalServer
 
 from .netfaults import OfflineSwitch
@@ -97,8 +98,6 @@ def test_reports_erasure_as_a_change(server: LocalServer, tmp_path: Path) -> Non
 
 
 def test_bad_arguments(server: LocalServer, tmp_path: Path) -> None:
-    from software_dna.client.periodic import PeriodicCheck
-
     product, keys = new_product(server.admin)
     app = App(server, product, keys, tmp_path / "app")
     with pytest.raises(ValueError):

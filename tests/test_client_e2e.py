@@ -16,6 +16,7 @@ from software_dna import (
     ActivationError,
     ClockTampered,
     ConsentRequired,
+    InvalidToken,
     LicenseClient,
     LicenseExpired,
     LicenseRevoked,
@@ -28,6 +29,7 @@ from software_dna import (
     UnknownLicenseKey,
     WrongPassword,
 )
+from software_dna.client.transport import HTTPTransport, Response
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminClient
 from software_dna.server.testing import LocalServer
@@ -159,8 +161,6 @@ def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
 def test_lost_answer_retry_takes_one_seat(
     server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from software_dna.client.transport import HTTPTransport, Response
-
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, seats=1)["license_key"]
     app = make_app(product, keys)
@@ -261,9 +261,6 @@ def test_grace_then_expired_then_recovered(server: LocalServer, tmp_path: Path) 
 def test_replayed_validation_answer_refused(
     server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from software_dna import InvalidToken
-    from software_dna.client.transport import HTTPTransport, Response
-
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
     app.client.activate(server.admin.issue_license(product)["license_key"])

@@ -8,6 +8,8 @@ OS) is fed to the same readers through a fake file-system root.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -22,6 +24,7 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
+import machineid
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -232,7 +235,6 @@ def test_constructor_copies_mappings() -> None:
 def test_machine_id_is_py_machineid_raw_id() -> None:
     if not (Path("/etc/machine-id").exists() or Path("/var/lib/dbus/machine-id").exists()):
         pytest.skip("no machine-id file here; py-machineid would shell out")
-    import machineid
 
     expected = machineid.id().lower()
     if fp._placeholder_reason(expected) is not None:
@@ -324,9 +326,6 @@ def test_fake_machine_full_quality(fake: FakeMachine) -> None:
 
 
 def test_component_hash_is_the_documented_hmac() -> None:
-    import hashlib
-    import hmac
-
     key = hmac.new(b"software_dna/fingerprint/v1", b"acme-editor", hashlib.sha256).digest()
     digest = hmac.new(key, b"hostname\0build-01", hashlib.sha256).digest()
     expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -641,8 +640,6 @@ def test_other_os_uses_py_machineid(fake: FakeMachine, monkeypatch: pytest.Monke
 
 
 def test_other_os_machineid_failure(fake: FakeMachine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import machineid
-
     def not_found() -> str:
         raise machineid.MachineIdNotFound("failed")
 

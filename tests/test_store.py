@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import platformdirs
 import pytest
 
 import software_dna.store as store_module
@@ -215,8 +216,6 @@ def test_store_path_for_refuses_empty(tmp_path: Path) -> None:
 
 
 def test_default_store_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import platformdirs
-
     monkeypatch.setenv("SOFTWARE_DNA_HOME", str(tmp_path / "home"))
     assert default_store_dir("Editor", "Example") == tmp_path / "home"
     monkeypatch.delenv("SOFTWARE_DNA_HOME")
@@ -234,7 +233,6 @@ def test_default_store_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_user_dir_is_platformdirs(monkeypatch: pytest.MonkeyPatch, kind: Literal["data", "state"],
                                   xdg: str | None, home: str | None) -> None:
     """user_dir() (no platformdirs import on Linux) gives platformdirs' folder."""
-    import platformdirs
 
     variable = "XDG_DATA_HOME" if kind == "data" else "XDG_STATE_HOME"
     for name, value in ((variable, xdg), ("HOME", home)):

@@ -14,19 +14,23 @@ from typing import Any
 import pytest
 
 from software_dna import (
+    InvalidToken,
     Kind,
     License,
+    LicenseClient,
     LicenseExpired,
     LicenseSuspended,
     RenewalRefused,
 )
 from software_dna.client.periodic import PeriodicCheck
-from software_dna.fingerprint import Fingerprint
+from software_dna.fingerprint import Fingerprint, collect
 from software_dna.server.adminclient import AdminError
 from software_dna.server.testing import LocalServer
-from software_dna.wire.paseto import SecretKey
+from software_dna.wire.claims import _sign_claims, loads_strict
+from software_dna.wire.paseto import SecretKey, untrusted_message
 
 from .test_client_e2e import App, new_product, offline_app, other_machine
+from .tokens import make_token
 
 
 @pytest.fixture(scope="module")
@@ -275,10 +279,7 @@ def test_on_change_sees_the_warning_the_resume_and_the_stop(
 
 def _claims_token(key: SecretKey, fp: Fingerprint, **changes: Any) -> str:
     """A token signed the way the server signs, with claims changed (None: removed)."""
-    from software_dna.wire.claims import _sign_claims, loads_strict
-    from software_dna.wire.paseto import untrusted_message
 
-    from .tokens import make_token
 
     claims = loads_strict(untrusted_message(make_token(
         key, "timed", fp, license_expires_at=utcnow() + 3 * DAY + timedelta(hours=1))))
@@ -291,9 +292,6 @@ def _claims_token(key: SecretKey, fp: Fingerprint, **changes: Any) -> str:
 
 
 def test_kind_claim_defaults_to_full_and_is_strict(tmp_path: Path) -> None:
-    from software_dna import InvalidToken, LicenseClient
-    from software_dna.fingerprint import collect
-
     key = SecretKey.generate()
     fp = collect("timed")
     client = LicenseClient(product="timed", public_keys=[key.public_key.to_paserk()],

@@ -25,6 +25,7 @@ from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminError
 from software_dna.server.testing import LocalServer
 
+from .netfaults import free_port
 from .test_client_e2e import App, new_product, offline_app, other_machine
 
 
@@ -177,7 +178,6 @@ def test_a_failed_activation_leaves_the_trial_as_it_was(
     with pytest.raises(WrongPassword):
         app.client.activate(guarded["license_key"], password="wrong")
     # The server cannot be reached: nothing changes either.
-    from .netfaults import free_port
 
     app.args["server_url"] = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServerUnreachable):

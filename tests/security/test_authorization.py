@@ -34,7 +34,9 @@ from typing import Any
 
 import pytest
 import requests
+from fastapi.routing import iter_route_contexts
 
+from software_dna.server.app import create_app
 from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
@@ -302,9 +304,7 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
 
 
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
-    from fastapi.routing import iter_route_contexts
 
-    from software_dna.server.app import create_app
 
     app = create_app(server.settings)
     try:

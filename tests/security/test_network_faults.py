@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.server
+import ipaddress
 import json
 import ssl
 import tempfile
@@ -35,7 +36,7 @@ from software_dna import (
     ServerUnreachable,
     WrongProduct,
 )
-from tests.netfaults import silent_server, trickle_server
+from tests.netfaults import garbage_server, silent_server, trickle_server
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import OTHER_PRODUCT, PRODUCT, Lab
 
@@ -68,7 +69,6 @@ class CA:
 
     def issue(self, host: str, *, expired: bool = False) -> tuple[bytes, bytes]:
         """A server certificate for ``host`` (DNS name or IP): (cert PEM, key PEM)."""
-        import ipaddress
 
         key = ec.generate_private_key(ec.SECP256R1())
         try:
@@ -274,13 +274,11 @@ def family(scale: Scale) -> Tally:
                     tally.check(ok and _falls_back(client), f"{name}: {error!r} in {took:.1f} s")
                 lab.close()
             lab = Lab(Path(folder) / f"garbage-{round_}")
-            with contextlib.suppress(Exception):
-                from tests.netfaults import garbage_server
-                with garbage_server(200, b"[1, 2") as url:
-                    client = _stored_client(lab, url)
-                    error, _ = _refresh_outcome(client)
-                    tally.check(isinstance(error, ServerError) and _falls_back(client),
-                                f"200 with garbage: {error!r}")
+            with contextlib.suppress(Exception), garbage_server(200, b"[1, 2") as url:
+                client = _stored_client(lab, url)
+                error, _ = _refresh_outcome(client)
+                tally.check(isinstance(error, ServerError) and _falls_back(client),
+                            f"200 with garbage: {error!r}")
             lab.close()
     return tally
 

@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from software_dna import LicenseClient
 from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
+from tests.server.helpers import fingerprint, nonce
 
 EXAMPLES = int(os.environ.get("SDNA_SCHEMA_EXAMPLES", "8"))
 
@@ -92,8 +94,6 @@ def test_replayed_requests_are_documented(schema_server: LocalServer, tmp_path: 
     These answers come only when the generated input repeats an earlier one,
     which is why schemathesis met them now and then: the flaky failure.
     """
-    from software_dna import LicenseClient
-    from tests.server.helpers import fingerprint, nonce
 
     srv = schema_server
     product = "replay-product"

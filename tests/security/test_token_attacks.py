@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +37,7 @@ from software_dna import (
     WrongProduct,
 )
 from software_dna.license import verify_token
-from software_dna.wire.claims import Mode
+from software_dna.wire.claims import Mode, sign_receipt
 from software_dna.wire.paseto import PublicKey, SecretKey
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import OTHER_PRODUCT, PRODUCT, Lab, b64, days, mutants, unb64
@@ -70,8 +71,6 @@ def _jwt(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None) -
 
 
 def _public_key_forms(key: SecretKey) -> dict[str, bytes]:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     public = key.public_key
     raw = public.raw
     crypto = Ed25519PublicKey.from_public_bytes(raw)
@@ -203,8 +202,6 @@ def test_token_for_another_machine(lab: Lab) -> None:
 
 
 def test_receipt_in_place_of_a_license(lab: Lab) -> None:
-    from software_dna.wire.claims import sign_receipt
-
     receipt = sign_receipt(lab.key, product=PRODUCT, activation_id="act_1", result="ok",
                            nonce="n" * 16, server_time=datetime.now(timezone.utc))
     assert refused(lab.check_stored(receipt))

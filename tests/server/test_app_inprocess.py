@@ -10,6 +10,7 @@ import pytest
 from software_dna.server.app import create_app
 from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
+from software_dna.server.crypto import create_master_key_file
 from software_dna.server.db import SchemaError
 from software_dna.server.services import hotpath
 
@@ -38,7 +39,6 @@ def test_unexpected_fault_is_a_json_500(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_app_refuses_a_database_without_schema(tmp_path: Path) -> None:
     settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path)})
-    from software_dna.server.crypto import create_master_key_file
 
     create_master_key_file(settings.key_file)
     with pytest.raises(SchemaError, match="software-dna server migrate"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import secrets
 import sys
@@ -22,7 +23,7 @@ from software_dna.server import cli
 from software_dna.server.cli import _common
 from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
-from software_dna.wire.claims import Protection
+from software_dna.wire.claims import Protection, sign_receipt
 from software_dna.wire.paseto import SecretKey
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
@@ -285,7 +286,6 @@ def test_forged_receipts_are_refused(any_server: LocalServer) -> None:
     }
     # A receipt signed by a random key, claiming this activation.
     stranger = SecretKey.generate()
-    from software_dna.wire.claims import sign_receipt
 
     token = sign_receipt(stranger, product=product, activation_id=act_id, result="deactivated",
                          nonce=nonce(), server_time=datetime.now(timezone.utc))
@@ -347,7 +347,6 @@ def test_offline_activation_attempts_are_rate_limited(tmp_path: Path) -> None:
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
             *argv: str, stdin: str = "") -> tuple[int, str, str]:
-    import io
 
     for name in ("DATABASE_URL", "SOFTWARE_DNA_MASTER_KEY", "SOFTWARE_DNA_MASTER_KEY_FILE",
                  _common.ENV_SERVER_URL, _common.ENV_ADMIN_KEY):

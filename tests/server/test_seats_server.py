@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from alembic import command
 
 from software_dna.server import cli
 from software_dna.server.adminclient import AdminError
+from software_dna.server.config import Settings
+from software_dna.server.db import alembic_config, make_engine
 from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import SeatMode
 from software_dna.wire.times import parse_rfc3339
@@ -408,10 +411,7 @@ def test_direct_cli_matches_the_api(any_server: LocalServer, api: Api) -> None:
 
 
 def test_migration_0003_up_and_down(tmp_path: Path, fresh_database_url: str) -> None:
-    from alembic import command
 
-    from software_dna.server.config import Settings
-    from software_dna.server.db import alembic_config, make_engine
 
     settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path),
                                   "DATABASE_URL": fresh_database_url})

@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from alembic import command
 
 from software_dna.server.adminclient import AdminError
 from software_dna.server.config import Settings
+from software_dna.server.db import alembic_config, make_engine
 from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import Kind
 from software_dna.wire.times import parse_rfc3339
@@ -518,9 +520,7 @@ def test_cli_trials_list_and_remove(sdna: Runner, server: LocalServer,
 
 
 def test_migration_0002_up_and_down(tmp_path: Path, fresh_database_url: str) -> None:
-    from alembic import command
 
-    from software_dna.server.db import alembic_config, make_engine
 
     settings = Settings.from_env({"DATABASE_URL": fresh_database_url,
                                   "SOFTWARE_DNA_SERVER_HOME": str(tmp_path)})
