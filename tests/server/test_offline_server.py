@@ -25,7 +25,7 @@ from software_dna.server import cli, cli_vendor
 from software_dna.server.local import LocalServer
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
-from ..inprocess import ThreadedServer
+from ..threaded import ThreadedServer
 
 
 @pytest.fixture(scope="module")
