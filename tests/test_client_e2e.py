@@ -40,7 +40,7 @@ from .netfaults import OfflineSwitch, free_port
 @pytest.fixture(scope="module")
 def server(threaded_server: LocalServer) -> LocalServer:
     """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
     return threaded_server
 
 

@@ -22,7 +22,7 @@ from tests.test_client_e2e import App, make_app, new_product, other_machine
 @pytest.fixture(scope="module")
 def server(threaded_server: LocalServer) -> LocalServer:
     """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
     return threaded_server
 
 

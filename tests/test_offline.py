@@ -41,7 +41,7 @@ from tests.identifiers import appears, raw_identifiers
 @pytest.fixture(scope="module")
 def server(threaded_server: LocalServer) -> LocalServer:
     """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
     return threaded_server
 
 

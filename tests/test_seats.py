@@ -33,13 +33,13 @@ from software_dna.server.testing import LocalServer, free_port
 from tests.smtp import Mailbox
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
-from .inprocess import ThreadedServer
+from .threaded import ThreadedServer
 
 
 @pytest.fixture(scope="module")
 def server(threaded_server: LocalServer) -> LocalServer:
     """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/inprocess.py)."""
+    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
     return threaded_server
 
 

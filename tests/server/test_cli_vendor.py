@@ -2,7 +2,7 @@
 
 In process (``main([...])`` with capsys) on a fresh SQLite data folder set
 up by ``software-dna server init``; through the admin API over HTTP (the app
-in this process behind uvicorn on a thread, tests/inprocess.py); and in a real
+in this process behind uvicorn on a thread, tests/threaded.py); and in a real
 subprocess.
 """
 
@@ -34,7 +34,7 @@ from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.testing import LocalServer, free_port
 from tests.fixtures_server import PgDatabases
 
-from ..inprocess import ThreadedServer
+from ..threaded import ThreadedServer
 
 GROUPS = {
     "products": ["create", "list", "show", "configure"],

@@ -27,7 +27,7 @@ from software_dna.wire.claims import Protection, sign_receipt
 from software_dna.wire.paseto import SecretKey
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
-from ..inprocess import ThreadedServer
+from ..threaded import ThreadedServer
 
 
 @pytest.fixture(scope="module")
