@@ -246,10 +246,8 @@ class InProcessServer(LocalServer):
     def admin(self) -> AdminClient:
         """An admin client whose session reaches the in-process app."""
         if self._admin is None:
-            admin = AdminClient(self.url, self.admin_key)
-            # The admin client takes no session or transport yet: mount on its own one.
-            self.mount(admin._session)
-            self._admin = admin
+            self._admin = AdminClient(self.url, self.admin_key,
+                                      session=self.mount(requests.Session()))
         return self._admin
 
     def adapter(self) -> ASGIAdapter:

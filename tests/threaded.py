@@ -20,9 +20,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from software_dna.server.api import create_app
+from software_dna.server.app import create_app
 from software_dna.server.config import Settings
-from software_dna.server.local import LocalServer
+from software_dna.server.testing import LocalServer
 
 __all__ = ["ThreadedServer"]
 

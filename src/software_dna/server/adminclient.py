@@ -78,12 +78,16 @@ class AdminClient:
         url: the server's base URL (``http://`` or ``https://``).
         admin_key: the admin API key (``sdna_admin_…``).
         timeout: seconds to wait for each answer.
+        session: the ``requests.Session`` to send with (tests mount an in-process
+            transport adapter on one); a new one by default. The client sets
+            its ``Authorization`` header and closes it in :meth:`close`.
     """
 
-    def __init__(self, url: str, admin_key: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, admin_key: str, *, timeout: float = 30.0,
+                 session: requests.Session | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._session = requests.Session()
+        self._session = session if session is not None else requests.Session()
         self._session.headers["Authorization"] = f"Bearer {admin_key}"
 
     def close(self) -> None:
