@@ -28,7 +28,7 @@ import requests
 
 from software_dna.server import cli
 from software_dna.server import services as service
-from software_dna.server.cli import _common, direct, products
+from software_dna.server.cli import _common, direct
 from software_dna.server.config import Settings
 from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.testing import LocalServer, free_port
@@ -829,10 +829,6 @@ def test_in_a_real_process(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert key not in listed.stdout
     assert "…-" + key[-4:] in listed.stdout
-
-
-def test_protection_levels_match_the_service() -> None:
-    assert products.PROTECTIONS == service.PROTECTIONS
 
 
 def test_an_unexpected_failure_is_one_line(sdna: Runner, monkeypatch: pytest.MonkeyPatch) -> None:

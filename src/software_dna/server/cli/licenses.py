@@ -34,11 +34,10 @@ from software_dna.server.cli.output import (
     print_table,
     show_license,
 )
+from software_dna.server.domain.seats import SEAT_MODES
+from software_dna.server.domain.terms import ISSUABLE_KINDS
 
-__all__ = ["SEAT_MODES", "app"]
-
-#: What a seat is (the service validates).
-SEAT_MODES = ("machine", "user", "floating")
+__all__ = ["app"]
 
 app = typer.Typer(
     name="licenses", no_args_is_help=True, rich_markup_mode=None,
@@ -51,7 +50,7 @@ Features = Annotated[str | None, typer.Option(
     "--features", metavar="A,B", show_default=False,
     help="entitlements (default: the product's features; '' for none)")]
 SeatMode = Annotated[str | None, typer.Option(
-    "--seat-mode", metavar="[machine|user|floating]", parser=choice(*SEAT_MODES),
+    "--seat-mode", metavar=f"[{'|'.join(SEAT_MODES)}]", parser=choice(*SEAT_MODES),
     show_default=False,
     help="what a seat is: a computer (machine, default), a person (user), or a concurrent "
          "lease (floating)")]
@@ -77,7 +76,7 @@ def issue(
         "--prefix", metavar="ACME", show_default=False,
         help="1-12 characters A-Z 0-9 in front of the key")] = None,
     kind: Annotated[str, typer.Option(
-        "--kind", metavar="[full|evaluation]", parser=choice("full", "evaluation"),
+        "--kind", metavar=f"[{'|'.join(ISSUABLE_KINDS)}]", parser=choice(*ISSUABLE_KINDS),
         help="full or evaluation (needs --expires-after-days 1-60)")] = "full",
     expires_after_days: Annotated[int | None, typer.Option(
         "--expires-after-days", metavar="N", parser=in_range(1, 3650), show_default=False,

@@ -21,11 +21,9 @@ from software_dna.server.cli._common import (
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
 from software_dna.server.cli.output import print_line, print_listing, print_result, show_product
+from software_dna.server.domain.tokens import PROTECTIONS
 
-__all__ = ["PROTECTIONS", "app"]
-
-#: The protection levels (the service validates; a test keeps both lists equal).
-PROTECTIONS = ("offline", "opportunistic", "mandatory")
+__all__ = ["app"]
 
 app = typer.Typer(
     name="products", no_args_is_help=True, rich_markup_mode=None,
@@ -38,7 +36,7 @@ ProductArg = Annotated[str, typer.Argument(metavar="ID", help="the product id",
 Name = Annotated[str | None, typer.Option("--name", metavar="N", show_default=False,
                                           help="display name (default: the id)")]
 Protection = Annotated[str | None, typer.Option(
-    "--protection", metavar="[offline|opportunistic|mandatory]", parser=choice(*PROTECTIONS),
+    "--protection", metavar=f"[{'|'.join(PROTECTIONS)}]", parser=choice(*PROTECTIONS),
     show_default=False,
     help="offline: never needs the server; opportunistic: refreshes when it can (default); "
          "mandatory: must refresh within the grace period")]

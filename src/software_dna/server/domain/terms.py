@@ -13,6 +13,7 @@ from software_dna.wire.claims import Kind, Protection
 
 __all__ = [
     "EVALUATION_MAX_DAYS",
+    "ISSUABLE_KINDS",
     "KINDS",
     "MAX_DAYS",
     "TEST_CODE_MAX_DAYS",
@@ -21,6 +22,8 @@ __all__ = [
 
 #: The kinds of license (the token's ``kind`` claim), from the SDK's :class:`Kind`.
 KINDS = tuple(kind.value for kind in Kind)
+#: The kinds a vendor issues directly (trials start from the app; test codes have a route).
+ISSUABLE_KINDS = (Kind.FULL.value, Kind.EVALUATION.value)
 #: Longest term, extension or renewal code, in days (10 years).
 MAX_DAYS = 3650
 #: Evaluation keys run 1 to 60 days after their first activation.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -20,6 +20,7 @@ from software_dna.server.schemas.base import Out, Strict
 from software_dna.server.schemas.types import (
     Days,
     Features,
+    IssuableKind,
     Password,
     ProductId,
     SeatMode,
@@ -50,7 +51,7 @@ class LicenseIn(Strict):
     key_prefix: Annotated[
         str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9]{1,12}$")
     ] | None = None
-    kind: Literal["full", "evaluation"] = "full"
+    kind: IssuableKind = "full"
     expires_after_days: Days | None = None
     subscription: StrictBool = False
     seat_mode: SeatMode = "machine"

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from software_dna.server.domain.seats import SEAT_MODES
+from software_dna.server.domain.terms import ISSUABLE_KINDS
 from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ObjectId",
     "Password",
     "ProductId",
+    "IssuableKind",
     "Protection",
     "RegKey",
     "RegValue",
@@ -209,6 +211,9 @@ Days = Annotated[StrictInt, Field(ge=1, le=3650)]
 LeaseSeconds = Annotated[StrictInt, Field(ge=5, le=86400)]
 LockoutPeriod = Annotated[StrictInt, Field(ge=3600, le=366 * 86400)]
 LockoutLimit = Annotated[StrictInt, Field(ge=0, le=100_000)]
+#: A kind of license the vendor issues directly (the SDK's ``Kind``), as its string.
+IssuableKind = Annotated[str, BeforeValidator(_one_of(ISSUABLE_KINDS)),
+                         WithJsonSchema(_enum(ISSUABLE_KINDS))]
 #: What a seat is (the SDK's ``SeatMode``), as its string.
 SeatMode = Annotated[str, BeforeValidator(_one_of(SEAT_MODES)),
                      WithJsonSchema(_enum(SEAT_MODES))]
