@@ -18,7 +18,7 @@ from datetime import datetime
 
 from software_dna.errors import LeaseExpired, LicenseSuspended
 from software_dna.license import License, in_warning_period
-from software_dna.wire.claims import Kind
+from software_dna.wire import messages as wording
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
@@ -35,15 +35,7 @@ __all__ = [
 
 def expired_message(lic: License, ended: datetime) -> str:
     """What the end user reads when the license ended at ``ended`` (by its kind)."""
-    when = format_rfc3339(ended)
-    if lic.kind is Kind.TRIAL:
-        return f"The trial ended on {when}. Buy a license to keep using the product."
-    if lic.kind is Kind.EVALUATION:
-        return (f"The evaluation period ended on {when}. Buy a license to keep using "
-                "the product.")
-    if lic.kind is Kind.TEST:
-        return f"This test code expired on {when}. Ask the vendor for a new one."
-    return f"The license expired on {when}. Renew it to keep using the product."
+    return wording.expired_message(lic.kind, ended)
 
 
 def lease_error(lic: License, now: datetime) -> LeaseExpired | None:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from software_dna.wire.claims import Kind, SeatMode
 from software_dna.wire.codes import Code
+from software_dna.wire.messages import expired_message
 
 __all__ = [
     "ACTIVATION_MOVED",
@@ -56,18 +57,9 @@ ACTIVATION_MOVED = Refusal(
     "with your license key to use it here.",
 )
 
-_EXPIRED_MESSAGES = {
-    Kind.TRIAL.value: "The trial has ended. Buy a license to keep using the product.",
-    Kind.EVALUATION.value: "The evaluation period has ended. Buy a license to keep using the "
-                           "product.",
-    Kind.TEST.value: "This test code has expired. Ask the vendor for a new one.",
-}
-
-
 def expired(kind: str) -> Refusal:
     """403 ``license_expired``, worded for the license's ``kind`` (``full``, ``trial``, ...)."""
-    return Refusal(Code.LICENSE_EXPIRED, _EXPIRED_MESSAGES.get(
-        kind, "This license has expired. Renew it with the vendor."))
+    return Refusal(Code.LICENSE_EXPIRED, expired_message(Kind(kind)))
 
 
 def standing_refusal(*, status: str, cancelled_at: datetime | None) -> Refusal | None:
