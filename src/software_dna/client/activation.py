@@ -39,7 +39,7 @@ from software_dna.errors import (
     WrongPassword,
 )
 from software_dna.license import License
-from software_dna.wire.claims import Kind
+from software_dna.wire.claims import DEACTIVATED, Kind
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339
 
@@ -273,7 +273,8 @@ class Activation:
             json_body={"nonce": nonce}, bearer=secret, retry=True,
         )
         if answer.status == 200:
-            if not state.verifier.receipt_ok(answer.body.get("receipt"), nonce, activation_id):
+            if not state.verifier.receipt_ok(answer.body.get("receipt"), nonce, activation_id,
+                                             result=DEACTIVATED):
                 raise InvalidToken("The server's deactivation receipt is not valid.")
         else:
             error = ErrorAnswer(answer, state.now())

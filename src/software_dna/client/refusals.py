@@ -22,7 +22,7 @@ is a :class:`~software_dna.errors.ServerError` there).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -48,7 +48,8 @@ from software_dna.wire.times import parse_rfc3339
 
 from .transport import Response
 
-__all__ = ["MEANINGS", "ErrorAnswer", "Meaning", "code_of", "stored_error"]
+__all__ = ["MEANINGS", "VALIDATION_CODES", "ErrorAnswer", "Meaning", "code_of",
+           "stored_error"]
 
 #: The message of an activation the server no longer knows (``unauthorized``).
 _UNKNOWN_ACTIVATION = ("The license server does not recognise this activation. "
@@ -126,6 +127,16 @@ MEANINGS: Mapping[Code, Meaning] = {
 
 _BY_VALUE: Mapping[str, Code] = {code.value: code for code in Code}
 
+#: The codes the validation, checkout and check-in routes answer besides the signed
+#: refusals. Any other code on those routes is not the server's word (it never sends
+#: one there): the check treats it as a failed refresh, not as a refusal.
+VALIDATION_CODES: frozenset[Code] = frozenset({
+    Code.UNAUTHORIZED, Code.WRONG_MACHINE, Code.NO_SEATS_LEFT, Code.ACTIVATION_LOCKED,
+})
+
+#: A ``Retry-After`` of more digits (over 31 years) is not taken as a time.
+_MAX_RETRY_DIGITS = 9
+
 
 def code_of(text: object) -> Code | None:
     """The :class:`Code` named by ``text``, or None (not a string, or a code unknown here)."""
@@ -185,20 +196,33 @@ class ErrorAnswer:
         """True for a ``429`` answer or ``rate_limited``: too many attempts."""
         return self.status == Code.RATE_LIMITED.status or self.code is Code.RATE_LIMITED
 
-    def exception(self) -> LicenseError | None:
-        """The table's exception for this answer, or None when the code has no row."""
-        if self.meaning is None:
+    def exception(self, only: Collection[Code] | None = None) -> LicenseError | None:
+        """The table's exception for this answer, or None when the code has no row.
+
+        Args:
+            only: the unsigned codes the route can answer (None: any); a code
+                outside them, and not a signed refusal, gives None too.
+        """
+        if self.meaning is None or self.code is None:
+            return None
+        if only is not None and not self.meaning.signed and self.code not in only:
             return None
         return self.meaning.exception(self.message, self.retry_after)
 
 
 def _retry_at(raw: object, answer: Response, now: datetime) -> datetime | None:
     """The error's ``retry_at`` (RFC 3339, the server's time, e.g. a lease's end), else
-    ``Retry-After`` seconds after ``now`` (aware UTC), else None."""
+    ``Retry-After`` seconds after ``now`` (aware UTC), else None.
+
+    Anything unusable (a malformed or out-of-range time, a header of other
+    digits or of more than :data:`_MAX_RETRY_DIGITS`) is no retry time: the
+    answer can come from anyone on the network.
+    """
     if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, OverflowError):
             return parse_rfc3339(raw)
     header = answer.headers.get("retry-after", "")
-    if header.isdigit():
-        return (now + timedelta(seconds=int(header))).replace(microsecond=0)
+    if header.isascii() and header.isdigit() and len(header) <= _MAX_RETRY_DIGITS:
+        with contextlib.suppress(OverflowError):
+            return (now + timedelta(seconds=int(header))).replace(microsecond=0)
     return None

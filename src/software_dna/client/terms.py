@@ -100,7 +100,8 @@ class Terms:
             error = ErrorAnswer(answer, state.now())
             meaning = error.meaning
             if meaning is not None and meaning.signed:
-                if state.verifier.receipt_ok(error.receipt, nonce, activation_id):
+                if state.verifier.receipt_ok(error.receipt, nonce, activation_id,
+                                                result=error.text):
                     if meaning.stored:
                         state.store_refusal(error.text, error.message, receipt=error.receipt)
                     raise meaning.exception(error.message)

@@ -40,7 +40,7 @@ from .expiry import (
     lease_error,
 )
 from .lease import LeaseKeeper
-from .refusals import ErrorAnswer
+from .refusals import VALIDATION_CODES, ErrorAnswer
 from .server import ServerAPI, new_nonce
 from .state import ClientState
 
@@ -192,13 +192,14 @@ class Validation:
             return self.apply_grace(state.now(), lic)
         error = ErrorAnswer(answer, state.now())
         if error.meaning is not None and error.meaning.signed:
-            if not state.verifier.receipt_ok(error.receipt, nonce, activation_id):
+            if not state.verifier.receipt_ok(error.receipt, nonce, activation_id,
+                                             result=error.text):
                 # Our server signs every refusal; an unsigned one is not its word.
                 raise ServerError(f"The license server's refusal was not signed: {error.message}")
             if error.code is Code.SUBSCRIPTION_CANCELLED:
                 return self._cancelled(data, error.message)
             state.store_refusal(error.text, error.message, receipt=error.receipt)
-        refusal = error.exception()
+        refusal = error.exception(only=VALIDATION_CODES)
         if refusal is not None:
             raise refusal
         raise ServerError(f"The license server refused the check: {error.message}")

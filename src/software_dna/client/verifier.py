@@ -99,15 +99,21 @@ class TokenVerifier:
         self.check_machine(lic)
         return lic
 
-    def receipt_ok(self, receipt: object, nonce: str, activation_id: str | None) -> bool:
-        """True when ``receipt`` is the server's signed answer to ``nonce`` (for the activation)."""
+    def receipt_ok(self, receipt: object, nonce: str, activation_id: str | None, *,
+                   result: str) -> bool:
+        """True when ``receipt`` is the server's signed answer to ``nonce`` (for the
+        activation) saying ``result``: a refusal's code, or ``"deactivated"``.
+
+        The signed ``result`` must match what the answer claims, so a real receipt
+        for one refusal (a suspension) cannot be relabelled as another (a removal).
+        """
         try:
             claims = verify_receipt(receipt, self._keys, self.product)
         except wire_errors.InvalidToken:
             return False
-        return hmac.compare_digest(str(claims.get("nonce")), nonce) and (
-            activation_id is None or claims.get("activation_id") == activation_id
-        )
+        return (hmac.compare_digest(str(claims.get("nonce")), nonce)
+                and (activation_id is None or claims.get("activation_id") == activation_id)
+                and claims.get("result") == result)
 
     def receipt_time(self, receipt: object) -> str | None:
         """The signed ``server_time`` of a valid receipt (RFC 3339), else None."""

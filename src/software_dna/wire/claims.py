@@ -41,6 +41,8 @@ from software_dna.wire.strict_json import loads_object
 from software_dna.wire.times import format_rfc3339
 
 __all__ = [
+    "DEACTIVATED",
+    "ERASED",
     "Kind",
     "Mode",
     "Protection",
@@ -230,6 +232,13 @@ def _sign_claims(key: SecretKey, product: str, claims: Mapping[str, Any]) -> str
     """Sign ``claims`` as a ``v4.public`` token for ``product`` with the kid footer."""
     return sign(key, _dumps(claims), footer=_footer(key.public_key.pid),
                 implicit_assertion=implicit_assertion(product))
+
+
+#: A receipt's ``result`` for an activation the server deactivated (online or
+#: from an air-gapped receipt); a refusal's receipt carries the refusal's code.
+DEACTIVATED = "deactivated"
+#: A receipt's ``result`` for an activation whose personal data was erased.
+ERASED = "erased"
 
 
 def sign_receipt(

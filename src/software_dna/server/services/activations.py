@@ -41,7 +41,7 @@ from software_dna.server.services.ratelimit import hit
 from software_dna.server.services.seats import after_activation, find_reusable, make_room
 from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
-from software_dna.wire.claims import Kind
+from software_dna.wire.claims import DEACTIVATED, ERASED, Kind
 from software_dna.wire.codes import Code
 
 __all__ = [
@@ -281,7 +281,7 @@ def deactivate(session: Session, ctx: Context, activation_id: str, secret: str |
           product_id=activation.license.product_id, license_id=activation.license_id,
           activation_id=activation.id)
     receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
-                          activation_id=activation.id, result="deactivated", nonce=nonce,
+                          activation_id=activation.id, result=DEACTIVATED, nonce=nonce,
                           now=now)
     session.commit()
     return Receipted(receipt=receipt, nonce=nonce, server_time=now)
@@ -312,7 +312,7 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
     now = utcnow()
     token = issue_for(session, ctx, activation, nonce=nonce, now=now)
     receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
-                          activation_id=activation.id, result="erased", nonce=nonce, now=now)
+                          activation_id=activation.id, result=ERASED, nonce=nonce, now=now)
     session.commit()
     return Erased(token=token, receipt=receipt, nonce=nonce, server_time=now)
 

@@ -46,6 +46,7 @@ from software_dna.wire.airgap import (
     parse_request,
     verify_deactivation_receipt,
 )
+from software_dna.wire.claims import DEACTIVATED
 from software_dna.wire.codes import Code
 from software_dna.wire.errors import InvalidToken
 
@@ -251,7 +252,7 @@ def deactivate_from_receipt(session: Session, ctx: Context,
           activation_id=activation.id, detail={"already_deactivated": already})
     nonce = str(claims["nonce"])
     receipt = receipt_for(session, ctx, product_id=doc.product, activation_id=activation.id,
-                          result="deactivated", nonce=nonce, now=now)
+                          result=DEACTIVATED, nonce=nonce, now=now)
     deactivated_at = activation.deactivated_at or now
     license_id = activation.license_id
     session.commit()
