@@ -20,6 +20,10 @@ with the adapter mounted: the SDK gets exactly what it gets over HTTP (status,
 parsed JSON, lower-case headers, ``ServerUnreachable``/``ServerError``, the
 retries on 502/503/504), and its back-off between retries does not sleep.
 
+It is also a pytest plugin (loaded by tests/conftest.py) with module-scoped
+fixtures ``inprocess_server`` (SQLite) and ``inprocess_any_server`` (on
+``database_url``: SQLite, then PostgreSQL).
+
 "Offline" is :attr:`InProcessServer.online` set to False: every request is
 then refused (``requests.exceptions.ConnectionError``, which the SDK sees as
 ``ServerUnreachable``) as a stopped server would be, while the app and its
@@ -38,12 +42,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
+import pytest
 import requests
 import requests.adapters
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -370,6 +375,7 @@ class Link:
     :meth:`transport` to the client; after :meth:`offline` its requests are
     refused (``ServerUnreachable``) as by a stopped server, while the server,
     its admin client and every other client stay online; :meth:`online` ends it.
+    Also a context manager (as ``OfflineSwitch`` is) that goes back online at the end.
 
     Args:
         server: the server reached.
@@ -390,3 +396,25 @@ class Link:
     def transport(self) -> HTTPTransport:
         """An SDK transport to :attr:`server` through this link."""
         return self.server.transport(reachable=lambda: self.is_online)
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.online()
+
+
+@pytest.fixture(scope="module")
+def inprocess_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """An :class:`InProcessServer` on SQLite, one per test module."""
+    with InProcessServer(tmp_path_factory.mktemp("inprocess-server")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def inprocess_any_server(tmp_path_factory: pytest.TempPathFactory,
+                         database_url: str) -> Iterator[InProcessServer]:
+    """An :class:`InProcessServer` on ``database_url`` (SQLite, then PostgreSQL)."""
+    with InProcessServer(tmp_path_factory.mktemp("inprocess-any-server"),
+                         database_url=database_url) as srv:
+        yield srv
