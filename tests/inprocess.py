@@ -371,11 +371,10 @@ class InProcessServer(LocalServer):
 class Link:
     """One machine's network connection to an :class:`InProcessServer`, which can go offline.
 
-    The in-process counterpart of ``tests.netfaults.OfflineSwitch``: give
-    :meth:`transport` to the client; after :meth:`offline` its requests are
+    Give :meth:`transport` to the client; after :meth:`offline` its requests are
     refused (``ServerUnreachable``) as by a stopped server, while the server,
     its admin client and every other client stay online; :meth:`online` ends it.
-    Also a context manager (as ``OfflineSwitch`` is) that goes back online at the end.
+    Also a context manager that goes back online at the end.
 
     Args:
         server: the server reached.
