@@ -1,7 +1,8 @@
 """Shared pytest configuration.
 
 Fixtures that start the reference server live in ``tests/fixtures_server.py``
-(a subprocess) and ``tests/threaded.py`` (the app in this process) and are
+(a subprocess), ``tests/inprocess.py`` (the app in this process, no socket) and
+``tests/threaded.py`` (the app in this process behind a socket) and are
 loaded as plugins, so every test module can use them.
 """
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_server", "tests.threaded"]
+pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,27 +12,43 @@ tests' ``Api``) talks to it unchanged:
     with InProcessServer(tmp_path) as srv:
         srv.admin.setup_product("acme-editor")          # no socket, no subprocess
         api = Api(srv.url); srv.mount(api.http)
+        client = LicenseClient(..., transport=srv.transport())  # the SDK, no socket
+
+The SDK's transport (:meth:`InProcessServer.transport`) is
+:class:`~software_dna.client.transport.HTTPTransport` itself, given a session
+with the adapter mounted: the SDK gets exactly what it gets over HTTP (status,
+parsed JSON, lower-case headers, ``ServerUnreachable``/``ServerError``, the
+retries on 502/503/504), and its back-off between retries does not sleep.
+
+It is also a pytest plugin (loaded by tests/conftest.py) with module-scoped
+fixtures ``inprocess_server`` (SQLite) and ``inprocess_any_server`` (on
+``database_url``: SQLite, then PostgreSQL).
 
 "Offline" is :attr:`InProcessServer.online` set to False: every request is
-then refused (``requests.exceptions.ConnectionError``) as a stopped server
-would be, while the app and its database stay as they are.
+then refused (``requests.exceptions.ConnectionError``, which the SDK sees as
+``ServerUnreachable``) as a stopped server would be, while the app and its
+database stay as they are. :class:`Link` takes one machine offline (its
+transports refuse) while the server and the other clients stay online;
+:func:`unreachable` is a transport with no server at all.
 
-Use it where a test only needs the HTTP API. Clients that open their own
-connections use :class:`tests.threaded.ThreadedServer`; what only a real
-process shows (deadlines, TLS, signals, several workers, bytes on the socket,
-the process log) stays on :class:`LocalServer`.
+Use it where a test only needs the HTTP API or the SDK. Clients that open
+their own connections (the CLI's remote mode, an SDK in a child process) use
+:class:`tests.threaded.ThreadedServer`; what only a real process shows
+(deadlines, TLS, signals, several workers, bytes on the socket, the process
+log) stays on :class:`LocalServer`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
+import pytest
 import requests
 import requests.adapters
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -40,18 +56,51 @@ from fastapi import FastAPI
 from urllib3 import HTTPResponse
 from urllib3._collections import HTTPHeaderDict
 
+from software_dna.client.transport import HTTPTransport
 from software_dna.server.adminclient import AdminClient
 from software_dna.server.app import create_app
 from software_dna.server.config import Settings
 from software_dna.server.testing import LocalServer
 
-__all__ = ["ASGIAdapter", "InProcessApp", "InProcessServer"]
+__all__ = ["ASGIAdapter", "InProcessApp", "InProcessServer", "Link",
+           "asgi_transport", "no_wait", "unreachable"]
 
 #: The URL of every in-process server: ``.invalid`` never resolves, so a session
 #: without the adapter mounted fails loudly instead of reaching something else.
 URL = "http://inprocess.invalid"
 
 _log = logging.getLogger(__name__)
+
+
+def no_wait(seconds: float) -> None:
+    """The in-process transports' back-off between retries: none (no fixed sleeps in tests).
+
+    The retries themselves still happen, in the order :class:`HTTPTransport` makes them.
+    """
+
+
+def asgi_transport(target: Callable[[], InProcessApp | None], *,
+                   sleep: Callable[[float], None] = no_wait) -> HTTPTransport:
+    """An SDK transport (:class:`HTTPTransport`) to the app ``target()`` returns, no socket.
+
+    Args:
+        target: as for :class:`ASGIAdapter` (None: the request is refused).
+        sleep: the back-off between retries (default: none).
+    """
+
+    def session() -> requests.Session:
+        http = requests.Session()
+        http.mount(URL, ASGIAdapter(target))
+        return http
+
+    return HTTPTransport(URL, session_factory=session, sleep=sleep)
+
+
+def unreachable() -> HTTPTransport:
+    """An SDK transport to a server that is never there: every request raises
+    ``ServerUnreachable`` (after :class:`HTTPTransport`'s retries), as a refused
+    connection does. For a machine without a network."""
+    return asgi_transport(lambda: None)
 
 
 class InProcessApp:
@@ -254,6 +303,30 @@ class InProcessServer(LocalServer):
         """A new transport adapter to this server (follows :attr:`online` and restarts)."""
         return ASGIAdapter(lambda: self._target if self.online else None)
 
+    def transport(self, *, reachable: Callable[[], bool] | None = None) -> HTTPTransport:
+        """An SDK transport to this server with no socket: ``LicenseClient(transport=...)``.
+
+        Args:
+            reachable: asked at every request; while it returns False (or while
+                :attr:`online` is False) the request is refused as by a stopped
+                server, and the SDK raises ``ServerUnreachable``.
+
+        Returns:
+            An :class:`HTTPTransport` on a session with an :class:`ASGIAdapter`
+            mounted (so its deadlines, retries and answer parsing are the real
+            ones), whose back-off between retries does not sleep (:func:`no_wait`).
+        """
+        def target() -> InProcessApp | None:
+            if not self.online or (reachable is not None and not reachable()):
+                return None
+            return self._target
+
+        return asgi_transport(target)
+
+    def link(self) -> Link:
+        """A new :class:`Link` (one machine's network) to this server."""
+        return Link(self)
+
     def mount(self, session: requests.Session) -> requests.Session:
         """Route ``session``'s requests to :attr:`url` into this server; returns ``session``."""
         session.mount(self.url, self.adapter())
@@ -293,3 +366,54 @@ class InProcessServer(LocalServer):
         return f"InProcessServer(database_url={self.database_url!r})"
 
 
+
+
+class Link:
+    """One machine's network connection to an :class:`InProcessServer`, which can go offline.
+
+    Give :meth:`transport` to the client; after :meth:`offline` its requests are
+    refused (``ServerUnreachable``) as by a stopped server, while the server,
+    its admin client and every other client stay online; :meth:`online` ends it.
+    Also a context manager that goes back online at the end.
+
+    Args:
+        server: the server reached.
+    """
+
+    def __init__(self, server: InProcessServer) -> None:
+        self.server = server
+        self.is_online = True
+
+    def online(self) -> None:
+        """Reach the server again."""
+        self.is_online = True
+
+    def offline(self) -> None:
+        """Refuse every request from now on."""
+        self.is_online = False
+
+    def transport(self) -> HTTPTransport:
+        """An SDK transport to :attr:`server` through this link."""
+        return self.server.transport(reachable=lambda: self.is_online)
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.online()
+
+
+@pytest.fixture(scope="module")
+def inprocess_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """An :class:`InProcessServer` on SQLite, one per test module."""
+    with InProcessServer(tmp_path_factory.mktemp("inprocess-server")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def inprocess_any_server(tmp_path_factory: pytest.TempPathFactory,
+                         database_url: str) -> Iterator[InProcessServer]:
+    """An :class:`InProcessServer` on ``database_url`` (SQLite, then PostgreSQL)."""
+    with InProcessServer(tmp_path_factory.mktemp("inprocess-any-server"),
+                         database_url=database_url) as srv:
+        yield srv

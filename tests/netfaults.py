@@ -2,8 +2,8 @@
 
 Each fault server is a context manager yielding a base URL. They run on daemon threads,
 serve a bounded number of connections and stop when the block ends.
-:class:`OfflineSwitch` puts a real server on and off the network without
-stopping it.
+(A server taken off the network without stopping it is
+:class:`tests.inprocess.Link`.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
 
 
 def free_port() -> int:
@@ -97,99 +96,3 @@ def garbage_server(status: int = 200, body: bytes = b"<html>not json</html>") ->
             time.sleep(0.05)
 
     return _serving(handler)
-
-
-class OfflineSwitch:
-    """A TCP forwarder on 127.0.0.1 to the server at ``target_url`` that can go offline.
-
-    Give :attr:`url` to the client instead of the server's. :meth:`offline`
-    closes the listening socket and every forwarded connection, so the client's
-    next request is refused exactly as by a stopped server, while the server
-    itself keeps running (no restart); :meth:`online` listens again on the same
-    port. Also a context manager that closes everything at the end.
-    """
-
-    def __init__(self, target_url: str) -> None:
-        parts = urlsplit(target_url)
-        self._target = (parts.hostname or "127.0.0.1", int(parts.port or 80))
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.port = 0
-        self.online()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def is_online(self) -> bool:
-        """True while connections are accepted."""
-        return self._listener is not None
-
-    def online(self) -> None:
-        """Accept and forward connections again (same port)."""
-        if self._listener is not None:
-            return
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        listener.settimeout(0.05)
-        self.port = int(listener.getsockname()[1])
-        self._stop = threading.Event()
-        self._listener = listener
-        self._thread = threading.Thread(target=self._accept, args=(listener, self._stop),
-                                        daemon=True)
-        self._thread.start()
-
-    def offline(self) -> None:
-        """Refuse new connections and cut the open ones (returns once the port is closed)."""
-        listener, self._listener = self._listener, None
-        if listener is None:
-            return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def close(self) -> None:
-        """Stop forwarding for good."""
-        self.offline()
-
-    def __enter__(self) -> OfflineSwitch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                upstream = socket.create_connection(self._target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            client.settimeout(None)
-            with self._lock:
-                self._conns += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)

@@ -11,17 +11,15 @@ import pytest
 
 from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
 from software_dna.client.periodic import PeriodicCheck
-from software_dna.server.testing import LocalServer
 
-from .netfaults import OfflineSwitch
+from .inprocess import InProcessServer
 from .test_client_e2e import App, new_product
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 def wait_for(condition: object, timeout: float = 15.0) -> None:
@@ -32,11 +30,12 @@ def wait_for(condition: object, timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
-def test_survives_ten_failures_then_reports_recovery(server: LocalServer,
+def test_survives_ten_failures_then_reports_recovery(server: InProcessServer,
                                                      tmp_path: Path) -> None:
-    with OfflineSwitch(server.url) as switch:
+    with server.link() as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
-        app = App(server, product, keys, tmp_path / "app", timeout=0.5, server_url=switch.url)
+        app = App(server, product, keys, tmp_path / "app", timeout=0.5,
+                  transport=switch.transport())
         app.client.activate(server.admin.issue_license(product)["license_key"])
         errors: list[LicenseError] = []
         changes: list[tuple[License | None, License | None]] = []
@@ -85,7 +84,7 @@ def test_survives_ten_failures_then_reports_recovery(server: LocalServer,
             app.client.check()
 
 
-def test_reports_erasure_as_a_change(server: LocalServer, tmp_path: Path) -> None:
+def test_reports_erasure_as_a_change(server: InProcessServer, tmp_path: Path) -> None:
     product, keys = new_product(server.admin)
     app = App(server, product, keys, tmp_path / "app")
     app.client.activate(server.admin.issue_license(product)["license_key"],
@@ -97,7 +96,7 @@ def test_reports_erasure_as_a_change(server: LocalServer, tmp_path: Path) -> Non
         wait_for(lambda: any(n is not None and n.mode is Mode.LIMITED for n in seen))
 
 
-def test_bad_arguments(server: LocalServer, tmp_path: Path) -> None:
+def test_bad_arguments(server: InProcessServer, tmp_path: Path) -> None:
     product, keys = new_product(server.admin)
     app = App(server, product, keys, tmp_path / "app")
     with pytest.raises(ValueError):

@@ -1,4 +1,9 @@
-"""The whole life of a license, from the app's side, against the real server over HTTP."""
+"""The whole life of a license, from the app's side, against the real server.
+
+The app and its database run in this process and the SDK reaches them through
+``InProcessServer.transport()`` (tests/inprocess.py): HTTPTransport itself, with
+no socket. "Offline" is a :class:`tests.inprocess.Link` taken offline, or
+:func:`tests.inprocess.unreachable`."""
 
 from __future__ import annotations
 
@@ -32,16 +37,14 @@ from software_dna import (
 from software_dna.client.transport import HTTPTransport, Response
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminClient
-from software_dna.server.testing import LocalServer
 
-from .netfaults import OfflineSwitch, free_port
+from .inprocess import InProcessServer, unreachable
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 EMAIL = "ana.lovelace@example.com"
@@ -58,12 +61,13 @@ def new_product(admin: AdminClient, **policy: Any) -> tuple[str, list[str]]:
 class App:
     """The vendor's app on one machine: a client and its clock."""
 
-    def __init__(self, server: LocalServer, product: str, keys: list[str], store: Path,
+    def __init__(self, server: InProcessServer, product: str, keys: list[str], store: Path,
                  **kwargs: Any) -> None:
         self.offset = timedelta(0)
         self.args: dict[str, Any] = {
             "product": product, "public_keys": keys, "server_url": server.url,
-            "store_path": store, "clock": self.now, "timeout": 3.0, **kwargs,
+            "store_path": store, "clock": self.now, "timeout": 3.0,
+            "transport": server.transport(), **kwargs,
         }
         self.client = LicenseClient(**self.args)
 
@@ -78,7 +82,7 @@ class App:
 
 
 @pytest.fixture
-def make_app(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
+def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
     def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> App:
@@ -103,7 +107,7 @@ def store_plaintext(client: LicenseClient) -> str:
     return json.dumps(client._state.store.read())
 
 
-def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_whole_flow(server: InProcessServer, make_app: Callable[..., App]) -> None:
     admin = server.admin
     product, keys = new_product(admin, password_required=True)
     issued = admin.issue_license(product, seats=2, password="open sesame")
@@ -159,7 +163,7 @@ def test_whole_flow(server: LocalServer, make_app: Callable[..., App]) -> None:
 
 
 def test_lost_answer_retry_takes_one_seat(
-    server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+    server: InProcessServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, seats=1)["license_key"]
@@ -187,7 +191,7 @@ def test_lost_answer_retry_takes_one_seat(
 
 
 def test_no_seats_left_then_deactivate_frees_it(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, seats=1)["license_key"]
@@ -200,11 +204,11 @@ def test_no_seats_left_then_deactivate_frees_it(
     assert two.client.activate(key).mode is Mode.FULL
 
 
-def test_revoked_while_offline_stays_revoked(server: LocalServer, tmp_path: Path) -> None:
-    with OfflineSwitch(server.url) as switch:
+def test_revoked_while_offline_stays_revoked(server: InProcessServer, tmp_path: Path) -> None:
+    with server.link() as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
         issued = server.admin.issue_license(product)
-        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
+        app = App(server, product, keys, tmp_path / "app", transport=switch.transport())
         app.client.activate(issued["license_key"])
         switch.offline()
         app.offset = timedelta(seconds=90)  # refresh due
@@ -222,7 +226,7 @@ def test_revoked_while_offline_stays_revoked(server: LocalServer, tmp_path: Path
                 app.restart().check()  # offline again: still revoked
 
 
-def test_suspend_then_resume(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_suspend_then_resume(server: InProcessServer, make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product)
     app = make_app(product, keys)
@@ -236,11 +240,11 @@ def test_suspend_then_resume(server: LocalServer, make_app: Callable[..., App]) 
     assert app.restart().check().mode is Mode.FULL  # a stored suspension asks the server again
 
 
-def test_grace_then_expired_then_recovered(server: LocalServer, tmp_path: Path) -> None:
-    with OfflineSwitch(server.url) as switch:
+def test_grace_then_expired_then_recovered(server: InProcessServer, tmp_path: Path) -> None:
+    with server.link() as switch:
         product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=60)
         issued = server.admin.issue_license(product)
-        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
+        app = App(server, product, keys, tmp_path / "app", transport=switch.transport())
         app.client.activate(issued["license_key"])
         switch.offline()
         app.offset = timedelta(seconds=90)  # past refresh_by, inside the grace
@@ -259,7 +263,7 @@ def test_grace_then_expired_then_recovered(server: LocalServer, tmp_path: Path) 
 
 
 def test_replayed_validation_answer_refused(
-    server: LocalServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+    server: InProcessServer, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
@@ -282,13 +286,13 @@ def test_replayed_validation_answer_refused(
 
 
 def offline_app(app: App) -> LicenseClient:
-    """The same app and store, with the server unreachable (a port nobody listens on)."""
-    app.args["server_url"] = f"http://127.0.0.1:{free_port()}"
+    """The same app and store, with the server unreachable (no network at all)."""
+    app.args["transport"] = unreachable()
     return app.restart()
 
 
 def test_protection_offline_never_contacts_server(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin, protection="offline")
     app = make_app(product, keys)
@@ -303,7 +307,8 @@ def test_protection_offline_never_contacts_server(
     assert checked.offline_grace_ends_at is None
 
 
-def test_protection_opportunistic_grace(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_protection_opportunistic_grace(server: InProcessServer,
+                                        make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin, protection="opportunistic",
                                 refresh_interval=3600, offline_grace_period=7200)
     app = make_app(product, keys)
@@ -321,7 +326,7 @@ def test_protection_opportunistic_grace(server: LocalServer, make_app: Callable[
 
 
 def test_protection_mandatory_warning_then_stop(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin, protection="mandatory",
                                 refresh_interval=3600, offline_grace_period=600)
@@ -343,7 +348,7 @@ def test_protection_mandatory_warning_then_stop(
         client.check()
 
 
-def test_end_user_requests_erasure(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_end_user_requests_erasure(server: InProcessServer, make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
     app.client.activate(server.admin.issue_license(product)["license_key"], email=EMAIL,
@@ -360,7 +365,7 @@ def test_end_user_requests_erasure(server: LocalServer, make_app: Callable[..., 
 
 
 def test_settings_follow_the_user_and_work_offline(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, seats=2)["license_key"]
@@ -376,18 +381,18 @@ def test_settings_follow_the_user_and_work_offline(
     offline.settings = {"theme": "light"}
     assert offline.settings == {"theme": "light"}
     assert desktop.client.settings == {"theme": "dark"}  # not sent yet
-    laptop.args["server_url"] = server.url
+    laptop.args["transport"] = server.transport()
     assert laptop.restart().settings == {"theme": "light"}  # sent at the next contact
     assert desktop.client.settings == {"theme": "light"}
 
 
-def test_clock_that_ran_ahead_recovers_through_the_server(server: LocalServer,
+def test_clock_that_ran_ahead_recovers_through_the_server(server: InProcessServer,
                                                          tmp_path: Path) -> None:
     """A clock once days ahead (then corrected) must not lock a paying user out."""
-    with OfflineSwitch(server.url) as switch:
+    with server.link() as switch:
         product, keys = new_product(server.admin)
         key = server.admin.issue_license(product)["license_key"]
-        app = App(server, product, keys, tmp_path / "app", server_url=switch.url)
+        app = App(server, product, keys, tmp_path / "app", transport=switch.transport())
         app.client.activate(key)
         switch.offline()
         app.offset = timedelta(days=9)  # the clock runs ahead while offline
@@ -400,7 +405,7 @@ def test_clock_that_ran_ahead_recovers_through_the_server(server: LocalServer,
         assert app.restart().check().mode is Mode.FULL  # the server's signed time settles it
         assert app.restart().check().offline_grace_ends_at is None
         # Another store of the same product on this machine works too.
-        other = App(server, product, keys, tmp_path / "app2", server_url=switch.url)
+        other = App(server, product, keys, tmp_path / "app2", transport=switch.transport())
         other.client.activate(key)
         assert other.restart().check().mode is Mode.FULL
         # A clock set back *now* is still refused offline, even after the server was seen.
@@ -419,7 +424,7 @@ def test_clock_that_ran_ahead_recovers_through_the_server(server: LocalServer,
     ({"registration": "just a string", "consent": True}, ActivationError, "registration"),
 ])
 def test_what_the_end_user_typed_is_checked_before_sending(
-    server: LocalServer, make_app: Callable[..., App], kwargs: dict[str, Any],
+    server: InProcessServer, make_app: Callable[..., App], kwargs: dict[str, Any],
     error: type[Exception], fragment: str,
 ) -> None:
     product, keys = new_product(server.admin)
@@ -430,7 +435,7 @@ def test_what_the_end_user_typed_is_checked_before_sending(
         make_app(product, keys).client.activate(key, **args)
 
 
-def test_missing_password_is_named(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_missing_password_is_named(server: InProcessServer, make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin, password_required=True)
     key = server.admin.issue_license(product, password="pw")["license_key"]
     with pytest.raises(WrongPassword, match="needs an activation password"):

@@ -1,4 +1,10 @@
-"""The client against servers that misbehave: deadlines hold, check() falls back."""
+"""The client against servers that misbehave: deadlines hold, check() falls back.
+
+Over real sockets, on purpose: what is tested is HTTPTransport on the network
+(connect and read timeouts, the hard deadline against a server that trickles,
+refused connections, DNS, proxies, bytes that are not HTTP), which the
+in-process transport the other SDK tests use (tests/inprocess.py) skips.
+"""
 
 from __future__ import annotations
 

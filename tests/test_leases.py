@@ -1,5 +1,9 @@
-"""Floating (concurrent) licenses from the app's side, against the real server over HTTP:
-check-out, check-in, close and process exit, the heartbeat, lapsed leases, offline use."""
+"""Floating (concurrent) licenses from the app's side, against the real server:
+check-out, check-in, close and process exit, the heartbeat, lapsed leases, offline use.
+
+The SDK reaches the app in this process with no socket (tests/inprocess.py),
+except in ``test_process_exit_returns_the_lease``: there the SDK runs in a child
+process, which needs a real socket (``threaded_server``, tests/threaded.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +19,15 @@ from typing import Any
 import pytest
 
 from software_dna import LeaseExpired, LicenseClient, NoSeatsLeft, SeatMode
-from software_dna.server.testing import LocalServer, free_port
+from software_dna.server.testing import LocalServer
+from tests.inprocess import InProcessServer, unreachable
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 __all__ = ["make_app"]  # the fixture, imported for this module
@@ -49,7 +53,7 @@ def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def test_checkout_checkin_and_close(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_checkout_checkin_and_close(server: InProcessServer, make_app: Callable[..., App]) -> None:
     product, keys, key, license_id = floating(server, lease_duration=60)
     one = make_app(product, keys, "one")
     two = make_app(product, keys, "two", fingerprint=other_machine())
@@ -86,7 +90,7 @@ def test_checkout_checkin_and_close(server: LocalServer, make_app: Callable[...,
     assert len(leases(server, license_id)) == 1
 
 
-def test_checkout_on_a_machine_license_is_a_refresh(server: LocalServer,
+def test_checkout_on_a_machine_license_is_a_refresh(server: InProcessServer,
                                                     make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product)["license_key"]
@@ -99,7 +103,7 @@ def test_checkout_on_a_machine_license_is_a_refresh(server: LocalServer,
     assert app.client.check().activation_id == activated.activation_id
 
 
-def test_offline_until_the_lease_ends_and_not_after(server: LocalServer,
+def test_offline_until_the_lease_ends_and_not_after(server: InProcessServer,
                                                     make_app: Callable[..., App],
                                                     tmp_path: Path) -> None:
     product, keys, key, _ = floating(server, lease_duration=60)
@@ -107,10 +111,9 @@ def test_offline_until_the_lease_ends_and_not_after(server: LocalServer,
     lic = app.client.activate(key)
     assert lic.lease_expires_at is not None and lic.refresh_by is not None
     assert lic.expires_at == lic.lease_expires_at  # the token never outlives the lease
-    # The same computer without a network (nothing listens on this port).
+    # The same computer without a network.
     offline_clock = {"offset": timedelta(0)}
-    offline = LicenseClient(product=product, public_keys=keys,
-                            server_url=f"http://127.0.0.1:{free_port()}",
+    offline = LicenseClient(product=product, public_keys=keys, transport=unreachable(),
                             store_path=tmp_path / "laptop", timeout=1.0,
                             clock=lambda: datetime.now(timezone.utc) + offline_clock["offset"])
     try:
@@ -128,7 +131,7 @@ def test_offline_until_the_lease_ends_and_not_after(server: LocalServer,
 
 
 def test_heartbeat_keeps_the_lease_and_a_lapsed_one_frees_the_seat(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys, key, license_id = floating(server, lease_duration=5)
     one = make_app(product, keys, "one")
@@ -176,7 +179,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_process_exit_returns_the_lease(server: LocalServer, tmp_path: Path) -> None:
+def test_process_exit_returns_the_lease(threaded_server: LocalServer, tmp_path: Path) -> None:
+    server = threaded_server  # the SDK in a child process opens its own connections
     product, keys, key, license_id = floating(server, seats=2, lease_duration=600)
 
     def run(store: str, how: str) -> str:

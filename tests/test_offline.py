@@ -1,8 +1,9 @@
 """Air-gapped activation from the app's side: the client has no server URL at all.
 
-The request and the receipt travel to the real server over HTTP the way an
-end user would carry them (to the vendor, or from another, connected
-machine); the client never gets a URL.
+The request and the receipt travel to the real server (the app in this
+process, reached with no socket: tests/inprocess.py) the way an end user would
+carry them (to the vendor, or from another, connected machine); the client
+never gets a URL.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from software_dna import (
     ActivationError,
@@ -33,16 +33,15 @@ from software_dna import (
 )
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminClient
-from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
 from tests.identifiers import appears, raw_identifiers
+from tests.inprocess import InProcessServer
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 EMAIL = "grace.hopper@example.com"
@@ -87,9 +86,9 @@ def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
     yield make
 
 
-def respond(server: LocalServer, request_text: str, *, status: int = 201) -> str:
+def respond(server: InProcessServer, request_text: str, *, status: int = 201) -> str:
     """What the end user does on a connected machine: post the request, get the response."""
-    answer = requests.post(f"{server.url}/v1/offline/activations",
+    answer = server.session().post(f"{server.url}/v1/offline/activations",
                            json={"request": request_text}, timeout=30)
     assert answer.status_code == status, answer.text
     body = answer.json()
@@ -98,15 +97,15 @@ def respond(server: LocalServer, request_text: str, *, status: int = 201) -> str
     return str(body["response"])
 
 
-def refused(server: LocalServer, request_text: str) -> tuple[int, str]:
-    answer = requests.post(f"{server.url}/v1/offline/activations",
+def refused(server: InProcessServer, request_text: str) -> tuple[int, str]:
+    answer = server.session().post(f"{server.url}/v1/offline/activations",
                            json={"request": request_text}, timeout=30)
     assert 400 <= answer.status_code < 500, answer.text
     return answer.status_code, answer.json()["error"]["code"]
 
 
-def send_receipt(server: LocalServer, receipt: str) -> dict[str, Any]:
-    answer = requests.post(f"{server.url}/v1/offline/deactivations",
+def send_receipt(server: InProcessServer, receipt: str) -> dict[str, Any]:
+    answer = server.session().post(f"{server.url}/v1/offline/deactivations",
                            json={"receipt": receipt}, timeout=30)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -133,7 +132,7 @@ def in_use(admin: AdminClient, license_id: str) -> int:
 
 
 def test_air_gapped_activation_and_deactivation(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     admin = server.admin
     # A strict product: online machines must refresh; the air-gapped one never will.
@@ -188,7 +187,7 @@ def test_air_gapped_activation_and_deactivation(
 
 
 def test_the_same_request_answered_twice_takes_one_seat(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     admin = server.admin
     product, keys = new_product(admin)
@@ -203,7 +202,7 @@ def test_the_same_request_answered_twice_takes_one_seat(
 
 
 def test_a_license_with_an_end_date_ends_offline(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     admin = server.admin
     product, keys = new_product(admin, protection="opportunistic")
@@ -221,7 +220,7 @@ def test_a_license_with_an_end_date_ends_offline(
 
 
 def test_personal_data_needs_consent_and_travels_in_the_token(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     admin = server.admin
     product, keys = new_product(admin)
@@ -244,7 +243,7 @@ def test_personal_data_needs_consent_and_travels_in_the_token(
 
 
 def test_an_offline_activation_stays_offline_when_refreshed_online(
-    server: LocalServer, tmp_path: Path
+    server: InProcessServer, tmp_path: Path
 ) -> None:
     """The server remembers the activation is air-gapped: a refresh keeps "offline"."""
     admin = server.admin
@@ -252,7 +251,7 @@ def test_an_offline_activation_stays_offline_when_refreshed_online(
                                 offline_grace_period=600)
     issued = admin.issue_license(product)
     client = LicenseClient(product=product, public_keys=keys, server_url=server.url,
-                           store_path=tmp_path / "m", timeout=5)
+                           store_path=tmp_path / "m", timeout=5, transport=server.transport())
     client.activate_offline(respond(server, client.create_activation_request(
         issued["license_key"])))
     refreshed = client.refresh()
@@ -261,13 +260,13 @@ def test_an_offline_activation_stays_offline_when_refreshed_online(
 
 
 def test_an_online_activation_can_be_deactivated_with_a_receipt(
-    server: LocalServer, tmp_path: Path
+    server: InProcessServer, tmp_path: Path
 ) -> None:
     admin = server.admin
     product, keys = new_product(admin)
     issued = admin.issue_license(product)
     client = LicenseClient(product=product, public_keys=keys, server_url=server.url,
-                           store_path=tmp_path / "m", timeout=5)
+                           store_path=tmp_path / "m", timeout=5, transport=server.transport())
     lic = client.activate(issued["license_key"])
     assert in_use(admin, issued["id"]) == 1
     freed = send_receipt(server, client.deactivate_offline())
@@ -280,7 +279,7 @@ def test_an_online_activation_can_be_deactivated_with_a_receipt(
 
 
 def test_a_response_for_another_machine_is_refused(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product, seats=2)
@@ -296,7 +295,7 @@ def test_a_response_for_another_machine_is_refused(
 
 
 def test_a_response_for_another_product_is_refused(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product_a, keys_a = new_product(server.admin)
     product_b, keys_b = new_product(server.admin)
@@ -314,7 +313,7 @@ def test_a_response_for_another_product_is_refused(
 
 
 def test_a_response_to_a_request_this_machine_never_made_is_refused(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product)
@@ -341,7 +340,7 @@ def test_a_response_to_a_request_this_machine_never_made_is_refused(
 
 
 def test_a_stale_response_is_refused(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product, seats=3)
@@ -358,7 +357,7 @@ def test_a_stale_response_is_refused(
 
 
 def test_a_tampered_response_is_refused_and_the_request_stays_usable(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product)
@@ -399,7 +398,7 @@ def test_a_tampered_response_is_refused_and_the_request_stays_usable(
 
 
 def test_pending_requests_are_bounded(
-    server: LocalServer, machine: Callable[..., AirGapped]
+    server: InProcessServer, machine: Callable[..., AirGapped]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product)

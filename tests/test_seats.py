@@ -1,6 +1,11 @@
-"""Seats from the app's side, against the real server over HTTP: several computers with
+"""Seats from the app's side, against the real server: several computers with
 roll-over, user seats, the re-activation lock-out (reset from the CLI), and the password
-reset by email (a real SMTP server on 127.0.0.1)."""
+reset by email (a real SMTP server on 127.0.0.1).
+
+The app and its database run in this process and the SDK reaches them with no
+socket (tests/inprocess.py); the vendor's CLI works on the same database
+(its remote mode, which opens its own connections, is tested in
+tests/server/test_cli_vendor.py)."""
 
 from __future__ import annotations
 
@@ -29,33 +34,31 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.server import cli
-from software_dna.server.testing import LocalServer, free_port
+from tests.inprocess import InProcessServer, unreachable
 from tests.smtp import Mailbox
 from tests.test_client_e2e import App, make_app, new_product, other_machine
 
-from .threaded import ThreadedServer
-
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 __all__ = ["make_app"]  # the fixture, imported for this module
 
 
-def issue(server: LocalServer, product: str, **fields: Any) -> dict[str, Any]:
+def issue(server: InProcessServer, product: str, **fields: Any) -> dict[str, Any]:
     answer: dict[str, Any] = server.admin.request("POST", "/licenses",
                                                   json={"product": product, **fields})
     return answer
 
 
-def vendor_cli(server: LocalServer, *argv: str) -> tuple[int, str]:
+def vendor_cli(server: InProcessServer, *argv: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main([*argv, "--server-url", server.url, "--admin-key", server.admin_key])
+        code = cli.main([*argv, "--data-dir", str(server.data_dir),
+                         "--database-url", server.database_url])
     return code, out.getvalue() + err.getvalue()
 
 
@@ -63,7 +66,7 @@ def vendor_cli(server: LocalServer, *argv: str) -> tuple[int, str]:
 
 
 def test_roll_over_moves_the_least_recently_seen_computer(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin, refresh_interval=3600,
                                 offline_grace_period=7200)
@@ -101,7 +104,7 @@ def test_roll_over_moves_the_least_recently_seen_computer(
 
 
 def test_a_moved_computer_offline_keeps_its_grace_period_and_no_more(
-    server: LocalServer, make_app: Callable[..., App], tmp_path: Path
+    server: InProcessServer, make_app: Callable[..., App], tmp_path: Path
 ) -> None:
     product, keys = new_product(server.admin, refresh_interval=3600,
                                 offline_grace_period=7200)
@@ -109,10 +112,10 @@ def test_a_moved_computer_offline_keeps_its_grace_period_and_no_more(
     laptop = make_app(product, keys, "laptop", fingerprint=other_machine())
     laptop.client.activate(key)
     make_app(product, keys, "phone", fingerprint=other_machine()).client.activate(key)
-    # The laptop, moved, without a network (nothing listens on this port).
+    # The laptop, moved, without a network.
     clock = {"offset": timedelta(seconds=3700)}
     offline = LicenseClient(product=product, public_keys=keys, store_path=tmp_path / "laptop",
-                            server_url=f"http://127.0.0.1:{free_port()}", timeout=1.0,
+                            transport=unreachable(), timeout=1.0,
                             fingerprint=laptop.args["fingerprint"],
                             clock=lambda: datetime.now(timezone.utc) + clock["offset"])
     try:
@@ -130,7 +133,7 @@ def test_a_moved_computer_offline_keeps_its_grace_period_and_no_more(
 # --------------------------------------------------------------------------- user seats
 
 
-def test_user_seats_share_a_key_and_a_password(server: LocalServer,
+def test_user_seats_share_a_key_and_a_password(server: InProcessServer,
                                               make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     lic = issue(server, product, seats=2, seat_mode="user", password="team pass")
@@ -165,7 +168,7 @@ def test_user_seats_share_a_key_and_a_password(server: LocalServer,
 
 
 def test_reactivation_lockout_and_its_reset_from_the_cli(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin, reactivation_limit=1, reactivation_period=3600)
     lic = issue(server, product, seats=1)
@@ -188,7 +191,7 @@ def test_reactivation_lockout_and_its_reset_from_the_cli(
     assert first.client.activate(key).mode is Mode.FULL
 
 
-def test_lockout_by_client_address(server: LocalServer,
+def test_lockout_by_client_address(server: InProcessServer,
                                    make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin, address_activation_limit=2)
     apps = [make_app(product, keys, f"pc{i}", fingerprint=other_machine()) for i in range(3)]
@@ -206,16 +209,16 @@ def test_lockout_by_client_address(server: LocalServer,
 
 
 @pytest.fixture(scope="module")
-def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer,
+def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer,
                                                                             Mailbox]]:
     with Mailbox() as box:
         env = {"SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(box.port),
                "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": "no-reply@acme.test"}
-        with ThreadedServer(tmp_path_factory.mktemp("mail-server"), env=env) as srv:
+        with InProcessServer(tmp_path_factory.mktemp("mail-server"), env=env) as srv:
             yield srv, box
 
 
-def test_password_reset_by_email(mail_server: tuple[LocalServer, Mailbox],
+def test_password_reset_by_email(mail_server: tuple[InProcessServer, Mailbox],
                                  tmp_path: Path) -> None:
     srv, box = mail_server
     product, keys = new_product(srv.admin, password_required=True)
@@ -261,7 +264,7 @@ def test_password_reset_by_email(mail_server: tuple[LocalServer, Mailbox],
         new_pc.client.close()
 
 
-def test_password_reset_without_mail_on_the_server(server: LocalServer,
+def test_password_reset_without_mail_on_the_server(server: InProcessServer,
                                                    make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product, password="pw")["license_key"]

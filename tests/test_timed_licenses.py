@@ -25,19 +25,18 @@ from software_dna import (
 from software_dna.client.periodic import PeriodicCheck
 from software_dna.fingerprint import Fingerprint, collect
 from software_dna.server.adminclient import AdminError
-from software_dna.server.testing import LocalServer
 from software_dna.wire.claims import _sign_claims, loads_strict
 from software_dna.wire.paseto import SecretKey, untrusted_message
 
+from .inprocess import InProcessServer
 from .test_client_e2e import App, new_product, offline_app, other_machine
 from .tokens import make_token
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 DAY = timedelta(days=1)
@@ -49,7 +48,7 @@ def utcnow() -> datetime:
 
 
 @pytest.fixture
-def make_app(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
+def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
     def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> App:
@@ -79,7 +78,7 @@ def watch() -> Iterator[Callable[[App], tuple[PeriodicCheck, Changes]]]:
         handle.stop()
 
 
-def test_fixed_end_date(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_fixed_end_date(server: InProcessServer, make_app: Callable[..., App]) -> None:
     product, keys = new_product(server.admin, protection="offline")
     ends = utcnow() + 10 * DAY + timedelta(hours=1)
     app = make_app(product, keys)
@@ -94,7 +93,7 @@ def test_fixed_end_date(server: LocalServer, make_app: Callable[..., App]) -> No
 
 
 def test_term_starts_at_the_first_activation(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin)
     issued = server.admin.issue_license(product, seats=2, expires_after_days=365)
@@ -111,7 +110,7 @@ def test_term_starts_at_the_first_activation(
 
 
 def test_vendor_extends_seen_at_the_next_refresh(
-    server: LocalServer, make_app: Callable[..., App],
+    server: InProcessServer, make_app: Callable[..., App],
     watch: Callable[[App], tuple[PeriodicCheck, Changes]],
 ) -> None:
     product, keys = new_product(server.admin)
@@ -139,7 +138,7 @@ def test_vendor_extends_seen_at_the_next_refresh(
 
 
 def test_expiry_fires_on_change_and_a_renewal_code_revives_it(
-    server: LocalServer, make_app: Callable[..., App],
+    server: InProcessServer, make_app: Callable[..., App],
     watch: Callable[[App], tuple[PeriodicCheck, Changes]],
 ) -> None:
     product, keys = new_product(server.admin)
@@ -182,7 +181,7 @@ def test_expiry_fires_on_change_and_a_renewal_code_revives_it(
 
 
 def test_perpetual_licenses_need_no_renewal_and_conversion(
-    server: LocalServer, make_app: Callable[..., App],
+    server: InProcessServer, make_app: Callable[..., App],
     watch: Callable[[App], tuple[PeriodicCheck, Changes]],
 ) -> None:
     product, keys = new_product(server.admin)
@@ -207,7 +206,7 @@ def test_perpetual_licenses_need_no_renewal_and_conversion(
 
 
 def test_subscription_cancel_warns_then_stops(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     loose, _ = new_product(server.admin)
     with pytest.raises(AdminError, match="mandatory"):
@@ -242,7 +241,7 @@ def test_subscription_cancel_warns_then_stops(
 
 
 def test_on_change_sees_the_warning_the_resume_and_the_stop(
-    server: LocalServer, make_app: Callable[..., App],
+    server: InProcessServer, make_app: Callable[..., App],
     watch: Callable[[App], tuple[PeriodicCheck, Changes]],
 ) -> None:
     product, keys = new_product(server.admin, protection="mandatory", refresh_interval=3600,

@@ -23,24 +23,22 @@ from software_dna import (
 )
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminError
-from software_dna.server.testing import LocalServer
 
-from .netfaults import free_port
+from .inprocess import InProcessServer, unreachable
 from .test_client_e2e import App, new_product, offline_app, other_machine
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 DAY = timedelta(days=1)
 
 
 @pytest.fixture
-def make_app(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
+def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
     def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> App:
@@ -65,14 +63,14 @@ def machine(seed: str, changed: Iterable[str] = ()) -> Callable[[str], Fingerpri
     return lambda _product: fp
 
 
-def trial_product(server: LocalServer, days: int = 14, **policy: Any) -> tuple[str, list[str]]:
+def trial_product(server: InProcessServer, days: int = 14, **policy: Any) -> tuple[str, list[str]]:
     product, keys = new_product(server.admin, **policy)
     server.admin.update_product(product, trial_days=days)
     return product, keys
 
 
 def test_trial_once_per_machine_even_after_the_store_is_deleted(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server, days=14)
     app = make_app(product, keys, fingerprint=machine("laptop"))
@@ -108,7 +106,7 @@ def test_trial_once_per_machine_even_after_the_store_is_deleted(
 
 
 def test_same_machine_is_judged_with_the_fingerprint_tolerance(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server, fingerprint_tolerance=1)
     first = make_app(product, keys, "a", fingerprint=machine("pc")).client.start_trial()
@@ -122,7 +120,7 @@ def test_same_machine_is_judged_with_the_fingerprint_tolerance(
 
 
 def test_no_trial_when_the_product_offers_none_or_a_license_is_held(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
@@ -139,7 +137,7 @@ def test_no_trial_when_the_product_offers_none_or_a_license_is_held(
 
 
 def test_trial_to_paid_keeps_the_settings(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server)
     app = make_app(product, keys, fingerprint=machine("studio"))
@@ -166,7 +164,7 @@ def test_trial_to_paid_keeps_the_settings(
 
 
 def test_a_failed_activation_leaves_the_trial_as_it_was(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server)
     app = make_app(product, keys, fingerprint=machine("notebook"))
@@ -179,10 +177,10 @@ def test_a_failed_activation_leaves_the_trial_as_it_was(
         app.client.activate(guarded["license_key"], password="wrong")
     # The server cannot be reached: nothing changes either.
 
-    app.args["server_url"] = f"http://127.0.0.1:{free_port()}"
+    app.args["transport"] = unreachable()
     with pytest.raises(ServerUnreachable):
         app.restart().activate(guarded["license_key"], password="s3cret")
-    app.args["server_url"] = server.url
+    app.args["transport"] = server.transport()
     still = app.restart().check()
     assert still.kind is Kind.TRIAL and still.activation_id == trial.activation_id
     assert app.client.refresh().activation_id == trial.activation_id  # live on the server too
@@ -195,7 +193,7 @@ def test_a_failed_activation_leaves_the_trial_as_it_was(
 
 
 def test_a_paid_license_in_use_keeps_its_own_settings(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server)
     key = server.admin.issue_license(product, seats=2)["license_key"]
@@ -209,7 +207,7 @@ def test_a_paid_license_in_use_keeps_its_own_settings(
     assert home.client.settings == {"theme": "light"}  # the paid license's settings win
 
 
-def test_evaluation_key(server: LocalServer, make_app: Callable[..., App]) -> None:
+def test_evaluation_key(server: InProcessServer, make_app: Callable[..., App]) -> None:
     # Protection "offline": the app's clock can be moved a month ahead of the server's.
     product, keys = new_product(server.admin, protection="offline")
     for bad in (0, 61):
@@ -235,7 +233,7 @@ def test_evaluation_key(server: LocalServer, make_app: Callable[..., App]) -> No
 
 
 def test_test_codes_are_limited_and_resettable(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = new_product(server.admin)
     server.admin.update_product(product, test_code_limit=2)
@@ -266,7 +264,7 @@ def test_test_codes_are_limited_and_resettable(
 
 
 def test_forgotten_trial_machine_may_start_again(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server)
     app = make_app(product, keys, fingerprint=machine("lab"))
@@ -281,7 +279,7 @@ def test_forgotten_trial_machine_may_start_again(
 
 
 def test_settings_changed_offline_during_the_trial_carry_over(
-    server: LocalServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App]
 ) -> None:
     product, keys = trial_product(server)
     app = make_app(product, keys, fingerprint=machine("train"))
@@ -289,6 +287,6 @@ def test_settings_changed_offline_during_the_trial_carry_over(
     app.client.settings = {"layout": "wide"}
     offline = offline_app(app)
     offline.settings = {"layout": "narrow"}  # kept locally, not sent yet
-    app.args["server_url"] = server.url
+    app.args["transport"] = server.transport()
     app.restart().activate(server.admin.issue_license(product)["license_key"])
     assert app.client.settings == {"layout": "narrow"}

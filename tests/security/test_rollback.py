@@ -31,18 +31,16 @@ from software_dna import (
     StoreRolledBack,
 )
 from software_dna.client.rollback import witness_path
-from software_dna.server.testing import LocalServer
-from tests.netfaults import free_port
+from tests.inprocess import InProcessServer, unreachable
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import PRODUCT, Lab
 from tests.test_client_e2e import EMAIL, App, new_product
 
 
 @pytest.fixture(scope="module")
-def server(threaded_server: LocalServer) -> LocalServer:
-    """The SDK opens its own connections, so a real socket, but no server process is
-    needed: the app runs in this process behind uvicorn on a thread (tests/threaded.py)."""
-    return threaded_server
+def server(inprocess_server: InProcessServer) -> InProcessServer:
+    """The app and its database in this process; the SDK reaches it with no socket."""
+    return inprocess_server
 
 
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -182,7 +180,7 @@ def test_documented_limit_every_file_and_the_clock_rolled_back(machine: Machine)
 
 
 @pytest.fixture
-def online(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
+def online(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
     apps: list[App] = []
 
     def make(product: str, keys: list[str], **kwargs: object) -> App:
@@ -197,11 +195,11 @@ def online(server: LocalServer, tmp_path: Path) -> Iterator[Callable[..., App]]:
 
 def _unreachable(app: App) -> LicenseClient:
     """The same app started while the server cannot be reached."""
-    return LicenseClient(**{**app.args, "server_url": f"http://127.0.0.1:{free_port()}",
+    return LicenseClient(**{**app.args, "transport": unreachable(),
                             "timeout": 1.0})
 
 
-def test_older_copy_after_online_revocation(server: LocalServer,
+def test_older_copy_after_online_revocation(server: InProcessServer,
                                             online: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product)
@@ -218,7 +216,7 @@ def test_older_copy_after_online_revocation(server: LocalServer,
         app.restart().check()  # online: the server says so again
 
 
-def test_older_copy_after_erasure_recovers_limited_online(server: LocalServer,
+def test_older_copy_after_erasure_recovers_limited_online(server: InProcessServer,
                                                           online: Callable[..., App]) -> None:
     product, keys = new_product(server.admin)
     key = server.admin.issue_license(product)["license_key"]

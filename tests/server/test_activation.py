@@ -29,12 +29,9 @@ class Product:
 
 
 @pytest.fixture(scope="module")
-def any_server(tmp_path_factory: pytest.TempPathFactory,
-               database_url: str) -> Iterator[LocalServer]:
+def any_server(inprocess_any_server: InProcessServer) -> InProcessServer:
     """Only the HTTP API is tested here: the app in-process on ``database_url``."""
-    with InProcessServer(tmp_path_factory.mktemp("any-server"),
-                         database_url=database_url) as srv:
-        yield srv
+    return inprocess_any_server
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 In process (``main([...])`` with capsys) on a fresh SQLite data folder set
 up by ``software-dna server init``; through the admin API over HTTP (the app
-in this process behind uvicorn on a thread, tests/threaded.py); and in a real
-subprocess.
+in this process behind uvicorn on a thread, tests/threaded.py: the remote mode
+opens its own connections, so it needs a socket); and in a real subprocess.
 """
 
 from __future__ import annotations

@@ -23,19 +23,15 @@ from ..inprocess import InProcessServer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+def server(inprocess_server: InProcessServer) -> InProcessServer:
     """Only the HTTP API is tested here: the app in-process (no subprocess, no socket)."""
-    with InProcessServer(tmp_path_factory.mktemp("server")) as srv:
-        yield srv
+    return inprocess_server
 
 
 @pytest.fixture(scope="module")
-def any_server(tmp_path_factory: pytest.TempPathFactory,
-               database_url: str) -> Iterator[LocalServer]:
+def any_server(inprocess_any_server: InProcessServer) -> InProcessServer:
     """Only the HTTP API is tested here: the app in-process on ``database_url``."""
-    with InProcessServer(tmp_path_factory.mktemp("any-server"),
-                         database_url=database_url) as srv:
-        yield srv
+    return inprocess_any_server
 
 
 @pytest.fixture

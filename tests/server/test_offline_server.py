@@ -1,7 +1,9 @@
 """Air-gapped activation, server side: the /v1/offline routes and `software-dna offline`.
 
 Runs on SQLite and PostgreSQL (``any_server``). Requests are built with the
-SDK's own format code and fake machines (``helpers.fingerprint``).
+SDK's own format code and fake machines (``helpers.fingerprint``). The server
+listens on a real socket (tests/threaded.py) because ``software-dna offline``
+is also run in its remote mode, which opens its own connections.
 """
 
 from __future__ import annotations

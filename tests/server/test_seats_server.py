@@ -1,6 +1,10 @@
 """Seats on the server, over real HTTP: two workers racing on one PostgreSQL database,
 roll-over and ``activation_moved``, user seats, floating leases, the lock-out, the
-admin API and CLI, and migration 0003."""
+admin API and CLI, and migration 0003.
+
+Real sockets on purpose: the races need two uvicorn worker processes
+(LocalServer), and the other tests post from threads with plain ``requests``
+(tests/threaded.py)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from software_dna._version import __version__
@@ -127,6 +127,13 @@ class HTTPTransport(Transport):
             always on.
         proxies: ``{"https": "http://proxy:3128"}``. When ``None`` the
             environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``) apply.
+        session_factory: makes the ``requests.Session`` used (default:
+            ``requests.Session``), called on first use and again after
+            :meth:`close`; the headers, proxies and TLS settings above are
+            applied to it. For tests and special environments: e.g. a session
+            with a transport adapter mounted that serves the app in-process.
+        sleep: waits between retries, given seconds (default ``time.sleep``);
+            a test passes one that returns at once, so the back-off costs no time.
     """
 
     def __init__(
@@ -137,6 +144,8 @@ class HTTPTransport(Transport):
         deadline: float = DEFAULT_DEADLINE,
         ca_bundle: str | None = None,
         proxies: Mapping[str, str] | None = None,
+        session_factory: Callable[[], requests.Session] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not base_url.startswith(("https://", "http://")):
             raise ValueError("server_url must start with https:// (or http:// for local testing)")
@@ -147,6 +156,8 @@ class HTTPTransport(Transport):
         self.deadline = deadline
         self._ca_bundle = ca_bundle
         self._proxies = dict(proxies) if proxies is not None else None
+        self._session_factory = session_factory
+        self._sleep = sleep
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
 
@@ -163,7 +174,8 @@ class HTTPTransport(Transport):
             if self._session is None:
                 import requests  # lazy: heavy; only once the server is contacted
 
-                session = requests.Session()
+                factory = self._session_factory or requests.Session
+                session = factory()
                 session.headers["User-Agent"] = self.user_agent
                 session.headers["Accept"] = "application/json"
                 if self._proxies is not None:
@@ -227,10 +239,10 @@ class HTTPTransport(Transport):
                     raise
             else:
                 if retry and answer.status in _RETRY_STATUSES and attempt < 3:
-                    time.sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic())))
+                    self._sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic())))
                     continue
                 return answer
-            time.sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic() - 0.1)))
+            self._sleep(min(0.2 * attempt, max(0.0, ends - time.monotonic() - 0.1)))
 
     def _attempt(
         self,
