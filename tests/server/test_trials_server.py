@@ -328,6 +328,19 @@ def test_renewal_route(any_server: LocalServer, api: Api, product: Product) -> N
     assert audit.count("license.renew") == 2
 
 
+def test_renewal_and_extension_stop_at_the_last_writable_second(
+        any_server: LocalServer, api: Api, product: Product) -> None:
+    """An end set near year 9999 plus days was an OverflowError, answered 500."""
+    admin = any_server.admin
+    issued = admin.issue_license(product.id, expires_at="9999-12-31T23:59:59+14:00")
+    body = api.activate(product.id, issued["license_key"]).json()
+    (code,) = admin.issue_renewal_codes(3650, license_id=issued["id"])
+    answer = renew(api, body["activation_id"], body["activation_secret"], code)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["license_expires_at"] == "9999-12-31T23:59:59Z"
+    assert admin.extend_license(issued["id"], days=3650)["expires_at"] == "9999-12-31T23:59:59Z"
+
+
 def test_one_renewal_code_redeemed_once_under_a_race(
     any_server: LocalServer, api: Api, product: Product
 ) -> None:

@@ -7,13 +7,15 @@ work this way).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from software_dna.wire.claims import Kind, Protection
 
 __all__ = [
     "EVALUATION_MAX_DAYS",
     "ISSUABLE_KINDS",
+    "LATEST_END",
+    "later_by",
     "KINDS",
     "MAX_DAYS",
     "TEST_CODE_MAX_DAYS",
@@ -24,6 +26,8 @@ __all__ = [
 KINDS = tuple(kind.value for kind in Kind)
 #: The kinds a vendor issues directly (trials start from the app; test codes have a route).
 ISSUABLE_KINDS = (Kind.FULL.value, Kind.EVALUATION.value)
+#: The latest end a license can have: the last second RFC 3339 can write.
+LATEST_END = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 #: Longest term, extension or renewal code, in days (10 years).
 MAX_DAYS = 3650
 #: Evaluation keys run 1 to 60 days after their first activation.
@@ -61,3 +65,10 @@ def terms_problem(*, protection: str, kind: str, expires_at: datetime | None,
         return ("A subscription needs the product's protection level 'mandatory' "
                 "(so that a cancellation reaches every app).")
     return None
+
+
+def later_by(start: datetime, days: int) -> datetime:
+    """``start`` plus ``days`` days, but never past :data:`LATEST_END` (no overflow)."""
+    if LATEST_END - start <= timedelta(days=days):
+        return LATEST_END
+    return start + timedelta(days=days)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from software_dna.server.domain.terms import MAX_DAYS
+from software_dna.server.domain.terms import MAX_DAYS, later_by
 from software_dna.server.models import License
 from software_dna.server.services.common import audit, utcnow
 from software_dna.server.services.errors import conflict, invalid
@@ -66,7 +66,7 @@ def add_days(lic: License, days: int, now: datetime) -> None:
         assert lic.duration_days is not None
         lic.duration_days = min(lic.duration_days + days, MAX_DAYS * 10)
         return
-    lic.expires_at = max(lic.expires_at, now) + timedelta(days=days)
+    lic.expires_at = later_by(max(lic.expires_at, now), days)
 
 
 def extend_license(session: Session, license_id: str, *, days: int | None = None,
