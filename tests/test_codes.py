@@ -18,10 +18,10 @@ from software_dna.wire.codes import Code
 
 PROTOCOL = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
 
-#: Every refusal the server's rules give a license or an activation.
+#: Every refusal the server's rules give a license or an activation: the module's
+#: Refusal constants, and the expiry refusal of every kind.
 SERVER_REFUSALS = [
-    refusals.LICENSE_REVOKED, refusals.LICENSE_SUSPENDED, refusals.SUBSCRIPTION_CANCELLED,
-    refusals.ACTIVATION_REMOVED, refusals.ACTIVATION_MOVED,
+    *(value for value in vars(refusals).values() if isinstance(value, refusals.Refusal)),
     *(refusals.expired(kind.value) for kind in Kind),
 ]
 
