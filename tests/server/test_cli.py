@@ -162,7 +162,7 @@ sys.exit(main(sys.argv[1:]))
      "alembic", "uvicorn", "psycopg"},  # the SDK alone
     {"typer"}, {"pydantic_settings"},
 ])
-@pytest.mark.parametrize("argv", [[], ["--help"], ["products", "list"]])
+@pytest.mark.parametrize("argv", [[], ["products", "list"], ["products", "--help"]])
 def test_without_the_server_extra_one_line_says_what_to_install(
         blocked: set[str], argv: list[str]) -> None:
     code = _BLOCK_SERVER_EXTRA.format(BLOCKED=sorted(blocked))
@@ -172,6 +172,41 @@ def test_without_the_server_extra_one_line_says_what_to_install(
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1, done.stderr
     assert "software-dna[server]" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("blocked", [
+    {"typer", "click", "fastapi", "starlette", "pydantic", "pydantic_settings", "sqlalchemy",
+     "alembic", "uvicorn", "psycopg"},  # the SDK alone
+    {"typer"},
+])
+def test_without_the_server_extra_version_and_help_still_work(blocked: set[str]) -> None:
+    code = _BLOCK_SERVER_EXTRA.format(BLOCKED=sorted(blocked))
+    done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert re.fullmatch(r"software-dna \S+\n", done.stdout), done.stdout
+    for flag in ("-h", "--help"):
+        helped = subprocess.run([sys.executable, "-c", code, flag], capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert (helped.returncode, helped.stderr) == (0, "")
+        assert helped.stdout.startswith("Usage: software-dna")
+        assert "--version" in helped.stdout and "software-dna[server]" in helped.stdout
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["products", "list"], ["audit", "--limit", "200"],
+                                  ["licenses", "list", "--json"]])
+def test_a_closed_stdout_ends_quietly(tmp_path: Path, argv: list[str]) -> None:
+    env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(tmp_path / "h")}
+    assert _run(["server", "init"], env).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` that has already gone
+    try:
+        done = subprocess.run([*_cli(), *argv], env=env, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -27,6 +26,7 @@ from software_dna.server.cli import (
     server,
     test_codes,
     trials,
+    version_line,
 )
 from software_dna.server.cli._common import PROG
 
@@ -45,11 +45,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        try:
-            number = version("software-dna")
-        except PackageNotFoundError:  # a source tree that was never installed
-            number = "unknown"
-        print(f"{PROG} {number}")
+        print(version_line())
         raise typer.Exit(0)
 
 

@@ -10,7 +10,9 @@ stderr and an exit code:
 * a refusal (:class:`~._common.Refused`): its message, by its protocol code
   (``not_found`` names what was not found with the value given), exit 1;
 * a :class:`~._common.CliError`: its message, its code (1, or 2 for usage);
-* anything else: one line, exit 1 (``SOFTWARE_DNA_DEBUG=1``: the traceback).
+* anything else: one line, exit 1 (``SOFTWARE_DNA_DEBUG=1``: the traceback);
+  but a closed standard output (``BrokenPipeError``) goes on to
+  :func:`software_dna.server.cli.main`, which ends quietly.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ def execute(conn: Connection, run: Callable[[Backend], int], named: Mapping[str,
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:  # stdout closed early: main() ends quietly
+        raise
     except Exception as exc:
         if os.environ.get(ENV_DEBUG):
             raise

@@ -76,6 +76,8 @@ def _one_line(run: Callable[[], int], database_url: str | None) -> int:
         return exc.code
     except SQLAlchemyError as exc:
         return error(database_error(exc, database_url).message)
+    except BrokenPipeError:  # stdout closed early: main() ends quietly
+        raise
     except OSError as exc:
         return error(f"{type(exc).__name__}: {exc}")
     except Exception as exc:
