@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument
 
 from software_dna.server.cli import (
     activations,
@@ -72,6 +73,24 @@ app.add_typer(lockouts.app)
 app.add_typer(offline.app)
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown in the usage line as ``ID`` (optional: ``[ID]``), not ``{ID}``."""
+
+    def get_usage_pieces(self, ctx: object) -> list[str]:
+        """``NAME``, ``[NAME]`` when optional, with ``...`` when it takes several values."""
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return [name + ("..." if self.nargs != 1 else "")]
+
+
+def _plain_usage(command: Any) -> None:
+    """Show the arguments of ``command`` and its subcommands the way the docs write them."""
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_usage(sub)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run ``software-dna`` with ``argv``; returns the command's exit status.
 
@@ -79,6 +98,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     the usage and the error on stderr and raises ``SystemExit(2)``.
     """
     command = typer.main.get_command(app)
+    _plain_usage(command)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         with command.make_context(PROG, args) as ctx:
