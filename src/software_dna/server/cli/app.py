@@ -30,6 +30,7 @@ from software_dna.server.cli import (
     version_line,
 )
 from software_dna.server.cli._common import PROG
+from software_dna.server.cli.command import UsageError
 
 __all__ = ["app", "run"]
 
@@ -95,7 +96,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run ``software-dna`` with ``argv``; returns the command's exit status.
 
     ``--help`` and ``--version`` raise ``SystemExit(0)``; a usage error prints
-    the usage and the error on stderr and raises ``SystemExit(2)``.
+    the usage and the error on stderr and raises ``SystemExit(2)`` when click
+    found it (an unknown or malformed option), or returns 2 when the command
+    did (:class:`~.command.UsageError`: conflicting options, nothing to do).
     """
     command = typer.main.get_command(app)
     _plain_usage(command)
@@ -105,6 +108,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             result = command.invoke(ctx)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
+    except UsageError as exc:  # found by the command itself: returned, as any exit code
+        exc.show()
+        return exc.exit_code
     except typer.TyperException as exc:  # a usage error: the usage, then "Error: ..."
         show = getattr(exc, "show", None)
         if callable(show):
