@@ -96,8 +96,7 @@ def issue(
     be shown again."""
     if password is not None and password_stdin:
         raise CliError("Give --password or --password-stdin, not both.", code=2)
-    if kind == "evaluation" and (expires_after_days is None
-                                 or expires_after_days > EVALUATION_MAX_DAYS):
+    if kind == "evaluation" and expires_after_days is None:  # over 60: the server's refusal
         raise CliError(f"--kind evaluation needs --expires-after-days N (1 to "
                        f"{EVALUATION_MAX_DAYS}).", code=2)
     secret = read_secret(sys.stdin, "password") if password_stdin else password
