@@ -59,6 +59,13 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
     home = tmp_path / "home"
     env = _env(home, fresh_database_url)
 
+    if fresh_database_url.startswith("sqlite:///"):
+        # No database file: run refuses (and creates nothing) and says to init.
+        missing = _run(["server", "run", "--port", str(free_port())], env)
+        assert missing.returncode == 1
+        assert "software-dna server init" in missing.stderr
+        assert not home.exists()
+        Path(fresh_database_url.removeprefix("sqlite:///")).touch()
     # A database without the schema: run refuses and says what to do.
     refused = _run(["server", "run", "--port", str(free_port())], env)
     assert refused.returncode == 1
@@ -128,6 +135,7 @@ def test_database_newer_than_server(tmp_path: Path, fresh_database_url: str) -> 
 
 def test_missing_master_key(tmp_path: Path) -> None:
     env = _env(tmp_path / "home", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    (tmp_path / "db.sqlite").touch()  # migrate refuses a SQLite file that is not there
     assert _run(["server", "migrate"], env).returncode == 0
     refused = _run(["server", "run", "--port", str(free_port())], env)
     assert refused.returncode == 1
@@ -154,7 +162,7 @@ sys.exit(main(sys.argv[1:]))
      "alembic", "uvicorn", "psycopg"},  # the SDK alone
     {"typer"}, {"pydantic_settings"},
 ])
-@pytest.mark.parametrize("argv", [[], ["--help"], ["products", "list"]])
+@pytest.mark.parametrize("argv", [[], ["products", "list"], ["products", "--help"]])
 def test_without_the_server_extra_one_line_says_what_to_install(
         blocked: set[str], argv: list[str]) -> None:
     code = _BLOCK_SERVER_EXTRA.format(BLOCKED=sorted(blocked))
@@ -164,6 +172,41 @@ def test_without_the_server_extra_one_line_says_what_to_install(
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1, done.stderr
     assert "software-dna[server]" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("blocked", [
+    {"typer", "click", "fastapi", "starlette", "pydantic", "pydantic_settings", "sqlalchemy",
+     "alembic", "uvicorn", "psycopg"},  # the SDK alone
+    {"typer"},
+])
+def test_without_the_server_extra_version_and_help_still_work(blocked: set[str]) -> None:
+    code = _BLOCK_SERVER_EXTRA.format(BLOCKED=sorted(blocked))
+    done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert re.fullmatch(r"software-dna \S+\n", done.stdout), done.stdout
+    for flag in ("-h", "--help"):
+        helped = subprocess.run([sys.executable, "-c", code, flag], capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert (helped.returncode, helped.stderr) == (0, "")
+        assert helped.stdout.startswith("Usage: software-dna")
+        assert "--version" in helped.stdout and "software-dna[server]" in helped.stdout
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["products", "list"], ["audit", "--limit", "200"],
+                                  ["licenses", "list", "--json"]])
+def test_a_closed_stdout_ends_quietly(tmp_path: Path, argv: list[str]) -> None:
+    env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(tmp_path / "h")}
+    assert _run(["server", "init"], env).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` that has already gone
+    try:
+        done = subprocess.run([*_cli(), *argv], env=env, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,6 +224,7 @@ def test_server_url_and_database_url_both_in_the_environment_are_refused(
     monkeypatch.setenv("SOFTWARE_DNA_ADMIN_KEY", "sdna_admin_x")
     assert main(["products", "list"]) == 2
     err = capsys.readouterr().err
+    assert err.startswith("Usage: software-dna products list")
     assert "SOFTWARE_DNA_SERVER_URL" in err and "DATABASE_URL" in err and "unset" in err
 
 
@@ -224,3 +268,93 @@ def test_run_with_home_serves_that_folder(tmp_path: Path) -> None:
         proc.wait(30)
         log.close()
     assert (home / "server.db").exists()
+
+
+def _clean() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *names: str) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("software-dna: error: "), lines
+    for name in names:
+        assert name in lines[0], lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("args", "env_extra", "names"), [
+    (["server", "run", "--database-url", "foo://bar"], {}, ["--database-url", "postgresql://"]),
+    (["server", "init", "--database-url", "not a url"], {},
+     ["--database-url", "not a database URL"]),
+    (["server", "migrate", "--database-url", "mysql://x@127.0.0.1/y"], {},
+     ["--database-url", "MySQLdb", "not installed"]),
+    (["server", "run"], {"DATABASE_URL": "not a url"}, ["DATABASE_URL", "not a database URL"]),
+    (["server", "run"], {"SOFTWARE_DNA_DATABASE_URL": "not a url"},
+     ["SOFTWARE_DNA_DATABASE_URL", "not a database URL"]),
+    (["server", "run", "--database-url", "postgresql://x@127.0.0.1:1/y"], {},
+     ["--database-url", "database server is running"]),
+    (["products", "list", "--database-url", "not a url"], {},
+     ["--database-url", "not a database URL"]),
+    (["products", "list"], {"DATABASE_URL": "not a url"}, ["DATABASE_URL", "not a database URL"]),
+    (["products", "list", "--database-url", "postgresql://x@127.0.0.1:1/y"], {},
+     ["--database-url", "database server is running"]),
+])
+def test_a_bad_database_setting_is_one_line_naming_it(
+        tmp_path: Path, args: list[str], env_extra: dict[str, str], names: list[str]) -> None:
+    home = tmp_path / "home"
+    env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(home), **env_extra}
+    _one_line_error(_run([*args, "--port", str(free_port())] if args[1:2] == ["run"]
+                         else args, env), 1, *names)
+    assert not home.exists()  # nothing created, not even by init
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--port", "99999"], "--port"), (["--port", "0"], "--port"), (["--workers", "0"], "--workers"),
+])
+def test_port_and_workers_out_of_range_are_usage_errors(args: list[str], option: str) -> None:
+    done = _run(["server", "run", *args], _clean())
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("Usage: software-dna server run")
+    assert f"Error: Invalid value for '{option}'" in done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["server", "run", "--home", "{home}"],
+    ["server", "run", "--data-dir", "{home}"],
+    ["server", "migrate", "--home", "{home}"],
+    ["server", "run", "--database-url", "sqlite:///{home}/nonexist.db"],
+    ["server", "migrate", "--database-url", "sqlite:///nonexist.db"],
+])
+def test_a_missing_data_folder_or_sqlite_file_is_refused_and_nothing_created(
+        tmp_path: Path, args: list[str]) -> None:
+    home = tmp_path / "nonexisthome"
+    argv = [a.format(home=home) for a in args]
+    env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(home)}
+    done = subprocess.run([*_cli(), *argv, *(["--port", str(free_port())] if "run" in argv
+                                             else [])],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    _one_line_error(done, 1, "run `software-dna server init`")
+    assert not home.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_dir_is_accepted_by_every_server_command(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    env = _clean()
+    init = _run(["server", "init", "--data-dir", str(home)], env)
+    assert init.returncode == 0, init.stderr
+    assert "(already there, kept)" not in init.stdout
+    assert (home / "master.key").exists()
+    again = _run(["server", "init", "--data-dir", str(home)], env)
+    assert "master.key (already there, kept)" in again.stdout, again.stdout
+    migrate = _run(["server", "migrate", "--data-dir", str(home)], env)
+    assert migrate.returncode == 0 and "already at revision" in migrate.stdout
+    for command in ("init", "migrate", "run"):
+        helped = _run(["server", command, "--help"], env)
+        assert "--data-dir" in helped.stdout and "--home" in helped.stdout

@@ -110,6 +110,12 @@ class Runner:
         if code == 1:
             assert len(lines) == 1, result.err
             assert lines[0].startswith("software-dna: error: ")
+        if code == 2:  # docs/cli.md: the usage line, then "Error: ..."
+            assert lines[0].startswith("Usage: software-dna "), result.err
+            assert lines[-1].startswith("Error: "), result.err
+            assert "software-dna: error" not in result.err
+            assert "Value error" not in result.err
+            assert "{" not in lines[0], lines[0]
         return result.err.strip()
 
 
@@ -856,3 +862,72 @@ def test_products_seat_policy_options(sdna: Runner) -> None:
     assert "per-address limit:     20" in sdna("products", "show", "seat-policy").out
     assert "not a number or 'off'" in sdna.fail("products", "configure", "seat-policy",
                                                 "--reactivation-limit", "many", code=2)
+
+
+# --------------------------------------------------------------------------- what a new vendor met
+
+
+def test_every_usage_error_shows_the_usage_line_then_error(
+        sdna: Runner, product: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "not both" in sdna.fail("licenses", "issue", product, "--password", "x",
+                                   "--password-stdin", code=2)
+    assert "exactly one" in sdna.fail("licenses", "password", "lic_x", code=2)
+    assert "Nothing to change" in sdna.fail("products", "configure", product, code=2)
+    assert "not both" in sdna.fail("products", "list", "--server-url", "http://127.0.0.1:1",
+                                   "--data-dir", str(home), code=2)
+    assert "admin API needs a key" in sdna.fail("offline", "respond", "-", "--server-url",
+                                                "http://127.0.0.1:1", code=2)
+    # --admin-key without a server to use it on is refused, not ignored
+    assert "--server-url" in sdna.fail("products", "list", "--admin-key", "sdna_admin_k",
+                                       code=2)
+    # the evaluation key names the option, not the API field
+    err = sdna.fail("licenses", "issue", product, "--kind", "evaluation", code=2)
+    assert "--expires-after-days" in err and "expires_after_days" not in err
+    assert "must be at least 1" in sdna.fail("licenses", "issue", product, "--seats", "0",
+                                             code=2)
+    for variable in ("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL"):
+        with monkeypatch.context() as mp:
+            mp.setenv(variable, f"sqlite:///{home / 'server.db'}")
+            mp.setenv(_common.ENV_SERVER_URL, "http://127.0.0.1:1")
+            mp.setenv(_common.ENV_ADMIN_KEY, "sdna_admin_k")
+            err = sdna.fail("products", "list", code=2)
+            assert f"SOFTWARE_DNA_SERVER_URL and {variable} are set" in err, err
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["licenses", "show"], "licenses show [OPTIONS] ID"),
+    (["keys", "retire"], "keys retire [OPTIONS] PRODUCT KID"),
+    (["offline", "respond"], "offline respond [OPTIONS] REQUEST_FILE"),
+])
+def test_usage_lines_name_arguments_as_the_docs_do(
+        argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _invoke([*argv, "--help"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"Usage: software-dna {usage}"
+
+
+def test_licenses_list_shows_the_term_as_show_does(sdna: Runner, product: str) -> None:
+    evaluation = sdna("licenses", "issue", product, "--kind", "evaluation",
+                      "--expires-after-days", "14", "--json").json()["id"]
+    test_code = re.findall(r"lic_[A-Za-z0-9_-]+",
+                           sdna("test-codes", "issue", product, "--days", "3").out)[0]
+    listed = sdna("licenses", "list", "--product", product).out
+    for license_id, days in ((evaluation, 14), (test_code, 3)):
+        expires = f"{days} days after the first activation"
+        assert re.search(rf"^expires:\s+{expires}$", sdna("licenses", "show", license_id).out,
+                         re.M)
+        row = next(line for line in listed.splitlines() if line.startswith(license_id))
+        assert expires in row, row
+
+
+def test_leases_of_a_license_that_is_not_floating(sdna: Runner, product: str) -> None:
+    license_id = sdna("licenses", "issue", product, "--seats", "3", "--json").json()["id"]
+    out = sdna("licenses", "leases", license_id).out
+    assert "not a floating license" in out and "floating seat(s) leased" not in out
+    floating = sdna("licenses", "issue", product, "--seat-mode", "floating", "--seats", "2",
+                    "--json").json()["id"]
+    assert "0 of 2 floating seat(s) leased." in sdna("licenses", "leases", floating).out
+
+
+def test_server_init_reports_an_existing_master_key_plainly(sdna: Runner, home: Path) -> None:
+    out = sdna("server", "init", "--data-dir", str(home)).out
+    assert "(already there, kept)" in out and "(kept (already there))" not in out

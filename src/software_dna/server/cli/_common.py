@@ -89,7 +89,8 @@ LicenseId = Annotated[str, typer.Argument(metavar="ID", help="the license id (li
 
 
 # --------------------------------------------------------------------------- value types
-# Each raises ValueError with the sentence click shows after "Invalid value for ...".
+# Each raises typer.BadParameter with the sentence click shows after "Invalid value for ..."
+# (a ValueError would show as "Value error, ...").
 
 _DURATION_RE = re.compile(r"^\s*(\d{1,10})\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -101,7 +102,7 @@ def duration(text: str) -> int:
     """Seconds from ``3600``, ``90s``, ``15m``, ``24h``, ``7d`` or ``2w``."""
     found = _DURATION_RE.match(text)
     if found is None:
-        raise ValueError(f"not a duration: {text!r} (seconds, or a number with s, m, h, d "
+        raise typer.BadParameter(f"not a duration: {text!r} (seconds, or a number with s, m, h, d "
                          "or w)")
     return int(found[1]) * _UNITS[found[2]]
 
@@ -116,7 +117,7 @@ def rfc3339(text: str) -> str:
     try:
         return format_rfc3339(parse_rfc3339(text))
     except ValueError:
-        raise ValueError(f"not an RFC 3339 time with an offset: {text!r} "
+        raise typer.BadParameter(f"not an RFC 3339 time with an offset: {text!r} "
                          "(e.g. 2027-01-31T23:59:59Z)") from None
 
 
@@ -131,14 +132,14 @@ def _integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"not an integer: {text!r}") from None
+        raise typer.BadParameter(f"not an integer: {text!r}") from None
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
     value = _integer(text)
     if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
+        raise typer.BadParameter(f"must be at least 1, got {value}")
     return value
 
 
@@ -146,7 +147,7 @@ def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     value = _integer(text)
     if value < 0:
-        raise ValueError(f"must be 0 or more, got {value}")
+        raise typer.BadParameter(f"must be 0 or more, got {value}")
     return value
 
 
@@ -155,7 +156,7 @@ def in_range(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = positive_int(text)
         if not low <= value <= high:
-            raise ValueError(f"must be {low} to {high}")
+            raise typer.BadParameter(f"must be {low} to {high}")
         return value
     return parse
 
@@ -167,9 +168,9 @@ def limit_or_off(text: str) -> int | str:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"not a number or 'off': {text!r}") from None
+        raise typer.BadParameter(f"not a number or 'off': {text!r}") from None
     if not 0 <= value <= 100_000:
-        raise ValueError(f"must be 0 to 100000, got {value}")
+        raise typer.BadParameter(f"must be 0 to 100000, got {value}")
     return value
 
 
@@ -177,7 +178,7 @@ def choice(*values: str) -> Callable[[str], str]:
     """A parser accepting one of ``values``."""
     def parse(text: str) -> str:
         if text not in values:
-            raise ValueError(f"invalid choice: {text!r} (choose from {', '.join(values)})")
+            raise typer.BadParameter(f"invalid choice: {text!r} (choose from {', '.join(values)})")
         return text
     return parse
 

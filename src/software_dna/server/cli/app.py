@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument
 
 from software_dna.server.cli import (
     activations,
@@ -27,8 +27,10 @@ from software_dna.server.cli import (
     server,
     test_codes,
     trials,
+    version_line,
 )
 from software_dna.server.cli._common import PROG
+from software_dna.server.cli.command import UsageError
 
 __all__ = ["app", "run"]
 
@@ -45,11 +47,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        try:
-            number = version("software-dna")
-        except PackageNotFoundError:  # a source tree that was never installed
-            number = "unknown"
-        print(f"{PROG} {number}")
+        print(version_line())
         raise typer.Exit(0)
 
 
@@ -76,19 +74,43 @@ app.add_typer(lockouts.app)
 app.add_typer(offline.app)
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown in the usage line as ``ID`` (optional: ``[ID]``), not ``{ID}``."""
+
+    def get_usage_pieces(self, ctx: object) -> list[str]:
+        """``NAME``, ``[NAME]`` when optional, with ``...`` when it takes several values."""
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return [name + ("..." if self.nargs != 1 else "")]
+
+
+def _plain_usage(command: Any) -> None:
+    """Show the arguments of ``command`` and its subcommands the way the docs write them."""
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_usage(sub)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run ``software-dna`` with ``argv``; returns the command's exit status.
 
     ``--help`` and ``--version`` raise ``SystemExit(0)``; a usage error prints
-    the usage and the error on stderr and raises ``SystemExit(2)``.
+    the usage and the error on stderr and raises ``SystemExit(2)`` when click
+    found it (an unknown or malformed option), or returns 2 when the command
+    did (:class:`~.command.UsageError`: conflicting options, nothing to do).
     """
     command = typer.main.get_command(app)
+    _plain_usage(command)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         with command.make_context(PROG, args) as ctx:
             result = command.invoke(ctx)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
+    except UsageError as exc:  # found by the command itself: returned, as any exit code
+        exc.show()
+        return exc.exit_code
     except typer.TyperException as exc:  # a usage error: the usage, then "Error: ..."
         show = getattr(exc, "show", None)
         if callable(show):

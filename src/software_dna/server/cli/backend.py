@@ -10,12 +10,14 @@ picks one and turns every refusal into :class:`~._common.Refused`.
 Choosing: ``--server-url`` selects the admin API and ``--data-dir`` /
 ``--database-url`` the database (giving both is a usage error). Without
 those options the environment decides: ``SOFTWARE_DNA_SERVER_URL`` selects
-the admin API, unless ``DATABASE_URL`` is set too, which is refused rather
-than silently picking one.
+the admin API, unless ``DATABASE_URL`` (or ``SOFTWARE_DNA_DATABASE_URL``) is
+set too, which is refused rather than silently picking one. ``--admin-key``
+without an admin API to use it on is refused too.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,9 @@ from software_dna.server.cli._common import (
 )
 
 __all__ = ["Backend", "Connection", "RemoteSettings", "open_backend"]
+
+#: The variables naming the database, in the order config.Settings reads them.
+_DATABASE_VARIABLES = ("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL")
 
 #: Seconds to wait for the admin API (an erasure compacts the SQLite file).
 REMOTE_TIMEOUT = 120.0
@@ -101,7 +106,7 @@ class RemoteSettings(BaseSettings):
     server_url: str | None = Field(default=None, validation_alias=ENV_SERVER_URL)
     admin_key: SecretStr | None = Field(default=None, validation_alias=ENV_ADMIN_KEY)
     database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL"))
+        default=None, validation_alias=AliasChoices(*_DATABASE_VARIABLES))
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,18 @@ def _remote_url(conn: Connection, env: RemoteSettings) -> str | None:
         raise CliError("Give either --server-url or --data-dir / --database-url, not both.",
                        code=2)
     if conn.server_url or direct:
-        return conn.server_url
-    if env.server_url and env.database_url:
-        raise CliError(f"Both {ENV_SERVER_URL} and DATABASE_URL are set: unset one of them "
+        url = conn.server_url
+    elif env.server_url and env.database_url:
+        variable = next(name for name in _DATABASE_VARIABLES if os.environ.get(name))
+        raise CliError(f"Both {ENV_SERVER_URL} and {variable} are set: unset one of them "
                        "(or choose with --server-url or --database-url).", code=2)
-    return env.server_url
+    else:
+        url = env.server_url
+    if not url and conn.admin_key is not None:
+        raise CliError("--admin-key is for a server's admin API: give --server-url URL (or "
+                       f"{ENV_SERVER_URL}) with it, or leave it out to work on the "
+                       "database.", code=2)
+    return url
 
 
 @contextmanager

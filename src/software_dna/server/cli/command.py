@@ -9,8 +9,12 @@ stderr and an exit code:
 
 * a refusal (:class:`~._common.Refused`): its message, by its protocol code
   (``not_found`` names what was not found with the value given), exit 1;
-* a :class:`~._common.CliError`: its message, its code (1, or 2 for usage);
-* anything else: one line, exit 1 (``SOFTWARE_DNA_DEBUG=1``: the traceback).
+* a :class:`~._common.CliError`: its message and exit 1; a usage error
+  (code 2) is shown as click shows its own: the command's usage line, the
+  ``-h`` hint, then ``Error: ...``, exit 2;
+* anything else: one line, exit 1 (``SOFTWARE_DNA_DEBUG=1``: the traceback);
+  but a closed standard output (``BrokenPipeError``) goes on to
+  :func:`software_dna.server.cli.main`, which ends quietly.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from software_dna.server.cli._common import (
 from software_dna.server.cli.backend import Backend, Connection, open_backend
 from software_dna.wire.codes import Code
 
-__all__ = ["execute", "refusal_message", "vendor_command"]
+__all__ = ["UsageError", "execute", "refusal_message", "vendor_command"]
 
 _CONNECTION = [
     inspect.Parameter("data_dir", inspect.Parameter.KEYWORD_ONLY, default=None,
@@ -59,6 +63,17 @@ _CONNECTION = [
                                "prefer the variable: arguments are visible to other users)")]),
 ]
 _CONNECTION_NAMES = frozenset(p.name for p in _CONNECTION)
+#: The click context, which Typer passes to a parameter of this type (for usage errors).
+_CONTEXT = inspect.Parameter("typer_context", inspect.Parameter.KEYWORD_ONLY,
+                             annotation=typer.Context)
+
+
+class UsageError(typer.BadParameter):
+    """A usage error of a whole command (not of one option): the usage, then ``Error: ...``."""
+
+    def format_message(self) -> str:
+        """The message as it is (``BadParameter`` would add ``Invalid value:``)."""
+        return self.message
 
 #: ``not_found``'s ``details["kind"]`` -> the parameter that named it.
 _NAMED_BY = {
@@ -83,14 +98,15 @@ def vendor_command(func: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(func)
     def command(**options: Any) -> int:
+        context = options.pop(_CONTEXT.name, None)
         key = options.pop("admin_key", None)
         conn = Connection(data_dir=options.pop("data_dir", None),
                           database_url=options.pop("database_url", None),
                           server_url=options.pop("server_url", None),
                           admin_key=SecretStr(key) if key else None)
-        return execute(conn, lambda backend: func(backend, **options), options)
+        return execute(conn, lambda backend: func(backend, **options), options, context)
 
-    parameters = [*own, *_CONNECTION]
+    parameters = [*own, *_CONNECTION, _CONTEXT]
     command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__annotations__["return"] = int
@@ -119,11 +135,16 @@ def _describe(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (set {ENV_DEBUG}=1 for the traceback)"
 
 
-def execute(conn: Connection, run: Callable[[Backend], int], named: Mapping[str, Any]) -> int:
+def execute(conn: Connection, run: Callable[[Backend], int], named: Mapping[str, Any],
+            context: typer.Context | None = None) -> int:
     """Run ``run(backend)`` on the backend ``conn`` chooses; returns the exit code.
 
-    ``named`` are the command's arguments (to name what was not found).
+    ``named`` are the command's arguments (to name what was not found);
+    ``context`` is the command's click context (for the usage line of a usage error).
     Every failure becomes one line on stderr (see the module's doc).
+
+    Raises:
+        UsageError: a usage error (exit 2), when ``context`` is given.
     """
     try:
         with open_backend(conn) as backend:
@@ -132,11 +153,15 @@ def execute(conn: Connection, run: Callable[[Backend], int], named: Mapping[str,
         _error(refusal_message(exc, named))
         return 1
     except CliError as exc:
+        if exc.code == 2 and context is not None:
+            raise UsageError(exc.message, ctx=context) from None
         _error(exc.message)
         return exc.code
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:  # stdout closed early: main() ends quietly
+        raise
     except Exception as exc:
         if os.environ.get(ENV_DEBUG):
             raise

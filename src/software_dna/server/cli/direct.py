@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from software_dna.server import services as service
-from software_dna.server.cli._common import PROG, CliError, JSONDict, Refused
+from software_dna.server.cli._common import CliError, JSONDict, Refused
+from software_dna.server.cli._database import check_database, database_error
 from software_dna.server.config import ConfigError, Settings
 from software_dna.server.db import SchemaError, check_schema, make_engine, make_session_factory
 from software_dna.server.schemas import (
@@ -61,9 +60,13 @@ def direct_backend(data_dir: str | None, database_url: str | None) -> Iterator[D
         Refused: the service refused an operation (the session is rolled back).
     """
     try:
-        backend = DirectBackend(Settings.load(home=data_dir, database_url=database_url))
+        settings = Settings.load(home=data_dir, database_url=database_url)
+        check_database(settings, database_url)
+        backend = DirectBackend(settings)
     except (ConfigError, SchemaError) as exc:
         raise CliError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise database_error(exc, database_url) from None
     try:
         yield backend
     except service.ServiceError as exc:
@@ -83,17 +86,6 @@ def direct_backend(data_dir: str | None, database_url: str | None) -> Iterator[D
         backend.close()
 
 
-def _check_database_exists(settings: Settings) -> None:
-    """SQLite: refuse (rather than create) a database file that is not there."""
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return
-    path = Path(url.database).expanduser()
-    if not path.exists():
-        raise CliError(f"No server database at {path}: run `{PROG} server init` first, or "
-                       "point to it with --data-dir, DATABASE_URL or --server-url.")
-
-
 class DirectBackend:
     """The vendor operations on the database (one session per command).
 
@@ -105,7 +97,7 @@ class DirectBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        _check_database_exists(settings)
+        check_database(settings, None)
         self._engine = make_engine(settings, pooled=False)
         try:
             check_schema(self._engine, settings)

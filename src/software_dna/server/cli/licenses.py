@@ -25,6 +25,7 @@ from software_dna.server.cli._common import (
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
 from software_dna.server.cli.output import (
+    format_expiry,
     format_list,
     format_seats,
     print_json,
@@ -35,7 +36,7 @@ from software_dna.server.cli.output import (
     show_license,
 )
 from software_dna.server.domain.seats import SEAT_MODES
-from software_dna.server.domain.terms import ISSUABLE_KINDS
+from software_dna.server.domain.terms import EVALUATION_MAX_DAYS, ISSUABLE_KINDS
 
 __all__ = ["app"]
 
@@ -95,6 +96,9 @@ def issue(
     be shown again."""
     if password is not None and password_stdin:
         raise CliError("Give --password or --password-stdin, not both.", code=2)
+    if kind == "evaluation" and expires_after_days is None:  # over 60: the server's refusal
+        raise CliError(f"--kind evaluation needs --expires-after-days N (1 to "
+                       f"{EVALUATION_MAX_DAYS}).", code=2)
     secret = read_secret(sys.stdin, "password") if password_stdin else password
     terms: JSONDict = given(
         expires_at=expires, features=feature_list(features) if features is not None else None,
@@ -138,7 +142,7 @@ def list_(
         headers=["ID", "PRODUCT", "KEY", "STATUS", "SEATS", "EXPIRES", "FEATURES"],
         row=lambda lic: [lic.get("id"), lic.get("product"), lic.get("key_hint"),
                          str(lic.get("status")) + (" (erased)" if lic.get("erased") else ""),
-                         format_seats(lic), lic.get("expires_at") or "never",
+                         format_seats(lic), format_expiry(lic),
                          lic.get("features")],
     )
     return 0
@@ -295,6 +299,12 @@ def leases(backend: Backend, *, license: LicenseId, as_json: Json = False) -> in
         print_json(answer)
         return 0
     rows = answer.get("leases") or []
+    seat_mode = backend.get_license(license).get("seat_mode", "floating")
+    if seat_mode != "floating" and not rows:
+        print_line(f"License {answer.get('license_id', license)} is not a floating license "
+                   f"(its seats are {seat_mode} seats): it has no leases. See `activations "
+                   "list`.")
+        return 0
     print_line(f"{len(rows)} of {answer.get('seats')} floating seat(s) leased.")
     if rows:
         print_table(("activation", "since", "renewed", "ends"),

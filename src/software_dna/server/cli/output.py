@@ -22,6 +22,7 @@ from software_dna.server.cli._common import JSONDict
 __all__ = [
     "activation_state",
     "format_duration",
+    "format_expiry",
     "format_list",
     "format_seats",
     "format_value",
@@ -180,6 +181,15 @@ def format_seats(lic: JSONDict) -> str:
     return f"{lic.get('seats_in_use', '?')}/{lic.get('seats', '?')}"
 
 
+def format_expiry(lic: JSONDict) -> str:
+    """When a license ends: its time, ``N days after the first activation``, or ``never``."""
+    if lic.get("expires_at"):
+        return str(lic["expires_at"])
+    if lic.get("expires_after_days"):
+        return f"{lic['expires_after_days']} days after the first activation"
+    return "never"
+
+
 def show_license(lic: JSONDict) -> None:
     """A license (``licenses show``): status, seats, kind, expiry, features, password."""
     guard = "set" if lic.get("password_set") else "none"
@@ -194,9 +204,7 @@ def show_license(lic: JSONDict) -> None:
         ("kind", str(lic.get("kind", "full"))
          + (", subscription" if lic.get("subscription") else "")
          + (f" (cancelled {lic.get('cancelled_at')})" if lic.get("cancelled_at") else "")),
-        ("expires", lic.get("expires_at") or (
-            f"{lic['expires_after_days']} days after the first activation"
-            if lic.get("expires_after_days") else "never")),
+        ("expires", format_expiry(lic)),
         ("features", lic.get("features")),
         *license_seat_lines(lic),
         ("password", guard),

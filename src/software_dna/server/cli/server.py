@@ -5,9 +5,11 @@
     software-dna server run       serve the HTTP API with uvicorn
 
 Settings come from the environment (:class:`~software_dna.server.config.Settings`);
-``--home`` and ``--database-url`` override ``SOFTWARE_DNA_SERVER_HOME`` and
-``DATABASE_URL`` as arguments of ``Settings``, never through ``os.environ``.
-A failure is one line on stderr and exit code 1.
+``--data-dir`` (alias ``--home``) and ``--database-url`` override
+``SOFTWARE_DNA_SERVER_HOME`` and ``DATABASE_URL`` as arguments of ``Settings``,
+never through ``os.environ``. A failure is one line on stderr naming the
+setting and what to do, and exit code 1; ``migrate`` and ``run`` refuse a
+SQLite database that is not there (run ``server init``) and create nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from software_dna.server.cli._common import PROG
+from software_dna.server.cli._common import ENV_DEBUG, PROG, CliError, in_range, positive_int
 from software_dna.server.config import ConfigError, Settings, environ_without_settings
 
 __all__ = ["app"]
@@ -30,7 +32,7 @@ app = typer.Typer(name="server", no_args_is_help=True, rich_markup_mode=None,
                   help="Set up and run the license server.")
 
 Home = Annotated[str | None, typer.Option(
-    "--home", metavar="DIR", show_default=False,
+    "--data-dir", "--home", metavar="DIR", show_default=False,
     help="data folder (default: $SOFTWARE_DNA_SERVER_HOME)")]
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", metavar="URL", show_default=False,
@@ -43,16 +45,46 @@ def _settings(home: str | None, database_url: str | None) -> Settings:
     return Settings.load(home=folder, database_url=database_url or None)
 
 
-def _one_line(run: Callable[[], int]) -> int:
-    """``run()``; a bad setting or schema is one line on stderr and exit 1."""
+def _checked(home: str | None, database_url: str | None, *, must_exist: bool = True) -> Settings:
+    """The settings, their database URL checked (see :func:`._database.check_database`)."""
+    # Lazy: SQLAlchemy only for the server commands, not every CLI start.
+    from software_dna.server.cli._database import check_database
+
+    settings = _settings(home, database_url)
+    check_database(settings, database_url, must_exist=must_exist)
+    return settings
+
+
+def _one_line(run: Callable[[], int], database_url: str | None) -> int:
+    """``run()``; a bad setting, schema or database is one line on stderr and exit 1."""
     # Lazy: the database layer only for the server commands, not every CLI start.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from software_dna.server.cli._database import database_error
     from software_dna.server.db import SchemaError
+
+    def error(message: str) -> int:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
 
     try:
         return run()
     except (ConfigError, SchemaError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        return error(str(exc))
+    except CliError as exc:
+        error(exc.message)
+        return exc.code
+    except SQLAlchemyError as exc:
+        return error(database_error(exc, database_url).message)
+    except BrokenPipeError:  # stdout closed early: main() ends quietly
+        raise
+    except OSError as exc:
+        return error(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        return error(f"unexpected {type(exc).__name__}: {exc} (set {ENV_DEBUG}=1 for the "
+                     "traceback)")
 
 
 @app.command("init", short_help="create the data folder, master key and an admin API key")
@@ -69,13 +101,13 @@ def init(
         # Lazy: the service layer only for this command, not every CLI start.
         from software_dna.server.bootstrap import initialize
 
-        settings = _settings(home, database_url)
+        settings = _checked(home, database_url, must_exist=False)
         created, admin_key = initialize(settings, new_admin_key=new_admin_key)
         print(f"Data folder: {settings.home}")
         if settings.master_key is not None:
             print("Master key: from SOFTWARE_DNA_MASTER_KEY")
         else:
-            state = "created" if created else "kept (already there)"
+            state = "created" if created else "already there, kept"
             print(f"Master key: {settings.key_file} ({state}) -- back it up: without it the "
                   "database's secrets cannot be read")
         print("Database: schema up to date")
@@ -85,7 +117,7 @@ def init(
         else:
             print("Admin API key: one exists already (use --new-admin-key to replace it)")
         return 0
-    return _one_line(run)
+    return _one_line(run, database_url)
 
 
 @app.command("migrate", short_help="upgrade the database schema to this version")
@@ -95,18 +127,18 @@ def migrate_(*, home: Home = None, database_url: DatabaseUrl = None) -> int:
         # Lazy: Alembic only for this command, not every CLI start.
         from software_dna.server.db import migrate
 
-        before, after = migrate(_settings(home, database_url))
+        before, after = migrate(_checked(home, database_url))
         if before == after:
             print(f"Database schema already at revision {after}.")
         else:
             print(f"Database schema upgraded: {before or 'empty'} -> {after}.")
         return 0
-    return _one_line(run)
+    return _one_line(run, database_url)
 
 
 def _log_level(text: str) -> str:
     if text not in LOG_LEVELS:
-        raise ValueError(f"invalid choice: {text!r} (choose from {', '.join(LOG_LEVELS)})")
+        raise typer.BadParameter(f"invalid choice: {text!r} (choose from {', '.join(LOG_LEVELS)})")
     return text
 
 
@@ -114,9 +146,10 @@ def _log_level(text: str) -> str:
 def run_(
     *, home: Home = None, database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="port")] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="1-65535", parser=in_range(1, 65535),
+                                      help="port")] = 8000,
     workers: Annotated[int, typer.Option(
-        "--workers",
+        "--workers", metavar="N", parser=positive_int,
         help="worker processes (several need PostgreSQL or a shared SQLite file)")] = 1,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="[critical|error|warning|info|debug]", parser=_log_level,
@@ -134,7 +167,7 @@ def run_(
         from software_dna.server.db import check_schema, make_engine
         from software_dna.server.logconfig import log_config
 
-        settings = _settings(home, database_url)
+        settings = _checked(home, database_url)
         engine = make_engine(settings, pooled=False)
         try:
             check_schema(engine, settings)
@@ -152,7 +185,7 @@ def run_(
             factory=True,
             host=host,
             port=port,
-            workers=max(1, workers),
+            workers=workers,
             log_config=log_config(log_level),
             log_level=log_level,
             access_log=True,
@@ -165,7 +198,7 @@ def run_(
             loop="asyncio",
         )
         return 0
-    return _one_line(run)
+    return _one_line(run, database_url)
 
 
 def _exec_with(settings: Settings, options: list[str]) -> None:
