@@ -200,7 +200,7 @@ def dearmor(text: object, kind: str) -> dict[str, Any]:
         others = [m[2] for m in map(_MARKER.match, lines) if m is not None and m[1] == "BEGIN"]
         if others and others[0] in _TYPES:
             raise ArmorError(f"This is {_what(others[0])}, not {what}.")
-        raise ArmorError(f"No {what} found: copy the whole block, from its -----BEGIN line "
+        raise ArmorError(f"No {_NOUNS[kind]} found: copy the whole block, from its -----BEGIN line "
                          "to its -----END line.")
     if len(begins) > 1:
         raise ArmorError(f"The text holds several blocks: give exactly one {what}.")
