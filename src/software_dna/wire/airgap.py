@@ -145,8 +145,13 @@ _NOUNS = {REQUEST: "activation request", RESPONSE: "activation response",
 
 def _what(kind: str) -> str:
     """The kind with its article, e.g. ``"an activation request"``."""
-    noun = _NOUNS.get(kind, "software_dna block")
+    noun = _noun(kind)
     return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _noun(kind: str) -> str:
+    """The kind's name, e.g. ``"activation request"``."""
+    return _NOUNS.get(kind, "software_dna block")
 
 
 def armor(kind: str, document: Mapping[str, Any]) -> str:
@@ -200,7 +205,7 @@ def dearmor(text: object, kind: str) -> dict[str, Any]:
         others = [m[2] for m in map(_MARKER.match, lines) if m is not None and m[1] == "BEGIN"]
         if others and others[0] in _TYPES:
             raise ArmorError(f"This is {_what(others[0])}, not {what}.")
-        raise ArmorError(f"No {_NOUNS[kind]} found: copy the whole block, from its -----BEGIN line "
+        raise ArmorError(f"No {_noun(kind)} found: copy the whole block, from its -----BEGIN line "
                          "to its -----END line.")
     if len(begins) > 1:
         raise ArmorError(f"The text holds several blocks: give exactly one {what}.")
