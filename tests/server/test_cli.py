@@ -1,4 +1,6 @@
-"""`software-dna server init / migrate / run` end to end, in subprocesses."""
+"""`software-dna server init / migrate / run`: the commands in this process, and end to end
+in subprocesses where a real process is what is tested (the console script, a server that
+serves, a closed pipe, an SDK-only install)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,8 +36,42 @@ def _env(home: Path, database_url: str) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The console script in a new process (``server run`` serves or re-executes itself)."""
     return subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+@dataclass
+class Done:
+    """What a command run in this process did: like ``subprocess.CompletedProcess``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Call = Callable[..., Done]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Call:
+    """``cli(args, env, cwd=None)``: ``main(args)`` in this process, with exactly ``env``."""
+    def call(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Done:
+        with monkeypatch.context() as patch:
+            for name in set(os.environ) - set(env):
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            capsys.readouterr()
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+    return call
 
 
 @pytest.mark.parametrize("args", [
@@ -55,7 +93,7 @@ def test_console_script_help() -> None:
     assert "init" in done.stdout and "migrate" in done.stdout and "run" in done.stdout
 
 
-def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
+def test_init_migrate_run(tmp_path: Path, fresh_database_url: str, cli: Call) -> None:
     home = tmp_path / "home"
     env = _env(home, fresh_database_url)
 
@@ -71,7 +109,7 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
     assert refused.returncode == 1
     assert "software-dna server migrate" in refused.stderr
 
-    init = _run(["server", "init"], env)
+    init = cli(["server", "init"], env)
     assert init.returncode == 0, init.stderr
     match = re.search(r"^(sdna_admin_\S+)$", init.stdout, re.MULTILINE)
     assert match, init.stdout
@@ -80,11 +118,11 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     master = key_file.read_bytes()
 
-    again = _run(["server", "init"], env)
+    again = cli(["server", "init"], env)
     assert again.returncode == 0 and "sdna_admin_" not in again.stdout
     assert key_file.read_bytes() == master  # never overwritten
 
-    migrate = _run(["server", "migrate"], env)
+    migrate = cli(["server", "migrate"], env)
     assert migrate.returncode == 0 and "already at revision" in migrate.stdout
 
     port = free_port()
@@ -114,14 +152,15 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str) -> None:
         log.close()
 
     # A new admin key replaces the old one.
-    renewed = _run(["server", "init", "--new-admin-key"], env)
+    renewed = cli(["server", "init", "--new-admin-key"], env)
     assert renewed.returncode == 0
     assert admin_key not in renewed.stdout and "sdna_admin_" in renewed.stdout
 
 
-def test_database_newer_than_server(tmp_path: Path, fresh_database_url: str) -> None:
+def test_database_newer_than_server(tmp_path: Path, fresh_database_url: str,
+                                    cli: Call) -> None:
     env = _env(tmp_path / "home", fresh_database_url)
-    assert _run(["server", "init"], env).returncode == 0
+    assert cli(["server", "init"], env).returncode == 0
     engine = create_engine(fresh_database_url)
     try:
         with engine.begin() as conn:
@@ -133,10 +172,10 @@ def test_database_newer_than_server(tmp_path: Path, fresh_database_url: str) -> 
     assert "newer than this server" in refused.stderr
 
 
-def test_missing_master_key(tmp_path: Path) -> None:
+def test_missing_master_key(tmp_path: Path, cli: Call) -> None:
     env = _env(tmp_path / "home", f"sqlite:///{tmp_path / 'db.sqlite'}")
     (tmp_path / "db.sqlite").touch()  # migrate refuses a SQLite file that is not there
-    assert _run(["server", "migrate"], env).returncode == 0
+    assert cli(["server", "migrate"], env).returncode == 0
     refused = _run(["server", "run", "--port", str(free_port())], env)
     assert refused.returncode == 1
     assert "software-dna server init" in refused.stderr
@@ -195,9 +234,9 @@ def test_without_the_server_extra_version_and_help_still_work(blocked: set[str])
 
 @pytest.mark.parametrize("argv", [["--version"], ["products", "list"], ["audit", "--limit", "200"],
                                   ["licenses", "list", "--json"]])
-def test_a_closed_stdout_ends_quietly(tmp_path: Path, argv: list[str]) -> None:
+def test_a_closed_stdout_ends_quietly(tmp_path: Path, argv: list[str], cli: Call) -> None:
     env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(tmp_path / "h")}
-    assert _run(["server", "init"], env).returncode == 0
+    assert cli(["server", "init"], env).returncode == 0
     read_end, write_end = os.pipe()
     os.close(read_end)  # like `| head -1` that has already gone
     try:
@@ -238,11 +277,11 @@ def test_home_override_is_not_written_into_the_environment(
     assert dict(os.environ) == before
 
 
-def test_run_with_home_serves_that_folder(tmp_path: Path) -> None:
+def test_run_with_home_serves_that_folder(tmp_path: Path, cli: Call) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
     home = tmp_path / "given-home"
-    assert _run(["server", "init", "--home", str(home)], env).returncode == 0
+    assert cli(["server", "init", "--home", str(home)], env).returncode == 0
     port = free_port()
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen([*_cli(), "server", "run", "--home", str(home), "--port", str(port)],
@@ -275,7 +314,8 @@ def _clean() -> dict[str, str]:
             if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
 
 
-def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *names: str) -> str:
+def _one_line_error(done: subprocess.CompletedProcess[str] | Done, code: int,
+                    *names: str) -> str:
     assert done.returncode == code, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -304,19 +344,23 @@ def _one_line_error(done: subprocess.CompletedProcess[str], code: int, *names: s
      ["--database-url", "database server is running"]),
 ])
 def test_a_bad_database_setting_is_one_line_naming_it(
-        tmp_path: Path, args: list[str], env_extra: dict[str, str], names: list[str]) -> None:
+        tmp_path: Path, args: list[str], env_extra: dict[str, str], names: list[str],
+        cli: Call) -> None:
     home = tmp_path / "home"
     env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(home), **env_extra}
-    _one_line_error(_run([*args, "--port", str(free_port())] if args[1:2] == ["run"]
-                         else args, env), 1, *names)
+    # `server run` re-executes itself: it runs in a process of its own.
+    done = (_run([*args, "--port", str(free_port())], env) if args[1:2] == ["run"]
+            else cli(args, env))
+    _one_line_error(done, 1, *names)
     assert not home.exists()  # nothing created, not even by init
 
 
 @pytest.mark.parametrize(("args", "option"), [
     (["--port", "99999"], "--port"), (["--port", "0"], "--port"), (["--workers", "0"], "--workers"),
 ])
-def test_port_and_workers_out_of_range_are_usage_errors(args: list[str], option: str) -> None:
-    done = _run(["server", "run", *args], _clean())
+def test_port_and_workers_out_of_range_are_usage_errors(args: list[str], option: str,
+                                                        cli: Call) -> None:
+    done = cli(["server", "run", *args], _clean())
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("Usage: software-dna server run")
@@ -331,30 +375,33 @@ def test_port_and_workers_out_of_range_are_usage_errors(args: list[str], option:
     ["server", "migrate", "--database-url", "sqlite:///nonexist.db"],
 ])
 def test_a_missing_data_folder_or_sqlite_file_is_refused_and_nothing_created(
-        tmp_path: Path, args: list[str]) -> None:
+        tmp_path: Path, args: list[str], cli: Call) -> None:
     home = tmp_path / "nonexisthome"
     argv = [a.format(home=home) for a in args]
     env = {**_clean(), "SOFTWARE_DNA_SERVER_HOME": str(home)}
-    done = subprocess.run([*_cli(), *argv, *(["--port", str(free_port())] if "run" in argv
-                                             else [])],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done: subprocess.CompletedProcess[str] | Done
+    if "run" in argv:  # `server run` re-executes itself: a process of its own
+        done = subprocess.run([*_cli(), *argv, "--port", str(free_port())], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+    else:
+        done = cli(argv, env, cwd=tmp_path)
     _one_line_error(done, 1, "run `software-dna server init`")
     assert not home.exists()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_data_dir_is_accepted_by_every_server_command(tmp_path: Path) -> None:
+def test_data_dir_is_accepted_by_every_server_command(tmp_path: Path, cli: Call) -> None:
     home = tmp_path / "h"
     env = _clean()
-    init = _run(["server", "init", "--data-dir", str(home)], env)
+    init = cli(["server", "init", "--data-dir", str(home)], env)
     assert init.returncode == 0, init.stderr
     assert "(already there, kept)" not in init.stdout
     assert (home / "master.key").exists()
-    again = _run(["server", "init", "--data-dir", str(home)], env)
+    again = cli(["server", "init", "--data-dir", str(home)], env)
     assert "master.key (already there, kept)" in again.stdout, again.stdout
-    migrate = _run(["server", "migrate", "--data-dir", str(home)], env)
+    migrate = cli(["server", "migrate", "--data-dir", str(home)], env)
     assert migrate.returncode == 0 and "already at revision" in migrate.stdout
     for command in ("init", "migrate", "run"):
-        helped = _run(["server", command, "--help"], env)
+        helped = cli(["server", command, "--help"], env)
         assert "--data-dir" in helped.stdout and "--home" in helped.stdout
