@@ -796,7 +796,8 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "software_dna.server.cli"]
 
 
-def test_in_a_real_process(tmp_path: Path) -> None:
+def test_in_a_real_process(tmp_path: Path, sdna: Runner) -> None:
+    """The console script in processes of its own: stdin, stdout, exit codes."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
     env.pop("SOFTWARE_DNA_SERVER_HOME", None)
     env["SOFTWARE_DNA_SERVER_HOME"] = str(tmp_path / "unused")
@@ -806,11 +807,10 @@ def test_in_a_real_process(tmp_path: Path) -> None:
         return subprocess.run([*_command(), *argv], input=stdin, capture_output=True,
                               text=True, env=env, timeout=120, check=False)
 
-    init = run("server", "init", "--home", folder)
-    assert init.returncode == 0, init.stderr
-    assert run("products", "create", "proc-app", "--name", "Proc", "--data-dir",
-               folder).returncode == 0
-    assert run("keys", "generate", "proc-app", "--data-dir", folder).returncode == 0
+    # The set-up runs in this process (each command asserts its success).
+    sdna("server", "init", "--home", folder)
+    sdna("products", "create", "proc-app", "--name", "Proc", "--data-dir", folder)
+    sdna("keys", "generate", "proc-app", "--data-dir", folder)
     issued = run("licenses", "issue", "proc-app", "--password-stdin", "--json",
                  "--data-dir", folder, stdin="proc-pw\n")
     assert issued.returncode == 0, issued.stderr
