@@ -24,10 +24,9 @@ typecheck: lint
 
 # Three workers on two cores (measured against 2 and 4: the quickest): part of the
 # time is spent waiting on server processes, the network and the database.
-# loadgroup keeps the tests that share a module-scoped server on one worker
-# (tests/conftest.py) and spreads the rest.
+# loadscope runs each module on one worker, so a module's server starts once.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 3 --dist loadgroup
+	$(BIN)/python -m pytest -n 3 --dist loadscope
 
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
 stress: $(STAMP)

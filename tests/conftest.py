@@ -14,18 +14,6 @@ import pytest
 pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest-xdist --dist loadgroup``: a module's tests that share a
-    module-scoped fixture (a server) run on one worker, so it starts once; every
-    other test is free to run on any worker."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        if any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(autouse=True)
 def _witness_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test gets its own folder for the SDK's rollback witness (software_dna.client.rollback).
