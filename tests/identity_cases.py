@@ -38,9 +38,10 @@ def machine(name: str, *, macs: tuple[str, ...] | None = None, cpu: str = "cpu-x
     return components
 
 
-def drift(components: ComponentSet, **changes: object) -> dict[str, object]:
+def drift(components: ComponentSet,
+          **changes: str | tuple[str, ...] | None) -> dict[str, str | tuple[str, ...] | None]:
     """A copy of ``components`` with some values replaced (hash labels, tuples or None)."""
-    out: dict[str, object] = dict(components)
+    out: dict[str, str | tuple[str, ...] | None] = dict(components)
     for name, value in changes.items():
         if isinstance(value, str):
             out[name] = h(value)
