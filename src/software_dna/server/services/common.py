@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +18,7 @@ from software_dna.server.models import AuditEntry
 __all__ = [
     "Context",
     "audit",
+    "clock_override",
     "new_id",
     "precise_now",
     "utcnow",
@@ -39,14 +42,45 @@ class Context:
         return cls(settings=settings, vault=Vault.from_settings(settings))
 
 
+def _system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Clock:
+    """The one source of "now" for every service; replaced only by clock_override."""
+
+    now: Callable[[], datetime] = staticmethod(_system_clock)
+
+
+_clock = _Clock()
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware UTC, truncated to whole seconds (what tokens carry)."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return _clock.now().replace(microsecond=0)
 
 
 def precise_now() -> datetime:
     """Now, timezone-aware UTC, with microseconds (creation times that order rows)."""
-    return datetime.now(timezone.utc)
+    return _clock.now()
+
+
+@contextmanager
+def clock_override(clock: Callable[[], datetime]) -> Iterator[None]:
+    """Run the services of this process on ``clock`` (tests: move time without waiting).
+
+    Args:
+        clock: returns an aware datetime; called for every "now".
+
+    Process-wide (every thread, every in-process server) until the block ends.
+    A running server never calls it: a deployment always uses the system clock.
+    """
+    previous = _clock.now
+    _clock.now = clock
+    try:
+        yield
+    finally:
+        _clock.now = previous
 
 
 def new_id(prefix: str) -> str:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import secrets
-import time
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import RateLimitCounter
+from software_dna.server.services.common import precise_now
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
@@ -69,7 +69,7 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
         ServiceError: 429 ``rate_limited`` with ``retry_after`` (whole seconds
         until an attempt is let through again, at most ``window + 1``).
     """
-    now = time.time() if now is None else now
+    now = precise_now().timestamp() if now is None else now
     second = int(now)
     oldest = math.floor(now - window)  # buckets from here on touch the window
     _serialize(session, key)
