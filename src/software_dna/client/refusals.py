@@ -30,6 +30,7 @@ from software_dna.errors import (
     ActivationLocked,
     ActivationMoved,
     ConsentRequired,
+    FingerprintUnavailable,
     LicenseError,
     LicenseExpired,
     LicenseRevoked,
@@ -109,6 +110,7 @@ MEANINGS: Mapping[Code, Meaning] = {
     Code.ACTIVATION_LOCKED: Meaning(ActivationLocked, retry_after=True),
     Code.RATE_LIMITED: Meaning(ActivationLocked, retry_after=True),
     Code.WRONG_MACHINE: Meaning(WrongMachine),
+    Code.INVALID_FINGERPRINT: Meaning(FingerprintUnavailable),
     Code.UNAUTHORIZED: Meaning(NotActivated, message=_UNKNOWN_ACTIVATION),
     # Trials and renewal codes.
     Code.TRIAL_USED: Meaning(TrialUnavailable),

@@ -36,6 +36,7 @@ class Code(str, Enum):
     CONSENT_REQUIRED = ("consent_required", 400)
     REQUEST_EXPIRED = ("request_expired", 400)
     INVALID_RECEIPT = ("invalid_receipt", 400)
+    INVALID_FINGERPRINT = ("invalid_fingerprint", 400)
     UNAUTHORIZED = ("unauthorized", 401)
     FORBIDDEN = ("forbidden", 403)
     NOT_FOUND = ("not_found", 404)
