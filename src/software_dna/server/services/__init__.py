@@ -96,6 +96,7 @@ from software_dna.server.services.admin import (
     revoke_admin_keys,
 )
 from software_dna.server.services.authentication import authenticate
+from software_dna.server.services.bindings import parse_fingerprint
 from software_dna.server.services.common import Context, utcnow
 from software_dna.server.services.endusers import (
     erase_end_user,
@@ -210,6 +211,7 @@ __all__ = [
     "list_test_codes",
     "list_trials",
     "make_perpetual",
+    "parse_fingerprint",
     "public_keys",
     "put_settings",
     "ratelimit",
