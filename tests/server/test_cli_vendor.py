@@ -141,8 +141,9 @@ def _component(seed: str, name: str) -> str:
 
 
 def _fingerprint(seed: str) -> dict[str, Any]:
-    comps = {n: _component(seed, n) for n in ("machine_id", "os_arch", "mac", "hostname")}
-    return {"id": "fp1.machine_id." + comps["machine_id"], "algorithm": 1, "components": comps}
+    comps: dict[str, Any] = {n: _component(seed, n) for n in ("machine_id", "os_arch", "cpu")}
+    comps["mac"] = [_component(seed, "mac")]
+    return {"algorithm": 2, "components": comps}
 
 
 def _activate_direct(product: str, key: str, *, password: str | None = None,
@@ -156,7 +157,7 @@ def _activate_direct(product: str, key: str, *, password: str | None = None,
         with make_session_factory(engine)() as session:
             done = service.activate(session, ctx, service.ActivationRequest(
                 product=product, license_key=key,
-                fingerprint=service.FingerprintData(id=fp["id"], components=fp["components"]),
+                fingerprint=service.parse_fingerprint(fp["algorithm"], fp["components"]),
                 nonce=secrets.token_urlsafe(18), idempotency_key=secrets.token_urlsafe(18),
                 password=password,
                 email=EMAIL if personal else None,
@@ -540,7 +541,7 @@ def test_activations_end_users_and_audit(sdna: Runner, product: str) -> None:
     anonymous = _activate_direct(product, key, password="pw-1234", machine="m2")
 
     listed = sdna("activations", "list", license_id)
-    assert re.search(rf"^{with_data}\s+active\s+fp1\.machine_id\.", listed.out, re.M)
+    assert re.search(rf"^{with_data}\s+active\s+fp_", listed.out, re.M)
     assert re.search(rf"^{anonymous}\s+active\s", listed.out, re.M)
     rows = sdna("activations", "list", license_id, "--json").json()["activations"]
     assert {a["id"] for a in rows} == {with_data, anonymous}

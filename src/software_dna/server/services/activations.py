@@ -92,7 +92,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     """Activate a license on a machine; commits.
 
     Order of checks: consent, rate limit per client address, the key (and its
-    product), rate limit per license, license status, password, idempotent
+    product), rate limit per license, license status, password, fingerprint
+    (algorithm 2, unavailable components within the tolerance), idempotent
     replay, seats.  A retry with the same ``idempotency_key`` returns the
     same activation and secret with a fresh token, but only when the set
     sent is the same machine as the one stored (``identity.compare``);
@@ -131,10 +132,6 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     # Lock the license row: seat counting and idempotency below are race-free.
     lic = get_license(session, license_id, lock=True)
     product = lic.product
-    tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
-    fingerprint = request.fingerprint
-    bindings.require_current_algorithm(fingerprint)
-    bindings.require_available(fingerprint, tolerance)
     refused = _status_refusal(lic, now)
     if refused is not None:
         raise refused
@@ -149,6 +146,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             Code.PASSWORD_RESET_REQUIRED,
             "This license needs a new activation password from the vendor.",
         )
+    tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
+    fingerprint = request.fingerprint
+    bindings.require_current_algorithm(fingerprint)
+    bindings.require_available(fingerprint, tolerance)
     if request.offline:  # air-gapped: only licenses that can do without the server
         offline_refused = offline_refusal(seat_mode=lic.seat_mode, subscription=lic.subscription)
         if offline_refused is not None:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from software_dna.server.models import Activation
 from software_dna.server.schemas import ActivateIn, error_location
 from software_dna.server.services.activations import activate
-from software_dna.server.services.bindings import parse_fingerprint
+from software_dna.server.services.bindings import invalid_fingerprint, parse_fingerprint
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
 from software_dna.server.services.messages import ActivationRequest
@@ -139,6 +139,9 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
     try:
         body = ActivateIn.model_validate(fields)
     except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        if tuple(first.get("loc", ()))[:1] == ("fingerprint",):
+            raise invalid_fingerprint(_validation_message(exc)) from None
         raise invalid(_validation_message(exc)) from None
     request = ActivationRequest(
         product=body.product, license_key=body.license_key,
