@@ -283,7 +283,7 @@ def test_group_without_a_command_prints_help_and_exits_2(
 def test_products_create_list_show_configure(sdna: Runner) -> None:
     created = sdna("products", "create", "acme-notes", "--name", "Acme Notes",
                    "--protection", "mandatory", "--refresh-interval", "12h",
-                   "--offline-grace", "3600", "--tolerance", "2",
+                   "--offline-grace", "3600", "--tolerance", "0",
                    "--features", "export,sync", "--limited-features", "export",
                    "--password-required")
     assert "Created product acme-notes." in created.out
@@ -295,7 +295,7 @@ def test_products_create_list_show_configure(sdna: Runner) -> None:
     assert shown["protection"] == "mandatory"
     assert shown["refresh_interval"] == 12 * 3600
     assert shown["offline_grace_period"] == 3600
-    assert shown["fingerprint_tolerance"] == 2
+    assert shown["fingerprint_tolerance"] == 0
     assert shown["features"] == ["export", "sync"]
     assert shown["limited_features"] == ["export"]
     assert shown["password_required"] is True
@@ -694,9 +694,9 @@ def test_remote_backend_end_to_end(remote: Runner, local_server: LocalServer) ->
     assert created["refresh_interval"] == 3600
     assert created["password_required"] is True
     assert "Remote App" in remote("products", "list").out
-    assert remote("products", "configure", "remote-app", "--tolerance", "3",
-                  "--json").json()["fingerprint_tolerance"] == 3
-    assert "fingerprint tolerance: 3" in remote("products", "show", "remote-app").out
+    assert remote("products", "configure", "remote-app", "--tolerance", "0",
+                  "--json").json()["fingerprint_tolerance"] == 0
+    assert "fingerprint tolerance: 0" in remote("products", "show", "remote-app").out
 
     first = remote("keys", "generate", "remote-app", "--json").json()
     second = remote("keys", "generate", "remote-app", "--json").json()

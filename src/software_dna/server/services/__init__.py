@@ -102,6 +102,7 @@ from software_dna.server.services.endusers import (
     erase_end_user,
     export_end_user,
     find_end_users,
+    restore_license,
 )
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.keys import (
@@ -213,6 +214,7 @@ __all__ = [
     "make_perpetual",
     "parse_fingerprint",
     "public_keys",
+    "restore_license",
     "put_settings",
     "ratelimit",
     "hotpath",

@@ -353,11 +353,14 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
 
     Erases the activation's end user (if any personal data was given) and the
     license's personal data, then answers with a fresh ``limited`` token and
-    an ``erased`` receipt.
+    an ``erased`` receipt.  On a revoked, suspended or expired license the
+    data is erased all the same, and the answer is the signed refusal (a
+    fresh token would let the app forget the revocation).
 
     Raises:
-        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 503
-        ``no_signing_key``.
+        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 403
+        ``license_revoked`` / ``license_suspended`` / ``license_expired``
+        (after erasing, with a receipt), 503 ``no_signing_key``.
     """
     activation = authenticate_live(session, ctx, activation_id, secret)
     end_user = (session.get(EndUser, activation.end_user_id)
@@ -367,6 +370,11 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
     session.refresh(activation)
     session.refresh(activation.license)
     now = utcnow()
+    lic = activation.license
+    refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
+                             expires_at=lic.expires_at, kind=lic.kind, now=now)
+    if refusal is not None:
+        raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now)
     token = issue_for(session, ctx, activation, nonce=nonce, now=now)
     receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
                           activation_id=activation.id, result=ERASED, nonce=nonce, now=now)

@@ -139,8 +139,8 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
     try:
         body = ActivateIn.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        if tuple(first.get("loc", ()))[:1] == ("fingerprint",):
+        errors = exc.errors()
+        if errors and tuple(errors[0]["loc"])[:1] == ("fingerprint",):
             raise invalid_fingerprint(_validation_message(exc)) from None
         raise invalid(_validation_message(exc)) from None
     request = ActivationRequest(
