@@ -10,6 +10,7 @@ pure rules do.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -367,8 +368,6 @@ def test_database_copy_reveals_no_component_hash(any_server: InProcessServer, ap
     for components in sets:
         for value in components.values():
             hashes.update(value if isinstance(value, tuple) else [value] if value else [])
-    import base64
-
     needles = {h.encode() for h in hashes}
     needles |= {base64.urlsafe_b64decode(h + "=") for h in hashes}  # raw bytes too
     needles |= {base64.urlsafe_b64decode(h + "=").hex().encode() for h in hashes}
