@@ -145,7 +145,7 @@ def issue_token(
     activation_id: str,
     product: str,
     fingerprint_id: str,
-    fingerprint: Mapping[str, str],
+    fingerprint: Mapping[str, Any],
     tolerance: int,
     mode: Mode,
     features: Iterable[str],
@@ -161,6 +161,7 @@ def issue_token(
     subscription: bool = False,
     seat_mode: SeatMode = SeatMode.MACHINE,
     lease_expires_at: datetime | None = None,
+    fingerprint_algorithm: int = 1,
 ) -> str:
     """Sign a license token (server side).
 
@@ -168,7 +169,9 @@ def issue_token(
         key: the product's active signing key; its ``k4.pid`` goes in the footer.
         issuer: ``iss``, the server's name.
         license_id, activation_id, product, fingerprint_id: identifiers.
-        fingerprint: component name → component hash the activation is bound to.
+        fingerprint: component name → component hash the activation is bound to
+            (algorithm 2: JSON form of :mod:`software_dna.wire.identity`, mac a
+            list, unavailable components null).
         tolerance: how many components may differ (the product's setting).
         mode, features, protection: what the license grants and how it is kept fresh.
         issued_at: ``iat`` and ``nbf`` (aware).
@@ -183,6 +186,8 @@ def issue_token(
         lease_expires_at: a floating license's lease end (claim
             ``lease_expires_at``, written for floating licenses only; null
             when no lease is held).
+        fingerprint_algorithm: claim ``fingerprint_algorithm``, written unless
+            1 (absent in 0.1 tokens, which carry algorithm-1 sets).
 
     Returns:
         The ``v4.public.…`` token.
@@ -201,7 +206,8 @@ def issue_token(
         "jti": secrets.token_urlsafe(16),
         "activation_id": activation_id,
         "fingerprint_id": fingerprint_id,
-        "fingerprint": dict(fingerprint),
+        "fingerprint": {name: list(value) if isinstance(value, tuple) else value
+                        for name, value in fingerprint.items()},
         "tolerance": tolerance,
         "mode": Mode(mode).value,
         "features": sorted(set(features)),
@@ -212,6 +218,8 @@ def issue_token(
         "nonce": nonce,
         "kind": Kind(kind).value,
     }
+    if fingerprint_algorithm != 1:
+        claims["fingerprint_algorithm"] = fingerprint_algorithm
     if subscription:
         claims["subscription"] = True
     if SeatMode(seat_mode) is not SeatMode.MACHINE:

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from software_dna.fingerprint import match
 from software_dna.server.crypto import verify_password
 from software_dna.server.domain.refusals import offline_refusal, removed_refusal, status_refusal
 from software_dna.server.domain.seats import FLOATING
@@ -43,6 +42,7 @@ from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
 from software_dna.wire.claims import DEACTIVATED, ERASED, Kind
 from software_dna.wire.codes import Code
+from software_dna.wire.identity import compare_legacy as match  # until i12-srv lands
 
 __all__ = [
     "activate",

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from software_dna.fingerprint import match
 from software_dna.server import licensekeys
 from software_dna.server.domain.terms import TEST_CODE_MAX_DAYS
 from software_dna.server.models import (
@@ -56,6 +55,7 @@ from software_dna.server.services.ratelimit import hit
 from software_dna.server.services.tokens import issue_for
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
+from software_dna.wire.identity import compare_legacy as match  # until i12-srv lands
 
 __all__ = [
     "TrialRequest",
