@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import hmac
 import json
 import pickle
 import platform
@@ -754,9 +756,6 @@ def test_unknown_os_reads_no_machine_id(fake: FakeMachine, monkeypatch: pytest.M
 
 def test_machine_secret_is_the_0_1_value(fake: FakeMachine) -> None:
     """The local store's key material must not change with algorithm 2."""
-    import hashlib
-    import hmac
-
     key = hmac.new(b"software_dna/machine-secret/v1", P.encode(), hashlib.sha256).digest()
     expected = hmac.new(key, b"machine_id\0" + MID.encode(), hashlib.sha256).digest()
     assert fp.machine_secret(P) == expected

@@ -124,7 +124,7 @@ def collect(product: str, *, refresh: bool = False,
     a cached call takes microseconds). A cold call reads a few files (Linux)
     or OS tables and computes one scrypt hash per component value (about
     50 ms each at the production cost). With ``cache_dir`` the hashes are
-    also kept on disk (``fingerprint-v2.json``, see
+    also kept on disk (``fingerprint-v2-*.json``, see
     :mod:`software_dna.fingerprint._diskcache`), so that a new process on
     the same machine computes none: only changed or new values are hashed.
     The disk cache is used only when the machine id is readable (its
