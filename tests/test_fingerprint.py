@@ -32,6 +32,7 @@ import pytest
 from software_dna import fingerprint as fp
 from software_dna.errors import FingerprintUnavailable, LicenseError
 from software_dna.fingerprint import _darwin, _windows
+from software_dna.fingerprint._common import MissingError, placeholder_reason
 from software_dna.wire import identity
 from tests.fingerprint_fakes import (
     CPU,
@@ -161,7 +162,7 @@ def test_machine_id_is_py_machineid_raw_id() -> None:
     if not (Path("/etc/machine-id").exists() or Path("/var/lib/dbus/machine-id").exists()):
         pytest.skip("no machine-id file here; py-machineid would shell out")
     expected = machineid.id().lower()
-    if fp.placeholder_reason(expected) is not None:
+    if placeholder_reason(expected) is not None:
         pytest.skip("this machine has a placeholder id")
     assert raw_values()["machine_id"] == expected
 
@@ -689,7 +690,7 @@ def test_windows_guid_unreadable_smbios_carries(
     monkeypatch.setattr(_windows, "smbios_uuid", lambda: "4c4c4544-0042-3610-8052-b4c04f4a4d32")
 
     def no_adapters() -> list[str]:
-        raise fp.MissingError("the network adapters could not be listed")
+        raise MissingError("the network adapters could not be listed")
 
     monkeypatch.setattr(_windows, "macs", no_adapters)
     monkeypatch.setattr(_windows, "cpu", lambda: "")
@@ -710,7 +711,7 @@ def test_windows_placeholder_smbios_uuid_sent_as_null(
     monkeypatch.setattr(_windows, "machine_guid", lambda: "6f1c0a52-8c1e-4b9e-9d3a-3a1b2c3d4e5f")
 
     def placeholder() -> str:
-        raise fp.MissingError("the SMBIOS system UUID holds a placeholder (one value repeated)")
+        raise MissingError("the SMBIOS system UUID holds a placeholder (one value repeated)")
 
     monkeypatch.setattr(_windows, "smbios_uuid", placeholder)
     monkeypatch.setattr(_windows, "macs", lambda: ["00:1b:21:aa:bb:cc"])
