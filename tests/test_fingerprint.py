@@ -102,8 +102,8 @@ def test_real_collect_shape() -> None:
     for value in hashes(result):
         assert B64URL_43.match(value)
         assert len(base64.urlsafe_b64decode(value + "=")) == 32
-    for name, value in result.components.items():
-        assert (value is None) == (name in result.missing)
+    for name, item in result.components.items():
+        assert (item is None) == (name in result.missing)
     assert 0.0 < result.quality <= 1.0
 
 
