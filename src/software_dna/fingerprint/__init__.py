@@ -278,7 +278,7 @@ def _build(product: str, raw: _Raw, n: int, cache_dir: str | os.PathLike[str] | 
     disk = None
     known: dict[str, str] = {}
     if cache_dir is not None and secret is not None:
-        from software_dna.fingerprint._diskcache import DiskCache  # lazy: json, tempfile
+        from software_dna.fingerprint._diskcache import DiskCache  # lazy: json
 
         disk = DiskCache(Path(cache_dir), secret, n)
         known = disk.load()

@@ -18,7 +18,7 @@ its scrypt hash. The caller uses the cache only when that key rests on the
 machine id (a key derived from a MAC address or a host name could be
 guessed).
 
-The file is written atomically (temporary file + ``os.replace``), holds at
+The file is written atomically (a new temporary file, mode 0600, then ``os.replace``), holds at
 most :data:`MAX_ENTRIES` entries (the oldest are dropped), and a corrupt or
 foreign file is ignored and rewritten. Every I/O error is swallowed: the
 cache only saves time.
@@ -32,7 +32,6 @@ import hmac
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -107,8 +106,12 @@ class DiskCache:
         kept = {tag: f"{value}.{self._seal(tag, value)}"
                 for tag, value in list(merged.items())[-MAX_ENTRIES:]}
         data = json.dumps({"version": 2, "entries": kept}, separators=(",", ":")).encode()
+        # A unique name by hand: tempfile (and the random module it loads) is kept
+        # off the start-up path, which writes this file on a machine's first run.
+        temp = self.path.parent / f".fingerprint-{os.urandom(8).hex()}.tmp"
         try:
-            fd, temp = tempfile.mkstemp(prefix=".fingerprint-", dir=self.path.parent)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o600)
         except OSError:
             return
         try:
