@@ -161,17 +161,20 @@ def issue_token(
     subscription: bool = False,
     seat_mode: SeatMode = SeatMode.MACHINE,
     lease_expires_at: datetime | None = None,
-    fingerprint_algorithm: int = 1,
+    fingerprint_algorithm: int = 2,
+    secret_digest: str | None = None,
 ) -> str:
     """Sign a license token (server side).
 
     Args:
         key: the product's active signing key; its ``k4.pid`` goes in the footer.
         issuer: ``iss``, the server's name.
-        license_id, activation_id, product, fingerprint_id: identifiers.
-        fingerprint: component name → component hash the activation is bound to
-            (algorithm 2: JSON form of :mod:`software_dna.wire.identity`, mac a
-            list, unavailable components null).
+        license_id, activation_id, product: identifiers.
+        fingerprint_id: the activation's opaque server id (``fp_...``), never
+            derived from components.
+        fingerprint: the bound component set in JSON form
+            (``identity.to_json``: name -> hash, ``mac`` a list, ``null``
+            kept; algorithm 1: name -> hash).
         tolerance: how many components may differ (the product's setting).
         mode, features, protection: what the license grants and how it is kept fresh.
         issued_at: ``iat`` and ``nbf`` (aware).
@@ -186,8 +189,10 @@ def issue_token(
         lease_expires_at: a floating license's lease end (claim
             ``lease_expires_at``, written for floating licenses only; null
             when no lease is held).
-        fingerprint_algorithm: claim ``fingerprint_algorithm``, written unless
-            1 (absent in 0.1 tokens, which carry algorithm-1 sets).
+        fingerprint_algorithm: the bound set's algorithm (claim
+            ``fingerprint_algorithm``; absent in older tokens = 1).
+        secret_digest: base64url(SHA-256(activation secret)) of the secret
+            this answer hands out (claim ``secret_digest``, written when given).
 
     Returns:
         The ``v4.public.…`` token.
@@ -206,8 +211,8 @@ def issue_token(
         "jti": secrets.token_urlsafe(16),
         "activation_id": activation_id,
         "fingerprint_id": fingerprint_id,
-        "fingerprint": {name: list(value) if isinstance(value, tuple) else value
-                        for name, value in fingerprint.items()},
+        "fingerprint": dict(fingerprint),
+        "fingerprint_algorithm": int(fingerprint_algorithm),
         "tolerance": tolerance,
         "mode": Mode(mode).value,
         "features": sorted(set(features)),
@@ -218,8 +223,6 @@ def issue_token(
         "nonce": nonce,
         "kind": Kind(kind).value,
     }
-    if fingerprint_algorithm != 1:
-        claims["fingerprint_algorithm"] = fingerprint_algorithm
     if subscription:
         claims["subscription"] = True
     if SeatMode(seat_mode) is not SeatMode.MACHINE:
@@ -229,6 +232,8 @@ def issue_token(
                                       else format_rfc3339(lease_expires_at))
     if expires_at is not None:
         claims["exp"] = format_rfc3339(expires_at)
+    if secret_digest is not None:
+        claims["secret_digest"] = secret_digest
     if email is not None:
         claims["email"] = email
     if registration is not None:
