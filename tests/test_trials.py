@@ -115,7 +115,7 @@ def test_same_machine_is_judged_with_the_fingerprint_tolerance(
     assert drifted.client.start_trial().license_id == first.license_id
     # Two more components differ: beyond the tolerance -> another machine, its own trial.
     moved = make_app(product, keys, "c",
-                     fingerprint=machine("pc", changed={"mac", "cpu"}))
+                     fingerprint=machine("pc", changed={"machine_id", "cpu"}))
     assert moved.client.start_trial().license_id != first.license_id
 
 
