@@ -343,6 +343,8 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
     """
     lic = activation.license
     product = lic.product
+    # Sharing detection (services/sharing.py, i12-share) hooks in here: with the
+    # current set, the set sent and the earlier sets (bound_sets), before the change.
     touch(session, activation, now)  # the set left now was current until now (90-day memory)
     known = _known(session, ctx, activation, fingerprint.components, now)
     if known is not None:
