@@ -247,8 +247,10 @@ def test_smbios_uuid_through_get_system_firmware_table() -> None:
 
 
 def adapter(mac: str, *, if_type: int = _windows.IF_TYPE_ETHERNET_CSMACD, tunnel: int = 0,
-            description: str = "Intel(R) Ethernet Connection (13) I219-LM") -> Any:
+            description: str = "Intel(R) Ethernet Connection (13) I219-LM",
+            luid: int = 0) -> Any:
     entry = _windows.AdapterAddresses()
+    entry.Luid = luid
     raw = bytes.fromhex(mac)
     entry.PhysicalAddress[:len(raw)] = list(raw)
     entry.PhysicalAddressLength = len(raw)
@@ -291,12 +293,26 @@ def test_adapter_selection() -> None:
 
 
 class FakeIphlpapi:
-    """GetAdaptersAddresses: "buffer too small" first, then the list."""
+    """GetAdaptersAddresses ("buffer too small" first, then the list) and GetIfEntry2
+    (the NDIS flags of the interfaces in ``hardware``: LUID -> HardwareInterface;
+    other LUIDs fail, as for an interface that went away)."""
 
-    def __init__(self, entries: tuple[Any, ...], result: int = 0) -> None:
+    def __init__(self, entries: tuple[Any, ...], result: int = 0,
+                 hardware: dict[int, bool] | None = None) -> None:
         self.entries = chain(*entries)
         self.result = result
         self.calls = 0
+        self.hardware = hardware or {}
+
+    def GetIfEntry2(self, row: Any) -> int:
+        entry = row._obj
+        assert isinstance(entry, _windows.MibIfRow2)
+        if entry.InterfaceLuid not in self.hardware:
+            return 2  # ERROR_FILE_NOT_FOUND
+        # set the flag byte the way Windows lays it out, next to other set bits
+        entry.InterfaceAndOperStatusFlags = 0x04 | (
+            0x01 if self.hardware[entry.InterfaceLuid] else 0x00)
+        return 0
 
     def GetAdaptersAddresses(self, _family: int, _flags: int, _reserved: Any, buffer: Any,
                              size: Any) -> int:
@@ -318,3 +334,30 @@ def test_adapters_through_get_adapters_addresses() -> None:
     assert api.calls == 2
     with pytest.raises(MissingError, match="GetAdaptersAddresses failed"):
         _windows.macs(FakeIphlpapi(ADAPTERS, result=232))
+
+
+def test_mib_if_row2_layout_is_windows() -> None:
+    """The flags byte sits where netioapi.h puts it (offset 1152 of a 1352-byte row)."""
+    assert _windows.MibIfRow2.Alias.offset == 28
+    assert _windows.MibIfRow2.PhysicalAddressLength.offset == 1056
+    assert _windows.MibIfRow2.InterfaceAndOperStatusFlags.offset == 1152
+    assert ctypes.sizeof(_windows.MibIfRow2) <= _windows._MIB_IF_ROW2_SIZE
+
+
+def test_ndis_hardware_flag_decides_before_the_description() -> None:
+    entries = (
+        adapter("a4bb6d123456", luid=1),                                   # hardware
+        adapter("00155d000001", luid=2,
+                description="Microsoft Hyper-V Network Adapter"),          # a VM's own NIC
+        adapter("001b21000002", luid=3, description="Intel(R) Ethernet"),  # software, says NDIS
+        adapter("0a0027000003", luid=4,
+                description="VirtualBox Host-Only Ethernet Adapter"),     # unknown: by words
+        adapter("001b21000004", luid=5, description="Realtek PCIe GbE"),   # unknown: kept
+    )
+    api = FakeIphlpapi(entries, hardware={1: True, 2: True, 3: False})
+    found = _windows.walk_adapters(ctypes.pointer(chain(*entries)[0]), api)
+    assert [a.hardware for a in found] == [True, True, False, None, None]
+    assert _windows.select_macs(found) == [
+        "a4:bb:6d:12:34:56", "00:15:5d:00:00:01", "00:1b:21:00:00:04"]
+    assert _windows.macs(FakeIphlpapi(entries, hardware={1: True, 2: True, 3: False})) == [
+        "a4:bb:6d:12:34:56", "00:15:5d:00:00:01", "00:1b:21:00:00:04"]

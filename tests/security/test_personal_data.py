@@ -12,7 +12,8 @@ No personal data given: the SDK talks to the real server through a
 recording reverse proxy on 127.0.0.1, through a whole life (trial, activation,
 checks, refresh, settings, renewal, password reset request, erasure request,
 deactivation), and every request it sent -- path, headers and body -- is
-inspected: no personal field, every fingerprint component a keyed hash, and
+inspected: no personal field, every fingerprint component a keyed hash (or
+null; the MAC addresses a list of them; no host name), and
 none of this machine's raw identifiers (machine id, host name, MAC
 addresses, CPU model, OS user name and home folder) in any form.
 """
@@ -216,11 +217,17 @@ def inspect_requests(recorded: list[Recorded], identifiers: dict[str, str],
                 tally.check(False, f"{label}: a body that is not JSON")
         for where, key, value in _fields(doc):
             if where.endswith(".fingerprint.components"):
-                # Algorithm 2: a hash, a list of MAC hashes, or null (unreadable).
-                values = value if isinstance(value, list) else [value]
-                tally.check(value is None or (bool(values) and all(
-                    isinstance(v, str) and _HASH.match(v) is not None for v in values)),
-                            f"{label}: fingerprint component {key} is not a keyed hash")
+                # algorithm 2: a hash, null (unreadable) or, for mac, a list of hashes;
+                # the host name is no component any more
+                hashes = value if key == "mac" and isinstance(value, list) else [value]
+                tally.check(value is None or (bool(hashes) and all(
+                    isinstance(v, str) and _HASH.match(v) is not None for v in hashes)),
+                    f"{label}: fingerprint component {key} is not a keyed hash")
+                tally.check(key != "hostname", f"{label}: a host name component was sent")
+                continue
+            if where.endswith(".previous.components"):  # algorithm 1, once, to migrate
+                tally.check(isinstance(value, str) and _HASH.match(value) is not None,
+                            f"{label}: previous component {key} is not a keyed hash")
                 continue
             tally.check(key.lower() not in PERSONAL_FIELDS,
                         f"{label}: a personal field {where}.{key} was sent")

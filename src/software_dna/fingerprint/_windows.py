@@ -121,7 +121,7 @@ _ETHERNET_TYPES = frozenset({IF_TYPE_ETHERNET_CSMACD, IF_TYPE_IEEE80211})
 #: Words in an adapter's description that mark a software adapter (hypervisors,
 #: VPNs, Wi-Fi Direct, loopback, Bluetooth PAN): Windows gives them Ethernet types.
 _SOFTWARE_WORDS: tuple[str, ...] = (
-    "virtual", "hyper-v", "vmware", "virtualbox", "vbox", "tap-", "tap adapter", "wintun",
+    "virtual", "vmware", "virtualbox", "vbox", "tap-", "tap adapter", "wintun",
     "wireguard", "vpn", "loopback", "bluetooth", "wi-fi direct", "npcap", "tunnel",
     "miniport", "kernel debug", "zerotier", "tailscale", "docker", "wsl",
 )
@@ -176,17 +176,76 @@ AdapterAddresses._fields_ = (
 )
 
 
+class MibIfRow2(ctypes.Structure):
+    """``MIB_IF_ROW2`` (<netioapi.h>) up to ``InterfaceAndOperStatusFlags``.
+
+    WCHAR arrays are spelled as 16-bit integers so that the layout is
+    Windows's on every OS (tests build rows on Linux, where wchar_t is 4 bytes).
+    GetIfEntry2 writes the whole row (:data:`_MIB_IF_ROW2_SIZE` bytes).
+    """
+
+    _fields_ = (
+        ("InterfaceLuid", ctypes.c_uint64),
+        ("InterfaceIndex", ctypes.c_uint32),
+        ("InterfaceGuid", _Guid),
+        ("Alias", ctypes.c_uint16 * 257),
+        ("Description", ctypes.c_uint16 * 257),
+        ("PhysicalAddressLength", ctypes.c_uint32),
+        ("PhysicalAddress", ctypes.c_uint8 * 32),
+        ("PermanentPhysicalAddress", ctypes.c_uint8 * 32),
+        ("Mtu", ctypes.c_uint32),
+        ("Type", ctypes.c_uint32),
+        ("TunnelType", ctypes.c_int),
+        ("MediaType", ctypes.c_int),
+        ("PhysicalMediumType", ctypes.c_int),
+        ("AccessType", ctypes.c_int),
+        ("DirectionType", ctypes.c_int),
+        ("InterfaceAndOperStatusFlags", ctypes.c_uint8),
+    )
+
+
+_MIB_IF_ROW2_SIZE = 1352  # sizeof(MIB_IF_ROW2) on Windows
+_HARDWARE_INTERFACE = 0x01  # InterfaceAndOperStatusFlags.HardwareInterface
+
+
 class Adapter(NamedTuple):
-    """What :func:`select_macs` needs of one adapter."""
+    """What :func:`select_macs` needs of one adapter.
+
+    ``hardware``: the NDIS "hardware interface" flag from GetIfEntry2 (False
+    for Hyper-V, VPN, Wi-Fi Direct and other software adapters), or None
+    when it could not be read.
+    """
 
     if_type: int
     tunnel_type: int
     address: bytes
     description: str
+    hardware: bool | None = None
 
 
-def walk_adapters(head: Any) -> list[Adapter]:
-    """The adapters of a ``GetAdaptersAddresses`` list (``POINTER(AdapterAddresses)``)."""
+def _hardware_flag(iphlpapi: Any, luid: int) -> bool | None:
+    """``HardwareInterface`` of the interface ``luid`` via GetIfEntry2 (None: unknown)."""
+    if iphlpapi is None:
+        return None
+    buffer = ctypes.create_string_buffer(max(_MIB_IF_ROW2_SIZE, ctypes.sizeof(MibIfRow2)))
+    row = MibIfRow2.from_buffer(buffer)
+    row.InterfaceLuid = luid
+    try:
+        if iphlpapi.GetIfEntry2(ctypes.byref(row)) != 0:
+            return None
+    except (AttributeError, OSError):  # before Vista: no GetIfEntry2
+        return None
+    return bool(row.InterfaceAndOperStatusFlags & _HARDWARE_INTERFACE)
+
+
+def walk_adapters(head: Any, iphlpapi: Any = None) -> list[Adapter]:
+    """The adapters of a ``GetAdaptersAddresses`` list (``POINTER(AdapterAddresses)``).
+
+    Args:
+        head: the first entry.
+        iphlpapi: the library to ask GetIfEntry2 for each adapter's hardware
+            flag, or None (``Adapter.hardware`` stays None).
+    """
     found: list[Adapter] = []
     node = head
     seen = 0
@@ -195,7 +254,8 @@ def walk_adapters(head: Any) -> list[Adapter]:
         entry = node.contents
         length = min(entry.PhysicalAddressLength, 8)
         found.append(Adapter(entry.IfType, entry.TunnelType,
-                             bytes(entry.PhysicalAddress[:length]), entry.Description or ""))
+                             bytes(entry.PhysicalAddress[:length]), entry.Description or "",
+                             _hardware_flag(iphlpapi, entry.Luid)))
         node = entry.Next
     return found
 
@@ -204,15 +264,20 @@ def select_macs(adapters: Iterable[Adapter]) -> list[str]:
     """Addresses of physical Ethernet and Wi-Fi adapters, in the order Windows lists them.
 
     Skips other interface types (loopback, PPP, tunnels), tunnel adapters,
-    software adapters recognisable by their description, and locally
-    administered addresses (random hardware addresses, most software adapters).
+    software adapters (NDIS says it is no hardware interface, or, when that
+    is unknown, the description gives it away), and locally administered
+    addresses (random hardware addresses, most software adapters).
     """
     chosen: list[str] = []
     for adapter in adapters:
         if adapter.if_type not in _ETHERNET_TYPES or adapter.tunnel_type != TUNNEL_TYPE_NONE:
             continue
+        if adapter.hardware is False:
+            continue
+        # The description is a guess, used only when NDIS could not say: a VM's
+        # own NIC ("Microsoft Hyper-V Network Adapter") is hardware to the VM.
         description = adapter.description.lower()
-        if any(word in description for word in _SOFTWARE_WORDS):
+        if adapter.hardware is None and any(word in description for word in _SOFTWARE_WORDS):
             continue
         if not usable_mac(adapter.address, random_ok=False):
             continue
@@ -246,7 +311,7 @@ def macs(iphlpapi: Any = None) -> list[str]:
                                           ctypes.byref(size))
         if result == 0:
             head = ctypes.cast(buffer, ctypes.POINTER(AdapterAddresses))
-            return select_macs(walk_adapters(head))
+            return select_macs(walk_adapters(head, api))
         if result != _ERROR_BUFFER_OVERFLOW:
             break
     raise MissingError("the network adapters could not be listed (GetAdaptersAddresses failed)")
