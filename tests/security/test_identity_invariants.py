@@ -74,6 +74,7 @@ from software_dna.client.transport import Response, Transport
 from software_dna.errors import LicenseError, ServerUnreachable
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.services.common import clock_override
+from software_dna.wire.airgap import REQUEST, armor, dearmor
 from software_dna.wire.claims import Kind
 from software_dna.wire.identity import same_machine
 from tests.identity_cases import h
@@ -256,7 +257,8 @@ class World:
         for name, terms in (("one seat", {"seats": 1}),
                             ("two seats", {"seats": 2}),
                             ("roll-over", {"seats": 1, "rollover": True}),
-                            ("user seats", {"seats": 2, "seat_mode": "user"})):
+                            ("user seats", {"seats": 2, "seat_mode": "user"}),
+                            ("air-gapped", {"seats": 1})):
             self.licenses[name] = self.admin.issue_license(self.product, **terms)
         self.inner = server.transport()
         self.machines = [Sim(i, root / f"m{i}", _machine_set(i), self) for i in range(MACHINES)]
@@ -432,6 +434,42 @@ class IdentityInvariants(RuleBasedStateMachine):
         self.world.now += hours * HOUR
         self.world.log(f"time +{hours} h")
 
+    @rule(m=st.integers(0, MACHINES - 1), tamper=st.booleans(),
+          kind=st.sampled_from(["other_set", "hybrid", "drop_component", "null_component",
+                                "add_macs"]),
+          parameter=st.integers(0, 50))
+    def airgap_activate(self, m: int, tamper: bool, kind: str, parameter: int) -> None:
+        """Air-gapped activation; the attacker may edit the request block by hand."""
+        machine = self.world.machines[m]
+        request = self._sdk(machine, "create_activation_request(air-gapped)",
+                            lambda c: c.create_activation_request(self._key("air-gapped")))
+        if not isinstance(request, str):
+            return
+        if tamper:
+            machine.touched = True
+            document = dearmor(request, REQUEST)
+            document["fingerprint"] = self.world.forge(machine, kind, parameter,
+                                                       document["fingerprint"])
+            request = armor(REQUEST, document)  # the checksum is anyone's to recompute
+            self.world.log(f"attacker edits machine {m}'s air-gapped request: {kind}")
+        try:
+            answer = self.world.admin.offline_respond(request)
+        except Exception as exc:  # the vendor's tool refuses: nothing to carry back
+            self.world.log(f"  vendor refused: {exc}")
+            return
+        self._sdk(machine, "activate_offline()",
+                  lambda c: c.activate_offline(str(answer["response"])))
+
+    @rule(m=st.integers(0, MACHINES - 1))
+    def airgap_deactivate(self, m: int) -> None:
+        machine = self.world.machines[m]
+        receipt = self._sdk(machine, "deactivate_offline()", lambda c: c.deactivate_offline())
+        if isinstance(receipt, str):
+            try:
+                self.world.admin.offline_deactivate(receipt)
+            except Exception as exc:
+                self.world.log(f"  vendor refused the receipt: {exc}")
+
     # -- attacks
 
     @rule(m=st.integers(0, MACHINES - 1), kind=st.sampled_from(MUTATIONS),
@@ -488,7 +526,8 @@ class IdentityInvariants(RuleBasedStateMachine):
 
     # -- the vendor
 
-    @rule(name=st.sampled_from(["one seat", "two seats", "roll-over", "user seats"]),
+    @rule(name=st.sampled_from(["one seat", "two seats", "roll-over", "user seats",
+                                "air-gapped"]),
           action=st.sampled_from(["revoke", "suspend", "resume", "restore"]))
     def vendor(self, name: str, action: str) -> None:
         license_id = self.world.license_id(name)
