@@ -33,6 +33,7 @@ FAMILIES = [
     "test_bad_bodies",
     "test_personal_data",
     "test_fuzz",
+    "test_identity_invariants",
 ]
 
 
