@@ -170,7 +170,7 @@ class Sim:
 
     @property
     def store(self) -> Path:
-        return self.root / "store"
+        return self.root / "app.license"  # a .license path is the store file itself
 
     @property
     def state_home(self) -> Path:
@@ -496,10 +496,11 @@ class IdentityInvariants(RuleBasedStateMachine):
         machine.store.write_bytes(machine.snapshots[pick % len(machine.snapshots)])
         self.world.log(f"machine {m}: old files restored")
 
-    @rule(source=st.integers(0, MACHINES - 1), target=st.integers(0, MACHINES - 1))
-    def copy_files(self, source: int, target: int) -> None:
-        if source == target:
+    @rule(source=st.integers(0, MACHINES - 1), dest=st.integers(0, MACHINES - 1))
+    def copy_files(self, source: int, dest: int) -> None:
+        if source == dest:
             return
+        target = dest
         src, dst = self.world.machines[source], self.world.machines[target]
         if not src.store.exists():
             return
@@ -673,7 +674,7 @@ def _run(server: InProcessServer, root: Path, scale: Scale, tally: Tally | None,
     _ROOT[:] = [root]
     _TALLY[:] = [tally]
     config = settings(
-        max_examples=scale.pick(6, 200), stateful_step_count=scale.pick(25, 60),
+        max_examples=scale.pick(15, 300), stateful_step_count=scale.pick(30, 60),
         deadline=None, database=None,
         phases=(Phase.generate, Phase.shrink) if scale is Scale.SHORT else (Phase.generate,),
         suppress_health_check=list(HealthCheck), print_blob=True)
