@@ -25,16 +25,16 @@ from software_dna.wire.times import parse_rfc3339
 __all__ = ["License", "in_warning_period", "sdk_error", "verify_token", "with_days_left"]
 
 
-#: License's attributes, in constructor order; the last three are neither
+#: License's attributes, in constructor order; the last four are neither
 #: compared nor shown in its repr.
 _FIELDS: tuple[str, ...] = (
     "license_id", "activation_id", "product", "fingerprint_id", "mode", "features",
     "protection", "issued_at", "not_before", "expires_at", "license_expires_at",
     "refresh_by", "token_id", "issuer", "email", "registration", "offline_grace_ends_at",
     "kind", "subscription", "days_left", "subscription_ends_at", "seat_mode",
-    "lease_expires_at", "fingerprint", "tolerance", "nonce",
+    "lease_expires_at", "fingerprint", "tolerance", "nonce", "secret_digest",
 )
-_COMPARED: tuple[str, ...] = _FIELDS[:-3]
+_COMPARED: tuple[str, ...] = _FIELDS[:-4]
 
 
 class License(Frozen):
@@ -78,11 +78,15 @@ class License(Frozen):
         fingerprint: component name -> hash the activation is bound to.
         tolerance: how many of those components may differ.
         nonce: the client nonce the token answers.
+        secret_digest: base64url SHA-256 of the activation secret handed out
+            with this token (claim ``secret_digest``), or ``None`` (a token that
+            hands out no secret, or from a server before secret rotation).
 
     Built with keyword (or, in this order, positional) arguments; immutable
     (assigning an attribute raises :class:`dataclasses.FrozenInstanceError`).
     Two licenses are equal when every attribute but ``fingerprint``,
-    ``tolerance`` and ``nonce`` (which the repr leaves out too) is equal; a
+    ``tolerance``, ``nonce`` and ``secret_digest`` (which the repr leaves out
+    too) is equal; a
     license without ``registration`` is hashable.
     """
 
@@ -116,6 +120,7 @@ class License(Frozen):
         fingerprint: Mapping[str, str] | None = None,
         tolerance: int = 0,
         nonce: str = "",
+        secret_digest: str | None = None,
     ) -> None:
         self._open()
         self.license_id: Final[str] = license_id
@@ -144,6 +149,7 @@ class License(Frozen):
         self.fingerprint: Final[Mapping[str, str]] = {} if fingerprint is None else fingerprint
         self.tolerance: Final[int] = tolerance
         self.nonce: Final[str] = nonce
+        self.secret_digest: Final[str | None] = secret_digest
         self._seal()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -244,6 +250,9 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
     issued_at = _claim_time(claims, "iat", optional=False)
     assert issued_at is not None
     not_before = _claim_time(claims, "nbf", optional=True) or issued_at
+    digest = claims.get("secret_digest")
+    if digest is not None and not isinstance(digest, str):
+        raise ValueError("claim 'secret_digest' must be a string")
     return License(
         license_id=_claim_str(claims, "sub"),
         activation_id=_claim_str(claims, "activation_id"),
@@ -268,6 +277,7 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         subscription=subscription,
         seat_mode=SeatMode(claims.get("seat_mode", "machine")),
         lease_expires_at=_claim_time(claims, "lease_expires_at", optional=True),
+        secret_digest=digest,
     )
 
 

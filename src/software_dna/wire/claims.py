@@ -10,7 +10,7 @@ Format (see docs/tokens.md):
   license's own claims (``activation_id``, ``fingerprint_id``,
   ``fingerprint``, ``tolerance``, ``mode``, ``features``, ``protection``,
   ``license_expires_at``, ``refresh_by``, ``nonce``, and ``email`` /
-  ``registration`` only when present).
+  ``registration`` / ``secret_digest`` only when present).
 
 :func:`issue_token` and :func:`sign_receipt` are the server's side;
 :func:`verify_token_claims` and :func:`verify_receipt` check a token against
@@ -22,7 +22,9 @@ builds its :class:`~software_dna.license.License` from that). Failures raise
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -50,10 +52,22 @@ __all__ = [
     "implicit_assertion",
     "issue_token",
     "loads_strict",
+    "secret_digest",
     "sign_receipt",
     "verify_receipt",
     "verify_token_claims",
 ]
+
+def secret_digest(secret: str) -> str:
+    """The ``secret_digest`` claim of a token handing out ``secret``.
+
+    base64url (no padding) of SHA-256 of the secret's UTF-8 bytes: the SDK
+    stores an activation secret from an answer only when the signed token of
+    that answer carries its digest.
+    """
+    digest = hashlib.sha256(secret.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
 
 #: Largest JSON size accepted in a payload or footer.
 _MAX_JSON_BYTES = 32 * 1024
@@ -161,6 +175,7 @@ def issue_token(
     subscription: bool = False,
     seat_mode: SeatMode = SeatMode.MACHINE,
     lease_expires_at: datetime | None = None,
+    secret_digest: str | None = None,
 ) -> str:
     """Sign a license token (server side).
 
@@ -183,6 +198,9 @@ def issue_token(
         lease_expires_at: a floating license's lease end (claim
             ``lease_expires_at``, written for floating licenses only; null
             when no lease is held).
+        secret_digest: :func:`secret_digest` of the activation secret the
+            answer carrying this token hands out (claim ``secret_digest``,
+            written only then).
 
     Returns:
         The ``v4.public.…`` token.
@@ -225,6 +243,8 @@ def issue_token(
         claims["email"] = email
     if registration is not None:
         claims["registration"] = dict(registration)
+    if secret_digest is not None:
+        claims["secret_digest"] = secret_digest
     return _sign_claims(key, product, claims)
 
 

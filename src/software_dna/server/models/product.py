@@ -42,6 +42,10 @@ class Product(Base):
     reactivation_period: Mapped[int] = mapped_column(Integer, default=2592000,
                                                      server_default=text("2592000"))
     address_activation_limit: Mapped[int | None] = mapped_column(Integer)
+    # What a detected sharing does: "flag" (mark the activation) or "suspend"
+    # (mark it and deactivate it, deactivated_by="sharing").
+    sharing_policy: Mapped[str] = mapped_column(String(16), default="flag",
+                                                server_default=text("'flag'"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

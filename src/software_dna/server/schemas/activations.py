@@ -107,12 +107,17 @@ class ValidateIn(Strict):
 
 
 class ValidateOut(Out):
-    """A fresh token; ``rebound`` when the fingerprint drifted within the tolerance."""
+    """A fresh token; ``rebound`` when the fingerprint drifted within the tolerance.
+
+    ``activation_secret``: the rotated secret (the secret changes at every
+    validation; the token's ``secret_digest`` claim is its SHA-256).
+    """
 
     token: str
     nonce: str
     server_time: UtcTime
     rebound: bool
+    activation_secret: str | None = None
 
 
 class NonceIn(Strict):
