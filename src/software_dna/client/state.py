@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -144,6 +144,24 @@ class ClientState:
             self._loaded = None
         return result
 
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float) -> Iterator[None]:
+        """Hold the store's lock (every process of this app on this machine) for the block.
+
+        An online validation holds it from reading the activation secret to
+        storing the answer: the secret rotates at every validation, so two
+        instances of the app must never send the same stored secret while one
+        of them is about to store its successor.
+
+        Args:
+            timeout: seconds to wait for another instance to finish.
+
+        Raises:
+            StoreError: the lock was not obtained within ``timeout``.
+        """
+        with self.store.locked(timeout):
+            yield
+
     def clear(self) -> None:
         """Delete the stored document (the license leaves this machine)."""
         self.store.clear()
@@ -256,8 +274,12 @@ class ClientState:
         self._parsed_high_water = {}
         self.guard.trust_server_time(lic.issued_at)
 
-    def store_token(self, token: str, lic: License) -> None:
+    def store_token(self, token: str, lic: License, *, secret: str | None = None) -> None:
         """Store a fresh token from the server (verified: ``lic``); clears a stored refusal.
+
+        ``secret``: the rotated activation secret the answer handed out (already
+        checked against the token's ``secret_digest``): stored in the same write
+        as the token, the old one forgotten. None: the secret stays.
 
         A token in limited mode drops the personal data (and, when it was not
         limited before, the settings: the server erased them too).
@@ -267,6 +289,8 @@ class ClientState:
         def change(data: StoredDocument) -> None:
             before = self.stored_license(data)
             data["token"] = token
+            if secret is not None:
+                data["activation_secret"] = secret
             data["clock_high_water"] = format_rfc3339(lic.issued_at)
             data.pop("status", None)
             if lic.mode is Mode.LIMITED:
