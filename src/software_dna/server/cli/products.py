@@ -21,6 +21,7 @@ from software_dna.server.cli._common import (
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
 from software_dna.server.cli.output import print_line, print_listing, print_result, show_product
+from software_dna.server.domain.sharing import SHARING_POLICIES
 from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = ["app"]
@@ -81,6 +82,11 @@ AddressLimit = Annotated[str | None, typer.Option(
     "--address-activation-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
     show_default=False,
     help="new activations one client address may make per period (default off)")]
+SharingPolicy = Annotated[str | None, typer.Option(
+    "--sharing-policy", metavar=f"[{'|'.join(SHARING_POLICIES)}]",
+    parser=choice(*SHARING_POLICIES), show_default=False,
+    help="what an activation found used on two computers gets: flag (marked, shown in "
+         "`activations list`; default) or suspend (marked and deactivated)")]
 
 
 def _policy(**options: Any) -> JSONDict:
@@ -162,7 +168,8 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
               test_code_limit: TestCodeLimit = None, lease_duration: LeaseTime = None,
               reactivation_limit: ReactivationLimit = None,
               reactivation_period: ReactivationPeriod = None,
-              address_activation_limit: AddressLimit = None, as_json: Json = False) -> int:
+              address_activation_limit: AddressLimit = None,
+              sharing_policy: SharingPolicy = None, as_json: Json = False) -> int:
     """Change a product's settings; options not given stay as they are. Tokens issued from
     now on use the new settings."""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -172,7 +179,8 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
                      trial_days=trial_days, test_code_limit=test_code_limit,
                      lease_duration=lease_duration, reactivation_limit=reactivation_limit,
                      reactivation_period=reactivation_period,
-                     address_activation_limit=address_activation_limit)
+                     address_activation_limit=address_activation_limit,
+                     sharing_policy=sharing_policy)
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)
     updated = backend.update_product(product, **fields)

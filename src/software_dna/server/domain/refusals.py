@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from software_dna.server.domain.sharing import DEACTIVATED_BY_SHARING
 from software_dna.wire.claims import Kind, SeatMode
 from software_dna.wire.codes import Code
 from software_dna.wire.messages import expired_message
@@ -106,7 +107,7 @@ ACTIVATION_SHARED = Refusal(
 
 def removed_refusal(deactivated_by: str | None) -> Refusal:
     """410 for a deactivated activation: ``activation_moved`` after a roll-over, else removed."""
-    if deactivated_by == "sharing":
+    if deactivated_by == DEACTIVATED_BY_SHARING:
         return ACTIVATION_SHARED
     return ACTIVATION_MOVED if deactivated_by == "rollover" else ACTIVATION_REMOVED
 

@@ -159,6 +159,10 @@ class ActivationOut(Out):
     deactivated_at: UtcTime | None
     deactivated_by: str | None
     offline: bool = False  # activated from an air-gapped request (docs/offline.md)
+    # Flagged as used on more than one computer (docs/seats.md): when, and
+    # copied_secret / alternating_machines.
+    shared_at: UtcTime | None = None
+    shared_reason: str | None = None
 
 
 

@@ -15,6 +15,7 @@ from software_dna.server.schemas.types import (
     ProductId,
     Protection,
     Seconds,
+    SharingPolicy,
     TestCodeLimit,
     TrialDays,
     UtcTime,
@@ -60,6 +61,7 @@ class ProductPatch(Strict):
     reactivation_limit: LockoutLimit | None = None  # null: no lock-out (absent: unchanged)
     reactivation_period: LockoutPeriod | None = None
     address_activation_limit: LockoutLimit | None = None  # null: off (absent: unchanged)
+    sharing_policy: SharingPolicy | None = None  # flag / suspend (services/sharing.py)
 
 
 class ProductOut(Out):
@@ -81,6 +83,7 @@ class ProductOut(Out):
     reactivation_limit: int | None
     reactivation_period: int
     address_activation_limit: int | None
+    sharing_policy: str = "flag"
     created_at: UtcTime
     updated_at: UtcTime
 

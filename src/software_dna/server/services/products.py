@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
+from software_dna.server.domain.sharing import SHARING_POLICIES
 from software_dna.server.domain.tokens import PROTECTIONS
 from software_dna.server.models import License, Product
 from software_dna.server.services.common import audit, utcnow
@@ -170,6 +171,7 @@ class ProductChanges(SeatPolicy, total=False):
     password_required: bool | None
     trial_days: int | None
     test_code_limit: int | None
+    sharing_policy: str | None
 
 
 def update_product(session: Session, product_id: str, *, actor: str = "admin",
@@ -241,6 +243,12 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
     if password_required is not None:
         product.password_required = password_required
         changed.append("password_required")
+    sharing_policy = changes.get("sharing_policy")
+    if sharing_policy is not None:
+        if sharing_policy not in SHARING_POLICIES:
+            raise invalid(f"sharing_policy must be one of {', '.join(SHARING_POLICIES)}.")
+        product.sharing_policy = sharing_policy
+        changed.append("sharing_policy")
     now = utcnow()
     product.updated_at = now
     audit(session, actor, "product.update", at=now, product_id=product_id,

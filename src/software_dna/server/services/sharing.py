@@ -31,6 +31,14 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from software_dna.server.domain.refusals import Refusal
+from software_dna.server.domain.sharing import (
+    ALTERNATING_MACHINES,
+    COPIED_SECRET,
+    DEACTIVATED_BY_SHARING,
+    FLAG,
+    SHARING_POLICIES,
+    SUSPEND,
+)
 from software_dna.server.models import Activation
 from software_dna.server.services.authentication import MOVED_MESSAGE
 from software_dna.server.services.common import Context, audit, utcnow
@@ -42,6 +50,7 @@ from software_dna.wire.identity import ComponentSet, conflicts, same_machine
 __all__ = [
     "ALTERNATING_MACHINES",
     "COPIED_SECRET",
+    "DEACTIVATED_BY_SHARING",
     "FLAG",
     "SHARING_POLICIES",
     "SUSPEND",
@@ -52,17 +61,6 @@ __all__ = [
     "reissue",
     "rotate",
 ]
-
-#: ``shared_reason``: a secret older than the accepted ones was presented.
-COPIED_SECRET = "copied_secret"
-#: ``shared_reason``: the bound machine went A -> B -> A between conflicting sets.
-ALTERNATING_MACHINES = "alternating_machines"
-#: ``sharing_policy`` values: only mark the activation / mark it and deactivate it.
-FLAG = "flag"
-SUSPEND = "suspend"
-SHARING_POLICIES = (FLAG, SUSPEND)
-#: ``deactivated_by`` of an activation the ``suspend`` policy deactivated.
-DEACTIVATED_BY_SHARING = "sharing"
 
 _MOVED = Refusal(Code.ACTIVATION_MOVED, MOVED_MESSAGE)
 
