@@ -12,7 +12,7 @@ __all__ = [
 ]
 
 #: ``shared_reason``: a secret older than the accepted ones was presented.
-COPIED_SECRET = "copied_secret"
+COPIED_SECRET = "copied_secret"  # noqa: S105 - a reason code, not a secret
 #: ``shared_reason``: the bound machine went A -> B -> A between conflicting sets.
 ALTERNATING_MACHINES = "alternating_machines"
 #: ``sharing_policy``: only mark the activation (the default).

@@ -26,8 +26,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from software_dna.server.domain.seats import SEAT_MODES
-from software_dna.server.domain.terms import ISSUABLE_KINDS
 from software_dna.server.domain.sharing import SHARING_POLICIES
+from software_dna.server.domain.terms import ISSUABLE_KINDS
 from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = [

@@ -78,7 +78,8 @@ _ACTIVE_KID = (
 #: Everything a validation reads, in one statement (primary-key and unique look-ups).
 _READ = (
     select(
-        _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.fingerprint, _A.end_user_id,
+        _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.fingerprint,
+        _A.end_user_id,
         _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at,
         _L.id.label("license_id"), _L.product_id, _L.status, _L.cancelled_at, _L.expires_at,
         _L.features,
