@@ -112,6 +112,19 @@ class ClientState:
             self._loaded = (ident, data)
         return data
 
+    def read_fresh(self) -> StoredDocument:
+        """The stored document read from the file now, never from the in-process cache.
+
+        For reads under :meth:`exclusive`: another process may have replaced the
+        file within the file system's timestamp granularity, with the same size
+        and a reused inode, which the cache of :meth:`read` would not notice.
+
+        Raises:
+            StoreError, StoreCorrupted: the store cannot be read.
+        """
+        self._loaded = None
+        return self.read()
+
     def read_or_empty(self) -> StoredDocument:
         """:meth:`read`, or an empty document when the store is corrupt (it was moved aside)."""
         try:

@@ -229,7 +229,7 @@ class Validation:
             left = budget - (time.monotonic() - started)
             if left <= 0:
                 raise ServerUnreachable("The license check with the server ran out of time.")
-            return self._validate_locked(self.state.read(), deadline=left, route=route)
+            return self._validate_locked(self.state.read_fresh(), deadline=left, route=route)
 
     def _validate_locked(self, data: Mapping[str, Any], *, deadline: float,
                          route: str | None) -> License:

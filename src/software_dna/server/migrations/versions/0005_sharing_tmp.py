@@ -23,19 +23,20 @@ def upgrade() -> None:
     """Apply this revision."""
     with op.batch_alter_table("activations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("secret_generation", sa.Integer(), nullable=False,
-                                      server_default=sa.text("0")))
+                                      server_default="0"))
         batch_op.add_column(sa.Column("secret_grace", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("shared_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("shared_reason", sa.String(length=32), nullable=True))
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sharing_policy", sa.String(length=16), nullable=False,
-                                      server_default=sa.text("'flag'")))
+                                      server_default="flag"))
 
 
 def downgrade() -> None:
     """Revert this revision."""
-    with op.batch_alter_table("products", schema=None) as batch_op:
+    # Plain columns: dropped in place (recreating the tables trips the foreign keys).
+    with op.batch_alter_table("products", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("sharing_policy")
-    with op.batch_alter_table("activations", schema=None) as batch_op:
+    with op.batch_alter_table("activations", schema=None, recreate="never") as batch_op:
         for name in ("shared_reason", "shared_at", "secret_grace", "secret_generation"):
             batch_op.drop_column(name)
