@@ -248,7 +248,7 @@ def test_two_instances_on_one_store_never_present_a_stale_secret(
     def second_refresh() -> None:
         try:
             second.client.refresh()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+        except BaseException as exc:  # reported by the test below
             errors.append(exc)
 
     def racing(self: HTTPTransport, method: str, path: str, **kw: Any) -> Response:
