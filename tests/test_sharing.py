@@ -375,3 +375,28 @@ def test_rotated_secret_accepts_only_what_the_token_vouches_for(
     assert rotated_secret(legacy, None) is None
     with pytest.raises(InvalidToken):
         rotated_secret(legacy, secret)
+
+
+def test_an_air_gapped_deactivation_receipt_needs_a_secret_still_accepted(
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+) -> None:
+    """The receipt is signed with the stored secret: the rotated one frees the seat,
+    a copy's outdated one does not."""
+    product, keys, lic = licensed(server)
+    desk = make_app(product, keys, "desk", clock=clock.now)
+    desk.client.activate(lic["license_key"])
+    copy = clone(desk, make_app, product, keys, "copy", clock)
+    for _ in range(2):
+        clock.advance()
+        desk.client.refresh()
+
+    def send(receipt: str) -> Any:
+        return server.session().post(f"{server.url}/v1/offline/deactivations",
+                                     json={"receipt": receipt}, timeout=30)
+
+    outdated = send(copy.client.deactivate_offline())
+    assert outdated.status_code == 400, outdated.text
+    assert activation_row(server, lic)["deactivated_at"] is None
+    freed = send(desk.client.deactivate_offline())
+    assert freed.status_code == 200, freed.text
+    assert activation_row(server, lic)["deactivated_at"] is not None
