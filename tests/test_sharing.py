@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -400,3 +401,31 @@ def test_an_air_gapped_deactivation_receipt_needs_a_secret_still_accepted(
     freed = send(desk.client.deactivate_offline())
     assert freed.status_code == 200, freed.text
     assert activation_row(server, lic)["deactivated_at"] is not None
+
+
+def test_an_offline_check_does_not_wait_for_another_instance_validating(
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+) -> None:
+    """The store's lock is held for a whole validation; a check() that only moves the
+    clock mark (best effort) goes on without it instead of waiting."""
+    product, keys, lic = licensed(server)
+    app = make_app(product, keys, clock=clock.now)
+    app.client.activate(lic["license_key"])
+    held, release = threading.Event(), threading.Event()
+
+    def other_instance() -> None:
+        with app.client._state.store.locked():
+            held.set()
+            release.wait(timeout=60)
+
+    other = threading.Thread(target=other_instance)
+    other.start()
+    try:
+        assert held.wait(timeout=30)
+        clock.advance(timedelta(minutes=10))  # the mark is due to be written, no refresh
+        started = time.monotonic()
+        assert app.client.check().mode is Mode.FULL
+        assert time.monotonic() - started < 5.0  # the store's lock timeout is 10 s
+    finally:
+        release.set()
+        other.join(timeout=30)

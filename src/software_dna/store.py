@@ -427,8 +427,10 @@ class Store:
             self._write_blob(blob)
 
     @contextmanager
-    def transaction(self) -> Iterator[dict[str, Any]]:
+    def transaction(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Lock the store, read it and yield its contents for changing.
+
+        ``timeout``: seconds to wait for the lock (default :attr:`lock_timeout`).
 
         The dict is written back atomically when the block ends without an
         exception *and* its serialised form changed; if the block raises,
@@ -442,7 +444,7 @@ class Store:
         :raises TypeError: the changed dict is not JSON-serialisable.
         :raises ValueError: the changed dict holds NaN/Infinity or is too large.
         """
-        with self._locked():
+        with self._locked(timeout):
             raw = self._read_raw()
             data: dict[str, Any] = {}
             if raw is not None:

@@ -132,15 +132,17 @@ class ClientState:
         except StoreCorrupted:
             return {}
 
-    def update(self, change: Callable[[StoredDocument], None]) -> StoredDocument:
+    def update(self, change: Callable[[StoredDocument], None], *,
+               lock_timeout: float | None = None) -> StoredDocument:
         """Apply ``change`` to the stored document atomically; return the new document.
 
         Every write gets a new generation, then the rollback witness is updated.
+        ``lock_timeout``: seconds to wait for the store's lock (default: the store's).
 
         Raises:
-            StoreError: it could not be written.
+            StoreError: it could not be written (or locked within ``lock_timeout``).
         """
-        with self.store.transaction() as raw:
+        with self.store.transaction(lock_timeout) as raw:
             data = cast(StoredDocument, raw)
             change(data)
             self.guard.stamp(raw, witnessed=self._witness_ok)
@@ -222,9 +224,11 @@ class ClientState:
         if high is None or now > high:
             self.high_water = now
         if high is None or now - high >= HIGH_WATER_STEP:
-            # Best effort: the in-memory mark still protects this process.
+            # Best effort: the in-memory mark still protects this process. Not waiting
+            # for another instance's online validation, which holds the lock meanwhile.
             with contextlib.suppress(LicenseError):
-                self.update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)))
+                self.update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)),
+                            lock_timeout=0.0)
 
     def raise_stored_status(self, data: Mapping[str, Any]) -> None:
         """Raise the stored refusal (revoked, suspended, removed ...), if there is one."""
