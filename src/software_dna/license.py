@@ -117,7 +117,7 @@ class License(Frozen):
         subscription_ends_at: datetime | None = None,
         seat_mode: SeatMode = SeatMode.MACHINE,
         lease_expires_at: datetime | None = None,
-        fingerprint: Mapping[str, str] | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
         tolerance: int = 0,
         nonce: str = "",
         secret_digest: str | None = None,
@@ -146,7 +146,7 @@ class License(Frozen):
         self.subscription_ends_at: Final[datetime | None] = subscription_ends_at
         self.seat_mode: Final[SeatMode] = seat_mode
         self.lease_expires_at: Final[datetime | None] = lease_expires_at
-        self.fingerprint: Final[Mapping[str, str]] = {} if fingerprint is None else fingerprint
+        self.fingerprint: Final[Mapping[str, Any]] = {} if fingerprint is None else fingerprint
         self.tolerance: Final[int] = tolerance
         self.nonce: Final[str] = nonce
         self.secret_digest: Final[str | None] = secret_digest
@@ -233,6 +233,18 @@ def _str_map(value: object, name: str) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _component_map(value: object) -> Mapping[str, Any]:
+    # Algorithm 2 (issue 12): a component is a hash, a list of MAC hashes, or null.
+    if not isinstance(value, dict) or len(value) > 32 or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str) or (
+            isinstance(v, list) and all(isinstance(x, str) for x in v)))
+        for k, v in value.items()
+    ):
+        raise ValueError("claim 'fingerprint' must be an object of component hashes")
+    return MappingProxyType({k: tuple(v) if isinstance(v, list) else v
+                             for k, v in value.items()})
+
+
 def _license_from_claims(claims: Mapping[str, Any]) -> License:
     features = claims.get("features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
@@ -270,7 +282,7 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         issuer=_claim_str(claims, "iss"),
         email=email,
         registration=None if registration is None else _str_map(registration, "registration"),
-        fingerprint=_str_map(claims.get("fingerprint"), "fingerprint"),
+        fingerprint=_component_map(claims.get("fingerprint")),
         tolerance=tolerance,
         nonce=_claim_str(claims, "nonce"),
         kind=Kind(claims.get("kind", "full")),

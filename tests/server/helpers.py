@@ -18,7 +18,7 @@ from software_dna.wire.claims import verify_receipt
 from software_dna.wire.paseto import PublicKey
 from tests.inprocess import InProcessServer
 
-COMPONENTS = ("machine_id", "os_arch", "mac", "hostname", "cpu")
+COMPONENTS = ("machine_id", "os_arch", "mac", "cpu")
 
 
 def component(seed: str, name: str) -> str:
@@ -28,9 +28,23 @@ def component(seed: str, name: str) -> str:
 
 
 def fingerprint(seed: str, *, changed: Iterable[str] = ()) -> dict[str, Any]:
-    """A wire fingerprint of machine ``seed``; ``changed`` components differ."""
+    """An algorithm-2 wire fingerprint of machine ``seed``; ``changed`` components differ.
+
+    Every component (the CPU and OS included) is distinct per seed; ``mac``
+    holds one address.
+    """
     changed = set(changed)
-    comps = {n: component(seed + ("~" if n in changed else ""), n) for n in COMPONENTS}
+    comps: dict[str, Any] = {
+        n: component(seed + ("~" if n in changed else ""), n) for n in COMPONENTS}
+    comps["mac"] = [comps["mac"]]
+    return {"algorithm": 2, "components": comps}
+
+
+def legacy_fingerprint(seed: str, *, changed: Iterable[str] = ()) -> dict[str, Any]:
+    """An algorithm-1 (0.1 SDK) wire fingerprint of machine ``seed``."""
+    changed = set(changed)
+    comps = {n: component("v1" + seed + ("~" if n in changed else ""), n)
+             for n in (*COMPONENTS, "hostname")}
     return {"id": "fp1.machine_id." + comps["machine_id"], "algorithm": 1, "components": comps}
 
 

@@ -26,7 +26,8 @@ def test_unexpected_fault_is_a_json_500(tmp_path: Path, monkeypatch: pytest.Monk
         raise RuntimeError("boom: secret detail /etc/passwd")
 
     monkeypatch.setattr(hotpath, "validate", boom)  # the validate route's service call
-    body = json.dumps({"fingerprint": {"id": "fp1.x", "components": {"mac": "A" * 43}},
+    body = json.dumps({"fingerprint": {"algorithm": 2, "components": {
+        "machine_id": "A" * 43, "os_arch": None, "cpu": None, "mac": ["A" * 43]}},
                        "nonce": "n" * 16}).encode()
     status, answer = asgi_request(app, "POST", "/v1/activations/act_x/validate", body,
                                   {"content-type": "application/json", "authorization": "Bearer x"},

@@ -141,8 +141,9 @@ def _component(seed: str, name: str) -> str:
 
 
 def _fingerprint(seed: str) -> dict[str, Any]:
-    comps = {n: _component(seed, n) for n in ("machine_id", "os_arch", "mac", "hostname")}
-    return {"id": "fp1.machine_id." + comps["machine_id"], "algorithm": 1, "components": comps}
+    comps: dict[str, Any] = {n: _component(seed, n) for n in ("machine_id", "os_arch", "cpu")}
+    comps["mac"] = [_component(seed, "mac")]
+    return {"algorithm": 2, "components": comps}
 
 
 def _activate_direct(product: str, key: str, *, password: str | None = None,
@@ -156,7 +157,7 @@ def _activate_direct(product: str, key: str, *, password: str | None = None,
         with make_session_factory(engine)() as session:
             done = service.activate(session, ctx, service.ActivationRequest(
                 product=product, license_key=key,
-                fingerprint=service.FingerprintData(id=fp["id"], components=fp["components"]),
+                fingerprint=service.parse_fingerprint(fp["algorithm"], fp["components"]),
                 nonce=secrets.token_urlsafe(18), idempotency_key=secrets.token_urlsafe(18),
                 password=password,
                 email=EMAIL if personal else None,
@@ -282,7 +283,7 @@ def test_group_without_a_command_prints_help_and_exits_2(
 def test_products_create_list_show_configure(sdna: Runner) -> None:
     created = sdna("products", "create", "acme-notes", "--name", "Acme Notes",
                    "--protection", "mandatory", "--refresh-interval", "12h",
-                   "--offline-grace", "3600", "--tolerance", "2",
+                   "--offline-grace", "3600", "--tolerance", "0",
                    "--features", "export,sync", "--limited-features", "export",
                    "--password-required")
     assert "Created product acme-notes." in created.out
@@ -294,7 +295,7 @@ def test_products_create_list_show_configure(sdna: Runner) -> None:
     assert shown["protection"] == "mandatory"
     assert shown["refresh_interval"] == 12 * 3600
     assert shown["offline_grace_period"] == 3600
-    assert shown["fingerprint_tolerance"] == 2
+    assert shown["fingerprint_tolerance"] == 0
     assert shown["features"] == ["export", "sync"]
     assert shown["limited_features"] == ["export"]
     assert shown["password_required"] is True
@@ -540,7 +541,7 @@ def test_activations_end_users_and_audit(sdna: Runner, product: str) -> None:
     anonymous = _activate_direct(product, key, password="pw-1234", machine="m2")
 
     listed = sdna("activations", "list", license_id)
-    assert re.search(rf"^{with_data}\s+active\s+fp1\.machine_id\.", listed.out, re.M)
+    assert re.search(rf"^{with_data}\s+active\s+fp_", listed.out, re.M)
     assert re.search(rf"^{anonymous}\s+active\s", listed.out, re.M)
     rows = sdna("activations", "list", license_id, "--json").json()["activations"]
     assert {a["id"] for a in rows} == {with_data, anonymous}
@@ -693,9 +694,9 @@ def test_remote_backend_end_to_end(remote: Runner, local_server: LocalServer) ->
     assert created["refresh_interval"] == 3600
     assert created["password_required"] is True
     assert "Remote App" in remote("products", "list").out
-    assert remote("products", "configure", "remote-app", "--tolerance", "3",
-                  "--json").json()["fingerprint_tolerance"] == 3
-    assert "fingerprint tolerance: 3" in remote("products", "show", "remote-app").out
+    assert remote("products", "configure", "remote-app", "--tolerance", "0",
+                  "--json").json()["fingerprint_tolerance"] == 0
+    assert "fingerprint tolerance: 0" in remote("products", "show", "remote-app").out
 
     first = remote("keys", "generate", "remote-app", "--json").json()
     second = remote("keys", "generate", "remote-app", "--json").json()

@@ -68,14 +68,14 @@ def _activate(state: AppState, *, machine: str = "m1", seats: int = 1,
         fp = fingerprint(machine)
         done = service.activate(session, state.ctx, service.ActivationRequest(
             product=PRODUCT, license_key=key,
-            fingerprint=service.FingerprintData(id=fp["id"], components=fp["components"]),
+            fingerprint=service.parse_fingerprint(fp["algorithm"], fp["components"]),
             nonce=nonce(), idempotency_key=nonce(), **extra))
         return lic.id, done.activation_id, done.activation_secret
 
 
 def _fp(machine: str = "m1", **kw: Any) -> service.FingerprintData:
     fp = fingerprint(machine, **kw)
-    return service.FingerprintData(id=fp["id"], components=fp["components"])
+    return service.parse_fingerprint(fp["algorithm"], fp["components"])
 
 
 def _both(state: AppState, activation_id: str, secret: str | None,
@@ -179,11 +179,11 @@ def test_cases_handed_to_the_orm_path(workers: tuple[AppState, AppState]) -> Non
                                 fingerprint=fp, nonce=nonce())
 
     # Drift within the tolerance: re-bound, with its audit entry.
-    assert validate(_fp(changed=["hostname"])).rebound
+    assert validate(_fp(changed=["cpu"])).rebound
     with state.sessions() as session:
         assert session.scalars(select(AuditEntry.action).where(
             AuditEntry.activation_id == activation_id)).all().count("activation.rebind") == 1
-    assert not validate(_fp(changed=["hostname"])).rebound  # bound to the new one now
+    assert not validate(_fp(changed=["cpu"])).rebound  # bound to the new one now
     with pytest.raises(ServiceError) as caught:  # beyond the tolerance
         validate(_fp(changed=["os_arch", "mac"]))
     assert (caught.value.status, caught.value.code) == (403, "wrong_machine")
@@ -192,14 +192,14 @@ def test_cases_handed_to_the_orm_path(workers: tuple[AppState, AppState]) -> Non
     with state.sessions() as session:
         service.suspend_license(session, license_id)
     with pytest.raises(ServiceError) as caught:
-        validate(_fp(changed=["hostname"]))
+        validate(_fp(changed=["cpu"]))
     assert (caught.value.status, caught.value.code) == (403, "license_suspended")
     assert caught.value.receipt is not None
     with state.sessions() as session:
         service.resume_license(session, license_id)
         service.remove_activation(session, activation_id)
     with pytest.raises(ServiceError) as caught:  # removed by the vendor: 410
-        validate(_fp(changed=["hostname"]))
+        validate(_fp(changed=["cpu"]))
     assert (caught.value.status, caught.value.code) == (410, "activation_removed")
     assert caught.value.receipt is not None
 
@@ -253,7 +253,7 @@ def test_inline_engine_on_postgresql_only(workers: tuple[AppState, AppState]) ->
         seen = session.scalars(select(Activation.last_seen_at)
                                .where(Activation.id == activation_id)).one()
     assert hotpath.validate_plain(engine, state.ctx, activation_id, secret,
-                                  fingerprint=_fp(changed=["hostname"]), nonce=nonce()) is None
+                                  fingerprint=_fp(changed=["cpu"]), nonce=nonce()) is None
     with state.sessions() as session:
         assert session.scalars(select(Activation.last_seen_at)
                                .where(Activation.id == activation_id)).one() == seen

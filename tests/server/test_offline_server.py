@@ -26,6 +26,7 @@ from software_dna.server.cli import _common
 from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
 from software_dna.wire.claims import Protection, sign_receipt
+from software_dna.wire.identity import to_json
 from software_dna.wire.paseto import SecretKey
 from tests.server.helpers import check_receipt, check_token, fingerprint, nonce
 
@@ -98,7 +99,7 @@ def test_respond_applies_the_activation_rules(any_server: LocalServer) -> None:
     lic = check_token(response.token, keys, product)
     assert lic.protection is Protection.OFFLINE and lic.refresh_by is None
     assert lic.expires_at is None and lic.nonce == sent_nonce
-    assert dict(lic.fingerprint) == fingerprint("m1")["components"]
+    assert to_json(lic.fingerprint) == fingerprint("m1")["components"]
     assert response.activation_secret.startswith("sas_")
     assert seats_in_use(any_server, issued["id"]) == 1
 
@@ -188,7 +189,9 @@ def test_malformed_requests_are_400_naming_the_problem(any_server: LocalServer) 
     product, _, issued = setup(any_server)
     for case, text in _mutations(product, issued["license_key"]).items():
         answer = post(any_server, "activations", {"request": text})
-        assert error(answer) == (400, "invalid_request"), (case, answer.text)
+        expected = ("invalid_fingerprint" if case == "bad fingerprint component"
+                    else "invalid_request")
+        assert error(answer) == (400, expected), (case, answer.text)
         message = answer.json()["error"]["message"]
         assert PASSWORD not in message and issued["license_key"] not in message, case
     assert seats_in_use(any_server, issued["id"]) == 0

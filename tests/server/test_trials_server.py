@@ -123,7 +123,7 @@ def test_trial_once_per_machine(any_server: LocalServer, api: Api, product: Prod
     # The trial ends: the machine is refused, the validation says expired.
     any_server.admin.update_license(lic.license_id,
                                     expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
-    used = start_trial(api, product.id, changed=("hostname",))
+    used = start_trial(api, product.id, changed=("cpu",))
     assert used.status_code == 409 and error_code(used) == "trial_used"
     ended = api.validate(body["activation_id"], secret)
     assert ended.status_code == 403 and error_code(ended) == "license_expired"

@@ -257,6 +257,10 @@ class AdminClient:
         """Convert a license to perpetual."""
         return self._obj("POST", f"/licenses/{_seg(license_id)}/perpetual")
 
+    def restore_license(self, license_id: str) -> JSONDict:
+        """Lift the limits an erasure put on a license and its user seats."""
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/restore")
+
     def cancel_subscription(self, license_id: str) -> JSONDict:
         """Cancel a subscription (the license is suspended)."""
         return self._obj("POST", f"/licenses/{_seg(license_id)}/cancel")

@@ -16,6 +16,9 @@ derived key            protects
 ``addresses``          HMAC-SHA256 of client addresses (rate-limit counters)
 ``activation-secrets`` HMAC-SHA256 activation id -> activation secret
 ``admin-keys``         HMAC-SHA256 of admin API keys
+``bindings``           AES-256-GCM of machine component sets (machine_bindings)
+``binding-index``      HMAC-SHA256 of ``product \0 name \0 component hash``
+                       (binding_index: find a machine without storing its hashes)
 =====================  ======================================================
 
 Ciphertexts carry the purpose and the owning row's id as associated data,
@@ -201,6 +204,8 @@ class Vault:
             "activation-secrets",
             "admin-keys",
             "reset-codes",
+            "bindings",
+            "binding-index",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -315,6 +320,19 @@ class Vault:
     def decrypt_field(self, blob: bytes, *, aad: str) -> bytes:
         """Decrypt :meth:`encrypt_field` output; raises :class:`DecryptionError`."""
         return self._decrypt("data", blob, aad)
+
+    def seal_components(self, plaintext: bytes, *, binding_id: str, product_id: str) -> bytes:
+        """Encrypt a binding's component set (associated data: binding id + product id)."""
+        return self._encrypt("bindings", plaintext, f"binding:{binding_id}\0{product_id}")
+
+    def open_components(self, blob: bytes, *, binding_id: str, product_id: str) -> bytes:
+        """Decrypt :meth:`seal_components` output; raises :class:`DecryptionError`
+        (another master key, or a ciphertext moved to another row or product)."""
+        return self._decrypt("bindings", blob, f"binding:{binding_id}\0{product_id}")
+
+    def binding_term(self, product_id: str, name: str, component_hash: str) -> str:
+        """Look-up term of one identifying component of a product's machine (64 hex chars)."""
+        return self._mac("binding-index", f"{product_id}\0{name}\0{component_hash}")
 
     # -- signing keys
 

@@ -159,7 +159,7 @@ def issue_token(
     activation_id: str,
     product: str,
     fingerprint_id: str,
-    fingerprint: Mapping[str, str],
+    fingerprint: Mapping[str, Any],
     tolerance: int,
     mode: Mode,
     features: Iterable[str],
@@ -175,6 +175,7 @@ def issue_token(
     subscription: bool = False,
     seat_mode: SeatMode = SeatMode.MACHINE,
     lease_expires_at: datetime | None = None,
+    fingerprint_algorithm: int = 2,
     secret_digest: str | None = None,
 ) -> str:
     """Sign a license token (server side).
@@ -182,8 +183,12 @@ def issue_token(
     Args:
         key: the product's active signing key; its ``k4.pid`` goes in the footer.
         issuer: ``iss``, the server's name.
-        license_id, activation_id, product, fingerprint_id: identifiers.
-        fingerprint: component name → component hash the activation is bound to.
+        license_id, activation_id, product: identifiers.
+        fingerprint_id: the activation's opaque server id (``fp_...``), never
+            derived from components.
+        fingerprint: the bound component set in JSON form
+            (``identity.to_json``: name -> hash, ``mac`` a list, ``null``
+            kept; algorithm 1: name -> hash).
         tolerance: how many components may differ (the product's setting).
         mode, features, protection: what the license grants and how it is kept fresh.
         issued_at: ``iat`` and ``nbf`` (aware).
@@ -198,9 +203,10 @@ def issue_token(
         lease_expires_at: a floating license's lease end (claim
             ``lease_expires_at``, written for floating licenses only; null
             when no lease is held).
-        secret_digest: :func:`secret_digest` of the activation secret the
-            answer carrying this token hands out (claim ``secret_digest``,
-            written only then).
+        fingerprint_algorithm: the bound set's algorithm (claim
+            ``fingerprint_algorithm``; absent in older tokens = 1).
+        secret_digest: base64url(SHA-256(activation secret)) of the secret
+            this answer hands out (claim ``secret_digest``, written when given).
 
     Returns:
         The ``v4.public.…`` token.
@@ -220,6 +226,7 @@ def issue_token(
         "activation_id": activation_id,
         "fingerprint_id": fingerprint_id,
         "fingerprint": dict(fingerprint),
+        "fingerprint_algorithm": int(fingerprint_algorithm),
         "tolerance": tolerance,
         "mode": Mode(mode).value,
         "features": sorted(set(features)),

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from software_dna.server.config import Settings
-from software_dna.server.schemas import FingerprintIn
-from software_dna.server.services import Context, ServiceError, check_admin_key
+from software_dna.server.schemas import FingerprintIn, PreviousIn
+from software_dna.server.services import Context, ServiceError, check_admin_key, parse_fingerprint
 from software_dna.server.services.messages import FingerprintData
 from software_dna.wire.codes import Code
 
@@ -128,6 +128,12 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
-def fingerprint_data(fp: FingerprintIn) -> FingerprintData:
-    """The service layer's fingerprint from the validated request body's."""
-    return FingerprintData(id=fp.id, components=dict(fp.components), algorithm=fp.algorithm)
+def fingerprint_data(fp: FingerprintIn, previous: PreviousIn | None = None) -> FingerprintData:
+    """The service layer's fingerprint from the request body's (see
+    :func:`software_dna.server.services.parse_fingerprint`).
+
+    Raises:
+        ServiceError: 400 ``invalid_fingerprint``.
+    """
+    return parse_fingerprint(fp.algorithm, fp.components,
+                             None if previous is None else previous.components)

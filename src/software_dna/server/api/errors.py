@@ -89,6 +89,18 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"Invalid {where}: {first.get('msg', 'invalid value')}."[:300]
 
 
+def _validation_code(exc: RequestValidationError) -> Code:
+    """``invalid_fingerprint`` for a first error in a fingerprint, else ``invalid_request``."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = tuple(first.get("loc", ()))
+    # A body without a fingerprint at all is a malformed request, not a bad fingerprint.
+    if loc[:2] in (("body", "fingerprint"), ("body", "previous")) and (
+            len(loc) > 2 or first.get("type") != "missing"):
+        return Code.INVALID_FINGERPRINT
+    return Code.INVALID_REQUEST
+
+
 def install_handlers(app: FastAPI) -> None:
     """Answer every error of ``app`` with the protocol's error body."""
     @app.exception_handler(ServiceError)
@@ -99,7 +111,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(Code.INVALID_REQUEST, _validation_message(exc))
+        return error_response(_validation_code(exc), _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

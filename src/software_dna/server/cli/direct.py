@@ -242,6 +242,10 @@ class DirectBackend:
         """Convert a license to perpetual."""
         return self._license(service.make_perpetual(self._session, license_id, actor=ACTOR))
 
+    def restore_license(self, license_id: str) -> JSONDict:
+        """Lift the limits an erasure put on a license and its user seats."""
+        return self._license(service.restore_license(self._session, license_id, actor=ACTOR))
+
     def cancel_subscription(self, license_id: str) -> JSONDict:
         """Cancel a subscription (the license is suspended)."""
         return self._license(service.cancel_subscription(self._session, license_id,

@@ -277,6 +277,21 @@ def perpetual(backend: Backend, *, license: LicenseId, as_json: Json = False) ->
     return 0
 
 
+@app.command("restore", short_help="lift the limits of an erased license")
+@vendor_command
+def restore(backend: Backend, *, license: LicenseId, as_json: Json = False) -> int:
+    """Give an erased license (and its erased user seats) full tokens again.
+
+    After an erasure the license stays limited whatever the end user does,
+    deactivating and activating again included, until the vendor restores
+    it. Erased personal data stays erased.
+    """
+    lic = backend.restore_license(license)
+    print_result(lic, as_json=as_json, show=show_license,
+                 headline=f"License {lic.get('id')} is restored.")
+    return 0
+
+
 @app.command("cancel", short_help="cancel a subscription")
 @vendor_command
 def cancel(backend: Backend, *, license: LicenseId, as_json: Json = False) -> int:

@@ -145,6 +145,9 @@ def product_seat_lines(p: JSONDict) -> list[tuple[str, Any]]:
          f"{p.get('reactivation_limit')} per {format_duration(p.get('reactivation_period'))} "
          "on top of the seats"),
         ("per-address limit", _limit(p.get("address_activation_limit"))),  # keys <= 21 chars
+        *([("re-binds", "unbounded" if p.get("rebind_limit") is None else
+            f"{p.get('rebind_limit')} per {format_duration(p.get('rebind_period'))}"),
+           ("sharing policy", p.get("sharing_policy"))] if "sharing_policy" in p else []),
     ]
 
 
@@ -172,7 +175,6 @@ def show_product(p: JSONDict) -> None:
         ("trial", f"{p['trial_days']} days" if p.get("trial_days") else "none"),
         ("test code limit", p.get("test_code_limit")),
         *product_seat_lines(p),
-        ("sharing policy", p.get("sharing_policy", "flag")),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])

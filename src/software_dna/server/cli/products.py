@@ -21,7 +21,6 @@ from software_dna.server.cli._common import (
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
 from software_dna.server.cli.output import print_line, print_listing, print_result, show_product
-from software_dna.server.domain.sharing import SHARING_POLICIES
 from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = ["app"]
@@ -51,7 +50,7 @@ Grace = Annotated[int | None, typer.Option(
          "reached (default 7d)")]
 Tolerance = Annotated[int | None, typer.Option(
     "--fingerprint-tolerance", "--tolerance", metavar="N", parser=non_negative_int,
-    show_default=False, help="how many fingerprint components may change (0-16; default 1)")]
+    show_default=False, help="how many fingerprint components may differ (0-1; default 1)")]
 Features = Annotated[str | None, typer.Option(
     "--features", metavar="A,B", show_default=False,
     help="features of a license issued without its own list (comma-separated; '' for none)")]
@@ -82,11 +81,18 @@ AddressLimit = Annotated[str | None, typer.Option(
     "--address-activation-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
     show_default=False,
     help="new activations one client address may make per period (default off)")]
+RebindLimit = Annotated[str | None, typer.Option(
+    "--rebind-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
+    show_default=False,
+    help="times an activation may move to a changed machine per period (default 3; "
+         "off: unbounded)")]
+RebindPeriod = Annotated[int | None, typer.Option(
+    "--rebind-period", metavar="SECONDS", parser=duration, show_default=False,
+    help="the re-bind window (1h-366d; default 30d)")]
 SharingPolicy = Annotated[str | None, typer.Option(
-    "--sharing-policy", metavar=f"[{'|'.join(SHARING_POLICIES)}]",
-    parser=choice(*SHARING_POLICIES), show_default=False,
-    help="what an activation found used on two computers gets: flag (marked, shown in "
-         "`activations list`; default) or suspend (marked and deactivated)")]
+    "--sharing-policy", metavar="flag|suspend", show_default=False,
+    help="what an activation used on two computers gets: flagged, or deactivated "
+         "(default flag)")]
 
 
 def _policy(**options: Any) -> JSONDict:
@@ -97,7 +103,7 @@ def _policy(**options: Any) -> JSONDict:
             continue
         if name in ("features", "limited_features"):
             fields[name] = feature_list(given)
-        elif name in ("reactivation_limit", "address_activation_limit"):
+        elif name in ("reactivation_limit", "address_activation_limit", "rebind_limit"):
             fields[name] = None if given == OFF else int(given)
         else:
             fields[name] = given
@@ -169,6 +175,7 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
               reactivation_limit: ReactivationLimit = None,
               reactivation_period: ReactivationPeriod = None,
               address_activation_limit: AddressLimit = None,
+              rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
               sharing_policy: SharingPolicy = None, as_json: Json = False) -> int:
     """Change a product's settings; options not given stay as they are. Tokens issued from
     now on use the new settings."""
@@ -180,6 +187,7 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
                      lease_duration=lease_duration, reactivation_limit=reactivation_limit,
                      reactivation_period=reactivation_period,
                      address_activation_limit=address_activation_limit,
+                     rebind_limit=rebind_limit, rebind_period=rebind_period,
                      sharing_policy=sharing_policy)
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)

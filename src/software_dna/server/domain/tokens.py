@@ -77,6 +77,8 @@ class TokenFacts:
     kind: str
     subscription: bool
     seat_mode: str
+    #: The bound set's fingerprint algorithm (claim ``fingerprint_algorithm``).
+    fingerprint_algorithm: int = 2
 
     @classmethod
     def derive(cls, *, license_id: str, activation_id: str, product_id: str,
@@ -85,7 +87,7 @@ class TokenFacts:
                limited_features: list[str], product_protection: str,
                activation_offline: bool, refresh_interval: int, offline_grace_period: int,
                license_expires_at: datetime | None, kind: str, subscription: bool,
-               seat_mode: str) -> TokenFacts:
+               seat_mode: str, fingerprint_algorithm: int = 2) -> TokenFacts:
         """The facts from the stored columns: the rules for limited mode and protection.
 
         Limited mode when the license or the activation was erased (then the
@@ -100,7 +102,7 @@ class TokenFacts:
             protection=Protection.OFFLINE.value if activation_offline else product_protection,
             refresh_interval=refresh_interval, offline_grace_period=offline_grace_period,
             license_expires_at=license_expires_at, kind=kind, subscription=bool(subscription),
-            seat_mode=seat_mode,
+            seat_mode=seat_mode, fingerprint_algorithm=fingerprint_algorithm,
         )
 
     def times(self, now: datetime) -> tuple[datetime | None, datetime | None]:

@@ -17,6 +17,7 @@ from software_dna.server.models.activation_event import ActivationEvent
 from software_dna.server.models.admin_key import AdminApiKey
 from software_dna.server.models.audit import AuditEntry
 from software_dna.server.models.base import Base, UTCDateTime
+from software_dna.server.models.binding import BindingIndex, MachineBinding
 from software_dna.server.models.end_user import EndUser
 from software_dna.server.models.lease import Lease
 from software_dna.server.models.license import License
@@ -26,7 +27,7 @@ from software_dna.server.models.product import Product
 from software_dna.server.models.rate_limit import RateLimitCounter
 from software_dna.server.models.renewal_code import RenewalCode
 from software_dna.server.models.signing_key import SigningKey
-from software_dna.server.models.trial import Trial, TrialComponent
+from software_dna.server.models.trial import Trial
 
 __all__ = [
     "Activation",
@@ -34,16 +35,17 @@ __all__ = [
     "AdminApiKey",
     "AuditEntry",
     "Base",
+    "BindingIndex",
     "EndUser",
     "Lease",
     "License",
     "LicenseSettings",
+    "MachineBinding",
     "PasswordResetCode",
     "Product",
     "RateLimitCounter",
     "RenewalCode",
     "SigningKey",
     "Trial",
-    "TrialComponent",
     "UTCDateTime",
 ]

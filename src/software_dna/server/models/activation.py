@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -32,8 +31,12 @@ class Activation(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     license_id: Mapped[str] = mapped_column(ForeignKey("licenses.id"), index=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
+    # Opaque server id handed out in tokens ("fp_<random>"); never derived from
+    # components and never used to decide "same machine?" (migration 0005).
     fingerprint_id: Mapped[str] = mapped_column(String(128))
-    fingerprint: Mapped[dict[str, Any]]  # component name -> component hash
+    # The current machine binding (machine_bindings.id); no foreign key, the two
+    # tables point at each other.
+    binding_id: Mapped[str | None] = mapped_column(String(40))
     idempotency_key: Mapped[str] = mapped_column(String(64))
     end_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("end_users.id", ondelete="SET NULL"), index=True

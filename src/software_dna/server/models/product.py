@@ -42,10 +42,14 @@ class Product(Base):
     reactivation_period: Mapped[int] = mapped_column(Integer, default=2592000,
                                                      server_default=text("2592000"))
     address_activation_limit: Mapped[int | None] = mapped_column(Integer)
-    # What a detected sharing does: "flag" (mark the activation) or "suspend"
-    # (mark it and deactivate it, deactivated_by="sharing").
+    # Identity (migration 0005): what a shared activation gets ("flag" or
+    # "suspend"); re-binds allowed per period (None: unbounded).
     sharing_policy: Mapped[str] = mapped_column(String(16), default="flag",
                                                 server_default=text("'flag'"))
+    rebind_limit: Mapped[int | None] = mapped_column(Integer, default=3,
+                                                     server_default=text("3"))
+    rebind_period: Mapped[int] = mapped_column(Integer, default=2592000,
+                                               server_default=text("2592000"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -1,18 +1,16 @@
-"""Trials: one per machine and product, remembered by component."""
+"""Trials: one per machine and product; the machine is known by its trial
+activation's bindings (:mod:`.binding`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    ForeignKey,
-    String,
-)
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from software_dna.server.models.base import Base
 
-__all__ = ["Trial", "TrialComponent"]
+__all__ = ["Trial"]
 
 
 class Trial(Base):
@@ -24,16 +22,5 @@ class Trial(Base):
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
     license_id: Mapped[str | None] = mapped_column(
         ForeignKey("licenses.id", ondelete="SET NULL"))
-    fingerprint_id: Mapped[str] = mapped_column(String(128))
+    fingerprint_id: Mapped[str] = mapped_column(String(128))  # the opaque fp_ id
     created_at: Mapped[datetime]
-
-
-class TrialComponent(Base):
-    """A fingerprint component hash a trial machine was seen with (a per-product HMAC)."""
-
-    __tablename__ = "trial_components"
-
-    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"),
-                                          primary_key=True)
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)

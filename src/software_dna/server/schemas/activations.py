@@ -19,7 +19,6 @@ from software_dna.server.schemas.types import (
     ComponentName,
     ComponentValue,
     Email,
-    FingerprintId,
     IdempotencyKey,
     LicenseKey,
     Nonce,
@@ -41,6 +40,7 @@ __all__ = [
     "ErasureOut",
     "FingerprintIn",
     "NonceIn",
+    "PreviousIn",
     "ReceiptOut",
     "ReplacesIn",
     "ValidateIn",
@@ -49,10 +49,24 @@ __all__ = [
 
 
 class FingerprintIn(Strict):
-    """A machine fingerprint: id plus keyed component hashes (never raw identifiers)."""
+    """A machine fingerprint: its algorithm and component hashes (never raw identifiers).
 
-    id: FingerprintId
-    algorithm: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    The shape of ``components`` is checked by the services
+    (``identity.parse_components``: 400 ``invalid_fingerprint``), which know
+    which algorithm each request accepts.  An ``id`` is ignored: nothing the
+    client chose identifies a machine.
+    """
+
+    id: object = None
+    algorithm: Annotated[StrictInt, Field(ge=1, le=1000)]
+    components: Annotated[dict[ComponentName, object], Field(max_length=16)]
+
+
+class PreviousIn(Strict):
+    """The algorithm-1 fingerprint of this machine, sent once to migrate its activation."""
+
+    id: object = None
+    algorithm: Annotated[StrictInt, Field(ge=1, le=1)]
     components: Annotated[dict[ComponentName, ComponentValue], Field(min_length=1, max_length=16)]
 
 
@@ -103,6 +117,7 @@ class ValidateIn(Strict):
     """``POST /v1/activations/{id}/validate``."""
 
     fingerprint: FingerprintIn
+    previous: PreviousIn | None = None
     nonce: Nonce
 
 
@@ -150,7 +165,7 @@ class ActivationOut(Out):
     license_id: str
     product: Annotated[str, Field(
         validation_alias=AliasChoices(AliasPath("license", "product_id"), "product"))]
-    fingerprint_id: str
+    fingerprint_id: str  # opaque server id (fp_...), never component data
     end_user_id: str | None
     erased: bool
     client: Annotated[ClientFacts, Field(validation_alias=AliasChoices("client_facts", "client"))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
@@ -15,7 +15,6 @@ from software_dna.server.schemas.types import (
     ProductId,
     Protection,
     Seconds,
-    SharingPolicy,
     TestCodeLimit,
     TrialDays,
     UtcTime,
@@ -32,7 +31,7 @@ class ProductIn(Strict):
     protection: Protection = "opportunistic"
     refresh_interval: Seconds = 24 * 3600
     offline_grace_period: Seconds = 7 * 24 * 3600
-    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=16)] = 1
+    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=1)] = 1
     features: Features = Field(default_factory=list)
     limited_features: Features = Field(default_factory=list)
     password_required: StrictBool = False
@@ -51,7 +50,7 @@ class ProductPatch(Strict):
     protection: Protection | None = None
     refresh_interval: Seconds | None = None
     offline_grace_period: Seconds | None = None
-    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=16)] | None = None
+    fingerprint_tolerance: Annotated[StrictInt, Field(ge=0, le=1)] | None = None
     features: Features | None = None
     limited_features: Features | None = None
     password_required: StrictBool | None = None
@@ -61,7 +60,9 @@ class ProductPatch(Strict):
     reactivation_limit: LockoutLimit | None = None  # null: no lock-out (absent: unchanged)
     reactivation_period: LockoutPeriod | None = None
     address_activation_limit: LockoutLimit | None = None  # null: off (absent: unchanged)
-    sharing_policy: SharingPolicy | None = None  # flag / suspend (services/sharing.py)
+    rebind_limit: Annotated[StrictInt, Field(ge=0, le=1000)] | None = None  # null: unbounded
+    rebind_period: Annotated[StrictInt, Field(ge=3600, le=366 * 86400)] | None = None
+    sharing_policy: Literal["flag", "suspend"] | None = None
 
 
 class ProductOut(Out):
@@ -83,6 +84,8 @@ class ProductOut(Out):
     reactivation_limit: int | None
     reactivation_period: int
     address_activation_limit: int | None
+    rebind_limit: int | None = 3
+    rebind_period: int = 30 * 86400
     sharing_policy: str = "flag"
     created_at: UtcTime
     updated_at: UtcTime

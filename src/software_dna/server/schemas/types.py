@@ -26,7 +26,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from software_dna.server.domain.seats import SEAT_MODES
-from software_dna.server.domain.sharing import SHARING_POLICIES
 from software_dna.server.domain.terms import ISSUABLE_KINDS
 from software_dna.server.domain.tokens import PROTECTIONS
 
@@ -203,9 +202,6 @@ Seconds = Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)]
 #: A product's protection level (the SDK's ``Protection``), as its string.
 Protection = Annotated[str, BeforeValidator(_one_of(PROTECTIONS)),
                        WithJsonSchema(_enum(PROTECTIONS))]
-#: What a detected sharing does to the activation (services/sharing.py).
-SharingPolicy = Annotated[str, BeforeValidator(_one_of(SHARING_POLICIES)),
-                          WithJsonSchema(_enum(SHARING_POLICIES))]
 Kid = Annotated[str, StringConstraints(strict=True, pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
 #: Trials, test codes, terms and renewal.
 TrialDays = Annotated[StrictInt, Field(ge=0, le=365)]

@@ -96,11 +96,13 @@ from software_dna.server.services.admin import (
     revoke_admin_keys,
 )
 from software_dna.server.services.authentication import authenticate
+from software_dna.server.services.bindings import parse_fingerprint
 from software_dna.server.services.common import Context, utcnow
 from software_dna.server.services.endusers import (
     erase_end_user,
     export_end_user,
     find_end_users,
+    restore_license,
 )
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.keys import (
@@ -210,7 +212,9 @@ __all__ = [
     "list_test_codes",
     "list_trials",
     "make_perpetual",
+    "parse_fingerprint",
     "public_keys",
+    "restore_license",
     "put_settings",
     "ratelimit",
     "hotpath",

@@ -10,19 +10,16 @@ activation id: :mod:`.authentication`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from software_dna.fingerprint import match
 from software_dna.server.crypto import verify_password
 from software_dna.server.domain.refusals import offline_refusal, removed_refusal, status_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.services import sharing
+from software_dna.server.services import bindings, sharing
 from software_dna.server.services.authentication import (
     authenticate,
     authenticate_generation,
@@ -44,11 +41,17 @@ from software_dna.server.services.messages import (
     Validated,
 )
 from software_dna.server.services.ratelimit import hit
-from software_dna.server.services.seats import after_activation, find_reusable, make_room
+from software_dna.server.services.seats import (
+    after_activation,
+    find_reusable,
+    make_room,
+    matches_erased,
+)
 from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
 from software_dna.wire.claims import DEACTIVATED, ERASED, Kind
 from software_dna.wire.codes import Code
+from software_dna.wire.identity import LEGACY_ALGORITHM, compare_legacy
 
 __all__ = [
     "activate",
@@ -82,8 +85,8 @@ def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
                          nonce=nonce, now=now)
 
 
-def _same_components(a: Mapping[str, Any], b: Mapping[str, str]) -> bool:
-    return dict(a) == dict(b)
+def _wrong_machine() -> ServiceError:
+    return ServiceError(Code.WRONG_MACHINE, "This activation belongs to another computer.")
 
 
 # --------------------------------------------------------------------------- activate
@@ -94,15 +97,21 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     """Activate a license on a machine; commits.
 
     Order of checks: consent, rate limit per client address, the key (and its
-    product), rate limit per license, license status, password, idempotent
-    replay, seats.  A retry with the same ``idempotency_key`` (same license,
-    same fingerprint id) returns the same activation and secret with a fresh
-    token.  An activation of the same license on the same machine (same
-    fingerprint id) that still holds a seat is reused the same way, so a
-    reinstall does not take a second seat.
+    product), rate limit per license, license status, password, fingerprint
+    (algorithm 2, unavailable components within the tolerance), idempotent
+    replay, seats.  A retry with the same ``idempotency_key`` returns the
+    same activation and secret with a fresh token, but only when the set
+    sent is the same machine as the one stored (``identity.compare``);
+    otherwise 409 ``conflict``.  A live activation of the same license whose
+    bound set is the same machine (user seats: and the same installation id)
+    is reused the same way, so a reinstall does not take a second seat.  On
+    a user-seat license, a new activation from a machine matching a set an
+    erased activation was ever bound to is created erased.
 
     Raises:
-        ServiceError: 400 ``consent_required``; 429 ``rate_limited``; 404
+        ServiceError: 400 ``consent_required`` / ``invalid_fingerprint``
+        (algorithm other than 2, more unavailable components than the
+        product's tolerance); 429 ``rate_limited``; 404
         ``unknown_license_key``; 403 ``license_revoked`` / ``license_suspended`` /
         ``license_expired`` / ``wrong_password`` / ``password_reset_required``;
         409 ``no_seats_left`` / ``conflict`` (idempotency key reused for another
@@ -142,6 +151,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             Code.PASSWORD_RESET_REQUIRED,
             "This license needs a new activation password from the vendor.",
         )
+    tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
+    fingerprint = request.fingerprint
+    bindings.require_current_algorithm(fingerprint)
+    bindings.require_available(fingerprint, tolerance)
     if request.offline:  # air-gapped: only licenses that can do without the server
         offline_refused = offline_refusal(seat_mode=lic.seat_mode, subscription=lic.subscription)
         if offline_refused is not None:
@@ -155,14 +168,18 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     ).one_or_none()
     created = False
     replay = activation is not None
+    comparison = None
     if activation is not None:
-        if activation.fingerprint_id != request.fingerprint.id:
+        comparison = bindings.same_as(bindings.current(session, ctx, activation), fingerprint,
+                                      tolerance)
+        if comparison is None:  # a replay is answered only to the machine that sent it
             raise conflict("This idempotency key was used for another machine.")
         if activation.deactivated_at is not None:
             raise _removed(session, ctx, activation, request.nonce, now)
     else:  # this machine (user seats: this OS account) already holds a seat?
-        activation = find_reusable(session, lic, request.fingerprint.id,
-                                    request.installation_id)
+        found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id)
+        if found_reusable is not None:
+            activation, comparison = found_reusable
     address_hash = ctx.vault.address_key(client_address) if client_address else None
     if activation is None:
         # A free seat (roll-over / floating lease), then the lock-out.
@@ -174,11 +191,12 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             license_id=lic.id,
             secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
             secret_generation=0,
-            fingerprint_id=request.fingerprint.id,
-            fingerprint=dict(request.fingerprint.components),
+            fingerprint_id=bindings.new_fingerprint_id(),
             idempotency_key=request.idempotency_key,
             end_user_id=None,
-            erased=False,  # no personal data of this activation was erased (yet)
+            # Erasure limits a person's seat until the vendor restores it, whatever the
+            # end user does: the same machine coming back on a user seat stays erased.
+            erased=matches_erased(session, ctx, lic, fingerprint, tolerance),
             sdk_version=client.get("sdk_version"),
             client_os=client.get("os"),
             client_python=client.get("python"),
@@ -189,11 +207,20 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             installation_id=request.installation_id,
         )
         session.add(activation)
+        session.flush()
+        bindings.bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
+                      components=fingerprint.components, now=now)
         created = True
     else:
         activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
-        if not _same_components(activation.fingerprint, request.fingerprint.components):
-            activation.fingerprint = dict(request.fingerprint.components)
+        activation.license = lic
+        if comparison is not None and comparison.differing:
+            # Drift within the tolerance: re-bound like a validation would, but past the
+            # bound the activation keeps its old set rather than failing the reinstall.
+            bindings.rebind(session, ctx, activation, fingerprint, comparison.differing,
+                            now=now, enforce_limit=False)
+        else:
+            bindings.touch(session, activation, now)
     activation.license = lic
     activation.offline = request.offline
     end_user = attach_end_user(session, ctx, activation, email=request.email,
@@ -235,17 +262,25 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     The secret rotates (:mod:`.sharing`): the answer's ``activation_secret``
     is the one to use from now on. A genuine secret older than the accepted
     ones flags the activation as shared and answers 410 ``activation_moved``.
-    When the fingerprint drifted but still matches within the product's
-    tolerance (:func:`software_dna.fingerprint.match`), the activation is
-    re-bound to the new components and ``rebound`` is True.  For a floating
+    "Same machine?" is ``identity.compare`` between the activation's
+    current binding and the set sent (:mod:`.bindings`).  When the set
+    drifted but is the same machine, the activation is re-bound to it
+    (bounded by the product's ``rebind_limit``) and ``rebound`` is True.
+    An activation still bound to an algorithm-1 set accepts an algorithm-1
+    fingerprint (old SDKs), or an algorithm-2 one with ``previous`` (its
+    v1 set, matched by ``identity.compare_legacy``): then it migrates to the
+    v2 set, which is not counted as a re-bind.  For a floating
     license ``lease`` says what happens to the activation's lease
     (:mod:`.leases`): ``"renew"`` a live one (the heartbeat), ``"take"``
     one (check-out) or ``"release"`` it (check-in).
 
     Raises:
-        ServiceError: 401 ``unauthorized``; 410 ``activation_removed`` /
+        ServiceError: 400 ``invalid_fingerprint`` (algorithm 1 for an
+        activation bound to an algorithm-2 set; more unavailable components
+        than the tolerance); 401 ``unauthorized``; 410 ``activation_removed`` /
         ``activation_moved``; 403 ``license_revoked`` / ``license_suspended`` /
-        ``license_expired`` (with a receipt) / ``wrong_machine``; 409
+        ``license_expired`` (with a receipt) / ``wrong_machine`` (another
+        machine, or past the re-bind bound); 409
         ``no_seats_left`` (``lease="take"``, every floating seat leased); 503
         ``no_signing_key``.
     """
@@ -254,7 +289,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     if activation.deactivated_at is not None:
         raise _removed(session, ctx, activation, nonce, now)
     if is_outdated(generation, activation.secret_generation, activation.secret_grace):
-        moved = sharing.outdated_secret(session, ctx, activation, nonce=nonce, now=now)
+        sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)
+        moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now)
         session.commit()  # the flag stays whatever the client does with the answer
         raise moved
     lic = activation.license
@@ -262,19 +298,7 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
                              expires_at=lic.expires_at, kind=lic.kind, now=now)
     if refusal is not None:
         raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now)
-    rebound = False
-    components = dict(fingerprint.components)
-    if fingerprint.id != activation.fingerprint_id or not _same_components(
-        activation.fingerprint, components
-    ):
-        stored = {str(k): str(v) for k, v in activation.fingerprint.items()}
-        if not match(stored, components, lic.product.fingerprint_tolerance):
-            raise ServiceError(Code.WRONG_MACHINE, "This activation belongs to another computer.")
-        activation.fingerprint_id = fingerprint.id
-        activation.fingerprint = components
-        rebound = True
-        audit(session, "sdk", "activation.rebind", at=now, product_id=lic.product_id,
-              license_id=lic.id, activation_id=activation.id)
+    rebound = check_machine(session, ctx, activation, fingerprint, now=now)
     activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
     if lic.seat_mode == FLOATING:
         on_validate(session, lic, activation, lease, now)
@@ -283,6 +307,39 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     session.commit()
     return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound,
                      activation_secret=new_secret)
+
+
+def check_machine(session: Session, ctx: Context, activation: Activation,
+                  fingerprint: FingerprintData, *, now: datetime) -> bool:
+    """Is the set sent this activation's machine? Re-binds a drift; does not commit.
+
+    Returns:
+        True when the activation was re-bound (or migrated) to the set sent.
+
+    Raises:
+        ServiceError: 400 ``invalid_fingerprint``; 403 ``wrong_machine``.
+    """
+    tolerance = bindings.clamp_tolerance(activation.license.product.fingerprint_tolerance)
+    stored = bindings.current(session, ctx, activation)
+    if stored is None:
+        raise _wrong_machine()
+    if fingerprint.algorithm == LEGACY_ALGORITHM and stored.algorithm != LEGACY_ALGORITHM:
+        raise bindings.invalid_fingerprint(
+            "This activation moved to fingerprint algorithm 2: update the app's licensing SDK.")
+    bindings.require_available(fingerprint, tolerance)
+    if stored.algorithm == LEGACY_ALGORITHM and fingerprint.algorithm != LEGACY_ALGORITHM:
+        if fingerprint.previous is None or not compare_legacy(
+                stored.components, fingerprint.previous, tolerance):
+            raise _wrong_machine()
+        bindings.migrate(session, ctx, activation, fingerprint, now=now)
+        return True
+    comparison = bindings.same_as(stored, fingerprint, tolerance)
+    if comparison is None:
+        raise _wrong_machine()
+    if not comparison.differing:
+        bindings.touch(session, activation, now)
+        return False
+    return bindings.rebind(session, ctx, activation, fingerprint, comparison.differing, now=now)
 
 
 def deactivate(session: Session, ctx: Context, activation_id: str, secret: str | None,
@@ -317,11 +374,14 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
 
     Erases the activation's end user (if any personal data was given) and the
     license's personal data, then answers with a fresh ``limited`` token and
-    an ``erased`` receipt.
+    an ``erased`` receipt.  On a revoked, suspended or expired license the
+    data is erased all the same, and the answer is the signed refusal (a
+    fresh token would let the app forget the revocation).
 
     Raises:
-        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 503
-        ``no_signing_key``.
+        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 403
+        ``license_revoked`` / ``license_suspended`` / ``license_expired``
+        (after erasing, with a receipt), 503 ``no_signing_key``.
     """
     activation = authenticate_live(session, ctx, activation_id, secret)
     end_user = (session.get(EndUser, activation.end_user_id)
@@ -331,6 +391,11 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
     session.refresh(activation)
     session.refresh(activation.license)
     now = utcnow()
+    lic = activation.license
+    refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
+                             expires_at=lic.expires_at, kind=lic.kind, now=now)
+    if refusal is not None:
+        raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now)
     token = issue_for(session, ctx, activation, nonce=nonce, now=now)
     receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
                           activation_id=activation.id, result=ERASED, nonce=nonce, now=now)

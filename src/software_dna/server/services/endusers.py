@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from software_dna.server.db import sqlite_compact
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
 from software_dna.server.services.common import Context, audit, new_id, utcnow
-from software_dna.server.services.lookups import get_end_user
+from software_dna.server.services.lookups import get_end_user, get_license
 from software_dna.server.services.seats import erase_user_seats
 from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
@@ -215,6 +215,11 @@ def erase(
                                 activation_id=activation_id)
     for license_id in sorted(licenses - per_seat):
         erase_license_data(session, license_id)
+    if end_user is not None:
+        # The machine bindings stay (erasure keeps the seat limited, and a machine
+        # coming back must be known): they are unlinked from the person instead.
+        session.execute(update(Activation).where(Activation.end_user_id == end_user.id)
+                        .values(end_user_id=None))
     audit(
         session,
         actor,
@@ -226,6 +231,34 @@ def erase(
     )
     session.commit()
     sqlite_compact(session.get_bind().engine)
+
+
+def restore_license(session: Session, license_id: str, *, actor: str = "admin") -> License:
+    """The vendor restores an erased license: its activations get full tokens again; commits.
+
+    Erasure limits a license (and each erased user seat) whatever the end
+    user does -- deactivating and activating again included -- until this.
+    The erased personal data stays erased: an end user gives it again at
+    the next activation if they wish.  Restoring a license that is not
+    erased succeeds and changes nothing but the audit log.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    lic = get_license(session, license_id, lock=True)
+    now = utcnow()
+    was_erased = lic.erased
+    restored = int(session.scalar(select(func.count()).select_from(Activation).where(
+        Activation.license_id == lic.id, Activation.erased.is_(True))) or 0)
+    lic.erased = False
+    lic.updated_at = now
+    session.execute(update(Activation).where(Activation.license_id == lic.id)
+                    .values(erased=False))
+    audit(session, actor, "license.restore", at=now, product_id=lic.product_id,
+          license_id=lic.id, detail={"license_was_erased": bool(was_erased),
+                                     "activations": restored})
+    session.commit()
+    return lic
 
 
 def erase_end_user(session: Session, ctx: Context, end_user_id: str, *,

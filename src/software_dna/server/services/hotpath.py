@@ -39,16 +39,26 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from software_dna.server.crypto import DecryptionError
 from software_dna.server.domain.refusals import status_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import TokenFacts
-from software_dna.server.models import Activation, Base, EndUser, License, Product, SigningKey
+from software_dna.server.models import (
+    Activation,
+    Base,
+    EndUser,
+    License,
+    MachineBinding,
+    Product,
+    SigningKey,
+)
 from software_dna.server.services.activations import validate as orm_validate
 from software_dna.server.services.authentication import (
     generation_failed,
     is_outdated,
     unauthorized,
 )
+from software_dna.server.services.bindings import clamp_tolerance, decode_components
 from software_dna.server.services.common import Context, precise_now, utcnow
 from software_dna.server.services.messages import FingerprintData, Validated
 from software_dna.server.services.tokens import decrypt_personal_data, sign_token
@@ -59,6 +69,8 @@ _ACTIVATIONS = Base.metadata.tables[Activation.__tablename__]
 _LICENSES = Base.metadata.tables[License.__tablename__]
 _PRODUCTS = Base.metadata.tables[Product.__tablename__]
 _END_USERS = Base.metadata.tables[EndUser.__tablename__]
+_BINDINGS = Base.metadata.tables[MachineBinding.__tablename__]
+_B = _BINDINGS.c
 _A = _ACTIVATIONS.c
 _L = _LICENSES.c
 _P = _PRODUCTS.c
@@ -78,8 +90,9 @@ _ACTIVE_KID = (
 #: Everything a validation reads, in one statement (primary-key and unique look-ups).
 _READ = (
     select(
-        _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.fingerprint,
-        _A.end_user_id,
+        _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.end_user_id,
+        _B.id.label("binding_row"), _B.algorithm.label("binding_algorithm"),
+        _B.components_ciphertext, _B.product_id.label("binding_product"),
         _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at,
         _L.id.label("license_id"), _L.product_id, _L.status, _L.cancelled_at, _L.expires_at,
         _L.features,
@@ -94,6 +107,7 @@ _READ = (
         _ACTIVATIONS
         .join(_LICENSES, _L.id == _A.license_id)
         .join(_PRODUCTS, _P.id == _L.product_id)
+        .outerjoin(_BINDINGS, _B.id == _A.binding_id)
         .outerjoin(_END_USERS, _E.id == _A.end_user_id)
     )
     .where(_A.id == bindparam("activation_id"))
@@ -115,7 +129,19 @@ _SEEN = (update(_ACTIVATIONS)
 _SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
 
 
-def _plain(row: Any, fingerprint: FingerprintData, now: Any) -> bool:
+def _bound(ctx: Context, row: Any) -> dict[str, Any] | None:
+    """The current binding's set, opened; None when there is none or it does not open."""
+    if row.binding_row is None:
+        return None
+    try:
+        return decode_components(ctx, row.binding_row, row.binding_product,
+                                 row.binding_algorithm, row.components_ciphertext)
+    except (DecryptionError, ValueError):
+        return None  # the ORM path decides (and fails the same way, loudly)
+
+
+def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
+           now: Any) -> bool:
     """True when nothing but a fresh token is needed (see the module docstring).
 
     The license's refusals are the ORM path's own rules
@@ -128,8 +154,10 @@ def _plain(row: Any, fingerprint: FingerprintData, now: Any) -> bool:
                            expires_at=row.expires_at, kind=row.kind, now=now) is None
         and row.seat_mode != FLOATING
         and row.active_kid is not None
-        and fingerprint.id == row.fingerprint_id
-        and dict(row.fingerprint) == dict(fingerprint.components)
+        and bound is not None
+        and row.binding_algorithm == fingerprint.algorithm
+        and fingerprint.previous is None
+        and bound == dict(fingerprint.components)
     )
 
 
@@ -151,7 +179,8 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         assert row is not None
         now = utcnow()
         current: int = row.secret_generation
-        if (not _plain(row, fingerprint, now)
+        bound = _bound(ctx, row)
+        if (not _plain(row, fingerprint, bound, now)
                 or is_outdated(presented, current, row.secret_grace)):
             return None
         # The rotation of services.sharing.rotate, as values.
@@ -179,8 +208,9 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
                 ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
         facts = TokenFacts.derive(
             license_id=row.license_id, activation_id=row.id, product_id=row.product_id,
-            fingerprint_id=row.fingerprint_id, fingerprint=row.fingerprint,
-            tolerance=row.fingerprint_tolerance, license_erased=row.license_erased,
+            fingerprint_id=row.fingerprint_id, fingerprint=bound or {},
+            fingerprint_algorithm=row.binding_algorithm,
+            tolerance=clamp_tolerance(row.fingerprint_tolerance), license_erased=row.license_erased,
             activation_erased=row.activation_erased, features=row.features,
             limited_features=row.limited_features, product_protection=row.protection,
             activation_offline=row.offline, refresh_interval=row.refresh_interval,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 __all__ = [
     "Activated",
@@ -22,11 +23,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FingerprintData:
-    """A machine fingerprint as sent by the SDK (component values are keyed hashes)."""
+    """A machine fingerprint as sent by the SDK, already validated.
 
-    id: str
-    components: Mapping[str, str]
-    algorithm: int = 1
+    Attributes:
+        algorithm: 2 (:mod:`software_dna.wire.identity`), or 1 (0.1 SDKs;
+            only to validate an activation still bound to an algorithm-1 set).
+        components: the set in normal form (algorithm 2:
+            ``identity.parse_components`` output, ``mac`` a tuple, ``None``
+            unavailable; algorithm 1: name -> hash).
+        previous: the algorithm-1 set of this machine, sent once with an
+            algorithm-2 validation to migrate an existing activation.
+    """
+
+    algorithm: int
+    components: Mapping[str, Any]
+    previous: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

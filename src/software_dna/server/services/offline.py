@@ -34,9 +34,10 @@ from sqlalchemy.orm import Session
 from software_dna.server.models import Activation
 from software_dna.server.schemas import ActivateIn, error_location
 from software_dna.server.services.activations import activate
+from software_dna.server.services.bindings import invalid_fingerprint, parse_fingerprint
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
-from software_dna.server.services.messages import ActivationRequest, FingerprintData
+from software_dna.server.services.messages import ActivationRequest
 from software_dna.server.services.tokens import receipt_for
 from software_dna.wire.airgap import (
     REQUEST_LIFETIME,
@@ -71,7 +72,7 @@ class OfflineActivated:
     Attributes:
         response: the armored activation response to hand back to the machine.
         activation_id, license_id, product: what was activated.
-        fingerprint_id: the requesting machine.
+        fingerprint_id: the activation's opaque fingerprint id (``fp_...``).
         server_time: when (aware UTC).
         created: False when an existing activation was answered again (same
             request, or the same machine already holding a seat).
@@ -138,12 +139,13 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
     try:
         body = ActivateIn.model_validate(fields)
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors and tuple(errors[0]["loc"])[:1] == ("fingerprint",):
+            raise invalid_fingerprint(_validation_message(exc)) from None
         raise invalid(_validation_message(exc)) from None
     request = ActivationRequest(
         product=body.product, license_key=body.license_key,
-        fingerprint=FingerprintData(id=body.fingerprint.id,
-                                    components=dict(body.fingerprint.components),
-                                    algorithm=body.fingerprint.algorithm),
+        fingerprint=parse_fingerprint(body.fingerprint.algorithm, body.fingerprint.components),
         nonce=body.nonce, idempotency_key=body.idempotency_key, password=body.password,
         email=body.email, registration=body.registration, consent=body.consent,
         client=body.client.model_dump(), offline=True,
@@ -189,6 +191,7 @@ def respond(session: Session, ctx: Context, request_text: str, *,
     result = activate(session, ctx, request, client_address=client_address)
     activation = session.get(Activation, result.activation_id)
     assert activation is not None  # activate() just committed it
+    fingerprint_id = activation.fingerprint_id
     response = build_response(
         product=request.product, activation_id=result.activation_id,
         activation_secret=result.activation_secret, token=result.token,
@@ -196,7 +199,7 @@ def respond(session: Session, ctx: Context, request_text: str, *,
     return OfflineActivated(
         response=response, activation_id=result.activation_id,
         license_id=activation.license_id, product=request.product,
-        fingerprint_id=request.fingerprint.id, server_time=result.server_time,
+        fingerprint_id=fingerprint_id, server_time=result.server_time,
         created=result.created)
 
 

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
-from software_dna.server.domain.sharing import SHARING_POLICIES
 from software_dna.server.domain.tokens import PROTECTIONS
 from software_dna.server.models import License, Product
 from software_dna.server.services.common import audit, utcnow
@@ -17,6 +16,7 @@ from software_dna.server.services.errors import conflict, invalid
 from software_dna.server.services.lookups import get_product
 from software_dna.server.services.seats import SeatPolicy, apply_seat_policy
 from software_dna.wire.claims import Protection
+from software_dna.wire.identity import tolerance_problem
 
 __all__ = [
     "PROTECTIONS",
@@ -60,8 +60,9 @@ def _check_policy(
         raise invalid("refresh_interval must be 60 seconds to 10 years (in seconds).")
     if not 0 <= offline_grace_period <= 10 * 365 * 86400:
         raise invalid("offline_grace_period must be 0 to 10 years (in seconds).")
-    if not 0 <= tolerance <= 16:
-        raise invalid("fingerprint_tolerance must be 0 to 16.")
+    problem = tolerance_problem(tolerance)
+    if problem is not None:
+        raise invalid(problem)
 
 
 def _check_trial_policy(trial_days: int | None, test_code_limit: int | None) -> None:
@@ -171,7 +172,49 @@ class ProductChanges(SeatPolicy, total=False):
     password_required: bool | None
     trial_days: int | None
     test_code_limit: int | None
+    rebind_limit: int | None
+    rebind_period: int | None
     sharing_policy: str | None
+
+
+#: Machine identity settings (docs/seats.md): re-binds allowed per period
+#: (None: unbounded), the period in seconds, what a shared activation gets.
+REBIND_LIMIT_RANGE = (0, 1000)
+REBIND_PERIOD_RANGE = (3600, 366 * 86400)
+SHARING_POLICIES = ("flag", "suspend")
+
+
+def _apply_identity_policy(product: Product, changes: ProductChanges) -> list[str]:
+    """Validate and set ``rebind_limit`` / ``rebind_period`` / ``sharing_policy``.
+
+    A ``rebind_limit`` of None means unbounded (absent: unchanged); None for
+    the others leaves them as they are.
+
+    Raises:
+        ServiceError: 400 ``invalid_request``.
+    """
+    changed: list[str] = []
+    if "rebind_limit" in changes:
+        limit = changes["rebind_limit"]
+        low, high = REBIND_LIMIT_RANGE
+        if limit is not None and not low <= limit <= high:
+            raise invalid(f"rebind_limit must be {low} to {high}, or null (unbounded).")
+        product.rebind_limit = limit
+        changed.append("rebind_limit")
+    period = changes.get("rebind_period")
+    if period is not None:
+        low, high = REBIND_PERIOD_RANGE
+        if not low <= period <= high:
+            raise invalid(f"rebind_period must be {low} to {high} seconds.")
+        product.rebind_period = period
+        changed.append("rebind_period")
+    policy = changes.get("sharing_policy")
+    if policy is not None:
+        if policy not in SHARING_POLICIES:
+            raise invalid(f"sharing_policy must be one of {', '.join(SHARING_POLICIES)}.")
+        product.sharing_policy = policy
+        changed.append("sharing_policy")
+    return changed
 
 
 def update_product(session: Session, product_id: str, *, actor: str = "admin",
@@ -213,6 +256,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
         raise conflict("This product has subscriptions: they need the protection level "
                        "'mandatory'.")
     changed: list[str] = apply_seat_policy(product, changes)
+    changed += _apply_identity_policy(product, changes)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")
@@ -243,12 +287,6 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
     if password_required is not None:
         product.password_required = password_required
         changed.append("password_required")
-    sharing_policy = changes.get("sharing_policy")
-    if sharing_policy is not None:
-        if sharing_policy not in SHARING_POLICIES:
-            raise invalid(f"sharing_policy must be one of {', '.join(SHARING_POLICIES)}.")
-        product.sharing_policy = sharing_policy
-        changed.append("sharing_policy")
     now = utcnow()
     product.updated_at = now
     audit(session, actor, "product.update", at=now, product_id=product_id,

@@ -3,7 +3,8 @@
 What a seat is depends on the license's ``seat_mode``:
 
 - ``machine`` (default): a seat is a computer.  An activation of the same
-  license from the same machine (same fingerprint id) reuses its seat.
+  license from the same machine (its bound set and the set sent are the
+  same machine by ``identity.compare``) reuses its seat.
 - ``user``: a seat is a person.  Each activation is its own seat with its
   own (optional) email and registration details, erasable one by one; two
   OS accounts on one computer are two seats (the SDK sends a random
@@ -54,11 +55,14 @@ from software_dna.server.models import (
     Product,
     RateLimitCounter,
 )
+from software_dna.server.services import bindings
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
 from software_dna.server.services.leases import leases_in_use, require_free, take
 from software_dna.server.services.lookups import get_license
+from software_dna.server.services.messages import FingerprintData
 from software_dna.wire.codes import Code
+from software_dna.wire.identity import Comparison
 
 __all__ = [
     "LockoutStatus",
@@ -70,6 +74,7 @@ __all__ = [
     "find_reusable",
     "lockout_status",
     "make_room",
+    "matches_erased",
     "reset_lockout",
     "seats_used",
 ]
@@ -138,18 +143,46 @@ def seats_used(session: Session, lic: License, now: datetime | None = None) -> i
     ) or 0)
 
 
-def find_reusable(session: Session, lic: License, fingerprint_id: str,
-                  installation_id: str | None) -> Activation | None:
-    """The live activation this machine (and, for user seats, this OS account) already holds."""
+def find_reusable(session: Session, ctx: Context, lic: License, fingerprint: FingerprintData,
+                  installation_id: str | None) -> tuple[Activation, Comparison] | None:
+    """The live activation this machine (and, for user seats, this OS account) already
+    holds, with the comparison of its bound set and the set sent.
+
+    Only ``identity.compare`` between the current binding and the set sent
+    decides; the newest matching activation wins.
+    """
     query = select(Activation).where(
         Activation.license_id == lic.id,
-        Activation.fingerprint_id == fingerprint_id,
         Activation.deactivated_at.is_(None),
     )
     if lic.seat_mode == "user":
         query = query.where(Activation.installation_id.is_(None) if installation_id is None
                             else Activation.installation_id == installation_id)
-    return session.scalars(query.order_by(Activation.created_at.desc()).limit(1)).first()
+    tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
+    live = {a.id: a for a in session.scalars(query)}
+    candidates = bindings.candidate_activations(session, ctx, lic.product_id,
+                                                fingerprint.components)
+    for activation in sorted((live[i] for i in candidates if i in live),
+                             key=lambda a: (a.created_at, a.id), reverse=True):
+        comparison = bindings.same_as(bindings.current(session, ctx, activation), fingerprint,
+                                      tolerance)
+        if comparison is not None:
+            return activation, comparison
+    return None
+
+
+def matches_erased(session: Session, ctx: Context, lic: License, fingerprint: FingerprintData,
+                   tolerance: int) -> bool:
+    """True on a user-seat license when the set sent is the same machine as any set an
+    erased activation of the license was ever bound to (the seat stays erased)."""
+    if lic.seat_mode != "user":
+        return False
+    erased = set(session.scalars(select(Activation.id).where(
+        Activation.license_id == lic.id, Activation.erased.is_(True))))
+    if not erased:
+        return False
+    return any(bindings.same_as(bound, fingerprint, tolerance) is not None
+               for _, bound in bindings.bound_sets(session, ctx, erased))
 
 
 # --------------------------------------------------------------------------- lock-out

@@ -18,6 +18,7 @@ from software_dna.server.domain.refusals import Refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import TokenFacts
 from software_dna.server.models import Activation, EndUser
+from software_dna.server.services.bindings import clamp_tolerance, current
 from software_dna.server.services.common import Context
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.keys import active_signing_key
@@ -31,6 +32,7 @@ from software_dna.wire.claims import (
     secret_digest,
     sign_receipt,
 )
+from software_dna.wire.identity import LEGACY_ALGORITHM, to_json
 from software_dna.wire.paseto import SecretKey
 
 __all__ = [
@@ -89,7 +91,8 @@ def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, n
         activation_id=facts.activation_id,
         product=facts.product_id,
         fingerprint_id=facts.fingerprint_id,
-        fingerprint={str(k): str(v) for k, v in facts.fingerprint.items()},
+        fingerprint=to_json(facts.fingerprint),
+        fingerprint_algorithm=facts.fingerprint_algorithm,
         tolerance=facts.tolerance,
         mode=Mode.LIMITED if facts.limited else Mode.FULL,
         features=facts.features,
@@ -128,10 +131,13 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         end_user = session.get(EndUser, activation.end_user_id)
         if end_user is not None and end_user.erased_at is None:
             email, registration = decrypt_end_user(ctx, end_user)
+    bound = current(session, ctx, activation)
     facts = TokenFacts.derive(
         license_id=lic.id, activation_id=activation.id, product_id=product.id,
-        fingerprint_id=activation.fingerprint_id, fingerprint=activation.fingerprint,
-        tolerance=product.fingerprint_tolerance, license_erased=lic.erased,
+        fingerprint_id=activation.fingerprint_id,
+        fingerprint={} if bound is None else bound.components,
+        fingerprint_algorithm=LEGACY_ALGORITHM if bound is None else bound.algorithm,
+        tolerance=clamp_tolerance(product.fingerprint_tolerance), license_erased=lic.erased,
         activation_erased=activation.erased, features=lic.features,
         limited_features=product.limited_features, product_protection=product.protection,
         activation_offline=activation.offline, refresh_interval=product.refresh_interval,

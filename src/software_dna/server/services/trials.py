@@ -4,15 +4,17 @@ Trials: a product with ``trial_days`` lets the app start a trial
 (:func:`start_trial`, ``POST /v1/trials``) once per machine.  The server
 makes a license of kind ``trial`` (one seat, no key anybody knows, ending
 ``trial_days`` after the start) and activates it for the machine.  The
-machine is remembered in ``trials`` / ``trial_components``: only the
-fingerprint's component hashes, which are HMACs under a per-product key, so
-they identify nothing outside this product; every value a component was
-seen with is kept (up to 8), so a machine that drifts and drifts back is
-still known.  A later request from a machine that matches a remembered one
-within the product's fingerprint tolerance
-(:func:`software_dna.fingerprint.match`) gets the same trial back while it
-runs (a reinstall or a deleted store does not restart it), and 409
-``trial_used`` once it ended.
+machine is remembered by its trial activation's machine bindings
+(:mod:`.bindings`: encrypted sets, keyed index): every set the activation
+was ever bound to, so a trial machine that re-bound during validation is
+still known.  A later request is looked up through the index (candidates
+sharing an identifying component) and then compared
+(``identity.compare``, the product's tolerance) with every set of each
+candidate trial: a match gets the same trial back while it runs (a
+reinstall or a deleted store does not restart it), and 409 ``trial_used``
+once it ended.  Dropping components does not help: a set with more
+unavailable components than the tolerance is refused (400
+``invalid_fingerprint``), and a missing component counts as different.
 
 Test codes (:func:`issue_test_code`): license keys of kind ``test`` for the
 vendor's own testing, 1-7 days after the first activation, at most the
@@ -36,7 +38,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from software_dna.fingerprint import match
 from software_dna.server import licensekeys
 from software_dna.server.domain.terms import TEST_CODE_MAX_DAYS
 from software_dna.server.models import (
@@ -45,9 +46,8 @@ from software_dna.server.models import (
     LicenseSettings,
     Product,
     Trial,
-    TrialComponent,
 )
-from software_dna.server.services import sharing
+from software_dna.server.services import bindings, sharing
 from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
 from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.licenses import issue_license
@@ -79,55 +79,31 @@ class TrialRequest:
     client: Mapping[str, str | None] = field(default_factory=dict)
 
 
-#: Values remembered per fingerprint component of a trial machine (drift over time).
-MAX_VALUES_PER_COMPONENT = 8
-
-
 def _not_available() -> ServiceError:
     return ServiceError(Code.TRIAL_NOT_AVAILABLE, "This product offers no trial.")
 
 
-def _seen(session: Session, trial: Trial) -> dict[str, set[str]]:
-    """Component name -> every value the trial machine was seen with."""
-    seen: dict[str, set[str]] = {}
-    for row in session.scalars(select(TrialComponent).where(TrialComponent.trial_id == trial.id)):
-        seen.setdefault(row.name, set()).add(row.value)
-    return seen
-
-
-def _matching_trial(session: Session, product: Product,
-                    components: Mapping[str, str]) -> Trial | None:
-    """The newest remembered trial machine that matches ``components``.
-
-    A component counts as equal when the machine was ever seen with its
-    current value; then :func:`software_dna.fingerprint.match` applies the
-    product's tolerance.
-    """
-    values = sorted(set(components.values()))
-    if not values:
+def _matching_trial(session: Session, ctx: Context, product: Product,
+                    fingerprint: FingerprintData, tolerance: int) -> Trial | None:
+    """The newest trial whose activations were ever bound to a set matching the one sent."""
+    candidates = bindings.candidate_activations(session, ctx, product.id,
+                                                fingerprint.components)
+    if not candidates:
         return None
-    candidates = list(session.scalars(
+    trials = list(session.scalars(
         select(Trial).where(
             Trial.product_id == product.id,
-            Trial.id.in_(select(TrialComponent.trial_id)
-                         .where(TrialComponent.value.in_(values))),
-        ).order_by(Trial.created_at.desc(), Trial.id)
-    ))
-    for trial in candidates:
-        stored = {name: components[name] if components.get(name) in known else min(known)
-                  for name, known in _seen(session, trial).items()}
-        if match(stored, components, product.fingerprint_tolerance):
+            Trial.license_id.in_(select(Activation.license_id)
+                                 .where(Activation.id.in_(sorted(candidates)))),
+        ).order_by(Trial.created_at.desc(), Trial.id)))
+    for trial in trials:
+        # Every activation of the trial license, every set each was ever bound to.
+        activation_ids = session.scalars(select(Activation.id).where(
+            Activation.license_id == trial.license_id))
+        if any(bindings.same_as(bound, fingerprint, tolerance) is not None
+               for _, bound in bindings.bound_sets(session, ctx, activation_ids)):
             return trial
     return None
-
-
-def _remember(session: Session, trial: Trial, components: Mapping[str, str]) -> None:
-    """Add the component values not seen before (at most 8 per component)."""
-    seen = _seen(session, trial)
-    for name, value in components.items():
-        known = seen.get(name, set())
-        if value not in known and len(known) < MAX_VALUES_PER_COMPONENT:
-            session.add(TrialComponent(trial_id=trial.id, name=name, value=value))
 
 
 def _new_activation(ctx: Context, lic: License, request: TrialRequest,
@@ -137,8 +113,7 @@ def _new_activation(ctx: Context, lic: License, request: TrialRequest,
     return Activation(
         id=activation_id, license_id=lic.id,
         secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
-        fingerprint_id=request.fingerprint.id,
-        fingerprint=dict(request.fingerprint.components),
+        fingerprint_id=bindings.new_fingerprint_id(),
         idempotency_key=secrets.token_urlsafe(24), end_user_id=None, erased=False,
         sdk_version=client.get("sdk_version"), client_os=client.get("os"),
         client_python=client.get("python"), created_at=now, last_seen_at=now,
@@ -154,7 +129,8 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     (HTTP 200 instead of 201): same license, same end.
 
     Raises:
-        ServiceError: 429 ``rate_limited``; 403 ``trial_not_available`` (no
+        ServiceError: 400 ``invalid_fingerprint``; 429 ``rate_limited``; 403
+        ``trial_not_available`` (no
         such product, or it offers no trial); 409 ``trial_used`` (this
         machine's trial ended or was revoked); 503 ``no_signing_key``.
     """
@@ -172,8 +148,11 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         session.rollback()
         raise _not_available()
     now = utcnow()
-    components = dict(request.fingerprint.components)
-    trial = _matching_trial(session, product, components)
+    fingerprint = request.fingerprint
+    tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
+    bindings.require_current_algorithm(fingerprint)
+    bindings.require_available(fingerprint, tolerance)
+    trial = _matching_trial(session, ctx, product, fingerprint, tolerance)
     created = False
     if trial is not None:
         lic = session.get(License, trial.license_id) if trial.license_id else None
@@ -185,7 +164,6 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
             raise ServiceError(Code.TRIAL_USED, (
                 "This computer has already used its trial of this product. "
                 "Buy a license to keep using it."))
-        _remember(session, trial, components)  # the machine drifted: know it both ways
         activation = session.scalars(
             select(Activation).where(Activation.license_id == lic.id,
                                      Activation.deactivated_at.is_(None))
@@ -194,11 +172,19 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         if activation is None:
             activation = _new_activation(ctx, lic, request, now)
             session.add(activation)
+            session.flush()
+            bindings.bind(session, ctx, activation, product.id,
+                          algorithm=fingerprint.algorithm, components=fingerprint.components,
+                          now=now)
             created = True
         else:
-            activation.fingerprint_id = request.fingerprint.id
-            activation.fingerprint = components
             activation.last_seen_at = now
+            current = bindings.current(session, ctx, activation)
+            if current is None or dict(current.components) != dict(fingerprint.components):
+                # Matched some set of this trial: know the machine as it is now too.
+                bindings.bind(session, ctx, activation, product.id,
+                              algorithm=fingerprint.algorithm,
+                              components=fingerprint.components, now=now)
     else:
         key = licensekeys.generate("TRIAL")  # never shown: nobody can activate it by key
         lic = License(
@@ -212,13 +198,14 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         )
         session.add(lic)
         session.flush()
-        trial = Trial(id=new_id("trl"), product_id=product.id, license_id=lic.id,
-                      fingerprint_id=request.fingerprint.id, created_at=precise_now())
-        session.add(trial)
-        session.flush()
-        _remember(session, trial, components)
         activation = _new_activation(ctx, lic, request, now)
+        trial = Trial(id=new_id("trl"), product_id=product.id, license_id=lic.id,
+                      fingerprint_id=activation.fingerprint_id, created_at=precise_now())
+        session.add(trial)
         session.add(activation)
+        session.flush()
+        bindings.bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
+                      components=fingerprint.components, now=now)
         created = True
     activation.license = lic
     session.flush()
@@ -263,7 +250,6 @@ def remove_trial(session: Session, trial_id: str, *, actor: str = "admin") -> Tr
         if lic is not None and lic.status != "revoked":
             lic.status = "revoked"
             lic.updated_at = now
-    session.execute(delete(TrialComponent).where(TrialComponent.trial_id == trial.id))
     session.delete(trial)
     audit(session, actor, "trial.remove", at=now, product_id=trial.product_id,
           license_id=trial.license_id)

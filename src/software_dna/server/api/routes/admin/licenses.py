@@ -45,6 +45,13 @@ def perpetual(license_id: IdPath, session: Db) -> LicenseOut:
     return license_out(session, license_id)
 
 
+@router.post("/licenses/{license_id}/restore", response_model=LicenseOut)
+def restore(license_id: IdPath, session: Db) -> LicenseOut:
+    """Lift the limits an erasure put on the license and its user seats (audited)."""
+    services.restore_license(session, license_id, actor=ACTOR)
+    return license_out(session, license_id)
+
+
 @router.post("/licenses/{license_id}/cancel", response_model=LicenseOut)
 def cancel(license_id: IdPath, session: Db) -> LicenseOut:
     """Cancel a subscription: suspended; apps stop after the warning period."""

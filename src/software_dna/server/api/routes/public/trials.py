@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from software_dna.server import services
-from software_dna.server.api.deps import Db, State, client_address
+from software_dna.server.api.deps import Db, State, client_address, fingerprint_data
 from software_dna.server.api.errors import error_responses
 from software_dna.server.schemas import ActivateOut, TrialIn
 
@@ -22,9 +22,7 @@ def start_trial(body: TrialIn, request: Request, response: Response, state: Stat
     """Start this machine's trial (201), or get back the one that runs (200)."""
     req = services.TrialRequest(
         product=body.product,
-        fingerprint=services.FingerprintData(id=body.fingerprint.id,
-                                            components=dict(body.fingerprint.components),
-                                            algorithm=body.fingerprint.algorithm),
+        fingerprint=fingerprint_data(body.fingerprint),
         nonce=body.nonce, client=body.client.model_dump(),
     )
     result = services.start_trial(session, state.ctx, req, client_address=client_address(request))

@@ -99,7 +99,7 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
     # may wait for its write lock), take one hand-off to the thread pool.
     state: AppState = request.app.state.sdna
     secret = bearer(request)
-    fingerprint = fingerprint_data(body.fingerprint)
+    fingerprint = fingerprint_data(body.fingerprint, body.previous)
     result: services.Validated | None = None
     if state.inline_engine is not None:
         result = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id, secret,
