@@ -254,7 +254,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     if activation.deactivated_at is not None:
         raise _removed(session, ctx, activation, nonce, now)
     if is_outdated(generation, activation.secret_generation, activation.secret_grace):
-        moved = sharing.outdated_secret(session, ctx, activation, nonce=nonce, now=now)
+        sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)
+        moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now)
         session.commit()  # the flag stays whatever the client does with the answer
         raise moved
     lic = activation.license

@@ -12,7 +12,7 @@ Which genuine generations a request may use: the current one, the grace one,
 or one above the current (only the server can derive it: the database was
 restored from a backup older than the secret). Any other -- older -- genuine
 secret was copied from an installation that has validated since: validation
-flags it (:func:`software_dna.server.services.sharing.outdated_secret`); the
+flags it (:func:`software_dna.server.services.sharing.flag`); the
 other routes answer 410 ``activation_moved`` without changing anything.
 """
 

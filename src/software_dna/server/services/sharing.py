@@ -8,8 +8,8 @@ cloned) holds a secret that falls behind as soon as either side validates:
 - the current generation ``c``: accepted; grace := ``c``; generation := ``c + 1``;
 - the grace generation (the client holds it when the answer carrying the
   current one was lost): accepted; generation += 1; grace unchanged;
-- any other, older, generation: the secret was copied -> :func:`outdated_secret`
-  flags the activation and answers 410 ``activation_moved``.
+- any other, older, generation: the secret was copied -> the validation
+  :func:`flag` s the activation and answers 410 ``activation_moved`` (:data:`MOVED`).
 
 A re-activation on the same machine (reuse) hands out a new generation and
 clears the grace one (:func:`reissue`): the old installation's secret becomes
@@ -21,6 +21,9 @@ Sharing detection flags an activation (``shared_at``, ``shared_reason`` =
 ``activation.shared`` and applies the product's ``sharing_policy``:
 ``flag`` (only the mark) or ``suspend`` (the activation is deactivated with
 ``deactivated_by = "sharing"``; its next validation is 410 ``activation_removed``).
+
+This module imports neither ``services.tokens`` nor ``services.bindings``: the
+re-binding code (which ``tokens`` imports) calls :func:`note_binding_change`.
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ from software_dna.server.domain.sharing import (
 from software_dna.server.models import Activation
 from software_dna.server.services.authentication import MOVED_MESSAGE
 from software_dna.server.services.common import Context, audit, utcnow
-from software_dna.server.services.errors import ServiceError
-from software_dna.server.services.tokens import refusal_error
 from software_dna.wire.codes import Code
 from software_dna.wire.identity import ComponentSet, conflicts, same_machine
 
@@ -52,17 +53,18 @@ __all__ = [
     "COPIED_SECRET",
     "DEACTIVATED_BY_SHARING",
     "FLAG",
+    "MOVED",
     "SHARING_POLICIES",
     "SUSPEND",
     "current_secret",
     "flag",
     "note_binding_change",
-    "outdated_secret",
     "reissue",
     "rotate",
 ]
 
-_MOVED = Refusal(Code.ACTIVATION_MOVED, MOVED_MESSAGE)
+#: The signed 410 a validation presenting an outdated secret gets (after :func:`flag`).
+MOVED = Refusal(Code.ACTIVATION_MOVED, MOVED_MESSAGE)
 
 
 def _set_secret(ctx: Context, activation: Activation, generation: int) -> str:
@@ -126,18 +128,6 @@ def flag(session: Session, activation: Activation, reason: str, *, now: datetime
           activation_id=activation.id,
           detail={"reason": reason, "policy": policy, "deactivated": suspended})
     return suspended
-
-
-def outdated_secret(session: Session, ctx: Context, activation: Activation, *, nonce: str,
-                    now: datetime) -> ServiceError:
-    """A validation presented an outdated secret: flag, then the signed 410. No commit.
-
-    Returns:
-        The 410 ``activation_moved`` error, with a receipt signed for ``nonce``,
-        for the caller to raise after committing.
-    """
-    flag(session, activation, COPIED_SECRET, now=now)
-    return refusal_error(session, ctx, activation, _MOVED, nonce=nonce, now=now)
 
 
 def note_binding_change(session: Session, activation: Activation, old_set: ComponentSet,
