@@ -54,6 +54,7 @@ bench: $(BENCH_STAMP)
 		&& apt-get install -y -q wrk >/dev/null 2>&1; } || echo "wrk is not installed \
 		(Debian: apt-get install wrk); bench/server.py uses its own Python load generator"
 	$(BENCH_RUN) bench/import_check.py
+	$(BENCH_RUN) bench/fingerprint_cost.py
 	$(BENCH_RUN) bench/clients.py
 	$(BENCH_RUN) bench/server.py --profile
 

@@ -128,7 +128,8 @@ def setup_ours(folder: Path) -> Contestant:
     fp = collect(PRODUCT)
     token = issue_token(
         key, issuer="bench", license_id="lic_bench", activation_id="act_bench",
-        product=PRODUCT, fingerprint_id=fp.id, fingerprint=dict(fp.components), tolerance=1,
+        product=PRODUCT, fingerprint_id="fp_bench", fingerprint=dict(fp.components),
+        fingerprint_algorithm=fp.algorithm, tolerance=1,
         mode=Mode.FULL, features=("pro",), protection=Protection.OPPORTUNISTIC,
         issued_at=now, refresh_by=now + timedelta(days=7), expires_at=now + timedelta(days=37),
         license_expires_at=now + timedelta(days=365), nonce=secrets.token_urlsafe(16),

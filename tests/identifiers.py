@@ -21,10 +21,12 @@ from software_dna import fingerprint as fp
 
 def raw_identifiers() -> dict[str, str]:
     """This machine's raw identifiers, read here, in the forms they could be sent in."""
-    values, _missing = fp._gather()
+    raw = fp._gather()
     found: dict[str, str] = {}
-    for name, value in values.items():
+    for name, value in raw.values.items():
         found[f"fingerprint {name}"] = value
+    for index, mac in enumerate(raw.macs):
+        found[f"fingerprint mac {index}"] = mac
     with contextlib.suppress(OSError):
         machine_id = Path("/etc/machine-id").read_text().strip()
         if machine_id:

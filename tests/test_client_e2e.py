@@ -97,9 +97,10 @@ def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., 
 
 def other_machine() -> Callable[[str], Fingerprint]:
     """Another computer's fingerprint (this test runs on one machine only)."""
-    parts = {n: secrets.token_urlsafe(32)[:43] for n in ("machine_id", "mac", "hostname", "cpu")}
-    fake = Fingerprint(id=f"fp1.machine_id.{parts['machine_id']}", algorithm=1,
-                       source="machine_id", components=parts, missing={}, quality=0.9)
+    parts: dict[str, object] = {
+        n: secrets.token_urlsafe(32)[:43] for n in ("machine_id", "os_arch", "cpu")}
+    parts["mac"] = [secrets.token_urlsafe(32)[:43]]
+    fake = Fingerprint.from_components(parts)
     return lambda _product: fake
 
 

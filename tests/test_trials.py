@@ -54,12 +54,12 @@ def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., 
 def machine(seed: str, changed: Iterable[str] = ()) -> Callable[[str], Fingerprint]:
     """A computer named ``seed`` whose ``changed`` components were replaced (new card, ...)."""
     changed = set(changed)
-    comps = {}
-    for name in ("machine_id", "os_arch", "mac", "hostname", "cpu"):
+    comps: dict[str, object] = {}
+    for name in ("machine_id", "os_arch", "mac", "cpu"):
         digest = hashlib.sha256(f"{seed}{'~' if name in changed else ''}/{name}".encode())
-        comps[name] = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-    fp = Fingerprint(id=f"fp1.machine_id.{comps['machine_id']}", algorithm=1,
-                     source="machine_id", components=comps, missing={}, quality=1.0)
+        value = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        comps[name] = [value] if name == "mac" else value
+    fp = Fingerprint.from_components(comps)
     return lambda _product: fp
 
 
@@ -115,7 +115,7 @@ def test_same_machine_is_judged_with_the_fingerprint_tolerance(
     assert drifted.client.start_trial().license_id == first.license_id
     # Two more components differ: beyond the tolerance -> another machine, its own trial.
     moved = make_app(product, keys, "c",
-                     fingerprint=machine("pc", changed={"mac", "hostname", "cpu"}))
+                     fingerprint=machine("pc", changed={"machine_id", "cpu"}))
     assert moved.client.start_trial().license_id != first.license_id
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from software_dna.fingerprint import Fingerprint
+from software_dna.wire import identity
 from software_dna.wire.claims import Mode, Protection, issue_token
 from software_dna.wire.paseto import SecretKey
 
@@ -29,18 +30,31 @@ def make_token(
     protection: Protection = Protection.OPPORTUNISTIC,
     tolerance: int = 1,
     nonce: str = "test-nonce-0123456789",
-    components: Mapping[str, str] | None = None,
+    components: Mapping[str, Any] | None = None,
+    algorithm: int = 2,
     **extra: Any,
 ) -> str:
+    """A token bound to ``fp`` (or to ``components``), as the server signs it.
+
+    ``algorithm`` 2 binds the algorithm-2 set (``fp.components``, JSON form);
+    1 binds ``fp.legacy`` as a 0.1 server did (no ``fingerprint_algorithm`` claim).
+    """
     issued = issued_at or now_utc() - timedelta(minutes=1)
+    if components is None:
+        if algorithm == 1:
+            assert fp.legacy is not None, "this fingerprint has no algorithm-1 form"
+            components = fp.legacy.components
+        else:
+            components = identity.to_json(fp.components)
     return issue_token(
         key,
         issuer="test",
         license_id="lic_1",
         activation_id="act_1",
         product=product,
-        fingerprint_id=fp.id,
-        fingerprint=dict(fp.components if components is None else components),
+        fingerprint_id="fp_test0123456789",
+        fingerprint=dict(components),
+        fingerprint_algorithm=algorithm,
         tolerance=tolerance,
         mode=mode,
         features=features,

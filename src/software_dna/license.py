@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from software_dna.errors import InvalidToken, WrongProduct
 from software_dna.wire import errors as wire_errors
+from software_dna.wire import identity
 from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, verify_token_claims
 from software_dna.wire.frozen import Frozen
 from software_dna.wire.paseto import PublicKey
@@ -25,16 +26,17 @@ from software_dna.wire.times import parse_rfc3339
 __all__ = ["License", "in_warning_period", "sdk_error", "verify_token", "with_days_left"]
 
 
-#: License's attributes, in constructor order; the last four are neither
+#: License's attributes, in constructor order; the last five are neither
 #: compared nor shown in its repr.
 _FIELDS: tuple[str, ...] = (
     "license_id", "activation_id", "product", "fingerprint_id", "mode", "features",
     "protection", "issued_at", "not_before", "expires_at", "license_expires_at",
     "refresh_by", "token_id", "issuer", "email", "registration", "offline_grace_ends_at",
     "kind", "subscription", "days_left", "subscription_ends_at", "seat_mode",
-    "lease_expires_at", "fingerprint", "tolerance", "nonce", "secret_digest",
+    "lease_expires_at", "fingerprint", "tolerance", "nonce", "fingerprint_algorithm",
+    "secret_digest",
 )
-_COMPARED: tuple[str, ...] = _FIELDS[:-4]
+_COMPARED: tuple[str, ...] = _FIELDS[:-5]
 
 
 class License(Frozen):
@@ -75,9 +77,14 @@ class License(Frozen):
         lease_expires_at: for a floating license, the end of this machine's
             lease (aware UTC); ``None`` when no lease is held. The client
             refuses a floating license after it, online or not.
-        fingerprint: component name -> hash the activation is bound to.
+        fingerprint: the component set the activation is bound to, read-only.
+            Algorithm 2: name -> hash, a tuple of hashes (``mac``) or None
+            (unavailable), in :func:`software_dna.wire.identity.parse_components`'
+            normal form. Algorithm 1 (0.1 tokens): name -> hash.
         tolerance: how many of those components may differ.
         nonce: the client nonce the token answers.
+        fingerprint_algorithm: the algorithm of :attr:`fingerprint` (claim
+            ``fingerprint_algorithm``; 1 when absent, as in 0.1 tokens).
         secret_digest: base64url SHA-256 of the activation secret handed out
             with this token (claim ``secret_digest``), or ``None`` (a token that
             hands out no secret, or from a server before secret rotation).
@@ -85,8 +92,8 @@ class License(Frozen):
     Built with keyword (or, in this order, positional) arguments; immutable
     (assigning an attribute raises :class:`dataclasses.FrozenInstanceError`).
     Two licenses are equal when every attribute but ``fingerprint``,
-    ``tolerance``, ``nonce`` and ``secret_digest`` (which the repr leaves out
-    too) is equal; a
+    ``tolerance``, ``nonce``, ``fingerprint_algorithm`` and ``secret_digest``
+    (which the repr leaves out too) is equal; a
     license without ``registration`` is hashable.
     """
 
@@ -117,9 +124,10 @@ class License(Frozen):
         subscription_ends_at: datetime | None = None,
         seat_mode: SeatMode = SeatMode.MACHINE,
         lease_expires_at: datetime | None = None,
-        fingerprint: Mapping[str, Any] | None = None,
+        fingerprint: identity.ComponentSet | None = None,
         tolerance: int = 0,
         nonce: str = "",
+        fingerprint_algorithm: int = identity.LEGACY_ALGORITHM,
         secret_digest: str | None = None,
     ) -> None:
         self._open()
@@ -146,9 +154,11 @@ class License(Frozen):
         self.subscription_ends_at: Final[datetime | None] = subscription_ends_at
         self.seat_mode: Final[SeatMode] = seat_mode
         self.lease_expires_at: Final[datetime | None] = lease_expires_at
-        self.fingerprint: Final[Mapping[str, Any]] = {} if fingerprint is None else fingerprint
+        self.fingerprint: Final[identity.ComponentSet] = (
+            MappingProxyType({}) if fingerprint is None else fingerprint)
         self.tolerance: Final[int] = tolerance
         self.nonce: Final[str] = nonce
+        self.fingerprint_algorithm: Final[int] = fingerprint_algorithm
         self.secret_digest: Final[str | None] = secret_digest
         self._seal()
 
@@ -233,16 +243,21 @@ def _str_map(value: object, name: str) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-def _component_map(value: object) -> Mapping[str, Any]:
-    # Algorithm 2 (issue 12): a component is a hash, a list of MAC hashes, or null.
-    if not isinstance(value, dict) or len(value) > 32 or not all(
-        isinstance(k, str) and (v is None or isinstance(v, str) or (
-            isinstance(v, list) and all(isinstance(x, str) for x in v)))
-        for k, v in value.items()
-    ):
-        raise ValueError("claim 'fingerprint' must be an object of component hashes")
-    return MappingProxyType({k: tuple(v) if isinstance(v, list) else v
-                             for k, v in value.items()})
+def _fingerprint_claims(claims: Mapping[str, Any]) -> tuple[int, identity.ComponentSet]:
+    """(algorithm, bound component set) of a token: algorithm 2 when the claim
+    ``fingerprint_algorithm`` says so, else a 0.1 algorithm-1 map.
+
+    Raises:
+        ValueError: an unknown algorithm or a malformed set
+            (:class:`~software_dna.wire.identity.InvalidFingerprint`).
+    """
+    algorithm = claims.get("fingerprint_algorithm", identity.LEGACY_ALGORITHM)
+    value = claims.get("fingerprint")
+    if algorithm == identity.ALGORITHM and type(algorithm) is int:
+        return algorithm, MappingProxyType(identity.parse_components(value))
+    if algorithm == identity.LEGACY_ALGORITHM and type(algorithm) is int:
+        return algorithm, MappingProxyType(identity.parse_legacy_components(value))
+    raise ValueError("claim 'fingerprint_algorithm' must be 1 or 2")
 
 
 def _license_from_claims(claims: Mapping[str, Any]) -> License:
@@ -262,6 +277,7 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
     issued_at = _claim_time(claims, "iat", optional=False)
     assert issued_at is not None
     not_before = _claim_time(claims, "nbf", optional=True) or issued_at
+    algorithm, fingerprint = _fingerprint_claims(claims)
     digest = claims.get("secret_digest")
     if digest is not None and not isinstance(digest, str):
         raise ValueError("claim 'secret_digest' must be a string")
@@ -282,7 +298,8 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         issuer=_claim_str(claims, "iss"),
         email=email,
         registration=None if registration is None else _str_map(registration, "registration"),
-        fingerprint=_component_map(claims.get("fingerprint")),
+        fingerprint=fingerprint,
+        fingerprint_algorithm=algorithm,
         tolerance=tolerance,
         nonce=_claim_str(claims, "nonce"),
         kind=Kind(claims.get("kind", "full")),

@@ -71,7 +71,8 @@ class LicenseClient:
         proxies: explicit proxies, e.g. ``{"https": "http://proxy:3128"}``;
             default: the environment's.
         fingerprint: returns this machine's :class:`~software_dna.fingerprint.Fingerprint`
-            for a product; default :func:`software_dna.fingerprint.collect`.
+            for a product; default :func:`software_dna.fingerprint.collect` with
+            its disk cache in the store's folder.
             Meant for special environments and tests.
         transport: a :class:`~software_dna.client.transport.Transport` that
             carries the requests instead of the built-in HTTP one (for tests
@@ -126,7 +127,10 @@ class LicenseClient:
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
                                  connect_timeout=connect_timeout, ca_bundle=ca_bundle,
                                  proxies=proxies)
-        verifier = TokenVerifier(product, keys, fingerprint or _fp.collect)
+        # The component hashes are slow on purpose: keep them beside the store,
+        # so that only the first process on this machine computes them.
+        verifier = TokenVerifier(product, keys, fingerprint or (
+            lambda name: _fp.collect(name, cache_dir=path.parent)))
         self._state = ClientState(verifier, path, clock or _utcnow)
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()

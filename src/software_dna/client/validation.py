@@ -239,7 +239,7 @@ class Validation:
         nonce = new_nonce()
         answer = self.server.request(
             "POST", f"/v1/activations/{activation_id}/{route or self.lease.route()}",
-            json_body={"fingerprint": state.verifier.fingerprint().to_wire(), "nonce": nonce},
+            json_body={**state.verifier.request_fingerprint(data.get("token")), "nonce": nonce},
             bearer=secret, retry=True, deadline=deadline,
         )
         if answer.status == 200:

@@ -13,9 +13,10 @@ import hmac
 from collections.abc import Callable, Mapping
 
 from software_dna import fingerprint as _fp
-from software_dna.errors import InvalidToken, ServerError, WrongMachine
+from software_dna.errors import InvalidToken, ServerError, WrongMachine, WrongProduct
 from software_dna.license import License, verify_token
 from software_dna.wire import errors as wire_errors
+from software_dna.wire import identity
 from software_dna.wire.claims import verify_receipt
 from software_dna.wire.paseto import PublicKey
 
@@ -70,18 +71,55 @@ class TokenVerifier:
         self._machine_ok = None
 
     def check_machine(self, lic: License) -> None:
-        """Raise :class:`WrongMachine` unless ``lic`` is bound to this machine."""
+        """Raise :class:`WrongMachine` unless ``lic`` is bound to this machine.
+
+        The one comparison the server applies too: an algorithm-2 token's set
+        against this machine's (:func:`software_dna.wire.identity.compare`); a
+        0.1 token's algorithm-1 set against this machine's algorithm-1 form
+        (:func:`~software_dna.wire.identity.compare_legacy`), until the next
+        validation re-binds the activation to algorithm 2.
+
+        Raises:
+            WrongMachine: not this machine (or no algorithm-1 form to compare).
+            FingerprintUnavailable: this machine cannot be identified.
+        """
         current = self.fingerprint()
         known = self._machine_ok
         if known is not None and known[0] is lic and known[1] is current:
             return  # this very license already matched this very fingerprint
-        if not _fp.match(lic.fingerprint, current.components, lic.tolerance):
+        if not _same_machine(lic, current):
             raise WrongMachine(
                 "This license is bound to another computer. Activate it on this "
                 "computer with your license key (you may need to deactivate it on the "
                 "other one first)."
             )
         self._machine_ok = (lic, current)
+
+    def request_fingerprint(self, stored_token: object = None) -> dict[str, object]:
+        """The fingerprint fields of a request body: ``{"fingerprint": <to_wire()>}``.
+
+        While ``stored_token`` (the activation's current token) is bound to an
+        algorithm-1 set, ``"previous"`` carries this machine's algorithm-1 form
+        too, so that the server can re-bind the activation to the new set
+        (migration from 0.1); the next token is algorithm 2 and it stops.
+
+        Args:
+            stored_token: the stored token string, or None (activations,
+                trials, air-gapped requests: no previous set to migrate).
+
+        Raises:
+            FingerprintUnavailable: the machine cannot be identified.
+        """
+        current = self.fingerprint()
+        body: dict[str, object] = {"fingerprint": current.to_wire()}
+        if isinstance(stored_token, str) and current.legacy is not None:
+            try:
+                algorithm = self.verify(stored_token).fingerprint_algorithm
+            except (InvalidToken, WrongProduct):
+                return body  # a token we cannot read tells nothing to migrate
+            if algorithm == identity.LEGACY_ALGORITHM:
+                body["previous"] = current.legacy.to_wire()
+        return body
 
     def accept(self, token: object, nonce: str) -> License:
         """Verify a token the server just sent: signature, product, nonce, machine.
@@ -121,3 +159,14 @@ class TokenVerifier:
             return str(verify_receipt(receipt, self._keys, self.product)["server_time"])
         except wire_errors.InvalidToken:
             return None
+
+
+def _same_machine(lic: License, current: _fp.Fingerprint) -> bool:
+    """Is ``current`` the machine ``lic`` is bound to (under the token's tolerance)?"""
+    if lic.fingerprint_algorithm == identity.ALGORITHM:
+        return identity.same_machine(lic.fingerprint, current.components, lic.tolerance)
+    legacy = current.legacy
+    if legacy is None:
+        return False
+    stored = {name: value for name, value in lic.fingerprint.items() if isinstance(value, str)}
+    return identity.compare_legacy(stored, legacy.components, lic.tolerance)
