@@ -266,6 +266,8 @@ RULES: dict[tuple[str, str], Rule] = {
         "admin", lambda w: {"days": 3}, params=VICTIM_LICENSE, phase=1),
     ("POST", "/v1/admin/licenses/{license_id}/perpetual"): Rule(
         "admin", params=VICTIM_LICENSE, phase=2),
+    ("POST", "/v1/admin/licenses/{license_id}/restore"): Rule(
+        "admin", params=VICTIM_LICENSE, phase=2),
     ("POST", "/v1/admin/licenses/{license_id}/cancel"): Rule(
         "admin", params=VICTIM_LICENSE, phase=2),
     ("POST", "/v1/admin/licenses/{license_id}/reset"): Rule(
@@ -506,7 +508,10 @@ def _own_routes_refused(server: LocalServer, w: World, http: requests.Session,
                 continue
             answer = call(http, server.url, method, _path(template, rule, own), rule, own,
                           credential)
-            if who is w.removed or template in TOKEN_ROUTES:
+            # Erasure on a revoked license erases, then answers the signed refusal
+            # (issue 12): a fresh token would let the app forget the revocation.
+            erasure = who is w.revoked and template.endswith("/erasure")
+            if who is w.removed or template in TOKEN_ROUTES or erasure:
                 ok = answer.status_code in refused and "token" not in answer.json()
             else:
                 ok = answer.status_code < 400

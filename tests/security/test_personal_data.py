@@ -216,7 +216,10 @@ def inspect_requests(recorded: list[Recorded], identifiers: dict[str, str],
                 tally.check(False, f"{label}: a body that is not JSON")
         for where, key, value in _fields(doc):
             if where.endswith(".fingerprint.components"):
-                tally.check(isinstance(value, str) and _HASH.match(value) is not None,
+                # Algorithm 2: a hash, a list of MAC hashes, or null (unreadable).
+                values = value if isinstance(value, list) else [value]
+                tally.check(value is None or (bool(values) and all(
+                    isinstance(v, str) and _HASH.match(v) is not None for v in values)),
                             f"{label}: fingerprint component {key} is not a keyed hash")
                 continue
             tally.check(key.lower() not in PERSONAL_FIELDS,
