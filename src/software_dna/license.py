@@ -26,7 +26,7 @@ from software_dna.wire.times import parse_rfc3339
 __all__ = ["License", "in_warning_period", "sdk_error", "verify_token", "with_days_left"]
 
 
-#: License's attributes, in constructor order; the last four are neither
+#: License's attributes, in constructor order; the last five are neither
 #: compared nor shown in its repr.
 _FIELDS: tuple[str, ...] = (
     "license_id", "activation_id", "product", "fingerprint_id", "mode", "features",
@@ -34,8 +34,9 @@ _FIELDS: tuple[str, ...] = (
     "refresh_by", "token_id", "issuer", "email", "registration", "offline_grace_ends_at",
     "kind", "subscription", "days_left", "subscription_ends_at", "seat_mode",
     "lease_expires_at", "fingerprint", "tolerance", "nonce", "fingerprint_algorithm",
+    "secret_digest",
 )
-_COMPARED: tuple[str, ...] = _FIELDS[:-4]
+_COMPARED: tuple[str, ...] = _FIELDS[:-5]
 
 
 class License(Frozen):
@@ -84,12 +85,15 @@ class License(Frozen):
         nonce: the client nonce the token answers.
         fingerprint_algorithm: the algorithm of :attr:`fingerprint` (claim
             ``fingerprint_algorithm``; 1 when absent, as in 0.1 tokens).
+        secret_digest: base64url SHA-256 of the activation secret handed out
+            with this token (claim ``secret_digest``), or ``None`` (a token that
+            hands out no secret, or from a server before secret rotation).
 
     Built with keyword (or, in this order, positional) arguments; immutable
     (assigning an attribute raises :class:`dataclasses.FrozenInstanceError`).
     Two licenses are equal when every attribute but ``fingerprint``,
-    ``tolerance``, ``nonce`` and ``fingerprint_algorithm`` (which the repr
-    leaves out too) is equal; a
+    ``tolerance``, ``nonce``, ``fingerprint_algorithm`` and ``secret_digest``
+    (which the repr leaves out too) is equal; a
     license without ``registration`` is hashable.
     """
 
@@ -124,6 +128,7 @@ class License(Frozen):
         tolerance: int = 0,
         nonce: str = "",
         fingerprint_algorithm: int = identity.LEGACY_ALGORITHM,
+        secret_digest: str | None = None,
     ) -> None:
         self._open()
         self.license_id: Final[str] = license_id
@@ -154,6 +159,7 @@ class License(Frozen):
         self.tolerance: Final[int] = tolerance
         self.nonce: Final[str] = nonce
         self.fingerprint_algorithm: Final[int] = fingerprint_algorithm
+        self.secret_digest: Final[str | None] = secret_digest
         self._seal()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -272,6 +278,9 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
     assert issued_at is not None
     not_before = _claim_time(claims, "nbf", optional=True) or issued_at
     algorithm, fingerprint = _fingerprint_claims(claims)
+    digest = claims.get("secret_digest")
+    if digest is not None and not isinstance(digest, str):
+        raise ValueError("claim 'secret_digest' must be a string")
     return License(
         license_id=_claim_str(claims, "sub"),
         activation_id=_claim_str(claims, "activation_id"),
@@ -297,6 +306,7 @@ def _license_from_claims(claims: Mapping[str, Any]) -> License:
         subscription=subscription,
         seat_mode=SeatMode(claims.get("seat_mode", "machine")),
         lease_expires_at=_claim_time(claims, "lease_expires_at", optional=True),
+        secret_digest=digest,
     )
 
 

@@ -427,8 +427,10 @@ class Store:
             self._write_blob(blob)
 
     @contextmanager
-    def transaction(self) -> Iterator[dict[str, Any]]:
+    def transaction(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Lock the store, read it and yield its contents for changing.
+
+        ``timeout``: seconds to wait for the lock (default :attr:`lock_timeout`).
 
         The dict is written back atomically when the block ends without an
         exception *and* its serialised form changed; if the block raises,
@@ -442,7 +444,7 @@ class Store:
         :raises TypeError: the changed dict is not JSON-serialisable.
         :raises ValueError: the changed dict holds NaN/Infinity or is too large.
         """
-        with self._locked():
+        with self._locked(timeout):
             raw = self._read_raw()
             data: dict[str, Any] = {}
             if raw is not None:
@@ -455,6 +457,22 @@ class Store:
             after = _dumps(data)
             if after != before:
                 self._write_blob(self._seal(after))
+
+    @contextmanager
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the store's lock (threads and processes) for the block, reading nothing.
+
+        For a read-decide-write that spans more than one :meth:`transaction`
+        (the client holds it from reading its activation secret to storing
+        the server's answer). Re-entrant within one thread, so
+        :meth:`transaction` inside the block works.
+
+        :param timeout: seconds to wait for the lock (default: :attr:`lock_timeout`).
+        :raises StoreError: the lock was not obtained in time, or the folder
+            cannot be created.
+        """
+        with self._locked(timeout):
+            yield
 
     def clear(self) -> None:
         """Remove the store file, under the lock. A missing file is fine.
@@ -601,17 +619,18 @@ class Store:
         _fsync_directory(directory)
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the thread lock and the file lock, creating the folder if needed."""
+        wait = self.lock_timeout if timeout is None else timeout
         directory = self.path.parent
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise self._io_error("create the folder of", exc) from exc
         entry = _path_lock(self._lock_path)
-        deadline = time.monotonic() + self.lock_timeout
-        if not entry.thread_lock.acquire(timeout=max(self.lock_timeout, 0.0)):
-            raise self._busy_error()
+        deadline = time.monotonic() + wait
+        if not entry.thread_lock.acquire(timeout=max(wait, 0.0)):
+            raise self._busy_error(wait)
         try:
             import filelock  # lazy: cheap once imported; lazy for the read path
 
@@ -619,7 +638,7 @@ class Store:
             try:
                 file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
             except filelock.Timeout as exc:
-                raise self._busy_error() from exc
+                raise self._busy_error(wait) from exc
             except OSError as exc:
                 raise self._io_error("lock", exc) from exc
             except RuntimeError as exc:
@@ -637,10 +656,10 @@ class Store:
 
     # ------------------------------------------------------------------ messages
 
-    def _busy_error(self) -> StoreError:
+    def _busy_error(self, waited: float) -> StoreError:
         return StoreError(
             f"The license store {self.path} is locked by another program or thread and "
-            f"stayed locked for {self.lock_timeout:g} s. Close other running copies of the "
+            f"stayed locked for {waited:g} s. Close other running copies of the "
             "application and try again."
         )
 

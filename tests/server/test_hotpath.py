@@ -32,6 +32,7 @@ from software_dna.server.services import activations, hotpath
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.testing import LocalServer
 from software_dna.wire import paseto
+from software_dna.wire.claims import secret_digest
 
 from .helpers import Api, check_token, fingerprint, nonce
 
@@ -90,6 +91,10 @@ def _both(state: AppState, activation_id: str, secret: str | None,
         orm = service.validate(session, state.ctx, activation_id, secret, fingerprint=fp, nonce=n)
     assert hot.server_time == orm.server_time == NOW
     assert not hot.rebound and not orm.rebound
+    # Each hands out its own rotated secret (the second accepted as the grace one).
+    for answer in (hot, orm):
+        assert answer.activation_secret is not None
+        assert _claims(answer.token)["secret_digest"] == secret_digest(answer.activation_secret)
     return _says(hot.token), _says(orm.token)
 
 
@@ -101,6 +106,7 @@ def _claims(token: str) -> dict[str, Any]:
 def _says(token: str) -> tuple[dict[str, Any], bytes]:
     claims = _claims(token)
     assert claims.pop("jti")
+    assert claims.pop("secret_digest")
     return claims, paseto.untrusted_footer(token)
 
 

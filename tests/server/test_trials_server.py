@@ -106,12 +106,15 @@ def test_trial_once_per_machine(any_server: LocalServer, api: Api, product: Prod
     shown = any_server.admin.get_license(lic.license_id)
     assert shown["kind"] == "trial" and shown["seats"] == 1
     assert shown["key_hint"] == "(trial: no key)"
-    # The same machine, within the tolerance: the same trial (200), never a second one.
+    # The same machine, within the tolerance: the same trial (200), never a second one;
+    # its secret is re-issued (a reuse: services/sharing.py), the earlier one outdated.
+    secret = body["activation_secret"]
     for changed in ((), ("mac",)):
         again = start_trial(api, product.id, changed=changed)
         assert again.status_code == 200, again.text
         assert again.json()["activation_id"] == body["activation_id"]
-        assert again.json()["activation_secret"] == body["activation_secret"]
+        assert again.json()["activation_secret"] != secret
+        secret = again.json()["activation_secret"]
     assert start_trial(api, product.id, "m2").status_code == 201  # another machine
     trials = any_server.admin.list_trials(product.id)
     (mine,) = [t for t in trials if t["license_id"] == lic.license_id]
@@ -122,7 +125,7 @@ def test_trial_once_per_machine(any_server: LocalServer, api: Api, product: Prod
                                     expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
     used = start_trial(api, product.id, changed=("cpu",))
     assert used.status_code == 409 and error_code(used) == "trial_used"
-    ended = api.validate(body["activation_id"], body["activation_secret"])
+    ended = api.validate(body["activation_id"], secret)
     assert ended.status_code == 403 and error_code(ended) == "license_expired"
     assert "trial has ended" in ended.json()["error"]["message"]
     assert check_receipt(ended.json()["error"]["receipt"], product.keys,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -112,6 +112,19 @@ class ClientState:
             self._loaded = (ident, data)
         return data
 
+    def read_fresh(self) -> StoredDocument:
+        """The stored document read from the file now, never from the in-process cache.
+
+        For reads under :meth:`exclusive`: another process may have replaced the
+        file within the file system's timestamp granularity, with the same size
+        and a reused inode, which the cache of :meth:`read` would not notice.
+
+        Raises:
+            StoreError, StoreCorrupted: the store cannot be read.
+        """
+        self._loaded = None
+        return self.read()
+
     def read_or_empty(self) -> StoredDocument:
         """:meth:`read`, or an empty document when the store is corrupt (it was moved aside)."""
         try:
@@ -119,15 +132,17 @@ class ClientState:
         except StoreCorrupted:
             return {}
 
-    def update(self, change: Callable[[StoredDocument], None]) -> StoredDocument:
+    def update(self, change: Callable[[StoredDocument], None], *,
+               lock_timeout: float | None = None) -> StoredDocument:
         """Apply ``change`` to the stored document atomically; return the new document.
 
         Every write gets a new generation, then the rollback witness is updated.
+        ``lock_timeout``: seconds to wait for the store's lock (default: the store's).
 
         Raises:
-            StoreError: it could not be written.
+            StoreError: it could not be written (or locked within ``lock_timeout``).
         """
-        with self.store.transaction() as raw:
+        with self.store.transaction(lock_timeout) as raw:
             data = cast(StoredDocument, raw)
             change(data)
             self.guard.stamp(raw, witnessed=self._witness_ok)
@@ -143,6 +158,24 @@ class ClientState:
             result["witnessed"] = True
             self._loaded = None
         return result
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float) -> Iterator[None]:
+        """Hold the store's lock (every process of this app on this machine) for the block.
+
+        An online validation holds it from reading the activation secret to
+        storing the answer: the secret rotates at every validation, so two
+        instances of the app must never send the same stored secret while one
+        of them is about to store its successor.
+
+        Args:
+            timeout: seconds to wait for another instance to finish.
+
+        Raises:
+            StoreError: the lock was not obtained within ``timeout``.
+        """
+        with self.store.locked(timeout):
+            yield
 
     def clear(self) -> None:
         """Delete the stored document (the license leaves this machine)."""
@@ -191,9 +224,11 @@ class ClientState:
         if high is None or now > high:
             self.high_water = now
         if high is None or now - high >= HIGH_WATER_STEP:
-            # Best effort: the in-memory mark still protects this process.
+            # Best effort: the in-memory mark still protects this process. Not waiting
+            # for another instance's online validation, which holds the lock meanwhile.
             with contextlib.suppress(LicenseError):
-                self.update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)))
+                self.update(lambda d: d.__setitem__("clock_high_water", format_rfc3339(now)),
+                            lock_timeout=0.0)
 
     def raise_stored_status(self, data: Mapping[str, Any]) -> None:
         """Raise the stored refusal (revoked, suspended, removed ...), if there is one."""
@@ -256,8 +291,12 @@ class ClientState:
         self._parsed_high_water = {}
         self.guard.trust_server_time(lic.issued_at)
 
-    def store_token(self, token: str, lic: License) -> None:
+    def store_token(self, token: str, lic: License, *, secret: str | None = None) -> None:
         """Store a fresh token from the server (verified: ``lic``); clears a stored refusal.
+
+        ``secret``: the rotated activation secret the answer handed out (already
+        checked against the token's ``secret_digest``): stored in the same write
+        as the token, the old one forgotten. None: the secret stays.
 
         A token in limited mode drops the personal data (and, when it was not
         limited before, the settings: the server erased them too).
@@ -267,6 +306,8 @@ class ClientState:
         def change(data: StoredDocument) -> None:
             before = self.stored_license(data)
             data["token"] = token
+            if secret is not None:
+                data["activation_secret"] = secret
             data["clock_high_water"] = format_rfc3339(lic.issued_at)
             data.pop("status", None)
             if lic.mode is Mode.LIMITED:

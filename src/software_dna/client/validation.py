@@ -12,6 +12,8 @@ the ``validate``, ``checkout`` or ``checkin`` route.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -24,10 +26,12 @@ from software_dna.errors import (
     NetworkError,
     NotActivated,
     ServerError,
+    ServerUnreachable,
+    StoreError,
     WrongProduct,
 )
 from software_dna.license import License, with_days_left
-from software_dna.wire.claims import Protection
+from software_dna.wire.claims import Protection, secret_digest
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339
 
@@ -44,12 +48,36 @@ from .refusals import VALIDATION_CODES, ErrorAnswer
 from .server import ServerAPI, new_nonce
 from .state import ClientState
 
-__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation"]
+__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation", "rotated_secret"]
 
 #: Total seconds check() may spend on the server when a refresh is due.
 CHECK_DEADLINE = 5.0
 #: After a failed refresh, check() does not try the server again for this long.
 RETRY_AFTER_FAILURE = timedelta(minutes=2)
+
+
+def rotated_secret(lic: License, secret: object) -> str | None:
+    """The activation secret an answer hands out, once its token vouches for it.
+
+    Args:
+        lic: the answer's verified token.
+        secret: the answer's ``activation_secret`` (anything: it is not trusted yet).
+
+    Returns:
+        The new secret; None when neither the answer nor its token has one (a
+        server from before secret rotation: the stored secret stays).
+
+    Raises:
+        InvalidToken: the secret is missing, extra or does not match the
+        token's ``secret_digest`` (the answer was altered; the old secret is kept).
+    """
+    if lic.secret_digest is None and secret is None:
+        return None
+    if (lic.secret_digest is None or not isinstance(secret, str) or not secret
+            or not hmac.compare_digest(secret_digest(secret), lic.secret_digest)):
+        raise InvalidToken("The server's answer does not vouch for the activation secret "
+                           "it holds; the answer was not used.")
+    return secret
 
 
 class Validation:
@@ -166,17 +194,46 @@ class Validation:
                         route: str | None = None) -> License:
         """Validate with the server now and store the fresh token (or its signed refusal).
 
+        The activation secret rotates at every validation: the answer carries
+        the next one (``activation_secret``), signed into the token as
+        ``secret_digest``; it is stored with the token in one write. The
+        store's lock is held from reading the secret to storing the answer,
+        so another instance of the app on this machine never sends a secret
+        this one is replacing (the server would take it for a copy).
+
         Args:
-            data: the stored document.
-            deadline: seconds for the whole call (None: the client's timeout).
+            data: the stored document (the secret is read again under the lock).
+            deadline: seconds for the whole call, the wait for the lock included
+                (None: the client's timeout).
             route: ``validate``, ``checkout`` or ``checkin`` (default: by the lease).
 
         Raises:
             NotActivated: no activation stored, or the server does not know it.
             LicenseRevoked, LicenseSuspended, LicenseExpired, ActivationMoved,
             WrongMachine, NoSeatsLeft, LeaseExpired: the server's refusal.
-            ServerUnreachable, ServerError, InvalidToken: no usable answer.
+            ServerUnreachable: no answer in time (or another instance of the
+                app held the store's lock until the deadline).
+            ServerError, InvalidToken: no usable answer (a token that does not
+                vouch for the secret handed out with it included: the old
+                secret is kept).
         """
+        budget = self.server.timeout if deadline is None else deadline
+        started = time.monotonic()
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.state.exclusive(budget))
+            except StoreError as exc:
+                raise ServerUnreachable(
+                    "Another instance of this application is checking the license with the "
+                    "server and did not finish in time. Try again in a moment.") from exc
+            left = budget - (time.monotonic() - started)
+            if left <= 0:
+                raise ServerUnreachable("The license check with the server ran out of time.")
+            return self._validate_locked(self.state.read_fresh(), deadline=left, route=route)
+
+    def _validate_locked(self, data: Mapping[str, Any], *, deadline: float,
+                         route: str | None) -> License:
+        """:meth:`validate_online` with the store's lock held (``data``: read under it)."""
         state = self.state
         activation_id, secret = credentials(data)
         nonce = new_nonce()
@@ -187,7 +244,8 @@ class Validation:
         )
         if answer.status == 200:
             lic = state.verifier.accept(answer.body.get("token"), nonce)
-            state.store_token(answer.body["token"], lic)
+            rotated = rotated_secret(lic, answer.body.get("activation_secret"))
+            state.store_token(answer.body["token"], lic, secret=rotated)
             self.refreshed()
             return self.apply_grace(state.now(), lic)
         error = ErrorAnswer(answer, state.now())

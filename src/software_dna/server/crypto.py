@@ -248,17 +248,43 @@ class Vault:
         """Stored form of an admin API key (64 hex chars)."""
         return self._mac("admin-keys", admin_key)
 
-    def activation_secret(self, activation_id: str) -> str:
-        """The activation secret of ``activation_id``, derived, never stored.
+    def activation_secret(self, activation_id: str, generation: int = 0) -> str:
+        """The activation secret of ``activation_id`` at ``generation``, derived, never stored.
 
-        ``"sas_"`` + base64url(HMAC-SHA256(activation-secrets key, id)): the
-        server can hand the same secret out again on an idempotent retry
-        without keeping it; the database only holds :meth:`secret_hash`.
+        Generation 0 (the secret of every activation made before rotation) is
+        ``"sas_"`` + base64url(HMAC-SHA256(activation-secrets key, id)); generation
+        ``n >= 1`` is ``"sas_<n>."`` + base64url(HMAC-SHA256(key, id + NUL + n)),
+        so the secret says which generation it claims and the server re-derives
+        that one to check it. The server can hand any generation out again (an
+        idempotent retry) without keeping it.
+
+        Raises:
+            ValueError: ``generation`` is negative.
         """
+        if generation < 0:
+            raise ValueError("a secret generation is not negative")
+        message = activation_id if generation == 0 else f"{activation_id}\0{generation}"
         mac = hmac.new(
-            self._keys["activation-secrets"], activation_id.encode("utf-8"), hashlib.sha256
+            self._keys["activation-secrets"], message.encode("utf-8"), hashlib.sha256
         ).digest()
-        return "sas_" + b64url(mac)
+        return "sas_" + b64url(mac) if generation == 0 else f"sas_{generation}.{b64url(mac)}"
+
+    @staticmethod
+    def secret_generation(secret: str) -> int | None:
+        """The generation a secret claims (see :meth:`activation_secret`); None if malformed.
+
+        Only the claim: :meth:`activation_secret` of that generation must still
+        equal the secret (compared in constant time) before it means anything.
+        """
+        if not secret.startswith("sas_"):
+            return None
+        head, dot, _ = secret[4:].partition(".")
+        if not dot:
+            return 0
+        # At most 9 digits: a generation a client cannot inflate into a huge number.
+        if not (head.isascii() and head.isdigit() and 1 <= len(head) <= 9 and head[0] != "0"):
+            return None
+        return int(head)
 
     @staticmethod
     def secret_hash(secret: str) -> str:

@@ -10,7 +10,7 @@ Format (see docs/tokens.md):
   license's own claims (``activation_id``, ``fingerprint_id``,
   ``fingerprint``, ``tolerance``, ``mode``, ``features``, ``protection``,
   ``license_expires_at``, ``refresh_by``, ``nonce``, and ``email`` /
-  ``registration`` only when present).
+  ``registration`` / ``secret_digest`` only when present).
 
 :func:`issue_token` and :func:`sign_receipt` are the server's side;
 :func:`verify_token_claims` and :func:`verify_receipt` check a token against
@@ -22,7 +22,9 @@ builds its :class:`~software_dna.license.License` from that). Failures raise
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -50,10 +52,22 @@ __all__ = [
     "implicit_assertion",
     "issue_token",
     "loads_strict",
+    "secret_digest",
     "sign_receipt",
     "verify_receipt",
     "verify_token_claims",
 ]
+
+def secret_digest(secret: str) -> str:
+    """The ``secret_digest`` claim of a token handing out ``secret``.
+
+    base64url (no padding) of SHA-256 of the secret's UTF-8 bytes: the SDK
+    stores an activation secret from an answer only when the signed token of
+    that answer carries its digest.
+    """
+    digest = hashlib.sha256(secret.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
 
 #: Largest JSON size accepted in a payload or footer.
 _MAX_JSON_BYTES = 32 * 1024
@@ -232,12 +246,12 @@ def issue_token(
                                       else format_rfc3339(lease_expires_at))
     if expires_at is not None:
         claims["exp"] = format_rfc3339(expires_at)
-    if secret_digest is not None:
-        claims["secret_digest"] = secret_digest
     if email is not None:
         claims["email"] = email
     if registration is not None:
         claims["registration"] = dict(registration)
+    if secret_digest is not None:
+        claims["secret_digest"] = secret_digest
     return _sign_claims(key, product, claims)
 
 

@@ -9,7 +9,12 @@ import typer
 from software_dna.server.cli._common import Json
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
-from software_dna.server.cli.output import activation_state, print_listing, print_result
+from software_dna.server.cli.output import (
+    activation_state,
+    print_listing,
+    print_result,
+    sharing_flag,
+)
 
 __all__ = ["app"]
 
@@ -28,10 +33,11 @@ def list_(backend: Backend, *,
     print_listing(
         {"activations": backend.list_activations(license)}, "activations",
         as_json=as_json, empty=f"License {license} has no activations.",
-        headers=["ID", "STATE", "FINGERPRINT", "CREATED", "LAST SEEN", "END USER", "MODE"],
+        headers=["ID", "STATE", "FINGERPRINT", "CREATED", "LAST SEEN", "END USER", "MODE",
+                 "SHARED"],
         row=lambda a: [a.get("id"), activation_state(a), a.get("fingerprint_id"),
                        a.get("created_at"), a.get("last_seen_at"), a.get("end_user_id"),
-                       "limited" if a.get("erased") else "full"],
+                       "limited" if a.get("erased") else "full", sharing_flag(a)],
     )
     return 0
 

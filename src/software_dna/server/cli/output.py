@@ -34,6 +34,7 @@ __all__ = [
     "print_result",
     "print_table",
     "product_seat_lines",
+    "sharing_flag",
     "show_license",
     "show_product",
 ]
@@ -222,4 +223,12 @@ def activation_state(a: JSONDict) -> str:
     if a.get("deactivated_at") is None:
         return "active (air-gapped)" if a.get("offline") else "active"
     by = a.get("deactivated_by")
+    if by == "sharing":
+        return "suspended (shared)"
     return "removed" if by == "vendor" else "deactivated"
+
+
+def sharing_flag(a: JSONDict) -> str:
+    """``-``, or why and when the activation was flagged as used on two computers."""
+    reason = a.get("shared_reason")
+    return "-" if not reason else f"{reason} ({a.get('shared_at')})"

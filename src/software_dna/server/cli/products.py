@@ -81,7 +81,6 @@ AddressLimit = Annotated[str | None, typer.Option(
     "--address-activation-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
     show_default=False,
     help="new activations one client address may make per period (default off)")]
-
 RebindLimit = Annotated[str | None, typer.Option(
     "--rebind-limit", metavar="N|off", parser=lambda t: str(limit_or_off(t)),
     show_default=False,

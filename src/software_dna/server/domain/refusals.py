@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from software_dna.server.domain.sharing import DEACTIVATED_BY_SHARING
 from software_dna.wire.claims import Kind, SeatMode
 from software_dna.wire.codes import Code
 from software_dna.wire.messages import expired_message
@@ -18,6 +19,7 @@ from software_dna.wire.messages import expired_message
 __all__ = [
     "ACTIVATION_MOVED",
     "ACTIVATION_REMOVED",
+    "ACTIVATION_SHARED",
     "LICENSE_REVOKED",
     "LICENSE_SUSPENDED",
     "SUBSCRIPTION_CANCELLED",
@@ -94,8 +96,19 @@ def status_refusal(*, status: str, cancelled_at: datetime | None, expires_at: da
     return None
 
 
+#: 410 ``activation_removed`` of an activation the product's ``sharing_policy``
+#: "suspend" deactivated (services/sharing.py).
+ACTIVATION_SHARED = Refusal(
+    Code.ACTIVATION_REMOVED,
+    "This activation was stopped: it was used on more than one computer. Each computer "
+    "needs its own seat: activate again with your license key, or contact the vendor.",
+)
+
+
 def removed_refusal(deactivated_by: str | None) -> Refusal:
     """410 for a deactivated activation: ``activation_moved`` after a roll-over, else removed."""
+    if deactivated_by == DEACTIVATED_BY_SHARING:
+        return ACTIVATION_SHARED
     return ACTIVATION_MOVED if deactivated_by == "rollover" else ACTIVATION_REMOVED
 
 

@@ -54,10 +54,14 @@ class Activation(Base):
     # Activated from an air-gapped request: its tokens are
     # protection "offline" whatever the product's level (migration 0004).
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-
-    # Secret rotation and sharing detection (services/sharing.py, migration 0005).
-    secret_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Secret rotation (services/sharing.py): the generation of the secret handed out
+    # last, and the one the client is known to hold when that answer may have been
+    # lost (None: none). Generation 0 is the secret of activations made before rotation.
+    secret_generation: Mapped[int] = mapped_column(Integer, default=0,
+                                                   server_default=text("0"))
     secret_grace: Mapped[int | None] = mapped_column(Integer)
+    # Sharing detection: when and why the activation was flagged as used on two
+    # computers (``copied_secret`` / ``alternating_machines``); None: not flagged.
     shared_at: Mapped[datetime | None]
     shared_reason: Mapped[str | None] = mapped_column(String(32))
 

@@ -122,12 +122,17 @@ class ValidateIn(Strict):
 
 
 class ValidateOut(Out):
-    """A fresh token; ``rebound`` when the fingerprint drifted within the tolerance."""
+    """A fresh token; ``rebound`` when the fingerprint drifted within the tolerance.
+
+    ``activation_secret``: the rotated secret (the secret changes at every
+    validation; the token's ``secret_digest`` claim is its SHA-256).
+    """
 
     token: str
     nonce: str
     server_time: UtcTime
     rebound: bool
+    activation_secret: str | None = None
 
 
 class NonceIn(Strict):
@@ -169,6 +174,10 @@ class ActivationOut(Out):
     deactivated_at: UtcTime | None
     deactivated_by: str | None
     offline: bool = False  # activated from an air-gapped request (docs/offline.md)
+    # Flagged as used on more than one computer (docs/seats.md): when, and
+    # copied_secret / alternating_machines.
+    shared_at: UtcTime | None = None
+    shared_reason: str | None = None
 
 
 

@@ -16,6 +16,7 @@ class CheckoutOut(Out):
     server_time: UtcTime
     rebound: bool
     lease_expires_at: UtcTime | None
+    activation_secret: str | None = None  # the rotated secret, as for a validation
 
 
 class LeaseOut(Out):

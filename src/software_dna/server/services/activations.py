@@ -19,8 +19,13 @@ from software_dna.server.crypto import verify_password
 from software_dna.server.domain.refusals import offline_refusal, removed_refusal, status_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.services import bindings
-from software_dna.server.services.authentication import authenticate, authenticate_live
+from software_dna.server.services import bindings, sharing
+from software_dna.server.services.authentication import (
+    authenticate,
+    authenticate_generation,
+    authenticate_live,
+    is_outdated,
+)
 from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
 from software_dna.server.services.endusers import attach_end_user, erase
 from software_dna.server.services.errors import ServiceError, conflict
@@ -162,6 +167,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         )
     ).one_or_none()
     created = False
+    replay = activation is not None
     comparison = None
     if activation is not None:
         comparison = bindings.same_as(bindings.current(session, ctx, activation), fingerprint,
@@ -184,6 +190,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             id=activation_id,
             license_id=lic.id,
             secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
+            secret_generation=0,
             fingerprint_id=bindings.new_fingerprint_id(),
             idempotency_key=request.idempotency_key,
             end_user_id=None,
@@ -225,7 +232,11 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     # Lock-out ledger; a floating license checks a lease out.
     after_activation(session, lic, activation, created=created, address_hash=address_hash,
                      now=now)
-    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now)
+    # A replay answers with the current secret; a reuse (this machine activating again:
+    # a reinstall) rotates it, so the installation it replaces holds an outdated one.
+    secret = (sharing.current_secret(ctx, activation) if created or replay
+              else sharing.reissue(ctx, activation))
+    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret)
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
@@ -233,7 +244,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     session.commit()
     return Activated(
         activation_id=activation.id,
-        activation_secret=ctx.vault.activation_secret(activation.id),
+        activation_secret=secret,
         token=token,
         nonce=request.nonce,
         server_time=now,
@@ -248,6 +259,9 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
              fingerprint: FingerprintData, nonce: str, lease: str = "renew") -> Validated:
     """Check an activation and answer with a fresh token; commits.
 
+    The secret rotates (:mod:`.sharing`): the answer's ``activation_secret``
+    is the one to use from now on. A genuine secret older than the accepted
+    ones flags the activation as shared and answers 410 ``activation_moved``.
     "Same machine?" is ``identity.compare`` between the activation's
     current binding and the set sent (:mod:`.bindings`).  When the set
     drifted but is the same machine, the activation is re-bound to it
@@ -270,10 +284,15 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
         ``no_seats_left`` (``lease="take"``, every floating seat leased); 503
         ``no_signing_key``.
     """
-    activation = authenticate(session, ctx, activation_id, secret)
+    activation, generation = authenticate_generation(session, ctx, activation_id, secret)
     now = utcnow()
     if activation.deactivated_at is not None:
         raise _removed(session, ctx, activation, nonce, now)
+    if is_outdated(generation, activation.secret_generation, activation.secret_grace):
+        sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)
+        moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now)
+        session.commit()  # the flag stays whatever the client does with the answer
+        raise moved
     lic = activation.license
     refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
                              expires_at=lic.expires_at, kind=lic.kind, now=now)
@@ -283,9 +302,11 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
     if lic.seat_mode == FLOATING:
         on_validate(session, lic, activation, lease, now)
-    token = issue_for(session, ctx, activation, nonce=nonce, now=now)
+    new_secret = sharing.rotate(ctx, activation, generation)
+    token = issue_for(session, ctx, activation, nonce=nonce, now=now, secret=new_secret)
     session.commit()
-    return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound)
+    return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound,
+                     activation_secret=new_secret)
 
 
 def check_machine(session: Session, ctx: Context, activation: Activation,

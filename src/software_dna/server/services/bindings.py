@@ -36,6 +36,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import Activation, AuditEntry, BindingIndex, MachineBinding
+from software_dna.server.services import sharing
 from software_dna.server.services.common import Context, audit, new_id
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.messages import FingerprintData
@@ -348,6 +349,16 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
     touch(session, activation, now)  # the set left now was current until now (90-day memory)
     known = _known(session, ctx, activation, fingerprint.components, now)
     if known is not None:
+        # Back to a set bound before: A -> B -> A between conflicting sets is two
+        # machines taking turns (services/sharing.py flags it).
+        left = current(session, ctx, activation)
+        if left is not None and left.algorithm == identity.ALGORITHM:
+            earlier = [bound.components for _, bound in bound_sets(
+                session, ctx, [activation.id], since=now - KNOWN_SET_MEMORY)
+                if bound.binding_id != left.binding_id
+                and bound.algorithm == identity.ALGORITHM]
+            sharing.note_binding_change(session, activation, left.components,
+                                        fingerprint.components, earlier)
         known.last_seen_at = now
         activation.binding_id = known.id
         audit(session, "sdk", "activation.rebind_known", at=now, product_id=product.id,

@@ -3,15 +3,18 @@
 A validation (``POST /v1/activations/{id}/validate``) is the server's most
 frequent request: every app's periodic check.  In the common case -- a live
 activation of an active, unexpired license, on the machine it is bound to, a
-machine or user seat (not floating), a product with an active signing key --
+machine or user seat (not floating), a product with an active signing key, a
+secret of an accepted generation (:mod:`.sharing`) --
 :func:`validate` needs one SELECT (the activation with its license, product,
 end user and the product's active key id, in one statement), one UPDATE of
-``last_seen_at`` and a commit, all through SQLAlchemy Core.
+``last_seen_at`` and the rotated secret's generation, and a commit, all
+through SQLAlchemy Core.
 
 Every other case is handed to the ORM path,
 :func:`software_dna.server.services.activations.validate`, which reads the
 rows again and decides exactly as it always did: a removed or moved
-activation (410 with a signed receipt), a refused license (403 with a
+activation (410 with a signed receipt), an outdated secret (flagged, 410), a
+refused license (403 with a
 receipt), a fingerprint that changed (re-bound within the tolerance with its
 audit entry, else 403 ``wrong_machine``), a floating license (the lease is
 renewed), a product without an active key (503), and
@@ -50,7 +53,11 @@ from software_dna.server.models import (
     SigningKey,
 )
 from software_dna.server.services.activations import validate as orm_validate
-from software_dna.server.services.authentication import authentication_failed, unauthorized
+from software_dna.server.services.authentication import (
+    generation_failed,
+    is_outdated,
+    unauthorized,
+)
 from software_dna.server.services.bindings import clamp_tolerance, decode_components
 from software_dna.server.services.common import Context, precise_now, utcnow
 from software_dna.server.services.messages import FingerprintData, Validated
@@ -83,7 +90,7 @@ _ACTIVE_KID = (
 #: Everything a validation reads, in one statement (primary-key and unique look-ups).
 _READ = (
     select(
-        _A.id, _A.secret_hash, _A.fingerprint_id, _A.end_user_id,
+        _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.end_user_id,
         _B.id.label("binding_row"), _B.algorithm.label("binding_algorithm"),
         _B.components_ciphertext, _B.product_id.label("binding_product"),
         _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at,
@@ -112,7 +119,12 @@ _READ = (
 #: request goes to the ORM path, which waits for it in the thread pool, off the event loop.
 _UNLOCKED = (select(_A.id).where(_A.id == bindparam("activation_id"))
              .with_for_update(skip_locked=True).scalar_subquery())
-_SEEN = update(_ACTIVATIONS).where(_A.id == _UNLOCKED).values(last_seen_at=bindparam("seen"))
+#: The secret's rotation in the same statement, only from the generation read: a
+#: validation that rotated it meanwhile makes this one take the ORM path.
+_SEEN = (update(_ACTIVATIONS)
+         .where(_A.id == _UNLOCKED, _A.secret_generation == bindparam("read_generation"))
+         .values(last_seen_at=bindparam("seen"), secret_generation=bindparam("generation"),
+                 secret_grace=bindparam("grace"), secret_hash=bindparam("secret_hash")))
 
 _SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
 
@@ -161,16 +173,26 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
     """
     with engine.connect() as conn:
         row = conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
-        if authentication_failed(ctx, row.secret_hash if row is not None else None, secret):
+        presented = generation_failed(ctx, row.id if row is not None else None, secret)
+        if presented is None:
             raise unauthorized()
         assert row is not None
         now = utcnow()
+        current: int = row.secret_generation
         bound = _bound(ctx, row)
-        if not _plain(row, fingerprint, bound, now):
+        if (not _plain(row, fingerprint, bound, now)
+                or is_outdated(presented, current, row.secret_grace)):
             return None
+        # The rotation of services.sharing.rotate, as values.
+        generation = max(current, presented) + 1
+        grace = presented if presented >= current else row.secret_grace
+        new_secret = ctx.vault.activation_secret(row.id, generation)
         # Roll-over moves the least recently seen machine.  The read took no lock, so
         # this one statement is the whole write (db.make_inline_engine: autocommit).
-        seen = conn.execute(_SEEN, {"activation_id": row.id, "seen": precise_now()})
+        seen = conn.execute(_SEEN, {
+            "activation_id": row.id, "seen": precise_now(), "read_generation": current,
+            "generation": generation, "grace": grace,
+            "secret_hash": ctx.vault.secret_hash(new_secret)})
         if seen.rowcount != 1:
             conn.rollback()
             return None  # locked elsewhere: the ORM path waits for it (module docstring)
@@ -197,9 +219,11 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         )
         refresh_by, expires = facts.times(now)
         token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
-                           expires=expires, email=email, registration=registration)
+                           expires=expires, email=email, registration=registration,
+                           secret=new_secret)
         conn.commit()
-        return Validated(token=token, nonce=nonce, server_time=now, rebound=False)
+        return Validated(token=token, nonce=nonce, server_time=now, rebound=False,
+                         activation_secret=new_secret)
 
 
 def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,

@@ -77,12 +77,18 @@ class Activated:
 
 @dataclass(frozen=True)
 class Validated:
-    """Result of :func:`validate`."""
+    """Result of :func:`validate`.
+
+    ``activation_secret``: the rotated secret the client must use from now on
+    (its digest is the token's ``secret_digest``); None only from code paths
+    that hand out no secret.
+    """
 
     token: str
     nonce: str
     server_time: datetime
     rebound: bool
+    activation_secret: str | None = None
 
 
 @dataclass(frozen=True)

@@ -239,12 +239,20 @@ def deactivate_from_receipt(session: Session, ctx: Context,
     if activation is None or activation.license.product_id != doc.product:
         session.rollback()
         raise _invalid_receipt()
-    try:
-        claims = verify_deactivation_receipt(
-            doc, ctx.vault.activation_secret(activation.id))
-    except InvalidToken:
+    # Signed with the secret the machine holds: the current generation or the grace
+    # one (its last validation answer lost), as every route accepts (services/sharing.py).
+    generations = {activation.secret_generation, activation.secret_grace}
+    claims: dict[str, Any] | None = None
+    for generation in sorted(g for g in generations if g is not None):
+        try:
+            claims = verify_deactivation_receipt(
+                doc, ctx.vault.activation_secret(activation.id, generation))
+            break
+        except InvalidToken:
+            continue
+    if claims is None:
         session.rollback()
-        raise _invalid_receipt() from None
+        raise _invalid_receipt()
     now = utcnow()
     already = activation.deactivated_at is not None
     if not already:

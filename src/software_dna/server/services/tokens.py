@@ -23,7 +23,15 @@ from software_dna.server.services.common import Context
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.keys import active_signing_key
 from software_dna.server.services.leases import lease_terms
-from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, issue_token, sign_receipt
+from software_dna.wire.claims import (
+    Kind,
+    Mode,
+    Protection,
+    SeatMode,
+    issue_token,
+    secret_digest,
+    sign_receipt,
+)
 from software_dna.wire.identity import LEGACY_ALGORITHM, to_json
 from software_dna.wire.paseto import SecretKey
 
@@ -71,8 +79,11 @@ def decrypt_personal_data(
 def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, now: datetime,
                refresh_by: datetime | None, expires: datetime | None,
                email: str | None = None, registration: dict[str, str] | None = None,
-               lease_end: datetime | None = None) -> str:
-    """The signed token for ``facts`` (times from :meth:`TokenFacts.times`, leases applied)."""
+               lease_end: datetime | None = None, secret: str | None = None) -> str:
+    """The signed token for ``facts`` (times from :meth:`TokenFacts.times`, leases applied).
+
+    ``secret``: the activation secret the answer hands out (claim ``secret_digest``).
+    """
     return issue_token(
         key,
         issuer=ctx.settings.issuer,
@@ -97,12 +108,16 @@ def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, n
         subscription=facts.subscription,
         seat_mode=SeatMode(facts.seat_mode),
         lease_expires_at=lease_end,
+        secret_digest=None if secret is None else secret_digest(secret),
     )
 
 
 def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: str,
-              now: datetime) -> str:
+              now: datetime, secret: str | None = None) -> str:
     """A fresh license token for ``activation`` answering ``nonce``.
+
+    ``secret``: the activation secret the answer hands out, if it hands one
+    out (its digest is signed in the token: the SDK checks the secret against it).
 
     Raises:
         ServiceError: 503 ``no_signing_key``.
@@ -136,7 +151,7 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
                                                      refresh_by=refresh_by, expires=expires)
     return sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
                       expires=expires, email=email, registration=registration,
-                      lease_end=lease_end)
+                      lease_end=lease_end, secret=secret)
 
 
 def receipt_for(

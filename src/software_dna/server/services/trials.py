@@ -47,7 +47,7 @@ from software_dna.server.models import (
     Product,
     Trial,
 )
-from software_dna.server.services import bindings
+from software_dna.server.services import bindings, sharing
 from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
 from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.licenses import issue_license
@@ -209,12 +209,16 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         created = True
     activation.license = lic
     session.flush()
-    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now)
+    # This machine's trial again (a reinstall, a retry): a new secret generation,
+    # so the installation it replaces holds an outdated one (services/sharing.py).
+    secret = (sharing.current_secret(ctx, activation) if created
+              else sharing.reissue(ctx, activation))
+    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret)
     audit(session, "sdk", "trial.start" if created else "trial.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id)
     session.commit()
     return Activated(activation_id=activation.id,
-                     activation_secret=ctx.vault.activation_secret(activation.id),
+                     activation_secret=secret,
                      token=token, nonce=request.nonce, server_time=now, created=created)
 
 

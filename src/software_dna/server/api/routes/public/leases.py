@@ -25,7 +25,8 @@ def _lease_answer(session: Session, state: AppState, activation_id: str, body: V
     ends = leases.current_end(session, activation_id, result.server_time)
     session.rollback()
     return CheckoutOut(token=result.token, nonce=result.nonce, server_time=result.server_time,
-                       rebound=result.rebound, lease_expires_at=ends)
+                       rebound=result.rebound, lease_expires_at=ends,
+                       activation_secret=result.activation_secret)
 
 
 @router.post("/activations/{activation_id}/checkout", response_model=CheckoutOut,

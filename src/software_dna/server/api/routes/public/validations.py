@@ -115,7 +115,7 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
     # Serialized once here instead of FastAPI validating it against response_model
     # again (the OpenAPI document is unchanged).
     answer = ValidateOut(token=result.token, nonce=result.nonce, server_time=result.server_time,
-                         rebound=result.rebound)
+                         rebound=result.rebound, activation_secret=result.activation_secret)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
