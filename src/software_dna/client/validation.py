@@ -28,6 +28,7 @@ from software_dna.errors import (
     ServerError,
     ServerUnreachable,
     StoreError,
+    WrongMachine,
     WrongProduct,
 )
 from software_dna.license import License, with_days_left
@@ -109,11 +110,14 @@ class Validation:
         if status is None and suspect is None:
             try:
                 lic = state.offline_license(now, data)
-            except ClockTampered as exc:
+            except (ClockTampered, WrongMachine) as exc:
                 if not self.server.configured:
                     raise
                 # The clock may have run ahead earlier (the mark is too high) or be
-                # set back now: the server's signed time tells which.
+                # set back now: the server's signed time tells which. A machine that
+                # drifted past the token's own tolerance (0 for trials and tokens
+                # never refreshed) may still be the same machine by the product's:
+                # the server decides, and re-binds it.
                 suspect = exc
             else:
                 due = due or (

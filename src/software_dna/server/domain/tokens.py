@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from software_dna.wire.claims import Protection
+from software_dna.wire.claims import Kind, Protection
 
 __all__ = ["PROTECTIONS", "TokenFacts", "token_times"]
 
@@ -93,14 +93,27 @@ class TokenFacts:
         Limited mode when the license or the activation was erased (then the
         product's ``limited_features``); protection ``offline`` for an
         air-gapped activation, which never reaches the server again.
+
+        The token's ``tolerance`` (how far the SDK's own check lets this
+        machine drift from the bound set) is the product's only where the
+        server will see the machine again: a copy of the token that also
+        matches another machine (a hand-made set sharing a MAC with it) is
+        then caught by the secret rotation. Where nothing would catch it --
+        a trial, which any machine can start afresh, and a token that is
+        never refreshed (protection ``offline``, air-gapped) -- it is 0: the
+        machine must be exactly the bound one, and honest drift is re-bound
+        by the server at the next validation the SDK then makes.
         """
         limited = bool(license_erased or activation_erased)
+        protection = Protection.OFFLINE.value if activation_offline else product_protection
+        if kind == Kind.TRIAL.value or protection == Protection.OFFLINE.value:
+            tolerance = 0
         return cls(
             license_id=license_id, activation_id=activation_id, product_id=product_id,
             fingerprint_id=fingerprint_id, fingerprint=fingerprint, tolerance=tolerance,
             limited=limited, features=limited_features if limited else features,
-            protection=Protection.OFFLINE.value if activation_offline else product_protection,
-            refresh_interval=refresh_interval, offline_grace_period=offline_grace_period,
+            protection=protection, refresh_interval=refresh_interval,
+            offline_grace_period=offline_grace_period,
             license_expires_at=license_expires_at, kind=kind, subscription=bool(subscription),
             seat_mode=seat_mode, fingerprint_algorithm=fingerprint_algorithm,
         )
