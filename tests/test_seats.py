@@ -161,8 +161,8 @@ def test_user_seats_share_a_key_and_a_password(server: InProcessServer,
     assert server.admin.find_end_users("ana@example.com") == []
     assert len(server.admin.find_end_users("ben@example.com")) == 1
     ana.client.deactivate()
-    # Erasure sticks to the computer (issue 12): another account on the machine whose
-    # activation was erased starts limited too, until the vendor restores the license.
+    # Erasure sticks to the license: every new seat (here another account on Ana's
+    # computer) starts limited until the vendor restores the license.
     assert cy.client.activate(key, password="team pass").mode is Mode.LIMITED
 
 

@@ -268,7 +268,8 @@ class World:
         self.contested: set[str] = set()  # activations an attacked machine was handed
         self.trials: dict[int, set[str]] = {}
         self.revoked: dict[str, datetime] = {}  # license id -> when revoked / suspended
-        self.erased: dict[str, datetime] = {}  # license id -> when erased (until restored)
+        # license id -> (when erased, the activation that asked), until restored
+        self.erased: dict[str, tuple[datetime, str]] = {}
 
     # -- recording
 
@@ -405,7 +406,8 @@ class IdentityInvariants(RuleBasedStateMachine):
         if not isinstance(result, LicenseError) and result is not None:
             license_id = getattr(result, "license_id", None)
             if license_id is not None:
-                self.world.erased.setdefault(license_id, self.world.now)
+                self.world.erased.setdefault(license_id, (self.world.now,
+                                                          result.activation_id))
 
     @rule(m=st.integers(0, MACHINES - 1),
           kind=st.sampled_from(["machine_id", "dock_add", "dock_remove", "mac_replace",
@@ -589,13 +591,16 @@ class IdentityInvariants(RuleBasedStateMachine):
             if lic.license_id in world.revoked and issued > world.revoked[lic.license_id]:
                 problems.append(f"revocation: machine {machine.index} runs a token issued "
                                 f"after its license was revoked/suspended")
-            if lic.mode is Mode.FULL and lic.license_id in world.erased and (
-                    issued > world.erased[lic.license_id]):
-                problems.append(f"erasure: machine {machine.index} runs a full token issued "
-                                f"after the erasure")
             if lic.mode is not Mode.FULL:
                 continue
             row = world.activation(lic.license_id, lic.activation_id)
+            erasure = world.erased.get(lic.license_id)
+            if erasure is not None and issued > erasure[0] and (
+                    lic.seat_mode.value != "user" or lic.activation_id == erasure[1]
+                    or row is None or (_time(row.get("created_at")) or issued) > erasure[0]):
+                # User seats: the seats live and not erased before keep their mode.
+                problems.append(f"erasure: machine {machine.index} runs a full token issued "
+                                f"after the erasure")
             ended = _time(row.get("deactivated_at")) if row else None
             if row is None or (ended is not None and issued > ended):
                 problems.append(f"seats: machine {machine.index} runs a token issued after "

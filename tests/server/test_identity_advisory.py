@@ -174,25 +174,31 @@ def test_one_floating_seat_on_many_machines(any_server: LocalServer, api: Api,
 def test_erasure_undo_on_user_seats(any_server: LocalServer, api: Api,
                                     product: Product) -> None:
     """Attack: after erasure, deactivate and activate again (new OS account, drifted
-    machine) to get full tokens back on a user seat."""
-    lic = any_server.admin.issue_license(product.id, seats=3, seat_mode="user")
+    machine, a hand-made machine the server never saw) to get full tokens back on a
+    user seat. Every new seat starts limited until the vendor restores the license;
+    a colleague's seat that was live and not erased keeps its mode."""
+    lic = any_server.admin.issue_license(product.id, seats=4, seat_mode="user")
     key = lic["license_key"]
+    colleague = activate(api, product, key, B, installation_id=nonce()).json()
     made = activate(api, product, key, A, installation_id=nonce(), email="ann@example.com",
                     consent=True).json()
     erased = api.erasure(made["activation_id"], made["activation_secret"])
     assert check_token(erased.json()["token"], product.keys, product.id).is_limited
     assert api.deactivate(made["activation_id"], made["activation_secret"]).status_code == 200
-    for comeback in (A, drift(A, cpu="cpu-new")):
+    for comeback in (A, drift(A, cpu="cpu-new"), machine("never-seen")):
         again = activate(api, product, key, comeback, installation_id=nonce())
         assert again.status_code == 201, again.text
         assert check_token(again.json()["token"], product.keys, product.id).is_limited
         api.deactivate(again.json()["activation_id"], again.json()["activation_secret"])
-    other = activate(api, product, key, B, installation_id=nonce()).json()
-    assert not check_token(other["token"], product.keys, product.id).is_limited
+    kept = validate(api, colleague, B)
+    assert not check_token(kept.json()["token"], product.keys, product.id).is_limited
     last = activate(api, product, key, A, installation_id=nonce()).json()
+    assert check_token(last["token"], product.keys, product.id).is_limited
     any_server.admin.restore_license(lic["id"])
     restored = validate(api, last, A)
     assert not check_token(restored.json()["token"], product.keys, product.id).is_limited
+    fresh = activate(api, product, key, machine("after-restore"), installation_id=nonce())
+    assert not check_token(fresh.json()["token"], product.keys, product.id).is_limited
     actions = [e["action"] for e in any_server.admin.audit(license_id=lic["id"])]
     assert "license.restore" in actions
 

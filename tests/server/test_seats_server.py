@@ -354,6 +354,10 @@ def test_per_seat_erasure_on_user_seats(any_server: LocalServer, api: Api) -> No
     third = api.activate(pid, lic["license_key"], machine="cid", password="pw",
                          installation_id=secrets.token_urlsafe(18))
     assert third.status_code == 201
+    # A new seat after an erasure starts limited until the vendor restores the license
+    # (the erased person could come back on another machine or account).
+    assert check_token(third.json()["token"], keys, pid).is_limited
+    any_server.admin.restore_license(lic["id"])
     # The vendor's erasure of one person is per seat too.
     ben_id = any_server.admin.find_end_users("ben@example.com")[0]["id"]
     any_server.admin.erase_end_user(ben_id)

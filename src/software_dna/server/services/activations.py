@@ -45,7 +45,7 @@ from software_dna.server.services.seats import (
     after_activation,
     find_reusable,
     make_room,
-    matches_erased,
+    new_seat_erased,
 )
 from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
@@ -194,9 +194,9 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             fingerprint_id=bindings.new_fingerprint_id(),
             idempotency_key=request.idempotency_key,
             end_user_id=None,
-            # Erasure limits a person's seat until the vendor restores it, whatever the
-            # end user does: the same machine coming back on a user seat stays erased.
-            erased=matches_erased(session, ctx, lic, fingerprint, tolerance),
+            # Erasure limits a license until the vendor restores it, whatever the end
+            # user does; on user seats every new seat after an erasure starts limited.
+            erased=new_seat_erased(session, lic),
             sdk_version=client.get("sdk_version"),
             client_os=client.get("os"),
             client_python=client.get("python"),

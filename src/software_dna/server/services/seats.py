@@ -74,7 +74,7 @@ __all__ = [
     "find_reusable",
     "lockout_status",
     "make_room",
-    "matches_erased",
+    "new_seat_erased",
     "reset_lockout",
     "seats_used",
 ]
@@ -171,18 +171,19 @@ def find_reusable(session: Session, ctx: Context, lic: License, fingerprint: Fin
     return None
 
 
-def matches_erased(session: Session, ctx: Context, lic: License, fingerprint: FingerprintData,
-                   tolerance: int) -> bool:
-    """True on a user-seat license when the set sent is the same machine as any set an
-    erased activation of the license was ever bound to (the seat stays erased)."""
+def new_seat_erased(session: Session, lic: License) -> bool:
+    """True when a new activation of a user-seat license must start erased (limited).
+
+    Once any seat of the license was erased, every *new* seat starts limited
+    until the vendor restores the license: the server cannot tell the erased
+    person coming back on a drifted or hand-made machine from a newcomer, and
+    an erasure must never be undone by deactivating and activating again.
+    The seats that were live and not erased keep their mode and their data.
+    """
     if lic.seat_mode != "user":
         return False
-    erased = set(session.scalars(select(Activation.id).where(
-        Activation.license_id == lic.id, Activation.erased.is_(True))))
-    if not erased:
-        return False
-    return any(bindings.same_as(bound, fingerprint, tolerance) is not None
-               for _, bound in bindings.bound_sets(session, ctx, erased))
+    return session.scalar(select(Activation.id).where(
+        Activation.license_id == lic.id, Activation.erased.is_(True)).limit(1)) is not None
 
 
 # --------------------------------------------------------------------------- lock-out
