@@ -22,7 +22,8 @@ whether the app may run, and these invariants must hold:
 
 seats
     distinct live activations among the machines running a full license
-    <= the license's seats; a machine running on an activation the server
+    <= the license's seats (floating: its leases, each token lives no longer
+    than its lease); a machine running on an activation the server
     ended holds a token issued before it ended.
 forks
     when one machine's files were copied to another, both may run on the
@@ -258,7 +259,8 @@ class World:
                             ("two seats", {"seats": 2}),
                             ("roll-over", {"seats": 1, "rollover": True}),
                             ("user seats", {"seats": 2, "seat_mode": "user"}),
-                            ("air-gapped", {"seats": 1})):
+                            ("air-gapped", {"seats": 1}),
+                            ("floating", {"seats": 1, "seat_mode": "floating"})):
             self.licenses[name] = self.admin.issue_license(self.product, **terms)
         self.inner = server.transport()
         self.machines = [Sim(i, root / f"m{i}", _machine_set(i), self) for i in range(MACHINES)]
@@ -378,7 +380,8 @@ class IdentityInvariants(RuleBasedStateMachine):
     # -- honest steps
 
     @rule(m=st.integers(0, MACHINES - 1),
-          name=st.sampled_from(["one seat", "two seats", "roll-over", "user seats"]))
+          name=st.sampled_from(["one seat", "two seats", "roll-over", "user seats",
+                                "floating"]))
     def activate(self, m: int, name: str) -> None:
         self._sdk(self.world.machines[m], f"activate({name})",
                   lambda c: c.activate(self._key(name)))
@@ -394,6 +397,14 @@ class IdentityInvariants(RuleBasedStateMachine):
     @rule(m=st.integers(0, MACHINES - 1))
     def refresh(self, m: int) -> None:
         self._sdk(self.world.machines[m], "refresh()", lambda c: c.refresh())
+
+    @rule(m=st.integers(0, MACHINES - 1))
+    def checkout(self, m: int) -> None:
+        self._sdk(self.world.machines[m], "checkout()", lambda c: c.checkout())
+
+    @rule(m=st.integers(0, MACHINES - 1))
+    def checkin(self, m: int) -> None:
+        self._sdk(self.world.machines[m], "checkin()", lambda c: c.checkin())
 
     @rule(m=st.integers(0, MACHINES - 1))
     def deactivate(self, m: int) -> None:
