@@ -36,7 +36,7 @@ import pytest
 
 from software_dna import ActivationMoved, LicenseClient, Mode, NotActivated
 from software_dna.client.transport import HTTPTransport, Response
-from software_dna.client.validation import rotated_secret
+from software_dna.client.verifier import rotated_secret
 from software_dna.errors import InvalidToken, ServerUnreachable
 from software_dna.server.services.common import clock_override
 from software_dna.wire.claims import secret_digest

@@ -70,7 +70,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from software_dna import LicenseClient, Mode
+from software_dna import License, LicenseClient, Mode
 from software_dna.client.transport import Response, Transport
 from software_dna.errors import LicenseError, ServerUnreachable
 from software_dna.fingerprint import Fingerprint
@@ -414,11 +414,9 @@ class IdentityInvariants(RuleBasedStateMachine):
     def request_erasure(self, m: int) -> None:
         machine = self.world.machines[m]
         result = self._sdk(machine, "request_erasure()", lambda c: c.request_erasure())
-        if not isinstance(result, LicenseError) and result is not None:
-            license_id = getattr(result, "license_id", None)
-            if license_id is not None:
-                self.world.erased.setdefault(license_id, (self.world.now,
-                                                          result.activation_id))
+        if isinstance(result, License):
+            self.world.erased.setdefault(result.license_id, (self.world.now,
+                                                             result.activation_id))
 
     @rule(m=st.integers(0, MACHINES - 1),
           kind=st.sampled_from(["machine_id", "dock_add", "dock_remove", "mac_replace",

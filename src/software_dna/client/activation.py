@@ -51,6 +51,7 @@ from .settings import SettingsSync
 from .state import ClientState
 from .transport import Response
 from .validation import Validation
+from .verifier import rotated_secret
 
 __all__ = ["Activation", "activation_error", "check_activation_input", "save_answer"]
 
@@ -145,7 +146,7 @@ def save_answer(state: ClientState, answer: Response, sent_nonce: str, *,
     if not isinstance(activation_id, str) or not isinstance(secret, str):
         raise ServerError("The license server's answer is incomplete.")
     lic = state.verifier.accept(answer.body.get("token"), sent_nonce)
-    if lic.activation_id != activation_id:
+    if lic.activation_id != activation_id or rotated_secret(lic, secret) != secret:
         raise InvalidToken()
     if kind is not None and lic.kind is not kind:
         raise ServerError(f"The license server's answer is not a {kind.value} of this product.")

@@ -35,6 +35,7 @@ from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
 
 from .server import client_facts, new_nonce
 from .state import ClientState
+from .verifier import rotated_secret
 
 __all__ = ["AirGap"]
 
@@ -79,8 +80,8 @@ class AirGap:
             raise WrongProduct(f"This activation response is for the product {doc.product!r}, "
                                f"not {state.product!r}.")
         lic = state.verifier.verify(doc.token)  # kid, signature, product
-        if lic.activation_id != doc.activation_id or not hmac.compare_digest(lic.nonce,
-                                                                             doc.nonce):
+        if lic.activation_id != doc.activation_id or not hmac.compare_digest(
+                lic.nonce, doc.nonce) or rotated_secret(lic, doc.activation_secret) is None:
             raise InvalidToken("This activation response is not valid (its parts do not match).")
         state.verifier.check_machine(lic)
         now = state.now()

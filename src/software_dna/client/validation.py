@@ -13,7 +13,6 @@ the ``validate``, ``checkout`` or ``checkin`` route.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from software_dna.errors import (
     WrongProduct,
 )
 from software_dna.license import License, with_days_left
-from software_dna.wire.claims import Protection, secret_digest
+from software_dna.wire.claims import Protection
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339
 
@@ -48,37 +47,14 @@ from .lease import LeaseKeeper
 from .refusals import VALIDATION_CODES, ErrorAnswer
 from .server import ServerAPI, new_nonce
 from .state import ClientState
+from .verifier import rotated_secret
 
-__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation", "rotated_secret"]
+__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation"]
 
 #: Total seconds check() may spend on the server when a refresh is due.
 CHECK_DEADLINE = 5.0
 #: After a failed refresh, check() does not try the server again for this long.
 RETRY_AFTER_FAILURE = timedelta(minutes=2)
-
-
-def rotated_secret(lic: License, secret: object) -> str | None:
-    """The activation secret an answer hands out, once its token vouches for it.
-
-    Args:
-        lic: the answer's verified token.
-        secret: the answer's ``activation_secret`` (anything: it is not trusted yet).
-
-    Returns:
-        The new secret; None when neither the answer nor its token has one (a
-        server from before secret rotation: the stored secret stays).
-
-    Raises:
-        InvalidToken: the secret is missing, extra or does not match the
-        token's ``secret_digest`` (the answer was altered; the old secret is kept).
-    """
-    if lic.secret_digest is None and secret is None:
-        return None
-    if (lic.secret_digest is None or not isinstance(secret, str) or not secret
-            or not hmac.compare_digest(secret_digest(secret), lic.secret_digest)):
-        raise InvalidToken("The server's answer does not vouch for the activation secret "
-                           "it holds; the answer was not used.")
-    return secret
 
 
 class Validation:

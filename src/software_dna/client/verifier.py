@@ -17,10 +17,10 @@ from software_dna.errors import InvalidToken, ServerError, WrongMachine, WrongPr
 from software_dna.license import License, verify_token
 from software_dna.wire import errors as wire_errors
 from software_dna.wire import identity
-from software_dna.wire.claims import verify_receipt
+from software_dna.wire.claims import secret_digest, verify_receipt
 from software_dna.wire.paseto import PublicKey
 
-__all__ = ["TokenVerifier"]
+__all__ = ["TokenVerifier", "rotated_secret"]
 
 
 class TokenVerifier:
@@ -170,3 +170,27 @@ def _same_machine(lic: License, current: _fp.Fingerprint) -> bool:
         return False
     stored = {name: value for name, value in lic.fingerprint.items() if isinstance(value, str)}
     return identity.compare_legacy(stored, legacy.components, lic.tolerance)
+
+
+def rotated_secret(lic: License, secret: object) -> str | None:
+    """The activation secret an answer hands out, once its token vouches for it.
+
+    Args:
+        lic: the answer's verified token.
+        secret: the answer's ``activation_secret`` (anything: it is not trusted yet).
+
+    Returns:
+        The new secret; None when neither the answer nor its token has one (a
+        server from before secret rotation: the stored secret stays).
+
+    Raises:
+        InvalidToken: the secret is missing, extra or does not match the
+        token's ``secret_digest`` (the answer was altered; the old secret is kept).
+    """
+    if lic.secret_digest is None and secret is None:
+        return None
+    if (lic.secret_digest is None or not isinstance(secret, str) or not secret
+            or not hmac.compare_digest(secret_digest(secret), lic.secret_digest)):
+        raise InvalidToken("The server's answer does not vouch for the activation secret "
+                           "it holds; the answer was not used.")
+    return secret

@@ -47,6 +47,7 @@ from typing import Final, NamedTuple, TypeAlias
 
 __all__ = [
     "ALGORITHM",
+    "HARDWARE_IDS",
     "IDENTIFYING",
     "LEGACY_ALGORITHM",
     "MAX_MACS",
@@ -82,6 +83,9 @@ OPTIONAL: Final = ("smbios_uuid",)
 NAMES: Final = REQUIRED + OPTIONAL
 #: Components that identify one machine; a match needs one of them equal.
 IDENTIFYING: Final = frozenset({"machine_id", "smbios_uuid", "mac"})
+#: The firmware and OS identifiers: the anchor where a MAC list, which a client can
+#: pad with another machine's addresses, must not carry a match (see :func:`compare`).
+HARDWARE_IDS: Final = frozenset({"machine_id", "smbios_uuid"})
 #: Components shared by many machines; they never carry a match on their own.
 SHARED: Final = frozenset({"os_arch", "cpu"})
 #: At most this many addresses in ``mac`` (more is no real machine's set).
@@ -202,7 +206,8 @@ class Comparison(NamedTuple):
         conflicting: names both sides hold with different values (for
             ``mac``: disjoint address sets). A component that is only
             missing on one side is drift, not a conflict.
-        identifying_equal: some identifying component is equal.
+        identifying_equal: some identifying component (of the anchors asked
+            for) is equal.
     """
 
     same: bool
@@ -225,7 +230,8 @@ def _equal(a: Value, b: Value) -> bool:
     return _equal_hash(a, b)
 
 
-def compare(a: ComponentSet, b: ComponentSet, tolerance: int) -> Comparison:
+def compare(a: ComponentSet, b: ComponentSet, tolerance: int, *,
+            anchors: frozenset[str] = IDENTIFYING) -> Comparison:
     """Compare two algorithm-2 component sets (the module docstring gives the rule).
 
     Symmetric: ``compare(a, b, t) == compare(b, a, t)``.
@@ -234,6 +240,10 @@ def compare(a: ComponentSet, b: ComponentSet, tolerance: int) -> Comparison:
         a, b: component sets in normal form (:func:`parse_components`).
         tolerance: how many components may differ (0 to :data:`MAX_TOLERANCE`
             for a product; any int >= 0 is accepted here).
+        anchors: the components one of which must be equal for a match
+            (default :data:`IDENTIFYING`). :data:`HARDWARE_IDS` where nothing
+            would later catch a set padded with another machine's MAC
+            addresses (trials, activations never refreshed).
 
     Returns:
         A :class:`Comparison`.
@@ -252,7 +262,7 @@ def compare(a: ComponentSet, b: ComponentSet, tolerance: int) -> Comparison:
     for name in sorted(set(a) | set(b)):
         left, right = a.get(name), b.get(name)
         if _equal(left, right):
-            identifying_equal = identifying_equal or name in IDENTIFYING
+            identifying_equal = identifying_equal or name in anchors
             continue
         differing.add(name)
         if left is not None and right is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from software_dna.wire.claims import Kind, Protection
 
-__all__ = ["PROTECTIONS", "TokenFacts", "token_times"]
+__all__ = ["PROTECTIONS", "TokenFacts", "exact_machine", "token_times"]
 
 #: The products' protection levels, from the SDK's :class:`Protection`.
 PROTECTIONS = tuple(level.value for level in Protection)
@@ -49,6 +49,22 @@ def token_times(
         expires = min(expires, license_expires_at)
         refresh_by = min(refresh_by, license_expires_at)
     return refresh_by, expires
+
+
+def exact_machine(kind: str, protection: str) -> bool:
+    """True where nothing would catch a copy running on a second machine.
+
+    A trial (any machine can start one) and a token never refreshed
+    (protection ``offline``, air-gapped activations) get tolerance 0 in the
+    token, and the server re-binds such an activation only when its machine
+    id (or SMBIOS UUID) is equal: a MAC list padded with another machine's
+    addresses anchors nothing there.
+
+    Args:
+        kind: the license kind (``Kind`` value); protection: the token's
+            protection (``Protection`` value, ``offline`` when air-gapped).
+    """
+    return kind == Kind.TRIAL.value or protection == Protection.OFFLINE.value
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,7 @@ class TokenFacts:
         """
         limited = bool(license_erased or activation_erased)
         protection = Protection.OFFLINE.value if activation_offline else product_protection
-        if kind == Kind.TRIAL.value or protection == Protection.OFFLINE.value:
+        if exact_machine(kind, protection):
             tolerance = 0
         return cls(
             license_id=license_id, activation_id=activation_id, product_id=product_id,

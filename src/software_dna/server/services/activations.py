@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from software_dna.server.crypto import verify_password
 from software_dna.server.domain.refusals import offline_refusal, removed_refusal, status_refusal
 from software_dna.server.domain.seats import FLOATING
+from software_dna.server.domain.tokens import exact_machine
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
 from software_dna.server.services import bindings, sharing
 from software_dna.server.services.authentication import (
@@ -49,9 +50,9 @@ from software_dna.server.services.seats import (
 )
 from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
-from software_dna.wire.claims import DEACTIVATED, ERASED, Kind
+from software_dna.wire.claims import DEACTIVATED, ERASED, Kind, Protection
 from software_dna.wire.codes import Code
-from software_dna.wire.identity import LEGACY_ALGORITHM, compare_legacy
+from software_dna.wire.identity import HARDWARE_IDS, IDENTIFYING, LEGACY_ALGORITHM, compare_legacy
 
 __all__ = [
     "activate",
@@ -333,7 +334,10 @@ def check_machine(session: Session, ctx: Context, activation: Activation,
             raise _wrong_machine()
         bindings.migrate(session, ctx, activation, fingerprint, now=now)
         return True
-    comparison = bindings.same_as(stored, fingerprint, tolerance)
+    lic = activation.license
+    protection = Protection.OFFLINE.value if activation.offline else lic.product.protection
+    anchors = (HARDWARE_IDS if exact_machine(lic.kind, protection) else IDENTIFYING)
+    comparison = bindings.same_as(stored, fingerprint, tolerance, anchors=anchors)
     if comparison is None:
         raise _wrong_machine()
     if not comparison.differing:

@@ -276,19 +276,20 @@ def candidate_activations(session: Session, ctx: Context, product_id: str,
                MachineBinding.product_id == product_id)))
 
 
-def same_as(stored: Bound | None, fingerprint: FingerprintData,
-            tolerance: int) -> identity.Comparison | None:
+def same_as(stored: Bound | None, fingerprint: FingerprintData, tolerance: int, *,
+            anchors: frozenset[str] = identity.IDENTIFYING) -> identity.Comparison | None:
     """The comparison of a stored set with the one sent; None when they cannot be compared
     or are not the same machine.
 
     Sets of two algorithms never match (algorithm 1 hashes are HMACs, 2 are
     scrypt hashes of other inputs); algorithm 1 pairs go through
-    :func:`identity.compare_legacy`.
+    :func:`identity.compare_legacy`. ``anchors``: as for :func:`identity.compare`.
     """
     if stored is None or stored.algorithm != fingerprint.algorithm:
         return None
     if stored.algorithm == identity.ALGORITHM:
-        result = identity.compare(stored.components, fingerprint.components, tolerance)
+        result = identity.compare(stored.components, fingerprint.components, tolerance,
+                                  anchors=anchors)
         return result if result.same else None
     legacy = identity.compare_legacy(stored.components, fingerprint.components, tolerance)
     if not legacy:

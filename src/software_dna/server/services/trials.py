@@ -57,6 +57,7 @@ from software_dna.server.services.ratelimit import hit
 from software_dna.server.services.tokens import issue_for
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
+from software_dna.wire.identity import HARDWARE_IDS, IDENTIFYING
 
 __all__ = [
     "TrialRequest",
@@ -83,6 +84,16 @@ def _not_available() -> ServiceError:
     return ServiceError(Code.TRIAL_NOT_AVAILABLE, "This product offers no trial.")
 
 
+def _trial_sets_match(session: Session, ctx: Context, trial: Trial,
+                      fingerprint: FingerprintData, tolerance: int, *,
+                      anchors: frozenset[str] = IDENTIFYING) -> bool:
+    """Was any activation of ``trial`` ever bound to a set matching the one sent?"""
+    activation_ids = session.scalars(select(Activation.id).where(
+        Activation.license_id == trial.license_id))
+    return any(bindings.same_as(bound, fingerprint, tolerance, anchors=anchors) is not None
+               for _, bound in bindings.bound_sets(session, ctx, activation_ids))
+
+
 def _matching_trial(session: Session, ctx: Context, product: Product,
                     fingerprint: FingerprintData, tolerance: int) -> Trial | None:
     """The newest trial whose activations were ever bound to a set matching the one sent."""
@@ -98,10 +109,7 @@ def _matching_trial(session: Session, ctx: Context, product: Product,
         ).order_by(Trial.created_at.desc(), Trial.id)))
     for trial in trials:
         # Every activation of the trial license, every set each was ever bound to.
-        activation_ids = session.scalars(select(Activation.id).where(
-            Activation.license_id == trial.license_id))
-        if any(bindings.same_as(bound, fingerprint, tolerance) is not None
-               for _, bound in bindings.bound_sets(session, ctx, activation_ids)):
+        if _trial_sets_match(session, ctx, trial, fingerprint, tolerance):
             return trial
     return None
 
@@ -156,8 +164,11 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     created = False
     if trial is not None:
         lic = session.get(License, trial.license_id) if trial.license_id else None
+        # The running trial is handed back only to its machine by machine id: a MAC
+        # list padded with that machine's addresses is used up, not a way to take it.
         if lic is None or lic.status != "active" or (
-                lic.expires_at is not None and now >= lic.expires_at):
+                lic.expires_at is not None and now >= lic.expires_at) or not _trial_sets_match(
+                    session, ctx, trial, fingerprint, tolerance, anchors=HARDWARE_IDS):
             audit(session, "sdk", "trial.refused", at=now, product_id=product.id,
                   license_id=trial.license_id)
             session.commit()
