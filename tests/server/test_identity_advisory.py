@@ -394,3 +394,24 @@ def test_database_copy_reveals_no_component_hash(any_server: InProcessServer, ap
                 scanned += 1
                 assert not any(n in blob for n in needles), table.name
     assert scanned > 10
+
+
+def test_trial_again_after_drifting_on_a_paid_activation(any_server: LocalServer,
+                                                         api: Api) -> None:
+    """Attack (or years of honest drift): the trial machine buys a license, then changes
+    its machine id and later its network card, each seen by the server on the paid
+    activation. No identifier of the trial's own set is left, yet the machine is the
+    trial machine: the drift history of its paid activation links the two."""
+    product = new_product(any_server, trial_days=14)
+    started = trial(api, product, A)
+    assert started.status_code == 201, started.text
+    lic = any_server.admin.issue_license(product.id, seats=1)
+    paid = activate(api, product, lic["license_key"], A).json()
+    step1 = drift(A, machine_id="regenerated")
+    assert validate(api, paid, step1).status_code == 200
+    step2 = drift(step1, mac=("new network card",))
+    assert validate(api, paid, step2).status_code == 200
+    again = trial(api, product, step2)
+    assert again.status_code == 409 and error_code(again) == "trial_used", again.text
+    # A machine the server never saw still gets its trial.
+    assert trial(api, product, machine("newcomer")).status_code == 201

@@ -276,6 +276,42 @@ def candidate_activations(session: Session, ctx: Context, product_id: str,
                MachineBinding.product_id == product_id)))
 
 
+#: Steps of drift followed from the set sent (each step: another activation's history).
+LINK_DEPTH = 3
+#: Most activations one look-up follows (a public route must not walk the whole table).
+LINK_LIMIT = 200
+
+
+def linked_activations(session: Session, ctx: Context, product_id: str,
+                       components: Mapping[str, Any], tolerance: int) -> set[str]:
+    """Activations of the product that were ever this machine, following drift.
+
+    An activation's bindings history is one machine drifting (a re-bind is
+    only ever to the same machine), so a machine that drifted on a *paid*
+    activation is still linked to the trial it started before: the set sent
+    matches some set of activation X, any set of X's history matches some
+    set of activation Y, and so on, up to :data:`LINK_DEPTH` steps and
+    :data:`LINK_LIMIT` activations. Algorithm-2 sets only.
+    """
+    found: set[str] = set()
+    frontier: list[Mapping[str, Any]] = [components]
+    for _ in range(LINK_DEPTH):
+        matched: set[str] = set()
+        for wanted in frontier:
+            candidates = candidate_activations(session, ctx, product_id, wanted) - found
+            for activation_id, bound in bound_sets(session, ctx, sorted(candidates)[:LINK_LIMIT]):
+                if bound.algorithm == identity.ALGORITHM and identity.compare(
+                        bound.components, wanted, tolerance).same:
+                    matched.add(activation_id)
+        new = matched - found
+        found |= new
+        if not new or len(found) >= LINK_LIMIT:
+            break
+        frontier = [bound.components for _, bound in bound_sets(session, ctx, sorted(new))
+                    if bound.algorithm == identity.ALGORITHM]
+    return found
+
+
 def same_as(stored: Bound | None, fingerprint: FingerprintData, tolerance: int, *,
             anchors: frozenset[str] = identity.IDENTIFYING) -> identity.Comparison | None:
     """The comparison of a stored set with the one sent; None when they cannot be compared

@@ -96,22 +96,20 @@ def _trial_sets_match(session: Session, ctx: Context, trial: Trial,
 
 def _matching_trial(session: Session, ctx: Context, product: Product,
                     fingerprint: FingerprintData, tolerance: int) -> Trial | None:
-    """The newest trial whose activations were ever bound to a set matching the one sent."""
-    candidates = bindings.candidate_activations(session, ctx, product.id,
-                                                fingerprint.components)
-    if not candidates:
+    """The newest trial of this machine: one whose activations were ever bound to a set
+    matching the one sent, directly or through the drift history of the machine's other
+    activations of the product (a trial machine that bought a license and drifted on
+    it is still the trial machine)."""
+    linked = bindings.linked_activations(session, ctx, product.id, fingerprint.components,
+                                         tolerance)
+    if not linked:
         return None
-    trials = list(session.scalars(
+    return session.scalars(
         select(Trial).where(
             Trial.product_id == product.id,
             Trial.license_id.in_(select(Activation.license_id)
-                                 .where(Activation.id.in_(sorted(candidates)))),
-        ).order_by(Trial.created_at.desc(), Trial.id)))
-    for trial in trials:
-        # Every activation of the trial license, every set each was ever bound to.
-        if _trial_sets_match(session, ctx, trial, fingerprint, tolerance):
-            return trial
-    return None
+                                 .where(Activation.id.in_(sorted(linked)))),
+        ).order_by(Trial.created_at.desc(), Trial.id).limit(1)).first()
 
 
 def _new_activation(ctx: Context, lic: License, request: TrialRequest,
