@@ -164,8 +164,10 @@ def test_idempotent_retry(any_server: LocalServer, api: Api, product: Product) -
     assert first.status_code == 201 and retry.status_code == 200, retry.text
     a, b = first.json(), retry.json()
     assert a["activation_id"] == b["activation_id"]
-    assert a["activation_secret"] == b["activation_secret"]
+    # A new secret generation: whoever holds the first answer's now holds an outdated one.
+    assert a["activation_secret"] != b["activation_secret"]
     assert a["token"] != b["token"]
+    assert api.validate(a["activation_id"], b["activation_secret"]).status_code == 200
     assert any_server.admin.get_license(issued["id"])["seats_in_use"] == 1
     # Same key from another machine: refused, not a second seat.
     other = api.activate(product.id, key, machine="zz", idempotency_key="idem-key-0123456789")
@@ -232,10 +234,11 @@ def test_fingerprint_drift_rebinds_within_tolerance(any_server: LocalServer, api
     lic = check_token(answer.json()["token"], product.keys, product.id)
     assert to_json(lic.fingerprint) == drifted["components"]
     # Bound to the new components now: the same fingerprint is not a drift any more.
-    again = api.validate(a["activation_id"], a["activation_secret"], fp=drifted)
+    secret = answer.json()["activation_secret"]  # rotated, as the SDK stores it
+    again = api.validate(a["activation_id"], secret, fp=drifted)
     assert again.json()["rebound"] is False
     far = fingerprint("d", changed=["machine_id", "mac"])
-    refused = api.validate(a["activation_id"], a["activation_secret"], fp=far)
+    refused = api.validate(a["activation_id"], again.json()["activation_secret"], fp=far)
     assert refused.status_code == 403 and error_code(refused) == "wrong_machine"
 
 

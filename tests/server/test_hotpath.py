@@ -174,9 +174,14 @@ def test_cases_handed_to_the_orm_path(workers: tuple[AppState, AppState]) -> Non
     state, _ = workers
     license_id, activation_id, secret = _activate(state)
 
+    held = [secret]  # the client's secret, rotated by every answer
+
     def validate(fp: service.FingerprintData) -> service.Validated:
-        return hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
-                                fingerprint=fp, nonce=nonce())
+        done = hotpath.validate(state.engine, state.sessions, state.ctx, activation_id,
+                                held[0], fingerprint=fp, nonce=nonce())
+        assert done.activation_secret is not None
+        held[0] = done.activation_secret
+        return done
 
     # Drift within the tolerance: re-bound, with its audit entry.
     assert validate(_fp(changed=["cpu"])).rebound

@@ -74,10 +74,17 @@ def activate(api: Api, product: Product, key: str, components: ComponentSet,
     return api.activate(product.id, key, fp=wire(components), **extra)
 
 
+def _keep_secret(made: Mapping[str, Any], answer: requests.Response) -> requests.Response:
+    """Store the rotated secret as the SDK does (``made`` is the client's copy)."""
+    if answer.status_code == 200 and isinstance(made, dict):
+        made["activation_secret"] = answer.json()["activation_secret"]
+    return answer
+
+
 def validate(api: Api, made: Mapping[str, Any], components: ComponentSet,
              **extra: Any) -> requests.Response:
-    return api.validate(made["activation_id"], made["activation_secret"],
-                        fp=wire(components, **extra))
+    return _keep_secret(made, api.validate(made["activation_id"], made["activation_secret"],
+                                           fp=wire(components, **extra)))
 
 
 def trial(api: Api, product: Product, components: ComponentSet) -> requests.Response:
@@ -86,10 +93,10 @@ def trial(api: Api, product: Product, components: ComponentSet) -> requests.Resp
 
 
 def checkout(api: Api, made: Mapping[str, Any], components: ComponentSet) -> requests.Response:
-    return api.http.post(f"{api.url}/v1/activations/{made['activation_id']}/checkout",
-                         json={"fingerprint": wire(components), "nonce": nonce()},
-                         headers={"Authorization": f"Bearer {made['activation_secret']}"},
-                         timeout=30)
+    return _keep_secret(made, api.http.post(
+        f"{api.url}/v1/activations/{made['activation_id']}/checkout",
+        json={"fingerprint": wire(components), "nonce": nonce()},
+        headers={"Authorization": f"Bearer {made['activation_secret']}"}, timeout=30))
 
 
 def seats_in_use(srv: LocalServer, license_id: str) -> int:

@@ -124,6 +124,8 @@ def _check(settings: Settings) -> None:
             done = service.validate(session, ctx, "act_old", secret, nonce=nonce(),
                                     fingerprint=service.parse_fingerprint(1, V1))
             assert not done.rebound
+            assert done.activation_secret is not None
+            secret = done.activation_secret
         with sessions() as session:  # v2 without its v1 set: not provably this machine
             with pytest.raises(ServiceError) as refused:
                 service.validate(session, ctx, "act_old", secret, nonce=nonce(),
@@ -134,6 +136,8 @@ def _check(settings: Settings) -> None:
                 session, ctx, "act_old", secret, nonce=nonce(),
                 fingerprint=service.parse_fingerprint(2, to_json(V2), previous=V1))
             assert done.rebound
+            assert done.activation_secret is not None
+            secret = done.activation_secret
             actions = list(session.scalars(select(AuditEntry.action).where(
                 AuditEntry.activation_id == "act_old")))
             assert "activation.migrate" in actions and "activation.rebind" not in actions

@@ -52,7 +52,14 @@ from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
 from software_dna.wire.claims import DEACTIVATED, ERASED, Kind, Protection
 from software_dna.wire.codes import Code
-from software_dna.wire.identity import HARDWARE_IDS, IDENTIFYING, LEGACY_ALGORITHM, compare_legacy
+from software_dna.wire.identity import (
+    ALGORITHM,
+    HARDWARE_IDS,
+    IDENTIFYING,
+    LEGACY_ALGORITHM,
+    compare_legacy,
+)
+from software_dna.wire.identity import compare as identity_compare
 
 __all__ = [
     "activate",
@@ -86,8 +93,22 @@ def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
                          nonce=nonce, now=now)
 
 
-def _wrong_machine() -> ServiceError:
-    return ServiceError(Code.WRONG_MACHINE, "This activation belongs to another computer.")
+_WRONG_MACHINE = ("This activation belongs to another computer. Activate the license on "
+                  "this computer with your license key (deactivate it on the other one "
+                  "first, or ask the vendor to free that seat).")
+
+
+def _wrong_machine(session: Session, activation: Activation, now: datetime,
+                   differing: list[str] | None = None) -> ServiceError:
+    """403 ``wrong_machine``, audited (``activation.wrong_machine``) and committed, so
+    support can see when a computer was refused and which components differed (names
+    only, never values)."""
+    audit(session, "sdk", "activation.wrong_machine", at=now,
+          product_id=activation.license.product_id, license_id=activation.license_id,
+          activation_id=activation.id,
+          detail={"differing": sorted(differing) if differing is not None else None})
+    session.commit()
+    return ServiceError(Code.WRONG_MACHINE, _WRONG_MACHINE)
 
 
 # --------------------------------------------------------------------------- activate
@@ -168,7 +189,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         )
     ).one_or_none()
     created = False
-    replay = activation is not None
+
     comparison = None
     if activation is not None:
         comparison = bindings.same_as(bindings.current(session, ctx, activation), fingerprint,
@@ -233,9 +254,13 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     # Lock-out ledger; a floating license checks a lease out.
     after_activation(session, lic, activation, created=created, address_hash=address_hash,
                      now=now)
-    # A replay answers with the current secret; a reuse (this machine activating again:
-    # a reinstall) rotates it, so the installation it replaces holds an outdated one.
-    secret = (sharing.current_secret(ctx, activation) if created or replay
+    # A reuse (this machine activating again: a reinstall) and a replay (a retry after
+    # a lost answer) hand out a new generation, so whoever holds an earlier one -- the
+    # installation replaced, or a copy that replays the request to fetch the current
+    # secret -- presents an outdated secret at its next validation.
+    # An air-gapped answer never meets a validation, and the vendor may answer one
+    # request twice (mailed again): every copy of it keeps working, the receipt included.
+    secret = (sharing.current_secret(ctx, activation) if created or request.offline
               else sharing.reissue(ctx, activation))
     token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret)
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
@@ -289,7 +314,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     now = utcnow()
     if activation.deactivated_at is not None:
         raise _removed(session, ctx, activation, nonce, now)
-    if is_outdated(generation, activation.secret_generation, activation.secret_grace):
+    if is_outdated(generation, activation.secret_generation, activation.secret_grace) or (
+            _grace_from_elsewhere(session, ctx, activation, generation, fingerprint)):
         sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)
         moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now)
         session.commit()  # the flag stays whatever the client does with the answer
@@ -310,6 +336,23 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
                      activation_secret=new_secret)
 
 
+def _grace_from_elsewhere(session: Session, ctx: Context, activation: Activation,
+                          generation: int, fingerprint: FingerprintData) -> bool:
+    """A grace secret (the answer carrying the current one was lost) from another set.
+
+    The machine that lost an answer sends again the very set the lost answer
+    was for (the activation's current binding). A grace secret with any other
+    set is a copy presenting the secret it was forked with: accepting it
+    would let two copies take turns on one secret for ever.
+    """
+    if not (generation < activation.secret_generation
+            and generation == activation.secret_grace):
+        return False
+    bound = bindings.current(session, ctx, activation)
+    return bound is None or bound.algorithm != fingerprint.algorithm or (
+        dict(bound.components) != dict(fingerprint.components))
+
+
 def check_machine(session: Session, ctx: Context, activation: Activation,
                   fingerprint: FingerprintData, *, now: datetime) -> bool:
     """Is the set sent this activation's machine? Re-binds a drift; does not commit.
@@ -323,7 +366,7 @@ def check_machine(session: Session, ctx: Context, activation: Activation,
     tolerance = bindings.clamp_tolerance(activation.license.product.fingerprint_tolerance)
     stored = bindings.current(session, ctx, activation)
     if stored is None:
-        raise _wrong_machine()
+        raise _wrong_machine(session, activation, now)
     if fingerprint.algorithm == LEGACY_ALGORITHM and stored.algorithm != LEGACY_ALGORITHM:
         raise bindings.invalid_fingerprint(
             "This activation moved to fingerprint algorithm 2: update the app's licensing SDK.")
@@ -331,7 +374,7 @@ def check_machine(session: Session, ctx: Context, activation: Activation,
     if stored.algorithm == LEGACY_ALGORITHM and fingerprint.algorithm != LEGACY_ALGORITHM:
         if fingerprint.previous is None or not compare_legacy(
                 stored.components, fingerprint.previous, tolerance):
-            raise _wrong_machine()
+            raise _wrong_machine(session, activation, now)
         bindings.migrate(session, ctx, activation, fingerprint, now=now)
         return True
     lic = activation.license
@@ -339,7 +382,10 @@ def check_machine(session: Session, ctx: Context, activation: Activation,
     anchors = (HARDWARE_IDS if exact_machine(lic.kind, protection) else IDENTIFYING)
     comparison = bindings.same_as(stored, fingerprint, tolerance, anchors=anchors)
     if comparison is None:
-        raise _wrong_machine()
+        differing = (sorted(identity_compare(stored.components, fingerprint.components,
+                                             tolerance, anchors=anchors).differing)
+                     if stored.algorithm == fingerprint.algorithm == ALGORITHM else None)
+        raise _wrong_machine(session, activation, now, differing)
     if not comparison.differing:
         bindings.touch(session, activation, now)
         return False

@@ -13,7 +13,7 @@ cloned) holds a secret that falls behind as soon as either side validates:
 
 A re-activation on the same machine (reuse) hands out a new generation and
 clears the grace one (:func:`reissue`): the old installation's secret becomes
-old. An idempotent replay hands out the current one (:func:`current_secret`).
+old. An idempotent replay (a retry after a lost answer) does the same.
 Generation 0 is the secret format of activations made before rotation.
 
 Sharing detection flags an activation (``shared_at``, ``shared_reason`` =
