@@ -422,3 +422,43 @@ def test_trial_again_after_drifting_on_a_paid_activation(any_server: LocalServer
     assert again.status_code == 409 and error_code(again) == "trial_used", again.text
     # A machine the server never saw still gets its trial.
     assert trial(api, product, machine("newcomer")).status_code == 201
+
+
+def test_copies_taking_turns_on_the_grace_secret(any_server: LocalServer, api: Api,
+                                                 product: Product) -> None:
+    """Attack: copies of an installation keep presenting the secret they were forked with
+    (the grace generation a lost answer leaves), never the rotated one, from their own
+    computers. A grace secret is accepted only from the set its lost answer was for:
+    refused at once, and flagged. (Identical clones -- every identifier the same -- are
+    one computer to the server: docs/seats.md, limits.)"""
+    lic = any_server.admin.issue_license(product.id, seats=2)
+    made = activate(api, product, lic["license_key"], A).json()
+    forked = dict(made)
+    assert validate(api, made, A).status_code == 200  # the original rotates
+    other = api.validate(forked["activation_id"], forked["activation_secret"], fp=wire(B))
+    assert other.status_code == 410 and error_code(other) == "activation_moved"
+    row = next(r for r in any_server.admin.list_activations(lic["id"])
+               if r["id"] == made["activation_id"])
+    assert row["shared_reason"] == "copied_secret"
+    # The machine that lost an answer is served with its grace secret, any number of times.
+    again = dict(activate(api, product, lic["license_key"], machine("lossy")).json())
+    lost = again["activation_secret"]
+    assert validate(api, again, machine("lossy")).status_code == 200
+    for _ in range(3):
+        assert api.validate(again["activation_id"], lost,
+                            fp=wire(machine("lossy"))).status_code == 200
+
+
+def test_replaying_the_activation_request_to_fetch_the_current_secret(
+        any_server: LocalServer, api: Api, product: Product) -> None:
+    """Attack: a copy replays the captured activation request (same idempotency key and
+    set) to fetch the current secret instead of presenting an old one. A replay hands out
+    a new generation: the other copy's secret is then outdated, and it is flagged."""
+    lic = any_server.admin.issue_license(product.id, seats=1)
+    idem = secrets.token_urlsafe(18)
+    original = activate(api, product, lic["license_key"], A, idempotency_key=idem).json()
+    replayed = activate(api, product, lic["license_key"], A, idempotency_key=idem).json()
+    assert replayed["activation_id"] == original["activation_id"]
+    assert replayed["activation_secret"] != original["activation_secret"]
+    late = validate(api, original, A)
+    assert late.status_code == 410 and error_code(late) == "activation_moved"
