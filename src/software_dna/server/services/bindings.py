@@ -413,8 +413,9 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
         session.commit()
         raise ServiceError(
             Code.WRONG_MACHINE,
-            "This computer changed too often to keep its activation: the vendor must reset "
-            "it, or deactivate it and activate again on a free seat.")
+            "This computer changed too often to keep its activation. Ask the vendor to free "
+            "its seat (software-dna activations remove), then activate again with your "
+            "license key.")
     bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
          components=fingerprint.components, now=now)
     audit(session, "sdk", REBIND_ACTION, at=now, product_id=product.id, license_id=lic.id,
