@@ -23,8 +23,9 @@ whether the app may run, and these invariants must hold:
 seats
     distinct live activations among the machines running a full license
     <= the license's seats (floating: its leases, each token lives no longer
-    than its lease), machines whose clock the attacker holds back excepted; a machine running on an activation the server
-    ended holds a token issued before it ended.
+    than its lease), machines whose clock the attacker holds back excepted;
+    a machine running on an activation the server ended holds a token issued
+    before it ended.
 forks
     when one machine's files were copied to another, both may run on the
     copied activation only until each has refreshed twice after the copy:
