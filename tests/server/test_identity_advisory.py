@@ -339,6 +339,16 @@ def test_product_identity_settings(any_server: LocalServer, product: Product) ->
                 {"rebind_period": 10}):
         with pytest.raises(Exception, match="invalid_request"):
             any_server.admin.update_product(product.id, **bad)
+        with pytest.raises(Exception, match="invalid_request"):
+            any_server.admin.create_product("id-" + secrets.token_hex(4), **bad)
+    # Set at creation too; the defaults otherwise.
+    made = any_server.admin.create_product("id-" + secrets.token_hex(4), rebind_limit=5,
+                                           rebind_period=7 * 86400, sharing_policy="suspend")
+    assert (made["rebind_limit"], made["rebind_period"], made["sharing_policy"]) == (
+        5, 7 * 86400, "suspend")
+    plain = any_server.admin.create_product("id-" + secrets.token_hex(4))
+    assert (plain["rebind_limit"], plain["rebind_period"], plain["sharing_policy"]) == (
+        3, 30 * 86400, "flag")
 
 
 # --------------------------------------------------------------------------- the shared table

@@ -364,3 +364,13 @@ def test_validations_going_a_b_a_between_conflicting_sets_flag(seat: Seat) -> No
     assert seat.shown()["shared_reason"] == "alternating_machines"
     (entry,) = seat.shared_audit()
     assert entry["detail"]["reason"] == "alternating_machines"
+
+
+def test_cli_creates_a_product_with_its_identity_settings(seat: Seat) -> None:
+    pid = "cli-" + secrets.token_hex(4)
+    code, out = _cli(seat.server, "products", "create", pid, "--rebind-limit", "off",
+                     "--rebind-period", "7d", "--sharing-policy", "suspend")
+    assert code == 0, out
+    shown = seat.server.admin.get_product(pid)
+    assert (shown["rebind_limit"], shown["rebind_period"], shown["sharing_policy"]) == (
+        None, 7 * 86400, "suspend")

@@ -120,7 +120,9 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
            test_code_limit: TestCodeLimit = None, lease_duration: LeaseTime = None,
            reactivation_limit: ReactivationLimit = None,
            reactivation_period: ReactivationPeriod = None,
-           address_activation_limit: AddressLimit = None, as_json: Json = False) -> int:
+           address_activation_limit: AddressLimit = None,
+           rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
+           sharing_policy: SharingPolicy = None, as_json: Json = False) -> int:
     """Create a product. ID is what the app is built with (LicenseClient(product=ID)):
     1-64 characters a-z 0-9 . _ -"""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -130,7 +132,9 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
                      trial_days=trial_days, test_code_limit=test_code_limit,
                      lease_duration=lease_duration, reactivation_limit=reactivation_limit,
                      reactivation_period=reactivation_period,
-                     address_activation_limit=address_activation_limit)
+                     address_activation_limit=address_activation_limit,
+                     rebind_limit=rebind_limit, rebind_period=rebind_period,
+                     sharing_policy=sharing_policy)
     made = backend.create_product(product, **fields)
     print_result(made, as_json=as_json, headline=f"Created product {made.get('id')}.",
                  show=show_product)

@@ -46,8 +46,9 @@ class Product(Base):
     # "suspend"); re-binds allowed per period (None: unbounded).
     sharing_policy: Mapped[str] = mapped_column(String(16), default="flag",
                                                 server_default=text("'flag'"))
-    rebind_limit: Mapped[int | None] = mapped_column(Integer, default=3,
-                                                     server_default=text("3"))
+    # No ORM-side default: None (unbounded) set at creation must reach the row
+    # as NULL (the migration's column default, 3, covers rows made without it).
+    rebind_limit: Mapped[int | None] = mapped_column(Integer)
     rebind_period: Mapped[int] = mapped_column(Integer, default=2592000,
                                                server_default=text("2592000"))
     created_at: Mapped[datetime]

@@ -41,6 +41,9 @@ class ProductIn(Strict):
     reactivation_limit: LockoutLimit | None = None
     reactivation_period: LockoutPeriod = 30 * 86400
     address_activation_limit: LockoutLimit | None = None
+    rebind_limit: Annotated[StrictInt, Field(ge=0, le=1000)] | None = 3  # null: unbounded
+    rebind_period: Annotated[StrictInt, Field(ge=3600, le=366 * 86400)] = 30 * 86400
+    sharing_policy: Literal["flag", "suspend"] = "flag"
 
 
 class ProductPatch(Strict):

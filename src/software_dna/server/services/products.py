@@ -91,6 +91,9 @@ def create_product(
     reactivation_limit: int | None = None,
     reactivation_period: int = 30 * 86400,
     address_activation_limit: int | None = None,
+    rebind_limit: int | None = 3,
+    rebind_period: int = 30 * 86400,
+    sharing_policy: str = "flag",
 ) -> Product:
     """Create a product and commit.
 
@@ -113,6 +116,10 @@ def create_product(
         reactivation_period: the lock-out window in seconds (1 hour to 1 year).
         address_activation_limit: new activations one client address may make
             per period (None: no lock-out by address).
+        rebind_limit: re-binds to a changed machine an activation may have per
+            ``rebind_period`` (0-1000; None: unbounded).
+        rebind_period: the re-bind window in seconds (1 hour to 366 days).
+        sharing_policy: ``flag`` or ``suspend`` (docs/seats.md, sharing detection).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -143,6 +150,9 @@ def create_product(
                                 "reactivation_limit": reactivation_limit,
                                 "reactivation_period": reactivation_period,
                                 "address_activation_limit": address_activation_limit})
+    _apply_identity_policy(product, {"rebind_limit": rebind_limit,
+                                     "rebind_period": rebind_period,
+                                     "sharing_policy": sharing_policy})
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()

@@ -31,6 +31,8 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
         lease_duration=body.lease_duration, reactivation_limit=body.reactivation_limit,
         reactivation_period=body.reactivation_period,
         address_activation_limit=body.address_activation_limit,
+        rebind_limit=body.rebind_limit, rebind_period=body.rebind_period,
+        sharing_policy=body.sharing_policy,
     ))
 
 
