@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import itertools
 import json
 import os
@@ -92,11 +91,11 @@ def b64(raw: bytes) -> str:
 
 
 def fake_fingerprint() -> dict[str, Any]:
-    """A fingerprint as the SDK sends it: keyed hashes only (random here)."""
-    components = {name: b64(secrets.token_bytes(32))
-                  for name in ("machine_id", "os_arch", "mac", "hostname", "cpu")}
-    fp_hash = b64(hashlib.sha256(components["machine_id"].encode()).digest())
-    return {"id": f"fp1.machine_id.{fp_hash}", "algorithm": 1, "components": components}
+    """A fingerprint as the SDK sends it (algorithm 2): component hashes only (random here)."""
+    components: dict[str, Any] = {name: b64(secrets.token_bytes(32))
+                                  for name in ("machine_id", "os_arch", "cpu")}
+    components["mac"] = [b64(secrets.token_bytes(32))]
+    return {"algorithm": 2, "components": components}
 
 
 # --------------------------------------------------------------------------- HTTP client
@@ -532,7 +531,7 @@ def signing_ceiling(seconds: float = 1.0) -> tuple[float, float]:
     while time.perf_counter() - start < seconds:
         for _ in range(20):
             issue_token(key, issuer="bench", license_id="lic_1", activation_id="act_1",
-                        product=PRODUCT, fingerprint_id=fp["id"],
+                        product=PRODUCT, fingerprint_id="fp_bench",
                         fingerprint=fp["components"], tolerance=1, mode=Mode.FULL,
                         features=("pro",), protection=Protection.OPPORTUNISTIC, issued_at=now,
                         refresh_by=now + timedelta(days=1), expires_at=now + timedelta(days=8),
