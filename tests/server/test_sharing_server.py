@@ -374,3 +374,14 @@ def test_cli_creates_a_product_with_its_identity_settings(seat: Seat) -> None:
     shown = seat.server.admin.get_product(pid)
     assert (shown["rebind_limit"], shown["rebind_period"], shown["sharing_policy"]) == (
         None, 7 * 86400, "suspend")
+
+
+def test_cli_restore_says_whether_there_was_anything_to_restore(seat: Seat) -> None:
+    code, out = _cli(seat.server, "licenses", "restore", seat.license_id)
+    assert code == 0 and "nothing to restore" in out, out
+    erased = seat.api.erasure(seat.activation_id, seat.first_secret)
+    assert erased.status_code == 200, erased.text
+    assert seat.server.admin.get_license(seat.license_id)["erased"]
+    code, out = _cli(seat.server, "licenses", "restore", seat.license_id)
+    assert code == 0 and "is restored" in out, out
+    assert not seat.server.admin.get_license(seat.license_id)["erased"]

@@ -286,9 +286,12 @@ def restore(backend: Backend, *, license: LicenseId, as_json: Json = False) -> i
     deactivating and activating again included, until the vendor restores
     it. Erased personal data stays erased.
     """
+    erased = bool(backend.get_license(license).get("erased")) or any(
+        a.get("erased") for a in backend.list_activations(license))
     lic = backend.restore_license(license)
-    print_result(lic, as_json=as_json, show=show_license,
-                 headline=f"License {lic.get('id')} is restored.")
+    headline = (f"License {lic.get('id')} is restored." if erased else
+                f"License {lic.get('id')} was not erased: nothing to restore.")
+    print_result(lic, as_json=as_json, show=show_license, headline=headline)
     return 0
 
 
