@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -27,6 +26,7 @@ from software_dna.wire import airgap
 from software_dna.wire.identity import ComponentSet, to_json, unavailable
 from tests.identity_cases import CASES, DOCKED, WIN, Case, drift, machine
 from tests.server.helpers import Api, check_receipt, check_token, error_code, nonce
+from tests.server.test_activation import Product, api
 
 from ..inprocess import InProcessServer
 
@@ -34,22 +34,12 @@ A = machine("a")
 B = machine("b")
 
 
-@dataclass
-class Product:
-    id: str
-    keys: list[str]
+__all__ = ["api"]  # the fixture, imported for this module
 
 
 @pytest.fixture(scope="module")
 def any_server(inprocess_any_server: InProcessServer) -> InProcessServer:
     return inprocess_any_server
-
-
-@pytest.fixture
-def api(any_server: LocalServer) -> Iterator[Api]:
-    client = Api.for_server(any_server)
-    yield client
-    client.close()
 
 
 def new_product(srv: LocalServer, tolerance: int = 1, **policy: Any) -> Product:
