@@ -30,6 +30,7 @@ clause to stay safe::
     ├── ServerError             the server answered, but not with something usable
     ├── StoreError              the local license store cannot be used
     │   ├── StoreCorrupted      unreadable store; it was moved aside
+    │   │   └── StoreFromAnotherMachine  made on another computer (also a WrongMachine)
     │   └── StoreRolledBack     the store was replaced by an older copy: go online once
     └── FingerprintUnavailable  nothing stable enough to identify this machine
 
@@ -62,6 +63,7 @@ __all__ = [
     "ServerUnreachable",
     "StoreCorrupted",
     "StoreError",
+    "StoreFromAnotherMachine",
     "StoreRolledBack",
     "TrialUnavailable",
     "UnknownLicenseKey",
@@ -215,6 +217,18 @@ class StoreCorrupted(StoreError):
         super().__init__(message)
         #: Where the unreadable file was moved, if it could be moved.
         self.moved_to = moved_to
+
+
+class StoreFromAnotherMachine(StoreCorrupted, WrongMachine):
+    """The local license data was made on another computer, or this one changed too much at once.
+
+    Raised when the store was written under another machine key (copied
+    from another computer; ``moved_to`` says where it was moved), or when
+    this machine's key cannot be opened because more of its components
+    changed at once than the identity rules tolerate (``moved_to`` is None:
+    nothing was touched, so putting a removed part back restores it).
+    Activating the license again on this computer is the way back.
+    """
 
 
 class StoreRolledBack(StoreError):

@@ -366,7 +366,8 @@ class Store:
     #: Seconds to wait for the store lock before raising StoreError.
     lock_timeout: float = LOCK_TIMEOUT
 
-    def __init__(self, path: Path, *, product: str, key_material: bytes) -> None:
+    def __init__(self, path: Path, *, product: str, key_material: bytes,
+                 legacy_key_material: object = None) -> None:
         product_id = _product_bytes(product)
         if not isinstance(key_material, (bytes, bytearray, memoryview)):
             raise TypeError(f"key_material must be bytes, not {type(key_material).__name__}")

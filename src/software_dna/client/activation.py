@@ -15,18 +15,14 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
-import hashlib
-import hmac
 import os
 import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from software_dna import fingerprint as _fp
 from software_dna.errors import (
     ActivationError,
     ActivationLocked,
@@ -183,6 +179,7 @@ class Activation:
         if not self.server.configured:
             raise NetworkError("No license server is configured: use install_token() "
                                "or the offline activation flow.")
+        state.start_over()  # a machine key this machine cannot open is set aside
         idempotency_key = state.idempotency_key(license_key, new_nonce)
         sent_nonce = new_nonce()
         body: dict[str, Any] = {
@@ -241,27 +238,16 @@ class Activation:
         """This OS account's installation id for the product.
 
         It tells user seats on one computer apart and carries nothing about the
-        user or the machine: a keyed hash (under the machine-bound secret, which
-        never leaves the machine) of the OS account and of the store's path,
-        which differs between accounts. Being derived, not drawn at random, it
-        survives a damaged or deleted store, so activating again after
-        ``StoreCorrupted`` finds this account's seat instead of taking another.
+        user or the machine: a keyed hash of the OS account under the machine
+        key (:meth:`~software_dna.fingerprint.MachineKey.installation_id`),
+        which never leaves the machine. Being derived, not drawn at random, it
+        survives a damaged or deleted store, and it does not depend on where
+        the store is, so moving the store keeps the seat.
         """
         account = str(os.getuid()) if hasattr(os, "getuid") else ""
-        with contextlib.suppress(Exception):  # no user name (containers): the uid and path do
+        with contextlib.suppress(Exception):  # no user name (containers): the uid does
             account += "\0" + getpass.getuser()
-        try:
-            where = str(self.state.store_path.resolve())
-        except OSError:
-            where = str(self.state.store_path.absolute())
-        message = f"software_dna installation id v1\0{account}\0{where}".encode(
-            "utf-8", "surrogatepass")
-        try:
-            key = _fp.machine_secret(self.state.product)
-        except LicenseError:  # no machine secret at all: a random id, as before
-            return new_nonce()
-        digest = hmac.new(key, message, hashlib.sha256).digest()[:24]
-        return base64.urlsafe_b64encode(digest).decode()
+        return self.state.machine_key().installation_id(account)
 
     def deactivate(self) -> None:
         """See :meth:`LicenseClient.deactivate`."""

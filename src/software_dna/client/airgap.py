@@ -54,6 +54,7 @@ class AirGap:
                        registration: Mapping[str, str] | None, consent: bool) -> str:
         """See :meth:`LicenseClient.create_activation_request` (``license_key`` checked)."""
         state = self.state
+        state.start_over()  # a machine key this machine cannot open is set aside
         now = state.now()
         nonce = new_nonce()
         try:

@@ -81,6 +81,10 @@ class LicenseClient:
             in ``repr``); each request gets a ``deadline`` (``timeout``, or
             the shorter one of a check), and the HTTP options
             (``connect_timeout``, ``ca_bundle``, ``proxies``) do not apply.
+        machine: the machine this client runs on: its fingerprint, its
+            machine key and where its account keeps files. Default: this
+            one. Tests pass a :class:`software_dna.testing.SimulatedMachine`
+            (docs/testing.md); it is never chosen through the environment.
 
     Raises:
         ValueError: no trusted key, a malformed key, or a malformed URL.
@@ -103,6 +107,7 @@ class LicenseClient:
         proxies: Mapping[str, str] | None = None,
         fingerprint: Callable[[str], _fp.Fingerprint] | None = None,
         transport: Transport | None = None,
+        machine: _fp.Machine | None = None,
     ) -> None:
         if not product or not isinstance(product, str):
             raise ValueError("product must be a non-empty string")
@@ -129,9 +134,13 @@ class LicenseClient:
                                  proxies=proxies)
         # The component hashes are slow on purpose: keep them beside the store,
         # so that only the first process on this machine computes them.
+        if machine is not None and not isinstance(machine, _fp.Machine):
+            raise TypeError("machine must be a software_dna.fingerprint.Machine "
+                            "(software_dna.testing.SimulatedMachine in tests)")
+        host = machine or _fp.THIS_MACHINE
         verifier = TokenVerifier(product, keys, fingerprint or (
-            lambda name: _fp.collect(name, cache_dir=path.parent)))
-        self._state = ClientState(verifier, path, clock or _utcnow)
+            lambda name: host.fingerprint(name, cache_dir=path.parent)))
+        self._state = ClientState(verifier, path, clock or _utcnow, machine=host)
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()
         self._validation = Validation(self._state, self._server, self._lease)
@@ -253,6 +262,7 @@ class LicenseClient:
             now = state.now()
             lic = state.verifier.verify(token)
             state.verifier.check_machine(lic)
+            state.start_over()  # a machine key this machine cannot open is set aside
             state.check_not_rolled_back(now, lic)
             if lic.license_expires_at is not None and now >= lic.license_expires_at:
                 raise LicenseExpired("This license has already expired.")

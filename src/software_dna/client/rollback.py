@@ -175,10 +175,12 @@ class RollbackGuard:
     """
 
     def __init__(self, product: str, key_material: Callable[[], bytes],
-                 *, path: Path | None = None) -> None:
+                 *, path: Path | None = None,
+                 legacy_key_material: Callable[[], bytes | None] | None = None) -> None:
         self.product = product
         self._path = path
         self._key_material = key_material
+        self._legacy_key_material = legacy_key_material
         self._store: Store | None = None
         self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._floor: tuple[dict[str, Any], datetime | None] | None = None
@@ -195,8 +197,14 @@ class RollbackGuard:
     def _witness(self) -> Store:
         if self._store is None:
             self._store = Store(self.path, product=self.product + "\0witness",
-                                key_material=self._key_material())
+                                key_material=self._key_material(),
+                                legacy_key_material=self._legacy_key_material)
         return self._store
+
+    def forget_key(self) -> None:
+        """The machine key changed (a new activation started over): open the file anew."""
+        self._store = None
+        self._cache = None
 
     def read(self) -> dict[str, Any] | None:
         """The witness document, or None when there is none (or it is unreadable).

@@ -26,6 +26,7 @@ from software_dna.errors import (
     LicenseExpired,
     NotActivated,
     StoreCorrupted,
+    StoreFromAnotherMachine,
 )
 from software_dna.license import License
 from software_dna.store import Store
@@ -54,17 +55,28 @@ class ClientState:
         verifier: the product's :class:`TokenVerifier` (trusted keys, fingerprint).
         store_path: the store file (``.license``).
         clock: returns the current time as an aware datetime.
+        machine: the machine whose key encrypts the store and the witness
+            (default: this one).
+        keyrings: where the machine key's keyring may be, preferred first
+            (default: beside the witness, then beside the store).
     """
 
-    def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock) -> None:
+    def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock, *,
+                 machine: _fp.Machine | None = None,
+                 keyrings: tuple[Path, ...] | None = None) -> None:
         self.verifier = verifier
         self.product = verifier.product
         self.store_path = store_path
         self._clock = clock
         self._store: Store | None = None
+        self.machine = machine or _fp.THIS_MACHINE
         product = self.product
         # A second file, kept elsewhere, that notices the store being rolled back.
-        self.guard = RollbackGuard(product, lambda: _fp.machine_secret(product))
+        self.guard = RollbackGuard(product, lambda: self.machine_key().derive("witness"),
+                                   legacy_key_material=lambda: self.machine.legacy_secret(product))
+        self._keyrings = keyrings or (
+            self.guard.path.with_suffix(".keyring"),
+            store_path.with_name(store_path.name + ".keyring"))
         self._witness_ok = False
         self._loaded: tuple[tuple[int, int, int], StoredDocument] | None = None
         self.high_water: datetime | None = None
@@ -83,12 +95,55 @@ class ClientState:
             raise ValueError("clock() must return a timezone-aware datetime")
         return now.astimezone(timezone.utc)
 
+    def machine_key(self) -> _fp.MachineKey:
+        """This machine's key for the product (the keyring is created when there is none).
+
+        Raises:
+            StoreFromAnotherMachine: the keyring was made on another machine,
+                or this one changed too much at once (nothing is changed).
+            StoreError: the keyring cannot be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        key = self.machine.machine_key(self.product, self._keyrings, create=True)
+        assert key is not None  # create=True
+        return key
+
+    def start_over(self) -> None:
+        """Before a new activation: a keyring this machine cannot open is set aside.
+
+        A machine that changed beyond the tolerance (or holds files copied
+        from another machine) gets a new machine key; the old keyring, store
+        and witness are moved aside, never deleted.
+
+        Raises:
+            StoreError: the keyring cannot be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
+        """
+        try:
+            self.machine_key()
+            return
+        except StoreFromAnotherMachine:
+            pass
+        self.machine.machine_key(self.product, self._keyrings, create=True, start_over=True)
+        self._store = None
+        self._loaded = None
+        self.guard.forget_key()
+        with contextlib.suppress(StoreCorrupted):  # the old store is moved aside
+            self.store.read()
+
     @property
     def store(self) -> Store:
-        """The encrypted store file (opened on first use, with the machine-bound key)."""
+        """The encrypted store file (opened on first use, under the machine key).
+
+        Raises:
+            StoreFromAnotherMachine, StoreError, FingerprintUnavailable: as
+                :meth:`machine_key`.
+        """
         if self._store is None:
-            self._store = Store(self.store_path, product=self.product,
-                                key_material=_fp.machine_secret(self.product))
+            product = self.product
+            self._store = Store(self.store_path, product=product,
+                                key_material=self.machine_key().derive("store"),
+                                legacy_key_material=lambda: self.machine.legacy_secret(product))
         return self._store
 
     def read(self) -> StoredDocument:

@@ -55,6 +55,7 @@ class Terms:
             raise NetworkError("No license server is configured: a trial is started online.")
         state = self.state
         with self._lock:
+            state.start_over()  # a machine key this machine cannot open is set aside
             data = state.read_or_empty()
             if isinstance(data.get("token"), str):
                 try:

@@ -37,12 +37,12 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from software_dna.errors import FingerprintUnavailable
-from software_dna.fingerprint import _linux
+from software_dna.fingerprint import _linux, _machinekey
 from software_dna.fingerprint._common import (
     MissingError,
     normalize_id,
@@ -57,6 +57,7 @@ from software_dna.fingerprint._hashing import (
     legacy_hash,
     scrypt_cost_for_tests,
 )
+from software_dna.fingerprint._machinekey import MachineKey
 from software_dna.fingerprint._model import ALGORITHM, Fingerprint, LegacyFingerprint
 from software_dna.wire import identity
 
@@ -66,6 +67,9 @@ __all__ = [
     "PRODUCTION_COST",
     "Fingerprint",
     "LegacyFingerprint",
+    "Machine",
+    "MachineKey",
+    "THIS_MACHINE",
     "collect",
     "machine_secret",
     "scrypt_cost_for_tests",
@@ -111,9 +115,149 @@ class _Raw(NamedTuple):
 
 # --------------------------------------------------------------------------- public API
 
-_lock = threading.Lock()
-_cache: dict[tuple[str, int], Fingerprint] = {}
-_secrets: dict[str, bytes] = {}
+
+class Machine:
+    """The machine the SDK runs on, as the SDK reads it: its fingerprint and its machine key.
+
+    :data:`THIS_MACHINE` is the real one (every reader of this package).
+    :class:`software_dna.testing.SimulatedMachine` subclasses it with values
+    a test chooses. Each instance caches what it computed (thread-safe):
+    fingerprints per product and scrypt cost, unlocked machine keys per
+    product and keyring.
+
+    Attributes:
+        environ: the environment variables of the OS account (the real
+            machine: :data:`os.environ`, read live).
+        home: the account's home folder.
+        platform: :data:`sys.platform` (``"linux"``, ``"darwin"``, ``"win32"`` ...).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._fingerprints: dict[tuple[str, int], Fingerprint] = {}
+        self._secrets: dict[str, bytes] = {}
+        self._keys: dict[tuple[str, tuple[Path, ...]], MachineKey] = {}
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The account's environment variables."""
+        return os.environ
+
+    @property
+    def home(self) -> Path:
+        """The account's home folder (``HOME``; ``Path.home()`` when unset)."""
+        home = os.environ.get("HOME")
+        return Path(home) if home else Path.home()
+
+    @property
+    def platform(self) -> str:
+        """:data:`sys.platform` of this machine."""
+        return sys.platform
+
+    def scrypt_cost(self) -> int:
+        """The scrypt cost this machine's hashes use (:func:`cost`)."""
+        return cost()
+
+    def read(self) -> _Raw:
+        """One reading of every component (normalized raw values; never raises)."""
+        return _gather()
+
+    def forget(self) -> None:
+        """Drop every cached fingerprint, secret and key: the next call reads the machine again."""
+        with self._lock:
+            self._fingerprints.clear()
+            self._secrets.clear()
+            self._keys.clear()
+
+    def fingerprint(self, product: str, *, refresh: bool = False,
+                    cache_dir: str | os.PathLike[str] | None = None) -> Fingerprint:
+        """This machine's fingerprint for ``product``: see :func:`collect` (same arguments)."""
+        _check_product(product)
+        n = self.scrypt_cost()
+        key = (product, n)
+        if not refresh:
+            cached = self._fingerprints.get(key)
+            if cached is not None:
+                return cached
+        with self._lock:
+            if not refresh:
+                cached = self._fingerprints.get(key)
+                if cached is not None:
+                    return cached
+            raw = self.read()
+            secret = self._secret_from(product, raw) if raw.values.get("machine_id") else None
+            fingerprint = _build(product, raw, n, None if secret is None else cache_dir, secret)
+            self._fingerprints[key] = fingerprint
+            return fingerprint
+
+    def legacy_secret(self, product: str) -> bytes:
+        """The 0.1 store key material: see :func:`machine_secret`."""
+        _check_product(product)
+        cached = self._secrets.get(product)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self._secrets.get(product)
+            if cached is not None:
+                return cached
+            return self._secret_from(product, self.read())
+
+    def machine_key(self, product: str, keyrings: Sequence[Path], *, create: bool,
+                    start_over: bool = False) -> MachineKey | None:
+        """This machine's key for ``product``, unlocked from its keyring (docs/fingerprint.md).
+
+        Args:
+            product: the product id.
+            keyrings: where the keyring may be, preferred first (the first
+                writable one gets a new keyring).
+            create: make a keyring with a new random key when none exists.
+            start_over: move aside a keyring this machine cannot open and
+                make a new key (a new activation), instead of raising.
+
+        Returns:
+            The :class:`MachineKey`; None when there is no keyring and
+            ``create`` is false.
+
+        Raises:
+            StoreFromAnotherMachine: the keyring was made on another machine,
+                or more components changed at once than the identity rules
+                tolerate (nothing is changed on disk).
+            StoreError: the keyring cannot be read or written.
+            FingerprintUnavailable: no identifying component can be read.
+        """
+        _check_product(product)
+        where = tuple(Path(p) for p in keyrings)
+        cached = self._keys.get((product, where))
+        if cached is not None and not start_over:
+            return cached
+        with self._lock:
+            cached = self._keys.get((product, where))
+            if cached is not None and not start_over:
+                return cached
+            raw = self.read()
+            if not raw.values.get("machine_id") and not raw.values.get("smbios_uuid") \
+                    and not raw.macs:
+                raise _unavailable_error(raw)
+            reading = _key_reading(raw)
+            unreadable = sorted(name for name, value in reading.items() if value is None)
+            if len(unreadable) > identity.MAX_TOLERANCE:
+                # Such a machine is not the same machine as itself by the identity
+                # rules (every unreadable component counts as changed).
+                details = "; ".join(f"{_HUMAN_NAMES[n]}: {raw.missing.get(n, 'unavailable')}"
+                                    for n in unreadable)
+                raise FingerprintUnavailable(
+                    f"This machine cannot be identified: too many of its components cannot "
+                    f"be read ({details}). Run the app with the rights to read them.")
+            key = _machinekey.unlock(where, product, reading, self.scrypt_cost(),
+                                     create=create, start_over=start_over)
+            if key is not None:
+                self._keys[product, where] = key
+            return key
+
+    def _secret_from(self, product: str, raw: _Raw) -> bytes:
+        secret = _secret_from(product, raw)
+        self._secrets[product] = secret
+        return secret
 
 
 def collect(product: str, *, refresh: bool = False,
@@ -146,31 +290,18 @@ def collect(product: str, *, refresh: bool = False,
             SMBIOS UUID, MAC address) could be read. Not cached: the next
             call tries again.
     """
-    _check_product(product)
-    n = cost()
-    key = (product, n)
-    if not refresh:
-        cached = _cache.get(key)
-        if cached is not None:
-            return cached
-    with _lock:
-        if not refresh:
-            cached = _cache.get(key)
-            if cached is not None:
-                return cached
-        raw = _gather()
-        secret = _secret_from(product, raw) if raw.values.get("machine_id") else None
-        fingerprint = _build(product, raw, n, None if secret is None else cache_dir, secret)
-        _cache[key] = fingerprint
-        return fingerprint
+    return THIS_MACHINE.fingerprint(product, refresh=refresh, cache_dir=cache_dir)
 
 
 def machine_secret(product: str) -> bytes:
-    """Return 32 bytes of machine-bound key material for the local store.
+    """Return the 32 bytes of key material 0.1 and 0.2 stores were encrypted with.
 
-    Unchanged from 0.1: derived from the raw value of the strongest
-    algorithm-1 component (the machine id; else the MAC addresses (Linux);
-    else the host name) under a label different from the component hashes::
+    Read only to open such a store (and its witness) once, before they are
+    written again under the machine key (:meth:`Machine.machine_key`), and
+    to key the fingerprint's disk cache. Derived from the raw value of the
+    strongest algorithm-1 component (the machine id; else the MAC addresses
+    (Linux); else the host name) under a label different from the
+    component hashes::
 
         HMAC-SHA256(key=HMAC-SHA256(b"software_dna/machine-secret/v1", product),
                     msg=b"<component name>\\0" + normalized value)
@@ -190,15 +321,7 @@ def machine_secret(product: str) -> bytes:
         FingerprintUnavailable: none of machine id, MAC addresses, host name
             could be read.
     """
-    _check_product(product)
-    cached = _secrets.get(product)
-    if cached is not None:
-        return cached
-    with _lock:
-        cached = _secrets.get(product)
-        if cached is not None:
-            return cached
-        return _secret_from(product, _gather())
+    return THIS_MACHINE.legacy_secret(product)
 
 
 # --------------------------------------------------------------------------- building
@@ -226,7 +349,7 @@ def _legacy_source(values: Mapping[str, str]) -> str | None:
 
 
 def _secret_from(product: str, raw: _Raw) -> bytes:
-    """:func:`machine_secret` from one reading (caches it). Call with the lock held."""
+    """:func:`machine_secret` from one reading."""
     values = _legacy_values(raw)
     source = _legacy_source(values)
     if source is None:
@@ -238,9 +361,7 @@ def _secret_from(product: str, raw: _Raw) -> bytes:
             "host's /etc/machine-id read-only.")
     key = hmac.new(_SECRET_LABEL, product.encode("utf-8"), hashlib.sha256).digest()
     message = source.encode("ascii") + b"\0" + values[source].encode("utf-8")
-    secret = hmac.new(key, message, hashlib.sha256).digest()
-    _secrets[product] = secret
-    return secret
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
 def _legacy(product: str, raw: _Raw) -> LegacyFingerprint | None:
@@ -541,8 +662,22 @@ def _read_macs(system: str) -> tuple[list[str], str | None]:
     raise MissingError(f"no network card reader for {system or 'this OS'}")
 
 
+def _key_reading(raw: _Raw) -> dict[str, str | tuple[str, ...] | None]:
+    """The raw values the machine key is wrapped under: the component names of
+    :func:`_build`'s set, each with its value or None (``mac``: sorted addresses)."""
+    names = [*identity.REQUIRED]
+    if "smbios_uuid" in raw.values or "smbios_uuid" in raw.missing:
+        names.append("smbios_uuid")
+    reading: dict[str, str | tuple[str, ...] | None] = {
+        name: raw.values.get(name) for name in names if name != "mac"}
+    reading["mac"] = tuple(sorted(set(raw.macs))) or None
+    return reading
+
+
+#: The machine this process runs on.
+THIS_MACHINE = Machine()
+
+
 def _reset_caches() -> None:
-    """Forget every cached fingerprint and secret (tests only)."""
-    with _lock:
-        _cache.clear()
-        _secrets.clear()
+    """Forget every cached fingerprint, secret and key of this machine (tests only)."""
+    THIS_MACHINE.forget()
