@@ -124,11 +124,20 @@ class LicenseClient:
             raise TypeError("transport must be a software_dna.client.transport.Transport")
         self.product = product
         self.server_url = server_url
+        host = machine or _fp.THIS_MACHINE
+        witness: Path | None = None
         if store_path is not None:
             path = Path(store_path)
             path = path if path.suffix == ".license" else store_path_for(product, path)
+        elif machine is not None:  # interim: a simulated machine keeps its files in its home
+            path = store_path_for(product, machine.home / ".local/share" / (app_name or product))
         else:
             path = store_path_for(product, default_store_dir(app_name or product, app_author))
+        if machine is not None:
+            import hashlib
+
+            digest = hashlib.sha256(product.encode("utf-8")).hexdigest()[:32]
+            witness = machine.home / ".local/state/software_dna" / f"{digest}.witness"
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
                                  connect_timeout=connect_timeout, ca_bundle=ca_bundle,
                                  proxies=proxies)
@@ -137,10 +146,10 @@ class LicenseClient:
         if machine is not None and not isinstance(machine, _fp.Machine):
             raise TypeError("machine must be a software_dna.fingerprint.Machine "
                             "(software_dna.testing.SimulatedMachine in tests)")
-        host = machine or _fp.THIS_MACHINE
         verifier = TokenVerifier(product, keys, fingerprint or (
             lambda name: host.fingerprint(name, cache_dir=path.parent)))
-        self._state = ClientState(verifier, path, clock or _utcnow, machine=host)
+        self._state = ClientState(verifier, path, clock or _utcnow, machine=host,
+                                  witness=witness)
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()
         self._validation = Validation(self._state, self._server, self._lease)

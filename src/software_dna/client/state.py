@@ -63,7 +63,8 @@ class ClientState:
 
     def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock, *,
                  machine: _fp.Machine | None = None,
-                 keyrings: tuple[Path, ...] | None = None) -> None:
+                 keyrings: tuple[Path, ...] | None = None,
+                 witness: Path | None = None) -> None:
         self.verifier = verifier
         self.product = verifier.product
         self.store_path = store_path
@@ -73,7 +74,8 @@ class ClientState:
         product = self.product
         # A second file, kept elsewhere, that notices the store being rolled back.
         self.guard = RollbackGuard(product, lambda: self.machine_key().derive("witness"),
-                                   legacy_key_material=lambda: self.machine.legacy_secret(product))
+                                   legacy_key_material=lambda: self.machine.legacy_secret(product),
+                                   path=witness)
         self._keyrings = keyrings or (
             self.guard.path.with_suffix(".keyring"),
             store_path.with_name(store_path.name + ".keyring"))

@@ -183,18 +183,20 @@ def _existing(path: Path, raw: bytes, product: str, reading: Reading, n: int, *,
             raise StoreFromAnotherMachine(_locked_message(path), moved_to=None)
         with _lock(path):
             again = _read(path)
-            if again is not None and open_keyring(again, product, reading, n) is None:
+            if again is not None:
+                reopened = open_keyring(again, product, reading, n)
+                if reopened is not None:  # another process started over meanwhile
+                    return MachineKey(reopened.key, product, path)
                 try:
                     move_aside(path, "other-machine")
                 except OSError as exc:
                     raise _io_error("move aside", path, exc) from exc
-            return _create(path, product, reading, n, new_key)
+            return _write_new(path, product, reading, n, new_key)
     if opened.stale:
         # Drift this machine survives: wrap again for today's reading, so that
         # the next change is measured from here.
         with _lock(path):
-            current = _read(path)
-            if current == raw:
+            if _read(path) == raw:
                 blob = wrap_keyring(opened.key, product, reading, n, opened.secrets)
                 with contextlib.suppress(OSError):  # opens today anyway; wrapped again next time
                     write_atomically(path, blob)
@@ -210,9 +212,15 @@ def _create(path: Path, product: str, reading: Reading, n: int,
             if opened is not None:
                 return MachineKey(opened.key, product, path)
             raise StoreFromAnotherMachine(_locked_message(path), moved_to=None)
-        key = new_key(KEY_SIZE)
-        try:
-            write_atomically(path, wrap_keyring(key, product, reading, n))
-        except OSError as exc:
-            raise _io_error("write", path, exc) from exc
-        return MachineKey(key, product, path)
+        return _write_new(path, product, reading, n, new_key)
+
+
+def _write_new(path: Path, product: str, reading: Reading, n: int,
+               new_key: Callable[[int], bytes]) -> MachineKey:
+    """A keyring with a new random key (the lock held, no keyring at ``path``)."""
+    key = new_key(KEY_SIZE)
+    try:
+        write_atomically(path, wrap_keyring(key, product, reading, n))
+    except OSError as exc:
+        raise _io_error("write", path, exc) from exc
+    return MachineKey(key, product, path)

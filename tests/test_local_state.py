@@ -1,0 +1,148 @@
+"""Local state on simulated machines: honest drift keeps the store and the seat; a copy never works.
+
+Each test is one scenario a paying user meets. The machines are
+:class:`software_dna.testing.SimulatedMachine` (their own component values and
+home folder); the server is the real app in this process.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from software_dna import LicenseClient, NotActivated, StoreFromAnotherMachine, WrongMachine
+from software_dna.testing import SimulatedMachine
+
+from .inprocess import InProcessServer
+
+_products = itertools.count()
+
+
+@pytest.fixture
+def product(inprocess_server: InProcessServer) -> tuple[str, list[str]]:
+    """A fresh product (one per test: its seats and trials are the test's own)."""
+    name = f"local-state-{next(_products)}"
+    return name, inprocess_server.admin.setup_product(name, fingerprint_tolerance=1)
+
+
+def client_on(machine: SimulatedMachine, server: InProcessServer,
+              product: tuple[str, list[str]]) -> LicenseClient:
+    """The app started on ``machine`` (a new client: a new process)."""
+    return LicenseClient(product=product[0], public_keys=product[1],
+                         transport=server.transport(), machine=machine)
+
+
+def activations(server: InProcessServer, license_id: str) -> list[dict[str, object]]:
+    return [a for a in server.admin.list_activations(license_id) if a.get("active", True)]
+
+
+@pytest.mark.parametrize("component", ["machine_id", "mac", "cpu"])
+def test_one_component_drifts_same_store_same_seat(
+        tmp_path: Path, inprocess_server: InProcessServer, product: tuple[str, list[str]],
+        component: str) -> None:
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    first = client_on(laptop, inprocess_server, product).activate(key)
+    laptop.drift(component)
+    again = client_on(laptop, inprocess_server, product)
+    assert again.check().activation_id == first.activation_id  # the store still opens
+    assert again.refresh().activation_id == first.activation_id  # the server agrees
+    assert len(activations(inprocess_server, first.license_id)) == 1
+
+
+def test_machine_id_regenerated_at_every_boot_keeps_the_license(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    """WSL / read-only images: a new machine id at each boot, everything else stays.
+
+    Locally the store follows every boot. The server counts each boot as a
+    re-bind (bounded per product, 3 per period by default), so a vendor whose
+    users run on such systems raises the product's ``rebind_limit``: done here.
+    """
+    inprocess_server.admin.update_product(product[0], rebind_limit=None)
+    box = SimulatedMachine(tmp_path / "wsl", machine_id_at_boot=True)
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    first = client_on(box, inprocess_server, product).activate(key)
+    for _ in range(4):
+        box.reboot()
+        client = client_on(box, inprocess_server, product)
+        assert client.check().activation_id == first.activation_id
+        assert client.refresh().activation_id == first.activation_id
+    assert len(activations(inprocess_server, first.license_id)) == 1
+
+
+def test_two_components_drift_at_once_wrong_machine_and_nothing_lost(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=2)["license_key"]
+    first = client_on(laptop, inprocess_server, product).activate(key)
+    before = sorted(p.name for p in laptop.home.rglob("*") if p.is_file())
+    old_mac = list(laptop.macs)
+    laptop.drift("machine_id", "mac")
+    with pytest.raises(StoreFromAnotherMachine) as caught:
+        client_on(laptop, inprocess_server, product).check()
+    assert isinstance(caught.value, WrongMachine) and caught.value.moved_to is None
+    assert "changed too much" in str(caught.value)
+    assert sorted(p.name for p in laptop.home.rglob("*") if p.is_file()) == before
+    laptop.set(macs=old_mac)  # the network card is back: the license is too
+    assert client_on(laptop, inprocess_server, product).check().activation_id \
+        == first.activation_id
+
+
+def test_store_copied_to_another_machine_is_refused(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    office = SimulatedMachine(tmp_path / "office")
+    home = SimulatedMachine(tmp_path / "home")
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    client_on(office, inprocess_server, product).activate(key)
+    office.copy_files_to(home)
+    with pytest.raises(StoreFromAnotherMachine, match="another computer"):
+        client_on(home, inprocess_server, product).check()
+
+
+def test_activating_after_too_much_drift_starts_over_and_keeps_the_old_files(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=2)["license_key"]
+    client_on(laptop, inprocess_server, product).activate(key)
+    laptop.drift("machine_id", "mac")
+    client = client_on(laptop, inprocess_server, product)
+    lic = client.activate(key)  # a new machine by the rules: a second seat
+    assert client_on(laptop, inprocess_server, product).check().activation_id \
+        == lic.activation_id
+    aside = [p.name for p in laptop.home.rglob("*.other-machine-*")]
+    assert any(".keyring." in name for name in aside), aside
+
+
+def test_store_moved_keeps_the_installation_id(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    """User seats: the installation id depends on the machine key and the account, not the path."""
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    first = LicenseClient(product=product[0], public_keys=product[1], machine=laptop,
+                          transport=inprocess_server.transport(), store_path=tmp_path / "a")
+    second = LicenseClient(product=product[0], public_keys=product[1], machine=laptop,
+                           transport=inprocess_server.transport(), store_path=tmp_path / "b")
+    derive = first._activation._derived_installation_id
+    assert derive() == second._activation._derived_installation_id()
+    other = SimulatedMachine(tmp_path / "other")
+    third = LicenseClient(product=product[0], public_keys=product[1], machine=other,
+                          transport=inprocess_server.transport(), store_path=tmp_path / "a")
+    assert third._activation._derived_installation_id() != derive()
+
+
+def test_container_without_machine_id_or_card_cannot_be_identified(tmp_path: Path) -> None:
+    from software_dna import FingerprintUnavailable
+
+    box = SimulatedMachine.container(tmp_path / "box")
+    client = LicenseClient(product="p", public_keys=["k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"],
+                           machine=box, server_url="http://unused.invalid")
+    with pytest.raises(NotActivated):
+        client.check()  # nothing stored: no need to identify the machine
+    with pytest.raises(FingerprintUnavailable):
+        client.create_activation_request("ABCD-EFGH")
