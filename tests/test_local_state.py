@@ -12,12 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from software_dna import LicenseClient, NotActivated, StoreFromAnotherMachine, WrongMachine
+from software_dna import (
+    FingerprintUnavailable,
+    LicenseClient,
+    NotActivated,
+    StoreFromAnotherMachine,
+    WrongMachine,
+)
 from software_dna.testing import SimulatedMachine
 
 from .inprocess import InProcessServer
 
 _products = itertools.count()
+KEY = "k4.public." + "A" * 43
 
 
 @pytest.fixture
@@ -137,11 +144,9 @@ def test_store_moved_keeps_the_installation_id(
 
 
 def test_container_without_machine_id_or_card_cannot_be_identified(tmp_path: Path) -> None:
-    from software_dna import FingerprintUnavailable
-
     box = SimulatedMachine.container(tmp_path / "box")
-    client = LicenseClient(product="p", public_keys=["k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"],
-                           machine=box, server_url="http://unused.invalid")
+    client = LicenseClient(product="p", public_keys=[KEY], machine=box,
+                           server_url="http://unused.invalid")
     with pytest.raises(NotActivated):
         client.check()  # nothing stored: no need to identify the machine
     with pytest.raises(FingerprintUnavailable):

@@ -15,6 +15,7 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -134,8 +135,6 @@ class LicenseClient:
         else:
             path = store_path_for(product, default_store_dir(app_name or product, app_author))
         if machine is not None:
-            import hashlib
-
             digest = hashlib.sha256(product.encode("utf-8")).hexdigest()[:32]
             witness = machine.home / ".local/state/software_dna" / f"{digest}.witness"
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
