@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from software_dna import StoreFromAnotherMachine
+from software_dna.client.state import ClientState
+from software_dna.client.verifier import TokenVerifier
 from software_dna.fingerprint import _keyring
 from software_dna.fingerprint._keyring import open_keyring, wrap_keyring
+from software_dna.testing import SimulatedMachine
 from software_dna.wire.identity import MAX_TOLERANCE, compare
 
 PRODUCT = "acme-editor"
@@ -174,3 +179,43 @@ def test_edited_wrap_does_not_open(tmp_path: Path) -> None:
     for wrap in doc["wraps"]:
         wrap["box"] = wrap["box"][:-2] + ("AA" if wrap["box"][-2:] != "AA" else "BB")
     assert open_keyring(json.dumps(doc).encode(), PRODUCT, linux(), N) is None
+
+
+# --------------------------------------------------------------------------- the store on it
+
+
+def _components(machine: SimulatedMachine) -> dict[str, object]:
+    """The machine's component set as the server sees it (hashes)."""
+    return dict(machine.fingerprint(PRODUCT).components)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(["machine_id", "mac", "cpu", "os_arch"]),
+                         min_size=1, max_size=2, unique=True), min_size=1, max_size=5))
+def test_store_opens_after_drift_within_the_rules_and_never_beyond(
+        tmp_path_factory: pytest.TempPathFactory, plan: list[list[str]]) -> None:
+    """The local store, written once, is read after every drift step (a new process each time):
+    it opens exactly when compare() calls the machine the same as at the last opening."""
+    machine = SimulatedMachine(tmp_path_factory.mktemp("machine"))
+    state = _state(machine)
+    state.update(lambda d: d.__setitem__("note", "kept"))
+    before = _components(machine)
+    for names in plan:
+        machine.drift(*names)
+        now = _components(machine)
+        state = _state(machine)  # a new process
+        if compare(before, now, MAX_TOLERANCE).same:  # type: ignore[arg-type]
+            assert state.read().get("note") == "kept"
+            before = now
+        else:
+            with pytest.raises(StoreFromAnotherMachine):
+                state.read()
+            return
+
+
+def _state(machine: SimulatedMachine) -> ClientState:
+    verifier = TokenVerifier(PRODUCT, {}, machine.fingerprint)
+    store = machine.home / "data" / "acme-editor.license"
+    return ClientState(verifier, store, lambda: datetime.now(timezone.utc), machine=machine,
+                       witness=machine.home / "state" / "acme-editor.witness")
