@@ -24,13 +24,14 @@ from typing import Any
 from software_dna import fingerprint as _fp
 from software_dna.errors import LicenseError, LicenseExpired
 from software_dna.license import License
-from software_dna.store import default_store_dir, store_path_for
+from software_dna.store import store_path_for
 from software_dna.wire.paseto import InvalidKey, PublicKey
 
 from .activation import Activation, check_activation_input
 from .airgap import AirGap
 from .checkout import Checkout
 from .lease import LeaseKeeper
+from .locations import Env, find_store
 from .passwords import PasswordReset
 from .periodic import PeriodicCheck
 from .server import ServerAPI
@@ -60,7 +61,9 @@ class LicenseClient:
             ``None`` for a purely offline client (tokens installed with
             :meth:`install_token`).
         app_name, app_author: name the store folder (platformdirs' user data
-            dir); default: the product id.
+            dir); default: the product id. A store an earlier layout left in
+            another folder is found and moved there (see
+            :mod:`software_dna.client.locations`).
         store_path: a folder (or ``.license`` file) for the store, overriding
             ``SOFTWARE_DNA_HOME`` and the default.
         clock: returns the current time as an aware datetime (tests inject it).
@@ -119,11 +122,12 @@ class LicenseClient:
             raise TypeError("transport must be a software_dna.client.transport.Transport")
         self.product = product
         self.server_url = server_url
+        env = Env.current()
         if store_path is not None:
             path = Path(store_path)
             path = path if path.suffix == ".license" else store_path_for(product, path)
-        else:
-            path = store_path_for(product, default_store_dir(app_name or product, app_author))
+        else:  # SOFTWARE_DNA_HOME, else the platform folder (a store left elsewhere is moved)
+            path = find_store(product, app_name or product, app_author, env=env)
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
                                  connect_timeout=connect_timeout, ca_bundle=ca_bundle,
                                  proxies=proxies)
@@ -131,7 +135,8 @@ class LicenseClient:
         # so that only the first process on this machine computes them.
         verifier = TokenVerifier(product, keys, fingerprint or (
             lambda name: _fp.collect(name, cache_dir=path.parent)))
-        self._state = ClientState(verifier, path, clock or _utcnow)
+        self._state = ClientState(verifier, path, clock or _utcnow, env=env,
+                                  remember_store=store_path is None)
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()
         self._validation = Validation(self._state, self._server, self._lease)

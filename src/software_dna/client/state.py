@@ -35,6 +35,7 @@ from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
 
 from .document import OfflineRequest, Status, StoredDocument
 from .expiry import expired_message
+from .locations import Env, find_witness, remember_store
 from .refusals import MEANINGS, code_of, stored_error
 from .rollback import RollbackGuard, refusal_for
 from .verifier import TokenVerifier
@@ -54,17 +55,27 @@ class ClientState:
         verifier: the product's :class:`TokenVerifier` (trusted keys, fingerprint).
         store_path: the store file (``.license``).
         clock: returns the current time as an aware datetime.
+        env: the machine whose folders hold the witness and the store pointer
+            (default :meth:`Env.current <software_dna.client.locations.Env.current>`).
+        remember_store: record ``store_path`` in the store pointer after the
+            first write (for a store found by
+            :func:`~software_dna.client.locations.find_store`; not for an
+            explicit path).
     """
 
-    def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock) -> None:
+    def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock, *,
+                 env: Env | None = None, remember_store: bool = False) -> None:
         self.verifier = verifier
         self.product = verifier.product
         self.store_path = store_path
         self._clock = clock
         self._store: Store | None = None
         product = self.product
+        self._env = env if env is not None else Env.current()
         # A second file, kept elsewhere, that notices the store being rolled back.
-        self.guard = RollbackGuard(product, lambda: _fp.machine_secret(product))
+        self.guard = RollbackGuard(product, lambda: _fp.machine_secret(product),
+                                   path=find_witness(product, env=self._env))
+        self._remember_store = remember_store
         self._witness_ok = False
         self._loaded: tuple[tuple[int, int, int], StoredDocument] | None = None
         self.high_water: datetime | None = None
@@ -157,6 +168,10 @@ class ClientState:
                 raw["witnessed"] = True
             result["witnessed"] = True
             self._loaded = None
+        if self._remember_store:
+            # Once per process: lets a later start find this store if the folders move.
+            self._remember_store = False
+            remember_store(self.product, self.store_path, env=self._env)
         return result
 
     @contextlib.contextmanager
