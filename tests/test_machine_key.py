@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from software_dna import StoreFromAnotherMachine
+from software_dna.client.locations import Env
 from software_dna.client.state import ClientState
 from software_dna.client.verifier import TokenVerifier
 from software_dna.fingerprint import _keyring
@@ -218,4 +219,4 @@ def _state(machine: SimulatedMachine) -> ClientState:
     verifier = TokenVerifier(PRODUCT, {}, machine.fingerprint)
     store = machine.home / "data" / "acme-editor.license"
     return ClientState(verifier, store, lambda: datetime.now(timezone.utc), machine=machine,
-                       witness=machine.home / "state" / "acme-editor.witness")
+                       env=Env(machine.environ, machine.home, machine.platform))

@@ -30,7 +30,7 @@ from software_dna import (
     Mode,
     StoreRolledBack,
 )
-from software_dna.client.rollback import witness_path
+from software_dna.client.locations import witness_path
 from tests.inprocess import InProcessServer, unreachable
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import PRODUCT, Lab

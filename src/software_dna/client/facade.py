@@ -15,7 +15,6 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -25,13 +24,14 @@ from typing import Any
 from software_dna import fingerprint as _fp
 from software_dna.errors import LicenseError, LicenseExpired
 from software_dna.license import License
-from software_dna.store import default_store_dir, store_path_for
+from software_dna.store import store_path_for
 from software_dna.wire.paseto import InvalidKey, PublicKey
 
 from .activation import Activation, check_activation_input
 from .airgap import AirGap
 from .checkout import Checkout
 from .lease import LeaseKeeper
+from .locations import Env, find_store
 from .passwords import PasswordReset
 from .periodic import PeriodicCheck
 from .server import ServerAPI
@@ -61,7 +61,9 @@ class LicenseClient:
             ``None`` for a purely offline client (tokens installed with
             :meth:`install_token`).
         app_name, app_author: name the store folder (platformdirs' user data
-            dir); default: the product id.
+            dir); default: the product id. A store an earlier layout left in
+            another folder is found and moved there (see
+            :mod:`software_dna.client.locations`).
         store_path: a folder (or ``.license`` file) for the store, overriding
             ``SOFTWARE_DNA_HOME`` and the default.
         clock: returns the current time as an aware datetime (tests inject it).
@@ -126,17 +128,14 @@ class LicenseClient:
         self.product = product
         self.server_url = server_url
         host = machine or _fp.THIS_MACHINE
-        witness: Path | None = None
+        # Where the account's files are: this process's environment, or a simulated machine's.
+        env = Env(machine.environ, machine.home, machine.platform) if machine is not None \
+            else Env.current()
         if store_path is not None:
             path = Path(store_path)
             path = path if path.suffix == ".license" else store_path_for(product, path)
-        elif machine is not None:  # interim: a simulated machine keeps its files in its home
-            path = store_path_for(product, machine.home / ".local/share" / (app_name or product))
-        else:
-            path = store_path_for(product, default_store_dir(app_name or product, app_author))
-        if machine is not None:
-            digest = hashlib.sha256(product.encode("utf-8")).hexdigest()[:32]
-            witness = machine.home / ".local/state/software_dna" / f"{digest}.witness"
+        else:  # SOFTWARE_DNA_HOME, else the platform folder (a store left elsewhere is moved)
+            path = find_store(product, app_name or product, app_author, env=env)
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
                                  connect_timeout=connect_timeout, ca_bundle=ca_bundle,
                                  proxies=proxies)
@@ -147,8 +146,8 @@ class LicenseClient:
                             "(software_dna.testing.SimulatedMachine in tests)")
         verifier = TokenVerifier(product, keys, fingerprint or (
             lambda name: host.fingerprint(name, cache_dir=path.parent)))
-        self._state = ClientState(verifier, path, clock or _utcnow, machine=host,
-                                  witness=witness)
+        self._state = ClientState(verifier, path, clock or _utcnow, machine=host, env=env,
+                                  remember_store=store_path is None)
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()
         self._validation = Validation(self._state, self._server, self._lease)

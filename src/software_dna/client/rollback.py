@@ -38,30 +38,28 @@ folder, full disk) is skipped silently: it never stops a license that is
 otherwise fine. What this does not stop -- an attacker who rolls back *every*
 file and the clock -- is stated in ``docs/security.md``.
 
-Where: ``$SOFTWARE_DNA_STATE_HOME`` when set, else
-``platformdirs.user_state_dir("software_dna")``; the file is
+Where: the anchor folder of :mod:`software_dna.client.locations`
+(``$SOFTWARE_DNA_STATE_HOME`` when set); the file is
 ``<sha256(product id)[:32]>.witness``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from software_dna.errors import LicenseError, StoreError, StoreRolledBack
-from software_dna.store import Store, user_dir
+from software_dna.store import Store
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
+from .locations import find_witness
 from .refusals import stored_error
 
-__all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for", "witness_dir", "witness_path"]
+__all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for"]
 
-_ENV_STATE_HOME = "SOFTWARE_DNA_STATE_HOME"
 #: Most stores / licenses remembered per product (the oldest are dropped).
 _MAX_ENTRIES = 256
 
@@ -71,26 +69,6 @@ ROLLED_BACK = (
     "was deleted, so the license must be confirmed by the license server. Connect to the "
     "internet and start the application again."
 )
-
-
-def witness_dir() -> Path:
-    """The folder of witness files.
-
-    Returns:
-        ``$SOFTWARE_DNA_STATE_HOME`` when set and not empty, else
-        ``platformdirs.user_state_dir("software_dna")`` (absolute; created
-        by the first write, not here).
-    """
-    override = os.environ.get(_ENV_STATE_HOME)
-    if override:
-        return Path(override).expanduser().absolute()
-    return Path(user_dir("state", "software_dna", False)).absolute()
-
-
-def witness_path(product: str) -> Path:
-    """The witness file of ``product`` (a str): ``witness_dir() / "<32 hex>.witness"``."""
-    digest = hashlib.sha256(product.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return witness_dir() / f"{digest}.witness"
 
 
 def _time(value: object) -> datetime | None:
@@ -168,7 +146,8 @@ class RollbackGuard:
     Args:
         product: the product id (bound into the witness's key and associated data).
         key_material: returns the machine-bound key material (called once, lazily).
-        path: the witness file (default :func:`witness_path`, resolved lazily).
+        path: the witness file (default
+            :func:`~software_dna.client.locations.find_witness`, resolved lazily).
 
     The witness's own I/O is best effort: an unreadable witness is moved
     aside and treated as missing, an unwritable one is skipped.
@@ -189,7 +168,7 @@ class RollbackGuard:
     def path(self) -> Path:
         """The witness file."""
         if self._path is None:
-            self._path = witness_path(self.product)
+            self._path = find_witness(self.product)
         return self._path
 
     # ------------------------------------------------------------ I/O

@@ -36,6 +36,7 @@ from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
 
 from .document import OfflineRequest, Status, StoredDocument
 from .expiry import expired_message
+from .locations import Env, find_witness, keyring_path, remember_store
 from .refusals import MEANINGS, code_of, stored_error
 from .rollback import RollbackGuard, refusal_for
 from .verifier import TokenVerifier
@@ -57,14 +58,18 @@ class ClientState:
         clock: returns the current time as an aware datetime.
         machine: the machine whose key encrypts the store and the witness
             (default: this one).
-        keyrings: where the machine key's keyring may be, preferred first
-            (default: beside the witness, then beside the store).
+        env: the machine's account: its folders hold the witness, the
+            keyring and the store pointer (default :meth:`Env.current
+            <software_dna.client.locations.Env.current>`).
+        remember_store: record ``store_path`` in the store pointer after the
+            first write (for a store found by
+            :func:`~software_dna.client.locations.find_store`; not for an
+            explicit path).
     """
 
     def __init__(self, verifier: TokenVerifier, store_path: Path, clock: Clock, *,
-                 machine: _fp.Machine | None = None,
-                 keyrings: tuple[Path, ...] | None = None,
-                 witness: Path | None = None) -> None:
+                 machine: _fp.Machine | None = None, env: Env | None = None,
+                 remember_store: bool = False) -> None:
         self.verifier = verifier
         self.product = verifier.product
         self.store_path = store_path
@@ -72,13 +77,16 @@ class ClientState:
         self._store: Store | None = None
         self.machine = machine or _fp.THIS_MACHINE
         product = self.product
+        self._env = env if env is not None else Env.current()
         # A second file, kept elsewhere, that notices the store being rolled back.
         self.guard = RollbackGuard(product, lambda: self.machine_key().derive("witness"),
                                    legacy_key_material=lambda: self.machine.legacy_secret(product),
-                                   path=witness)
-        self._keyrings = keyrings or (
-            self.guard.path.with_suffix(".keyring"),
-            store_path.with_name(store_path.name + ".keyring"))
+                                   path=find_witness(product, env=self._env))
+        self._remember_store = remember_store
+        # The machine key's keyring: in the account's anchor folder; beside the store
+        # when the anchor cannot be written (a read-only home with SOFTWARE_DNA_HOME set).
+        self._keyrings = (keyring_path(product, env=self._env),
+                          store_path.with_name(store_path.name + ".keyring"))
         self._witness_ok = False
         self._loaded: tuple[tuple[int, int, int], StoredDocument] | None = None
         self.high_water: datetime | None = None
@@ -214,6 +222,10 @@ class ClientState:
                 raw["witnessed"] = True
             result["witnessed"] = True
             self._loaded = None
+        if self._remember_store:
+            # Once per process: lets a later start find this store if the folders move.
+            self._remember_store = False
+            remember_store(self.product, self.store_path, env=self._env)
         return result
 
     @contextlib.contextmanager

@@ -137,6 +137,7 @@ class Machine:
         self._fingerprints: dict[tuple[str, int], Fingerprint] = {}
         self._secrets: dict[str, bytes] = {}
         self._keys: dict[tuple[str, tuple[Path, ...]], MachineKey] = {}
+        self._raw: _Raw | None = None
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -168,6 +169,13 @@ class Machine:
             self._fingerprints.clear()
             self._secrets.clear()
             self._keys.clear()
+            self._raw = None
+
+    def _reading(self, *, refresh: bool = False) -> _Raw:
+        """:meth:`read`, once per process (the lock held): the fingerprint and the key share it."""
+        if self._raw is None or refresh:
+            self._raw = self.read()
+        return self._raw
 
     def fingerprint(self, product: str, *, refresh: bool = False,
                     cache_dir: str | os.PathLike[str] | None = None) -> Fingerprint:
@@ -184,7 +192,7 @@ class Machine:
                 cached = self._fingerprints.get(key)
                 if cached is not None:
                     return cached
-            raw = self.read()
+            raw = self._reading(refresh=refresh)
             secret = self._secret_from(product, raw) if raw.values.get("machine_id") else None
             fingerprint = _build(product, raw, n, None if secret is None else cache_dir, secret)
             self._fingerprints[key] = fingerprint
@@ -200,7 +208,7 @@ class Machine:
             cached = self._secrets.get(product)
             if cached is not None:
                 return cached
-            return self._secret_from(product, self.read())
+            return self._secret_from(product, self._reading())
 
     def machine_key(self, product: str, keyrings: Sequence[Path], *, create: bool,
                     start_over: bool = False) -> MachineKey | None:
@@ -234,7 +242,7 @@ class Machine:
             cached = self._keys.get((product, where))
             if cached is not None and not start_over:
                 return cached
-            raw = self.read()
+            raw = self._reading()
             if not raw.values.get("machine_id") and not raw.values.get("smbios_uuid") \
                     and not raw.macs:
                 raise _unavailable_error(raw)
