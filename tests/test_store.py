@@ -22,6 +22,7 @@ from typing import Any, Literal
 import platformdirs
 import pytest
 
+import software_dna.files as files_module
 import software_dna.store as store_module
 from software_dna.errors import LicenseError, StoreCorrupted, StoreError
 from software_dna.store import (
@@ -118,7 +119,7 @@ def test_read_takes_no_lock(store: Store, monkeypatch: pytest.MonkeyPatch) -> No
     def no_lock(_path: Path) -> Any:
         raise AssertionError("read() must not lock")
 
-    monkeypatch.setattr(store_module, "_path_lock", no_lock)
+    monkeypatch.setattr(files_module, "_path_lock", no_lock)
     assert store.read() == DOC
 
 
@@ -747,6 +748,6 @@ def test_two_processes_200_transactions_each_with_a_reader(tmp_path: Path) -> No
 def _no_lock_leak() -> Iterator[None]:
     """Every test must leave the store locks released."""
     yield
-    for entry in list(store_module._LOCKS.values()):
+    for entry in list(files_module._LOCKS.values()):
         assert entry.thread_lock.acquire(timeout=5), f"lock left held: {entry.lock_path}"
         entry.thread_lock.release()

@@ -30,6 +30,7 @@ clause to stay safe::
     ├── ServerError             the server answered, but not with something usable
     ├── StoreError              the local license store cannot be used
     │   ├── StoreCorrupted      unreadable store; it was moved aside
+    │   │   └── StoreFromAnotherMachine  made on another computer (also a WrongMachine)
     │   └── StoreRolledBack     the store was replaced by an older copy: go online once
     └── FingerprintUnavailable  nothing stable enough to identify this machine
 
@@ -62,6 +63,7 @@ __all__ = [
     "ServerUnreachable",
     "StoreCorrupted",
     "StoreError",
+    "StoreFromAnotherMachine",
     "StoreRolledBack",
     "TrialUnavailable",
     "UnknownLicenseKey",
@@ -215,6 +217,17 @@ class StoreCorrupted(StoreError):
         super().__init__(message)
         #: Where the unreadable file was moved, if it could be moved.
         self.moved_to = moved_to
+
+
+class StoreFromAnotherMachine(StoreCorrupted, WrongMachine):
+    """The store was written on another computer, or under a machine key this one no longer has.
+
+    Its header names the key it was written under, and that is not this
+    computer's key for the product: the file was copied here, or this
+    computer's machine key was lost. It has been moved aside (``moved_to``),
+    never deleted; activating the license on this computer is the way back.
+    Also a :class:`WrongMachine`: the license data is bound to another machine.
+    """
 
 
 class StoreRolledBack(StoreError):
