@@ -218,8 +218,8 @@ if hasattr(os, "register_at_fork"):
 def exclusive(lock_path: Path, timeout: float) -> Iterator[None]:
     """Hold the thread lock and the file lock of ``lock_path`` for the block.
 
-    Re-entrant within one thread. The folder of ``lock_path`` must exist;
-    the lock file (mode ``0o600``) is created there and left in place.
+    Re-entrant within one thread. The lock file (mode ``0o600``) is created
+    when missing and left in place.
 
     :param lock_path: the lock file, e.g. ``<file>.lock`` next to the file it guards.
     :param timeout: seconds to wait for both locks together (0 or less: try once).
