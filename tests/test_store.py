@@ -21,13 +21,12 @@ from typing import Any, Literal
 
 import platformdirs
 import pytest
-
-import software_dna.files as files_module
-import software_dna.store as store_module
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+import software_dna.files as files_module
+import software_dna.store as store_module
 from software_dna.errors import (
     FingerprintUnavailable,
     LicenseError,
