@@ -149,7 +149,7 @@ def damaged(app: App, label: str, fault: Fault, tally: Tally) -> None:
         aside = Path(exc.moved_to) if exc.moved_to else None
         tally.check(aside is not None and aside.exists() and aside.read_bytes() == bad,
                     f"{label}: the bad file was not kept aside byte for byte ({exc.moved_to})")
-        other = label.split(", ")[-1] in OTHER_MACHINE
+        other = label.rsplit(", ", maxsplit=1)[-1] in OTHER_MACHINE
         expected, tag = ((StoreFromAnotherMachine, ".other-machine-") if other
                          else (StoreCorrupted, ".corrupt-"))
         tally.check(type(exc) is expected and tag in str(exc.moved_to),
