@@ -330,12 +330,12 @@ class Store:
         the associated data, so one product cannot read another's file.
     :param key_material: machine-bound secret bytes (not empty) from which
         the AES-256 key and the key id are derived with HKDF-SHA256.
-    :param legacy_key_material: called (at most until it succeeds) when a
-        format-1 file is found, to return the key material that file was
-        written under; ``None`` returned, or a
-        :class:`~software_dna.errors.LicenseError` raised, makes the file
-        undecryptable (it is moved aside). When not given, format-1 files
-        are read under ``key_material``.
+    :param legacy_key_material: called only when a format-1 file is found,
+        to return the key material that file was written under (bytes; the
+        key derived from it is kept for this object's lifetime). ``None`` or
+        empty bytes returned, or a :class:`~software_dna.errors.LicenseError`
+        raised, makes the file undecryptable (it is moved aside). When not
+        given, format-1 files are read under ``key_material``.
     :raises TypeError: ``product`` is not a str, ``key_material`` not bytes,
         or ``legacy_key_material`` not callable.
     :raises ValueError: ``product`` or ``key_material`` is empty.
@@ -379,9 +379,13 @@ class Store:
         Takes no lock in the normal case (see the module docstring).
 
         :returns: the stored JSON object, or ``None`` if there is no store file.
-        :raises StoreCorrupted: the file is unreadable (empty, truncated,
-            damaged, from another machine or product, a newer format); it
+        :raises StoreFromAnotherMachine: the file was written under another
+            machine key (another computer's, or one this computer lost); it
             has been moved aside (``moved_to``) and the next call returns
+            ``None``.
+        :raises StoreCorrupted: the file is unreadable (empty, truncated,
+            damaged, a newer format, a format-1 file that does not decrypt);
+            it has been moved aside (``moved_to``) and the next call returns
             ``None``.
         :raises StoreError: the file cannot be read (permissions, I/O error).
         """
@@ -421,8 +425,10 @@ class Store:
         whole block, so keep it short. Re-entrant within one thread.
 
         :yields: the stored object, or ``{}`` when there is no store file.
-        :raises StoreCorrupted: the existing file is unreadable; it was moved
-            aside and the next transaction starts from ``{}``.
+        :raises StoreCorrupted: the existing file is unreadable, or (as
+            :class:`~software_dna.errors.StoreFromAnotherMachine`) written
+            under another machine key; it was moved aside and the next
+            transaction starts from ``{}``.
         :raises StoreError: as :meth:`write`, including lock timeout.
         :raises TypeError: the changed dict is not JSON-serialisable.
         :raises ValueError: the changed dict holds NaN/Infinity or is too large.
