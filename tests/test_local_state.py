@@ -19,9 +19,11 @@ from software_dna import (
     StoreFromAnotherMachine,
     WrongMachine,
 )
+from software_dna.store import Store
 from software_dna.testing import SimulatedMachine
 
 from .inprocess import InProcessServer
+from .test_store import v1_file
 
 _products = itertools.count()
 KEY = "k4.public." + "A" * 43
@@ -151,3 +153,34 @@ def test_container_without_machine_id_or_card_cannot_be_identified(tmp_path: Pat
         client.check()  # nothing stored: no need to identify the machine
     with pytest.raises(FingerprintUnavailable):
         client.create_activation_request("ABCD-EFGH")
+
+
+def test_upgrade_from_0_2_keeps_the_license_offline_then_rekeys(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    """A store and witness written by 0.2 (format 1 under the machine-id secret, no keyring)."""
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    link = inprocess_server.link()
+    client = LicenseClient(product=product[0], public_keys=product[1], machine=laptop,
+                           transport=link.transport())
+    first = client.activate(key)
+    state = client._state
+    legacy = laptop.legacy_secret(product[0])
+    for path, name in ((state.store_path, product[0]),
+                       (state.guard.path, product[0] + "\0witness")):
+        data = Store(path, product=name,
+                     key_material=state.machine_key().derive(
+                         "store" if path == state.store_path else "witness")).read()
+        assert data is not None
+        path.write_bytes(v1_file(legacy, data, product=name))
+    state.machine_key().path.unlink()  # 0.2 had no keyring
+    laptop.forget()
+    link.offline()
+    upgraded = LicenseClient(product=product[0], public_keys=product[1], machine=laptop,
+                             transport=link.transport())
+    assert upgraded.check().activation_id == first.activation_id  # offline, no StoreRolledBack
+    link.online()
+    assert upgraded.refresh().activation_id == first.activation_id
+    assert upgraded.store_path.read_bytes()[4] == 2  # written again under the machine key
+    assert len(activations(inprocess_server, first.license_id)) == 1

@@ -21,9 +21,20 @@ from typing import Any, Literal
 
 import platformdirs
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+import software_dna.files as files_module
 import software_dna.store as store_module
-from software_dna.errors import LicenseError, StoreCorrupted, StoreError
+from software_dna.errors import (
+    FingerprintUnavailable,
+    LicenseError,
+    StoreCorrupted,
+    StoreError,
+    StoreFromAnotherMachine,
+    WrongMachine,
+)
 from software_dna.store import (
     FORMAT_VERSION,
     MAGIC,
@@ -100,16 +111,44 @@ def test_missing_folder_is_created_private(tmp_path: Path) -> None:
     assert leftovers(directory) == []
 
 
+def hkdf(material: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(material)
+
+
+def key_id(material: bytes, product: str = PRODUCT) -> bytes:
+    """The format-2 key id, computed from the documented rule."""
+    return hkdf(material, b"software_dna local store v2 key derivation",
+                b"software_dna store key id v2\0" + product.encode(), 8)
+
+
 def test_file_layout(store: Store) -> None:
     store.write(DOC)
     raw = store.path.read_bytes()
     assert raw[:4] == MAGIC == b"SDNA"
-    assert raw[4] == FORMAT_VERSION == 1
+    assert raw[4] == FORMAT_VERSION == 2
+    assert raw[5:13] == key_id(KEY)
     plaintext = json.dumps(DOC, separators=(",", ":")).encode()
-    assert len(raw) == 4 + 1 + 12 + len(plaintext) + 16
+    assert len(raw) == 4 + 1 + 8 + 12 + len(plaintext) + 16
     assert b"act_123" not in raw and b"token" not in raw
+    # The documented key and associated data (the whole header + product id) open it.
+    key = hkdf(KEY, b"software_dna local store v2 key derivation",
+               b"software_dna store v2\0" + PRODUCT.encode(), 32)
+    assert AESGCM(key).decrypt(raw[13:25], raw[25:], raw[:13] + PRODUCT.encode()) == plaintext
     store.write(DOC)
-    assert store.path.read_bytes()[5:17] != raw[5:17], "every write uses a fresh nonce"
+    again = store.path.read_bytes()
+    assert again[:13] == raw[:13], "the header is the same for every write"
+    assert again[13:25] != raw[13:25], "every write uses a fresh nonce"
+
+
+def test_key_id_differs_per_machine_key_and_product(tmp_path: Path) -> None:
+    ids = set()
+    for product, key in [(PRODUCT, KEY), (PRODUCT, OTHER_KEY), ("com.example.other", KEY)]:
+        store = make_store(tmp_path / "ids", product=product, key=key)
+        store.write(DOC)
+        ids.add(store.path.read_bytes()[5:13])
+        store.path.unlink()
+    assert len(ids) == 3
+    assert key_id(KEY) not in (KEY[:8], KEY[-8:])
 
 
 def test_read_takes_no_lock(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +157,7 @@ def test_read_takes_no_lock(store: Store, monkeypatch: pytest.MonkeyPatch) -> No
     def no_lock(_path: Path) -> Any:
         raise AssertionError("read() must not lock")
 
-    monkeypatch.setattr(store_module, "_path_lock", no_lock)
+    monkeypatch.setattr(files_module, "_path_lock", no_lock)
     assert store.read() == DOC
 
 
@@ -252,8 +291,14 @@ def test_user_dir_is_platformdirs(monkeypatch: pytest.MonkeyPatch, kind: Literal
 # --------------------------------------------------------------------------- corrupt files
 
 
-def assert_quarantined(store: Store, bad: bytes, read: Callable[[], object] | None = None) -> None:
-    """Reading fails with StoreCorrupted, the file is moved aside intact, and the store recovers."""
+def assert_quarantined(store: Store, bad: bytes, read: Callable[[], object] | None = None, *,
+                       other_machine: bool = False) -> None:
+    """Reading fails with StoreCorrupted, the file is moved aside intact, and the store recovers.
+
+    ``other_machine``: the file is a well-formed one written under another
+    machine key, so the error is StoreFromAnotherMachine and the file is
+    moved to ``.other-machine-``; otherwise exactly StoreCorrupted and ``.corrupt-``.
+    """
     store.path.parent.mkdir(parents=True, exist_ok=True)
     store.path.write_bytes(bad)
     with pytest.raises(StoreCorrupted) as caught:
@@ -263,10 +308,18 @@ def assert_quarantined(store: Store, bad: bytes, read: Callable[[], object] | No
     assert error.moved_to is not None
     aside = Path(error.moved_to)
     assert aside.parent == store.path.parent
-    assert aside.name.startswith(store.path.name + ".corrupt-")
     assert aside.read_bytes() == bad, "the bad file is kept, byte for byte"
     assert str(aside) in str(error)
-    assert "activate it with your license key" in str(error) and "no other seat" in str(error)
+    if other_machine:
+        assert type(error) is StoreFromAnotherMachine
+        assert isinstance(error, WrongMachine)
+        assert aside.name.startswith(store.path.name + ".other-machine-")
+        assert "another computer" in str(error) and "no longer has" in str(error)
+        assert "activate it here with your license key" in str(error)
+    else:
+        assert type(error) is StoreCorrupted
+        assert aside.name.startswith(store.path.name + ".corrupt-")
+        assert "activate it with your license key" in str(error) and "no other seat" in str(error)
     assert not store.path.exists()
     assert store.read() is None, "no crash loop: the next read sees no file"
     store.write({"fresh": True})
@@ -295,8 +348,13 @@ def sealed(store: Store, plaintext: bytes) -> bytes:
         pytest.param(lambda s, real: b"\x00" * len(real), id="nul-filled"),
         pytest.param(lambda s, real: os.urandom(len(real)), id="random-bytes"),
         pytest.param(lambda s, real: b'{"token": "plain json"}', id="not-our-format"),
-        pytest.param(lambda s, real: real[:4] + bytes([2]) + real[5:], id="future-version"),
+        pytest.param(lambda s, real: real[:4] + bytes([3]) + real[5:], id="future-version"),
         pytest.param(lambda s, real: real[:4] + bytes([0]) + real[5:], id="version-zero"),
+        pytest.param(lambda s, real: real[:4] + bytes([1]) + real[5:], id="version-edited-to-1"),
+        pytest.param(lambda s, real: real[:13] + bytes([real[13] ^ 1]) + real[14:],
+                     id="flipped-nonce-bit"),
+        pytest.param(lambda s, real: real[:30] + bytes([real[30] ^ 1]) + real[31:],
+                     id="flipped-ciphertext-bit"),
         pytest.param(lambda s, real: b"SDNB" + real[4:], id="wrong-magic"),
         pytest.param(lambda s, real: real[:-1] + bytes([real[-1] ^ 1]), id="flipped-tag-bit"),
         pytest.param(lambda s, real: real[:20] + bytes([real[20] ^ 0x80]) + real[21:], id="flip"),
@@ -327,17 +385,188 @@ def test_truncated_at_every_length(store: Store, real_file: bytes) -> None:
 def test_file_from_another_machine(store: Store, tmp_path: Path) -> None:
     elsewhere = make_store(tmp_path / "other-machine", key=OTHER_KEY)
     elsewhere.write(DOC)
-    assert_quarantined(store, elsewhere.path.read_bytes())
+    assert_quarantined(store, elsewhere.path.read_bytes(), other_machine=True)
+
+
+def test_file_from_another_machine_in_transaction(store: Store, tmp_path: Path) -> None:
+    elsewhere = make_store(tmp_path / "other-machine", key=OTHER_KEY)
+    elsewhere.write(DOC)
+
+    def run() -> None:
+        with store.transaction() as data:
+            data["never"] = "written"
+
+    assert_quarantined(store, elsewhere.path.read_bytes(), read=run, other_machine=True)
+
+
+def test_file_from_another_machine_that_cannot_be_moved(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = make_store(tmp_path / "other-machine", key=OTHER_KEY)
+    elsewhere.write(DOC)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(elsewhere.path.read_bytes())
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StoreFromAnotherMachine) as caught:
+        store.read()
+    assert caught.value.moved_to is None
+    assert "delete or rename" in str(caught.value)
+    assert store.path.read_bytes() == elsewhere.path.read_bytes()
+
+
+def test_same_key_id_with_flipped_ciphertext_is_damage_not_another_machine(
+    store: Store, real_file: bytes
+) -> None:
+    assert real_file[5:13] == key_id(KEY)
+    damaged = real_file[:-20] + bytes([real_file[-20] ^ 0x01]) + real_file[-19:]
+    assert_quarantined(store, damaged)  # exactly StoreCorrupted, moved to .corrupt-
+
+
+def test_edited_key_id_does_not_open(store: Store, real_file: bytes) -> None:
+    edited = real_file[:5] + bytes([real_file[5] ^ 0x01]) + real_file[6:]
+    assert_quarantined(store, edited, other_machine=True)
+
+
+def test_other_machine_file_with_our_key_id_pasted_in_is_damage(
+    store: Store, tmp_path: Path
+) -> None:
+    """Copying this computer's key id into a foreign file does not make it readable."""
+    elsewhere = make_store(tmp_path / "other-machine", key=OTHER_KEY)
+    elsewhere.write(DOC)
+    foreign = elsewhere.path.read_bytes()
+    forged = foreign[:5] + key_id(KEY) + foreign[13:]
+    assert_quarantined(store, forged)
 
 
 def test_file_of_another_product(store: Store, tmp_path: Path) -> None:
     # Same machine key, another product; even copied to our product's file name.
+    # The key id is per product, so it names a key this store does not have.
     other = make_store(tmp_path / "data", product="com.example.other")
     other.write(DOC)
     assert other.path != store.path
     assert store.read() is None
-    assert_quarantined(store, other.path.read_bytes())
+    assert_quarantined(store, other.path.read_bytes(), other_machine=True)
     assert other.read() == DOC, "the other product's own file is untouched"
+
+
+# --------------------------------------------------------------------------- format 1
+
+
+def v1_file(material: bytes, data: dict[str, Any], product: str = PRODUCT) -> bytes:
+    """A format-1 store file, built with the format-1 rules (not with the module's code)."""
+    key = hkdf(material, b"software_dna local store key derivation",
+               b"software_dna store v1\0" + product.encode(), 32)
+    nonce = os.urandom(12)
+    plaintext = json.dumps(data, separators=(",", ":")).encode()
+    aad = b"SDNA" + b"\x01" + product.encode()
+    return b"SDNA\x01" + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+LEGACY_KEY = b"the raw machine identifier format 1 was keyed with"
+
+
+def legacy_store(directory: Path, answer: Callable[[], bytes | None]) -> Store:
+    return Store(store_path_for(PRODUCT, directory), product=PRODUCT, key_material=KEY,
+                 legacy_key_material=answer)
+
+
+def test_format_1_file_is_read_with_legacy_key_material_and_rewritten_as_format_2(
+    tmp_path: Path,
+) -> None:
+    calls: list[int] = []
+
+    def legacy() -> bytes:
+        calls.append(1)
+        return LEGACY_KEY
+
+    store = legacy_store(tmp_path / "data", legacy)
+    store.path.parent.mkdir(parents=True)
+    old = v1_file(LEGACY_KEY, DOC)
+    store.path.write_bytes(old)
+    assert store.read() == DOC
+    assert store.read() == DOC
+    assert store.path.read_bytes() == old, "reading does not rewrite the file"
+    with store.transaction() as data:
+        assert data == DOC
+        data["token"] = "refreshed"
+    raw = store.path.read_bytes()
+    assert raw[4] == 2 and raw[5:13] == key_id(KEY), "the next write is format 2"
+    assert store.read() == {**DOC, "token": "refreshed"}
+    # Format 2 needs no legacy key: neither this store nor a fresh one asks for it.
+    assert Store(store.path, product=PRODUCT, key_material=KEY,
+                 legacy_key_material=lambda: None).read() == {**DOC, "token": "refreshed"}
+    assert len(calls) == 1, "the legacy key material is fetched once, for the format-1 file"
+
+
+def test_format_1_file_is_rewritten_as_format_2_by_write(tmp_path: Path) -> None:
+    store = legacy_store(tmp_path / "data", lambda: LEGACY_KEY)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(v1_file(LEGACY_KEY, DOC))
+    assert store.read() == DOC
+    store.write({"token": "new"})
+    assert store.path.read_bytes()[4] == 2
+    assert make_store(tmp_path / "data").read() == {"token": "new"}
+
+
+def test_format_1_file_without_legacy_is_read_under_key_material(store: Store) -> None:
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(v1_file(KEY, DOC))
+    assert store.read() == DOC
+    store.write(DOC)
+    assert store.path.read_bytes()[:13] == b"SDNA\x02" + key_id(KEY)
+    assert store.read() == DOC
+
+
+def test_format_1_file_under_key_material_is_not_read_when_legacy_is_given(
+    tmp_path: Path,
+) -> None:
+    store = legacy_store(tmp_path / "data", lambda: LEGACY_KEY)
+    assert_quarantined(store, v1_file(KEY, DOC))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda: None, id="returns-none"),
+        pytest.param(lambda: b"", id="returns-empty"),
+        pytest.param(lambda: OTHER_KEY, id="returns-other-material"),
+    ],
+)
+def test_format_1_file_whose_legacy_key_is_missing_is_moved_aside(
+    tmp_path: Path, answer: Callable[[], bytes | None]
+) -> None:
+    store = legacy_store(tmp_path / "data", answer)
+    assert_quarantined(store, v1_file(LEGACY_KEY, DOC))
+
+
+def test_format_1_file_whose_legacy_key_material_raises_is_moved_aside(tmp_path: Path) -> None:
+    def unavailable() -> bytes:
+        raise FingerprintUnavailable("no machine identifier on this computer")
+
+    store = legacy_store(tmp_path / "data", unavailable)
+    assert_quarantined(store, v1_file(LEGACY_KEY, DOC))
+    # The transaction path too.
+
+    def run() -> None:
+        with store.transaction() as data:
+            data["x"] = 1
+
+    assert_quarantined(store, v1_file(LEGACY_KEY, DOC), read=run)
+
+
+def test_format_1_file_of_another_product_is_moved_aside(tmp_path: Path) -> None:
+    store = legacy_store(tmp_path / "data", lambda: LEGACY_KEY)
+    assert_quarantined(store, v1_file(LEGACY_KEY, DOC, product="com.example.other"))
+
+
+def test_legacy_key_material_must_be_callable(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        Store(tmp_path / "x.license", product=PRODUCT, key_material=KEY,
+              legacy_key_material=LEGACY_KEY)  # type: ignore[arg-type]
 
 
 def test_corrupt_file_in_transaction(store: Store) -> None:
@@ -747,6 +976,6 @@ def test_two_processes_200_transactions_each_with_a_reader(tmp_path: Path) -> No
 def _no_lock_leak() -> Iterator[None]:
     """Every test must leave the store locks released."""
     yield
-    for entry in list(store_module._LOCKS.values()):
+    for entry in list(files_module._LOCKS.values()):
         assert entry.thread_lock.acquire(timeout=5), f"lock left held: {entry.lock_path}"
         entry.thread_lock.release()

@@ -222,12 +222,18 @@ class StoreCorrupted(StoreError):
 class StoreFromAnotherMachine(StoreCorrupted, WrongMachine):
     """The local license data was made on another computer, or this one changed too much at once.
 
-    Raised when the store was written under another machine key (copied
-    from another computer; ``moved_to`` says where it was moved), or when
-    this machine's key cannot be opened because more of its components
-    changed at once than the identity rules tolerate (``moved_to`` is None:
-    nothing was touched, so putting a removed part back restores it).
-    Activating the license again on this computer is the way back.
+    Raised in two cases, both with a message that says which:
+
+    - the store's header names another machine key than this computer's
+      for the product: the file was copied here (or this computer's machine
+      key was lost). It has been moved aside (``moved_to``), never deleted.
+    - this computer's machine key cannot be opened because more of its
+      components changed at once than the identity rules tolerate (or its
+      keyring was copied from another computer): ``moved_to`` is None,
+      nothing was touched, so putting a removed part back restores it.
+
+    Activating the license again on this computer is the way back. Also a
+    :class:`WrongMachine`: the license data is bound to another machine.
     """
 
 

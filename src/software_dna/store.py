@@ -3,40 +3,60 @@
 The client keeps its license token, activation id and secret, the clock
 high-water mark and a few settings here (see ``docs/architecture.md``).
 
-File format (version 1)
+File format (version 2)
 -----------------------
 One file per product (see :func:`store_path_for`), laid out as::
 
     offset  size  content
     0       4     magic b"SDNA"
-    4       1     format version, currently 1
-    5       12    random nonce (fresh for every write)
-    17      n+16  AES-256-GCM ciphertext of the plaintext, followed by the 16-byte tag
+    4       1     format version, 2
+    5       8     key id: which machine key the file was written under
+    13      12    random nonce (fresh for every write)
+    25      n+16  AES-256-GCM ciphertext of the plaintext, followed by the 16-byte tag
 
-* Key: HKDF-SHA256 over the machine-bound ``key_material``, with a fixed salt
-  label and ``info = b"software_dna store v1\\0" + product id (UTF-8)``,
-  32 bytes. Each product therefore has its own key.
-* Associated data: ``magic + version byte + product id (UTF-8)``. A file
-  written for another product, or with its header edited, fails to
-  authenticate exactly like a file copied from another machine.
+* Key: HKDF-SHA256 over the machine-bound ``key_material``, with the fixed
+  salt ``b"software_dna local store v2 key derivation"`` and ``info =
+  b"software_dna store v2\0" + product id (UTF-8)``, 32 bytes. Each product
+  therefore has its own key.
+* Key id: the first 8 bytes of HKDF-SHA256 over the same ``key_material``
+  and salt with ``info = b"software_dna store key id v2\0" + product id``.
+  It names the key without revealing it (a different ``info``, so
+  independent of the key), and lets a file written under another machine key
+  -- copied from another computer, or left behind when this computer's
+  machine key was lost -- be told apart from a damaged one: the former raises
+  :class:`~software_dna.errors.StoreFromAnotherMachine` and is moved to
+  ``<name>.other-machine-<UTC timestamp>-<random>``. Another product's file
+  has another key id too.
+* Associated data: the whole header (``magic + version byte + key id``) +
+  product id (UTF-8). A file whose header was edited fails to authenticate.
 * Plaintext: a compact UTF-8 JSON object (``separators=(",", ":")``,
   ASCII-escaped). Reading refuses duplicate keys, ``NaN``/``Infinity`` and
   anything but an object at the top level.
 * The whole file is at most :data:`MAX_FILE_SIZE` bytes (1 MiB); a larger file
   is refused without being read into memory.
 
+Every write is format 2. Format 1 (the same without the key id: the nonce at
+offset 5; key from salt ``b"software_dna local store key derivation"`` and
+``info = b"software_dna store v1\0" + product id``; associated data ``magic +
+b"\x01" + product id``) is still read, under the key material that
+``legacy_key_material()`` returns (or ``key_material`` when that is not
+given); its contents are returned as they are and the next write turns the
+file into format 2.
+
 Writing and locking
 -------------------
 Every write goes to a temporary file with a unique name in the same folder
 (mode ``0o600``), is flushed with :func:`os.fsync`, then atomically renamed
 over the store with :func:`os.replace`, and the folder itself is fsynced
-(best effort; skipped on Windows, which cannot open a folder that way). The
-folder is created with mode ``0o700`` when missing.
+(best effort; skipped on Windows, which cannot open a folder that way):
+:func:`software_dna.files.write_atomically`. The folder is created with mode
+``0o700`` when missing.
 
-Writers are serialised by a per-path threading lock (between threads of this
-process) plus a :mod:`filelock` lock file ``<store file>.lock`` next to the
-store (between processes). Acquiring both has a finite timeout
-(:attr:`Store.lock_timeout`, 10 s by default) and then raises
+Writers are serialised by :func:`software_dna.files.exclusive`: a per-path
+threading lock (between threads of this process) plus a :mod:`filelock` lock
+file ``<store file>.lock`` next to the store (between processes). Acquiring
+both has a finite timeout (:attr:`Store.lock_timeout`, 10 s by default) and
+then raises
 :class:`~software_dna.errors.StoreError`: the SDK never hangs on a stuck lock.
 
 Why :meth:`Store.read` takes no lock: the store file is only ever *replaced*,
@@ -49,13 +69,18 @@ aside (so a file another process just replaced is never quarantined).
 
 Unreadable files
 ----------------
-An empty, truncated, zero-filled, foreign (another product, not this format,
-an unknown version) or undecryptable (copied from another machine) file is
-moved aside to ``<name>.corrupt-<UTC timestamp>-<random>`` in the same folder
--- never deleted -- and :class:`~software_dna.errors.StoreCorrupted` is
-raised. The next read then finds no file and returns ``None``, so an app
-does not loop on the same error; the license comes back by activating again
-with the same key (the server recognises the machine, so no seat is taken).
+An empty, truncated, zero-filled, foreign (not this format, an unknown
+version) or undecryptable (damaged; a format-1 file from another machine)
+file is moved aside to ``<name>.corrupt-<UTC timestamp>-<random>`` in the same
+folder -- never deleted -- and :class:`~software_dna.errors.StoreCorrupted`
+is raised. A format-2 file with another key id is moved aside to
+``<name>.other-machine-<UTC timestamp>-<random>`` and
+:class:`~software_dna.errors.StoreFromAnotherMachine` (a ``StoreCorrupted``
+and a ``WrongMachine``) is raised; its message says that activating the
+license on this computer is the way back. Either way the next read finds no
+file and returns ``None``, so an app does not loop on the same error; the
+license comes back by activating again with the same key (on the computer it
+was activated on, the server recognises the machine, so no seat is taken).
 
 Security
 --------
@@ -82,23 +107,26 @@ import json
 import os
 import re
 import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from software_dna.errors import StoreCorrupted, StoreError
+from software_dna.errors import LicenseError, StoreCorrupted, StoreError, StoreFromAnotherMachine
+from software_dna.files import (
+    LockTimeout,
+    exclusive,
+    fsync_directory,
+    move_aside,
+    read_limited,
+    write_atomically,
+)
 from software_dna.wire.strict_json import loads_object
-
-if TYPE_CHECKING:
-    from filelock import BaseFileLock
 
 __all__ = [
     "FORMAT_VERSION",
@@ -112,23 +140,33 @@ __all__ = [
 
 #: First four bytes of every store file.
 MAGIC = b"SDNA"
-#: The format version this module writes and reads.
-FORMAT_VERSION = 1
+#: The format version this module writes (format 1 is still read).
+FORMAT_VERSION = 2
 #: Largest store file read, in bytes (1 MiB).
 MAX_FILE_SIZE = 1 << 20
 #: Default time, in seconds, to wait for the store lock before giving up.
 LOCK_TIMEOUT = 10.0
 
+_V1 = 1
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
-_HEADER_SIZE = len(MAGIC) + 1
-_MIN_FILE_SIZE = _HEADER_SIZE + _NONCE_SIZE + _TAG_SIZE
-_HKDF_SALT = b"software_dna local store key derivation"
-_HKDF_INFO_PREFIX = b"software_dna store v1\0"
+_KEY_ID_SIZE = 8
+_PREFIX_SIZE = len(MAGIC) + 1  # magic and version byte: format 1's whole header
+_V2_HEADER_SIZE = _PREFIX_SIZE + _KEY_ID_SIZE
+_V1_SALT = b"software_dna local store key derivation"
+_V1_KEY_INFO = b"software_dna store v1\0"
+_V2_SALT = b"software_dna local store v2 key derivation"
+_V2_KEY_INFO = b"software_dna store v2\0"
+_V2_KEY_ID_INFO = b"software_dna store key id v2\0"
 _ENV_HOME = "SOFTWARE_DNA_HOME"
 _RECOVERY_HINT = (
     "To use the license again, activate it with your license key: the license server "
     "recognises this computer, so no other seat is taken."
+)
+_OTHER_MACHINE_HINT = (
+    "To use the license on this computer, activate it here with your license key (if it "
+    "was activated on this computer before, the license server recognises it and no other "
+    "seat is taken)."
 )
 _SAFE_STEM = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _WINDOWS_RESERVED = frozenset(
@@ -235,52 +273,6 @@ def _product_bytes(product: str) -> bytes:
         raise ValueError("product must be encodable as UTF-8") from exc
 
 
-# --------------------------------------------------------------------------- locks
-
-
-class _PathLock:
-    """The in-process lock and the cross-process file lock of one store path."""
-
-    def __init__(self, lock_path: str) -> None:
-        self.thread_lock = threading.RLock()
-        self.lock_path = lock_path
-        self._file_lock: BaseFileLock | None = None
-
-    def file_lock(self) -> BaseFileLock:
-        # Called with thread_lock held, so creation needs no extra locking.
-        if self._file_lock is None:
-            import filelock  # lazy: not needed on the read-only start-up path
-
-            self._file_lock = filelock.FileLock(self.lock_path, mode=0o600, poll_interval=0.005)
-        return self._file_lock
-
-
-_LOCKS: dict[str, _PathLock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def _path_lock(lock_path: Path) -> _PathLock:
-    key = os.path.normcase(os.path.abspath(lock_path))
-    with _LOCKS_GUARD:
-        entry = _LOCKS.get(key)
-        if entry is None:
-            entry = _LOCKS[key] = _PathLock(key)
-        return entry
-
-
-def _forget_locks_after_fork() -> None:
-    # A forked child must not inherit locks held by other threads of its parent
-    # (they would never be released), nor filelock instances (filelock refuses
-    # to use them across fork).
-    global _LOCKS_GUARD  # noqa: PLW0603 - reset of module state in a fresh child
-    _LOCKS_GUARD = threading.Lock()
-    _LOCKS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_after_fork)
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -290,6 +282,14 @@ class _UnreadableError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _OtherMachineError(_UnreadableError):
+    """Internal: a well-formed format-2 file written under another machine key."""
+
+
+def _derive(material: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(material)
 
 
 def _dumps(data: Mapping[str, Any]) -> bytes:
@@ -316,35 +316,6 @@ def _loads(plaintext: bytes) -> dict[str, Any]:
         raise _UnreadableError(f"its contents are not a valid license document ({exc})") from exc
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable. Best effort: not possible on every OS."""
-    if sys.platform == "win32":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse to fsync a folder; the file itself is synced
-    finally:
-        os.close(fd)
-
-
-def _replace(source: Path, target: Path) -> None:
-    """:func:`os.replace`, retried briefly on Windows where an open reader blocks it."""
-    attempts = 20 if sys.platform == "win32" else 1
-    for attempt in range(attempts):
-        try:
-            os.replace(source, target)
-            return
-        except PermissionError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -355,11 +326,18 @@ class Store:
     number of threads and processes, may use the same path.
 
     :param path: the store file (see :func:`store_path_for`).
-    :param product: the product id; it is bound into the key and the
-        associated data, so one product cannot read another's file.
+    :param product: the product id; it is bound into the key, the key id and
+        the associated data, so one product cannot read another's file.
     :param key_material: machine-bound secret bytes (not empty) from which
-        the AES-256 key is derived with HKDF-SHA256.
-    :raises TypeError: ``product`` is not a str or ``key_material`` not bytes.
+        the AES-256 key and the key id are derived with HKDF-SHA256.
+    :param legacy_key_material: called only when a format-1 file is found,
+        to return the key material that file was written under (bytes; the
+        key derived from it is kept for this object's lifetime). ``None`` or
+        empty bytes returned, or a :class:`~software_dna.errors.LicenseError`
+        raised, makes the file undecryptable (it is moved aside). When not
+        given, format-1 files are read under ``key_material``.
+    :raises TypeError: ``product`` is not a str, ``key_material`` not bytes,
+        or ``legacy_key_material`` not callable.
     :raises ValueError: ``product`` or ``key_material`` is empty.
     """
 
@@ -367,24 +345,28 @@ class Store:
     lock_timeout: float = LOCK_TIMEOUT
 
     def __init__(self, path: Path, *, product: str, key_material: bytes,
-                 legacy_key_material: object = None) -> None:
+                 legacy_key_material: Callable[[], bytes | None] | None = None) -> None:
         product_id = _product_bytes(product)
         if not isinstance(key_material, (bytes, bytearray, memoryview)):
             raise TypeError(f"key_material must be bytes, not {type(key_material).__name__}")
         if len(key_material) == 0:
             raise ValueError("key_material must not be empty")
+        if legacy_key_material is not None and not callable(legacy_key_material):
+            raise TypeError("legacy_key_material must be callable or None")
         #: The store file.
         self.path: Path = Path(path)
         self.product = product
+        self._product_id = product_id
         self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._aad = MAGIC + bytes([FORMAT_VERSION]) + product_id
-        key = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=_HKDF_SALT,
-            info=_HKDF_INFO_PREFIX + product_id,
-        ).derive(bytes(key_material))
-        self._aead = AESGCM(key)
+        material = bytes(key_material)
+        self._key_id = _derive(material, _V2_SALT, _V2_KEY_ID_INFO + product_id, _KEY_ID_SIZE)
+        self._header = MAGIC + bytes([FORMAT_VERSION]) + self._key_id
+        self._aad = self._header + product_id
+        self._aead = AESGCM(_derive(material, _V2_SALT, _V2_KEY_INFO + product_id, 32))
+        # Format 1 is rare (one read per machine, then rewritten): derived on demand.
+        self._legacy = legacy_key_material
+        self._material = material
+        self._v1_aead: AESGCM | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, product={self.product!r})"
@@ -397,9 +379,13 @@ class Store:
         Takes no lock in the normal case (see the module docstring).
 
         :returns: the stored JSON object, or ``None`` if there is no store file.
-        :raises StoreCorrupted: the file is unreadable (empty, truncated,
-            damaged, from another machine or product, a newer format); it
+        :raises StoreFromAnotherMachine: the file was written under another
+            machine key (another computer's, or one this computer lost); it
             has been moved aside (``moved_to``) and the next call returns
+            ``None``.
+        :raises StoreCorrupted: the file is unreadable (empty, truncated,
+            damaged, a newer format, a format-1 file that does not decrypt);
+            it has been moved aside (``moved_to``) and the next call returns
             ``None``.
         :raises StoreError: the file cannot be read (permissions, I/O error).
         """
@@ -408,8 +394,8 @@ class Store:
             return None
         try:
             return self._open(raw)
-        except _UnreadableError:
-            return self._recover()
+        except _UnreadableError as bad:
+            return self._recover(bad)
 
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the store's contents with ``data``, atomically, under the lock.
@@ -439,8 +425,10 @@ class Store:
         whole block, so keep it short. Re-entrant within one thread.
 
         :yields: the stored object, or ``{}`` when there is no store file.
-        :raises StoreCorrupted: the existing file is unreadable; it was moved
-            aside and the next transaction starts from ``{}``.
+        :raises StoreCorrupted: the existing file is unreadable, or (as
+            :class:`~software_dna.errors.StoreFromAnotherMachine`) written
+            under another machine key; it was moved aside and the next
+            transaction starts from ``{}``.
         :raises StoreError: as :meth:`write`, including lock timeout.
         :raises TypeError: the changed dict is not JSON-serialisable.
         :raises ValueError: the changed dict holds NaN/Infinity or is too large.
@@ -452,7 +440,7 @@ class Store:
                 try:
                     data = self._open(raw)
                 except _UnreadableError as bad:
-                    self._quarantine(bad.reason)
+                    self._quarantine(bad)
             before = _dumps(data)
             yield data
             after = _dumps(data)
@@ -490,13 +478,13 @@ class Store:
                 return
             except OSError as exc:
                 raise self._io_error("remove", exc) from exc
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
     # ------------------------------------------------------------------ format
 
     def _seal(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(_NONCE_SIZE)
-        blob = self._aad[:_HEADER_SIZE] + nonce + self._aead.encrypt(nonce, plaintext, self._aad)
+        blob = self._header + nonce + self._aead.encrypt(nonce, plaintext, self._aad)
         if len(blob) > MAX_FILE_SIZE:
             raise ValueError(
                 f"store data is too large ({len(blob)} bytes encrypted; the limit is "
@@ -515,20 +503,40 @@ class Store:
             raise _UnreadableError("it contains only zero bytes")
         if raw[: len(MAGIC)] != MAGIC[:size]:
             raise _UnreadableError("it is not a software_dna license store")
-        if size < _HEADER_SIZE:
+        if size < _PREFIX_SIZE:
             raise _UnreadableError("it is truncated")
         version = raw[len(MAGIC)]
-        if version != FORMAT_VERSION:
-            if version > FORMAT_VERSION:
-                raise _UnreadableError(
-                    f"it was written by a newer version of software_dna (format {version})"
-                )
-            raise _UnreadableError(f"it has an unknown format version ({version})")
-        if size < _MIN_FILE_SIZE:
+        if version == FORMAT_VERSION:
+            return self._open_v2(raw)
+        if version == _V1:
+            return self._open_v1(raw)
+        if version > FORMAT_VERSION:
+            raise _UnreadableError(
+                f"it was written by a newer version of software_dna (format {version})"
+            )
+        raise _UnreadableError(f"it has an unknown format version ({version})")
+
+    def _open_v2(self, raw: bytes) -> dict[str, Any]:
+        if len(raw) < _V2_HEADER_SIZE + _NONCE_SIZE + _TAG_SIZE:
             raise _UnreadableError("it is truncated")
-        nonce = raw[_HEADER_SIZE : _HEADER_SIZE + _NONCE_SIZE]
+        if raw[_PREFIX_SIZE:_V2_HEADER_SIZE] != self._key_id:
+            raise _OtherMachineError("it was written under another machine key")
+        nonce = raw[_V2_HEADER_SIZE : _V2_HEADER_SIZE + _NONCE_SIZE]
         try:
-            plaintext = self._aead.decrypt(nonce, raw[_HEADER_SIZE + _NONCE_SIZE :], self._aad)
+            plaintext = self._aead.decrypt(nonce, raw[_V2_HEADER_SIZE + _NONCE_SIZE :], self._aad)
+        except InvalidTag as exc:
+            # The key id matched, so the key is right: the bytes were changed.
+            raise _UnreadableError("it is damaged (it fails its integrity check)") from exc
+        return _loads(plaintext)
+
+    def _open_v1(self, raw: bytes) -> dict[str, Any]:
+        if len(raw) < _PREFIX_SIZE + _NONCE_SIZE + _TAG_SIZE:
+            raise _UnreadableError("it is truncated")
+        aead = self._v1_key()
+        nonce = raw[_PREFIX_SIZE : _PREFIX_SIZE + _NONCE_SIZE]
+        aad = MAGIC + bytes([_V1]) + self._product_id
+        try:
+            plaintext = aead.decrypt(nonce, raw[_PREFIX_SIZE + _NONCE_SIZE :], aad)
         except InvalidTag as exc:
             raise _UnreadableError(
                 "it cannot be decrypted: it was copied from another machine, belongs to "
@@ -536,109 +544,83 @@ class Store:
             ) from exc
         return _loads(plaintext)
 
+    def _v1_key(self) -> AESGCM:
+        """The format-1 AEAD (see the class docstring); :class:`_UnreadableError` if none."""
+        if self._v1_aead is None:
+            material: bytes | None = self._material
+            if self._legacy is not None:
+                try:
+                    material = self._legacy()
+                except LicenseError as exc:
+                    raise _UnreadableError(
+                        f"it is in the earlier format 1, and the key it was written under is "
+                        f"not available ({exc})"
+                    ) from exc
+            if not material:
+                raise _UnreadableError(
+                    "it is in the earlier format 1, and the key it was written under is not "
+                    "available on this computer"
+                )
+            key = _derive(bytes(material), _V1_SALT, _V1_KEY_INFO + self._product_id, 32)
+            self._v1_aead = AESGCM(key)
+        return self._v1_aead
+
     # ------------------------------------------------------------------ I/O
 
     def _read_raw(self) -> bytes | None:
         """Return the file's bytes (at most MAX_FILE_SIZE + 1), or None if it does not exist."""
         try:
-            with open(self.path, "rb") as handle:
-                return handle.read(MAX_FILE_SIZE + 1)
-        except FileNotFoundError:
-            return None
+            return read_limited(self.path, MAX_FILE_SIZE)
         except OSError as exc:
             raise self._io_error("read", exc) from exc
 
-    def _recover(self) -> dict[str, Any] | None:
-        """The lock-free read found a bad file: re-check it under the lock, then quarantine it."""
+    def _recover(self, bad: _UnreadableError) -> dict[str, Any] | None:
+        """The lock-free read found a bad file: re-check it under the lock, then move it aside."""
         try:
             lock = self._locked()
             lock.__enter__()
         except StoreError as exc:
-            raise StoreCorrupted(
-                f"The license store {self.path} is unreadable and could not be moved aside "
-                f"({exc}). Delete or rename the file. {_RECOVERY_HINT}",
-                moved_to=None,
-            ) from exc
+            raise self._unusable(bad, problem=str(exc)) from exc
         try:
             raw = self._read_raw()
             if raw is None:
                 return None  # another process moved it aside meanwhile
             try:
                 return self._open(raw)  # another process replaced it meanwhile
-            except _UnreadableError as bad:
-                self._quarantine(bad.reason)
+            except _UnreadableError as again:
+                self._quarantine(again)
         finally:
             lock.__exit__(None, None, None)
 
-    def _quarantine(self, reason: str) -> NoReturn:
-        """Move the bad file aside (lock held) and raise StoreCorrupted."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.urandom(4).hex()}")
+    def _quarantine(self, bad: _UnreadableError) -> NoReturn:
+        """Move the bad file aside (lock held) and raise StoreCorrupted (or its subclass)."""
+        label = "other-machine" if isinstance(bad, _OtherMachineError) else "corrupt"
         try:
-            _replace(self.path, aside)
+            aside = move_aside(self.path, label)
         except OSError as exc:
-            raise StoreCorrupted(
-                f"The license store {self.path} is unreadable: {reason}. It could not be "
-                f"moved aside ({exc.strerror or exc}); delete or rename it. {_RECOVERY_HINT}",
-                moved_to=None,
-            ) from exc
-        _fsync_directory(self.path.parent)
-        raise StoreCorrupted(
-            f"The license store {self.path} is unreadable: {reason}. It was moved to "
-            f"{aside}. {_RECOVERY_HINT}",
-            moved_to=str(aside),
-        )
+            raise self._unusable(bad, problem=exc.strerror or str(exc)) from exc
+        raise self._unusable(bad, aside=aside)
 
     def _write_blob(self, blob: bytes) -> None:
         """Atomically replace the store file with ``blob`` (lock held, folder exists)."""
-        directory = self.path.parent
-        temporary = directory / f".{self.path.name}.{os.urandom(8).hex()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        flags |= getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(temporary, flags, 0o600)
+            write_atomically(self.path, blob)
         except OSError as exc:
             raise self._io_error("write", exc) from exc
-        try:
-            try:
-                view = memoryview(blob)
-                while view:
-                    written = os.write(fd, view)
-                    if written <= 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _replace(temporary, self.path)
-        except BaseException as exc:
-            with suppress(OSError):
-                os.unlink(temporary)
-            if isinstance(exc, OSError):
-                raise self._io_error("write", exc) from exc
-            raise
-        _fsync_directory(directory)
 
     @contextmanager
     def _locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the thread lock and the file lock, creating the folder if needed."""
         wait = self.lock_timeout if timeout is None else timeout
-        directory = self.path.parent
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.makedirs(self.path.parent, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise self._io_error("create the folder of", exc) from exc
-        entry = _path_lock(self._lock_path)
-        deadline = time.monotonic() + wait
-        if not entry.thread_lock.acquire(timeout=max(wait, 0.0)):
-            raise self._busy_error(wait)
-        try:
-            import filelock  # lazy: cheap once imported; lazy for the read path
-
-            file_lock = entry.file_lock()
+        with ExitStack() as stack:
+            # Only entering is translated: errors raised by the block pass through.
             try:
-                file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
-            except filelock.Timeout as exc:
+                stack.enter_context(exclusive(self._lock_path, wait))
+            except LockTimeout as exc:
                 raise self._busy_error(wait) from exc
             except OSError as exc:
                 raise self._io_error("lock", exc) from exc
@@ -647,15 +629,24 @@ class Store:
                     f"The license store {self.path} could not be locked ({exc}). "
                     "Restart the application and try again."
                 ) from exc
-            try:
-                yield
-            finally:
-                with suppress(OSError):
-                    file_lock.release()
-        finally:
-            entry.thread_lock.release()
+            yield
 
     # ------------------------------------------------------------------ messages
+
+    def _unusable(self, bad: _UnreadableError, *, aside: Path | None = None,
+                  problem: str = "") -> StoreCorrupted:
+        """The error for a bad file, moved to ``aside`` (or not moved: ``problem`` says why)."""
+        error: type[StoreCorrupted] = StoreCorrupted
+        what, hint = f"is unreadable: {bad.reason}", _RECOVERY_HINT
+        if isinstance(bad, _OtherMachineError):
+            error, hint = StoreFromAnotherMachine, _OTHER_MACHINE_HINT
+            what = ("was made on another computer (or under a machine key this computer no "
+                    "longer has), so it cannot be used here")
+        if aside is None:
+            return error(f"The license store {self.path} {what}. It could not be moved aside "
+                         f"({problem}); delete or rename it. {hint}", moved_to=None)
+        return error(f"The license store {self.path} {what}. It was moved to {aside}. {hint}",
+                     moved_to=str(aside))
 
     def _busy_error(self, waited: float) -> StoreError:
         return StoreError(

@@ -11,7 +11,13 @@ real server, and checks what the app sees:
   byte for byte; the start after that is clean (``NotActivated``, never the
   same error again: no crash loop); activating again with the same key on
   the same machine restores the license *without taking another seat* (the
-  server hands back the same activation: the license has one seat);
+  server hands back the same activation: the license has one seat); a
+  well-formed file written under another machine key (another computer's,
+  another product's) is a :class:`StoreFromAnotherMachine`, kept aside as
+  ``.other-machine-``, anything else exactly a ``StoreCorrupted`` kept as
+  ``.corrupt-``;
+- a store written by the previous version (format 1): the license still
+  checks, and the next write turns the file into format 2;
 - the store folder missing: ``NotActivated``, then the same recovery;
 - the same on a ``user`` seat license (one seat per OS account), where the
   seat is found again by the account's installation id;
@@ -34,12 +40,19 @@ from pathlib import Path
 
 import pytest
 
-from software_dna import LicenseClient, LicenseError, NotActivated, StoreCorrupted, StoreError
+from software_dna import (
+    LicenseClient,
+    LicenseError,
+    NotActivated,
+    StoreCorrupted,
+    StoreError,
+    StoreFromAnotherMachine,
+)
 from software_dna import fingerprint as fp
 from software_dna.server.testing import LocalServer
 from software_dna.store import Store
 from tests.security._family import Scale, Tally
-from tests.test_store import IS_ROOT, OTHER_KEY, POSIX, leftovers
+from tests.test_store import IS_ROOT, OTHER_KEY, POSIX, leftovers, v1_file
 
 Fault = Callable[["App", bytes], bytes]
 
@@ -68,6 +81,10 @@ class App:
     @property
     def path(self) -> Path:
         return self.client().store_path
+
+    def store_key(self) -> bytes:
+        """The key material this machine's store is written under (from its machine key)."""
+        return self.client()._state.machine_key().derive("store")
 
     def seats(self) -> int:
         return int(self.server.admin.get_license(self.license_id)["seats_in_use"])
@@ -107,7 +124,7 @@ def _wrong_key(app: App, good: bytes) -> bytes:
 
 def _other_product(app: App, good: bytes) -> bytes:
     """A genuine store file of another product on this machine, copied over ours."""
-    return _sealed(app, "another-product", fp.machine_secret("another-product"))
+    return _sealed(app, "another-product", app.store_key())
 
 
 FAULTS: dict[str, Fault] = {
@@ -118,6 +135,8 @@ FAULTS: dict[str, Fault] = {
     "another machine's key": _wrong_key,
     "another product's file": _other_product,
 }
+#: Faults that leave a well-formed file under another machine key.
+OTHER_MACHINE = {"another machine's key", "another product's file"}
 
 
 def damaged(app: App, label: str, fault: Fault, tally: Tally) -> None:
@@ -134,6 +153,12 @@ def damaged(app: App, label: str, fault: Fault, tally: Tally) -> None:
         aside = Path(exc.moved_to) if exc.moved_to else None
         tally.check(aside is not None and aside.exists() and aside.read_bytes() == bad,
                     f"{label}: the bad file was not kept aside byte for byte ({exc.moved_to})")
+        other = label.rsplit(", ", maxsplit=1)[-1] in OTHER_MACHINE
+        expected, tag = ((StoreFromAnotherMachine, ".other-machine-") if other
+                         else (StoreCorrupted, ".corrupt-"))
+        tally.check(type(exc) is expected and tag in str(exc.moved_to),
+                    f"{label}: {type(exc).__name__} moved to {exc.moved_to}, expected "
+                    f"{expected.__name__} and {tag}")
         tally.check("activat" in str(exc) and "server" in str(exc),
                     f"{label}: the message does not say what to do: {exc}")
         if aside is not None:
@@ -163,6 +188,28 @@ def truncations(app: App, lengths: list[int], tally: Tally) -> None:
             return good[:n]
 
         damaged(app, f"truncated at {length}", cut, tally)
+
+
+def format_1(app: App, tally: Tally) -> None:
+    """The store as the previous version wrote it: still checks; the next write is format 2."""
+    data = Store(app.path, product=app.product, key_material=app.store_key()).read()
+    assert data is not None
+    legacy = fp.machine_secret(app.product)  # what the previous version keyed stores with
+    app.path.write_bytes(v1_file(legacy, data, product=app.product))
+    client = app.client()
+    try:
+        lic = client.check()
+        tally.check(lic.activation_id == app.activation_id,
+                    f"format 1: check() gave another license ({lic.activation_id})")
+        client.refresh()
+        tally.check(app.path.read_bytes()[4] == 2, "format 1: the next write was not format 2")
+        tally.check(app.client().check().activation_id == app.activation_id,
+                    "format 1: the rewritten store does not check")
+    except Exception as exc:  # a paying user locked out by an upgrade is the finding
+        tally.check(False, f"format 1: {type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    tally.check(app.seats() == 1, f"format 1: {app.seats()} seats in use")
 
 
 # --------------------------------------------------------------------------- I/O faults
@@ -267,6 +314,7 @@ def folder_is_a_file(app: App, tally: Tally) -> None:
 
 def run(server: LocalServer, folder: Path, *, every_length: bool, tally: Tally) -> None:
     app = App(server, folder / "store")
+    format_1(app, tally)
     for label, fault in FAULTS.items():
         damaged(app, label, fault, tally)
     size = len(app.path.read_bytes())

@@ -18,7 +18,8 @@ its scrypt hash. The caller uses the cache only when that key rests on the
 machine id (a key derived from a MAC address or a host name could be
 guessed).
 
-The file is written atomically (a new temporary file, mode 0600, then ``os.replace``), holds at
+The file is written atomically (:func:`software_dna.files.write_atomically`: a new temporary
+file, mode 0600, fsync, then ``os.replace``), holds at
 most :data:`MAX_ENTRIES` entries (the oldest are dropped), and a corrupt or
 foreign file is ignored and rewritten. Every I/O error is swallowed: the
 cache only saves time.
@@ -30,11 +31,11 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from software_dna.files import write_atomically
 from software_dna.fingerprint._hashing import b64
 
 __all__ = ["FILE_PATTERN", "MAX_ENTRIES", "DiskCache"]
@@ -106,18 +107,5 @@ class DiskCache:
         kept = {tag: f"{value}.{self._seal(tag, value)}"
                 for tag, value in list(merged.items())[-MAX_ENTRIES:]}
         data = json.dumps({"version": 2, "entries": kept}, separators=(",", ":")).encode()
-        # A unique name by hand: tempfile (and the random module it loads) is kept
-        # off the start-up path, which writes this file on a machine's first run.
-        temp = self.path.parent / f".fingerprint-{os.urandom(8).hex()}.tmp"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o600)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+        with contextlib.suppress(OSError):  # the cache only saves time
+            write_atomically(self.path, data)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from software_dna.errors import StoreError, StoreFromAnotherMachine
-from software_dna.files import exclusive, move_aside, read_limited, write_atomically
+from software_dna.files import LockTimeout, exclusive, move_aside, read_limited, write_atomically
 from software_dna.fingerprint._keyring import (
     KEY_SIZE,
     MAX_SIZE,
@@ -119,6 +119,14 @@ def _lock(path: Path) -> Iterator[None]:
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         with exclusive(path.with_name(path.name + ".lock"), LOCK_TIMEOUT):
             yield
+    except LockTimeout as exc:
+        raise StoreError(
+            f"This computer's license key file {path} is locked by another program and stayed "
+            f"locked for {LOCK_TIMEOUT:g} s. Close other running copies of the application and "
+            "try again.") from exc
+    except RuntimeError as exc:  # filelock refusing a lock inherited across fork
+        raise StoreError(f"This computer's license key file {path} could not be locked ({exc}). "
+                         "Restart the application and try again.") from exc
     except OSError as exc:
         raise _io_error("lock", path, exc) from exc
 
