@@ -7,6 +7,7 @@ as the OS lays them out (ctypes structures in this process's memory).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import struct
@@ -14,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from software_dna import fingerprint as fp
 from software_dna.fingerprint import _darwin, _windows
 from software_dna.fingerprint._common import MissingError
+
+from .fingerprint_fakes import Spawns
 
 # --------------------------------------------------------------------------- macOS / BSD
 
@@ -361,3 +365,61 @@ def test_ndis_hardware_flag_decides_before_the_description() -> None:
         "a4:bb:6d:12:34:56", "00:15:5d:00:00:01", "00:1b:21:00:00:04"]
     assert _windows.macs(FakeIphlpapi(entries, hardware={1: True, 2: True, 3: False})) == [
         "a4:bb:6d:12:34:56", "00:15:5d:00:00:01", "00:1b:21:00:00:04"]
+
+
+# --------------------------------------------------------------------------- no PATH, no fallback
+
+
+def test_macos_machine_id_needs_no_path_and_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """launchd and sandboxes start apps with a minimal PATH: the platform UUID still comes
+    from gethostuuid(3) in-process (py-machineid ran ``ioreg`` through PATH)."""
+    spawns = Spawns(monkeypatch)
+    monkeypatch.setenv("PATH", "")
+    raw = bytes.fromhex("17A28A73BEA94D4BAF5B03A5AAE9B92C")
+    monkeypatch.setattr(_darwin, "_libc", lambda: FakeLibc(uuid=raw))
+    assert fp._read_machine_id("Darwin") == "17a28a73-bea9-4d4b-af5b-03a5aae9b92c"
+    assert spawns.calls == []
+
+
+def test_macos_all_zero_platform_uuid_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some virtual Macs report 00000000-...: not an identifier, so the machine id is missing."""
+    monkeypatch.setattr(_darwin, "_libc", lambda: FakeLibc(uuid=bytes(16)))
+    with pytest.raises(MissingError, match="placeholder"):
+        fp._read_machine_id("Darwin")
+
+
+class FakeWinreg:
+    """winreg's calls, recording the access flags (the 64-bit view) asked for."""
+
+    HKEY_LOCAL_MACHINE = 0x80000002
+    KEY_READ = 0x20019
+    KEY_WOW64_64KEY = 0x0100
+
+    def __init__(self, values: dict[tuple[str, str], object]) -> None:
+        self.values = values
+        self.access: list[int] = []
+
+    def OpenKey(self, root: int, path: str, reserved: int, access: int) -> Any:
+        self.access.append(access)
+        if not any(key == path for key, _ in self.values):
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return contextlib.nullcontext(path)
+
+    def QueryValueEx(self, key: str, name: str) -> tuple[object, int]:
+        if (key, name) not in self.values:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return self.values[key, name], 1
+
+
+def test_windows_machine_guid_read_through_the_64_bit_view(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 32-bit Python on 64-bit Windows sees a redirected registry unless it asks for the
+    64-bit view; a failed read is an empty value (recorded missing), never replaced."""
+    fake = FakeWinreg({(r"SOFTWARE\Microsoft\Cryptography", "MachineGuid"):
+                       "1b2c3d4e-0000-4000-8000-112233445566"})
+    monkeypatch.setattr(_windows.sys, "platform", "win32")
+    monkeypatch.setattr(_windows, "winreg", fake, raising=False)
+    assert _windows.machine_guid() == "1b2c3d4e-0000-4000-8000-112233445566"
+    assert fake.access and all(a & FakeWinreg.KEY_WOW64_64KEY for a in fake.access)
+    monkeypatch.setattr(_windows, "winreg", FakeWinreg({}), raising=False)
+    assert _windows.machine_guid() == ""
