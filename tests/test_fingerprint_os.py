@@ -417,7 +417,7 @@ def test_windows_machine_guid_read_through_the_64_bit_view(
     64-bit view; a failed read is an empty value (recorded missing), never replaced."""
     fake = FakeWinreg({(r"SOFTWARE\Microsoft\Cryptography", "MachineGuid"):
                        "1b2c3d4e-0000-4000-8000-112233445566"})
-    monkeypatch.setattr(_windows.sys, "platform", "win32")
+    monkeypatch.setattr("sys.platform", "win32")
     monkeypatch.setattr(_windows, "winreg", fake, raising=False)
     assert _windows.machine_guid() == "1b2c3d4e-0000-4000-8000-112233445566"
     assert fake.access and all(a & FakeWinreg.KEY_WOW64_64KEY for a in fake.access)
