@@ -38,6 +38,29 @@ folder, full disk) is skipped silently: it never stops a license that is
 otherwise fine. What this does not stop -- an attacker who rolls back *every*
 file and the clock -- is stated in ``docs/security.md``.
 
+Two copies, three states
+------------------------
+Every write keeps the copy it replaces as ``<witness>.prev``: under the
+witness's lock the current copy is renamed to ``.prev``, then the new one is
+written atomically, so a crash at any point leaves a readable copy. Reading
+takes the current copy, else the previous one (one write older: a store
+ahead of it is normal, a store *behind* it was rolled back, and a store
+*level* with it may have been put back by exactly that one write, so it is
+treated as unconfirmed, below). :meth:`RollbackGuard.state` tells:
+
+* *readable* -- the rules above apply;
+* *missing* -- neither copy exists: a store that says ``witnessed`` and holds a
+  token needs the server (:class:`~software_dna.errors.StoreRolledBack` offline);
+* *damaged* -- a copy exists and none can be read (a power loss, a disk
+  error). The files are left where they are and never rebuilt from the local
+  store (that would launder a rollback): :meth:`RollbackGuard.unconfirmed`
+  makes ``check()`` ask the server. A fresh token from it (a ``confirmed``
+  :meth:`RollbackGuard.record`) rewrites the witness from scratch, the
+  damaged copies moved aside to ``<name>.damaged-<UTC time>-<hex>``. Without
+  the server the license works until the token's ``refresh_by`` (else its
+  ``exp``, else the license's expiry; none of them: it keeps working), then
+  ``StoreRolledBack`` with :data:`WITNESS_DAMAGED`.
+
 Where: ``$SOFTWARE_DNA_STATE_HOME`` when set, else
 ``platformdirs.user_state_dir("software_dna")``; the file is
 ``<sha256(product id)[:32]>.witness``.
