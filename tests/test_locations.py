@@ -138,13 +138,15 @@ def test_witness_left_under_xdg_state_home_is_moved_into_the_anchor(
     earlier = tmp_path / "xdg-state" / "software_dna"
     earlier.mkdir(parents=True)
     os.replace(anchored, earlier / anchored.name)
-    (earlier / (anchored.name + ".prev")).write_bytes(b"the previous copy")
+    previous = anchored.with_name(anchored.name + ".prev")  # the witness's previous copy
+    previous_bytes = previous.read_bytes()
+    os.replace(previous, earlier / previous.name)
     with pytest.raises(StoreRolledBack):  # the witness is missing where it is looked for
         client(key).check()
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     assert client(key).check().license_id == "lic_1"
     assert anchored.is_file() and not (earlier / anchored.name).exists()
-    assert (anchored.parent / (anchored.name + ".prev")).read_bytes() == b"the previous copy"
+    assert previous.read_bytes() == previous_bytes
     assert not (earlier / (anchored.name + ".prev")).exists()
 
 

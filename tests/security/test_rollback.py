@@ -66,6 +66,11 @@ class Machine:
     def witness(self) -> Path:
         return witness_path(PRODUCT)
 
+    def delete_witness(self) -> None:
+        """Delete the witness: its current and its previous copy."""
+        self.witness.unlink()
+        self.witness.with_name(self.witness.name + ".prev").unlink(missing_ok=True)
+
     def snapshot(self) -> bytes:
         return self.store.read_bytes()
 
@@ -137,7 +142,7 @@ def test_older_copy_with_the_witness_deleted(machine: Machine) -> None:
     old = machine.snapshot()
     machine.at(T0 + timedelta(hours=2))._state.store_refusal("license_revoked", "Revoked.")
     machine.restore(old)
-    machine.witness.unlink()
+    machine.delete_witness()
     assert isinstance(outcome(machine.at(T0 + timedelta(hours=3))), StoreRolledBack)
 
 
@@ -266,7 +271,7 @@ def _scenario(folder: Path, rng: random.Random) -> tuple[str, bool]:
             if attack.startswith("older copy"):
                 machine.restore(old)
                 if "witness" in attack:
-                    machine.witness.unlink()
+                    machine.delete_witness()
                 result = outcome(machine.at(now))
             elif attack == "store deleted, token reinstalled":
                 machine.store.unlink()

@@ -38,6 +38,29 @@ folder, full disk) is skipped silently: it never stops a license that is
 otherwise fine. What this does not stop -- an attacker who rolls back *every*
 file and the clock -- is stated in ``docs/security.md``.
 
+Two copies, three states
+------------------------
+Every write keeps the copy it replaces as ``<witness>.prev``: under the
+witness's lock the current copy is renamed to ``.prev``, then the new one is
+written atomically, so a crash at any point leaves a readable copy. Reading
+takes the current copy, else the previous one (one write older: a store
+ahead of it is normal, a store *behind* it was rolled back, and a store
+*level* with it may have been put back by exactly that one write, so it is
+treated as unconfirmed, below). :meth:`RollbackGuard.state` tells:
+
+* *readable* -- the rules above apply;
+* *missing* -- neither copy exists: a store that says ``witnessed`` and holds a
+  token needs the server (:class:`~software_dna.errors.StoreRolledBack` offline);
+* *damaged* -- a copy exists and none can be read (a power loss, a disk
+  error). The files are left where they are and never rebuilt from the local
+  store (that would launder a rollback): :meth:`RollbackGuard.unconfirmed`
+  makes ``check()`` ask the server. A fresh token from it (a ``confirmed``
+  :meth:`RollbackGuard.record`) rewrites the witness from scratch, the
+  damaged copies moved aside to ``<name>.damaged-<UTC time>-<hex>``. Without
+  the server the license works until the token's ``refresh_by`` (else its
+  ``exp``, else the license's expiry; none of them: it keeps working), then
+  ``StoreRolledBack`` with :data:`WITNESS_DAMAGED`.
+
 Where: the anchor folder of :mod:`software_dna.client.locations`
 (``$SOFTWARE_DNA_STATE_HOME`` when set); the file is
 ``<sha256(product id)[:32]>.witness``.
@@ -45,12 +68,18 @@ Where: the anchor folder of :mod:`software_dna.client.locations`
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import enum
+import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from software_dna.errors import LicenseError, StoreError, StoreRolledBack
+from software_dna.errors import LicenseError, StoreCorrupted, StoreError, StoreRolledBack
+from software_dna.files import move_aside
 from software_dna.store import Store
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
@@ -58,7 +87,7 @@ from software_dna.wire.times import format_rfc3339, parse_rfc3339
 from .locations import find_witness
 from .refusals import stored_error
 
-__all__ = ["ROLLED_BACK", "RollbackGuard", "refusal_for"]
+__all__ = ["ROLLED_BACK", "WITNESS_DAMAGED", "RollbackGuard", "WitnessState", "refusal_for"]
 
 #: Most stores / licenses remembered per product (the oldest are dropped).
 _MAX_ENTRIES = 256
@@ -69,6 +98,50 @@ ROLLED_BACK = (
     "was deleted, so the license must be confirmed by the license server. Connect to the "
     "internet and start the application again."
 )
+
+#: Message once the window of a damaged witness ended (the end user's next step: go online once).
+WITNESS_DAMAGED = (
+    "The license's protection file on this computer was damaged (by a power loss or a disk "
+    "error), so the license must be confirmed by the license server. Connect to the internet "
+    "once and start the application again: that repairs it."
+)
+
+
+class WitnessState(enum.Enum):
+    """What is on disk of a product's witness (see the module docstring)."""
+
+    #: The current copy, or else the previous one, can be read.
+    READABLE = "readable"
+    #: Neither copy exists.
+    MISSING = "missing"
+    #: At least one copy exists and none can be read (power loss, disk error).
+    DAMAGED = "damaged"
+
+
+class _Seen(NamedTuple):
+    """One look at the witness: its state, its document, and which copy that came from."""
+
+    state: WitnessState
+    doc: dict[str, Any] | None = None
+    previous: bool = False  # the doc is the previous copy: the current one is missing or damaged
+
+
+_FileId = tuple[int, int, int] | None
+
+
+def _file_id(path: Path) -> _FileId:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _move_aside(path: Path) -> None:
+    """Rename a damaged copy to ``<name>.damaged-<UTC stamp>-<hex>`` (kept, never deleted)."""
+    if os.path.lexists(path):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        os.replace(path, path.with_name(f"{path.name}.damaged-{stamp}-{os.urandom(4).hex()}"))
 
 
 def _time(value: object) -> datetime | None:
@@ -147,10 +220,13 @@ class RollbackGuard:
         product: the product id (bound into the witness's key and associated data).
         key_material: returns the machine-bound key material (called once, lazily).
         path: the witness file (default
-            :func:`~software_dna.client.locations.find_witness`, resolved lazily).
+            :func:`~software_dna.client.locations.find_witness`, resolved lazily);
+            its previous copy is ``<path>.prev``.
+        legacy_key_material: returns the key material a 0.2 witness was
+            written under (read once; the next write uses ``key_material``).
 
-    The witness's own I/O is best effort: an unreadable witness is moved
-    aside and treated as missing, an unwritable one is skipped.
+    The witness's own I/O is best effort: an unwritable witness is skipped. A
+    damaged one is left where it is (see :meth:`state`).
     """
 
     def __init__(self, product: str, key_material: Callable[[], bytes],
@@ -160,50 +236,111 @@ class RollbackGuard:
         self._path = path
         self._key_material = key_material
         self._legacy_key_material = legacy_key_material
-        self._store: Store | None = None
-        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._copies: tuple[Store, Store] | None = None
+        self._cache: tuple[tuple[_FileId, _FileId], _Seen] | None = None
         self._floor: tuple[dict[str, Any], datetime | None] | None = None
 
     @property
     def path(self) -> Path:
-        """The witness file."""
+        """The witness file (the current copy)."""
         if self._path is None:
             self._path = find_witness(self.product)
         return self._path
 
+    @property
+    def previous_path(self) -> Path:
+        """The previous copy: the witness as it was before its latest write."""
+        return self.path.with_name(self.path.name + ".prev")
+
     # ------------------------------------------------------------ I/O
 
-    def _witness(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.path, product=self.product + "\0witness",
-                                key_material=self._key_material(),
-                                legacy_key_material=self._legacy_key_material)
-        return self._store
+    def _stores(self) -> tuple[Store, Store]:
+        """The current and the previous copy (one key and product: a renamed copy reads)."""
+        if self._copies is None:
+            key = self._key_material()
+            product = self.product + "\0witness"
+            legacy = self._legacy_key_material
+            self._copies = (
+                Store(self.path, product=product, key_material=key, legacy_key_material=legacy),
+                Store(self.previous_path, product=product, key_material=key,
+                      legacy_key_material=legacy))
+        return self._copies
 
-    def forget_key(self) -> None:
-        """The machine key changed (a new activation started over): open the file anew."""
-        self._store = None
+    def set_aside(self) -> None:
+        """The machine key was replaced (a new activation started over on a machine that
+        changed too much): both copies, written under the old key, are moved aside
+        (``<name>.other-machine-<UTC time>-<hex>``, never deleted) and the files are
+        opened anew under the new key. Best effort."""
+        for path in (self.path, self.previous_path):
+            with contextlib.suppress(OSError):
+                if os.path.lexists(path):
+                    move_aside(path, "other-machine")
+        self._copies = None
         self._cache = None
 
-    def read(self) -> dict[str, Any] | None:
-        """The witness document, or None when there is none (or it is unreadable).
+    def _load(self, copy_: Store) -> tuple[dict[str, Any] | None, bool]:
+        """One copy's document (None when unreadable) and whether its file exists.
 
-        Re-read only when the file changed (size, mtime, inode).
+        :meth:`Store.read` moves an unreadable file aside; a damaged witness
+        copy is put straight back, so that damage stays damage and never
+        turns into a deleted witness (which the strict rule treats as a rollback).
         """
         try:
-            st = self.path.stat()
-        except OSError:
-            self._cache = None
-            return None
-        ident = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if self._cache is not None and self._cache[0] == ident:
-            return self._cache[1]
+            doc = copy_.read()
+        except StoreCorrupted as exc:
+            if exc.moved_to:
+                self._put_back(Path(exc.moved_to), copy_.path)
+            return None, True
+        except StoreError:  # there, but not readable (permissions, I/O error)
+            return None, True
+        return doc, doc is not None
+
+    def _put_back(self, aside: Path, path: Path) -> None:
         try:
-            doc = self._witness().read()
-        except StoreError:  # corrupt (moved aside) or unreadable: as if missing
-            doc = None
-        self._cache = (ident, doc) if doc is not None else None
-        return doc
+            with self._stores()[0].locked():  # writers hold it: nothing new lands meanwhile
+                if not os.path.lexists(path):
+                    os.replace(aside, path)
+        except (StoreError, OSError):
+            pass  # best effort: the copy stays aside, never lost
+
+    def _look(self) -> _Seen:
+        """Read the witness from disk: the current copy, else the previous one."""
+        current, previous = self._stores()
+        doc, current_exists = self._load(current)
+        if doc is not None:
+            return _Seen(WitnessState.READABLE, doc)
+        doc, previous_exists = self._load(previous)
+        if doc is not None:
+            return _Seen(WitnessState.READABLE, doc, previous=True)
+        if current_exists or previous_exists:
+            return _Seen(WitnessState.DAMAGED)
+        return _Seen(WitnessState.MISSING)
+
+    def _seen(self) -> _Seen:
+        """:meth:`_look`, re-done only when a copy it depends on changed (size, mtime, inode)."""
+        current = _file_id(self.path)
+        cached = self._cache
+        if (cached is not None and current is not None and cached[0][0] == current
+                and cached[1].state is WitnessState.READABLE and not cached[1].previous):
+            return cached[1]  # the start-up path: one stat
+        ident = (current, _file_id(self.previous_path))
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        seen = _Seen(WitnessState.MISSING) if ident == (None, None) else self._look()
+        self._cache = (ident, seen)
+        return seen
+
+    def state(self) -> WitnessState:
+        """Whether the witness is readable, missing (neither copy exists) or damaged."""
+        return self._seen().state
+
+    def read(self) -> dict[str, Any] | None:
+        """The witness document (the current copy, else the previous one), or None.
+
+        None when the witness is missing or damaged. Re-read only when a file
+        changed (size, mtime, inode).
+        """
+        return self._seen().doc
 
     def _license(self, license_id: str) -> dict[str, Any]:
         doc = self.read() or {}
@@ -234,7 +371,7 @@ class RollbackGuard:
             data["witnessed"] = True
 
     def record(self, data: Mapping[str, Any], license_id: str | None,
-               token_iat: datetime | None) -> bool:
+               token_iat: datetime | None, *, confirmed: bool = False) -> bool:
         """Merge a just-written store document into the witness.
 
         Merging only moves forward (highest generation, newest ``iat`` and
@@ -242,13 +379,21 @@ class RollbackGuard:
         other. A stored refusal is recorded for its license; it is dropped
         only once a token issued after it was stored.
 
+        While the witness cannot vouch for the store (damaged; or only the
+        previous copy is readable and the store was not ahead of it), only a
+        ``confirmed`` write changes it: a damaged witness is then rewritten
+        from this document alone (the damaged copies moved aside). Any other
+        write would rebuild the witness from the local store, which is what a
+        rollback would want.
+
         Args:
-            data: the store document as written.
+            data: the store document as written (stamped by :meth:`stamp`).
             license_id, token_iat: the stored token's license and ``iat``
                 (None when there is no valid token).
+            confirmed: the write stores a token fresh from the license server.
 
         Returns:
-            False when the witness could not be written.
+            False when the witness was not written (unwritable, or not vouched for).
         """
         store_id = data.get("store_id")
         generation = _int(data.get("generation"))
@@ -280,16 +425,59 @@ class RollbackGuard:
             if floor is not None:
                 doc["floor"] = floor
 
-        return self._change(change)
+        def allowed(seen: _Seen) -> bool:
+            if confirmed or seen.state is WitnessState.MISSING:
+                return True
+            if seen.state is WitnessState.DAMAGED or seen.doc is None:
+                return False
+            if not seen.previous or not isinstance(store_id, str):
+                return True
+            stores = seen.doc.get("stores")
+            before = stores.get(store_id) if isinstance(stores, dict) else None
+            # stamp() made generation = max(the store's, the witnessed one) + 1: above
+            # witnessed + 1 only if the store was ahead of the previous copy before.
+            return before is None or generation > _int(before) + 1
 
-    def _change(self, change: Callable[[dict[str, Any]], None]) -> bool:
-        """Apply ``change`` to the witness document; False when it could not be written."""
+        return self._change(change, allowed)
+
+    def _change(self, change: Callable[[dict[str, Any]], None],
+                allowed: Callable[[_Seen], bool]) -> bool:
+        """Apply ``change`` to the witness document, keeping the copy it replaces.
+
+        Under the witness's lock: read the witness, ask ``allowed`` whether this
+        write may go ahead, then rename the current copy to ``.prev`` and write
+        the new one (temporary file, fsync, atomic rename). In that order a
+        crash at any point leaves a readable copy: before the first rename the
+        current one; between the renames the previous one (the current one is
+        missing, so reading falls back to it); after both, both. Writing the new
+        copy first would need a third name (the old one must survive until the
+        new one is in place), and :class:`Store` writes only its own path.
+
+        Returns:
+            False when it was not written (not allowed, or an I/O error).
+        """
         try:
-            with self._witness().transaction() as doc:
+            current, _ = self._stores()
+            with current.locked():
+                seen = self._look()
+                if not allowed(seen):
+                    return False
+                base = seen.doc if seen.state is WitnessState.READABLE and seen.doc else {}
+                doc = copy.deepcopy(base)
                 change(doc)
+                if seen.state is WitnessState.READABLE and not seen.previous:
+                    if doc == base:
+                        return True
+                    os.replace(self.path, self.previous_path)
+                else:  # rewritten: the damaged copies are kept aside, never deleted
+                    _move_aside(self.path)
+                    if seen.state is WitnessState.DAMAGED:
+                        _move_aside(self.previous_path)
+                current.write(doc)
         except (StoreError, OSError, ValueError, TypeError):
             return False
-        self._cache = None
+        finally:
+            self._cache = None
         return True
 
     def trust_server_time(self, server_time: datetime) -> None:
@@ -311,7 +499,10 @@ class RollbackGuard:
             if floor is not None:
                 doc["floor"] = floor
 
-        self._change(change)
+        # Only onto a witness that vouches for itself: a damaged one is rewritten by
+        # the confirmed record() that follows, from the store then written.
+        self._change(change, lambda seen: seen.state is WitnessState.MISSING or (
+            seen.state is WitnessState.READABLE and not seen.previous))
 
     # ------------------------------------------------------------ the rules
 
@@ -354,22 +545,56 @@ class RollbackGuard:
         Returns:
             None when the store is at least as new as its witness and no
             witnessed refusal applies to its token; else the witnessed
-            refusal, or :class:`~software_dna.errors.StoreRolledBack`.
+            refusal, or :class:`~software_dna.errors.StoreRolledBack`. A
+            damaged witness gives None here: see :meth:`unconfirmed`.
         """
         if not data:
             return None
-        doc = self.read()
-        if doc is None:
+        seen = self._seen()
+        if seen.state is WitnessState.MISSING:
             if data.get("witnessed") is True and isinstance(data.get("token"), str):
                 return StoreRolledBack(ROLLED_BACK)  # the witness was deleted
             return None
+        doc = seen.doc
+        if doc is None:
+            return None  # damaged
         if token is not None:
             refused = self.status_error(token[0], token[2], activation_id=token[1])
             if refused is not None:
                 return refused
-        stores = doc.get("stores")
-        store_id = data.get("store_id")
-        if (isinstance(stores, dict) and isinstance(store_id, str)
-                and _int(data.get("generation")) < _int(stores.get(store_id))):
+        if _int(data.get("generation")) < self._witnessed(doc, data):
             return StoreRolledBack(ROLLED_BACK)
         return None
+
+    def unconfirmed(self, data: Mapping[str, Any]) -> bool:
+        """Whether the store holds a token the witness cannot vouch for (not a rollback).
+
+        True when the witness is damaged, or when only its previous copy is
+        readable and the store is not ahead of it: an honest store is at
+        least one generation ahead of the previous copy (the copy that
+        cannot be read was written after it, for a newer store), while a
+        store put back by exactly one write, with the current copy destroyed
+        to hide it, is level with it. Either way the license server must
+        confirm the store; until it does, :meth:`record` changes nothing.
+
+        Args:
+            data: the store document just read.
+        """
+        if not isinstance(data.get("token"), str):
+            return False
+        seen = self._seen()
+        if seen.state is WitnessState.DAMAGED:
+            return True
+        if seen.doc is None or not seen.previous:
+            return False
+        witnessed = self._witnessed(seen.doc, data)
+        return witnessed > 0 and _int(data.get("generation")) <= witnessed
+
+    @staticmethod
+    def _witnessed(doc: Mapping[str, Any], data: Mapping[str, Any]) -> int:
+        """The generation ``doc`` records for the store ``data`` (0: none)."""
+        stores = doc.get("stores")
+        store_id = data.get("store_id")
+        if isinstance(stores, dict) and isinstance(store_id, str):
+            return _int(stores.get(store_id))
+        return 0

@@ -137,7 +137,7 @@ class ClientState:
         self.machine.machine_key(self.product, self._keyrings, create=True, start_over=True)
         self._store = None
         self._loaded = None
-        self.guard.forget_key()
+        self.guard.set_aside()  # written under the old key: not damage, another machine's
         with contextlib.suppress(StoreCorrupted):  # the old store is moved aside
             self.store.read()
 
@@ -198,11 +198,13 @@ class ClientState:
             return {}
 
     def update(self, change: Callable[[StoredDocument], None], *,
-               lock_timeout: float | None = None) -> StoredDocument:
+               lock_timeout: float | None = None, confirmed: bool = False) -> StoredDocument:
         """Apply ``change`` to the stored document atomically; return the new document.
 
         Every write gets a new generation, then the rollback witness is updated.
         ``lock_timeout``: seconds to wait for the store's lock (default: the store's).
+        ``confirmed``: the write stores a token fresh from the server (only such a
+        write repairs a damaged witness: :meth:`RollbackGuard.record`).
 
         Raises:
             StoreError: it could not be written (or locked within ``lock_timeout``).
@@ -215,7 +217,8 @@ class ClientState:
         self._loaded = None
         lic = self.stored_license(result)
         self._witness_ok = self.guard.record(
-            result, lic.license_id if lic else None, lic.issued_at if lic else None)
+            result, lic.license_id if lic else None, lic.issued_at if lic else None,
+            confirmed=confirmed)
         if self._witness_ok and result.get("witnessed") is not True:
             # Once per store: from now on a deleted witness is noticed too.
             with self.store.transaction() as raw:
@@ -387,7 +390,7 @@ class ClientState:
                     # edit must not bring erased data back.
                     data.pop("settings", None)
                     data.pop("settings_dirty", None)
-        self.update(change)
+        self.update(change, confirmed=True)
 
     def install_token(self, token: str, now: datetime) -> None:
         """Store a token installed out of band (already verified and checked)."""
@@ -426,7 +429,8 @@ class ClientState:
                 data["offline_requests"] = pending
             if offline and isinstance(settings, dict):
                 data["settings"] = settings
-        self.update(change)
+        # An air-gapped response is not the server's word on this machine's files.
+        self.update(change, confirmed=not offline)
         self.verifier.remember(token, lic)
 
     def store_refusal(self, code: str, message: str, *, receipt: object = None) -> None:

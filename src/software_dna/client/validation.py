@@ -27,6 +27,7 @@ from software_dna.errors import (
     ServerError,
     ServerUnreachable,
     StoreError,
+    StoreRolledBack,
     WrongMachine,
     WrongProduct,
 )
@@ -45,16 +46,37 @@ from .expiry import (
 )
 from .lease import LeaseKeeper
 from .refusals import VALIDATION_CODES, ErrorAnswer
+from .rollback import WITNESS_DAMAGED
 from .server import ServerAPI, new_nonce
 from .state import ClientState
 from .verifier import rotated_secret
 
-__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation"]
+__all__ = ["CHECK_DEADLINE", "RETRY_AFTER_FAILURE", "Validation", "damaged_until"]
 
 #: Total seconds check() may spend on the server when a refresh is due.
 CHECK_DEADLINE = 5.0
 #: After a failed refresh, check() does not try the server again for this long.
 RETRY_AFTER_FAILURE = timedelta(minutes=2)
+
+
+def damaged_until(lic: License) -> datetime | None:
+    """How long a store its damaged witness cannot vouch for works without the server.
+
+    Args:
+        lic: the stored license.
+
+    Returns:
+        The token's ``refresh_by`` (the server would be asked then anyway);
+        without one (air-gapped and ``offline`` protection tokens) its ``exp``;
+        without that the license's own expiry; None when there is none of
+        them: such a license keeps working (a documented limit).
+    """
+    return lic.refresh_by or lic.expires_at or lic.license_expires_at
+
+
+def _window_ended(lic: License, now: datetime) -> bool:
+    end = damaged_until(lic)
+    return end is not None and now >= end
 
 
 class Validation:
@@ -81,7 +103,10 @@ class Validation:
         status = data.get("status")
         # A store older than its witness (rolled back) needs the server's word.
         suspect = state.suspicion(data)
-        due = force_online or status is not None or suspect is not None
+        # So does one its (damaged) witness cannot vouch for, but that one keeps
+        # working meanwhile, until its token's refresh time (damaged_until).
+        unvouched = suspect is None and state.guard.unconfirmed(data)
+        due = force_online or status is not None or suspect is not None or unvouched
         lic: License | None = None
         if status is None and suspect is None:
             try:
@@ -107,7 +132,7 @@ class Validation:
         # Without the server the app would stop: then try it whatever the back-off says.
         must = force_online or suspect is not None or (
             lic is not None and lic.expires_at is not None and now >= lic.expires_at
-        )
+        ) or (unvouched and lic is not None and _window_ended(lic, now))
         if lic is not None and self.lease.wanted and lease_error(lic, now) is not None:
             due = must = True  # the floating lease ended: take it again
         if due and self.server.configured and (must or self._may_try_server()):
@@ -124,12 +149,15 @@ class Validation:
                     raise
         if suspect is not None:
             raise suspect
+        until = None
         if lic is None:
             state.raise_stored_status(data)
             lic = state.offline_license(now, data)
             until = cancel_window_end(data.get("status"), now)
-            if until is not None:  # a cancelled subscription in its warning period
-                return cancelled_license(self.apply_grace(now, lic), until)
+        if unvouched and _window_ended(lic, now):
+            raise StoreRolledBack(WITNESS_DAMAGED)
+        if until is not None:  # a cancelled subscription in its warning period
+            return cancelled_license(self.apply_grace(now, lic), until)
         return self.apply_grace(now, lic)
 
     def _may_try_server(self) -> bool:
