@@ -35,9 +35,10 @@ from pathlib import Path
 from software_dna.fingerprint import Machine
 from software_dna.fingerprint import _Raw as Reading
 from software_dna.fingerprint._common import normalize_id, normalize_text, placeholder_reason
+from software_dna.testing._clock import SimulatedClock
 from software_dna.wire.identity import MAX_MACS
 
-__all__ = ["SimulatedMachine"]
+__all__ = ["DRIFTABLE", "SimulatedClock", "SimulatedMachine"]
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _OS = {"linux": "linux", "darwin": "darwin", "win32": "windows"}
