@@ -75,7 +75,7 @@ def server_harness() -> Any:
             message names the missing module and the command that installs it).
     """
     try:
-        from software_dna.server import testing
+        from software_dna.server import testing  # noqa: PLC0415  # lazy: the server extra is optional
     except ImportError as exc:
         pytest.fail(MISSING_SERVER.format(missing=exc.name or exc), pytrace=False)
     return testing

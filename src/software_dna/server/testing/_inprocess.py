@@ -200,7 +200,7 @@ class ASGIAdapter(requests.adapters.HTTPAdapter):
         super().__init__()
         self.target = target
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False,
+    def send(self, request: requests.PreparedRequest, stream: bool = False,  # noqa: PLR0917 - requests' signature
              timeout: Any = None, verify: Any = True, cert: Any = None,
              proxies: Any = None) -> requests.Response:
         """Run ``request`` through the app and wrap its answer as a ``requests.Response``.
