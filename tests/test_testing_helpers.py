@@ -147,6 +147,14 @@ def test_machines_clone_copies_identifiers_and_disk(machines: Machines) -> None:
         machines.clone(desk, "desk")
 
 
+def test_machines_account_shares_identifiers_not_files(machines: Machines) -> None:
+    pc = machines("pc")
+    (pc.home / "notes.txt").write_text("ana's")
+    ben = machines.account(pc, "ben")
+    assert (ben.machine_id, ben.macs, ben.cpu) == (pc.machine_id, pc.macs, pc.cpu)
+    assert ben.home != pc.home and not (ben.home / "notes.txt").exists()
+
+
 def test_machines_container_with_and_without_the_host_id(machines: Machines) -> None:
     host = machines("host")
     mounted = machines.container("box", host=host)

@@ -21,8 +21,10 @@ Fixtures:
     ``machines("laptop", **options)`` -> a
     :class:`~software_dna.testing.SimulatedMachine` whose home folder is
     under the test's ``tmp_path``; the same name again returns the same
-    machine. ``machines.clone(laptop, "vm-copy")`` (a cloned VM) and
-    ``machines.container("box", host=laptop)`` (a container) make the others.
+    machine. ``machines.clone(laptop, "vm-copy")`` (a cloned VM: a copy of
+    its disk), ``machines.account(laptop, "ben")`` (another OS account on
+    it: its own home) and ``machines.container("box", host=laptop)`` (a
+    container) make the others.
 ``license_product`` (function scope)
     ``license_product(**policy)`` -> :class:`Product` ``(name, public_keys)``:
     a new product on ``license_server`` with its first signing key; ``policy``
@@ -134,6 +136,19 @@ class Machines:
         machine.copy_files_to(twin)
         self._made[name] = twin
         return twin
+
+    def account(self, machine: SimulatedMachine, name: str) -> SimulatedMachine:
+        """Another OS account on ``machine``: the same identifiers, a home of its own.
+
+        Its store, witness and machine key are its own, as a second user's
+        are (user seats tell such accounts apart).
+
+        Raises:
+            ValueError: ``name`` is taken or not a plain folder name.
+        """
+        other = machine.clone(self._home(name))
+        self._made[name] = other
+        return other
 
     def container(self, name: str, *, host: SimulatedMachine | None = None,
                   **options: Any) -> SimulatedMachine:
