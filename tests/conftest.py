@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded"]
+pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded",
+                  "software_dna.testing.plugin"]
 
 
 @pytest.fixture(autouse=True)

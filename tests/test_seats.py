@@ -5,7 +5,8 @@ reset by email (a real SMTP server on 127.0.0.1).
 The app and its database run in this process and the SDK reaches them with no
 socket (tests/inprocess.py); the vendor's CLI works on the same database
 (its remote mode, which opens its own connections, is tested in
-tests/server/test_cli_vendor.py)."""
+tests/server/test_cli_vendor.py). The computers are simulated machines
+(software_dna.testing: the ``machines`` fixture of its pytest plugin)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.server import cli
+from software_dna.testing.plugin import Machines
 from tests.inprocess import InProcessServer, unreachable
 from tests.smtp import Mailbox
-from tests.test_client_e2e import App, make_app, new_product, other_machine
+from tests.test_client_e2e import App, make_app, new_product
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +68,18 @@ def vendor_cli(server: InProcessServer, *argv: str) -> tuple[int, str]:
 
 
 def test_roll_over_moves_the_least_recently_seen_computer(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = new_product(server.admin, refresh_interval=3600,
                                 offline_grace_period=7200)
     lic = issue(server, product, seats=2, rollover=True)
     key = lic["license_key"]
-    desk = make_app(product, keys, "desk")
-    laptop = make_app(product, keys, "laptop", fingerprint=other_machine())
+    desk = make_app(product, keys, "desk", machine=machines("desk"))
+    laptop = make_app(product, keys, "laptop", machine=machines("laptop"))
     desk.client.activate(key)
     laptop.client.activate(key)
     laptop.client.refresh()  # the laptop was seen last: the desk is least recently seen
-    tablet = make_app(product, keys, "tablet", fingerprint=other_machine())
+    tablet = make_app(product, keys, "tablet", machine=machines("tablet"))
     tablet.client.activate(key)  # three computers, two seats: the desk is moved
 
     # Until its next refresh the desk does not know; it keeps its license offline...
@@ -98,25 +100,25 @@ def test_roll_over_moves_the_least_recently_seen_computer(
     # Without roll-over the next computer is refused, and waits for no lease.
     server.admin.update_license(lic["id"], rollover=False)
     with pytest.raises(NoSeatsLeft) as full:
-        make_app(product, keys, "tv", fingerprint=other_machine()).client.activate(key)
+        make_app(product, keys, "tv", machine=machines("tv")).client.activate(key)
     assert full.value.retry_after is None
     assert tablet.client.refresh().mode is Mode.FULL
 
 
 def test_a_moved_computer_offline_keeps_its_grace_period_and_no_more(
-    server: InProcessServer, make_app: Callable[..., App], tmp_path: Path
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines, tmp_path: Path
 ) -> None:
     product, keys = new_product(server.admin, refresh_interval=3600,
                                 offline_grace_period=7200)
     key = issue(server, product, seats=1, rollover=True)["license_key"]
-    laptop = make_app(product, keys, "laptop", fingerprint=other_machine())
+    laptop = make_app(product, keys, "laptop", machine=machines("laptop"))
     laptop.client.activate(key)
-    make_app(product, keys, "phone", fingerprint=other_machine()).client.activate(key)
+    make_app(product, keys, "phone", machine=machines("phone")).client.activate(key)
     # The laptop, moved, without a network.
     clock = {"offset": timedelta(seconds=3700)}
     offline = LicenseClient(product=product, public_keys=keys, store_path=tmp_path / "laptop",
                             transport=unreachable(), timeout=1.0,
-                            fingerprint=laptop.args["fingerprint"],
+                            machine=machines("laptop"),
                             clock=lambda: datetime.now(timezone.utc) + clock["offset"])
     try:
         assert offline.check().offline_grace_ends_at is not None  # in its grace period
@@ -134,14 +136,16 @@ def test_a_moved_computer_offline_keeps_its_grace_period_and_no_more(
 
 
 def test_user_seats_share_a_key_and_a_password(server: InProcessServer,
-                                              make_app: Callable[..., App]) -> None:
+                                              make_app: Callable[..., App],
+                                              machines: Machines) -> None:
     product, keys = new_product(server.admin)
     lic = issue(server, product, seats=2, seat_mode="user", password="team pass")
     key = lic["license_key"]
-    # Three OS accounts on this one computer: each its own store, its own seat.
-    ana = make_app(product, keys, "ana")
-    ben = make_app(product, keys, "ben")
-    cy = make_app(product, keys, "cy")
+    # Three OS accounts on one computer: each its own home and store, its own seat.
+    computer = machines("ana")
+    ana = make_app(product, keys, "ana", machine=computer)
+    ben = make_app(product, keys, "ben", machine=machines.account(computer, "ben"))
+    cy = make_app(product, keys, "cy", machine=machines.account(computer, "cy"))
     a = ana.client.activate(key, password="team pass", email="ana@example.com", consent=True)
     b = ben.client.activate(key, password="team pass", email="ben@example.com",
                             registration={"name": "Ben"}, consent=True)
@@ -170,12 +174,12 @@ def test_user_seats_share_a_key_and_a_password(server: InProcessServer,
 
 
 def test_reactivation_lockout_and_its_reset_from_the_cli(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = new_product(server.admin, reactivation_limit=1, reactivation_period=3600)
     lic = issue(server, product, seats=1)
     key = lic["license_key"]
-    first, second = (make_app(product, keys, name, fingerprint=other_machine())
+    first, second = (make_app(product, keys, name, machine=machines(name))
                      for name in ("first", "second"))
     first.client.activate(key)
     first.client.deactivate()
@@ -193,10 +197,10 @@ def test_reactivation_lockout_and_its_reset_from_the_cli(
     assert first.client.activate(key).mode is Mode.FULL
 
 
-def test_lockout_by_client_address(server: InProcessServer,
-                                   make_app: Callable[..., App]) -> None:
+def test_lockout_by_client_address(server: InProcessServer, make_app: Callable[..., App],
+                                   machines: Machines) -> None:
     product, keys = new_product(server.admin, address_activation_limit=2)
-    apps = [make_app(product, keys, f"pc{i}", fingerprint=other_machine()) for i in range(3)]
+    apps = [make_app(product, keys, f"pc{i}", machine=machines(f"pc{i}")) for i in range(3)]
     licenses = [issue(server, product)["license_key"] for _ in apps]
     apps[0].client.activate(licenses[0])
     apps[1].client.activate(licenses[1])
@@ -221,12 +225,12 @@ def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InPr
 
 
 def test_password_reset_by_email(mail_server: tuple[InProcessServer, Mailbox],
-                                 tmp_path: Path) -> None:
+                                 machines: Machines, tmp_path: Path) -> None:
     srv, box = mail_server
     product, keys = new_product(srv.admin, password_required=True)
     key = srv.admin.issue_license(product, seats=2, password="forgotten")["license_key"]
-    owner = App(srv, product, keys, tmp_path / "owner")
-    new_pc = App(srv, product, keys, tmp_path / "new", fingerprint=other_machine())
+    owner = App(srv, product, keys, tmp_path / "owner", machine=machines("owner"))
+    new_pc = App(srv, product, keys, tmp_path / "new", machine=machines("new"))
     try:
         owner.client.activate(key, password="forgotten", email="owner@example.com",
                               consent=True)
@@ -256,7 +260,7 @@ def test_password_reset_by_email(mail_server: tuple[InProcessServer, Mailbox],
 
         # No email on file: the end user is told that the vendor must reset it.
         quiet = srv.admin.issue_license(product, password="pw")["license_key"]
-        silent = App(srv, product, keys, tmp_path / "silent", fingerprint=other_machine())
+        silent = App(srv, product, keys, tmp_path / "silent", machine=machines("silent"))
         silent.client.activate(quiet, password="pw")
         with pytest.raises(PasswordResetFailed, match="vendor"):
             silent.client.request_password_reset(quiet)

@@ -13,7 +13,8 @@ answer. The invariants:
   not after a reinstall, not with several instances of the app sharing its store;
 - a rotated secret is stored only when the signed token vouches for it.
 
-The app and the server run in this process (tests/inprocess.py); the two-process
+The app and the server run in this process (tests/inprocess.py), a cloned machine is
+a clone of a simulated machine (the ``machines`` fixture); the two-process
 test uses a real socket (tests/threaded.py). Time moves through one clock shared
 by the server (``clock_override``) and the apps; nothing sleeps.
 """
@@ -39,6 +40,8 @@ from software_dna.client.transport import HTTPTransport, Response
 from software_dna.client.verifier import rotated_secret
 from software_dna.errors import InvalidToken, ServerUnreachable
 from software_dna.server.services.common import clock_override
+from software_dna.testing import SimulatedMachine
+from software_dna.testing.plugin import Machines
 from software_dna.wire.claims import secret_digest
 from tests.inprocess import InProcessServer
 from tests.test_client_e2e import App, make_app, new_product
@@ -97,22 +100,25 @@ def stored(app: App) -> dict[str, Any]:
 
 
 def clone(app: App, make: Callable[..., App], product: str, keys: list[str], name: str,
-          clock: Clock) -> App:
-    """A copy of ``app``'s installation (a cloned machine: the same fingerprint)."""
+          clock: Clock, *, on: SimulatedMachine) -> App:
+    """A copy of ``app``'s installation (its store) on ``on``: a clone of its machine
+    (a cloned VM) or the machine itself (an old install left behind)."""
     shutil.copytree(app.args["store_path"], app.args["store_path"].parent / name)
-    return make(product, keys, name, clock=clock.now)
+    return make(product, keys, name, clock=clock.now, machine=on)
 
 
 # --------------------------------------------------------------------------- copies
 
 
 def test_a_forked_installation_is_flagged_within_one_refresh_interval(
-    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock,
+    machines: Machines
 ) -> None:
     product, keys, lic = licensed(server)
-    desk = make_app(product, keys, "desk", clock=clock.now)
+    desk = make_app(product, keys, "desk", clock=clock.now, machine=machines("desk"))
     desk.client.activate(lic["license_key"])
-    copy = clone(desk, make_app, product, keys, "copy", clock)
+    copy = clone(desk, make_app, product, keys, "copy", clock,
+                 on=machines.clone(machines("desk"), "copy-vm"))
     # Both copies in use: each refreshes once, and both are still served (the second
     # presents the secret the first one left as grace: a lost answer looks the same).
     clock.advance()
@@ -189,12 +195,14 @@ def test_lost_answers_never_flag(server: InProcessServer, make_app: Callable[...
 
 
 def test_an_honest_reinstall_then_the_old_copy_is_flagged(
-    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock,
+    machines: Machines
 ) -> None:
     product, keys, lic = licensed(server)
-    desk = make_app(product, keys, "desk", clock=clock.now)
+    desk = make_app(product, keys, "desk", clock=clock.now, machine=machines("desk"))
     desk.client.activate(lic["license_key"])
-    old = clone(desk, make_app, product, keys, "old-install", clock)
+    old = clone(desk, make_app, product, keys, "old-install", clock,
+                on=machines("desk"))
     clock.advance()
     old.client.check()  # the old installation still in use for a while
     # Reinstall: the store is gone, the same machine activates again (no new seat).
@@ -213,13 +221,15 @@ def test_an_honest_reinstall_then_the_old_copy_is_flagged(
 
 
 def test_suspend_policy_ends_every_copy(
-    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock,
+    machines: Machines
 ) -> None:
     product, keys, lic = licensed(server)
     server.admin.update_product(product, sharing_policy="suspend")
-    desk = make_app(product, keys, "desk", clock=clock.now)
+    desk = make_app(product, keys, "desk", clock=clock.now, machine=machines("desk"))
     desk.client.activate(lic["license_key"])
-    copy = clone(desk, make_app, product, keys, "copy", clock)
+    copy = clone(desk, make_app, product, keys, "copy", clock,
+                 on=machines.clone(machines("desk"), "copy-vm"))
     clock.advance()
     desk.client.check()
     copy.client.check()
@@ -379,14 +389,16 @@ def test_rotated_secret_accepts_only_what_the_token_vouches_for(
 
 
 def test_an_air_gapped_deactivation_receipt_needs_a_secret_still_accepted(
-    server: InProcessServer, make_app: Callable[..., App], clock: Clock
+    server: InProcessServer, make_app: Callable[..., App], clock: Clock,
+    machines: Machines
 ) -> None:
     """The receipt is signed with the stored secret: the rotated one frees the seat,
     a copy's outdated one does not."""
     product, keys, lic = licensed(server)
-    desk = make_app(product, keys, "desk", clock=clock.now)
+    desk = make_app(product, keys, "desk", clock=clock.now, machine=machines("desk"))
     desk.client.activate(lic["license_key"])
-    copy = clone(desk, make_app, product, keys, "copy", clock)
+    copy = clone(desk, make_app, product, keys, "copy", clock,
+                 on=machines.clone(machines("desk"), "copy-vm"))
     for _ in range(2):
         clock.advance()
         desk.client.refresh()

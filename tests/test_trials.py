@@ -1,10 +1,11 @@
-"""Trials, evaluation keys and test codes, from the app's side, over real HTTP."""
+"""Trials, evaluation keys and test codes, from the app's side, over real HTTP.
+
+The computers are simulated machines (the ``machines`` fixture of
+software_dna.testing.plugin): a trial is once per machine, whatever the store."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,11 @@ from software_dna import (
     UnknownLicenseKey,
     WrongPassword,
 )
-from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminError
+from software_dna.testing.plugin import Machines
 
 from .inprocess import InProcessServer, unreachable
-from .test_client_e2e import App, new_product, offline_app, other_machine
+from .test_client_e2e import App, new_product, offline_app
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +52,6 @@ def make_app(server: InProcessServer, tmp_path: Path) -> Iterator[Callable[..., 
         app.client.close()
 
 
-def machine(seed: str, changed: Iterable[str] = ()) -> Callable[[str], Fingerprint]:
-    """A computer named ``seed`` whose ``changed`` components were replaced (new card, ...)."""
-    changed = set(changed)
-    comps: dict[str, object] = {}
-    for name in ("machine_id", "os_arch", "mac", "cpu"):
-        digest = hashlib.sha256(f"{seed}{'~' if name in changed else ''}/{name}".encode())
-        value = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-        comps[name] = [value] if name == "mac" else value
-    fp = Fingerprint.from_components(comps)
-    return lambda _product: fp
-
-
 def trial_product(server: InProcessServer, days: int = 14, **policy: Any) -> tuple[str, list[str]]:
     product, keys = new_product(server.admin, **policy)
     server.admin.update_product(product, trial_days=days)
@@ -70,10 +59,10 @@ def trial_product(server: InProcessServer, days: int = 14, **policy: Any) -> tup
 
 
 def test_trial_once_per_machine_even_after_the_store_is_deleted(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server, days=14)
-    app = make_app(product, keys, fingerprint=machine("laptop"))
+    app = make_app(product, keys, machine=machines("laptop"))
     trial = app.client.start_trial()
     assert trial.kind is Kind.TRIAL
     assert trial.license_expires_at is not None
@@ -101,26 +90,30 @@ def test_trial_once_per_machine_even_after_the_store_is_deleted(
     with pytest.raises(TrialUnavailable):
         app.restart().start_trial()
     # Another computer still gets its own trial.
-    other = make_app(product, keys, "other", fingerprint=machine("desktop"))
+    other = make_app(product, keys, "other", machine=machines("desktop"))
     assert other.client.start_trial().license_id != trial.license_id
 
 
 def test_same_machine_is_judged_with_the_fingerprint_tolerance(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server, fingerprint_tolerance=1)
-    first = make_app(product, keys, "a", fingerprint=machine("pc")).client.start_trial()
+    pc = machines("pc")
+    first = make_app(product, keys, "a", machine=pc).client.start_trial()
     # New network card: one component differs, within the tolerance -> the same machine.
-    drifted = make_app(product, keys, "b", fingerprint=machine("pc", changed={"mac"}))
-    assert drifted.client.start_trial().license_id == first.license_id
+    drifted = machines.clone(pc, "pc-new-card")
+    drifted.drift("mac")
+    assert make_app(product, keys, "b", machine=drifted).client.start_trial().license_id \
+        == first.license_id
     # Two more components differ: beyond the tolerance -> another machine, its own trial.
-    moved = make_app(product, keys, "c",
-                     fingerprint=machine("pc", changed={"machine_id", "cpu"}))
-    assert moved.client.start_trial().license_id != first.license_id
+    moved = machines.clone(pc, "pc-moved")
+    moved.drift("machine_id", "cpu")
+    assert make_app(product, keys, "c", machine=moved).client.start_trial().license_id \
+        != first.license_id
 
 
 def test_no_trial_when_the_product_offers_none_or_a_license_is_held(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = new_product(server.admin)
     app = make_app(product, keys)
@@ -129,7 +122,7 @@ def test_no_trial_when_the_product_offers_none_or_a_license_is_held(
     with pytest.raises(NotActivated):
         app.client.check()  # nothing was stored
     trial_product_id, trial_keys = trial_product(server)
-    bought = make_app(trial_product_id, trial_keys, "bought", fingerprint=machine("x"))
+    bought = make_app(trial_product_id, trial_keys, "bought", machine=machines("x"))
     bought.client.activate(server.admin.issue_license(trial_product_id)["license_key"])
     with pytest.raises(TrialUnavailable, match="already has a license"):
         bought.client.start_trial()
@@ -137,10 +130,10 @@ def test_no_trial_when_the_product_offers_none_or_a_license_is_held(
 
 
 def test_trial_to_paid_keeps_the_settings(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server)
-    app = make_app(product, keys, fingerprint=machine("studio"))
+    app = make_app(product, keys, machine=machines("studio"))
     trial = app.client.start_trial()
     app.client.settings = {"theme": "dark", "recent": ["a.txt"]}
     issued = server.admin.issue_license(product)
@@ -158,16 +151,16 @@ def test_trial_to_paid_keeps_the_settings(
         app.client.start_trial()  # a running trial cannot be restarted after buying
     # The settings now belong to the paid license: another machine with that key sees them.
     server.admin.update_license(issued["id"], seats=2)
-    desk = make_app(product, keys, "desk", fingerprint=machine("desk"))
+    desk = make_app(product, keys, "desk", machine=machines("desk"))
     desk.client.activate(issued["license_key"])
     assert desk.client.settings == {"theme": "dark", "recent": ["a.txt"]}
 
 
 def test_a_failed_activation_leaves_the_trial_as_it_was(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server)
-    app = make_app(product, keys, fingerprint=machine("notebook"))
+    app = make_app(product, keys, machine=machines("notebook"))
     trial = app.client.start_trial()
     app.client.settings = {"zoom": 2}
     guarded = server.admin.issue_license(product, password="s3cret")
@@ -193,14 +186,14 @@ def test_a_failed_activation_leaves_the_trial_as_it_was(
 
 
 def test_a_paid_license_in_use_keeps_its_own_settings(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server)
     key = server.admin.issue_license(product, seats=2)["license_key"]
-    office = make_app(product, keys, "office", fingerprint=other_machine())
+    office = make_app(product, keys, "office", machine=machines("office"))
     office.client.activate(key)
     office.client.settings = {"theme": "light"}
-    home = make_app(product, keys, "home", fingerprint=machine("home"))
+    home = make_app(product, keys, "home", machine=machines("home"))
     home.client.start_trial()
     home.client.settings = {"theme": "dark"}
     home.client.activate(key)
@@ -264,10 +257,10 @@ def test_test_codes_are_limited_and_resettable(
 
 
 def test_forgotten_trial_machine_may_start_again(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server)
-    app = make_app(product, keys, fingerprint=machine("lab"))
+    app = make_app(product, keys, machine=machines("lab"))
     first = app.client.start_trial()
     (trial,) = server.admin.list_trials(product)
     assert trial["license_id"] == first.license_id
@@ -279,10 +272,10 @@ def test_forgotten_trial_machine_may_start_again(
 
 
 def test_settings_changed_offline_during_the_trial_carry_over(
-    server: InProcessServer, make_app: Callable[..., App]
+    server: InProcessServer, make_app: Callable[..., App], machines: Machines
 ) -> None:
     product, keys = trial_product(server)
-    app = make_app(product, keys, fingerprint=machine("train"))
+    app = make_app(product, keys, machine=machines("train"))
     app.client.start_trial()
     app.client.settings = {"layout": "wide"}
     offline = offline_app(app)

@@ -1,6 +1,6 @@
-"""The test harness: the license server in a subprocess, for tests, demos and benchmarks.
+"""The license server in a subprocess (uvicorn on 127.0.0.1), for tests, demos and benchmarks.
 
-Nothing in ``src`` imports this module::
+Re-exported by :mod:`software_dna.server.testing`::
 
     from software_dna.server.testing import LocalServer
 

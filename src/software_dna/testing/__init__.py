@@ -1,4 +1,4 @@
-"""Test helpers for apps that embed software_dna: simulated machines (and a pytest plugin).
+"""Test helpers for apps that embed software_dna: simulated machines, a clock, a pytest plugin.
 
 A vendor's tests need several machines -- two computers sharing a license,
 a laptop whose network card changed, a cloned VM, a container -- on one
@@ -17,9 +17,17 @@ client, and only that way (nothing in the environment selects it)::
     laptop.drift("mac")            # a new network card: still the same machine
     LicenseClient(..., machine=laptop).check()
 
+:class:`SimulatedClock` is the app's clock for ``LicenseClient(clock=...)``,
+moved by hand. This package needs only the SDK (it imports neither pytest
+nor the server); :mod:`software_dna.testing.plugin` is the pytest plugin
+with the license server in-process and fixtures for machines, products and
+clients (``pytest_plugins = ["software_dna.testing.plugin"]``).
+
 See ``docs/testing.md``. Simulated fingerprints are hashed at a low scrypt
 cost (:attr:`SimulatedMachine.cost`): they are compared only with each
-other, and tests stay fast.
+other, never match a real machine's, and tests stay fast. Simulated
+machines do not emulate another OS's readers (``platform`` changes only
+the OS component, Windows' firmware UUID and where files are kept).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from pathlib import Path
 from software_dna.fingerprint import Machine
 from software_dna.fingerprint import _Raw as Reading
 from software_dna.fingerprint._common import normalize_id, normalize_text, placeholder_reason
+from software_dna.testing._clock import SimulatedClock
 from software_dna.wire.identity import MAX_MACS
 
-__all__ = ["SimulatedMachine"]
+__all__ = ["DRIFTABLE", "SimulatedClock", "SimulatedMachine"]
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _OS = {"linux": "linux", "darwin": "darwin", "win32": "windows"}
