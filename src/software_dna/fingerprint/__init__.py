@@ -194,7 +194,12 @@ class Machine:
                     return cached
             raw = self._reading(refresh=refresh)
             secret = self._secret_from(product, raw) if raw.values.get("machine_id") else None
-            fingerprint = _build(product, raw, n, None if secret is None else cache_dir, secret)
+            try:
+                fingerprint = _build(product, raw, n, None if secret is None else cache_dir,
+                                     secret)
+            except FingerprintUnavailable:
+                self._raw = None  # not cached: the next call reads the machine again
+                raise
             self._fingerprints[key] = fingerprint
             return fingerprint
 
@@ -245,10 +250,12 @@ class Machine:
             raw = self._reading()
             if not raw.values.get("machine_id") and not raw.values.get("smbios_uuid") \
                     and not raw.macs:
+                self._raw = None  # not cached: the next call reads the machine again
                 raise _unavailable_error(raw)
             reading = _key_reading(raw)
             unreadable = sorted(name for name, value in reading.items() if value is None)
             if len(unreadable) > identity.MAX_TOLERANCE:
+                self._raw = None
                 # Such a machine is not the same machine as itself by the identity
                 # rules (every unreadable component counts as changed).
                 details = "; ".join(f"{_HUMAN_NAMES[n]}: {raw.missing.get(n, 'unavailable')}"
