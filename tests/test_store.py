@@ -979,3 +979,15 @@ def _no_lock_leak() -> Iterator[None]:
     for entry in list(files_module._LOCKS.values()):
         assert entry.thread_lock.acquire(timeout=5), f"lock left held: {entry.lock_path}"
         entry.thread_lock.release()
+
+
+def test_peek_never_moves_an_unreadable_file(tmp_path: Path) -> None:
+    """peek() reads like read() but leaves a damaged file in place (the witness relies on it)."""
+    store = Store(tmp_path / "p.license", product=PRODUCT, key_material=KEY)
+    store.write({"a": 1})
+    assert store.peek() == {"a": 1}
+    store.path.write_bytes(b"")
+    with pytest.raises(StoreCorrupted) as caught:
+        store.peek()
+    assert caught.value.moved_to is None and store.path.read_bytes() == b""
+    assert [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [store.path]

@@ -397,6 +397,23 @@ class Store:
         except _UnreadableError as bad:
             return self._recover(bad)
 
+    def peek(self) -> dict[str, Any] | None:
+        """Read and decrypt the store without ever moving it: for files whose damage
+        must stay visible (the rollback witness keeps a damaged copy in place).
+
+        :returns: the stored JSON object, or ``None`` if there is no file.
+        :raises StoreFromAnotherMachine, StoreCorrupted: as :meth:`read`, with
+            ``moved_to=None``: the file is left where it is.
+        :raises StoreError: the file cannot be read (permissions, I/O error).
+        """
+        raw = self._read_raw()
+        if raw is None:
+            return None
+        try:
+            return self._open(raw)
+        except _UnreadableError as bad:
+            raise self._unusable(bad, problem="it was left in place") from None
+
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the store's contents with ``data``, atomically, under the lock.
 

@@ -78,7 +78,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from software_dna.errors import LicenseError, StoreCorrupted, StoreError, StoreRolledBack
+from software_dna.errors import LicenseError, StoreError, StoreRolledBack
 from software_dna.files import move_aside
 from software_dna.store import Store
 from software_dna.wire.codes import Code
@@ -281,27 +281,15 @@ class RollbackGuard:
     def _load(self, copy_: Store) -> tuple[dict[str, Any] | None, bool]:
         """One copy's document (None when unreadable) and whether its file exists.
 
-        :meth:`Store.read` moves an unreadable file aside; a damaged witness
-        copy is put straight back, so that damage stays damage and never
-        turns into a deleted witness (which the strict rule treats as a rollback).
+        An unreadable copy is left where it is (:meth:`Store.peek`), so that damage
+        stays damage and never turns into a deleted witness (which the strict
+        rule treats as a rollback).
         """
         try:
-            doc = copy_.read()
-        except StoreCorrupted as exc:
-            if exc.moved_to:
-                self._put_back(Path(exc.moved_to), copy_.path)
-            return None, True
-        except StoreError:  # there, but not readable (permissions, I/O error)
+            doc = copy_.peek()
+        except StoreError:  # damaged, or there but not readable (permissions, I/O error)
             return None, True
         return doc, doc is not None
-
-    def _put_back(self, aside: Path, path: Path) -> None:
-        try:
-            with self._stores()[0].locked():  # writers hold it: nothing new lands meanwhile
-                if not os.path.lexists(path):
-                    os.replace(aside, path)
-        except (StoreError, OSError):
-            pass  # best effort: the copy stays aside, never lost
 
     def _look(self) -> _Seen:
         """Read the witness from disk: the current copy, else the previous one."""
