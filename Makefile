@@ -55,6 +55,7 @@ bench: $(BENCH_STAMP)
 		(Debian: apt-get install wrk); bench/server.py uses its own Python load generator"
 	$(BENCH_RUN) bench/import_check.py
 	$(BENCH_RUN) bench/fingerprint_cost.py
+	$(BENCH_RUN) bench/machine_key.py
 	$(BENCH_RUN) bench/clients.py
 	$(BENCH_RUN) bench/server.py --profile
 
