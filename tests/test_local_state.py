@@ -8,6 +8,7 @@ home folder); the server is the real app in this process.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -66,20 +67,33 @@ def test_machine_id_regenerated_at_every_boot_keeps_the_license(
         product: tuple[str, list[str]]) -> None:
     """WSL / read-only images: a new machine id at each boot, everything else stays.
 
-    Locally the store follows every boot. The server counts each boot as a
-    re-bind (bounded per product, 3 per period by default), so a vendor whose
-    users run on such systems raises the product's ``rebind_limit``: done here.
+    Locally the store follows every boot; on the server such a re-bind is not
+    counted against the product's ``rebind_limit`` (default 3 per period).
     """
-    inprocess_server.admin.update_product(product[0], rebind_limit=None)
     box = SimulatedMachine(tmp_path / "wsl", machine_id_at_boot=True)
     key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
     first = client_on(box, inprocess_server, product).activate(key)
-    for _ in range(4):
+    for _ in range(6):
         box.reboot()
         client = client_on(box, inprocess_server, product)
         assert client.check().activation_id == first.activation_id
         assert client.refresh().activation_id == first.activation_id
     assert len(activations(inprocess_server, first.license_id)) == 1
+
+
+def test_network_card_changes_are_still_counted(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    """Only a machine-id-only change is free: walking to other hardware is bounded."""
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    client_on(laptop, inprocess_server, product).activate(key)
+    for _ in range(3):  # the default bound: 3 counted re-binds per period
+        laptop.drift("mac")
+        client_on(laptop, inprocess_server, product).refresh()
+    laptop.drift("mac")
+    with pytest.raises(WrongMachine, match="changed too often"):
+        client_on(laptop, inprocess_server, product).refresh()
 
 
 def test_two_components_drift_at_once_wrong_machine_and_nothing_lost(
@@ -184,3 +198,24 @@ def test_upgrade_from_0_2_keeps_the_license_offline_then_rekeys(
     assert upgraded.refresh().activation_id == first.activation_id
     assert upgraded.store_path.read_bytes()[4] == 2  # written again under the machine key
     assert len(activations(inprocess_server, first.license_id)) == 1
+
+
+def test_machine_id_change_with_a_padded_card_list_is_counted(
+        tmp_path: Path, inprocess_server: InProcessServer,
+        product: tuple[str, list[str]]) -> None:
+    """The free re-bind needs the exact same card addresses: a list padded with another
+    machine's address (the first step of walking to it) is counted as before."""
+    laptop = SimulatedMachine(tmp_path / "laptop")
+    key = inprocess_server.admin.issue_license(product[0], seats=1)["license_key"]
+    client_on(laptop, inprocess_server, product).activate(key)
+    for _ in range(3):
+        kept = laptop.macs[-1]
+        laptop.set(machine_id=os.urandom(16).hex(), macs=[kept, _new_mac()])
+        client_on(laptop, inprocess_server, product).refresh()
+    laptop.set(machine_id=os.urandom(16).hex(), macs=[laptop.macs[-1], _new_mac()])
+    with pytest.raises(WrongMachine, match="changed too often"):
+        client_on(laptop, inprocess_server, product).refresh()
+
+
+def _new_mac() -> str:
+    return "00:1b:21:" + ":".join(f"{b:02x}" for b in os.urandom(3))

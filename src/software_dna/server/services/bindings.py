@@ -68,6 +68,8 @@ __all__ = [
 KNOWN_SET_MEMORY = timedelta(days=90)
 #: The audit action of a counted re-bind (the count reads the audit log).
 REBIND_ACTION = "activation.rebind"
+#: A re-bind where only the machine id changed on unchanged hardware (not counted).
+MACHINE_ID_REBIND_ACTION = "activation.rebind_machine_id"
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,16 @@ def same_as(stored: Bound | None, fingerprint: FingerprintData, tolerance: int, 
 # --------------------------------------------------------------------------- re-binding
 
 
+def _machine_id_only(bound: Bound | None, fingerprint: FingerprintData,
+                     differing: Iterable[str]) -> bool:
+    """Only the machine id changed: every other component equal, the MAC set exactly."""
+    if bound is None or bound.algorithm != identity.ALGORITHM or \
+            fingerprint.algorithm != identity.ALGORITHM or set(differing) != {"machine_id"}:
+        return False
+    before, after = bound.components, fingerprint.components
+    return before.get("mac") is not None and before.get("mac") == after.get("mac")
+
+
 def rebinds_in_period(session: Session, activation: Activation, period: int,
                       now: datetime) -> int:
     """Counted re-binds of ``activation`` in the last ``period`` seconds."""
@@ -402,6 +414,17 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
               license_id=lic.id, activation_id=activation.id,
               detail={"differing": sorted(differing)})
         return True
+    if _machine_id_only(current(session, ctx, activation), fingerprint, differing):
+        # A machine id regenerated at boot (WSL, read-only images) on unchanged
+        # hardware: audited, not counted. Moving the seat to other hardware still
+        # needs a counted step (another MAC set), and two machines taking turns
+        # are flagged by the sharing checks, not by this bound.
+        bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
+             components=fingerprint.components, now=now)
+        audit(session, "sdk", MACHINE_ID_REBIND_ACTION, at=now, product_id=product.id,
+              license_id=lic.id, activation_id=activation.id,
+              detail={"differing": ["machine_id"]})
+        return True
     if (product.rebind_limit is not None
             and rebinds_in_period(session, activation, product.rebind_period, now)
             >= product.rebind_limit):
@@ -413,9 +436,8 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
         session.commit()
         raise ServiceError(
             Code.WRONG_MACHINE,
-            "This computer changed too often to keep its activation. Ask the vendor to free "
-            "its seat (software-dna activations remove), then activate again with your "
-            "license key.")
+            "This computer changed too often to keep its activation. Ask the vendor's support "
+            "to free this computer's seat, then activate again with your license key.")
     bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
          components=fingerprint.components, now=now)
     audit(session, "sdk", REBIND_ACTION, at=now, product_id=product.id, license_id=lic.id,
