@@ -37,8 +37,9 @@ Fixtures:
     ``options`` are more ``LicenseClient`` arguments (``clock=`` ...). Each
     call is a new start of the app; every client is closed after the test.
 ``app_clock`` (function scope)
-    A :class:`~software_dna.testing.SimulatedClock` for ``clock=``: the app's
-    time, moved with ``app_clock.advance(hours=2)``.
+    A :class:`~software_dna.testing.SimulatedClock` for ``clock=``: the
+    time of the app *and* of the in-process license server while the test
+    runs, moved with ``app_clock.advance(hours=2)``.
 
 See docs/testing.md for the scenarios (two machines, drift, a cloned VM, a
 container, offline grace, a copied store).
@@ -207,6 +208,19 @@ def license_client(
 
 
 @pytest.fixture
-def app_clock() -> SimulatedClock:
-    """The app's clock for ``clock=``, at the real time until moved."""
-    return SimulatedClock()
+def app_clock() -> Iterator[SimulatedClock]:
+    """One simulated time for the app (``clock=``) and the in-process license server.
+
+    At the real time until moved. While the test runs, the in-process server
+    (``license_server``) reads this clock too, so time passes for everyone:
+    tokens, grace periods, expiries and rate limits follow ``advance()``.
+    Without the ``server`` extra it is the app's clock only.
+    """
+    clock = SimulatedClock()
+    try:
+        from software_dna.server.testing import clock_override  # noqa: PLC0415  # optional extra
+    except ImportError:
+        yield clock
+        return
+    with clock_override(clock):
+        yield clock

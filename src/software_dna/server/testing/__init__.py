@@ -10,7 +10,8 @@ Nothing else in ``src`` imports this package (the vendor's pytest plugin,
   process and reached with no socket (``_inprocess``): through
   :meth:`InProcessServer.transport` for the SDK, :attr:`InProcessServer.admin`
   or :meth:`InProcessServer.session` for HTTP; :class:`Link` takes one
-  machine offline; :func:`unreachable` is a transport with no server at all.
+  machine offline; :func:`unreachable` is a transport with no server at all;
+  :func:`clock_override` runs the in-process server on a simulated clock.
 
 ::
 
@@ -24,6 +25,7 @@ Nothing else in ``src`` imports this package (the vendor's pytest plugin,
 Both need the ``server`` extra (``pip install software_dna[server]``).
 """
 
+from software_dna.server.services.common import clock_override
 from software_dna.server.testing._inprocess import (
     URL,
     ASGIAdapter,
@@ -37,4 +39,4 @@ from software_dna.server.testing._inprocess import (
 from software_dna.server.testing._local import LocalServer, free_port
 
 __all__ = ["URL", "ASGIAdapter", "InProcessApp", "InProcessServer", "Link", "LocalServer",
-           "asgi_transport", "free_port", "no_wait", "unreachable"]
+           "asgi_transport", "clock_override", "free_port", "no_wait", "unreachable"]
