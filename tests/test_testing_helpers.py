@@ -62,7 +62,7 @@ def test_every_doc_block_is_run_or_is_the_plugin_line() -> None:
     assert PLUGIN_LINE in blocks
     others = [code for code in blocks if code != PLUGIN_LINE]
     assert others and all("def test_" in code for code in others)
-    assert len(DOC_TESTS) == 8  # seats, 2 drift, clone, 2 containers, grace, copied store
+    assert len(DOC_TESTS) == 9  # seats, 3 drift, clone, 2 containers, grace, copied store
     # The project's conftest enables the plugin as the doc tells a vendor to.
     assert "software_dna.testing.plugin" in conftest.pytest_plugins
 

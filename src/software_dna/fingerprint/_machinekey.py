@@ -98,11 +98,11 @@ class MachineKey(Frozen):
 
 def _locked_message(path: Path) -> str:
     return (
-        "The license data on this computer was made on another computer, or this computer's "
-        "hardware changed too much at once (more than one of its machine id, network cards, "
-        f"OS and CPU), so its key ({path}) cannot be opened. Nothing was deleted: if a part "
+        "The license data on this computer cannot be opened here: it was made on another "
+        "computer, or this computer changed too much at once (more than one of its system "
+        "id, network cards, operating system and processor). Nothing was deleted: if a part "
         "was removed, putting it back restores the license; otherwise activate the license "
-        "again on this computer."
+        f"again on this computer. (Key file: {path})"
     )
 
 

@@ -319,8 +319,8 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
             if in_use >= lic.seats and not lic.rollover:
                 raise ServiceError(
                     Code.NO_SEATS_LEFT,
-                    "Every seat of this license is in use. Deactivate it on another "
-                    "computer, or ask the vendor for more seats.",
+                    "Every seat of this license is in use. Deactivate the license on one "
+                    "of the computers that use it, or ask the vendor for more seats.",
                 )
         _check_lockout(session, lic, product, address_hash=address_hash, now=now)
     except ServiceError as exc:
