@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from software_dna import LicenseError, StoreFromAnotherMachine
-from software_dna.fingerprint._keyring import open_keyring, wrap_keyring
+from software_dna.fingerprint import _key_reading
+from software_dna.fingerprint._keyring import wrap_keyring
 from software_dna.testing import SimulatedMachine
 
 from ._helpers import anchor, edit_keyring, keyring, outcome
 
 
 @pytest.fixture
-def activated(license_server, license_product, license_client, machines):
+def activated(license_server: Any, license_product: Any, license_client: Any, machines: Any) -> Any:
     """(product, laptop, license key, store path) after one online activation."""
     product = license_product()
     issued = license_server.admin.issue_license(product.name, seats=3)
@@ -31,7 +32,7 @@ def activated(license_server, license_product, license_client, machines):
     return product, laptop, issued, client.store_path
 
 
-def _restart(license_client, product, machine):
+def _restart(license_client: Any, product: Any, machine: Any) -> Any:
     machine.forget()  # a new process: nothing cached
     return license_client(product, machine)
 
@@ -40,7 +41,7 @@ def _restart(license_client, product, machine):
 
 
 def test_keyring_edited_to_n_65536_without_quick_wrap_raises_only_license_errors(
-        activated, license_client) -> None:
+        activated: Any, license_client: Any) -> None:
     """n = 2**16 passes the keyring's own bound but hashlib.scrypt's maxmem (64 MiB)
     refuses it: a plain ValueError from OpenSSL escapes check()."""
     product, laptop, _, _ = activated
@@ -51,7 +52,7 @@ def test_keyring_edited_to_n_65536_without_quick_wrap_raises_only_license_errors
 
 
 def test_keyring_present_holding_a_list_raises_only_license_errors(
-        activated, license_client) -> None:
+        activated: Any, license_client: Any) -> None:
     """_parse calls set(present) before checking its items: unhashable -> TypeError."""
     product, laptop, _, _ = activated
     edit_keyring(keyring(product.name, laptop), lambda d: d.update(present=[[]]))
@@ -60,7 +61,7 @@ def test_keyring_present_holding_a_list_raises_only_license_errors(
 
 
 def test_keyring_wrap_names_holding_a_list_raises_only_license_errors(
-        activated, license_client) -> None:
+        activated: Any, license_client: Any) -> None:
     """_open_slowly calls set(choice) on each wrap's names: unhashable -> TypeError."""
     product, laptop, _, _ = activated
     edit_keyring(keyring(product.name, laptop),
@@ -80,7 +81,7 @@ def test_keyring_wrap_names_holding_a_list_raises_only_license_errors(
 ], ids=["empty", "open-brace", "null", "list", "bare", "binary", "int-names", "str-wraps",
         "bool-n", "deep-nesting", "10MB"])
 def test_malformed_keyring_is_a_clear_license_error_and_nothing_is_deleted(
-        activated, license_client, content: bytes) -> None:
+        activated: Any, license_client: Any, content: bytes) -> None:
     product, laptop, _, store = activated
     path = keyring(product.name, laptop)
     path.write_bytes(content)
@@ -93,7 +94,7 @@ def test_malformed_keyring_is_a_clear_license_error_and_nothing_is_deleted(
 
 
 def test_store_keyring_and_witness_copied_to_a_second_machine_do_not_open(
-        activated, license_client, machines) -> None:
+        activated: Any, license_client: Any, machines: Any) -> None:
     product, laptop, _, _ = activated
     desk = machines("desk", cpu=laptop.cpu, os_arch=laptop.os_arch)  # same model, other ids
     laptop.copy_files_to(desk)
@@ -102,7 +103,7 @@ def test_store_keyring_and_witness_copied_to_a_second_machine_do_not_open(
 
 
 def test_a_usb_dock_moved_to_a_laptop_of_the_same_model_opens_the_copied_store(
-        license_server, license_product, license_client, machines) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
     """Finding (low): laptop = built-in card + dock; a second laptop of the same model
     with its own built-in card + that dock opens a copy of the store offline (OS, CPU and
     one shared MAC are "all but one component"). docs/security.md says a keyring copied
@@ -119,7 +120,7 @@ def test_a_usb_dock_moved_to_a_laptop_of_the_same_model_opens_the_copied_store(
 
 
 def test_second_machines_keyring_beside_the_first_machines_store(
-        activated, license_client, license_server, machines) -> None:
+        activated: Any, license_client: Any, license_server: Any, machines: Any) -> None:
     product, laptop, issued, _ = activated
     desk = machines("desk")
     license_client(product, desk).activate(issued["license_key"])
@@ -129,7 +130,7 @@ def test_second_machines_keyring_beside_the_first_machines_store(
 
 
 def test_wraps_dropped_or_boxes_swapped_never_open_on_another_machine(
-        activated, license_client, machines) -> None:
+        activated: Any, license_client: Any, machines: Any) -> None:
     product, laptop, _, _ = activated
     desk = machines("desk", cpu=laptop.cpu, os_arch=laptop.os_arch)
     laptop.copy_files_to(desk)
@@ -151,16 +152,14 @@ def test_wraps_dropped_or_boxes_swapped_never_open_on_another_machine(
 
 
 def test_anchor_keyring_wins_over_the_one_beside_the_store(
-        activated, license_client, machines) -> None:
+        activated: Any, license_client: Any, machines: Any) -> None:
     """Two keyrings: the anchor's is used even when it cannot open and the fallback can."""
     product, laptop, _, store = activated
     good = keyring(product.name, laptop)
     fallback = store.with_name(store.name + ".keyring")
     shutil.copy(good, fallback)
     other = machines("other")
-    reading = other.read()
-    del reading  # the anchor gets a keyring made for another machine
-    from software_dna.fingerprint import _key_reading  # type: ignore[attr-defined]
+    # The anchor gets a keyring made for another machine.
     blob = wrap_keyring(b"\1" * 32, product.name, _key_reading(other.read()), other.cost)
     good.write_bytes(blob)
     result = outcome(_restart(license_client, product, laptop).check)
@@ -172,7 +171,7 @@ def test_anchor_keyring_wins_over_the_one_beside_the_store(
 
 
 def test_two_threads_on_a_fresh_machine_end_with_one_key(
-        license_server, license_product, license_client, machines) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
     product = license_product()
     key = license_server.admin.issue_license(product.name)["license_key"]
     laptop = machines("laptop")

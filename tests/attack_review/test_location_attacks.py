@@ -6,6 +6,7 @@ A test that fails here is a finding (see the review report).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from ._helpers import anchor, finishes, keyring, outcome, pointer, witness
 
 
 @pytest.fixture
-def activated(license_server, license_product, license_client, machines):
+def activated(license_server: Any, license_product: Any, license_client: Any, machines: Any) -> Any:
     product = license_product()
     issued = license_server.admin.issue_license(product.name, seats=3)
     laptop = machines("laptop")
@@ -29,7 +30,7 @@ def activated(license_server, license_product, license_client, machines):
 
 @pytest.mark.parametrize("which", ["keyring", "store", "witness"])
 def test_a_fifo_in_place_of_a_state_file_does_not_hang_check(
-        activated, license_client, which: str) -> None:
+        activated: Any, license_client: Any, which: str) -> None:
     """open() on a FIFO blocks until a writer comes: read_limited() never returns."""
     product, laptop, _, store = activated
     path = {"keyring": keyring(product.name, laptop), "store": store,
@@ -44,7 +45,7 @@ def test_a_fifo_in_place_of_a_state_file_does_not_hang_check(
 
 
 def test_a_fifo_as_the_pointer_does_not_hang_a_start_without_a_store(
-        activated, license_client) -> None:
+        activated: Any, license_client: Any) -> None:
     product, laptop, _, store = activated
     store.unlink()
     where = pointer(product.name, laptop)
@@ -55,7 +56,7 @@ def test_a_fifo_as_the_pointer_does_not_hang_a_start_without_a_store(
     assert done, "LicenseClient() hung reading the pointer FIFO"
 
 
-def test_a_symlink_loop_as_the_store_is_a_clear_error(activated, license_client) -> None:
+def test_a_symlink_loop_as_the_store_is_a_clear_error(activated: Any, license_client: Any) -> None:
     product, laptop, _, store = activated
     store.unlink()
     os.symlink(store.name, store)  # points at itself
@@ -66,7 +67,7 @@ def test_a_symlink_loop_as_the_store_is_a_clear_error(activated, license_client)
 
 @pytest.mark.parametrize("which", ["keyring", "store", "witness"])
 def test_a_folder_where_a_state_file_should_be_is_a_license_error(
-        activated, license_client, which: str) -> None:
+        activated: Any, license_client: Any, which: str) -> None:
     product, laptop, _, store = activated
     path = {"keyring": keyring(product.name, laptop), "store": store,
             "witness": witness(product.name, laptop)}[which]
@@ -81,7 +82,8 @@ def test_a_folder_where_a_state_file_should_be_is_a_license_error(
 
 
 def test_explicit_state_home_dropped_later_moves_the_store_aside(
-        license_server, license_product, license_client, machines, tmp_path) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        tmp_path: Any) -> None:
     """Finding: the vendor's launcher set SOFTWARE_DNA_STATE_HOME at activation; a start
     without it (another launcher, a shell) finds no keyring in the default anchor, makes a
     NEW machine key on a mere check(), and the store reads as another machine's: moved
@@ -105,7 +107,8 @@ def test_explicit_state_home_dropped_later_moves_the_store_aside(
 
 
 def test_another_account_sharing_software_dna_home_does_not_take_the_store(
-        license_server, license_product, license_client, machines, tmp_path) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        tmp_path: Any) -> None:
     """Finding: SOFTWARE_DNA_HOME is a fixed store folder (a service's data folder); the
     keyring lives in each account's anchor. Another account (sudo, a service user) merely
     calling check() makes its own machine key and moves the shared store aside."""
@@ -124,7 +127,7 @@ def test_another_account_sharing_software_dna_home_does_not_take_the_store(
 
 
 def test_read_only_anchor_at_activation_keeps_working_when_it_becomes_writable(
-        license_server, license_product, license_client, machines) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
     product = license_product()
     key = license_server.admin.issue_license(product.name)["license_key"]
     laptop = machines("laptop")
@@ -141,7 +144,7 @@ def test_read_only_anchor_at_activation_keeps_working_when_it_becomes_writable(
 
 
 def test_pointer_naming_another_apps_store_of_the_same_product(
-        license_server, license_product, license_client, machines) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
     """Two apps (app_name) of one product id share the anchor's pointer: a start of app B
     with no store of its own moves app A's store into B's folder."""
     product = license_product()
@@ -156,7 +159,7 @@ def test_pointer_naming_another_apps_store_of_the_same_product(
 
 
 def test_network_cards_changing_at_every_start_keep_the_license(
-        license_server, license_product, license_client, machines) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
     product = license_product()
     key = license_server.admin.issue_license(product.name)["license_key"]
     laptop = machines("laptop")

@@ -6,6 +6,7 @@ A test that fails here is a finding (see the review report).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,9 @@ from ._helpers import outcome, witness
 
 
 @pytest.fixture
-def revoked(license_server, license_product, license_client, machines, app_clock):
+def revoked(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> Any:
     """A license revoked and seen revoked online; the store copy from just before."""
     product = license_product()
     issued = license_server.admin.issue_license(product.name)
@@ -31,7 +34,7 @@ def revoked(license_server, license_product, license_client, machines, app_clock
 
 
 def test_witness_prev_renamed_over_current_and_store_put_back_one_write_undoes_a_revocation(
-        revoked, license_client) -> None:
+        revoked: Any, license_client: Any) -> None:
     """Finding: `mv <h>.witness.prev <h>.witness` + the store from one write earlier. The
     renamed previous copy reads as the *current* copy (same key, same product), the store
     is level with it, so neither the rollback rule nor the 'level with the previous copy
@@ -46,7 +49,7 @@ def test_witness_prev_renamed_over_current_and_store_put_back_one_write_undoes_a
 
 
 def test_after_the_prev_rename_the_revoked_license_runs_into_the_offline_grace_period(
-        revoked, license_client, app_clock) -> None:
+        revoked: Any, license_client: Any, app_clock: Any) -> None:
     """How long the rename buys: past refresh_by the server is tried (offline), and the
     revoked license gets the ordinary offline grace period, not the damaged window."""
     product, laptop, network, store, old_store = revoked
@@ -62,7 +65,8 @@ def test_after_the_prev_rename_the_revoked_license_runs_into_the_offline_grace_p
     assert isinstance(result, (LicenseRevoked, StoreRolledBack)), repr(result)
 
 
-def test_witness_copies_swapped_and_store_put_back_one_write(revoked, license_client) -> None:
+def test_witness_copies_swapped_and_store_put_back_one_write(
+        revoked: Any, license_client: Any) -> None:
     product, laptop, network, store, old_store = revoked
     current = witness(product.name, laptop)
     prev = current.with_name(current.name + ".prev")
@@ -78,7 +82,7 @@ def test_witness_copies_swapped_and_store_put_back_one_write(revoked, license_cl
 @pytest.mark.parametrize("attack", ["delete current", "zero current", "truncate both",
                                     "delete both", "zero both"])
 def test_witness_damaged_or_deleted_with_an_older_store_is_not_silently_accepted(
-        revoked, license_client, app_clock, attack: str) -> None:
+        revoked: Any, license_client: Any, app_clock: Any, attack: str) -> None:
     """Documented: damaged -> works until refresh_by (window), deleted -> StoreRolledBack."""
     product, laptop, network, store, old_store = revoked
     current = witness(product.name, laptop)
