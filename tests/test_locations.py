@@ -177,7 +177,7 @@ def test_pointer_to_a_custom_previous_location_finds_the_store(
     key: SecretKey, home: Path, tmp_path: Path
 ) -> None:
     env = linux(home)
-    old = activate(key, tmp_path / "custom" / "place")
+    old = activate(key, tmp_path / "custom" / APP)  # a folder of this app elsewhere
     remember_store(PRODUCT, old, env=env)
     found = find_store(PRODUCT, APP, AUTHOR, env=env)
     assert found == home / ".local" / "share" / APP / f"{PRODUCT}.license"

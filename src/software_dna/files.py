@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -144,13 +145,28 @@ def read_limited(path: Path, limit: int) -> bytes | None:
         longer than ``limit`` means the file is too large.
     :returns: the bytes read, or ``None`` when the file does not exist.
     :raises OSError: the file exists but cannot be read (permissions, a
-        folder in its place, I/O error).
+        folder, a FIFO or a device in its place, I/O error). Opening never
+        blocks: a FIFO put where a file should be is refused, not waited on.
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as handle:
-            return handle.read(limit + 1)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def move_aside(path: Path, label: str) -> Path:

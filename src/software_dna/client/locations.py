@@ -53,7 +53,14 @@ from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
-from software_dna.store import store_path_for, user_dir
+from software_dna.files import (
+    LockTimeout,
+    exclusive,
+    fsync_directory,
+    read_limited,
+    write_atomically,
+)
+from software_dna.store import MAX_FILE_SIZE, store_path_for, user_dir
 
 __all__ = [
     "Env",
@@ -280,7 +287,7 @@ def find_store(product: str, app_name: str, app_author: str | None, *,
     preferred = store_path_for(product, folders[0])
     if _is_file(preferred):
         return preferred
-    old = next((path for path in [_pointed_store(product, preferred.name, env),
+    old = next((path for path in [_pointed_store(product, preferred, env),
                                   *(store_path_for(product, f) for f in folders[1:])]
                 if path is not None and path != preferred and _is_file(path)), None)
     if old is None:
@@ -314,7 +321,7 @@ def remember_store(product: str, path: Path, *, env: Env | None = None) -> None:
         blob = json.dumps({"version": _POINTER_VERSION, "store": target},
                           separators=(",", ":")).encode("utf-8")
         pointer.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_atomic(pointer, blob)
+        write_atomically(pointer, blob)
     except (OSError, ValueError):
         pass  # the pointer only helps a later search; the store itself is unaffected
 
@@ -322,9 +329,8 @@ def remember_store(product: str, path: Path, *, env: Env | None = None) -> None:
 def _read_pointer(pointer: Path) -> str | None:
     """The store path a pointer file records, or None (missing, unreadable, garbage)."""
     try:
-        with open(pointer, "rb") as handle:
-            raw = handle.read(_POINTER_MAX_SIZE + 1)
-        if len(raw) > _POINTER_MAX_SIZE:
+        raw = read_limited(pointer, _POINTER_MAX_SIZE)
+        if raw is None or len(raw) > _POINTER_MAX_SIZE:
             return None
         doc = json.loads(raw)
     except (OSError, ValueError, RecursionError):
@@ -335,14 +341,18 @@ def _read_pointer(pointer: Path) -> str | None:
     return store if isinstance(store, str) and os.path.isabs(store) else None
 
 
-def _pointed_store(product: str, name: str, env: Env) -> Path | None:
-    """The pointer's store path, when it names a store file of this product (``name``)."""
+def _pointed_store(product: str, preferred: Path, env: Env) -> Path | None:
+    """The pointer's store path, when it names a store file of this product in a folder
+    of this app (named like ``preferred``'s): two apps sharing a product id never take
+    each other's store."""
     recorded = _read_pointer(pointer_path(product, env=env))
     if recorded is None:
         return None
     path = Path(recorded)
-    # Only a file named like this product's store: a pointer never moves anything else.
-    return path if path.name == name else None
+    # Only a file named like this product's store, in a folder named like this app's:
+    # a pointer never moves anything else.
+    same = path.name == preferred.name and path.parent.name == preferred.parent.name
+    return path if same else None
 
 
 # --------------------------------------------------------------------------- the witness
@@ -394,6 +404,10 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+#: Largest file moved (a store or a witness copy: the store's own limit).
+_MAX_MOVED_SIZE = MAX_FILE_SIZE
+
+
 def _lock_of(path: Path) -> Path:
     """The lock file the store takes for ``path`` (see :class:`software_dna.store.Store`)."""
     return path.with_name(path.name + ".lock")
@@ -407,9 +421,7 @@ def _move_in(old: Path, new: Path, *, lock: Path, companions: tuple[str, ...] = 
     ``old`` when the lock or the move failed.
     """
     try:
-        import filelock  # lazy: only when something has to move
-
-        with filelock.FileLock(str(lock), timeout=_MOVE_LOCK_TIMEOUT):
+        with exclusive(lock, _MOVE_LOCK_TIMEOUT):
             if _is_file(new) or not _is_file(old):
                 return new  # another process moved it while this one waited
             new.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -420,8 +432,8 @@ def _move_in(old: Path, new: Path, *, lock: Path, companions: tuple[str, ...] = 
                     with suppress(OSError):  # a spare copy: losing its move loses nothing
                         _move_file(extra, new.with_name(new.name + suffix))
             return new
-    except (OSError, RuntimeError):
-        # Lock timeout (an OSError), a read-only old folder, a failed copy ...
+    except (LockTimeout, OSError, RuntimeError):
+        # The old store is busy, a read-only old folder, a failed copy ...
         return new if _is_file(new) and not _is_file(old) else old
 
 
@@ -433,14 +445,15 @@ def _move_file(old: Path, new: Path) -> None:
     """
     try:
         os.replace(old, new)
-        _fsync_directory(new.parent)
+        fsync_directory(new.parent)
         return
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    with open(old, "rb") as source:
-        blob = source.read()
-    _write_atomic(new, blob, mode=_mode_of(old))
+    blob = read_limited(old, _MAX_MOVED_SIZE)
+    if blob is None or len(blob) > _MAX_MOVED_SIZE:
+        raise OSError(errno.EINVAL, "not a license file", str(old))
+    write_atomically(new, blob, mode=_mode_of(old))
     try:
         os.unlink(old)
     except OSError:
@@ -454,40 +467,3 @@ def _mode_of(path: Path) -> int:
         return path.stat().st_mode & 0o777 or 0o600
     except OSError:
         return 0o600
-
-
-def _write_atomic(target: Path, blob: bytes, *, mode: int = 0o600) -> None:
-    """Write ``blob`` to a temporary file beside ``target``, fsync it, rename it over ``target``."""
-    temporary = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temporary, flags | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        try:
-            view = memoryview(blob)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable (best effort; not possible on Windows)."""
-    if sys.platform == "win32":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    with suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)

@@ -292,12 +292,25 @@ class RollbackGuard:
         return doc, doc is not None
 
     def _look(self) -> _Seen:
-        """Read the witness from disk: the current copy, else the previous one."""
+        """Read the witness from disk: the current copy, else the previous one.
+
+        Each copy carries the number of its write (``seq``). The current copy
+        counts as the witness only when it is the newer of the two, or when it
+        is the first one ever written; otherwise someone renamed, swapped or
+        duplicated a copy (the previous one put over the current one, to undo
+        the last write), and the newest copy that remains only vouches as a
+        previous copy does (:meth:`unconfirmed`).
+        """
         current, previous = self._stores()
         doc, current_exists = self._load(current)
+        prev_doc, previous_exists = self._load(previous)
         if doc is not None:
+            if prev_doc is not None and _int(prev_doc.get("seq")) >= _int(doc.get("seq")) > 0:
+                return _Seen(WitnessState.READABLE, prev_doc, previous=True)
+            if not previous_exists and _int(doc.get("seq")) > 1:
+                return _Seen(WitnessState.READABLE, doc, previous=True)
             return _Seen(WitnessState.READABLE, doc)
-        doc, previous_exists = self._load(previous)
+        doc = prev_doc
         if doc is not None:
             return _Seen(WitnessState.READABLE, doc, previous=True)
         if current_exists or previous_exists:
@@ -453,9 +466,12 @@ class RollbackGuard:
                 base = seen.doc if seen.state is WitnessState.READABLE and seen.doc else {}
                 doc = copy.deepcopy(base)
                 change(doc)
+                if doc == base and seen.state is WitnessState.READABLE and not seen.previous:
+                    return True
+                # Each write numbers its copy: a copy renamed, swapped or duplicated over
+                # a newer one is seen by the numbers (see _look).
+                doc["seq"] = _int(base.get("seq")) + 1
                 if seen.state is WitnessState.READABLE and not seen.previous:
-                    if doc == base:
-                        return True
                     os.replace(self.path, self.previous_path)
                 else:  # rewritten: the damaged copies are kept aside, never deleted
                     _move_aside(self.path)

@@ -28,8 +28,9 @@ from software_dna.errors import (
     StoreCorrupted,
     StoreFromAnotherMachine,
 )
+from software_dna.files import read_limited
 from software_dna.license import License
-from software_dna.store import Store
+from software_dna.store import MAGIC, Store
 from software_dna.wire.airgap import MAX_PENDING_REQUESTS, REQUEST_LIFETIME
 from software_dna.wire.claims import Mode
 from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
@@ -42,6 +43,8 @@ from .rollback import RollbackGuard, refusal_for
 from .verifier import TokenVerifier
 
 __all__ = ["HIGH_WATER_STEP", "ClientState", "Clock", "fresh_requests"]
+
+_HEADER = len(MAGIC) + 1  # the store file's magic and format version
 
 #: The clock high-water mark is written to disk when it moved by at least this.
 HIGH_WATER_STEP = timedelta(minutes=5)
@@ -114,9 +117,27 @@ class ClientState:
             StoreError: the keyring cannot be read or written.
             FingerprintUnavailable: this machine cannot be identified.
         """
-        key = self.machine.machine_key(self.product, self._keyrings, create=True)
-        assert key is not None  # create=True
+        # A store written under a machine key (format 2) with no keyring in sight was
+        # made elsewhere, or its key file moved: a new key would only set it aside.
+        key = self.machine.machine_key(self.product, self._keyrings,
+                                       create=not self._store_needs_its_key())
+        if key is None:
+            raise StoreFromAnotherMachine(
+                f"The license data on this computer ({self.store_path}) was written under a key "
+                f"file that is not here ({self._keyrings[0]}): it was made on another computer "
+                "or by another user account, or its key file was moved or deleted (for example "
+                "SOFTWARE_DNA_STATE_HOME changed). Nothing was deleted: restore the key file, "
+                "or activate the license again.", moved_to=None)
         return key
+
+    def _store_needs_its_key(self) -> bool:
+        """A store file written under a machine key (format 2 or later) exists."""
+        try:
+            head = read_limited(self.store_path, _HEADER)
+        except OSError:
+            return False
+        return head is not None and len(head) >= _HEADER and head.startswith(MAGIC) \
+            and head[len(MAGIC)] >= 2
 
     def start_over(self) -> None:
         """Before a new activation: a keyring this machine cannot open is set aside.

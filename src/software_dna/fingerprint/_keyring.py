@@ -60,7 +60,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import combinations
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -94,7 +94,8 @@ _SALT_LABEL = b"software_dna/product/v2\0"
 _QUICK_LABEL = b"software_dna/machine-key/quick/v1\0"
 _BOX_LABEL = b"software_dna machine key v1\0"
 _NONCE = 12
-_MIN_COST, _MAX_COST = 2, 2**16
+# scrypt at r=8 needs 128 * r * n bytes: 2**15 is 32 MiB, inside the 64 MiB allowed.
+_MIN_COST, _MAX_COST = 2, 2**15
 
 
 def _b64(raw: bytes) -> str:
@@ -252,11 +253,17 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
         return None
     n, names, present, wraps = doc.get("n"), doc.get("names"), doc.get("present"), doc.get("wraps")
     if (isinstance(n, bool) or not isinstance(n, int) or not _MIN_COST <= n <= _MAX_COST
-            or n & (n - 1) or not isinstance(wraps, list)
-            or not isinstance(names, list) or not all(isinstance(x, str) for x in names)
-            or not isinstance(present, list) or not set(present) <= set(names)):
+            or n & (n - 1) or not _names(names) or not _names(present)
+            or not set(present or ()) <= set(names or ()) or not isinstance(wraps, list)
+            or not all(isinstance(w, dict) and _names(w.get("names")) for w in wraps)):
         return None
     return doc
+
+
+def _names(value: object) -> TypeGuard[list[str]]:
+    """A list of component names (short ASCII strings), as the keyring stores them."""
+    return isinstance(value, list) and len(value) <= 16 and all(
+        isinstance(x, str) and x.isascii() and 0 < len(x) <= 32 for x in value)
 
 
 def open_keyring(raw: bytes, product: str, reading: Reading, n: int) -> Unwrapped | None:

@@ -31,6 +31,7 @@ from software_dna.fingerprint._keyring import (
     KEY_SIZE,
     MAX_SIZE,
     Reading,
+    Unwrapped,
     open_keyring,
     wrap_keyring,
 )
@@ -183,16 +184,24 @@ def unlock(paths: Iterable[Path], product: str, reading: Reading, n: int, *,
     raise failure
 
 
+def _opened(raw: bytes, product: str, reading: Reading, n: int) -> Unwrapped | None:
+    """:func:`open_keyring`; a keyring edited into something it cannot handle does not open."""
+    try:
+        return open_keyring(raw, product, reading, n)
+    except (ValueError, TypeError, KeyError, MemoryError, RecursionError, OverflowError):
+        return None
+
+
 def _existing(path: Path, raw: bytes, product: str, reading: Reading, n: int, *,
               start_over: bool, new_key: Callable[[int], bytes]) -> MachineKey:
-    opened = open_keyring(raw, product, reading, n)
+    opened = _opened(raw, product, reading, n)
     if opened is None:
         if not start_over:
             raise StoreFromAnotherMachine(_locked_message(path), moved_to=None)
         with _lock(path):
             again = _read(path)
             if again is not None:
-                reopened = open_keyring(again, product, reading, n)
+                reopened = _opened(again, product, reading, n)
                 if reopened is not None:  # another process started over meanwhile
                     return MachineKey(reopened.key, product, path)
                 try:
@@ -216,7 +225,7 @@ def _create(path: Path, product: str, reading: Reading, n: int,
     with _lock(path):
         raw = _read(path)
         if raw is not None:  # another process made it meanwhile
-            opened = open_keyring(raw, product, reading, n)
+            opened = _opened(raw, product, reading, n)
             if opened is not None:
                 return MachineKey(opened.key, product, path)
             raise StoreFromAnotherMachine(_locked_message(path), moved_to=None)

@@ -1,4 +1,4 @@
-"""Shared helpers of the adversarial review: where a simulated machine keeps its files."""
+"""Shared helpers of the local-state attack tests: where a simulated machine keeps its files."""
 
 from __future__ import annotations
 
