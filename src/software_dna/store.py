@@ -389,13 +389,7 @@ class Store:
             ``None``.
         :raises StoreError: the file cannot be read (permissions, I/O error).
         """
-        raw = self._read_raw()
-        if raw is None:
-            return None
-        try:
-            return self._open(raw)
-        except _UnreadableError as bad:
-            return self._recover(bad)
+        return self._read(self._recover)
 
     def peek(self) -> dict[str, Any] | None:
         """Read and decrypt the store without ever moving it: for files whose damage
@@ -406,13 +400,21 @@ class Store:
             ``moved_to=None``: the file is left where it is.
         :raises StoreError: the file cannot be read (permissions, I/O error).
         """
+        return self._read(self._left_in_place)
+
+    def _read(self, bad_file: Callable[[_UnreadableError], dict[str, Any] | None]
+              ) -> dict[str, Any] | None:
+        """The lock-free read; ``bad_file`` decides what an unreadable file becomes."""
         raw = self._read_raw()
         if raw is None:
             return None
         try:
             return self._open(raw)
         except _UnreadableError as bad:
-            raise self._unusable(bad, problem="it was left in place") from None
+            return bad_file(bad)
+
+    def _left_in_place(self, bad: _UnreadableError) -> NoReturn:
+        raise self._unusable(bad, problem="it was left in place")
 
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the store's contents with ``data``, atomically, under the lock.

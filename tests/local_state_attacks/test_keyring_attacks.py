@@ -23,17 +23,6 @@ from software_dna.testing import SimulatedMachine
 from ._helpers import anchor, edit_keyring, keyring, outcome
 
 
-@pytest.fixture
-def activated(license_server: Any, license_product: Any, license_client: Any, machines: Any) -> Any:
-    """(product, laptop, license key, store path) after one online activation."""
-    product = license_product()
-    issued = license_server.admin.issue_license(product.name, seats=3)
-    laptop = machines("laptop")
-    client = license_client(product, laptop)
-    client.activate(issued["license_key"])
-    return product, laptop, issued, client.store_path
-
-
 def _restart(license_client: Any, product: Any, machine: Any) -> Any:
     machine.forget()  # a new process: nothing cached
     return license_client(product, machine)

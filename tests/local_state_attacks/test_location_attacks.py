@@ -14,17 +14,6 @@ from software_dna import LicenseError
 
 from ._helpers import anchor, finishes, keyring, outcome, pointer, witness
 
-
-@pytest.fixture
-def activated(license_server: Any, license_product: Any, license_client: Any, machines: Any) -> Any:
-    product = license_product()
-    issued = license_server.admin.issue_license(product.name, seats=3)
-    laptop = machines("laptop")
-    client = license_client(product, laptop)
-    client.activate(issued["license_key"])
-    return product, laptop, issued, client.store_path
-
-
 # ------------------------------------------------------------------ hangs
 
 
