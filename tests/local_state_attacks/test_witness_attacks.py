@@ -98,3 +98,22 @@ def test_witness_damaged_or_deleted_with_an_older_store_is_not_silently_accepted
         print(attack, "->", repr(result)[:120])
         assert isinstance(result, (LicenseRevoked, StoreRolledBack)) or \
             getattr(result, "refresh_by", None) is not None
+
+
+def test_witness_deleted_then_a_local_write_does_not_launder_the_rollback(
+        revoked: Any, license_client: Any) -> None:
+    """Both witness copies deleted, the older store put back, then the app writes the
+    store locally (its settings) before checking: the witness is not rebuilt from that
+    store, so the rollback is still caught offline."""
+    product, laptop, network, store, old_store = revoked
+    current = witness(product.name, laptop)
+    os.remove(current)
+    os.remove(current.with_name(current.name + ".prev"))
+    store.write_bytes(old_store)
+    laptop.forget()
+    client = license_client(product, laptop, link=network)
+    network.offline()
+    client.settings = {"theme": "dark"}  # stored locally at once, sent later
+    assert not current.exists()
+    result = outcome(license_client(product, laptop, link=network).check)
+    assert isinstance(result, (LicenseRevoked, StoreRolledBack)), repr(result)

@@ -380,9 +380,9 @@ class RollbackGuard:
         other. A stored refusal is recorded for its license; it is dropped
         only once a token issued after it was stored.
 
-        While the witness cannot vouch for the store (damaged; or only the
-        previous copy is readable and the store was not ahead of it), only a
-        ``confirmed`` write changes it: a damaged witness is then rewritten
+        While the witness cannot vouch for the store (damaged; missing although
+        the store was witnessed; or only the previous copy is readable and the
+        store was not ahead of it), only a ``confirmed`` write changes it: a damaged witness is then rewritten
         from this document alone (the damaged copies moved aside). Any other
         write would rebuild the witness from the local store, which is what a
         rollback would want.
@@ -426,9 +426,15 @@ class RollbackGuard:
             if floor is not None:
                 doc["floor"] = floor
 
+        witnessed_before = data.get("witnessed") is True and isinstance(data.get("token"), str)
+
         def allowed(seen: _Seen) -> bool:
-            if confirmed or seen.state is WitnessState.MISSING:
+            if confirmed:
                 return True
+            if seen.state is WitnessState.MISSING:
+                # A store that was witnessed lost its witness: rebuilding it from this
+                # store would launder a rollback; only the server's word does.
+                return not witnessed_before
             if seen.state is WitnessState.DAMAGED or seen.doc is None:
                 return False
             if not seen.previous or not isinstance(store_id, str):
