@@ -77,9 +77,13 @@ def test_anchor_unwritable_keyring_lost_then_activate_again_recovers(
 def test_state_home_switched_back_and_forth_keeps_needing_activation(
         activated: Any, license_client: Any, tmp_path: Any) -> None:
     """SOFTWARE_DNA_STATE_HOME set for some starts and not for others (a service and a
-    desktop launch of the same app, same account, same store): records what happens."""
+    desktop launch of the same app, same account, same store). The variable moves the
+    anchor, and the machine key with it: each switch is a start where the key is not
+    found. Documented (docs/security.md): the error names the variable, nothing is
+    deleted, and activating again (same seat) recovers every time."""
     product, laptop, issued, _store = activated
-    results = []
+    results: list[str] = []
+    errors: list[BaseException] = []
     for step in range(4):
         if step % 2 == 0:
             laptop.environ["SOFTWARE_DNA_STATE_HOME"] = str(tmp_path / "state-elsewhere")
@@ -87,7 +91,8 @@ def test_state_home_switched_back_and_forth_keeps_needing_activation(
             laptop.environ.pop("SOFTWARE_DNA_STATE_HOME", None)
         first = outcome(_fresh(license_client, product, laptop).check)
         if isinstance(first, BaseException):
+            errors.append(first)
             _fresh(license_client, product, laptop).activate(issued["license_key"])
         results.append(type(first).__name__)
-    print("per switch:", results)
-    assert results.count("StoreFromAnotherMachine") <= 1, results
+    assert results == ["StoreFromAnotherMachine"] * 4, results
+    assert "SOFTWARE_DNA_STATE_HOME" in str(errors[0])

@@ -84,6 +84,7 @@ class StoredDocument(TypedDict, total=False):
     store_id: str
     generation: int
     witnessed: bool
+    unconfirmed: bool  # written while the witness could not vouch: the server must confirm
 
 
 def credentials(doc: Mapping[str, Any], message: str | None = None) -> tuple[str, str]:

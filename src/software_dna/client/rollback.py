@@ -87,7 +87,8 @@ from software_dna.wire.times import format_rfc3339, parse_rfc3339
 from .locations import find_witness
 from .refusals import stored_error
 
-__all__ = ["ROLLED_BACK", "WITNESS_DAMAGED", "RollbackGuard", "WitnessState", "refusal_for"]
+__all__ = ["ROLLED_BACK", "UNCONFIRMED", "WITNESS_DAMAGED", "RollbackGuard", "WitnessState",
+           "refusal_for"]
 
 #: Most stores / licenses remembered per product (the oldest are dropped).
 _MAX_ENTRIES = 256
@@ -98,6 +99,10 @@ ROLLED_BACK = (
     "was deleted, so the license must be confirmed by the license server. Connect to the "
     "internet and start the application again."
 )
+
+#: The stored document's mark: written locally while the witness could not vouch for it;
+#: only a token fresh from the server (a confirmed write) removes it.
+UNCONFIRMED = "unconfirmed"
 
 #: Message once the window of a damaged witness ended (the end user's next step: go online once).
 WITNESS_DAMAGED = (
@@ -382,8 +387,9 @@ class RollbackGuard:
 
         While the witness cannot vouch for the store (damaged; missing although
         the store was witnessed; or only the previous copy is readable and the
-        store was not ahead of it), only a ``confirmed`` write changes it: a damaged witness is then rewritten
-        from this document alone (the damaged copies moved aside). Any other
+        store was not ahead of it), only a ``confirmed`` write changes it: a
+        damaged witness is then rewritten from this document alone (the
+        damaged copies moved aside). Any other
         write would rebuild the witness from the local store, which is what a
         rollback would want.
 
@@ -427,10 +433,13 @@ class RollbackGuard:
                 doc["floor"] = floor
 
         witnessed_before = data.get("witnessed") is True and isinstance(data.get("token"), str)
+        unvouched = data.get(UNCONFIRMED) is True
 
         def allowed(seen: _Seen) -> bool:
             if confirmed:
                 return True
+            if unvouched:  # the store itself says the witness could not vouch for it
+                return False
             if seen.state is WitnessState.MISSING:
                 # A store that was witnessed lost its witness: rebuilding it from this
                 # store would launder a rollback; only the server's word does.
@@ -483,6 +492,10 @@ class RollbackGuard:
                     _move_aside(self.path)
                     if seen.state is WitnessState.DAMAGED:
                         _move_aside(self.previous_path)
+                    elif seen.doc is not None:
+                        # The copy this write continues becomes the previous copy again,
+                        # so the pair is whole (and numbered) after one vouched write.
+                        self._stores()[1].write(base)
                 current.write(doc)
         except (StoreError, OSError, ValueError, TypeError):
             return False
@@ -585,13 +598,17 @@ class RollbackGuard:
         cannot be read was written after it, for a newer store), while a
         store put back by exactly one write, with the current copy destroyed
         to hide it, is level with it. Either way the license server must
-        confirm the store; until it does, :meth:`record` changes nothing.
+        confirm the store; until it does, :meth:`record` changes nothing, and
+        every local write of the store marks it (:data:`UNCONFIRMED`), so that
+        its new generation never passes for "ahead".
 
         Args:
             data: the store document just read.
         """
         if not isinstance(data.get("token"), str):
             return False
+        if data.get(UNCONFIRMED) is True:  # marked at a local write while not vouched for
+            return True
         seen = self._seen()
         if seen.state is WitnessState.DAMAGED:
             return True

@@ -39,7 +39,7 @@ from .document import OfflineRequest, Status, StoredDocument
 from .expiry import expired_message
 from .locations import Env, find_witness, keyring_path, remember_store
 from .refusals import MEANINGS, code_of, stored_error
-from .rollback import RollbackGuard, refusal_for
+from .rollback import UNCONFIRMED, RollbackGuard, refusal_for
 from .verifier import TokenVerifier
 
 __all__ = ["HIGH_WATER_STEP", "ClientState", "Clock", "fresh_requests"]
@@ -232,7 +232,14 @@ class ClientState:
         """
         with self.store.transaction(lock_timeout) as raw:
             data = cast(StoredDocument, raw)
+            # A store the witness cannot vouch for stays so, whatever is written to it
+            # locally, until the server's word: a new generation must not pass for it.
+            unvouched = not confirmed and self.guard.unconfirmed(raw)
             change(data)
+            if confirmed:
+                raw.pop(UNCONFIRMED, None)
+            elif unvouched:
+                raw[UNCONFIRMED] = True
             self.guard.stamp(raw, witnessed=self._witness_ok)
             result = cast(StoredDocument, dict(data))
         self._loaded = None

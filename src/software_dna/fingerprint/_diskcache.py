@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from software_dna.files import write_atomically
+from software_dna.files import read_limited, write_atomically
 from software_dna.fingerprint._hashing import b64
 
 __all__ = ["FILE_PATTERN", "MAX_ENTRIES", "DiskCache"]
@@ -77,11 +77,10 @@ class DiskCache:
         """tag -> hash of every well-formed, correctly sealed entry; ``{}`` when the
         file is absent or corrupt."""
         try:
-            with self.path.open("rb") as handle:
-                raw = handle.read(_MAX_BYTES + 1)
+            raw = read_limited(self.path, _MAX_BYTES)  # never blocks on a FIFO
         except OSError:
             return {}
-        if len(raw) > _MAX_BYTES:
+        if raw is None or len(raw) > _MAX_BYTES:
             return {}
         try:
             doc = json.loads(raw)

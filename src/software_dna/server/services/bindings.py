@@ -70,6 +70,9 @@ KNOWN_SET_MEMORY = timedelta(days=90)
 REBIND_ACTION = "activation.rebind"
 #: A re-bind where only the machine id changed on unchanged hardware (not counted).
 MACHINE_ID_REBIND_ACTION = "activation.rebind_machine_id"
+#: Machine-id-only re-binds allowed per period for each counted one of ``rebind_limit``
+#: (3 -> 60 per 30 days: two boots a day); past that they are counted as any other.
+MACHINE_ID_REBINDS_PER_COUNTED = 20
 
 
 @dataclass(frozen=True)
@@ -343,23 +346,30 @@ def same_as(stored: Bound | None, fingerprint: FingerprintData, tolerance: int, 
 
 def _machine_id_only(bound: Bound | None, fingerprint: FingerprintData,
                      differing: Iterable[str]) -> bool:
-    """Only the machine id changed: every other component equal, the MAC set exactly."""
+    """Only the machine id changed, from one readable value to another: every other
+    component equal, the MAC set exactly."""
     if bound is None or bound.algorithm != identity.ALGORITHM or \
             fingerprint.algorithm != identity.ALGORITHM or set(differing) != {"machine_id"}:
         return False
     before, after = bound.components, fingerprint.components
-    return before.get("mac") is not None and before.get("mac") == after.get("mac")
+    return (before.get("machine_id") is not None and after.get("machine_id") is not None
+            and before.get("mac") is not None and before.get("mac") == after.get("mac"))
+
+
+def _count(session: Session, activation: Activation, action: str, period: int,
+           now: datetime) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.license_id == activation.license_id,
+            AuditEntry.activation_id == activation.id,
+            AuditEntry.action == action,
+            AuditEntry.at > now - timedelta(seconds=period))) or 0)
 
 
 def rebinds_in_period(session: Session, activation: Activation, period: int,
                       now: datetime) -> int:
     """Counted re-binds of ``activation`` in the last ``period`` seconds."""
-    return int(session.scalar(
-        select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.license_id == activation.license_id,
-            AuditEntry.activation_id == activation.id,
-            AuditEntry.action == REBIND_ACTION,
-            AuditEntry.at > now - timedelta(seconds=period))) or 0)
+    return _count(session, activation, REBIND_ACTION, period, now)
 
 
 def _known(session: Session, ctx: Context, activation: Activation,
@@ -414,7 +424,10 @@ def rebind(session: Session, ctx: Context, activation: Activation, fingerprint: 
               license_id=lic.id, activation_id=activation.id,
               detail={"differing": sorted(differing)})
         return True
-    if _machine_id_only(current(session, ctx, activation), fingerprint, differing):
+    if _machine_id_only(current(session, ctx, activation), fingerprint, differing) and (
+            product.rebind_limit is None
+            or _count(session, activation, MACHINE_ID_REBIND_ACTION, product.rebind_period, now)
+            < MACHINE_ID_REBINDS_PER_COUNTED * max(product.rebind_limit, 1)):
         # A machine id regenerated at boot (WSL, read-only images) on unchanged
         # hardware: audited, not counted. Moving the seat to other hardware still
         # needs a counted step (another MAC set), and two machines taking turns

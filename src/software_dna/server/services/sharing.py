@@ -46,7 +46,7 @@ from software_dna.server.models import Activation
 from software_dna.server.services.authentication import MOVED_MESSAGE
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.wire.codes import Code
-from software_dna.wire.identity import ComponentSet, conflicts, same_machine
+from software_dna.wire.identity import HARDWARE_IDS, ComponentSet, conflicts, same_machine
 
 __all__ = [
     "ALTERNATING_MACHINES",
@@ -130,6 +130,13 @@ def flag(session: Session, activation: Activation, reason: str, *, now: datetime
     return suspended
 
 
+def _hardware_id_comes_and_goes(a: ComponentSet, b: ComponentSet) -> bool:
+    """A machine id (or SMBIOS UUID) readable on one side only: for taking turns, as good
+    as a conflict (a clone whose id is unreadable alternating with the original)."""
+    return any((a.get(name) is None) != (b.get(name) is None)
+               for name in HARDWARE_IDS if name in a or name in b)
+
+
 def note_binding_change(session: Session, activation: Activation, old_set: ComponentSet,
                         new_set: ComponentSet, earlier_sets: Iterable[ComponentSet]) -> bool:
     """The activation is re-bound from ``old_set`` to ``new_set``: flag A -> B -> A. No commit.
@@ -145,7 +152,7 @@ def note_binding_change(session: Session, activation: Activation, old_set: Compo
     Returns:
         True when the activation was flagged (``alternating_machines``).
     """
-    if not conflicts(old_set, new_set):
+    if not conflicts(old_set, new_set) and not _hardware_id_comes_and_goes(old_set, new_set):
         return False
     tolerance = activation.license.product.fingerprint_tolerance
     if not any(same_machine(new_set, earlier, tolerance) for earlier in earlier_sets):
