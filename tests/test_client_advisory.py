@@ -9,6 +9,7 @@ never trades a paying user's valid license for less.
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import requests.adapters
+from urllib3 import HTTPResponse
 
 from software_dna import (
     LicenseClient,
@@ -26,7 +30,7 @@ from software_dna import (
     ServerError,
     TrialUnavailable,
 )
-from software_dna.client.transport import Response, Transport
+from software_dna.client.transport import HTTPTransport, Response, Transport
 from software_dna.wire.claims import Kind
 
 from .inprocess import InProcessServer
@@ -180,3 +184,62 @@ def test_every_forged_answer_is_a_license_error(machine: Machine) -> None:
             pass
     machine.network.rewrite = lambda path, answer: None
     assert machine.client.refresh().mode is Mode.FULL
+
+
+# --------------------------------------------------------------------------- raw answers
+
+
+class Canned(requests.adapters.HTTPAdapter):
+    """A server that answers every request with these bytes (no socket)."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        super().__init__()
+        self.status, self.body, self.headers = status, body, dict(headers)
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        raw = HTTPResponse(body=io.BytesIO(self.body), status=self.status,
+                           headers={"Content-Type": "application/json", **self.headers},
+                           preload_content=False)
+        return self.build_response(request, raw)
+
+
+def hostile(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> HTTPTransport:
+    def session() -> requests.Session:
+        http = requests.Session()
+        http.mount("http://hostile.invalid", Canned(status, body, headers or {}))
+        return http
+
+    return HTTPTransport("http://hostile.invalid", session_factory=session, sleep=lambda _: None)
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(("status", "body", "headers"), [
+    (200, NESTED, {}),  # RecursionError in a naive parser
+    (400, NESTED, {}),
+    (200, b'{"token": ' + b"9" * 5000 + b"}", {}),  # ValueError: int digits limit
+    (400, b'{"error": {"code": "rate_limited", "message": "' + b"x" * 10 + b'"}, "n": '
+     + b"1" * 5000 + b"}", {}),
+    (429, b'{"error": {"code": "rate_limited", "message": "slow down"}}',
+     {"Retry-After": "99999999999999"}),  # OverflowError in a naive time sum
+    (429, b'{"error": {"code": "rate_limited", "message": "slow down"}}',
+     {"Retry-After": "9" * 5000}),
+    (200, b'{"token": 1, "token": 2}', {}),  # duplicate keys
+    (200, b'{"token": NaN}', {}),
+    (200, b"\xff\xfe not utf-8", {}),
+    (503, NESTED, {}),
+], ids=["deep-200", "deep-400", "5000-digits", "5000-digits-error", "retry-after-huge",
+        "retry-after-5000-digits", "duplicate-keys", "nan", "not-utf8", "deep-503"])
+def test_a_hostile_server_raises_only_license_errors(
+        tmp_path: Path, status: int, body: bytes, headers: dict[str, str]) -> None:
+    """Whatever bytes come back, activate() and start_trial() raise a LicenseError only."""
+    client = LicenseClient(product="acme-editor", public_keys=["k4.public." + "A" * 43],
+                           transport=hostile(status, body, headers), store_path=tmp_path,
+                           timeout=5.0)
+    calls: list[Callable[[], object]] = [
+        lambda: client.activate("ABCD-EFGH-JKLM-NPQR"), client.start_trial]
+    for call in calls:
+        with pytest.raises(LicenseError):
+            call()

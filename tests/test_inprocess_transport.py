@@ -102,7 +102,7 @@ class Scripted:
 
 
 @pytest.mark.parametrize("status,body,match", [
-    (200, b"<html>not json</html>", "not JSON"),
+    (200, b"<html>not json</html>", "not a JSON object"),
     (200, b"[1, 2]", "not a JSON object"),
 ])
 def test_a_body_that_is_not_a_json_object_is_the_same_error(status: int, body: bytes,

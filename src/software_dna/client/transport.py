@@ -19,7 +19,6 @@ defeats per-read socket timeouts) still cannot hold the app. Errors from
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from software_dna._version import __version__
 from software_dna.errors import ServerError, ServerUnreachable
 from software_dna.wire.frozen import Frozen
+from software_dna.wire.strict_json import loads_object
 
 if TYPE_CHECKING:
     import requests
@@ -319,15 +319,15 @@ class HTTPTransport(Transport):
         if len(raw) > MAX_BODY:
             raise ServerError("The license server's answer was too large.")
         try:
-            body = json.loads(raw) if raw else {}
-        except (ValueError, UnicodeDecodeError) as exc:
+            # Strict: no duplicate keys, NaN, runaway nesting (RecursionError) or
+            # 5,000-digit numbers (ValueError) reach the caller as anything but this.
+            body = loads_object(raw, max_size=MAX_BODY) if raw else {}
+        except ValueError as exc:
             if status >= 500:
                 body = {}
             else:
                 raise ServerError(
-                    f"The license server answered with something that is not JSON "
+                    f"The license server answered with something that is not a JSON object "
                     f"(HTTP {status})."
                 ) from exc
-        if not isinstance(body, dict):
-            raise ServerError(f"The license server's answer is not a JSON object (HTTP {status}).")
         return Response(status=status, body=body, headers=answer_headers)
