@@ -37,6 +37,7 @@ from software_dna.errors import (
 from software_dna.license import License
 from software_dna.wire.claims import DEACTIVATED, Kind
 from software_dna.wire.codes import Code
+from software_dna.wire.keytext import normalize as normalize_key
 from software_dna.wire.times import format_rfc3339
 
 from .document import credentials
@@ -51,7 +52,6 @@ from .verifier import rotated_secret
 
 __all__ = ["Activation", "activation_error", "check_activation_input", "save_answer"]
 
-_LICENSE_KEY = re.compile(r"[A-Za-z0-9 -]{4,64}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 #: Codes that mean the seat is already free: deactivating is done.
 _ALREADY_GONE = (Code.ACTIVATION_REMOVED, Code.ACTIVATION_MOVED, Code.UNAUTHORIZED)
@@ -60,7 +60,7 @@ _ALREADY_GONE = (Code.ACTIVATION_REMOVED, Code.ACTIVATION_MOVED, Code.UNAUTHORIZ
 def check_activation_input(
     license_key: object, email: object, registration: object, consent: bool
 ) -> str:
-    """Check what the end user typed before anything is sent; returns the stripped key.
+    """Check what the end user typed before anything is sent; returns the normalised key.
 
     Raises:
         UnknownLicenseKey: no key, or not the shape of a license key.
@@ -69,12 +69,13 @@ def check_activation_input(
     """
     if not isinstance(license_key, str) or not license_key.strip():
         raise UnknownLicenseKey("Enter a license key.")
-    key = license_key.strip()
-    if not _LICENSE_KEY.fullmatch(key):
+    try:
+        key = normalize_key(license_key)  # case, spaces, typographic dashes: as typed
+    except ValueError:
         raise UnknownLicenseKey(
             "This is not a valid license key: it has letters, digits and dashes, as on your "
             "purchase confirmation. Check it and type it again."
-        )
+        ) from None
     if (email is not None or registration is not None) and not consent:
         raise ConsentRequired(
             "Personal data (email, registration details) is sent only with the end "

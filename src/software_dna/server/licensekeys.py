@@ -4,8 +4,11 @@
 (no ``0``/``O``, no ``1``/``I``), so a key read aloud or typed from paper
 comes out right.  Four groups of four give 32**16 = 2**80 keys.
 
-What users type is normalised before look-up: upper-cased, spaces removed,
-nothing else is mapped (look-alikes never occur in generated keys).
+What users type is normalised before look-up (:func:`normalize`, the rule
+shared with the SDK in :mod:`software_dna.wire.keytext`): upper-cased, spaces
+removed, typographic dashes read as ``-``, a generated key typed with spaces
+or no dash regrouped. Nothing else is mapped (look-alikes never occur in
+generated keys).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 import re
 import secrets
 
+from software_dna.wire import keytext
+
 __all__ = ["ALPHABET", "InvalidKeyFormat", "generate", "last4", "normalize"]
 
-ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-GROUPS = 4
-GROUP_LEN = 4
+ALPHABET = keytext.ALPHABET
+GROUPS = keytext.GROUPS
+GROUP_LEN = keytext.GROUP_LEN
 PREFIX_RE = re.compile(r"^[A-Z0-9]{1,12}$")
-_KEY_RE = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+)*$")
 
 
 class InvalidKeyFormat(ValueError):
@@ -44,14 +48,15 @@ def generate(prefix: str | None = None) -> str:
 
 
 def normalize(key: str) -> str:
-    """The canonical form of a typed key: upper case, no spaces.
+    """The canonical form of a typed key (:func:`software_dna.wire.keytext.normalize`).
 
-    Raises :class:`InvalidKeyFormat` when it cannot be a key.
+    Raises:
+        InvalidKeyFormat: it cannot be a key.
     """
-    canonical = "".join(key.split()).upper()
-    if not (4 <= len(canonical) <= 64) or not _KEY_RE.match(canonical):
-        raise InvalidKeyFormat("not a license key")
-    return canonical
+    try:
+        return keytext.normalize(key)
+    except ValueError as exc:
+        raise InvalidKeyFormat("not a license key") from exc
 
 
 def last4(key: str) -> str:
