@@ -6,11 +6,13 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
 from software_dna.client.periodic import PeriodicCheck
+from software_dna.client.transport import Response, Transport
 
 from .inprocess import InProcessServer
 from .test_client_e2e import App, new_product
@@ -107,3 +109,24 @@ def test_bad_arguments(server: InProcessServer, tmp_path: Path) -> None:
         PeriodicCheck(app.client, 0)
     with pytest.raises(ValueError):
         PeriodicCheck(app.client, 1, jitter=2)
+
+
+class Broken(Transport):
+    """A transport (the app's own) that fails with something that is not a LicenseError."""
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Response:
+        raise KeyError("a bug in the app's transport")
+
+
+def test_every_failure_reaches_on_error_as_a_license_error(server: InProcessServer,
+                                                           tmp_path: Path) -> None:
+    product, keys = new_product(server.admin)
+    App(server, product, keys, tmp_path / "app").client.activate(
+        server.admin.issue_license(product)["license_key"])
+    broken = App(server, product, keys, tmp_path / "app", transport=Broken())
+    errors: list[LicenseError] = []
+    checker = PeriodicCheck(broken.client, 60, on_error=errors.append)
+    checker.tick()  # one check, on this thread: it must not raise
+    assert errors and all(isinstance(e, LicenseError) for e in errors)
+    assert isinstance(errors[0].__cause__, KeyError)
+    assert checker.consecutive_failures == 1

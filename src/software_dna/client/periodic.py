@@ -61,7 +61,8 @@ class PeriodicCheck:
         interval: seconds between checks (> 0).
         on_change: ``on_change(old, new)`` with the previous and the new
             :class:`License` (``None``: not valid), called on the checker thread.
-        on_error: ``on_error(exc)`` with each :class:`LicenseError` met.
+        on_error: ``on_error(exc)`` with every failure: each :class:`LicenseError` met,
+            and anything else wrapped in one (the original as ``__cause__``).
         jitter: fraction of ``interval`` added or removed at random (0–1), so
             that many apps do not call the server at the same instant.
         max_backoff: longest wait in seconds after repeated failures
@@ -170,14 +171,16 @@ class PeriodicCheck:
             except LicenseError as inner:
                 self._report(inner)
                 new = None
-            except Exception:
+            except Exception as unexpected:
+                self._report(_unexpected(unexpected))
                 new = None
         except LicenseError as exc:
             self.consecutive_failures = 0
             self._report(exc)
             new = None
-        except Exception:
+        except Exception as unexpected:
             self.consecutive_failures += 1
+            self._report(_unexpected(unexpected))
             new = self.last_license
         old, self.last_license = self.last_license, new
         if _summary(old) != _summary(new) and self._on_change is not None:
@@ -188,3 +191,11 @@ class PeriodicCheck:
         if self._on_error is not None:
             with contextlib.suppress(Exception):
                 self._on_error(exc)
+
+
+def _unexpected(exc: Exception) -> LicenseError:
+    """An exception the SDK should have translated, as a :class:`LicenseError` for ``on_error``
+    (the original is its ``__cause__``): the app hears of every failure, in one type."""
+    error = LicenseError(f"The license check failed unexpectedly ({type(exc).__name__}: {exc}).")
+    error.__cause__ = exc
+    return error
