@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,14 +26,14 @@ PRODUCT = "acme-editor"
 DEADLINE = 2.0
 
 
-def due_client(url: str, tmp_path: Path) -> LicenseClient:
+def due_client(url: str, tmp_path: Path, **options: Any) -> LicenseClient:
     """A client whose stored license is past refresh_by, within its grace."""
     key = SecretKey.generate()
     now = now_utc()
     token = make_token(key, PRODUCT, collect(PRODUCT), issued_at=now - timedelta(days=8),
                        refresh_by=now - timedelta(hours=1), expires_at=now + timedelta(days=3))
     client = LicenseClient(product=PRODUCT, public_keys=[key.public_key.to_paserk()],
-                           server_url=url, store_path=tmp_path, timeout=DEADLINE)
+                           server_url=url, store_path=tmp_path, timeout=DEADLINE, **options)
     client.install_token(token)
     with client._state.store.transaction() as data:
         data["activation_id"] = "act_1"
@@ -103,7 +104,35 @@ def test_dead_proxy_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    client = due_client("http://license.example.com", tmp_path)
+    client = due_client("http://license.example.com", tmp_path, allow_insecure_http=True)
     with pytest.raises(ServerUnreachable):
         client.refresh()
     assert client.check().offline_grace_ends_at is not None
+
+
+@pytest.mark.parametrize("url", ["http://license.example.com", "http://10.0.0.5:8000",
+                                 "http://127.0.0.1.example.com", "http://[2001:db8::1]"])
+def test_plain_http_to_another_computer_is_refused(tmp_path: Path, url: str) -> None:
+    """Without TLS anyone on the network reads the key and password and answers for the
+    server: plain http:// only to this computer, or with a flag that says what it does."""
+    key = SecretKey.generate().public_key.to_paserk()
+    with pytest.raises(ValueError, match="https://"):
+        LicenseClient(product=PRODUCT, public_keys=[key], server_url=url, store_path=tmp_path)
+    LicenseClient(product=PRODUCT, public_keys=[key], server_url=url, store_path=tmp_path,
+                  allow_insecure_http=True)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000",
+                                 "http://[::1]:8000", "http://app.localhost",
+                                 "https://license.example.com"])
+def test_https_and_this_computer_need_no_flag(tmp_path: Path, url: str) -> None:
+    key = SecretKey.generate().public_key.to_paserk()
+    assert LicenseClient(product=PRODUCT, public_keys=[key], server_url=url,
+                         store_path=tmp_path).server_url == url
+
+
+def test_a_plain_http_answer_to_https_is_reported_as_such(tmp_path: Path) -> None:
+    with garbage_server(200, b"{}") as url:
+        client = due_client(url.replace("http://", "https://"), tmp_path)
+        with pytest.raises(ServerUnreachable, match="without TLS"):
+            client.refresh()

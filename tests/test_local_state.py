@@ -162,7 +162,7 @@ def test_store_moved_keeps_the_installation_id(
 def test_container_without_machine_id_or_card_cannot_be_identified(tmp_path: Path) -> None:
     box = SimulatedMachine.container(tmp_path / "box")
     client = LicenseClient(product="p", public_keys=[KEY], machine=box,
-                           server_url="http://unused.invalid")
+                           server_url="https://unused.invalid")
     with pytest.raises(NotActivated):
         client.check()  # nothing stored: no need to identify the machine
     with pytest.raises(FingerprintUnavailable):

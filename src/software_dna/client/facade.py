@@ -57,7 +57,8 @@ class LicenseClient:
         public_keys: trusted PASERK ``k4.public`` strings (the vendor's
             signing keys, newest and older ones during a rotation). A token's
             footer ``kid`` picks one; a token signed by any other key is refused.
-        server_url: the license server, e.g. ``"https://license.example.com"``.
+        server_url: the license server, e.g. ``"https://license.example.com"``;
+            ``http://`` only for one on this computer (see ``allow_insecure_http``).
             ``None`` for a purely offline client (tokens installed with
             :meth:`install_token`).
         app_name, app_author: name the store folder (platformdirs' user data
@@ -88,9 +89,14 @@ class LicenseClient:
             machine key and where its account keeps files. Default: this
             one. Tests pass a :class:`software_dna.testing.SimulatedMachine`
             (docs/testing.md); it is never chosen through the environment.
+        allow_insecure_http: accept a plain ``http://`` ``server_url`` on
+            another computer. Off by default: without TLS anyone on the
+            network reads the license key and password and can answer for the
+            server. ``http://localhost`` (and other loopback hosts) needs no flag.
 
     Raises:
-        ValueError: no trusted key, a malformed key, or a malformed URL.
+        ValueError: no trusted key, a malformed key, a malformed URL, or a plain
+            ``http://`` URL to another computer without ``allow_insecure_http``.
         TypeError: ``transport`` is not a Transport.
     """
 
@@ -111,6 +117,7 @@ class LicenseClient:
         fingerprint: Callable[[str], _fp.Fingerprint] | None = None,
         transport: Transport | None = None,
         machine: _fp.Machine | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         if not product or not isinstance(product, str):
             raise ValueError("product must be a non-empty string")
@@ -138,7 +145,7 @@ class LicenseClient:
             path = find_store(product, app_name or product, app_author, env=env)
         self._server = ServerAPI(server_url, transport=transport, timeout=timeout,
                                  connect_timeout=connect_timeout, ca_bundle=ca_bundle,
-                                 proxies=proxies)
+                                 proxies=proxies, allow_insecure_http=allow_insecure_http)
         # The component hashes are slow on purpose: keep them beside the store,
         # so that only the first process on this machine computes them.
         if machine is not None and not isinstance(machine, _fp.Machine):

@@ -55,11 +55,16 @@ class ServerAPI:
 
     def __init__(self, server_url: str | None, *, transport: Transport | None = None,
                  timeout: float, connect_timeout: float, ca_bundle: str | None,
-                 proxies: Mapping[str, str] | None) -> None:
+                 proxies: Mapping[str, str] | None, allow_insecure_http: bool = False) -> None:
         self.url = server_url
         self.timeout = timeout
         self._transport = transport
         if transport is None and server_url is not None:
+            if not allow_insecure_http and not secure_enough(server_url):
+                raise ValueError(
+                    f"server_url must be https:// ({server_url!r}): plain http:// is accepted "
+                    "only for a license server on this computer (localhost, 127.0.0.1, ::1), "
+                    "or with allow_insecure_http=True")
             # Validates the URL now; requests itself is imported on the first request.
             self._transport = HTTPTransport(server_url, deadline=timeout,
                                             connect_timeout=connect_timeout,
@@ -89,3 +94,24 @@ class ServerAPI:
         """Release the transport's pooled connections. Never raises."""
         if self._transport is not None:
             self._transport.close()
+
+
+def secure_enough(url: str) -> bool:
+    """``https://``, or ``http://`` to this computer only (a loopback host).
+
+    Args:
+        url: the license server's URL.
+    """
+    import ipaddress  # noqa: PLC0415  # lazy: only when a client is built with a URL
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -303,6 +303,11 @@ class HTTPTransport(Transport):
                 status = answer.status_code
                 answer_headers = {k.lower(): v for k, v in answer.headers.items()}
         except requests.exceptions.SSLError as exc:
+            if "wrong version number" in str(exc).lower():  # OpenSSL, seeing plain HTTP
+                raise ServerUnreachable(
+                    f"The server at {self.base_url} answered without TLS (plain HTTP) on an "
+                    "https:// address: check the license server's address and port."
+                ) from exc
             raise ServerUnreachable(
                 f"The TLS certificate of {self.base_url} could not be verified. "
                 "The connection may be intercepted; check the system clock and network."
