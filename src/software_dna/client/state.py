@@ -78,6 +78,7 @@ class ClientState:
         self.store_path = store_path
         self._clock = clock
         self._store: Store | None = None
+        self._key: _fp.MachineKey | None = None
         self.machine = machine or _fp.THIS_MACHINE
         product = self.product
         self._env = env if env is not None else Env.current()
@@ -117,6 +118,8 @@ class ClientState:
             StoreError: the keyring cannot be read or written.
             FingerprintUnavailable: this machine cannot be identified.
         """
+        if self._key is not None:  # the store, the witness and the installation id share it
+            return self._key
         # A store written under a machine key (format 2) with no keyring in sight was
         # made elsewhere, or its key file moved: a new key would only set it aside.
         key = self.machine.machine_key(self.product, self._keyrings,
@@ -128,6 +131,7 @@ class ClientState:
                 "or by another user account, or its key file was moved or deleted (for example "
                 "SOFTWARE_DNA_STATE_HOME changed). Nothing was deleted: restore the key file, "
                 "or activate the license again.", moved_to=None)
+        self._key = key
         return key
 
     def _store_needs_its_key(self) -> bool:
@@ -157,6 +161,7 @@ class ClientState:
             pass
         self.machine.machine_key(self.product, self._keyrings, create=True, start_over=True)
         self._store = None
+        self._key = None
         self._loaded = None
         self.guard.set_aside()  # written under the old key: not damage, another machine's
         with contextlib.suppress(StoreCorrupted):  # the old store is moved aside
