@@ -28,6 +28,7 @@ __all__ = [
     "ProductPath",
     "State",
     "bearer",
+    "bearer_credential",
     "client_address",
     "fingerprint_data",
     "get_session",
@@ -93,7 +94,11 @@ ACTOR = "admin"
 
 def bearer(request: Request) -> str | None:
     """The ``Authorization: Bearer`` credential, or None."""
-    header = request.headers.get("authorization", "")
+    return bearer_credential(request.headers.get("authorization", ""))
+
+
+def bearer_credential(header: str) -> str | None:
+    """The credential of an ``Authorization`` header's value if it is ``Bearer``, else None."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
