@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
 from software_dna.server.schemas import FingerprintIn, PreviousIn
 from software_dna.server.services import Context, ServiceError, check_admin_key, parse_fingerprint
@@ -28,7 +29,6 @@ __all__ = [
     "ProductPath",
     "State",
     "bearer",
-    "bearer_credential",
     "client_address",
     "fingerprint_data",
     "get_session",
@@ -95,14 +95,6 @@ ACTOR = "admin"
 def bearer(request: Request) -> str | None:
     """The ``Authorization: Bearer`` credential, or None."""
     return bearer_credential(request.headers.get("authorization", ""))
-
-
-def bearer_credential(header: str) -> str | None:
-    """The credential of an ``Authorization`` header's value if it is ``Bearer``, else None."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
 
 
 def require_admin(

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from software_dna.server.api.bodyguard import refusal
-from software_dna.server.api.deps import AppState, bearer_credential
+from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.api.errors import error_response
 from software_dna.server.config import ADMIN_BODY_LIMIT, PUBLIC_BODY_LIMIT
 from software_dna.server.services import check_admin_key
@@ -93,7 +93,7 @@ def _admin_key_valid(scope: Scope, authorization: str) -> bool:
     key = bearer_credential(authorization)
     if key is None:
         return False
-    state: AppState = scope["app"].state.sdna
+    state = scope["app"].state.sdna  # deps.AppState
     session = state.sessions()
     try:
         return check_admin_key(session, state.ctx, key)
