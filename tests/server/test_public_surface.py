@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -59,19 +62,19 @@ def _sqlite_files(srv: InProcessServer) -> dict[str, bytes]:
     return files
 
 
-def _with_personal_data(srv: InProcessServer, api: Api, product: str,
-                        key: str, machine: str) -> tuple[dict[str, Any], list[bytes]]:
+def _with_personal_data(srv: InProcessServer, api: Api, product: str, key: str,
+                        machine: str) -> tuple[dict[str, Any], list[bytes], str]:
     """Activate ``machine`` with a recognisable email and registration; returns
-    (the activation, every form of them the database holds)."""
+    (the activation, every form of them the database holds, the end user's id)."""
     tag = secrets.token_hex(4)
     email = f"marker.{tag}@erased.example"
     registration = {"name": f"Marker {tag}", "company": f"Erased {tag} Ltd"}
     answer = api.activate(product, key, machine=machine, email=email,
                           registration=registration, consent=True)
     assert answer.status_code == 201, answer.text
-    (user,) = [u for u in srv.admin.find_end_users(email)]
+    (user,) = srv.admin.find_end_users(email)
     clear, stored = _needles(srv, user["id"], email, registration)
-    return answer.json(), clear + stored
+    return answer.json(), clear + stored, user["id"]
 
 
 @pytest.fixture
@@ -91,8 +94,8 @@ def test_erasure_runs_no_vacuum_and_the_wal_checkpoint_empties_db_and_wal(
     product = "ck-" + secrets.token_hex(3)
     srv.admin.setup_product(product)
     key = srv.admin.issue_license(product, seats=10)["license_key"]
-    first, first_needles = _with_personal_data(srv, api, product, key, "m1")
-    second, second_needles = _with_personal_data(srv, api, product, key, "m2")
+    first, first_needles, _ = _with_personal_data(srv, api, product, key, "m1")
+    second, second_needles, _ = _with_personal_data(srv, api, product, key, "m2")
     before = b"".join(_sqlite_files(srv).values())
     assert all(n in before for n in first_needles[-3:])  # the search sees the stored forms
 
@@ -344,3 +347,24 @@ def test_admin_body_over_4_kib_with_the_key_is_read(process_server: LocalServer)
                            headers={"Content-Type": "application/json",
                                     "Authorization": f"Bearer {process_server.admin_key}"})
     assert answer.status_code == 201, answer.text
+
+
+def test_cli_erasure_leaves_no_byte_when_the_command_exits(tmp_path: Path) -> None:
+    """The vendor's one-shot erasure (no server running): the files are clean when it ends."""
+    with InProcessServer(tmp_path) as srv:
+        api = Api.for_server(srv)
+        product = "cli-" + secrets.token_hex(3)
+        srv.admin.setup_product(product)
+        key = srv.admin.issue_license(product, seats=2)["license_key"]
+        _, needles, end_user = _with_personal_data(srv, api, product, key, "m1")
+        api.close()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOFTWARE_DNA_") and k != "DATABASE_URL"}
+    env.update(SOFTWARE_DNA_SERVER_HOME=str(tmp_path), DATABASE_URL=srv.database_url)
+    done = subprocess.run([sys.executable, "-m", "software_dna.server.cli", "end-users",
+                           "erase", end_user, "--yes"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    for name, data in _sqlite_files(srv).items():
+        for needle in needles:
+            assert needle not in data, (name, needle)

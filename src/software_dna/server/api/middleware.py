@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from software_dna.server.api.bodyguard import refusal
 from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.api.errors import error_response
+from software_dna.server.api.faults import RETRY_AFTER, TRANSIENT
 from software_dna.server.config import ADMIN_BODY_LIMIT, PUBLIC_BODY_LIMIT
 from software_dna.server.services import check_admin_key
 from software_dna.wire.codes import Code
@@ -143,7 +144,16 @@ class BodyLimitMiddleware:
                     _admin_key_valid, scope, authorization)
             return admitted
 
-        def unauthorized() -> ASGIApp:
+        async def refused_admin() -> ASGIApp | None:
+            """None when the body may be read on; else the answer (401, or 503)."""
+            try:
+                if await key_checked():
+                    return None
+            except TRANSIENT:  # as the routes answer a database fault (api.faults)
+                return error_response(
+                    Code.UNAVAILABLE,
+                    "The license server's database is unavailable; try again shortly.",
+                    headers={"Retry-After": str(RETRY_AFTER)})
             return error_response(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
 
         def too_large() -> ASGIApp:
@@ -158,9 +168,11 @@ class BodyLimitMiddleware:
             if int(length) > limit:
                 await too_large()(scope, receive, send)
                 return
-            if int(length) > ADMIN_UNAUTHENTICATED_BODY and not await key_checked():
-                await unauthorized()(scope, receive, send)
-                return
+            if int(length) > ADMIN_UNAUTHENTICATED_BODY:
+                answer = await refused_admin()
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -173,9 +185,11 @@ class BodyLimitMiddleware:
             if size > limit:
                 await too_large()(scope, receive, send)
                 return
-            if size > ADMIN_UNAUTHENTICATED_BODY and not await key_checked():
-                await unauthorized()(scope, receive, send)
-                return
+            if size > ADMIN_UNAUTHENTICATED_BODY:
+                answer = await refused_admin()
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
