@@ -206,13 +206,14 @@ class CheckpointJob:
         interval: minimum seconds between two runs (>= 0).
         clock: monotonic seconds; tests pass their own to move time.
         background: False: :meth:`request` only marks the job pending and the
-            caller runs it with :meth:`run_due` (tests, one-shot commands).
+            caller runs it with :meth:`run_due` (tests that drive the clock).
     """
 
     def __init__(self, engine: Engine, *, interval: float = CHECKPOINT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
                  background: bool = True) -> None:
-        self.engine = engine
+        # Weak: the registry (checkpoint_job) keys jobs by engine and must not keep it alive.
+        self._engine = weakref.ref(engine)
         self.interval = interval
         self.clock = clock
         self.background = background
@@ -228,6 +229,11 @@ class CheckpointJob:
         self._last: float | None = None     # clock() at the start of the last attempt
         self._thread: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine checkpointed (None once it was garbage-collected)."""
+        return self._engine()
 
     @property
     def pending(self) -> bool:
@@ -312,7 +318,8 @@ class CheckpointJob:
                     return True
                 self._pending = False
                 self._last = self.clock()
-            done = wal_checkpoint(self.engine)
+            engine = self._engine()
+            done = True if engine is None else wal_checkpoint(engine)
             if done:
                 self.runs += 1
             else:
@@ -370,8 +377,10 @@ def checkpoint_job(engine: Engine) -> CheckpointJob:
 
 def install_checkpoint_job(job: CheckpointJob) -> CheckpointJob:
     """Make ``job`` the one :func:`checkpoint_job` returns for ``job.engine``; returns it."""
-    with _jobs_lock:
-        _jobs[job.engine] = job
+    engine = job.engine
+    if engine is not None:
+        with _jobs_lock:
+            _jobs[engine] = job
     _close_at_exit(job)
     return job
 
