@@ -254,7 +254,7 @@ def _erasure_hit(session: Session, key: str, *, limit: int, window: int) -> None
             raise
         raise ServiceError(Code.RATE_LIMITED,
                            "Too many erasure requests. Wait and try again later.",
-                           retry_after=exc.retry_after) from None
+                           retry_after=exc.retry_after, retry_at=exc.retry_at) from None
 
 
 def throttle_erasure_address(session: Session, ctx: Context, client_address: str | None) -> None:
