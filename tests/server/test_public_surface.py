@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import requests
 
+from software_dna import ActivationLocked, LicenseClient, Mode, ServerError
 from software_dna.server.db import (
     CheckpointJob,
     checkpoint_job,
@@ -275,6 +276,25 @@ def test_erasure_with_fresh_trial_credentials_is_rate_limited_per_network(
     finally:
         http.close()
         other.close()
+
+
+def test_sdk_erasure_loop_is_refused_by_the_rate_limit(limited: InProcessServer,
+                                                            tmp_path: Path) -> None:
+    """The SDK's request_erasure() in a loop: the third is refused (a LicenseError naming
+    the erasure limit), and the license keeps working."""
+    product = "es-" + secrets.token_hex(3)
+    keys = limited.admin.setup_product(product, trial_days=7)
+    client = LicenseClient(product=product, public_keys=keys, server_url=limited.url,
+                           store_path=tmp_path / "store", transport=limited.transport())
+    try:
+        client.start_trial()
+        assert client.request_erasure().mode is Mode.LIMITED
+        client.request_erasure()
+        with pytest.raises((ActivationLocked, ServerError), match="Too many erasure requests"):
+            client.request_erasure()
+        assert client.check().mode is Mode.LIMITED  # the license keeps working
+    finally:
+        client.close()
 
 
 def test_erasure_from_many_addresses_of_one_ipv6_network_is_one_limit(
