@@ -355,7 +355,8 @@ def _head(path: str, *, length: int | None, auth: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-@pytest.mark.parametrize("path", ["/v1/admin/products", "/v1/admin/no-such-route/x"])
+@pytest.mark.parametrize("path", ["/v1/admin/products", "/v1/admin/no-such-route/x",
+                                  "/v1/administrator"])
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-key", "Basic abc"])
 def test_unauthenticated_admin_body_over_4_kib_is_refused_before_it_is_read(
         process_server: LocalServer, path: str, auth: str | None) -> None:

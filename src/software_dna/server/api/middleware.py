@@ -121,8 +121,9 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        admin = path == "/v1/admin" or path.startswith("/v1/admin/")
-        limit = ADMIN_BODY_LIMIT if path.startswith("/v1/admin") else PUBLIC_BODY_LIMIT
+        # Every path the admin limit applies to is held to the admin key (a 404 too).
+        admin = path.startswith("/v1/admin")
+        limit = ADMIN_BODY_LIMIT if admin else PUBLIC_BODY_LIMIT
         length: str | None = None
         ctype = ""
         authorization = ""
