@@ -41,7 +41,7 @@ from software_dna.server.services.messages import (
     Receipted,
     Validated,
 )
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit, hit_address
 from software_dna.server.services.seats import (
     after_activation,
     find_reusable,
@@ -144,10 +144,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     if (request.email is not None or request.registration is not None) and not request.consent:
         raise ServiceError(Code.CONSENT_REQUIRED,
                            "Email or registration details need the end user's consent.")
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     found = find_license_by_key(session, ctx, request.license_key)
     if found is None or found.product_id != request.product:
         session.rollback()
