@@ -94,11 +94,11 @@ def reset(
     what = " and ".join(w for w in (f"license {license}" if license else "",
                                     f"network {network}" if network else "") if w)
     unlocked = answer.get("unlocked") or []
-    print_line(f"Reset {what}: "
-               + (f"it was locked by {', '.join(unlocked)}; now unlocked." if unlocked
+    print_line(f"Unlocked {what}: "
+               + (f"it was locked by {', '.join(unlocked)}." if unlocked
                   else "nothing was locked."))
     forgotten = answer.get("forgotten") or {}
-    print_line(f"Forgot {answer.get('removed')} recorded new activation(s) and "
+    print_line(f"Forgot {answer.get('removed')} recorded activation(s) and "
                f"{answer.get('attempts_forgotten')} counted attempt(s)"
                + (": " + ", ".join(f"{kind} {n}" for kind, n in sorted(forgotten.items()))
                   if forgotten else "") + ".")
