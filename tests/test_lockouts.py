@@ -109,12 +109,12 @@ def test_the_vendor_sees_the_time_the_app_is_told_and_resets_it(
     with pytest.raises(ActivationLocked, match="locked") as reactivation:
         laptop.client.activate(key, password="right")
     shown = server.admin.lockout(lic["id"])
-    locked = {limit["kind"]: limit for limit in shown["limits"]
-              if limit["locked_until"] is not None}
+    by_kind = {limit["kind"]: limit for limit in shown["limits"]
+               if limit["locked_until"] is not None}
     # Three attempts since the reset: the next would be refused for that too, sooner.
-    assert set(locked) == {"reactivations", "activation_attempts"}
-    assert (locked["reactivations"]["count"], locked["reactivations"]["limit"]) == (1, 1)
-    assert parse_rfc3339(locked["reactivations"]["locked_until"]) == (
+    assert set(by_kind) == {"reactivations", "activation_attempts"}
+    assert (by_kind["reactivations"]["count"], by_kind["reactivations"]["limit"]) == (1, 1)
+    assert parse_rfc3339(by_kind["reactivations"]["locked_until"]) == (
         reactivation.value.retry_after) == parse_rfc3339(shown["locked_until"])
     cleared = server.admin.reset_lockout(license_id=lic["id"])
     assert cleared["unlocked"] == ["activation_attempts", "reactivations"]

@@ -36,7 +36,7 @@ def api(srv: InProcessServer) -> Iterator[Api]:
     made.close()
 
 
-def _license(srv: InProcessServer, *, seats: int = 1, reactivation_limit: int = 0,
+def _license(srv: InProcessServer, *, seats: int = 1, reactivation_limit: int | None = 0,
              **fields: Any) -> tuple[str, dict[str, Any]]:
     product = "lo-" + secrets.token_hex(4)
     srv.admin.setup_product(product, reactivation_limit=reactivation_limit,
