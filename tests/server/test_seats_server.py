@@ -398,7 +398,12 @@ def test_cli_lockouts_and_leases(any_server: LocalServer, api: Api) -> None:
     assert code == 1 and "Roll-over applies to machine and user seats" in err
 
 
-def test_direct_cli_matches_the_api(any_server: LocalServer, api: Api) -> None:
+def test_direct_cli_matches_the_api(any_server: LocalServer, api: Api,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The attempt limits are settings: the CLI runs with the server's.
+    for name in ("ATTEMPTS", "ADDRESS_ATTEMPTS", "WINDOW"):
+        monkeypatch.setenv(f"SOFTWARE_DNA_RATE_LIMIT_{name}",
+                           str(getattr(any_server.settings, f"rate_limit_{name.lower()}")))
     pid, _ = new_product(any_server, reactivation_limit=0)
     lic = issue(any_server, pid, seats=1)
     api.activate(pid, lic["license_key"], machine="x")

@@ -216,9 +216,14 @@ def _retry_at(raw: object, answer: Response, now: datetime) -> datetime | None:
     """The error's ``retry_at`` (RFC 3339, the server's time, e.g. a lease's end), else
     ``Retry-After`` seconds after ``now`` (aware UTC), else None.
 
-    Anything unusable (a malformed or out-of-range time, a header of other
-    digits or of more than :data:`_MAX_RETRY_DIGITS`) is no retry time: the
-    answer can come from anyone on the network.
+    The absolute time comes first: it is the instant the server computed, the
+    same for every refusal until the lock lifts, whereas "seconds from now"
+    rounds on the server and is added to a later ``now`` here (a slow answer
+    would move the time back and forth by a second).  The header's time is
+    kept to the microsecond: rounding it down would name a time before the
+    lock lifts.  Anything unusable (a malformed or out-of-range time, a header
+    of other digits or of more than :data:`_MAX_RETRY_DIGITS`) is no retry
+    time: the answer can come from anyone on the network.
     """
     if isinstance(raw, str):
         with contextlib.suppress(ValueError, OverflowError):
@@ -226,5 +231,5 @@ def _retry_at(raw: object, answer: Response, now: datetime) -> datetime | None:
     header = answer.headers.get("retry-after", "")
     if header.isascii() and header.isdigit() and len(header) <= _MAX_RETRY_DIGITS:
         with contextlib.suppress(OverflowError):
-            return (now + timedelta(seconds=int(header))).replace(microsecond=0)
+            return now + timedelta(seconds=int(header))
     return None

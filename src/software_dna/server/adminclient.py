@@ -329,13 +329,15 @@ class AdminClient:
         result: list[JSONDict] = self.leases(license_id)["leases"]
         return result
 
-    def lockout(self, license_id: str) -> JSONDict:
-        """A license's re-activation lock-out (activations in the period, until when)."""
-        return self._obj("GET", f"/licenses/{_seg(license_id)}/lockout")
+    def lockout(self, license_id: str, *, address: str | None = None) -> JSONDict:
+        """Every limit that applies to a license (and to ``address``'s network): each
+        with its count, limit, window and ``locked_until`` (``limits``)."""
+        return self._obj("GET", f"/licenses/{_seg(license_id)}/lockout",
+                         params={"address": address} if address else None)
 
     def reset_lockout(self, *, license_id: str | None = None,
                       address: str | None = None) -> JSONDict:
-        """Lift the lock-out of a license and/or a client address."""
+        """Lift every limit of a license and/or a client network; says what was forgotten."""
         body = {k: v for k, v in (("license_id", license_id), ("address", address)) if v}
         return self._obj("POST", "/lockouts/reset", json=body)
 

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
         default=3600, ge=1, validation_alias="SOFTWARE_DNA_ERASURE_WINDOW")
     erasure_checkpoint_interval: float = Field(
         default=60.0, ge=0, validation_alias="SOFTWARE_DNA_ERASURE_CHECKPOINT_INTERVAL")
+    rate_limit_ipv6_prefix: int = Field(  # an IPv6 client counts as its /N network
+        default=64, ge=32, le=128, validation_alias="SOFTWARE_DNA_RATE_LIMIT_IPV6_PREFIX")
     db_pool_size: int = Field(default=5, ge=1, validation_alias="SOFTWARE_DNA_DB_POOL_SIZE")
     db_max_overflow: int = Field(default=10, ge=0, validation_alias="SOFTWARE_DNA_DB_MAX_OVERFLOW")
     db_busy_timeout: int = Field(default=30, ge=0, validation_alias="SOFTWARE_DNA_DB_BUSY_TIMEOUT")

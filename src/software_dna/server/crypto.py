@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import threading
@@ -54,7 +55,9 @@ __all__ = [
     "b64url",
     "create_master_key_file",
     "hash_password",
+    "IPV6_PREFIX_RANGE",
     "load_master_key",
+    "rate_limit_network",
     "unb64url",
     "verify_password",
 ]
@@ -178,6 +181,58 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+# --------------------------------------------------------------------------- addresses
+
+#: The prefix lengths an IPv6 client network may be set to (``rate_limit_ipv6_prefix``).
+IPV6_PREFIX_RANGE = (32, 128)
+#: The one network of every client address that is not an IP address.
+UNPARSED_NETWORK = "unparsed"
+
+
+def rate_limit_network(address: str, ipv6_prefix: int = 64) -> str:
+    """The network a client address is counted as by every per-address limit.
+
+    One home or one server gets one IPv4 address but a whole IPv6 network
+    (usually a /64), so an IPv6 address is counted as its ``/ipv6_prefix``
+    network: changing the low bits gives no new counter.  IPv4 addresses
+    written as IPv6 (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002:AABB:CCDD::/48``,
+    Teredo's client) are the IPv4 address itself.
+
+    Args:
+        address: the client address as the server received it (from uvicorn,
+            or from a trusted proxy's ``X-Forwarded-For``); surrounding
+            whitespace and brackets and an IPv6 zone (``%eth0``) are ignored.
+        ipv6_prefix: the IPv6 network's prefix length, 32 to 128.
+
+    Returns:
+        ``"a.b.c.d"`` for IPv4, ``"x:x::/N"`` for IPv6, and
+        :data:`UNPARSED_NETWORK` for anything that is not an IP address
+        (a Unix socket, a test client): such clients share one counter, so
+        a malformed value can never mint new counters.
+
+    Raises:
+        ValueError: ``ipv6_prefix`` outside :data:`IPV6_PREFIX_RANGE`.
+    """
+    low, high = IPV6_PREFIX_RANGE
+    if not low <= ipv6_prefix <= high:
+        raise ValueError(f"the IPv6 rate-limit prefix must be {low} to {high}")
+    text = address.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.split("%", 1)[0]  # a zone names the server's interface, not the client
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return UNPARSED_NETWORK
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None:
+            return str(ipaddress.IPv6Network((int(ip) >> (128 - ipv6_prefix)
+                                              << (128 - ipv6_prefix), ipv6_prefix)))
+        ip = embedded
+    return str(ip)
+
+
 # --------------------------------------------------------------------------- vault
 
 
@@ -188,9 +243,11 @@ class Vault:
     key cache works: each signing key is decrypted once and kept in memory.
     """
 
-    def __init__(self, master_key: bytes) -> None:
+    def __init__(self, master_key: bytes, *, ipv6_prefix: int = 64) -> None:
         if len(master_key) != MASTER_KEY_BYTES:
             raise ValueError(f"the master key must be {MASTER_KEY_BYTES} bytes")
+        rate_limit_network("::", ipv6_prefix)  # ValueError now rather than at the first request
+        self._ipv6_prefix = ipv6_prefix
         self._master = master_key
         self._keys: dict[str, bytes] = {}
         self._signing_cache: dict[str, SecretKey] = {}
@@ -217,7 +274,7 @@ class Vault:
     @classmethod
     def from_settings(cls, settings: Settings) -> Vault:
         """Load the master key named by ``settings``; raises :class:`ConfigError`."""
-        return cls(load_master_key(settings))
+        return cls(load_master_key(settings), ipv6_prefix=settings.rate_limit_ipv6_prefix)
 
     def fingerprint(self) -> str:
         """A short, non-secret id of this master key (to tell keys apart in backups)."""
@@ -237,8 +294,13 @@ class Vault:
         return self._mac("email-index", email.strip().lower())
 
     def address_key(self, address: str) -> str:
-        """Pseudonymous key of a client address for rate limiting (32 hex chars)."""
-        return self._mac("addresses", address)[:32]
+        """Pseudonymous key of a client address's network for rate limiting (32 hex chars).
+
+        Every address of one network (:func:`rate_limit_network`: an IPv4
+        address, an IPv6 ``/ipv6_prefix``) has the same key, so every
+        per-address limit counts the network.
+        """
+        return self._mac("addresses", rate_limit_network(address, self._ipv6_prefix))[:32]
 
     def reset_code_hash(self, license_id: str, code: str) -> str:
         """Stored form of a password reset code of ``license_id`` (64 hex chars)."""

@@ -29,6 +29,8 @@ from software_dna.server.schemas import (
     EndUserSummary,
     KeyOut,
     LicenseOut,
+    LockoutOut,
+    LockoutResetOut,
     OfflineActivateOut,
     OfflineDeactivateOut,
     ProductOut,
@@ -36,8 +38,8 @@ from software_dna.server.schemas import (
     TrialOut,
 )
 from software_dna.server.services.leases import list_leases
+from software_dna.server.services.lockouts import lockout_report, reset_lockouts
 from software_dna.server.services.offline import deactivate_from_receipt, respond
-from software_dna.server.services.seats import lockout_status, reset_lockout
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
 __all__ = ["DirectBackend", "direct_backend"]
@@ -316,20 +318,21 @@ class DirectBackend:
              "expires_at": _time(r.expires_at)}
             for r in list_leases(self._session, lic.id, service.utcnow())]}
 
-    def lockout(self, license_id: str) -> JSONDict:
-        """A license's re-activation lock-out."""
-        status = lockout_status(self._session, service.get_license(self._session, license_id))
-        return {"license_id": status.license_id,
-                "activations_in_period": status.activations_in_period,
-                "allowed": status.allowed, "period": status.period,
-                "locked_until": _time(status.locked_until)}
+    def lockout(self, license_id: str, *, address: str | None = None) -> JSONDict:
+        """Every limit that applies to a license (and to ``address``'s network)."""
+        report = lockout_report(self._session, self.ctx, license_id, address=address)
+        return LockoutOut.model_validate(report).model_dump(mode="json")
 
     def reset_lockout(self, *, license_id: str | None = None,
                       address: str | None = None) -> JSONDict:
-        """Lift the lock-out of a license and/or a client address."""
-        removed = reset_lockout(self._session, self.ctx, license_id=license_id, address=address,
-                                actor=ACTOR)
-        return {"removed": removed, "license_id": license_id}
+        """Lift every limit of a license and/or a client network; what was forgotten."""
+        report = reset_lockouts(self._session, self.ctx, license_id=license_id,
+                                address=address, actor=ACTOR)
+        return LockoutResetOut(
+            removed=report.activations_forgotten, attempts_forgotten=report.attempts_forgotten,
+            forgotten=report.forgotten, unlocked=report.unlocked, license_id=report.license_id,
+            network=report.network, server_time=service.utcnow(),
+        ).model_dump(mode="json")
 
     def offline_respond(self, request_text: str) -> JSONDict:
         """Answer an armored activation request."""

@@ -49,6 +49,7 @@ from software_dna.server.schemas.licenses import (
 )
 from software_dna.server.schemas.lockouts import (
     ClientAddress,
+    LockoutLimitOut,
     LockoutOut,
     LockoutResetIn,
     LockoutResetOut,
@@ -153,6 +154,7 @@ __all__ = [
     "LicenseOut",
     "LicensePatch",
     "LockoutLimit",
+    "LockoutLimitOut",
     "LockoutOut",
     "LockoutPeriod",
     "LockoutResetIn",

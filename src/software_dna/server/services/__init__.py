@@ -62,7 +62,8 @@ A license's term (``license_terms``): :func:`extend_license`,
 
 Seats (``seats``, ``leases``, ``password_reset``; docs/seats.md): machine,
 user and floating seats, roll-over, the re-activation lock-out
-(:func:`seats.lockout_status`, :func:`seats.reset_lockout`), floating leases
+(:func:`seats.lockout_status`; every limit of a license, shown and reset:
+:func:`lockouts.lockout_report`, :func:`lockouts.reset_lockouts`), floating leases
 (:func:`leases.list_leases`; check-out and check-in go through
 :func:`validate`), password reset by email
 (:func:`password_reset.request_reset`, :func:`password_reset.confirm_reset`).

@@ -46,12 +46,13 @@ from software_dna.server.services.messages import (
     Receipted,
     Validated,
 )
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit, hit_address
 from software_dna.server.services.seats import (
     after_activation,
     find_reusable,
     make_room,
     new_seat_erased,
+    returning_machine,
 )
 from software_dna.server.services.settings import read_settings, write_settings
 from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
@@ -149,10 +150,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     if (request.email is not None or request.registration is not None) and not request.consent:
         raise ServiceError(Code.CONSENT_REQUIRED,
                            "Email or registration details need the end user's consent.")
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     found = find_license_by_key(session, ctx, request.license_key)
     if found is None or found.product_id != request.product:
         session.rollback()
@@ -208,9 +206,14 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         if found_reusable is not None:
             activation, comparison = found_reusable
     address_hash = ctx.vault.address_key(client_address) if client_address else None
+    counted = True
     if activation is None:
-        # A free seat (roll-over / floating lease), then the lock-out.
-        make_room(session, lic, address_hash=address_hash, now=now)
+        # A free seat (roll-over / floating lease), then the lock-out -- which a machine
+        # coming back to the seat it released itself does not count toward.
+        counted = make_room(session, lic, address_hash=address_hash, now=now,
+                            returning=returning_machine(session, ctx, lic, fingerprint,
+                                                        request.installation_id,
+                                                        offline=request.offline))
         activation_id = new_id("act")
         client = request.client
         activation = Activation(
@@ -257,8 +260,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     if request.replaces is not None:  # trial to paid: release the trial, keep the settings
         replace_activation(session, ctx, request.replaces, activation, now=now)
     # Lock-out ledger; a floating license checks a lease out.
-    after_activation(session, lic, activation, created=created, address_hash=address_hash,
-                     now=now)
+    after_activation(session, lic, activation, created=created and counted,
+                     address_hash=address_hash, now=now)
     # A reuse (this machine activating again: a reinstall) and a replay (a retry after
     # a lost answer) hand out a new generation, so whoever holds an earlier one -- the
     # installation replaced, or a copy that replays the request to fetch the current

@@ -35,7 +35,7 @@ from software_dna.server.models import Activation, EndUser, License, PasswordRes
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import find_license_by_key
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit, hit_address
 from software_dna.server.services.tokens import decrypt_end_user
 from software_dna.wire.codes import Code
 
@@ -115,10 +115,7 @@ def request_reset(session: Session, ctx: Context, *, product_id: str, license_ke
         ``mail_unavailable`` (no SMTP server configured) or ``mail_failed``.
     """
     settings = ctx.settings
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     lic = _license(session, ctx, product_id, license_key)
     hit(session, "reset:" + lic.id, limit=MAILS_PER_WINDOW,
                   window=settings.rate_limit_window)
@@ -176,10 +173,7 @@ def confirm_reset(session: Session, ctx: Context, *, product_id: str, license_ke
     settings = ctx.settings
     if not 1 <= len(new_password) <= 256:
         raise ServiceError(Code.INVALID_REQUEST, "A password is 1 to 256 characters.")
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     found = _license(session, ctx, product_id, license_key)
     hit(session, "lic:" + found.id, limit=settings.rate_limit_attempts,
                   window=settings.rate_limit_window)

@@ -14,25 +14,42 @@ Each :func:`hit` is one short transaction, serialised per key in every
 worker: a transaction-scoped advisory lock on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite (see :mod:`software_dna.server.db`); so concurrent
 attempts in any worker are all counted and never more than ``limit`` pass.
-Keys are ``lic:<license id>`` and ``addr:<keyed hash of the client address>``
-(no address is stored in clear).
+Keys are ``<kind>:<id>``: ``lic:<license id>`` (activation and password
+attempts), ``renew:<license id>``, ``reset:<license id>`` (reset mails), and
+``addr:<keyed hash of the client network>`` (no address is stored in clear).
+Every per-address limit goes through :func:`hit_address`, which counts the
+client's network (:func:`software_dna.server.crypto.rate_limit_network`: an
+IPv4 address, or the IPv6 ``/64`` by default), so a home with a whole IPv6
+network gets one counter, not one per address.
+
+Lock ends are exact instants: a refusal carries ``retry_at``, the second at
+which the next attempt is let through (bucket starts are whole seconds, so
+it is exact), and ``Retry-After``, the whole seconds until then rounded up.
+Two refusals of one key in a row, with nothing let through between them,
+therefore name the same instant: the lock end never moves back.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import RateLimitCounter
-from software_dna.server.services.common import precise_now
+from software_dna.server.services.common import Context, precise_now
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
-__all__ = ["hit", "reset"]
+__all__ = ["ADDRESS_PREFIX", "CounterState", "address_counter", "counter_state", "hit",
+           "hit_address", "reset", "reset_keys"]
+
+#: The key prefix of the per-network counters.
+ADDRESS_PREFIX = "addr:"
 
 
 def _serialize(session: Session, key: str) -> None:
@@ -66,8 +83,10 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
         now: unix time (seconds) for tests; default the current time.
 
     Raises:
-        ServiceError: 429 ``rate_limited`` with ``retry_after`` (whole seconds
-        until an attempt is let through again, at most ``window + 1``).
+        ServiceError: 429 ``rate_limited`` with ``retry_at`` (the whole second
+        from which an attempt is let through again, the same for every
+        refusal until then) and ``retry_after`` (the seconds until then,
+        rounded up: 1 to ``window + 1``).
     """
     now = precise_now().timestamp() if now is None else now
     second = int(now)
@@ -91,22 +110,113 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
         .values(count=RateLimitCounter.count - 1)  # >= 0: this attempt was just added
     )
     session.commit()
-    # The next attempt passes once the bucket holding the limit-th newest attempt is
-    # out of the window: floor(t - window) > that bucket's second.
-    seen = 0
-    lifts = now + 1
-    for start, count in buckets:
-        seen += count - (1 if start == second else 0)
-        if seen >= limit:
-            lifts = start + 1 + window
-            break
+    earlier = [(start, count - (1 if start == second else 0)) for start, count in buckets]
+    lifts = _lifts(earlier, limit, window) or second + 1
     raise ServiceError(
         Code.RATE_LIMITED, "Too many activation attempts. Wait and try again later.",
         retry_after=max(1, math.ceil(lifts - now)),
+        retry_at=datetime.fromtimestamp(lifts, timezone.utc),
     )
+
+
+def _lifts(buckets: list[tuple[int, int]], limit: int, window: int) -> int | None:
+    """The whole second from which one more attempt is let through (None: now).
+
+    ``buckets`` are ``(second, count)`` newest first, those still touching the
+    window.  The next attempt passes once the bucket holding the limit-th
+    newest attempt is out of the window: ``floor(t - window) > second``, so
+    from ``second + 1 + window`` on -- a whole second, the same for every
+    refusal until an attempt is let through.
+    """
+    seen = 0
+    for start, count in buckets:
+        seen += count
+        if seen >= limit:
+            return start + 1 + window
+    return None
+
+
+def hit_address(session: Session, ctx: Context, client_address: str | None, *,
+                limit: int | None = None, window: int | None = None) -> None:
+    """Count one attempt from ``client_address``'s network (:func:`hit`); None: not counted.
+
+    The counter is ``addr:`` + :meth:`Vault.address_key` (the keyed hash of
+    the network, so every address of one IPv6 ``/64`` -- by default -- and an
+    IPv4 address in either notation share it).
+
+    Args:
+        client_address: the address the server received the request from
+            (any string: one that is not an IP address counts as one shared
+            network).
+        limit: attempts per window (default ``rate_limit_address_attempts``).
+        window: seconds (default ``rate_limit_window``).
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (see :func:`hit`).
+    """
+    if not client_address:
+        return
+    settings = ctx.settings
+    hit(session, address_counter(ctx, client_address),
+        limit=settings.rate_limit_address_attempts if limit is None else limit,
+        window=settings.rate_limit_window if window is None else window)
+
+
+def address_counter(ctx: Context, client_address: str) -> str:
+    """The counter key of ``client_address``'s network (``addr:<keyed hash>``)."""
+    return ADDRESS_PREFIX + ctx.vault.address_key(client_address)
+
+
+@dataclass(frozen=True)
+class CounterState:
+    """One counter as :func:`hit` would see it now.
+
+    ``count``: attempts let through in the window; ``locked_until``: the
+    instant (aware UTC, a whole second) from which :func:`hit` lets an
+    attempt through again, None when the next attempt would pass.
+    """
+
+    key: str
+    count: int
+    limit: int
+    window: int
+    locked_until: datetime | None
+
+
+def counter_state(session: Session, key: str, *, limit: int, window: int,
+                  now: float | None = None) -> CounterState:
+    """What :func:`hit` would answer for ``key`` now, without counting anything.
+
+    ``locked_until`` is exactly the ``retry_at`` a refusal of :func:`hit` at
+    this moment carries, so the vendor sees what the SDK is told.
+    """
+    now = precise_now().timestamp() if now is None else now
+    oldest = math.floor(now - window)
+    buckets = [(int(start), int(count)) for start, count in session.execute(
+        select(RateLimitCounter.window_start, RateLimitCounter.count)
+        .where(RateLimitCounter.key == key, RateLimitCounter.window_start >= oldest)
+        .order_by(RateLimitCounter.window_start.desc())
+    ).all()]
+    lifts = _lifts(buckets, limit, window)
+    return CounterState(key=key, count=sum(count for _, count in buckets), limit=limit,
+                        window=window,
+                        locked_until=(datetime.fromtimestamp(lifts, timezone.utc)
+                                      if lifts is not None else None))
 
 
 def reset(session: Session, key: str) -> None:
     """Forget every counter of ``key`` (e.g. after the vendor unlocked it). Commits."""
-    session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == key))
+    reset_keys(session, [key])
     session.commit()
+
+
+def reset_keys(session: Session, keys: list[str]) -> dict[str, int]:
+    """Forget the counters of ``keys``; returns the attempts forgotten per key. No commit."""
+    forgotten: dict[str, int] = {}
+    for key in keys:
+        _serialize(session, key)
+        total = session.scalar(select(func.coalesce(func.sum(RateLimitCounter.count), 0))
+                               .where(RateLimitCounter.key == key))
+        session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == key))
+        forgotten[key] = int(total or 0)
+    return forgotten

@@ -24,7 +24,7 @@ from software_dna.server.services.common import Context, audit, new_id, precise_
 from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.license_terms import add_days, is_perpetual
 from software_dna.server.services.lookups import get_license, get_product
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit, hit_address
 from software_dna.server.services.tokens import issue_for, refusal_error
 from software_dna.wire.codes import Code
 
@@ -156,10 +156,7 @@ def redeem_renewal_code(session: Session, ctx: Context, activation_id: str,
         another license); 503 ``no_signing_key``.
     """
     settings = ctx.settings
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     activation = authenticate(session, ctx, activation_id, secret)
     license_id = activation.license_id
     hit(session, "renew:" + license_id, limit=settings.rate_limit_attempts,

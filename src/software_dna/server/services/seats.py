@@ -21,15 +21,26 @@ activation's next validation answers 410 ``activation_moved``.
 
 Re-activation lock-out: every new activation is recorded in a ledger
 (:class:`~software_dna.server.models.ActivationEvent`, with the keyed
-hash of the client address).  In any window of the product's
+hash of the client network).  In any window of the product's
 ``reactivation_period`` seconds a license may take ``seats +
 reactivation_limit`` new activations (each seat once, plus that many
-re-activations), and one client address ``address_activation_limit`` new
+re-activations), and one client network ``address_activation_limit`` new
 activations of the product.  Past either: 429 ``activation_locked`` with the
 time the lock lifts (the oldest counted activation leaving the window).
-The vendor lifts it with :func:`reset_lockout` (CLI: ``software-dna
-lockouts reset``).  Idempotent replays and same-machine reuse are not new
-activations and never count.
+The vendor sees and lifts it, with every other limit, through
+:mod:`.lockouts` (CLI: ``software-dna lockouts show`` / ``reset``).
+
+Not new activations, never counted and never locked out: idempotent
+replays, same-machine reuse of a live activation, and a machine *coming
+back* (:func:`returning_machine`): it released its own activation of the
+license (the end user deactivated it, online) and no other machine has
+activated the license since, so a developer deactivating and activating
+their own computer in a loop takes nothing from anyone.  Seats cannot be
+rotated that way: once another machine activated the license, a return
+counts; "same machine" is the server's comparison of the bound set with
+the set sent, anchored on the firmware/OS ids (a MAC list padded with the
+other machine's addresses does not make a match); air-gapped activations
+always count (the server never sees their machine again).
 """
 
 from __future__ import annotations
@@ -53,16 +64,14 @@ from software_dna.server.models import (
     ActivationEvent,
     License,
     Product,
-    RateLimitCounter,
 )
 from software_dna.server.services import bindings
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
 from software_dna.server.services.leases import leases_in_use, require_free, take
-from software_dna.server.services.lookups import get_license
 from software_dna.server.services.messages import FingerprintData
 from software_dna.wire.codes import Code
-from software_dna.wire.identity import Comparison
+from software_dna.wire.identity import HARDWARE_IDS, Comparison
 
 __all__ = [
     "LockoutStatus",
@@ -75,7 +84,9 @@ __all__ = [
     "lockout_status",
     "make_room",
     "new_seat_erased",
-    "reset_lockout",
+    "address_lockout_status",
+    "forget_activations",
+    "returning_machine",
     "seats_used",
 ]
 
@@ -171,6 +182,54 @@ def find_reusable(session: Session, ctx: Context, lic: License, fingerprint: Fin
     return None
 
 
+def returning_machine(session: Session, ctx: Context, lic: License,
+                      fingerprint: FingerprintData, installation_id: str | None, *,
+                      offline: bool) -> bool:
+    """True when this machine is coming back to the seat it released itself.
+
+    The machine (user seats: and the OS account) released an online activation
+    of the license (``deactivated_by = "end_user"``) whose bound set is the
+    same machine as the set sent -- ``identity.compare`` with the product's
+    tolerance, anchored on :data:`~software_dna.wire.identity.HARDWARE_IDS`
+    (a MAC list padded with another machine's addresses anchors nothing) --
+    and no activation of the license by another machine was created since
+    that release.  Everything compared is what the server holds; the set
+    sent only has to be the same machine by the server's rule.
+
+    Air-gapped requests are never returning: their machine is never seen again.
+    """
+    if offline:
+        return False
+    query = select(Activation).where(Activation.license_id == lic.id,
+                                     Activation.deactivated_at.is_not(None),
+                                     Activation.deactivated_by == "end_user",
+                                     Activation.offline.is_(False))
+    if lic.seat_mode == "user":
+        query = query.where(Activation.installation_id.is_(None) if installation_id is None
+                            else Activation.installation_id == installation_id)
+    candidates = bindings.candidate_activations(session, ctx, lic.product_id,
+                                                fingerprint.components)
+    if not candidates:
+        return False
+    tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
+
+    def same(activation: Activation) -> bool:
+        return activation.id in candidates and bindings.same_as(
+            bindings.current(session, ctx, activation), fingerprint, tolerance,
+            anchors=HARDWARE_IDS) is not None
+
+    released = [a for a in session.scalars(query.where(Activation.id.in_(sorted(candidates))))
+                if same(a)]
+    if not released:
+        return False
+    last = max(released, key=lambda a: (a.deactivated_at or a.created_at, a.id))
+    since = session.scalars(select(Activation).where(
+        Activation.license_id == lic.id, Activation.id != last.id,
+        # the same second counts as after: seconds are the ledger's resolution
+        Activation.created_at >= last.deactivated_at))
+    return all(same(a) for a in since)
+
+
 def new_seat_erased(session: Session, lic: License) -> bool:
     """True when a new activation of a user-seat license must start erased (limited).
 
@@ -261,43 +320,45 @@ def _count(result: object) -> int:
     return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
-def reset_lockout(session: Session, ctx: Context, *, license_id: str | None = None,
-                  address: str | None = None, actor: str = "admin") -> int:
-    """Lift the lock-out of a license and/or a client address; commits.
+def address_lockout_status(session: Session, product: Product, address_hash: str,
+                           now: datetime | None = None) -> LockoutStatus:
+    """The per-network lock-out of ``product``: new activations from the network whose
+    keyed hash is ``address_hash`` (``Vault.address_key``) in the period."""
+    now = now or utcnow()
+    period = timedelta(seconds=product.reactivation_period)
+    times = _times(session, ActivationEvent.product_id == product.id,
+                   ActivationEvent.address_hash == address_hash,
+                   ActivationEvent.at > now - period)
+    allowed = product.address_activation_limit
+    return LockoutStatus(
+        license_id="", activations_in_period=len(times), allowed=allowed,
+        period=product.reactivation_period,
+        locked_until=_lifts(times, allowed, period) if allowed is not None else None,
+    )
 
-    Forgets the license's (or the address's) recorded activations and its
-    activation attempt counters.  Returns how many ledger entries were removed.
 
-    Raises:
-        ServiceError: 400 ``invalid_request`` (neither given), 404
-        ``not_found`` (no such license).
-    """
-    if license_id is None and not address:
-        raise invalid("Name a license or a client address to unlock.")
-    removed = 0
-    product_id: str | None = None
-    if license_id is not None:
-        product_id = get_license(session, license_id).product_id
-        removed += _count(session.execute(
-            delete(ActivationEvent).where(ActivationEvent.license_id == license_id)))
-        session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == "lic:" + license_id))
-    if address:
-        key = ctx.vault.address_key(address.strip())
-        removed += _count(session.execute(
-            delete(ActivationEvent).where(ActivationEvent.address_hash == key)))
-        session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == "addr:" + key))
-    audit(session, actor, "lockout.reset", product_id=product_id, license_id=license_id,
-          detail={"address": bool(address), "removed": removed})
-    session.commit()
-    return removed
+def forget_activations(session: Session, *, license_id: str | None = None,
+                       address_hash: str | None = None) -> int:
+    """Forget the recorded new activations of a license or of a client network (every
+    product); returns how many. Does not commit (``services.lockouts`` resets)."""
+    condition = (ActivationEvent.license_id == license_id if license_id is not None
+                 else ActivationEvent.address_hash == address_hash)
+    if license_id is None and address_hash is None:
+        return 0
+    return _count(session.execute(delete(ActivationEvent).where(condition)))
 
 
 # --------------------------------------------------------------------------- activation hooks
 
 
 def make_room(session: Session, lic: License, *, address_hash: str | None,
-              now: datetime) -> None:
+              now: datetime, returning: bool = False) -> bool:
     """Before a new activation of the (locked) license: a free seat, then the lock-out.
+
+    ``returning`` (:func:`returning_machine`): the machine is coming back to
+    the seat it released, which is not a new activation, so the lock-out does
+    not apply -- unless no seat is free and it would roll another machine
+    over.  Returns whether the activation counts toward the lock-out.
 
     Machine and user seats: when all are taken, roll over (if the license
     has it) or refuse.  Floating: a lease must be free (the activation takes
@@ -322,7 +383,9 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
                     "Every seat of this license is in use. Deactivate the license on one "
                     "of the computers that use it, or ask the vendor for more seats.",
                 )
-        _check_lockout(session, lic, product, address_hash=address_hash, now=now)
+        counted = not returning or (lic.seat_mode != FLOATING and in_use >= lic.seats)
+        if counted:
+            _check_lockout(session, lic, product, address_hash=address_hash, now=now)
     except ServiceError as exc:
         locked = exc.code is Code.ACTIVATION_LOCKED
         action = "activation.locked" if locked else "activation.no_seats"
@@ -330,7 +393,7 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
         session.commit()
         raise
     if lic.seat_mode == FLOATING or in_use < lic.seats:
-        return
+        return counted
     victims = session.scalars(
         select(Activation).where(Activation.license_id == lic.id,
                                  Activation.deactivated_at.is_(None),
@@ -354,15 +417,17 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
         victim.deactivated_by = "rollover"
         audit(session, "sdk", "activation.rollover", at=now, product_id=product.id,
               license_id=lic.id, activation_id=victim.id)
+    return counted
 
 
 def after_activation(session: Session, lic: License, activation: Activation, *,
                      created: bool, address_hash: str | None, now: datetime) -> None:
     """After an activation (new or reused) of the locked license; does not commit.
 
-    Records a new activation in the lock-out ledger (pruning the product's
-    entries older than its period) and, for a floating license,
-    checks a lease out for it.
+    ``created``: a new activation that counts (not a reuse, not a returning
+    machine: what :func:`make_room` returned).  Records it in the lock-out
+    ledger (pruning the product's entries older than its period) and, for a
+    floating license, checks a lease out for it.
 
     Raises:
         ServiceError: 409 ``no_seats_left`` (floating, reused activation, no lease free).

@@ -53,7 +53,7 @@ from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.licenses import issue_license
 from software_dna.server.services.lookups import get_license, get_product, get_trial
 from software_dna.server.services.messages import Activated, FingerprintData
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit_address
 from software_dna.server.services.tokens import issue_for
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
@@ -140,11 +140,7 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         such product, or it offers no trial); 409 ``trial_used`` (this
         machine's trial ended or was revoked); 503 ``no_signing_key``.
     """
-    settings = ctx.settings
-    if client_address:
-        hit(session, "addr:" + ctx.vault.address_key(client_address),
-                      limit=settings.rate_limit_address_attempts,
-                      window=settings.rate_limit_window)
+    hit_address(session, ctx, client_address)
     # Lock the product row: two requests from one machine never make two trials.
     product = session.scalars(
         select(Product).where(Product.id == request.product)

@@ -1,0 +1,265 @@
+"""What locks a license out, as the vendor sees it, and lifting it (``software-dna lockouts``).
+
+An activation (and a renewal, a password reset) can be refused by several
+limits; the vendor must see every one that applies, with the same numbers
+the server refuses by:
+
+=======================  ==================================  ===================================
+kind                     counted                             limit, window
+=======================  ==================================  ===================================
+``reactivations``        new activations of the license      ``seats + reactivation_limit`` per
+                         (the lock-out ledger)               the product's ``reactivation_period``
+``activation_attempts``  activation attempts and password    ``rate_limit_attempts`` per
+                         confirmations (``lic:<id>``): the   ``rate_limit_window``
+                         password-guessing limit
+``renewal_attempts``     renewal code attempts               ``rate_limit_attempts`` per window
+``reset_mails``          password reset mails                3 per window
+``address_attempts``     requests from the client's network  ``rate_limit_address_attempts``
+                         (``addr:<keyed hash>``)             per window
+``address_activations``  new activations of the product      ``address_activation_limit`` per
+                         from the client's network           ``reactivation_period``
+=======================  ==================================  ===================================
+
+A counter of the license that this table does not name (a limit added later)
+is shown with its count and no limit, and a reset clears it all the same: a
+reset forgets every counter whose key ends in ``:<license id>``.
+
+Invariant: a limit shown locked until T refuses the SDK until T and no
+longer, because :func:`lockout_report` asks the very functions that refuse
+(:func:`.ratelimit.counter_state`, the ledger of :mod:`.seats`); after
+:func:`reset_lockouts`, every limit shown is unlocked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from software_dna.server.crypto import rate_limit_network
+from software_dna.server.models import License, RateLimitCounter
+from software_dna.server.services import seats
+from software_dna.server.services.common import Context, audit, utcnow
+from software_dna.server.services.errors import invalid
+from software_dna.server.services.lookups import get_license
+from software_dna.server.services.password_reset import MAILS_PER_WINDOW
+from software_dna.server.services.ratelimit import address_counter, counter_state, reset_keys
+
+__all__ = ["LimitState", "LockoutReport", "ResetReport", "lockout_report", "reset_lockouts"]
+
+#: Counter key prefixes of a license (``<prefix>:<license id>``) and their kinds.
+_LICENSE_COUNTERS = {
+    "lic": ("activation_attempts",
+            "activation attempts and password confirmations (password guessing)"),
+    "renew": ("renewal_attempts", "renewal code attempts"),
+    "reset": ("reset_mails", "password reset mails"),
+}
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """One limit that applies: what it counts, how many, the limit, and until when it locks.
+
+    ``limit`` None: no limit is set (the product has none, or the counter is
+    not one this server version knows); ``window`` in seconds;
+    ``locked_until`` aware UTC, None when the next attempt would pass.
+    """
+
+    kind: str
+    description: str
+    count: int
+    limit: int | None
+    window: int
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LockoutReport:
+    """Every limit that applies to a license (and to a client network, when one is named).
+
+    ``locked_until``: when the last of them lifts (None: nothing is locked);
+    ``network``: the network the address named counts as (e.g.
+    ``2001:db8::/64``), None when no address was named.
+    """
+
+    license_id: str
+    network: str | None
+    limits: list[LimitState]
+    reactivations: seats.LockoutStatus
+
+    @property
+    def locked_until(self) -> datetime | None:
+        """When every limit lets an attempt through again; None when none is locked."""
+        ends = [limit.locked_until for limit in self.limits if limit.locked_until is not None]
+        return max(ends) if ends else None
+
+    @property
+    def activations_in_period(self) -> int:
+        """New activations of the license in the re-activation period."""
+        return self.reactivations.activations_in_period
+
+    @property
+    def allowed(self) -> int | None:
+        """New activations the license may take per period (None: no lock-out)."""
+        return self.reactivations.allowed
+
+    @property
+    def period(self) -> int:
+        """The re-activation period, in seconds."""
+        return self.reactivations.period
+
+
+@dataclass(frozen=True)
+class ResetReport:
+    """What a reset forgot: ``forgotten`` maps each kind to the attempts or recorded
+    activations forgotten (kinds with nothing are absent); ``unlocked`` names the
+    kinds that were locked until the reset."""
+
+    license_id: str | None
+    network: str | None
+    forgotten: dict[str, int]
+    unlocked: list[str]
+
+    @property
+    def activations_forgotten(self) -> int:
+        """Recorded new activations forgotten (both ledgers)."""
+        return sum(n for kind, n in self.forgotten.items()
+                   if kind in ("reactivations", "address_activations"))
+
+    @property
+    def removed(self) -> int:
+        """:attr:`activations_forgotten` (the answer's historical name)."""
+        return self.activations_forgotten
+
+    @property
+    def attempts_forgotten(self) -> int:
+        """Counted attempts forgotten (every counter)."""
+        return sum(n for kind, n in self.forgotten.items()
+                   if kind not in ("reactivations", "address_activations"))
+
+
+def _license_counter_keys(session: Session, license_id: str) -> list[str]:
+    return list(session.scalars(
+        select(RateLimitCounter.key).distinct()
+        .where(RateLimitCounter.key.endswith(":" + license_id, autoescape=True))
+    ))
+
+
+def _counter_kind(key: str) -> tuple[str, str]:
+    prefix = key.split(":", 1)[0]
+    return _LICENSE_COUNTERS.get(prefix, (prefix, f"attempts counted as {prefix!r}"))
+
+
+def lockout_report(session: Session, ctx: Context, license_id: str, *,
+                   address: str | None = None, now: datetime | None = None) -> LockoutReport:
+    """Every limit that applies to ``license_id`` (and to ``address``'s network).
+
+    Reads only.  Each limit's ``locked_until`` is the ``retry_at`` the SDK
+    is told when that limit refuses it now.
+
+    Args:
+        license_id: the license.
+        address: a client address (any address of the network: the network
+            is what is counted), or None.
+        now: aware UTC (tests); default the services' clock.
+
+    Raises:
+        ServiceError: 404 ``not_found`` (no such license).
+    """
+    now = now or utcnow()
+    lic = get_license(session, license_id)
+    settings = ctx.settings
+    status = seats.lockout_status(session, lic, now)
+    limits = [LimitState(
+        "reactivations", "new activations of the license (the re-activation lock-out)",
+        status.activations_in_period, status.allowed, status.period, status.locked_until)]
+    known = {prefix + ":" + lic.id: prefix for prefix in _LICENSE_COUNTERS}
+    for key in sorted({*known, *_license_counter_keys(session, lic.id)}):
+        kind, description = _counter_kind(key)
+        prefix = known.get(key)
+        limit = (None if prefix is None else MAILS_PER_WINDOW if prefix == "reset"
+                 else settings.rate_limit_attempts)
+        state = counter_state(session, key, limit=limit or 1, window=settings.rate_limit_window,
+                              now=now.timestamp())
+        limits.append(LimitState(kind, description, state.count, limit,
+                                 settings.rate_limit_window,
+                                 state.locked_until if limit is not None else None))
+    network = None
+    if address is not None:
+        network = rate_limit_network(address, settings.rate_limit_ipv6_prefix)
+        state = counter_state(session, address_counter(ctx, address),
+                              limit=settings.rate_limit_address_attempts,
+                              window=settings.rate_limit_window, now=now.timestamp())
+        limits.append(LimitState(
+            "address_attempts", f"requests from the client network {network}", state.count,
+            state.limit, state.window, state.locked_until))
+        by_address = seats.address_lockout_status(session, lic.product, ctx.vault.address_key(
+            address), now)
+        limits.append(LimitState(
+            "address_activations",
+            f"new activations of the product from the client network {network}",
+            by_address.activations_in_period, by_address.allowed, by_address.period,
+            by_address.locked_until))
+    return LockoutReport(license_id=lic.id, network=network, limits=limits,
+                         reactivations=status)
+
+
+def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = None,
+                   address: str | None = None, actor: str = "admin") -> ResetReport:
+    """Lift every limit of a license and/or a client network; commits.
+
+    License: its recorded new activations and every counter of the license
+    (``<kind>:<license id>``: password guessing, renewals, reset mails, and
+    any other).  Address: the network's recorded new activations (every
+    product) and its request counter.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (neither given), 404
+        ``not_found`` (no such license).
+    """
+    if license_id is None and not address:
+        raise invalid("Name a license or a client address to unlock.")
+    now = utcnow()
+    lic: License | None = get_license(session, license_id) if license_id is not None else None
+    before = (lockout_report(session, ctx, lic.id, address=address, now=now).limits
+              if lic is not None else [])
+    forgotten: dict[str, int] = {}
+
+    def add(kind: str, count: int) -> None:
+        if count:
+            forgotten[kind] = forgotten.get(kind, 0) + count
+
+    network = None
+    if lic is not None:
+        add("reactivations", seats.forget_activations(session, license_id=lic.id))
+        for key, attempts in reset_keys(session, _license_counter_keys(session, lic.id)).items():
+            add(_counter_kind(key)[0], attempts)
+    if address:
+        network = rate_limit_network(address, ctx.settings.rate_limit_ipv6_prefix)
+        if lic is None:  # no license: what the network alone was locked by
+            before += _network_limits(session, ctx, address, now)
+        add("address_activations", seats.forget_activations(
+            session, address_hash=ctx.vault.address_key(address)))
+        for attempts in reset_keys(session, [address_counter(ctx, address)]).values():
+            add("address_attempts", attempts)
+    unlocked = sorted({limit.kind for limit in before if limit.locked_until is not None})
+    audit(session, actor, "lockout.reset", product_id=lic.product_id if lic else None,
+          license_id=license_id,
+          detail={"address": bool(address), "forgotten": forgotten, "unlocked": unlocked})
+    session.commit()
+    return ResetReport(license_id=license_id, network=network, forgotten=forgotten,
+                       unlocked=unlocked)
+
+
+def _network_limits(session: Session, ctx: Context, address: str,
+                    now: datetime) -> list[LimitState]:
+    """The request counter of ``address``'s network (no license named, so no product)."""
+    settings = ctx.settings
+    state = counter_state(session, address_counter(ctx, address),
+                          limit=settings.rate_limit_address_attempts,
+                          window=settings.rate_limit_window, now=now.timestamp())
+    return [LimitState("address_attempts", "requests from the client network", state.count,
+                       state.limit, state.window, state.locked_until)]
+
