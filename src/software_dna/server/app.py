@@ -13,6 +13,7 @@ from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
 from software_dna.server.api.routes.admin import activations as admin_activations
+from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import (
     audit,
     end_users,
@@ -70,6 +71,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin_trials.router,
     leases.router,
     lockouts.router,
+    admin_offline.router,
 )
 
 

@@ -58,6 +58,7 @@ from software_dna.server.schemas.offline import (
     OfflineActivateOut,
     OfflineDeactivateIn,
     OfflineDeactivateOut,
+    OfflineRespondIn,
 )
 from software_dna.server.schemas.password_resets import (
     PasswordResetConfirmIn,
@@ -164,6 +165,7 @@ __all__ = [
     "OfflineActivateOut",
     "OfflineDeactivateIn",
     "OfflineDeactivateOut",
+    "OfflineRespondIn",
     "OkOut",
     "Out",
     "Password",
