@@ -56,6 +56,7 @@ class OfflineDeactivation(TypedDict):
     activation_id: str
     receipt: str  # the armored deactivation receipt
     created_at: str  # RFC 3339
+    license_id: str  # absent in stores written before it was recorded
 
 
 class StoredDocument(TypedDict, total=False):

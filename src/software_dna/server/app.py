@@ -13,7 +13,6 @@ from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
 from software_dna.server.api.routes.admin import activations as admin_activations
-from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import (
     audit,
     end_users,
@@ -25,6 +24,7 @@ from software_dna.server.api.routes.admin import (
     renewal_codes,
     test_codes,
 )
+from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,

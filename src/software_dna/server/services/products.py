@@ -38,6 +38,9 @@ DEFAULT_TOLERANCE = 1
 MAX_TRIAL_DAYS = 365
 DEFAULT_TEST_CODE_LIMIT = 5
 MAX_TEST_CODE_LIMIT = 100
+#: Air-gapped tokens: default and allowed lifetime in days (docs/offline.md).
+DEFAULT_AIR_GAPPED_TOKEN_DAYS = 365
+AIR_GAPPED_TOKEN_DAYS_RANGE = (1, 3650)
 
 
 def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
@@ -200,11 +203,6 @@ class ProductChanges(SeatPolicy, total=False):
     air_gapped: bool | None
     air_gapped_token_days: int | None
     air_gapped_perpetual: bool | None
-
-
-#: Air-gapped tokens: default and allowed lifetime in days (docs/offline.md).
-DEFAULT_AIR_GAPPED_TOKEN_DAYS = 365
-AIR_GAPPED_TOKEN_DAYS_RANGE = (1, 3650)
 
 
 def _apply_air_gap_policy(product: Product, changes: ProductChanges) -> list[str]:
