@@ -147,6 +147,6 @@ class AirGap:
         now = state.now()
         text = build_deactivation_receipt(product=state.product, activation_id=activation_id,
                                           activation_secret=secret, nonce=new_nonce(), now=now)
-        state.save_offline_deactivation(stored.license_id, activation_id, text, now)
+        state.save_offline_deactivation(stored, text, now)
         state.verifier.forget()
         return text

@@ -29,9 +29,11 @@ forged without the key), one per product:
     store was deleted.
 ``licenses[id]["deactivated"]``
     an air-gapped deactivation made on this machine: ``at`` (the machine's
-    time of the latest one) and ``activations`` (the ids given up, newest
+    time of the latest one, shown to the end user), ``iat`` (the newest
+    ``iat`` of a token given up: the server's signed time, so no clock on
+    this machine moves it) and ``activations`` (the ids given up, newest
     last). Afterwards no token of those activations, and no token of the
-    license issued before ``at``, is accepted on this machine again
+    license issued at or before ``iat``, is accepted on this machine again
     (:meth:`RollbackGuard.deactivation_error`): the deactivation receipt frees
     the seat on the server, so an old token put back would be a seat used
     twice.
@@ -230,17 +232,21 @@ def refusal_for(status: object, token_iat: datetime | None, *,
 
 def deactivated_refusal(record: object, activation_id: str,
                         token_iat: datetime) -> NotActivated | None:
-    """A deactivation record (``{"at", "activations"}``) as the refusal of a token, if it applies.
+    """A deactivation record (``{"at", "iat", "activations"}``) as the refusal of a token.
 
     It applies to every token of a listed activation, whenever issued (a
     response answered again after the deactivation still names the seat the
-    receipt frees), and to every token of the license issued before ``at``.
+    receipt frees), and to every token of the license issued at or before
+    ``iat`` (the newest token given up; the server's signed time). Returns
+    None when it does not apply.
     """
     if not isinstance(record, Mapping):
         return None
     ids = record.get("activations")
-    at = _time(record.get("at"))
-    if (isinstance(ids, list) and activation_id in ids) or (at is not None and token_iat < at):
+    upto = _time(record.get("iat"))
+    if (isinstance(ids, list) and activation_id in ids) or (
+            upto is not None and token_iat <= upto):
+        at = _time(record.get("at"))
         when = format_rfc3339(at) if at is not None else "earlier"
         return NotActivated(
             "This license was deactivated on this computer (air-gapped deactivation, "
@@ -583,8 +589,12 @@ class RollbackGuard:
         return refusal_for(self._license(license_id).get("status"), token_iat,
                            activation_id=activation_id)
 
-    def record_deactivation(self, license_id: str, activation_id: str, at: datetime) -> bool:
+    def record_deactivation(self, license_id: str, activation_id: str, at: datetime,
+                            token_iat: datetime) -> bool:
         """Witness an air-gapped deactivation of ``activation_id`` at ``at`` (aware UTC).
+
+        ``token_iat``: the ``iat`` of the token given up (aware UTC); every token
+        of the license issued up to it is refused from now on.
 
         Written whatever state the witness is in (a damaged one is rewritten
         with it): it only ever refuses more, so it cannot launder a rollback.
@@ -603,8 +613,9 @@ class RollbackGuard:
                 if isinstance(old.get("activations"), list) else []
             if activation_id not in ids:
                 ids.append(activation_id)
-            stamp = _later(old.get("at"), at)
-            entry["deactivated"] = {"at": stamp, "activations": ids[-_MAX_DEACTIVATED:]}
+            entry["deactivated"] = {"at": _later(old.get("at"), at),
+                                    "iat": _later(old.get("iat"), token_iat),
+                                    "activations": ids[-_MAX_DEACTIVATED:]}
 
         return self._change(change, lambda seen: True)
 

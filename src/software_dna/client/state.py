@@ -387,7 +387,8 @@ class ClientState:
         if deactivated is None and isinstance(record, dict) \
                 and record.get("license_id") == lic.license_id:
             deactivated = deactivated_refusal(
-                {"at": record.get("created_at"), "activations": [record.get("activation_id")]},
+                {"at": record.get("created_at"), "iat": record.get("token_iat"),
+                 "activations": [record.get("activation_id")]},
                 lic.activation_id, lic.issued_at)
         if deactivated is not None:
             raise deactivated
@@ -557,26 +558,27 @@ class ClientState:
             data["offline_requests"] = pending[-MAX_PENDING_REQUESTS:]
         self.update(change)
 
-    def save_offline_deactivation(self, license_id: str, activation_id: str, receipt: str,
-                                  now: datetime) -> None:
+    def save_offline_deactivation(self, lic: License, receipt: str, now: datetime) -> None:
         """Replace the store by the receipt of an air-gapped deactivation.
 
         The deactivation is written to the rollback witness first
         (:meth:`RollbackGuard.record_deactivation`), so that no token of
-        ``activation_id`` nor any token of ``license_id`` issued before ``now``
-        is accepted on this machine again, even with the store restored from a
-        backup; then the store keeps only the receipt (and the same record).
+        the activation of ``lic`` (the stored license) nor any token of its
+        license issued up to ``lic``'s is accepted on this machine again, even
+        with the store restored from a backup; then the store keeps only the
+        receipt (and the same record).
 
         Raises:
             StoreError: the store could not be written (the license stays).
         """
-        self.guard.record_deactivation(license_id, activation_id, now)
+        self.guard.record_deactivation(lic.license_id, lic.activation_id, now, lic.issued_at)
 
         def change(data: StoredDocument) -> None:
             cast(dict[str, Any], data).clear()
-            data["offline_deactivation"] = {"activation_id": activation_id, "receipt": receipt,
-                                            "created_at": format_rfc3339(now),
-                                            "license_id": license_id}
+            data["offline_deactivation"] = {
+                "activation_id": lic.activation_id, "receipt": receipt,
+                "created_at": format_rfc3339(now), "license_id": lic.license_id,
+                "token_iat": format_rfc3339(lic.issued_at)}
         self.update(change)
 
 
