@@ -221,7 +221,7 @@ def show_license(lic: JSONDict) -> None:
         ("expires", format_expiry(lic)),
         ("features", lic.get("features")),
         *license_seat_lines(lic),
-        ("air-gapped activation", "on" if lic.get("air_gapped") is True
+        ("air-gapped", "on" if lic.get("air_gapped") is True
          else "off" if lic.get("air_gapped") is False else "the product's setting"),
         ("password", guard),
         ("erased", lic.get("erased")),
