@@ -38,8 +38,8 @@ import requests
 from fastapi.routing import iter_route_contexts
 
 from software_dna.server.app import create_app
-from software_dna.wire import airgap
 from software_dna.server.testing import LocalServer
+from software_dna.wire import airgap
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
 from tests.server.helpers import Api, fingerprint, nonce
