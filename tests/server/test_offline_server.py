@@ -452,3 +452,38 @@ def test_cli_refusals_are_one_line(any_server: LocalServer, tmp_path: Path,
         assert len(err.strip().splitlines()) == 1 and err.startswith("software-dna: error: ")
     code, out, _ = run_cli(monkeypatch, capsys, "offline", "--help")
     assert code == 0 and "respond" in out and "deactivate" in out
+
+
+def test_cli_sets_the_air_gapped_settings(any_server: LocalServer, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`products create|configure` and `licenses issue|set` expose the opt-in, its
+    lifetime and the per-license override; `products show` / `licenses show` say them."""
+    where = ["--data-dir", str(any_server.data_dir), "--database-url", any_server.database_url]
+    product = "cli-ag-" + secrets.token_hex(4)
+    code, out, err = run_cli(monkeypatch, capsys, "products", "create", product, "--json",
+                             *where)
+    assert code == 0, err
+    made = json.loads(out)
+    assert (made["air_gapped"], made["air_gapped_token_days"], made["air_gapped_perpetual"]) \
+        == (False, 365, False)
+    code, out, err = run_cli(monkeypatch, capsys, "products", "configure", product,
+                             "--air-gapped", "--air-gapped-token-days", "30", *where)
+    assert code == 0 and "air_gapped" in out, err
+    code, out, _ = run_cli(monkeypatch, capsys, "products", "show", product, *where)
+    assert "on (tokens last 30 days)" in out
+    code, _, err = run_cli(monkeypatch, capsys, "products", "configure", product,
+                           "--air-gapped-token-days", "0", *where)
+    assert code != 0 and "air_gapped_token_days" in err
+
+    code, out, err = run_cli(monkeypatch, capsys, "licenses", "issue", product,
+                             "--air-gapped", "off", "--json", *where)
+    assert code == 0, err
+    issued = json.loads(out)
+    assert issued["air_gapped"] is False
+    for value, expected in (("on", True), ("product", None)):
+        code, out, err = run_cli(monkeypatch, capsys, "licenses", "set", issued["id"],
+                                 "--air-gapped", value, "--json", *where)
+        assert code == 0 and json.loads(out)["air_gapped"] is expected, err
+    code, out, _ = run_cli(monkeypatch, capsys, "licenses", "show", issued["id"], *where)
+    assert "the product's setting" in out
