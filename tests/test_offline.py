@@ -270,6 +270,10 @@ def test_an_offline_activation_stays_offline_when_refreshed_online(
         issued["license_key"])))
     refreshed = client.refresh()
     assert refreshed.protection is Protection.OFFLINE and refreshed.refresh_by is None
+    # The validation (the fast path included) keeps the air-gapped lifetime: never perpetual.
+    assert refreshed.expires_at is not None
+    assert abs(refreshed.expires_at - refreshed.issued_at - timedelta(days=365)) \
+        < timedelta(seconds=1)
     client.close()
 
 

@@ -250,8 +250,10 @@ def deactivated_refusal(record: object, activation_id: str,
         when = format_rfc3339(at) if at is not None else "earlier"
         return NotActivated(
             "This license was deactivated on this computer (air-gapped deactivation, "
-            f"{when}): a license token from before that cannot be used here again. To use "
-            "the license here, create a new activation request and get a response for it.")
+            f"{when}): the activation it gave up, and any license token from before it, "
+            "cannot be used here again. To use the license here again, give the "
+            "deactivation receipt to the vendor first, then create a new activation request "
+            "and get a response for it.")
     return None
 
 
