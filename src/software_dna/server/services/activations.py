@@ -136,8 +136,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     erased activation was ever bound to is created erased.
 
     ``staff``: the vendor's staff answer an air-gapped request (CLI, admin
-    API): authorised by their admin credentials, so the activation password
-    is not asked (every other check applies).
+    API; ``request.offline`` only): authorised by their admin credentials, so
+    the activation password is not asked (every other check applies).
 
     Raises:
         ServiceError: 400 ``consent_required`` / ``invalid_fingerprint``
@@ -174,8 +174,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     refused = _status_refusal(lic, now)
     if refused is not None:
         raise refused
-    if staff:
-        pass  # the vendor's own staff: authorised without the end user's password
+    if staff and request.offline:
+        pass  # the vendor's own staff answer a request: authorised without the password
     elif lic.password_hash is not None:
         if request.password is None or not verify_password(request.password, lic.password_hash):
             audit(session, "sdk", "activation.wrong_password", at=now, product_id=product.id,
@@ -286,7 +286,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
-          detail={"personal_data": end_user is not None, "offline": request.offline})
+          detail={"personal_data": end_user is not None, "offline": request.offline,
+                  "by_staff": staff and request.offline})
     session.commit()
     return Activated(
         activation_id=activation.id,
