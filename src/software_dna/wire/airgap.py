@@ -40,7 +40,7 @@ that), a size limit per kind, and a JSON object with exactly the expected
 fields (duplicate keys refused).
 
 Versions: requests are version :data:`REQUEST_VERSION` (2), which has no
-``password`` field; version 1 requests (SDKs before 2) are still read, and
+``password`` field; version 1 requests (written by earlier SDKs) are still read, and
 the password one may carry is dropped by :func:`parse_request` (never used:
 a password that travelled in a mailed block proves nothing). Responses and
 receipts are version :data:`FORMAT_VERSION` (1).
