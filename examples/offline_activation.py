@@ -5,13 +5,15 @@ the `software-dna` CLI (no server process), and the end user's app runs
 with no server URL. Only files travel between them, as they would on a USB
 stick or by email (docs/offline.md):
 
-1. the vendor sets up a product and issues a license with an activation
-   password;
-2. the app, on the air-gapped machine, writes ``activation-request.txt``;
-3. the vendor runs ``software-dna offline respond`` and writes
-   ``activation-response.txt``;
+1. the vendor sets up a product that allows air-gapped activation (an
+   explicit opt-in) and issues a license with an activation password;
+2. the app, on the air-gapped machine, writes ``activation-request.txt``
+   (it holds the license key, never the password);
+3. the vendor runs ``software-dna offline respond`` (the vendor's staff need
+   no password) and writes ``activation-response.txt``;
 4. the app verifies the response with no network and stores the license;
-   a later start checks it offline, a year on as well;
+   a later start checks it offline, months on as well (an air-gapped token
+   lasts the product's ``--air-gapped-token-days``, 365 by default);
 5. the app removes its license and writes ``deactivation-receipt.txt``;
    ``software-dna offline deactivate`` frees the seat.
 
@@ -58,11 +60,11 @@ def main() -> int:
         home, machine, usb = root / "vendor", root / "air-gapped-machine", root / "usb-stick"
         usb.mkdir()
 
-        # 1. The vendor: a product (its protection level does not matter: air-gapped
+        # 1. The vendor: a product that allows air-gapped activation (air-gapped
         #    activations are always "offline"), a signing key, a license.
         vendor(home, "server", "init")
         vendor(home, "products", "create", PRODUCT, "--protection", "opportunistic",
-               "--features", "analysis,export")
+               "--features", "analysis,export", "--air-gapped")
         vendor(home, "keys", "generate", PRODUCT)
         public_keys = vendor(home, "keys", "export", PRODUCT).splitlines()
         issued = json.loads(vendor(home, "licenses", "issue", PRODUCT, "--seats", "1",
@@ -79,7 +81,7 @@ def main() -> int:
             return LicenseClient(product=PRODUCT, public_keys=public_keys, server_url=None,
                                  store_path=machine, clock=now)
 
-        request = app().create_activation_request(issued["license_key"], password=PASSWORD)
+        request = app().create_activation_request(issued["license_key"])
         (usb / "activation-request.txt").write_text(request)
         show("app", f"wrote activation-request.txt ({len(request.splitlines())} lines):")
         print("          " + "\n          ".join(request.splitlines()[:3]) + "\n          ...")
@@ -93,9 +95,9 @@ def main() -> int:
         lic = app().activate_offline((usb / "activation-response.txt").read_text())
         show("app", f"activated: features {sorted(lic.features)}, protection "
                     f"{lic.protection.value}, refresh by {lic.refresh_by}, ends {lic.expires_at}")
-        clock["offset"] = timedelta(days=365)
+        clock["offset"] = timedelta(days=300)
         checked = app().check()
-        show("app", f"a year later, offline: license {checked.license_id} is valid")
+        show("app", f"300 days later, offline: license {checked.license_id} is valid")
         try:  # the same response cannot be used twice (its request is used up)
             app().activate_offline((usb / "activation-response.txt").read_text())
         except LicenseError as exc:

@@ -157,7 +157,7 @@ def test_air_gapped_block_with_a_union_of_macs_runs_on_one_machine(
     """Attack: the end user edits the air-gapped request block (its checksum is anyone's
     to recompute) to add machine B's MAC, then carries the activated files to B: one
     seat would run on two computers and the server would never see it."""
-    product, keys = new_product(server.admin)
+    product, keys = new_product(server.admin, air_gapped=True)
     lic = server.admin.issue_license(product, seats=1)
     a, b = machines(product, keys, "a"), machines(product, keys, "b")
     request = a.client.create_activation_request(lic["license_key"])

@@ -49,6 +49,7 @@ EMAIL = "grace.hopper@example.com"
 
 def new_product(admin: AdminClient, **policy: Any) -> tuple[str, list[str]]:
     product = "off-" + secrets.token_hex(4)
+    policy.setdefault("air_gapped", True)  # an explicit opt-in (off for new products)
     keys = admin.setup_product(product, name="Offline", features=["export"], **policy)
     return product, keys
 
@@ -87,10 +88,14 @@ def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
     yield make
 
 
-def respond(server: InProcessServer, request_text: str, *, status: int = 201) -> str:
-    """What the end user does on a connected machine: post the request, get the response."""
+def respond(server: InProcessServer, request_text: str, *, status: int = 201,
+            password: str | None = None) -> str:
+    """What the end user does on a connected machine: post the request (and type the
+    license's activation password, if it has one, beside it), get the response."""
+    body = {"request": request_text} if password is None else {"request": request_text,
+                                                                "password": password}
     answer = server.session().post(f"{server.url}/v1/offline/activations",
-                           json={"request": request_text}, timeout=30)
+                                   json=body, timeout=30)
     assert answer.status_code == status, answer.text
     body = answer.json()
     assert set(body) == {"response", "activation_id", "license_id", "product",
@@ -142,8 +147,7 @@ def test_air_gapped_activation_and_deactivation(
     issued = admin.issue_license(product, seats=1, password="open sesame")
     app = machine(product, keys)
 
-    request = app.client.create_activation_request(issued["license_key"],
-                                                   password="open sesame")
+    request = app.client.create_activation_request(issued["license_key"])
     lines = request.strip().splitlines()
     assert lines[0] == "-----BEGIN SOFTWARE_DNA ACTIVATION REQUEST-----"
     assert lines[-1] == "-----END SOFTWARE_DNA ACTIVATION REQUEST-----"
@@ -151,6 +155,7 @@ def test_air_gapped_activation_and_deactivation(
     doc = block_json(request)
     assert doc["product"] == product and doc["license_key"] == issued["license_key"]
     assert doc["fingerprint"]["components"] and "email" not in doc and "registration" not in doc
+    assert "password" not in doc and doc["v"] == off.REQUEST_VERSION
     for name, value in raw_identifiers().items():
         assert not appears(value, request) and not appears(value, json.dumps(doc)), name
     created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
@@ -158,19 +163,27 @@ def test_air_gapped_activation_and_deactivation(
 
     with pytest.raises(NotActivated):
         app.client.check()
-    response = respond(server, "Dear vendor, here it is:\n\n" + request + "\nThanks!")
+    refused = server.session().post(f"{server.url}/v1/offline/activations",
+                                    json={"request": request}, timeout=30)
+    # The password is typed beside the block, never carried in it.
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "wrong_password"
+    response = respond(server, "Dear vendor, here it is:\n\n" + request + "\nThanks!",
+                       password="open sesame")
     assert response.startswith("-----BEGIN SOFTWARE_DNA ACTIVATION RESPONSE-----")
 
     lic = app.client.activate_offline("> pasted:\n" + response)
     assert lic.protection is Protection.OFFLINE
-    assert lic.refresh_by is None and lic.expires_at is None and lic.license_expires_at is None
+    assert lic.refresh_by is None and lic.license_expires_at is None
+    # A finite lifetime: the product's air_gapped_token_days (365 by default).
+    assert lic.expires_at is not None
+    assert abs(lic.expires_at - lic.issued_at - timedelta(days=365)) < timedelta(seconds=1)
     assert lic.has_feature("export") and lic.license_id == issued["id"]
     assert in_use(admin, issued["id"]) == 1
     [row] = admin.list_activations(issued["id"])
     assert row["offline"] is True and row["id"] == lic.activation_id
 
-    # Later starts, far in the future: no server, no refresh, no grace period.
-    app.offset = timedelta(days=400)
+    # Later starts, months later: no server, no refresh, no grace period.
+    app.offset = timedelta(days=300)
     checked = app.restart().check()
     assert checked.activation_id == lic.activation_id and checked.offline_grace_ends_at is None
 
@@ -257,6 +270,10 @@ def test_an_offline_activation_stays_offline_when_refreshed_online(
         issued["license_key"])))
     refreshed = client.refresh()
     assert refreshed.protection is Protection.OFFLINE and refreshed.refresh_by is None
+    # The validation (the fast path included) keeps the air-gapped lifetime: never perpetual.
+    assert refreshed.expires_at is not None
+    assert abs(refreshed.expires_at - refreshed.issued_at - timedelta(days=365)) \
+        < timedelta(seconds=1)
     client.close()
 
 

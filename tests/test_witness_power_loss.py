@@ -224,7 +224,7 @@ def test_air_gapped_license_with_a_zero_byte_witness_keeps_working_offline(
         server: InProcessServer, air_gapped: Callable[..., AirGapped]) -> None:
     product = "wpl-air-" + secrets.token_hex(4)
     keys = server.admin.setup_product(product, name="Air gapped", features=["export"],
-                                      protection="offline")
+                                      protection="offline", air_gapped=True)
     issued = server.admin.issue_license(product)
     app = air_gapped(product, keys)
     request = app.client.create_activation_request(issued["license_key"])
@@ -234,6 +234,9 @@ def test_air_gapped_license_with_a_zero_byte_witness_keeps_working_offline(
     zero(*(p for p in (guard.path, guard.previous_path) if p.exists()))
 
     assert isinstance(app.restart().check(), License)
-    app.offset = timedelta(days=400)
+    app.offset = timedelta(days=300)  # within the air-gapped token's lifetime (365 days)
     assert app.restart().check().license_id == issued["id"]
     assert app.client._state.guard.state() is WitnessState.DAMAGED  # no server: not repaired
+    app.offset = timedelta(days=400)  # the token ended: a new activation response is needed
+    with pytest.raises(StoreRolledBack):
+        app.restart().check()

@@ -29,6 +29,7 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from fastapi.routing import iter_route_contexts
 
 from software_dna.server.app import create_app
 from software_dna.server.testing import LocalServer
+from software_dna.wire import airgap
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
 from tests.server.helpers import Api, fingerprint, nonce
@@ -101,7 +103,7 @@ def build_world(server: LocalServer) -> World:
     tag = secrets.token_hex(3)
     product, other = f"authz-{tag}", f"authz-other-{tag}"
     admin.setup_product(product, features=["pro"], limited_features=["view"], trial_days=7,
-                        protection="mandatory",
+                        protection="mandatory", air_gapped=True,
                         lease_duration=300)
     admin.setup_product(other)
     spare_kid = str(admin.generate_key(product)["kid"])  # trusted, not active
@@ -198,6 +200,13 @@ def _offline_request(w: World) -> dict[str, Any]:
                        "-----END SOFTWARE_DNA ACTIVATION REQUEST-----\n"}
 
 
+def _staff_offline_request(w: World) -> dict[str, Any]:
+    # A real request from a new machine: the vendor's staff answer it without a password.
+    return {"request": airgap.build_request(
+        product=w.product, license_key=w.spare_key, fingerprint=fingerprint(nonce()),
+        nonce=nonce(), created_at=datetime.now(timezone.utc))}
+
+
 VICTIM_LICENSE: Params = lambda w: {"license_id": w.victim_license_id}  # noqa: E731
 
 #: Every route of the app: (method, path) -> rule.  Keep in step with the server.
@@ -274,6 +283,7 @@ RULES: dict[tuple[str, str], Rule] = {
         "admin", params=lambda w: {"license_id": w.test_code_id}, phase=2),
     ("GET", "/v1/admin/licenses/{license_id}/leases"): Rule("admin"),
     ("GET", "/v1/admin/licenses/{license_id}/lockout"): Rule("admin"),
+    ("POST", "/v1/admin/offline/activations"): Rule("admin", _staff_offline_request, phase=1),
     ("POST", "/v1/admin/lockouts/reset"): Rule(
         "admin", lambda w: {"license_id": w.victim_license_id}, phase=1),
     ("POST", "/v1/admin/renewal-codes"): Rule("admin", lambda w: {"days": 5,

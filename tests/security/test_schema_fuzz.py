@@ -97,7 +97,8 @@ def test_replayed_requests_are_documented(schema_server: LocalServer, tmp_path: 
 
     srv = schema_server
     product = "replay-product"
-    keys = srv.admin.setup_product(product, trial_days=3, protection="offline")
+    keys = srv.admin.setup_product(product, trial_days=3, protection="offline",
+                                   air_gapped=True)
     api = schemathesis.openapi.from_url(f"{srv.url}/openapi.json")
     key = srv.admin.issue_license(product, seats=2)["license_key"]
     offline = LicenseClient(product=product, public_keys=keys, store_path=tmp_path)

@@ -222,6 +222,7 @@ def test_replaying_an_old_air_gapped_request_takes_no_seat(any_server: LocalServ
                                                            product: Product) -> None:
     """Attack: answer an old air-gapped request again after its activation was
     deactivated, to get a second activation on a seat that is free again."""
+    any_server.admin.update_product(product.id, air_gapped=True)  # an explicit opt-in
     lic = any_server.admin.issue_license(product.id, seats=1)
     text = airgap.build_request(product=product.id, license_key=lic["license_key"],
                                 fingerprint=wire(A), nonce=nonce(),

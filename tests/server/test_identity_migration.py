@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, inspect, select
 from software_dna.server import services as service
 from software_dna.server.config import Settings
 from software_dna.server.crypto import Vault, create_master_key_file
-from software_dna.server.db import make_engine, make_session_factory, migrate
+from software_dna.server.db import head_revision, make_engine, make_session_factory, migrate
 from software_dna.server.models import Activation, AuditEntry, MachineBinding
 from software_dna.server.services.common import Context
 from software_dna.server.services.errors import ServiceError
@@ -170,7 +170,7 @@ def test_0004_to_0005_with_data_on_postgresql(tmp_path: Path,
 def test_0005_without_master_key_on_an_empty_database(tmp_path: Path) -> None:
     """A fresh database migrates without a master key (nothing to seal)."""
     settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path)})
-    assert migrate(settings)[1] == "0005"
+    assert migrate(settings)[1] == head_revision(settings)
 
 
 

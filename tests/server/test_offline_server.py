@@ -42,14 +42,21 @@ PASSWORD = "correct horse"
 
 
 def make_request(product: str, key: str, machine: str = "m1", **extra: Any) -> tuple[str, str]:
-    """An armored request from a fake machine; returns (text, nonce)."""
+    """An armored request from a fake machine; returns (text, nonce). It holds no password:
+    :func:`post` sends one beside it."""
     n = nonce()
     fields: dict[str, Any] = {"created_at": datetime.now(timezone.utc), **extra}
     return off.build_request(product=product, license_key=key, fingerprint=fingerprint(machine),
                              nonce=n, **fields), n
 
 
-def post(server: LocalServer, route: str, body: Any) -> requests.Response:
+def post(server: LocalServer, route: str, body: Any,
+         password: str | None = PASSWORD) -> requests.Response:
+    """POST to ``/v1/offline/<route>``; a request goes with ``password`` beside it (the end
+    user types it on the connected machine), unless None."""
+    if route == "activations" and isinstance(body, dict) and "request" in body \
+            and password is not None:
+        body = {"password": password, **body}
     return requests.post(f"{server.url}/v1/offline/{route}", json=body, timeout=30)
 
 
@@ -61,6 +68,7 @@ def error(answer: requests.Response) -> tuple[int, str]:
 def setup(server: LocalServer, *, seats: int = 1, **policy: Any) -> tuple[str, list[str],
                                                                           dict[str, Any]]:
     product = "o-" + secrets.token_hex(4)
+    policy.setdefault("air_gapped", True)  # an explicit opt-in (off for new products)
     keys = server.admin.setup_product(product, features=["pro"], **policy)
     issued = server.admin.issue_license(product, seats=seats, password=PASSWORD)
     return product, keys, issued
@@ -81,15 +89,15 @@ def test_respond_applies_the_activation_rules(any_server: LocalServer) -> None:
     product, keys, issued = setup(any_server, protection="mandatory", refresh_interval=3600,
                                   offline_grace_period=600)
     key = issued["license_key"]
-    assert error(post(any_server, "activations", {"request": make_request(product, key)[0]})) \
-        == (403, "wrong_password")
-    text, _ = make_request(product, key, password=PASSWORD, email="a@example.com")
+    assert error(post(any_server, "activations", {"request": make_request(product, key)[0]},
+                      password=None)) == (403, "wrong_password")
+    text, _ = make_request(product, key, email="a@example.com")
     assert error(post(any_server, "activations", {"request": text})) == (400, "consent_required")
-    text, _ = make_request(product, "AAAA-BBBB-CCCC-DDDD", password=PASSWORD)
+    text, _ = make_request(product, "AAAA-BBBB-CCCC-DDDD")
     assert error(post(any_server, "activations", {"request": text})) \
         == (404, "unknown_license_key")
 
-    text, sent_nonce = make_request(product, key, password=PASSWORD)
+    text, sent_nonce = make_request(product, key)
     answer = post(any_server, "activations", {"request": text})
     assert answer.status_code == 201, answer.text
     body = answer.json()
@@ -98,22 +106,24 @@ def test_respond_applies_the_activation_rules(any_server: LocalServer) -> None:
     assert body["license_id"] == issued["id"] and body["product"] == product
     lic = check_token(response.token, keys, product)
     assert lic.protection is Protection.OFFLINE and lic.refresh_by is None
-    assert lic.expires_at is None and lic.nonce == sent_nonce
+    # A finite lifetime (the product's air_gapped_token_days, 365 by default).
+    assert lic.expires_at is not None and lic.nonce == sent_nonce
+    assert abs(lic.expires_at - lic.issued_at - timedelta(days=365)) < timedelta(seconds=1)
     assert to_json(lic.fingerprint) == fingerprint("m1")["components"]
     assert response.activation_secret.startswith("sas_")
     assert seats_in_use(any_server, issued["id"]) == 1
 
-    text, _ = make_request(product, key, machine="m2", password=PASSWORD)
+    text, _ = make_request(product, key, machine="m2")
     assert error(post(any_server, "activations", {"request": text})) == (409, "no_seats_left")
     any_server.admin.revoke_license(issued["id"])
-    text, _ = make_request(product, key, machine="m3", password=PASSWORD)
+    text, _ = make_request(product, key, machine="m3")
     assert error(post(any_server, "activations", {"request": text})) == (403, "license_revoked")
 
 
 def test_a_request_outside_the_freshness_window_is_refused(any_server: LocalServer) -> None:
     product, _, issued = setup(any_server)
     for age in (off.REQUEST_LIFETIME + timedelta(minutes=1), -timedelta(days=2)):
-        text, _ = make_request(product, issued["license_key"], password=PASSWORD,
+        text, _ = make_request(product, issued["license_key"],
                                created_at=datetime.now(timezone.utc) - age)
         assert error(post(any_server, "activations", {"request": text})) \
             == (400, "request_expired")
@@ -171,7 +181,8 @@ def _mutations(product: str, key: str) -> dict[str, str]:
         "consent not a bool": _armored(off.REQUEST, dict(doc, consent="yes")),
         "unknown field": _armored(off.REQUEST, dict(doc, admin=True)),
         "missing nonce": _armored(off.REQUEST, {k: v for k, v in doc.items() if k != "nonce"}),
-        "future version": _armored(off.REQUEST, dict(doc, v=2)),
+        "future version": _armored(off.REQUEST, dict(doc, v=3)),
+        "password in a version 2 block": _armored(off.REQUEST, dict(doc, v=2)),
         "version as a string": _armored(off.REQUEST, dict(doc, v="1")),
         "naive time": _armored(off.REQUEST, dict(doc, created_at="2026-11-29T12:00:00")),
         "a receipt block": _armored(off.RECEIPT, {"type": "deactivation_receipt", "v": 1}),
@@ -208,11 +219,11 @@ def test_licenses_that_need_the_server_are_not_activated_offline(
     product, _, _ = setup(any_server, protection="mandatory")
     for fields in ({"subscription": True}, {"seat_mode": "floating", "seats": 2}):
         issued = _issue(any_server, product, **fields)
-        text, _ = make_request(product, issued["license_key"], password="wrong")
+        text, _ = make_request(product, issued["license_key"])
         # Nothing is said about the license before the password is right.
-        assert error(post(any_server, "activations", {"request": text})) \
+        assert error(post(any_server, "activations", {"request": text}, password="wrong")) \
             == (403, "wrong_password")
-        text, _ = make_request(product, issued["license_key"], password=PASSWORD)
+        text, _ = make_request(product, issued["license_key"])
         answer = post(any_server, "activations", {"request": text})
         assert error(answer) == (403, "offline_not_allowed"), fields
         assert "server" in answer.json()["error"]["message"]
@@ -241,7 +252,7 @@ def test_roll_over_never_takes_an_air_gapped_seat(any_server: LocalServer) -> No
 
 def _activate(server: LocalServer, product: str, key: str,
               machine: str = "m1") -> off.ActivationResponseDoc:
-    text, _ = make_request(product, key, machine=machine, password=PASSWORD)
+    text, _ = make_request(product, key, machine=machine)
     answer = post(server, "activations", {"request": text})
     assert answer.status_code in (200, 201), answer.text
     return off.parse_response(answer.json()["response"])
@@ -329,7 +340,7 @@ def test_forged_receipts_are_refused(any_server: LocalServer) -> None:
 
 def test_a_used_request_cannot_come_back_after_deactivation(any_server: LocalServer) -> None:
     product, _, issued = setup(any_server)
-    text, _ = make_request(product, issued["license_key"], password=PASSWORD)
+    text, _ = make_request(product, issued["license_key"])
     first = off.parse_response(post(any_server, "activations", {"request": text}).json()
                                ["response"])
     post(any_server, "deactivations", {"receipt": _receipt(
@@ -343,7 +354,7 @@ def test_offline_activation_attempts_are_rate_limited(tmp_path: Path) -> None:
                         rate_limit_address_attempts=100) as srv:
         product, _, issued = setup(srv)
         codes = [error(post(srv, "activations", {"request": make_request(
-            product, issued["license_key"], password="guess")[0]})) for _ in range(4)]
+            product, issued["license_key"])[0]}, password="guess")) for _ in range(4)]
         assert codes[:3] == [(403, "wrong_password")] * 3 and codes[3] == (429, "rate_limited")
 
 
@@ -373,8 +384,7 @@ def test_cli_respond_and_deactivate(any_server: LocalServer, tmp_path: Path,
     product, keys, issued = setup(any_server, seats=2)
     where = ["--data-dir", str(any_server.data_dir), "--database-url", any_server.database_url]
     request_file = tmp_path / "request.txt"
-    request_file.write_text(make_request(product, issued["license_key"],
-                                         password=PASSWORD)[0])
+    request_file.write_text(make_request(product, issued["license_key"])[0])
     response_file = tmp_path / "response.txt"
 
     code, out, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
@@ -396,15 +406,13 @@ def test_cli_respond_and_deactivate(any_server: LocalServer, tmp_path: Path,
 
     # Through a running server (the remote backend), another machine.
     remote = ["--server-url", any_server.url, "--admin-key", any_server.admin_key]
-    request_file.write_text(make_request(product, issued["license_key"], machine="m2",
-                                         password=PASSWORD)[0])
+    request_file.write_text(make_request(product, issued["license_key"], machine="m2")[0])
     code, out, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
                              "--json", *remote)
     assert code == 0, err
     remote_activation = json.loads(out)
     assert seats_in_use(any_server, issued["id"]) == 2
-    request_file.write_text(make_request(product, issued["license_key"], machine="m3",
-                                         password=PASSWORD)[0])
+    request_file.write_text(make_request(product, issued["license_key"], machine="m3")[0])
     code, _, err = run_cli(monkeypatch, capsys, "offline", "respond", str(request_file),
                            *remote)
     assert code == 1 and "no_seats_left" in err and len(err.strip().splitlines()) == 1
@@ -444,3 +452,38 @@ def test_cli_refusals_are_one_line(any_server: LocalServer, tmp_path: Path,
         assert len(err.strip().splitlines()) == 1 and err.startswith("software-dna: error: ")
     code, out, _ = run_cli(monkeypatch, capsys, "offline", "--help")
     assert code == 0 and "respond" in out and "deactivate" in out
+
+
+def test_cli_sets_the_air_gapped_settings(any_server: LocalServer, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`products create|configure` and `licenses issue|set` expose the opt-in, its
+    lifetime and the per-license override; `products show` / `licenses show` say them."""
+    where = ["--data-dir", str(any_server.data_dir), "--database-url", any_server.database_url]
+    product = "cli-ag-" + secrets.token_hex(4)
+    code, out, err = run_cli(monkeypatch, capsys, "products", "create", product, "--json",
+                             *where)
+    assert code == 0, err
+    made = json.loads(out)
+    assert (made["air_gapped"], made["air_gapped_token_days"], made["air_gapped_perpetual"]) \
+        == (False, 365, False)
+    code, out, err = run_cli(monkeypatch, capsys, "products", "configure", product,
+                             "--air-gapped", "--air-gapped-token-days", "30", *where)
+    assert code == 0 and "air_gapped" in out, err
+    code, out, _ = run_cli(monkeypatch, capsys, "products", "show", product, *where)
+    assert "on (tokens last 30 days)" in out
+    code, _, err = run_cli(monkeypatch, capsys, "products", "configure", product,
+                           "--air-gapped-token-days", "0", *where)
+    assert code != 0 and "air_gapped_token_days" in err
+
+    code, out, err = run_cli(monkeypatch, capsys, "licenses", "issue", product,
+                             "--air-gapped", "off", "--json", *where)
+    assert code == 0, err
+    issued = json.loads(out)
+    assert issued["air_gapped"] is False
+    for value, expected in (("on", True), ("product", None)):
+        code, out, err = run_cli(monkeypatch, capsys, "licenses", "set", issued["id"],
+                                 "--air-gapped", value, "--json", *where)
+        assert code == 0 and json.loads(out)["air_gapped"] is expected, err
+    code, out, _ = run_cli(monkeypatch, capsys, "licenses", "show", issued["id"], *where)
+    assert "the product's setting" in out

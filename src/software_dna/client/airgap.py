@@ -5,8 +5,14 @@
 2. :meth:`AirGap.activate` verifies the response with no network at all:
    signature, product, this machine, the echoed nonce of a request this
    machine made and has not used yet, and freshness;
-3. :meth:`AirGap.deactivate` removes the license and returns a signed
-   deactivation receipt. See docs/offline.md.
+3. :meth:`AirGap.deactivate` removes the license, records the deactivation
+   in the rollback witness (no token of that activation, nor any token of
+   the license issued before it, is accepted here again) and returns a
+   signed deactivation receipt. See docs/offline.md.
+
+The request never holds the activation password: it is typed where the
+request is answered (``POST /v1/offline/activations`` takes it beside the
+block; the vendor's staff need none).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from software_dna.wire.airgap import (
 )
 from software_dna.wire.times import CLOCK_SKEW, format_rfc3339, parse_rfc3339
 
+from .expiry import expired_air_gapped
 from .server import client_facts, new_nonce
 from .state import ClientState
 from .verifier import rotated_secret
@@ -50,7 +57,7 @@ class AirGap:
     def __init__(self, state: ClientState) -> None:
         self.state = state
 
-    def create_request(self, license_key: str, *, password: str | None, email: str | None,
+    def create_request(self, license_key: str, *, email: str | None,
                        registration: Mapping[str, str] | None, consent: bool) -> str:
         """See :meth:`LicenseClient.create_activation_request` (``license_key`` checked)."""
         state = self.state
@@ -61,7 +68,7 @@ class AirGap:
             text = build_request(
                 product=state.product, license_key=license_key.strip(),
                 fingerprint=state.verifier.fingerprint().to_wire(), nonce=nonce,
-                created_at=now, consent=consent, password=password, email=email,
+                created_at=now, consent=consent, email=email,
                 registration=registration, client=client_facts(),
             )
         except ValueError:
@@ -109,9 +116,11 @@ class AirGap:
                 "This computer's clock is behind the time the activation response was made "
                 f"({format_rfc3339(lic.not_before)}). Set the clock to the correct time and "
                 "try again.")
-        for end in (lic.license_expires_at, lic.expires_at):
-            if end is not None and now >= end:
-                raise LicenseExpired(f"This license expired on {format_rfc3339(end)}.")
+        if lic.license_expires_at is not None and now >= lic.license_expires_at:
+            raise LicenseExpired(
+                f"This license expired on {format_rfc3339(lic.license_expires_at)}.")
+        if lic.expires_at is not None and now >= lic.expires_at:
+            raise LicenseExpired(expired_air_gapped(lic.expires_at))
         # As for any token installed out of band: the clock not set back, nothing older
         # than what this machine has seen, no refusal seen online undone.
         state.check_not_rolled_back(now, lic)
@@ -130,13 +139,14 @@ class AirGap:
         data = state.read()
         earlier = data.get("offline_deactivation")
         activation_id, secret = data.get("activation_id"), data.get("activation_secret")
-        if not isinstance(activation_id, str) or not isinstance(secret, str):
+        stored = state.stored_license(data)
+        if not isinstance(activation_id, str) or not isinstance(secret, str) or stored is None:
             if isinstance(earlier, dict) and isinstance(earlier.get("receipt"), str):
                 return str(earlier["receipt"])  # asked again: the same receipt
             raise NotActivated("This computer has no activation to deactivate.")
         now = state.now()
         text = build_deactivation_receipt(product=state.product, activation_id=activation_id,
                                           activation_secret=secret, nonce=new_nonce(), now=now)
-        state.save_offline_deactivation(activation_id, text, now)
+        state.save_offline_deactivation(stored, text, now)
         state.verifier.forget()
         return text

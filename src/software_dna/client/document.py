@@ -56,6 +56,9 @@ class OfflineDeactivation(TypedDict):
     activation_id: str
     receipt: str  # the armored deactivation receipt
     created_at: str  # RFC 3339
+    # Absent in stores written before they were recorded:
+    license_id: str
+    token_iat: str  # RFC 3339: the iat of the token given up
 
 
 class StoredDocument(TypedDict, total=False):

@@ -1,6 +1,7 @@
 """When a verified license stops working, and what the end user reads then (no I/O).
 
 - :func:`expired_message`: the license ended (worded by its kind);
+- :func:`expired_air_gapped`: an air-gapped token ended before its license;
 - :func:`lease_error`: a floating license works -- offline too -- until its
   lease ends and not after (:class:`~software_dna.errors.LeaseExpired`);
 - a cancelled subscription (refusal ``subscription_cancelled``): the app keeps
@@ -28,6 +29,7 @@ __all__ = [
     "cancel_status",
     "cancel_window_end",
     "cancelled_license",
+    "expired_air_gapped",
     "expired_message",
     "lease_error",
 ]
@@ -36,6 +38,19 @@ __all__ = [
 def expired_message(lic: License, ended: datetime) -> str:
     """What the end user reads when the license ended at ``ended`` (by its kind)."""
     return wording.expired_message(lic.kind, ended)
+
+
+def expired_air_gapped(ended: datetime) -> str:
+    """What the end user reads when an air-gapped token ended at ``ended`` (its license did not).
+
+    An air-gapped token (protection ``offline``) lives the product's
+    ``air_gapped_token_days``; a new activation response renews it, with no
+    network needed on this computer.
+    """
+    return ("This computer's air-gapped activation ended on "
+            f"{format_rfc3339(ended)}. Create a new activation request on this computer "
+            "(LicenseClient.create_activation_request) and get a response for it from the "
+            "vendor, or from a computer that can reach the license server.")
 
 
 def lease_error(lic: License, now: datetime) -> LeaseExpired | None:

@@ -16,6 +16,7 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +26,13 @@ from software_dna import fingerprint as _fp
 from software_dna.errors import LicenseError, LicenseExpired
 from software_dna.license import License
 from software_dna.store import store_path_for
+from software_dna.wire.claims import Protection
 from software_dna.wire.paseto import InvalidKey, PublicKey
 
 from .activation import Activation, check_activation_input
 from .airgap import AirGap
 from .checkout import Checkout
+from .expiry import expired_air_gapped
 from .lease import LeaseKeeper
 from .locations import Env, find_store
 from .passwords import PasswordReset
@@ -264,10 +267,14 @@ class LicenseClient:
         """Verify a license token obtained out of band and store it.
 
         Used by offline activation and tests. The token must be signed by a
-        trusted key, for this product and this machine.
+        trusted key, for this product and this machine, and must not undo what
+        this machine saw (an older token, a refusal, an air-gapped deactivation).
 
         Raises:
             InvalidToken, WrongProduct, WrongMachine: the token is not for here.
+            NotActivated: an air-gapped deactivation on this machine gave up this
+                token (its activation, or a token issued before it).
+            ClockTampered: this computer's clock is behind a time already seen.
             LicenseExpired: it has already expired.
             StoreError: it could not be stored.
         """
@@ -281,7 +288,9 @@ class LicenseClient:
             if lic.license_expires_at is not None and now >= lic.license_expires_at:
                 raise LicenseExpired("This license has already expired.")
             if lic.expires_at is not None and now >= lic.expires_at:
-                raise LicenseExpired("This license token has already expired.")
+                raise LicenseExpired(expired_air_gapped(lic.expires_at)
+                                     if lic.protection is Protection.OFFLINE
+                                     else "This license token has already expired.")
             state.install_token(token, now)
             return self._validation.apply_grace(now, lic)  # days_left, and the grace if due
 
@@ -324,12 +333,18 @@ class LicenseClient:
     ) -> str:
         """An activation request for a machine that cannot reach the server (docs/offline.md).
 
-        Arguments as for :meth:`activate`. The returned text block (about a
-        dozen lines) holds the product, the license key and password, the
-        fingerprint's component hashes, a fresh nonce and the creation time
-        (UTC); personal data only when given, and only with ``consent=True``.
-        The nonce is remembered in the store for 30 days
-        (:data:`software_dna.wire.airgap.REQUEST_LIFETIME`; at most 16 pending).
+        Arguments as for :meth:`activate`, except ``password``. The returned
+        text block (about a dozen lines) holds the product, the license key
+        (readable: treat the block like the key), the fingerprint's component
+        hashes, a fresh nonce and the creation time (UTC); personal data only
+        when given, and only with ``consent=True``. It never holds the
+        activation password: end users mail these blocks around. The password
+        is typed where the request is answered (beside the block on
+        ``POST /v1/offline/activations``; the vendor's staff need none).
+        ``password`` is accepted for compatibility and ignored, with a
+        :class:`DeprecationWarning`. The nonce is remembered in the store for
+        30 days (:data:`software_dna.wire.airgap.REQUEST_LIFETIME`; at most 16
+        pending).
 
         Raises:
             UnknownLicenseKey: an empty key.
@@ -339,8 +354,13 @@ class LicenseClient:
             FingerprintUnavailable, StoreError.
         """
         license_key = check_activation_input(license_key, email, registration, consent)
+        if password is not None:
+            warnings.warn(
+                "create_activation_request(password=...) is ignored: the request block never "
+                "holds the activation password. It is typed where the request is answered.",
+                DeprecationWarning, stacklevel=2)
         with self._lock:
-            return self._airgap.create_request(license_key, password=password, email=email,
+            return self._airgap.create_request(license_key, email=email,
                                                registration=registration, consent=consent)
 
     def activate_offline(self, response_text: str) -> License:
@@ -371,7 +391,12 @@ class LicenseClient:
 
         The end user sends the receipt to the vendor (or posts it from a
         connected machine); the server then frees the seat. Calling it again
-        returns the same receipt until the next activation.
+        returns the same receipt until the next activation. The deactivation
+        is recorded in the rollback witness: afterwards no token of this
+        activation, and no token of the license issued before now, is
+        accepted on this machine (:meth:`install_token`,
+        :meth:`activate_offline`, :meth:`check` raise :class:`NotActivated`),
+        even with the store restored from a backup.
 
         Raises:
             NotActivated: nothing to deactivate.

@@ -27,6 +27,16 @@ forged without the key), one per product:
     the latest of the clock high-water mark and every ``max_iat``: the clock
     may not be set earlier than this (minus the clock skew), even after the
     store was deleted.
+``licenses[id]["deactivated"]``
+    an air-gapped deactivation made on this machine: ``at`` (the machine's
+    time of the latest one, shown to the end user), ``iat`` (the newest
+    ``iat`` of a token given up: the server's signed time, so no clock on
+    this machine moves it) and ``activations`` (the ids given up, newest
+    last). Afterwards no token of those activations, and no token of the
+    license issued at or before ``iat``, is accepted on this machine again
+    (:meth:`RollbackGuard.deactivation_error`): the deactivation receipt frees
+    the seat on the server, so an old token put back would be a seat used
+    twice.
 
 The store records ``witnessed: true`` once a witness write succeeded, so
 deleting the witness to hide a rollback is noticed too. Whenever the store
@@ -78,7 +88,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from software_dna.errors import LicenseError, StoreError, StoreRolledBack
+from software_dna.errors import LicenseError, NotActivated, StoreError, StoreRolledBack
 from software_dna.files import move_aside
 from software_dna.store import Store
 from software_dna.wire.codes import Code
@@ -88,10 +98,12 @@ from .locations import find_witness
 from .refusals import stored_error
 
 __all__ = ["ROLLED_BACK", "UNCONFIRMED", "WITNESS_DAMAGED", "RollbackGuard", "WitnessState",
-           "refusal_for"]
+           "deactivated_refusal", "refusal_for"]
 
 #: Most stores / licenses remembered per product (the oldest are dropped).
 _MAX_ENTRIES = 256
+#: Most deactivated activations remembered per license (the oldest are dropped).
+_MAX_DEACTIVATED = 64
 
 #: Message of a detected rollback (the end user's next step: go online once).
 ROLLED_BACK = (
@@ -216,6 +228,33 @@ def refusal_for(status: object, token_iat: datetime | None, *,
     if error is None or not isinstance(status, Mapping):
         return None
     return error if _applies(status, token_iat, activation_id) else None
+
+
+def deactivated_refusal(record: object, activation_id: str,
+                        token_iat: datetime) -> NotActivated | None:
+    """A deactivation record (``{"at", "iat", "activations"}``) as the refusal of a token.
+
+    It applies to every token of a listed activation, whenever issued (a
+    response answered again after the deactivation still names the seat the
+    receipt frees), and to every token of the license issued at or before
+    ``iat`` (the newest token given up; the server's signed time). Returns
+    None when it does not apply.
+    """
+    if not isinstance(record, Mapping):
+        return None
+    ids = record.get("activations")
+    upto = _time(record.get("iat"))
+    if (isinstance(ids, list) and activation_id in ids) or (
+            upto is not None and token_iat <= upto):
+        at = _time(record.get("at"))
+        when = format_rfc3339(at) if at is not None else "earlier"
+        return NotActivated(
+            "This license was deactivated on this computer (air-gapped deactivation, "
+            f"{when}): the activation it gave up, and any license token from before it, "
+            "cannot be used here again. To use the license here again, give the "
+            "deactivation receipt to the vendor first, then create a new activation request "
+            "and get a response for it.")
+    return None
 
 
 class RollbackGuard:
@@ -552,6 +591,52 @@ class RollbackGuard:
         return refusal_for(self._license(license_id).get("status"), token_iat,
                            activation_id=activation_id)
 
+    def record_deactivation(self, license_id: str, activation_id: str, at: datetime,
+                            token_iat: datetime) -> bool:
+        """Witness an air-gapped deactivation of ``activation_id`` at ``at`` (aware UTC).
+
+        ``token_iat``: the ``iat`` of the token given up (aware UTC); every token
+        of the license issued up to it is refused from now on.
+
+        Written whatever state the witness is in (a damaged one is rewritten
+        with it): it only ever refuses more, so it cannot launder a rollback.
+
+        Returns:
+            False when the witness could not be written (best effort, like every
+            witness write).
+        """
+        def change(doc: dict[str, Any]) -> None:
+            entry = _dict(doc, "licenses").get(license_id)
+            entry = _dict(doc, "licenses")[license_id] = (
+                dict(entry) if isinstance(entry, dict) else {})
+            old = entry.get("deactivated")
+            old = old if isinstance(old, dict) else {}
+            ids = [i for i in old.get("activations", []) if isinstance(i, str)] \
+                if isinstance(old.get("activations"), list) else []
+            if activation_id not in ids:
+                ids.append(activation_id)
+            entry["deactivated"] = {"at": _later(old.get("at"), at),
+                                    "iat": _later(old.get("iat"), token_iat),
+                                    "activations": ids[-_MAX_DEACTIVATED:]}
+
+        return self._change(change, lambda seen: True)
+
+    def deactivation_error(self, license_id: str, activation_id: str,
+                           token_iat: datetime) -> NotActivated | None:
+        """The refusal of a token given up by an air-gapped deactivation on this machine.
+
+        Args:
+            license_id, activation_id, token_iat: the token's license,
+                activation and ``iat`` (aware UTC).
+
+        Returns:
+            :class:`~software_dna.errors.NotActivated` when the token belongs to
+            an activation deactivated here, or was issued before the latest
+            deactivation of its license here; else None.
+        """
+        return deactivated_refusal(self._license(license_id).get("deactivated"),
+                                   activation_id, token_iat)
+
     def older_than_seen(self, license_id: str, token_iat: datetime) -> bool:
         """True when a token of ``license_id`` issued at ``token_iat`` is older than one stored."""
         max_iat = _time(self._license(license_id).get("max_iat"))
@@ -583,6 +668,7 @@ class RollbackGuard:
             return None  # damaged
         if token is not None:
             refused = self.status_error(token[0], token[2], activation_id=token[1])
+            refused = refused or self.deactivation_error(token[0], token[1], token[2])
             if refused is not None:
                 return refused
         if _int(data.get("generation")) < self._witnessed(doc, data):

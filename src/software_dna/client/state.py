@@ -39,7 +39,7 @@ from .document import OfflineRequest, Status, StoredDocument
 from .expiry import expired_message
 from .locations import Env, find_witness, keyring_path, remember_store
 from .refusals import MEANINGS, code_of, stored_error
-from .rollback import UNCONFIRMED, RollbackGuard, refusal_for
+from .rollback import UNCONFIRMED, RollbackGuard, deactivated_refusal, refusal_for
 from .verifier import TokenVerifier
 
 __all__ = ["HIGH_WATER_STEP", "ClientState", "Clock", "fresh_requests"]
@@ -373,12 +373,25 @@ class ClientState:
         """Refuse an out-of-band token that would undo what this machine already saw.
 
         The clock must not be behind the stored or witnessed high-water mark,
-        the token must not be older than one stored before, and a refusal
-        seen online (revoked, suspended, removed) still applies to tokens
-        issued before it.
+        the token must not be older than one stored before, a refusal seen
+        online (revoked, suspended, removed) still applies to tokens issued
+        before it, and an air-gapped deactivation made here refuses every
+        token of that activation and every token of the license issued before
+        it (:class:`NotActivated`; recorded in the witness and in the store).
         """
         data = self.read_or_empty()
         self.check_clock(now, data)
+        deactivated = self.guard.deactivation_error(lic.license_id, lic.activation_id,
+                                                    lic.issued_at)
+        record = data.get("offline_deactivation")
+        if deactivated is None and isinstance(record, dict) \
+                and record.get("license_id") == lic.license_id:
+            deactivated = deactivated_refusal(
+                {"at": record.get("created_at"), "iat": record.get("token_iat"),
+                 "activations": [record.get("activation_id")]},
+                lic.activation_id, lic.issued_at)
+        if deactivated is not None:
+            raise deactivated
         if self.guard.older_than_seen(lic.license_id, lic.issued_at):
             raise InvalidToken("This license is older than one already installed on this "
                                "computer. Use the newest license file you received.")
@@ -545,12 +558,27 @@ class ClientState:
             data["offline_requests"] = pending[-MAX_PENDING_REQUESTS:]
         self.update(change)
 
-    def save_offline_deactivation(self, activation_id: str, receipt: str, now: datetime) -> None:
-        """Replace the store by the receipt of an air-gapped deactivation."""
+    def save_offline_deactivation(self, lic: License, receipt: str, now: datetime) -> None:
+        """Replace the store by the receipt of an air-gapped deactivation.
+
+        The deactivation is written to the rollback witness first
+        (:meth:`RollbackGuard.record_deactivation`), so that no token of
+        the activation of ``lic`` (the stored license) nor any token of its
+        license issued up to ``lic``'s is accepted on this machine again, even
+        with the store restored from a backup; then the store keeps only the
+        receipt (and the same record).
+
+        Raises:
+            StoreError: the store could not be written (the license stays).
+        """
+        self.guard.record_deactivation(lic.license_id, lic.activation_id, now, lic.issued_at)
+
         def change(data: StoredDocument) -> None:
             cast(dict[str, Any], data).clear()
-            data["offline_deactivation"] = {"activation_id": activation_id, "receipt": receipt,
-                                            "created_at": format_rfc3339(now)}
+            data["offline_deactivation"] = {
+                "activation_id": lic.activation_id, "receipt": receipt,
+                "created_at": format_rfc3339(now), "license_id": lic.license_id,
+                "token_iat": format_rfc3339(lic.issued_at)}
         self.update(change)
 
 

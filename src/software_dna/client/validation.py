@@ -41,6 +41,7 @@ from .expiry import (
     cancel_status,
     cancel_window_end,
     cancelled_license,
+    expired_air_gapped,
     expired_message,
     lease_error,
 )
@@ -180,6 +181,10 @@ class Validation:
             raise lease_ended
         if lic.license_expires_at is not None and now >= lic.license_expires_at:
             raise LicenseExpired(expired_message(lic, lic.license_expires_at))
+        if lic.expires_at is not None and now >= lic.expires_at \
+                and lic.protection is Protection.OFFLINE:
+            # Only an air-gapped token ends before its license with protection offline.
+            raise LicenseExpired(expired_air_gapped(lic.expires_at))
         if lic.expires_at is not None and now >= lic.expires_at:
             raise LicenseExpired(
                 "The license server must be reached to keep using this license: the offline "

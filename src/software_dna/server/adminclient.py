@@ -341,14 +341,12 @@ class AdminClient:
         body = {k: v for k, v in (("license_id", license_id), ("address", address)) if v}
         return self._obj("POST", "/lockouts/reset", json=body)
 
-    # -- air-gapped activation (public routes: no admin key is sent)
+    # -- air-gapped activation
 
     def offline_respond(self, request_text: str) -> JSONDict:
-        """Answer an armored activation request; the answer holds the ``response`` block."""
-        result: JSONDict = self._call("POST", "/v1/offline/activations",
-                                      json={"request": request_text},
-                                      headers={"Authorization": None})
-        return result
+        """Answer an armored activation request as the vendor (admin route: no activation
+        password needed); the answer holds the ``response`` block."""
+        return self._obj("POST", "/offline/activations", json={"request": request_text})
 
     def offline_deactivate(self, receipt_text: str) -> JSONDict:
         """Take an armored deactivation receipt; frees the activation's seat."""

@@ -28,6 +28,7 @@ from software_dna.server.api.routes.admin import (
     renewal_codes,
     test_codes,
 )
+from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,
@@ -76,6 +77,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin_trials.router,
     leases.router,
     lockouts.router,
+    admin_offline.router,
 )
 
 

@@ -4,12 +4,17 @@ A machine that never goes online activates with two text blocks that the end
 user carries by hand (a file, a USB stick, an email):
 
 1. :meth:`LicenseClient.create_activation_request` writes an *activation
-   request*: the product, the license key (and password), the fingerprint's
-   component hashes, a fresh nonce and the creation time.
-2. The vendor (``software-dna offline respond REQUEST_FILE``), or the end user
-   on another, connected machine (``POST /v1/offline/activations``), turns it
-   into an *activation response*: the signed license token (protection
-   ``offline``) and the activation's id and secret.
+   request*: the product, the license key, the fingerprint's component
+   hashes, a fresh nonce and the creation time. It holds no secret: the
+   activation password (when the license has one) is never in it, because
+   end users mail these blocks around. The license key is in it, readable.
+2. The vendor (``software-dna offline respond REQUEST_FILE``: staff need no
+   password), or the end user on another, connected machine (``POST
+   /v1/offline/activations``, with the password typed there, beside the
+   block), turns it into an *activation response*: the signed license token
+   (protection ``offline``, ending ``air_gapped_token_days`` after it was
+   issued unless the product allows perpetual air-gapped tokens) and the
+   activation's id and secret.
 3. :meth:`LicenseClient.activate_offline` verifies the response with no
    network at all: signature, product, this machine, the echoed nonce of a
    request this machine made and has not used yet, and freshness (the
@@ -33,6 +38,12 @@ lines), only base64url characters in canonical form, a matching checksum
 (which catches a block damaged in transit, not a forger: the signatures do
 that), a size limit per kind, and a JSON object with exactly the expected
 fields (duplicate keys refused).
+
+Versions: requests are version :data:`REQUEST_VERSION` (2), which has no
+``password`` field; version 1 requests (written by earlier SDKs) are still read, and
+the password one may carry is dropped by :func:`parse_request` (never used:
+a password that travelled in a mailed block proves nothing). Responses and
+receipts are version :data:`FORMAT_VERSION` (1).
 
 Signatures reuse the license layer: the response carries an ordinary license
 token (:func:`software_dna.wire.claims.verify_token_claims`); the deactivation receipt
@@ -65,6 +76,7 @@ from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "FORMAT_VERSION",
+    "REQUEST_VERSION",
     "MAX_PENDING_REQUESTS",
     "REQUEST_LIFETIME",
     "ActivationRequestDoc",
@@ -83,8 +95,12 @@ __all__ = [
     "verify_deactivation_receipt",
 ]
 
-#: Version of the JSON documents inside the blocks (the ``v`` field).
+#: Version of the response and receipt documents (the ``v`` field).
 FORMAT_VERSION = 1
+#: Version of the activation request documents: 2 has no ``password`` field.
+REQUEST_VERSION = 2
+#: The request versions read (1: older SDKs; its password is dropped).
+_REQUEST_VERSIONS = (1, 2)
 #: How long a request stays usable, on the machine that made it: a response
 #: to a request older than this is refused, and the server refuses to answer
 #: such a request. 30 days leave time for the mail and the vendor.
@@ -236,7 +252,8 @@ def dearmor(text: object, kind: str) -> dict[str, Any]:
     if document.get("type") != _TYPES[kind]:
         raise damaged
     version = document.get("v")
-    if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
+    versions = _REQUEST_VERSIONS if kind == REQUEST else (FORMAT_VERSION,)
+    if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
         raise ArmorError(f"This {_NOUNS[kind]} has a format version this software does "
                          "not read: update the software.")
     return document
@@ -273,7 +290,8 @@ class ActivationRequestDoc(NamedTuple):
     """A parsed activation request (shapes checked; the server validates the values).
 
     ``fingerprint`` is the wire form ``{"id", "algorithm", "components"}``;
-    ``created_at`` is aware UTC (the requesting machine's clock).
+    ``created_at`` is aware UTC (the requesting machine's clock); ``version``
+    the document's ``v`` (1 or 2). No password: see the module docstring.
     """
 
     product: str
@@ -282,10 +300,10 @@ class ActivationRequestDoc(NamedTuple):
     nonce: str
     created_at: datetime
     consent: bool
-    password: str | None
     email: str | None
     registration: Mapping[str, Any] | None
     client: Mapping[str, Any]
+    version: int = REQUEST_VERSION
 
 
 class ActivationResponseDoc(NamedTuple):
@@ -309,20 +327,21 @@ class DeactivationReceiptDoc(NamedTuple):
 
 def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, Any],
                   nonce: str, created_at: datetime, consent: bool = False,
-                  password: str | None = None, email: str | None = None,
+                  email: str | None = None,
                   registration: Mapping[str, str] | None = None,
                   client: Mapping[str, str] | None = None) -> str:
-    """The armored activation request (see the module docstring); optional fields only when given.
+    """The armored activation request, version 2 (see the module docstring).
 
-    ``created_at`` must be aware (sent as RFC 3339 UTC). Raises ``ValueError``
-    for a naive time or a request over the size limit.
+    Optional fields only when given; there is no password field. ``created_at``
+    must be aware (sent as RFC 3339 UTC). Raises ``ValueError`` for a naive
+    time or a request over the size limit.
     """
     document: dict[str, Any] = {
-        "type": _TYPES[REQUEST], "v": FORMAT_VERSION, "product": product,
+        "type": _TYPES[REQUEST], "v": REQUEST_VERSION, "product": product,
         "license_key": license_key, "fingerprint": dict(fingerprint), "nonce": nonce,
         "created_at": format_rfc3339(created_at), "consent": bool(consent),
     }
-    for name, value in (("password", password), ("email", email),
+    for name, value in (("email", email),
                         ("registration", None if registration is None else dict(registration)),
                         ("client", None if client is None else dict(client))):
         if value is not None:
@@ -333,25 +352,31 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
 def parse_request(text: object) -> ActivationRequestDoc:
     """Parse an armored activation request (server side).
 
+    A version 1 request may carry a ``password`` field (a string): it is
+    dropped, never returned. A version 2 request with one is refused.
+
     Raises:
         ArmorError: see :func:`dearmor`, plus missing / unknown fields and wrong types.
     """
     doc = dearmor(text, REQUEST)
+    version = int(doc["v"])
+    optional = ("email", "registration", "client") + (("password",) if version == 1 else ())
     _fields(doc, ("product", "license_key", "fingerprint", "nonce", "created_at", "consent"),
-            ("password", "email", "registration", "client"))
+            optional)
+    if "password" in doc:
+        _str(doc, "password")  # the shape is checked as before; the value is not kept
     fingerprint, consent = doc["fingerprint"], doc["consent"]
     registration, client = doc.get("registration"), doc.get("client", {})
     if not isinstance(fingerprint, dict) or not isinstance(consent, bool) or not (
         registration is None or isinstance(registration, dict)) or not isinstance(client, dict):
         raise ArmorError("The block is not valid (a field has the wrong type).")
-    password, email = doc.get("password"), doc.get("email")
+    email = doc.get("email")
     return ActivationRequestDoc(
         product=_str(doc, "product"), license_key=_str(doc, "license_key"),
         fingerprint=fingerprint, nonce=_str(doc, "nonce"), created_at=_time(doc, "created_at"),
         consent=consent,
-        password=None if password is None else _str(doc, "password"),
         email=None if email is None else _str(doc, "email"),
-        registration=registration, client=client,
+        registration=registration, client=client, version=version,
     )
 
 

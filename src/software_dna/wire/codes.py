@@ -67,6 +67,8 @@ class Code(str, Enum):
     TRIAL_USED = ("trial_used", 409)
     RENEWAL_CODE_USED = ("renewal_code_used", 409)
     RENEWAL_NOT_APPLICABLE = ("renewal_not_applicable", 409)
+    #: An air-gapped request from a machine that holds an online activation of the license.
+    ALREADY_ACTIVATED_ONLINE = ("already_activated_online", 409)
     ACTIVATION_REMOVED = ("activation_removed", 410)
     ACTIVATION_MOVED = ("activation_moved", 410)
     RATE_LIMITED = ("rate_limited", 429)

@@ -335,8 +335,8 @@ class DirectBackend:
         ).model_dump(mode="json")
 
     def offline_respond(self, request_text: str) -> JSONDict:
-        """Answer an armored activation request."""
-        result = respond(self._session, self.ctx, request_text)
+        """Answer an armored activation request as the vendor (no password needed)."""
+        result = respond(self._session, self.ctx, request_text, staff=True)
         return OfflineActivateOut(
             response=result.response, activation_id=result.activation_id,
             license_id=result.license_id, product=result.product,

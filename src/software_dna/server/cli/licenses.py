@@ -90,6 +90,10 @@ def issue(
     rollover: Annotated[bool, typer.Option(
         "--rollover", help="when every seat is taken, a new activation moves the least "
                            "recently seen one (machine and user seats)")] = False,
+    air_gapped: Annotated[str | None, typer.Option(
+        "--air-gapped", metavar="on|off", parser=choice("on", "off"), show_default=False,
+        help="allow or forbid air-gapped activation of this license (default: the "
+             "product's setting)")] = None,
     as_json: Json = False,
 ) -> int:
     """Issue a license and print its key. The server keeps only a keyed hash: the key cannot
@@ -110,6 +114,8 @@ def issue(
         terms["subscription"] = True
     if rollover:
         terms["rollover"] = True
+    if air_gapped is not None:
+        terms["air_gapped"] = air_gapped == "on"
     issued = backend.issue_license(product, seats=seats, **terms)
     if as_json:
         print_json(issued)
@@ -198,6 +204,11 @@ def set_(
     rollover: Annotated[bool | None, typer.Option(
         "--rollover/--no-rollover", show_default=False,
         help="turn roll-over on or off")] = None,
+    air_gapped: Annotated[str | None, typer.Option(
+        "--air-gapped", metavar="on|off|product", parser=choice("on", "off", "product"),
+        show_default=False,
+        help="allow or forbid air-gapped activation of this license, or follow the "
+             "product's setting")] = None,
     as_json: Json = False,
 ) -> int:
     """Change a license's seats, expiry or features; options not given stay as they are.
@@ -207,9 +218,11 @@ def set_(
                    seat_mode=seat_mode, rollover=rollover)
     if expires is not None:
         fields["expires_at"] = None if expires == "never" else expires
+    if air_gapped is not None:
+        fields["air_gapped"] = None if air_gapped == "product" else air_gapped == "on"
     if not fields:
-        raise CliError("Nothing to change: give --seats, --expires, --features, --seat-mode "
-                       "or --rollover.", code=2)
+        raise CliError("Nothing to change: give --seats, --expires, --features, --seat-mode, "
+                       "--rollover or --air-gapped.", code=2)
     lic = backend.update_license(license, **fields)
     print_result(lic, as_json=as_json, show=show_license,
                  headline=f"Updated license {lic.get('id')} ({', '.join(sorted(fields))}).")

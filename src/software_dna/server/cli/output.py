@@ -159,6 +159,15 @@ def license_seat_lines(lic: JSONDict) -> list[tuple[str, Any]]:
              + (", roll-over" if lic.get("rollover") else ""))]
 
 
+def _air_gap_line(p: JSONDict) -> str:
+    """``products show``: whether air-gapped activation is allowed, and its tokens' lifetime."""
+    if not p.get("air_gapped"):
+        return "off"
+    if p.get("air_gapped_perpetual"):
+        return "on (tokens never end)"
+    return f"on (tokens last {p.get('air_gapped_token_days')} days)"
+
+
 def show_product(p: JSONDict) -> None:
     """A product and its policy (``products show``)."""
     print_fields([
@@ -174,6 +183,7 @@ def show_product(p: JSONDict) -> None:
         ("password required", p.get("password_required")),
         ("trial", f"{p['trial_days']} days" if p.get("trial_days") else "none"),
         ("test code limit", p.get("test_code_limit")),
+        ("air-gapped activation", _air_gap_line(p)),
         *product_seat_lines(p),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
@@ -211,6 +221,8 @@ def show_license(lic: JSONDict) -> None:
         ("expires", format_expiry(lic)),
         ("features", lic.get("features")),
         *license_seat_lines(lic),
+        ("air-gapped", "on" if lic.get("air_gapped") is True
+         else "off" if lic.get("air_gapped") is False else "the product's setting"),
         ("password", guard),
         ("erased", lic.get("erased")),
         ("created", lic.get("created_at")),

@@ -94,6 +94,18 @@ SharingPolicy = Annotated[str | None, typer.Option(
     help="what an activation used on two computers gets: flagged, or deactivated "
          "(default flag)")]
 
+AirGapped = Annotated[bool | None, typer.Option(
+    "--air-gapped/--no-air-gapped", show_default=False,
+    help="licenses may be activated from air-gapped requests (default off; a license may "
+         "override it)")]
+AirGappedTokenDays = Annotated[int | None, typer.Option(
+    "--air-gapped-token-days", metavar="DAYS", show_default=False,
+    help="days an air-gapped token lives before a new request renews it (1-3650; default "
+         "365)")]
+AirGappedPerpetual = Annotated[bool | None, typer.Option(
+    "--air-gapped-perpetual/--no-air-gapped-perpetual", show_default=False,
+    help="air-gapped tokens never end (only the license's expiry ends them; default off)")]
+
 
 def _policy(**options: Any) -> JSONDict:
     """The policy options given, as the admin API's fields (an ``off`` limit is None)."""
@@ -122,7 +134,9 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
            reactivation_period: ReactivationPeriod = None,
            address_activation_limit: AddressLimit = None,
            rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
-           sharing_policy: SharingPolicy = None, as_json: Json = False) -> int:
+           sharing_policy: SharingPolicy = None, air_gapped: AirGapped = None,
+           air_gapped_token_days: AirGappedTokenDays = None,
+           air_gapped_perpetual: AirGappedPerpetual = None, as_json: Json = False) -> int:
     """Create a product. ID is what the app is built with (LicenseClient(product=ID)):
     1-64 characters a-z 0-9 . _ -"""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -134,7 +148,9 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
                      reactivation_period=reactivation_period,
                      address_activation_limit=address_activation_limit,
                      rebind_limit=rebind_limit, rebind_period=rebind_period,
-                     sharing_policy=sharing_policy)
+                     sharing_policy=sharing_policy, air_gapped=air_gapped,
+                     air_gapped_token_days=air_gapped_token_days,
+                     air_gapped_perpetual=air_gapped_perpetual)
     made = backend.create_product(product, **fields)
     print_result(made, as_json=as_json, headline=f"Created product {made.get('id')}.",
                  show=show_product)
@@ -180,7 +196,9 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
               reactivation_period: ReactivationPeriod = None,
               address_activation_limit: AddressLimit = None,
               rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
-              sharing_policy: SharingPolicy = None, as_json: Json = False) -> int:
+              sharing_policy: SharingPolicy = None, air_gapped: AirGapped = None,
+              air_gapped_token_days: AirGappedTokenDays = None,
+              air_gapped_perpetual: AirGappedPerpetual = None, as_json: Json = False) -> int:
     """Change a product's settings; options not given stay as they are. Tokens issued from
     now on use the new settings."""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -192,7 +210,9 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
                      reactivation_period=reactivation_period,
                      address_activation_limit=address_activation_limit,
                      rebind_limit=rebind_limit, rebind_period=rebind_period,
-                     sharing_policy=sharing_policy)
+                     sharing_policy=sharing_policy, air_gapped=air_gapped,
+                     air_gapped_token_days=air_gapped_token_days,
+                     air_gapped_perpetual=air_gapped_perpetual)
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)
     updated = backend.update_product(product, **fields)

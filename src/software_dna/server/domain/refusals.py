@@ -24,6 +24,7 @@ __all__ = [
     "LICENSE_SUSPENDED",
     "SUBSCRIPTION_CANCELLED",
     "Refusal",
+    "air_gapped_allowed",
     "expired",
     "offline_refusal",
     "removed_refusal",
@@ -112,12 +113,37 @@ def removed_refusal(deactivated_by: str | None) -> Refusal:
     return ACTIVATION_MOVED if deactivated_by == "rollover" else ACTIVATION_REMOVED
 
 
-def offline_refusal(*, seat_mode: str, subscription: bool) -> Refusal | None:
+def air_gapped_allowed(*, product_setting: bool, license_setting: bool | None) -> bool:
+    """Whether a license may be activated from an air-gapped request.
+
+    An explicit opt-in: the license's own setting when it has one (True or
+    False), else the product's (off for new products).
+    """
+    return product_setting if license_setting is None else license_setting
+
+
+def offline_refusal(*, seat_mode: str, subscription: bool, product_air_gapped: bool,
+                    license_air_gapped: bool | None) -> Refusal | None:
     """Why a license cannot be activated from an air-gapped request, else None.
 
+    The vendor must have allowed air-gapped activation (the product's
+    ``air_gapped`` setting, or the license's override: :func:`air_gapped_allowed`);
+    these are stored on the server, nothing in the request changes them.
     Floating seats are leases that must be renewed on the server, and a
-    subscription must see its cancellation at the next refresh.
+    subscription must see its cancellation at the next refresh, so neither is
+    ever air-gapped.
+
+    Args:
+        seat_mode: the license's seat mode; subscription: it is a subscription.
+        product_air_gapped: the product's ``air_gapped`` setting.
+        license_air_gapped: the license's override (None: the product's).
     """
+    if not air_gapped_allowed(product_setting=product_air_gapped,
+                              license_setting=license_air_gapped):
+        whose = "product" if license_air_gapped is None else "license"
+        return Refusal(Code.OFFLINE_NOT_ALLOWED, (
+            f"This {whose} does not allow air-gapped activation: ask the vendor, or activate "
+            "it on a computer that can reach the license server."))
     if seat_mode == SeatMode.FLOATING.value:
         return Refusal(Code.OFFLINE_NOT_ALLOWED, (
             "This license's seats are floating leases, which need the license server: "

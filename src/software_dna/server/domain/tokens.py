@@ -8,6 +8,10 @@
   warning period before it, so ``refresh_by`` = ``exp`` - that period (the app
   warns from then on, with ``License.offline_grace_ends_at`` set);
 - ``offline``: no ``refresh_by``; ``exp`` is the license's expiry, or none;
+  a token of an *air-gapped* activation also ends ``air_gapped_token_days``
+  after it was issued (a new activation response renews it), unless the
+  product explicitly allows perpetual air-gapped tokens
+  (``air_gapped_perpetual``);
 - every time is capped at the license's own expiry;
 - mode ``limited`` with the product's ``limited_features`` once the license or
   the activation was erased, else ``full`` with the license's features.
@@ -35,10 +39,18 @@ def token_times(
     offline_grace_period: int,
     license_expires_at: datetime | None,
     now: datetime,
+    offline_lifetime: timedelta | None = None,
 ) -> tuple[datetime | None, datetime | None]:
-    """``(refresh_by, exp)`` of a token issued at ``now`` (see the module docstring)."""
+    """``(refresh_by, exp)`` of a token issued at ``now`` (see the module docstring).
+
+    ``offline_lifetime``: how long an ``offline`` token lives (air-gapped
+    activations); None: until the license's expiry (or for ever).
+    """
     if protection == Protection.OFFLINE.value:
-        return None, license_expires_at
+        if offline_lifetime is None:
+            return None, license_expires_at
+        end = now + offline_lifetime
+        return None, end if license_expires_at is None else min(end, license_expires_at)
     if protection == Protection.MANDATORY.value:
         expires = now + timedelta(seconds=refresh_interval)
         refresh_by = expires - timedelta(seconds=min(offline_grace_period, refresh_interval))
@@ -95,6 +107,9 @@ class TokenFacts:
     seat_mode: str
     #: The bound set's fingerprint algorithm (claim ``fingerprint_algorithm``).
     fingerprint_algorithm: int = 2
+    #: How long a token of an air-gapped activation lives (None: not air-gapped,
+    #: or the product allows perpetual air-gapped tokens).
+    offline_lifetime: timedelta | None = None
 
     @classmethod
     def derive(cls, *, license_id: str, activation_id: str, product_id: str,
@@ -103,7 +118,8 @@ class TokenFacts:
                limited_features: list[str], product_protection: str,
                activation_offline: bool, refresh_interval: int, offline_grace_period: int,
                license_expires_at: datetime | None, kind: str, subscription: bool,
-               seat_mode: str, fingerprint_algorithm: int = 2) -> TokenFacts:
+               seat_mode: str, air_gapped_token_days: int | None,
+               fingerprint_algorithm: int = 2) -> TokenFacts:
         """The facts from the stored columns: the rules for limited mode and protection.
 
         Limited mode when the license or the activation was erased (then the
@@ -119,6 +135,10 @@ class TokenFacts:
         never refreshed (protection ``offline``, air-gapped) -- it is 0: the
         machine must be exactly the bound one, and honest drift is re-bound
         by the server at the next validation the SDK then makes.
+
+        ``air_gapped_token_days``: the product's lifetime of an air-gapped
+        token in days, None when it explicitly allows perpetual ones; it
+        applies only to an air-gapped activation (``activation_offline``).
         """
         limited = bool(license_erased or activation_erased)
         protection = Protection.OFFLINE.value if activation_offline else product_protection
@@ -132,10 +152,13 @@ class TokenFacts:
             offline_grace_period=offline_grace_period,
             license_expires_at=license_expires_at, kind=kind, subscription=bool(subscription),
             seat_mode=seat_mode, fingerprint_algorithm=fingerprint_algorithm,
+            offline_lifetime=(timedelta(days=air_gapped_token_days)
+                              if activation_offline and air_gapped_token_days else None),
         )
 
     def times(self, now: datetime) -> tuple[datetime | None, datetime | None]:
         """``(refresh_by, exp)`` of a token issued at ``now`` (leases not applied)."""
         return token_times(protection=self.protection, refresh_interval=self.refresh_interval,
                            offline_grace_period=self.offline_grace_period,
-                           license_expires_at=self.license_expires_at, now=now)
+                           license_expires_at=self.license_expires_at, now=now,
+                           offline_lifetime=self.offline_lifetime)

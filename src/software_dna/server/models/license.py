@@ -47,6 +47,8 @@ class License(Base):
     seat_mode: Mapped[str] = mapped_column(String(16), default="machine",
                                            server_default="machine")
     rollover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Air-gapped activation for this license: None follows the product's setting.
+    air_gapped: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -51,6 +51,15 @@ class Product(Base):
     rebind_limit: Mapped[int | None] = mapped_column(Integer)
     rebind_period: Mapped[int] = mapped_column(Integer, default=2592000,
                                                server_default=text("2592000"))
+    # Air-gapped activation (migration 0006): an explicit opt-in (licenses may
+    # override it); an air-gapped token lives air_gapped_token_days, or for ever
+    # only when air_gapped_perpetual is set.
+    air_gapped: Mapped[bool] = mapped_column(Boolean, default=False,
+                                             server_default=text("false"))
+    air_gapped_token_days: Mapped[int] = mapped_column(Integer, default=365,
+                                                       server_default=text("365"))
+    air_gapped_perpetual: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=text("false"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

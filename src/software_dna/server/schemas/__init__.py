@@ -59,6 +59,7 @@ from software_dna.server.schemas.offline import (
     OfflineActivateOut,
     OfflineDeactivateIn,
     OfflineDeactivateOut,
+    OfflineRespondIn,
 )
 from software_dna.server.schemas.password_resets import (
     PasswordResetConfirmIn,
@@ -166,6 +167,7 @@ __all__ = [
     "OfflineActivateOut",
     "OfflineDeactivateIn",
     "OfflineDeactivateOut",
+    "OfflineRespondIn",
     "OkOut",
     "Out",
     "Password",

@@ -56,16 +56,22 @@ class LicenseIn(Strict):
     subscription: StrictBool = False
     seat_mode: SeatMode = "machine"
     rollover: StrictBool = False
+    #: Air-gapped activation for this license: true / false, or null for the product's.
+    air_gapped: StrictBool | None = None
 
 
 class LicensePatch(Strict):
-    """Set seats, expiry (``null``: perpetual) or features; absent fields stay."""
+    """Set seats, expiry (``null``: perpetual) or features; absent fields stay.
+
+    ``air_gapped``: true / false overrides the product's setting; null follows it.
+    """
 
     seats: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
     expires_at: TimeIn | None = None
     features: Features | None = None
     seat_mode: SeatMode | None = None
     rollover: StrictBool | None = None
+    air_gapped: StrictBool | None = None
 
 
 class PasswordIn(Strict):
@@ -100,6 +106,8 @@ class LicenseOut(Out):
     cancelled_at: UtcTime | None
     seat_mode: str
     rollover: bool
+    #: The license's own air-gapped setting (null: the product's).
+    air_gapped: bool | None = None
     created_at: UtcTime
     updated_at: UtcTime
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from software_dna.server.schemas.base import Out, Strict
-from software_dna.server.schemas.types import ArmoredText, UtcTime
+from software_dna.server.schemas.types import ArmoredText, Password, UtcTime
 
-__all__ = ["OfflineActivateIn", "OfflineActivateOut", "OfflineDeactivateIn", "OfflineDeactivateOut"]
+__all__ = ["OfflineActivateIn", "OfflineActivateOut", "OfflineDeactivateIn",
+           "OfflineDeactivateOut", "OfflineRespondIn"]
 
 
 class OfflineActivateIn(Strict):
-    """``POST /v1/offline/activations``: an armored activation request."""
+    """``POST /v1/offline/activations``: an armored activation request, and the license's
+    activation password (when it has one) typed on the connected machine: the block
+    itself never carries it."""
+
+    request: ArmoredText
+    password: Password | None = None
+
+
+class OfflineRespondIn(Strict):
+    """``POST /v1/admin/offline/activations``: the vendor's staff answer a request (no
+    password: the admin key authorises them)."""
 
     request: ArmoredText
 

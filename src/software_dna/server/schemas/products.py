@@ -22,6 +22,9 @@ from software_dna.server.schemas.types import (
 
 __all__ = ["ProductIn", "ProductList", "ProductOut", "ProductPatch"]
 
+#: Lifetime of an air-gapped token, in days.
+AirGappedDays = Annotated[StrictInt, Field(ge=1, le=3650)]
+
 
 class ProductIn(Strict):
     """Create a product."""
@@ -44,6 +47,11 @@ class ProductIn(Strict):
     rebind_limit: Annotated[StrictInt, Field(ge=0, le=1000)] | None = 3  # null: unbounded
     rebind_period: Annotated[StrictInt, Field(ge=3600, le=366 * 86400)] = 30 * 86400
     sharing_policy: Literal["flag", "suspend"] = "flag"
+    #: Air-gapped activation: an explicit opt-in (off), the air-gapped token's
+    #: lifetime in days, and whether air-gapped tokens may never end.
+    air_gapped: StrictBool = False
+    air_gapped_token_days: AirGappedDays = 365
+    air_gapped_perpetual: StrictBool = False
 
 
 class ProductPatch(Strict):
@@ -66,6 +74,9 @@ class ProductPatch(Strict):
     rebind_limit: Annotated[StrictInt, Field(ge=0, le=1000)] | None = None  # null: unbounded
     rebind_period: Annotated[StrictInt, Field(ge=3600, le=366 * 86400)] | None = None
     sharing_policy: Literal["flag", "suspend"] | None = None
+    air_gapped: StrictBool | None = None
+    air_gapped_token_days: AirGappedDays | None = None
+    air_gapped_perpetual: StrictBool | None = None
 
 
 class ProductOut(Out):
@@ -90,6 +101,9 @@ class ProductOut(Out):
     rebind_limit: int | None = 3
     rebind_period: int = 30 * 86400
     sharing_policy: str = "flag"
+    air_gapped: bool = False
+    air_gapped_token_days: int = 365
+    air_gapped_perpetual: bool = False
     created_at: UtcTime
     updated_at: UtcTime
 

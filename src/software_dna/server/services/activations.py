@@ -120,8 +120,13 @@ def _wrong_machine(session: Session, activation: Activation, now: datetime,
 # --------------------------------------------------------------------------- activate
 
 
+_ALREADY_ONLINE = ("This computer already holds an online activation of this license, and an "
+                   "air-gapped activation never replaces it. Use the app's online activation, "
+                   "or deactivate it (or ask the vendor to remove it) first.")
+
+
 def activate(session: Session, ctx: Context, request: ActivationRequest, *,
-             client_address: str | None = None) -> Activated:
+             client_address: str | None = None, staff: bool = False) -> Activated:
     """Activate a license on a machine; commits.
 
     Order of checks: consent, rate limit per client address, the key (and its
@@ -136,6 +141,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     a user-seat license, a new activation from a machine matching a set an
     erased activation was ever bound to is created erased.
 
+    ``staff``: the vendor's staff answer an air-gapped request (CLI, admin
+    API; ``request.offline`` only): authorised by their admin credentials, so
+    the activation password is not asked (every other check applies).
+
     Raises:
         ServiceError: 400 ``consent_required`` / ``invalid_fingerprint``
         (algorithm other than 2, more unavailable components than the
@@ -143,8 +152,11 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         ``unknown_license_key``; 403 ``license_revoked`` / ``license_suspended`` /
         ``license_expired`` / ``wrong_password`` / ``password_reset_required``;
         409 ``no_seats_left`` / ``conflict`` (idempotency key reused for another
-        machine); 410 ``activation_removed`` (replay of a deactivated one); 503
-        ``no_signing_key``.
+        machine) / ``already_activated_online`` (an air-gapped request matching an
+        online activation: by replay or by the same machine); 403
+        ``offline_not_allowed`` (air-gapped, where the product or license does
+        not allow it: ``domain.refusals.offline_refusal``); 410
+        ``activation_removed`` (replay of a deactivated one); 503 ``no_signing_key``.
     """
     settings = ctx.settings
     if (request.email is not None or request.registration is not None) and not request.consent:
@@ -165,7 +177,9 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     refused = _status_refusal(lic, now)
     if refused is not None:
         raise refused
-    if lic.password_hash is not None:
+    if staff and request.offline:
+        pass  # the vendor's own staff answer a request: authorised without the password
+    elif lic.password_hash is not None:
         if request.password is None or not verify_password(request.password, lic.password_hash):
             audit(session, "sdk", "activation.wrong_password", at=now, product_id=product.id,
                   license_id=lic.id)
@@ -180,8 +194,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     fingerprint = request.fingerprint
     bindings.require_current_algorithm(fingerprint)
     bindings.require_available(fingerprint, tolerance)
-    if request.offline:  # air-gapped: only licenses that can do without the server
-        offline_refused = offline_refusal(seat_mode=lic.seat_mode, subscription=lic.subscription)
+    if request.offline:  # air-gapped: only where the vendor allowed it, without the server
+        offline_refused = offline_refusal(
+            seat_mode=lic.seat_mode, subscription=lic.subscription,
+            product_air_gapped=product.air_gapped, license_air_gapped=lic.air_gapped)
         if offline_refused is not None:
             raise ServiceError(offline_refused.code, offline_refused.message)
 
@@ -205,6 +221,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id)
         if found_reusable is not None:
             activation, comparison = found_reusable
+    if request.offline and activation is not None and not activation.offline:
+        # An online activation keeps its protection (refresh_by, exp): an air-gapped
+        # answer for it would be a token that never meets the server again.
+        raise ServiceError(Code.ALREADY_ACTIVATED_ONLINE, _ALREADY_ONLINE)
     address_hash = ctx.vault.address_key(client_address) if client_address else None
     counted = True
     if activation is None:
@@ -274,7 +294,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
-          detail={"personal_data": end_user is not None, "offline": request.offline})
+          detail={"personal_data": end_user is not None, "offline": request.offline,
+                  "by_staff": staff and request.offline})
     session.commit()
     return Activated(
         activation_id=activation.id,

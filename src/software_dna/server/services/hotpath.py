@@ -99,6 +99,7 @@ _READ = (
         _L.erased.label("license_erased"), _L.kind, _L.subscription, _L.seat_mode,
         _P.protection, _P.refresh_interval, _P.offline_grace_period,
         _P.fingerprint_tolerance, _P.limited_features,
+        _P.air_gapped_token_days, _P.air_gapped_perpetual,
         _E.id.label("end_user_row"), _E.email_ciphertext, _E.registration_ciphertext,
         _E.erased_at.label("end_user_erased_at"),
         _ACTIVE_KID,
@@ -216,6 +217,8 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
             activation_offline=row.offline, refresh_interval=row.refresh_interval,
             offline_grace_period=row.offline_grace_period, license_expires_at=row.expires_at,
             kind=row.kind, subscription=row.subscription, seat_mode=row.seat_mode,
+            air_gapped_token_days=(None if row.air_gapped_perpetual
+                                   else row.air_gapped_token_days),
         )
         refresh_by, expires = facts.times(now)
         token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,

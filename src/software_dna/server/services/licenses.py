@@ -76,6 +76,7 @@ def issue_license(
     subscription: bool = False,
     seat_mode: str = "machine",
     rollover: bool = False,
+    air_gapped: bool | None = None,
 ) -> tuple[License, str]:
     """Issue a license and commit; returns ``(license, license_key)``.
 
@@ -97,6 +98,8 @@ def issue_license(
             (concurrent leases); see :mod:`.seats`.
         rollover: when every machine / user seat is taken, a new activation
             moves the least recently seen one (not for floating seats).
+        air_gapped: allow (True) or forbid (False) air-gapped activation of
+            this license whatever the product says; None: the product's setting.
 
     Raises:
         ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
@@ -140,6 +143,7 @@ def issue_license(
             cancelled_at=None,
             seat_mode=seat_mode,
             rollover=rollover,
+            air_gapped=air_gapped,
             created_at=now,
             updated_at=now,
         )
@@ -192,7 +196,8 @@ class LicenseChanges(TypedDict, total=False):
     """What :func:`update_license` changes: a key that is absent stays as it is.
 
     ``seats``, ``features``, ``seat_mode``, ``rollover``: None also leaves it
-    as it is; ``expires_at`` (aware): None makes the license perpetual.
+    as it is; ``expires_at`` (aware): None makes the license perpetual;
+    ``air_gapped``: True / False overrides the product's setting, None follows it.
     """
 
     seats: int | None
@@ -200,6 +205,7 @@ class LicenseChanges(TypedDict, total=False):
     features: Iterable[str] | None
     seat_mode: str | None
     rollover: bool | None
+    air_gapped: bool | None
 
 
 def update_license(session: Session, license_id: str, *, actor: str = "admin",
@@ -239,6 +245,9 @@ def update_license(session: Session, license_id: str, *, actor: str = "admin",
         lic.seat_mode, lic.rollover = new_mode, new_rollover
         changed.extend(n for n, v in (("seat_mode", seat_mode), ("rollover", rollover))
                        if v is not None)
+    if "air_gapped" in changes:
+        lic.air_gapped = changes["air_gapped"]
+        changed.append("air_gapped")
     now = utcnow()
     lic.updated_at = now
     audit(session, actor, "license.update", at=now, product_id=lic.product_id,

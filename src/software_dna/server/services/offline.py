@@ -9,7 +9,18 @@ The text formats live in :mod:`software_dna.wire.airgap` (shared with the SDK).
   The request's nonce is the idempotency key, so answering the same request
   twice returns the same activation (a fresh token) and never takes a second
   seat.  The activation is marked ``offline``: its tokens have protection
-  ``offline`` (no ``refresh_by``; ``exp`` = the license's expiry, or none).
+  ``offline`` (no ``refresh_by``; ``exp`` = the product's
+  ``air_gapped_token_days`` after issue, capped at the license's expiry; none
+  only where the product explicitly allows perpetual air-gapped tokens).
+
+  Invariants, all from state the server holds: air-gapped activation only
+  where the product (or the license's override) allows it; an online
+  activation is never turned into an air-gapped one (409
+  ``already_activated_online``); the activation password is never read
+  from the block (it travels by mail): the public route takes it beside the
+  block, the vendor's staff (CLI, admin API) need none; every new
+  air-gapped activation goes through the same rate limits and lock-out
+  ledger as an online one.
 - :func:`deactivate_from_receipt` verifies a deactivation receipt (signed
   with the key derived from the activation's secret) and frees the seat.
   Idempotent: a receipt for an activation already gone is answered the same
@@ -121,8 +132,12 @@ def _validation_message(exc: Any) -> str:
     return f"The activation request is not valid: {where}: {first.get('msg', 'invalid')}."[:300]
 
 
-def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
-    """The armored request as an :class:`ActivationRequest` (offline) and its creation time."""
+def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, datetime]:
+    """The armored request as an :class:`ActivationRequest` (offline) and its creation time.
+
+    ``password``: the activation password typed beside the block (never one
+    from inside it: :func:`~software_dna.wire.airgap.parse_request` drops it).
+    """
     try:
         doc = parse_request(text)
     except ArmorError as exc:
@@ -132,7 +147,9 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
         "fingerprint": dict(doc.fingerprint), "consent": doc.consent, "nonce": doc.nonce,
         "idempotency_key": doc.nonce, "client": dict(doc.client),
     }
-    for name in ("password", "email", "registration"):
+    if password is not None:
+        fields["password"] = password
+    for name in ("email", "registration"):
         value = getattr(doc, name)
         if value is not None:
             fields[name] = value if not isinstance(value, dict) else dict(value)
@@ -154,6 +171,7 @@ def _parse_request(text: str) -> tuple[ActivationRequest, datetime]:
 
 
 def respond(session: Session, ctx: Context, request_text: str, *,
+            password: str | None = None, staff: bool = False,
             client_address: str | None = None) -> OfflineActivated:
     """Answer an air-gapped activation request; commits (the activation takes a seat).
 
@@ -161,6 +179,9 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         session: a database session.
         ctx: the service context (master key, settings).
         request_text: the armored request (text around the block is ignored).
+        password: the license's activation password, typed where the request
+            is answered (the block never carries it); ignored with ``staff``.
+        staff: the vendor's staff answer it (CLI, admin API): no password needed.
         client_address: the caller's address for the per-address rate limit
             (None from the CLI: the vendor is not rate limited by address).
 
@@ -170,15 +191,18 @@ def respond(session: Session, ctx: Context, request_text: str, *,
     Raises:
         ServiceError: 400 ``invalid_request`` (damaged or malformed request),
         400 ``request_expired`` (older than 30 days, or dated more than a day
-        ahead), 403 ``offline_not_allowed`` (floating seats, subscriptions: see
-        ``domain.refusals.offline_refusal``), and every refusal of
+        ahead), 403 ``offline_not_allowed`` (not allowed by the product or the
+        license, floating seats, subscriptions: see
+        ``domain.refusals.offline_refusal``), 409 ``already_activated_online``
+        (this machine holds an online activation of the license), and every
+        refusal of
         :func:`activate` (``consent_required``,
         ``rate_limited``, ``unknown_license_key``, ``wrong_password``,
         ``license_revoked`` / ``_suspended`` / ``_expired``, ``no_seats_left``,
         ``activation_removed`` for a request whose activation was deactivated,
         ``no_signing_key``).
     """
-    request, created_at = _parse_request(request_text)
+    request, created_at = _parse_request(request_text, None if staff else password)
     now = utcnow()
     if now - created_at > REQUEST_LIFETIME:
         raise ServiceError(Code.REQUEST_EXPIRED,
@@ -188,7 +212,7 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         raise ServiceError(Code.REQUEST_EXPIRED,
                            "This activation request is dated in the future: set the clock of "
                            "the computer to activate, then create a new request.")
-    result = activate(session, ctx, request, client_address=client_address)
+    result = activate(session, ctx, request, client_address=client_address, staff=staff)
     activation = session.get(Activation, result.activation_id)
     assert activation is not None  # activate() just committed it
     fingerprint_id = activation.fingerprint_id

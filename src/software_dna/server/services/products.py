@@ -38,6 +38,9 @@ DEFAULT_TOLERANCE = 1
 MAX_TRIAL_DAYS = 365
 DEFAULT_TEST_CODE_LIMIT = 5
 MAX_TEST_CODE_LIMIT = 100
+#: Air-gapped tokens: default and allowed lifetime in days (docs/offline.md).
+DEFAULT_AIR_GAPPED_TOKEN_DAYS = 365
+AIR_GAPPED_TOKEN_DAYS_RANGE = (1, 3650)
 
 
 def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
@@ -94,6 +97,9 @@ def create_product(
     rebind_limit: int | None = 3,
     rebind_period: int = 30 * 86400,
     sharing_policy: str = "flag",
+    air_gapped: bool = False,
+    air_gapped_token_days: int = DEFAULT_AIR_GAPPED_TOKEN_DAYS,
+    air_gapped_perpetual: bool = False,
 ) -> Product:
     """Create a product and commit.
 
@@ -120,6 +126,12 @@ def create_product(
             ``rebind_period`` (0-1000; None: unbounded).
         rebind_period: the re-bind window in seconds (1 hour to 366 days).
         sharing_policy: ``flag`` or ``suspend`` (docs/seats.md, sharing detection).
+        air_gapped: licenses may be activated from air-gapped requests (an
+            explicit opt-in; licenses may override it). Off by default.
+        air_gapped_token_days: days an air-gapped token lives (1-3650); a new
+            activation response renews it.
+        air_gapped_perpetual: air-gapped tokens never end (only the license's
+            expiry ends them); must be set explicitly.
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -153,6 +165,9 @@ def create_product(
     _apply_identity_policy(product, {"rebind_limit": rebind_limit,
                                      "rebind_period": rebind_period,
                                      "sharing_policy": sharing_policy})
+    _apply_air_gap_policy(product, {"air_gapped": air_gapped,
+                                    "air_gapped_token_days": air_gapped_token_days,
+                                    "air_gapped_perpetual": air_gapped_perpetual})
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()
@@ -185,6 +200,35 @@ class ProductChanges(SeatPolicy, total=False):
     rebind_limit: int | None
     rebind_period: int | None
     sharing_policy: str | None
+    air_gapped: bool | None
+    air_gapped_token_days: int | None
+    air_gapped_perpetual: bool | None
+
+
+def _apply_air_gap_policy(product: Product, changes: ProductChanges) -> list[str]:
+    """Validate and set ``air_gapped`` / ``air_gapped_token_days`` / ``air_gapped_perpetual``.
+
+    None (or absent) leaves a setting as it is.
+
+    Raises:
+        ServiceError: 400 ``invalid_request``.
+    """
+    changed: list[str] = []
+    days = changes.get("air_gapped_token_days")
+    if days is not None:
+        low, high = AIR_GAPPED_TOKEN_DAYS_RANGE
+        if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+            raise invalid(f"air_gapped_token_days must be {low} to {high} days.")
+        product.air_gapped_token_days = days
+        changed.append("air_gapped_token_days")
+    for name in ("air_gapped", "air_gapped_perpetual"):
+        value = changes.get(name)
+        if value is not None:
+            if not isinstance(value, bool):
+                raise invalid(f"{name} must be true or false.")
+            setattr(product, name, value)
+            changed.append(name)
+    return changed
 
 
 #: Machine identity settings (docs/seats.md): re-binds allowed per period
@@ -267,6 +311,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
                        "'mandatory'.")
     changed: list[str] = apply_seat_policy(product, changes)
     changed += _apply_identity_policy(product, changes)
+    changed += _apply_air_gap_policy(product, changes)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")

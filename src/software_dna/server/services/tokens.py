@@ -143,6 +143,8 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
         activation_offline=activation.offline, refresh_interval=product.refresh_interval,
         offline_grace_period=product.offline_grace_period, license_expires_at=lic.expires_at,
         kind=lic.kind, subscription=lic.subscription, seat_mode=lic.seat_mode,
+        air_gapped_token_days=(None if product.air_gapped_perpetual
+                               else product.air_gapped_token_days),
     )
     refresh_by, expires = facts.times(now)
     lease_end: datetime | None = None

@@ -67,7 +67,7 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
         expires_at=body.expires_at, features=body.features, password=body.password,
         key_prefix=body.key_prefix, actor=ACTOR, kind=body.kind,
         duration_days=body.expires_after_days, subscription=body.subscription,
-        seat_mode=body.seat_mode, rollover=body.rollover,
+        seat_mode=body.seat_mode, rollover=body.rollover, air_gapped=body.air_gapped,
     )
     out = LicenseOut.model_validate(lic, context={"seats_in_use": 0})
     return IssuedLicenseOut(**out.model_dump(), license_key=key)

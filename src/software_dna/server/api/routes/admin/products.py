@@ -32,7 +32,9 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
         reactivation_period=body.reactivation_period,
         address_activation_limit=body.address_activation_limit,
         rebind_limit=body.rebind_limit, rebind_period=body.rebind_period,
-        sharing_policy=body.sharing_policy,
+        sharing_policy=body.sharing_policy, air_gapped=body.air_gapped,
+        air_gapped_token_days=body.air_gapped_token_days,
+        air_gapped_perpetual=body.air_gapped_perpetual,
     ))
 
 

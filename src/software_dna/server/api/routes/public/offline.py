@@ -25,9 +25,14 @@ _ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 429)
                                          "description": "The request was answered before"}})
 def offline_activate(body: OfflineActivateIn, request: Request, response: Response,
                      state: State, session: Db) -> OfflineActivateOut:
-    """Answer an air-gapped activation request (201; 200 when answered before)."""
+    """Answer an air-gapped activation request (201; 200 when answered before).
+
+    The activation password, when the license has one, comes beside the block
+    (typed on this connected machine); a password inside an old block is never used.
+    """
     address = client_address(request)
-    result = offline.respond(session, state.ctx, body.request, client_address=address)
+    result = offline.respond(session, state.ctx, body.request, password=body.password,
+                             client_address=address)
     if not result.created:
         response.status_code = 200
     return OfflineActivateOut(response=result.response, activation_id=result.activation_id,

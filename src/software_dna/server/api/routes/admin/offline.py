@@ -1,0 +1,39 @@
+"""Vendor route: the vendor's staff answer an air-gapped activation request."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from software_dna.server.api.deps import Db, State, require_admin
+from software_dna.server.api.errors import error_responses
+from software_dna.server.schemas import OfflineActivateOut, OfflineRespondIn
+from software_dna.server.services import offline
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 429),
+)
+
+
+@router.post("/offline/activations", response_model=OfflineActivateOut, status_code=201,
+             responses={200: {"model": OfflineActivateOut,
+                              "description": "The request was answered before"}})
+def respond(body: OfflineRespondIn, response: Response, state: State,
+            session: Db) -> OfflineActivateOut:
+    """Answer an air-gapped activation request as the vendor (201; 200 when answered before).
+
+    The admin key authorises it: no activation password is asked. Every other
+    rule of ``POST /v1/offline/activations`` applies (the product must allow
+    air-gapped activation, seats, lock-out, license status).
+    """
+    result = offline.respond(session, state.ctx, body.request, staff=True)
+    if not result.created:
+        response.status_code = 200
+    return OfflineActivateOut(response=result.response, activation_id=result.activation_id,
+                              license_id=result.license_id, product=result.product,
+                              fingerprint_id=result.fingerprint_id,
+                              server_time=result.server_time)
