@@ -5,21 +5,23 @@ an environment variable) protects every secret the database holds.  Purpose
 keys are derived from it with HKDF-SHA256, one per use, so that no key is
 used for two things:
 
-=====================  ======================================================
-derived key            protects
-=====================  ======================================================
-``data``               AES-256-GCM of personal fields (email, registration,
-                       settings documents)
-``signing-keys``       AES-256-GCM of the Ed25519 signing keys
-``license-keys``       HMAC-SHA256 of license keys (look-up without storing them)
-``email-index``        HMAC-SHA256 of normalised emails (find an end user by email)
-``addresses``          HMAC-SHA256 of client addresses (rate-limit counters)
-``activation-secrets`` HMAC-SHA256 activation id -> activation secret
-``admin-keys``         HMAC-SHA256 of admin API keys
-``bindings``           AES-256-GCM of machine component sets (machine_bindings)
-``binding-index``      HMAC-SHA256 of ``product \0 name \0 component hash``
-                       (binding_index: find a machine without storing its hashes)
-=====================  ======================================================
+========================  ======================================================
+derived key               protects
+========================  ======================================================
+``data``                  AES-256-GCM of personal fields (email, registration,
+                          settings documents)
+``signing-keys``          AES-256-GCM of the Ed25519 signing keys
+``license-keys``          HMAC-SHA256 of license keys (look-up without storing them)
+``email-index``           HMAC-SHA256 of normalised emails (find an end user by email)
+``addresses``             HMAC-SHA256 of client addresses (rate-limit counters)
+``activation-secrets``    HMAC-SHA256 activation id -> activation secret
+``admin-keys``            HMAC-SHA256 of admin API keys
+``reset-codes``           HMAC-SHA256 of password reset codes (with the license id)
+``email-confirmations``   HMAC-SHA256 of email confirmation link tokens
+``bindings``              AES-256-GCM of machine component sets (machine_bindings)
+``binding-index``         HMAC-SHA256 of ``product \0 name \0 component hash``
+                          (binding_index: find a machine without storing its hashes)
+========================  ======================================================
 
 Ciphertexts carry the purpose and the owning row's id as associated data,
 so a ciphertext copied to another row or column does not decrypt.
@@ -204,6 +206,7 @@ class Vault:
             "activation-secrets",
             "admin-keys",
             "reset-codes",
+            "email-confirmations",
             "bindings",
             "binding-index",
         ):
@@ -243,6 +246,10 @@ class Vault:
     def reset_code_hash(self, license_id: str, code: str) -> str:
         """Stored form of a password reset code of ``license_id`` (64 hex chars)."""
         return self._mac("reset-codes", f"{license_id}\0{code}")
+
+    def confirmation_token_hash(self, token: str) -> str:
+        """Stored form of an email confirmation link's token (64 hex chars)."""
+        return self._mac("email-confirmations", token)
 
     def admin_key_hash(self, admin_key: str) -> str:
         """Stored form of an admin API key (64 hex chars)."""
