@@ -35,9 +35,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -46,22 +48,25 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from software_dna.server.config import ConfigError, Settings
+from software_dna.server.config import ConfigError, Settings, default_key_file
 from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "MASTER_KEY_BYTES",
     "DecryptionError",
+    "MasterKeyLocation",
     "Vault",
     "b64url",
     "create_master_key_file",
     "hash_password",
     "load_master_key",
+    "locate_master_key",
     "unb64url",
     "verify_password",
 ]
 
 MASTER_KEY_BYTES = 32
+_log = logging.getLogger("software_dna.server")
 _FORMAT = b"\x01"  # version byte of every ciphertext
 _NONCE = 12
 
@@ -90,12 +95,14 @@ _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 
 
 def create_master_key_file(path: Path) -> bool:
-    """Create ``path`` holding a fresh random master key, mode 0600.
+    """Create ``path`` holding a fresh random master key, mode 0600, in a folder made 0700.
 
     Never overwrites: returns False (and leaves the file alone) when it exists.
+    A folder this creates is mode 0700; an existing one keeps its mode.
     Raises ``OSError`` when the folder cannot be written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -119,25 +126,89 @@ def _parse_master_key(text: str, source: str) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class MasterKeyLocation:
+    """Where the master key comes from (see :func:`locate_master_key`).
+
+    Attributes:
+        source: ``"environment"`` (``SOFTWARE_DNA_MASTER_KEY``; ``path`` is
+            None), ``"file"`` (the configured or default key file) or
+            ``"legacy"`` (``<home>/master.key``, where older versions put it:
+            still used, with a warning, until it is moved).
+        path: the key file, or None for the environment.
+    """
+
+    source: str
+    path: Path | None
+
+    @property
+    def warning(self) -> str | None:
+        """What to tell the vendor about this location, or None when it is fine."""
+        if self.source != "legacy":
+            return None
+        return (f"The master key is in the data folder ({self.path}), so every backup of the "
+                f"folder holds the key to its own secrets. Move it out (e.g. to "
+                f"{_default_location()}) or point SOFTWARE_DNA_MASTER_KEY_FILE at where you keep "
+                "it, and back it up apart from the database.")
+
+
+def _default_location() -> str:
+    try:
+        return str(default_key_file())
+    except Exception:  # noqa: BLE001 - only a hint in a message
+        return "a folder outside the data folder"
+
+
+def locate_master_key(settings: Settings) -> MasterKeyLocation:
+    """Where the master key of ``settings`` is read from (reads only the file system).
+
+    ``SOFTWARE_DNA_MASTER_KEY`` first; then a configured
+    ``SOFTWARE_DNA_MASTER_KEY_FILE``; then, when ``<home>/master.key`` (the
+    old default) exists, that file -- it is the key of this data folder, so it
+    wins over the new default location, whose file may belong to another
+    server of the same account; else the default location
+    (:func:`software_dna.server.config.default_key_file`), whether or not it
+    exists yet.
+    """
+    if settings.master_key is not None:
+        return MasterKeyLocation("environment", None)
+    if settings.master_key_file is not None:
+        return MasterKeyLocation("file", settings.master_key_file)
+    legacy = settings.legacy_key_file
+    if legacy.is_file():
+        return MasterKeyLocation("legacy", legacy)
+    return MasterKeyLocation("file", settings.key_file)
+
+
 def load_master_key(settings: Settings) -> bytes:
-    """The master key: ``SOFTWARE_DNA_MASTER_KEY`` if set, else the key file.
+    """The master key: ``SOFTWARE_DNA_MASTER_KEY`` if set, else the key file
+    (:func:`locate_master_key`); a key at the old location in the data folder is
+    used and a warning logged (logger ``software_dna.server``).
 
     Raises :class:`ConfigError` when neither is available or the key is malformed.
     """
-    if settings.master_key is not None:
+    where = locate_master_key(settings)
+    if where.path is None:
+        assert settings.master_key is not None
         return _parse_master_key(settings.master_key.get_secret_value(),
                                  "SOFTWARE_DNA_MASTER_KEY")
-    path = settings.key_file
+    path = where.path
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
+        elsewhere = ("" if settings.master_key_file is not None
+                     else f" (nor at the old location {settings.legacy_key_file})")
         raise ConfigError(
-            f"No master key: {path} does not exist and SOFTWARE_DNA_MASTER_KEY is not set. "
-            "Run `software-dna server init` first."
+            f"No master key: {path} does not exist{elsewhere} and SOFTWARE_DNA_MASTER_KEY is "
+            "not set. Run `software-dna server init` for a new server, or put this server's "
+            "key back there (or set SOFTWARE_DNA_MASTER_KEY_FILE to where it is)."
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read the master key file {path}: {exc}") from None
-    return _parse_master_key(text, str(path))
+    key = _parse_master_key(text, str(path))
+    if where.warning is not None:
+        _log.warning("%s", where.warning)
+    return key
 
 
 # --------------------------------------------------------------------------- passwords
