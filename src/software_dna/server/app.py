@@ -27,6 +27,7 @@ from software_dna.server.api.routes.admin import (
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,
+    email_confirmations,
     health,
     offline,
     password_resets,
@@ -59,6 +60,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     renewals.router,
     public_leases.router,
     password_resets.router,
+    email_confirmations.router,
     products.router,
     keys.router,
     licenses.router,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from sqlalchemy import inspect, literal, make_url, select
+from sqlalchemy import Table, inspect, literal, make_url, select
 
 from software_dna.server import services as service
 from software_dna.server.config import ConfigError, Settings
@@ -64,7 +64,7 @@ def keyed_rows_exist(settings: Settings) -> bool:
         with engine.connect() as conn:
             present = set(inspect(conn).get_table_names())
             for model in _KEYED_TABLES:
-                table = model.__table__
+                table = Table(model.__tablename__, model.metadata)
                 if table.name in present and conn.execute(
                         select(literal(1)).select_from(table).limit(1)).first() is not None:
                     return True

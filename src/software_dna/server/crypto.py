@@ -148,15 +148,8 @@ class MasterKeyLocation:
             return None
         return (f"The master key is in the data folder ({self.path}), so every backup of the "
                 f"folder holds the key to its own secrets. Move it out (e.g. to "
-                f"{_default_location()}) or point SOFTWARE_DNA_MASTER_KEY_FILE at where you keep "
+                f"{default_key_file()}) or point SOFTWARE_DNA_MASTER_KEY_FILE at where you keep "
                 "it, and back it up apart from the database.")
-
-
-def _default_location() -> str:
-    try:
-        return str(default_key_file())
-    except Exception:  # noqa: BLE001 - only a hint in a message
-        return "a folder outside the data folder"
 
 
 def locate_master_key(settings: Settings) -> MasterKeyLocation:
