@@ -31,7 +31,6 @@ from cryptography.x509.oid import NameOID
 
 from software_dna.server.testing import free_port
 
-
 #: An email confirmation link in a mail's text (docs/security.md, email confirmation).
 LINK_RE = re.compile(r"(\S+/v1/email-confirmations/([A-Za-z0-9_-]+))")
 

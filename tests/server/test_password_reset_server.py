@@ -341,7 +341,7 @@ def test_a_changed_email_is_unconfirmed_again(mail_server: LocalServer, api: Api
 
 def test_erasure_removes_the_confirmation_with_the_email(mail_server: LocalServer, api: Api,
                                                          mailbox: Mailbox) -> None:
-    pid, lic = setup_license(mail_server, api, email="gone-soon@example.com", box=mailbox)
+    setup_license(mail_server, api, email="gone-soon@example.com", box=mailbox)
     (end_user,) = mail_server.admin.find_end_users("gone-soon@example.com")
     assert mail_server.admin.export_end_user(end_user["id"])["email_confirmed_at"] is not None
     mail_server.admin.erase_end_user(end_user["id"])
