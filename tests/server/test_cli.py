@@ -22,6 +22,12 @@ from software_dna.server.cli import main
 from software_dna.server.testing import free_port
 
 
+@pytest.fixture(autouse=True)
+def _own_key_folder(own_key_folder: Path) -> Path:
+    """``server init`` creates the default master key: in a folder of each test's own."""
+    return own_key_folder
+
+
 def _cli() -> list[str]:
     script = Path(sys.executable).parent / "software-dna"
     return [str(script)] if script.exists() else [sys.executable, "-m", "software_dna.server.cli"]

@@ -1,8 +1,9 @@
 """Where the master key lives: outside the data folder by default, the old location still
 used (with a warning), and never a new key for a database that holds encrypted rows.
 
-Every test here runs with its own user config folder (tests/conftest.py sets
-XDG_CONFIG_HOME), so none writes to the real one.
+Every test here runs with its own user config folder (``own_key_folder`` in
+tests/conftest.py sets XDG_CONFIG_HOME), so none writes to the real one, nor
+touches another test's key.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from software_dna.server.crypto import (
     load_master_key,
     locate_master_key,
 )
+
+pytestmark = pytest.mark.usefixtures("own_key_folder")
 
 
 def _settings(home: Path, database_url: str | None = None) -> Settings:
