@@ -17,7 +17,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from software_dna.server.config import Settings
+from software_dna.server.config import ConfigError, Settings
 from software_dna.server.mail import MailError, MailUnavailable, send_mail
 from software_dna.server.services.common import clock_override
 from software_dna.server.testing import URL, LocalServer, free_port
@@ -337,6 +337,44 @@ def test_a_changed_email_is_unconfirmed_again(mail_server: LocalServer, api: Api
     assert ask(mail_server, pid, lic["license_key"]).status_code == 202
     _, message = mailed_code(mailbox, start + 1)
     assert message["To"] == "second@example.com"
+
+
+def test_a_link_never_confirms_an_address_set_after_it_was_sent(mail_server: LocalServer,
+                                                                api: Api,
+                                                                mailbox: Mailbox) -> None:
+    """The link names the address it was mailed to (its keyed look-up hash): once the end
+    user's address is another, the link confirms nothing."""
+    pid, lic = setup_license(mail_server, api, email="before@example.com", box=mailbox,
+                             confirmed=False)
+    link = mailed_link(mailbox.messages[-1])
+    sql(mail_server, "UPDATE end_users SET email_index = :x WHERE id IN (SELECT end_user_id "
+        "FROM activations WHERE license_id = :l)", x="f" * 64, l=lic["id"])
+    with session_for(mail_server) as http:
+        stale = http.post(link, timeout=30)
+        assert stale.status_code == 404 and error_code(stale) == "not_found"
+        assert http.get(link, timeout=30).status_code == 404
+    assert sql(mail_server, "SELECT email_confirmed_at FROM end_users WHERE id IN (SELECT "
+               "end_user_id FROM activations WHERE license_id = :l)", l=lic["id"]) == [(None,)]
+    assert error_code(ask(mail_server, pid, lic["license_key"])) == "no_email_on_file"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("https://licenses.example.com/", "https://licenses.example.com"),
+    ("http://127.0.0.1:8000/base/", "http://127.0.0.1:8000/base"),
+    (" https://x.example ", "https://x.example"),
+])
+def test_public_url_setting(given: str, expected: str, tmp_path: Path) -> None:
+    settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path),
+                                  "SOFTWARE_DNA_PUBLIC_URL": given})
+    assert settings.public_url == expected
+
+
+@pytest.mark.parametrize("given", ["licenses.example.com", "ftp://x.example", "https://",
+                                   "https://x.example/?q=1", "https://x.example/#f"])
+def test_a_malformed_public_url_is_refused_by_name(given: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SOFTWARE_DNA_PUBLIC_URL"):
+        Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path),
+                           "SOFTWARE_DNA_PUBLIC_URL": given})
 
 
 def test_erasure_removes_the_confirmation_with_the_email(mail_server: LocalServer, api: Api,
