@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from software_dna.server import services as service
 from software_dna.server.bootstrap import initialize, keyed_rows_exist
 from software_dna.server.cli import main
 from software_dna.server.config import ConfigError, Settings, default_key_file
@@ -23,6 +24,7 @@ from software_dna.server.crypto import (
     load_master_key,
     locate_master_key,
 )
+from software_dna.server.db import make_engine, make_session_factory
 
 pytestmark = pytest.mark.usefixtures("own_key_folder")
 
@@ -115,3 +117,23 @@ def test_an_empty_database_gets_a_new_key(tmp_path: Path) -> None:
     assert not keyed_rows_exist(settings)
     assert not (settings.home / "server.db").exists()  # looking created nothing
     assert initialize(settings)[0]
+
+
+def test_another_servers_key_at_the_default_location_is_refused(tmp_path: Path) -> None:
+    """The default location is shared by an account's servers: a server whose own key is
+    gone must not go on with another one's key found there."""
+    settings = _settings(tmp_path / "data")
+    initialize(settings)
+    ctx = service.Context.from_settings(settings)
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            service.create_product(session, product_id="p")
+            service.generate_key(session, ctx, "p")
+    finally:
+        engine.dispose()
+    assert initialize(settings) == (False, None)  # its own key opens it
+    settings.key_file.unlink()
+    create_master_key_file(settings.key_file)  # another server's key
+    with pytest.raises(ConfigError, match="does not open this database"):
+        initialize(settings)

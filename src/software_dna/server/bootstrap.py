@@ -8,7 +8,9 @@ The master key lives apart from the data folder by default
 folder is not a copy of the key.  Invariant: a new master key is created only
 for a database that holds nothing encrypted or keyed under a master key --
 a new key could not read such a database, and creating one would hide the
-real problem (the key was lost or moved) behind undecryptable data.
+real problem (the key was lost or moved) behind undecryptable data.  Nor
+does ``server init`` go on with a key that does not open the database's
+signing keys (another server's key found at the shared default location).
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from sqlalchemy import Table, inspect, literal, make_url, select
+from sqlalchemy import Table, inspect, literal, make_url, select, text
 
 from software_dna.server import services as service
 from software_dna.server.config import ConfigError, Settings
-from software_dna.server.crypto import create_master_key_file, locate_master_key
+from software_dna.server.crypto import (
+    DecryptionError,
+    Vault,
+    create_master_key_file,
+    locate_master_key,
+)
 from software_dna.server.db import make_engine, make_session_factory, migrate
 from software_dna.server.models import (
     AdminApiKey,
@@ -73,6 +80,43 @@ def keyed_rows_exist(settings: Settings) -> bool:
     return False
 
 
+def _check_key_opens(settings: Settings, vault: Vault) -> None:
+    """Refuse a master key that does not decrypt the database's signing keys.
+
+    The default key location is shared by every server of one account, so a
+    server whose own key went missing could meet another server's key there:
+    it must stop, not run on data it cannot read.  A database without
+    signing keys has nothing to check.
+
+    Raises:
+        ConfigError: the key opens no signing key of the database (names the key's place).
+    """
+    sqlite_file = _sqlite_file(settings)
+    if settings.is_sqlite and (sqlite_file is None or not sqlite_file.exists()):
+        return
+    engine = make_engine(settings, pooled=False)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("signing_keys"):
+                return
+            row = conn.execute(text(
+                "SELECT kid, secret_ciphertext FROM signing_keys LIMIT 1")).first()
+    finally:
+        engine.dispose()
+    if row is None:
+        return
+    try:
+        vault.signing_key(str(row[0]), bytes(row[1]))
+    except DecryptionError:
+        where = locate_master_key(settings)
+        place = "SOFTWARE_DNA_MASTER_KEY" if where.path is None else str(where.path)
+        raise ConfigError(
+            f"The master key from {place} does not open this database (its signing keys do "
+            "not decrypt): it belongs to another server. Put this server's key there, or set "
+            "SOFTWARE_DNA_MASTER_KEY_FILE (or SOFTWARE_DNA_MASTER_KEY) to it."
+        ) from None
+
+
 def _new_key_refused(settings: Settings, path: Path) -> ConfigError:
     legacy = ("" if settings.master_key_file is not None
               else f" nor at the old location {settings.legacy_key_file}")
@@ -101,8 +145,9 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
         returned only when one was created (the first time, or on request).
 
     Raises:
-        ConfigError: malformed settings / master key, or no key for a database
-        that holds encrypted rows (the message names both key locations).
+        ConfigError: malformed settings / master key, no key for a database
+        that holds encrypted rows (the message names both key locations), or
+        a key that does not open the database's signing keys.
         OSError: the folder cannot be written.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -114,8 +159,9 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
         if keyed_rows_exist(settings):
             raise _new_key_refused(settings, where.path)
         created = create_master_key_file(where.path)
-    migrate(settings)
     ctx = service.Context.from_settings(settings)
+    _check_key_opens(settings, ctx.vault)
+    migrate(settings)
     engine = make_engine(settings, pooled=False)
     try:
         with make_session_factory(engine)() as session:
