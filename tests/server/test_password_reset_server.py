@@ -241,6 +241,23 @@ def test_wrong_codes_are_limited_per_network(tmp_path: Path, mailbox: Mailbox) -
         assert error_code(answers[-1]) == "rate_limited"
 
 
+def test_confirmation_links_are_rate_limited_per_network(tmp_path: Path,
+                                                         mailbox: Mailbox) -> None:
+    """Trying tokens from one network stops at the network's limit (GET and POST alike)."""
+    with InProcessServer(tmp_path / "srv", env=mail_env(mailbox),
+                         rate_limit_address_attempts=3, rate_limit_window=300) as srv, \
+            session_for(srv) as http:
+        tries = [f"{URL}/v1/email-confirmations/{secrets.token_urlsafe(32)}" for _ in range(4)]
+        assert [http.get(tries[0], timeout=30).status_code,
+                http.post(tries[1], timeout=30).status_code,
+                http.get(tries[2], timeout=30).status_code] == [404, 404, 404]
+        page = http.get(tries[3], timeout=30)
+        assert page.status_code == 429 and int(page.headers["retry-after"]) >= 1
+        assert page.headers["content-type"].startswith("text/html")
+        answer = http.post(tries[3], timeout=30)
+        assert answer.status_code == 429 and error_code(answer) == "rate_limited"
+
+
 def test_reset_mail_to_an_unconfirmed_address_is_not_sent(mail_server: LocalServer, api: Api,
                                                           mailbox: Mailbox) -> None:
     """An address nobody confirmed (e.g. someone else's, given by a key holder) gets no code."""
