@@ -25,7 +25,10 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from software_dna.server.api.bodyguard import MAX_CONTAINERS, MAX_DEPTH, refusal
 from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 from tests.server.helpers import check_token, fingerprint, nonce
@@ -388,3 +391,80 @@ def family(scale: Scale) -> Tally:
             depths=[1000, 30_000] if scale is Scale.SHORT else [1000, 10_000, 30_000, 100_000,
                                                                 400_000], tally=tally)
     return tally
+
+
+# --------------------------------------------------------------------------- the byte scan
+
+
+def _shape(value: Any, depth: int = 1) -> tuple[int, int]:
+    """(containers, deepest nesting) of a parsed JSON value."""
+    if isinstance(value, dict):
+        items: list[Any] = list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return 0, 0
+    containers, deepest = 1, depth
+    for item in items:
+        c, d = _shape(item, depth + 1)
+        containers += c
+        deepest = max(deepest, d)
+    return containers, deepest
+
+
+#: Strings full of what could fool a byte scan: brackets, quotes, backslashes, escapes.
+_TRICKY = st.text(alphabet=st.sampled_from(list('[]{}"\\/ab\u00e9\u2028\U0001f600\n:,')),
+                  max_size=12)
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                                allow_infinity=False) | _TRICKY
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=6) |
+                     st.dictionaries(_TRICKY, inner, max_size=6), max_leaves=60)
+
+
+def _encodings(value: Any) -> list[bytes]:
+    return [json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode(),
+            json.dumps(value, separators=(",", ":"), indent=None).encode(),
+            json.dumps(value, indent=3).encode()]
+
+
+def _nest(value: Any, levels: int) -> Any:
+    for n in range(levels):
+        value = [value] if n % 2 else {"k[\\\"{": value}
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.integers(min_value=0, max_value=40))
+def test_scan_never_refuses_json_within_the_limits_and_always_refuses_over(
+        value: Any, levels: int) -> None:
+    value = _nest(value, levels)
+    containers, deepest = _shape(value)
+    within = containers <= MAX_CONTAINERS and deepest <= MAX_DEPTH
+    for body in _encodings(value):
+        assert json.loads(body) == value
+        assert (refusal(body) is None) == within, (containers, deepest, body[:200])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=MAX_CONTAINERS - 5, max_value=MAX_CONTAINERS + 5), _TRICKY)
+def test_scan_counts_containers_exactly(count: int, text: str) -> None:
+    """Flat lists of ``count`` - 1 empty objects (plus the list): refused past 1,000."""
+    body = json.dumps([{} if n % 2 else {"s": text} for n in range(count - 1)]).encode()
+    assert (refusal(body) is None) == (count <= MAX_CONTAINERS)
+
+
+def test_container_bomb_is_refused_before_it_is_parsed(bad_server: LocalServer) -> None:
+    """``[{},{},...]``: 400 from the scan (1 MiB to admin with the key; 60 kB public)."""
+    bomb = b"[" + b"{}," * (MB // 3 - 1) + b"{}]"
+    deep = b"[" * 33 + b"]" * 33
+    admin = {"Authorization": f"Bearer {bad_server.admin_key}", "Content-Type": "application/json"}
+    for body, words in ((bomb, "1,000"), (deep, "deeper than 32")):
+        answer = requests.post(f"{bad_server.url}/v1/admin/products", data=body, headers=admin,
+                               timeout=30)
+        assert answer.status_code == 400 and _json_4xx(answer), answer.text
+        assert answer.json()["error"]["code"] == "invalid_request"
+        assert words in answer.json()["error"]["message"]
+    public = requests.post(f"{bad_server.url}/v1/activations", data=bomb[:60_000] + b"{}]",
+                           headers={"Content-Type": "application/json"}, timeout=30)
+    assert public.status_code == 400 and _json_4xx(public), public.text
+    assert "1,000" in public.json()["error"]["message"]

@@ -44,9 +44,13 @@ from software_dna.server.testing import LocalServer
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.identifiers import appears, raw_identifiers
 from tests.security._family import Scale, Tally
-from tests.server.test_erasure_and_keys import _db_rows, _needles, _raw_database
+from tests.server.test_erasure_and_keys import _db_rows, _needles, _raw_database_after_erasure
 
 # --------------------------------------------------------------------------- erasure
+
+#: The erasure's WAL checkpoint runs at most once a minute by default; these servers
+#: erase several times a minute, and each search waits for the checkpoint.
+QUICK_CHECKPOINT = {"SOFTWARE_DNA_ERASURE_CHECKPOINT_INTERVAL": "1"}
 
 
 _TOKEN = re.compile(r"v4\.public\.([A-Za-z0-9_-]+)")
@@ -104,7 +108,7 @@ def erasure_case(server: LocalServer, store: Path, *, by: str, tally: Tally) -> 
         tally.check(limited.mode is Mode.LIMITED and limited.email is None,
                     f"{by}: after erasure the license is {limited.mode}, email {limited.email}")
         places = {
-            "the database": _raw_database(server),
+            "the database": _raw_database_after_erasure(server, clear + stored),
             "the server log": server.log_path.read_bytes(),
             "the end user's store": _store_bytes(client),
         }
@@ -299,7 +303,7 @@ def test_the_wire_check_sees_what_it_looks_for() -> None:
 
 @pytest.fixture(scope="module")
 def debug_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("pd"), log_level="debug") as srv:
+    with LocalServer(tmp_path_factory.mktemp("pd"), log_level="debug", env=QUICK_CHECKPOINT) as srv:
         yield srv
 
 
@@ -329,7 +333,8 @@ def family(scale: Scale) -> Tally:
         with tempfile.TemporaryDirectory(prefix="sdna-pd-") as folder:
             base = Path(folder)
             for backend, url in (("sqlite", None), ("postgresql", databases.create())):
-                with LocalServer(base / backend, database_url=url, log_level="debug") as srv:
+                with LocalServer(base / backend, database_url=url, log_level="debug",
+                                 env=QUICK_CHECKPOINT) as srv:
                     for n in range(rounds):
                         for by in ("vendor", "end_user"):
                             erasure_case(srv, base / f"store-{backend}-{by}-{n}", by=by,

@@ -7,7 +7,11 @@ uvicorn's factory (``--factory software_dna.server.app:app_from_env``).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
@@ -39,7 +43,9 @@ from software_dna.server.api.routes.public import leases as public_leases
 from software_dna.server.api.routes.public import settings as license_settings
 from software_dna.server.config import Settings
 from software_dna.server.db import (
+    CheckpointJob,
     check_schema,
+    install_checkpoint_job,
     make_engine,
     make_inline_engine,
     make_session_factory,
@@ -94,7 +100,18 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
         except Exception:
             engine.dispose()
             raise
+    # Erasures ask this job to empty the SQLite WAL, off the request path (db.CheckpointJob);
+    # what is pending when the server stops runs then.
+    job = install_checkpoint_job(CheckpointJob(
+        engine, interval=settings.erasure_checkpoint_interval))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(job.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="software_dna license server",
         version="1",
         description="Activation, validation and vendor administration. See docs/protocol.md.",

@@ -154,6 +154,15 @@ class Settings(BaseSettings):
         default=30, ge=1, validation_alias="SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS")
     rate_limit_window: int = Field(
         default=300, ge=1, validation_alias="SOFTWARE_DNA_RATE_LIMIT_WINDOW")
+    # The end user's erasure requests (each one writes and costs a WAL checkpoint).
+    erasure_attempts: int = Field(
+        default=3, ge=1, validation_alias="SOFTWARE_DNA_ERASURE_ATTEMPTS")
+    erasure_address_attempts: int = Field(
+        default=20, ge=1, validation_alias="SOFTWARE_DNA_ERASURE_ADDRESS_ATTEMPTS")
+    erasure_window: int = Field(
+        default=3600, ge=1, validation_alias="SOFTWARE_DNA_ERASURE_WINDOW")
+    erasure_checkpoint_interval: float = Field(
+        default=60.0, ge=0, validation_alias="SOFTWARE_DNA_ERASURE_CHECKPOINT_INTERVAL")
     db_pool_size: int = Field(default=5, ge=1, validation_alias="SOFTWARE_DNA_DB_POOL_SIZE")
     db_max_overflow: int = Field(default=10, ge=0, validation_alias="SOFTWARE_DNA_DB_MAX_OVERFLOW")
     db_busy_timeout: int = Field(default=30, ge=0, validation_alias="SOFTWARE_DNA_DB_BUSY_TIMEOUT")

@@ -1,7 +1,8 @@
 """Engine, sessions, migrations and the schema-version check.
 
 SQLite: WAL journal, foreign keys on, ``secure_delete`` on (deleted rows are
-overwritten, which erasure relies on), a busy timeout, and every transaction
+overwritten, which erasure relies on; :class:`CheckpointJob` then empties the
+WAL off the request path), a busy timeout, and every transaction
 starts with ``BEGIN IMMEDIATE`` so that a read-then-write (the seat count)
 cannot interleave with another writer.
 
@@ -14,9 +15,13 @@ with a :class:`alembic.config.Config` built in code (no ``alembic.ini``).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sqlite3
-from collections.abc import Iterator
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,17 +37,22 @@ from sqlalchemy.pool import NullPool
 from software_dna.server.config import Settings
 
 __all__ = [
+    "CHECKPOINT_INTERVAL",
+    "CheckpointJob",
     "SchemaError",
+    "after_erasure",
     "alembic_config",
     "check_schema",
+    "checkpoint_job",
     "current_revision",
     "head_revision",
+    "install_checkpoint_job",
     "make_engine",
     "make_inline_engine",
     "make_session_factory",
     "migrate",
     "session_scope",
-    "sqlite_compact",
+    "wal_checkpoint",
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -73,6 +83,7 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
             kwargs["poolclass"] = NullPool
         engine = create_engine(url, **kwargs)
         _sqlite_events(engine, settings)
+        _busy_timeouts[engine] = int(settings.db_busy_timeout) * 1000
         return engine
     if pooled:
         kwargs.update(
@@ -159,13 +170,171 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def sqlite_compact(engine: Engine) -> bool:
-    """SQLite only: ``VACUUM`` and truncate the WAL so that deleted data leaves the files.
+#: Seconds between two WAL checkpoints after erasures (at most one per interval and process).
+CHECKPOINT_INTERVAL = 60.0
+#: Milliseconds a checkpoint waits for other connections before it gives up for this round:
+#: while it waits, new writers wait too, so the wait is kept short.
+CHECKPOINT_BUSY_MS = 1000
 
-    Used after an erasure (``secure_delete`` already zeroes freed pages; this
-    also rewrites the file and empties the WAL).  Waits for other writers up
-    to the busy timeout.  Returns False (and logs a warning) when the
-    database stayed busy; a no-op returning True on other backends.
+
+class CheckpointJob:
+    """SQLite: truncates the WAL after erasures, off the request path, at most once a minute.
+
+    ``secure_delete`` zeroes the bytes of deleted and overwritten rows in the
+    pages an erasure writes; those pages first go to the WAL, and until a
+    checkpoint copies them into the database file (and the WAL is emptied)
+    the file and the WAL may still hold the old bytes.  An erasure commits,
+    then calls :meth:`request`; the job runs ``PRAGMA
+    wal_checkpoint(TRUNCATE)`` in its own thread:
+
+    - single-flight: one run at a time per job (per engine, so per worker
+      process); erasures that arrive while a run is pending or under way are
+      covered by the next run, never one each;
+    - at most once per ``interval`` seconds (by ``clock``): erasures in a
+      burst cost one checkpoint a minute, whoever sends them; a request made
+      within the interval is run when the interval is over, never dropped;
+    - a checkpoint that stays busy (another connection reading an old
+      snapshot for longer than :data:`CHECKPOINT_BUSY_MS`) is retried at the
+      next interval.  Several worker processes each have their own job: a
+      checkpoint is safe to run concurrently with another.
+
+    No ``VACUUM``: it rewrote the whole file while holding the write lock
+    (seconds on a large database).  On any other backend the job does nothing.
+
+    Args:
+        engine: the server's engine.
+        interval: minimum seconds between two runs (>= 0).
+        clock: monotonic seconds; tests pass their own to move time.
+        background: False: :meth:`request` only marks the job pending and the
+            caller runs it with :meth:`run_due` (tests that drive the clock).
+    """
+
+    def __init__(self, engine: Engine, *, interval: float = CHECKPOINT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic,
+                 background: bool = True) -> None:
+        # Weak: the registry (checkpoint_job) keys jobs by engine and must not keep it alive.
+        self._engine = weakref.ref(engine)
+        self.interval = interval
+        self.clock = clock
+        self.background = background
+        #: Completed checkpoints (the WAL was emptied).
+        self.runs = 0
+        #: Attempts that found the database busy (retried at the next interval).
+        self.busy = 0
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._lock = threading.Lock()       # guards the fields below
+        self._running = threading.Lock()    # held while a checkpoint runs
+        self._wake = threading.Event()
+        self._pending = False
+        self._last: float | None = None     # clock() at the start of the last attempt
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine checkpointed (None once it was garbage-collected)."""
+        return self._engine()
+
+    @property
+    def pending(self) -> bool:
+        """True while a requested checkpoint has not run yet."""
+        with self._lock:
+            return self._pending
+
+    def due_in(self) -> float:
+        """Seconds (by ``clock``) until a pending checkpoint may run; 0 when it may run now."""
+        with self._lock:
+            if self._last is None:
+                return 0.0
+            return max(0.0, self._last + self.interval - self.clock())
+
+    def request(self) -> None:
+        """Ask for a checkpoint (after an erasure committed). Never blocks, never raises."""
+        if not self._sqlite:
+            return
+        with self._lock:
+            self._pending = True
+            if not self.background or self._closed:
+                return
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="sdna-wal-checkpoint",
+                                                daemon=True)
+                self._thread.start()
+            else:
+                self._wake.set()
+
+    def run_due(self) -> bool:
+        """Run the pending checkpoint now if the interval allows; True if it ran to the end."""
+        if self.due_in() > 0:
+            return False
+        return self._run_pending()
+
+    def flush(self) -> bool:
+        """Run a pending checkpoint now, whatever the interval (shutdown, one-shot commands).
+
+        Returns True when nothing is pending afterwards.
+        """
+        self._run_pending()
+        return not self.pending
+
+    def close(self) -> None:
+        """Stop the thread and run what is pending (the process is ending)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=CHECKPOINT_BUSY_MS / 1000 + 5)
+        self.flush()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (real seconds) until nothing is pending or running; True if so in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = not self._pending
+            if idle and not self._running.locked():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending or self._closed:
+                    self._thread = None
+                    return
+            wait = self.due_in()
+            if wait > 0:
+                self._wake.wait(min(wait, self.interval or wait))
+                self._wake.clear()
+                continue
+            self._run_pending()
+
+    def _run_pending(self) -> bool:
+        with self._running:
+            with self._lock:
+                if not self._pending:
+                    return True
+                self._pending = False
+                self._last = self.clock()
+            engine = self._engine()
+            done = True if engine is None else wal_checkpoint(engine)
+            if done:
+                self.runs += 1
+            else:
+                self.busy += 1
+                with self._lock:
+                    self._pending = True
+            return done
+
+
+def wal_checkpoint(engine: Engine, *, busy_ms: int = CHECKPOINT_BUSY_MS) -> bool:
+    """SQLite: ``PRAGMA wal_checkpoint(TRUNCATE)``; True when the WAL was emptied.
+
+    Waits at most ``busy_ms`` milliseconds for other connections; returns
+    False (and logs a warning) when the database stayed busy.  True and no
+    effect on other backends.
     """
     if engine.dialect.name != "sqlite":
         return True
@@ -173,16 +342,65 @@ def sqlite_compact(engine: Engine) -> bool:
     try:
         dbapi = raw.driver_connection
         assert dbapi is not None
-        dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        dbapi.execute("VACUUM")
-        dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.OperationalError as exc:
-        log.warning("SQLite compaction after an erasure failed (%s); it runs again "
-                    "after the next erasure", type(exc).__name__)
+        dbapi.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        try:
+            row = dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            dbapi.execute(f"PRAGMA busy_timeout={_busy_timeouts.get(engine, 0)}")
+        busy = row is None or int(row[0]) != 0
+    except sqlite3.Error as exc:
+        log.warning("SQLite WAL checkpoint after an erasure failed (%s); it is tried "
+                    "again later", type(exc).__name__)
         return False
     finally:
         raw.close()
-    return True
+    if busy:
+        log.warning("SQLite WAL checkpoint after an erasure found the database busy; "
+                    "it is tried again later")
+    return not busy
+
+
+_jobs: weakref.WeakKeyDictionary[Engine, CheckpointJob] = weakref.WeakKeyDictionary()
+_busy_timeouts: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_jobs_lock = threading.Lock()
+
+
+def checkpoint_job(engine: Engine) -> CheckpointJob:
+    """The :class:`CheckpointJob` of ``engine`` (made with the defaults the first time)."""
+    with _jobs_lock:
+        job = _jobs.get(engine)
+        if job is None:
+            job = _jobs[engine] = CheckpointJob(engine)
+            _close_at_exit(job)
+        return job
+
+
+def install_checkpoint_job(job: CheckpointJob) -> CheckpointJob:
+    """Make ``job`` the one :func:`checkpoint_job` returns for ``job.engine``; returns it."""
+    engine = job.engine
+    if engine is not None:
+        with _jobs_lock:
+            _jobs[engine] = job
+    _close_at_exit(job)
+    return job
+
+
+def _close_at_exit(job: CheckpointJob) -> None:
+    # A one-shot command (the CLI's erasure) ends right after the erasure: the
+    # pending checkpoint runs before the process exits.
+    ref = weakref.ref(job)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    atexit.register(close)
+
+
+def after_erasure(engine: Engine) -> None:
+    """Ask ``engine``'s :class:`CheckpointJob` for a checkpoint (an erasure just committed)."""
+    checkpoint_job(engine).request()
 
 
 # --------------------------------------------------------------------------- migrations

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
 from software_dna.server.schemas import FingerprintIn, PreviousIn
 from software_dna.server.services import Context, ServiceError, check_admin_key, parse_fingerprint
@@ -93,11 +94,7 @@ ACTOR = "admin"
 
 def bearer(request: Request) -> str | None:
     """The ``Authorization: Bearer`` credential, or None."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
+    return bearer_credential(request.headers.get("authorization", ""))
 
 
 def require_admin(

@@ -1,9 +1,19 @@
-"""Request-body middleware: size limits, JSON only, strict JSON.
+"""Request-body middleware: size limits, the admin key first, JSON only, strict JSON.
 
 Bodies over the limit answer 413 ``too_large``, a body that is not
-``application/json`` 415 ``unsupported_media_type``, and JSON that two
-parsers could read differently (duplicate keys, ``NaN``) 400
-``invalid_request``.
+``application/json`` 415 ``unsupported_media_type``, a body with too many
+or too deeply nested arrays and objects (:mod:`~software_dna.server.api.bodyguard`)
+and JSON that two parsers could read differently (duplicate keys, ``NaN``)
+400 ``invalid_request``.
+
+On ``/v1/admin/*`` (every path under it, a 404 included) a body over
+:data:`ADMIN_UNAUTHENTICATED_BODY` bytes is read only once the
+``Authorization`` header holds a valid admin API key: otherwise 401
+``unauthorized`` (as the routes' own check answers), without reading it.
+The key is checked with the service layer's
+:func:`~software_dna.server.services.check_admin_key`, in the thread pool.
+Invariant: an unauthenticated request never makes the server read, scan or
+parse more than 4 KiB of an admin body.
 """
 
 from __future__ import annotations
@@ -11,13 +21,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from software_dna.server.api.bodyguard import refusal
+from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.api.errors import error_response
+from software_dna.server.api.faults import RETRY_AFTER, TRANSIENT
 from software_dna.server.config import ADMIN_BODY_LIMIT, PUBLIC_BODY_LIMIT
+from software_dna.server.services import check_admin_key
 from software_dna.wire.codes import Code
 
-__all__ = ["PARSED_BODY", "BodyLimitMiddleware", "parsed_body"]
+__all__ = ["ADMIN_UNAUTHENTICATED_BODY", "PARSED_BODY", "BodyLimitMiddleware", "parsed_body"]
+
+#: Bytes of an admin body read before the admin API key has been checked.
+ADMIN_UNAUTHENTICATED_BODY = 4096
 
 
 #: Scope key under which :class:`BodyLimitMiddleware` leaves the body it parsed
@@ -71,11 +89,28 @@ def _no_constant(name: str) -> Any:
     raise _NotStrict
 
 
+def _admin_key_valid(scope: Scope, authorization: str) -> bool:
+    """The admin API key check of the routes (``deps.require_admin``), for the middleware."""
+    key = bearer_credential(authorization)
+    if key is None:
+        return False
+    state = scope["app"].state.sdna  # deps.AppState
+    session = state.sessions()
+    try:
+        return check_admin_key(session, state.ctx, key)
+    finally:
+        session.rollback()  # SQLite: release the lock at once
+        session.close()
+
+
 class BodyLimitMiddleware:
     """Reads request bodies up front: over the limit -> 413, non-JSON -> 415.
 
     The limit is 64 KiB on public routes and 1 MiB on ``/v1/admin``; both
     the ``Content-Length`` header and the bytes actually streamed are checked.
+    An admin body over 4 KiB is read only with a valid admin key (else 401);
+    a body is scanned (:func:`~software_dna.server.api.bodyguard.refusal`)
+    before it is parsed.  Pure ASGI: nothing is buffered before these checks.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -86,15 +121,41 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = ADMIN_BODY_LIMIT if path.startswith("/v1/admin") else PUBLIC_BODY_LIMIT
+        # Every path the admin limit applies to is held to the admin key (a 404 too).
+        admin = path.startswith("/v1/admin")
+        limit = ADMIN_BODY_LIMIT if admin else PUBLIC_BODY_LIMIT
         length: str | None = None
         ctype = ""
+        authorization = ""
         for key, value in scope.get("headers", []):
             name = key.lower()
             if name == b"content-length":
                 length = value.decode("latin-1")
             elif name == b"content-type":
                 ctype = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        # Admin bodies: the key is checked once the body would pass 4 KiB (None: not yet).
+        admitted: bool | None = None if admin else True
+
+        async def key_checked() -> bool:
+            nonlocal admitted
+            if admitted is None:
+                admitted = bool(authorization) and await run_in_threadpool(
+                    _admin_key_valid, scope, authorization)
+            return admitted
+
+        async def refused_admin() -> ASGIApp | None:
+            """None when the body may be read on; else the answer (401, or 503)."""
+            try:
+                if await key_checked():
+                    return None
+            except TRANSIENT:  # as the routes answer a database fault (api.faults)
+                return error_response(
+                    Code.UNAVAILABLE,
+                    "The license server's database is unavailable; try again shortly.",
+                    headers={"Retry-After": str(RETRY_AFTER)})
+            return error_response(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
 
         def too_large() -> ASGIApp:
             return error_response(Code.TOO_LARGE,
@@ -108,6 +169,11 @@ class BodyLimitMiddleware:
             if int(length) > limit:
                 await too_large()(scope, receive, send)
                 return
+            if int(length) > ADMIN_UNAUTHENTICATED_BODY:
+                answer = await refused_admin()
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -120,6 +186,11 @@ class BodyLimitMiddleware:
             if size > limit:
                 await too_large()(scope, receive, send)
                 return
+            if size > ADMIN_UNAUTHENTICATED_BODY:
+                answer = await refused_admin()
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -127,6 +198,10 @@ class BodyLimitMiddleware:
             if ctype.split(";")[0].strip().lower() != "application/json":
                 await error_response(Code.UNSUPPORTED_MEDIA_TYPE,
                                      "Send the body as application/json.")(scope, receive, send)
+                return
+            refused = refusal(body)
+            if refused is not None:
+                await error_response(Code.INVALID_REQUEST, refused)(scope, receive, send)
                 return
             if not _strict_json(body, scope):
                 await error_response(

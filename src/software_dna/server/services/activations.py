@@ -28,7 +28,12 @@ from software_dna.server.services.authentication import (
     is_outdated,
 )
 from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
-from software_dna.server.services.endusers import attach_end_user, erase
+from software_dna.server.services.endusers import (
+    attach_end_user,
+    erase,
+    throttle_erasure_activation,
+    throttle_erasure_address,
+)
 from software_dna.server.services.errors import ServiceError, conflict
 from software_dna.server.services.leases import on_validate
 from software_dna.server.services.license_terms import start_term
@@ -420,7 +425,7 @@ def deactivate(session: Session, ctx: Context, activation_id: str, secret: str |
 
 
 def request_erasure(session: Session, ctx: Context, activation_id: str, secret: str | None,
-                    nonce: str) -> Erased:
+                    nonce: str, *, client_address: str | None = None) -> Erased:
     """The end user asks for erasure (same effect as the vendor's); commits.
 
     Erases the activation's end user (if any personal data was given) and the
@@ -432,9 +437,13 @@ def request_erasure(session: Session, ctx: Context, activation_id: str, secret: 
     Raises:
         ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 403
         ``license_revoked`` / ``license_suspended`` / ``license_expired``
-        (after erasing, with a receipt), 503 ``no_signing_key``.
+        (after erasing, with a receipt), 503 ``no_signing_key``, 429
+        ``rate_limited`` (per client network, then per activation:
+        :func:`~software_dna.server.services.endusers.throttle_erasure_address`).
     """
+    throttle_erasure_address(session, ctx, client_address)
     activation = authenticate_live(session, ctx, activation_id, secret)
+    throttle_erasure_activation(session, ctx, activation.id)
     end_user = (session.get(EndUser, activation.end_user_id)
                 if activation.end_user_id is not None else None)
     erase(session, ctx, end_user=end_user, license_ids={activation.license_id}, actor="sdk",

@@ -6,9 +6,17 @@ master key).  Erasure deletes them (columns set to NULL, settings rows
 deleted), deletes the activation password hash of the end user's licenses
 (the vendor must then set a new one: an erased license must not silently
 become password-free), and marks the licenses and their activations erased:
-they keep working, every token afterwards is ``limited``.  On SQLite the
-file is then vacuumed and the WAL truncated (``secure_delete`` is on), so no
-byte of the erased data remains in the database files.
+they keep working, every token afterwards is ``limited``.  On SQLite
+``secure_delete`` zeroes the erased bytes in the pages the erasure writes,
+and after the commit the engine's :class:`~software_dna.server.db.CheckpointJob`
+copies those pages into the database file and empties the WAL, off the
+request path and at most once a minute, so that soon no byte of the erased
+data remains in the database files.  Nothing as costly as ``VACUUM`` runs in
+a request.
+
+The end user's own erasure request is rate limited (:func:`throttle_erasure`):
+per activation and per client network, so that credentials anyone can get (a
+trial's) cannot be used to make the server erase in a loop.
 """
 
 from __future__ import annotations
@@ -21,14 +29,17 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from software_dna.server.db import sqlite_compact
+from software_dna.server.db import after_erasure
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
 from software_dna.server.services import email_confirmation
 from software_dna.server.services.common import Context, audit, new_id, utcnow
+from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
+from software_dna.server.services.ratelimit import hit
 from software_dna.server.services.seats import erase_user_seats
 from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
+from software_dna.wire.codes import Code
 
 __all__ = [
     "attach_end_user",
@@ -36,6 +47,8 @@ __all__ = [
     "erase_license_data",
     "export_end_user",
     "find_end_users",
+    "throttle_erasure_activation",
+    "throttle_erasure_address",
 ]
 
 
@@ -204,7 +217,7 @@ def erase(
 ) -> None:
     """Erase ``end_user`` (if any) and the data of ``license_ids`` plus the end user's licenses.
 
-    Commits, then compacts the SQLite file (VACUUM + WAL truncate).
+    Commits, then asks for a WAL checkpoint (SQLite; see the module docstring).
     """
     now = utcnow()
     licenses = set(license_ids)
@@ -237,7 +250,52 @@ def erase(
         detail={"licenses": sorted(licenses)},
     )
     session.commit()
-    sqlite_compact(session.get_bind().engine)
+    after_erasure(session.get_bind().engine)
+
+
+def _erasure_hit(session: Session, key: str, *, limit: int, window: int) -> None:
+    try:
+        hit(session, key, limit=limit, window=window)
+    except ServiceError as exc:
+        if exc.code is not Code.RATE_LIMITED:
+            raise
+        raise ServiceError(Code.RATE_LIMITED,
+                           "Too many erasure requests. Wait and try again later.",
+                           retry_after=exc.retry_after, retry_at=exc.retry_at) from None
+
+
+def throttle_erasure_address(session: Session, ctx: Context, client_address: str | None) -> None:
+    """Count one end-user erasure request from ``client_address``'s network. Commits.
+
+    Counted before the activation's credentials are checked, so that guessing
+    and credentials anyone can get (a trial's) are limited alike: at most
+    ``erasure_address_attempts`` per ``erasure_window`` seconds per client
+    network (the key is :meth:`Vault.address_key`, which groups an IPv6
+    network and normalises IPv4-mapped addresses).  The address is the
+    connection's peer (or what a trusted proxy says), never a field of the body.
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (with ``retry_after``).
+    """
+    if not client_address:
+        return
+    settings = ctx.settings
+    _erasure_hit(session, "erase-addr:" + ctx.vault.address_key(client_address),
+                 limit=settings.erasure_address_attempts, window=settings.erasure_window)
+
+
+def throttle_erasure_activation(session: Session, ctx: Context, activation_id: str) -> None:
+    """Count one erasure request of an authenticated activation. Commits.
+
+    At most ``erasure_attempts`` per ``erasure_window`` seconds per activation
+    (the id the server found for the credentials, not the path as sent).
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (with ``retry_after``).
+    """
+    settings = ctx.settings
+    _erasure_hit(session, "erase-act:" + activation_id, limit=settings.erasure_attempts,
+                 window=settings.erasure_window)
 
 
 def restore_license(session: Session, license_id: str, *, actor: str = "admin") -> License:

@@ -58,8 +58,11 @@ def deactivate(activation_id: IdPath, body: NonceIn, request: Request, state: St
              responses=_ERRORS)
 def erasure(activation_id: IdPath, body: NonceIn, request: Request, state: State,
             session: Db) -> ErasureOut:
-    """The end user's erasure request: personal data erased, a fresh limited token."""
+    """The end user's erasure request: personal data erased, a fresh limited token.
+
+    Rate limited per client network and per activation (429 ``rate_limited``).
+    """
     result = services.request_erasure(session, state.ctx, activation_id, bearer(request),
-                                     body.nonce)
+                                     body.nonce, client_address=client_address(request))
     return ErasureOut(token=result.token, receipt=result.receipt, nonce=result.nonce,
                       server_time=result.server_time)
