@@ -7,9 +7,25 @@ loaded as plugins, so every test module can use them.
 """
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# A license server's master key goes to the user config folder by default
+# (software_dna.server.config.default_key_file): never the real one. One folder for the
+# whole run (module-scoped servers keep finding their key); a test that creates, moves or
+# deletes the default key sets XDG_CONFIG_HOME to a folder of its own (own_key_folder).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="sdna-config-")
+
+
+@pytest.fixture
+def own_key_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user config folder of this test's own (XDG_CONFIG_HOME): its default master key."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    return folder
 
 pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded",
                   "software_dna.testing.plugin"]
@@ -28,3 +44,4 @@ def _witness_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("SOFTWARE_DNA_STATE_HOME", None)
     else:
         os.environ["SOFTWARE_DNA_STATE_HOME"] = old
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import ssl
 import threading
 import time
@@ -29,6 +30,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from software_dna.server.testing import free_port
+
+#: An email confirmation link in a mail's text (docs/security.md, email confirmation).
+LINK_RE = re.compile(r"(\S+/v1/email-confirmations/([A-Za-z0-9_-]+))")
+
+
+def mailed_link(message: EmailMessage) -> str:
+    """The email confirmation link in ``message`` (AssertionError if there is none)."""
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = LINK_RE.search(body.get_content())
+    assert found, body.get_content()
+    return found[1]
 
 
 class _Handler:

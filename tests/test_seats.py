@@ -35,9 +35,10 @@ from software_dna import (
     WrongPassword,
 )
 from software_dna.server import cli
+from software_dna.server.testing import URL
 from software_dna.testing.plugin import Machines
 from tests.inprocess import InProcessServer, unreachable
-from tests.smtp import Mailbox
+from tests.smtp import Mailbox, mailed_link
 from tests.test_client_e2e import App, make_app, new_product
 
 
@@ -219,7 +220,8 @@ def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InPr
                                                                             Mailbox]]:
     with Mailbox() as box:
         env = {"SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(box.port),
-               "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": "no-reply@acme.test"}
+               "SOFTWARE_DNA_SMTP_TLS": "none", "SOFTWARE_DNA_SMTP_SENDER": "no-reply@acme.test",
+               "SOFTWARE_DNA_PUBLIC_URL": URL}
         with InProcessServer(tmp_path_factory.mktemp("mail-server"), env=env) as srv:
             yield srv, box
 
@@ -232,8 +234,13 @@ def test_password_reset_by_email(mail_server: tuple[InProcessServer, Mailbox],
     owner = App(srv, product, keys, tmp_path / "owner", machine=machines("owner"))
     new_pc = App(srv, product, keys, tmp_path / "new", machine=machines("new"))
     try:
+        before = len(box.messages)
         owner.client.activate(key, password="forgotten", email="owner@example.com",
                               consent=True)
+        # The address gets a confirmation link first; reset codes go only to confirmed ones.
+        with srv.session() as http:
+            assert http.post(mailed_link(box.wait_for(before + 1)[before]),
+                             timeout=30).status_code == 200
         with pytest.raises(WrongPassword):
             new_pc.client.activate(key, password="what was it?")
         before = len(box.messages)

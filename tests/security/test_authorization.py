@@ -228,6 +228,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/password-resets/confirm"): Rule(
         "public", lambda w: {"product": w.product, "license_key": w.license_key,
                              "code": "ABCD-EFGH-JKLM", "new_password": "new one"}),
+    # -- public: email confirmation links (a token nobody was mailed: 404 for every caller)
+    ("GET", "/v1/email-confirmations/{token}"): Rule(
+        "public", lambda w: {}, params=lambda w: {"token": "A" * 43}),
+    ("POST", "/v1/email-confirmations/{token}"): Rule(
+        "public", lambda w: {}, params=lambda w: {"token": "A" * 43}),
     # -- owner: one activation's secret
     ("POST", "/v1/activations/{activation_id}/validate"): Rule("owner", _validate_body),
     ("POST", "/v1/activations/{activation_id}/checkout"): Rule("owner", _validate_body),

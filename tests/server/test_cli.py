@@ -22,6 +22,12 @@ from software_dna.server.cli import main
 from software_dna.server.testing import free_port
 
 
+@pytest.fixture(autouse=True)
+def _own_key_folder(own_key_folder: Path) -> Path:
+    """``server init`` creates the default master key: in a folder of each test's own."""
+    return own_key_folder
+
+
 def _cli() -> list[str]:
     script = Path(sys.executable).parent / "software-dna"
     return [str(script)] if script.exists() else [sys.executable, "-m", "software_dna.server.cli"]
@@ -114,8 +120,13 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str, cli: Call) ->
     match = re.search(r"^(sdna_admin_\S+)$", init.stdout, re.MULTILINE)
     assert match, init.stdout
     admin_key = match.group(1)
-    key_file = home / "master.key"
+    # The key goes outside the data folder (the user config folder), and init says where.
+    key_file = Path(env["XDG_CONFIG_HOME"]) / "software-dna-keys" / "master.key"
+    assert not (home / "master.key").exists()
+    assert f"Master key: {key_file} (created)" in init.stdout
+    assert "Back up separately" in init.stdout
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     master = key_file.read_bytes()
 
     again = cli(["server", "init"], env)
@@ -273,7 +284,7 @@ def test_home_override_is_not_written_into_the_environment(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     before = dict(os.environ)
     assert main(["server", "init", "--home", str(tmp_path / "h")]) == 0
-    assert (tmp_path / "h" / "master.key").exists()
+    assert (tmp_path / "h" / "server.db").exists()
     assert dict(os.environ) == before
 
 
@@ -397,7 +408,7 @@ def test_data_dir_is_accepted_by_every_server_command(tmp_path: Path, cli: Call)
     init = cli(["server", "init", "--data-dir", str(home)], env)
     assert init.returncode == 0, init.stderr
     assert "(already there, kept)" not in init.stdout
-    assert (home / "master.key").exists()
+    assert (home / "server.db").exists() and not (home / "master.key").exists()
     again = cli(["server", "init", "--data-dir", str(home)], env)
     assert "master.key (already there, kept)" in again.stdout, again.stdout
     migrate = cli(["server", "migrate", "--data-dir", str(home)], env)

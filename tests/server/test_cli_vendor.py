@@ -654,11 +654,12 @@ def test_no_server_database_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_master_key_missing_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             own_key_folder: Path) -> None:
     folder = tmp_path / "h"
     _clean_env(monkeypatch, folder)
     _init(folder)
-    (folder / "master.key").unlink()
+    (own_key_folder / "software-dna-keys" / "master.key").unlink()
     run = Runner(capsys, monkeypatch)
     run("products", "create", "p", "--name", "P")  # no secret needed
     assert "No master key" in run.fail("keys", "generate", "p")

@@ -170,7 +170,8 @@ def test_0004_to_0005_with_data_on_postgresql(tmp_path: Path,
 def test_0005_without_master_key_on_an_empty_database(tmp_path: Path) -> None:
     """A fresh database migrates without a master key (nothing to seal)."""
     settings = Settings.from_env({"SOFTWARE_DNA_SERVER_HOME": str(tmp_path)})
-    assert migrate(settings)[1] == head_revision(settings)
+    assert migrate(settings, "0005")[1] == "0005"
+    assert migrate(settings)[1] == head_revision(settings)  # and on to the head
 
 
 

@@ -32,6 +32,7 @@ from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,
+    email_confirmations,
     health,
     offline,
     password_resets,
@@ -66,6 +67,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     renewals.router,
     public_leases.router,
     password_resets.router,
+    email_confirmations.router,
     products.router,
     keys.router,
     licenses.router,

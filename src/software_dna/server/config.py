@@ -16,7 +16,9 @@ variable                               meaning (default)
 ``DATABASE_URL``                       SQLAlchemy URL (``sqlite:///<home>/server.db``);
                                        PostgreSQL: ``postgresql+psycopg://...``
 ``SOFTWARE_DNA_MASTER_KEY``            the master key itself (base64url, 32 bytes)
-``SOFTWARE_DNA_MASTER_KEY_FILE``       file holding it (``<home>/master.key``)
+``SOFTWARE_DNA_MASTER_KEY_FILE``       file holding it (``master.key`` in platformdirs'
+                                       user config dir ``software-dna-keys``: outside
+                                       the data folder; see :func:`default_key_file`)
 ``SOFTWARE_DNA_ISSUER``                ``iss`` claim of tokens (``software-dna``)
 ``SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS``   activation attempts per license per window (10)
 ``SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS``
@@ -38,6 +40,10 @@ variable                               meaning (default)
 ``SOFTWARE_DNA_SMTP_CA_FILE``          PEM CA bundle to verify the mail server with
 ``SOFTWARE_DNA_SMTP_TIMEOUT``          seconds to wait for the mail server (10)
 ``SOFTWARE_DNA_PASSWORD_RESET_TTL``    seconds a reset code is valid (900)
+``SOFTWARE_DNA_PUBLIC_URL``            the server's address as end users reach it
+                                       (``https://licenses.example.com``), used in
+                                       email confirmation links (none: no
+                                       confirmation mail is sent)
 =====================================  ============================================
 """
 
@@ -48,6 +54,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -64,6 +71,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "default_home",
+    "default_key_file",
     "environ_without_settings",
     "normalize_database_url",
 ]
@@ -83,6 +91,21 @@ def default_home() -> Path:
     import platformdirs  # noqa: PLC0415  # lazy: only when no data folder is configured
 
     return Path(platformdirs.user_data_dir("software-dna-server", appauthor=False))
+
+
+def default_key_file() -> Path:
+    """The default master key file: ``master.key`` in platformdirs' user config dir
+    ``software-dna-keys``.
+
+    Deliberately not under the data folder (nor under its platformdirs name,
+    which is the same folder as the data dir on macOS and Windows), so that a
+    copy of the data folder is not also a copy of the key that decrypts it.
+    On Linux: ``$XDG_CONFIG_HOME/software-dna-keys/master.key``
+    (``~/.config/...``).
+    """
+    import platformdirs  # noqa: PLC0415  # lazy: only when no key file is configured
+
+    return Path(platformdirs.user_config_dir("software-dna-keys", appauthor=False)) / "master.key"
 
 
 def normalize_database_url(url: str) -> str:
@@ -157,6 +180,7 @@ class Settings(BaseSettings):
     smtp_timeout: int = Field(default=10, ge=1, validation_alias="SOFTWARE_DNA_SMTP_TIMEOUT")
     password_reset_ttl: int = Field(default=900, ge=60,
                                     validation_alias="SOFTWARE_DNA_PASSWORD_RESET_TTL")
+    public_url: str | None = _env("SOFTWARE_DNA_PUBLIC_URL")
 
     @classmethod
     def settings_customise_sources(
@@ -191,6 +215,19 @@ class Settings(BaseSettings):
     @classmethod
     def _stripped(cls, value: str | None) -> str | None:
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// address, e.g. "
+                             "https://licenses.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a plain address, without ?query or #fragment")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
     @field_validator("smtp_tls", mode="before")
     @classmethod
@@ -244,8 +281,18 @@ class Settings(BaseSettings):
 
     @property
     def key_file(self) -> Path:
-        """Where the master key file is (whether or not it exists)."""
-        return self.master_key_file or self.home / "master.key"
+        """Where the master key file belongs (whether or not it exists): the configured
+        ``master_key_file``, else :func:`default_key_file` (never inside ``home``).
+
+        A key left at :attr:`legacy_key_file` by an older version is still used
+        (:func:`software_dna.server.crypto.locate_master_key` decides).
+        """
+        return self.master_key_file or default_key_file()
+
+    @property
+    def legacy_key_file(self) -> Path:
+        """Where older versions put the master key by default: ``<home>/master.key``."""
+        return self.home / "master.key"
 
     @property
     def is_sqlite(self) -> bool:

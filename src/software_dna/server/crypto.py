@@ -5,21 +5,23 @@ an environment variable) protects every secret the database holds.  Purpose
 keys are derived from it with HKDF-SHA256, one per use, so that no key is
 used for two things:
 
-=====================  ======================================================
-derived key            protects
-=====================  ======================================================
-``data``               AES-256-GCM of personal fields (email, registration,
-                       settings documents)
-``signing-keys``       AES-256-GCM of the Ed25519 signing keys
-``license-keys``       HMAC-SHA256 of license keys (look-up without storing them)
-``email-index``        HMAC-SHA256 of normalised emails (find an end user by email)
-``addresses``          HMAC-SHA256 of client addresses (rate-limit counters)
-``activation-secrets`` HMAC-SHA256 activation id -> activation secret
-``admin-keys``         HMAC-SHA256 of admin API keys
-``bindings``           AES-256-GCM of machine component sets (machine_bindings)
-``binding-index``      HMAC-SHA256 of ``product \0 name \0 component hash``
-                       (binding_index: find a machine without storing its hashes)
-=====================  ======================================================
+========================  ======================================================
+derived key               protects
+========================  ======================================================
+``data``                  AES-256-GCM of personal fields (email, registration,
+                          settings documents)
+``signing-keys``          AES-256-GCM of the Ed25519 signing keys
+``license-keys``          HMAC-SHA256 of license keys (look-up without storing them)
+``email-index``           HMAC-SHA256 of normalised emails (find an end user by email)
+``addresses``             HMAC-SHA256 of client addresses (rate-limit counters)
+``activation-secrets``    HMAC-SHA256 activation id -> activation secret
+``admin-keys``            HMAC-SHA256 of admin API keys
+``reset-codes``           HMAC-SHA256 of password reset codes (with the license id)
+``email-confirmations``   HMAC-SHA256 of email confirmation link tokens
+``bindings``              AES-256-GCM of machine component sets (machine_bindings)
+``binding-index``         HMAC-SHA256 of ``product \0 name \0 component hash``
+                          (binding_index: find a machine without storing its hashes)
+========================  ======================================================
 
 Ciphertexts carry the purpose and the owning row's id as associated data,
 so a ciphertext copied to another row or column does not decrypt.
@@ -34,9 +36,11 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -45,12 +49,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from software_dna.server.config import ConfigError, Settings
+from software_dna.server.config import ConfigError, Settings, default_key_file
 from software_dna.wire.paseto import SecretKey
 
 __all__ = [
     "MASTER_KEY_BYTES",
     "DecryptionError",
+    "MasterKeyLocation",
     "Vault",
     "b64url",
     "create_master_key_file",
@@ -58,11 +63,13 @@ __all__ = [
     "IPV6_PREFIX_RANGE",
     "load_master_key",
     "rate_limit_network",
+    "locate_master_key",
     "unb64url",
     "verify_password",
 ]
 
 MASTER_KEY_BYTES = 32
+_log = logging.getLogger("software_dna.server")
 _FORMAT = b"\x01"  # version byte of every ciphertext
 _NONCE = 12
 
@@ -91,12 +98,14 @@ _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 
 
 def create_master_key_file(path: Path) -> bool:
-    """Create ``path`` holding a fresh random master key, mode 0600.
+    """Create ``path`` holding a fresh random master key, mode 0600, in a folder made 0700.
 
     Never overwrites: returns False (and leaves the file alone) when it exists.
+    A folder this creates is mode 0700; an existing one keeps its mode.
     Raises ``OSError`` when the folder cannot be written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -120,25 +129,82 @@ def _parse_master_key(text: str, source: str) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class MasterKeyLocation:
+    """Where the master key comes from (see :func:`locate_master_key`).
+
+    Attributes:
+        source: ``"environment"`` (``SOFTWARE_DNA_MASTER_KEY``; ``path`` is
+            None), ``"file"`` (the configured or default key file) or
+            ``"legacy"`` (``<home>/master.key``, where older versions put it:
+            still used, with a warning, until it is moved).
+        path: the key file, or None for the environment.
+    """
+
+    source: str
+    path: Path | None
+
+    @property
+    def warning(self) -> str | None:
+        """What to tell the vendor about this location, or None when it is fine."""
+        if self.source != "legacy":
+            return None
+        return (f"The master key is in the data folder ({self.path}), so every backup of the "
+                f"folder holds the key to its own secrets. Move it out (e.g. to "
+                f"{default_key_file()}) or point SOFTWARE_DNA_MASTER_KEY_FILE at where you keep "
+                "it, and back it up apart from the database.")
+
+
+def locate_master_key(settings: Settings) -> MasterKeyLocation:
+    """Where the master key of ``settings`` is read from (reads only the file system).
+
+    ``SOFTWARE_DNA_MASTER_KEY`` first; then a configured
+    ``SOFTWARE_DNA_MASTER_KEY_FILE``; then, when ``<home>/master.key`` (the
+    old default) exists, that file -- it is the key of this data folder, so it
+    wins over the new default location, whose file may belong to another
+    server of the same account; else the default location
+    (:func:`software_dna.server.config.default_key_file`), whether or not it
+    exists yet.
+    """
+    if settings.master_key is not None:
+        return MasterKeyLocation("environment", None)
+    if settings.master_key_file is not None:
+        return MasterKeyLocation("file", settings.master_key_file)
+    legacy = settings.legacy_key_file
+    if legacy.is_file():
+        return MasterKeyLocation("legacy", legacy)
+    return MasterKeyLocation("file", settings.key_file)
+
+
 def load_master_key(settings: Settings) -> bytes:
-    """The master key: ``SOFTWARE_DNA_MASTER_KEY`` if set, else the key file.
+    """The master key: ``SOFTWARE_DNA_MASTER_KEY`` if set, else the key file
+    (:func:`locate_master_key`); a key at the old location in the data folder is
+    used and a warning logged (logger ``software_dna.server``).
 
     Raises :class:`ConfigError` when neither is available or the key is malformed.
     """
-    if settings.master_key is not None:
+    where = locate_master_key(settings)
+    if where.path is None:
+        assert settings.master_key is not None
         return _parse_master_key(settings.master_key.get_secret_value(),
                                  "SOFTWARE_DNA_MASTER_KEY")
-    path = settings.key_file
+    path = where.path
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
+        elsewhere = ("" if settings.master_key_file is not None
+                     else f" (nor at the old location {settings.legacy_key_file})")
         raise ConfigError(
-            f"No master key: {path} does not exist and SOFTWARE_DNA_MASTER_KEY is not set. "
-            "Run `software-dna server init` first."
+            f"No master key: {path} does not exist{elsewhere} and SOFTWARE_DNA_MASTER_KEY is "
+            "not set. Run `software-dna server init` for a new server, or put this server's "
+            "key back there (or set SOFTWARE_DNA_MASTER_KEY_FILE to where it is)."
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read the master key file {path}: {exc}") from None
-    return _parse_master_key(text, str(path))
+    key = _parse_master_key(text, str(path))
+    if where.warning is not None:
+        _log.warning("%s", where.warning)
+    return key
 
 
 # --------------------------------------------------------------------------- passwords
@@ -261,6 +327,7 @@ class Vault:
             "activation-secrets",
             "admin-keys",
             "reset-codes",
+            "email-confirmations",
             "bindings",
             "binding-index",
         ):
@@ -305,6 +372,10 @@ class Vault:
     def reset_code_hash(self, license_id: str, code: str) -> str:
         """Stored form of a password reset code of ``license_id`` (64 hex chars)."""
         return self._mac("reset-codes", f"{license_id}\0{code}")
+
+    def confirmation_token_hash(self, token: str) -> str:
+        """Stored form of an email confirmation link's token (64 hex chars)."""
+        return self._mac("email-confirmations", token)
 
     def admin_key_hash(self, admin_key: str) -> str:
         """Stored form of an admin API key (64 hex chars)."""

@@ -2,7 +2,8 @@
 
 uvicorn's access log is kept, but each line is redacted: the client address
 is dropped and the query string is cut from the path (an admin search by
-email carries the email in the query).  Bodies are never logged.
+email carries the email in the query), and so is the token of an email
+confirmation link.  Bodies are never logged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 __all__ = ["RedactAccessLog", "log_config"]
 
 
+_LINK_PATH = "/v1/email-confirmations/"
+
+
 class RedactAccessLog(logging.Filter):
     """Drop the client address and the query string from uvicorn access records."""
 
@@ -21,6 +25,8 @@ class RedactAccessLog(logging.Filter):
         if isinstance(args, tuple) and len(args) == 5:
             _addr, method, path, version, status = args
             path_text = str(path).split("?", 1)[0]
+            if path_text.startswith(_LINK_PATH):  # the link's token is a secret
+                path_text = _LINK_PATH + "..."
             record.args = ("-", method, path_text, version, status)
         return True
 

@@ -1,6 +1,7 @@
 """``software-dna server``: set up and run the license server.
 
-    software-dna server init      create the data folder, the master key and an admin API key
+    software-dna server init      create the data folder, the master key (kept outside it) and
+                                  an admin API key
     software-dna server migrate   upgrade the database schema
     software-dna server run       serve the HTTP API with uvicorn
 
@@ -14,9 +15,11 @@ SQLite database that is not there (run ``server init``) and create nothing.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +56,21 @@ def _checked(home: str | None, database_url: str | None, *, must_exist: bool = T
     settings = _settings(home, database_url)
     check_database(settings, database_url, must_exist=must_exist)
     return settings
+
+
+@contextlib.contextmanager
+def _printed_warnings() -> Iterator[None]:
+    """While the block runs, the server's logged warnings (e.g. a master key found in the
+    data folder) are printed on stderr as ``software-dna: warning: ...`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    logger = logging.getLogger("software_dna.server")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _one_line(run: Callable[[], int], database_url: str | None) -> int:
@@ -94,23 +112,38 @@ def init(
         "--new-admin-key",
         help="revoke the existing admin API keys and print a new one")] = False,
 ) -> int:
-    """Create the data folder, the master key file (mode 0600) and the database schema, and
-    print a new admin API key once (only its hash is kept). Never overwrites an existing master
-    key."""
+    """Create the data folder, the master key file (mode 0600, outside the data folder by
+    default) and the database schema, and print a new admin API key once (only its hash is
+    kept). Never overwrites an existing master key, and never creates one for a database that
+    already holds encrypted data."""
     def run() -> int:
         # Lazy: the service layer only for this command, not every CLI start.
         from software_dna.server.bootstrap import initialize
 
+        # Lazy: the key's location only for this command.
+        from software_dna.server.crypto import locate_master_key
+
         settings = _checked(home, database_url, must_exist=False)
-        created, admin_key = initialize(settings, new_admin_key=new_admin_key)
+        with _printed_warnings():
+            created, admin_key = initialize(settings, new_admin_key=new_admin_key)
+        where = locate_master_key(settings)
         print(f"Data folder: {settings.home}")
-        if settings.master_key is not None:
-            print("Master key: from SOFTWARE_DNA_MASTER_KEY")
+        if where.path is None:
+            print("Master key: from SOFTWARE_DNA_MASTER_KEY (not stored on disk by the server)")
         else:
             state = "created" if created else "already there, kept"
-            print(f"Master key: {settings.key_file} ({state}) -- back it up: without it the "
-                  "database's secrets cannot be read")
+            print(f"Master key: {where.path} ({state})")
+            if where.path.resolve().is_relative_to(settings.home.resolve()):
+                print(f"{PROG}: warning: the master key is inside the data folder, so a backup "
+                      "of the folder holds the key to its own secrets; keep it elsewhere "
+                      "(SOFTWARE_DNA_MASTER_KEY_FILE).", file=sys.stderr)
         print("Database: schema up to date")
+        database = ("server.db in the data folder" if settings.is_sqlite
+                    else "your PostgreSQL database")
+        key = "the master key file" if where.path is not None else "SOFTWARE_DNA_MASTER_KEY"
+        print(f"Back up separately: the database ({database}) and {key}. Without the key the "
+              "database's secrets cannot be read; a backup holding both gives them all away, "
+              "so keep the key's copy apart from the database's.")
         if admin_key:
             print("Admin API key (shown once; store it safely):")
             print(admin_key)
@@ -173,7 +206,8 @@ def run_(
             check_schema(engine, settings)
         finally:
             engine.dispose()
-        load_master_key(settings)  # fail here, not in every worker
+        with _printed_warnings():
+            load_master_key(settings)  # fail here, not in every worker
         options = ["--host", host, "--port", str(port), "--workers", str(workers),
                    "--log-level", log_level]
         if forwarded_allow_ips is not None:

@@ -18,7 +18,7 @@ from software_dna.server.models.admin_key import AdminApiKey
 from software_dna.server.models.audit import AuditEntry
 from software_dna.server.models.base import Base, UTCDateTime
 from software_dna.server.models.binding import BindingIndex, MachineBinding
-from software_dna.server.models.end_user import EndUser
+from software_dna.server.models.end_user import EmailConfirmation, EndUser
 from software_dna.server.models.lease import Lease
 from software_dna.server.models.license import License
 from software_dna.server.models.license_settings import LicenseSettings
@@ -36,6 +36,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "BindingIndex",
+    "EmailConfirmation",
     "EndUser",
     "Lease",
     "License",

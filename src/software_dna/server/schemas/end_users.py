@@ -46,6 +46,7 @@ class EndUserExport(Out):
     email: str | None
     registration: dict[str, str] | None
     consent_at: UtcTime | None
+    email_confirmed_at: UtcTime | None = None
     created_at: UtcTime
     erased_at: UtcTime | None
     activations: list[EndUserActivation]

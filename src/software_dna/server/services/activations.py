@@ -20,7 +20,7 @@ from software_dna.server.domain.refusals import offline_refusal, removed_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import exact_machine
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.services import bindings, sharing
+from software_dna.server.services import bindings, email_confirmation, sharing
 from software_dna.server.services.authentication import (
     authenticate,
     authenticate_generation,
@@ -297,6 +297,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
           detail={"personal_data": end_user is not None, "offline": request.offline,
                   "by_staff": staff and request.offline})
     session.commit()
+    email_confirmation.send_pending(session, ctx)
     return Activated(
         activation_id=activation.id,
         activation_secret=secret,

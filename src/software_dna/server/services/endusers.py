@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.db import after_erasure
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
+from software_dna.server.services import email_confirmation
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
@@ -91,6 +92,9 @@ def attach_end_user(
         end_user = EndUser(id=new_id("eu"), created_at=now, erased_at=None)
         session.add(end_user)
     if email is not None:
+        assert index is not None
+        email_confirmation.email_given(session, ctx, end_user, email, index,
+                                       activation=activation, now=now)
         end_user.email_ciphertext = ctx.vault.encrypt_field(
             email.encode("utf-8"), aad=f"end_user:{end_user.id}:email"
         )
@@ -119,7 +123,8 @@ def find_end_users(session: Session, ctx: Context, email: str) -> list[EndUser]:
 def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[str, Any]:
     """Everything held about one end user (GDPR access), as a JSON-ready dict.
 
-    Keys: ``id``, ``email``, ``registration``, ``consent_at``, ``created_at``,
+    Keys: ``id``, ``email``, ``registration``, ``consent_at``,
+    ``email_confirmed_at`` (None: the address was never confirmed), ``created_at``,
     ``erased_at`` (datetimes, aware UTC), ``activations`` (list of dicts with
     ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
     ``last_seen_at``, ``deactivated_at``, ``client``) and ``settings`` (license id
@@ -148,6 +153,7 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
         "email": email,
         "registration": registration,
         "consent_at": end_user.consent_at,
+        "email_confirmed_at": end_user.email_confirmed_at,
         "created_at": end_user.created_at,
         "erased_at": end_user.erased_at,
         "activations": [
@@ -222,6 +228,7 @@ def erase(
             )
         )
         _wipe(end_user, now)
+        email_confirmation.forget(session, end_user)
     # User seats: only this person's seats are erased.
     per_seat = erase_user_seats(session, licenses,
                                 end_user_id=end_user.id if end_user is not None else None,

@@ -14,8 +14,16 @@ kind                     counted                             limit, window
                          password-guessing limit
 ``renewal_attempts``     renewal code attempts               ``rate_limit_attempts`` per window
 ``reset_mails``          password reset mails                3 per window
+``reset_code_attempts``  password reset codes tried          ``rate_limit_attempts`` per window
+``confirmation_mails``   email confirmation mails            3 per window
 ``address_attempts``     requests from the client's network  ``rate_limit_address_attempts``
                          (``addr:<keyed hash>``)             per window
+``address_reset_code_    reset codes tried from the network  ``rate_limit_address_attempts``
+attempts``                                                   per window
+``address_confirmations``  confirmation links opened from    ``rate_limit_address_attempts``
+                         the network                         per window
+``address_erasures``     erasure requests from the network   ``erasure_address_attempts`` per
+                                                             ``erasure_window``
 ``address_activations``  new activations of the product      ``address_activation_limit`` per
                          from the client's network           ``reactivation_period``
 =======================  ==================================  ===================================
@@ -32,29 +40,82 @@ longer, because :func:`lockout_report` asks the very functions that refuse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from software_dna.server.config import Settings
 from software_dna.server.crypto import rate_limit_network
 from software_dna.server.models import License, RateLimitCounter
 from software_dna.server.services import seats
 from software_dna.server.services.common import Context, audit, utcnow
+from software_dna.server.services.email_confirmation import (
+    MAILS_PER_WINDOW as CONFIRMATION_MAILS_PER_WINDOW,
+)
 from software_dna.server.services.errors import invalid
 from software_dna.server.services.lookups import get_license
 from software_dna.server.services.password_reset import MAILS_PER_WINDOW
-from software_dna.server.services.ratelimit import address_counter, counter_state, reset_keys
+from software_dna.server.services.ratelimit import counter_state, reset_keys
 
 __all__ = ["LimitState", "LockoutReport", "ResetReport", "lockout_report", "reset_lockouts"]
 
-#: Counter key prefixes of a license (``<prefix>:<license id>``) and their kinds.
+@dataclass(frozen=True)
+class _Counter:
+    """A rate-limit counter kind: its key prefix, what it counts, its limit and window."""
+
+    kind: str
+    description: str
+    limit: Callable[[Settings], int]
+    window: Callable[[Settings], int]
+
+
+def _attempts(settings: Settings) -> int:
+    return settings.rate_limit_attempts
+
+
+def _address_attempts(settings: Settings) -> int:
+    return settings.rate_limit_address_attempts
+
+
+def _window(settings: Settings) -> int:
+    return settings.rate_limit_window
+
+
+def _reset_mails(settings: Settings) -> int:
+    return MAILS_PER_WINDOW
+
+
+def _confirmation_mails(settings: Settings) -> int:
+    return CONFIRMATION_MAILS_PER_WINDOW
+
+
+#: Counters of a license, keyed ``<prefix>:<license id>``.
 _LICENSE_COUNTERS = {
-    "lic": ("activation_attempts",
-            "activation attempts and password confirmations (password guessing)"),
-    "renew": ("renewal_attempts", "renewal code attempts"),
-    "reset": ("reset_mails", "password reset mails"),
+    "lic": _Counter("activation_attempts",
+                    "activation attempts and password confirmations (password guessing)",
+                    _attempts, _window),
+    "renew": _Counter("renewal_attempts", "renewal code attempts", _attempts, _window),
+    "reset": _Counter("reset_mails", "password reset mails", _reset_mails, _window),
+    "reset-guess": _Counter("reset_code_attempts", "password reset codes tried", _attempts,
+                            _window),
+    "confirm-mail": _Counter("confirmation_mails", "email confirmation mails",
+                            _confirmation_mails, _window),
+}
+
+#: Counters of a client network, keyed ``<prefix>:<keyed hash of the network>``.
+_NETWORK_COUNTERS = {
+    "addr": _Counter("address_attempts", "requests (activations, trials, renewals, resets)",
+                     _address_attempts, _window),
+    "reset-guess-net": _Counter("address_reset_code_attempts", "password reset codes tried",
+                                _address_attempts, _window),
+    "confirm-net": _Counter("address_confirmations", "email confirmation links opened",
+                            _address_attempts, _window),
+    "erase-addr": _Counter("address_erasures", "erasure requests",
+                           lambda settings: settings.erasure_address_attempts,
+                           lambda settings: settings.erasure_window),
 }
 
 
@@ -147,9 +208,27 @@ def _license_counter_keys(session: Session, license_id: str) -> list[str]:
     ))
 
 
-def _counter_kind(key: str) -> tuple[str, str]:
+def _counter_kind(key: str) -> str:
     prefix = key.split(":", 1)[0]
-    return _LICENSE_COUNTERS.get(prefix, (prefix, f"attempts counted as {prefix!r}"))
+    counter = _LICENSE_COUNTERS.get(prefix)
+    return counter.kind if counter is not None else prefix
+
+
+def _counter_limit(session: Session, settings: Settings, key: str, counter: _Counter | None, *,
+                   now: datetime, kind: str, description: str) -> LimitState:
+    """One counter as :func:`.ratelimit.hit` sees it (``counter`` None: a kind this version
+    does not know, shown with its count and no limit)."""
+    limit = counter.limit(settings) if counter is not None else None
+    window = counter.window(settings) if counter is not None else settings.rate_limit_window
+    state = counter_state(session, key, limit=limit or 1, window=window, now=now.timestamp())
+    return LimitState(kind, description, state.count, limit, window,
+                      state.locked_until if limit is not None else None)
+
+
+def _network_keys(ctx: Context, address: str) -> dict[str, _Counter]:
+    """Every counter key of ``address``'s network."""
+    hashed = ctx.vault.address_key(address)
+    return {prefix + ":" + hashed: counter for prefix, counter in _NETWORK_COUNTERS.items()}
 
 
 def lockout_report(session: Session, ctx: Context, license_id: str, *,
@@ -175,26 +254,17 @@ def lockout_report(session: Session, ctx: Context, license_id: str, *,
     limits = [LimitState(
         "reactivations", "new activations of the license (the re-activation lock-out)",
         status.activations_in_period, status.allowed, status.period, status.locked_until)]
-    known = {prefix + ":" + lic.id: prefix for prefix in _LICENSE_COUNTERS}
+    known = {prefix + ":" + lic.id: counter for prefix, counter in _LICENSE_COUNTERS.items()}
     for key in sorted({*known, *_license_counter_keys(session, lic.id)}):
-        kind, description = _counter_kind(key)
-        prefix = known.get(key)
-        limit = (None if prefix is None else MAILS_PER_WINDOW if prefix == "reset"
-                 else settings.rate_limit_attempts)
-        state = counter_state(session, key, limit=limit or 1, window=settings.rate_limit_window,
-                              now=now.timestamp())
-        limits.append(LimitState(kind, description, state.count, limit,
-                                 settings.rate_limit_window,
-                                 state.locked_until if limit is not None else None))
+        counter = known.get(key)
+        prefix = key.split(":", 1)[0]
+        limits.append(_counter_limit(
+            session, settings, key, counter, now=now, kind=counter.kind if counter else prefix,
+            description=counter.description if counter else f"attempts counted as {prefix!r}"))
     network = None
     if address is not None:
         network = rate_limit_network(address, settings.rate_limit_ipv6_prefix)
-        state = counter_state(session, address_counter(ctx, address),
-                              limit=settings.rate_limit_address_attempts,
-                              window=settings.rate_limit_window, now=now.timestamp())
-        limits.append(LimitState(
-            "address_attempts", f"requests from the client network {network}", state.count,
-            state.limit, state.window, state.locked_until))
+        limits += _network_limits(session, ctx, address, now)
         by_address = seats.address_lockout_status(session, lic.product, ctx.vault.address_key(
             address), now)
         limits.append(LimitState(
@@ -235,15 +305,16 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
     if lic is not None:
         add("reactivations", seats.forget_activations(session, license_id=lic.id))
         for key, attempts in reset_keys(session, _license_counter_keys(session, lic.id)).items():
-            add(_counter_kind(key)[0], attempts)
+            add(_counter_kind(key), attempts)
     if address:
         network = rate_limit_network(address, ctx.settings.rate_limit_ipv6_prefix)
         if lic is None:  # no license: what the network alone was locked by
             before += _network_limits(session, ctx, address, now)
         add("address_activations", seats.forget_activations(
             session, address_hash=ctx.vault.address_key(address)))
-        for attempts in reset_keys(session, [address_counter(ctx, address)]).values():
-            add("address_attempts", attempts)
+        keys = _network_keys(ctx, address)
+        for key, attempts in reset_keys(session, list(keys)).items():
+            add(keys[key].kind, attempts)
     unlocked = sorted({limit.kind for limit in before if limit.locked_until is not None})
     audit(session, actor, "lockout.reset", product_id=lic.product_id if lic else None,
           license_id=license_id,
@@ -255,11 +326,8 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
 
 def _network_limits(session: Session, ctx: Context, address: str,
                     now: datetime) -> list[LimitState]:
-    """The request counter of ``address``'s network (no license named, so no product)."""
-    settings = ctx.settings
-    state = counter_state(session, address_counter(ctx, address),
-                          limit=settings.rate_limit_address_attempts,
-                          window=settings.rate_limit_window, now=now.timestamp())
-    return [LimitState("address_attempts", "requests from the client network", state.count,
-                       state.limit, state.window, state.locked_until)]
-
+    """Every request counter of ``address``'s network."""
+    network = rate_limit_network(address, ctx.settings.rate_limit_ipv6_prefix)
+    return [_counter_limit(session, ctx.settings, key, counter, now=now, kind=counter.kind,
+                           description=f"{counter.description} from the client network {network}")
+            for key, counter in _network_keys(ctx, address).items()]

@@ -107,6 +107,9 @@ class LocalServer:
         self._settings = Settings.from_env({
             "SOFTWARE_DNA_SERVER_HOME": str(self.data_dir),
             "DATABASE_URL": self.database_url,
+            # A throwaway test server: its key stays with its data, never in the
+            # user's config folder (the default for a real server).
+            "SOFTWARE_DNA_MASTER_KEY_FILE": str(self.data_dir / "master.key"),
             "SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS": str(rate_limit_attempts),
             "SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS": str(rate_limit_address_attempts),
             "SOFTWARE_DNA_RATE_LIMIT_WINDOW": str(rate_limit_window),

@@ -1,0 +1,96 @@
+"""Email confirmation links: ``GET`` shows a page with a button, the button ``POST``s.
+
+The link mailed to an end user (``<public url>/v1/email-confirmations/<token>``)
+confirms nothing when it is merely fetched: mail scanners and link previews
+fetch links, people press buttons.  The page is self-contained (no script,
+no external asset, no referrer sent).  ``POST`` answers the page's form with
+a page and any other client (``Accept`` without ``text/html``) with JSON.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from software_dna.server.api.deps import Db, State, client_address
+from software_dna.server.api.errors import error_responses
+from software_dna.server.schemas.email_confirmations import EmailConfirmedOut
+from software_dna.server.services import email_confirmation
+from software_dna.server.services.errors import ServiceError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["end user"])
+_ERRORS = error_responses(404, 429)
+#: Any text up to 64 characters: a malformed token is an unknown one (404), never a 422.
+Token = Annotated[str, Path(max_length=64)]
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+}
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:32em;margin:4em auto;padding:0 1em;"
+          "line-height:1.5}button{font-size:1.1em;padding:.5em 1.5em}")
+
+
+def _page(title: str, text: str, *, button: bool = False, status: int = 200) -> HTMLResponse:
+    form = ('<form method="post"><button type="submit">Confirm</button></form>'
+            if button else "")
+    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f'<meta name="robots" content="noindex"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>{html.escape(text)}</p>{form}</body></html>")
+    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+
+
+def _refused(exc: ServiceError) -> HTMLResponse:
+    page = _page("Not now" if exc.status == 429 else "Link not valid", exc.message,
+                 status=exc.status)
+    if exc.retry_after is not None:
+        page.headers["Retry-After"] = str(exc.retry_after)
+    return page
+
+
+@router.get("/email-confirmations/{token}", response_class=HTMLResponse, responses=_ERRORS)
+def confirmation_page(token: Token, request: Request, state: State,
+                      session: Db) -> HTMLResponse:
+    """A page with a Confirm button (fetching the link confirms nothing)."""
+    try:
+        found = email_confirmation.link_state(session, state.ctx, token,
+                                              client_address=client_address(request))
+    except ServiceError as exc:
+        return _refused(exc)
+    if found.done:
+        return _page("Email address confirmed", "This address is confirmed already. You can "
+                     "close this page.")
+    if not found.live:
+        return _page("Link not valid", "This confirmation link is not valid (any more): it "
+                     "expired, was replaced by a newer one, or the address changed.", status=404)
+    return _page("Confirm your email address", "Press Confirm to confirm that this email "
+                 "address is yours. Password reset codes for your license can then be sent "
+                 "to it.", button=True)
+
+
+@router.post("/email-confirmations/{token}", response_model=EmailConfirmedOut,
+             responses=_ERRORS)
+def confirm_email(token: Token, request: Request, state: State,
+                  session: Db) -> EmailConfirmedOut | HTMLResponse | JSONResponse:
+    """Confirm the address the link was mailed to (the page's button, or an API client)."""
+    wants_page = "text/html" in request.headers.get("accept", "")
+    try:
+        confirmed_at = email_confirmation.confirm(session, state.ctx, token,
+                                                  client_address=client_address(request))
+    except ServiceError as exc:
+        if wants_page:
+            return _refused(exc)
+        raise
+    if wants_page:
+        return _page("Email address confirmed", "Thank you: this address is confirmed. You "
+                     "can close this page.")
+    return EmailConfirmedOut(confirmed_at=confirmed_at)
