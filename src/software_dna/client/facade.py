@@ -10,11 +10,18 @@ feature that receives them: the license check
 seats, trials and renewal, the air-gapped flow, settings, password reset and
 the periodic check. Each public method delegates to one of them.
 
-Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
+Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`:
+each public method is wrapped by :func:`~software_dna.client.boundary.guard`,
+the last net under the translations the layers below make (docs/security.md,
+"The SDK's boundary"). In a frozen app (``sys.frozen``) the constructor loads
+the network stack and the TLS trust at once (:meth:`ServerAPI.prepare`), so
+that removing the app's unpacked folder while it runs breaks nothing later;
+a normal ``import software_dna`` stays light.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -29,6 +36,7 @@ from software_dna.wire.paseto import InvalidKey, PublicKey
 
 from .activation import Activation, check_activation_input
 from .airgap import AirGap
+from .boundary import guard
 from .checkout import Checkout
 from .lease import LeaseKeeper
 from .locations import Env, find_store
@@ -166,6 +174,8 @@ class LicenseClient:
         self._terms = Terms(self._state, self._server, self._validation, self._lock)
         self._airgap = AirGap(self._state)
         self._passwords = PasswordReset(self._state, self._server)
+        if getattr(sys, "frozen", False):  # PyInstaller, cx_Freeze, py2exe, ...
+            self._server.prepare()
 
     @property
     def store_path(self) -> Path:
@@ -574,3 +584,21 @@ class LicenseClient:
 
     def __repr__(self) -> str:
         return f"LicenseClient(product={self.product!r}, server_url={self.server_url!r})"
+
+
+#: The public methods behind the boundary (every one but ``close``, which never raises).
+_GUARDED = (
+    "check", "refresh", "activate", "install_token", "deactivate", "request_erasure",
+    "create_activation_request", "activate_offline", "deactivate_offline", "checkout",
+    "checkin", "request_password_reset", "reset_password", "start_trial", "renew",
+)
+for _name in _GUARDED:
+    setattr(LicenseClient, _name, guard(getattr(LicenseClient, _name)))
+# Its arguments are checked first (ValueError, as documented).
+LicenseClient.start_periodic_check = guard(  # type: ignore[method-assign]
+    LicenseClient.start_periodic_check, passthrough=(ValueError,))
+LicenseClient.settings = property(  # type: ignore[method-assign,assignment]
+    guard(LicenseClient.settings.fget),  # type: ignore[arg-type]
+    guard(LicenseClient.settings.fset),  # type: ignore[arg-type]
+    doc=LicenseClient.settings.__doc__)
+del _name
