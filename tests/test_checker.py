@@ -26,6 +26,7 @@ from software_dna.client.periodic import PeriodicCheck
 from software_dna.client.transport import Response, Transport
 
 from .inprocess import InProcessServer
+from .security.test_store_faults import _refuse_writes
 from .test_client_e2e import App, new_product
 
 
@@ -168,8 +169,6 @@ def _read_only(folder: Path) -> Callable[[pytest.MonkeyPatch], None]:
     in CI: test_a_read_only_folder_for_real covers it where it can.
     """
     def apply(monkeypatch: pytest.MonkeyPatch) -> None:
-        from .security.test_store_faults import _refuse_writes
-
         _refuse_writes(monkeypatch, folder, errno.EROFS)
 
     return apply

@@ -8,18 +8,25 @@ in-process transport the other SDK tests use (tests/inprocess.py) skips.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
+import requests.adapters
+import requests.utils
 
 from software_dna import LicenseClient, LicenseError, ServerUnreachable
 from software_dna.fingerprint import collect
 from software_dna.wire.paseto import SecretKey
 
 from .netfaults import free_port, garbage_server, silent_server, trickle_server
+from .security.test_network_faults import CA, tls_server
 from .tokens import make_token, now_utc
 
 PRODUCT = "acme-editor"
@@ -149,12 +156,6 @@ def _tls_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Pa
     (``DEFAULT_CA_BUNDLE_PATH``). The environment's bundle variables are unset,
     so that only the default one counts.
     """
-    import certifi
-    import requests.adapters
-    import requests.utils
-
-    from .security.test_network_faults import CA
-
     authority = CA()
     unpacked = tmp_path / "_MEI-unpacked"
     unpacked.mkdir()
@@ -173,10 +174,6 @@ def test_frozen_app_reaches_the_server_after_its_unpacked_folder_is_removed(
     """A frozen app builds its TLS context at construction: removing the unpacked folder
     (where certifi's bundle is) while it runs breaks nothing; without it (control) every
     later connection needs the file, and the server is lost until a restart."""
-    import shutil
-
-    from .security.test_network_faults import tls_server
-
     authority, unpacked = _tls_setup(tmp_path, monkeypatch)
     if frozen:
         monkeypatch.setattr("sys.frozen", True, raising=False)
@@ -199,8 +196,6 @@ def test_frozen_app_reaches_the_server_after_its_unpacked_folder_is_removed(
 def test_frozen_app_still_refuses_an_untrusted_certificate(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The context loaded at construction verifies as strictly as requests does."""
-    from .security.test_network_faults import CA, tls_server
-
     _tls_setup(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.frozen", True, raising=False)
     with tls_server(*CA("an attacker's CA").issue("127.0.0.1")) as port:
@@ -213,8 +208,6 @@ def test_frozen_app_still_refuses_an_untrusted_certificate(
 
 def test_frozen_app_checks_the_host_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A certificate of the trusted CA for another host is refused by the preloaded context."""
-    from .security.test_network_faults import tls_server
-
     authority, _ = _tls_setup(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.frozen", True, raising=False)
     with tls_server(*authority.issue("license.example.com")) as port:
@@ -230,7 +223,7 @@ def test_a_network_stack_that_cannot_be_imported_is_server_unreachable(
     ServerUnreachable saying to restart the app, from refresh() and activate() alike;
     check() falls back to the stored license."""
     client = due_client("http://127.0.0.1:9", tmp_path)
-    monkeypatch.setitem(__import__("sys").modules, "requests", None)  # import raises
+    monkeypatch.setitem(sys.modules, "requests", None)  # import raises
     with pytest.raises(ServerUnreachable, match="network components") as caught:
         client.refresh()
     assert isinstance(caught.value.__cause__, ImportError)
@@ -264,9 +257,6 @@ def test_a_file_not_found_while_importing_requests_is_server_unreachable() -> No
 
     In a child process: the import machinery of this one must stay intact.
     """
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", _FILE_GONE], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.stdout.strip() == "ServerUnreachable FileNotFoundError", done.stdout + done.stderr
@@ -275,9 +265,6 @@ def test_a_file_not_found_while_importing_requests_is_server_unreachable() -> No
 def test_a_normal_import_stays_light() -> None:
     """Building a client (not frozen) loads neither requests nor ssl; the frozen path is
     taken only when ``sys.frozen`` is set."""
-    import subprocess
-    import sys
-
     code = ("import sys, tempfile\n"
             "from software_dna import LicenseClient\n"
             "from software_dna.wire.paseto import SecretKey\n"

@@ -26,6 +26,7 @@ from software_dna import (
     ServerError,
     UntrustedSigningKey,
 )
+from software_dna.fingerprint import collect
 from software_dna.wire.paseto import PublicKey, SecretKey, untrusted_footer
 
 from .inprocess import InProcessServer
@@ -147,8 +148,6 @@ def _post(server: InProcessServer, path: str, body: dict[str, Any]) -> requests.
 
 
 def _activation_body(product: str, license_key: str, trusted: object) -> dict[str, Any]:
-    from software_dna.fingerprint import collect
-
     return {"product": product, "license_key": license_key,
             "fingerprint": collect(product).to_wire(), "consent": False,
             "nonce": secrets.token_urlsafe(24), "idempotency_key": secrets.token_urlsafe(24),
@@ -200,8 +199,6 @@ def test_a_token_signed_by_an_untrusted_key_names_its_kid(tmp_path: Path) -> Non
     trusted, stranger = SecretKey.generate(), SecretKey.generate()
     app = LicenseClient(product="acme-editor", public_keys=[trusted.public_key.to_paserk()],
                         store_path=tmp_path)
-    from software_dna.fingerprint import collect
-
     token = make_token(stranger, "acme-editor", collect("acme-editor"), issued_at=now_utc())
     with pytest.raises(InvalidToken) as named:
         app.install_token(token)

@@ -597,8 +597,9 @@ for _name in _GUARDED:
 # Its arguments are checked first (ValueError, as documented).
 LicenseClient.start_periodic_check = guard(  # type: ignore[method-assign]
     LicenseClient.start_periodic_check, passthrough=(ValueError,))
+_property = vars(LicenseClient)["settings"]
+assert isinstance(_property, property) and _property.fget is not None \
+    and _property.fset is not None
 LicenseClient.settings = property(  # type: ignore[method-assign,assignment]
-    guard(LicenseClient.settings.fget),  # type: ignore[arg-type]
-    guard(LicenseClient.settings.fset),  # type: ignore[arg-type]
-    doc=LicenseClient.settings.__doc__)
-del _name
+    guard(_property.fget), guard(_property.fset), doc=_property.__doc__)
+del _name, _property

@@ -431,7 +431,7 @@ def _preloaded_adapter(requests: Any, context: Any) -> Any:
     Verification stays on (``CERT_REQUIRED``, host name checked).
     """
 
-    class PreloadedTLSAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc,name-defined]
+    class PreloadedTLSAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc]
         def build_connection_pool_key_attributes(
             self, request: Any, verify: Any, cert: Any = None,
         ) -> tuple[dict[str, Any], dict[str, Any]]:

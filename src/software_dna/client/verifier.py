@@ -21,7 +21,6 @@ from software_dna.wire import identity
 from software_dna.wire.claims import loads_strict, secret_digest, verify_receipt
 from software_dna.wire.paseto import PublicKey, untrusted_footer
 
-
 __all__ = ["TokenVerifier", "rotated_secret", "untrusted_kid_message"]
 
 #: A well-formed PASERK ``k4.pid`` (BLAKE2b-264: 44 base64url characters).

@@ -93,7 +93,7 @@ def _status_refusal(lic: License, now: datetime) -> ServiceError | None:
 
 
 def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
-             now: datetime, trusted: frozenset[str] | None = None) -> ServiceError:
+             now: datetime, *, trusted: frozenset[str] | None = None) -> ServiceError:
     return refusal_error(session, ctx, activation, removed_refusal(activation.deactivated_by),
                          nonce=nonce, now=now, trusted=trusted)
 
@@ -206,7 +206,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         if comparison is None:  # a replay is answered only to the machine that sent it
             raise conflict("This idempotency key was used for another machine.")
         if activation.deactivated_at is not None:
-            raise _removed(session, ctx, activation, request.nonce, now, request.trusted_keys)
+            raise _removed(session, ctx, activation, request.nonce, now,
+                           trusted=request.trusted_keys)
     else:  # this machine (user seats: this OS account) already holds a seat?
         found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id)
         if found_reusable is not None:
@@ -328,7 +329,7 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     activation, generation = authenticate_generation(session, ctx, activation_id, secret)
     now = utcnow()
     if activation.deactivated_at is not None:
-        raise _removed(session, ctx, activation, nonce, now, trusted)
+        raise _removed(session, ctx, activation, nonce, now, trusted=trusted)
     if is_outdated(generation, activation.secret_generation, activation.secret_grace) or (
             _grace_from_elsewhere(session, ctx, activation, generation, fingerprint)):
         sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)

@@ -36,7 +36,6 @@ from software_dna.server.services.common import Context
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.keys import active_signing_key
 from software_dna.server.services.leases import lease_terms
-from software_dna.wire.codes import Code
 from software_dna.wire.claims import (
     Kind,
     Mode,
@@ -46,6 +45,7 @@ from software_dna.wire.claims import (
     secret_digest,
     sign_receipt,
 )
+from software_dna.wire.codes import Code
 from software_dna.wire.identity import LEGACY_ALGORITHM, to_json
 from software_dna.wire.paseto import SecretKey
 
