@@ -34,6 +34,7 @@ FAMILIES = [
     "test_personal_data",
     "test_fuzz",
     "test_identity_invariants",
+    "test_hostile_server",
 ]
 
 

@@ -208,8 +208,15 @@ class LicenseClient:
             LeaseExpired: a floating license holds no live lease (call
                 :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
                 floating seat is taken (``retry_after``).
+            ActivationLocked: the server refused the due refresh for now (too
+                many attempts; ``retry_after`` says when, if it said).
             StoreError, StoreCorrupted: the store cannot be read (a corrupt
                 file is moved aside; the next run starts clean).
+            FingerprintUnavailable: this machine cannot be identified.
+
+        A server that cannot be reached, or answers with something unusable
+        (garbage, a forged or foreign token, an unsigned refusal), is a failed
+        refresh: the stored license keeps working within its grace period.
         """
         with self._lock:
             return self._validation.check(force_online=False)
@@ -219,11 +226,21 @@ class LicenseClient:
 
         Raises:
             ServerUnreachable: the server could not be reached in time (the
-                stored license is unchanged and :meth:`check` still works).
+                stored license is unchanged and :meth:`check` still works);
+                also when the app's network components cannot be loaded.
             LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
-            NotActivated: the server's refusal (stored, so going offline does
-                not undo it).
-            ServerError: an unusable answer.
+            NotActivated, ActivationMoved: the server's refusal (stored, so going
+                offline does not undo it).
+            NoSeatsLeft, LeaseExpired: a floating license's lease could not be renewed.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys (the message names the one to ship); a ServerError too.
+            ServerError, InvalidToken, WrongProduct: an unusable answer (the
+                stored license is unchanged).
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the fresh license could not be stored (read-only
+                folder, full disk), or the store cannot be read.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         with self._lock:
             return self._validation.check(force_online=True)
@@ -260,11 +277,20 @@ class LicenseClient:
             ConsentRequired: personal data given without ``consent=True``.
             UnknownLicenseKey, WrongPassword, NoSeatsLeft, ActivationLocked:
                 the server's refusal, with a message for the end user.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys (built with another product's public key, or only retired
+                ones): refused before any seat is taken; the message names the
+                key to ship.
+            ActivationError: another refusal of the server (the subclass names it).
             LicenseRevoked, LicenseSuspended, LicenseExpired: the license
                 cannot be activated.
+            NotActivated: the server refused a replay of a removed activation.
             ServerUnreachable: no answer in time (retrying later reuses the
                 same idempotency key, so no second seat is taken).
-            InvalidToken, WrongMachine, ServerError: an unusable answer.
+            NetworkError: no server is configured.
+            InvalidToken, WrongProduct, WrongMachine, ServerError: an unusable answer.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the license could not be stored.
             FingerprintUnavailable: this machine cannot be identified.
         """
         return self._activation.activate(license_key, password=password, email=email,
@@ -301,7 +327,10 @@ class LicenseClient:
         Raises:
             NotActivated: nothing to deactivate.
             ServerUnreachable: the server could not be reached (nothing changed).
+            NetworkError: no server is configured.
             ServerError: the server refused.
+            InvalidToken: the answer's receipt is not the server's (nothing changed).
+            StoreError: the store could not be read or cleared.
         """
         with self._lock:
             self._activation.deactivate()
@@ -316,7 +345,15 @@ class LicenseClient:
             The new, limited :class:`License`.
 
         Raises:
-            NotActivated, ServerUnreachable, ServerError, InvalidToken.
+            NotActivated: no activation on this machine (or the server removed it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the data was erased,
+                and the license cannot be used (the server's signed refusal).
+            ServerUnreachable, NetworkError, ServerError: no usable answer.
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         with self._lock:
             return self._activation.request_erasure()
@@ -409,8 +446,15 @@ class LicenseClient:
             NoSeatsLeft: every floating seat is leased; ``retry_after`` says when
                 the earliest lease ends (UTC).
             NotActivated, ActivationMoved: no activation on this machine (any more).
-            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine: refused.
-            ServerUnreachable, ServerError, NetworkError: no usable answer.
+            LicenseRevoked, LicenseSuspended, LicenseExpired, LeaseExpired,
+            WrongMachine: refused.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing keys.
+            ServerUnreachable, ServerError, NetworkError, InvalidToken,
+            WrongProduct: no usable answer.
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         return self._checkout.checkout()
 
@@ -421,9 +465,17 @@ class LicenseClient:
         :meth:`checkout`. Nothing happens on a license that is not floating.
 
         Raises:
-            NotActivated: no activation on this machine.
-            ServerUnreachable, ServerError, NetworkError: the seat could not be
-                returned now (it frees itself when the lease lapses).
+            NotActivated: no activation on this machine (or the server removed it).
+            ServerUnreachable, ServerError, NetworkError, InvalidToken,
+            WrongProduct: the seat could not be returned now (it frees itself
+                when the lease lapses).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
+            NoSeatsLeft: the server's refusal.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing keys.
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         self._checkout.checkin()
 
@@ -448,6 +500,7 @@ class LicenseClient:
                 server cannot send email.
             UnknownLicenseKey: no such key for this product.
             ActivationLocked: too many requests; ``retry_after`` says when.
+            ActivationError: another refusal of the server (the subclass names it).
             LicenseRevoked: the license was revoked.
             ServerUnreachable, ServerError, NetworkError: no usable answer.
         """
@@ -467,6 +520,8 @@ class LicenseClient:
                 (ask for a new one), or the new password is empty or too long.
             UnknownLicenseKey: no such key for this product.
             ActivationLocked: too many attempts; ``retry_after`` says when.
+            ActivationError: another refusal of the server (the subclass names it).
+            LicenseRevoked: the license was revoked.
             ServerUnreachable, ServerError, NetworkError: no usable answer.
         """
         self._passwords.confirm(license_key, code, new_password)
@@ -491,8 +546,15 @@ class LicenseClient:
             TrialUnavailable: the product offers no trial, this machine had its
                 trial, or this machine already holds a license.
             ActivationLocked: too many attempts from this address.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys: refused before the machine's trial is used.
+            ActivationError: another refusal of the server (the subclass names it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the trial cannot be used.
             ServerUnreachable, ServerError, NetworkError: no usable answer (no
                 server configured: NetworkError).
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the trial could not be stored, or the store cannot be read.
             FingerprintUnavailable: this machine cannot be identified.
         """
         return self._terms.start_trial()
@@ -514,10 +576,16 @@ class LicenseClient:
         Raises:
             RenewalRefused: unknown or used code, a code for another license,
                 or a perpetual license.
-            NotActivated: no activation on this machine.
-            LicenseRevoked, LicenseSuspended: the license cannot be renewed.
+            NotActivated: no activation on this machine (or the server removed it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the license cannot
+                be renewed (the server's signed refusal).
             ActivationLocked: too many attempts.
+            ActivationError: another refusal of the server (the subclass names it).
             ServerUnreachable, ServerError, NetworkError: no usable answer.
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the renewed license could not be stored.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         return self._terms.renew(code)
 
@@ -535,6 +603,7 @@ class LicenseClient:
         Raises:
             NotActivated: no activation on this machine.
             ServerError: the server refused the document (e.g. too large).
+            StoreError: the store cannot be read, or the document not stored.
         """
         with self._lock:
             return self._settings.read()
