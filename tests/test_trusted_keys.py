@@ -27,6 +27,7 @@ from software_dna import (
     UntrustedSigningKey,
 )
 from software_dna.fingerprint import collect
+from software_dna.testing import SimulatedMachine
 from software_dna.wire.paseto import PublicKey, SecretKey, untrusted_footer
 
 from .inprocess import InProcessServer
@@ -210,3 +211,22 @@ def test_a_token_signed_by_an_untrusted_key_names_its_kid(tmp_path: Path) -> Non
     with pytest.raises(InvalidToken) as opaque:
         app.install_token(forged + "." + footer)
     assert str(opaque.value) == "The license token is invalid."
+
+
+def test_checkout_by_an_app_trusting_only_a_retired_key_takes_no_lease(
+        server: InProcessServer, tmp_path: Path) -> None:
+    """A floating license's one seat: the build trusting only the retired key is refused
+    at check-out before a lease is taken, so another computer with the new build gets it."""
+    product, old_keys = new_product(server.admin, lease_duration=600)
+    issued = server.admin.issue_license(product, seats=1, seat_mode="floating")
+    laptop = client(server, product, old_keys, tmp_path / "laptop",
+                    machine=SimulatedMachine(tmp_path / "laptop-home"))
+    laptop.activate(issued["license_key"])
+    laptop.checkin()  # the seat is free again
+    new = server.admin.rotate_key(product)
+    server.admin.retire_key(product, pid(old_keys[0]))
+    with pytest.raises(UntrustedSigningKey):
+        laptop.checkout()
+    desktop = client(server, product, [new["public_key"]], tmp_path / "desktop",
+                     machine=SimulatedMachine(tmp_path / "desktop-home"))
+    assert desktop.activate(issued["license_key"]).lease_expires_at is not None
