@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from software_dna import License, LicenseError, LicenseRevoked, Mode, ServerUnreachable
+from software_dna import (
+    License,
+    LicenseError,
+    LicenseRevoked,
+    Mode,
+    ServerUnreachable,
+    StoreError,
+)
 from software_dna.client.periodic import PeriodicCheck
 from software_dna.client.transport import Response, Transport
 
 from .inprocess import InProcessServer
+from .security.test_store_faults import _refuse_writes
 from .test_client_e2e import App, new_product
 
 
@@ -130,3 +142,130 @@ def test_every_failure_reaches_on_error_as_a_license_error(server: InProcessServ
     assert errors and all(isinstance(e, LicenseError) for e in errors)
     assert isinstance(errors[0].__cause__, KeyError)
     assert checker.consecutive_failures == 1
+
+
+# --------------------------------------------------------------------------- failures, not verdicts
+
+
+def _activated(server: InProcessServer, tmp_path: Path) -> App:
+    product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
+    app = App(server, product, keys, tmp_path / "app")
+    app.client.activate(server.admin.issue_license(product)["license_key"])
+    return app
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``os.write`` fails as on a full disk (as tests/security/test_store_faults.py)."""
+    def full(*_args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+
+
+def _read_only(folder: Path) -> Callable[[pytest.MonkeyPatch], None]:
+    """Creating or replacing a file in ``folder`` fails with EROFS (a read-only mount).
+
+    A real read-only folder (chmod) does not stop root, which runs these tests
+    in CI: test_a_read_only_folder_for_real covers it where it can.
+    """
+    def apply(monkeypatch: pytest.MonkeyPatch) -> None:
+        _refuse_writes(monkeypatch, folder, errno.EROFS)
+
+    return apply
+
+
+@pytest.mark.parametrize("fault", ["disk full", "read-only folder"])
+def test_a_store_that_cannot_be_written_is_a_failure_never_a_verdict(
+        server: InProcessServer, tmp_path: Path, fault: str) -> None:
+    """refresh() cannot store its answer: on_error gets the StoreError, it counts as a
+    failure (back-off), the last license stays, and on_change never says "not valid"."""
+    app = _activated(server, tmp_path)
+    errors: list[LicenseError] = []
+    changes: list[tuple[License | None, License | None]] = []
+    checker = PeriodicCheck(app.client, 60, on_error=errors.append,
+                            on_change=lambda old, new: changes.append((old, new)))
+    checker.start()
+    checker.stop()
+    before = checker.last_license
+    assert before is not None
+    folder = app.client.store_path.parent
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        (_disk_full if fault == "disk full" else _read_only(folder))(monkeypatch)
+        checker.tick()
+        checker.tick()
+    # A read-only folder fails already at the store's lock file, which the check reports
+    # as a ServerUnreachable (another instance holding the lock): a failure too.
+    assert errors and all(isinstance(e, (StoreError, ServerUnreachable)) for e in errors), errors
+    assert fault != "disk full" or all(isinstance(e, StoreError) for e in errors), errors
+    assert checker.consecutive_failures == 2
+    assert checker.last_license is before
+    assert changes == []
+    checker.tick()  # the disk is back: the next check succeeds and the failures reset
+    assert checker.consecutive_failures == 0
+    assert checker.last_license is not None
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="file permissions do not stop root")
+def test_a_read_only_folder_for_real(server: InProcessServer, tmp_path: Path) -> None:
+    """The same with a folder the account cannot write (chmod 0555)."""
+    app = _activated(server, tmp_path)
+    errors: list[LicenseError] = []
+    changes: list[object] = []
+    checker = PeriodicCheck(app.client, 60, on_error=errors.append,
+                            on_change=lambda old, new: changes.append(new))
+    checker.last_license = app.client.check()
+    folder = app.client.store_path.parent
+    folder.chmod(0o555)
+    try:
+        checker.tick()
+    finally:
+        folder.chmod(0o755)
+    assert errors and all(isinstance(e, (StoreError, ServerUnreachable)) for e in errors), errors
+    assert checker.consecutive_failures == 1 and changes == []
+
+
+def test_a_verdict_still_makes_the_license_none(server: InProcessServer, tmp_path: Path) -> None:
+    """Control: a revocation is a verdict (on_change(old, None)), not a failure."""
+    app = _activated(server, tmp_path)
+    changes: list[tuple[License | None, License | None]] = []
+    checker = PeriodicCheck(app.client, 60, on_change=lambda old, new: changes.append((old, new)))
+    checker.last_license = app.client.check()
+    license_id = checker.last_license.license_id
+    server.admin.revoke_license(license_id)
+    checker.tick()
+    assert checker.last_license is None and changes and changes[-1][1] is None
+    assert checker.consecutive_failures == 0
+
+
+def test_start_reports_a_failure_of_the_first_check(server: InProcessServer,
+                                                    tmp_path: Path) -> None:
+    """start(): the first check failing (here the store unreadable as a folder is a file)
+    reaches on_error; it never raises."""
+    product, keys = new_product(server.admin)
+    (tmp_path / "app").write_text("not a folder")
+    app = App(server, product, keys, tmp_path / "app" / "sub")
+    errors: list[LicenseError] = []
+    checker = PeriodicCheck(app.client, 60, on_error=errors.append)
+    checker.start()
+    checker.stop()
+    assert errors and isinstance(errors[0], StoreError), errors
+    assert checker.consecutive_failures == 1 and checker.last_license is None
+
+
+def test_an_import_failure_in_the_checker_reaches_on_error(
+        server: InProcessServer, tmp_path: Path) -> None:
+    """The network stack cannot be loaded (a frozen app's folder removed): on_error gets a
+    ServerUnreachable, the check falls back offline and the license stays."""
+    app = _activated(server, tmp_path)
+    fresh = App(server, app.args["product"], app.args["public_keys"], tmp_path / "app")
+    errors: list[LicenseError] = []
+    checker = PeriodicCheck(fresh.client, 60, on_error=errors.append)
+    checker.last_license = before = fresh.client.check()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setitem(sys.modules, "requests", None)
+        checker.tick()
+    assert errors and isinstance(errors[0], ServerUnreachable), errors
+    assert "network components" in str(errors[0])
+    assert checker.consecutive_failures == 1
+    assert checker.last_license == before

@@ -22,6 +22,7 @@ import requests.adapters
 from urllib3 import HTTPResponse
 
 from software_dna import (
+    ActivationLocked,
     LicenseClient,
     LicenseError,
     Mode,
@@ -34,6 +35,7 @@ from software_dna.client.transport import HTTPTransport, Response, Transport
 from software_dna.wire.claims import Kind
 
 from .inprocess import InProcessServer
+from .security.test_hostile_server import documented
 
 #: (path, real answer) -> the answer the app receives instead, or None to pass it on.
 Rewrite = Callable[[str, Response], "Response | None"]
@@ -243,3 +245,16 @@ def test_a_hostile_server_raises_only_license_errors(
     for call in calls:
         with pytest.raises(LicenseError):
             call()
+
+
+def test_activation_locked_on_a_validation_is_documented_for_check(machine: Machine) -> None:
+    """A 429 ``activation_locked`` answer to the refresh check() makes raises ActivationLocked
+    (with ``retry_after``), and check()'s docstring lists it."""
+    machine.refresh_due()
+    machine.network.rewrite = on("/validate", error(
+        429, "activation_locked", {"retry-after": "60"}))
+    with pytest.raises(ActivationLocked) as locked:
+        machine.client.check()
+    assert locked.value.retry_after is not None
+    assert ActivationLocked in documented(LicenseClient.check)
+    assert ActivationLocked in documented(LicenseClient.refresh)

@@ -24,7 +24,9 @@ clause to stay safe::
     │   ├── ActivationLocked    too many attempts; ``retry_after`` says when to retry
     │   ├── TrialUnavailable    no trial: the product has none, or this machine had it
     │   ├── RenewalRefused      the renewal code is unknown, used, or not for this license
-    │   └── PasswordResetFailed no email on file, or a wrong / used / expired reset code
+    │   ├── PasswordResetFailed no email on file, or a wrong / used / expired reset code
+    │   └── UntrustedSigningKey the app trusts none of the product's signing keys
+    │                           (also a ServerError): ship the new public key
     ├── NetworkError            the server could not be used
     │   └── ServerUnreachable   no answer within the deadline (offline, DNS, TLS, ...)
     ├── ServerError             the server answered, but not with something usable
@@ -67,6 +69,7 @@ __all__ = [
     "StoreRolledBack",
     "TrialUnavailable",
     "UnknownLicenseKey",
+    "UntrustedSigningKey",
     "WrongMachine",
     "WrongPassword",
     "WrongProduct",
@@ -201,6 +204,18 @@ class ServerUnreachable(NetworkError):
 
 class ServerError(LicenseError):
     """The server answered with an error or with something the SDK cannot use."""
+
+
+class UntrustedSigningKey(ActivationError, ServerError):
+    """The server holds no signing key this app trusts, so it issues nothing to it.
+
+    The app was built with another product's public key, or trusts only keys
+    the vendor has retired: the vendor must ship an update of the app with
+    the product's current public key (the message names its ``k4.pid``).
+    An activation or trial is refused before any seat or trial is used. On a
+    validation it is also a :class:`ServerError`: the stored license keeps
+    working until its offline grace period ends.
+    """
 
 
 class StoreError(LicenseError):

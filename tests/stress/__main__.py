@@ -35,6 +35,7 @@ FAMILIES = [
     "test_fuzz",
     "test_identity_invariants",
     "test_public_surface_cost",
+    "test_hostile_server",
 ]
 
 

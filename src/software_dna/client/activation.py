@@ -191,6 +191,7 @@ class Activation:
             "nonce": sent_nonce,
             "idempotency_key": idempotency_key,
             "client": client_facts(),
+            "trusted_keys": state.verifier.trusted_key_ids,  # the server signs with one
         }
         if password is not None:
             body["password"] = password

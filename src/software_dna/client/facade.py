@@ -10,11 +10,18 @@ feature that receives them: the license check
 seats, trials and renewal, the air-gapped flow, settings, password reset and
 the periodic check. Each public method delegates to one of them.
 
-Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`.
+Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`:
+each public method is wrapped by :func:`~software_dna.client.boundary.guard`,
+the last net under the translations the layers below make (docs/security.md,
+"The SDK's boundary"). In a frozen app (``sys.frozen``) the constructor loads
+the network stack and the TLS trust at once (:meth:`ServerAPI.prepare`), so
+that removing the app's unpacked folder while it runs breaks nothing later;
+a normal ``import software_dna`` stays light.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +38,7 @@ from software_dna.wire.paseto import InvalidKey, PublicKey
 
 from .activation import Activation, check_activation_input
 from .airgap import AirGap
+from .boundary import guard
 from .checkout import Checkout
 from .expiry import expired_air_gapped
 from .lease import LeaseKeeper
@@ -169,6 +177,8 @@ class LicenseClient:
         self._terms = Terms(self._state, self._server, self._validation, self._lock)
         self._airgap = AirGap(self._state)
         self._passwords = PasswordReset(self._state, self._server)
+        if getattr(sys, "frozen", False):  # PyInstaller, cx_Freeze, py2exe, ...
+            self._server.prepare()
 
     @property
     def store_path(self) -> Path:
@@ -201,8 +211,15 @@ class LicenseClient:
             LeaseExpired: a floating license holds no live lease (call
                 :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
                 floating seat is taken (``retry_after``).
+            ActivationLocked: the server refused the due refresh for now (too
+                many attempts; ``retry_after`` says when, if it said).
             StoreError, StoreCorrupted: the store cannot be read (a corrupt
                 file is moved aside; the next run starts clean).
+            FingerprintUnavailable: this machine cannot be identified.
+
+        A server that cannot be reached, or answers with something unusable
+        (garbage, a forged or foreign token, an unsigned refusal), is a failed
+        refresh: the stored license keeps working within its grace period.
         """
         with self._lock:
             return self._validation.check(force_online=False)
@@ -212,11 +229,21 @@ class LicenseClient:
 
         Raises:
             ServerUnreachable: the server could not be reached in time (the
-                stored license is unchanged and :meth:`check` still works).
+                stored license is unchanged and :meth:`check` still works);
+                also when the app's network components cannot be loaded.
             LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
-            NotActivated: the server's refusal (stored, so going offline does
-                not undo it).
-            ServerError: an unusable answer.
+            NotActivated, ActivationMoved: the server's refusal (stored, so going
+                offline does not undo it).
+            NoSeatsLeft, LeaseExpired: a floating license's lease could not be renewed.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys (the message names the one to ship); a ServerError too.
+            ServerError, InvalidToken, WrongProduct: an unusable answer (the
+                stored license is unchanged).
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the fresh license could not be stored (read-only
+                folder, full disk), or the store cannot be read.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         with self._lock:
             return self._validation.check(force_online=True)
@@ -253,11 +280,20 @@ class LicenseClient:
             ConsentRequired: personal data given without ``consent=True``.
             UnknownLicenseKey, WrongPassword, NoSeatsLeft, ActivationLocked:
                 the server's refusal, with a message for the end user.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys (built with another product's public key, or only retired
+                ones): refused before any seat is taken; the message names the
+                key to ship.
+            ActivationError: another refusal of the server (the subclass names it).
             LicenseRevoked, LicenseSuspended, LicenseExpired: the license
                 cannot be activated.
+            NotActivated: the server refused a replay of a removed activation.
             ServerUnreachable: no answer in time (retrying later reuses the
                 same idempotency key, so no second seat is taken).
-            InvalidToken, WrongMachine, ServerError: an unusable answer.
+            NetworkError: no server is configured.
+            InvalidToken, WrongProduct, WrongMachine, ServerError: an unusable answer.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the license could not be stored.
             FingerprintUnavailable: this machine cannot be identified.
         """
         return self._activation.activate(license_key, password=password, email=email,
@@ -300,7 +336,10 @@ class LicenseClient:
         Raises:
             NotActivated: nothing to deactivate.
             ServerUnreachable: the server could not be reached (nothing changed).
+            NetworkError: no server is configured.
             ServerError: the server refused.
+            InvalidToken: the answer's receipt is not the server's (nothing changed).
+            StoreError: the store could not be read or cleared.
         """
         with self._lock:
             self._activation.deactivate()
@@ -315,7 +354,15 @@ class LicenseClient:
             The new, limited :class:`License`.
 
         Raises:
-            NotActivated, ServerUnreachable, ServerError, InvalidToken.
+            NotActivated: no activation on this machine (or the server removed it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the data was erased,
+                and the license cannot be used (the server's signed refusal).
+            ServerUnreachable, NetworkError, ServerError: no usable answer.
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         with self._lock:
             return self._activation.request_erasure()
@@ -424,8 +471,15 @@ class LicenseClient:
             NoSeatsLeft: every floating seat is leased; ``retry_after`` says when
                 the earliest lease ends (UTC).
             NotActivated, ActivationMoved: no activation on this machine (any more).
-            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine: refused.
-            ServerUnreachable, ServerError, NetworkError: no usable answer.
+            LicenseRevoked, LicenseSuspended, LicenseExpired, LeaseExpired,
+            WrongMachine: refused.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing keys.
+            ServerUnreachable, ServerError, NetworkError, InvalidToken,
+            WrongProduct: no usable answer.
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         return self._checkout.checkout()
 
@@ -436,9 +490,17 @@ class LicenseClient:
         :meth:`checkout`. Nothing happens on a license that is not floating.
 
         Raises:
-            NotActivated: no activation on this machine.
-            ServerUnreachable, ServerError, NetworkError: the seat could not be
-                returned now (it frees itself when the lease lapses).
+            NotActivated: no activation on this machine (or the server removed it).
+            ServerUnreachable, ServerError, NetworkError, InvalidToken,
+            WrongProduct: the seat could not be returned now (it frees itself
+                when the lease lapses).
+            LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
+            NoSeatsLeft: the server's refusal.
+            ActivationLocked: too many attempts; ``retry_after`` says when.
+            UntrustedSigningKey: the app trusts none of the product's signing keys.
+            ClockTampered: the clock is behind the server's signed time.
+            StoreError: the store could not be read or written.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         self._checkout.checkin()
 
@@ -463,6 +525,7 @@ class LicenseClient:
                 server cannot send email.
             UnknownLicenseKey: no such key for this product.
             ActivationLocked: too many requests; ``retry_after`` says when.
+            ActivationError: another refusal of the server (the subclass names it).
             LicenseRevoked: the license was revoked.
             ServerUnreachable, ServerError, NetworkError: no usable answer.
         """
@@ -482,6 +545,8 @@ class LicenseClient:
                 (ask for a new one), or the new password is empty or too long.
             UnknownLicenseKey: no such key for this product.
             ActivationLocked: too many attempts; ``retry_after`` says when.
+            ActivationError: another refusal of the server (the subclass names it).
+            LicenseRevoked: the license was revoked.
             ServerUnreachable, ServerError, NetworkError: no usable answer.
         """
         self._passwords.confirm(license_key, code, new_password)
@@ -506,8 +571,15 @@ class LicenseClient:
             TrialUnavailable: the product offers no trial, this machine had its
                 trial, or this machine already holds a license.
             ActivationLocked: too many attempts from this address.
+            UntrustedSigningKey: the app trusts none of the product's signing
+                keys: refused before the machine's trial is used.
+            ActivationError: another refusal of the server (the subclass names it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the trial cannot be used.
             ServerUnreachable, ServerError, NetworkError: no usable answer (no
                 server configured: NetworkError).
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the trial could not be stored, or the store cannot be read.
             FingerprintUnavailable: this machine cannot be identified.
         """
         return self._terms.start_trial()
@@ -529,10 +601,16 @@ class LicenseClient:
         Raises:
             RenewalRefused: unknown or used code, a code for another license,
                 or a perpetual license.
-            NotActivated: no activation on this machine.
-            LicenseRevoked, LicenseSuspended: the license cannot be renewed.
+            NotActivated: no activation on this machine (or the server removed it).
+            LicenseRevoked, LicenseSuspended, LicenseExpired: the license cannot
+                be renewed (the server's signed refusal).
             ActivationLocked: too many attempts.
+            ActivationError: another refusal of the server (the subclass names it).
             ServerUnreachable, ServerError, NetworkError: no usable answer.
+            InvalidToken, WrongProduct, WrongMachine: the answer's token is not for here.
+            ClockTampered: the clock is behind a time this SDK already saw.
+            StoreError: the renewed license could not be stored.
+            FingerprintUnavailable: this machine cannot be identified.
         """
         return self._terms.renew(code)
 
@@ -550,6 +628,7 @@ class LicenseClient:
         Raises:
             NotActivated: no activation on this machine.
             ServerError: the server refused the document (e.g. too large).
+            StoreError: the store cannot be read, or the document not stored.
         """
         with self._lock:
             return self._settings.read()
@@ -599,3 +678,22 @@ class LicenseClient:
 
     def __repr__(self) -> str:
         return f"LicenseClient(product={self.product!r}, server_url={self.server_url!r})"
+
+
+#: The public methods behind the boundary (every one but ``close``, which never raises).
+_GUARDED = (
+    "check", "refresh", "activate", "install_token", "deactivate", "request_erasure",
+    "create_activation_request", "activate_offline", "deactivate_offline", "checkout",
+    "checkin", "request_password_reset", "reset_password", "start_trial", "renew",
+)
+for _name in _GUARDED:
+    setattr(LicenseClient, _name, guard(getattr(LicenseClient, _name)))
+# Its arguments are checked first (ValueError, as documented).
+LicenseClient.start_periodic_check = guard(  # type: ignore[method-assign]
+    LicenseClient.start_periodic_check, passthrough=(ValueError,))
+_property = vars(LicenseClient)["settings"]
+assert isinstance(_property, property) and _property.fget is not None \
+    and _property.fset is not None
+LicenseClient.settings = property(  # type: ignore[method-assign,assignment]
+    guard(_property.fget), guard(_property.fset), doc=_property.__doc__)
+del _name, _property

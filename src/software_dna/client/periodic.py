@@ -3,7 +3,13 @@
 :meth:`LicenseClient.start_periodic_check` starts one. Every ``interval``
 seconds (± ``jitter``) it validates online; after a failure it backs off
 exponentially (up to ``max_backoff``) and never dies: every exception is
-caught and handed to ``on_error``. ``on_change(old, new)`` fires when the
+caught and handed to ``on_error``. A failure -- the server unreachable or
+unusable, the store not writable (read-only folder, disk full), the machine
+not identifiable at the moment, anything unexpected -- counts toward the
+back-off and keeps the last license: it is never a verdict on the license.
+Only a verdict (revoked, expired, suspended, removed, moved, another
+machine, a store that cannot be trusted) makes the license ``None``.
+``on_change(old, new)`` fires when the
 license's mode, features, validity, license expiry (renewed, extended,
 made perpetual), kind (trial to paid), grace state or subscription end
 change (``None`` stands for "no valid license": expired, revoked, suspended).
@@ -20,10 +26,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from software_dna.errors import LicenseError, NetworkError, ServerError
+from software_dna.errors import (
+    FingerprintUnavailable,
+    LicenseError,
+    NetworkError,
+    ServerError,
+    StoreCorrupted,
+    StoreError,
+    StoreRolledBack,
+)
 from software_dna.license import License
 from software_dna.wire.claims import Kind, Mode
 
+from .boundary import unexpected
 from .checkout import Checkout
 
 __all__ = ["PeriodicCheck"]
@@ -108,13 +123,22 @@ class PeriodicCheck:
         self.last_license: License | None = None
 
     def start(self) -> None:
-        """Start the thread (done by ``start_periodic_check``)."""
+        """Start the thread (done by ``start_periodic_check``); never raises.
+
+        The first offline check gives :attr:`last_license` (``None`` when it
+        raises). A failure (:func:`_is_failure`: the store not writable, the
+        network stack not loadable, ...) also goes to ``on_error`` and starts
+        the back-off; a verdict (not activated, expired, no lease yet) is only
+        the starting state, which the app's own ``check()`` has told it.
+        """
         try:
             self.last_license = self._client.check()
-        except LicenseError:
+        except Exception as exc:
             self.last_license = None
-        except Exception:
-            self.last_license = None
+            error = _as_license_error(exc)
+            if _is_failure(error):
+                self.consecutive_failures += 1
+                self._report(error)
         if self._checkout is not None:  # a later checkout() re-plans the next heartbeat
             self._checkout.watch(self)
         self._thread.start()
@@ -158,34 +182,39 @@ class PeriodicCheck:
             self.tick()
 
     def tick(self) -> None:
-        """One check: refresh online, fall back to the offline answer; never raises."""
+        """One check: refresh online, fall back to the offline answer; never raises.
+
+        A failure (:func:`_is_failure`) counts toward the back-off, goes to
+        ``on_error`` and falls back to the offline check; when that fails too,
+        the last license is kept. Any other error is the license's verdict.
+        """
         new: License | None
         try:
             new = self._client.refresh()
             self.consecutive_failures = 0
-        except (NetworkError, ServerError) as exc:
-            self.consecutive_failures += 1
-            self._report(exc)
-            try:
-                new = self._client.check()
-            except LicenseError as inner:
-                self._report(inner)
+        except Exception as exc:
+            error = _as_license_error(exc)
+            self._report(error)
+            if not _is_failure(error):
+                self.consecutive_failures = 0
                 new = None
-            except Exception as unexpected:
-                self._report(_unexpected(unexpected))
-                new = None
-        except LicenseError as exc:
-            self.consecutive_failures = 0
-            self._report(exc)
-            new = None
-        except Exception as unexpected:
-            self.consecutive_failures += 1
-            self._report(_unexpected(unexpected))
-            new = self.last_license
+            else:
+                self.consecutive_failures += 1
+                new = self._offline()
         old, self.last_license = self.last_license, new
         if _summary(old) != _summary(new) and self._on_change is not None:
             with contextlib.suppress(Exception):  # the app's callback must not kill us
                 self._on_change(old, new)
+
+    def _offline(self) -> License | None:
+        """The offline check after a failed refresh: its license, None for a verdict,
+        the last license when it fails too."""
+        try:
+            return self._client.check()
+        except Exception as exc:
+            error = _as_license_error(exc)
+            self._report(error)
+            return self.last_license if _is_failure(error) else None
 
     def _report(self, exc: LicenseError) -> None:
         if self._on_error is not None:
@@ -193,9 +222,17 @@ class PeriodicCheck:
                 self._on_error(exc)
 
 
-def _unexpected(exc: Exception) -> LicenseError:
-    """An exception the SDK should have translated, as a :class:`LicenseError` for ``on_error``
-    (the original is its ``__cause__``): the app hears of every failure, in one type."""
-    error = LicenseError(f"The license check failed unexpectedly ({type(exc).__name__}: {exc}).")
-    error.__cause__ = exc
-    return error
+def _as_license_error(exc: Exception) -> LicenseError:
+    """``exc`` itself when it is a :class:`LicenseError`; else wrapped in one (the
+    original as ``__cause__``): the app hears of every failure, in one type."""
+    return exc if isinstance(exc, LicenseError) else unexpected(exc)
+
+
+def _is_failure(error: LicenseError) -> bool:
+    """True when ``error`` says nothing about the license: the server, the disk, the
+    machine or the SDK failed for now. A store that cannot be trusted (corrupt,
+    rolled back) is a verdict; one that cannot be written (read-only, full) is not."""
+    if isinstance(error, StoreError):
+        return not isinstance(error, (StoreCorrupted, StoreRolledBack))
+    return (isinstance(error, (NetworkError, ServerError, FingerprintUnavailable))
+            or type(error) is LicenseError)

@@ -41,6 +41,7 @@ from software_dna.errors import (
     RenewalRefused,
     TrialUnavailable,
     UnknownLicenseKey,
+    UntrustedSigningKey,
     WrongMachine,
     WrongPassword,
 )
@@ -112,6 +113,8 @@ MEANINGS: Mapping[Code, Meaning] = {
     Code.WRONG_MACHINE: Meaning(WrongMachine),
     Code.INVALID_FINGERPRINT: Meaning(FingerprintUnavailable),
     Code.UNAUTHORIZED: Meaning(NotActivated, message=_UNKNOWN_ACTIVATION),
+    # The app trusts none of the product's signing keys (the message names the current one).
+    Code.UNTRUSTED_SIGNING_KEY: Meaning(UntrustedSigningKey),
     # Trials and renewal codes.
     Code.TRIAL_USED: Meaning(TrialUnavailable),
     Code.TRIAL_NOT_AVAILABLE: Meaning(TrialUnavailable),
@@ -134,6 +137,7 @@ _BY_VALUE: Mapping[str, Code] = {code.value: code for code in Code}
 #: one there): the check treats it as a failed refresh, not as a refusal.
 VALIDATION_CODES: frozenset[Code] = frozenset({
     Code.UNAUTHORIZED, Code.WRONG_MACHINE, Code.NO_SEATS_LEFT, Code.ACTIVATION_LOCKED,
+    Code.UNTRUSTED_SIGNING_KEY,
 })
 
 #: A ``Retry-After`` of more digits (over 31 years) is not taken as a time.

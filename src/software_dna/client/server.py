@@ -70,6 +70,14 @@ class ServerAPI:
                                             connect_timeout=connect_timeout,
                                             ca_bundle=ca_bundle, proxies=proxies)
 
+    def prepare(self) -> None:
+        """Load the network stack and the TLS trust now (a frozen app); never raises.
+
+        See :meth:`HTTPTransport.prepare`; a transport given by the app is left alone.
+        """
+        if isinstance(self._transport, HTTPTransport):
+            self._transport.prepare()
+
     @property
     def configured(self) -> bool:
         """True when there is a server to talk to (a URL or a transport)."""

@@ -71,6 +71,7 @@ class Terms:
             answer = self.server.request("POST", "/v1/trials", json_body={
                 "product": state.product, "fingerprint": state.verifier.fingerprint().to_wire(),
                 "nonce": nonce, "client": client_facts(),
+                "trusted_keys": state.verifier.trusted_key_ids,
             }, retry=True)
             if answer.status not in (200, 201):
                 raise activation_error(ErrorAnswer(answer, state.now()))

@@ -7,6 +7,13 @@ environments) pass their own subclass to ``LicenseClient(transport=...)``.
 
 ``requests`` is imported lazily, the first time the server is contacted:
 ``import software_dna`` and an offline :meth:`LicenseClient.check` never load it.
+That import is inside the boundary: a network stack that cannot be loaded
+(a frozen app whose unpacked folder was removed while it ran, a broken
+install) is a :class:`~software_dna.errors.ServerUnreachable`, never an
+``ImportError`` or ``FileNotFoundError``. A frozen app (``sys.frozen``) calls
+:meth:`HTTPTransport.prepare` when its client is built: the network stack is
+imported then and the CA bundle is read once into an ``ssl.SSLContext`` kept
+in memory, so a later connection reads no file at all.
 
 Every call has a connect timeout, a read timeout and a hard total deadline.
 The request runs on a short-lived daemon thread and the caller waits at most
@@ -19,20 +26,24 @@ defeats per-read socket timeouts) still cannot hold the app. Errors from
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from software_dna._version import __version__
-from software_dna.errors import ServerError, ServerUnreachable
+from software_dna.errors import LicenseError, ServerError, ServerUnreachable
 from software_dna.wire.frozen import Frozen
 from software_dna.wire.strict_json import loads_object
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_DEADLINE", "HTTPTransport", "Response", "Transport"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_DEADLINE", "HTTPTransport", "Response", "Transport",
+           "network_unavailable"]
 
 #: Seconds to wait for the TCP/TLS connection.
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -42,6 +53,33 @@ DEFAULT_DEADLINE = 15.0
 MAX_BODY = 1024 * 1024
 #: Statuses worth retrying (when the request is safe to repeat).
 _RETRY_STATUSES = frozenset({502, 503, 504})
+#: Largest CA bundle read into memory (certifi's is about 300 KiB).
+_MAX_CA_BUNDLE = 16 * 1024 * 1024
+
+
+def network_unavailable(exc: BaseException) -> ServerUnreachable:
+    """The error for a network stack that could not be loaded (``ImportError``, ``OSError``).
+
+    Raise it ``from exc``. A frozen app's unpacked folder removed while it
+    runs, or a damaged install: restarting the app is the way back.
+    """
+    return ServerUnreachable(
+        "The app's network components could not be loaded "
+        f"({type(exc).__name__}), so the license server cannot be contacted. "
+        "Restart the app; if this keeps happening, reinstall it.")
+
+
+def _load_requests() -> Any:
+    """The ``requests`` module, imported inside the boundary.
+
+    Raises:
+        ServerUnreachable: it cannot be loaded.
+    """
+    try:
+        import requests  # lazy: heavy; only once the server is contacted
+    except (ImportError, OSError) as exc:
+        raise network_unavailable(exc) from exc
+    return requests
 
 
 class Response(Frozen):
@@ -160,6 +198,43 @@ class HTTPTransport(Transport):
         self._sleep = sleep
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
+        self._tls_context: Any = None  # an ssl.SSLContext once prepare() ran
+
+    def prepare(self) -> None:
+        """Load the network stack and the TLS trust now, for a frozen app (``sys.frozen``).
+
+        Imports ``requests`` and reads the CA bundle (``ca_bundle``; else,
+        without explicit ``proxies``, ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``;
+        else certifi's) once into an ``ssl.SSLContext`` kept in memory, used
+        for every later connection: a frozen app whose unpacked folder is
+        removed while it runs still reaches the server. Nothing is read from
+        disk afterwards. Never raises: what cannot be loaded now is loaded
+        (and reported as :class:`ServerUnreachable`) at the first request.
+        """
+        try:
+            requests = _load_requests()
+            import ssl  # noqa: PLC0415  # lazy: with requests, only when contacting the server
+
+            path = self._ca_bundle
+            if path is None and self._proxies is None:
+                path = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if path is None:
+                path = requests.utils.DEFAULT_CA_BUNDLE_PATH
+            with open(path, "rb") as bundle:
+                pem = bundle.read(_MAX_CA_BUNDLE + 1)
+            if len(pem) > _MAX_CA_BUNDLE:
+                return
+            context = ssl.create_default_context(cadata=pem.decode("ascii", "replace"))
+            # The rest of what a request loads lazily (idna host names, the user agent).
+            for name in ("encodings.idna", "platform", "secrets", "random"):
+                with contextlib.suppress(ImportError, OSError):
+                    importlib.import_module(name)
+        except (LicenseError, OSError, ValueError):
+            return  # loaded (or reported) at the first request instead
+        with self._lock:
+            self._tls_context = context
+        with contextlib.suppress(LicenseError):
+            self._get_session()
 
     @property
     def user_agent(self) -> str:
@@ -172,10 +247,11 @@ class HTTPTransport(Transport):
     def _get_session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
-                import requests  # lazy: heavy; only once the server is contacted
-
+                requests = _load_requests()
                 factory = self._session_factory or requests.Session
                 session = factory()
+                if self._tls_context is not None:
+                    session.mount("https://", _preloaded_adapter(requests, self._tls_context))
                 session.headers["User-Agent"] = self.user_agent
                 session.headers["Accept"] = "application/json"
                 if self._proxies is not None:
@@ -261,7 +337,11 @@ class HTTPTransport(Transport):
                 outcome.append(exc)
 
         worker = threading.Thread(target=run, name="software_dna-http", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError as exc:  # no thread can be started (the process is at its limit)
+            raise ServerUnreachable("The license server could not be contacted now "
+                                    "(no thread available). Try again later.") from exc
         worker.join(remaining)
         if not outcome:
             raise ServerUnreachable(
@@ -281,9 +361,11 @@ class HTTPTransport(Transport):
         bearer: str | None,
         remaining: float,
     ) -> Response:
-        import requests  # lazy: heavy; only once the server is contacted
-
-        session = self._get_session()
+        requests = _load_requests()
+        try:
+            session = self._get_session()
+        except (ImportError, OSError) as exc:  # the user agent's platform module, ...
+            raise network_unavailable(exc) from exc
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         read_timeout = max(0.1, remaining)
         try:
@@ -317,6 +399,8 @@ class HTTPTransport(Transport):
                 f"Could not reach the license server at {self.base_url}. "
                 "Check the internet connection (and proxy settings) and try again."
             ) from exc
+        except ImportError as exc:  # a module requests or urllib3 loads on demand
+            raise network_unavailable(exc) from exc
         except Exception as exc:  # urllib3 internals (e.g. ProtocolError while streaming)
             raise ServerUnreachable(
                 f"The connection to {self.base_url} failed. Try again later."
@@ -336,3 +420,35 @@ class HTTPTransport(Transport):
                     f"(HTTP {status})."
                 ) from exc
         return Response(status=status, body=body, headers=answer_headers)
+
+
+def _preloaded_adapter(requests: Any, context: Any) -> Any:
+    """A ``requests`` adapter whose HTTPS connections verify with ``context`` (in memory).
+
+    ``requests`` itself checks that its CA bundle file exists before each
+    connection and hands its path to urllib3, which reads it: this adapter
+    gives urllib3 the loaded context instead and never names a file.
+    Verification stays on (``CERT_REQUIRED``, host name checked).
+    """
+
+    class PreloadedTLSAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc]
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None,
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+            if host.get("scheme") == "https":
+                pool.pop("ca_certs", None)
+                pool.pop("ca_cert_dir", None)
+                pool["cert_reqs"] = "CERT_REQUIRED"
+                pool["ssl_context"] = context
+            return host, pool
+
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            if url.lower().startswith("https"):
+                conn.cert_reqs = "CERT_REQUIRED"
+                conn.ca_certs = None
+                conn.ca_cert_dir = None
+                return
+            super().cert_verify(conn, url, verify, cert)
+
+    return PreloadedTLSAdapter()

@@ -252,7 +252,8 @@ class Validation:
         nonce = new_nonce()
         answer = self.server.request(
             "POST", f"/v1/activations/{activation_id}/{route or self.lease.route()}",
-            json_body={**state.verifier.request_fingerprint(data.get("token")), "nonce": nonce},
+            json_body={**state.verifier.request_fingerprint(data.get("token")), "nonce": nonce,
+                       "trusted_keys": state.verifier.trusted_key_ids},
             bearer=secret, retry=True, deadline=deadline,
         )
         if answer.status == 200:

@@ -10,6 +10,7 @@ signed refusal against the nonce of the request it answers.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Mapping
 
 from software_dna import fingerprint as _fp
@@ -17,10 +18,34 @@ from software_dna.errors import InvalidToken, ServerError, WrongMachine, WrongPr
 from software_dna.license import License, verify_token
 from software_dna.wire import errors as wire_errors
 from software_dna.wire import identity
-from software_dna.wire.claims import secret_digest, verify_receipt
-from software_dna.wire.paseto import PublicKey
+from software_dna.wire.claims import loads_strict, secret_digest, verify_receipt
+from software_dna.wire.paseto import PublicKey, untrusted_footer
 
-__all__ = ["TokenVerifier", "rotated_secret"]
+__all__ = ["TokenVerifier", "rotated_secret", "untrusted_kid_message"]
+
+#: A well-formed PASERK ``k4.pid`` (BLAKE2b-264: 44 base64url characters).
+_PID = re.compile(r"k4\.pid\.[A-Za-z0-9_-]{44}")
+
+
+def untrusted_kid_message(token: object, keys: Mapping[str, PublicKey]) -> str | None:
+    """The message for a token signed by a key this app does not trust, else None.
+
+    Only the footer's ``kid`` is read (public, unauthenticated: it is named,
+    never acted on). A token whose kid is trusted, or malformed, gets None:
+    its failure stays opaque (signature failures are no oracle).
+    """
+    if not isinstance(token, str):
+        return None
+    try:
+        footer = loads_strict(untrusted_footer(token))
+    except ValueError:  # wire InvalidToken included
+        return None
+    kid = footer.get("kid") if isinstance(footer, dict) else None
+    if not isinstance(kid, str) or _PID.fullmatch(kid) is None or kid in keys:
+        return None
+    return (f"This license is signed with the key {kid}, which this app does not trust. "
+            "The vendor must ship an update of the app with its new public key; "
+            "until then, install that update or contact the vendor.")
 
 
 class TokenVerifier:
@@ -40,6 +65,21 @@ class TokenVerifier:
         self._verified: tuple[str, License] | None = None
         self._machine_ok: tuple[License, _fp.Fingerprint] | None = None
 
+    @property
+    def trusted_key_ids(self) -> list[str]:
+        """The ``k4.pid`` ids of the trusted keys, sorted (sent as ``trusted_keys``)."""
+        return sorted(self._keys)
+
+    def _verify_token(self, token: object) -> License:
+        """:func:`verify_token` whose :class:`InvalidToken` names a kid this app does not trust."""
+        try:
+            return verify_token(token, self._keys, self.product)
+        except InvalidToken as exc:
+            message = untrusted_kid_message(token, self._keys)
+            if message is None:
+                raise
+            raise InvalidToken(message) from exc
+
     def fingerprint(self) -> _fp.Fingerprint:
         """This machine's fingerprint for the product.
 
@@ -52,12 +92,13 @@ class TokenVerifier:
         """The license of ``token`` (kid, signature, product checked; cached for the last token).
 
         Raises:
-            InvalidToken, WrongProduct: see :func:`software_dna.license.verify_token`.
+            InvalidToken, WrongProduct: see :func:`software_dna.license.verify_token`;
+                a token signed by a key this app does not trust names its kid.
         """
         cached = self._verified
         if cached is not None and cached[0] == token:
             return cached[1]
-        lic = verify_token(token, self._keys, self.product)
+        lic = self._verify_token(token)
         self._verified = (token, lic)
         return lic
 
@@ -131,7 +172,7 @@ class TokenVerifier:
         """
         if not isinstance(token, str):
             raise ServerError("The license server's answer holds no license token.")
-        lic = verify_token(token, self._keys, self.product)
+        lic = self._verify_token(token)
         if not hmac.compare_digest(lic.nonce, nonce):
             raise InvalidToken("The server's answer does not match this request (replayed?).")
         self.check_machine(lic)

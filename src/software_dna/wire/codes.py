@@ -62,6 +62,7 @@ class Code(str, Enum):
     UNKNOWN_LICENSE_KEY = ("unknown_license_key", 404)
     UNKNOWN_RENEWAL_CODE = ("unknown_renewal_code", 404)
     NO_SEATS_LEFT = ("no_seats_left", 409)
+    UNTRUSTED_SIGNING_KEY = ("untrusted_signing_key", 409)
     NO_EMAIL_ON_FILE = ("no_email_on_file", 409)
     NO_PASSWORD = ("no_password", 409)
     TRIAL_USED = ("trial_used", 409)

@@ -28,6 +28,7 @@ from software_dna.server.schemas.types import (
     RegKey,
     RegValue,
     ShortClientText,
+    TrustedKeys,
     UtcTime,
 )
 
@@ -101,6 +102,8 @@ class ActivateIn(Strict):
     client: ClientFacts = Field(default_factory=ClientFacts)
     installation_id: Nonce | None = None  # random per OS account (user seats)
     replaces: ReplacesIn | None = None
+    #: The ``k4.pid`` ids of the keys the app trusts (absent: older SDKs, any key).
+    trusted_keys: TrustedKeys | None = None
 
 
 class ActivateOut(Out):
@@ -119,6 +122,8 @@ class ValidateIn(Strict):
     fingerprint: FingerprintIn
     previous: PreviousIn | None = None
     nonce: Nonce
+    #: The ``k4.pid`` ids of the keys the app trusts (absent: older SDKs, any key).
+    trusted_keys: TrustedKeys | None = None
 
 
 class ValidateOut(Out):

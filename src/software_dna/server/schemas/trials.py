@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field
 
 from software_dna.server.schemas.activations import ClientFacts, FingerprintIn
 from software_dna.server.schemas.base import Out, Strict
-from software_dna.server.schemas.types import Nonce, ProductId, UtcTime
+from software_dna.server.schemas.types import Nonce, ProductId, TrustedKeys, UtcTime
 
 __all__ = ["TrialIn", "TrialList", "TrialOut"]
 
@@ -20,6 +20,8 @@ class TrialIn(Strict):
     fingerprint: FingerprintIn
     nonce: Nonce
     client: ClientFacts = Field(default_factory=ClientFacts)
+    #: The ``k4.pid`` ids of the keys the app trusts (absent: older SDKs, any key).
+    trusted_keys: TrustedKeys | None = None
 
 
 class TrialOut(Out):

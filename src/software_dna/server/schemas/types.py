@@ -57,6 +57,7 @@ __all__ = [
     "Seconds",
     "ShortClientText",
     "TestCodeLimit",
+    "TrustedKeys",
     "TimeIn",
     "TrialDays",
     "UtcTime",
@@ -203,6 +204,9 @@ Seconds = Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)]
 Protection = Annotated[str, BeforeValidator(_one_of(PROTECTIONS)),
                        WithJsonSchema(_enum(PROTECTIONS))]
 Kid = Annotated[str, StringConstraints(strict=True, pattern=r"^k4\.pid\.[A-Za-z0-9_-]{1,60}$")]
+#: The signing keys an app trusts (their ids), sent with each request answered with a
+#: token; bounded (an app ships its current key and a few older ones during a rotation).
+TrustedKeys = Annotated[list[Kid], Field(min_length=1, max_length=16)]
 #: Trials, test codes, terms and renewal.
 TrialDays = Annotated[StrictInt, Field(ge=0, le=365)]
 TestCodeLimit = Annotated[StrictInt, Field(ge=0, le=100)]

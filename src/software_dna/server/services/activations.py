@@ -55,7 +55,12 @@ from software_dna.server.services.seats import (
     returning_machine,
 )
 from software_dna.server.services.settings import read_settings, write_settings
-from software_dna.server.services.tokens import issue_for, receipt_for, refusal_error
+from software_dna.server.services.tokens import (
+    issue_for,
+    receipt_for,
+    refusal_error,
+    signing_key_for,
+)
 from software_dna.wire.claims import DEACTIVATED, ERASED, Kind, Protection
 from software_dna.wire.codes import Code
 from software_dna.wire.identity import (
@@ -94,9 +99,9 @@ def _status_refusal(lic: License, now: datetime) -> ServiceError | None:
 
 
 def _removed(session: Session, ctx: Context, activation: Activation, nonce: str,
-             now: datetime) -> ServiceError:
+             now: datetime, *, trusted: frozenset[str] | None = None) -> ServiceError:
     return refusal_error(session, ctx, activation, removed_refusal(activation.deactivated_by),
-                         nonce=nonce, now=now)
+                         nonce=nonce, now=now, trusted=trusted)
 
 
 _WRONG_MACHINE = ("This activation belongs to another computer. Activate the license on "
@@ -153,7 +158,9 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         ``license_expired`` / ``wrong_password`` / ``password_reset_required``;
         409 ``no_seats_left`` / ``conflict`` (idempotency key reused for another
         machine) / ``already_activated_online`` (an air-gapped request matching an
-        online activation: by replay or by the same machine); 403
+        online activation: by replay or by the same machine) /
+        ``untrusted_signing_key`` (the app trusts none of the product's usable
+        keys: refused right after the password, before any seat is taken); 403
         ``offline_not_allowed`` (air-gapped, where the product or license does
         not allow it: ``domain.refusals.offline_refusal``); 410
         ``activation_removed`` (replay of a deactivated one); 503 ``no_signing_key``.
@@ -190,6 +197,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             Code.PASSWORD_RESET_REQUIRED,
             "This license needs a new activation password from the vendor.",
         )
+    # A key the app can verify, chosen before any seat is taken (409 untrusted_signing_key).
+    signing_key = signing_key_for(session, ctx, product.id, request.trusted_keys)
     tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
     fingerprint = request.fingerprint
     bindings.require_current_algorithm(fingerprint)
@@ -216,7 +225,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         if comparison is None:  # a replay is answered only to the machine that sent it
             raise conflict("This idempotency key was used for another machine.")
         if activation.deactivated_at is not None:
-            raise _removed(session, ctx, activation, request.nonce, now)
+            raise _removed(session, ctx, activation, request.nonce, now,
+                           trusted=request.trusted_keys)
     else:  # this machine (user seats: this OS account) already holds a seat?
         found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id)
         if found_reusable is not None:
@@ -290,7 +300,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     # request twice (mailed again): every copy of it keeps working, the receipt included.
     secret = (sharing.current_secret(ctx, activation) if created or request.offline
               else sharing.reissue(ctx, activation))
-    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret)
+    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret,
+                      key=signing_key)
     audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
@@ -312,7 +323,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
 
 
 def validate(session: Session, ctx: Context, activation_id: str, secret: str | None, *,
-             fingerprint: FingerprintData, nonce: str, lease: str = "renew") -> Validated:
+             fingerprint: FingerprintData, nonce: str, lease: str = "renew",
+             trusted: frozenset[str] | None = None) -> Validated:
     """Check an activation and answer with a fresh token; commits.
 
     The secret rotates (:mod:`.sharing`): the answer's ``activation_secret``
@@ -328,7 +340,11 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     v2 set, which is not counted as a re-bind.  For a floating
     license ``lease`` says what happens to the activation's lease
     (:mod:`.leases`): ``"renew"`` a live one (the heartbeat), ``"take"``
-    one (check-out) or ``"release"`` it (check-in).
+    one (check-out) or ``"release"`` it (check-in). ``trusted``: the ids of
+    the keys the app trusts (None: any); tokens and receipts are signed with
+    one of them (:func:`~.tokens.signing_key_for`), chosen after the refusals
+    about the license and the activation and before the machine is re-bound
+    or a lease taken.
 
     Raises:
         ServiceError: 400 ``invalid_fingerprint`` (algorithm 1 for an
@@ -337,30 +353,34 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
         ``activation_moved``; 403 ``license_revoked`` / ``license_suspended`` /
         ``license_expired`` (with a receipt) / ``wrong_machine`` (another
         machine, or past the re-bind bound); 409
-        ``no_seats_left`` (``lease="take"``, every floating seat leased); 503
-        ``no_signing_key``.
+        ``no_seats_left`` (``lease="take"``, every floating seat leased) /
+        ``untrusted_signing_key``; 503 ``no_signing_key``.
     """
     activation, generation = authenticate_generation(session, ctx, activation_id, secret)
     now = utcnow()
     if activation.deactivated_at is not None:
-        raise _removed(session, ctx, activation, nonce, now)
+        raise _removed(session, ctx, activation, nonce, now, trusted=trusted)
     if is_outdated(generation, activation.secret_generation, activation.secret_grace) or (
             _grace_from_elsewhere(session, ctx, activation, generation, fingerprint)):
         sharing.flag(session, activation, sharing.COPIED_SECRET, now=now)
-        moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now)
+        moved = refusal_error(session, ctx, activation, sharing.MOVED, nonce=nonce, now=now,
+                              trusted=trusted)
         session.commit()  # the flag stays whatever the client does with the answer
         raise moved
     lic = activation.license
     refusal = status_refusal(status=lic.status, cancelled_at=lic.cancelled_at,
                              expires_at=lic.expires_at, kind=lic.kind, now=now)
     if refusal is not None:
-        raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now)
+        raise refusal_error(session, ctx, activation, refusal, nonce=nonce, now=now,
+                            trusted=trusted)
+    signing_key = signing_key_for(session, ctx, lic.product_id, trusted)
     rebound = check_machine(session, ctx, activation, fingerprint, now=now)
     activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
     if lic.seat_mode == FLOATING:
         on_validate(session, lic, activation, lease, now)
     new_secret = sharing.rotate(ctx, activation, generation)
-    token = issue_for(session, ctx, activation, nonce=nonce, now=now, secret=new_secret)
+    token = issue_for(session, ctx, activation, nonce=nonce, now=now, secret=new_secret,
+                      key=signing_key)
     session.commit()
     return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound,
                      activation_secret=new_secret)

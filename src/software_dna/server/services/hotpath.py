@@ -17,7 +17,8 @@ activation (410 with a signed receipt), an outdated secret (flagged, 410), a
 refused license (403 with a
 receipt), a fingerprint that changed (re-bound within the tolerance with its
 audit entry, else 403 ``wrong_machine``), a floating license (the lease is
-renewed), a product without an active key (503), and
+renewed), a product without an active key (503), an app that does not trust the
+active key (the ORM path signs with a key it trusts, or refuses 409), and
 an activation row locked by another transaction at that moment (the fast
 path runs on the event loop on PostgreSQL and must never wait for a lock:
 the transaction holding it may need the same loop to finish).  So the
@@ -142,7 +143,7 @@ def _bound(ctx: Context, row: Any) -> dict[str, Any] | None:
 
 
 def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
-           now: Any) -> bool:
+           now: Any, trusted: frozenset[str] | None = None) -> bool:
     """True when nothing but a fresh token is needed (see the module docstring).
 
     The license's refusals are the ORM path's own rules
@@ -155,6 +156,7 @@ def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
                            expires_at=row.expires_at, kind=row.kind, now=now) is None
         and row.seat_mode != FLOATING
         and row.active_kid is not None
+        and (trusted is None or row.active_kid in trusted)  # else the ORM path picks one
         and bound is not None
         and row.binding_algorithm == fingerprint.algorithm
         and fingerprint.previous is None
@@ -163,7 +165,8 @@ def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
 
 
 def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str | None, *,
-                   fingerprint: FingerprintData, nonce: str) -> Validated | None:
+                   fingerprint: FingerprintData, nonce: str,
+                   trusted: frozenset[str] | None = None) -> Validated | None:
     """The common case of a validation through Core; None when it is not that case.
 
     None means: hand the request to :func:`validate_orm` (nothing was written).
@@ -181,7 +184,7 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         now = utcnow()
         current: int = row.secret_generation
         bound = _bound(ctx, row)
-        if (not _plain(row, fingerprint, bound, now)
+        if (not _plain(row, fingerprint, bound, now, trusted)
                 or is_outdated(presented, current, row.secret_grace)):
             return None
         # The rotation of services.sharing.rotate, as values.
@@ -230,12 +233,13 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
 
 
 def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,
-                 secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+                 secret: str | None, *, fingerprint: FingerprintData, nonce: str,
+                 trusted: frozenset[str] | None = None) -> Validated:
     """The ORM path (``activations.validate``, ``lease="renew"``) in a session of its own."""
     session = sessions()
     try:
         return orm_validate(session, ctx, activation_id, secret, fingerprint=fingerprint,
-                            nonce=nonce)
+                            nonce=nonce, trusted=trusted)
     except BaseException:
         session.rollback()
         raise
@@ -244,7 +248,8 @@ def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: s
 
 
 def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, activation_id: str,
-             secret: str | None, *, fingerprint: FingerprintData, nonce: str) -> Validated:
+             secret: str | None, *, fingerprint: FingerprintData, nonce: str,
+             trusted: frozenset[str] | None = None) -> Validated:
     """:func:`~software_dna.server.services.activations.validate` with ``lease="renew"``.
 
     Same answers and effects: :func:`validate_plain`, else :func:`validate_orm`.
@@ -253,8 +258,8 @@ def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, acti
         ServiceError: as ``activations.validate``.
     """
     done = validate_plain(engine, ctx, activation_id, secret, fingerprint=fingerprint,
-                          nonce=nonce)
+                          nonce=nonce, trusted=trusted)
     if done is not None:
         return done
     return validate_orm(sessions, ctx, activation_id, secret, fingerprint=fingerprint,
-                        nonce=nonce)
+                        nonce=nonce, trusted=trusted)

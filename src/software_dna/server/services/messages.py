@@ -61,6 +61,8 @@ class ActivationRequest:
     replaces: tuple[str, str] | None = None
     #: Random id of this OS account's installation (user seats).
     installation_id: str | None = None
+    #: The ``k4.pid`` ids of the keys the app trusts; None: any (older SDKs).
+    trusted_keys: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

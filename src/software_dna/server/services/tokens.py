@@ -1,23 +1,36 @@
 """Signing license tokens and receipts for activations.
 
 What a token says is :class:`~software_dna.server.domain.tokens.TokenFacts`;
-this module reads the rows behind it (the product's active key, the end
-user's personal data while it is held) and signs.
+this module reads the rows behind it (the signing key, the end user's
+personal data while it is held) and signs.
+
+Which key signs (:func:`signing_key_for`): the SDK sends the ``k4.pid`` ids
+of the keys its app trusts (``trusted_keys``). The server signs with the
+product's active key when the app trusts it, else with the newest of the
+product's other usable (``trusted``, never ``retired``) keys the app
+trusts, else refuses with 409 ``untrusted_signing_key`` naming the active
+key -- before anything is written, so an app built with another product's
+public key (or trusting only retired keys) takes no seat and burns no
+trial. The choice is among keys the server holds as usable: the list sent
+can only narrow it, never bring back a retired key. A request without the
+list (older SDKs) is signed with the active key, as before.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import DecryptionError
 from software_dna.server.domain.refusals import Refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import TokenFacts
-from software_dna.server.models import Activation, EndUser
+from software_dna.server.models import Activation, EndUser, SigningKey
 from software_dna.server.services.bindings import clamp_tolerance, current
 from software_dna.server.services.common import Context
 from software_dna.server.services.errors import ServiceError
@@ -32,6 +45,7 @@ from software_dna.wire.claims import (
     secret_digest,
     sign_receipt,
 )
+from software_dna.wire.codes import Code
 from software_dna.wire.identity import LEGACY_ALGORITHM, to_json
 from software_dna.wire.paseto import SecretKey
 
@@ -42,7 +56,56 @@ __all__ = [
     "receipt_for",
     "refusal_error",
     "sign_token",
+    "signing_key_for",
+    "untrusted_key_error",
 ]
+
+
+def untrusted_key_error(product_id: str, active_kid: str | None) -> ServiceError:
+    """409 ``untrusted_signing_key``: the app trusts none of the product's usable keys."""
+    current = (f"The product's current signing key is {active_kid}: ship its public key "
+               "(software-dna keys export) in an update of the app."
+               if active_kid is not None else "The vendor must generate a signing key.")
+    return ServiceError(
+        Code.UNTRUSTED_SIGNING_KEY,
+        f"This app does not trust any signing key of the product {product_id!r}, so no "
+        f"license it could verify can be issued. {current}",
+        details={"kid": active_kid} if active_kid is not None else None)
+
+
+def signing_key_for(session: Session, ctx: Context, product_id: str,
+                    trusted: Collection[str] | None) -> SecretKey:
+    """The key that signs for an app trusting ``trusted`` (``k4.pid`` ids; None: any).
+
+    The active key when the app trusts it (or says nothing); else the newest
+    ``trusted``-status key it trusts. Retired keys never sign.
+
+    Raises:
+        ServiceError: 409 ``untrusted_signing_key`` (none of the usable keys is
+        trusted by the app); 503 ``no_signing_key`` (no active key, list absent).
+    """
+    if trusted is None:
+        return active_signing_key(session, ctx, product_id)
+    rows = session.execute(
+        select(SigningKey.kid, SigningKey.status).where(
+            SigningKey.product_id == product_id, SigningKey.status.in_(("active", "trusted")))
+        .order_by(SigningKey.created_at.desc(), SigningKey.kid)
+    ).all()
+    active = next((kid for kid, status in rows if status == "active"), None)
+    wanted = set(trusted)
+    if active is not None and active in wanted:
+        return active_signing_key(session, ctx, product_id)
+    kid = next((kid for kid, _ in rows if kid in wanted), None)
+    if kid is None:
+        if active is None and not rows:
+            return active_signing_key(session, ctx, product_id)  # 503 no_signing_key
+        raise untrusted_key_error(product_id, active)
+    cached = ctx.vault.cached_signing_key(kid)
+    if cached is not None:
+        return cached
+    sealed = session.scalars(
+        select(SigningKey.secret_ciphertext).where(SigningKey.kid == kid)).one()
+    return ctx.vault.signing_key(kid, sealed)
 
 
 def decrypt_end_user(ctx: Context, end_user: EndUser) -> tuple[str | None, dict[str, str] | None]:
@@ -113,18 +176,22 @@ def sign_token(ctx: Context, key: SecretKey, facts: TokenFacts, *, nonce: str, n
 
 
 def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: str,
-              now: datetime, secret: str | None = None) -> str:
+              now: datetime, secret: str | None = None,
+              trusted: Collection[str] | None = None, key: SecretKey | None = None) -> str:
     """A fresh license token for ``activation`` answering ``nonce``.
 
     ``secret``: the activation secret the answer hands out, if it hands one
     out (its digest is signed in the token: the SDK checks the secret against it).
+    ``key``: the signing key chosen beforehand; else :func:`signing_key_for`
+    ``trusted`` (the ids of the keys the app trusts, None: any).
 
     Raises:
-        ServiceError: 503 ``no_signing_key``.
+        ServiceError: 503 ``no_signing_key``; 409 ``untrusted_signing_key``.
     """
     lic = activation.license
     product = lic.product
-    key = active_signing_key(session, ctx, product.id)
+    if key is None:
+        key = signing_key_for(session, ctx, product.id, trusted)
     email: str | None = None
     registration: dict[str, str] | None = None
     if activation.end_user_id is not None and not activation.erased:
@@ -158,11 +225,14 @@ def issue_for(session: Session, ctx: Context, activation: Activation, *, nonce: 
 
 def receipt_for(
     session: Session, ctx: Context, *, product_id: str, activation_id: str, result: str,
-    nonce: str, now: datetime,
+    nonce: str, now: datetime, trusted: Collection[str] | None = None,
 ) -> str | None:
-    """A signed receipt, or None when the product has no active key (refusals still go out)."""
+    """A signed receipt, or None when no key can sign it for the app (refusals still go out).
+
+    ``trusted``: the ids of the keys the app trusts (None: any), as :func:`signing_key_for`.
+    """
     try:
-        key = active_signing_key(session, ctx, product_id)
+        key = signing_key_for(session, ctx, product_id, trusted)
     except ServiceError:
         return None
     return sign_receipt(key, product=product_id, activation_id=activation_id, result=result,
@@ -170,13 +240,14 @@ def receipt_for(
 
 
 def refusal_error(session: Session, ctx: Context, activation: Activation, refusal: Refusal, *,
-                  nonce: str, now: datetime) -> ServiceError:
+                  nonce: str, now: datetime,
+                  trusted: Collection[str] | None = None) -> ServiceError:
     """The :class:`ServiceError` for ``refusal`` of ``activation``, with a signed receipt.
 
     The receipt's ``result`` is the refusal's code, so the SDK can store a
-    refusal it can prove came from the server.
+    refusal it can prove came from the server. ``trusted``: as :func:`receipt_for`.
     """
     receipt = receipt_for(session, ctx, product_id=activation.license.product_id,
                           activation_id=activation.id, result=refusal.code.value, nonce=nonce,
-                          now=now)
+                          now=now, trusted=trusted)
     return ServiceError(refusal.code, refusal.message, receipt=receipt)

@@ -54,7 +54,7 @@ from software_dna.server.services.licenses import issue_license
 from software_dna.server.services.lookups import get_license, get_product, get_trial
 from software_dna.server.services.messages import Activated, FingerprintData
 from software_dna.server.services.ratelimit import hit_address
-from software_dna.server.services.tokens import issue_for
+from software_dna.server.services.tokens import issue_for, signing_key_for
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
 from software_dna.wire.identity import HARDWARE_IDS, IDENTIFYING
@@ -78,6 +78,8 @@ class TrialRequest:
     fingerprint: FingerprintData
     nonce: str
     client: Mapping[str, str | None] = field(default_factory=dict)
+    #: The ``k4.pid`` ids of the keys the app trusts; None: any (older SDKs).
+    trusted_keys: frozenset[str] | None = None
 
 
 def _not_available() -> ServiceError:
@@ -138,7 +140,9 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
         ServiceError: 400 ``invalid_fingerprint``; 429 ``rate_limited``; 403
         ``trial_not_available`` (no
         such product, or it offers no trial); 409 ``trial_used`` (this
-        machine's trial ended or was revoked); 503 ``no_signing_key``.
+        machine's trial ended or was revoked) / ``untrusted_signing_key`` (the
+        app trusts none of the product's usable keys: before any trial is
+        used); 503 ``no_signing_key``.
     """
     hit_address(session, ctx, client_address)
     # Lock the product row: two requests from one machine never make two trials.
@@ -149,6 +153,8 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     if product is None or not product.trial_days:
         session.rollback()
         raise _not_available()
+    # A key the app can verify, before the machine's one trial is used (409).
+    signing_key = signing_key_for(session, ctx, product.id, request.trusted_keys)
     now = utcnow()
     fingerprint = request.fingerprint
     tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
@@ -218,7 +224,8 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     # so the installation it replaces holds an outdated one (services/sharing.py).
     secret = (sharing.current_secret(ctx, activation) if created
               else sharing.reissue(ctx, activation))
-    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret)
+    token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret,
+                      key=signing_key)
     audit(session, "sdk", "trial.start" if created else "trial.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id)
     session.commit()

@@ -35,6 +35,7 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         installation_id=body.installation_id,
         replaces=(body.replaces.activation_id, body.replaces.activation_secret)
         if body.replaces is not None else None,
+        trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
     address = client_address(request)
     result = services.activate(session, state.ctx, req, client_address=address)

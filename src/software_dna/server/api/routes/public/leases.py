@@ -21,7 +21,9 @@ def _lease_answer(session: Session, state: AppState, activation_id: str, body: V
                   request: Request, *, action: str) -> CheckoutOut:
     result = services.validate(session, state.ctx, activation_id, bearer(request),
                               fingerprint=fingerprint_data(body.fingerprint), nonce=body.nonce,
-                              lease=action)
+                              lease=action,
+                              trusted=frozenset(body.trusted_keys)
+                              if body.trusted_keys is not None else None)
     ends = leases.current_end(session, activation_id, result.server_time)
     session.rollback()
     return CheckoutOut(token=result.token, nonce=result.nonce, server_time=result.server_time,

@@ -24,6 +24,7 @@ def start_trial(body: TrialIn, request: Request, response: Response, state: Stat
         product=body.product,
         fingerprint=fingerprint_data(body.fingerprint),
         nonce=body.nonce, client=body.client.model_dump(),
+        trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
     result = services.start_trial(session, state.ctx, req, client_address=client_address(request))
     if not result.created:

@@ -100,18 +100,20 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
     state: AppState = request.app.state.sdna
     secret = bearer(request)
     fingerprint = fingerprint_data(body.fingerprint, body.previous)
+    trusted = frozenset(body.trusted_keys) if body.trusted_keys is not None else None
     result: services.Validated | None = None
     if state.inline_engine is not None:
         result = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id, secret,
-                                        fingerprint=fingerprint, nonce=body.nonce)
+                                        fingerprint=fingerprint, nonce=body.nonce,
+                                        trusted=trusted)
         if result is None:
             result = await run_in_threadpool(
                 hotpath.validate_orm, state.sessions, state.ctx, activation_id, secret,
-                fingerprint=fingerprint, nonce=body.nonce)
+                fingerprint=fingerprint, nonce=body.nonce, trusted=trusted)
     else:
         result = await run_in_threadpool(
             hotpath.validate, state.engine, state.sessions, state.ctx, activation_id, secret,
-            fingerprint=fingerprint, nonce=body.nonce)
+            fingerprint=fingerprint, nonce=body.nonce, trusted=trusted)
     # Serialized once here instead of FastAPI validating it against response_model
     # again (the OpenAPI document is unchanged).
     answer = ValidateOut(token=result.token, nonce=result.nonce, server_time=result.server_time,
