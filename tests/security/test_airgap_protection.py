@@ -369,3 +369,29 @@ def test_repeated_air_gapped_activations_hit_the_lock_out(server: InProcessServe
     with pytest.raises(AdminError) as locked:
         admin.offline_respond(request)
     assert locked.value.code == "activation_locked"
+
+
+# --------------------------------------------------------------------------- trusted keys
+
+
+def test_an_air_gapped_request_of_an_app_with_another_products_key_takes_no_seat(
+        server: InProcessServer, machine: Callable[..., AirGapped]) -> None:
+    """The request names the keys the app trusts: an app built with another product's
+    public key is refused (409 ``untrusted_signing_key``) before its seat is taken,
+    whoever answers the block; the app built right then gets the seat."""
+    product, keys = new_product(server, air_gapped=True)
+    _, other_keys = new_product(server, air_gapped=True)
+    issued = server.admin.issue_license(product, seats=1)
+    wrong = machine(product, other_keys, "wrong")
+    request = wrong.client.create_activation_request(issued["license_key"])
+    assert off.parse_request(request).trusted_keys is not None
+    assert code(post_request(server, request)) == (409, "untrusted_signing_key")
+    with pytest.raises(AdminError) as refused:
+        server.admin.request("POST", "/offline/activations", json={"request": request})
+    assert (refused.value.status, refused.value.code) == (409, "untrusted_signing_key")
+    assert [a for a in server.admin.list_activations(issued["id"])
+            if a["deactivated_at"] is None] == []
+    right = machine(product, keys, "right")
+    lic = right.client.activate_offline(respond(
+        server, right.client.create_activation_request(issued["license_key"])))
+    assert lic.license_id == issued["id"]

@@ -70,6 +70,7 @@ class AirGap:
                 fingerprint=state.verifier.fingerprint().to_wire(), nonce=nonce,
                 created_at=now, consent=consent, email=email,
                 registration=registration, client=client_facts(),
+                trusted_keys=state.verifier.trusted_key_ids,
             )
         except ValueError:
             raise ActivationError("The activation request would be too large: shorten the "

@@ -291,7 +291,8 @@ class ActivationRequestDoc(NamedTuple):
 
     ``fingerprint`` is the wire form ``{"id", "algorithm", "components"}``;
     ``created_at`` is aware UTC (the requesting machine's clock); ``version``
-    the document's ``v`` (1 or 2). No password: see the module docstring.
+    the document's ``v`` (1 or 2); ``trusted_keys`` the ``k4.pid`` ids the app
+    trusts (None from SDKs before they were sent). No password: see the module docstring.
     """
 
     product: str
@@ -304,6 +305,7 @@ class ActivationRequestDoc(NamedTuple):
     registration: Mapping[str, Any] | None
     client: Mapping[str, Any]
     version: int = REQUEST_VERSION
+    trusted_keys: tuple[str, ...] | None = None
 
 
 class ActivationResponseDoc(NamedTuple):
@@ -329,10 +331,13 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
                   nonce: str, created_at: datetime, consent: bool = False,
                   email: str | None = None,
                   registration: Mapping[str, str] | None = None,
-                  client: Mapping[str, str] | None = None) -> str:
+                  client: Mapping[str, str] | None = None,
+                  trusted_keys: Sequence[str] | None = None) -> str:
     """The armored activation request, version 2 (see the module docstring).
 
-    Optional fields only when given; there is no password field. ``created_at``
+    Optional fields only when given; there is no password field. ``trusted_keys``:
+    the ``k4.pid`` ids of the keys the app trusts (the server signs with one of
+    them, or refuses before taking a seat). ``created_at``
     must be aware (sent as RFC 3339 UTC). Raises ``ValueError`` for a naive
     time or a request over the size limit.
     """
@@ -343,7 +348,8 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
     }
     for name, value in (("email", email),
                         ("registration", None if registration is None else dict(registration)),
-                        ("client", None if client is None else dict(client))):
+                        ("client", None if client is None else dict(client)),
+                        ("trusted_keys", None if trusted_keys is None else list(trusted_keys))):
         if value is not None:
             document[name] = value
     return armor(REQUEST, document)
@@ -360,7 +366,8 @@ def parse_request(text: object) -> ActivationRequestDoc:
     """
     doc = dearmor(text, REQUEST)
     version = int(doc["v"])
-    optional = ("email", "registration", "client") + (("password",) if version == 1 else ())
+    optional = ("email", "registration", "client", "trusted_keys") + (
+        ("password",) if version == 1 else ())
     _fields(doc, ("product", "license_key", "fingerprint", "nonce", "created_at", "consent"),
             optional)
     if "password" in doc:
@@ -370,13 +377,17 @@ def parse_request(text: object) -> ActivationRequestDoc:
     if not isinstance(fingerprint, dict) or not isinstance(consent, bool) or not (
         registration is None or isinstance(registration, dict)) or not isinstance(client, dict):
         raise ArmorError("The block is not valid (a field has the wrong type).")
-    email = doc.get("email")
+    email, trusted = doc.get("email"), doc.get("trusted_keys")
+    if trusted is not None and not (isinstance(trusted, list)
+                                    and all(isinstance(kid, str) for kid in trusted)):
+        raise ArmorError("The block is not valid (a field has the wrong type).")
     return ActivationRequestDoc(
         product=_str(doc, "product"), license_key=_str(doc, "license_key"),
         fingerprint=fingerprint, nonce=_str(doc, "nonce"), created_at=_time(doc, "created_at"),
         consent=consent,
         email=None if email is None else _str(doc, "email"),
         registration=registration, client=client, version=version,
+        trusted_keys=None if trusted is None else tuple(trusted),
     )
 
 

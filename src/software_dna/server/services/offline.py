@@ -149,6 +149,8 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
     }
     if password is not None:
         fields["password"] = password
+    if doc.trusted_keys is not None:
+        fields["trusted_keys"] = list(doc.trusted_keys)
     for name in ("email", "registration"):
         value = getattr(doc, name)
         if value is not None:
@@ -166,6 +168,7 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
         nonce=body.nonce, idempotency_key=body.idempotency_key, password=body.password,
         email=body.email, registration=body.registration, consent=body.consent,
         client=body.client.model_dump(), offline=True,
+        trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
     return request, doc.created_at
 
