@@ -31,6 +31,7 @@ from software_dna import (
     ServerError,
     TrialUnavailable,
 )
+from software_dna.client.periodic import PeriodicCheck
 from software_dna.client.transport import HTTPTransport, Response, Transport
 from software_dna.wire.claims import Kind
 
@@ -247,14 +248,51 @@ def test_a_hostile_server_raises_only_license_errors(
             call()
 
 
-def test_activation_locked_on_a_validation_is_documented_for_check(machine: Machine) -> None:
-    """A 429 ``activation_locked`` answer to the refresh check() makes raises ActivationLocked
-    (with ``retry_after``), and check()'s docstring lists it."""
+def test_activation_locked_on_a_due_refresh_is_a_failed_refresh(machine: Machine) -> None:
+    """A 429 ``activation_locked`` answer to the refresh check() makes (unsigned: anyone on
+    the network can send one) is no verdict: check() returns the stored license in its
+    grace period; refresh() raises the documented ActivationLocked with ``retry_after``."""
     machine.refresh_due()
     machine.network.rewrite = on("/validate", error(
         429, "activation_locked", {"retry-after": "60"}))
+    lic = machine.client.check()
+    assert lic.offline_grace_ends_at is not None  # working, in its grace period
     with pytest.raises(ActivationLocked) as locked:
-        machine.client.check()
+        machine.client.refresh()
     assert locked.value.retry_after is not None
-    assert ActivationLocked in documented(LicenseClient.check)
+    assert ActivationLocked not in documented(LicenseClient.check)
     assert ActivationLocked in documented(LicenseClient.refresh)
+
+
+@pytest.mark.parametrize("forged", [
+    error(429, "activation_locked", {"retry-after": "60"}),
+    error(403, "license_revoked"),  # unsigned: not the server's word
+    Response(200, {"token": "v4.public.forged", "activation_secret": "x"}, {}),
+], ids=["locked", "unsigned-revocation", "forged-token"])
+def test_a_forged_answer_to_the_periodic_refresh_is_no_verdict(machine: Machine,
+                                                               forged: Response) -> None:
+    """Whatever a man in the middle answers the periodic check's refresh, the app is
+    told of an error (``on_error``) and keeps its license: no ``on_change(old, None)``."""
+    errors: list[LicenseError] = []
+    changes: list[tuple[object, object]] = []
+    checker = PeriodicCheck(machine.client, 60, on_error=errors.append,
+                            on_change=lambda old, new: changes.append((old, new)))
+    checker.last_license = machine.client.check()
+    machine.refresh_due()
+    machine.network.rewrite = on("/validate", forged)
+    checker.tick()
+    assert errors
+    assert checker.last_license is not None
+    assert all(new is not None for _, new in changes), changes
+
+
+def test_a_signed_revocation_reaches_the_periodic_check_as_a_verdict(
+        server: InProcessServer, machine: Machine) -> None:
+    """The control: the server's own (signed) revocation makes the license None."""
+    checker = PeriodicCheck(machine.client, 60)
+    checker.last_license = machine.client.check()
+    lic = checker.last_license
+    assert lic is not None
+    server.admin.revoke_license(lic.license_id)
+    checker.tick()
+    assert checker.last_license is None

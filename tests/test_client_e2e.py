@@ -441,3 +441,22 @@ def test_missing_password_is_named(server: InProcessServer, make_app: Callable[.
     key = server.admin.issue_license(product, password="pw")["license_key"]
     with pytest.raises(WrongPassword, match="needs an activation password"):
         make_app(product, keys).client.activate(key)
+
+
+def test_erasure_on_a_revoked_license_is_the_signed_refusal_and_wipes_the_local_copy(
+        server: InProcessServer, make_app: Callable[..., App]) -> None:
+    """On a revoked license the server erases all the same and answers its signed
+    refusal: the SDK raises LicenseRevoked (not a ServerError) and drops its local copy."""
+    product, keys = new_product(server.admin)
+    app = make_app(product, keys)
+    issued = server.admin.issue_license(product)
+    app.client.activate(issued["license_key"], email=EMAIL,
+                        registration={"company": COMPANY}, consent=True)
+    server.admin.revoke_license(issued["id"])
+    with pytest.raises(LicenseRevoked):
+        app.client.request_erasure()
+    assert server.admin.find_end_users(EMAIL) == []
+    plain = store_plaintext(app.client)
+    assert EMAIL not in plain and COMPANY not in plain
+    with pytest.raises(LicenseRevoked):
+        app.client.check()

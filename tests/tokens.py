@@ -32,6 +32,8 @@ def make_token(
     nonce: str = "test-nonce-0123456789",
     components: Mapping[str, Any] | None = None,
     algorithm: int = 2,
+    license_id: str = "lic_1",
+    activation_id: str = "act_1",
     **extra: Any,
 ) -> str:
     """A token bound to ``fp`` (or to ``components``), as the server signs it.
@@ -49,8 +51,8 @@ def make_token(
     return issue_token(
         key,
         issuer="test",
-        license_id="lic_1",
-        activation_id="act_1",
+        license_id=license_id,
+        activation_id=activation_id,
         product=product,
         fingerprint_id="fp_test0123456789",
         fingerprint=dict(components),

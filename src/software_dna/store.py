@@ -134,6 +134,7 @@ __all__ = [
     "MAGIC",
     "MAX_FILE_SIZE",
     "Store",
+    "StoreBusy",
     "default_store_dir",
     "store_path_for",
 ]
@@ -274,6 +275,14 @@ def _product_bytes(product: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class StoreBusy(StoreError):
+    """The store's lock stayed held by another instance of the app for the whole wait.
+
+    A :class:`~software_dna.errors.StoreError` to the app; the client tells it
+    apart from a store that cannot be written (a read-only folder, a full disk).
+    """
 
 
 class _UnreadableError(Exception):
@@ -667,8 +676,8 @@ class Store:
         return error(f"The license store {self.path} {what}. It was moved to {aside}. {hint}",
                      moved_to=str(aside))
 
-    def _busy_error(self, waited: float) -> StoreError:
-        return StoreError(
+    def _busy_error(self, waited: float) -> StoreBusy:
+        return StoreBusy(
             f"The license store {self.path} is locked by another program or thread and "
             f"stayed locked for {waited:g} s. Close other running copies of the "
             "application and try again."

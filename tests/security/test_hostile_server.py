@@ -21,6 +21,7 @@ import contextlib
 import gzip
 import inspect
 import re
+import secrets
 import socket
 import tempfile
 import threading
@@ -268,10 +269,13 @@ def calls(client: LicenseClient, lab: Lab) -> dict[str, tuple[Callable[[], objec
 
 
 def stored(lab: Lab, url: str) -> LicenseClient:
-    """A client with an activation whose refresh is due, talking to ``url``."""
+    """A client with an activation whose refresh is due, talking to ``url``: a new
+    license each time (one given up by ``deactivate_offline`` is refused here for good)."""
     now = lab.clock()
-    lab.client.install_token(lab.token(refresh_by=now - timedelta(hours=1)))
-    lab.client._state.update(lambda d: d.update({"activation_id": "act_1",
+    license_id, activation_id = "lic_" + secrets.token_hex(4), "act_" + secrets.token_hex(4)
+    lab.client.install_token(lab.token(refresh_by=now - timedelta(hours=1),
+                                       license_id=license_id, activation_id=activation_id))
+    lab.client._state.update(lambda d: d.update({"activation_id": activation_id,
                                                  "activation_secret": "sas_test"}))
     return lab.make_client(server_url=url, timeout=TIMEOUT, connect_timeout=1.0)
 
@@ -335,4 +339,4 @@ def test_family_short_run() -> None:
 def test_documented_lists_are_read() -> None:
     """The docstring reader finds the classes (else the family would check nothing)."""
     assert software_dna.ServerUnreachable in documented(LicenseClient.refresh)
-    assert software_dna.ActivationLocked in documented(LicenseClient.check)
+    assert software_dna.LicenseRevoked in documented(LicenseClient.check)

@@ -272,6 +272,27 @@ class Activation:
         self.lease.drop()
         state.clear()
 
+    def _erasure_refused(self, error: ErrorAnswer, nonce: str,
+                         activation_id: str) -> LicenseError:
+        """The exception for a refused erasure request: too many requests (wait), the
+        server's signed refusal of the license (the data was erased all the same: the
+        local copy goes too), or a :class:`ServerError`."""
+        state = self.state
+        if error.too_many:
+            when = error.retry_after
+            return ActivationLocked(
+                "Too many erasure requests. Try again"
+                + (f" after {format_rfc3339(when)}." if when else " later."),
+                retry_after=when)
+        if error.meaning is not None and error.meaning.signed and state.verifier.receipt_ok(
+                error.receipt, nonce, activation_id, result=error.text):
+            state.forget_personal_data()
+            state.store_refusal(error.text, error.message, receipt=error.receipt)
+            refusal = error.exception()
+            if refusal is not None:
+                return refusal
+        return ServerError(f"The license server refused the erasure request: {error.message}")
+
     def request_erasure(self) -> License:
         """See :meth:`LicenseClient.request_erasure`."""
         state = self.state
@@ -282,8 +303,7 @@ class Activation:
             json_body={"nonce": nonce}, bearer=secret, retry=True,
         )
         if answer.status != 200:
-            message = ErrorAnswer(answer, state.now()).message
-            raise ServerError(f"The license server refused the erasure request: {message}")
+            raise self._erasure_refused(ErrorAnswer(answer, state.now()), nonce, activation_id)
         lic = state.verifier.accept(answer.body.get("token"), nonce)
         state.store_token(answer.body["token"], lic)
         return lic

@@ -211,15 +211,15 @@ class LicenseClient:
             LeaseExpired: a floating license holds no live lease (call
                 :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
                 floating seat is taken (``retry_after``).
-            ActivationLocked: the server refused the due refresh for now (too
-                many attempts; ``retry_after`` says when, if it said).
             StoreError, StoreCorrupted: the store cannot be read (a corrupt
                 file is moved aside; the next run starts clean).
             FingerprintUnavailable: this machine cannot be identified.
 
-        A server that cannot be reached, or answers with something unusable
-        (garbage, a forged or foreign token, an unsigned refusal), is a failed
-        refresh: the stored license keeps working within its grace period.
+        A server that cannot be reached, answers with something unusable
+        (garbage, a forged or foreign token, an unsigned refusal) or says "too
+        many requests, later" (``activation_locked``, ``rate_limited``) is a
+        failed refresh: the stored license keeps working within its grace
+        period (:meth:`refresh` raises those errors).
         """
         with self._lock:
             return self._validation.check(force_online=False)

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Protocol
 
 from software_dna.errors import (
+    ActivationLocked,
     FingerprintUnavailable,
     LicenseError,
     NetworkError,
@@ -184,9 +185,12 @@ class PeriodicCheck:
     def tick(self) -> None:
         """One check: refresh online, fall back to the offline answer; never raises.
 
-        A failure (:func:`_is_failure`) counts toward the back-off, goes to
-        ``on_error`` and falls back to the offline check; when that fails too,
-        the last license is kept. Any other error is the license's verdict.
+        Every error of the refresh goes to ``on_error``; a failure
+        (:func:`_is_failure`) also counts toward the back-off. Either way the
+        license is then what the offline check says: it acts only on what the
+        SDK stored (a refusal the server signed, an expiry), so an answer an
+        attacker on the network forged or garbled changes nothing; when that
+        check fails for a reason that is no verdict, the last license is kept.
         """
         new: License | None
         try:
@@ -195,25 +199,23 @@ class PeriodicCheck:
         except Exception as exc:
             error = _as_license_error(exc)
             self._report(error)
-            if not _is_failure(error):
-                self.consecutive_failures = 0
-                new = None
-            else:
-                self.consecutive_failures += 1
-                new = self._offline()
+            self.consecutive_failures = self.consecutive_failures + 1 if _is_failure(error) else 0
+            new = self._offline(error)
         old, self.last_license = self.last_license, new
         if _summary(old) != _summary(new) and self._on_change is not None:
             with contextlib.suppress(Exception):  # the app's callback must not kill us
                 self._on_change(old, new)
 
-    def _offline(self) -> License | None:
+    def _offline(self, reported: LicenseError) -> License | None:
         """The offline check after a failed refresh: its license, None for a verdict,
-        the last license when it fails too."""
+        the last license when it fails for a reason that is no verdict (an error
+        equal to ``reported`` is not reported twice)."""
         try:
             return self._client.check()
         except Exception as exc:
             error = _as_license_error(exc)
-            self._report(error)
+            if type(error) is not type(reported) or str(error) != str(reported):
+                self._report(error)
             return self.last_license if _is_failure(error) else None
 
     def _report(self, exc: LicenseError) -> None:
@@ -234,5 +236,6 @@ def _is_failure(error: LicenseError) -> bool:
     rolled back) is a verdict; one that cannot be written (read-only, full) is not."""
     if isinstance(error, StoreError):
         return not isinstance(error, (StoreCorrupted, StoreRolledBack))
-    return (isinstance(error, (NetworkError, ServerError, FingerprintUnavailable))
+    return (isinstance(error, (NetworkError, ServerError, FingerprintUnavailable,
+                               ActivationLocked))  # locked: wait and retry, no verdict
             or type(error) is LicenseError)

@@ -438,6 +438,16 @@ class ClientState:
                     data.pop("settings_dirty", None)
         self.update(change, confirmed=True)
 
+    def forget_personal_data(self) -> None:
+        """Drop the end user's email, registration details and settings from the store
+        (the server erased its copy)."""
+        def change(data: StoredDocument) -> None:
+            data.pop("email", None)
+            data.pop("registration", None)
+            data.pop("settings", None)
+            data.pop("settings_dirty", None)
+        self.update(change)
+
     def install_token(self, token: str, now: datetime) -> None:
         """Store a token installed out of band (already verified and checked)."""
         def change(data: StoredDocument) -> None:

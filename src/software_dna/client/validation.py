@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from software_dna.errors import (
+    ActivationLocked,
     ClockTampered,
     InvalidToken,
     LicenseExpired,
@@ -26,12 +27,12 @@ from software_dna.errors import (
     NotActivated,
     ServerError,
     ServerUnreachable,
-    StoreError,
     StoreRolledBack,
     WrongMachine,
     WrongProduct,
 )
 from software_dna.license import License, with_days_left
+from software_dna.store import StoreBusy
 from software_dna.wire.claims import Protection
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339
@@ -140,9 +141,11 @@ class Validation:
             try:
                 deadline = None if force_online else min(CHECK_DEADLINE, self.server.timeout)
                 return self.validate_online(data, deadline=deadline)
-            except (NetworkError, ServerError, InvalidToken, WrongProduct) as exc:
-                # An unusable answer (garbage, a forged or foreign token) is a failed
-                # refresh like a dead network: the stored license still counts.
+            except (NetworkError, ServerError, InvalidToken, WrongProduct,
+                    ActivationLocked) as exc:
+                # An unusable answer (garbage, a forged or foreign token) or "too many
+                # requests, later" is a failed refresh like a dead network: the stored
+                # license still counts (refresh() raises it).
                 self._last_failed_refresh = time.monotonic()
                 if suspect is not None:
                     raise suspect from exc
@@ -235,7 +238,7 @@ class Validation:
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(self.state.exclusive(budget))
-            except StoreError as exc:
+            except StoreBusy as exc:
                 raise ServerUnreachable(
                     "Another instance of this application is checking the license with the "
                     "server and did not finish in time. Try again in a moment.") from exc
