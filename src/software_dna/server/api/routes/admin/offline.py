@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from software_dna.server.api.deps import Db, State, require_admin
 from software_dna.server.api.errors import error_responses
+from software_dna.server.api.views import offline_activate_out
 from software_dna.server.schemas import OfflineActivateOut, OfflineRespondIn
 from software_dna.server.services import offline
 
@@ -33,7 +34,4 @@ def respond(body: OfflineRespondIn, response: Response, state: State,
     result = offline.respond(session, state.ctx, body.request, staff=True)
     if not result.created:
         response.status_code = 200
-    return OfflineActivateOut(response=result.response, activation_id=result.activation_id,
-                              license_id=result.license_id, product=result.product,
-                              fingerprint_id=result.fingerprint_id,
-                              server_time=result.server_time)
+    return offline_activate_out(result)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.api.errors import error_responses
+from software_dna.server.api.views import offline_activate_out
 from software_dna.server.schemas import (
     OfflineActivateIn,
     OfflineActivateOut,
@@ -35,10 +36,7 @@ def offline_activate(body: OfflineActivateIn, request: Request, response: Respon
                              client_address=address)
     if not result.created:
         response.status_code = 200
-    return OfflineActivateOut(response=result.response, activation_id=result.activation_id,
-                              license_id=result.license_id, product=result.product,
-                              fingerprint_id=result.fingerprint_id,
-                              server_time=result.server_time)
+    return offline_activate_out(result)
 
 
 @router.post("/offline/deactivations", response_model=OfflineDeactivateOut, responses=_ERRORS)
