@@ -28,7 +28,6 @@ are printed (docs/security.md quotes them).
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import statistics
@@ -57,29 +56,6 @@ VALIDATION_BOUND = 1.0
 #: The server's erasure limits in this family (per activation, per network, per hour).
 ERASURE_ATTEMPTS = 3
 ERASURE_ADDRESS_ATTEMPTS = 20
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def server_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its children (``/proc``)."""
-    total, todo, seen = 0.0, [pid], set()
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo += [int(c) for c in task.read_text().split()]
-            except OSError:
-                continue
-    return total
 
 
 @dataclass
@@ -236,13 +212,11 @@ class Figures:
 def _measure(surface: Surface, figures: Figures, kind: str, count: int,
              send: Callable[[], int]) -> None:
     """Send ``count`` requests of one kind, nothing else running; CPU per request."""
-    pid = surface.server.pid
-    assert pid is not None
-    before = server_cpu(pid)
+    before = surface.server.cpu_seconds()
     sent = 0
     for _ in range(count):
         sent += send()
-    spent = server_cpu(pid) - before
+    spent = surface.server.cpu_seconds() - before
     figures.sent[kind] = figures.sent.get(kind, 0) + sent
     figures.cpu_ms[kind] = spent * 1000 / max(1, sent)
 
@@ -394,16 +368,14 @@ def mixed(surface: Surface, figures: Figures, scale: Scale, tally: Tally,
         ]
         threads = [threading.Thread(target=validations)]
         threads += [threading.Thread(target=attacker, args=a) for a in attackers]
-        pid = surface.server.pid
-        assert pid is not None
-        before = server_cpu(pid)
+        before = surface.server.cpu_seconds()
         for t in threads:
             t.start()
         time.sleep(seconds)
         stop.set()
         for t in threads:
             t.join()
-        spent = server_cpu(pid) - before
+        spent = surface.server.cpu_seconds() - before
     total = sum(counts.values()) + len(figures.validations)
     for kind, sent in counts.items():
         figures.sent[kind] = sent

@@ -150,28 +150,50 @@ class LocalServer:
         Raises:
             RuntimeError: the server is not running, or ``/proc`` is not there.
         """
+        total = 0
+        for status in self._proc_files("status"):
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's processes so far, in seconds.
+
+        Read from ``/proc/<pid>/stat`` (``utime``, ``stime``) on Linux.
+
+        Raises:
+            RuntimeError: the server is not running, or ``/proc`` is not there.
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for stat in self._proc_files("stat"):
+            fields = stat.rsplit(")", 1)[1].split()  # after the command name
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    def _proc_files(self, name: str) -> list[str]:
+        """``/proc/<pid>/<name>`` of the server process and of every descendant."""
         pid = self.pid
         if pid is None:
             raise RuntimeError("the license server is not running")
-        total, todo, seen = 0, [pid], set()
+        texts: list[str] = []
+        todo, seen = [pid], set()
         while todo:
             current = todo.pop()
             if current in seen:
                 continue
             seen.add(current)
             try:
-                status = Path(f"/proc/{current}/status").read_text()
+                texts.append(Path(f"/proc/{current}/{name}").read_text())
             except OSError as exc:
                 if current == pid:
-                    raise RuntimeError(f"cannot read /proc/{current}/status: {exc}") from exc
+                    raise RuntimeError(f"cannot read /proc/{current}/{name}: {exc}") from exc
                 continue  # a worker that just exited
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
             for task in Path(f"/proc/{current}/task").glob("*/children"):
                 with contextlib.suppress(OSError):
                     todo += [int(c) for c in task.read_text().split()]
-        return total
+        return texts
 
     def initialize(self) -> None:
         """Create the master key, the schema and an admin API key (once)."""
