@@ -95,3 +95,17 @@ def test_start_up_check_loads_no_heavy_modules(
     loaded = set(json.loads(out.stdout))
     unwanted = _NOT_AT_START_UP + (_NOT_AT_START_UP_LINUX if sys.platform == "linux" else [])
     assert sorted(loaded & set(unwanted)) == []
+
+
+def test_requests_floor_excludes_the_cve_2024_35195_versions() -> None:
+    """requests before 2.32.0 kept a session's ``verify=False`` for later requests to
+    the same host (CVE-2024-35195): the installed metadata requires 2.32 or later."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in requires("software-dna") or []
+              if Requirement(r).name == "requests" and Requirement(r).marker is None]
+    assert wanted, "software-dna does not require requests"
+    specifier = wanted[0].specifier
+    assert "2.32.0" in specifier and "2.31.0" not in specifier
