@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 import types
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 import software_dna
 from software_dna import errors
@@ -100,10 +102,6 @@ def test_start_up_check_loads_no_heavy_modules(
 def test_requests_floor_excludes_the_cve_2024_35195_versions() -> None:
     """requests before 2.32.0 kept a session's ``verify=False`` for later requests to
     the same host (CVE-2024-35195): the installed metadata requires 2.32 or later."""
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
     wanted = [Requirement(r) for r in requires("software-dna") or []
               if Requirement(r).name == "requests" and Requirement(r).marker is None]
     assert wanted, "software-dna does not require requests"

@@ -33,10 +33,12 @@ from software_dna import (
     LicenseExpired,
     NotActivated,
     Protection,
+    WrongMachine,
 )
 from software_dna.client.locations import witness_path
 from software_dna.server.adminclient import AdminError
 from software_dna.server.services.common import clock_override
+from software_dna.testing import SimulatedMachine
 from software_dna.wire import airgap as off
 from software_dna.wire.claims import Protection as ClaimProtection
 from tests.inprocess import InProcessServer
@@ -395,3 +397,36 @@ def test_an_air_gapped_request_of_an_app_with_another_products_key_takes_no_seat
     lic = right.client.activate_offline(respond(
         server, right.client.create_activation_request(issued["license_key"])))
     assert lic.license_id == issued["id"]
+
+
+# --------------------------------------------------------------------------- unreadable parts
+
+
+@pytest.mark.parametrize("unreadable", [{"macs": []}, {"machine_id": None}],
+                         ids=["no network card", "no machine id"])
+def test_a_machine_with_an_unreadable_part_activates_air_gapped_and_starts_a_trial(
+        server: InProcessServer, machine: Callable[..., AirGapped], tmp_path: Path,
+        unreadable: dict[str, Any]) -> None:
+    """Air-gapped and trial tokens bind the machine exactly; a part this machine cannot
+    read (a PC without a network card, a missing machine id) never matches even itself,
+    so the token allows for exactly those: the seat the server took is usable, and the
+    token still refuses a machine whose readable parts differ."""
+    product, keys = new_product(server, air_gapped=True, trial_days=7)
+    issued = server.admin.issue_license(product, seats=1)
+    pc = SimulatedMachine(tmp_path / "pc", **unreadable)
+    app = machine(product, keys, "app", machine=pc)
+    lic = app.client.activate_offline(respond(
+        server, app.client.create_activation_request(issued["license_key"])))
+    assert app.restart().check().license_id == lic.license_id
+    # The same token on another computer (everything readable differs): refused.
+    stolen = machine(product, keys, "stolen", machine=SimulatedMachine(tmp_path / "other",
+                                                                       **unreadable))
+    with pytest.raises(WrongMachine):
+        stolen.client.install_token(app.client._state.read()["token"])
+    # A trial on such a machine works as well, offline at the next start.
+    trier = SimulatedMachine(tmp_path / "trier", **unreadable)
+    trial = LicenseClient(product=product, public_keys=keys, server_url=server.url,
+                          store_path=tmp_path / "trial", transport=server.transport(),
+                          machine=trier)
+    assert trial.start_trial().days_left is not None
+    assert trial.check().days_left is not None

@@ -31,6 +31,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -319,7 +320,13 @@ class CheckpointJob:
                 self._pending = False
                 self._last = self.clock()
             engine = self._engine()
-            done = True if engine is None else wal_checkpoint(engine)
+            try:
+                done = True if engine is None else wal_checkpoint(engine)
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                # The database went away (a removed temporary folder at exit) or
+                # failed: say so and try again at the next interval, never crash.
+                log.warning("WAL checkpoint after an erasure failed: %s", exc)
+                done = False
             if done:
                 self.runs += 1
             else:
