@@ -43,6 +43,9 @@ def vendor(home: Path, *args: str, stdin: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "SOFTWARE_DNA_SERVER_URL", "SOFTWARE_DNA_ADMIN_KEY")}
     env["SOFTWARE_DNA_SERVER_HOME"] = str(home)
+    # The demo's key stays in its temporary folder (by default it would go to the
+    # account's key folder, where a later real `server init` would find it).
+    env["SOFTWARE_DNA_MASTER_KEY_FILE"] = str(home.parent / "demo-master.key")
     done = subprocess.run([*CLI, *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=60, check=False)
     if done.returncode != 0:

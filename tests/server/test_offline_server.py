@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from software_dna.server import cli
+from software_dna.server.adminclient import AdminError
 from software_dna.server.cli import _common
 from software_dna.server.testing import LocalServer
 from software_dna.wire import airgap as off
@@ -347,6 +348,12 @@ def test_a_used_request_cannot_come_back_after_deactivation(any_server: LocalSer
         product, first.activation_id, first.activation_secret)})
     assert error(post(any_server, "activations", {"request": text})) \
         == (410, "activation_removed")
+    # Staff answering it again (admin route, what `offline respond` uses) is refused the
+    # same way: no seat is taken for a response the machine would refuse.
+    with pytest.raises(AdminError) as refused:
+        any_server.admin.request("POST", "/offline/activations", json={"request": text})
+    assert (refused.value.status, refused.value.code) == (410, "activation_removed")
+    assert seats_in_use(any_server, issued["id"]) == 0
 
 
 def test_offline_activation_attempts_are_rate_limited(tmp_path: Path) -> None:

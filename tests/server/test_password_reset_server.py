@@ -4,6 +4,7 @@ tests/inprocess.py), and the mail module with STARTTLS."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import smtplib
@@ -411,9 +412,24 @@ def test_no_confirmation_mail_without_a_public_url(tmp_path: Path, mailbox: Mail
     with InProcessServer(tmp_path / "srv", env=env) as srv, closing(Api.for_server(srv)) as client:
         start = len(mailbox.messages)
         pid, lic = setup_license(srv, client, email="nourl@example.com")
-        assert error_code(ask(srv, pid, lic["license_key"])) == "no_email_on_file"
+        answer = ask(srv, pid, lic["license_key"])
+        assert error_code(answer) == "no_email_on_file"
+        # No link can ever come: the answer does not tell the end user to wait for one.
+        assert "link" not in answer.json()["error"]["message"]
+        assert "vendor" in answer.json()["error"]["message"]
         assert len(mailbox.messages) == start
         assert sql(srv, "SELECT count(*) FROM email_confirmations") == [(0,)]
+
+
+def test_mail_without_a_public_url_is_warned_about_at_start(
+        tmp_path: Path, mailbox: Mailbox, caplog: pytest.LogCaptureFixture) -> None:
+    """SMTP configured without SOFTWARE_DNA_PUBLIC_URL: the server says at start that
+    password reset by email cannot work, and what to set."""
+    env = {k: v for k, v in mail_env(mailbox).items() if k != "SOFTWARE_DNA_PUBLIC_URL"}
+    with caplog.at_level(logging.WARNING, logger="software_dna.server"), \
+            InProcessServer(tmp_path / "srv", env=env):
+        pass
+    assert any("SOFTWARE_DNA_PUBLIC_URL" in r.getMessage() for r in caplog.records)
 
 
 def test_refusals(mail_server: LocalServer, api: Api) -> None:

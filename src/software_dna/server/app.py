@@ -7,6 +7,7 @@ uvicorn's factory (``--factory software_dna.server.app:app_from_env``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -51,6 +52,7 @@ from software_dna.server.db import (
     make_inline_engine,
     make_session_factory,
 )
+from software_dna.server.mail import mail_warnings
 from software_dna.server.schemas import ErrorBody
 from software_dna.server.services import Context
 
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     """
     settings = settings or Settings.from_env()
     ctx = Context.from_settings(settings)
+    for warning in mail_warnings(settings):
+        logging.getLogger("software_dna.server").warning(warning)
     engine = make_engine(settings)
     if check:
         try:

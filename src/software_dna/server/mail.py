@@ -23,7 +23,7 @@ from email.utils import formatdate, make_msgid
 
 from software_dna.server.config import Settings
 
-__all__ = ["MailError", "MailUnavailable", "mail_configured", "send_mail"]
+__all__ = ["MailError", "MailUnavailable", "mail_configured", "mail_warnings", "send_mail"]
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -39,6 +39,25 @@ class MailUnavailable(MailError):
 def mail_configured(settings: Settings) -> bool:
     """True when the settings name an SMTP host and a sender."""
     return bool(settings.smtp_host and settings.smtp_sender)
+
+
+def mail_warnings(settings: Settings) -> list[str]:
+    """Mail settings that cannot work as a vendor expects, one sentence each saying what
+    to do (logged when the app starts, printed by ``server run``)."""
+    warnings: list[str] = []
+    if mail_configured(settings) and settings.public_url is None:
+        warnings.append(
+            "mail is configured but SOFTWARE_DNA_PUBLIC_URL is not: no email confirmation "
+            "link can be sent, so no address is ever confirmed and password reset by email "
+            "cannot work. Set SOFTWARE_DNA_PUBLIC_URL to the https:// address end users "
+            "reach this server at.")
+    loopback = (settings.smtp_host or "").lower() in ("localhost", "127.0.0.1", "::1")
+    if mail_configured(settings) and settings.smtp_tls == "none" and not loopback \
+            and settings.smtp_username:
+        warnings.append(
+            f"SOFTWARE_DNA_SMTP_TLS=none sends the SMTP login to {settings.smtp_host} in "
+            "clear. Use starttls or tls.")
+    return warnings
 
 
 def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:

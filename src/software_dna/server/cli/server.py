@@ -118,9 +118,10 @@ def init(
     already holds encrypted data."""
     def run() -> int:
         # Lazy: the service layer only for this command, not every CLI start.
-        from software_dna.server.bootstrap import initialize
+        # Lazy: the key's location and the database's only for this command.
+        from sqlalchemy import make_url
 
-        # Lazy: the key's location only for this command.
+        from software_dna.server.bootstrap import initialize
         from software_dna.server.crypto import locate_master_key
 
         settings = _checked(home, database_url, must_exist=False)
@@ -138,8 +139,8 @@ def init(
                       "of the folder holds the key to its own secrets; keep it elsewhere "
                       "(SOFTWARE_DNA_MASTER_KEY_FILE).", file=sys.stderr)
         print("Database: schema up to date")
-        database = ("server.db in the data folder" if settings.is_sqlite
-                    else "your PostgreSQL database")
+        database = (f"the SQLite file {make_url(settings.database_url).database}"
+                    if settings.is_sqlite else "your PostgreSQL database")
         key = "the master key file" if where.path is not None else "SOFTWARE_DNA_MASTER_KEY"
         print(f"Back up separately: the database ({database}) and {key}. Without the key the "
               "database's secrets cannot be read; a backup holding both gives them all away, "

@@ -85,6 +85,9 @@ _NO_CONFIRMED_EMAIL = (
     "you gave an address when activating, confirm it with the link mailed to it (a new link is "
     "mailed when the last one expired) and ask again; otherwise ask the vendor to reset the "
     "activation password.")
+_NO_CONFIRMED_EMAIL_NO_LINKS = (
+    "No confirmed email address is on file for this license, so no reset code was sent. Ask "
+    "the vendor to reset the activation password.")
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ def request_reset(session: Session, ctx: Context, *, product_id: str, license_ke
     now = utcnow()
     emails = _confirmed_emails(ctx, users)
     if not emails:
+        if not email_confirmation.links_possible(ctx):  # no link could ever come: say so
+            raise ServiceError(Code.NO_EMAIL_ON_FILE, _NO_CONFIRMED_EMAIL_NO_LINKS)
         _new_links(session, ctx, lic, users, now)
         raise ServiceError(Code.NO_EMAIL_ON_FILE, _NO_CONFIRMED_EMAIL)
     session.scalars(select(License.id).where(License.id == lic.id)
