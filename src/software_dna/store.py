@@ -696,7 +696,7 @@ class Store:
             )
         elif isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
             advice = (
-                f"Permission denied. Make sure your user account can read and write the folder "
+                f"Make sure your user account can read and write the folder "
                 f"{directory} (it may be read-only), or set {_ENV_HOME} to a writable folder."
             )
         elif isinstance(exc, (NotADirectoryError, FileExistsError)) or code == errno.ENOTDIR:

@@ -203,5 +203,11 @@ def test_lockout_show_refuses_a_malformed_address(srv: InProcessServer) -> None:
                                  headers={"Authorization": f"Bearer {srv.admin_key}"})
             assert answer.status_code == 400, (bad, answer.text)
             assert "error" in answer.json()
+        for bad in ("notanip", "ab", "1.2.3", "::g"):  # a typo must not "unlock" nothing
+            answer = session.post(f"{srv.url}/v1/admin/lockouts/reset",
+                                  json={"address": bad},
+                                  headers={"Authorization": f"Bearer {srv.admin_key}"})
+            assert answer.status_code == 400, (bad, answer.text)
+            assert answer.json()["error"]["code"] == "invalid_request"
     finally:
         session.close()

@@ -49,8 +49,8 @@ def expired_air_gapped(ended: datetime) -> str:
     """
     return ("This computer's air-gapped activation ended on "
             f"{format_rfc3339(ended)}. Create a new activation request on this computer "
-            "(LicenseClient.create_activation_request) and get a response for it from the "
-            "vendor, or from a computer that can reach the license server.")
+            "and get a response for it from the vendor, or from a computer that can reach "
+            "the license server.")
 
 
 def lease_error(lic: License, now: datetime) -> LeaseExpired | None:

@@ -4,13 +4,14 @@
     software-dna offline deactivate RECEIPT_FILE
 
 ``respond`` turns an end user's activation request into an activation
-response (the same checks as an online activation: password, consent,
-seats, license status; the activation takes a seat); ``deactivate`` takes
-a deactivation receipt and frees the seat.  ``-`` reads the file from
-standard input.  Both work directly on the server's database (the default)
-or through a running server (``--server-url``: the public routes
-``/v1/offline/activations`` and ``/v1/offline/deactivations``, which count
-against that server's per-address rate limit).
+response (the checks of an online activation: the product or license must
+allow air-gapped activation, consent, seats, license status, lock-out; no
+activation password: the vendor's staff are authorised without it; the
+activation takes a seat); ``deactivate`` takes a deactivation receipt and
+frees the seat.  ``-`` reads the file from standard input.  Both work
+directly on the server's database (the default) or through a running
+server (``--server-url``: the admin route ``/v1/admin/offline/activations``
+and the public ``/v1/offline/deactivations``).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def respond(
         help="write the response here (default: print it)")] = None,
     as_json: Json = False,
 ) -> int:
-    """Activate the license named in an activation request (password, consent, seats and
-    license status are checked as for an online activation; the machine takes a seat) and
+    """Activate the license named in an activation request (no activation password is asked:
+    you are the vendor; air-gapped activation allowed, consent, seats, license status and
+    lock-out are checked as for an online activation; the machine takes a seat) and
     print the activation response, or write it to RESPONSE_FILE (mode 0600: it holds the
     activation secret). Answering the same request again gives the same activation. Requests
     older than 30 days are refused."""

@@ -40,6 +40,7 @@ longer, because :func:`lockout_report` asks the very functions that refuse
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -245,9 +246,11 @@ def lockout_report(session: Session, ctx: Context, license_id: str, *,
         now: aware UTC (tests); default the services' clock.
 
     Raises:
-        ServiceError: 404 ``not_found`` (no such license).
+        ServiceError: 400 ``invalid_request`` (``address`` is no IP address), 404
+        ``not_found`` (no such license).
     """
     now = now or utcnow()
+    _check_address(address)
     lic = get_license(session, license_id)
     settings = ctx.settings
     status = seats.lockout_status(session, lic, now)
@@ -286,11 +289,12 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
     product) and its request counter.
 
     Raises:
-        ServiceError: 400 ``invalid_request`` (neither given), 404
-        ``not_found`` (no such license).
+        ServiceError: 400 ``invalid_request`` (neither given, or ``address`` is
+        no IP address), 404 ``not_found`` (no such license).
     """
     if license_id is None and not address:
         raise invalid("Name a license or a client address to unlock.")
+    _check_address(address)
     now = utcnow()
     lic: License | None = get_license(session, license_id) if license_id is not None else None
     before = (lockout_report(session, ctx, lic.id, address=address, now=now).limits
@@ -331,3 +335,14 @@ def _network_limits(session: Session, ctx: Context, address: str,
     return [_counter_limit(session, ctx.settings, key, counter, now=now, kind=counter.kind,
                            description=f"{counter.description} from the client network {network}")
             for key, counter in _network_keys(ctx, address).items()]
+
+
+def _check_address(address: str | None) -> None:
+    """Refuse what is no IPv4 or IPv6 address (400): a typo must not report "nothing was
+    locked" for a network nobody is in."""
+    if address is None:
+        return
+    try:
+        ipaddress.ip_address(address.strip())
+    except ValueError:
+        raise invalid(f"{address[:64]!r} is not an IPv4 or IPv6 address.") from None
