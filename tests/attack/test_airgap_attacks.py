@@ -125,3 +125,25 @@ def test_deactivated_token_reinstalled_through_another_store_location(
         other.install_token(response_token)
     with pytest.raises(LicenseError):
         other.activate_offline(body["response"])
+
+
+@pytest.mark.parametrize("switch", ["license", "product"])
+def test_air_gapped_renewal_after_the_vendor_turned_air_gapped_off(
+        server: InProcessServer, machine: Callable[..., AirGapped], switch: str) -> None:
+    """The vendor turns air-gapped activation off (the license's override, or the product's
+    setting); a new request from a machine activated before must not get a fresh offline
+    token (a renewal is an air-gapped answer like any other)."""
+    product, keys = new_product(server)
+    issued = server.admin.issue_license(product)
+    app = machine(product, keys)
+    request = app.client.create_activation_request(issued["license_key"])
+    status, body = post(server, "/v1/offline/activations", {"request": request})
+    assert status == 201, body
+    app.client.activate_offline(body["response"])
+    if switch == "license":
+        server.admin.update_license(issued["id"], air_gapped=False)
+    else:
+        server.admin.update_product(product, air_gapped=False)
+    renewal = app.client.create_activation_request(issued["license_key"])
+    status, body = post(server, "/v1/offline/activations", {"request": renewal})
+    assert (status, body.get("error", {}).get("code")) == (403, "offline_not_allowed"), body

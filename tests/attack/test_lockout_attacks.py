@@ -68,3 +68,20 @@ def test_rotation_between_an_online_and_an_air_gapped_computer_counts_each_retur
     send_receipt(license_server, c.client.deactivate_offline())
     license_client(product, a).activate(issued["license_key"])            # 3: a return after C
     assert counted(license_server, issued["id"]) == 3
+
+
+
+def test_a_developer_returning_on_a_team_license_is_not_counted(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
+    """Two seats: colleague B activated first-thing in the morning; later developer A
+    deactivates and activates their own computer again. No other computer activated the
+    license since A's deactivation, so A's return is not new (docs/seats.md)."""
+    product = license_product(reactivation_limit=0)
+    issued = license_server.admin.issue_license(product.name, seats=2)
+    a, b = machines("a"), machines("b")
+    license_client(product, a).activate(issued["license_key"])
+    license_client(product, b).activate(issued["license_key"])
+    for _ in range(3):
+        license_client(product, a).deactivate()
+        license_client(product, a).activate(issued["license_key"])  # A comes back
+    assert counted(license_server, issued["id"]) == 2
