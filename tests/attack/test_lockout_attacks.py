@@ -20,18 +20,21 @@ def counted(server: Any, license_id: str) -> int:
 
 
 def test_wsl_developer_deactivating_and_activating_after_a_reboot_is_not_counted(
-        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
     """A machine id regenerated at every boot (WSL): the same computer by the identity
     comparison (its MAC and CPU are unchanged, and a live activation is found again after
     a reboot). Deactivating and activating it again must not count toward the lock-out."""
     product = license_product(reactivation_limit=0)
     issued = license_server.admin.issue_license(product.name, seats=1)
     box = machines("wsl", machine_id_at_boot=True)
-    license_client(product, box).activate(issued["license_key"])
+    license_client(product, box, clock=app_clock).activate(issued["license_key"])
     for _ in range(3):
-        license_client(product, box).deactivate()
+        app_clock.advance(hours=1)
+        license_client(product, box, clock=app_clock).deactivate()
+        app_clock.advance(hours=1)
         box.reboot()
-        license_client(product, box).activate(issued["license_key"])
+        license_client(product, box, clock=app_clock).activate(issued["license_key"])
     assert counted(license_server, issued["id"]) == 1
 
 
@@ -72,16 +75,19 @@ def test_rotation_between_an_online_and_an_air_gapped_computer_counts_each_retur
 
 
 def test_a_developer_returning_on_a_team_license_is_not_counted(
-        license_server: Any, license_product: Any, license_client: Any, machines: Any) -> None:
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
     """Two seats: colleague B activated first-thing in the morning; later developer A
     deactivates and activates their own computer again. No other computer activated the
     license since A's deactivation, so A's return is not new (docs/seats.md)."""
     product = license_product(reactivation_limit=0)
     issued = license_server.admin.issue_license(product.name, seats=2)
     a, b = machines("a"), machines("b")
-    license_client(product, a).activate(issued["license_key"])
-    license_client(product, b).activate(issued["license_key"])
+    license_client(product, a, clock=app_clock).activate(issued["license_key"])
+    license_client(product, b, clock=app_clock).activate(issued["license_key"])
     for _ in range(3):
-        license_client(product, a).deactivate()
-        license_client(product, a).activate(issued["license_key"])  # A comes back
+        app_clock.advance(hours=2)
+        license_client(product, a, clock=app_clock).deactivate()
+        app_clock.advance(minutes=5)
+        license_client(product, a, clock=app_clock).activate(issued["license_key"])  # back
     assert counted(license_server, issued["id"]) == 2
