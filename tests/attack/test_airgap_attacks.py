@@ -147,3 +147,46 @@ def test_air_gapped_renewal_after_the_vendor_turned_air_gapped_off(
     renewal = app.client.create_activation_request(issued["license_key"])
     status, body = post(server, "/v1/offline/activations", {"request": renewal})
     assert (status, body.get("error", {}).get("code")) == (403, "offline_not_allowed"), body
+
+
+@pytest.mark.parametrize("store", ["kept", "deleted"])
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "deleted"])
+def test_deactivated_air_gapped_token_works_again_after_deleting_the_store_and_damaging_or_deleting_the_witness(
+        server: InProcessServer, machine: Callable[..., AirGapped], damage: str,
+        store: str) -> None:
+    """After deactivate_offline() and the receipt (the vendor frees the seat, which another
+    machine may then take), the end user damages or deletes both witness copies and deletes
+    the store -- no saved copies, no clock change -- and installs the response kept from
+    the e-mail again. offline.md says only restoring every file *and* the clock keeps a token
+    given up; here deleting files is enough, for the token's whole exp (365 days)."""
+    from software_dna.client.locations import witness_path
+
+    product, keys = new_product(server)
+    issued = server.admin.issue_license(product)
+    app = machine(product, keys)
+    request = app.client.create_activation_request(issued["license_key"])
+    _, body = post(server, "/v1/offline/activations", {"request": request})
+    app.client.activate_offline(body["response"])
+    send_receipt(server, app.client.deactivate_offline())
+    witness = witness_path(product)
+    assert witness.exists()
+    for path in (witness, witness.with_name(witness.name + ".prev")):
+        if path.exists():
+            if damage == "deleted":
+                path.unlink()
+            elif damage == "garbage":
+                path.write_bytes(b"\x00garbage" * 16)
+            else:
+                path.write_bytes(path.read_bytes()[:20])
+    if store == "deleted":
+        import shutil
+        shutil.rmtree(app.args["store_path"])
+    client = app.restart()
+    token = block_json(body["response"])["token"]
+    try:
+        client.install_token(token)
+        client.check()
+    except LicenseError as exc:
+        print(type(exc).__name__, exc)
+        return
+    pytest.fail("the token given up works again after the witness was damaged")
