@@ -190,3 +190,26 @@ def test_deactivated_air_gapped_token_works_again_after_deleting_the_store_and_d
         print(type(exc).__name__, exc)
         return
     pytest.fail("the token given up works again after the witness was damaged")
+
+
+@pytest.mark.parametrize("seat_mode", ["user", "machine"])
+def test_an_air_gapped_request_never_turns_an_online_user_seat_offline(
+        server: InProcessServer, tmp_path: Path, seat_mode: str) -> None:
+    """The same machine and OS account hold a live online (mandatory) activation of a
+    two-seat license; an air-gapped request from it must be refused, whatever the seat mode."""
+    product, keys = new_product(server, protection="mandatory", refresh_interval=3600,
+                                offline_grace_period=600)
+    issued = server.admin.issue_license(product, seats=2, seat_mode=seat_mode)
+    online = LicenseClient(product=product, public_keys=keys, server_url=server.url,
+                           store_path=tmp_path / "online", transport=server.transport())
+    online.activate(issued["license_key"])
+    request = online.create_activation_request(issued["license_key"])
+    status, body = post(server, "/v1/offline/activations", {"request": request})
+    if status == 201:
+        # The same app, same account: install the answer over its online activation.
+        lic = online.activate_offline(body["response"])
+        again = online.check()
+        assert lic.refresh_by is not None and again.refresh_by is not None, (
+            f"the mandatory activation is now {again.protection} with refresh_by "
+            f"{again.refresh_by}: no refresh, no revocation for {again.expires_at}")
+    assert (status, body.get("error", {}).get("code")) == (409, "already_activated_online"), body
