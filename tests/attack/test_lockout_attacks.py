@@ -91,3 +91,26 @@ def test_a_developer_returning_on_a_team_license_is_not_counted(
         app_clock.advance(minutes=5)
         license_client(product, a, clock=app_clock).activate(issued["license_key"])  # back
     assert counted(license_server, issued["id"]) == 2
+
+
+def test_two_os_accounts_rotating_one_user_seat_are_counted(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
+    """A user-seat license (a seat is a person): two people with their own OS accounts on one
+    computer take turns on one seat by deactivating and activating. The return rule looks at
+    the machine only, so after the first hand-over every turn is free."""
+    product = license_product(reactivation_limit=1)
+    issued = license_server.admin.issue_license(product.name, seats=1, seat_mode="user")
+    laptop = machines("shared")
+    ben = machines.account(laptop, "ben")
+    order = [laptop, ben] * 4
+    for account in order:
+        app_clock.advance(hours=1)
+        try:
+            license_client(product, account, clock=app_clock).activate(issued["license_key"])
+        except ActivationLocked:
+            return  # the lock-out stopped the rotation
+        app_clock.advance(hours=1)
+        license_client(product, account, clock=app_clock).deactivate()
+    pytest.fail(f"{len(order)} turns on one user seat, counted: "
+                f"{counted(license_server, issued['id'])} of {1 + 1} allowed")
