@@ -85,3 +85,36 @@ def test_utf16_container_bomb_is_cheap_to_refuse(srv: LocalServer) -> None:
     spent, status = cpu_per_request(srv, "/v1/activations", utf16_container_bomb())
     assert status == 400
     assert spent <= BOUND, f"{spent * 1000:.1f} ms of server CPU per unauthenticated request"
+
+
+def utf16_deep_settings(depth: int) -> bytes:
+    text = ('{"settings": {"\\"": 1, "x": ' + "[" * depth + "]" * depth + ', "y": "\\""}}')
+    return text.encode("utf-16-le")
+
+
+@pytest.mark.parametrize("depth", [100, 500])
+def test_utf16_settings_nested_past_the_limit_are_refused_and_never_break_the_license(
+        srv: LocalServer, depth: int) -> None:
+    """Settings are kept per license: any seat's activation secret (or the one in a mailed
+    air-gapped response) may PUT them. A UTF-16 body hides its nesting from the byte scan;
+    at depth 500 the document is stored, then every answer serialising it is a 500 -- the
+    PUT and every other seat's GET -- until someone PUTs a flat document."""
+    srv.admin.setup_product(f"deep{depth}")
+    lic = srv.admin.issue_license(f"deep{depth}", seats=2)
+    from tests.server.helpers import Api
+
+    api = Api.for_server(srv)
+    try:
+        mine = api.activate(f"deep{depth}", lic["license_key"], machine="m1").json()
+        colleague = api.activate(f"deep{depth}", lic["license_key"], machine="m2").json()
+        put = requests.put(
+            f"{srv.url}/v1/activations/{mine['activation_id']}/settings",
+            data=utf16_deep_settings(depth), timeout=30,
+            headers={"Authorization": "Bearer " + mine["activation_secret"],
+                     "Content-Type": "application/json"})
+        got = requests.get(
+            f"{srv.url}/v1/activations/{colleague['activation_id']}/settings", timeout=30,
+            headers={"Authorization": "Bearer " + colleague["activation_secret"]})
+        assert (put.status_code, got.status_code) == (400, 200), (put.text[:200], got.text[:200])
+    finally:
+        api.close()
