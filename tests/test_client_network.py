@@ -118,7 +118,8 @@ def test_dead_proxy_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("url", ["http://license.example.com", "http://10.0.0.5:8000",
-                                 "http://127.0.0.1.example.com", "http://[2001:db8::1]"])
+                                 "http://127.0.0.1.example.com", "http://[2001:db8::1]",
+                                 "http://app.localhost", "http://localhost.:8000"])
 def test_plain_http_to_another_computer_is_refused(tmp_path: Path, url: str) -> None:
     """Without TLS anyone on the network reads the key and password and answers for the
     server: plain http:// only to this computer, or with a flag that says what it does."""
@@ -130,7 +131,7 @@ def test_plain_http_to_another_computer_is_refused(tmp_path: Path, url: str) -> 
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000",
-                                 "http://[::1]:8000", "http://app.localhost",
+                                 "http://[::1]:8000",
                                  "https://license.example.com"])
 def test_https_and_this_computer_need_no_flag(tmp_path: Path, url: str) -> None:
     key = SecretKey.generate().public_key.to_paserk()

@@ -116,8 +116,10 @@ def secure_enough(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return True
-    host = (parts.hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    host = (parts.hostname or "").lower()
+    # Exactly "localhost" (the hosts file answers it); not "localhost." nor
+    # "*.localhost", which a resolver without special handling asks DNS for.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
