@@ -117,13 +117,21 @@ def _license(session: Session, ctx: Context, product_id: str, license_key: str) 
 
 
 def _end_users(session: Session, license_id: str) -> list[EndUser]:
-    """The end users of the license who have an email on file (not erased), latest seen first."""
-    return list(session.scalars(
-        select(EndUser).join(Activation, Activation.end_user_id == EndUser.id)
-        .where(Activation.license_id == license_id, EndUser.erased_at.is_(None),
-               EndUser.email_ciphertext.is_not(None))
-        .order_by(Activation.last_seen_at.desc())
-    ).unique())
+    """Who may receive the license's reset codes: the end users (with an email on file,
+    not erased) of its live activations, latest seen first.
+
+    Someone whose seat ended (deactivated, removed) no longer holds the license, so
+    gets no code while anyone does; when no activation is live (the only computer
+    died and was removed), the end user seen last is the license's holder.
+    """
+    query = (select(EndUser, Activation.deactivated_at)
+             .join(Activation, Activation.end_user_id == EndUser.id)
+             .where(Activation.license_id == license_id, EndUser.erased_at.is_(None),
+                    EndUser.email_ciphertext.is_not(None))
+             .order_by(Activation.last_seen_at.desc()))
+    rows = session.execute(query).all()
+    live = list(dict.fromkeys(user for user, ended in rows if ended is None))
+    return live or [rows[0][0]] if rows else []
 
 
 def _confirmed_emails(ctx: Context, users: list[EndUser]) -> list[str]:
