@@ -42,7 +42,7 @@ def api(mail_server: LocalServer) -> Iterator[Api]:
     client.close()
 
 
-def test_a_departed_user_keeps_receiving_the_licenses_reset_codes(
+def test_a_departed_user_no_longer_receives_the_licenses_reset_codes(
         mail_server: LocalServer, api: Api, mailbox: Mailbox) -> None:
     """A co-worker who once used a seat (with their own, confirmed address) deactivated and
     left. The owner asks for a reset code: it must not be mailed to the departed user,

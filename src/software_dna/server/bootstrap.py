@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from sqlalchemy import Table, inspect, literal, make_url, select, text
+from sqlalchemy import Connection, Table, inspect, literal, make_url, select, text
 
 from software_dna.server import services as service
 from software_dna.server.config import ConfigError, Settings
@@ -38,7 +38,7 @@ from software_dna.server.models import (
     SigningKey,
 )
 
-__all__ = ["initialize", "keyed_rows_exist"]
+__all__ = ["check_key_opens", "initialize", "keyed_rows_exist"]
 
 #: Tables whose rows only the master key can read or match (ciphertexts, keyed hashes).
 _KEYED_TABLES = (SigningKey, License, EndUser, AdminApiKey, MachineBinding, LicenseSettings)
@@ -80,7 +80,8 @@ def keyed_rows_exist(settings: Settings) -> bool:
     return False
 
 
-def _check_key_opens(settings: Settings, vault: Vault) -> None:
+def check_key_opens(settings: Settings, vault: Vault, *,
+                    connection: Connection | None = None) -> None:
     """Refuse a master key that does not decrypt the database's signing keys.
 
     The default key location is shared by every server of one account, so a
@@ -88,25 +89,31 @@ def _check_key_opens(settings: Settings, vault: Vault) -> None:
     it must stop, not run on data it cannot read.  A database without
     signing keys has nothing to check.
 
+    Args:
+        settings: the server's settings (the database, where the key came from).
+        vault: the vault opened with the key to check.
+        connection: an open connection to read through (one holding SQLite's
+            write lock must be the one used); default a new one.
+
     Raises:
         ConfigError: the key opens no signing key of the database (names the key's place).
     """
-    sqlite_file = _sqlite_file(settings)
-    if settings.is_sqlite and (sqlite_file is None or not sqlite_file.exists()):
-        return
-    engine = make_engine(settings, pooled=False)
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("signing_keys"):
-                return
-            row = conn.execute(text(
-                "SELECT kid, secret_ciphertext FROM signing_keys LIMIT 1")).first()
-    finally:
-        engine.dispose()
+    if connection is not None:
+        row = _first_signing_key(connection)
+    else:
+        sqlite_file = _sqlite_file(settings)
+        if settings.is_sqlite and (sqlite_file is None or not sqlite_file.exists()):
+            return
+        engine = make_engine(settings, pooled=False)
+        try:
+            with engine.connect() as conn:
+                row = _first_signing_key(conn)
+        finally:
+            engine.dispose()
     if row is None:
         return
     try:
-        vault.signing_key(str(row[0]), bytes(row[1]))
+        vault.signing_key(row[0], row[1])
     except DecryptionError:
         where = locate_master_key(settings)
         place = "SOFTWARE_DNA_MASTER_KEY" if where.path is None else str(where.path)
@@ -115,6 +122,14 @@ def _check_key_opens(settings: Settings, vault: Vault) -> None:
             "not decrypt): it belongs to another server. Put this server's key there, or set "
             "SOFTWARE_DNA_MASTER_KEY_FILE (or SOFTWARE_DNA_MASTER_KEY) to it."
         ) from None
+
+
+def _first_signing_key(conn: Connection) -> tuple[str, bytes] | None:
+    """``(kid, secret ciphertext)`` of one signing key, or None (none, or no such table)."""
+    if not inspect(conn).has_table("signing_keys"):
+        return None
+    row = conn.execute(text("SELECT kid, secret_ciphertext FROM signing_keys LIMIT 1")).first()
+    return None if row is None else (str(row[0]), bytes(row[1]))
 
 
 def _new_key_refused(settings: Settings, path: Path) -> ConfigError:
@@ -160,7 +175,7 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
             raise _new_key_refused(settings, where.path)
         created = create_master_key_file(where.path)
     ctx = service.Context.from_settings(settings)
-    _check_key_opens(settings, ctx.vault)
+    check_key_opens(settings, ctx.vault)
     migrate(settings)
     engine = make_engine(settings, pooled=False)
     try:

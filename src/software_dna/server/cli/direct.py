@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from software_dna.server import services as service
+from software_dna.server.bootstrap import check_key_opens
 from software_dna.server.cli._common import CliError, JSONDict, Refused
 from software_dna.server.cli._database import check_database, database_error
 from software_dna.server.config import ConfigError, Settings
@@ -113,7 +114,11 @@ class DirectBackend:
     def ctx(self) -> service.Context:
         """The service context (loads the master key on first use)."""
         if self._ctx is None:
-            self._ctx = service.Context.from_settings(self.settings)
+            ctx = service.Context.from_settings(self.settings)
+            # One account's servers share the default key location: never write rows
+            # under a key that does not open what the database already holds.
+            check_key_opens(self.settings, ctx.vault, connection=self._session.connection())
+            self._ctx = ctx
         return self._ctx
 
     def close(self) -> None:
