@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -202,7 +200,7 @@ class Activation:
         replaces = self._replaces()  # trial to paid: released once this succeeds
         if replaces is not None:
             body["replaces"] = replaces
-        installation = state.installation_id(self._derived_installation_id)
+        installation = state.installation_id()
         body["installation_id"] = installation  # tells user seats apart
         with self._lock:
             answer = self.server.request("POST", "/v1/activations", json_body=body, retry=True)
@@ -235,21 +233,6 @@ class Activation:
             with contextlib.suppress(LicenseError):
                 self.settings.push(data.get("settings") or {})
         return {"activation_id": activation_id, "activation_secret": secret}
-
-    def _derived_installation_id(self) -> str:
-        """This OS account's installation id for the product.
-
-        It tells user seats on one computer apart and carries nothing about the
-        user or the machine: a keyed hash of the OS account under the machine
-        key (:meth:`~software_dna.fingerprint.MachineKey.installation_id`),
-        which never leaves the machine. Being derived, not drawn at random, it
-        survives a damaged or deleted store, and it does not depend on where
-        the store is, so moving the store keeps the seat.
-        """
-        account = str(os.getuid()) if hasattr(os, "getuid") else ""
-        with contextlib.suppress(Exception):  # no user name (containers): the uid does
-            account += "\0" + getpass.getuser()
-        return self.state.machine_key().installation_id(account)
 
     def deactivate(self) -> None:
         """See :meth:`LicenseClient.deactivate`."""

@@ -71,6 +71,7 @@ class AirGap:
                 created_at=now, consent=consent, email=email,
                 registration=registration, client=client_facts(),
                 trusted_keys=state.verifier.trusted_key_ids,
+                installation_id=state.installation_id(),
             )
         except ValueError:
             raise ActivationError("The activation request would be too large: shorten the "

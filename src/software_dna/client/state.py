@@ -12,7 +12,9 @@ stored license.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -535,14 +537,30 @@ class ClientState:
             "pending_activation", {"key_hash": key_hash, "idempotency_key": fresh}))
         return fresh
 
-    def installation_id(self, derive: Callable[[], str]) -> str:
-        """The stored installation id, or ``derive()``'s, stored now."""
+    def installation_id(self) -> str:
+        """The stored installation id, or this OS account's (:meth:`derived_installation_id`),
+        stored now."""
         existing = self.read().get("installation_id")
         if isinstance(existing, str) and 16 <= len(existing) <= 64:
             return existing
-        new_id = derive()
+        new_id = self.derived_installation_id()
         self.update(lambda d: d.__setitem__("installation_id", new_id))
         return new_id
+
+    def derived_installation_id(self) -> str:
+        """This OS account's installation id for the product.
+
+        It tells user seats on one computer apart and carries nothing about the
+        user or the machine: a keyed hash of the OS account under the machine
+        key (:meth:`~software_dna.fingerprint.MachineKey.installation_id`),
+        which never leaves the machine. Being derived, not drawn at random, it
+        survives a damaged or deleted store, and it does not depend on where
+        the store is, so moving the store keeps the seat.
+        """
+        account = str(os.getuid()) if hasattr(os, "getuid") else ""
+        with contextlib.suppress(Exception):  # no user name (containers): the uid does
+            account += "\0" + getpass.getuser()
+        return self.machine_key().installation_id(account)
 
     def save_settings(self, document: dict[str, Any], *, dirty: bool | None) -> None:
         """Cache the end user's settings.

@@ -306,6 +306,7 @@ class ActivationRequestDoc(NamedTuple):
     client: Mapping[str, Any]
     version: int = REQUEST_VERSION
     trusted_keys: tuple[str, ...] | None = None
+    installation_id: str | None = None
 
 
 class ActivationResponseDoc(NamedTuple):
@@ -332,12 +333,14 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
                   email: str | None = None,
                   registration: Mapping[str, str] | None = None,
                   client: Mapping[str, str] | None = None,
-                  trusted_keys: Sequence[str] | None = None) -> str:
+                  trusted_keys: Sequence[str] | None = None,
+                  installation_id: str | None = None) -> str:
     """The armored activation request, version 2 (see the module docstring).
 
     Optional fields only when given; there is no password field. ``trusted_keys``:
     the ``k4.pid`` ids of the keys the app trusts (the server signs with one of
-    them, or refuses before taking a seat). ``created_at``
+    them, or refuses before taking a seat). ``installation_id``: the OS account's
+    installation id (tells user seats on one computer apart). ``created_at``
     must be aware (sent as RFC 3339 UTC). Raises ``ValueError`` for a naive
     time or a request over the size limit.
     """
@@ -349,7 +352,8 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
     for name, value in (("email", email),
                         ("registration", None if registration is None else dict(registration)),
                         ("client", None if client is None else dict(client)),
-                        ("trusted_keys", None if trusted_keys is None else list(trusted_keys))):
+                        ("trusted_keys", None if trusted_keys is None else list(trusted_keys)),
+                        ("installation_id", installation_id)):
         if value is not None:
             document[name] = value
     return armor(REQUEST, document)
@@ -366,7 +370,7 @@ def parse_request(text: object) -> ActivationRequestDoc:
     """
     doc = dearmor(text, REQUEST)
     version = int(doc["v"])
-    optional = ("email", "registration", "client", "trusted_keys") + (
+    optional = ("email", "registration", "client", "trusted_keys", "installation_id") + (
         ("password",) if version == 1 else ())
     _fields(doc, ("product", "license_key", "fingerprint", "nonce", "created_at", "consent"),
             optional)
@@ -388,6 +392,8 @@ def parse_request(text: object) -> ActivationRequestDoc:
         email=None if email is None else _str(doc, "email"),
         registration=registration, client=client, version=version,
         trusted_keys=None if trusted is None else tuple(trusted),
+        installation_id=None if doc.get("installation_id") is None
+        else _str(doc, "installation_id"),
     )
 
 

@@ -151,6 +151,8 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
         fields["password"] = password
     if doc.trusted_keys is not None:
         fields["trusted_keys"] = list(doc.trusted_keys)
+    if doc.installation_id is not None:
+        fields["installation_id"] = doc.installation_id
     for name in ("email", "registration"):
         value = getattr(doc, name)
         if value is not None:
@@ -169,6 +171,7 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
         email=body.email, registration=body.registration, consent=body.consent,
         client=body.client.model_dump(), offline=True,
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
+        installation_id=body.installation_id,
     )
     return request, doc.created_at
 
