@@ -21,10 +21,10 @@ LOCKED = b'{"error": {"code": "activation_locked", "message": "x"}}'
 MORE: dict[str, Answer] = {
     "retry-after superscript digit": fixed(http("429 Too Many Requests", LOCKED,
                                                 "Retry-After: \xb2\r\n")),
-    "retry-after http-date year 9999": fixed(http("429 Too Many Requests", LOCKED,
-                                                  "Retry-After: Fri, 31 Dec 9999 23:59:59 GMT\r\n")),
-    "retry-after http-date year 0001": fixed(http("503 Service Unavailable", b"{}",
-                                                  "Retry-After: Mon, 01 Jan 0001 00:00:00 GMT\r\n")),
+    "retry-after http-date year 9999": fixed(http(
+        "429 Too Many Requests", LOCKED, "Retry-After: Fri, 31 Dec 9999 23:59:59 GMT\r\n")),
+    "retry-after http-date year 0001": fixed(http(
+        "503 Service Unavailable", b"{}", "Retry-After: Mon, 01 Jan 0001 00:00:00 GMT\r\n")),
     "retry-after float": fixed(http("429 Too Many Requests", LOCKED, "Retry-After: 1e400\r\n")),
     "retry-after nan": fixed(http("429 Too Many Requests", LOCKED, "Retry-After: nan\r\n")),
     "retry_at year 9999": fixed(http("409 Conflict", b'{"error": {"code": "no_seats_left", '
@@ -39,8 +39,9 @@ MORE: dict[str, Answer] = {
                                         b'"server_time": "9999-12-31T23:59:59Z"}')),
     "server_time year 0001": fixed(http("200 OK", b'{"token": "v4.public.AAAA", "nonce": "n", '
                                         b'"server_time": "0001-01-01T00:00:00Z"}')),
-    "error server_time 9999": fixed(http("403 Forbidden", b'{"error": {"code": "license_revoked",'
-                                         b' "message": "m"}, "server_time": "9999-12-31T23:59:59Z"}')),
+    "error server_time 9999": fixed(http(
+        "403 Forbidden", b'{"error": {"code": "license_revoked",'
+        b' "message": "m"}, "server_time": "9999-12-31T23:59:59Z"}')),
     "message not a string": fixed(http("403 Forbidden", b'{"error": {"code": "wrong_password",'
                                        b' "message": {"a": [1]}}}')),
     "details wrong": fixed(http("409 Conflict", b'{"error": {"code": "no_seats_left", '

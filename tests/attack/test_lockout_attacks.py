@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from software_dna import ActivationLocked, LicenseClient
+from software_dna import ActivationLocked
 from tests.test_offline import AirGapped, send_receipt
 
 

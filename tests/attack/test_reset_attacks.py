@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from software_dna.server.testing import LocalServer
-from tests.server.helpers import Api, error_code, session_for
+from tests.server.helpers import Api, session_for
 from tests.server.test_password_reset_server import (
     activate,
     ask,
     mail_env,
-    mailed_code,
 )
 from tests.smtp import Mailbox, mailed_link
 
