@@ -151,12 +151,12 @@ def test_store_moved_keeps_the_installation_id(
                           transport=inprocess_server.transport(), store_path=tmp_path / "a")
     second = LicenseClient(product=product[0], public_keys=product[1], machine=laptop,
                            transport=inprocess_server.transport(), store_path=tmp_path / "b")
-    derive = first._activation._derived_installation_id
-    assert derive() == second._activation._derived_installation_id()
+    derive = first._state.derived_installation_id
+    assert derive() == second._state.derived_installation_id()
     other = SimulatedMachine(tmp_path / "other")
     third = LicenseClient(product=product[0], public_keys=product[1], machine=other,
                           transport=inprocess_server.transport(), store_path=tmp_path / "a")
-    assert third._activation._derived_installation_id() != derive()
+    assert third._state.derived_installation_id() != derive()
 
 
 def test_container_without_machine_id_or_card_cannot_be_identified(tmp_path: Path) -> None:
