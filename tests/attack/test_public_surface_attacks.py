@@ -1,7 +1,8 @@
 """Attack review of issue 14: unauthenticated bodies that pass the byte scan and still cost.
 
 A real server process (uvicorn, one worker, SQLite); the server's CPU per request
-is read from /proc as in tests/security/test_public_surface_cost.py.  A request
+is read from /proc (``LocalServer.cpu_seconds``) as in
+tests/security/test_public_surface_cost.py.  A request
 refused for its body should cost at most a few milliseconds of server CPU
 (REFUSED_CPU_BOUND, 5 ms there).
 """
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 from software_dna.server.testing import LocalServer
-from tests.security.test_public_surface_cost import REFUSED_CPU_BOUND, server_cpu
+from tests.security.test_public_surface_cost import REFUSED_CPU_BOUND
 
 #: Generous: twice the project's own bound, so only a real amplification fails.
 BOUND = 2 * REFUSED_CPU_BOUND
@@ -32,16 +33,15 @@ def srv() -> Iterator[LocalServer]:
 
 
 def cpu_per_request(server: LocalServer, path: str, body: bytes, n: int = 20) -> tuple[float, int]:
-    assert server.pid is not None
     http = requests.Session()
     samples = []
     status = 0
     for _ in range(n):
-        before = server_cpu(server.pid)
+        before = server.cpu_seconds()
         answer = http.post(server.url + path, data=body,
                            headers={"Content-Type": "application/json"}, timeout=30)
         status = answer.status_code
-        samples.append(server_cpu(server.pid) - before)
+        samples.append(server.cpu_seconds() - before)
     return statistics.mean(samples), status
 
 
