@@ -1,7 +1,8 @@
 """Attack review of issue 14: unauthenticated bodies that pass the byte scan and still cost.
 
 A real server process (uvicorn, one worker, SQLite); the server's CPU per request
-is read from /proc as in tests/security/test_public_surface_cost.py.  A request
+is read from /proc (``LocalServer.cpu_seconds``) as in
+tests/security/test_public_surface_cost.py.  A request
 refused for its body should cost at most a few milliseconds of server CPU
 (REFUSED_CPU_BOUND, 5 ms there).
 """
@@ -9,16 +10,23 @@ refused for its body should cost at most a few milliseconds of server CPU
 from __future__ import annotations
 
 import json
+import secrets
 import statistics
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import requests
 
-from software_dna.server.testing import LocalServer
-from tests.security.test_public_surface_cost import REFUSED_CPU_BOUND, server_cpu
+from software_dna.server import services
+from software_dna.server.models import LicenseSettings
+from software_dna.server.services.errors import ServiceError
+from software_dna.server.testing import InProcessServer, LocalServer
+from software_dna.wire.codes import Code
+from tests.security.test_public_surface_cost import REFUSED_CPU_BOUND
+from tests.server.helpers import Api
 
 #: Generous: twice the project's own bound, so only a real amplification fails.
 BOUND = 2 * REFUSED_CPU_BOUND
@@ -32,16 +40,15 @@ def srv() -> Iterator[LocalServer]:
 
 
 def cpu_per_request(server: LocalServer, path: str, body: bytes, n: int = 20) -> tuple[float, int]:
-    assert server.pid is not None
     http = requests.Session()
     samples = []
     status = 0
     for _ in range(n):
-        before = server_cpu(server.pid)
+        before = server.cpu_seconds()
         answer = http.post(server.url + path, data=body,
                            headers={"Content-Type": "application/json"}, timeout=30)
         status = answer.status_code
-        samples.append(server_cpu(server.pid) - before)
+        samples.append(server.cpu_seconds() - before)
     return statistics.mean(samples), status
 
 
@@ -101,8 +108,6 @@ def test_utf16_settings_nested_past_the_limit_are_refused_and_never_break_the_li
     PUT and every other seat's GET -- until someone PUTs a flat document."""
     srv.admin.setup_product(f"deep{depth}")
     lic = srv.admin.issue_license(f"deep{depth}", seats=2)
-    from tests.server.helpers import Api
-
     api = Api.for_server(srv)
     try:
         mine = api.activate(f"deep{depth}", lic["license_key"], machine="m1").json()
@@ -116,5 +121,72 @@ def test_utf16_settings_nested_past_the_limit_are_refused_and_never_break_the_li
             f"{srv.url}/v1/activations/{colleague['activation_id']}/settings", timeout=30,
             headers={"Authorization": "Bearer " + colleague["activation_secret"]})
         assert (put.status_code, got.status_code) == (400, 200), (put.text[:200], got.text[:200])
+    finally:
+        api.close()
+
+
+def _deep(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("document", [
+    {"x": _deep(33)}, {"x": _deep(500)}, {f"k{n}": 0 for n in range(1001)},
+    {"x": [[] for _ in range(1000)]},
+], ids=["33 levels", "500 levels", "1,001 members", "1,001 containers"])
+def test_settings_service_never_stores_a_document_over_the_shape_limits(
+        inprocess_any_server: InProcessServer, document: dict[str, object]) -> None:
+    """The service holds the document to the byte scan's limits itself (compact JSON), so
+    however a body reached it, nothing is stored that a later GET cannot serialise."""
+    srv = inprocess_any_server
+    product = "shape-" + secrets.token_hex(3)
+    srv.admin.setup_product(product)
+    lic = srv.admin.issue_license(product, seats=2)
+    api = Api.for_server(srv)
+    try:
+        mine = api.activate(product, lic["license_key"], machine="m1").json()
+        colleague = api.activate(product, lic["license_key"], machine="m2").json()
+        state = srv.app.state.sdna
+        with state.sessions() as session, pytest.raises(ServiceError) as refused:
+            services.put_settings(session, state.ctx, mine["activation_id"],
+                                  mine["activation_secret"], document)
+        assert refused.value.code is Code.INVALID_REQUEST
+        got = api.http.get(
+            f"{srv.url}/v1/activations/{colleague['activation_id']}/settings", timeout=30,
+            headers={"Authorization": "Bearer " + colleague["activation_secret"]})
+        assert got.status_code == 200 and got.json()["settings"] == {}, got.text[:200]
+    finally:
+        api.close()
+
+
+def test_settings_stored_before_the_shape_rule_read_as_empty_never_a_500(
+        inprocess_any_server: InProcessServer) -> None:
+    """A document over the limits already in the database (stored before the rule) is
+    answered as ``{}`` to every seat, not as a 500, until the next PUT replaces it."""
+    srv = inprocess_any_server
+    product = "legacy-" + secrets.token_hex(3)
+    srv.admin.setup_product(product)
+    lic = srv.admin.issue_license(product, seats=1)
+    api = Api.for_server(srv)
+    try:
+        mine = api.activate(product, lic["license_key"], machine="m1").json()
+        state = srv.app.state.sdna
+        plaintext = json.dumps({"x": _deep(500)}, separators=(",", ":")).encode()
+        with state.sessions() as session:
+            session.add(LicenseSettings(
+                license_id=lic["id"], updated_at=datetime.now(timezone.utc),
+                ciphertext=state.ctx.vault.encrypt_field(
+                    plaintext, aad=f"settings:{lic['id']}")))
+            session.commit()
+        url = f"{srv.url}/v1/activations/{mine['activation_id']}/settings"
+        auth = {"Authorization": "Bearer " + mine["activation_secret"]}
+        got = api.http.get(url, headers=auth, timeout=30)
+        assert got.status_code == 200 and got.json()["settings"] == {}, got.text[:200]
+        put = api.http.put(url, headers=auth, json={"settings": {"theme": "dark"}}, timeout=30)
+        assert put.status_code == 200, put.text[:200]
+        assert api.http.get(url, headers=auth, timeout=30).json()["settings"] == {
+            "theme": "dark"}
     finally:
         api.close()

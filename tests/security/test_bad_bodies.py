@@ -28,7 +28,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from software_dna.server.api.bodyguard import MAX_CONTAINERS, MAX_DEPTH, refusal
+from software_dna.server.api.bodyguard import MAX_CONTAINERS, MAX_DEPTH, MAX_MEMBERS, refusal
 from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 from tests.server.helpers import check_token, fingerprint, nonce
@@ -396,20 +396,22 @@ def family(scale: Scale) -> Tally:
 # --------------------------------------------------------------------------- the byte scan
 
 
-def _shape(value: Any, depth: int = 1) -> tuple[int, int]:
-    """(containers, deepest nesting) of a parsed JSON value."""
+def _shape(value: Any, depth: int = 1) -> tuple[int, int, int]:
+    """(containers, object members, deepest nesting) of a parsed JSON value."""
     if isinstance(value, dict):
         items: list[Any] = list(value.values())
+        members = len(value)
     elif isinstance(value, list):
-        items = value
+        items, members = value, 0
     else:
-        return 0, 0
+        return 0, 0, 0
     containers, deepest = 1, depth
     for item in items:
-        c, d = _shape(item, depth + 1)
+        c, m, d = _shape(item, depth + 1)
         containers += c
+        members += m
         deepest = max(deepest, d)
-    return containers, deepest
+    return containers, members, deepest
 
 
 #: Strings full of what could fool a byte scan: brackets, quotes, backslashes, escapes.
@@ -438,11 +440,16 @@ def _nest(value: Any, levels: int) -> Any:
 def test_scan_never_refuses_json_within_the_limits_and_always_refuses_over(
         value: Any, levels: int) -> None:
     value = _nest(value, levels)
-    containers, deepest = _shape(value)
-    within = containers <= MAX_CONTAINERS and deepest <= MAX_DEPTH
+    containers, members, deepest = _shape(value)
+    within = containers <= MAX_CONTAINERS and members <= MAX_MEMBERS and deepest <= MAX_DEPTH
     for body in _encodings(value):
         assert json.loads(body) == value
-        assert (refusal(body) is None) == within, (containers, deepest, body[:200])
+        assert (refusal(body) is None) == within, (containers, members, deepest, body[:200])
+    # The same document in any other encoding json.loads reads is refused, whatever its shape.
+    for encoding in ("utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                     "utf-32-be"):
+        body = json.dumps(value, ensure_ascii=False).encode(encoding, "surrogatepass")
+        assert refusal(body) is not None, (encoding, body[:40])
 
 
 @settings(max_examples=50, deadline=None)
@@ -451,6 +458,33 @@ def test_scan_counts_containers_exactly(count: int, text: str) -> None:
     """Flat lists of ``count`` - 1 empty objects (plus the list): refused past 1,000."""
     body = json.dumps([{} if n % 2 else {"s": text} for n in range(count - 1)]).encode()
     assert (refusal(body) is None) == (count <= MAX_CONTAINERS)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=MAX_MEMBERS - 5, max_value=MAX_MEMBERS + 5), _TRICKY)
+def test_scan_counts_object_members_exactly(count: int, text: str) -> None:
+    """Members spread over nested objects (keys and values full of colons and quotes)."""
+    inner = {f"{text}:{n}": f'"{text}":' for n in range(count // 2)}
+    body = json.dumps({**{f"k{n}:": text for n in range(count - len(inner) - 1)},
+                       "inner": inner}).encode()
+    assert (refusal(body) is None) == (count <= MAX_MEMBERS)
+
+
+def test_flat_object_of_thousands_of_unknown_keys_is_refused_by_the_scan() -> None:
+    """One object, 6,000 unknown keys: refused before the models build an error per key."""
+    body = ("{" + ",".join(f'"k{i}":0' for i in range(6000)) + "}").encode()
+    assert refusal(body) == f"The body holds more than {MAX_MEMBERS:,} JSON object members; " \
+                            "send a smaller document."
+
+
+@pytest.mark.parametrize("body", [
+    b"\xef\xbb\xbf{}", "{}".encode("utf-16"), "{}".encode("utf-16-be"), "{}".encode("utf-32"),
+    '{"a": "\u00e9"}'.encode("utf-32-be"), b'{"a": "\xff"}', b'{"a": "\xc0\x80"}',
+    b'{"a": "\x00"}', b"\x00",
+], ids=["utf-8 BOM", "utf-16", "utf-16-be", "utf-32", "utf-32-be", "invalid utf-8",
+        "overlong NUL", "raw NUL", "NUL alone"])
+def test_scan_refuses_bodies_that_are_not_utf8(body: bytes) -> None:
+    assert refusal(body) is not None
 
 
 def test_container_bomb_is_refused_before_it_is_parsed(bad_server: LocalServer) -> None:

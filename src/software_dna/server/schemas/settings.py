@@ -11,7 +11,12 @@ __all__ = ["SettingsIn", "SettingsOut"]
 
 
 class SettingsIn(Strict):
-    """``PUT /v1/activations/{id}/settings``: a JSON object of at most 32 KiB."""
+    """``PUT /v1/activations/{id}/settings``: a JSON object of at most 32 KiB.
+
+    Within the shape limits of every body too (1,000 arrays and objects, 1,000
+    members, 32 levels: :mod:`~software_dna.server.domain.json_shape`); the
+    service holds the stored document to them again.
+    """
 
     settings: dict[str, Any]
 

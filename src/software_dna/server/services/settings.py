@@ -1,4 +1,12 @@
-"""A license's settings document: a JSON object the app stores on the server, encrypted."""
+"""A license's settings document: a JSON object the app stores on the server, encrypted.
+
+Invariant: a stored document is within the request bodies' shape limits
+(:func:`~software_dna.server.domain.json_shape.refusal`: at most 1,000 arrays
+and objects, 1,000 members, 32 levels deep) and 32 KiB as compact JSON, so
+every answer that serialises it can; whatever bytes an activation's secret
+holder PUTs, a GET by any seat of the license never fails on it.  A document
+stored before the rule that breaks it reads as ``{}``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import DecryptionError
+from software_dna.server.domain.json_shape import MAX_CONTAINERS, MAX_DEPTH, MAX_MEMBERS, refusal
 from software_dna.server.models import LicenseSettings
 from software_dna.server.services.authentication import authenticate_live
 from software_dna.server.services.common import Context, utcnow
@@ -39,8 +48,12 @@ def read_settings(session: Session, ctx: Context,
     if row is None:
         return {}, None
     try:
-        document = json.loads(ctx.vault.decrypt_field(row.ciphertext, aad=f"settings:{license_id}"))
-    except (DecryptionError, ValueError):
+        plaintext = ctx.vault.decrypt_field(row.ciphertext, aad=f"settings:{license_id}")
+        # A document over the shape limits (stored before they applied) would fail to serialise.
+        if refusal(plaintext) is not None:
+            return {}, row.updated_at
+        document = json.loads(plaintext)
+    except (DecryptionError, ValueError, RecursionError):
         return {}, row.updated_at
     return (document if isinstance(document, dict) else {}), row.updated_at
 
@@ -63,8 +76,9 @@ def put_settings(session: Session, ctx: Context, activation_id: str, secret: str
     """Replace the settings document of the activation's license (stored encrypted); commits.
 
     Raises:
-        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 413
-        ``too_large`` (over 32 KiB as compact JSON).
+        ServiceError: 401 ``unauthorized``, 410 ``activation_removed``, 400
+        ``invalid_request`` (over the shape limits), 413 ``too_large`` (over
+        32 KiB as compact JSON).
     """
     activation = authenticate_live(session, ctx, activation_id, secret)
     now = utcnow()
@@ -80,7 +94,9 @@ def write_settings(session: Session, ctx: Context, license_id: str,
     Returns the document as stored (compact JSON, keys sorted, read back).
 
     Raises:
-        ServiceError: 400 ``invalid_request`` (not plain JSON), 413 ``too_large``
+        ServiceError: 400 ``invalid_request`` (not plain JSON, or over the
+        shape limits of :func:`~software_dna.server.domain.json_shape.refusal`:
+        1,000 arrays and objects, 1,000 members, 32 levels), 413 ``too_large``
         (over 32 KiB as compact JSON).
     """
     try:
@@ -90,6 +106,10 @@ def write_settings(session: Session, ctx: Context, license_id: str,
         raise invalid("The settings must be a plain JSON object.") from None
     if len(encoded) > MAX_SETTINGS_BYTES:
         raise ServiceError(Code.TOO_LARGE, "The settings document is over 32 KiB.")
+    if refusal(encoded) is not None:
+        raise invalid(f"The settings document is over the limits (at most {MAX_CONTAINERS:,} "
+                      f"arrays and objects, {MAX_MEMBERS:,} members, {MAX_DEPTH} levels deep); "
+                      "send a smaller, flatter document.")
     ciphertext = ctx.vault.encrypt_field(encoded, aad=f"settings:{license_id}")
     row = session.get(LicenseSettings, license_id)
     if row is None:
