@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from software_dna.server.crypto import rate_limit_network
 from software_dna.server.testing import LocalServer
 from tests.server.helpers import fingerprint, nonce
 
@@ -50,3 +51,18 @@ def test_ipv4_clients_behind_a_translator_do_not_share_one_counter(
     answers = [attempt(srv, first) for _ in range(ADDRESS_ATTEMPTS + 1)]
     assert answers[-1] == 429, answers
     assert attempt(srv, second) != 429
+
+
+@pytest.mark.parametrize(("address", "network"), [
+    ("64:ff9b::c000:201", "192.0.2.1"),
+    ("[64:ff9b::192.0.2.1]", "192.0.2.1"),
+    ("::ffff:0:c633:6407", "198.51.100.7"),
+    # only the well-known /96: other addresses of 64:ff9b::/64 and the local-use
+    # 64:ff9b:1::/48 (network-specific) stay IPv6 networks
+    ("64:ff9b::1:c000:201", "64:ff9b::/64"),
+    ("64:ff9b:1::c000:201", "64:ff9b:1::/64"),
+])
+def test_only_a_translators_well_known_prefix_is_read_as_ipv4(address: str, network: str) -> None:
+    """Only the translators' well-known /96 prefixes are read as IPv4; any other IPv6
+    address (one a native IPv6 client holds) keeps its /64."""
+    assert rate_limit_network(address) == network

@@ -61,6 +61,7 @@ __all__ = [
     "create_master_key_file",
     "hash_password",
     "IPV6_PREFIX_RANGE",
+    "TRANSLATOR_PREFIXES",
     "load_master_key",
     "rate_limit_network",
     "locate_master_key",
@@ -254,6 +255,14 @@ IPV6_PREFIX_RANGE = (32, 128)
 #: The one network of every client address that is not an IP address.
 UNPARSED_NETWORK = "unparsed"
 
+#: Stateless IPv4/IPv6 translators' well-known /96 prefixes: an address in one
+#: is an IPv4 client written as IPv6 (its low 32 bits), so it is counted as that
+#: IPv4 address.  NAT64 / SIIT-DC (RFC 6052 ``64:ff9b::/96``) and SIIT's
+#: IPv4-translated addresses (RFC 2765 ``::ffff:0:0:0/96``).  A network-specific
+#: NAT64 prefix is not recognised (it would need a setting naming it).
+TRANSLATOR_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"),
+                       ipaddress.IPv6Network("::ffff:0:0:0/96"))
+
 
 def rate_limit_network(address: str, ipv6_prefix: int = 64) -> str:
     """The network a client address is counted as by every per-address limit.
@@ -262,7 +271,10 @@ def rate_limit_network(address: str, ipv6_prefix: int = 64) -> str:
     (usually a /64), so an IPv6 address is counted as its ``/ipv6_prefix``
     network: changing the low bits gives no new counter.  IPv4 addresses
     written as IPv6 (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002:AABB:CCDD::/48``,
-    Teredo's client) are the IPv4 address itself.
+    Teredo's client, and a translator's well-known prefix,
+    :data:`TRANSLATOR_PREFIXES`: NAT64 ``64:ff9b::a.b.c.d`` and SIIT
+    ``::ffff:0:a.b.c.d``) are the IPv4 address itself: otherwise every IPv4
+    client behind a translator would share one IPv6 network's counter.
 
     Args:
         address: the client address as the server received it (from uvicorn,
@@ -292,6 +304,8 @@ def rate_limit_network(address: str, ipv6_prefix: int = 64) -> str:
         return UNPARSED_NETWORK
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and any(ip in prefix for prefix in TRANSLATOR_PREFIXES):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
         if embedded is None:
             return str(ipaddress.IPv6Network((int(ip) >> (128 - ipv6_prefix)
                                               << (128 - ipv6_prefix), ipv6_prefix)))
