@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from software_dna import ActivationLocked
+from software_dna.server.services.bindings import MACHINE_ID_REBINDS_PER_COUNTED
 from tests.test_offline import AirGapped, send_receipt
 
 
@@ -24,7 +26,8 @@ def test_wsl_developer_deactivating_and_activating_after_a_reboot_is_not_counted
         app_clock: Any) -> None:
     """A machine id regenerated at every boot (WSL): the same computer by the identity
     comparison (its MAC and CPU are unchanged, and a live activation is found again after
-    a reboot). Deactivating and activating it again must not count toward the lock-out."""
+    a reboot). Deactivating and activating it again must not count toward the lock-out
+    (within the bound of machine-id-only changes, tested below)."""
     product = license_product(reactivation_limit=0)
     issued = license_server.admin.issue_license(product.name, seats=1)
     box = machines("wsl", machine_id_at_boot=True)
@@ -114,3 +117,91 @@ def test_two_os_accounts_rotating_one_user_seat_are_counted(
         license_client(product, account, clock=app_clock).deactivate()
     pytest.fail(f"{len(order)} turns on one user seat, counted: "
                 f"{counted(license_server, issued['id'])} of {1 + 1} allowed")
+
+
+def test_one_account_returning_to_its_user_seat_is_not_counted(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
+    """The honest side of the user-seat rule: the same OS account deactivating and
+    activating again on its own computer is a return."""
+    product = license_product(reactivation_limit=0)
+    issued = license_server.admin.issue_license(product.name, seats=1, seat_mode="user")
+    laptop = machines("mine")
+    for _ in range(4):
+        app_clock.advance(hours=1)
+        license_client(product, laptop, clock=app_clock).activate(issued["license_key"])
+        app_clock.advance(hours=1)
+        license_client(product, laptop, clock=app_clock).deactivate()
+    assert counted(license_server, issued["id"]) == 1
+
+
+def _turns(product: Any, license_key: str, license_client: Any, order: list[Any],
+           app_clock: Any) -> int:
+    """Activate and deactivate each machine of ``order`` in turn; the number of
+    activations made before the lock-out refused one (all of them: ``len(order)``)."""
+    for made, machine in enumerate(order):
+        app_clock.advance(hours=1)
+        try:
+            license_client(product, machine, clock=app_clock).activate(license_key)
+        except ActivationLocked:
+            return made
+        app_clock.advance(hours=1)
+        license_client(product, machine, clock=app_clock).deactivate()
+    return len(order)
+
+
+def test_two_clones_rotating_one_seat_by_deactivating_are_stopped_by_the_machine_id_bound(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
+    """Two cloned VMs (identical MACs, CPU, OS; machine ids of their own) take turns on one
+    seat by deactivating and activating: each hand-over looks exactly like a WSL box coming
+    back after a reboot. Free only up to MACHINE_ID_REBINDS_PER_COUNTED x rebind_limit x
+    seats returns per rebind_period for the whole license; then every turn counts."""
+    product = license_product(reactivation_limit=0, rebind_limit=1)
+    issued = license_server.admin.issue_license(product.name, seats=1)
+    vm_a = machines("vm-a")
+    vm_b = machines.account(vm_a, "vm-b")  # the same component values, a disk of its own
+    vm_b.set(machine_id=uuid.uuid4().hex)
+    bound = MACHINE_ID_REBINDS_PER_COUNTED * 1 * 1
+    made = _turns(product, issued["license_key"], license_client, [vm_a, vm_b] * (bound + 5),
+                  app_clock)
+    assert made == 1 + bound, made  # the first activation, then the free returns
+
+
+def test_machine_id_rebinds_and_returns_share_one_bound(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
+    """A return starts a new activation with a re-bind budget of its own; the bound of free
+    machine-id-only returns counts the license's machine-id re-binds too, so spending the
+    re-bind budget and then returning does not renew it for ever."""
+    product = license_product(reactivation_limit=0, rebind_limit=1)
+    issued = license_server.admin.issue_license(product.name, seats=1)
+    box = machines("wsl-busy", machine_id_at_boot=True)
+    license_client(product, box, clock=app_clock).activate(issued["license_key"])
+    for _ in range(MACHINE_ID_REBINDS_PER_COUNTED - 1):  # reboots seen by a refresh
+        app_clock.advance(hours=1)
+        box.reboot()
+        license_client(product, box, clock=app_clock).refresh()
+    for expected_locked in (False, True):  # one free return left, then counted
+        app_clock.advance(hours=1)
+        license_client(product, box, clock=app_clock).deactivate()
+        box.reboot()
+        if expected_locked:
+            with pytest.raises(ActivationLocked):
+                license_client(product, box, clock=app_clock).activate(issued["license_key"])
+        else:
+            license_client(product, box, clock=app_clock).activate(issued["license_key"])
+    assert counted(license_server, issued["id"]) == 1
+
+
+def test_a_machine_sending_another_machines_macs_plus_its_own_is_not_a_return(
+        license_server: Any, license_product: Any, license_client: Any, machines: Any,
+        app_clock: Any) -> None:
+    """The machine-id-only return needs the MAC set exactly equal: a set padded with the
+    released machine's addresses (and its CPU and OS) on a machine id of its own is
+    another machine, and its activation counts."""
+    product = license_product(reactivation_limit=0, rebind_limit=1)
+    issued = license_server.admin.issue_license(product.name, seats=1)
+    a = machines("padded-a")
+    b = machines("padded-b", macs=[*a.macs, "02:00:5e:10:00:01"], cpu=a.cpu, os_arch=a.os_arch)
+    assert _turns(product, issued["license_key"], license_client, [a, b], app_clock) == 1

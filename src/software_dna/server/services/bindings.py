@@ -35,7 +35,13 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from software_dna.server.models import Activation, AuditEntry, BindingIndex, MachineBinding
+from software_dna.server.models import (
+    Activation,
+    AuditEntry,
+    BindingIndex,
+    License,
+    MachineBinding,
+)
 from software_dna.server.services import sharing
 from software_dna.server.services.common import Context, audit, new_id
 from software_dna.server.services.errors import ServiceError
@@ -45,6 +51,7 @@ from software_dna.wire.codes import Code
 
 __all__ = [
     "KNOWN_SET_MEMORY",
+    "MACHINE_ID_RETURN_ACTION",
     "Bound",
     "bind",
     "bound_sets",
@@ -53,6 +60,8 @@ __all__ = [
     "current",
     "decode_components",
     "invalid_fingerprint",
+    "machine_id_change_allowed",
+    "machine_id_only",
     "migrate",
     "new_fingerprint_id",
     "parse_fingerprint",
@@ -73,6 +82,9 @@ MACHINE_ID_REBIND_ACTION = "activation.rebind_machine_id"
 #: Machine-id-only re-binds allowed per period for each counted one of ``rebind_limit``
 #: (3 -> 60 per 30 days: two boots a day); past that they are counted as any other.
 MACHINE_ID_REBINDS_PER_COUNTED = 20
+#: The audit action of a return (deactivate, then activate again) where only the machine
+#: id changed on unchanged hardware (not counted by the lock-out; see services/seats.py).
+MACHINE_ID_RETURN_ACTION = "activation.return_machine_id"
 
 
 @dataclass(frozen=True)
@@ -354,6 +366,45 @@ def _machine_id_only(bound: Bound | None, fingerprint: FingerprintData,
     before, after = bound.components, fingerprint.components
     return (before.get("machine_id") is not None and after.get("machine_id") is not None
             and before.get("mac") is not None and before.get("mac") == after.get("mac"))
+
+
+def machine_id_only(stored: Bound | None, fingerprint: FingerprintData) -> bool:
+    """True when the set sent is ``stored`` with only the machine id changed.
+
+    Both sets algorithm 2, every component equal but ``machine_id``, the MAC
+    set exactly equal, and both machine ids readable (an id that became
+    unreadable is not a regenerated one).
+    """
+    if stored is None or stored.algorithm != identity.ALGORITHM \
+            or fingerprint.algorithm != identity.ALGORITHM:
+        return False
+    before, after = stored.components, fingerprint.components
+    differing = {name for name in set(before) | set(after) if before.get(name) != after.get(name)}
+    return _machine_id_only(stored, fingerprint, differing)
+
+
+def machine_id_change_allowed(session: Session, lic: License, now: datetime) -> bool:
+    """May one more machine-id-only return on license ``lic`` go uncounted?
+
+    The bound of machine-id-only re-binds, taken over the whole license:
+    fewer than ``MACHINE_ID_REBINDS_PER_COUNTED x max(rebind_limit, 1) x
+    seats`` machine-id-only re-binds *and* returns of all its activations in
+    the last ``rebind_period`` seconds (the audit log, which the server
+    writes).  A return starts a new activation with a re-bind budget of its
+    own, so the license-wide count is what keeps returns from renewing that
+    budget: two machines taking turns get at most twice the re-bind bound
+    per seat before every turn counts.  ``rebind_limit`` None (re-binds not
+    bounded): always True, as machine-id re-binds already are.
+    """
+    product = lic.product
+    if product.rebind_limit is None:
+        return True
+    used = int(session.scalar(
+        select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.license_id == lic.id,
+            AuditEntry.action.in_((MACHINE_ID_REBIND_ACTION, MACHINE_ID_RETURN_ACTION)),
+            AuditEntry.at > now - timedelta(seconds=product.rebind_period))) or 0)
+    return used < MACHINE_ID_REBINDS_PER_COUNTED * max(product.rebind_limit, 1) * max(lic.seats, 1)
 
 
 def _count(session: Session, activation: Activation, action: str, period: int,

@@ -187,24 +187,38 @@ def returning_machine(session: Session, ctx: Context, lic: License,
                       offline: bool) -> bool:
     """True when this machine is coming back to the seat it released itself.
 
-    The machine (user seats: and the OS account) released an online activation
-    of the license (``deactivated_by = "end_user"``) whose bound set is the
-    same machine as the set sent -- ``identity.compare`` with the product's
-    tolerance, anchored on :data:`~software_dna.wire.identity.HARDWARE_IDS`
-    (a MAC list padded with another machine's addresses anchors nothing) --
-    and no activation of the license by another machine was created since
-    that release.  Everything compared is what the server holds; the set
-    sent only has to be the same machine by the server's rule.
+    The machine released an online activation of the license
+    (``deactivated_by = "end_user"``) whose bound set is the same machine as
+    the set sent -- ``identity.compare`` with the product's tolerance,
+    anchored on :data:`~software_dna.wire.identity.HARDWARE_IDS` (a MAC list
+    padded with another machine's addresses anchors nothing) -- and every
+    activation of the license created since that release is the same machine.
+    User seats (a seat is a person): the same *installation* too -- the
+    released activation and every one since hold the installation id sent,
+    so two OS accounts on one computer handing a seat back and forth count
+    each turn (the installation id is the client's, but a client sending
+    another account's id is that account: it reuses its seat, it takes
+    none).
 
-    Air-gapped requests are never returning: their machine is never seen again.
+    A machine id regenerated at boot (WSL, read-only images): a released set
+    that differs from the one sent only by a readable machine id, with the
+    MAC set exactly equal (:func:`bindings.machine_id_only`), is the same
+    machine too, within the license-wide bound of machine-id-only changes
+    (:func:`bindings.machine_id_change_allowed`); such a return is audited
+    ``activation.return_machine_id`` and past the bound it counts.
+
+    Everything compared is what the server holds; the set sent only has to
+    be the same machine by the server's rule.  Air-gapped requests are never
+    returning: their machine is never seen again.
     """
     if offline:
         return False
+    user_seats = lic.seat_mode == "user"
     query = select(Activation).where(Activation.license_id == lic.id,
                                      Activation.deactivated_at.is_not(None),
                                      Activation.deactivated_by == "end_user",
                                      Activation.offline.is_(False))
-    if lic.seat_mode == "user":
+    if user_seats:
         query = query.where(Activation.installation_id.is_(None) if installation_id is None
                             else Activation.installation_id == installation_id)
     candidates = bindings.candidate_activations(session, ctx, lic.product_id,
@@ -218,16 +232,33 @@ def returning_machine(session: Session, ctx: Context, lic: License,
             bindings.current(session, ctx, activation), fingerprint, tolerance,
             anchors=HARDWARE_IDS) is not None
 
-    released = [a for a in session.scalars(query.where(Activation.id.in_(sorted(candidates))))
-                if same(a)]
+    def regenerated(activation: Activation) -> bool:
+        return activation.id in candidates and bindings.machine_id_only(
+            bindings.current(session, ctx, activation), fingerprint)
+
+    def own(activation: Activation) -> bool:
+        return not user_seats or activation.installation_id == installation_id
+
+    released = [(a, same(a)) for a in session.scalars(
+        query.where(Activation.id.in_(sorted(candidates))))]
+    released = [(a, exact) for a, exact in released if exact or regenerated(a)]
     if not released:
         return False
-    last = max(released, key=lambda a: (a.deactivated_at or a.created_at, a.id))
+    last, exact = max(released, key=lambda r: (r[0].deactivated_at or r[0].created_at, r[0].id))
     since = session.scalars(select(Activation).where(
         Activation.license_id == lic.id, Activation.id != last.id,
         # the same second counts as after: seconds are the ledger's resolution
         Activation.created_at >= last.deactivated_at))
-    return all(same(a) for a in since)
+    if not all(own(a) and same(a) for a in since):
+        return False
+    if exact:
+        return True
+    now = utcnow()
+    if not bindings.machine_id_change_allowed(session, lic, now):
+        return False
+    audit(session, "sdk", bindings.MACHINE_ID_RETURN_ACTION, at=now, product_id=lic.product_id,
+          license_id=lic.id, activation_id=last.id, detail={"differing": ["machine_id"]})
+    return True
 
 
 def new_seat_erased(session: Session, lic: License) -> bool:
