@@ -26,11 +26,15 @@ attempts``                                                   per window
                                                              ``erasure_window``
 ``address_activations``  new activations of the product      ``address_activation_limit`` per
                          from the client's network           ``reactivation_period``
+``activation_erasures``  erasure requests of one activation  ``erasure_attempts`` per
+                         of the license (``erase-act:<id>``) ``erasure_window``
 =======================  ==================================  ===================================
 
 A counter of the license that this table does not name (a limit added later)
 is shown with its count and no limit, and a reset clears it all the same: a
-reset forgets every counter whose key ends in ``:<license id>``.
+reset forgets every counter whose key ends in ``:<license id>``, and every
+per-activation counter (``<prefix>:<activation id>`` of
+``_ACTIVATION_COUNTERS``) of the license's activations, live or not.
 
 Invariant: a limit shown locked until T refuses the SDK until T and no
 longer, because :func:`lockout_report` asks the very functions that refuse
@@ -45,12 +49,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from software_dna.server.config import Settings
 from software_dna.server.crypto import rate_limit_network
-from software_dna.server.models import License, RateLimitCounter
+from software_dna.server.models import Activation, License, RateLimitCounter
 from software_dna.server.services import seats
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.email_confirmation import (
@@ -117,6 +121,13 @@ _NETWORK_COUNTERS = {
     "erase-addr": _Counter("address_erasures", "erasure requests",
                            lambda settings: settings.erasure_address_attempts,
                            lambda settings: settings.erasure_window),
+}
+
+#: Counters of one activation of a license, keyed ``<prefix>:<activation id>``.
+_ACTIVATION_COUNTERS = {
+    "erase-act": _Counter("activation_erasures", "erasure requests",
+                          lambda settings: settings.erasure_attempts,
+                          lambda settings: settings.erasure_window),
 }
 
 
@@ -209,6 +220,19 @@ def _license_counter_keys(session: Session, license_id: str) -> list[str]:
     ))
 
 
+def _activation_counter_keys(session: Session, license_id: str) -> dict[str, _Counter]:
+    """The per-activation counters that exist for the license's activations (every
+    activation it ever had: a counter outlives a deactivation)."""
+    found: dict[str, _Counter] = {}
+    for prefix, counter in _ACTIVATION_COUNTERS.items():
+        keys = select(literal(prefix + ":") + Activation.id).where(
+            Activation.license_id == license_id)
+        for key in session.scalars(select(RateLimitCounter.key).distinct()
+                                   .where(RateLimitCounter.key.in_(keys.scalar_subquery()))):
+            found[key] = counter
+    return found
+
+
 def _counter_kind(key: str) -> str:
     prefix = key.split(":", 1)[0]
     counter = _LICENSE_COUNTERS.get(prefix)
@@ -264,6 +288,11 @@ def lockout_report(session: Session, ctx: Context, license_id: str, *,
         limits.append(_counter_limit(
             session, settings, key, counter, now=now, kind=counter.kind if counter else prefix,
             description=counter.description if counter else f"attempts counted as {prefix!r}"))
+    for key, counter in sorted(_activation_counter_keys(session, lic.id).items()):
+        activation_id = key.split(":", 1)[1]
+        limits.append(_counter_limit(
+            session, settings, key, counter, now=now, kind=counter.kind,
+            description=f"{counter.description} of activation {activation_id}"))
     network = None
     if address is not None:
         network = rate_limit_network(address, settings.rate_limit_ipv6_prefix)
@@ -283,9 +312,10 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
                    address: str | None = None, actor: str = "admin") -> ResetReport:
     """Lift every limit of a license and/or a client network; commits.
 
-    License: its recorded new activations and every counter of the license
+    License: its recorded new activations, every counter of the license
     (``<kind>:<license id>``: password guessing, renewals, reset mails, and
-    any other).  Address: the network's recorded new activations (every
+    any other) and every per-activation counter of its activations (erasure
+    requests).  Address: the network's recorded new activations (every
     product) and its request counter.
 
     Raises:
@@ -310,6 +340,9 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
         add("reactivations", seats.forget_activations(session, license_id=lic.id))
         for key, attempts in reset_keys(session, _license_counter_keys(session, lic.id)).items():
             add(_counter_kind(key), attempts)
+        per_activation = _activation_counter_keys(session, lic.id)
+        for key, attempts in reset_keys(session, sorted(per_activation)).items():
+            add(per_activation[key].kind, attempts)
     if address:
         network = rate_limit_network(address, ctx.settings.rate_limit_ipv6_prefix)
         if lic is None:  # no license: what the network alone was locked by
