@@ -39,8 +39,10 @@ their own computer in a loop takes nothing from anyone.  Seats cannot be
 rotated that way: once another machine activated the license, a return
 counts; "same machine" is the server's comparison of the bound set with
 the set sent, anchored on the firmware/OS ids (a MAC list padded with the
-other machine's addresses does not make a match); air-gapped activations
-always count (the server never sees their machine again).
+other machine's addresses does not make a match); user seats also need the
+same installation; a machine id regenerated at boot on an exactly equal MAC
+set is a return within a license-wide bound; air-gapped activations always
+count (the server never sees their machine again).
 """
 
 from __future__ import annotations
