@@ -77,6 +77,7 @@ from software_dna.wire.identity import HARDWARE_IDS, Comparison
 
 __all__ = [
     "LockoutStatus",
+    "Return",
     "after_activation",
     "SeatPolicy",
     "apply_seat_policy",
@@ -184,10 +185,26 @@ def find_reusable(session: Session, ctx: Context, lic: License, fingerprint: Fin
     return None
 
 
+@dataclass(frozen=True)
+class Return:
+    """A machine coming back to the seat it released (:func:`returning_machine`).
+
+    Attributes:
+        released_id: the activation it released (the newest that matched).
+        machine_id_only: it matched only by the machine-id-only rule; a free
+            return of this kind is audited ``activation.return_machine_id``
+            by :func:`make_room`, which is what the bound counts.
+    """
+
+    released_id: str
+    machine_id_only: bool
+
+
 def returning_machine(session: Session, ctx: Context, lic: License,
                       fingerprint: FingerprintData, installation_id: str | None, *,
-                      offline: bool) -> bool:
-    """True when this machine is coming back to the seat it released itself.
+                      offline: bool) -> Return | None:
+    """A :class:`Return` when this machine is coming back to the seat it released
+    itself; None otherwise.
 
     The machine released an online activation of the license
     (``deactivated_by = "end_user"``) whose bound set is the same machine as
@@ -206,15 +223,14 @@ def returning_machine(session: Session, ctx: Context, lic: License,
     that differs from the one sent only by a readable machine id, with the
     MAC set exactly equal (:func:`bindings.machine_id_only`), is the same
     machine too, within the license-wide bound of machine-id-only changes
-    (:func:`bindings.machine_id_change_allowed`); such a return is audited
-    ``activation.return_machine_id`` and past the bound it counts.
+    (:func:`bindings.machine_id_change_allowed`); past the bound it counts.
 
     Everything compared is what the server holds; the set sent only has to
     be the same machine by the server's rule.  Air-gapped requests are never
     returning: their machine is never seen again.
     """
     if offline:
-        return False
+        return None
     user_seats = lic.seat_mode == "user"
     query = select(Activation).where(Activation.license_id == lic.id,
                                      Activation.deactivated_at.is_not(None),
@@ -226,7 +242,7 @@ def returning_machine(session: Session, ctx: Context, lic: License,
     candidates = bindings.candidate_activations(session, ctx, lic.product_id,
                                                 fingerprint.components)
     if not candidates:
-        return False
+        return None
     tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
 
     def same(activation: Activation) -> bool:
@@ -245,22 +261,17 @@ def returning_machine(session: Session, ctx: Context, lic: License,
         query.where(Activation.id.in_(sorted(candidates))))]
     released = [(a, exact) for a, exact in released if exact or regenerated(a)]
     if not released:
-        return False
+        return None
     last, exact = max(released, key=lambda r: (r[0].deactivated_at or r[0].created_at, r[0].id))
     since = session.scalars(select(Activation).where(
         Activation.license_id == lic.id, Activation.id != last.id,
         # the same second counts as after: seconds are the ledger's resolution
         Activation.created_at >= last.deactivated_at))
     if not all(own(a) and same(a) for a in since):
-        return False
-    if exact:
-        return True
-    now = utcnow()
-    if not bindings.machine_id_change_allowed(session, lic, now):
-        return False
-    audit(session, "sdk", bindings.MACHINE_ID_RETURN_ACTION, at=now, product_id=lic.product_id,
-          license_id=lic.id, activation_id=last.id, detail={"differing": ["machine_id"]})
-    return True
+        return None
+    if not exact and not bindings.machine_id_change_allowed(session, lic, utcnow()):
+        return None
+    return Return(released_id=last.id, machine_id_only=not exact)
 
 
 def new_seat_erased(session: Session, lic: License) -> bool:
@@ -385,13 +396,16 @@ def forget_activations(session: Session, *, license_id: str | None = None,
 
 
 def make_room(session: Session, lic: License, *, address_hash: str | None,
-              now: datetime, returning: bool = False) -> bool:
+              now: datetime, returning: Return | None = None) -> bool:
     """Before a new activation of the (locked) license: a free seat, then the lock-out.
 
     ``returning`` (:func:`returning_machine`): the machine is coming back to
     the seat it released, which is not a new activation, so the lock-out does
     not apply -- unless no seat is free and it would roll another machine
-    over.  Returns whether the activation counts toward the lock-out.
+    over.  Returns whether the activation counts toward the lock-out.  A
+    machine-id-only return that does not count is audited
+    ``activation.return_machine_id`` here (committed with the activation),
+    so refused attempts never use up the bound.
 
     Machine and user seats: when all are taken, roll over (if the license
     has it) or refuse.  Floating: a lease must be free (the activation takes
@@ -416,7 +430,7 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
                     "Every seat of this license is in use. Deactivate the license on one "
                     "of the computers that use it, or ask the vendor for more seats.",
                 )
-        counted = not returning or (lic.seat_mode != FLOATING and in_use >= lic.seats)
+        counted = returning is None or (lic.seat_mode != FLOATING and in_use >= lic.seats)
         if counted:
             _check_lockout(session, lic, product, address_hash=address_hash, now=now)
     except ServiceError as exc:
@@ -425,6 +439,10 @@ def make_room(session: Session, lic: License, *, address_hash: str | None,
         audit(session, "sdk", action, at=now, product_id=product.id, license_id=lic.id)
         session.commit()
         raise
+    if returning is not None and returning.machine_id_only and not counted:
+        audit(session, "sdk", bindings.MACHINE_ID_RETURN_ACTION, at=now, product_id=product.id,
+              license_id=lic.id, activation_id=returning.released_id,
+              detail={"differing": ["machine_id"]})
     if lic.seat_mode == FLOATING or in_use < lic.seats:
         return counted
     victims = session.scalars(
