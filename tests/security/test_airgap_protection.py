@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from software_dna import (
+    FingerprintUnavailable,
     InvalidToken,
     LicenseClient,
     LicenseExpired,
     NotActivated,
     Protection,
-    WrongMachine,
 )
 from software_dna.client.locations import witness_path
 from software_dna.server.adminclient import AdminError
@@ -404,29 +404,31 @@ def test_an_air_gapped_request_of_an_app_with_another_products_key_takes_no_seat
 
 @pytest.mark.parametrize("unreadable", [{"macs": []}, {"machine_id": None}],
                          ids=["no network card", "no machine id"])
-def test_a_machine_with_an_unreadable_part_activates_air_gapped_and_starts_a_trial(
+def test_a_machine_with_an_unreadable_part_is_refused_exact_tokens_before_anything_is_taken(
         server: InProcessServer, machine: Callable[..., AirGapped], tmp_path: Path,
         unreadable: dict[str, Any]) -> None:
-    """Air-gapped and trial tokens bind the machine exactly; a part this machine cannot
-    read (a PC without a network card, a missing machine id) never matches even itself,
-    so the token allows for exactly those: the seat the server took is usable, and the
-    token still refuses a machine whose readable parts differ."""
+    """Air-gapped and trial tokens bind the machine exactly, and a part a machine cannot
+    read never matches, not even itself. Allowing for it would let a client that claims a
+    part unreadable spend the allowance on a second machine (a padded MAC list), so the
+    server refuses such a set up front -- 400 ``invalid_fingerprint`` naming the part --
+    and no seat or trial is taken (before, the seat was taken and the token refused)."""
     product, keys = new_product(server, air_gapped=True, trial_days=7)
     issued = server.admin.issue_license(product, seats=1)
     pc = SimulatedMachine(tmp_path / "pc", **unreadable)
     app = machine(product, keys, "app", machine=pc)
-    lic = app.client.activate_offline(respond(
-        server, app.client.create_activation_request(issued["license_key"])))
-    assert app.restart().check().license_id == lic.license_id
-    # The same token on another computer (everything readable differs): refused.
-    stolen = machine(product, keys, "stolen", machine=SimulatedMachine(tmp_path / "other",
-                                                                       **unreadable))
-    with pytest.raises(WrongMachine):
-        stolen.client.install_token(app.client._state.read()["token"])
-    # A trial on such a machine works as well, offline at the next start.
-    trier = SimulatedMachine(tmp_path / "trier", **unreadable)
-    trial = LicenseClient(product=product, public_keys=keys, server_url=server.url,
+    status, body = post_request(
+        server, app.client.create_activation_request(issued["license_key"]))
+    assert (status, body["error"]["code"]) == (400, "invalid_fingerprint"), body
+    assert "activate online" in body["error"]["message"]
+    assert server.admin.get_license(issued["id"])["seats_in_use"] == 0
+    trier = LicenseClient(product=product, public_keys=keys, server_url=server.url,
                           store_path=tmp_path / "trial", transport=server.transport(),
-                          machine=trier)
-    assert trial.start_trial().days_left is not None
-    assert trial.check().days_left is not None
+                          machine=SimulatedMachine(tmp_path / "trier", **unreadable))
+    with pytest.raises(FingerprintUnavailable):
+        trier.start_trial()
+    assert server.admin.list_trials(product) == []
+    # The online way works: tolerance 1 allows one unreadable part.
+    online = LicenseClient(product=product, public_keys=keys, server_url=server.url,
+                           store_path=tmp_path / "online", transport=server.transport(),
+                           machine=pc)
+    assert online.activate(issued["license_key"]).license_id == issued["id"]

@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from software_dna.wire.claims import Kind, Protection
-from software_dna.wire.identity import REQUIRED
 
 __all__ = ["PROTECTIONS", "TokenFacts", "exact_machine", "token_times"]
 
@@ -135,9 +134,9 @@ class TokenFacts:
         a trial, which any machine can start afresh, and a token that is
         never refreshed (protection ``offline``, air-gapped) -- it is 0: the
         machine must be exactly the bound one, and honest drift is re-bound
-        by the server at the next validation the SDK then makes. (Exactly: the
-        number of components the bound set could not read, so that every one it
-        could read must be equal.)
+        by the server at the next validation the SDK then makes. A machine that
+        cannot read every component is refused these before anything is taken
+        (``services.bindings.require_exact_machine``).
 
         ``air_gapped_token_days``: the product's lifetime of an air-gapped
         token in days, None when it explicitly allows perpetual ones; it
@@ -146,10 +145,7 @@ class TokenFacts:
         limited = bool(license_erased or activation_erased)
         protection = Protection.OFFLINE.value if activation_offline else product_protection
         if exact_machine(kind, protection):
-            # Every component the machine could read must be equal. One it could not
-            # read (no network card, no machine id) never matches, not even itself
-            # (identity.compare), so each such one is allowed for: the rest stays exact.
-            tolerance = unreadable_count(fingerprint) if fingerprint_algorithm == 2 else 0
+            tolerance = 0
         return cls(
             license_id=license_id, activation_id=activation_id, product_id=product_id,
             fingerprint_id=fingerprint_id, fingerprint=fingerprint, tolerance=tolerance,
@@ -169,7 +165,3 @@ class TokenFacts:
                            license_expires_at=self.license_expires_at, now=now,
                            offline_lifetime=self.offline_lifetime)
 
-
-def unreadable_count(fingerprint: Mapping[str, Any]) -> int:
-    """How many required components of an algorithm-2 set (JSON form) are unreadable."""
-    return sum(1 for name in REQUIRED if fingerprint.get(name) is None)

@@ -209,6 +209,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             product_air_gapped=product.air_gapped, license_air_gapped=lic.air_gapped)
         if offline_refused is not None:
             raise ServiceError(offline_refused.code, offline_refused.message)
+    if exact_machine(lic.kind, Protection.OFFLINE.value if request.offline
+                     else product.protection):
+        bindings.require_exact_machine(
+            fingerprint, "An air-gapped activation" if request.offline else "This license")
 
     activation = session.scalars(
         select(Activation).where(

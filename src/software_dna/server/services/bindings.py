@@ -68,6 +68,7 @@ __all__ = [
     "rebind",
     "rebinds_in_period",
     "require_available",
+    "require_exact_machine",
     "require_current_algorithm",
     "same_as",
     "touch",
@@ -139,6 +140,34 @@ def require_available(fingerprint: FingerprintData, tolerance: int) -> None:
             f"This computer cannot read these fingerprint components: {names}; this product "
             f"allows {tolerance} unavailable. Run the app with the rights to read them (or "
             "restore the machine id / network card), or ask the vendor.")
+
+
+def require_exact_machine(fingerprint: FingerprintData, what: str) -> None:
+    """Refuse, before anything is taken, a set that could never match itself exactly.
+
+    Trials and air-gapped activations are bound to the machine exactly
+    (tolerance 0: nothing would later catch a copy), and a component the
+    machine cannot read counts as a difference even against itself. Allowing
+    for it instead would let a client that *claims* a part unreadable spend
+    that allowance on another machine (a padded MAC list), so such a machine
+    is told plainly that it needs the online way.
+
+    Args:
+        fingerprint: the set sent.
+        what: what is asked for, for the message (``"a trial"``, ...).
+
+    Raises:
+        ServiceError: 400 ``invalid_fingerprint`` naming the unreadable components.
+    """
+    if fingerprint.algorithm != identity.ALGORITHM:
+        return
+    missing = identity.unavailable(fingerprint.components)
+    if missing:
+        names = ", ".join(sorted(missing))
+        raise invalid_fingerprint(
+            f"This computer cannot read these fingerprint components: {names}. {what} needs "
+            "every one of them (it is bound to this computer exactly); activate online with "
+            "the license key instead, or restore the machine id / network card.")
 
 
 def require_current_algorithm(fingerprint: FingerprintData) -> None:

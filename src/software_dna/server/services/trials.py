@@ -159,7 +159,7 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     fingerprint = request.fingerprint
     tolerance = bindings.clamp_tolerance(product.fingerprint_tolerance)
     bindings.require_current_algorithm(fingerprint)
-    bindings.require_available(fingerprint, tolerance)
+    bindings.require_exact_machine(fingerprint, "A trial")
     trial = _matching_trial(session, ctx, product, fingerprint, tolerance)
     created = False
     if trial is not None:
