@@ -121,17 +121,23 @@ def _end_users(session: Session, license_id: str) -> list[EndUser]:
     not erased) of its live activations, latest seen first.
 
     Someone whose seat ended (deactivated, removed) no longer holds the license, so
-    gets no code while anyone does; when no activation is live (the only computer
-    died and was removed), the end user seen last is the license's holder.
+    gets no code while anyone holds a seat -- even a holder who gave no email (then
+    no code goes out: the vendor resets the password); when no activation is live
+    at all (the only computer died and was removed), the end user seen last is the
+    license's holder.
     """
+    held = session.scalars(select(Activation.id).where(
+        Activation.license_id == license_id, Activation.deactivated_at.is_(None)
+    ).limit(1)).first() is not None
     query = (select(EndUser, Activation.deactivated_at)
              .join(Activation, Activation.end_user_id == EndUser.id)
              .where(Activation.license_id == license_id, EndUser.erased_at.is_(None),
                     EndUser.email_ciphertext.is_not(None))
              .order_by(Activation.last_seen_at.desc()))
     rows = session.execute(query).all()
-    live = list(dict.fromkeys(user for user, ended in rows if ended is None))
-    return live or [rows[0][0]] if rows else []
+    if held:  # whoever holds a seat now, even one who gave no email, outranks the past
+        return list(dict.fromkeys(user for user, ended in rows if ended is None))
+    return [rows[0][0]] if rows else []
 
 
 def _confirmed_emails(ctx: Context, users: list[EndUser]) -> list[str]:

@@ -224,6 +224,9 @@ def returning_machine(session: Session, ctx: Context, lic: License,
     MAC set exactly equal (:func:`bindings.machine_id_only`), is the same
     machine too, within the license-wide bound of machine-id-only changes
     (:func:`bindings.machine_id_change_allowed`); past the bound it counts.
+    So is a return where a part present on both sides changed (a new network
+    card -- or a clone sharing the machine id with its own card, which the
+    server cannot tell apart): free only within that same bound.
 
     Everything compared is what the server holds; the set sent only has to
     be the same machine by the server's rule.  Air-gapped requests are never
@@ -245,21 +248,26 @@ def returning_machine(session: Session, ctx: Context, lic: License,
         return None
     tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
 
-    def same(activation: Activation) -> bool:
-        return activation.id in candidates and bindings.same_as(
-            bindings.current(session, ctx, activation), fingerprint, tolerance,
-            anchors=HARDWARE_IDS) is not None
-
-    def regenerated(activation: Activation) -> bool:
-        return activation.id in candidates and bindings.machine_id_only(
-            bindings.current(session, ctx, activation), fingerprint)
+    def match(activation: Activation) -> bool | None:
+        """True: the released machine as it was; False: the same machine by the
+        bounded rules; None: another machine."""
+        if activation.id not in candidates:
+            return None
+        stored = bindings.current(session, ctx, activation)
+        result = bindings.same_as(stored, fingerprint, tolerance, anchors=HARDWARE_IDS)
+        if result is not None:
+            # A part present on both sides with another value may be honest drift (a
+            # new network card) or a clone sharing the machine id with its own card:
+            # the server cannot tell, so such returns share the machine-id bound.
+            return not result.conflicting
+        return False if bindings.machine_id_only(stored, fingerprint) else None
 
     def own(activation: Activation) -> bool:
         return not user_seats or activation.installation_id == installation_id
 
-    released = [(a, same(a)) for a in session.scalars(
+    matched = [(a, match(a)) for a in session.scalars(
         query.where(Activation.id.in_(sorted(candidates))))]
-    released = [(a, exact) for a, exact in released if exact or regenerated(a)]
+    released = [(a, exact) for a, exact in matched if exact is not None]
     if not released:
         return None
     last, exact = max(released, key=lambda r: (r[0].deactivated_at or r[0].created_at, r[0].id))
@@ -267,7 +275,7 @@ def returning_machine(session: Session, ctx: Context, lic: License,
         Activation.license_id == lic.id, Activation.id != last.id,
         # the same second counts as after: seconds are the ledger's resolution
         Activation.created_at >= last.deactivated_at))
-    if not all(own(a) and same(a) for a in since):
+    if not all(own(a) and match(a) is not None for a in since):
         return None
     if not exact and not bindings.machine_id_change_allowed(session, lic, utcnow()):
         return None
