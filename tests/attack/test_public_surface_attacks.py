@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import statistics
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,15 +20,12 @@ import pytest
 import requests
 
 from software_dna.server import services
+from software_dna.server.domain.json_shape import NOT_UTF8
 from software_dna.server.models import LicenseSettings
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.testing import InProcessServer, LocalServer
 from software_dna.wire.codes import Code
-from tests.security.test_public_surface_cost import REFUSED_CPU_BOUND
 from tests.server.helpers import Api
-
-#: Generous: twice the project's own bound, so only a real amplification fails.
-BOUND = 2 * REFUSED_CPU_BOUND
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +35,13 @@ def srv() -> Iterator[LocalServer]:
         yield server
 
 
-def cpu_per_request(server: LocalServer, path: str, body: bytes, n: int = 20) -> tuple[float, int]:
-    http = requests.Session()
-    samples = []
-    status = 0
-    for _ in range(n):
-        before = server.cpu_seconds()
-        answer = http.post(server.url + path, data=body,
+def refused_by(server: LocalServer, path: str, body: bytes) -> tuple[int, str]:
+    """Status and message of the answer to ``body`` (no credentials). What such a refusal
+    costs the server is measured in ``make stress`` (the public-surface family's "shaped
+    bodies"), not here: timing never decides a test of ``make test``."""
+    answer = requests.post(server.url + path, data=body,
                            headers={"Content-Type": "application/json"}, timeout=30)
-        status = answer.status_code
-        samples.append(server.cpu_seconds() - before)
-    return statistics.mean(samples), status
+    return answer.status_code, str(answer.json()["error"]["message"])
 
 
 def flat_object(n: int) -> bytes:
@@ -64,9 +56,9 @@ def test_flat_object_with_thousands_of_unknown_keys_is_cheap_to_refuse(
         srv: LocalServer, path: str) -> None:
     body = flat_object(6000)
     assert len(body) < 64 * 1024
-    spent, status = cpu_per_request(srv, path, body)
-    assert status == 400
-    assert spent <= BOUND, f"{spent * 1000:.1f} ms of server CPU per unauthenticated request"
+    status, message = refused_by(srv, path, body)
+    # Refused by the byte scan before parsing (one pydantic error per key cost ~35 ms).
+    assert (status, "object members" in message) == (400, True), message
 
 
 def utf16_container_bomb() -> bytes:
@@ -89,9 +81,8 @@ def test_utf16_body_hides_its_containers_from_the_byte_scan(srv: LocalServer) ->
 
 
 def test_utf16_container_bomb_is_cheap_to_refuse(srv: LocalServer) -> None:
-    spent, status = cpu_per_request(srv, "/v1/activations", utf16_container_bomb())
-    assert status == 400
-    assert spent <= BOUND, f"{spent * 1000:.1f} ms of server CPU per unauthenticated request"
+    status, message = refused_by(srv, "/v1/activations", utf16_container_bomb())
+    assert (status, message) == (400, NOT_UTF8)
 
 
 def utf16_deep_settings(depth: int) -> bytes:

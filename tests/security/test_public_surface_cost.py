@@ -28,6 +28,7 @@ are printed (docs/security.md quotes them).
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import statistics
@@ -113,6 +114,22 @@ def _head(path: str, length: int, auth: str | None = None) -> bytes:
 _ADMIN_BOMB = b"[" + b"{}," * (MB // 3 - 1) + b"{}]"
 _PUBLIC_BOMB = b"[" + b"{}," * 20_000 + b"{}]"
 _PUBLIC_DEEP = b'{"nonce": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+_HASH = "A" * 43
+_FINGERPRINT = {"algorithm": 2, "components": {"machine_id": _HASH, "os_arch": _HASH,
+                                               "cpu": _HASH, "mac": [_HASH]}}
+#: Bodies within the byte scan's container and depth limits that were once costly to
+#: refuse (one validation error per member): refused now on a cheap path.
+_SHAPED = [
+    # 6,000 unknown keys in one object (the member limit refuses it).
+    ("/v1/activations", ("{" + ",".join(f'"k{i}":0' for i in range(6000)) + "}").encode()),
+    # A container bomb in UTF-16 (not UTF-8: refused before parsing).
+    ("/v1/activations", ('{"x": [' + ",".join(["[]"] * 10_800) + "]}").encode("utf-16-le")),
+    # 985 registration details with control characters (refused as too many, in one error).
+    ("/v1/activations", json.dumps({
+        "product": "p-x1234", "license_key": "ABCD-EFGH", "nonce": "n" * 20,
+        "idempotency_key": "i" * 20, "fingerprint": _FINGERPRINT, "consent": True,
+        "registration": {f"\x01{i:x}": "\x01" for i in range(985)}}).encode()),
+]
 
 
 def _status(reply: bytes) -> int:
@@ -140,6 +157,14 @@ def public_bomb(surface: Surface, tally: Tally) -> None:
     reply = _raw(surface, _head(path, len(body)), body)
     tally.check(_status(reply) == 400 and b"invalid_request" in reply,
                 f"{len(body)}-byte bomb to {path}: {reply[:120]!r}")
+
+
+def shaped_body(surface: Surface, tally: Tally) -> None:
+    """A body within the container limits once costly to refuse (``_SHAPED``): 400."""
+    path, body = secrets.choice(_SHAPED)
+    reply = _raw(surface, _head(path, len(body)), body)
+    tally.check(_status(reply) == 400 and b"invalid_request" in reply,
+                f"{len(body)}-byte shaped body to {path}: {reply[:120]!r}")
 
 
 def public_oversized(surface: Surface, tally: Tally) -> None:
@@ -256,6 +281,7 @@ def run(surface: Surface, scale: Scale, tally: Tally) -> Figures:
         _measure(surface, figures, "1 MiB admin, no key (401)", n, one(admin_bomb))
         _measure(surface, figures, "public bomb (400)", n, one(public_bomb))
         _measure(surface, figures, "1 MiB public (413)", n, one(public_oversized))
+        _measure(surface, figures, "shaped body (400)", n, one(shaped_body))
         trials = _make_trials(surface, http, n)
         tally.check(len(trials) == n, f"only {len(trials)} of {n} trials started")
         erasures = list(trials)
@@ -285,6 +311,7 @@ def run(surface: Surface, scale: Scale, tally: Tally) -> Figures:
             for kind, bound in (("1 MiB admin, no key (401)", REFUSED_CPU_BOUND),
                                 ("public bomb (400)", REFUSED_CPU_BOUND),
                                 ("1 MiB public (413)", REFUSED_CPU_BOUND),
+                                ("shaped body (400)", REFUSED_CPU_BOUND),
                                 ("erasure, rate limited (429)", RATE_LIMITED_CPU_BOUND)):
                 tally.check(figures.cpu_ms[kind] <= bound * 1000,
                             f"{kind}: {figures.cpu_ms[kind]:.2f} ms of server CPU per "

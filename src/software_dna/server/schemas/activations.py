@@ -25,8 +25,7 @@ from software_dna.server.schemas.types import (
     ObjectId,
     Password,
     ProductId,
-    RegKey,
-    RegValue,
+    Registration,
     ShortClientText,
     TrustedKeys,
     UtcTime,
@@ -95,7 +94,7 @@ class ActivateIn(Strict):
     fingerprint: FingerprintIn
     password: Password | None = None
     email: Email | None = None
-    registration: Annotated[dict[RegKey, RegValue], Field(max_length=16)] | None = None
+    registration: Registration | None = None
     consent: StrictBool = False
     nonce: Nonce
     idempotency_key: IdempotencyKey

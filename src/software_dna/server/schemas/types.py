@@ -53,6 +53,7 @@ __all__ = [
     "Protection",
     "RegKey",
     "RegValue",
+    "Registration",
     "SeatMode",
     "Seconds",
     "ShortClientText",
@@ -150,6 +151,22 @@ ClientText = Annotated[str, StringConstraints(strict=True, max_length=64),
                        AfterValidator(_readable_text)]
 ShortClientText = Annotated[str, StringConstraints(strict=True, max_length=32),
                             AfterValidator(_readable_text)]
+#: How many registration details an end user may give.
+MAX_REGISTRATION_DETAILS = 16
+
+
+def _few_details(value: Any) -> Any:
+    """Refuse more than :data:`MAX_REGISTRATION_DETAILS` before each one is validated: a
+    body of hundreds of bad details would otherwise raise two errors each, every one
+    costing the server time for a request that shows no credential."""
+    if isinstance(value, dict) and len(value) > MAX_REGISTRATION_DETAILS:
+        raise ValueError(f"at most {MAX_REGISTRATION_DETAILS} registration details")
+    return value
+
+
+#: The end user's registration details (name, company ...): at most 16.
+Registration = Annotated[dict[RegKey, RegValue], BeforeValidator(_few_details),
+                         Field(max_length=MAX_REGISTRATION_DETAILS)]
 
 
 def _one_of(values: tuple[str, ...]) -> Callable[[object], object]:
