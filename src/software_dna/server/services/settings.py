@@ -1,8 +1,10 @@
 """A license's settings document: a JSON object the app stores on the server, encrypted.
 
-Invariant: a stored document is within the request bodies' shape limits
-(:func:`~software_dna.server.domain.json_shape.refusal`: at most 1,000 arrays
-and objects, 1,000 members, 32 levels deep) and 32 KiB as compact JSON, so
+Invariant: a stored document, inside the request's envelope
+``{"settings": ...}``, is within the request bodies' shape limits
+(:func:`~software_dna.server.domain.json_shape.refusal`; for the document
+itself at most 999 arrays and objects, 999 members, 31 levels deep: exactly
+what an app can send) and 32 KiB as compact JSON, so
 every answer that serialises it can; whatever bytes an activation's secret
 holder PUTs, a GET by any seat of the license never fails on it.  A document
 stored before the rule that breaks it reads as ``{}``.
@@ -50,7 +52,7 @@ def read_settings(session: Session, ctx: Context,
     try:
         plaintext = ctx.vault.decrypt_field(row.ciphertext, aad=f"settings:{license_id}")
         # A document over the shape limits (stored before they applied) would fail to serialise.
-        if refusal(plaintext) is not None:
+        if _over_limits(plaintext):
             return {}, row.updated_at
         document = json.loads(plaintext)
     except (DecryptionError, ValueError, RecursionError):
@@ -95,8 +97,9 @@ def write_settings(session: Session, ctx: Context, license_id: str,
 
     Raises:
         ServiceError: 400 ``invalid_request`` (not plain JSON, or over the
-        shape limits of :func:`~software_dna.server.domain.json_shape.refusal`:
-        1,000 arrays and objects, 1,000 members, 32 levels), 413 ``too_large``
+        shape limits of :func:`~software_dna.server.domain.json_shape.refusal`
+        inside the envelope: 999 arrays and objects, 999 members, 31 levels),
+        413 ``too_large``
         (over 32 KiB as compact JSON).
     """
     try:
@@ -106,10 +109,10 @@ def write_settings(session: Session, ctx: Context, license_id: str,
         raise invalid("The settings must be a plain JSON object.") from None
     if len(encoded) > MAX_SETTINGS_BYTES:
         raise ServiceError(Code.TOO_LARGE, "The settings document is over 32 KiB.")
-    if refusal(encoded) is not None:
-        raise invalid(f"The settings document is over the limits (at most {MAX_CONTAINERS:,} "
-                      f"arrays and objects, {MAX_MEMBERS:,} members, {MAX_DEPTH} levels deep); "
-                      "send a smaller, flatter document.")
+    if _over_limits(encoded):
+        raise invalid(f"The settings document is over the limits (at most "
+                      f"{MAX_CONTAINERS - 1:,} arrays and objects, {MAX_MEMBERS - 1:,} members, "
+                      f"{MAX_DEPTH - 1} levels deep); send a smaller, flatter document.")
     ciphertext = ctx.vault.encrypt_field(encoded, aad=f"settings:{license_id}")
     row = session.get(LicenseSettings, license_id)
     if row is None:
@@ -120,3 +123,10 @@ def write_settings(session: Session, ctx: Context, license_id: str,
         row.updated_at = now
     stored: dict[str, Any] = json.loads(encoded)
     return stored
+
+
+def _over_limits(encoded: bytes) -> bool:
+    """True when ``encoded`` (a document, UTF-8 JSON) in the request's envelope
+    ``{"settings": ...}`` is over the bodies' shape limits: a stored document is
+    one an app can send and read back."""
+    return refusal(b'{"settings":' + encoded + b"}") is not None
