@@ -1,4 +1,4 @@
-"""Attack review of issue 14: air-gapped protection (fresh eyes).
+"""Attack review: air-gapped protection (fresh eyes).
 
 Each test asserts the promise; a failing one is a finding.
 """

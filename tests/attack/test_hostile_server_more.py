@@ -1,4 +1,4 @@
-"""Attack review of issue 14: more hostile answers for the SDK's boundary (the family's
+"""Attack review: more hostile answers for the SDK's boundary (the family's
 machinery from tests/security/test_hostile_server.py, new cases)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attack review of issue 14: the re-activation lock-out (honest developers, seat rotation)."""
+"""Attack review: the re-activation lock-out (honest developers, seat rotation)."""
 
 from __future__ import annotations
 

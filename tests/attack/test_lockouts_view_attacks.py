@@ -1,4 +1,4 @@
-"""Attack review of issue 14: `lockouts show` / `reset` and what the app meets."""
+"""Attack review: `lockouts show` / `reset` and what the app meets."""
 
 from __future__ import annotations
 

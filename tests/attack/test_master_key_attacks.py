@@ -1,4 +1,4 @@
-"""Attack review of issue 14: the vendor's CLI with a master key that is not the database's.
+"""Attack review: the vendor's CLI with a master key that is not the database's.
 
 One account running several servers shares the default key location (docs/server.md);
 `server init` and `server run` refuse a key that opens none of the database's signing keys.

@@ -1,4 +1,4 @@
-"""Attack review of issue 14: the periodic check and an unlucky machine."""
+"""Attack review: the periodic check and an unlucky machine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attack review of issue 14: unauthenticated bodies that pass the byte scan and still cost.
+"""Attack review: unauthenticated bodies that pass the byte scan and still cost.
 
 A real server process (uvicorn, one worker, SQLite); the server's CPU per request
 is read from /proc (``LocalServer.cpu_seconds``) as in

@@ -1,4 +1,4 @@
-"""Attack review of issue 14: per-network limits and IPv4 clients written as IPv6.
+"""Attack review: per-network limits and IPv4 clients written as IPv6.
 
 A real server process behind a trusted proxy (X-Forwarded-For from 127.0.0.1 believed).
 """

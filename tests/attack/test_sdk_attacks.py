@@ -1,4 +1,4 @@
-"""Attack review of issue 14: the SDK's side (plain http only for loopback)."""
+"""Attack review: the SDK's side (plain http only for loopback)."""
 
 from __future__ import annotations
 
