@@ -28,7 +28,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from software_dna.server.api.bodyguard import MAX_CONTAINERS, MAX_DEPTH, MAX_MEMBERS, refusal
+from software_dna.server.domain.json_shape import MAX_CONTAINERS, MAX_DEPTH, MAX_MEMBERS, refusal
 from software_dna.server.testing import LocalServer
 from tests.security._family import Scale, Tally
 from tests.server.helpers import check_token, fingerprint, nonce

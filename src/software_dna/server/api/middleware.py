@@ -2,7 +2,7 @@
 
 Bodies over the limit answer 413 ``too_large``, a body that is not
 ``application/json`` 415 ``unsupported_media_type``, a body with too many
-or too deeply nested arrays and objects (:mod:`~software_dna.server.api.bodyguard`)
+or too deeply nested arrays and objects (:mod:`~software_dna.server.domain.json_shape`)
 and JSON that two parsers could read differently (duplicate keys, ``NaN``)
 400 ``invalid_request``.
 
@@ -24,11 +24,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from software_dna.server.api.bodyguard import refusal
 from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.api.errors import error_response
 from software_dna.server.api.faults import RETRY_AFTER, TRANSIENT
 from software_dna.server.config import ADMIN_BODY_LIMIT, PUBLIC_BODY_LIMIT
+from software_dna.server.domain.json_shape import refusal
 from software_dna.server.services import check_admin_key
 from software_dna.wire.codes import Code
 
@@ -109,7 +109,7 @@ class BodyLimitMiddleware:
     The limit is 64 KiB on public routes and 1 MiB on ``/v1/admin``; both
     the ``Content-Length`` header and the bytes actually streamed are checked.
     An admin body over 4 KiB is read only with a valid admin key (else 401);
-    a body is scanned (:func:`~software_dna.server.api.bodyguard.refusal`)
+    a body is scanned (:func:`~software_dna.server.domain.json_shape.refusal`)
     before it is parsed.  Pure ASGI: nothing is buffered before these checks.
     """
 
