@@ -3,7 +3,8 @@
 Fixtures that start the reference server live in ``tests/fixtures_server.py``
 (a subprocess), ``tests/inprocess.py`` (the app in this process, no socket) and
 ``tests/threaded.py`` (the app in this process behind a socket) and are
-loaded as plugins, so every test module can use them.
+loaded as plugins, so every test module can use them; so is ``machine``, an
+air-gapped app per name (``tests/airgapped.py``).
 """
 
 import os
@@ -28,7 +29,7 @@ def own_key_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 pytest_plugins = ["tests.fixtures_server", "tests.inprocess", "tests.threaded",
-                  "software_dna.testing.plugin"]
+                  "tests.airgapped", "software_dna.testing.plugin"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from software_dna import (
 from software_dna.fingerprint import Fingerprint
 from software_dna.server.adminclient import AdminClient
 from software_dna.wire import airgap as off
+from tests.airgapped import AirGapped
 from tests.identifiers import appears, raw_identifiers
 from tests.inprocess import InProcessServer
 
@@ -61,31 +62,6 @@ def other_machine() -> Callable[[str], Fingerprint]:
     parts["mac"] = [secrets.token_urlsafe(32)[:43]]
     fake = Fingerprint.from_components(parts)
     return lambda _product: fake
-
-
-class AirGapped:
-    """The vendor's app on a machine with no network: server_url=None, a movable clock."""
-
-    def __init__(self, product: str, keys: list[str], store: Path, **kwargs: Any) -> None:
-        self.offset = timedelta(0)
-        self.args: dict[str, Any] = {"product": product, "public_keys": keys,
-                                     "server_url": None, "store_path": store,
-                                     "clock": self.now, **kwargs}
-        self.client = LicenseClient(**self.args)
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
-
-    def restart(self) -> LicenseClient:
-        self.client = LicenseClient(**self.args)
-        return self.client
-
-
-@pytest.fixture
-def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
-    def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> AirGapped:
-        return AirGapped(product, keys, tmp_path / name, **kwargs)
-    yield make
 
 
 def respond(server: InProcessServer, request_text: str, *, status: int = 201,

@@ -21,9 +21,10 @@ import pytest
 from software_dna import License, LicenseClient, LicenseRevoked, StoreRolledBack
 from software_dna.client.rollback import ROLLED_BACK, RollbackGuard, WitnessState
 from software_dna.store import Store
+from tests.airgapped import AirGapped
 from tests.inprocess import InProcessServer, unreachable
 from tests.test_client_e2e import App
-from tests.test_offline import AirGapped, respond
+from tests.test_offline import respond
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ import pytest
 from software_dna import LicenseClient, LicenseError, NotActivated
 from software_dna.client.locations import witness_path
 from software_dna.wire import airgap as off
+from tests.airgapped import AirGapped
 from tests.inprocess import InProcessServer
-from tests.test_offline import AirGapped, block_json, send_receipt
+from tests.test_offline import block_json, send_receipt
 
 PASSWORD = "open sesame"
 
@@ -26,13 +27,6 @@ PASSWORD = "open sesame"
 @pytest.fixture(scope="module")
 def server(inprocess_server: InProcessServer) -> InProcessServer:
     return inprocess_server
-
-
-@pytest.fixture
-def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
-    def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> AirGapped:
-        return AirGapped(product, keys, tmp_path / name, **kwargs)
-    yield make
 
 
 def new_product(server: InProcessServer, **policy: Any) -> tuple[str, list[str]]:

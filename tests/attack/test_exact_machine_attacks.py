@@ -6,7 +6,7 @@ Each test asserts the promise; a failing one is a finding.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,9 @@ import pytest
 
 from software_dna import FingerprintUnavailable, LicenseClient, WrongMachine
 from software_dna.testing import SimulatedMachine
+from tests.airgapped import AirGapped
 from tests.inprocess import InProcessServer
 from tests.security.test_airgap_protection import post_request, respond
-from tests.test_offline import AirGapped
 
 MAC_X = "02:11:22:33:44:01"
 MAC_Y = "02:11:22:33:44:02"
@@ -25,13 +25,6 @@ MAC_Y = "02:11:22:33:44:02"
 @pytest.fixture(scope="module")
 def server(inprocess_server: InProcessServer) -> InProcessServer:
     return inprocess_server
-
-
-@pytest.fixture
-def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
-    def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> AirGapped:
-        return AirGapped(product, keys, tmp_path / name, **kwargs)
-    yield make
 
 
 def new_product(server: InProcessServer, **policy: Any) -> tuple[str, list[str]]:

@@ -10,7 +10,8 @@ import pytest
 
 from software_dna import ActivationLocked
 from software_dna.server.services.bindings import MACHINE_ID_REBINDS_PER_COUNTED
-from tests.test_offline import AirGapped, send_receipt
+from tests.airgapped import AirGapped
+from tests.test_offline import send_receipt
 
 
 def counted(server: Any, license_id: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,10 @@ from software_dna.server.services.common import clock_override
 from software_dna.testing import SimulatedMachine
 from software_dna.wire import airgap as off
 from software_dna.wire.claims import Protection as ClaimProtection
+from tests.airgapped import AirGapped
 from tests.inprocess import InProcessServer
 from tests.server.helpers import check_token, fingerprint, nonce
-from tests.test_offline import AirGapped, block_json, other_machine, send_receipt
+from tests.test_offline import block_json, other_machine, send_receipt
 
 PASSWORD = "open sesame"
 
@@ -52,13 +53,6 @@ PASSWORD = "open sesame"
 def server(inprocess_any_server: InProcessServer) -> InProcessServer:
     """The app and its database (SQLite, then PostgreSQL) in this process."""
     return inprocess_any_server
-
-
-@pytest.fixture
-def machine(tmp_path: Path) -> Iterator[Callable[..., AirGapped]]:
-    def make(product: str, keys: list[str], name: str = "machine", **kwargs: Any) -> AirGapped:
-        return AirGapped(product, keys, tmp_path / name, **kwargs)
-    yield make
 
 
 def new_product(server: InProcessServer, **policy: Any) -> tuple[str, list[str]]:
