@@ -22,14 +22,28 @@ from software_dna.server.models.end_user import EmailConfirmation, EndUser
 from software_dna.server.models.lease import Lease
 from software_dna.server.models.license import License
 from software_dna.server.models.license_settings import LicenseSettings
+from software_dna.server.models.mail import EmailTemplate, MailOptOut
+from software_dna.server.models.outbox import DeliveryAttempt, OutboxItem, ScheduledJob
 from software_dna.server.models.password_reset import PasswordResetCode
 from software_dna.server.models.product import Product
 from software_dna.server.models.rate_limit import RateLimitCounter
 from software_dna.server.models.renewal_code import RenewalCode
 from software_dna.server.models.signing_key import SigningKey
+from software_dna.server.models.store import StoreConnector, StoreEvent, StoreMapping, StoreOrder
 from software_dna.server.models.trial import Trial
+from software_dna.server.models.webhook import WebhookEndpoint
 
 __all__ = [
+    "WebhookEndpoint",
+    "StoreOrder",
+    "StoreMapping",
+    "StoreEvent",
+    "StoreConnector",
+    "ScheduledJob",
+    "OutboxItem",
+    "MailOptOut",
+    "EmailTemplate",
+    "DeliveryAttempt",
     "Activation",
     "ActivationEvent",
     "AdminApiKey",

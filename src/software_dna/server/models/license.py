@@ -49,6 +49,12 @@ class License(Base):
     rollover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Air-gapped activation for this license: None follows the product's setting.
     air_gapped: Mapped[bool | None] = mapped_column(Boolean)
+    # Commerce (migration 0008): a store reported a failed payment at this time;
+    # the license is suspended payment_grace_days later unless it is paid.
+    payment_failed_at: Mapped[datetime | None]
+    # The buyer a store sale named (an end user: encrypted email, erasable);
+    # key delivery and reminders go there.
+    buyer_id: Mapped[str | None] = mapped_column(ForeignKey("end_users.id"), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

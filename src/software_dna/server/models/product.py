@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Integer,
     String,
@@ -60,6 +62,16 @@ class Product(Base):
                                                        server_default=text("365"))
     air_gapped_perpetual: Mapped[bool] = mapped_column(Boolean, default=False,
                                                        server_default=text("false"))
+    # Commerce (migration 0008): days a failed payment is tolerated before the
+    # license is suspended; days before the end that reminders go out; the
+    # vendor's branding in mails (vendor_name, support_email, logo_url, colour,
+    # privacy_url).
+    payment_grace_days: Mapped[int] = mapped_column(Integer, default=14,
+                                                    server_default=text("14"))
+    reminder_days: Mapped[list[int]] = mapped_column(
+        JSON, default=lambda: [7, 3, 1], server_default=text("'[7, 3, 1]'"))
+    branding: Mapped[dict[str, Any]] = mapped_column(default=dict,
+                                                     server_default=text("'{}'"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
