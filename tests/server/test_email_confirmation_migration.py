@@ -22,7 +22,7 @@ def _check(settings: Settings) -> None:
                 "INSERT INTO end_users (id, email_ciphertext, email_index, consent_at, "
                 "created_at) VALUES ('eu_old', :ct, :ix, :at, :at)"),
                 {"ct": b"\x01" + b"\x00" * 40, "ix": "a" * 64, "at": datetime(2026, 1, 1)})
-        assert migrate(settings)[1] == "0007"
+        assert migrate(settings, "0007")[1] == "0007"
         with engine.connect() as conn:
             rows = conn.execute(sa.text(
                 "SELECT id, email_index, email_confirmed_at FROM end_users")).all()

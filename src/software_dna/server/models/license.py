@@ -54,7 +54,7 @@ class License(Base):
     payment_failed_at: Mapped[datetime | None]
     # The buyer a store sale named (an end user: encrypted email, erasable);
     # key delivery and reminders go there.
-    buyer_id: Mapped[str | None] = mapped_column(ForeignKey("end_users.id"), index=True)
+    buyer_id: Mapped[str | None] = mapped_column(String(40), index=True)  # end_users.id
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

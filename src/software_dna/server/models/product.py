@@ -69,9 +69,9 @@ class Product(Base):
     payment_grace_days: Mapped[int] = mapped_column(Integer, default=14,
                                                     server_default=text("14"))
     reminder_days: Mapped[list[int]] = mapped_column(
-        JSON, default=lambda: [7, 3, 1], server_default=text("'[7, 3, 1]'"))
+        JSON, default=lambda: [7, 3, 1], server_default="[7, 3, 1]")
     branding: Mapped[dict[str, Any]] = mapped_column(default=dict,
-                                                     server_default=text("'{}'"))
+                                                     server_default="{}")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -223,43 +223,19 @@ def upgrade() -> None:
             batch_op.f("ix_store_orders_subscription_ref"), ["subscription_ref"], unique=False
         )
 
-    with op.batch_alter_table("licenses", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("payment_failed_at", sa.DateTime(), nullable=True))
-        batch_op.add_column(sa.Column("buyer_id", sa.String(length=40), nullable=True))
-        batch_op.create_index(batch_op.f("ix_licenses_buyer_id"), ["buyer_id"], unique=False)
-        batch_op.create_foreign_key(
-            batch_op.f("fk_licenses_buyer_id_end_users"), "end_users", ["buyer_id"], ["id"]
-        )
-
-    with op.batch_alter_table("products", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "payment_grace_days", sa.Integer(), server_default=sa.text("14"), nullable=False
-            )
-        )
-        batch_op.add_column(
-            sa.Column(
-                "reminder_days", sa.JSON(), server_default=sa.text("'[7, 3, 1]'"), nullable=False
-            )
-        )
-        batch_op.add_column(
-            sa.Column("branding", sa.JSON(), server_default=sa.text("'{}'"), nullable=False)
-        )
-
+    # Plain ADD COLUMN (nullable, or with a constant default): no table rebuild.
+    op.add_column("licenses", sa.Column("payment_failed_at", sa.DateTime(), nullable=True))
+    op.add_column("licenses", sa.Column("buyer_id", sa.String(length=40), nullable=True))
+    op.create_index(op.f("ix_licenses_buyer_id"), "licenses", ["buyer_id"], unique=False)
+    op.add_column("products", sa.Column("payment_grace_days", sa.Integer(), nullable=False,
+                                        server_default="14"))
+    op.add_column("products", sa.Column("reminder_days", sa.JSON(), nullable=False,
+                                        server_default="[7, 3, 1]"))
+    op.add_column("products", sa.Column("branding", sa.JSON(), nullable=False,
+                                        server_default="{}"))
 
 def downgrade() -> None:
     """Revert this revision."""
-    with op.batch_alter_table("products", schema=None) as batch_op:
-        batch_op.drop_column("branding")
-        batch_op.drop_column("reminder_days")
-        batch_op.drop_column("payment_grace_days")
-
-    with op.batch_alter_table("licenses", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_licenses_buyer_id_end_users"), type_="foreignkey")
-        batch_op.drop_index(batch_op.f("ix_licenses_buyer_id"))
-        batch_op.drop_column("buyer_id")
-        batch_op.drop_column("payment_failed_at")
-
     with op.batch_alter_table("store_orders", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_store_orders_subscription_ref"))
         batch_op.drop_index(batch_op.f("ix_store_orders_license_id"))
@@ -292,3 +268,15 @@ def downgrade() -> None:
 
     op.drop_table("mail_opt_outs")
     op.drop_table("email_templates")
+
+    # Last: rebuilding these tables (SQLite batch mode) needs the tables that
+    # reference them gone first.
+    with op.batch_alter_table("products", schema=None) as batch_op:
+        batch_op.drop_column("branding")
+        batch_op.drop_column("reminder_days")
+        batch_op.drop_column("payment_grace_days")
+
+    with op.batch_alter_table("licenses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_licenses_buyer_id"))
+        batch_op.drop_column("buyer_id")
+        batch_op.drop_column("payment_failed_at")
