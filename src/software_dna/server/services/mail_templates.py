@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -223,7 +223,8 @@ def branding_context(product: Product) -> dict[str, Any]:
 
 
 def _render(template: MailTemplate, context: Mapping[str, Any]) -> Rendered:
-    """Render ``template``; raises jinja2's TemplateError (and SecurityError) on a fault."""
+    """Render ``template``; raises jinja2's TemplateError (SecurityError, UndefinedError) or
+    what a template's expression raised (OverflowError of a huge range, TypeError, ...)."""
     subject = _TEXT.from_string(template.subject).render(context)
     text = _TEXT.from_string(template.text).render(context)
     html = (_HTML.from_string(template.html).render(context)
@@ -237,8 +238,9 @@ def render(session: Session, name: str, product: Product, context: Mapping[str, 
 
     Raises:
         ServiceError: 404 ``not_found`` (no such template).
-        jinja2.TemplateError: the template does not render with this context
-            (a variable the queued mail does not carry).
+        Exception: the template does not render with this context (jinja2's
+            TemplateError for a variable the queued mail does not carry, or what
+            an expression raised).
     """
     template = effective_template(session, name, product.id)
     full = {**dict(context), **branding_context(product), "unsubscribe_url": unsubscribe_url}
@@ -267,7 +269,7 @@ def preview_template(session: Session, name: str, *, product_id: str | None,
     try:
         return render(session, name, product, {**spec.sample, **dict(context or {})},
                       unsubscribe_url=sample_link)
-    except TemplateError as exc:
+    except Exception as exc:  # any fault of a vendor's template is a 400
         raise invalid(f"The template does not render: {type(exc).__name__}: "
                       f"{str(exc)[:200]}") from None
 
@@ -289,7 +291,7 @@ def _check(name: str, template: MailTemplate) -> None:
         context = {**spec.sample, **branding_context(product), "unsubscribe_url": link}
         try:
             _render(template, context)
-        except TemplateError as exc:
+        except Exception as exc:  # any fault of a vendor's template is a 400
             raise invalid(f"The template does not render: {type(exc).__name__}: "
                           f"{str(exc)[:200]}") from None
 

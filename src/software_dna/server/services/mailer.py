@@ -28,7 +28,6 @@ import logging
 from email.utils import parseaddr
 from typing import Any
 
-from jinja2 import TemplateError
 from sqlalchemy.orm import Session
 
 from software_dna.server.mail import (
@@ -43,7 +42,6 @@ from software_dna.server.models import OutboxItem, Product
 from software_dna.server.services import mail_templates, outbox
 from software_dna.server.services.common import Context
 from software_dna.server.services.emails import opted_out, unsubscribe_url
-from software_dna.server.services.errors import ServiceError
 
 __all__ = ["deliver", "message_id"]
 
@@ -102,7 +100,7 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
             rendered = mail_templates.render(reader, name, product,
                                              dict(payload.get("context") or {}),
                                              unsubscribe_url=link)
-        except (TemplateError, ServiceError) as exc:
+        except Exception as exc:  # a vendor's template fault, of any kind
             # The vendor may fix the template meanwhile: retried on the back-off schedule.
             log.warning("mail template %s of product %s does not render: %s", name,
                         product.id, type(exc).__name__)
