@@ -290,9 +290,14 @@ def erase(
         licenses.update(session.scalars(select(License.id).where(
             License.buyer_id == end_user.id)))
         if end_user.email_index is not None:
-            # The opt-outs are keyed by the address's hash: a trace of it, so they go too.
+            # The opt-outs and the reminders' dedup keys hold the address's hash: a trace
+            # of it, so they go too.
             session.execute(delete(MailOptOut).where(
                 MailOptOut.email_index == end_user.email_index))
+            session.execute(update(OutboxItem).where(
+                OutboxItem.end_user_id == end_user.id,
+                OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))
+                .values(dedup_key=None).execution_options(synchronize_session=False))
         # The sent log keeps what was sent when, not to whom; queued mails are cancelled.
         outbox.forget_end_user(session, end_user.id)
         _wipe(end_user, now)
