@@ -8,8 +8,10 @@ handler (services.mailer.deliver) is driven by the loop in tests/server/mailing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -352,3 +354,21 @@ def test_product_mail_settings(srv: InProcessServer) -> None:
     assert made["reminder_days"] == [30] and made["branding"] == {"support_email":
                                                                   "s@acme.example"}
 
+
+
+def test_without_a_public_url_reminders_have_no_unsubscribe_header(
+        tmp_path: Any, mailbox: Mailbox, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="software_dna.server"), \
+            InProcessServer(tmp_path / "srv", env=mail_env(mailbox, public_url=False)) as bare:
+        assert any("List-Unsubscribe" in r.getMessage() for r in caplog.records)
+        address = _address()
+        pid = _product(bare)
+        state = bare.app.state.sdna
+        with moving_clock() as clock:
+            bare.admin.issue_license(pid, expires_at=clock() + timedelta(days=3), email=address)
+            with state.sessions() as session:
+                assert emails.queue_reminders(session, state.ctx, clock()) == 1
+            assert [a.outcome.delivered for a in drain(bare)] == [True, True]
+    reminder = next(m for m in _mails_to(mailbox, address) if "ends in" in str(m["Subject"]))
+    assert reminder["List-Unsubscribe"] is None and reminder["List-Unsubscribe-Post"] is None
+    assert "unsubscribe" not in _parts(reminder)[0].lower()
