@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from software_dna.server.adminclient import AdminError
-from software_dna.server.models import DeliveryAttempt
+from software_dna.server.models import DeliveryAttempt, License
 from software_dna.server.services import emails
 from software_dna.server.services.common import Context
 from software_dna.server.testing import free_port
@@ -372,3 +372,25 @@ def test_without_a_public_url_reminders_have_no_unsubscribe_header(
     reminder = next(m for m in _mails_to(mailbox, address) if "ends in" in str(m["Subject"]))
     assert reminder["List-Unsubscribe"] is None and reminder["List-Unsubscribe-Post"] is None
     assert "unsubscribe" not in _parts(reminder)[0].lower()
+
+
+def test_payment_failed_notice(srv: InProcessServer, mailbox: Mailbox) -> None:
+    pid = _product(srv)
+    srv.admin.update_product(pid, payment_grace_days=5)
+    address = _address()
+    issued = srv.admin.issue_license(pid, email=address)
+    state = srv.app.state.sdna
+    with moving_clock() as clock, state.sessions() as session:
+        lic = session.get(License, issued["id"])
+        assert lic is not None
+        lic.payment_failed_at = clock()
+        assert emails.queue_payment_failed(session, state.ctx, lic) == 1
+        assert emails.queue_payment_failed(session, state.ctx, lic) == 0  # once per failure
+        session.commit()
+        suspend_at = emails.format_time(clock() + timedelta(days=5))
+    drain(srv)
+    (notice,) = [m for m in _mails_to(mailbox, address) if "Payment failed" in str(m["Subject"])]
+    text, html = _parts(notice)
+    assert "Payment failed" in html
+    assert f"before {suspend_at}" in text and "after 5 days" in text
+    assert notice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -45,12 +45,15 @@ from software_dna.server.services.tokens import decrypt_end_user
 
 __all__ = [
     "REMINDER_KINDS",
+    "TRIAL_KINDS",
     "Recipient",
+    "due_reminder_day",
     "format_time",
     "mail_log",
     "opted_out",
     "queue_key_delivery",
     "queue_mail",
+    "queue_payment_failed",
     "queue_reminders",
     "read_unsubscribe_token",
     "recipients",
@@ -299,6 +302,37 @@ def queue_reminders(session: Session, ctx: Context, now: datetime | None = None)
                            f"{person.email_index}"))
             queued += item is not None
     session.commit()
+    return queued
+
+
+def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
+    """Queue the ``payment_failed`` notice of ``lic`` to its recipients (no commit).
+
+    Call it when a store reports a failed payment, after setting
+    ``lic.payment_failed_at``: the notice says the license is suspended
+    ``product.payment_grace_days`` after that time.  Once per failure (the
+    dedup key holds ``payment_failed_at``) and address; opted-out addresses
+    get none.
+
+    Returns:
+        How many mails were queued.
+
+    Raises:
+        ValueError: ``lic.payment_failed_at`` is not set.
+    """
+    failed_at = lic.payment_failed_at
+    if failed_at is None:
+        raise ValueError("payment_failed_at is not set")
+    grace = int(lic.product.payment_grace_days)
+    queued = 0
+    for person in recipients(session, ctx, lic):
+        item = queue_mail(
+            session, ctx, template="payment_failed", recipient=person.email,
+            product_id=lic.product_id, license_id=lic.id, end_user_id=person.end_user_id,
+            context={"license_id": lic.id, "key_hint": lic.key_hint, "grace_days": grace,
+                     "suspend_at": format_time(failed_at + timedelta(days=grace))},
+            dedup_key=f"payment_failed:{lic.id}:{failed_at:%Y%m%d%H%M%S}:{person.email_index}")
+        queued += item is not None
     return queued
 
 
