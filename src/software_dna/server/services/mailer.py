@@ -28,6 +28,7 @@ import logging
 from email.utils import parseaddr
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from software_dna.server.mail import (
@@ -72,7 +73,9 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
         payload: the item's decrypted payload (``template``, ``product_id``,
             ``context``; :func:`outbox.payload_of`).
         session: a session to read the product, templates and opt-outs with;
-            default: a new short one on the item's engine, closed before sending.
+            default: a new short one on the item's engine, closed before sending
+            (on SQLite the caller must not hold a transaction open then: every
+            SQLite transaction takes the write lock).
 
     Returns:
         The outcome for :func:`outbox.finish` (see the module docstring).
@@ -85,6 +88,18 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
     if spec is None:
         return outbox.Outcome(False, error=f"unknown mail template {name[:40]!r}",
                               permanent=True)
+    try:
+        return _render_and_send(ctx, item, payload, recipient=recipient, spec=spec,
+                                session=session)
+    except SQLAlchemyError as exc:
+        # The database was busy or away while reading the template: try again later.
+        return outbox.Outcome(False, error=f"database: {type(exc).__name__}")
+
+
+def _render_and_send(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
+                     recipient: str, spec: mail_templates.TemplateSpec,
+                     session: Session | None) -> outbox.Outcome:
+    name = spec.name
     reader = _reading_session(item, session)
     try:
         product = reader.get(Product, str(payload.get("product_id") or item.product_id))
