@@ -208,6 +208,7 @@ def _staff_offline_request(w: World) -> dict[str, Any]:
 
 
 VICTIM_LICENSE: Params = lambda w: {"license_id": w.victim_license_id}  # noqa: E731
+MAIL_TEMPLATE: Params = lambda w: {"name": "license_key"}  # noqa: E731
 
 #: Every route of the app: (method, path) -> rule.  Keep in step with the server.
 RULES: dict[tuple[str, str], Rule] = {
@@ -233,6 +234,11 @@ RULES: dict[tuple[str, str], Rule] = {
         "public", lambda w: {}, params=lambda w: {"token": "A" * 43}),
     ("POST", "/v1/email-confirmations/{token}"): Rule(
         "public", lambda w: {}, params=lambda w: {"token": "A" * 43}),
+    # -- public: one-click unsubscribe (a forged token: 400 for every caller)
+    ("GET", "/v1/unsubscribe/{token}"): Rule(
+        "public", params=lambda w: {"token": "lic_x.AAAA.AAAA"}),
+    ("POST", "/v1/unsubscribe/{token}"): Rule(
+        "public", lambda w: {}, params=lambda w: {"token": "lic_x.AAAA.AAAA"}),
     # -- owner: one activation's secret
     ("POST", "/v1/activations/{activation_id}/validate"): Rule("owner", _validate_body),
     ("POST", "/v1/activations/{activation_id}/checkout"): Rule("owner", _validate_body),
@@ -303,6 +309,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/admin/end-users/{end_user_id}/erase"): Rule(
         "admin", params=lambda w: {"end_user_id": w.victim_end_user_id}, phase=2),
     ("GET", "/v1/admin/audit"): Rule("admin"),
+    # -- admin: mail templates and the sent log
+    ("GET", "/v1/admin/mail-templates"): Rule("admin"),
+    ("GET", "/v1/admin/mail-templates/{name}"): Rule("admin", params=MAIL_TEMPLATE),
+    ("PUT", "/v1/admin/mail-templates/{name}"): Rule(
+        "admin", lambda w: {"subject": "Key", "text": "{{ license_key }}\n"},
+        params=MAIL_TEMPLATE, phase=1),
+    ("DELETE", "/v1/admin/mail-templates/{name}"): Rule("admin", params=MAIL_TEMPLATE,
+                                                         phase=2),
+    ("POST", "/v1/admin/mail-templates/{name}/preview"): Rule(
+        "admin", lambda w: {}, params=MAIL_TEMPLATE),
+    ("GET", "/v1/admin/mail-log"): Rule("admin"),
 }
 
 

@@ -372,3 +372,41 @@ class AdminClient:
     def audit(self, **params: Any) -> list[JSONDict]:
         """The audit log, newest first (``limit``, ``before_id``, ``product``, ``license_id``)."""
         return self._list("/audit", "entries", params=params)
+
+    # -- mail
+
+    def list_mail_templates(self, product_id: str | None = None) -> JSONDict:
+        """Every mail template and where the one in use comes from (product / vendor / builtin)."""
+        params = {"product": product_id} if product_id is not None else None
+        return self._obj("GET", "/mail-templates", params=params)
+
+    def get_mail_template(self, name: str, product_id: str | None = None) -> JSONDict:
+        """The template ``product_id`` uses (None: the vendor default's level)."""
+        params = {"product": product_id} if product_id is not None else None
+        return self._obj("GET", f"/mail-templates/{_seg(name)}", params=params)
+
+    def set_mail_template(self, name: str, *, product_id: str | None = None, subject: str,
+                          text: str, html: str | None = None) -> JSONDict:
+        """Save the vendor's version of a template (400 if it does not render)."""
+        params = {"product": product_id} if product_id is not None else None
+        return self._obj("PUT", f"/mail-templates/{_seg(name)}", params=params,
+                         json={"subject": subject, "text": text, "html": html})
+
+    def reset_mail_template(self, name: str, product_id: str | None = None) -> JSONDict:
+        """Drop the vendor's version at this level; returns the template now used."""
+        params = {"product": product_id} if product_id is not None else None
+        return self._obj("DELETE", f"/mail-templates/{_seg(name)}", params=params)
+
+    def preview_mail_template(self, name: str, product_id: str | None = None,
+                              context: JSONDict | None = None) -> JSONDict:
+        """The template rendered with sample values (``subject``, ``text``, ``html``)."""
+        params = {"product": product_id} if product_id is not None else None
+        return self._obj("POST", f"/mail-templates/{_seg(name)}/preview", params=params,
+                         json={"context": dict(context or {})})
+
+    def mail_log(self, *, license_id: str | None = None, limit: int = 100) -> list[JSONDict]:
+        """The sent log, newest first (the addresses are personal data)."""
+        params: JSONDict = {"limit": limit}
+        if license_id is not None:
+            params["license"] = license_id
+        return self._list("/mail-log", "mails", params=params)

@@ -25,6 +25,7 @@ from software_dna.server.api.routes.admin import (
     leases,
     licenses,
     lockouts,
+    mail,
     products,
     renewal_codes,
     test_codes,
@@ -39,6 +40,7 @@ from software_dna.server.api.routes.public import (
     password_resets,
     renewals,
     trials,
+    unsubscribe,
     validations,
 )
 from software_dna.server.api.routes.public import leases as public_leases
@@ -70,6 +72,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     public_leases.router,
     password_resets.router,
     email_confirmations.router,
+    unsubscribe.router,
     products.router,
     keys.router,
     licenses.router,
@@ -82,6 +85,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     leases.router,
     lockouts.router,
     admin_offline.router,
+    mail.router,
 )
 
 

@@ -344,6 +344,7 @@ class Vault:
             "email-confirmations",
             "bindings",
             "binding-index",
+            "unsubscribe",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -390,6 +391,10 @@ class Vault:
     def confirmation_token_hash(self, token: str) -> str:
         """Stored form of an email confirmation link's token (64 hex chars)."""
         return self._mac("email-confirmations", token)
+
+    def unsubscribe_mac(self, data: str) -> bytes:
+        """HMAC-SHA256 of an unsubscribe link's contents (32 bytes, key of its own)."""
+        return hmac.new(self._keys["unsubscribe"], data.encode("utf-8"), hashlib.sha256).digest()
 
     def admin_key_hash(self, admin_key: str) -> str:
         """Stored form of an admin API key (64 hex chars)."""

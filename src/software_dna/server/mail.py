@@ -1,6 +1,8 @@
 """Outgoing mail through the SMTP server named in the settings (standard library only).
 
-Used for password reset codes.  Settings (:class:`~software_dna.server.config.Settings`):
+Used for password reset codes (:func:`send_mail`) and, through the outbox, for
+the mails to buyers and end users (:func:`build_message`, :func:`send_message`).
+Settings (:class:`~software_dna.server.config.Settings`):
 ``smtp_host`` (none: mail is off), ``smtp_port`` (default 587 with
 ``starttls``, 465 with ``tls``, 25 with ``none``), ``smtp_tls``
 (``starttls``: plain connection upgraded with STARTTLS, refused if the
@@ -17,13 +19,24 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 
 from software_dna.server.config import Settings
 
-__all__ = ["MailError", "MailUnavailable", "mail_configured", "mail_warnings", "send_mail"]
+__all__ = [
+    "MailError",
+    "MailRefused",
+    "MailTemporary",
+    "MailUnavailable",
+    "build_message",
+    "mail_configured",
+    "mail_warnings",
+    "message_domain",
+    "send_mail",
+    "send_message",
+]
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -34,6 +47,30 @@ class MailError(Exception):
 
 class MailUnavailable(MailError):
     """No SMTP server is configured."""
+
+
+class MailRefused(MailError):
+    """The SMTP server refused the recipient or the message for good (a 5xx reply).
+
+    Attributes:
+        code: the SMTP reply code.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MailTemporary(MailError):
+    """The mail could not be sent now (connection, TLS, login, a 4xx reply); try again later.
+
+    Attributes:
+        code: the SMTP reply code, when the server gave one.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def mail_configured(settings: Settings) -> bool:
@@ -49,8 +86,9 @@ def mail_warnings(settings: Settings) -> list[str]:
         warnings.append(
             "mail is configured but SOFTWARE_DNA_PUBLIC_URL is not: no email confirmation "
             "link can be sent, so no address is ever confirmed and password reset by email "
-            "cannot work. Set SOFTWARE_DNA_PUBLIC_URL to the https:// address end users "
-            "reach this server at.")
+            "cannot work, and reminders carry no one-click unsubscribe link "
+            "(List-Unsubscribe). Set SOFTWARE_DNA_PUBLIC_URL to the https:// address end "
+            "users reach this server at.")
     loopback = (settings.smtp_host or "").lower() in ("localhost", "127.0.0.1", "::1")
     if mail_configured(settings) and settings.smtp_tls == "none" and not loopback \
             and settings.smtp_username:
@@ -60,14 +98,18 @@ def mail_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def message_domain(settings: Settings) -> str:
+    """The domain of the sender address (the right-hand side of every Message-ID)."""
+    return (settings.smtp_sender or "localhost").rpartition("@")[2] or "localhost"
+
+
 def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender or ""
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    domain = (settings.smtp_sender or "localhost").rpartition("@")[2] or "localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = make_msgid(domain=message_domain(settings))
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(body)
     return message
@@ -137,3 +179,80 @@ def send_mail(settings: Settings, recipients: Iterable[str], subject: str, body:
     if sent == 0:
         raise MailError("The mail server refused every recipient.")
     return sent
+
+
+def build_message(settings: Settings, *, to: str, subject: str, text: str, html: str | None,
+                  message_id: str, sender_name: str | None = None,
+                  headers: Mapping[str, str] | None = None) -> EmailMessage:
+    """A mail with a plain-text part and, when ``html`` is given, an HTML alternative.
+
+    Args:
+        settings: the server settings (``smtp_sender`` is the From address).
+        to: the recipient's address.
+        subject: the subject (one line; line breaks are replaced by spaces).
+        text: the plain-text body.
+        html: the HTML body (``multipart/alternative`` with ``text``), or None.
+        message_id: the Message-ID, ``<id@domain>``: the same for every attempt
+            of one outbox item, so a receiver can drop a repeat.
+        sender_name: the display name of the From address (the vendor's name).
+        headers: more headers (``List-Unsubscribe``, ``Reply-To``, ...).
+    """
+    message = EmailMessage()
+    sender = settings.smtp_sender or ""
+    message["From"] = formataddr((sender_name, sender)) if sender_name else sender
+    message["To"] = to
+    message["Subject"] = " ".join(subject.split())
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+def _reply_code(exc: smtplib.SMTPException) -> int | None:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return max(codes) if codes else None
+    code = getattr(exc, "smtp_code", None)
+    return code if isinstance(code, int) else None
+
+
+def send_message(settings: Settings, message: EmailMessage) -> None:
+    """Send one prepared message to the address in its ``To`` header.
+
+    Raises:
+        MailUnavailable: no SMTP host / sender is configured.
+        MailRefused: the server refused the recipient or the message with a
+            5xx reply (sending it again would be refused again).
+        MailTemporary: the server could not be reached, TLS or login failed,
+            or it answered 4xx: try again later.  Messages name the failure's
+            type and reply code only, never an address.
+    """
+    if not mail_configured(settings):
+        raise MailUnavailable("No SMTP server is configured (SOFTWARE_DNA_SMTP_HOST).")
+    try:
+        smtp = _connect(settings)
+        try:
+            smtp.send_message(message)
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
+        code = _reply_code(exc)
+        if code is not None and 500 <= code < 600:
+            raise MailRefused(f"The mail server refused the message: {type(exc).__name__} "
+                              f"{code}.", code) from None
+        raise MailTemporary(f"The mail server failed: {type(exc).__name__} {code}.",
+                            code) from None
+    except smtplib.SMTPException as exc:
+        code = _reply_code(exc)
+        raise MailTemporary(f"The mail server failed: {type(exc).__name__}"
+                            + (f" {code}." if code is not None else "."), code) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise MailTemporary(f"The mail server failed: {type(exc).__name__}.") from None

@@ -103,6 +103,11 @@ def _admin_key_valid(scope: Scope, authorization: str) -> bool:
         session.close()
 
 
+#: The one route that takes a form body (RFC 8058 one-click unsubscribe; the body is ignored).
+_FORM_PATH = "/v1/unsubscribe/"
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 class BodyLimitMiddleware:
     """Reads request bodies up front: over the limit -> 413, non-JSON -> 415.
 
@@ -194,8 +199,10 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body:
-            if ctype.split(";")[0].strip().lower() != "application/json":
+        media = ctype.split(";")[0].strip().lower()
+        # RFC 8058: a mail client's one-click unsubscribe is a form POST (its body is ignored).
+        if body and not (media in _FORM_TYPES and path.startswith(_FORM_PATH)):
+            if media != "application/json":
                 await error_response(Code.UNSUPPORTED_MEDIA_TYPE,
                                      "Send the body as application/json.")(scope, receive, send)
                 return

@@ -21,6 +21,7 @@ from software_dna.server.cli import (
     keys,
     licenses,
     lockouts,
+    mail,
     offline,
     products,
     renewal_codes,
@@ -72,6 +73,7 @@ app.add_typer(renewal_codes.app)
 app.add_typer(trials.app)
 app.add_typer(lockouts.app)
 app.add_typer(offline.app)
+app.add_typer(mail.app)
 
 
 class _PlainArgument(TyperArgument):

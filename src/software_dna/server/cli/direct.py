@@ -38,6 +38,14 @@ from software_dna.server.schemas import (
     RenewalCodeOut,
     TrialOut,
 )
+from software_dna.server.schemas.mail import (
+    MailLogEntry,
+    MailTemplateList,
+    MailTemplateOut,
+    MailTemplateSummary,
+    RenderedOut,
+)
+from software_dna.server.services import emails, mail_templates
 from software_dna.server.services.leases import list_leases
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
 from software_dna.server.services.offline import deactivate_from_receipt, respond
@@ -198,6 +206,8 @@ class DirectBackend:
         expires = terms.pop("expires_at", None)
         if "expires_after_days" in terms:  # the API's name of the service's duration_days
             terms["duration_days"] = terms.pop("expires_after_days")
+        if "email" in terms:  # the API's name of the service's buyer_email
+            terms["buyer_email"] = terms.pop("email")
         service.get_product(self._session, product_id)
         lic, key = service.issue_license(
             self._session, self.ctx, product_id=product_id, seats=seats,
@@ -383,3 +393,47 @@ class DirectBackend:
         return [AuditOut.model_validate(e).model_dump(mode="json") for e in service.list_audit(
             self._session, limit=params.get("limit", 50), product_id=params.get("product"),
             license_id=params.get("license_id"))]
+
+    # -- mail
+
+    def list_mail_templates(self, product_id: str | None = None) -> JSONDict:
+        """Every mail template and where the one in use comes from."""
+        rows = mail_templates.list_templates(self._session, product_id)
+        return MailTemplateList(product=product_id, templates=[
+            MailTemplateSummary(**row) for row in rows]).model_dump(mode="json")
+
+    def _template(self, template: mail_templates.MailTemplate,
+                  product_id: str | None) -> JSONDict:
+        return MailTemplateOut(name=template.name, product=product_id, source=template.source,
+                               subject=template.subject, text=template.text,
+                               html=template.html).model_dump(mode="json")
+
+    def get_mail_template(self, name: str, product_id: str | None = None) -> JSONDict:
+        """The template ``product_id`` uses."""
+        return self._template(mail_templates.show_template(self._session, name, product_id),
+                              product_id)
+
+    def set_mail_template(self, name: str, *, product_id: str | None = None, subject: str,
+                          text: str, html: str | None = None) -> JSONDict:
+        """Save the vendor's version of a template."""
+        mail_templates.set_template(self._session, name, product_id=product_id,
+                                    subject=subject, text=text, html=html, actor=ACTOR)
+        return self.get_mail_template(name, product_id)
+
+    def reset_mail_template(self, name: str, product_id: str | None = None) -> JSONDict:
+        """Drop the vendor's version at this level."""
+        return self._template(mail_templates.reset_template(
+            self._session, name, product_id=product_id, actor=ACTOR), product_id)
+
+    def preview_mail_template(self, name: str, product_id: str | None = None,
+                              context: JSONDict | None = None) -> JSONDict:
+        """The template rendered with sample values."""
+        rendered = mail_templates.preview_template(self._session, name, product_id=product_id,
+                                                   context=context)
+        return RenderedOut(subject=rendered.subject, text=rendered.text,
+                           html=rendered.html).model_dump(mode="json")
+
+    def mail_log(self, *, license_id: str | None = None, limit: int = 100) -> list[JSONDict]:
+        """The sent log, newest first (decrypting the addresses needs the master key)."""
+        return [MailLogEntry(**row).model_dump(mode="json") for row in emails.mail_log(
+            self._session, self.ctx, license_id=license_id, limit=limit)]

@@ -94,6 +94,10 @@ def issue(
         "--air-gapped", metavar="on|off", parser=choice("on", "off"), show_default=False,
         help="allow or forbid air-gapped activation of this license (default: the "
              "product's setting)")] = None,
+    email: Annotated[str | None, typer.Option(
+        "--email", metavar="ADDR", show_default=False,
+        help="the buyer's address: kept (encrypted) as the license's buyer, and the key is "
+             "mailed there by the worker (always sent)")] = None,
     as_json: Json = False,
 ) -> int:
     """Issue a license and print its key. The server keeps only a keyed hash: the key cannot
@@ -116,6 +120,8 @@ def issue(
         terms["rollover"] = True
     if air_gapped is not None:
         terms["air_gapped"] = air_gapped == "on"
+    if email is not None:
+        terms["email"] = email
     issued = backend.issue_license(product, seats=seats, **terms)
     if as_json:
         print_json(issued)
@@ -126,6 +132,9 @@ def issue(
                f"password {'set' if issued.get('password_set') else 'none'}.")
     print_line("License key (shown only now, the server cannot show it again):")
     print_line(f"  {issued.get('license_key')}")
+    if email is not None:
+        print_line("The key is queued for the buyer's address (`software-dna mail log "
+                   f"--license {issued.get('id')}` shows when it is sent).")
     return 0
 
 

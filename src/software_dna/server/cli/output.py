@@ -185,6 +185,10 @@ def show_product(p: JSONDict) -> None:
         ("test code limit", p.get("test_code_limit")),
         ("air-gapped activation", _air_gap_line(p)),
         *product_seat_lines(p),
+        ("payment grace", f"{p.get('payment_grace_days', 14)} days"),
+        ("reminder days", p.get("reminder_days")),
+        ("branding", ", ".join(f"{k}={v}" for k, v in sorted((p.get("branding") or {}).items()))
+         or "none"),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])

@@ -107,6 +107,58 @@ AirGappedPerpetual = Annotated[bool | None, typer.Option(
     help="air-gapped tokens never end (only the license's expiry ends them; default off)")]
 
 
+PaymentGraceDays = Annotated[int | None, typer.Option(
+    "--payment-grace-days", metavar="DAYS", parser=non_negative_int, show_default=False,
+    help="days a failed payment reported by a store is tolerated before the license is "
+         "suspended (0-365; default 14)")]
+ReminderDays = Annotated[str | None, typer.Option(
+    "--reminder-days", metavar="7,3,1", show_default=False,
+    help="days before a license's end that reminders are mailed (1-365, at most 10; '' for "
+         "none; default 7,3,1)")]
+VendorName = Annotated[str | None, typer.Option(
+    "--vendor-name", metavar="NAME", show_default=False,
+    help="your name in mails (default: the product's name; '' to clear)")]
+SupportEmail = Annotated[str | None, typer.Option(
+    "--support-email", metavar="ADDR", show_default=False,
+    help="where buyers write with questions (Reply-To of mails; '' to clear)")]
+LogoUrl = Annotated[str | None, typer.Option(
+    "--logo-url", metavar="URL", show_default=False,
+    help="an https:// URL of your logo, shown in HTML mails ('' to clear)")]
+Colour = Annotated[str | None, typer.Option(
+    "--colour", "--color", metavar="#RRGGBB", show_default=False,
+    help="the accent colour of HTML mails ('' to clear)")]
+PrivacyUrl = Annotated[str | None, typer.Option(
+    "--privacy-url", metavar="URL", show_default=False,
+    help="an https:// URL of your privacy notice, linked from mails ('' to clear)")]
+
+
+def _reminder_days(text: str) -> list[int]:
+    days: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise CliError(f"--reminder-days takes whole numbers of days, e.g. 7,3,1; got "
+                           f"{part!r}.", code=2)
+        days.append(int(part))
+    return days
+
+
+def _branding(current: JSONDict, **options: str | None) -> JSONDict | None:
+    """The branding after the options given ('' clears a value), or None when none is given."""
+    if all(value is None for value in options.values()):
+        return None
+    merged = dict(current)
+    for key, value in options.items():
+        if value is None:
+            continue
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _policy(**options: Any) -> JSONDict:
     """The policy options given, as the admin API's fields (an ``off`` limit is None)."""
     fields: JSONDict = {}
@@ -117,6 +169,8 @@ def _policy(**options: Any) -> JSONDict:
             fields[name] = feature_list(given)
         elif name in ("reactivation_limit", "address_activation_limit", "rebind_limit"):
             fields[name] = None if given == OFF else int(given)
+        elif name == "reminder_days":
+            fields[name] = _reminder_days(given)
         else:
             fields[name] = given
     return fields
@@ -136,7 +190,11 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
            rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
            sharing_policy: SharingPolicy = None, air_gapped: AirGapped = None,
            air_gapped_token_days: AirGappedTokenDays = None,
-           air_gapped_perpetual: AirGappedPerpetual = None, as_json: Json = False) -> int:
+           air_gapped_perpetual: AirGappedPerpetual = None,
+           payment_grace_days: PaymentGraceDays = None, reminder_days: ReminderDays = None,
+           vendor_name: VendorName = None, support_email: SupportEmail = None,
+           logo_url: LogoUrl = None, colour: Colour = None, privacy_url: PrivacyUrl = None,
+           as_json: Json = False) -> int:
     """Create a product. ID is what the app is built with (LicenseClient(product=ID)):
     1-64 characters a-z 0-9 . _ -"""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -150,7 +208,12 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
                      rebind_limit=rebind_limit, rebind_period=rebind_period,
                      sharing_policy=sharing_policy, air_gapped=air_gapped,
                      air_gapped_token_days=air_gapped_token_days,
-                     air_gapped_perpetual=air_gapped_perpetual)
+                     air_gapped_perpetual=air_gapped_perpetual,
+                     payment_grace_days=payment_grace_days, reminder_days=reminder_days)
+    branding = _branding({}, vendor_name=vendor_name, support_email=support_email,
+                         logo_url=logo_url, colour=colour, privacy_url=privacy_url)
+    if branding is not None:
+        fields["branding"] = branding
     made = backend.create_product(product, **fields)
     print_result(made, as_json=as_json, headline=f"Created product {made.get('id')}.",
                  show=show_product)
@@ -198,7 +261,11 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
               rebind_limit: RebindLimit = None, rebind_period: RebindPeriod = None,
               sharing_policy: SharingPolicy = None, air_gapped: AirGapped = None,
               air_gapped_token_days: AirGappedTokenDays = None,
-              air_gapped_perpetual: AirGappedPerpetual = None, as_json: Json = False) -> int:
+              air_gapped_perpetual: AirGappedPerpetual = None,
+              payment_grace_days: PaymentGraceDays = None, reminder_days: ReminderDays = None,
+              vendor_name: VendorName = None, support_email: SupportEmail = None,
+              logo_url: LogoUrl = None, colour: Colour = None, privacy_url: PrivacyUrl = None,
+              as_json: Json = False) -> int:
     """Change a product's settings; options not given stay as they are. Tokens issued from
     now on use the new settings."""
     fields = _policy(name=name, protection=protection, refresh_interval=refresh_interval,
@@ -212,7 +279,13 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
                      rebind_limit=rebind_limit, rebind_period=rebind_period,
                      sharing_policy=sharing_policy, air_gapped=air_gapped,
                      air_gapped_token_days=air_gapped_token_days,
-                     air_gapped_perpetual=air_gapped_perpetual)
+                     air_gapped_perpetual=air_gapped_perpetual,
+                     payment_grace_days=payment_grace_days, reminder_days=reminder_days)
+    branding_given = dict(vendor_name=vendor_name, support_email=support_email,
+                          logo_url=logo_url, colour=colour, privacy_url=privacy_url)
+    if any(value is not None for value in branding_given.values()):
+        current = backend.get_product(product).get("branding") or {}
+        fields["branding"] = _branding(current, **branding_given)
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)
     updated = backend.update_product(product, **fields)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from software_dna.server.schemas.activations import ClientFacts
 from software_dna.server.schemas.base import Out
 from software_dna.server.schemas.types import UtcTime
 
-__all__ = ["EndUserActivation", "EndUserExport", "EndUserList", "EndUserSummary"]
+__all__ = ["EndUserActivation", "EndUserExport", "EndUserList", "EndUserMail", "EndUserSummary"]
 
 
 class EndUserSummary(Out):
@@ -39,6 +41,18 @@ class EndUserActivation(Out):
     client: ClientFacts
 
 
+class EndUserMail(Out):
+    """One mail sent (or queued) to the end user, with the address it went to."""
+
+    id: str
+    template: str
+    license_id: str | None
+    status: str
+    created_at: UtcTime
+    sent_at: UtcTime | None
+    to: str | None
+
+
 class EndUserExport(Out):
     """Everything held about one end user (GDPR access)."""
 
@@ -51,3 +65,7 @@ class EndUserExport(Out):
     erased_at: UtcTime | None
     activations: list[EndUserActivation]
     settings: dict[str, dict[str, Any]]
+    #: Licenses this person bought (``License.buyer_id``).
+    licenses: list[str] = Field(default_factory=list)
+    #: The sent log's mails to this person.
+    mails: list[EndUserMail] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from pydantic import (
 from software_dna.server.schemas.base import Out, Strict
 from software_dna.server.schemas.types import (
     Days,
+    Email,
     Features,
     IssuableKind,
     Password,
@@ -58,6 +59,8 @@ class LicenseIn(Strict):
     rollover: StrictBool = False
     #: Air-gapped activation for this license: true / false, or null for the product's.
     air_gapped: StrictBool | None = None
+    #: The buyer's address: recorded (encrypted) and the key is mailed there.
+    email: Email | None = None
 
 
 class LicensePatch(Strict):

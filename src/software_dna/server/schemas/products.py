@@ -20,10 +20,26 @@ from software_dna.server.schemas.types import (
     UtcTime,
 )
 
-__all__ = ["ProductIn", "ProductList", "ProductOut", "ProductPatch"]
+__all__ = ["Branding", "ProductIn", "ProductList", "ProductOut", "ProductPatch"]
 
 #: Lifetime of an air-gapped token, in days.
 AirGappedDays = Annotated[StrictInt, Field(ge=1, le=3650)]
+#: Days a failed payment is tolerated before the license is suspended.
+GraceDays = Annotated[StrictInt, Field(ge=0, le=365)]
+#: Days before a license's end that reminders are mailed (distinct; checked by the service).
+ReminderDays = Annotated[list[Annotated[StrictInt, Field(ge=1, le=365)]], Field(max_length=10)]
+_Short = Annotated[str, StringConstraints(strict=True, max_length=500)]
+
+
+class Branding(Strict):
+    """The vendor's look in mails; each value is checked by the service (https URLs, an
+    address, ``#rrggbb``). Null or "" leaves a value out."""
+
+    vendor_name: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    support_email: Annotated[str, StringConstraints(strict=True, max_length=254)] | None = None
+    logo_url: _Short | None = None
+    colour: Annotated[str, StringConstraints(strict=True, max_length=7)] | None = None
+    privacy_url: _Short | None = None
 
 
 class ProductIn(Strict):
@@ -52,6 +68,10 @@ class ProductIn(Strict):
     air_gapped: StrictBool = False
     air_gapped_token_days: AirGappedDays = 365
     air_gapped_perpetual: StrictBool = False
+    #: Mails: grace after a failed payment, reminder days, branding.
+    payment_grace_days: GraceDays = 14
+    reminder_days: ReminderDays = Field(default_factory=lambda: [7, 3, 1])
+    branding: Branding = Field(default_factory=Branding)
 
 
 class ProductPatch(Strict):
@@ -77,6 +97,9 @@ class ProductPatch(Strict):
     air_gapped: StrictBool | None = None
     air_gapped_token_days: AirGappedDays | None = None
     air_gapped_perpetual: StrictBool | None = None
+    payment_grace_days: GraceDays | None = None
+    reminder_days: ReminderDays | None = None  # []: no reminders
+    branding: Branding | None = None  # replaces the whole branding
 
 
 class ProductOut(Out):
@@ -104,6 +127,9 @@ class ProductOut(Out):
     air_gapped: bool = False
     air_gapped_token_days: int = 365
     air_gapped_perpetual: bool = False
+    payment_grace_days: int = 14
+    reminder_days: list[int] = Field(default_factory=lambda: [7, 3, 1])
+    branding: dict[str, str] = Field(default_factory=dict)
     created_at: UtcTime
     updated_at: UtcTime
 

@@ -22,6 +22,7 @@ trial's) cannot be used to make the server erase in a loop.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,8 +31,15 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from software_dna.server.db import after_erasure
-from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.services import email_confirmation
+from software_dna.server.models import (
+    Activation,
+    EndUser,
+    License,
+    LicenseSettings,
+    MailOptOut,
+    OutboxItem,
+)
+from software_dna.server.services import email_confirmation, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
@@ -41,7 +49,10 @@ from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
 from software_dna.wire.codes import Code
 
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
 __all__ = [
+    "attach_buyer",
     "attach_end_user",
     "erase_end_user",
     "erase_license_data",
@@ -109,8 +120,45 @@ def attach_end_user(
     return end_user
 
 
+def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> EndUser:
+    """Record ``email`` as the buyer of ``lic`` (``License.buyer_id``). Does not commit.
+
+    The buyer is an end user (the address encrypted, found by
+    :func:`find_end_users`, exported and erased like any other).  One person
+    buying several licenses is one end user: a live buyer with the same
+    address is reused.  The address is not confirmed (a store or the vendor
+    gave it) and no consent is recorded: mailing the key and the license's
+    notices is part of the sale (docs/privacy.md).
+
+    Args:
+        lic: the license (already in the session).
+        email: the buyer's address (checked by the caller's schema; trimmed here).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (not an address).
+    """
+    email = email.strip()
+    if not _EMAIL_RE.match(email) or len(email) > 254:
+        raise ServiceError(Code.INVALID_REQUEST, "The buyer's email is not an address.")
+    index = ctx.vault.email_index(email)
+    buyer = session.scalars(
+        select(EndUser).join(License, License.buyer_id == EndUser.id)
+        .where(EndUser.email_index == index, EndUser.erased_at.is_(None))
+        .order_by(EndUser.created_at, EndUser.id).limit(1)).first()
+    if buyer is None:
+        buyer = EndUser(id=new_id("eu"), created_at=utcnow(), erased_at=None)
+        buyer.email_ciphertext = ctx.vault.encrypt_field(
+            email.encode("utf-8"), aad=f"end_user:{buyer.id}:email")
+        buyer.email_index = index
+        session.add(buyer)
+        session.flush()
+    lic.buyer_id = buyer.id
+    return buyer
+
+
 def find_end_users(session: Session, ctx: Context, email: str) -> list[EndUser]:
-    """End users whose email is ``email`` (trimmed, case-insensitive); erased ones never match."""
+    """End users whose email is ``email`` (trimmed, case-insensitive), buyers included; erased
+    ones never match."""
     return list(
         session.scalars(
             select(EndUser)
@@ -127,8 +175,10 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     ``email_confirmed_at`` (None: the address was never confirmed), ``created_at``,
     ``erased_at`` (datetimes, aware UTC), ``activations`` (list of dicts with
     ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
-    ``last_seen_at``, ``deactivated_at``, ``client``) and ``settings`` (license id
-    -> settings document).
+    ``last_seen_at``, ``deactivated_at``, ``client``), ``settings`` (license id
+    -> settings document), ``licenses`` (ids of the licenses bought) and ``mails``
+    (the sent log's entries to this person: ``id``, ``template``, ``license_id``,
+    ``status``, ``created_at``, ``sent_at``, ``to``).
 
     Raises:
         ServiceError: 404 ``not_found``.
@@ -174,6 +224,15 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
             for a in activations
         ],
         "settings": settings,
+        "licenses": list(session.scalars(select(License.id).where(
+            License.buyer_id == end_user.id).order_by(License.created_at, License.id))),
+        "mails": [{"id": item.id, "template": item.topic, "license_id": item.license_id,
+                   "status": item.status, "created_at": item.created_at,
+                   "sent_at": item.delivered_at, "to": outbox.recipient_of(ctx, item)}
+                  for item in session.scalars(
+                      select(OutboxItem).where(OutboxItem.end_user_id == end_user.id,
+                                               OutboxItem.channel == outbox.EMAIL)
+                      .order_by(OutboxItem.created_at, OutboxItem.id))],
     }
 
 
@@ -227,6 +286,20 @@ def erase(
                 select(Activation.license_id).where(Activation.end_user_id == end_user.id)
             )
         )
+        # A buyer is an end user: the licenses bought are erased like those used.
+        licenses.update(session.scalars(select(License.id).where(
+            License.buyer_id == end_user.id)))
+        if end_user.email_index is not None:
+            # The opt-outs and the reminders' dedup keys hold the address's hash: a trace
+            # of it, so they go too.
+            session.execute(delete(MailOptOut).where(
+                MailOptOut.email_index == end_user.email_index))
+            session.execute(update(OutboxItem).where(
+                OutboxItem.end_user_id == end_user.id,
+                OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))
+                .values(dedup_key=None).execution_options(synchronize_session=False))
+        # The sent log keeps what was sent when, not to whom; queued mails are cancelled.
+        outbox.forget_end_user(session, end_user.id)
         _wipe(end_user, now)
         email_confirmation.forget(session, end_user)
     # User seats: only this person's seats are erased.
@@ -240,6 +313,9 @@ def erase(
         # coming back must be known): they are unlinked from the person instead.
         session.execute(update(Activation).where(Activation.end_user_id == end_user.id)
                         .values(end_user_id=None))
+        # Like the activations, the licenses bought are unlinked from the wiped person.
+        session.execute(update(License).where(License.buyer_id == end_user.id)
+                        .values(buyer_id=None))
     audit(
         session,
         actor,

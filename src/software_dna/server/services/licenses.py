@@ -28,6 +28,8 @@ from software_dna.server.services.common import (
     precise_now,
     utcnow,
 )
+from software_dna.server.services.emails import queue_key_delivery
+from software_dna.server.services.endusers import attach_buyer
 from software_dna.server.services.errors import conflict, invalid
 from software_dna.server.services.lookups import get_license, get_product
 from software_dna.server.services.products import clean_features
@@ -77,6 +79,7 @@ def issue_license(
     seat_mode: str = "machine",
     rollover: bool = False,
     air_gapped: bool | None = None,
+    buyer_email: str | None = None,
 ) -> tuple[License, str]:
     """Issue a license and commit; returns ``(license, license_key)``.
 
@@ -100,6 +103,10 @@ def issue_license(
             moves the least recently seen one (not for floating seats).
         air_gapped: allow (True) or forbid (False) air-gapped activation of
             this license whatever the product says; None: the product's setting.
+        buyer_email: the buyer's address: recorded as the license's buyer
+            (:func:`~.endusers.attach_buyer`, encrypted) and the key is mailed
+            there through the outbox (``license_key``, always sent), in the
+            same transaction as the license.
 
     Raises:
         ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
@@ -153,8 +160,12 @@ def issue_license(
         except IntegrityError:  # pragma: no cover - a 2**80 key space collision
             session.rollback()
             continue
+        if buyer_email is not None:
+            buyer = attach_buyer(session, ctx, lic, buyer_email)
+            queue_key_delivery(session, ctx, lic, key, buyer=buyer, email=buyer_email.strip())
         audit(session, actor, "license.issue", at=now, product_id=product_id,
-              license_id=lic.id, detail={"seats": seats, "kind": kind})
+              license_id=lic.id, detail={"seats": seats, "kind": kind,
+                                         "key_mailed": buyer_email is not None})
         session.commit()
         return lic, key
     raise conflict("Could not generate a unique license key; try again.")  # pragma: no cover

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,8 +20,11 @@ from software_dna.wire.claims import Protection
 from software_dna.wire.identity import tolerance_problem
 
 __all__ = [
+    "BRANDING_KEYS",
     "PROTECTIONS",
     "ProductChanges",
+    "clean_branding",
+    "clean_reminder_days",
     "create_product",
     "list_products",
     "update_product",
@@ -100,6 +104,9 @@ def create_product(
     air_gapped: bool = False,
     air_gapped_token_days: int = DEFAULT_AIR_GAPPED_TOKEN_DAYS,
     air_gapped_perpetual: bool = False,
+    payment_grace_days: int = 14,
+    reminder_days: Iterable[int] = (7, 3, 1),
+    branding: Mapping[str, Any] | None = None,
 ) -> Product:
     """Create a product and commit.
 
@@ -132,6 +139,11 @@ def create_product(
             activation response renews it.
         air_gapped_perpetual: air-gapped tokens never end (only the license's
             expiry ends them); must be set explicitly.
+        payment_grace_days: days a store-reported failed payment is tolerated
+            before the license is suspended (0-365).
+        reminder_days: days before a license's end that reminders are mailed
+            (1-365 each, distinct, at most 10; empty: none).
+        branding: the vendor's look in mails (:data:`BRANDING_KEYS`).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -168,6 +180,9 @@ def create_product(
     _apply_air_gap_policy(product, {"air_gapped": air_gapped,
                                     "air_gapped_token_days": air_gapped_token_days,
                                     "air_gapped_perpetual": air_gapped_perpetual})
+    _apply_commerce_settings(product, {"payment_grace_days": payment_grace_days,
+                                       "reminder_days": list(reminder_days),
+                                       "branding": dict(branding or {})})
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()
@@ -203,6 +218,96 @@ class ProductChanges(SeatPolicy, total=False):
     air_gapped: bool | None
     air_gapped_token_days: int | None
     air_gapped_perpetual: bool | None
+    payment_grace_days: int | None
+    reminder_days: Iterable[int] | None
+    branding: Mapping[str, Any] | None
+
+
+#: Mails (docs/commerce.md, "E-mails"): the grace after a failed payment, the
+#: reminder days, and the branding keys with what each must look like.
+PAYMENT_GRACE_DAYS_RANGE = (0, 365)
+REMINDER_DAY_RANGE = (1, 365)
+MAX_REMINDER_DAYS = 10
+BRANDING_KEYS = ("vendor_name", "support_email", "logo_url", "colour", "privacy_url")
+_HTTPS_URL_RE = re.compile(r"^https://[^\s/?#<>\"']+(/[^\s<>\"']*)?$")
+_EMAIL_RE = re.compile(r"^[^@\s<>\"',;]{1,64}@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def clean_branding(branding: Mapping[str, Any]) -> dict[str, str]:
+    """Validated branding: ``vendor_name`` (1-200 printable characters), ``support_email``
+    (an address), ``logo_url`` and ``privacy_url`` (https:// URLs, at most 500
+    characters), ``colour`` (``#rrggbb``).  None or "" drops a key.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (unknown key, bad value).
+    """
+    out: dict[str, str] = {}
+    for key, given in branding.items():
+        if key not in BRANDING_KEYS:
+            raise invalid(f"Unknown branding key {str(key)[:40]!r}: use "
+                          f"{', '.join(BRANDING_KEYS)}.")
+        if given is None or given == "":
+            continue
+        if not isinstance(given, str):
+            raise invalid(f"branding.{key} must be a string.")
+        value = given.strip()
+        if key == "vendor_name":
+            ok = 1 <= len(value) <= 200 and value.isprintable()
+        elif key == "support_email":
+            ok = len(value) <= 254 and bool(_EMAIL_RE.match(value))
+        elif key == "colour":
+            ok = bool(_COLOUR_RE.match(value))
+        else:
+            ok = len(value) <= 500 and bool(_HTTPS_URL_RE.match(value))
+        if not ok:
+            what = {"vendor_name": "1-200 printable characters",
+                    "support_email": "an email address", "colour": "#rrggbb",
+                    }.get(key, "an https:// URL")
+            raise invalid(f"branding.{key} must be {what}.")
+        out[key] = value
+    return out
+
+
+def clean_reminder_days(days: Iterable[int]) -> list[int]:
+    """Reminder days, largest first: 1-365 each, distinct, at most 10.
+
+    Raises:
+        ServiceError: 400 ``invalid_request``.
+    """
+    out = list(days)
+    low, high = REMINDER_DAY_RANGE
+    if len(out) > MAX_REMINDER_DAYS or len(set(out)) != len(out) or any(
+            isinstance(d, bool) or not isinstance(d, int) or not low <= d <= high for d in out):
+        raise invalid(f"reminder_days: at most {MAX_REMINDER_DAYS} distinct whole numbers of "
+                      f"days, {low} to {high}.")
+    return sorted(out, reverse=True)
+
+
+def _apply_commerce_settings(product: Product, changes: ProductChanges) -> list[str]:
+    """Validate and set ``payment_grace_days`` / ``reminder_days`` / ``branding`` (replaced
+    whole). None (or absent) leaves a setting as it is.
+
+    Raises:
+        ServiceError: 400 ``invalid_request``.
+    """
+    changed: list[str] = []
+    grace = changes.get("payment_grace_days")
+    if grace is not None:
+        low, high = PAYMENT_GRACE_DAYS_RANGE
+        if isinstance(grace, bool) or not isinstance(grace, int) or not low <= grace <= high:
+            raise invalid(f"payment_grace_days must be {low} to {high}.")
+        product.payment_grace_days = grace
+        changed.append("payment_grace_days")
+    days = changes.get("reminder_days")
+    if days is not None:
+        product.reminder_days = clean_reminder_days(days)
+        changed.append("reminder_days")
+    branding = changes.get("branding")
+    if branding is not None:
+        product.branding = clean_branding(branding)
+        changed.append("branding")
+    return changed
 
 
 def _apply_air_gap_policy(product: Product, changes: ProductChanges) -> list[str]:
@@ -312,6 +417,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
     changed: list[str] = apply_seat_policy(product, changes)
     changed += _apply_identity_policy(product, changes)
     changed += _apply_air_gap_policy(product, changes)
+    changed += _apply_commerce_settings(product, changes)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")

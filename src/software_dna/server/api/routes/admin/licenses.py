@@ -68,6 +68,7 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
         key_prefix=body.key_prefix, actor=ACTOR, kind=body.kind,
         duration_days=body.expires_after_days, subscription=body.subscription,
         seat_mode=body.seat_mode, rollover=body.rollover, air_gapped=body.air_gapped,
+        buyer_email=body.email,
     )
     out = LicenseOut.model_validate(lic, context={"seats_in_use": 0})
     return IssuedLicenseOut(**out.model_dump(), license_key=key)

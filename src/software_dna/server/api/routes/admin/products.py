@@ -35,6 +35,8 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
         sharing_policy=body.sharing_policy, air_gapped=body.air_gapped,
         air_gapped_token_days=body.air_gapped_token_days,
         air_gapped_perpetual=body.air_gapped_perpetual,
+        payment_grace_days=body.payment_grace_days, reminder_days=body.reminder_days,
+        branding=body.branding.model_dump(exclude_none=True),
     ))
 
 
@@ -57,5 +59,7 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> 
     changes = given(body)
     if "trial_days" in changes:  # null, like 0: no trial
         changes["trial_days"] = changes["trial_days"] or 0
+    if body.branding is not None:
+        changes["branding"] = body.branding.model_dump(exclude_none=True)
     return ProductOut.model_validate(
         services.update_product(session, product, actor=ACTOR, **changes))
