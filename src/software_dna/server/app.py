@@ -30,6 +30,7 @@ from software_dna.server.api.routes.admin import (
     test_codes,
 )
 from software_dna.server.api.routes.admin import offline as admin_offline
+from software_dna.server.api.routes.admin import stores as admin_stores
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,
@@ -43,6 +44,7 @@ from software_dna.server.api.routes.public import (
 )
 from software_dna.server.api.routes.public import leases as public_leases
 from software_dna.server.api.routes.public import settings as license_settings
+from software_dna.server.api.routes.public import stores as public_stores
 from software_dna.server.config import Settings
 from software_dna.server.db import (
     CheckpointJob,
@@ -82,6 +84,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     leases.router,
     lockouts.router,
     admin_offline.router,
+    public_stores.router,
+    admin_stores.router,
 )
 
 

@@ -25,6 +25,7 @@ from software_dna.server.cli import (
     products,
     renewal_codes,
     server,
+    stores,
     test_codes,
     trials,
     version_line,
@@ -72,6 +73,7 @@ app.add_typer(renewal_codes.app)
 app.add_typer(trials.app)
 app.add_typer(lockouts.app)
 app.add_typer(offline.app)
+app.add_typer(stores.app)
 
 
 class _PlainArgument(TyperArgument):
