@@ -23,7 +23,7 @@ __all__ = ["ConnectorIn", "ConnectorList", "ConnectorOut", "MappingIn", "Mapping
 
 Provider = Literal["stripe", "paddle", "lemonsqueezy"]
 #: A signing secret: printable, no surrounding blanks.
-Secret = Annotated[str, StringConstraints(strict=True, min_length=8, max_length=500,
+Secret = Annotated[str, StringConstraints(strict=True, min_length=6, max_length=500,
                                           pattern=r"^[\x21-\x7e]+$")]
 PriceRef = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200,
                                             pattern=r"^[\x21-\x7e]+$")]

@@ -152,7 +152,7 @@ def _once(engine: Engine, ctx: Context, connector_id: str, event: NormalEvent) -
                 return Received("ignored", event.event_id, event.event_type, connector_id)
             row.outcome = applied.outcome
             row.license_id = applied.license_id
-            session.flush()
+            session.commit()  # releases the session's savepoint; the transaction is ours
             session.close()
             trans.commit()
             return Received(applied.outcome, event.event_id, event.event_type, connector_id,

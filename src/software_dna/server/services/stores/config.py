@@ -87,8 +87,8 @@ def create_connector(session: Session, ctx: Context, *, provider: str, secret: s
     if refund_action not in REFUND_ACTIONS:
         raise invalid("refund_action must be revoke, suspend or none.")
     secret = secret.strip()
-    if not 8 <= len(secret) <= MAX_SECRET or not secret.isprintable():
-        raise invalid(f"The signing secret must be 8 to {MAX_SECRET} printable characters.")
+    if not 6 <= len(secret) <= MAX_SECRET or not secret.isprintable():
+        raise invalid(f"The signing secret must be 6 to {MAX_SECRET} printable characters.")
     now = precise_now()
     row = session.scalars(select(StoreConnector).where(
         StoreConnector.provider == provider, StoreConnector.mode == mode)).first()

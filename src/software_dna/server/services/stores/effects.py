@@ -47,6 +47,7 @@ from software_dna.server.services.licenses import (
     resume_license,
     revoke_license,
 )
+from software_dna.server.services.lookups import get_license
 from software_dna.server.services.stores.events import NormalEvent
 from software_dna.wire.times import format_rfc3339
 
@@ -170,7 +171,7 @@ def _last_status_entry(session: Session, lic: License) -> AuditEntry | None:
             AuditEntry.license_id == lic.id,
             AuditEntry.action.in_(("license.suspend", "license.resume", "license.cancel",
                                    "license.revoke")))
-        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(1)).first()
+        .order_by(AuditEntry.id.desc()).limit(1)).first()
 
 
 def suspended_for_payment(session: Session, lic: License) -> bool:
@@ -249,14 +250,15 @@ def apply(session: Session, ctx: Context, connector: StoreConnector,
         if event.kind in ("purchase", "renewed") and event.order_ref is not None:
             return _issue(session, ctx, connector, event, now)
         return Applied("ignored")
-    lic = session.get(License, order.license_id, with_for_update=True)
-    assert lic is not None
+    lic = get_license(session, order.license_id, lock=True)
     if order.last_event_at is not None and event.occurred_at < order.last_event_at:
         return Applied("stale", lic.id)
     order.last_event_at = event.occurred_at
     if event.subscription_ref is not None and order.subscription_ref is None:
         order.subscription_ref = event.subscription_ref
     kind = event.kind
+    if kind == "ignored":
+        return Applied("ignored", lic.id)
     if kind in ("purchase", "renewed", "payment_recovered"):
         _renew(session, lic, event, now)
     elif kind == "payment_failed":
