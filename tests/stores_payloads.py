@@ -30,8 +30,10 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.models import OutboxItem
 from software_dna.server.services import outbox
+from software_dna.server.services.common import Context
 
 WEBHOOK = "/v1/stores/{provider}/webhook"
 
@@ -296,6 +298,14 @@ class Poster:
 
 # ---------------------------------------------------------------- the server side
 
+@dataclass
+class _Db:
+    """What a test reads the server's database with: sessions and the service context."""
+
+    sessions: Any
+    ctx: Context
+
+
 class Shop:
     """One in-process server seen by a store test: set-up through the admin API,
     deliveries over HTTP, and the rows the deliveries left (read from the database)."""
@@ -303,8 +313,21 @@ class Shop:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.admin = server.admin
-        self.poster = Poster(server.session(), server.url)
-        self.state = server.app.state.sdna
+        if hasattr(server, "session"):  # in-process: the app's own engine and vault
+            self.poster = Poster(server.session(), server.url)
+            self.state: Any = server.app.state.sdna
+        else:  # on a socket: the same database and master key, opened here
+            self.poster = Poster(requests.Session(), server.url)
+            self._engine = make_engine(server.settings)
+            self.state = _Db(make_session_factory(self._engine),
+                             Context.from_settings(server.settings))
+
+    def close(self) -> None:
+        """Close the HTTP session and any database connection opened here."""
+        self.poster.http.close()
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.dispose()
 
     def product(self, *, subscription: bool = True, grace_days: int | None = None) -> str:
         """A new product (protection ``mandatory`` so subscriptions are allowed)."""

@@ -35,7 +35,9 @@ TEST_SECRET = "ls-test-" + "z9x8c7v6"
 
 @pytest.fixture
 def shop(inprocess_any_server: InProcessServer) -> Iterator[Shop]:
-    yield Shop(inprocess_any_server)
+    store = Shop(inprocess_any_server)
+    yield store
+    store.close()
 
 
 def _n() -> int:

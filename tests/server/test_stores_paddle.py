@@ -36,7 +36,9 @@ OLD_SECRET = "pdl_ntfset_01g" + "a1B2c3" * 5
 
 @pytest.fixture
 def shop(inprocess_any_server: InProcessServer) -> Iterator[Shop]:
-    yield Shop(inprocess_any_server)
+    store = Shop(inprocess_any_server)
+    yield store
+    store.close()
 
 
 def _ids() -> tuple[str, str]:

@@ -40,7 +40,9 @@ TEST_SECRET = "whsec_" + "T9e8S7t6" * 4
 
 @pytest.fixture
 def shop(inprocess_any_server: InProcessServer) -> Iterator[Shop]:
-    yield Shop(inprocess_any_server)
+    store = Shop(inprocess_any_server)
+    yield store
+    store.close()
 
 
 def _price() -> str:
