@@ -135,6 +135,7 @@ def test_an_approved_refund_revokes_a_pending_one_does_not(shop: Shop) -> None:
 
 def test_during_a_secret_rotation_either_signature_is_accepted(shop: Shop) -> None:
     _, product, price, sub = _sale(shop)
+    assert shop.licenses(product) == []
     sale = paddle_event("transaction.completed", paddle_transaction(
         price=price, subscription=sub, period_end=now() + timedelta(days=30)))
     body = dumps(sale)
