@@ -19,6 +19,7 @@ from software_dna.server.adminclient import AdminError
 from software_dna.server.services import stores
 from software_dna.server.services.common import clock_override
 from software_dna.wire.times import parse_rfc3339
+from tests.server.helpers import Api
 from tests.stores_payloads import (
     Shop,
     dumps,
@@ -91,6 +92,11 @@ def test_a_subscription_purchase_issues_one_license_mails_the_key_and_replays_ch
     key = mail["payload"]["context"]["license_key"]
     assert key.endswith(lic["key_hint"][-4:])
     assert mail["payload"]["context"]["seats"] == 3
+    # The mailed key is the license's: the buyer's app activates with it.
+    shop.admin.generate_key(product)
+    api = Api(shop.server.url, shop.poster.http)
+    activated = api.activate(product, key)
+    assert activated.status_code == 201, activated.text
     # The buyer is an end user holding only the encrypted address.
     buyer = mail["end_user_id"]
     assert shop.scalar("SELECT buyer_id FROM licenses WHERE id = :l", l=lic["id"]) == buyer
