@@ -137,6 +137,12 @@ def test_huge_deep_and_non_json_bodies_are_refused_before_anything_is_read(
     not_utf8 = b'{"id":"\xff\xfe"}'
     answer = shop.poster.post("stripe", not_utf8, stripe_headers(not_utf8, STRIPE))
     assert answer.status_code == 400
+    # An unknown or absurd provider name in the path: 400, not 404 or 422.
+    body = dumps(stripe_event("invoice.paid", {"id": "in_1"}))
+    for provider in ("shopify", "s" * 200, "stripe%00"):
+        answer = shop.poster.post(provider, body, stripe_headers(body, STRIPE))
+        assert (answer.status_code, answer.json()["error"]["code"]) == (400,
+                                                                       "invalid_request")
     _nothing_changed(shop, before)
 
 

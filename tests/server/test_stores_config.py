@@ -88,6 +88,10 @@ def test_mapping_rules(shop: Shop) -> None:
     made = shop.map(connector, "pri_a", mandatory, subscription=True, seats=5,
                     features=["pro"], seat_mode="user")
     assert (made["product"], made["seats"], made["seat_mode"]) == (mandatory, 5, "user")
+    # A sale cannot give a password, so a product that requires one is refused.
+    locked = shop.product(subscription=False)
+    shop.admin.update_product(locked, password_required=True)
+    assert _refused(lambda: shop.map(connector, "pri_p", locked)).status == 400
     # One mapping per price and connector.
     assert _refused(lambda: shop.map(connector, "pri_a", plain)).status == 409
     assert _refused(lambda: shop.map("sc_nope", "pri_b", plain)).status == 404

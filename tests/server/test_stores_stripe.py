@@ -116,6 +116,28 @@ def test_a_subscription_purchase_issues_one_license_mails_the_key_and_replays_ch
     assert shop.mails(lic["id"]) == ["license_key"]
 
 
+def test_the_buyer_is_erased_like_any_end_user_and_then_mailed_nothing(shop: Shop) -> None:
+    _, product, price, sub = _subscription_sale(shop)
+    start = int(time.time())
+    email = f"erase.me.{secrets.token_hex(3)}@example.com"
+    end = now() + timedelta(days=30)
+    invoice = stripe_invoice(subscription=sub, price=price, period_end=end, email=email)
+    shop.poster.stripe(stripe_event("invoice.paid", invoice, created=start - 10), SECRET)
+    lic_id = shop.only_license(product)["id"]
+    (buyer,) = shop.admin.find_end_users(email)
+    shop.admin.erase_end_user(buyer["id"])
+    assert shop.admin.find_end_users(email) == []
+    assert shop.scalar("SELECT email_ciphertext FROM end_users WHERE id = :b",
+                       b=buyer["id"]) is None
+    failed = stripe_event("invoice.payment_failed", stripe_invoice(
+        subscription=sub, price=price, period_end=end, status="open", email=email,
+        billing_reason="subscription_cycle"), created=start)
+    assert shop.poster.stripe(failed, SECRET).json() == {"outcome": "applied"}
+    assert "payment_failed" not in shop.mails(lic_id)
+    assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
+                       l=lic_id) is not None
+
+
 def test_the_2025_api_shape_is_read_too(shop: Shop) -> None:
     _, product, price, sub = _subscription_sale(shop)
     end = now() + timedelta(days=31)

@@ -162,7 +162,8 @@ def create_mapping(session: Session, connector_id: str, *, price_ref: str, produ
 
     Raises:
         ServiceError: 404 ``not_found`` (connector, product); 400
-        ``invalid_request`` (terms the product does not allow); 409
+        ``invalid_request`` (terms the product does not allow, or a product
+        that requires an activation password); 409
         ``conflict`` (the price is mapped already; the product belongs to the
         other mode).
     """
@@ -178,6 +179,9 @@ def create_mapping(session: Session, connector_id: str, *, price_ref: str, produ
     if problem is not None:
         raise invalid(problem)
     check_seat_options(seat_mode, False)
+    if product.password_required:
+        raise invalid("This product requires an activation password for every license; a "
+                      "store sale cannot set one.")
     other = session.scalars(
         select(StoreConnector.id).join(StoreMapping, StoreMapping.connector_id
                                        == StoreConnector.id)
