@@ -171,3 +171,27 @@ def test_refused_deliveries_answer_400_and_change_nothing(shop: Shop) -> None:
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "unknown_event")
     assert shop.licenses(product) == []
     assert shop.count("store_events") == before
+
+
+def test_the_sandbox_is_told_apart_by_its_own_secret(inprocess_server: InProcessServer) -> None:
+    # Its own server: connectors are one per provider and mode.
+    shop = Shop(inprocess_server)
+    try:
+        live = shop.connect("paddle", SECRET)
+        sandbox_secret = "pdl_ntfset_sandbox_" + "s" * 12
+        live_product = shop.product(subscription=False)
+        price, _ = _ids()
+        shop.map(live, price, live_product)
+        event = paddle_event("transaction.completed", paddle_transaction(
+            price=price, subscription=None, period_end=None))
+        # Signed with a sandbox secret nobody connected: not a valid delivery.
+        answer = shop.poster.paddle(event, sandbox_secret)
+        assert answer.json()["error"]["code"] == "invalid_signature"
+        sandbox = shop.connect("paddle", sandbox_secret, mode="test")
+        test_product = shop.product(subscription=False)
+        shop.map(sandbox, price, test_product)
+        assert shop.poster.paddle(event, sandbox_secret).json() == {"outcome": "issued"}
+        assert len(shop.licenses(test_product)) == 1
+        assert shop.licenses(live_product) == []
+    finally:
+        shop.close()
