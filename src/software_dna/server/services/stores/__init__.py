@@ -98,20 +98,20 @@ def _verify(provider: str, body: bytes, headers: Mapping[str, str], secret: str)
 def _connector_for(session: Session, ctx: Context, provider: str, body: bytes,
                    headers: Mapping[str, str]) -> tuple[str, NormalEvent]:
     """The id of the connector whose secret signed the body, and the event."""
-    connectors = list(session.scalars(select(StoreConnector).where(
-        StoreConnector.provider == provider)))
+    connectors = [(c.id, c.mode, connector_secret(ctx, c)) for c in session.scalars(
+        select(StoreConnector).where(StoreConnector.provider == provider))]
     session.rollback()  # SQLite: end the read before verifying
     if not connectors:
         raise bad_signature(f"no {provider} store is connected")
-    verified: dict[str, StoreConnector] = {}
+    verified: dict[str, str] = {}
     problem: ServiceError | None = None
-    for connector in connectors:
+    for connector_id, mode, secret in connectors:
         try:
-            _verify(provider, body, headers, connector_secret(ctx, connector))
+            _verify(provider, body, headers, secret)
         except ServiceError as exc:
             problem = exc
             continue
-        verified[connector.mode] = connector
+        verified[mode] = connector_id
     if not verified:
         assert problem is not None
         raise problem
@@ -121,10 +121,10 @@ def _connector_for(session: Session, ctx: Context, provider: str, body: bytes,
             raise ServiceError(Code.TEST_MODE_REFUSED, "A test-mode event needs a test "
                                "connector (software-dna stores connect --mode test); test "
                                "sales never reach live products.")
-        return verified["test"].id, event
+        return verified["test"], event
     if event.test_mode is False and "live" not in verified:
         raise bad_signature("a live event signed with the test connector's secret")
-    return verified.get("live", verified.get("test")).id, event  # type: ignore[union-attr]
+    return verified.get("live") or verified["test"], event
 
 
 def _once(engine: Engine, ctx: Context, connector_id: str, event: NormalEvent) -> Received:
