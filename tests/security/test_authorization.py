@@ -82,6 +82,8 @@ class World:
     offline_receipt: str
     admin_key: str
     made: list[str] = field(default_factory=list)
+    store_connector_id: str = ""  # a connected store and one of its price mappings
+    store_mapping_id: int = 0
 
     def fresh_product_id(self) -> str:
         """A product id nobody used yet (POST /v1/admin/products)."""
@@ -139,6 +141,8 @@ def build_world(server: LocalServer) -> World:
     (victim_user,) = admin.find_end_users(victim_email)
     (trial_row,) = admin.list_trials(product)
     (code,) = admin.issue_renewal_codes(30, product_id=product)
+    connector = admin.connect_store("stripe", "whsec_authz_" + tag)
+    mapping = admin.map_price(connector["id"], "price_authz_" + tag, product)
     return World(
         product=product, other_product=other, license_id=lic["id"],
         license_key=lic["license_key"], spare_key=spare["license_key"], owner=owner,
@@ -148,6 +152,7 @@ def build_world(server: LocalServer) -> World:
         victim_activation_id=victim_activation.id,
         victim_end_user_id=victim_user["id"], renewal_code=code, offline_receipt=receipt,
         admin_key=server.admin_key,
+        store_connector_id=connector["id"], store_mapping_id=mapping["id"],
     )
 
 
@@ -250,6 +255,23 @@ RULES: dict[tuple[str, str], Rule] = {
         "owner", lambda w: {"code": w.renewal_code, "nonce": nonce()}, phase=1),
     ("POST", "/v1/activations/{activation_id}/erasure"): Rule("owner", _nonce_body, phase=2),
     ("POST", "/v1/activations/{activation_id}/deactivate"): Rule("owner", _nonce_body, phase=3),
+    # -- public: payment providers' webhooks (signed by the provider, not by a credential)
+    ("POST", "/v1/stores/{provider}/webhook"): Rule(
+        "public", lambda w: {"id": "evt_authz", "type": "invoice.paid"},
+        params=lambda w: {"provider": "stripe"}),
+    # -- admin: store connectors and price mappings
+    ("POST", "/v1/admin/stores/connectors"): Rule(
+        "admin", lambda w: {"provider": "paddle", "secret": "pdl_ntfset_authz"}, phase=1),
+    ("GET", "/v1/admin/stores/connectors"): Rule("admin"),
+    ("DELETE", "/v1/admin/stores/connectors/{connector_id}"): Rule(
+        "admin", params=lambda w: {"connector_id": w.store_connector_id}, phase=3),
+    ("POST", "/v1/admin/stores/mappings"): Rule(
+        "admin", lambda w: {"connector_id": w.store_connector_id,
+                            "price_ref": "price_" + secrets.token_hex(4),
+                            "product": w.product}, phase=1),
+    ("GET", "/v1/admin/stores/mappings"): Rule("admin"),
+    ("DELETE", "/v1/admin/stores/mappings/{mapping_id}"): Rule(
+        "admin", params=lambda w: {"mapping_id": str(w.store_mapping_id)}, phase=2),
     # -- admin: products and keys
     ("POST", "/v1/admin/products"): Rule("admin", lambda w: {"id": w.fresh_product_id()},
                                          phase=1),

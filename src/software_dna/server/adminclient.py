@@ -410,3 +410,35 @@ class AdminClient:
         if license_id is not None:
             params["license"] = license_id
         return self._list("/mail-log", "mails", params=params)
+
+    def connect_store(self, provider: str, secret: str, *, mode: str = "live",
+                      refund_action: str = "revoke") -> JSONDict:
+        """Connect a payment provider's store (or replace its secret / refund action)."""
+        return self._obj("POST", "/stores/connectors",
+                         json={"provider": provider, "secret": secret, "mode": mode,
+                               "refund_action": refund_action})
+
+    def list_stores(self) -> list[JSONDict]:
+        """The connected stores (secrets are never shown)."""
+        return self._list("/stores/connectors", "connectors")
+
+    def disconnect_store(self, connector_id: str) -> JSONDict:
+        """Disconnect a store that issued no license."""
+        return self._obj("DELETE", f"/stores/connectors/{_seg(connector_id)}")
+
+    def map_price(self, connector_id: str, price_ref: str, product_id: str,
+                  **terms: Any) -> JSONDict:
+        """Map a price / variant id to a license (``seats``, ``features``, ``kind``,
+        ``subscription``, ``seat_mode``, ``duration_days``)."""
+        return self._obj("POST", "/stores/mappings",
+                         json={"connector_id": connector_id, "price_ref": price_ref,
+                               "product": product_id, **terms})
+
+    def list_mappings(self, connector_id: str | None = None) -> list[JSONDict]:
+        """Price mappings, of one connector or all."""
+        params = {"connector_id": connector_id} if connector_id is not None else None
+        return self._list("/stores/mappings", "mappings", params=params)
+
+    def unmap_price(self, mapping_id: int) -> JSONDict:
+        """Remove a price mapping."""
+        return self._obj("DELETE", f"/stores/mappings/{int(mapping_id)}")

@@ -31,6 +31,7 @@ from software_dna.server.api.routes.admin import (
     test_codes,
 )
 from software_dna.server.api.routes.admin import offline as admin_offline
+from software_dna.server.api.routes.admin import stores as admin_stores
 from software_dna.server.api.routes.admin import trials as admin_trials
 from software_dna.server.api.routes.public import (
     activations,
@@ -45,6 +46,7 @@ from software_dna.server.api.routes.public import (
 )
 from software_dna.server.api.routes.public import leases as public_leases
 from software_dna.server.api.routes.public import settings as license_settings
+from software_dna.server.api.routes.public import stores as public_stores
 from software_dna.server.config import Settings
 from software_dna.server.db import (
     CheckpointJob,
@@ -86,6 +88,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     lockouts.router,
     admin_offline.router,
     mail.router,
+    public_stores.router,
+    admin_stores.router,
 )
 
 

@@ -81,3 +81,7 @@ class Code(str, Enum):
     MAIL_UNAVAILABLE = ("mail_unavailable", 503)
     MAIL_FAILED = ("mail_failed", 503)
     UNAVAILABLE = ("unavailable", 503)
+    # Store webhooks (payment providers): refused deliveries change nothing.
+    INVALID_SIGNATURE = ("invalid_signature", 400)
+    UNKNOWN_EVENT = ("unknown_event", 400)
+    TEST_MODE_REFUSED = ("test_mode_refused", 400)

@@ -26,6 +26,7 @@ from software_dna.server.cli import (
     products,
     renewal_codes,
     server,
+    stores,
     test_codes,
     trials,
     version_line,
@@ -74,6 +75,7 @@ app.add_typer(trials.app)
 app.add_typer(lockouts.app)
 app.add_typer(offline.app)
 app.add_typer(mail.app)
+app.add_typer(stores.app)
 
 
 class _PlainArgument(TyperArgument):

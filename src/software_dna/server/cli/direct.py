@@ -45,7 +45,8 @@ from software_dna.server.schemas.mail import (
     MailTemplateSummary,
     RenderedOut,
 )
-from software_dna.server.services import emails, mail_templates
+from software_dna.server.schemas.stores import connector_out, mapping_out
+from software_dna.server.services import emails, mail_templates, stores
 from software_dna.server.services.leases import list_leases
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
 from software_dna.server.services.offline import deactivate_from_receipt, respond
@@ -437,3 +438,40 @@ class DirectBackend:
         """The sent log, newest first (decrypting the addresses needs the master key)."""
         return [MailLogEntry(**row).model_dump(mode="json") for row in emails.mail_log(
             self._session, self.ctx, license_id=license_id, limit=limit)]
+
+    # -- stores (payment providers)
+
+    def connect_store(self, provider: str, secret: str, *, mode: str = "live",
+                      refund_action: str = "revoke") -> JSONDict:
+        """Connect a payment provider's store (or replace its secret / refund action)."""
+        row = stores.create_connector(self._session, self.ctx, provider=provider,
+                                      secret=secret, mode=mode,
+                                      refund_action=refund_action, actor=ACTOR)
+        return connector_out(row).model_dump(mode="json")
+
+    def list_stores(self) -> list[JSONDict]:
+        """The connected stores (secrets are never shown)."""
+        return [connector_out(r).model_dump(mode="json")
+                for r in stores.list_connectors(self._session)]
+
+    def disconnect_store(self, connector_id: str) -> JSONDict:
+        """Disconnect a store that issued no license."""
+        stores.remove_connector(self._session, connector_id, actor=ACTOR)
+        return {"ok": True}
+
+    def map_price(self, connector_id: str, price_ref: str, product_id: str,
+                  **terms: Any) -> JSONDict:
+        """Map a price / variant id to a license."""
+        row = stores.create_mapping(self._session, connector_id, price_ref=price_ref,
+                                    product_id=product_id, actor=ACTOR, **terms)
+        return mapping_out(row).model_dump(mode="json")
+
+    def list_mappings(self, connector_id: str | None = None) -> list[JSONDict]:
+        """Price mappings, of one connector or all."""
+        return [mapping_out(r).model_dump(mode="json")
+                for r in stores.list_mappings(self._session, connector_id)]
+
+    def unmap_price(self, mapping_id: int) -> JSONDict:
+        """Remove a price mapping."""
+        stores.remove_mapping(self._session, mapping_id, actor=ACTOR)
+        return {"ok": True}
