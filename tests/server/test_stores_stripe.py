@@ -100,7 +100,8 @@ def test_a_subscription_purchase_issues_one_license_mails_the_key_and_replays_ch
     # The buyer is an end user holding only the encrypted address.
     buyer = mail["end_user_id"]
     assert shop.scalar("SELECT buyer_id FROM licenses WHERE id = :l", l=lic["id"]) == buyer
-    assert shop.scalar("SELECT consent_at FROM end_users WHERE id = :b", b=buyer) is not None
+    # Its legal basis is the sale, not consent: no consent time is recorded.
+    assert shop.scalar("SELECT consent_at FROM end_users WHERE id = :b", b=buyer) is None
     assert shop.scalar("SELECT registration_ciphertext FROM end_users WHERE id = :b",
                        b=buyer) is None
     assert shop.admin.find_end_users("buyer@example.com")

@@ -120,6 +120,12 @@ def attach_end_user(
     return end_user
 
 
+def is_email_address(text: str) -> bool:
+    """True when ``text`` (trimmed) has the shape of an address a buyer can be given."""
+    text = text.strip()
+    return bool(_EMAIL_RE.match(text)) and len(text) <= 254
+
+
 def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> EndUser:
     """Record ``email`` as the buyer of ``lic`` (``License.buyer_id``). Does not commit.
 
@@ -138,7 +144,7 @@ def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> En
         ServiceError: 400 ``invalid_request`` (not an address).
     """
     email = email.strip()
-    if not _EMAIL_RE.match(email) or len(email) > 254:
+    if not is_email_address(email):
         raise ServiceError(Code.INVALID_REQUEST, "The buyer's email is not an address.")
     index = ctx.vault.email_index(email)
     buyer = session.scalars(

@@ -8,7 +8,7 @@ all. Every change is audited with actor ``store``.
 
 - ``purchase``: the mapping's license is issued once per order; the buyer's
   e-mail (only that) is kept encrypted as an end user (legal basis: the
-  contract of sale, so ``consent_at`` is the time of the sale) and the key is
+  contract of sale, not consent: no ``consent_at`` is recorded) and the key is
   mailed (the key exists only now).
 - ``renewed`` / ``payment_recovered``: the end moves to the new period end
   plus a day (never earlier), a payment failure is cleared, and a suspension
@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from software_dna.server.domain.terms import later_by
 from software_dna.server.models import (
     AuditEntry,
-    EndUser,
     License,
     Product,
     StoreConnector,
@@ -40,7 +39,8 @@ from software_dna.server.models import (
     StoreOrder,
 )
 from software_dna.server.services import emails
-from software_dna.server.services.common import Context, audit, new_id, utcnow
+from software_dna.server.services.common import Context, audit, utcnow
+from software_dna.server.services.endusers import is_email_address
 from software_dna.server.services.license_terms import cancel_subscription, is_perpetual
 from software_dna.server.services.licenses import (
     issue_license,
@@ -49,9 +49,8 @@ from software_dna.server.services.licenses import (
 )
 from software_dna.server.services.lookups import get_license
 from software_dna.server.services.stores.events import NormalEvent
-from software_dna.wire.times import format_rfc3339
 
-__all__ = ["ACTOR", "SLACK", "Applied", "apply", "buyer_email", "find_order",
+__all__ = ["ACTOR", "SLACK", "Applied", "apply", "find_order",
            "suspend_overdue", "suspended_for_payment"]
 
 #: The audit log's actor for every change a store event makes.
@@ -102,27 +101,6 @@ def _mapping(session: Session, connector: StoreConnector,
     return next((rows[ref] for ref in event.price_refs if ref in rows), None)
 
 
-def _buyer(session: Session, ctx: Context, email: str, now: datetime) -> EndUser:
-    """A new end user holding only the buyer's address (the contract is the legal basis)."""
-    buyer = EndUser(id=new_id("eu"), created_at=now, erased_at=None, consent_at=now)
-    buyer.email_ciphertext = ctx.vault.encrypt_field(email.encode("utf-8"),
-                                                     aad=f"end_user:{buyer.id}:email")
-    buyer.email_index = ctx.vault.email_index(email)
-    session.add(buyer)
-    return buyer
-
-
-def buyer_email(session: Session, ctx: Context, lic: License) -> str | None:
-    """The license's buyer's address (None: no buyer, or erased)."""
-    if lic.buyer_id is None:
-        return None
-    buyer = session.get(EndUser, lic.buyer_id)
-    if buyer is None or buyer.erased_at is not None or buyer.email_ciphertext is None:
-        return None
-    return ctx.vault.decrypt_field(buyer.email_ciphertext,
-                                   aad=f"end_user:{buyer.id}:email").decode("utf-8")
-
-
 def _term_end(event: NormalEvent, mapping: StoreMapping, now: datetime) -> datetime | None:
     if event.period_end is not None:
         return event.period_end + SLACK
@@ -139,29 +117,21 @@ def _issue(session: Session, ctx: Context, connector: StoreConnector,
     product = session.get(Product, mapping.product_id)
     assert product is not None
     expires_at = _term_end(event, mapping, now) if mapping.subscription else None
-    lic, key = issue_license(
+    # A store's address that is no address issues the license unmailed rather than
+    # refusing the sale (the provider would retry it for days).
+    email = event.email if event.email and is_email_address(event.email) else None
+    lic, _key = issue_license(
         session, ctx, product_id=mapping.product_id, seats=mapping.seats,
         expires_at=expires_at, features=mapping.features, actor=ACTOR, kind=mapping.kind,
         duration_days=None if mapping.subscription else mapping.duration_days,
-        subscription=mapping.subscription, seat_mode=mapping.seat_mode)
+        subscription=mapping.subscription, seat_mode=mapping.seat_mode, buyer_email=email)
     session.add(StoreOrder(connector_id=connector.id, order_ref=event.order_ref,
                            subscription_ref=event.subscription_ref, license_id=lic.id,
                            last_event_at=event.occurred_at, created_at=now))
     session.flush()  # the unique order: a concurrent sale of the same order fails here
-    if event.email is not None:
-        buyer = _buyer(session, ctx, event.email, now)
-        session.flush()
-        lic.buyer_id = buyer.id
-        emails.queue_mail(
-            session, ctx, template="license_key", recipient=event.email,
-            product_id=product.id, license_id=lic.id, end_user_id=buyer.id,
-            context={"license_key": key, "product_name": product.name,
-                     "expires_at": format_rfc3339(lic.expires_at) if lic.expires_at else None,
-                     "seats": lic.seats},
-            dedup_key=f"license_key:{lic.id}")
     audit(session, ACTOR, "store.issue", at=now, product_id=product.id, license_id=lic.id,
           end_user_id=lic.buyer_id,
-          detail={"connector_id": connector.id, "mailed": event.email is not None})
+          detail={"connector_id": connector.id, "mailed": email is not None})
     return Applied("issued", lic.id)
 
 
@@ -217,16 +187,7 @@ def _payment_failed(session: Session, ctx: Context, lic: License, event: NormalE
         lic.updated_at = now
         audit(session, ACTOR, "license.payment_failed", at=now, product_id=lic.product_id,
               license_id=lic.id)
-    email = buyer_email(session, ctx, lic)
-    if email is not None:
-        product = session.get(Product, lic.product_id)
-        assert product is not None
-        emails.queue_mail(
-            session, ctx, template="payment_failed", recipient=email, product_id=product.id,
-            license_id=lic.id, end_user_id=lic.buyer_id,
-            context={"product_name": product.name, "grace_days": product.payment_grace_days,
-                     "expires_at": format_rfc3339(lic.expires_at) if lic.expires_at else None},
-            dedup_key=f"payment_failed:{lic.id}:{event.occurred_at.date().isoformat()}")
+        emails.queue_payment_failed(session, ctx, lic)
 
 
 def _refund(session: Session, connector: StoreConnector, lic: License, now: datetime) -> None:
