@@ -220,7 +220,8 @@ def test_expiring_and_expired_events_once(world: World) -> None:
         now = start + timedelta(days=day)
         with clock_override(lambda now=now: now), state.sessions() as session:
             events.expiry_events(session, state.ctx, now)
-    got = world.drain()
+    with clock_override(lambda: start + timedelta(days=12)):
+        got = world.drain()
     assert _types(got) == ["license.expiring", "license.expired"]
     assert got[0]["data"]["days_left"] == 7 and got[0]["data"]["license_id"] == lic.id
 
