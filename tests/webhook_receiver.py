@@ -13,20 +13,28 @@ can misbehave on purpose:
   records the outcome).
 
 Use as a context manager; ``url`` is ``http://127.0.0.1:<port>/hook``.
+:class:`WorkerProcess` runs ``software-dna server worker`` in a real process.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-__all__ = ["Received", "Receiver"]
+import software_dna
+
+__all__ = ["Received", "Receiver", "WorkerProcess"]
 
 
 @dataclass
@@ -133,3 +141,47 @@ class Receiver:
         """The verified bodies, in order."""
         with self._lock:
             return [r.body for r in self.requests if r.verified]
+
+
+class WorkerProcess:
+    """``software-dna server worker`` in a subprocess (a real process to SIGKILL or SIGTERM).
+
+    Args:
+        settings_env: the server settings as environment variables (``Settings.to_env()``).
+        log: the file its output goes to.
+        extra: more command-line options (``--once``, ``--poll 0.05``).
+    """
+
+    def __init__(self, settings_env: dict[str, str], log: Path, *extra: str) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SOFTWARE_DNA_SERVER", "DATABASE_URL"))}
+        env.update(settings_env)
+        src = str(Path(software_dna.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "software_dna.server.cli", "server", "worker",
+                 "--poll", "0.05", *extra],
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to record anything."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait; the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        """What the process wrote."""
+        return self.log.read_text(errors="replace")
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
