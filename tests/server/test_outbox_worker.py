@@ -9,7 +9,7 @@ Time is moved with ``clock_override``, never waited for.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from software_dna.server import services as service
-from software_dna.server.app import AppState, create_app
+from software_dna.server.api.deps import AppState
+from software_dna.server.app import create_app
 from software_dna.server.bootstrap import initialize
 from software_dna.server.config import Settings
 from software_dna.server.models import DeliveryAttempt, OutboxItem, ScheduledJob, WebhookEndpoint
@@ -30,6 +31,10 @@ from tests.webhook_receiver import Receiver, WorkerProcess
 
 PRODUCT = "outbox-app"
 START = datetime(2031, 3, 1, 9, tzinfo=timezone.utc)
+
+
+def _at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 @dataclass
@@ -92,7 +97,7 @@ def test_claim_is_exclusive_and_finish_backs_off(bench: Bench) -> None:
     now = START
     for step in outbox.BACKOFF:
         now += timedelta(seconds=step)
-        with clock_override(lambda now=now: now), bench.state.sessions() as session:
+        with clock_override(_at(now)), bench.state.sessions() as session:
             [again] = outbox.claim(session, worker=f"w{now.timestamp()}", limit=1, lease=60)
             outbox.finish(session, again.id, again.claim or "", outbox.Outcome(False, 500),
                           duration_ms=1)
@@ -231,12 +236,12 @@ def test_a_scheduled_job_runs_once_per_due_time_with_two_workers(bench: Bench) -
         now = START + timedelta(hours=hour, seconds=hour)
         barrier = threading.Barrier(len(workers))
 
-        def poll(worker: Worker) -> None:
+        def poll(worker: Worker, barrier: threading.Barrier) -> None:
             barrier.wait()
             worker.run_jobs()
 
-        with clock_override(lambda now=now: now):
-            threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
+        with clock_override(_at(now)):
+            threads = [threading.Thread(target=poll, args=(w, barrier)) for w in workers]
             for t in threads:
                 t.start()
             for t in threads:

@@ -28,6 +28,7 @@ from software_dna.server.api.routes.admin import (
     products,
     renewal_codes,
     test_codes,
+    webhooks,
 )
 from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import trials as admin_trials
@@ -82,6 +83,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     leases.router,
     lockouts.router,
     admin_offline.router,
+    webhooks.router,
 )
 
 

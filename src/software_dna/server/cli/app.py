@@ -28,6 +28,7 @@ from software_dna.server.cli import (
     test_codes,
     trials,
     version_line,
+    webhooks,
 )
 from software_dna.server.cli._common import PROG
 from software_dna.server.cli.command import UsageError
@@ -72,6 +73,7 @@ app.add_typer(renewal_codes.app)
 app.add_typer(trials.app)
 app.add_typer(lockouts.app)
 app.add_typer(offline.app)
+app.add_typer(webhooks.app)
 
 
 class _PlainArgument(TyperArgument):

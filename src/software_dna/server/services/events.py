@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from software_dna.server.models import AuditEntry, License, WebhookEndpoint
+from software_dna.server.models import AuditEntry, License, OutboxItem, WebhookEndpoint
 from software_dna.server.services import outbox
 from software_dna.server.services.common import Context, on_audit, utcnow
 
@@ -138,7 +138,7 @@ def emit(
     personal: Mapping[str, Any] | None = None,
     products: set[str] | None = None,
     dedup: str | None = None,
-) -> list[outbox.OutboxItem]:
+) -> list[OutboxItem]:
     """Queue ``event`` for every enabled endpoint subscribed to it. No commit.
 
     Args:
