@@ -82,6 +82,8 @@ class World:
     offline_receipt: str
     admin_key: str
     made: list[str] = field(default_factory=list)
+    webhook_id: str = ""  # an outbound webhook endpoint
+    webhook_item_id: str = ""  # a message to it that may be sent again (cancelled)
 
     def fresh_product_id(self) -> str:
         """A product id nobody used yet (POST /v1/admin/products)."""
@@ -139,6 +141,12 @@ def build_world(server: LocalServer) -> World:
     (victim_user,) = admin.find_end_users(victim_email)
     (trial_row,) = admin.list_trials(product)
     (code,) = admin.issue_renewal_codes(30, product_id=product)
+    hook = admin.webhook_create("https://hooks.example.invalid/in", ["license.revoked"],
+                                product=product)["endpoint"]["id"]
+    dropped = admin.webhook_create("https://hooks.example.invalid/gone",
+                                   ["license.revoked"])["endpoint"]["id"]
+    ping = admin.webhook_test(dropped)["id"]
+    admin.webhook_remove(dropped)  # its ping is cancelled: it may be sent again
     return World(
         product=product, other_product=other, license_id=lic["id"],
         license_key=lic["license_key"], spare_key=spare["license_key"], owner=owner,
@@ -147,7 +155,7 @@ def build_world(server: LocalServer) -> World:
         victim_license_id=victim["id"], test_code_id=test_code["id"],
         victim_activation_id=victim_activation.id,
         victim_end_user_id=victim_user["id"], renewal_code=code, offline_receipt=receipt,
-        admin_key=server.admin_key,
+        admin_key=server.admin_key, webhook_id=hook, webhook_item_id=ping,
     )
 
 
@@ -208,6 +216,7 @@ def _staff_offline_request(w: World) -> dict[str, Any]:
 
 
 VICTIM_LICENSE: Params = lambda w: {"license_id": w.victim_license_id}  # noqa: E731
+HOOK: Params = lambda w: {"endpoint_id": w.webhook_id}  # noqa: E731
 
 #: Every route of the app: (method, path) -> rule.  Keep in step with the server.
 RULES: dict[tuple[str, str], Rule] = {
@@ -303,6 +312,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/admin/end-users/{end_user_id}/erase"): Rule(
         "admin", params=lambda w: {"end_user_id": w.victim_end_user_id}, phase=2),
     ("GET", "/v1/admin/audit"): Rule("admin"),
+    # -- admin: outbound webhooks
+    ("POST", "/v1/admin/webhooks"): Rule(
+        "admin", lambda w: {"url": "https://hooks.example.invalid/new",
+                            "events": ["license.issued"]}, phase=1),
+    ("GET", "/v1/admin/webhooks"): Rule("admin"),
+    ("GET", "/v1/admin/webhooks/deliveries"): Rule("admin"),
+    ("GET", "/v1/admin/webhooks/{endpoint_id}"): Rule("admin", params=HOOK),
+    ("PATCH", "/v1/admin/webhooks/{endpoint_id}"): Rule(
+        "admin", lambda w: {"description": "authz"}, params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/{endpoint_id}/rotate-secret"): Rule(
+        "admin", params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/{endpoint_id}/test"): Rule("admin", params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/deliveries/{item_id}/resend"): Rule(
+        "admin", params=lambda w: {"item_id": w.webhook_item_id}, phase=1),
+    ("DELETE", "/v1/admin/webhooks/{endpoint_id}"): Rule("admin", params=HOOK, phase=2),
 }
 
 
