@@ -8,6 +8,7 @@ can misbehave on purpose:
 
 - ``fail_first``: answer 500 to the first N requests (then 2xx);
 - ``status``: always answer this status (410 Gone, 302, ...);
+- ``delay``: wait a random 0 to ``delay`` seconds after recording, before answering;
 - ``hold``: after recording a request (it was received), wait until
   :meth:`Receiver.release` before answering (a worker killed meanwhile never
   records the outcome).
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +65,7 @@ class Receiver:
     fail_first: int = 0
     status: int = 200
     hold: bool = False
+    delay: float = 0.0
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
@@ -101,6 +105,8 @@ class Receiver:
                     receiver._arrived.notify_all()
                 if receiver.hold:
                     receiver._released.wait(30)
+                if receiver.delay:
+                    time.sleep(random.uniform(0, receiver.delay))  # noqa: S311 - jitter
                 status = 500 if failing else (receiver.status if verified else 400)
                 self.send_response(status)
                 if 300 <= status < 400:

@@ -11,7 +11,8 @@ One pass (:meth:`Worker.run_once`):
 
 1. run the scheduled jobs that are due (at most every ``job_poll`` seconds);
 2. claim up to ``batch`` due items and commit the claim (lease ``lease`` s);
-3. deliver each outside any transaction with its channel's handler;
+3. deliver each outside any transaction with its channel's handler, after
+   renewing its lease (so the lease outlasts one delivery, not the batch);
 4. record each outcome (:func:`services.outbox.finish`), one commit per item.
 
 A worker killed between 3 and 4 leaves its lease to expire; another worker
@@ -42,8 +43,9 @@ Handler = Callable[[Context, OutboxItem, dict[str, Any]], outbox.Outcome]
 
 #: Items claimed per pass.
 DEFAULT_BATCH = 20
-#: Seconds an item stays claimed: longer than a delivery may take (the webhook call's
-#: connect + read timeouts, an SMTP exchange), so no other worker takes it over meanwhile.
+#: Seconds an item stays claimed (renewed before its delivery): longer than one delivery
+#: may take (the webhook call's connect + read timeouts, an SMTP exchange), so no other
+#: worker takes it over meanwhile.
 DEFAULT_LEASE = 120
 #: Seconds between two passes when nothing was due.
 DEFAULT_POLL = 1.0
@@ -127,6 +129,11 @@ class Worker:
                 with self.sessions() as session:
                     outbox.release(session, claim, [i.id for i in items[index:]])
                 break
+            with self.sessions() as session:
+                # The lease covers one delivery: renewed before each, so a slow batch never
+                # lets another worker take over an item this one is about to send.
+                if not outbox.renew(session, item.id, claim, lease=self.lease):
+                    continue
             self._deliver(item, claim)
             done += 1
         return done

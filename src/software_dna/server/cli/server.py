@@ -297,6 +297,10 @@ def worker_(
                                        help="items claimed per pass")] = 20,
     poll: Annotated[float, typer.Option(
         "--poll", metavar="SECONDS", help="wait between passes when nothing is due")] = 1.0,
+    lease: Annotated[int, typer.Option(
+        "--lease", metavar="SECONDS", parser=positive_int,
+        help="an item's claim, renewed before its delivery: after a crash another worker "
+             "retries it this much later (more than one delivery takes)")] = 120,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="[critical|error|warning|info|debug]", parser=_log_level,
         help="log level")] = "info",
@@ -323,7 +327,8 @@ def worker_(
             with _printed_warnings():
                 ctx = Context.from_settings(settings)
             _worker_logging(log_level)
-            worker = Worker(ctx, make_session_factory(engine), batch=batch, poll=poll)
+            worker = Worker(ctx, make_session_factory(engine), batch=batch, poll=poll,
+                            lease=lease)
             if once:
                 count = worker.run_once()
                 print(f"{count} item(s) attempted.")

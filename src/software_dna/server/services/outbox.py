@@ -50,6 +50,7 @@ __all__ = [
     "payload_of",
     "recipient_of",
     "release",
+    "renew",
     "resend",
 ]
 
@@ -256,6 +257,24 @@ def finish(session: Session, item_id: str, worker: str, outcome: Outcome, *,
             item.next_attempt_at = now + timedelta(seconds=BACKOFF[item.attempts - 1])
     session.commit()
     return item
+
+
+def renew(session: Session, item_id: str, worker: str, *, lease: int) -> bool:
+    """Extend ``worker``'s lease on a claimed item to ``lease`` seconds from now; commits.
+
+    Called before each delivery of a batch, so a lease only has to outlast one
+    delivery, however long the batch takes.  Returns False when the item is no
+    longer this worker's (its lease ran out and another worker took it over,
+    or it was cancelled): then it must not be delivered.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id, OutboxItem.claim == worker,
+                                 OutboxItem.status == "pending")
+        .values(locked_until=now + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 def release(session: Session, worker: str, item_ids: Sequence[str]) -> int:
