@@ -106,7 +106,7 @@ class Receiver:
                 if receiver.hold:
                     receiver._released.wait(30)
                 if receiver.delay:
-                    time.sleep(random.uniform(0, receiver.delay))  # noqa: S311 - jitter
+                    time.sleep(random.uniform(0, receiver.delay))
                 status = 500 if failing else (receiver.status if verified else 400)
                 self.send_response(status)
                 if 300 <= status < 400:

@@ -13,8 +13,8 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
 from contextlib import redirect_stderr, redirect_stdout
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
