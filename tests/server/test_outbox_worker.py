@@ -26,6 +26,7 @@ from software_dna.server.config import Settings
 from software_dna.server.models import DeliveryAttempt, OutboxItem, ScheduledJob, WebhookEndpoint
 from software_dna.server.services import events, outbox, schedule, webhooks
 from software_dna.server.services.common import Context, clock_override, utcnow
+from software_dna.server.testing import LocalServer
 from software_dna.server.worker import DEFAULT_LEASE, Worker
 from tests.webhook_receiver import Receiver, WorkerProcess
 
@@ -334,3 +335,17 @@ def test_stopping_gives_back_the_rest_of_the_batch(bench: Bench) -> None:
 def test_event_types_are_the_documented_ones() -> None:
     assert len(events.EVENT_TYPES) == 12
     assert {rule.event for rule in events.ACTIONS.values()} <= set(events.EVENT_TYPES)
+
+
+def test_server_run_delivers_with_its_worker_thread(tmp_path: Path) -> None:
+    """``software-dna server run`` (a real process) runs a worker: an event arrives unasked."""
+    with Receiver() as receiver, LocalServer(tmp_path / "served") as server:
+        admin = server.admin
+        admin.create_product(PRODUCT)
+        receiver.secret = admin.webhook_create(receiver.url, ["license.issued"])["secret"]
+        issued = admin.issue_license(PRODUCT)
+        assert receiver.wait_for(1, timeout=60), server.log_tail()
+        assert receiver.events()[0]["data"]["license_id"] == issued["id"]
+        [entry] = admin.webhook_deliveries()
+        assert entry["status"] in ("delivered", "pending")  # the commit may trail the answer
+    assert "webhook license.issued attempt 1: delivered 200" in server.log_tail(200)

@@ -240,3 +240,25 @@ def test_payload_is_ids_only(world: World) -> None:
     assert set(body["data"]) <= {"license_id", "product_id", "status", "kind", "seats",
                                  "expires_at"}
     assert "key" not in json.dumps(body)
+
+
+def test_a_bought_trial_raises_trial_converted(world: World) -> None:
+    state = world.state
+    with state.sessions() as session:
+        trial = service.start_trial(session, state.ctx, service.TrialRequest(
+            product=PRODUCT, fingerprint=_fp("m3"), nonce=nonce()))
+        _, key = service.issue_license(session, state.ctx, product_id=PRODUCT, seats=1)
+    world.drain()
+    with state.sessions() as session:
+        paid = service.activate(session, state.ctx, service.ActivationRequest(
+            product=PRODUCT, license_key=key, fingerprint=_fp("m3"), nonce=nonce(),
+            idempotency_key="idem-paid", replaces=(trial.activation_id,
+                                                   trial.activation_secret)))
+    got = world.drain()
+    assert sorted(_types(got)) == ["activation.created", "activation.removed",
+                                   "trial.converted"]
+    converted = next(b for b in got if b["type"] == "trial.converted")
+    assert converted["data"]["activation_id"] == trial.activation_id
+    assert converted["data"]["by_activation_id"] == paid.activation_id
+    removed = next(b for b in got if b["type"] == "activation.removed")
+    assert removed["data"]["reason"] == "replaced"
