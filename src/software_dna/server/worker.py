@@ -53,6 +53,7 @@ DEFAULT_POLL = 1.0
 DEFAULT_JOB_POLL = 15.0
 
 _MAILER = "software_dna.server.services.mailer"
+_warned: list[bool] = []  # the missing deliverer is said once per process
 
 
 def default_handlers(sessions: sessionmaker[Session]) -> dict[str, Handler]:
@@ -62,7 +63,9 @@ def default_handlers(sessions: sessionmaker[Session]) -> dict[str, Handler]:
         # By name: the e-mail deliverer lives in its own service module.
         mailer = importlib.import_module(_MAILER)
     except ImportError:
-        log.warning("no e-mail deliverer (%s): e-mails stay queued", _MAILER)
+        if not _warned:
+            _warned.append(True)
+            log.warning("no e-mail deliverer (%s): e-mails stay queued", _MAILER)
     else:
         handlers[outbox.EMAIL] = mailer.deliver
     return handlers

@@ -108,7 +108,7 @@ def _loopback(host: str) -> bool:
 def _check_events(names: Sequence[str]) -> list[str]:
     chosen = sorted(set(names))
     if not chosen:
-        raise invalid("Choose at least one event type.",)
+        raise invalid("Choose at least one event type.")
     unknown = [name for name in chosen if name not in events.EVENT_TYPES]
     if unknown:
         raise invalid(f"Unknown event type(s): {', '.join(unknown)}; choose from "
