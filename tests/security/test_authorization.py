@@ -84,6 +84,8 @@ class World:
     made: list[str] = field(default_factory=list)
     store_connector_id: str = ""  # a connected store and one of its price mappings
     store_mapping_id: int = 0
+    webhook_id: str = ""  # an outbound webhook endpoint
+    webhook_item_id: str = ""  # a message to it that may be sent again (cancelled)
 
     def fresh_product_id(self) -> str:
         """A product id nobody used yet (POST /v1/admin/products)."""
@@ -143,6 +145,12 @@ def build_world(server: LocalServer) -> World:
     (code,) = admin.issue_renewal_codes(30, product_id=product)
     connector = admin.connect_store("stripe", "whsec_authz_" + tag)
     mapping = admin.map_price(connector["id"], "price_authz_" + tag, product)
+    hook = admin.webhook_create("https://hooks.example.invalid/in", ["license.revoked"],
+                                product=product)["endpoint"]["id"]
+    dropped = admin.webhook_create("https://hooks.example.invalid/gone",
+                                   ["license.revoked"])["endpoint"]["id"]
+    ping = admin.webhook_test(dropped)["id"]
+    admin.webhook_remove(dropped)  # its ping is cancelled: it may be sent again
     return World(
         product=product, other_product=other, license_id=lic["id"],
         license_key=lic["license_key"], spare_key=spare["license_key"], owner=owner,
@@ -153,6 +161,7 @@ def build_world(server: LocalServer) -> World:
         victim_end_user_id=victim_user["id"], renewal_code=code, offline_receipt=receipt,
         admin_key=server.admin_key,
         store_connector_id=connector["id"], store_mapping_id=mapping["id"],
+        webhook_id=hook, webhook_item_id=ping,
     )
 
 
@@ -214,6 +223,7 @@ def _staff_offline_request(w: World) -> dict[str, Any]:
 
 VICTIM_LICENSE: Params = lambda w: {"license_id": w.victim_license_id}  # noqa: E731
 MAIL_TEMPLATE: Params = lambda w: {"name": "license_key"}  # noqa: E731
+HOOK: Params = lambda w: {"endpoint_id": w.webhook_id}  # noqa: E731
 
 #: Every route of the app: (method, path) -> rule.  Keep in step with the server.
 RULES: dict[tuple[str, str], Rule] = {
@@ -342,6 +352,22 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/admin/mail-templates/{name}/preview"): Rule(
         "admin", lambda w: {}, params=MAIL_TEMPLATE),
     ("GET", "/v1/admin/mail-log"): Rule("admin"),
+
+    # -- admin: outbound webhooks
+    ("POST", "/v1/admin/webhooks"): Rule(
+        "admin", lambda w: {"url": "https://hooks.example.invalid/new",
+                            "events": ["license.issued"]}, phase=1),
+    ("GET", "/v1/admin/webhooks"): Rule("admin"),
+    ("GET", "/v1/admin/webhooks/deliveries"): Rule("admin"),
+    ("GET", "/v1/admin/webhooks/{endpoint_id}"): Rule("admin", params=HOOK),
+    ("PATCH", "/v1/admin/webhooks/{endpoint_id}"): Rule(
+        "admin", lambda w: {"description": "authz"}, params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/{endpoint_id}/rotate-secret"): Rule(
+        "admin", params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/{endpoint_id}/test"): Rule("admin", params=HOOK, phase=1),
+    ("POST", "/v1/admin/webhooks/deliveries/{item_id}/resend"): Rule(
+        "admin", params=lambda w: {"item_id": w.webhook_item_id}, phase=1),
+    ("DELETE", "/v1/admin/webhooks/{endpoint_id}"): Rule("admin", params=HOOK, phase=2),
 }
 
 

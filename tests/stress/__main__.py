@@ -36,6 +36,7 @@ FAMILIES = [
     "test_identity_invariants",
     "test_public_surface_cost",
     "test_hostile_server",
+    "test_outbox",
 ]
 
 

@@ -442,3 +442,43 @@ class AdminClient:
     def unmap_price(self, mapping_id: int) -> JSONDict:
         """Remove a price mapping."""
         return self._obj("DELETE", f"/stores/mappings/{int(mapping_id)}")
+
+    # -- outbound webhooks
+
+    def webhook_create(self, url: str, events: list[str], **fields: Any) -> JSONDict:
+        """Add an endpoint: ``{"endpoint", "secret"}`` (the secret is shown this once).
+
+        ``fields``: ``product``, ``description``, ``personal_data``, ``enabled``.
+        """
+        return self._obj("POST", "/webhooks", json={"url": url, "events": events, **fields})
+
+    def webhook_list(self, *, product: str | None = None) -> list[JSONDict]:
+        """The endpoints (never their secrets)."""
+        return self._list("/webhooks", "endpoints",
+                          params={"product": product} if product else None)
+
+    def webhook_update(self, endpoint_id: str, **changes: Any) -> JSONDict:
+        """Change an endpoint (``url``, ``events``, ``product``, ``description``,
+        ``personal_data``, ``enabled``)."""
+        return self._obj("PATCH", f"/webhooks/{_seg(endpoint_id)}", json=changes)
+
+    def webhook_rotate_secret(self, endpoint_id: str) -> JSONDict:
+        """A new signing secret: ``{"endpoint", "secret"}``."""
+        return self._obj("POST", f"/webhooks/{_seg(endpoint_id)}/rotate-secret")
+
+    def webhook_remove(self, endpoint_id: str) -> JSONDict:
+        """Remove an endpoint (its queued messages are cancelled)."""
+        return self._obj("DELETE", f"/webhooks/{_seg(endpoint_id)}")
+
+    def webhook_test(self, endpoint_id: str) -> JSONDict:
+        """Queue a ``webhook.ping`` event to an endpoint: ``{"id", "status"}``."""
+        return self._obj("POST", f"/webhooks/{_seg(endpoint_id)}/test")
+
+    def webhook_deliveries(self, **params: Any) -> list[JSONDict]:
+        """The delivery log, newest first (``endpoint``, ``status``, ``limit``, ``before``)."""
+        return self._list("/webhooks/deliveries", "deliveries",
+                          params={k: v for k, v in params.items() if v is not None})
+
+    def webhook_resend(self, item_id: str) -> JSONDict:
+        """Queue a delivered or failed message again, same webhook id: ``{"id", "status"}``."""
+        return self._obj("POST", f"/webhooks/deliveries/{_seg(item_id)}/resend")

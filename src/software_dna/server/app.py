@@ -29,6 +29,7 @@ from software_dna.server.api.routes.admin import (
     products,
     renewal_codes,
     test_codes,
+    webhooks,
 )
 from software_dna.server.api.routes.admin import offline as admin_offline
 from software_dna.server.api.routes.admin import stores as admin_stores
@@ -90,6 +91,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     mail.router,
     public_stores.router,
     admin_stores.router,
+    webhooks.router,
 )
 
 

@@ -30,6 +30,7 @@ from software_dna.server.cli import (
     test_codes,
     trials,
     version_line,
+    webhooks,
 )
 from software_dna.server.cli._common import PROG
 from software_dna.server.cli.command import UsageError
@@ -76,6 +77,7 @@ app.add_typer(lockouts.app)
 app.add_typer(offline.app)
 app.add_typer(mail.app)
 app.add_typer(stores.app)
+app.add_typer(webhooks.app)
 
 
 class _PlainArgument(TyperArgument):

@@ -46,7 +46,8 @@ from software_dna.server.schemas.mail import (
     RenderedOut,
 )
 from software_dna.server.schemas.stores import connector_out, mapping_out
-from software_dna.server.services import emails, mail_templates, stores
+from software_dna.server.schemas.webhooks import DeliveryOut, EndpointOut
+from software_dna.server.services import emails, mail_templates, outbox, stores, webhooks
 from software_dna.server.services.leases import list_leases
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
 from software_dna.server.services.offline import deactivate_from_receipt, respond
@@ -475,3 +476,56 @@ class DirectBackend:
         """Remove a price mapping."""
         stores.remove_mapping(self._session, mapping_id, actor=ACTOR)
         return {"ok": True}
+
+    # -- outbound webhooks
+
+    def webhook_create(self, url: str, events: list[str], **fields: Any) -> JSONDict:
+        """Add an endpoint: ``{"endpoint", "secret"}`` (the secret is shown this once)."""
+        endpoint, secret = webhooks.create_endpoint(
+            self._session, self.ctx, url=url, events=events, product_id=fields.get("product"),
+            description=fields.get("description") or "",
+            personal_data=bool(fields.get("personal_data")),
+            enabled=fields.get("enabled", True), actor=ACTOR)
+        return {"endpoint": EndpointOut.model_validate(endpoint).model_dump(mode="json"),
+                "secret": secret}
+
+    def webhook_list(self, *, product: str | None = None) -> list[JSONDict]:
+        """The endpoints (never their secrets)."""
+        return [EndpointOut.model_validate(e).model_dump(mode="json")
+                for e in webhooks.list_endpoints(self._session, product_id=product)]
+
+    def webhook_update(self, endpoint_id: str, **changes: Any) -> JSONDict:
+        """Change an endpoint (``product`` None: every product)."""
+        if "product" in changes:
+            changes["product_id"] = changes.pop("product")
+        endpoint = webhooks.update_endpoint(self._session, endpoint_id, changes, actor=ACTOR)
+        return EndpointOut.model_validate(endpoint).model_dump(mode="json")
+
+    def webhook_rotate_secret(self, endpoint_id: str) -> JSONDict:
+        """A new signing secret: ``{"endpoint", "secret"}``."""
+        endpoint, secret = webhooks.rotate_secret(self._session, self.ctx, endpoint_id,
+                                                  actor=ACTOR)
+        return {"endpoint": EndpointOut.model_validate(endpoint).model_dump(mode="json"),
+                "secret": secret}
+
+    def webhook_remove(self, endpoint_id: str) -> JSONDict:
+        """Remove an endpoint (its queued messages are cancelled)."""
+        webhooks.remove_endpoint(self._session, endpoint_id, actor=ACTOR)
+        return {"ok": True}
+
+    def webhook_test(self, endpoint_id: str) -> JSONDict:
+        """Queue a ``webhook.ping`` event to an endpoint."""
+        item = webhooks.send_test(self._session, endpoint_id, actor=ACTOR)
+        return {"id": item.id, "status": item.status}
+
+    def webhook_deliveries(self, **params: Any) -> list[JSONDict]:
+        """The delivery log, newest first (``endpoint``, ``status``, ``limit``, ``before``)."""
+        rows = webhooks.list_deliveries(
+            self._session, endpoint_id=params.get("endpoint"), status=params.get("status"),
+            limit=params.get("limit") or 100, before=params.get("before"))
+        return [DeliveryOut.of(item, logged).model_dump(mode="json") for item, logged in rows]
+
+    def webhook_resend(self, item_id: str) -> JSONDict:
+        """Queue a delivered or failed message again, with the same webhook id."""
+        item = outbox.resend(self._session, item_id, actor=ACTOR)
+        return {"id": item.id, "status": item.status}

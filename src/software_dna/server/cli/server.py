@@ -3,7 +3,8 @@
     software-dna server init      create the data folder, the master key (kept outside it) and
                                   an admin API key
     software-dna server migrate   upgrade the database schema
-    software-dna server run       serve the HTTP API with uvicorn
+    software-dna server run       serve the HTTP API with uvicorn (and an outbox worker thread)
+    software-dna server worker    deliver the outbox (webhooks, e-mails), run scheduled jobs
 
 Settings come from the environment (:class:`~software_dna.server.config.Settings`);
 ``--data-dir`` (alias ``--home``) and ``--database-url`` override
@@ -191,15 +192,20 @@ def run_(
     forwarded_allow_ips: Annotated[str | None, typer.Option(
         "--forwarded-allow-ips", metavar="IPS", show_default=False,
         help="proxies trusted for X-Forwarded-For (comma-separated)")] = None,
+    worker: Annotated[bool, typer.Option(
+        "--worker/--no-worker",
+        help="also deliver the outbox and run scheduled jobs in a thread of this process "
+             "(safe next to other workers)")] = True,
 ) -> int:
     """Serve the license server's HTTP API. Refuses to start on a database whose schema is
-    behind (run `software-dna server migrate`)."""
+    behind (run `software-dna server migrate`). By default one outbox worker thread runs
+    in this process too (webhooks, e-mails, scheduled jobs); `--no-worker` leaves that to
+    `software-dna server worker`. Several processes each running a worker are safe: each
+    item and each job's due time is claimed by one of them."""
     def run() -> int:
-        # Lazy: uvicorn and the database layer only for this command, not every CLI start.
-        from software_dna.server import _serve
+        # Lazy: the database layer only for this command, not every CLI start.
         from software_dna.server.crypto import load_master_key
         from software_dna.server.db import check_schema, make_engine
-        from software_dna.server.logconfig import log_config
 
         settings = _checked(home, database_url)
         engine = make_engine(settings, pooled=False)
@@ -213,26 +219,132 @@ def run_(
                    "--log-level", log_level]
         if forwarded_allow_ips is not None:
             options += ["--forwarded-allow-ips", forwarded_allow_ips]
+        if not worker:
+            options.append("--no-worker")
         if home or database_url:
             _exec_with(settings, options)
-        _serve.run(
-            "software_dna.server.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=log_config(log_level),
-            log_level=log_level,
-            access_log=True,
-            proxy_headers=forwarded_allow_ips is not None,
-            forwarded_allow_ips=forwarded_allow_ips,
-            server_header=False,
-            # asyncio's own event loop, not uvloop: under 64 keep-alive connections uvloop
-            # served some of them seconds late (p99 0.8-1.2 s against 0.16-0.3 s; the same
-            # on a 404 route) for no more validations per second (docs/performance.md).
-            loop="asyncio",
-        )
+        background = _background_worker(settings, log_level) if worker else None
+        try:
+            _serve_app(host, port, workers, log_level, forwarded_allow_ips)
+        finally:
+            if background is not None:
+                background()
         return 0
+    return _one_line(run, database_url)
+
+
+def _background_worker(settings: Settings, log_level: str) -> Callable[[], None]:
+    """Start an outbox worker thread; returns the function that stops it (after its item)."""
+    # Lazy: the service layer only for this command, not every CLI start.
+    from software_dna.server.db import make_engine, make_session_factory
+    from software_dna.server.services.common import Context
+    from software_dna.server.worker import DEFAULT_LEASE, Worker
+
+    _worker_logging(log_level)
+    engine = make_engine(settings)
+    worker = Worker(Context.from_settings(settings), make_session_factory(engine))
+    thread = worker.start()
+
+    def stop() -> None:
+        worker.stop()
+        thread.join(timeout=DEFAULT_LEASE)
+        engine.dispose()
+    return stop
+
+
+def _worker_logging(log_level: str) -> None:
+    """One line per delivery on stderr (ids, topics, codes: never personal data)."""
+    logger = logging.getLogger("software_dna.server.worker")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s worker: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(log_level.upper())
+
+
+def _serve_app(host: str, port: int, workers: int, log_level: str,
+               forwarded_allow_ips: str | None) -> None:
+    # Lazy: uvicorn only for this command, not every CLI start.
+    from software_dna.server import _serve
+    from software_dna.server.logconfig import log_config
+
+    _serve.run(
+        "software_dna.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(log_level),
+        log_level=log_level,
+        access_log=True,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+        # asyncio's own event loop, not uvloop: under 64 keep-alive connections uvloop
+        # served some of them seconds late (p99 0.8-1.2 s against 0.16-0.3 s; the same
+        # on a 404 route) for no more validations per second (docs/performance.md).
+        loop="asyncio",
+    )
+
+
+@app.command("worker", short_help="deliver the outbox (webhooks, e-mails), run scheduled jobs")
+def worker_(
+    *, home: Home = None, database_url: DatabaseUrl = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="one pass (due jobs, one batch of due items), then exit")] = False,
+    batch: Annotated[int, typer.Option("--batch", metavar="N", parser=positive_int,
+                                       help="items claimed per pass")] = 20,
+    poll: Annotated[float, typer.Option(
+        "--poll", metavar="SECONDS", help="wait between passes when nothing is due")] = 1.0,
+    lease: Annotated[int, typer.Option(
+        "--lease", metavar="SECONDS", parser=positive_int,
+        help="an item's claim, renewed before its delivery: after a crash another worker "
+             "retries it this much later (more than one delivery takes)")] = 120,
+    log_level: Annotated[str, typer.Option(
+        "--log-level", metavar="[critical|error|warning|info|debug]", parser=_log_level,
+        help="log level")] = "info",
+) -> int:
+    """Deliver what the outbox holds (outbound webhooks, e-mails) and run the scheduled jobs
+    (lease culling, expiry events, reminders...), until SIGTERM or Ctrl-C: the item being
+    delivered is finished and recorded first. One line per delivery on stderr (ids, event
+    type, status code: no personal data). Any number of workers may run on one database."""
+    def run() -> int:
+        # Lazy: the database and service layers only for this command, not every CLI start.
+        import signal
+        import threading
+
+        from software_dna.server.db import check_schema, make_engine, make_session_factory
+        from software_dna.server.services.common import Context
+        from software_dna.server.worker import Worker
+
+        if not poll >= 0:
+            raise CliError("--poll must be a number of seconds >= 0", 2)
+        settings = _checked(home, database_url)
+        engine = make_engine(settings)
+        try:
+            check_schema(engine, settings)
+            with _printed_warnings():
+                ctx = Context.from_settings(settings)
+            _worker_logging(log_level)
+            worker = Worker(ctx, make_session_factory(engine), batch=batch, poll=poll,
+                            lease=lease)
+            if once:
+                count = worker.run_once()
+                print(f"{count} item(s) attempted.")
+                return 0
+            stop = threading.Event()
+
+            def on_signal(_signum: int, _frame: object) -> None:
+                stop.set()
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            logging.getLogger("software_dna.server.worker").info("worker started")
+            worker.run(stop)
+            logging.getLogger("software_dna.server.worker").info("worker stopped")
+            return 0
+        finally:
+            engine.dispose()
     return _one_line(run, database_url)
 
 

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 from software_dna.server.domain.tokens import PROTECTIONS
 from software_dna.server.services import (
+    events,  # registers the webhook events' audit listener: every change can raise one
     hotpath,
     leases,
     offline,
@@ -218,6 +219,7 @@ __all__ = [
     "restore_license",
     "put_settings",
     "ratelimit",
+    "events",
     "hotpath",
     "leases",
     "offline",

@@ -20,6 +20,7 @@ __all__ = [
     "audit",
     "clock_override",
     "new_id",
+    "on_audit",
     "precise_now",
     "utcnow",
 ]
@@ -103,18 +104,28 @@ def audit(
 ) -> None:
     """Add an audit entry to the session (committed with the caller's change).
 
-    Never pass personal data: ids, counts and statuses only.
+    Never pass personal data: ids, counts and statuses only.  Every listener
+    registered with :func:`on_audit` sees the entry, in the same transaction
+    (outbound webhook events are queued this way).
     """
-    session.add(
-        AuditEntry(
-            at=at or utcnow(),
-            actor=actor,
-            action=action,
-            product_id=product_id,
-            license_id=license_id,
-            activation_id=activation_id,
-            end_user_id=end_user_id,
-            kid=kid,
-            detail=detail,
-        )
-    )
+    entry = AuditEntry(at=at or utcnow(), actor=actor, action=action, product_id=product_id,
+                       license_id=license_id, activation_id=activation_id,
+                       end_user_id=end_user_id, kid=kid, detail=detail)
+    session.add(entry)
+    for listener in tuple(_audit_listeners):
+        listener(session, entry)
+
+
+AuditListener = Callable[[Session, AuditEntry], None]
+_audit_listeners: list[AuditListener] = []
+
+
+def on_audit(listener: AuditListener) -> None:
+    """Call ``listener(session, entry)`` for every audit entry added from now on.
+
+    The listener runs inside :func:`audit`, on the caller's session and before
+    its commit: whatever it adds is committed (or rolled back) with the change.
+    Registering the same listener twice has no effect.
+    """
+    if listener not in _audit_listeners:
+        _audit_listeners.append(listener)

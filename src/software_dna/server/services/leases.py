@@ -34,7 +34,9 @@ from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
 __all__ = [
+    "CULL_AFTER",
     "LeaseInfo",
+    "cull_expired",
     "current_end",
     "earliest_end",
     "lease_terms",
@@ -241,3 +243,30 @@ def lease_terms(session: Session, activation: Activation, *, now: datetime,
     refresh_by = half if refresh_by is None else min(refresh_by, half)
     expires = end if expires is None else min(expires, end)
     return end, refresh_by, expires
+
+
+#: A lapsed lease row is kept this long (it may still be renewed by a late heartbeat
+#: and shows in the lease list); :func:`cull_expired` deletes older ones.
+CULL_AFTER = timedelta(days=1)
+
+
+def cull_expired(session: Session, now: datetime) -> int:
+    """Delete the leases that lapsed more than :data:`CULL_AFTER` ago (a scheduled job). Commits.
+
+    A lapsed lease no longer counts against the seats; deleting it only keeps
+    the table small.  Each license's row is locked first (as :func:`take`
+    does), so a check-out reusing the row never races the delete.  Returns
+    the number deleted.
+    """
+    cutoff = now - CULL_AFTER
+    license_ids = list(session.scalars(
+        select(Lease.license_id).where(Lease.expires_at < cutoff).distinct()))
+    deleted = 0
+    for license_id in license_ids:
+        lock_license(session, license_id)
+        result = session.execute(
+            delete(Lease).where(Lease.license_id == license_id, Lease.expires_at < cutoff)
+            .execution_options(synchronize_session=False))
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+        session.commit()
+    return deleted

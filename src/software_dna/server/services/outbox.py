@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import DeliveryAttempt, OutboxItem
-from software_dna.server.services.common import Context, audit, new_id, utcnow
+from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
 from software_dna.server.services.errors import conflict, not_found
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
     "forget_end_user",
     "payload_of",
     "recipient_of",
+    "release",
+    "renew",
     "resend",
 ]
 
@@ -138,7 +140,8 @@ def enqueue(
         recipient_ciphertext=(ctx.vault.encrypt_field(recipient.encode(), aad=_aad(item_id))
                               if recipient is not None and ctx is not None else None),
         dedup_key=dedup_key, status="pending", attempts=0,
-        next_attempt_at=deliver_at or now, created_at=now,
+        # Precise: items queued in one second are claimed in the order they were made.
+        next_attempt_at=deliver_at or now, created_at=precise_now(),
     )
     if dedup_key is None:
         session.add(item)
@@ -196,7 +199,7 @@ def claim(session: Session, *, worker: str, limit: int, lease: int,
     due = (select(OutboxItem.id)
            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now,
                   or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until <= now))
-           .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+           .order_by(OutboxItem.next_attempt_at, OutboxItem.created_at, OutboxItem.id)
            .limit(limit)
            .with_for_update(skip_locked=True))
     if channels is not None:
@@ -209,7 +212,7 @@ def claim(session: Session, *, worker: str, limit: int, lease: int,
     session.commit()
     return list(session.scalars(
         select(OutboxItem).where(OutboxItem.claim == worker, OutboxItem.status == "pending")
-        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.created_at, OutboxItem.id)
         .execution_options(populate_existing=True)))
 
 
@@ -254,6 +257,40 @@ def finish(session: Session, item_id: str, worker: str, outcome: Outcome, *,
             item.next_attempt_at = now + timedelta(seconds=BACKOFF[item.attempts - 1])
     session.commit()
     return item
+
+
+def renew(session: Session, item_id: str, worker: str, *, lease: int) -> bool:
+    """Extend ``worker``'s lease on a claimed item to ``lease`` seconds from now; commits.
+
+    Called before each delivery of a batch, so a lease only has to outlast one
+    delivery, however long the batch takes.  Returns False when the item is no
+    longer this worker's (its lease ran out and another worker took it over,
+    or it was cancelled): then it must not be delivered.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id, OutboxItem.claim == worker,
+                                 OutboxItem.status == "pending")
+        .values(locked_until=now + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def release(session: Session, worker: str, item_ids: Sequence[str]) -> int:
+    """Give back claimed items not attempted (a worker stopping); commits.
+
+    Their attempt is not counted and they are due again at once.  Returns how many.
+    """
+    if not item_ids:
+        return 0
+    result = session.execute(
+        update(OutboxItem).where(OutboxItem.id.in_(list(item_ids)), OutboxItem.claim == worker,
+                                 OutboxItem.status == "pending")
+        .values(claim=None, locked_until=None, attempts=OutboxItem.attempts - 1)
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def resend(session: Session, item_id: str, *, actor: str = "admin") -> OutboxItem:
