@@ -1,5 +1,5 @@
 """Shared pieces of the mail tests: the server's mail settings, a test clock, and the
-worker's e-mail loop (claim -> mailer.deliver -> finish) run for real on the app's database."""
+worker's e-mail pass run for real on the app's database."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from software_dna.server.models import OutboxItem
 from software_dna.server.services import mailer, outbox
-from software_dna.server.services.common import Context, clock_override, new_id
+from software_dna.server.services.common import Context, clock_override
 from software_dna.server.testing import URL
+from software_dna.server.worker import Worker
 
 from ..inprocess import InProcessServer
 from ..smtp import Mailbox
@@ -68,30 +69,22 @@ class Attempt:
 
 
 def drain(srv: InProcessServer, ctx: Context | None = None) -> list[Attempt]:
-    """One pass of the worker's e-mail loop: claim every due mail, deliver it, finish it.
+    """One pass of the real worker over the due mails (no scheduled jobs): each claimed,
+    delivered by ``mailer.deliver`` and recorded; returns what each attempt gave.
 
-    ``ctx``: the context the deliverer gets (default the app's; a test may point the
+    ``ctx``: the context the worker runs with (default the app's; a test may point the
     SMTP settings elsewhere).
     """
     state = srv.app.state.sdna
-    ctx = ctx or state.ctx
     attempts: list[Attempt] = []
-    worker = new_id("w")
-    with state.sessions() as session:
-        claimed = outbox.claim(session, worker=worker, limit=100, lease=120,
-                               channels=[outbox.EMAIL])
-        # End the read that loaded the claimed rows: on SQLite every transaction holds
-        # the write lock (BEGIN IMMEDIATE), and none may be held while SMTP talks.
-        session.commit()
-        for item in claimed:
-            try:
-                payload = outbox.payload_of(ctx, item)
-            except LookupError:
-                outcome = outbox.Outcome(False, error="payload dropped", permanent=True)
-            else:
-                outcome = mailer.deliver(ctx, item, payload)
-            attempts.append(Attempt(item.id, item.topic, outcome))
-            outbox.finish(session, item.id, worker, outcome, duration_ms=1)
+
+    def recording(ctx: Context, item: OutboxItem, payload: dict[str, Any]) -> outbox.Outcome:
+        outcome = mailer.deliver(ctx, item, payload, sessions=state.sessions)
+        attempts.append(Attempt(item.id, item.topic, outcome))
+        return outcome
+
+    Worker(ctx or state.ctx, state.sessions, {outbox.EMAIL: recording}, jobs=(),
+           batch=100).run_once()
     return attempts
 
 

@@ -21,17 +21,15 @@ then delivers the item again with the same id.  That is the only repeat.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from software_dna.server.models import OutboxItem
-from software_dna.server.services import outbox, schedule, webhooks
+from software_dna.server.services import mailer, outbox, schedule, webhooks
 from software_dna.server.services.common import Context, new_id
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LEASE", "DEFAULT_POLL", "Handler", "Worker",
@@ -39,7 +37,7 @@ __all__ = ["DEFAULT_BATCH", "DEFAULT_LEASE", "DEFAULT_POLL", "Handler", "Worker"
 
 log = logging.getLogger("software_dna.server.worker")
 
-Handler = Callable[[Context, OutboxItem, dict[str, Any]], outbox.Outcome]
+Handler = outbox.Handler
 
 #: Items claimed per pass.
 DEFAULT_BATCH = 20
@@ -52,23 +50,9 @@ DEFAULT_POLL = 1.0
 #: Seconds between two looks at the scheduled jobs.
 DEFAULT_JOB_POLL = 15.0
 
-_MAILER = "software_dna.server.services.mailer"
-_warned: list[bool] = []  # the missing deliverer is said once per process
-
-
 def default_handlers(sessions: sessionmaker[Session]) -> dict[str, Handler]:
-    """The handlers per channel: webhooks, and e-mail when the mailer is installed."""
-    handlers: dict[str, Handler] = {outbox.WEBHOOK: webhooks.deliverer(sessions)}
-    try:
-        # By name: the e-mail deliverer lives in its own service module.
-        mailer = importlib.import_module(_MAILER)
-    except ImportError:
-        if not _warned:
-            _warned.append(True)
-            log.warning("no e-mail deliverer (%s): e-mails stay queued", _MAILER)
-    else:
-        handlers[outbox.EMAIL] = mailer.deliver
-    return handlers
+    """The handlers per channel: webhooks and e-mail."""
+    return {outbox.WEBHOOK: webhooks.deliverer(sessions), outbox.EMAIL: mailer.deliverer(sessions)}
 
 
 class Worker:

@@ -29,7 +29,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from software_dna.server.mail import (
     MailRefused,
@@ -44,7 +44,7 @@ from software_dna.server.services import mail_templates, outbox
 from software_dna.server.services.common import Context
 from software_dna.server.services.emails import opted_out, unsubscribe_url
 
-__all__ = ["deliver", "message_id"]
+__all__ = ["deliver", "deliverer", "message_id"]
 
 log = logging.getLogger("software_dna.server.mail")
 
@@ -54,17 +54,15 @@ def message_id(ctx: Context, item: OutboxItem) -> str:
     return f"<{item.id}@{message_domain(ctx.settings)}>"
 
 
-def _reading_session(item: OutboxItem, session: Session | None) -> Session:
-    if session is not None:
-        return session
-    owner = Session.object_session(item)
-    if owner is None:
-        raise LookupError("the outbox item is not attached to a session")
-    return Session(bind=owner.get_bind(), expire_on_commit=False)
+def deliverer(sessions: sessionmaker[Session]) -> outbox.Handler:
+    """:func:`deliver` bound to ``sessions``: the worker's handler for the e-mail channel."""
+    def handler(ctx: Context, item: OutboxItem, payload: dict[str, Any]) -> outbox.Outcome:
+        return deliver(ctx, item, payload, sessions=sessions)
+    return handler
 
 
 def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
-            session: Session | None = None) -> outbox.Outcome:
+            sessions: sessionmaker[Session]) -> outbox.Outcome:
     """Render and send one queued mail; never raises for a delivery failure.
 
     Args:
@@ -72,10 +70,9 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
         item: the claimed outbox item (its id makes the Message-ID).
         payload: the item's decrypted payload (``template``, ``product_id``,
             ``context``; :func:`outbox.payload_of`).
-        session: a session to read the product, templates and opt-outs with;
-            default: a new short one on the item's engine, closed before sending
-            (on SQLite the caller must not hold a transaction open then: every
-            SQLite transaction takes the write lock).
+        sessions: the session factory; one short session reads the product,
+            its templates and the opt-outs and is closed before the SMTP
+            conversation (on SQLite every transaction holds the write lock).
 
     Returns:
         The outcome for :func:`outbox.finish` (see the module docstring).
@@ -90,7 +87,7 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
                               permanent=True)
     try:
         return _render_and_send(ctx, item, payload, recipient=recipient, spec=spec,
-                                session=session)
+                                sessions=sessions)
     except SQLAlchemyError as exc:
         # The database was busy or away while reading the template: try again later.
         return outbox.Outcome(False, error=f"database: {type(exc).__name__}")
@@ -98,9 +95,9 @@ def deliver(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
 
 def _render_and_send(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
                      recipient: str, spec: mail_templates.TemplateSpec,
-                     session: Session | None) -> outbox.Outcome:
+                     sessions: sessionmaker[Session]) -> outbox.Outcome:
     name = spec.name
-    reader = _reading_session(item, session)
+    reader = sessions()
     try:
         product = reader.get(Product, str(payload.get("product_id") or item.product_id))
         if product is None:
@@ -122,8 +119,7 @@ def _render_and_send(ctx: Context, item: OutboxItem, payload: dict[str, Any], *,
             return outbox.Outcome(False, error=f"template error: {type(exc).__name__}")
         branding = mail_templates.branding_context(product)
     finally:
-        if reader is not session:
-            reader.close()  # no lock is held while the SMTP server talks
+        reader.close()  # no lock is held while the SMTP server talks
     headers: dict[str, str] = {}
     support = branding.get("support_email")
     if support and "@" in parseaddr(str(support))[1]:

@@ -25,7 +25,7 @@ when its end user is erased (:func:`forget_end_user`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from software_dna.server.services.errors import conflict, not_found
 __all__ = [
     "BACKOFF",
     "EMAIL",
+    "Handler",
     "WEBHOOK",
     "Outcome",
     "claim",
@@ -79,6 +80,11 @@ class Outcome:
     status_code: int | None = None
     error: str | None = None
     permanent: bool = False
+
+
+#: A channel's deliverer: ``handler(ctx, item, payload) -> Outcome`` (never raises for a
+#: delivery failure; the worker counts an exception as a failed attempt).
+Handler = Callable[[Context, OutboxItem, dict[str, Any]], Outcome]
 
 
 def _aad(item_id: str) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from software_dna.server.db import wal_checkpoint
 from software_dna.server.models import AuditEntry, ScheduledJob
-from software_dna.server.services import events, leases
+from software_dna.server.services import emails, events, leases, stores
 from software_dna.server.services.common import Context, utcnow
 
 __all__ = ["DEFAULT_JOBS", "Job", "checkpoint_after_erasure", "cull_leases", "run_due"]
@@ -84,6 +84,8 @@ DEFAULT_JOBS: tuple[Job, ...] = (
     Job("leases.cull", 3600, cull_leases),
     Job("wal.checkpoint_after_erasure", CHECKPOINT_EVERY, checkpoint_after_erasure),
     Job("license.expiry_events", 3600, events.expiry_events),
+    Job("mail.reminders", 3600, emails.queue_reminders),
+    Job("stores.suspend_overdue", 3600, stores.suspend_overdue),
 )
 
 

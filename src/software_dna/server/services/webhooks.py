@@ -28,7 +28,7 @@ import ipaddress
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -386,10 +386,9 @@ def _disable(sessions: sessionmaker[Session], endpoint_id: str) -> None:
             session.commit()
 
 
-Handler = Callable[[Context, OutboxItem, dict[str, Any]], outbox.Outcome]
 
 
-def deliverer(sessions: sessionmaker[Session]) -> Handler:
+def deliverer(sessions: sessionmaker[Session]) -> outbox.Handler:
     """:func:`deliver` bound to ``sessions``: the worker's handler for the webhook channel."""
     def handler(ctx: Context, item: OutboxItem, payload: dict[str, Any]) -> outbox.Outcome:
         return deliver(ctx, item, payload, sessions=sessions)
