@@ -24,8 +24,8 @@ BUYER = "ada.buyer@example.com"
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> Iterator[tuple[LocalServer, Mailbox, Receiver]]:
-    with Mailbox() as box, Receiver() as receiver:
+def shop(tmp_path: Path) -> Iterator[tuple[LocalServer, Mailbox, Receiver, Receiver]]:
+    with Mailbox() as box, Receiver() as receiver, Receiver() as crm:
         port = free_port()
         server = LocalServer(tmp_path / "server", port=port, env={
             "SOFTWARE_DNA_SMTP_HOST": "127.0.0.1", "SOFTWARE_DNA_SMTP_PORT": str(box.port),
@@ -33,14 +33,14 @@ def shop(tmp_path: Path) -> Iterator[tuple[LocalServer, Mailbox, Receiver]]:
             "SOFTWARE_DNA_PUBLIC_URL": f"http://127.0.0.1:{port}"})
         server.start()
         try:
-            yield server, box, receiver
+            yield server, box, receiver, crm
         finally:
             server.close()
 
 
 def test_a_stripe_sale_mails_a_key_that_activates_and_tells_the_vendor(
-        shop: tuple[LocalServer, Mailbox, Receiver], tmp_path: Path) -> None:
-    server, box, receiver = shop
+        shop: tuple[LocalServer, Mailbox, Receiver, Receiver], tmp_path: Path) -> None:
+    server, box, receiver, crm = shop
     admin = server.admin
     product = "p-" + secrets.token_hex(4)
     keys = admin.setup_product(product, name="Acme Editor", features=["pro"])
@@ -49,6 +49,7 @@ def test_a_stripe_sale_mails_a_key_that_activates_and_tells_the_vendor(
     admin.map_price(connector["id"], "price_pro", product, seats=1)
     endpoint = admin.webhook_create(receiver.url, ["license.issued", "activation.created"])
     receiver.secret = endpoint["secret"]
+    crm.secret = admin.webhook_create(crm.url, ["license.issued"], personal_data=True)["secret"]
 
     body = dumps(stripe_event("checkout.session.completed",
                               stripe_checkout(email=BUYER, price="price_pro")))
@@ -82,3 +83,8 @@ def test_a_stripe_sale_mails_a_key_that_activates_and_tells_the_vendor(
     assert events["license.issued"].body["data"]["license_id"] == lic["id"]
     # This endpoint is not marked for personal data: the buyer's address never reaches it.
     assert all(BUYER.encode() not in r.raw for r in receiver.requests)
+    # The vendor's CRM endpoint is marked for personal data: it gets the buyer's address.
+    assert crm.wait_for(1, timeout=30)
+    (issued,) = crm.requests
+    assert issued.verified and issued.body["type"] == "license.issued"
+    assert BUYER in issued.raw.decode()

@@ -8,6 +8,7 @@ look-up, and its last four characters for display.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TypedDict
 
@@ -21,6 +22,7 @@ from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
 from software_dna.server.models import Activation, License
+from software_dna.server.services import events
 from software_dna.server.services.common import (
     Context,
     audit,
@@ -160,12 +162,17 @@ def issue_license(
         except IntegrityError:  # pragma: no cover - a 2**80 key space collision
             session.rollback()
             continue
+        buyer_data: AbstractContextManager[None] = nullcontext()
         if buyer_email is not None:
             buyer = attach_buyer(session, ctx, lic, buyer_email)
             queue_key_delivery(session, ctx, lic, key, buyer=buyer, email=buyer_email.strip())
-        audit(session, actor, "license.issue", at=now, product_id=product_id,
-              license_id=lic.id, detail={"seats": seats, "kind": kind,
-                                         "key_mailed": buyer_email is not None})
+            # license.issued carries the address to endpoints marked for personal data.
+            buyer_data = events.personal_data(session, ctx, lic.id,
+                                              {"email": buyer_email.strip()})
+        with buyer_data:
+            audit(session, actor, "license.issue", at=now, product_id=product_id,
+                  license_id=lic.id, detail={"seats": seats, "kind": kind,
+                                             "key_mailed": buyer_email is not None})
         session.commit()
         return lic, key
     raise conflict("Could not generate a unique license key; try again.")  # pragma: no cover
