@@ -9,7 +9,6 @@ a page and any other client (``Accept`` without ``text/html``) with JSON.
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -17,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.api.errors import error_responses
+from software_dna.server.api.pages import page
 from software_dna.server.schemas.email_confirmations import EmailConfirmedOut
 from software_dna.server.services import email_confirmation
 from software_dna.server.services.errors import ServiceError
@@ -27,26 +27,10 @@ router = APIRouter(prefix="/v1", tags=["end user"])
 _ERRORS = error_responses(404, 429)
 #: Any text up to 64 characters: a malformed token is an unknown one (404), never a 422.
 Token = Annotated[str, Path(max_length=64)]
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; "
-                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-}
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:32em;margin:4em auto;padding:0 1em;"
-          "line-height:1.5}button{font-size:1.1em;padding:.5em 1.5em}")
 
 
 def _page(title: str, text: str, *, button: bool = False, status: int = 200) -> HTMLResponse:
-    form = ('<form method="post"><button type="submit">Confirm</button></form>'
-            if button else "")
-    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f'<meta name="robots" content="noindex"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>{html.escape(text)}</p>{form}</body></html>")
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+    return page(title, text, button="Confirm" if button else None, status=status)
 
 
 def _refused(exc: ServiceError) -> HTMLResponse:
