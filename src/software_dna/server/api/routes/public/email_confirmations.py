@@ -34,11 +34,11 @@ def _page(title: str, text: str, *, button: bool = False, status: int = 200) -> 
 
 
 def _refused(exc: ServiceError) -> HTMLResponse:
-    page = _page("Not now" if exc.status == 429 else "Link not valid", exc.message,
-                 status=exc.status)
+    answer = _page("Not now" if exc.status == 429 else "Link not valid", exc.message,
+                   status=exc.status)
     if exc.retry_after is not None:
-        page.headers["Retry-After"] = str(exc.retry_after)
-    return page
+        answer.headers["Retry-After"] = str(exc.retry_after)
+    return answer
 
 
 @router.get("/email-confirmations/{token}", response_class=HTMLResponse, responses=_ERRORS)
