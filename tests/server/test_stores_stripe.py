@@ -360,3 +360,35 @@ def test_test_mode_events_are_refused_without_a_test_connector_and_go_to_the_tes
         subscription=_sub(), price=price, period_end=now() + timedelta(days=30)))
     assert shop.poster.stripe(live_event, TEST_SECRET).json()["error"]["code"] == \
         "invalid_signature"
+
+
+def test_a_sale_of_an_unmapped_price_is_refused_for_a_retry_that_issues_once_mapped(
+        shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
+    """A paid sale whose price no mapping names answers 422 ``price_not_mapped`` and
+    records nothing, so Stripe retries it (and shows the failure); the warning names the
+    provider, event and price, never the buyer. Once the vendor adds the mapping, the
+    same event redelivered issues the license."""
+    connector = shop.connect("stripe", SECRET)
+    product = shop.product(subscription=False)
+    price = _price()
+    sale = stripe_event("checkout.session.completed",
+                        stripe_checkout(price=price, email="lost.buyer@example.com"))
+    with caplog.at_level("WARNING", logger="software_dna.server.stores"):
+        answer = shop.poster.stripe(sale, SECRET)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "price_not_mapped"
+    assert price in answer.json()["error"]["message"]
+    assert shop.count("store_events", "connector_id = :c", c=connector) == 0
+    assert shop.licenses(product) == []
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "software_dna.server.stores"]
+    assert len(warned) == 1
+    assert "stripe" in warned[0] and sale["id"] in warned[0] and price in warned[0]
+    assert "lost.buyer" not in warned[0]
+    # The vendor maps the price; the provider's retry (the same event) issues the license.
+    shop.map(connector, price, product)
+    again = shop.poster.stripe(sale, SECRET)
+    assert again.json() == {"outcome": "issued"}, again.text
+    lic = shop.only_license(product)
+    assert shop.mails(lic["id"]) == ["license_key"]
+    assert shop.poster.stripe(sale, SECRET).json() == {"outcome": "duplicate"}
