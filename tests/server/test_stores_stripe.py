@@ -197,6 +197,10 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
     assert shop.poster.stripe(failed, SECRET).json() == {"outcome": "applied"}
     assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
                        l=lic_id) is not None
+    shown = shop.admin.get_license(lic_id)  # licenses show: the failure and the buyer (id)
+    assert _time(shown["payment_failed_at"]) == datetime.fromtimestamp(start - 50,
+                                                                       timezone.utc)
+    assert shown["buyer_id"] is not None and shown["buyer_id"].startswith("eu")
     assert shop.mails(lic_id) == ["license_key", "payment_failed"]
     assert shop.mail_context(lic_id, "payment_failed")["recipient"] == "buyer@example.com"
     # Within the grace period nothing is suspended; after it, the license is.
@@ -216,6 +220,7 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
     assert _time(lic["expires_at"]) == end + timedelta(days=31)
     assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
                        l=lic_id) is None
+    assert lic["payment_failed_at"] is None
 
 
 def test_a_vendor_suspension_is_not_lifted_by_a_payment(shop: Shop) -> None:
@@ -373,12 +378,13 @@ def test_a_sale_of_an_unmapped_price_is_refused_for_a_retry_that_issues_once_map
     price = _price()
     sale = stripe_event("checkout.session.completed",
                         stripe_checkout(price=price, email="lost.buyer@example.com"))
+    recorded = shop.count("store_events", "connector_id = :c", c=connector)
     with caplog.at_level("WARNING", logger="software_dna.server.stores"):
         answer = shop.poster.stripe(sale, SECRET)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["code"] == "price_not_mapped"
     assert price in answer.json()["error"]["message"]
-    assert shop.count("store_events", "connector_id = :c", c=connector) == 0
+    assert shop.count("store_events", "connector_id = :c", c=connector) == recorded
     assert shop.licenses(product) == []
     warned = [r.getMessage() for r in caplog.records
               if r.name == "software_dna.server.stores"]

@@ -449,11 +449,11 @@ class DirectBackend:
         row = stores.create_connector(self._session, self.ctx, provider=provider,
                                       secret=secret, mode=mode,
                                       refund_action=refund_action, actor=ACTOR)
-        return connector_out(row).model_dump(mode="json")
+        return connector_out(row, self.ctx.settings.public_url).model_dump(mode="json")
 
     def list_stores(self) -> list[JSONDict]:
         """The connected stores (secrets are never shown)."""
-        return [connector_out(r).model_dump(mode="json")
+        return [connector_out(r, self.ctx.settings.public_url).model_dump(mode="json")
                 for r in stores.list_connectors(self._session)]
 
     def disconnect_store(self, connector_id: str) -> JSONDict:
