@@ -153,7 +153,8 @@ def test_a_signed_sale_of_an_unmapped_price_issues_nothing_and_is_not_recorded(
     event = stripe_event("invoice.paid", stripe_invoice(
         subscription=f"sub_{secrets.token_hex(6)}", price="price_not_mapped",
         period_end=now() + timedelta(days=30)))
-    assert shop.poster.stripe(event, STRIPE).json() == {"outcome": "ignored"}
+    answer = shop.poster.stripe(event, STRIPE)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "price_not_mapped")
     _nothing_changed(shop, before)
     assert shop.licenses(product) == []
 

@@ -322,6 +322,8 @@ RULES: dict[tuple[str, str], Rule] = {
         "admin", params=VICTIM_LICENSE, phase=2),
     ("POST", "/v1/admin/licenses/{license_id}/cancel"): Rule(
         "admin", params=VICTIM_LICENSE, phase=2),
+    ("POST", "/v1/admin/licenses/{license_id}/rekey"): Rule(
+        "admin", lambda w: {}, params=VICTIM_LICENSE, phase=2),
     ("POST", "/v1/admin/licenses/{license_id}/reset"): Rule(
         "admin", params=lambda w: {"license_id": w.test_code_id}, phase=2),
     ("GET", "/v1/admin/licenses/{license_id}/leases"): Rule("admin"),

@@ -139,8 +139,26 @@ def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+PUBLIC_URL = "https://licenses.example.com"
+
+
 def _cycle(prefix: list[str], product: str) -> None:
     """connect, list, map, mappings, unmap, disconnect through one backend."""
+    # A Stripe API key or any other text is not the webhook signing secret.
+    code, _, err = _run("stores", "connect", *prefix, "stripe", "--secret-stdin",
+                        stdin="sk_live_" + "x" * 24 + "\n")
+    assert code != 0 and "API key" in err and "whsec_" in err
+    code, _, err = _run("stores", "connect", *prefix, "stripe", "--secret", "not-a-whsec")
+    assert code != 0 and "whsec_" in err
+    # The webhook URL printed is the one to paste: the server's public URL + the path.
+    code, out, err = _run("stores", "connect", *prefix, "stripe", "--secret-stdin",
+                          stdin="whsec_cli_" + "s" * 16 + "\n")
+    assert code == 0, err
+    assert f"webhook URL: {PUBLIC_URL}/v1/stores/stripe/webhook" in out
+    code, out, _ = _run("stores", "list", *prefix, "--json")
+    (stripe,) = json.loads(out)["connectors"]
+    assert stripe["webhook_url"] == f"{PUBLIC_URL}/v1/stores/stripe/webhook"
+    assert _run("stores", "disconnect", *prefix, stripe["id"])[0] == 0
     code, out, err = _run("stores", "connect", *prefix, "lemonsqueezy", "--secret-stdin",
                           "--refund-action", "none", "--json", stdin="ls-cli-secret\n")
     assert code == 0, err
@@ -155,6 +173,18 @@ def _cycle(prefix: list[str], product: str) -> None:
     assert (mapping["price_ref"], mapping["seats"]) == ("424242", 2)
     code, out, _ = _run("stores", "mappings", *prefix, "--connector", connector["id"], "--json")
     assert [m["id"] for m in json.loads(out)["mappings"]] == [mapping["id"]]
+    code, out, err = _run("stores", "map", *prefix, connector["id"], "525252", product,
+                          "--days", "365", "--feature", "pro", "--feature", "export", "--json")
+    assert code == 0, err
+    yearly = json.loads(out)
+    # The listing shows what a sale gives: kind, term, features.
+    code, out, _ = _run("stores", "mappings", *prefix, "--connector", connector["id"])
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert "full, perpetual, product's features" in lines[str(mapping["id"])]
+    assert "full, 365 days from first activation, features export,pro" in lines[
+        str(yearly["id"])]
+    assert _run("stores", "unmap", *prefix, str(yearly["id"]))[0] == 0
     code, _, err = _run("stores", "map", *prefix, connector["id"], "424242", product)
     assert code != 0 and "already" in err
     assert _run("stores", "unmap", *prefix, str(mapping["id"]))[0] == 0
@@ -169,6 +199,7 @@ def test_the_cli_on_the_database(tmp_path: Path, own_key_folder: Path,
                  _common.ENV_ADMIN_KEY):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SOFTWARE_DNA_PUBLIC_URL", PUBLIC_URL)
     code, out, err = _run("server", "init")
     assert code == 0, err
     assert re.search(r"sdna_admin_", out)
@@ -180,6 +211,7 @@ def test_the_cli_against_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for name in ("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL", _common.ENV_SERVER_URL,
                  _common.ENV_ADMIN_KEY):
         monkeypatch.delenv(name, raising=False)
-    with ThreadedServer(tmp_path / "srv") as server:
+    monkeypatch.delenv("SOFTWARE_DNA_PUBLIC_URL", raising=False)  # the server's, not ours
+    with ThreadedServer(tmp_path / "srv", env={"SOFTWARE_DNA_PUBLIC_URL": PUBLIC_URL}) as server:
         server.admin.create_product("remote-prod")
         _cycle(["--server-url", server.url, "--admin-key", server.admin_key], "remote-prod")

@@ -197,6 +197,10 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
     assert shop.poster.stripe(failed, SECRET).json() == {"outcome": "applied"}
     assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
                        l=lic_id) is not None
+    shown = shop.admin.get_license(lic_id)  # licenses show: the failure and the buyer (id)
+    assert _time(shown["payment_failed_at"]) == datetime.fromtimestamp(start - 50,
+                                                                       timezone.utc)
+    assert shown["buyer_id"] is not None and shown["buyer_id"].startswith("eu")
     assert shop.mails(lic_id) == ["license_key", "payment_failed"]
     assert shop.mail_context(lic_id, "payment_failed")["recipient"] == "buyer@example.com"
     # Within the grace period nothing is suspended; after it, the license is.
@@ -216,6 +220,7 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
     assert _time(lic["expires_at"]) == end + timedelta(days=31)
     assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
                        l=lic_id) is None
+    assert lic["payment_failed_at"] is None
 
 
 def test_a_vendor_suspension_is_not_lifted_by_a_payment(shop: Shop) -> None:
@@ -360,3 +365,36 @@ def test_test_mode_events_are_refused_without_a_test_connector_and_go_to_the_tes
         subscription=_sub(), price=price, period_end=now() + timedelta(days=30)))
     assert shop.poster.stripe(live_event, TEST_SECRET).json()["error"]["code"] == \
         "invalid_signature"
+
+
+def test_a_sale_of_an_unmapped_price_is_refused_for_a_retry_that_issues_once_mapped(
+        shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
+    """A paid sale whose price no mapping names answers 422 ``price_not_mapped`` and
+    records nothing, so Stripe retries it (and shows the failure); the warning names the
+    provider, event and price, never the buyer. Once the vendor adds the mapping, the
+    same event redelivered issues the license."""
+    connector = shop.connect("stripe", SECRET)
+    product = shop.product(subscription=False)
+    price = _price()
+    sale = stripe_event("checkout.session.completed",
+                        stripe_checkout(price=price, email="lost.buyer@example.com"))
+    recorded = shop.count("store_events", "connector_id = :c", c=connector)
+    with caplog.at_level("WARNING", logger="software_dna.server.stores"):
+        answer = shop.poster.stripe(sale, SECRET)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "price_not_mapped"
+    assert price in answer.json()["error"]["message"]
+    assert shop.count("store_events", "connector_id = :c", c=connector) == recorded
+    assert shop.licenses(product) == []
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "software_dna.server.stores"]
+    assert len(warned) == 1
+    assert "stripe" in warned[0] and sale["id"] in warned[0] and price in warned[0]
+    assert "lost.buyer" not in warned[0]
+    # The vendor maps the price; the provider's retry (the same event) issues the license.
+    shop.map(connector, price, product)
+    again = shop.poster.stripe(sale, SECRET)
+    assert again.json() == {"outcome": "issued"}, again.text
+    lic = shop.only_license(product)
+    assert shop.mails(lic["id"]) == ["license_key"]
+    assert shop.poster.stripe(sale, SECRET).json() == {"outcome": "duplicate"}

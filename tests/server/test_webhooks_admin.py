@@ -115,6 +115,12 @@ def test_endpoint_lifecycle_over_the_admin_api(inprocess_any_server: InProcessSe
     ({"url": "https://example.com/hook", "events": ["license.issued"],
       "product": "no-such-product"}, 404),
     ({"url": "https://[::1/hook", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com/a\tb", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com/a b", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com/\u0085x", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com\n/hook", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com:0/hook", "events": ["license.issued"]}, 400),
+    ({"url": "https://crm.example.com:65536/hook", "events": ["license.issued"]}, 400),
 ])
 def test_bad_endpoints_are_refused_with_json_errors(inprocess_any_server: InProcessServer,
                                                      admin: AdminClient, body: dict[str, Any],
@@ -132,6 +138,23 @@ def test_loopback_http_and_any_https_are_accepted(admin: AdminClient) -> None:
                 "https://hooks.example.com/in", "https://10.0.0.5/in"):
         created = admin.webhook_create(url, ["license.issued"])
         admin.webhook_remove(created["endpoint"]["id"])
+
+
+def test_an_endpoint_url_is_stored_normalised_and_checked_on_update(
+        admin: AdminClient) -> None:
+    created = admin.webhook_create("  HTTPS://Hooks.Example.COM:8443/In?Q=1  ",
+                                   ["license.issued"])
+    endpoint = created["endpoint"]
+    assert endpoint["url"] == "https://hooks.example.com:8443/In?Q=1"
+    for bad in ("https://hooks.example.com:0/in", "https://hooks.example.com/in\r\nX: 1"):
+        with pytest.raises(AdminError) as refused:
+            admin.webhook_update(endpoint["id"], url=bad)
+        assert refused.value.status == 400
+    assert {e["id"]: e["url"] for e in admin.webhook_list()}[endpoint["id"]] == \
+        "https://hooks.example.com:8443/In?Q=1"
+    moved = admin.webhook_update(endpoint["id"], url="https://[::1]:65535/x")
+    assert moved["url"] == "https://[::1]:65535/x"
+    admin.webhook_remove(endpoint["id"])
 
 
 def test_the_delivery_log_refuses_a_bad_status(admin: AdminClient) -> None:
@@ -182,6 +205,16 @@ def test_webhooks_commands(home: Path) -> None:
         code, out, _ = _run("webhooks", "list", "--json")
         assert code == 0 and json.loads(out)["endpoints"][0]["id"] == endpoint_id
         assert "whsec_" not in out
+        # The listing says which endpoints may receive personal data.
+        code, out, err = _run("webhooks", "add", "https://crm.example.com/in", "--events",
+                              "license.issued", "--personal-data")
+        assert code == 0, err
+        crm_id = re.findall(r"^id:\s+(whe_\S+)$", out, re.M)[0]
+        code, out, _ = _run("webhooks", "list")
+        assert code == 0 and "PERSONAL DATA" in out.splitlines()[0]
+        rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+        assert rows[crm_id][-1] == "yes" and rows[endpoint_id][-1] == "no"
+        assert _run("webhooks", "remove", crm_id, "--yes")[0] == 0
 
         assert _run("licenses", "issue", PRODUCT)[0] == 0
         code, out, err = _run("server", "worker", "--once")

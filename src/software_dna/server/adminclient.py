@@ -482,3 +482,11 @@ class AdminClient:
     def webhook_resend(self, item_id: str) -> JSONDict:
         """Queue a delivered or failed message again, same webhook id: ``{"id", "status"}``."""
         return self._obj("POST", f"/webhooks/deliveries/{_seg(item_id)}/resend")
+
+    # -- lost keys
+
+    def rekey_license(self, license_id: str, *, email: str | None = None) -> JSONDict:
+        """A new key for a license (the old one stops activating): the license's JSON with
+        ``license_key`` (shown this once) and ``key_mailed``; ``email`` becomes the buyer."""
+        body: JSONDict = {"email": email} if email is not None else {}
+        return self._obj("POST", f"/licenses/{_seg(license_id)}/rekey", json=body)

@@ -85,3 +85,5 @@ class Code(str, Enum):
     INVALID_SIGNATURE = ("invalid_signature", 400)
     UNKNOWN_EVENT = ("unknown_event", 400)
     TEST_MODE_REFUSED = ("test_mode_refused", 400)
+    #: A paid sale of a price no mapping names: nothing is recorded, the provider retries.
+    PRICE_NOT_MAPPED = ("price_not_mapped", 422)

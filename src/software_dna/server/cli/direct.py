@@ -49,6 +49,7 @@ from software_dna.server.schemas.stores import connector_out, mapping_out
 from software_dna.server.schemas.webhooks import DeliveryOut, EndpointOut
 from software_dna.server.services import emails, mail_templates, outbox, stores, webhooks
 from software_dna.server.services.leases import list_leases
+from software_dna.server.services.licenses import buyer_on_file, rekey_license
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
 from software_dna.server.services.offline import deactivate_from_receipt, respond
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
@@ -448,11 +449,11 @@ class DirectBackend:
         row = stores.create_connector(self._session, self.ctx, provider=provider,
                                       secret=secret, mode=mode,
                                       refund_action=refund_action, actor=ACTOR)
-        return connector_out(row).model_dump(mode="json")
+        return connector_out(row, self.ctx.settings.public_url).model_dump(mode="json")
 
     def list_stores(self) -> list[JSONDict]:
         """The connected stores (secrets are never shown)."""
-        return [connector_out(r).model_dump(mode="json")
+        return [connector_out(r, self.ctx.settings.public_url).model_dump(mode="json")
                 for r in stores.list_connectors(self._session)]
 
     def disconnect_store(self, connector_id: str) -> JSONDict:
@@ -529,3 +530,10 @@ class DirectBackend:
         """Queue a delivered or failed message again, with the same webhook id."""
         item = outbox.resend(self._session, item_id, actor=ACTOR)
         return {"id": item.id, "status": item.status}
+
+    def rekey_license(self, license_id: str, *, email: str | None = None) -> JSONDict:
+        """A new key for a license: its JSON with ``license_key`` and ``key_mailed``."""
+        lic, key = rekey_license(self._session, self.ctx, license_id, email=email, actor=ACTOR)
+        out = self._license(lic, key)
+        out["key_mailed"] = buyer_on_file(self._session, lic) is not None
+        return out

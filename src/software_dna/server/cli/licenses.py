@@ -45,7 +45,7 @@ app = typer.Typer(
     short_help="issue, list, show and change licenses",
     help="Licenses: issue (the key is shown once), list, show, suspend, resume, revoke, set "
          "seats / expiry / features, set or clear the activation password, extend, convert to "
-         "perpetual, cancel a subscription, list floating leases.")
+         "perpetual, cancel a subscription, list floating leases, replace a lost key (rekey).")
 
 Features = Annotated[str | None, typer.Option(
     "--features", metavar="A,B", show_default=False,
@@ -350,4 +350,33 @@ def leases(backend: Backend, *, license: LicenseId, as_json: Json = False) -> in
         print_table(("activation", "since", "renewed", "ends"),
                     [(r.get("activation_id"), r.get("created_at"), r.get("renewed_at"),
                       r.get("expires_at")) for r in rows])
+    return 0
+
+
+@app.command("rekey", short_help="a new key for a lost one (prints it once)")
+@vendor_command
+def rekey(
+    backend: Backend, *, license: LicenseId,
+    email: Annotated[str | None, typer.Option(
+        "--email", metavar="ADDR", show_default=False,
+        help="the buyer's address: kept (encrypted) as the license's buyer and the new key "
+             "is mailed there (default: the buyer on file, if any)")] = None,
+    as_json: Json = False,
+) -> int:
+    """Give a license a new key, for a buyer who lost it or never got it. The old key no
+    longer activates; machines already activated keep working. The new key is printed once
+    and mailed to --email or to the buyer on file."""
+    rekeyed = backend.rekey_license(license, email=email)
+    if as_json:
+        print_json(rekeyed)
+        return 0
+    print_line(f"License {rekeyed.get('id')} has a new key; the old one no longer activates "
+               "(activated machines keep working).")
+    print_line("License key (shown only now, the server cannot show it again):")
+    print_line(f"  {rekeyed.get('license_key')}")
+    if rekeyed.get("key_mailed"):
+        print_line("The key is queued for the buyer's address (`software-dna mail log "
+                   f"--license {rekeyed.get('id')}` shows when it is sent).")
+    else:
+        print_line("No buyer address is on file: nothing was mailed (give --email to mail it).")
     return 0

@@ -228,6 +228,9 @@ def show_license(lic: JSONDict) -> None:
         ("air-gapped", "on" if lic.get("air_gapped") is True
          else "off" if lic.get("air_gapped") is False else "the product's setting"),
         ("password", guard),
+        ("buyer", lic.get("buyer_id") or "none"),
+        *([("payment failed", f"{lic['payment_failed_at']} (grace period running)")]
+          if lic.get("payment_failed_at") else []),
         ("erased", lic.get("erased")),
         ("created", lic.get("created_at")),
         ("updated", lic.get("updated_at")),

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from software_dna.server.cli._common import CliError, Json, given, in_range, read_secret
+from software_dna.server.cli._common import (
+    CliError,
+    Json,
+    JSONDict,
+    given,
+    in_range,
+    read_secret,
+)
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
 from software_dna.server.cli.output import print_json, print_line, print_listing
@@ -52,8 +59,33 @@ def connect(
         print_json(row)
         return 0
     print_line(f"Connected {row.get('provider')} ({row.get('mode')}) as {row.get('id')}; "
-               f"webhook URL: <public server URL>{row.get('webhook_path')}")
+               f"webhook URL: {_webhook_url(row)}")
+    if not row.get("webhook_url"):
+        print_line("(SOFTWARE_DNA_PUBLIC_URL is not set on the server: put the address buyers "
+                   "and the provider reach it at in front of the path.)")
     return 0
+
+
+def _webhook_url(row: JSONDict) -> str:
+    """The address to give the provider (the path alone without a public URL)."""
+    return str(row.get("webhook_url") or f"<public server URL>{row.get('webhook_path')}")
+
+
+def _terms(m: JSONDict) -> str:
+    """A mapping's license terms in one cell: kind, term, seat mode, features."""
+    parts = [str(m.get("kind") or "full")]
+    if m.get("subscription"):
+        parts.append("subscription")
+    elif m.get("duration_days"):
+        parts.append(f"{m['duration_days']} days from first activation")
+    else:
+        parts.append("perpetual")
+    if m.get("seat_mode") and m.get("seat_mode") != "machine":
+        parts.append(f"{m['seat_mode']} seats")
+    features = m.get("features")
+    parts.append("product's features" if features is None
+                 else "features " + (",".join(features) or "none"))
+    return ", ".join(parts)
 
 
 @app.command("list", short_help="list connected stores")
@@ -62,9 +94,9 @@ def list_(backend: Backend, *, as_json: Json = False) -> int:
     """List the connected stores (secrets are never shown)."""
     print_listing({"connectors": backend.list_stores()}, "connectors", as_json=as_json,
                   empty="No store connected.",
-                  headers=["ID", "PROVIDER", "MODE", "REFUNDS", "WEBHOOK PATH"],
+                  headers=["ID", "PROVIDER", "MODE", "REFUNDS", "WEBHOOK URL"],
                   row=lambda c: [c.get("id"), c.get("provider"), c.get("mode"),
-                                 c.get("refund_action"), c.get("webhook_path")])
+                                 c.get("refund_action"), _webhook_url(c)])
     return 0
 
 
@@ -155,8 +187,7 @@ def mappings(
     """List the price mappings."""
     print_listing({"mappings": backend.list_mappings(connector)}, "mappings",
                   as_json=as_json, empty="No mappings.",
-                  headers=["ID", "CONNECTOR", "PRICE", "PRODUCT", "SEATS", "SUBSCRIPTION"],
+                  headers=["ID", "CONNECTOR", "PRICE", "PRODUCT", "SEATS", "LICENSE"],
                   row=lambda m: [m.get("id"), m.get("connector_id"), m.get("price_ref"),
-                                 m.get("product"), m.get("seats"),
-                                 "yes" if m.get("subscription") else "no"])
+                                 m.get("product"), m.get("seats"), _terms(m)])
     return 0

@@ -95,9 +95,11 @@ def list_(backend: Backend, *, product: ProductOpt = None, as_json: Json = False
     """List the endpoints (never their secrets)."""
     print_listing(
         {"endpoints": backend.webhook_list(product=product)}, "endpoints", as_json=as_json,
-        empty="No webhook endpoint.", headers=["ID", "URL", "EVENTS", "PRODUCT", "ENABLED"],
+        empty="No webhook endpoint.",
+        headers=["ID", "URL", "EVENTS", "PRODUCT", "ENABLED", "PERSONAL DATA"],
         row=lambda e: [e.get("id"), e.get("url"), len(e.get("events") or []),
-                       e.get("product_id") or "*", "yes" if e.get("enabled") else "no"])
+                       e.get("product_id") or "*", "yes" if e.get("enabled") else "no",
+                       "yes" if e.get("personal_data") else "no"])
     return 0
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "LicenseOut",
     "LicensePatch",
     "PasswordIn",
+    "RekeyIn",
+    "RekeyedLicenseOut",
     "TestCodeIn",
 ]
 
@@ -111,6 +113,10 @@ class LicenseOut(Out):
     rollover: bool
     #: The license's own air-gapped setting (null: the product's).
     air_gapped: bool | None = None
+    #: The buyer's end user id (the address stays encrypted; see end-users export).
+    buyer_id: str | None = None
+    #: When a store reported the failed payment that started the grace period.
+    payment_failed_at: UtcTime | None = None
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -128,6 +134,21 @@ class IssuedLicenseOut(LicenseOut):
     """Answer of issuing: the only time the full ``license_key`` is shown."""
 
     license_key: str
+
+
+class RekeyIn(Strict):
+    """``POST /v1/admin/licenses/{id}/rekey``: optionally the buyer's address."""
+
+    #: Recorded as the license's buyer (encrypted) and the new key is mailed there;
+    #: absent: mailed to the buyer on file, if any.
+    email: Email | None = None
+
+
+class RekeyedLicenseOut(IssuedLicenseOut):
+    """Answer of a rekey: the new ``license_key``, shown this once."""
+
+    #: True when the new key was queued for mailing to the buyer.
+    key_mailed: bool
 
 
 class LicenseList(Out):

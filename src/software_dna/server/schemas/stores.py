@@ -54,6 +54,9 @@ class ConnectorOut(Out):
     mode: str
     refund_action: str
     webhook_path: str
+    #: The full address to give the provider: ``SOFTWARE_DNA_PUBLIC_URL`` + ``webhook_path``
+    #: (null when the public URL is not set).
+    webhook_url: str | None = None
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -100,11 +103,15 @@ class MappingList(Out):
     mappings: list[MappingOut]
 
 
-def connector_out(row: StoreConnector) -> ConnectorOut:
-    """The answer about a connector (never its secret)."""
+def connector_out(row: StoreConnector, public_url: str | None = None) -> ConnectorOut:
+    """The answer about a connector (never its secret).
+
+    ``public_url``: the server's ``SOFTWARE_DNA_PUBLIC_URL``, for ``webhook_url``.
+    """
+    path = f"/v1/stores/{row.provider}/webhook"
     return ConnectorOut(id=row.id, provider=row.provider, mode=row.mode,
-                        refund_action=row.refund_action,
-                        webhook_path=f"/v1/stores/{row.provider}/webhook",
+                        refund_action=row.refund_action, webhook_path=path,
+                        webhook_url=public_url.rstrip("/") + path if public_url else None,
                         created_at=row.created_at, updated_at=row.updated_at)
 
 

@@ -21,7 +21,7 @@ from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
-from software_dna.server.models import Activation, License
+from software_dna.server.models import Activation, EndUser, License
 from software_dna.server.services import events
 from software_dna.server.services.common import (
     Context,
@@ -30,18 +30,21 @@ from software_dna.server.services.common import (
     precise_now,
     utcnow,
 )
-from software_dna.server.services.emails import queue_key_delivery
+from software_dna.server.services.emails import format_time, queue_key_delivery, queue_mail
 from software_dna.server.services.endusers import attach_buyer
 from software_dna.server.services.errors import conflict, invalid
 from software_dna.server.services.lookups import get_license, get_product
 from software_dna.server.services.products import clean_features
 from software_dna.server.services.seats import check_seat_options, seats_used
+from software_dna.server.services.tokens import decrypt_end_user
 
 __all__ = [
     "MAX_SEATS",
     "LicenseChanges",
+    "buyer_on_file",
     "issue_license",
     "list_licenses",
+    "rekey_license",
     "resume_license",
     "revoke_license",
     "seats_in_use",
@@ -344,3 +347,80 @@ def set_license_password(
           license_id=lic.id, detail={"set": password is not None})
     session.commit()
     return lic
+
+
+def buyer_on_file(session: Session, lic: License) -> EndUser | None:
+    """The license's buyer when one is recorded and not erased (the key mail goes there)."""
+    if lic.buyer_id is None:
+        return None
+    buyer = session.get(EndUser, lic.buyer_id)
+    if buyer is None or buyer.erased_at is not None:
+        return None
+    return buyer
+
+
+def rekey_license(session: Session, ctx: Context, license_id: str, *,
+                  email: str | None = None, actor: str = "admin") -> tuple[License, str]:
+    """Give a license a new key and commit; returns ``(license, new_key)``.
+
+    For a buyer whose key was lost (a sale without an address, or a key mail
+    that failed for good): the old key no longer activates (its hash is
+    replaced); activations made with it keep working (they are validated by
+    their own id and secret, not by the key). Seats, terms and everything
+    else stay as they are. Audited as ``license.rekey`` (no key in the log).
+
+    Args:
+        license_id: the license.
+        email: the buyer's address: recorded as the license's buyer (as
+            :func:`issue_license` ``buyer_email=`` does) and the new key is
+            mailed there. Without it, the key is mailed to the buyer on file,
+            if any; with neither, nothing is mailed (hand the key over yourself).
+        actor: who asked (the audit log's actor).
+
+    Raises:
+        ServiceError: 404 ``not_found`` (license), 400 ``invalid_request`` (the
+        address is not one), 409 ``conflict`` (a revoked license, or a trial,
+        which has no key).
+    """
+    lic = get_license(session, license_id, lock=True)
+    if lic.status == "revoked":
+        raise conflict("A revoked license gets no new key.")
+    if not lic.key_last4:
+        raise conflict("A trial has no license key to replace.")
+    now = precise_now()
+    for _attempt in range(5):
+        key = licensekeys.generate(None)
+        lic.key_hash = ctx.vault.license_key_hash(licensekeys.normalize(key))
+        lic.key_last4 = key[-4:]
+        lic.updated_at = now
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError:  # pragma: no cover - a 2**80 key space collision
+            continue
+        break
+    else:  # pragma: no cover
+        session.rollback()
+        raise conflict("Could not generate a unique license key; try again.")
+    address: str | None = None
+    buyer: EndUser | None
+    if email is not None:
+        buyer = attach_buyer(session, ctx, lic, email)
+        address = email.strip()
+    else:
+        buyer = buyer_on_file(session, lic)
+        if buyer is not None:
+            address, _ = decrypt_end_user(ctx, buyer)
+    if buyer is not None and address:
+        # One key mail per new key: the dedup key names this key's hash, not the license.
+        queue_mail(session, ctx, template="license_key", recipient=address,
+                   product_id=lic.product_id, license_id=lic.id, end_user_id=buyer.id,
+                   context={"license_key": key, "license_id": lic.id, "seats": lic.seats,
+                            "expires_at": format_time(lic.expires_at),
+                            "features": list(lic.features)},
+                   dedup_key=f"key:{lic.id}:{lic.key_hash[:32]}")
+    audit(session, actor, "license.rekey", at=now, product_id=lic.product_id,
+          license_id=lic.id, end_user_id=buyer.id if buyer is not None and address else None,
+          detail={"key_mailed": bool(buyer is not None and address)})
+    session.commit()
+    return lic, key

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from sqlalchemy import select, update
@@ -75,15 +75,27 @@ def _aad(endpoint_id: str) -> str:
 
 
 def _check_url(url: str) -> str:
+    """The endpoint URL, checked and normalised (scheme and host lower-case).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` for whitespace or control characters
+            (they would reach the request line and the listings), a port outside
+            1..65535, credentials, a fragment, or plain http to a remote host.
+    """
     url = url.strip()
     if not url or len(url) > _URL_LENGTH:
         raise invalid(f"The URL must be 1 to {_URL_LENGTH} characters.")
+    # urlsplit silently drops tabs and line breaks; the stored text must not hold them.
+    if any(ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in url):
+        raise invalid("The URL must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        _ = parts.port
+        port = parts.port
     except ValueError as exc:
         raise invalid("The URL is not valid.") from exc
+    if port is not None and not 1 <= port <= 65535:
+        raise invalid("The URL's port must be 1 to 65535.")
     if parts.scheme not in ("https", "http") or not host:
         raise invalid("The URL must start with https:// and name a host.")
     if parts.username is not None or parts.password is not None:
@@ -93,7 +105,11 @@ def _check_url(url: str) -> str:
     if parts.scheme == "http" and not _loopback(host):
         raise invalid("Plain http:// is allowed only to this machine (localhost); "
                       "use https://.")
-    return url
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path,
+                       parts.query, ""))
 
 
 def _loopback(host: str) -> bool:

@@ -16,6 +16,7 @@ applied to its order changes nothing (``stale``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ __all__ = [
     "suspend_overdue",
 ]
 
+log = logging.getLogger("software_dna.server.stores")
+
 #: Attempts when a concurrent delivery of another event of the same order wins the race.
 _ATTEMPTS = 3
 
@@ -70,8 +73,10 @@ class Received:
 
     ``outcome``: ``issued``, ``applied``, ``stale``, ``ignored`` (see
     :class:`.effects.Applied`) or ``duplicate`` (the event was handled
-    before). A sale of a price no mapping names is ``ignored`` and not
-    recorded, so the provider's "resend" works once the mapping exists.
+    before). A sale of a price no mapping names is no outcome but a 422
+    ``price_not_mapped`` refusal that records nothing, so the provider
+    retries it (and shows the failure) until the mapping exists; a sale
+    naming no price at all is ``ignored``, unrecorded.
     """
 
     outcome: str
@@ -127,6 +132,18 @@ def _connector_for(session: Session, ctx: Context, provider: str, body: bytes,
     return verified.get("live") or verified["test"], event
 
 
+def _not_mapped(provider: str, event: NormalEvent) -> ServiceError:
+    """The refusal of a sale no mapping names; logged for the vendor (ids only)."""
+    prices = ", ".join(event.price_refs)
+    log.warning("store sale not applied: no mapping for its price (provider %s, event %s, "
+                "price %s); add the mapping, then the provider's retry or a resend issues "
+                "the license", provider, event.event_id, prices)
+    return ServiceError(Code.PRICE_NOT_MAPPED, f"No mapping names the price of this sale "
+                        f"({prices}); nothing was recorded. Add the mapping (software-dna "
+                        f"stores map); the provider's retry or a resend then issues the "
+                        f"license.", details={"price_refs": list(event.price_refs)})
+
+
 def _once(engine: Engine, ctx: Context, connector_id: str, event: NormalEvent) -> Received:
     """One attempt in one database transaction; the services' commits are savepoints."""
     with engine.connect() as conn:
@@ -149,7 +166,9 @@ def _once(engine: Engine, ctx: Context, connector_id: str, event: NormalEvent) -
             applied = effects.apply(session, ctx, connector, event)
             if applied.outcome == "not_mapped":
                 trans.rollback()
-                return Received("ignored", event.event_id, event.event_type, connector_id)
+                if not event.price_refs:  # e.g. a checkout naming no price: its invoice will
+                    return Received("ignored", event.event_id, event.event_type, connector_id)
+                raise _not_mapped(connector.provider, event)
             row.outcome = applied.outcome
             row.license_id = applied.license_id
             session.commit()  # releases the session's savepoint; the transaction is ours
@@ -181,7 +200,9 @@ def receive_webhook(engine: Engine, ctx: Context, provider: str, body: bytes,
         ServiceError: 400 ``invalid_request`` (unknown provider, malformed
         body), 400 ``invalid_signature`` (unsigned, wrong secret, old
         timestamp, no connector), 400 ``unknown_event``, 400
-        ``test_mode_refused`` (a test-mode event and no test connector).
+        ``test_mode_refused`` (a test-mode event and no test connector), 422
+        ``price_not_mapped`` (a sale of a price no mapping names; nothing is
+        recorded and a warning with the provider, event id and prices is logged).
     """
     if provider not in PROVIDERS:
         raise invalid(f"Unknown store provider; use one of {', '.join(PROVIDERS)}.")

@@ -54,6 +54,17 @@ def connector_secret(ctx: Context, connector: StoreConnector) -> str:
                                    aad=_aad(connector.id)).decode("utf-8")
 
 
+def _check_stripe_secret(secret: str) -> None:
+    """Stripe's webhook signing secrets start ``whsec_``; its API keys are a common mix-up."""
+    if secret.startswith(("sk_", "rk_", "pk_")):
+        raise invalid("This is a Stripe API key, not the webhook signing secret: use the "
+                      "endpoint's signing secret (whsec_...) from Developers > Webhooks; "
+                      "the server needs no API key.")
+    if not secret.startswith("whsec_"):
+        raise invalid("A Stripe webhook signing secret starts with whsec_ (Developers > "
+                      "Webhooks > the endpoint > Signing secret).")
+
+
 def get_connector(session: Session, connector_id: str) -> StoreConnector:
     """A connector by id; raises 404 ``not_found`` (kind ``store_connector``)."""
     row = session.get(StoreConnector, connector_id)
@@ -78,7 +89,8 @@ def create_connector(session: Session, ctx: Context, *, provider: str, secret: s
 
     Raises:
         ServiceError: 400 ``invalid_request`` (unknown provider, mode or action;
-        an empty or overlong secret).
+        an empty or overlong secret; for Stripe, a secret not starting ``whsec_``,
+        e.g. an API key ``sk_``/``rk_``/``pk_``).
     """
     if provider not in PROVIDERS:
         raise invalid(f"provider must be one of {', '.join(PROVIDERS)}.")
@@ -89,6 +101,8 @@ def create_connector(session: Session, ctx: Context, *, provider: str, secret: s
     secret = secret.strip()
     if not 6 <= len(secret) <= MAX_SECRET or not secret.isprintable():
         raise invalid(f"The signing secret must be 6 to {MAX_SECRET} printable characters.")
+    if provider == "stripe":
+        _check_stripe_secret(secret)
     now = precise_now()
     row = session.scalars(select(StoreConnector).where(
         StoreConnector.provider == provider, StoreConnector.mode == mode)).first()

@@ -1,4 +1,4 @@
-"""Vendor routes: licenses (issue, list, change, suspend, revoke, password, term)."""
+"""Vendor routes: licenses (issue, list, change, suspend, revoke, password, term, rekey)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from software_dna.server.schemas import (
     LicensePatch,
     PasswordIn,
 )
+from software_dna.server.schemas.licenses import RekeyedLicenseOut, RekeyIn
+from software_dna.server.services.licenses import buyer_on_file, rekey_license
 
 __all__ = ["router"]
 
@@ -129,3 +131,18 @@ def set_password(license_id: IdPath, body: PasswordIn, session: Db) -> LicenseOu
     """Set (string) or remove (``null``) the activation password."""
     services.set_license_password(session, license_id, body.password, actor=ACTOR)
     return license_out(session, license_id)
+
+
+@router.post("/licenses/{license_id}/rekey", response_model=RekeyedLicenseOut)
+def rekey(license_id: IdPath, state: State, session: Db,
+          body: RekeyIn | None = None) -> RekeyedLicenseOut:
+    """A new key for a lost one: the old key stops activating, activations keep working.
+
+    The new key is shown this once and mailed to ``email`` (recorded as the
+    buyer) or to the buyer on file.
+    """
+    lic, key = rekey_license(session, state.ctx, license_id,
+                             email=body.email if body is not None else None, actor=ACTOR)
+    mailed = buyer_on_file(session, lic) is not None
+    out = license_out(session, license_id)
+    return RekeyedLicenseOut(**out.model_dump(), license_key=key, key_mailed=mailed)

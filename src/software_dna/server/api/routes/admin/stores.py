@@ -37,13 +37,15 @@ def connect_store(body: ConnectorIn, state: State, session: Db) -> ConnectorOut:
     row = stores.create_connector(session, state.ctx, provider=body.provider, mode=body.mode,
                                   secret=body.secret, refund_action=body.refund_action,
                                   actor=ACTOR)
-    return connector_out(row)
+    return connector_out(row, state.ctx.settings.public_url)
 
 
 @router.get("/connectors", response_model=ConnectorList)
-def list_connectors(session: Db) -> ConnectorList:
+def list_connectors(session: Db, state: State) -> ConnectorList:
     """Every connected store."""
-    return ConnectorList(connectors=[connector_out(r) for r in stores.list_connectors(session)])
+    public_url = state.ctx.settings.public_url
+    return ConnectorList(connectors=[connector_out(r, public_url)
+                                     for r in stores.list_connectors(session)])
 
 
 @router.delete("/connectors/{connector_id}", response_model=OkOut)

@@ -3,7 +3,8 @@
 The body is read as raw bytes (the signature covers them, byte for byte)
 after the public body limit and the JSON checks of the middleware; the
 service verifies, parses and applies it in its own transaction. A refusal is
-a 400 JSON error and changes nothing.
+a 400 JSON error (422 ``price_not_mapped`` for a sale of an unmapped price, so
+the provider retries it) and changes nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ProviderPath = Annotated[str, Path(max_length=32)]
 
 
 @router.post("/stores/{provider}/webhook", response_model=StoreWebhookOut,
-             responses=error_responses(400, 413, 415))
+             responses=error_responses(400, 413, 415, 422))
 async def store_webhook(provider: ProviderPath, request: Request,
                         state: State) -> StoreWebhookOut:
     """Take one signed event from Stripe, Paddle Billing or Lemon Squeezy."""
