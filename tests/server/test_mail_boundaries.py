@@ -205,7 +205,7 @@ def test_the_key_mail_states_the_term(srv: InProcessServer, mailbox: Mailbox) ->
     """The key mail says how long the license runs: never "for ever" for a license
     that ends N days after its first activation."""
     pid = _product(srv)
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "perpetual": {},
         "until 2031-05-06 07:08 UTC": {"expires_at": "2031-05-06T07:08:00Z"},
         "30 days from the first activation": {"expires_after_days": 30},

@@ -23,8 +23,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from typing import Any
 from email.utils import formataddr, formatdate, make_msgid
+from typing import Any
 
 from software_dna.server.config import Settings
 

@@ -17,6 +17,7 @@ quickly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -141,10 +142,8 @@ def _limit_memory() -> None:
         import resource  # noqa: PLC0415 -- Unix only
     except ImportError:
         return
-    try:
+    with contextlib.suppress(ValueError, OSError):  # a lower hard limit already: keep it
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    except (ValueError, OSError):  # a lower hard limit already: keep it
-        pass
 
 
 def _main() -> int:

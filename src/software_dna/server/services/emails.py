@@ -40,8 +40,8 @@ from software_dna.server.models import Activation, EndUser, License, MailOptOut,
 from software_dna.server.services import outbox
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import normal_email
-from software_dna.server.services.events import days_left
 from software_dna.server.services.errors import invalid
+from software_dna.server.services.events import days_left
 from software_dna.server.services.tokens import decrypt_end_user
 
 __all__ = [
@@ -146,7 +146,8 @@ def queue_key_delivery(session: Session, ctx: Context, lic: License, license_key
             :func:`~.endusers.normal_email`, as the buyer is stored).
     """
     return queue_mail(
-        session, ctx, template="license_key", recipient=normal_email(email) or email.strip(), product_id=lic.product_id,
+        session, ctx, template="license_key", recipient=normal_email(email) or email.strip(),
+        product_id=lic.product_id,
         license_id=lic.id, end_user_id=buyer.id,
         context={"license_key": license_key, "license_id": lic.id, "seats": lic.seats,
                  "expires_at": format_time(lic.expires_at), "features": list(lic.features),
