@@ -24,6 +24,7 @@ from software_dna.server.services.endusers import normal_email
 
 from ..inprocess import InProcessServer
 from ..smtp import Mailbox
+from .helpers import Api
 from .mailing import drain, items, mail_env, moving_clock
 
 
@@ -166,6 +167,27 @@ def test_a_buyer_is_kept_and_mailed_in_the_normal_form(
     assert same["id"] == found["id"]
     assert sorted(srv.admin.export_end_user(same["id"])["licenses"]) == sorted(
         [issued["id"], again["id"]])
+
+
+def test_an_activation_address_follows_the_rule(srv: InProcessServer) -> None:
+    """The address an end user gives at activation is refused (400, no seat taken) when
+    it is not a bare address; a good one is kept as typed and found by any case."""
+    pid = _product(srv)
+    key = srv.admin.issue_license(pid)["license_key"]
+    api = Api.for_server(srv)
+    try:
+        local = f"Eve.{secrets.token_hex(4)}"
+        refused = api.activate(pid, key, machine="m1", email=f"<{local}@example.org>",
+                               consent=True)
+        assert refused.status_code == 400, refused.text
+        assert srv.admin.find_end_users(f"{local}@example.org") == []
+        made = api.activate(pid, key, machine="m1", email=f"{local}@Example.org",
+                            consent=True)
+        assert made.status_code in (200, 201), made.text
+        (person,) = srv.admin.find_end_users(f"{local.lower()}@example.org")
+        assert srv.admin.export_end_user(person["id"])["email"] == f"{local}@Example.org"
+    finally:
+        api.close()
 
 
 # -- templates

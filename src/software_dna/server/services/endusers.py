@@ -88,11 +88,12 @@ def attach_end_user(
     if email is None and registration is None:
         return None
     if email is not None:
-        normal = normal_email(email)
-        if normal is None:
+        # The address rule of every kept address; the end user's own spelling is kept
+        # (the look-up hash ignores case), as the app shows it back to them.
+        if normal_email(email) is None:
             raise ServiceError(Code.INVALID_REQUEST, "The email is not a bare address "
                                "(name@example.com, no <>, quotes or spaces).")
-        email = normal
+        email = email.strip()
     end_user: EndUser | None = None
     index = ctx.vault.email_index(email) if email is not None else None
     if index is not None:
@@ -139,9 +140,11 @@ def normal_email(text: str) -> str | None:
     The rule: a bare addr-spec (``local@domain.tld``; no ``<>()[],;:"\``,
     whitespace or control characters; at most 254 characters).  Normal form:
     trimmed, the domain lower-cased (the local part is kept as typed: some
-    servers tell cases apart).  Every address is normalised this way before
+    servers tell cases apart).  A buyer's address is normalised this way before
     its look-up hash (:meth:`~software_dna.server.crypto.Vault.email_index`) and
-    its encryption, so the address mailed to is the address found.
+    its encryption, so the address mailed to is the address found; an address
+    an end user gives at activation must pass the rule and is kept trimmed, as
+    typed (the look-up hash ignores case either way).
     """
     text = text.strip()
     if len(text) > 254 or not _EMAIL_RE.match(text) or \
