@@ -20,6 +20,7 @@ from software_dna.server.adminclient import AdminError
 from software_dna.server.mail import build_message, send_message
 from software_dna.server.models import License, OutboxItem, Product
 from software_dna.server.services import emails, events, outbox
+from software_dna.server.services.common import utcnow
 from software_dna.server.services.endusers import normal_email
 
 from ..inprocess import InProcessServer
@@ -285,3 +286,35 @@ def test_the_reminder_and_the_webhook_count_days_alike(srv: InProcessServer) -> 
     for hours, expected in ((0.5, 1), (24, 1), (24.01, 2), (24 * 7, 7), (24 * 6.5, 7)):
         assert events.days_left(start + timedelta(hours=hours), start) == expected
     assert events.days_left(start - timedelta(hours=1), start) == 0
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("https://billing.example/update?s=abc", True), ("javascript:alert(1)", False),
+    ("https://billing.example/a b", False), (None, False)])
+def test_payment_failed_links_the_billing_page(srv: InProcessServer, mailbox: Mailbox,
+                                               given: str | None, shown: bool) -> None:
+    """The payment_failed notice links the store's page to update the payment method
+    when the event carried an https:// one, and nothing else."""
+    pid = _product(srv)
+    address = _address()
+    issued = srv.admin.issue_license(pid, email=address)
+    state = srv.app.state.sdna
+    with state.sessions() as session:
+        lic = session.get(License, issued["id"])
+        assert lic is not None
+        lic.payment_failed_at = utcnow()
+        assert emails.queue_payment_failed(session, state.ctx, lic, billing_url=given) == 1
+        session.commit()
+    drain(srv)
+    (notice,) = [m for m in _mails_to(mailbox, address) if "Payment" in str(m["Subject"])
+                 or "payment" in str(m["Subject"])]
+    text = _text(notice)
+    html = notice.get_body(("html",))
+    assert html is not None
+    if shown:
+        assert given is not None
+        assert f"Update them here: {given}\n" in text
+        assert 'href="https://billing.example/update?s=abc"' in str(html.get_content())
+    else:
+        assert "Update them here" not in text
+        assert "billing.example" not in text and "javascript" not in str(html.get_content())

@@ -328,7 +328,16 @@ def queue_reminders(session: Session, ctx: Context, now: datetime | None = None)
     return queued
 
 
-def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
+def _billing_link(url: str | None) -> str | None:
+    """``url`` when it is one printable https:// URL of at most 2000 characters, else None."""
+    if not url or len(url) > 2000 or not url.startswith("https://") or \
+            not url.isprintable() or any(char.isspace() for char in url):
+        return None
+    return url
+
+
+def queue_payment_failed(session: Session, ctx: Context, lic: License, *,
+                         billing_url: str | None = None) -> int:
     """Queue the ``payment_failed`` notice of ``lic`` to its recipients (no commit).
 
     Call it when a store reports a failed payment, after setting
@@ -336,6 +345,13 @@ def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
     ``product.payment_grace_days`` after that time.  Once per failure (the
     dedup key holds ``payment_failed_at``) and address; opted-out addresses
     get none.
+
+    Args:
+        billing_url: where the buyer updates the payment method, when the
+            store's event carries one (Stripe ``hosted_invoice_url``, Paddle's
+            ``management_urls.update_payment_method``, Lemon Squeezy's
+            ``urls.update_payment_method``); the template's ``billing_url``
+            (None when absent or not an https:// URL).
 
     Returns:
         How many mails were queued.
@@ -353,7 +369,8 @@ def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
             session, ctx, template="payment_failed", recipient=person.email,
             product_id=lic.product_id, license_id=lic.id, end_user_id=person.end_user_id,
             context={"license_id": lic.id, "key_hint": lic.key_hint, "grace_days": grace,
-                     "suspend_at": format_time(failed_at + timedelta(days=grace))},
+                     "suspend_at": format_time(failed_at + timedelta(days=grace)),
+                     "billing_url": _billing_link(billing_url)},
             dedup_key=f"payment_failed:{lic.id}:{failed_at:%Y%m%d%H%M%S}:{person.email_index}")
         queued += item is not None
     return queued

@@ -101,7 +101,8 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "payment_failed", "a payment failed; the license is suspended after the grace days",
         True,
         {"license_id": "lic_example", "key_hint": "\u2026-ZT6R", "grace_days": 14,
-         "suspend_at": "2027-01-31 23:59 UTC"}),
+         "suspend_at": "2027-01-31 23:59 UTC",
+         "billing_url": "https://billing.example/update-payment"}),
 }
 
 #: Branding values used when the product sets none (``vendor_name`` defaults to the
