@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import unicodedata
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formataddr, formatdate, make_msgid
+from typing import Any
 
 from software_dna.server.config import Settings
 
@@ -31,6 +34,7 @@ __all__ = [
     "MailTemporary",
     "MailUnavailable",
     "build_message",
+    "display_name",
     "mail_configured",
     "mail_warnings",
     "message_domain",
@@ -181,6 +185,44 @@ def send_mail(settings: Settings, recipients: Iterable[str], subject: str, body:
     return sent
 
 
+#: Headers whose value is one ``<URL>`` that a mail client reads as is: never folded
+#: or RFC 2047 encoded (a long unsubscribe link would otherwise be encoded, and
+#: clients then offer no one-click unsubscribe).
+_UNFOLDED = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+#: The longest line RFC 5322 allows, CRLF excluded.
+_MAX_LINE = 998
+
+
+class _Policy(EmailPolicy):
+    """The default policy, except that :data:`_UNFOLDED` headers are written on one line."""
+
+    def _one_line(self, name: str, value: Any) -> str | None:
+        text = str(value)
+        if name.lower() in _UNFOLDED and text.isascii() and text.isprintable() \
+                and len(name) + 2 + len(text) <= _MAX_LINE:
+            return f"{name}: {text}{self.linesep}"
+        return None
+
+    def fold(self, name: str, value: Any) -> str:
+        line = self._one_line(name, value)
+        return line if line is not None else super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        line = self._one_line(name, value)
+        return line.encode("ascii") if line is not None else super().fold_binary(name, value)
+
+
+_POLICY = _Policy()
+
+
+def display_name(name: str) -> str:
+    """``name`` as a From display name: one line, control and separator characters (line
+    breaks included) replaced by spaces, runs of spaces collapsed."""
+    spaced = "".join(" " if unicodedata.category(char)[0] in ("C", "Z") else char
+                     for char in name)
+    return " ".join(spaced.split())
+
+
 def build_message(settings: Settings, *, to: str, subject: str, text: str, html: str | None,
                   message_id: str, sender_name: str | None = None,
                   headers: Mapping[str, str] | None = None) -> EmailMessage:
@@ -194,12 +236,15 @@ def build_message(settings: Settings, *, to: str, subject: str, text: str, html:
         html: the HTML body (``multipart/alternative`` with ``text``), or None.
         message_id: the Message-ID, ``<id@domain>``: the same for every attempt
             of one outbox item, so a receiver can drop a repeat.
-        sender_name: the display name of the From address (the vendor's name).
-        headers: more headers (``List-Unsubscribe``, ``Reply-To``, ...).
+        sender_name: the display name of the From address (the vendor's name);
+            made one line (:func:`display_name`).
+        headers: more headers (``List-Unsubscribe``, ``Reply-To``, ...);
+            ``List-Unsubscribe`` is written unfolded and unencoded.
     """
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     sender = settings.smtp_sender or ""
-    message["From"] = formataddr((sender_name, sender)) if sender_name else sender
+    name = display_name(sender_name or "")
+    message["From"] = formataddr((name, sender)) if name else sender
     message["To"] = to
     message["Subject"] = " ".join(subject.split())
     message["Date"] = formatdate(localtime=False, usegmt=True)

@@ -247,6 +247,10 @@ def show(backend: Backend, *, product: ProductArg, as_json: Json = False) -> int
     return 0
 
 
+#: Settings that tokens do not carry (a change to them alone says nothing about tokens).
+_NOT_IN_TOKENS = frozenset({"name", "payment_grace_days", "reminder_days", "branding"})
+
+
 @app.command("configure", short_help="change a product's policy")
 @vendor_command
 def configure(backend: Backend, *, product: ProductArg, name: Name = None,
@@ -289,7 +293,10 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)
     updated = backend.update_product(product, **fields)
+    # Only the policy is in tokens; the name, the mail settings and branding are not.
+    tokens = "; tokens issued from now on use the new settings" \
+        if set(fields) - _NOT_IN_TOKENS else ""
     print_result(updated, as_json=as_json, show=show_product,
-                 headline=f"Updated product {updated.get('id')} ({', '.join(sorted(fields))}); "
-                          "tokens issued from now on use the new settings.")
+                 headline=f"Updated product {updated.get('id')} "
+                          f"({', '.join(sorted(fields))}){tokens}.")
     return 0

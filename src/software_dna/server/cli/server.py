@@ -315,6 +315,7 @@ def worker_(
         import threading
 
         from software_dna.server.db import check_schema, make_engine, make_session_factory
+        from software_dna.server.mail import mail_warnings
         from software_dna.server.services.common import Context
         from software_dna.server.worker import Worker
 
@@ -326,6 +327,9 @@ def worker_(
             check_schema(engine, settings)
             with _printed_warnings():
                 ctx = Context.from_settings(settings)
+                # The same mail warnings as `server run` (the worker is who sends mail).
+                for warning in mail_warnings(settings):
+                    logging.getLogger("software_dna.server").warning(warning)
             _worker_logging(log_level)
             worker = Worker(ctx, make_session_factory(engine), batch=batch, poll=poll,
                             lease=lease)

@@ -26,7 +26,6 @@ address's keyed look-up hash, never the address.
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,7 +39,9 @@ from software_dna.server.crypto import b64url, unb64url
 from software_dna.server.models import Activation, EndUser, License, MailOptOut, OutboxItem
 from software_dna.server.services import outbox
 from software_dna.server.services.common import Context, audit, utcnow
+from software_dna.server.services.endusers import normal_email
 from software_dna.server.services.errors import invalid
+from software_dna.server.services.events import days_left
 from software_dna.server.services.tokens import decrypt_end_user
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Recipient",
     "due_reminder_day",
     "format_time",
+    "license_term",
     "mail_log",
     "opted_out",
     "queue_key_delivery",
@@ -112,6 +114,23 @@ def format_time(value: datetime | None) -> str | None:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else None
 
 
+def license_term(lic: License) -> str:
+    """How long ``lic`` runs, as the key mail says it (the ``term`` variable).
+
+    ``renews each period`` (a subscription), ``until 2027-01-31 23:59 UTC`` (a
+    fixed end), ``30 days from the first activation`` (a term that starts on
+    first use and has not started yet) or ``perpetual``.
+    """
+    if lic.subscription:
+        return "renews each period"
+    if lic.expires_at is not None:
+        return f"until {format_time(lic.expires_at)}"
+    if lic.duration_days:
+        days = int(lic.duration_days)
+        return f"{days} day{'s' if days != 1 else ''} from the first activation"
+    return "perpetual"
+
+
 def queue_key_delivery(session: Session, ctx: Context, lic: License, license_key: str, *,
                        buyer: EndUser, email: str) -> OutboxItem | None:
     """Queue the ``license_key`` mail of ``lic`` to its buyer (no commit; once per license).
@@ -123,13 +142,17 @@ def queue_key_delivery(session: Session, ctx: Context, lic: License, license_key
         lic: the license just issued.
         license_key: the key (held only in the encrypted payload, dropped once sent).
         buyer: the buyer's end user (erasure finds the mail by its id).
-        email: the buyer's address.
+        email: the buyer's address (mailed in its normal form,
+            :func:`~.endusers.normal_email`, as the buyer is stored).
     """
     return queue_mail(
-        session, ctx, template="license_key", recipient=email, product_id=lic.product_id,
+        session, ctx, template="license_key", recipient=normal_email(email) or email.strip(),
+        product_id=lic.product_id,
         license_id=lic.id, end_user_id=buyer.id,
         context={"license_key": license_key, "license_id": lic.id, "seats": lic.seats,
-                 "expires_at": format_time(lic.expires_at), "features": list(lic.features)},
+                 "expires_at": format_time(lic.expires_at), "features": list(lic.features),
+                 "duration_days": lic.duration_days, "subscription": bool(lic.subscription),
+                 "term": license_term(lic)},
         dedup_key=f"key:{lic.id}")
 
 
@@ -291,7 +314,7 @@ def queue_reminders(session: Session, ctx: Context, now: datetime | None = None)
         if day is None:
             continue
         template = "trial_ending" if lic.kind in TRIAL_KINDS else "expiry_reminder"
-        left = max(1, math.ceil((lic.expires_at - now).total_seconds() / 86400))
+        left = days_left(lic.expires_at, now)  # the same count as license.expiring
         for person in recipients(session, ctx, lic):
             item = queue_mail(
                 session, ctx, template=template, recipient=person.email,
@@ -305,7 +328,16 @@ def queue_reminders(session: Session, ctx: Context, now: datetime | None = None)
     return queued
 
 
-def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
+def _billing_link(url: str | None) -> str | None:
+    """``url`` when it is one printable https:// URL of at most 2000 characters, else None."""
+    if not url or len(url) > 2000 or not url.startswith("https://") or \
+            not url.isprintable() or any(char.isspace() for char in url):
+        return None
+    return url
+
+
+def queue_payment_failed(session: Session, ctx: Context, lic: License, *,
+                         billing_url: str | None = None) -> int:
     """Queue the ``payment_failed`` notice of ``lic`` to its recipients (no commit).
 
     Call it when a store reports a failed payment, after setting
@@ -313,6 +345,13 @@ def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
     ``product.payment_grace_days`` after that time.  Once per failure (the
     dedup key holds ``payment_failed_at``) and address; opted-out addresses
     get none.
+
+    Args:
+        billing_url: where the buyer updates the payment method, when the
+            store's event carries one (Stripe ``hosted_invoice_url``, Paddle's
+            ``management_urls.update_payment_method``, Lemon Squeezy's
+            ``urls.update_payment_method``); the template's ``billing_url``
+            (None when absent or not an https:// URL).
 
     Returns:
         How many mails were queued.
@@ -330,7 +369,8 @@ def queue_payment_failed(session: Session, ctx: Context, lic: License) -> int:
             session, ctx, template="payment_failed", recipient=person.email,
             product_id=lic.product_id, license_id=lic.id, end_user_id=person.end_user_id,
             context={"license_id": lic.id, "key_hint": lic.key_hint, "grace_days": grace,
-                     "suspend_at": format_time(failed_at + timedelta(days=grace))},
+                     "suspend_at": format_time(failed_at + timedelta(days=grace)),
+                     "billing_url": _billing_link(billing_url)},
             dedup_key=f"payment_failed:{lic.id}:{failed_at:%Y%m%d%H%M%S}:{person.email_index}")
         queued += item is not None
     return queued

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -49,7 +50,11 @@ from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
 from software_dna.wire.codes import Code
 
-_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+#: One address rule for every address the server keeps (buyers, end users): a bare
+#: addr-spec, without the display-name and group syntax (``<>()[],;:"\``) and whitespace
+#: that would make the address mailed to differ from the address stored.
+_ATOM = r'[^@\s<>()\[\],;:"\\]'
+_EMAIL_RE = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 
 __all__ = [
     "attach_buyer",
@@ -58,6 +63,8 @@ __all__ = [
     "erase_license_data",
     "export_end_user",
     "find_end_users",
+    "is_email_address",
+    "normal_email",
     "throttle_erasure_activation",
     "throttle_erasure_address",
 ]
@@ -80,6 +87,13 @@ def attach_end_user(
     """
     if email is None and registration is None:
         return None
+    if email is not None:
+        # The address rule of every kept address; the end user's own spelling is kept
+        # (the look-up hash ignores case), as the app shows it back to them.
+        if normal_email(email) is None:
+            raise ServiceError(Code.INVALID_REQUEST, "The email is not a bare address "
+                               "(name@example.com, no <>, quotes or spaces).")
+        email = email.strip()
     end_user: EndUser | None = None
     index = ctx.vault.email_index(email) if email is not None else None
     if index is not None:
@@ -120,10 +134,29 @@ def attach_end_user(
     return end_user
 
 
-def is_email_address(text: str) -> bool:
-    """True when ``text`` (trimmed) has the shape of an address a buyer can be given."""
+def normal_email(text: str) -> str | None:
+    r"""``text`` as the server keeps an address, or None when it is not one.
+
+    The rule: a bare addr-spec (``local@domain.tld``; no ``<>()[],;:"\``,
+    whitespace or control characters; at most 254 characters).  Normal form:
+    trimmed, the domain lower-cased (the local part is kept as typed: some
+    servers tell cases apart).  A buyer's address is normalised this way before
+    its look-up hash (:meth:`~software_dna.server.crypto.Vault.email_index`) and
+    its encryption, so the address mailed to is the address found; an address
+    an end user gives at activation must pass the rule and is kept trimmed, as
+    typed (the look-up hash ignores case either way).
+    """
     text = text.strip()
-    return bool(_EMAIL_RE.match(text)) and len(text) <= 254
+    if len(text) > 254 or not _EMAIL_RE.match(text) or \
+            any(unicodedata.category(char)[0] == "C" for char in text):
+        return None
+    local, _, domain = text.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def is_email_address(text: str) -> bool:
+    """True when ``text`` is an address by :func:`normal_email`'s rule."""
+    return normal_email(text) is not None
 
 
 def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> EndUser:
@@ -143,9 +176,11 @@ def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> En
     Raises:
         ServiceError: 400 ``invalid_request`` (not an address).
     """
-    email = email.strip()
-    if not is_email_address(email):
-        raise ServiceError(Code.INVALID_REQUEST, "The buyer's email is not an address.")
+    normal = normal_email(email)
+    if normal is None:
+        raise ServiceError(Code.INVALID_REQUEST, "The buyer's email is not a bare address "
+                           "(name@example.com, no <>, quotes or spaces).")
+    email = normal
     index = ctx.vault.email_index(email)
     buyer = session.scalars(
         select(EndUser).join(License, License.buyer_id == EndUser.id)

@@ -22,6 +22,7 @@ around a service call); those items are encrypted (outbox ``personal=True``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "EXPIRING_DAYS",
     "PING",
     "VERSION",
+    "days_left",
     "emit",
     "expiry_events",
     "payload",
@@ -270,6 +272,17 @@ def _fan_out(session: Session, entry: AuditEntry, event: str, data: dict[str, An
          personal=personal, products=products)
 
 
+def days_left(expires_at: datetime, now: datetime) -> int:
+    """Days from ``now`` to ``expires_at``, a started day counted whole (rounded up; 0 once
+    ended): ``license.expiring``'s ``days_left`` and the reminders' ``days_left`` alike.
+
+    Rounded up because both go out on the day they name: the 7-day notice is sent
+    when the end is at most 7 days away and says 7 (not 6) then.
+    """
+    seconds = (expires_at - now).total_seconds()
+    return max(0, math.ceil(seconds / 86400))
+
+
 def expiry_events(session: Session, _ctx: Context, now: datetime) -> int:
     """Scheduled: queue ``license.expiring`` and ``license.expired``; commits.
 
@@ -295,7 +308,7 @@ def expiry_events(session: Session, _ctx: Context, now: datetime) -> int:
         event = "license.expired" if expires <= now else "license.expiring"
         data = {"product_id": lic.product_id, "license_id": lic.id, **_license_data(lic)}
         if event == "license.expiring":
-            data["days_left"] = max(0, (expires - now).days)
+            data["days_left"] = days_left(expires, now)
         queued += len(emit(session, None, event, at=now, product_id=lic.product_id,
                            license_id=lic.id, data=data,
                            dedup=f"{event}:{lic.id}:{int(expires.timestamp())}"))

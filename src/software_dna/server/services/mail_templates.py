@@ -8,12 +8,14 @@ may replace them for one product or for every product (the vendor default,
 The effective template of a product is its own, else the vendor default,
 else the built-in one.
 
-Templates are Jinja2 run in :class:`jinja2.sandbox.SandboxedEnvironment`: a
+Templates are Jinja2 run in a sandbox (:mod:`software_dna.server.mailsandbox`): a
 vendor-edited template reaches only the variables it is given, never Python
-internals (``{{ ''.__class__ }}`` and the like are refused).  Variables are
+internals (``{{ ''.__class__ }}`` and the like are refused), and ``range()``
+yields at most 1000 items.  Variables are
 strict (an unknown name is an error, not an empty string) and the HTML body
 is auto-escaped.  A template is rendered with its sample context when it is
-saved, so a broken one is refused then (400), not when a mail is due.
+saved, in a child process bounded in time and memory, so a broken or costly
+one is refused then (400), not when a mail is due.
 
 Every template receives the product's branding (:data:`BRANDING_DEFAULTS`)
 and ``product_name``, ``product_id`` and ``unsubscribe_url`` (None for the
@@ -28,11 +30,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from software_dna.server import mailsandbox
 from software_dna.server.models import EmailTemplate, Product
 from software_dna.server.services.common import audit, utcnow
 from software_dna.server.services.errors import invalid, not_found
@@ -85,7 +86,9 @@ TEMPLATES: dict[str, TemplateSpec] = {
     "license_key": TemplateSpec(
         "license_key", "the license key, to the buyer (always sent)", False,
         {"license_key": "ACME-7K2Q-9XW4-M3PA-ZT6R", "license_id": "lic_example",
-         "seats": 1, "expires_at": "2027-01-31 23:59 UTC", "features": ["pro"]}),
+         "seats": 1, "expires_at": "2027-01-31 23:59 UTC", "features": ["pro"],
+         "duration_days": None, "subscription": False,
+         "term": "until 2027-01-31 23:59 UTC"}),
     "expiry_reminder": TemplateSpec(
         "expiry_reminder", "the license ends soon (reminder_days before its end)", True,
         {"license_id": "lic_example", "key_hint": "\u2026-ZT6R",
@@ -98,7 +101,8 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "payment_failed", "a payment failed; the license is suspended after the grace days",
         True,
         {"license_id": "lic_example", "key_hint": "\u2026-ZT6R", "grace_days": 14,
-         "suspend_at": "2027-01-31 23:59 UTC"}),
+         "suspend_at": "2027-01-31 23:59 UTC",
+         "billing_url": "https://billing.example/update-payment"}),
 }
 
 #: Branding values used when the product sets none (``vendor_name`` defaults to the
@@ -109,10 +113,6 @@ BRANDING_DEFAULTS: dict[str, str | None] = {
 }
 
 _PARTS = (("subject", "subject"), ("text", "txt"), ("html", "html"))
-_TEXT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True)
-_HTML = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True,
-                             keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
@@ -225,11 +225,9 @@ def branding_context(product: Product) -> dict[str, Any]:
 def _render(template: MailTemplate, context: Mapping[str, Any]) -> Rendered:
     """Render ``template``; raises jinja2's TemplateError (SecurityError, UndefinedError) or
     what a template's expression raised (OverflowError of a huge range, TypeError, ...)."""
-    subject = _TEXT.from_string(template.subject).render(context)
-    text = _TEXT.from_string(template.text).render(context)
-    html = (_HTML.from_string(template.html).render(context)
-            if template.html is not None else None)
-    return Rendered(" ".join(subject.split()), text, html)
+    done = mailsandbox.render(
+        mailsandbox.Parts(template.subject, template.text, template.html), context)
+    return Rendered(done.subject, done.text, done.html)
 
 
 def render(session: Session, name: str, product: Product, context: Mapping[str, Any], *,
@@ -287,13 +285,15 @@ def _check(name: str, template: MailTemplate) -> None:
     if not template.text.strip():
         raise invalid("The plain-text body is required.")
     product = Product(id="example-product", name="Example Product", branding={})
-    for link in ("https://licenses.example/v1/unsubscribe/example", None):
-        context = {**spec.sample, **branding_context(product), "unsubscribe_url": link}
-        try:
-            _render(template, context)
-        except Exception as exc:  # any fault of a vendor's template is a 400
-            raise invalid(f"The template does not render: {type(exc).__name__}: "
-                          f"{str(exc)[:200]}") from None
+    contexts = [{**spec.sample, **branding_context(product), "unsubscribe_url": link}
+                for link in ("https://licenses.example/v1/unsubscribe/example", None)]
+    try:
+        # In a child process with a time and memory bound: a template is a vendor's
+        # program, and a loop or a padding filter can be made to run for hours.
+        mailsandbox.check(mailsandbox.Parts(template.subject, template.text, template.html),
+                          contexts)
+    except mailsandbox.CheckFailed as exc:
+        raise invalid(str(exc)) from None
 
 
 def set_template(session: Session, name: str, *, product_id: str | None, subject: str,
@@ -302,11 +302,13 @@ def set_template(session: Session, name: str, *, product_id: str | None, subject
 
     The template is rendered with its sample context first: one that uses an
     unknown variable, does not parse, or reaches for what the sandbox forbids
-    is refused.
+    is refused, and so is one whose render takes over 2 s or 512 MB
+    (:func:`software_dna.server.mailsandbox.check`).
 
     Raises:
         ServiceError: 404 ``not_found`` (template name or product), 400
-            ``invalid_request`` (the template does not render, or is too long).
+            ``invalid_request`` (the template does not render, renders too
+            slowly or too big, or is too long).
     """
     _spec(name)
     if product_id is not None:

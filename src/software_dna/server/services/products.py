@@ -152,6 +152,8 @@ def create_product(
         raise invalid("A product id is 1-64 characters a-z 0-9 . _ - (starting a-z 0-9).")
     _check_policy(protection, refresh_interval, offline_grace_period, fingerprint_tolerance)
     _check_trial_policy(trial_days, test_code_limit)
+    if name is not None:
+        _check_name(name)
     if session.get(Product, product_id) is not None:
         raise conflict(f"The product {product_id!r} already exists.")
     now = utcnow()
@@ -232,6 +234,18 @@ BRANDING_KEYS = ("vendor_name", "support_email", "logo_url", "colour", "privacy_
 _HTTPS_URL_RE = re.compile(r"^https://[^\s/?#<>\"']+(/[^\s<>\"']*)?$")
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]{1,64}@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _check_name(name: str) -> None:
+    """A product name is one printable line: it is the default From display name of the
+    product's mails and is shown in lists.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (control characters, line breaks, empty).
+    """
+    if not name.strip() or not name.isprintable():
+        raise invalid("A product name is 1-200 printable characters on one line "
+                      "(no control characters or line breaks).")
 
 
 def clean_branding(branding: Mapping[str, Any]) -> dict[str, str]:
@@ -425,6 +439,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
         product.test_code_limit = test_code_limit
         changed.append("test_code_limit")
     if name is not None:
+        _check_name(name)
         product.name = name[:200]
         changed.append("name")
     if protection is not None:
