@@ -133,7 +133,7 @@ def license_term(lic: License) -> str:
 
 def queue_key_delivery(session: Session, ctx: Context, lic: License, license_key: str, *,
                        buyer: EndUser, email: str) -> OutboxItem | None:
-    """Queue the ``license_key`` mail of ``lic`` to its buyer (no commit; once per license).
+    """Queue the ``license_key`` mail of ``lic`` to its buyer (no commit; once per key).
 
     The key delivery is always sent: it carries no unsubscribe link and opt-outs
     do not apply to it.
@@ -153,7 +153,8 @@ def queue_key_delivery(session: Session, ctx: Context, lic: License, license_key
                  "expires_at": format_time(lic.expires_at), "features": list(lic.features),
                  "duration_days": lic.duration_days, "subscription": bool(lic.subscription),
                  "term": license_term(lic)},
-        dedup_key=f"key:{lic.id}")
+        # Once per key: a new key (licenses.rekey_license) is mailed again.
+        dedup_key=f"key:{lic.id}:{lic.key_hash[:32]}")
 
 
 # -- unsubscribe

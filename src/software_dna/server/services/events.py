@@ -80,6 +80,7 @@ ACTIONS: Mapping[str, _Rule] = {
     "license.suspend": _Rule("license.changed", "suspended"),
     "license.resume": _Rule("license.changed", "resumed"),
     "license.extend": _Rule("license.changed", "extended"),
+    "license.rekey": _Rule("license.changed", "rekeyed"),
     "license.perpetual": _Rule("license.changed", "perpetual"),
     "license.cancel": _Rule("license.changed", "cancelled"),
     "license.renew": _Rule("license.changed", "renewed"),
@@ -221,7 +222,8 @@ def _license_data(lic: License | None) -> dict[str, Any]:
     if lic is None:
         return {}
     return {"status": lic.status, "kind": lic.kind, "seats": lic.seats,
-            "expires_at": _rfc3339(lic.expires_at) if lic.expires_at else None}
+            "expires_at": _rfc3339(lic.expires_at) if lic.expires_at else None,
+            "duration_days": lic.duration_days, "subscription": bool(lic.subscription)}
 
 
 def _on_audit(session: Session, entry: AuditEntry) -> None:

@@ -30,7 +30,7 @@ from software_dna.server.services.common import (
     precise_now,
     utcnow,
 )
-from software_dna.server.services.emails import format_time, queue_key_delivery, queue_mail
+from software_dna.server.services.emails import queue_key_delivery
 from software_dna.server.services.endusers import attach_buyer
 from software_dna.server.services.errors import conflict, invalid
 from software_dna.server.services.lookups import get_license, get_product
@@ -412,13 +412,7 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
         if buyer is not None:
             address, _ = decrypt_end_user(ctx, buyer)
     if buyer is not None and address:
-        # One key mail per new key: the dedup key names this key's hash, not the license.
-        queue_mail(session, ctx, template="license_key", recipient=address,
-                   product_id=lic.product_id, license_id=lic.id, end_user_id=buyer.id,
-                   context={"license_key": key, "license_id": lic.id, "seats": lic.seats,
-                            "expires_at": format_time(lic.expires_at),
-                            "features": list(lic.features)},
-                   dedup_key=f"key:{lic.id}:{lic.key_hash[:32]}")
+        queue_key_delivery(session, ctx, lic, key, buyer=buyer, email=address)
     audit(session, actor, "license.rekey", at=now, product_id=lic.product_id,
           license_id=lic.id, end_user_id=buyer.id if buyer is not None and address else None,
           detail={"key_mailed": bool(buyer is not None and address)})
