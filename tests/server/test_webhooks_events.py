@@ -238,7 +238,7 @@ def test_payload_is_ids_only(world: World) -> None:
         body = outbox.payload_of(world.state.ctx, item)
     assert set(body) == {"type", "timestamp", "version", "data"}
     assert set(body["data"]) <= {"license_id", "product_id", "status", "kind", "seats",
-                                 "expires_at"}
+                                 "expires_at", "duration_days", "subscription"}
     assert "key" not in json.dumps(body)
 
 
