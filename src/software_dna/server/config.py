@@ -49,7 +49,9 @@ variable                               meaning (default)
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -69,6 +71,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 __all__ = [
     "ConfigError",
+    "ascii_host",
     "Settings",
     "default_home",
     "default_key_file",
@@ -106,6 +109,26 @@ def default_key_file() -> Path:
     import platformdirs  # noqa: PLC0415  # lazy: only when no key file is configured
 
     return Path(platformdirs.user_config_dir("software-dna-keys", appauthor=False)) / "master.key"
+
+
+def ascii_host(host: str) -> str | None:
+    """``host`` as it goes on the wire: an IP literal as is, a name in its IDNA (ASCII)
+    form, lower-case; None when it is neither (percent-escapes, odd dots, bad labels)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = name.rstrip(".").split(".")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return None
+    return name
+
+
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def normalize_database_url(url: str) -> str:
@@ -227,7 +250,15 @@ class Settings(BaseSettings):
                              "https://licenses.example.com")
         if parts.query or parts.fragment:
             raise ValueError("must be a plain address, without ?query or #fragment")
-        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        # An internationalised host in its ASCII form (IDNA): links in mails and
+        # headers (List-Unsubscribe) must stay plain ASCII.
+        host = ascii_host(parts.hostname)
+        if host is None:
+            raise ValueError("must name a valid host")
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
     @field_validator("smtp_tls", mode="before")
     @classmethod

@@ -40,6 +40,7 @@ import logging
 import os
 import secrets
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,8 +373,12 @@ class Vault:
         return self._mac("license-keys", normalized_key)
 
     def email_index(self, email: str) -> str:
-        """Look-up hash of an email (trimmed, case-folded); 64 hex chars."""
-        return self._mac("email-index", email.strip().lower())
+        """Look-up hash of an email (trimmed, Unicode NFC, case-folded); 64 hex chars.
+
+        NFC: an accented address typed composed or decomposed is one address
+        (ASCII addresses hash as before).
+        """
+        return self._mac("email-index", unicodedata.normalize("NFC", email.strip()).lower())
 
     def address_key(self, address: str) -> str:
         """Pseudonymous key of a client address's network for rate limiting (32 hex chars).

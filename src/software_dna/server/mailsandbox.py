@@ -5,12 +5,15 @@ Templates are Jinja2 run in a :class:`jinja2.sandbox.SandboxedEnvironment`
 ``range`` yields at most :data:`MAX_RANGE` items.
 
 A template a vendor saves is first rendered with its sample context in a
-child process (:func:`check`), ``sys.executable -m`` this module, the
+child process (:func:`check`), and every mail from a vendor's template is
+rendered the same way (:func:`render_bounded`; the built-in templates, which
+are ours, render in-process): ``sys.executable -m`` this module, the
 template and the contexts as JSON on its standard input: the render gets
 :data:`RENDER_SECONDS` seconds and :data:`MEMORY_BYTES` of address space
 (Linux and other systems with ``RLIMIT_AS``).  Nested loops, huge string
 repetitions and padding filters (``center``, ``indent``, ``format`` widths)
-therefore cost the server at most that, never a request thread for minutes.
+therefore cost the server at most that, never a request thread or the worker
+for minutes; a part over :data:`MAX_PART_CHARS` characters is refused too.
 This module imports nothing of the server but Jinja2, so the child starts
 quickly.
 """
@@ -31,6 +34,7 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
+    "MAX_PART_CHARS",
     "MAX_RANGE",
     "MEMORY_BYTES",
     "RENDER_SECONDS",
@@ -38,6 +42,7 @@ __all__ = [
     "Parts",
     "check",
     "render",
+    "render_bounded",
 ]
 
 #: The most items a template's ``range()`` yields (jinja2's own bound is 100000).
@@ -46,6 +51,9 @@ MAX_RANGE = 1000
 RENDER_SECONDS = 2.0
 #: Address space of the check's child process, bytes.
 MEMORY_BYTES = 512 * 1024 * 1024
+#: The most characters a rendered subject, text or HTML part may have (a mail that
+#: large would be refused by mail servers, so the mail would never arrive).
+MAX_PART_CHARS = 500_000
 #: Seconds the child may take to start (import Jinja2) before its render budget.
 _START_SECONDS = 20.0
 
@@ -99,6 +107,8 @@ class CheckFailed(Exception):
 
 
 _TOO_COSTLY = "The template takes too long or too much memory to render."
+_TOO_LARGE = (f"The template renders a part over {MAX_PART_CHARS:,} characters: "
+              "too large a mail to send.")
 
 
 def check(template: Parts, contexts: Sequence[Mapping[str, Any]]) -> None:
@@ -109,9 +119,25 @@ def check(template: Parts, contexts: Sequence[Mapping[str, Any]]) -> None:
         contexts: JSON-able contexts to render with (each must render).
 
     Raises:
-        CheckFailed: a render failed (the message names the error), or it took
-            over :data:`RENDER_SECONDS` seconds or :data:`MEMORY_BYTES` of memory.
+        CheckFailed: a render failed (the message names the error), took over
+            :data:`RENDER_SECONDS` seconds or :data:`MEMORY_BYTES` of memory, or
+            gave a part over :data:`MAX_PART_CHARS` characters.
     """
+    _in_child(template, contexts)
+
+
+def render_bounded(template: Parts, context: Mapping[str, Any]) -> Parts:
+    """:func:`render` in a bounded child process (how a vendor's template is rendered
+    for a mail: its branches may depend on the mail's real values).
+
+    Raises:
+        CheckFailed: as :func:`check`.
+    """
+    (rendered,) = _in_child(template, [context])
+    return rendered
+
+
+def _in_child(template: Parts, contexts: Sequence[Mapping[str, Any]]) -> list[Parts]:
     request = json.dumps({"template": [template.subject, template.text, template.html],
                           "contexts": [dict(c) for c in contexts]})
     try:
@@ -124,9 +150,11 @@ def check(template: Parts, contexts: Sequence[Mapping[str, Any]]) -> None:
         answer = json.loads(done.stdout.decode("utf-8"))
     except ValueError:  # killed by a limit, or out of memory before it could answer
         raise CheckFailed(_TOO_COSTLY) from None
-    error = answer.get("error") if isinstance(answer, dict) else _TOO_COSTLY
-    if error:
-        raise CheckFailed(str(error))
+    if not isinstance(answer, dict):
+        raise CheckFailed(_TOO_COSTLY)
+    if answer.get("error"):
+        raise CheckFailed(str(answer["error"]))
+    return [Parts(*parts) for parts in answer["rendered"]]
 
 
 class _OutOfTime(BaseException):
@@ -157,9 +185,15 @@ def _main() -> int:
         signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, RENDER_SECONDS)
     error: str | None = None
+    rendered: list[list[str | None]] = []
     try:
         for context in request["contexts"]:
-            render(template, context)
+            done = render(template, context)
+            parts = [done.subject, done.text, done.html]
+            if any(part is not None and len(part) > MAX_PART_CHARS for part in parts):
+                error = _TOO_LARGE
+                break
+            rendered.append(parts)
     except (_OutOfTime, MemoryError, RecursionError):
         error = _TOO_COSTLY
     except Exception as exc:  # any fault of a vendor's template is reported
@@ -167,7 +201,7 @@ def _main() -> int:
     finally:
         if timer:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    sys.stdout.write(json.dumps({"error": error}))
+    sys.stdout.write(json.dumps({"error": error, "rendered": [] if error else rendered}))
     sys.stdout.flush()
     return 0
 

@@ -139,14 +139,14 @@ def normal_email(text: str) -> str | None:
 
     The rule: a bare addr-spec (``local@domain.tld``; no ``<>()[],;:"\``,
     whitespace or control characters; at most 254 characters).  Normal form:
-    trimmed, the domain lower-cased (the local part is kept as typed: some
+    trimmed, Unicode NFC, the domain lower-cased (the local part is kept as typed: some
     servers tell cases apart).  A buyer's address is normalised this way before
     its look-up hash (:meth:`~software_dna.server.crypto.Vault.email_index`) and
     its encryption, so the address mailed to is the address found; an address
     an end user gives at activation must pass the rule and is kept trimmed, as
     typed (the look-up hash ignores case either way).
     """
-    text = text.strip()
+    text = unicodedata.normalize("NFC", text.strip())
     if len(text) > 254 or not _EMAIL_RE.match(text) or \
             any(unicodedata.category(char)[0] == "C" for char in text):
         return None

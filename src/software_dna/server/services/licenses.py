@@ -22,7 +22,7 @@ from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
 from software_dna.server.models import Activation, EndUser, License
-from software_dna.server.services import events
+from software_dna.server.services import events, outbox
 from software_dna.server.services.common import (
     Context,
     audit,
@@ -411,6 +411,8 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
         buyer = buyer_on_file(session, lic)
         if buyer is not None:
             address, _ = decrypt_end_user(ctx, buyer)
+    # A key mail still queued holds the old key, which no longer activates.
+    outbox.cancel_pending(session, license_id=lic.id, topic="license_key")
     if buyer is not None and address:
         queue_key_delivery(session, ctx, lic, key, buyer=buyer, email=address)
     audit(session, actor, "license.rekey", at=now, product_id=lic.product_id,

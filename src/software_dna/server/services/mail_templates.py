@@ -223,10 +223,18 @@ def branding_context(product: Product) -> dict[str, Any]:
 
 
 def _render(template: MailTemplate, context: Mapping[str, Any]) -> Rendered:
-    """Render ``template``; raises jinja2's TemplateError (SecurityError, UndefinedError) or
-    what a template's expression raised (OverflowError of a huge range, TypeError, ...)."""
-    done = mailsandbox.render(
-        mailsandbox.Parts(template.subject, template.text, template.html), context)
+    """Render ``template``: a built-in one in this process, a vendor's in a bounded child
+    process (its branches may depend on the real values, so the check at save time
+    alone cannot bound it).
+
+    Raises:
+        Exception: jinja2's TemplateError (SecurityError, UndefinedError), what a
+            template's expression raised (OverflowError of a huge range, TypeError),
+            or :class:`mailsandbox.CheckFailed` (a vendor template over its bounds).
+    """
+    parts = mailsandbox.Parts(template.subject, template.text, template.html)
+    done = (mailsandbox.render(parts, context) if template.source == "builtin"
+            else mailsandbox.render_bounded(parts, context))
     return Rendered(done.subject, done.text, done.html)
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "Handler",
     "WEBHOOK",
     "Outcome",
+    "cancel_pending",
     "claim",
     "enqueue",
     "finish",
@@ -324,6 +325,18 @@ def resend(session: Session, item_id: str, *, actor: str = "admin") -> OutboxIte
           license_id=item.license_id, detail={"item": item.id, "channel": item.channel})
     session.commit()
     return item
+
+
+def cancel_pending(session: Session, *, license_id: str, topic: str) -> None:
+    """Cancel the license's queued items of ``topic`` and drop their payloads. No commit.
+
+    A new license key makes a queued key mail wrong: it must never go out.
+    """
+    session.execute(
+        update(OutboxItem).where(OutboxItem.license_id == license_id,
+                                 OutboxItem.topic == topic, OutboxItem.status == "pending")
+        .values(status="cancelled", payload=None, claim=None, locked_until=None)
+        .execution_options(synchronize_session=False))
 
 
 def forget_end_user(session: Session, end_user_id: str) -> None:

@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
+from software_dna.server.config import ascii_host
 from software_dna.server.models import DeliveryAttempt, OutboxItem, WebhookEndpoint
 from software_dna.server.services import events, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
@@ -102,6 +103,10 @@ def _check_url(url: str) -> str:
         raise invalid("The URL must not carry credentials; receivers verify the signature.")
     if parts.fragment:
         raise invalid("The URL must not have a #fragment.")
+    wire_host = ascii_host(host)
+    if wire_host is None:
+        raise invalid("The URL's host is not a valid host name or address.")
+    host = wire_host
     if parts.scheme == "http" and not _loopback(host):
         raise invalid("Plain http:// is allowed only to this machine (localhost); "
                       "use https://.")
