@@ -115,7 +115,8 @@ def stripe_checkout(*, mode: str = "payment", email: str = "buyer@example.com",
 def stripe_invoice(*, subscription: str, price: str, period_end: datetime,
                    billing_reason: str = "subscription_create",
                    email: str = "buyer@example.com", new_api: bool = False,
-                   status: str = "paid") -> dict[str, Any]:
+                   status: str = "paid", hosted_invoice_url: str | None = None
+                   ) -> dict[str, Any]:
     """An Invoice (``invoice.paid`` / ``invoice.payment_failed``); ``new_api``: the 2025
     shape (``parent.subscription_details``, ``pricing.price_details``)."""
     start = int((period_end - timedelta(days=30)).timestamp())
@@ -125,7 +126,8 @@ def stripe_invoice(*, subscription: str, price: str, period_end: datetime,
     invoice: dict[str, Any] = {"id": _sid("in"), "object": "invoice", "status": status,
                                "billing_reason": billing_reason, "customer": _sid("cus"),
                                "customer_email": email, "amount_paid": 990,
-                               "currency": "eur", "lines": {"object": "list", "data": [line]}}
+                               "currency": "eur", "lines": {"object": "list", "data": [line]},
+                               "hosted_invoice_url": hosted_invoice_url}
     if new_api:
         line["pricing"] = {"type": "price_details",
                            "price_details": {"price": price, "product": _sid("prod")}}

@@ -191,9 +191,10 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
     shop.poster.stripe(stripe_event("invoice.paid", stripe_invoice(
         subscription=sub, price=price, period_end=end), created=start - 100), SECRET)
     lic_id = shop.only_license(product)["id"]
+    pay_here = "https://invoice.stripe.com/i/acct_1/test_inv"
     failed = stripe_event("invoice.payment_failed", stripe_invoice(
         subscription=sub, price=price, period_end=end + timedelta(days=30), status="open",
-        billing_reason="subscription_cycle"), created=start - 50)
+        billing_reason="subscription_cycle", hosted_invoice_url=pay_here), created=start - 50)
     assert shop.poster.stripe(failed, SECRET).json() == {"outcome": "applied"}
     assert shop.scalar("SELECT payment_failed_at FROM licenses WHERE id = :l",
                        l=lic_id) is not None
@@ -202,7 +203,10 @@ def test_a_failed_payment_mails_the_buyer_suspends_after_the_grace_and_recovery_
                                                                        timezone.utc)
     assert shown["buyer_id"] is not None and shown["buyer_id"].startswith("eu")
     assert shop.mails(lic_id) == ["license_key", "payment_failed"]
-    assert shop.mail_context(lic_id, "payment_failed")["recipient"] == "buyer@example.com"
+    notice = shop.mail_context(lic_id, "payment_failed")
+    assert notice["recipient"] == "buyer@example.com"
+    # The notice links the invoice Stripe hosts, where the buyer pays.
+    assert notice["payload"]["context"]["billing_url"] == pay_here
     # Within the grace period nothing is suspended; after it, the license is.
     real = datetime.now(timezone.utc)
     _suspend_overdue(shop, real + timedelta(days=2))

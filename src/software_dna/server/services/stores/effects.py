@@ -187,7 +187,7 @@ def _payment_failed(session: Session, ctx: Context, lic: License, event: NormalE
         lic.updated_at = now
         audit(session, ACTOR, "license.payment_failed", at=now, product_id=lic.product_id,
               license_id=lic.id)
-        emails.queue_payment_failed(session, ctx, lic)
+        emails.queue_payment_failed(session, ctx, lic, billing_url=event.billing_url)
 
 
 def _refund(session: Session, connector: StoreConnector, lic: License, now: datetime) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "epoch",
     "header",
     "hmac_hex",
+    "link_of",
     "malformed",
     "obj",
     "parse_json",
@@ -63,6 +64,8 @@ class NormalEvent:
         period_end: the end of the paid period, if known (aware UTC).
         test_mode: the provider's test-mode flag; None when the payload has
             none (Paddle: the sandbox is told apart by its own secret).
+        billing_url: where the buyer updates the payment (a failed payment's
+            notice links it), if the event carries one.
     """
 
     event_id: str
@@ -75,6 +78,13 @@ class NormalEvent:
     occurred_at: datetime
     period_end: datetime | None
     test_mode: bool | None
+    billing_url: str | None = None
+
+
+def link_of(value: object) -> str | None:
+    """A URL the provider gave for the buyer (a string of at most 2000 characters), else
+    None; the mail checks it further (https, printable)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 2000 else None
 
 
 def bad_signature(reason: str) -> ServiceError:

@@ -20,6 +20,7 @@ from software_dna.server.services.stores.events import (
     email_of,
     header,
     hmac_hex,
+    link_of,
     malformed,
     obj,
     parse_json,
@@ -101,6 +102,7 @@ def normalise(body: bytes, headers: Mapping[str, str]) -> NormalEvent:
     assert updated is not None and object_id is not None
     kind = _KINDS.get(event_type, "ignored")
     period_end: datetime | None = None
+    billing_url: str | None = None
     prices: tuple[str, ...] = ()
     order_ref: str | None
     sub_ref: str | None
@@ -119,6 +121,9 @@ def normalise(body: bytes, headers: Mapping[str, str]) -> NormalEvent:
         variant = text(attrs.get("variant_id"), "variant_id", required=False)
         prices = (variant,) if variant else ()
         period_end = rfc3339(attrs.get("renews_at"), "renews_at", required=False)
+        urls = attrs.get("urls")
+        billing_url = link_of(urls.get("update_payment_method")) if isinstance(urls, dict) \
+            else None
         if event_type in ("subscription_cancelled", "subscription_expired"):
             period_end = rfc3339(attrs.get("ends_at"), "ends_at", required=False) or period_end
         if event_type == "subscription_updated":
@@ -136,4 +141,4 @@ def normalise(body: bytes, headers: Mapping[str, str]) -> NormalEvent:
         event_id=f"{event_type}:{data_type}:{object_id}:{updated.isoformat()}",
         event_type=event_type, kind=kind, order_ref=order_ref, subscription_ref=sub_ref,
         price_refs=prices, email=email_of(attrs.get("user_email")), occurred_at=updated,
-        period_end=period_end, test_mode=test_mode)
+        period_end=period_end, test_mode=test_mode, billing_url=billing_url)

@@ -22,6 +22,7 @@ from software_dna.server.services.stores.events import (
     email_of,
     header,
     hmac_hex,
+    link_of,
     obj,
     parse_json,
     rfc3339,
@@ -120,6 +121,7 @@ def normalise(body: bytes) -> NormalEvent:
     sub_ref = text(data.get("subscription_id"), "subscription_id", required=False)
     prices: tuple[str, ...] = ()
     period_end: datetime | None = None
+    billing_url: str | None = None
     if event_type.startswith("transaction."):
         txn = text(data.get("id"), "transaction id")
         order_ref = sub_ref or txn
@@ -134,6 +136,9 @@ def normalise(body: bytes) -> NormalEvent:
         order_ref = sub_ref
         prices = _prices(data.get("items"))
         period_end = _period_end(data, "current_billing_period")
+        urls = data.get("management_urls")
+        billing_url = link_of(urls.get("update_payment_method")) if isinstance(urls, dict) \
+            else None
         status = data.get("status")
         scheduled = data.get("scheduled_change")
         if event_type == "subscription.canceled":
@@ -153,4 +158,4 @@ def normalise(body: bytes) -> NormalEvent:
     return NormalEvent(event_id=event_id, event_type=event_type, kind=kind,
                        order_ref=order_ref, subscription_ref=sub_ref, price_refs=prices,
                        email=_email(data), occurred_at=occurred_at, period_end=period_end,
-                       test_mode=None)
+                       test_mode=None, billing_url=billing_url)

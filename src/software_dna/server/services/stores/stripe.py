@@ -22,6 +22,7 @@ from software_dna.server.services.stores.events import (
     email_of,
     epoch,
     header,
+    link_of,
     malformed,
     obj,
     parse_json,
@@ -143,6 +144,7 @@ def normalise(body: bytes) -> NormalEvent:
     prices: tuple[str, ...] = ()
     email: str | None = None
     period_end: datetime | None = None
+    billing_url: str | None = None
     if event_type.startswith("checkout.session."):
         mode = item.get("mode")
         sub_ref = text(_ref(item.get("subscription")), "subscription", required=False)
@@ -164,6 +166,7 @@ def normalise(body: bytes) -> NormalEvent:
         prices = _prices(item.get("lines"))
         email = email_of(item.get("customer_email"))
         period_end = _invoice_period_end(item)
+        billing_url = link_of(item.get("hosted_invoice_url"))
         if event_type == "invoice.paid":
             first = item.get("billing_reason") == "subscription_create"
             kind = "purchase" if first else "renewed"
@@ -187,4 +190,4 @@ def normalise(body: bytes) -> NormalEvent:
     return NormalEvent(event_id=event_id, event_type=event_type, kind=kind,
                        order_ref=order_ref, subscription_ref=sub_ref, price_refs=prices,
                        email=email, occurred_at=occurred_at, period_end=period_end,
-                       test_mode=not livemode)
+                       test_mode=not livemode, billing_url=billing_url)
