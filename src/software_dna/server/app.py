@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from software_dna.server import panel
 from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
@@ -132,6 +135,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
         version="1",
         description="Activation, validation and vendor administration. See docs/protocol.md.",
         responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}},
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.sdna = AppState(settings, engine, make_session_factory(engine), ctx,
                               make_inline_engine(settings))
@@ -139,7 +144,30 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    panel.install(app)
+    _api_docs(app)
     return app
+
+
+def _api_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the server's own copies of their scripts."""
+    assets = "/static/docs/"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - Swagger UI",
+            swagger_js_url=assets + "swagger-ui-bundle.js",
+            swagger_css_url=assets + "swagger-ui.css",
+            swagger_favicon_url=assets + "favicon-32x32.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json",
+                              title=f"{app.title} - ReDoc",
+                              redoc_js_url=assets + "redoc.standalone.js",
+                              redoc_favicon_url=assets + "favicon-32x32.png",
+                              with_google_fonts=False)
 
 
 def app_from_env() -> FastAPI:

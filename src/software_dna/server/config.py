@@ -204,6 +204,17 @@ class Settings(BaseSettings):
     password_reset_ttl: int = Field(default=900, ge=60,
                                     validation_alias="SOFTWARE_DNA_PASSWORD_RESET_TTL")
     public_url: str | None = _env("SOFTWARE_DNA_PUBLIC_URL")
+    #: Control panel sessions: signed out after this many seconds without a request,
+    #: and after ``panel_session_max`` seconds whatever happens.
+    panel_session_idle: int = Field(default=3600, ge=60,
+                                    validation_alias="SOFTWARE_DNA_PANEL_SESSION_IDLE")
+    panel_session_max: int = Field(default=12 * 3600, ge=300,
+                                   validation_alias="SOFTWARE_DNA_PANEL_SESSION_MAX")
+    #: Panel sign-in attempts per staff account and per client network per window.
+    panel_sign_in_attempts: int = Field(default=10, ge=1,
+                                        validation_alias="SOFTWARE_DNA_PANEL_SIGN_IN_ATTEMPTS")
+    panel_sign_in_window: int = Field(default=900, ge=1,
+                                      validation_alias="SOFTWARE_DNA_PANEL_SIGN_IN_WINDOW")
 
     @classmethod
     def settings_customise_sources(

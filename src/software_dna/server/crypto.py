@@ -346,6 +346,9 @@ class Vault:
             "bindings",
             "binding-index",
             "unsubscribe",
+            "staff-sessions",
+            "csrf",
+            "staff-totp",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -400,6 +403,26 @@ class Vault:
     def unsubscribe_mac(self, data: str) -> bytes:
         """HMAC-SHA256 of an unsubscribe link's contents (32 bytes, key of its own)."""
         return hmac.new(self._keys["unsubscribe"], data.encode("utf-8"), hashlib.sha256).digest()
+
+    def staff_session_hash(self, token: str) -> str:
+        """Stored form of a control panel session cookie's token (64 hex chars)."""
+        return self._mac("staff-sessions", token)
+
+    def csrf_token(self, session_token: str) -> str:
+        """The CSRF token of a panel session (64 hex chars): a keyed hash of its cookie's token.
+
+        Forms carry it; a cross-site page cannot read it, and it changes with
+        every session.
+        """
+        return self._mac("csrf", session_token)
+
+    def seal_totp_secret(self, staff_id: str, secret: bytes) -> bytes:
+        """Encrypt a staff member's TOTP secret (AES-GCM, bound to the staff id)."""
+        return self._encrypt("staff-totp", secret, staff_id)
+
+    def open_totp_secret(self, staff_id: str, sealed: bytes) -> bytes:
+        """Decrypt :meth:`seal_totp_secret`'s output; raises :class:`DecryptionError`."""
+        return self._decrypt("staff-totp", sealed, staff_id)
 
     def admin_key_hash(self, admin_key: str) -> str:
         """Stored form of an admin API key (64 hex chars)."""

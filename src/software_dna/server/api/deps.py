@@ -5,7 +5,7 @@ Routers import this module; it never imports a router.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
+from software_dna.server.domain.roles import Permission, allows
 from software_dna.server.schemas import FingerprintIn, PreviousIn
-from software_dna.server.services import Context, ServiceError, check_admin_key, parse_fingerprint
+from software_dna.server.services import Context, ServiceError, parse_fingerprint
+from software_dna.server.services.admin import admin_key_row
+from software_dna.server.services.common import acting_as
 from software_dna.server.services.messages import FingerprintData
 from software_dna.wire.codes import Code
 
@@ -34,6 +37,7 @@ __all__ = [
     "get_session",
     "get_state",
     "given",
+    "require",
     "require_admin",
 ]
 
@@ -97,16 +101,35 @@ def bearer(request: Request) -> str | None:
     return bearer_credential(request.headers.get("authorization", ""))
 
 
-def require_admin(
-    request: Request,
-    state: Annotated[AppState, Depends(get_state)],
-    session: Annotated[Session, Depends(get_session)],
-) -> None:
-    """Refuse (401 ``unauthorized``) unless the request carries an admin API key."""
-    if not check_admin_key(session, state.ctx, bearer(request)):
-        session.rollback()
-        raise ServiceError(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
-    session.rollback()  # end the read transaction (SQLite: release the lock)
+def require(*permissions: Permission) -> Callable[..., AsyncIterator[None]]:
+    """A dependency: the request's admin API key must have a role that allows ``permissions``.
+
+    401 ``unauthorized`` without a usable key, 403 ``forbidden`` when its role
+    (domain.roles) does not allow every one of them.  The key's id is recorded in the audit
+    entries the request makes (services.common.acting_as).
+    """
+    async def dependency(request: Request, state: State, session: Db) -> AsyncIterator[None]:
+        # async so that acting_as's context reaches the route's thread (FastAPI copies
+        # the context into the thread pool); the look-up is one indexed SELECT.
+        row = admin_key_row(session, state.ctx, bearer(request))
+        role = row.role if row is not None else None
+        key_id = row.id if row is not None else None
+        session.rollback()  # end the read transaction (SQLite: release the lock)
+        if role is None:
+            raise ServiceError(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
+        refused = [p.value for p in permissions if not allows(role, p)]
+        if refused:
+            raise ServiceError(Code.FORBIDDEN, f"This admin API key's role ({role}) may not "
+                               f"do this ({', '.join(refused)}).")
+        with acting_as(key_id):
+            yield
+
+    return dependency
+
+
+#: Until every admin route names its permission: keys whose role allows both
+#: (owner, admin).
+require_admin = require(Permission.PRODUCTS, Permission.LICENSES)
 
 
 

@@ -103,8 +103,9 @@ def _admin_key_valid(scope: Scope, authorization: str) -> bool:
         session.close()
 
 
-#: The one route that takes a form body (RFC 8058 one-click unsubscribe; the body is ignored).
-_FORM_PATH = "/v1/unsubscribe/"
+#: The paths that take form bodies: RFC 8058 one-click unsubscribe (the body is
+#: ignored) and the control panel's pages.
+_FORM_PATHS = ("/v1/unsubscribe/", "/panel/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -128,7 +129,8 @@ class BodyLimitMiddleware:
         path: str = scope.get("path", "")
         # Every path the admin limit applies to is held to the admin key (a 404 too).
         admin = path.startswith("/v1/admin")
-        limit = ADMIN_BODY_LIMIT if admin else PUBLIC_BODY_LIMIT
+        # The panel's forms (a CSV import) may be as large as an admin body.
+        limit = ADMIN_BODY_LIMIT if admin or path.startswith("/panel/") else PUBLIC_BODY_LIMIT
         length: str | None = None
         ctype = ""
         authorization = ""
@@ -201,7 +203,7 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         media = ctype.split(";")[0].strip().lower()
         # RFC 8058: a mail client's one-click unsubscribe is a form POST (its body is ignored).
-        if body and not (media in _FORM_TYPES and path.startswith(_FORM_PATH)):
+        if body and not (media in _FORM_TYPES and path.startswith(_FORM_PATHS)):
             if media != "application/json":
                 await error_response(Code.UNSUPPORTED_MEDIA_TYPE,
                                      "Send the body as application/json.")(scope, receive, send)

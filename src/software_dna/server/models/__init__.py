@@ -29,8 +29,10 @@ from software_dna.server.models.product import Product
 from software_dna.server.models.rate_limit import RateLimitCounter
 from software_dna.server.models.renewal_code import RenewalCode
 from software_dna.server.models.signing_key import SigningKey
+from software_dna.server.models.staff import StaffMember, StaffSession
 from software_dna.server.models.store import StoreConnector, StoreEvent, StoreMapping, StoreOrder
 from software_dna.server.models.trial import Trial
+from software_dna.server.models.usage import UsageCount
 from software_dna.server.models.webhook import WebhookEndpoint
 
 __all__ = [
@@ -61,6 +63,9 @@ __all__ = [
     "RateLimitCounter",
     "RenewalCode",
     "SigningKey",
+    "StaffMember",
+    "StaffSession",
     "Trial",
+    "UsageCount",
     "UTCDateTime",
 ]

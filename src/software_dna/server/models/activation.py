@@ -45,6 +45,8 @@ class Activation(Base):
     sdk_version: Mapped[str | None] = mapped_column(String(32))
     client_os: Mapped[str | None] = mapped_column(String(64))
     client_python: Mapped[str | None] = mapped_column(String(32))
+    # The app's own version as the SDK reports it (LicenseClient(app_version=...)).
+    app_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
@@ -71,4 +73,4 @@ class Activation(Base):
     def client_facts(self) -> dict[str, str | None]:
         """What the SDK said about the client: ``sdk_version``, ``os``, ``python``."""
         return {"sdk_version": self.sdk_version, "os": self.client_os,
-                "python": self.client_python}
+                "python": self.client_python, "app_version": self.app_version}

@@ -21,5 +21,8 @@ class AdminApiKey(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # What the key may do (domain.roles.Role); keys made before roles existed are owners.
+    role: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]

@@ -23,7 +23,9 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(index=True)
-    actor: Mapped[str] = mapped_column(String(16))  # admin / sdk / cli
+    actor: Mapped[str] = mapped_column(String(16))  # admin / panel / sdk / cli / store ...
+    # Who, within the actor: the staff member (``stf_...``) or admin API key (``adk_...``).
+    actor_id: Mapped[str | None] = mapped_column(String(40), index=True)
     action: Mapped[str] = mapped_column(String(64))
     product_id: Mapped[str | None] = mapped_column(String(64))
     license_id: Mapped[str | None] = mapped_column(String(40), index=True)

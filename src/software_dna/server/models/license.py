@@ -55,6 +55,11 @@ class License(Base):
     # The buyer a store sale named (an end user: encrypted email, erasable);
     # key delivery and reminders go there.
     buyer_id: Mapped[str | None] = mapped_column(String(40), index=True)  # end_users.id
+    # The vendor's own references (migration 0009): not personal data by design,
+    # searchable in the panel, the admin API and the CLI.
+    customer_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    order_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    notes: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

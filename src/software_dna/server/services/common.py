@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from software_dna.server.models import AuditEntry
 
 __all__ = [
     "Context",
+    "acting_as",
     "audit",
     "clock_override",
     "new_id",
@@ -89,6 +91,25 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(16)}"
 
 
+#: The staff member or admin API key behind the current request (see :func:`acting_as`).
+_acting: ContextVar[str | None] = ContextVar("software_dna_acting", default=None)
+
+
+@contextmanager
+def acting_as(actor_id: str | None) -> Iterator[None]:
+    """Record ``actor_id`` (``stf_...`` or ``adk_...``) in every audit entry made inside.
+
+    The admin API's and the panel's authentication set it for the request, so
+    the service functions, which know only the actor's kind (``admin``,
+    ``panel``), need no new argument to say who.
+    """
+    token = _acting.set(actor_id)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
 def audit(
     session: Session,
     actor: str,
@@ -108,9 +129,10 @@ def audit(
     registered with :func:`on_audit` sees the entry, in the same transaction
     (outbound webhook events are queued this way).
     """
-    entry = AuditEntry(at=at or utcnow(), actor=actor, action=action, product_id=product_id,
-                       license_id=license_id, activation_id=activation_id,
-                       end_user_id=end_user_id, kid=kid, detail=detail)
+    entry = AuditEntry(at=at or utcnow(), actor=actor, actor_id=_acting.get(), action=action,
+                       product_id=product_id, license_id=license_id,
+                       activation_id=activation_id, end_user_id=end_user_id, kid=kid,
+                       detail=detail)
     session.add(entry)
     for listener in tuple(_audit_listeners):
         listener(session, entry)

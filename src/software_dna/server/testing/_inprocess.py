@@ -35,10 +35,12 @@ SDK's client (its transport): a test harness, which nothing in ``src`` imports.
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -230,6 +232,12 @@ class ASGIAdapter(requests.adapters.HTTPAdapter):
         raw = HTTPResponse(body=io.BytesIO(content), headers=header_dict, status=status,
                            preload_content=False, decode_content=False,
                            request_url=request.url)
+        # requests reads Set-Cookie from the http.client message a socket would have given.
+        message = http.client.HTTPMessage()
+        for key, text in header_dict.items():
+            message[key] = text
+        raw._original_response = SimpleNamespace(  # type: ignore[assignment]
+            msg=message, isclosed=lambda: True)
         response = self.build_response(request, raw)
         if not stream:
             _ = response.content  # read now, as requests does without stream=True

@@ -1,0 +1,318 @@
+"""The vendor's staff: accounts, roles, sign-in and control panel sessions.
+
+A staff member signs in with email and password (scrypt,
+:func:`software_dna.server.crypto.hash_password`), then a TOTP code when one
+is enrolled.  A session is a random token in an HttpOnly cookie; the
+server keeps only its keyed hash, its expiry (idle and absolute,
+``panel_session_idle`` / ``panel_session_max``) and whether the second factor
+is still due.  The CSRF token of a session is a keyed hash of its token
+(:meth:`Vault.csrf_token`), so it needs no storage and dies with the session.
+
+Invariants (tests/server/test_staff.py, tests/attack/):
+- the role that decides what a request may do is the staff row's, read at
+  every request: a changed role or a removed account takes effect at once;
+- the last owner cannot be removed, disabled or demoted;
+- a wrong password, an unknown address and a disabled account give the same
+  answer after the same work (a password hash is checked either way).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from software_dna.server.crypto import hash_password, verify_password
+from software_dna.server.domain.roles import Role, role_names
+from software_dna.server.models import StaffMember, StaffSession
+from software_dna.server.services.common import Context, acting_as, audit, new_id, utcnow
+from software_dna.server.services.errors import ServiceError
+from software_dna.wire.codes import Code
+
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "SignedIn",
+    "change_password",
+    "create_staff",
+    "csrf_matches",
+    "end_session",
+    "get_staff",
+    "list_staff",
+    "remove_staff",
+    "reset_password",
+    "session_staff",
+    "set_role",
+    "sign_in",
+]
+
+#: The shortest password a staff member may choose.
+MIN_PASSWORD_LENGTH = 12
+_MAX_PASSWORD_LENGTH = 1000
+#: A hash checked when the address is unknown, so both answers cost the same.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def _normal_email(email: str) -> str:
+    address = email.strip().lower()
+    if not (3 <= len(address) <= 254) or address.count("@") != 1 or any(
+            c.isspace() for c in address):
+        raise ServiceError(Code.INVALID_REQUEST, "Give the staff member's email address "
+                           "(name@example.com).", details={"field": "email"})
+    return address
+
+
+def _checked_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ServiceError(Code.INVALID_REQUEST, f"A staff password has at least "
+                           f"{MIN_PASSWORD_LENGTH} characters.", details={"field": "password"})
+    if len(password) > _MAX_PASSWORD_LENGTH:
+        raise ServiceError(Code.INVALID_REQUEST, "That password is too long.",
+                           details={"field": "password"})
+    return password
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ServiceError(Code.INVALID_REQUEST, f"Unknown role {role!r}; one of: "
+                           + ", ".join(role_names()) + ".", details={"field": "role"}) from None
+
+
+def get_staff(session: Session, staff_id_or_email: str) -> StaffMember:
+    """A staff member by id (``stf_...``) or email address.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    row = session.get(StaffMember, staff_id_or_email)
+    if row is None:
+        row = session.scalars(select(StaffMember).where(
+            StaffMember.email == staff_id_or_email.strip().lower())).first()
+    if row is None:
+        raise ServiceError(Code.NOT_FOUND, "No such staff member.")
+    return row
+
+
+def list_staff(session: Session, *, include_disabled: bool = False) -> list[StaffMember]:
+    """Staff members, by email address."""
+    query = select(StaffMember).order_by(StaffMember.email)
+    if not include_disabled:
+        query = query.where(StaffMember.disabled_at.is_(None))
+    return list(session.scalars(query))
+
+
+def create_staff(session: Session, *, email: str, password: str, role: Role | str,
+                 name: str = "", actor: str = "cli") -> StaffMember:
+    """Add a staff member; commits.
+
+    Args:
+        email: the sign-in address (kept lower-cased).
+        password: at least :data:`MIN_PASSWORD_LENGTH` characters.
+        role: a :class:`Role` or its name.
+        name: a display name (optional, at most 100 characters).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (address, password, role, name),
+            409 ``conflict`` when the address is taken.
+    """
+    address = _normal_email(email)
+    role = _role(role)
+    if len(name) > 100:
+        raise ServiceError(Code.INVALID_REQUEST, "A name is at most 100 characters.",
+                           details={"field": "name"})
+    if session.scalars(select(StaffMember.id).where(StaffMember.email == address)).first():
+        raise ServiceError(Code.CONFLICT, "A staff member with that address exists.",
+                           details={"field": "email"})
+    row = StaffMember(id=new_id("stf"), email=address, name=name.strip(), role=role.value,
+                      password_hash=hash_password(_checked_password(password)),
+                      must_change_password=False, created_at=utcnow())
+    session.add(row)
+    audit(session, actor, "staff.create", detail={"staff_id": row.id, "role": role.value})
+    session.commit()
+    return row
+
+
+def _owners_left(session: Session, without: str) -> int:
+    return session.scalar(select(func.count()).select_from(StaffMember).where(
+        StaffMember.role == Role.OWNER.value, StaffMember.disabled_at.is_(None),
+        StaffMember.id != without)) or 0
+
+
+def _keep_an_owner(session: Session, row: StaffMember) -> None:
+    if row.role == Role.OWNER.value and _owners_left(session, row.id) == 0:
+        raise ServiceError(Code.CONFLICT, "This is the last owner: make someone else an "
+                           "owner first.")
+
+
+def set_role(session: Session, staff_id: str, role: Role | str, *,
+             actor: str = "cli") -> StaffMember:
+    """Change a staff member's role (effective at their next request); commits.
+
+    Raises:
+        ServiceError: 404, 400 for an unknown role, 409 for the last owner.
+    """
+    row = get_staff(session, staff_id)
+    new = _role(role)
+    if new.value != row.role:
+        if new is not Role.OWNER:
+            _keep_an_owner(session, row)
+        audit(session, actor, "staff.role", detail={"staff_id": row.id, "from": row.role,
+                                                     "to": new.value})
+        row.role = new.value
+        session.commit()
+    return row
+
+
+def remove_staff(session: Session, staff_id: str, *, actor: str = "cli") -> StaffMember:
+    """Disable a staff member and end their sessions; commits.
+
+    The row stays (disabled) so the audit log keeps naming who did what.
+
+    Raises:
+        ServiceError: 404, 409 for the last owner.
+    """
+    row = get_staff(session, staff_id)
+    if row.disabled_at is None:
+        _keep_an_owner(session, row)
+        row.disabled_at = utcnow()
+        session.execute(delete(StaffSession).where(StaffSession.staff_id == row.id))
+        audit(session, actor, "staff.remove", detail={"staff_id": row.id})
+        session.commit()
+    return row
+
+
+def reset_password(session: Session, staff_id: str, *, actor: str = "cli",
+                   password: str | None = None, clear_totp: bool = False
+                   ) -> tuple[StaffMember, str]:
+    """Give a staff member a new password (random unless given), ends their sessions; commits.
+
+    The staff member must choose their own at the next sign-in.  ``clear_totp``
+    also removes their second factor (a lost phone).
+
+    Returns:
+        ``(staff member, the new password)``: show it once.
+
+    Raises:
+        ServiceError: 404; 400 for a given password that is too short.
+    """
+    row = get_staff(session, staff_id)
+    new = _checked_password(password) if password is not None else secrets.token_urlsafe(15)
+    row.password_hash = hash_password(new)
+    row.must_change_password = True
+    if clear_totp:
+        row.totp_sealed = None
+        row.totp_confirmed_at = None
+        row.totp_last_step = None
+    session.execute(delete(StaffSession).where(StaffSession.staff_id == row.id))
+    audit(session, actor, "staff.reset", detail={"staff_id": row.id, "totp_cleared": clear_totp})
+    session.commit()
+    return row, new
+
+
+def change_password(session: Session, staff: StaffMember, current: str, new: str, *,
+                    keep_session: str | None = None) -> None:
+    """A staff member changes their own password; other sessions end; commits.
+
+    Args:
+        keep_session: the hash (``StaffSession.id``) of the session to keep.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (wrong current password, new one
+            too short or the same as before).
+    """
+    if not verify_password(current, staff.password_hash):
+        raise ServiceError(Code.INVALID_REQUEST, "The current password is wrong.",
+                           details={"field": "current"})
+    _checked_password(new)
+    if verify_password(new, staff.password_hash):
+        raise ServiceError(Code.INVALID_REQUEST, "Choose a password you have not used here.",
+                           details={"field": "new"})
+    staff.password_hash = hash_password(new)
+    staff.must_change_password = False
+    query = delete(StaffSession).where(StaffSession.staff_id == staff.id)
+    if keep_session is not None:
+        query = query.where(StaffSession.id != keep_session)
+    session.execute(query)
+    with acting_as(staff.id):
+        audit(session, "panel", "staff.password", detail={"staff_id": staff.id})
+    session.commit()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new panel session: the cookie's ``token`` (show it to nobody else) and its staff."""
+
+    token: str
+    staff: StaffMember
+    second_factor_due: bool
+
+
+def sign_in(session: Session, ctx: Context, email: str, password: str) -> SignedIn | None:
+    """Check a staff member's address and password; on success start a session (commits).
+
+    Rate limiting is the caller's (it knows the client address); this function
+    answers None for an unknown address, a disabled account and a wrong
+    password alike, after checking one password hash in each case.
+    """
+    address = email.strip().lower()[:254]
+    row = session.scalars(select(StaffMember).where(StaffMember.email == address)).first()
+    good = verify_password(password[:_MAX_PASSWORD_LENGTH],
+                           row.password_hash if row is not None else _DUMMY_HASH)
+    if row is None or not good or row.disabled_at is not None:
+        return None
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    due = row.totp_confirmed_at is not None
+    session.add(StaffSession(id=ctx.vault.staff_session_hash(token), staff_id=row.id,
+                             second_factor_due=due, created_at=now, last_seen_at=now,
+                             expires_at=now + timedelta(seconds=ctx.settings.panel_session_max)))
+    if not due:
+        row.last_sign_in_at = now
+    with acting_as(row.id):
+        audit(session, "panel", "staff.sign_in", detail={"staff_id": row.id,
+                                                         "second_factor_due": due})
+    session.commit()
+    return SignedIn(token=token, staff=row, second_factor_due=due)
+
+
+def session_staff(session: Session, ctx: Context, token: str | None) -> StaffSession | None:
+    """The live session of a cookie's token (its staff joined), or None.
+
+    Expired sessions (idle or absolute) and those of disabled staff are None;
+    a live one has its ``last_seen_at`` moved on (committed at most once a
+    minute, so a page of requests costs one write).
+    """
+    if not token or len(token) > 100:
+        return None
+    row = session.get(StaffSession, ctx.vault.staff_session_hash(token))
+    now = utcnow()
+    if row is None:
+        return None
+    idle = timedelta(seconds=ctx.settings.panel_session_idle)
+    if row.expires_at <= now or row.last_seen_at + idle <= now or row.staff.disabled_at:
+        session.delete(row)
+        session.commit()
+        return None
+    if now - row.last_seen_at >= timedelta(seconds=60):
+        row.last_seen_at = now
+        session.commit()
+    return row
+
+
+def end_session(session: Session, ctx: Context, token: str | None) -> None:
+    """Sign out: forget the session of this cookie's token; commits."""
+    if token and len(token) <= 100:
+        session.execute(delete(StaffSession).where(
+            StaffSession.id == ctx.vault.staff_session_hash(token)))
+        session.commit()
+
+
+def csrf_matches(ctx: Context, token: str, presented: str | None) -> bool:
+    """True when ``presented`` is the CSRF token of the session whose cookie is ``token``."""
+    if not presented or len(presented) > 200:
+        return False
+    return secrets.compare_digest(ctx.vault.csrf_token(token), presented)

@@ -1,0 +1,74 @@
+"""Signing in to the panel: sessions, CSRF, roles, sign-out (in-process, no browser)."""
+
+from __future__ import annotations
+
+from software_dna.server.domain.roles import Role
+from software_dna.server.models import AuditEntry, StaffSession
+from software_dna.server.testing import InProcessServer
+from tests.panel.helpers import PanelUser, add_staff, db
+
+
+def test_pages_need_a_session(inprocess_server: InProcessServer) -> None:
+    with inprocess_server.session() as http:
+        answer = http.get(inprocess_server.url + "/panel/?q=x", allow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/panel/sign-in?next=%2Fpanel%2F%3Fq%3Dx"
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(inprocess_server: InProcessServer,
+                                                staff_emails: dict[Role, str]) -> None:
+    with PanelUser(inprocess_server, staff_emails[Role.SUPPORT]) as user:
+        answer = user.sign_in()
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/panel" in cookie
+        page = user.get("/panel/")
+        assert page.status_code == 200
+        assert "Dashboard" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def test_wrong_password_and_unknown_address_answer_alike(
+        inprocess_server: InProcessServer, staff_emails: dict[Role, str]) -> None:
+    with PanelUser(inprocess_server, staff_emails[Role.ADMIN]) as user:
+        wrong = user.sign_in(password="not the password at all")
+    with PanelUser(inprocess_server, "nobody@vendor.example") as stranger:
+        unknown = stranger.sign_in()
+    assert wrong.status_code == unknown.status_code == 400
+    assert "Wrong email address or password." in wrong.text
+    assert "Wrong email address or password." in unknown.text
+
+
+def test_a_post_without_the_csrf_token_changes_nothing(inprocess_server: InProcessServer,
+                                                       owner: PanelUser) -> None:
+    with db(inprocess_server) as session:
+        sessions_before = session.query(StaffSession).count()
+    for token in ("", "0" * 64):
+        answer = owner.post("/panel/sign-out", csrf=token)
+        assert answer.status_code == 403
+        assert "no longer valid" in answer.text
+    with db(inprocess_server) as session:
+        assert session.query(StaffSession).count() == sessions_before
+    assert owner.get("/panel/").status_code == 200
+
+
+def test_sign_out_ends_the_session_for_good(inprocess_server: InProcessServer) -> None:
+    with PanelUser(inprocess_server, add_staff(inprocess_server, Role.READ_ONLY)) as user:
+        user.sign_in()
+        stolen = dict(user.http.cookies)
+        assert user.post("/panel/sign-out").status_code == 303
+        with inprocess_server.session() as other:
+            other.cookies.update(stolen)
+            assert other.get(inprocess_server.url + "/panel/",
+                             allow_redirects=False).status_code == 303
+
+
+def test_the_audit_log_names_the_staff_member(inprocess_server: InProcessServer) -> None:
+    email = add_staff(inprocess_server, Role.READ_ONLY)
+    with PanelUser(inprocess_server, email) as user:
+        user.sign_in()
+    with db(inprocess_server) as session:
+        entry = session.query(AuditEntry).filter_by(action="staff.sign_in").order_by(
+            AuditEntry.id.desc()).first()
+        assert entry is not None and entry.actor == "panel"
+        assert entry.actor_id is not None and entry.actor_id.startswith("stf_")
