@@ -230,6 +230,7 @@ def viewer(permission: Permission) -> Callable[..., AsyncIterator[Staff]]:
         with acting_as(staff.id):
             yield staff
 
+    dependency.permission = permission  # type: ignore[attr-defined]  # read by the role matrix test
     return dependency
 
 
@@ -272,6 +273,7 @@ def poster(permission: Permission) -> Callable[..., AsyncIterator[Posted]]:
         with acting_as(staff.id):
             yield Posted(staff=staff, form=form, values=values)
 
+    dependency.permission = permission  # type: ignore[attr-defined]  # read by the role matrix test
     return dependency
 
 
