@@ -13,15 +13,14 @@ import json
 import secrets
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from software_dna.server import cli
 from software_dna.server.adminclient import AdminError
 from software_dna.server.cli import _common
+from tests.cli_runner import ENV_CLEARED, cli_ok, run_cli
 
 from ..inprocess import InProcessServer
 from ..smtp import Mailbox
@@ -164,25 +163,7 @@ def api_post(srv: InProcessServer, path: str) -> Any:
 
 # ---------------------------------------------------------------- the CLI
 
-ENV_CLEARED = ("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL", "SOFTWARE_DNA_MASTER_KEY",
-               "SOFTWARE_DNA_MASTER_KEY_FILE", _common.ENV_SERVER_URL, _common.ENV_ADMIN_KEY)
-
-
-def _run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
-
-
-def _ok(*argv: str) -> str:
-    code, out, err = _run(*argv)
-    assert code == 0, (argv, err)
-    return out
+_run = run_cli
 
 
 @pytest.fixture(params=["direct", "remote"])
@@ -194,7 +175,7 @@ def where(request: pytest.FixtureRequest, tmp_path: Path,
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     if request.param == "direct":
         monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path))
-        _ok("server", "init")
+        cli_ok("server", "init")
         yield "direct"
         return
     with ThreadedServer(tmp_path / "srv") as server:
@@ -204,20 +185,20 @@ def where(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 def test_licenses_rekey_command(where: str) -> None:
-    _ok("products", "create", "cli-rekey", "--name", "Cli Rekey")
-    issued = json.loads(_ok("licenses", "issue", "cli-rekey", "--json"))
-    out = _ok("licenses", "rekey", issued["id"])
+    cli_ok("products", "create", "cli-rekey", "--name", "Cli Rekey")
+    issued = json.loads(cli_ok("licenses", "issue", "cli-rekey", "--json"))
+    out = cli_ok("licenses", "rekey", issued["id"])
     assert "the old one no longer activates" in out and "nothing was mailed" in out
-    shown = json.loads(_ok("licenses", "show", issued["id"], "--json"))
+    shown = json.loads(cli_ok("licenses", "show", issued["id"], "--json"))
     new_hint = shown["key_hint"]
     assert new_hint != issued["key_hint"] and new_hint[-4:] in out
-    rekeyed = json.loads(_ok("licenses", "rekey", issued["id"], "--email", "ana@example.org",
+    rekeyed = json.loads(cli_ok("licenses", "rekey", issued["id"], "--email", "ana@example.org",
                              "--json"))
     assert rekeyed["key_mailed"] is True
-    log = json.loads(_ok("mail", "log", "--license", issued["id"], "--json"))
+    log = json.loads(cli_ok("mail", "log", "--license", issued["id"], "--json"))
     assert [(m["template"], m["to"]) for m in log["mails"]] == [
         ("license_key", "ana@example.org")]
-    text = _ok("licenses", "show", issued["id"])
+    text = cli_ok("licenses", "show", issued["id"])
     assert "buyer" in text and rekeyed["buyer_id"] in text
-    code, _, err = _run("licenses", "rekey", "lic_nope")
+    code, _, err = run_cli("licenses", "rekey", "lic_nope")
     assert code != 0 and "No such license" in err

@@ -7,21 +7,18 @@ the app behind uvicorn on a thread (remote mode opens its own connections).
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from software_dna.server import cli
 from software_dna.server.adminclient import AdminError
 from software_dna.server.cli import _common
+from tests.cli_runner import run_cli
 from tests.stores_payloads import Shop, now, stripe_event, stripe_invoice
 
 from ..inprocess import InProcessServer
@@ -123,20 +120,6 @@ def test_the_routes_need_the_admin_key(shop: Shop) -> None:
 
 # --------------------------------------------------------------------------- the CLI
 
-def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = cli.main(list(argv))
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.stdin = old
-    assert "Traceback" not in err.getvalue()
-    return code, out.getvalue(), err.getvalue()
 
 
 PUBLIC_URL = "https://licenses.example.com"
@@ -145,51 +128,51 @@ PUBLIC_URL = "https://licenses.example.com"
 def _cycle(prefix: list[str], product: str) -> None:
     """connect, list, map, mappings, unmap, disconnect through one backend."""
     # A Stripe API key or any other text is not the webhook signing secret.
-    code, _, err = _run("stores", "connect", *prefix, "stripe", "--secret-stdin",
+    code, _, err = run_cli("stores", "connect", *prefix, "stripe", "--secret-stdin",
                         stdin="sk_live_" + "x" * 24 + "\n")
     assert code != 0 and "API key" in err and "whsec_" in err
-    code, _, err = _run("stores", "connect", *prefix, "stripe", "--secret", "not-a-whsec")
+    code, _, err = run_cli("stores", "connect", *prefix, "stripe", "--secret", "not-a-whsec")
     assert code != 0 and "whsec_" in err
     # The webhook URL printed is the one to paste: the server's public URL + the path.
-    code, out, err = _run("stores", "connect", *prefix, "stripe", "--secret-stdin",
+    code, out, err = run_cli("stores", "connect", *prefix, "stripe", "--secret-stdin",
                           stdin="whsec_cli_" + "s" * 16 + "\n")
     assert code == 0, err
     assert f"webhook URL: {PUBLIC_URL}/v1/stores/stripe/webhook" in out
-    code, out, _ = _run("stores", "list", *prefix, "--json")
+    code, out, _ = run_cli("stores", "list", *prefix, "--json")
     (stripe,) = json.loads(out)["connectors"]
     assert stripe["webhook_url"] == f"{PUBLIC_URL}/v1/stores/stripe/webhook"
-    assert _run("stores", "disconnect", *prefix, stripe["id"])[0] == 0
-    code, out, err = _run("stores", "connect", *prefix, "lemonsqueezy", "--secret-stdin",
+    assert run_cli("stores", "disconnect", *prefix, stripe["id"])[0] == 0
+    code, out, err = run_cli("stores", "connect", *prefix, "lemonsqueezy", "--secret-stdin",
                           "--refund-action", "none", "--json", stdin="ls-cli-secret\n")
     assert code == 0, err
     connector = json.loads(out)
     assert connector["refund_action"] == "none" and "secret" not in connector
-    code, out, _ = _run("stores", "list", *prefix)
+    code, out, _ = run_cli("stores", "list", *prefix)
     assert code == 0 and connector["id"] in out and "ls-cli-secret" not in out
-    code, out, err = _run("stores", "map", *prefix, connector["id"], "424242", product,
+    code, out, err = run_cli("stores", "map", *prefix, connector["id"], "424242", product,
                           "--seats", "2", "--json")
     assert code == 0, err
     mapping = json.loads(out)
     assert (mapping["price_ref"], mapping["seats"]) == ("424242", 2)
-    code, out, _ = _run("stores", "mappings", *prefix, "--connector", connector["id"], "--json")
+    code, out, _ = run_cli("stores", "mappings", *prefix, "--connector", connector["id"], "--json")
     assert [m["id"] for m in json.loads(out)["mappings"]] == [mapping["id"]]
-    code, out, err = _run("stores", "map", *prefix, connector["id"], "525252", product,
+    code, out, err = run_cli("stores", "map", *prefix, connector["id"], "525252", product,
                           "--days", "365", "--feature", "pro", "--feature", "export", "--json")
     assert code == 0, err
     yearly = json.loads(out)
     # The listing shows what a sale gives: kind, term, features.
-    code, out, _ = _run("stores", "mappings", *prefix, "--connector", connector["id"])
+    code, out, _ = run_cli("stores", "mappings", *prefix, "--connector", connector["id"])
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
     assert "full, perpetual, product's features" in lines[str(mapping["id"])]
     assert "full, 365 days from first activation, features export,pro" in lines[
         str(yearly["id"])]
-    assert _run("stores", "unmap", *prefix, str(yearly["id"]))[0] == 0
-    code, _, err = _run("stores", "map", *prefix, connector["id"], "424242", product)
+    assert run_cli("stores", "unmap", *prefix, str(yearly["id"]))[0] == 0
+    code, _, err = run_cli("stores", "map", *prefix, connector["id"], "424242", product)
     assert code != 0 and "already" in err
-    assert _run("stores", "unmap", *prefix, str(mapping["id"]))[0] == 0
-    assert _run("stores", "disconnect", *prefix, connector["id"])[0] == 0
-    code, out, _ = _run("stores", "list", *prefix, "--json")
+    assert run_cli("stores", "unmap", *prefix, str(mapping["id"]))[0] == 0
+    assert run_cli("stores", "disconnect", *prefix, connector["id"])[0] == 0
+    code, out, _ = run_cli("stores", "list", *prefix, "--json")
     assert json.loads(out) == {"connectors": []}
 
 
@@ -200,10 +183,10 @@ def test_the_cli_on_the_database(tmp_path: Path, own_key_folder: Path,
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SOFTWARE_DNA_PUBLIC_URL", PUBLIC_URL)
-    code, out, err = _run("server", "init")
+    code, out, err = run_cli("server", "init")
     assert code == 0, err
     assert re.search(r"sdna_admin_", out)
-    assert _run("products", "create", "cli-prod")[0] == 0
+    assert run_cli("products", "create", "cli-prod")[0] == 0
     _cycle([], "cli-prod")
 
 

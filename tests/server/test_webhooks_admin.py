@@ -13,19 +13,18 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from software_dna.server import cli
 from software_dna.server.adminclient import AdminClient, AdminError
 from software_dna.server.api.deps import AppState
 from software_dna.server.services.common import clock_override, utcnow
 from software_dna.server.testing import InProcessServer
 from software_dna.server.worker import Worker
+from tests.cli_runner import run_cli
 from tests.webhook_receiver import Receiver
 
 PRODUCT = "admin-hooks"
@@ -169,14 +168,6 @@ def test_the_delivery_log_refuses_a_bad_status(admin: AdminClient) -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-def _run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -186,15 +177,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    code, _, err = _run("server", "init")
+    code, _, err = run_cli("server", "init")
     assert code == 0, err
-    assert _run("products", "create", PRODUCT)[0] == 0
+    assert run_cli("products", "create", PRODUCT)[0] == 0
     yield tmp_path / "home"
 
 
 def test_webhooks_commands(home: Path) -> None:
     with Receiver() as receiver:
-        code, out, err = _run("webhooks", "add", receiver.url, "--events", "all",
+        code, out, err = run_cli("webhooks", "add", receiver.url, "--events", "all",
                               "--product", PRODUCT)
         assert code == 0, err
         secret = re.findall(r"^(whsec_\S+)$", out, re.M)
@@ -202,48 +193,48 @@ def test_webhooks_commands(home: Path) -> None:
         assert len(secret) == 1
         receiver.secret = secret[0]
 
-        code, out, _ = _run("webhooks", "list", "--json")
+        code, out, _ = run_cli("webhooks", "list", "--json")
         assert code == 0 and json.loads(out)["endpoints"][0]["id"] == endpoint_id
         assert "whsec_" not in out
         # The listing says which endpoints may receive personal data.
-        code, out, err = _run("webhooks", "add", "https://crm.example.com/in", "--events",
+        code, out, err = run_cli("webhooks", "add", "https://crm.example.com/in", "--events",
                               "license.issued", "--personal-data")
         assert code == 0, err
         crm_id = re.findall(r"^id:\s+(whe_\S+)$", out, re.M)[0]
-        code, out, _ = _run("webhooks", "list")
+        code, out, _ = run_cli("webhooks", "list")
         assert code == 0 and "PERSONAL DATA" in out.splitlines()[0]
         rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
         assert rows[crm_id][-1] == "yes" and rows[endpoint_id][-1] == "no"
-        assert _run("webhooks", "remove", crm_id, "--yes")[0] == 0
+        assert run_cli("webhooks", "remove", crm_id, "--yes")[0] == 0
 
-        assert _run("licenses", "issue", PRODUCT)[0] == 0
-        code, out, err = _run("server", "worker", "--once")
+        assert run_cli("licenses", "issue", PRODUCT)[0] == 0
+        code, out, err = run_cli("server", "worker", "--once")
         assert code == 0, err
         assert "1 item(s) attempted." in out
         assert re.search(r"msg_\S+ webhook license.issued attempt 1: delivered 200", err), err
 
-        code, out, _ = _run("webhooks", "deliveries", "--status", "delivered")
+        code, out, _ = run_cli("webhooks", "deliveries", "--status", "delivered")
         assert code == 0 and "license.issued" in out and "delivered" in out
         item_id = re.findall(r"^(msg_\S+)", out, re.M)[0]
-        assert _run("webhooks", "resend", item_id)[0] == 0
-        assert _run("webhooks", "test", endpoint_id)[0] == 0
-        assert _run("server", "worker", "--once")[0] == 0
+        assert run_cli("webhooks", "resend", item_id)[0] == 0
+        assert run_cli("webhooks", "test", endpoint_id)[0] == 0
+        assert run_cli("server", "worker", "--once")[0] == 0
         assert receiver.ids()[item_id] == 2
         assert receiver.events()[-1]["type"] == "webhook.ping"
         assert all(r.verified for r in receiver.requests)
 
-        code, out, _ = _run("webhooks", "update", endpoint_id, "--disable", "--json")
+        code, out, _ = run_cli("webhooks", "update", endpoint_id, "--disable", "--json")
         assert code == 0 and json.loads(out)["enabled"] is False
-        code, out, _ = _run("webhooks", "rotate-secret", endpoint_id)
+        code, out, _ = run_cli("webhooks", "rotate-secret", endpoint_id)
         assert code == 0 and re.findall(r"^(whsec_\S+)$", out, re.M) != secret
 
-        code, _, err = _run("webhooks", "add", "http://example.com/x", "--events",
+        code, _, err = run_cli("webhooks", "add", "http://example.com/x", "--events",
                             "license.issued")
         assert code == 1 and err.startswith("software-dna: error: ")
-        code, _, err = _run("webhooks", "update", endpoint_id)
+        code, _, err = run_cli("webhooks", "update", endpoint_id)
         assert code == 2
-        code, _, err = _run("webhooks", "remove", endpoint_id)
+        code, _, err = run_cli("webhooks", "remove", endpoint_id)
         assert code == 1  # no terminal: not confirmed
-        assert _run("webhooks", "remove", endpoint_id, "--yes")[0] == 0
-        code, out, _ = _run("webhooks", "list")
+        assert run_cli("webhooks", "remove", endpoint_id, "--yes")[0] == 0
+        code, out, _ = run_cli("webhooks", "list")
         assert "No webhook endpoint." in out
