@@ -16,6 +16,7 @@ from software_dna.server.cli.output import (
     print_json,
     print_line,
     print_listing,
+    print_result,
 )
 
 __all__ = ["app"]
@@ -115,11 +116,8 @@ def set_(backend: Backend, *, name: Name, product: Product = None,
         name, product_id=product, subject=subject if subject is not None else current["subject"],
         text=text if text is not None else current["text"],
         html=None if no_html else (html if html is not None else current.get("html")))
-    if as_json:
-        print_json(saved)
-    else:
-        print_line(f"Saved the template {name} for "
-                   f"{'product ' + product if product else 'every product (your default)'}.")
+    where = f"product {product}" if product else "every product (your default)"
+    print_result(saved, as_json=as_json, headline=f"Saved the template {name} for {where}.")
     return 0
 
 
@@ -129,10 +127,8 @@ def reset(backend: Backend, *, name: Name, product: Product = None,
           as_json: Json = False) -> int:
     """Drop your version at this level: the product then uses your default, or the built-in."""
     now = backend.reset_mail_template(name, product)
-    if as_json:
-        print_json(now)
-    else:
-        print_line(f"Reset the template {name}; now in use: {now.get('source')}.")
+    print_result(now, as_json=as_json,
+                 headline=f"Reset the template {name}; now in use: {now.get('source')}.")
     return 0
 
 

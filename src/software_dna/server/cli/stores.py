@@ -17,7 +17,7 @@ from software_dna.server.cli._common import (
 )
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
-from software_dna.server.cli.output import print_json, print_line, print_listing
+from software_dna.server.cli.output import print_json, print_line, print_listing, print_result
 
 __all__ = ["app"]
 
@@ -110,10 +110,7 @@ def disconnect(
 ) -> int:
     """Disconnect a store (its mappings go too); refused once it issued a license."""
     result = backend.disconnect_store(connector_id)
-    if as_json:
-        print_json(result)
-    else:
-        print_line(f"Disconnected {connector_id}.")
+    print_result(result, as_json=as_json, headline=f"Disconnected {connector_id}.")
     return 0
 
 
@@ -149,11 +146,8 @@ def map_(
     row = backend.map_price(connector_id, price_ref, product, **given(
         seats=seats, features=feature, kind=kind, subscription=subscription,
         seat_mode=seat_mode, duration_days=days))
-    if as_json:
-        print_json(row)
-    else:
-        print_line(f"Mapped {row.get('price_ref')} to {row.get('product')} "
-                   f"(mapping {row.get('id')}).")
+    print_result(row, as_json=as_json, headline=f"Mapped {row.get('price_ref')} to "
+                 f"{row.get('product')} (mapping {row.get('id')}).")
     return 0
 
 
@@ -168,10 +162,7 @@ def unmap(
 ) -> int:
     """Remove a mapping (licenses already issued stay)."""
     result = backend.unmap_price(mapping_id)
-    if as_json:
-        print_json(result)
-    else:
-        print_line(f"Removed mapping {mapping_id}.")
+    print_result(result, as_json=as_json, headline=f"Removed mapping {mapping_id}.")
     return 0
 
 
