@@ -356,7 +356,7 @@ def _read_rows(text: str, result: ImportResult) -> list[_Row]:
             if result.rows > MAX_IMPORT_ROWS:
                 result.errors.append(RowError(number, "file", f"At most {MAX_IMPORT_ROWS} rows "
                                               "per import: split the file."))
-                return rows
+                return []
             if len(cells) != len(header):
                 result.errors.append(RowError(number, "row", f"{len(cells)} cells; the header "
                                               f"has {len(header)}."))
@@ -388,7 +388,7 @@ def import_licenses(engine: Engine, ctx: Context, text: str, *,
     """
     result = ImportResult()
     rows = _read_rows(text, result)
-    if result.errors and not rows:
+    if any(e.field in {"header", "file"} for e in result.errors) or not rows:
         return result
     with engine.connect() as conn:
         outer = conn.begin()
