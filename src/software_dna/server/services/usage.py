@@ -14,7 +14,7 @@ outcome (``ok`` or a protocol refusal code).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from software_dna.server.models import UsageCount
+from software_dna.server.models import Activation, License, UsageCount
 
 __all__ = [
     "ACTIVATION",
@@ -33,6 +33,7 @@ __all__ = [
     "VALIDATION",
     "DailyCount",
     "UsageCounter",
+    "activation_product",
     "add_counts",
     "daily_counts",
     "flush",
@@ -144,6 +145,22 @@ def flush(session: Session, counter: UsageCounter) -> int:
         counter.give_back(counts)
         raise
     return sum(counts.values())
+
+
+def activation_product(sessions: Callable[[], Session], activation_id: str) -> str:
+    """The product of an activation (``""`` if there is none), for counting a refusal.
+
+    Only for a request that authenticated as the activation (a refusal after
+    the secret matched): an id that anyone can make up never names a row.
+    """
+    session = sessions()
+    try:
+        found = session.scalar(select(License.product_id)
+                               .join(Activation, Activation.license_id == License.id)
+                               .where(Activation.id == activation_id))
+        return found or ""
+    finally:
+        session.close()
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def dashboard(request: Request, session: Db,
     active = session.scalar(live) or 0
     by_status = dict(session.execute(for_product(
         select(License.status, func.count()).group_by(License.status).order_by(License.status))
-    ).tuples().all())
+    ).all())
     expiring = list(session.scalars(for_product(
         select(License).where(License.expires_at.is_not(None), License.expires_at > now,
                               License.expires_at <= now + timedelta(days=DAYS),
@@ -117,11 +117,11 @@ def dashboard(request: Request, session: Db,
                           outcomes.most_common(), label_header="Outcome"),
         charts.hbar_chart("chart-app-versions", "App versions in use",
                           "Live activations by the app version the SDK reported.",
-                          _spread(list(session.execute(versions).tuples()), "not reported"),
+                          _spread([(v, n) for v, n in session.execute(versions)], "not reported"),
                           label_header="App version"),
         charts.hbar_chart("chart-sdk-versions", "SDK versions in use",
                           "Live activations by the SDK version they run.",
-                          _spread(list(session.execute(sdks).tuples()), "unknown"),
+                          _spread([(v, n) for v, n in session.execute(sdks)], "unknown"),
                           label_header="SDK version"),
     ]
     session.rollback()  # end the read transaction

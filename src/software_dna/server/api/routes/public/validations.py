@@ -18,6 +18,7 @@ from software_dna.server.api.errors import error_responses
 from software_dna.server.api.middleware import parsed_body
 from software_dna.server.schemas import ValidateIn, ValidateOut
 from software_dna.server.services import hotpath, usage
+from software_dna.wire.codes import Code
 
 __all__ = ["router"]
 
@@ -26,6 +27,8 @@ _ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 429)
 
 
 _ACTIVATION_ID = TypeAdapter(IdPath)
+#: Refusals before the request proved it holds the activation's secret.
+_UNAUTHENTICATED = frozenset({Code.UNAUTHORIZED, Code.INVALID_REQUEST, Code.RATE_LIMITED})
 #: FastAPI's answer to a body it cannot parse (neither JSON nor a JSON decode error).
 _UNPARSABLE = "There was an error parsing the body"
 
@@ -107,7 +110,10 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
         result = await _validated(state, activation_id, secret, fingerprint=fingerprint,
                                   nonce=body.nonce, trusted=trusted, app_version=app_version)
     except services.ServiceError as exc:
-        counter.record(usage.VALIDATION, exc.code.value)
+        # Past the secret (a revoked license, another machine...): the activation's product.
+        product = "" if exc.code in _UNAUTHENTICATED else await run_in_threadpool(
+            usage.activation_product, state.sessions, activation_id)
+        counter.record(usage.VALIDATION, exc.code.value, product)
         raise
     counter.record(usage.VALIDATION, usage.OK, result.product_id)
     # Serialized once here instead of FastAPI validating it against response_model
