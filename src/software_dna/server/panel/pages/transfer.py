@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from software_dna.server.api.deps import State
+from software_dna.server.api.deps import Db, State
 from software_dna.server.domain.roles import Permission
 from software_dna.server.panel.web import (
     ACTOR,
@@ -54,23 +54,26 @@ def _given(value: str) -> str | None:
 
 
 @router.get("/licenses/export.csv")
-def export_licenses(state: State, staff: Annotated[Staff, Depends(viewer(Permission.READ))], *,
+def export_licenses(state: State, session: Db,
+                    staff: Annotated[Staff, Depends(viewer(Permission.READ))], *,
                     product: str = "", status: str = "", kind: str = "",
                     customer_ref: str = "", order_ref: str = "") -> Response:
     """The licenses (the list's filters) as a CSV download; no personal data."""
     filters = csvio.LicenseFilter(product_id=_given(product), status=_given(status),
                                   kind=_given(kind), customer_ref=_given(customer_ref),
                                   order_ref=_given(order_ref))
+    session.rollback()  # the request's session holds no transaction while the rows stream
     return _download(csvio.export_licenses(state.sessions, filters), "licenses")
 
 
 @router.get("/activations/export.csv")
-def export_activations(app_state: State,
+def export_activations(app_state: State, session: Db,
                        staff: Annotated[Staff, Depends(viewer(Permission.READ))], *,
                        product: str = "", license: str = "", state: str = "") -> Response:
     """The activations (by product, license, ``state`` live/removed) as a CSV download."""
     filters = csvio.ActivationFilter(product_id=_given(product), license_id=_given(license),
                                      state=_given(state))
+    session.rollback()  # the request's session holds no transaction while the rows stream
     return _download(csvio.export_activations(app_state.sessions, filters), "activations")
 
 
@@ -89,7 +92,10 @@ async def _uploaded_text(posted: Posted) -> tuple[str, str | None]:
     """
     upload = posted.form.get("file")
     if isinstance(upload, UploadFile) and upload.filename:
-        data = await upload.read()
+        try:
+            data = await upload.read()
+        finally:
+            await upload.close()
         try:
             return data.decode("utf-8-sig"), None
         except UnicodeDecodeError:
@@ -98,7 +104,7 @@ async def _uploaded_text(posted: Posted) -> tuple[str, str | None]:
 
 
 @router.post("/licenses/import")
-async def import_licenses(request: Request, state: State,
+async def import_licenses(request: Request, state: State, session: Db,
                           posted: Annotated[Posted, Depends(
                               poster(Permission.LICENSES, max_files=1))]) -> Response:
     """Import the CSV: every license issued (their keys shown once), or nothing and every error.
@@ -115,6 +121,8 @@ async def import_licenses(request: Request, state: State,
         return render(request, "import.html", posted.staff, status=400, text=text,
                       errors=errors, example=EXAMPLE, columns=csvio.IMPORT_COLUMNS,
                       max_rows=csvio.MAX_IMPORT_ROWS)
+    # The import has a connection and transaction of its own (SQLite: one writer at a time).
+    await run_in_threadpool(session.rollback)
     result = await run_in_threadpool(csvio.import_licenses, state.engine, state.ctx, text,
                                      actor=ACTOR)
     if not result.ok:
