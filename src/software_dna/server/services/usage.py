@@ -14,6 +14,7 @@ outcome (``ok`` or a protocol refusal code).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -35,6 +36,7 @@ __all__ = [
     "UsageCounter",
     "activation_product",
     "add_counts",
+    "counter_of",
     "daily_counts",
     "flush",
 ]
@@ -57,6 +59,11 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
+def _next_midnight() -> float:
+    """The Unix time at which the current UTC day ends."""
+    return (time.time() // 86400 + 1) * 86400
+
+
 class UsageCounter:
     """The counts of one process not yet added to the database (thread-safe).
 
@@ -66,6 +73,9 @@ class UsageCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[_Key, int] = {}
+        # Today (UTC) and when it ends, so a count does not build a date each time.
+        self._day = _today()
+        self._day_ends = _next_midnight()
 
     def record(self, event: str, outcome: str, product_id: str = "", *,
                day: date | None = None) -> None:
@@ -78,8 +88,11 @@ class UsageCounter:
             product_id: the product, ``""`` when the request named no known one.
             day: the UTC day to count it on (default: today; tests pass one).
         """
-        key = (day or _today(), product_id[:_PRODUCT_MAX], event[:_EVENT_MAX],
-               outcome[:_OUTCOME_MAX])
+        if day is None:
+            if time.time() >= self._day_ends:
+                self._day, self._day_ends = _today(), _next_midnight()
+            day = self._day
+        key = (day, product_id[:_PRODUCT_MAX], event[:_EVENT_MAX], outcome[:_OUTCOME_MAX])
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
@@ -99,6 +112,24 @@ class UsageCounter:
         """How many events are counted and not yet flushed."""
         with self._lock:
             return sum(self._counts.values())
+
+
+class _Uncounted(UsageCounter):
+    """Counts nothing: for an app assembled without a counter (no ``state.usage``)."""
+
+    def record(self, event: str, outcome: str, product_id: str = "", *,
+               day: date | None = None) -> None:
+        """Do nothing."""
+
+
+_UNCOUNTED = _Uncounted()
+
+
+def counter_of(app_state: object) -> UsageCounter:
+    """The app's counter (``app.state.usage``, set by ``create_app``), else one that counts
+    nothing (routers mounted on another app)."""
+    counter = getattr(app_state, "usage", None)
+    return counter if isinstance(counter, UsageCounter) else _UNCOUNTED
 
 
 def add_counts(session: Session, counts: Mapping[_Key, int]) -> None:

@@ -39,7 +39,7 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
     address = client_address(request)
-    counter: usage.UsageCounter = request.app.state.usage
+    counter = usage.counter_of(request.app.state)
     try:
         result = services.activate(session, state.ctx, req, client_address=address)
     except services.ServiceError as exc:

@@ -27,7 +27,7 @@ def start_trial(body: TrialIn, request: Request, response: Response, state: Stat
         nonce=body.nonce, client=body.client.model_dump(),
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
-    counter: usage.UsageCounter = request.app.state.usage
+    counter = usage.counter_of(request.app.state)
     result = services.start_trial(session, state.ctx, req, client_address=client_address(request))
     if result.created:
         counter.record(usage.TRIAL_STARTED, usage.OK, result.product_id)

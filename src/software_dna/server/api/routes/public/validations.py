@@ -105,7 +105,7 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
     fingerprint = fingerprint_data(body.fingerprint, body.previous)
     trusted = frozenset(body.trusted_keys) if body.trusted_keys is not None else None
     app_version = body.client.app_version if body.client is not None else None
-    counter: usage.UsageCounter = request.app.state.usage
+    counter = usage.counter_of(request.app.state)
     try:
         result = await _validated(state, activation_id, secret, fingerprint=fingerprint,
                                   nonce=body.nonce, trusted=trusted, app_version=app_version)
