@@ -124,11 +124,13 @@ def dashboard(request: Request, session: Db,
                           _spread([(v, n) for v, n in session.execute(sdks)], "unknown"),
                           label_header="SDK version"),
     ]
-    session.rollback()  # end the read transaction
     options = [("", "All products")] + [(p.id, f"{p.name} ({p.id})") for p in products]
-    return render(request, "dashboard.html", staff, product_options=options, product=chosen,
-                  active=active, by_status=by_status, licenses=sum(by_status.values()),
-                  trials_started=totals[usage.TRIAL_STARTED],
-                  trials_converted=totals[usage.TRIAL_CONVERTED],
-                  expiring=expiring, expiring_total=expiring_total, days=DAYS,
-                  charts=figures)
+    response = render(request, "dashboard.html", staff, product_options=options,
+                      product=chosen, active=active, by_status=by_status,
+                      licenses=sum(by_status.values()),
+                      trials_started=totals[usage.TRIAL_STARTED],
+                      trials_converted=totals[usage.TRIAL_CONVERTED],
+                      expiring=expiring, expiring_total=expiring_total, days=DAYS,
+                      charts=figures)
+    session.rollback()  # rendered: end the read transaction (SQLite: release the lock)
+    return response
