@@ -335,3 +335,56 @@ def test_wrong_secret_deactivations_do_not_stall_validations(pg_server: LocalSer
     assert set(statuses["deactivate"]) == {401} and len(statuses["deactivate"]) > 20
     assert set(statuses["validate"]) == {200} and len(statuses["validate"]) > 20
     assert slowest["validate"] < 1.0 and slowest["health"] < 1.0, slowest
+
+
+def _app_version(state: AppState, activation_id: str) -> str | None:
+    with state.sessions() as session:
+        value: str | None = session.scalars(select(Activation.app_version)
+                                            .where(Activation.id == activation_id)).one()
+        return value
+
+
+def test_app_version_stored_by_both_paths(workers: tuple[AppState, AppState]) -> None:
+    """A new app version sent at validation is stored by the fast path and the ORM path
+    alike; none sent (an older SDK) keeps the stored one; both answer the product id."""
+    state, _ = workers
+    _, activation_id, secret = _activate(state, client={"app_version": "1.0.0"})
+    assert _app_version(state, activation_id) == "1.0.0"
+
+    hot = hotpath.validate_plain(state.engine, state.ctx, activation_id, secret,
+                                 fingerprint=_fp(), nonce=nonce(), app_version="1.1.0")
+    assert hot is not None and hot.product_id == PRODUCT  # the fast path took it
+    assert _app_version(state, activation_id) == "1.1.0"
+
+    hot = hotpath.validate_plain(state.engine, state.ctx, activation_id, hot.activation_secret,
+                                 fingerprint=_fp(), nonce=nonce())
+    assert hot is not None
+    assert _app_version(state, activation_id) == "1.1.0"  # not sent: kept
+
+    orm = hotpath.validate_orm(state.sessions, state.ctx, activation_id, hot.activation_secret,
+                               fingerprint=_fp(), nonce=nonce(), app_version="2.0.0")
+    assert orm.product_id == PRODUCT
+    assert _app_version(state, activation_id) == "2.0.0"
+
+    # The same version again: the fast path's common write (no app_version column set).
+    hot = hotpath.validate_plain(state.engine, state.ctx, activation_id, orm.activation_secret,
+                                 fingerprint=_fp(), nonce=nonce(), app_version="2.0.0")
+    assert hot is not None
+    assert _app_version(state, activation_id) == "2.0.0"
+
+
+def test_app_version_with_a_drifted_machine_goes_through_the_orm_path(
+        workers: tuple[AppState, AppState]) -> None:
+    """A case the fast path hands over (a re-bind) still stores the version sent."""
+    state, _ = workers
+    _, activation_id, secret = _activate(state, machine="m7")
+    assert _app_version(state, activation_id) is None
+    drifted = _fp("m7", changed=["mac"])  # one component changed, within the tolerance
+    assert hotpath.validate_plain(state.engine, state.ctx, activation_id, secret,
+                                  fingerprint=drifted, nonce=nonce(),
+                                  app_version="3.0") is None
+    assert _app_version(state, activation_id) is None  # the fast path wrote nothing
+    done = hotpath.validate(state.engine, state.sessions, state.ctx, activation_id, secret,
+                            fingerprint=drifted, nonce=nonce(), app_version="3.0")
+    assert done.rebound
+    assert _app_version(state, activation_id) == "3.0"

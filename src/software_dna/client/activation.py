@@ -188,7 +188,7 @@ class Activation:
             "consent": bool(consent),
             "nonce": sent_nonce,
             "idempotency_key": idempotency_key,
-            "client": client_facts(),
+            "client": client_facts(state.app_version),
             "trusted_keys": state.verifier.trusted_key_ids,  # the server signs with one
         }
         if password is not None:

@@ -69,7 +69,7 @@ class AirGap:
                 product=state.product, license_key=license_key.strip(),
                 fingerprint=state.verifier.fingerprint().to_wire(), nonce=nonce,
                 created_at=now, consent=consent, email=email,
-                registration=registration, client=client_facts(),
+                registration=registration, client=client_facts(state.app_version),
                 trusted_keys=state.verifier.trusted_key_ids,
                 installation_id=state.installation_id(),
             )

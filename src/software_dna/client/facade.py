@@ -45,7 +45,7 @@ from .lease import LeaseKeeper
 from .locations import Env, find_store
 from .passwords import PasswordReset
 from .periodic import PeriodicCheck
-from .server import ServerAPI
+from .server import ServerAPI, check_app_version
 from .settings import SettingsSync
 from .state import ClientState, Clock
 from .terms import Terms
@@ -104,10 +104,15 @@ class LicenseClient:
             another computer. Off by default: without TLS anyone on the
             network reads the license key and password and can answer for the
             server. ``http://localhost`` (and other loopback hosts) needs no flag.
+        app_version: your app's version, e.g. ``"1.4.2"`` (1 to 32 printable
+            characters). Sent with the client facts at activation, trial start,
+            air-gapped request and online validation, so the vendor's panel
+            shows which versions are in use. Default: not sent.
 
     Raises:
-        ValueError: no trusted key, a malformed key, a malformed URL, or a plain
-            ``http://`` URL to another computer without ``allow_insecure_http``.
+        ValueError: no trusted key, a malformed key, a malformed URL, a plain
+            ``http://`` URL to another computer without ``allow_insecure_http``,
+            or an ``app_version`` that is not 1 to 32 printable characters.
         TypeError: ``transport`` is not a Transport.
     """
 
@@ -129,7 +134,9 @@ class LicenseClient:
         transport: Transport | None = None,
         machine: _fp.Machine | None = None,
         allow_insecure_http: bool = False,
+        app_version: str | None = None,
     ) -> None:
+        app_version = check_app_version(app_version)
         if not product or not isinstance(product, str):
             raise ValueError("product must be a non-empty string")
         keys: dict[str, PublicKey] = {}
@@ -166,6 +173,7 @@ class LicenseClient:
             lambda name: host.fingerprint(name, cache_dir=path.parent)))
         self._state = ClientState(verifier, path, clock or _utcnow, machine=host, env=env,
                                   remember_store=store_path is None)
+        self._state.app_version = app_version
         self._lock = threading.RLock()
         self._lease = LeaseKeeper()
         self._validation = Validation(self._state, self._server, self._lease)

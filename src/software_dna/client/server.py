@@ -17,7 +17,7 @@ from software_dna.errors import NetworkError
 
 from .transport import HTTPTransport, Response, Transport
 
-__all__ = ["ServerAPI", "client_facts", "new_nonce"]
+__all__ = ["ServerAPI", "check_app_version", "client_facts", "new_nonce"]
 
 
 def new_nonce() -> str:
@@ -27,15 +27,40 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def client_facts() -> dict[str, str]:
-    """The client facts an activation sends: SDK version, OS name, Python version."""
+def client_facts(app_version: str | None = None) -> dict[str, str]:
+    """The client facts a request sends: SDK version, OS name, Python version.
+
+    Args:
+        app_version: the vendor app's version (``LicenseClient(app_version=...)``),
+            sent as ``app_version`` when given.
+
+    Returns:
+        ``{"sdk_version", "os", "python"[, "app_version"]}``.
+    """
     import platform  # lazy: only when activating
 
-    return {
+    facts = {
         "sdk_version": __version__,
         "os": platform.system() or "unknown",
         "python": platform.python_version(),
     }
+    if app_version is not None:
+        facts["app_version"] = app_version
+    return facts
+
+
+def check_app_version(value: object) -> str | None:
+    """``value`` if it is a valid app version (1-32 printable characters) or None.
+
+    Raises:
+        ValueError: anything else (another type, empty, too long, a control
+            or non-printable character).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 32 or not value.isprintable():
+        raise ValueError("app_version must be 1 to 32 printable characters, e.g. \"1.4.2\"")
+    return value
 
 
 class ServerAPI:

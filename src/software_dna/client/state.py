@@ -89,6 +89,8 @@ class ClientState:
                                    legacy_key_material=lambda: self.machine.legacy_secret(product),
                                    path=find_witness(product, env=self._env))
         self._remember_store = remember_store
+        #: The vendor app's version, sent with the client facts (None: not sent).
+        self.app_version: str | None = None
         # The machine key's keyring: in the account's anchor folder; beside the store
         # when the anchor cannot be written (a read-only home with SOFTWARE_DNA_HOME set).
         self._keyrings = (keyring_path(product, env=self._env),

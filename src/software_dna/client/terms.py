@@ -70,7 +70,7 @@ class Terms:
             nonce = new_nonce()
             answer = self.server.request("POST", "/v1/trials", json_body={
                 "product": state.product, "fingerprint": state.verifier.fingerprint().to_wire(),
-                "nonce": nonce, "client": client_facts(),
+                "nonce": nonce, "client": client_facts(state.app_version),
                 "trusted_keys": state.verifier.trusted_key_ids,
             }, retry=True)
             if answer.status not in (200, 201):

@@ -49,7 +49,7 @@ from .expiry import (
 from .lease import LeaseKeeper
 from .refusals import VALIDATION_CODES, ErrorAnswer
 from .rollback import WITNESS_DAMAGED
-from .server import ServerAPI, new_nonce
+from .server import ServerAPI, client_facts, new_nonce
 from .state import ClientState
 from .verifier import rotated_secret
 
@@ -256,7 +256,9 @@ class Validation:
         answer = self.server.request(
             "POST", f"/v1/activations/{activation_id}/{route or self.lease.route()}",
             json_body={**state.verifier.request_fingerprint(data.get("token")), "nonce": nonce,
-                       "trusted_keys": state.verifier.trusted_key_ids},
+                       "trusted_keys": state.verifier.trusted_key_ids,
+                       **({"client": client_facts(state.app_version)}
+                          if state.app_version is not None else {})},
             bearer=secret, retry=True, deadline=deadline,
         )
         if answer.status == 200:

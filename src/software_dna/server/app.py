@@ -7,13 +7,16 @@ uvicorn's factory (``--factory software_dna.server.app:app_from_env``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from software_dna.server import panel
@@ -63,8 +66,13 @@ from software_dna.server.db import (
 from software_dna.server.mail import mail_warnings
 from software_dna.server.schemas import ErrorBody
 from software_dna.server.services import Context
+from software_dna.server.services.usage import UsageCounter
+from software_dna.server.services.usage import flush as flush_usage
 
-__all__ = ["ROUTERS", "app_from_env", "create_app"]
+__all__ = ["ROUTERS", "USAGE_FLUSH_INTERVAL", "app_from_env", "create_app"]
+
+#: Seconds between two flushes of the in-memory usage counts (services.usage).
+USAGE_FLUSH_INTERVAL = 10.0
 
 #: Every router, in the order they are mounted (and listed in the OpenAPI document).
 ROUTERS: tuple[APIRouter, ...] = (
@@ -124,9 +132,17 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     job = install_checkpoint_job(CheckpointJob(
         engine, interval=settings.erasure_checkpoint_interval))
 
+    usage = UsageCounter()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        flush = _usage_flusher(usage, app.state.sdna.sessions)
+        task = asyncio.create_task(_flush_usage_every(USAGE_FLUSH_INTERVAL, flush))
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await run_in_threadpool(flush)  # what was counted since the last flush
         await run_in_threadpool(job.close)
 
     app = FastAPI(
@@ -140,6 +156,8 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     )
     app.state.sdna = AppState(settings, engine, make_session_factory(engine), ctx,
                               make_inline_engine(settings))
+    # The usage counts of this app, counted by the public routes (services.usage).
+    app.state.usage = usage
     app.add_middleware(BodyLimitMiddleware)
     install_handlers(app)
     for router in ROUTERS:
@@ -147,6 +165,29 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     panel.install(app)
     _api_docs(app)
     return app
+
+
+def _usage_flusher(usage: UsageCounter, sessions: Callable[[], Session]) -> Callable[[], None]:
+    """A function that flushes ``usage`` in a session of its own, logging a failure."""
+
+    def flush() -> None:
+        session = sessions()
+        try:
+            flush_usage(session, usage)
+        except Exception:  # the counts stay in memory for the next flush
+            logging.getLogger("software_dna.server").warning(
+                "Could not write the usage counts; retrying later.", exc_info=True)
+        finally:
+            session.close()
+
+    return flush
+
+
+async def _flush_usage_every(interval: float, flush: Callable[[], None]) -> None:
+    """Run ``flush`` in the thread pool every ``interval`` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        await run_in_threadpool(flush)
 
 
 def _api_docs(app: FastAPI) -> None:

@@ -252,18 +252,19 @@ class Posted:
         return [v for v in self.form.getlist(name) if isinstance(v, str)]
 
 
-def poster(permission: Permission) -> Callable[..., AsyncIterator[Posted]]:
+def poster(permission: Permission, *, max_files: int = 0) -> Callable[..., AsyncIterator[Posted]]:
     """A dependency for a form post: signed in, allowed ``permission``, the CSRF token right.
 
     A post without a session, or with a missing or wrong ``csrf`` field, is
     refused with a 403 page and changes nothing.  The staff member's id goes
-    into every audit entry the handler makes.
+    into every audit entry the handler makes.  ``max_files``: how many
+    uploaded files the form may carry (``Posted.form``; default none).
     """
     async def dependency(request: Request, state: Annotated[AppState, Depends(get_state)],
                          session: Annotated[Session, Depends(get_session)]
                          ) -> AsyncIterator[Posted]:
         staff = await _signed_in(request, state, session)
-        form = await request.form(max_files=0, max_fields=2000)
+        form = await request.form(max_files=max_files, max_fields=2000)
         if staff is None or not csrf_matches(state.ctx, staff.token,
                                              _text(form.get("csrf"))):
             raise PanelError(403, "Form expired", "This form is no longer valid (signed out, "

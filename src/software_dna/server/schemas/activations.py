@@ -76,6 +76,8 @@ class ClientFacts(Strict):
     sdk_version: ShortClientText | None = None
     os: ClientText | None = None
     python: ShortClientText | None = None
+    #: The vendor app's version (``LicenseClient(app_version=...)``).
+    app_version: ShortClientText | None = None
 
 
 class ReplacesIn(Strict):
@@ -123,6 +125,8 @@ class ValidateIn(Strict):
     nonce: Nonce
     #: The ``k4.pid`` ids of the keys the app trusts (absent: older SDKs, any key).
     trusted_keys: TrustedKeys | None = None
+    #: Client facts; only ``app_version`` is used (stored when it changed).
+    client: ClientFacts | None = None
 
 
 class ValidateOut(Out):

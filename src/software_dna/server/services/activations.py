@@ -262,6 +262,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             # user does; on user seats every new seat after an erasure starts limited.
             erased=new_seat_erased(session, lic),
             sdk_version=client.get("sdk_version"),
+            app_version=client.get("app_version"),
             client_os=client.get("os"),
             client_python=client.get("python"),
             created_at=now,
@@ -291,8 +292,13 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
                                registration=request.registration, now=now)
     session.flush()
     start_term(lic, now)  # "N days after the first activation" starts here
-    if request.replaces is not None:  # trial to paid: release the trial, keep the settings
-        replace_activation(session, ctx, request.replaces, activation, now=now)
+    trial_converted = False
+    # Trial to paid: release the trial, keep the settings.
+    if request.replaces is not None and replace_activation(session, ctx, request.replaces,
+                                                           activation, now=now):
+        replaced_row = session.get(Activation, request.replaces[0])  # in the session already
+        trial_converted = (replaced_row is not None
+                           and replaced_row.license.kind == Kind.TRIAL.value)
     # Lock-out ledger; a floating license checks a lease out.
     after_activation(session, lic, activation, created=created and counted,
                      address_hash=address_hash, now=now)
@@ -320,6 +326,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         nonce=request.nonce,
         server_time=now,
         created=created,
+        product_id=product.id,
+        trial_converted=trial_converted,
     )
 
 
@@ -328,7 +336,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
 
 def validate(session: Session, ctx: Context, activation_id: str, secret: str | None, *,
              fingerprint: FingerprintData, nonce: str, lease: str = "renew",
-             trusted: frozenset[str] | None = None) -> Validated:
+             trusted: frozenset[str] | None = None,
+             app_version: str | None = None) -> Validated:
     """Check an activation and answer with a fresh token; commits.
 
     The secret rotates (:mod:`.sharing`): the answer's ``activation_secret``
@@ -348,7 +357,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     the keys the app trusts (None: any); tokens and receipts are signed with
     one of them (:func:`~.tokens.signing_key_for`), chosen after the refusals
     about the license and the activation and before the machine is re-bound
-    or a lease taken.
+    or a lease taken. ``app_version``: the app's version the client sent
+    (None: not sent), stored on the activation when it changed.
 
     Raises:
         ServiceError: 400 ``invalid_fingerprint`` (algorithm 1 for an
@@ -380,6 +390,8 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
     signing_key = signing_key_for(session, ctx, lic.product_id, trusted)
     rebound = check_machine(session, ctx, activation, fingerprint, now=now)
     activation.last_seen_at = precise_now()  # roll-over moves the least recently seen
+    if app_version is not None and activation.app_version != app_version:
+        activation.app_version = app_version
     if lic.seat_mode == FLOATING:
         on_validate(session, lic, activation, lease, now)
     new_secret = sharing.rotate(ctx, activation, generation)
@@ -387,6 +399,7 @@ def validate(session: Session, ctx: Context, activation_id: str, secret: str | N
                       key=signing_key)
     session.commit()
     return Validated(token=token, nonce=nonce, server_time=now, rebound=rebound,
+                     product_id=lic.product_id,
                      activation_secret=new_secret)
 
 

@@ -94,7 +94,7 @@ _READ = (
         _A.id, _A.secret_generation, _A.secret_grace, _A.fingerprint_id, _A.end_user_id,
         _B.id.label("binding_row"), _B.algorithm.label("binding_algorithm"),
         _B.components_ciphertext, _B.product_id.label("binding_product"),
-        _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at,
+        _A.erased.label("activation_erased"), _A.offline, _A.deactivated_at, _A.app_version,
         _L.id.label("license_id"), _L.product_id, _L.status, _L.cancelled_at, _L.expires_at,
         _L.features,
         _L.erased.label("license_erased"), _L.kind, _L.subscription, _L.seat_mode,
@@ -127,6 +127,9 @@ _SEEN = (update(_ACTIVATIONS)
          .where(_A.id == _UNLOCKED, _A.secret_generation == bindparam("read_generation"))
          .values(last_seen_at=bindparam("seen"), secret_generation=bindparam("generation"),
                  secret_grace=bindparam("grace"), secret_hash=bindparam("secret_hash")))
+#: The same write with the app's new version, only when the client sent another one
+#: (the common case writes no more than before).
+_SEEN_VERSION = _SEEN.values(app_version=bindparam("app_version"))
 
 _SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
 
@@ -166,10 +169,13 @@ def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
 
 def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str | None, *,
                    fingerprint: FingerprintData, nonce: str,
-                   trusted: frozenset[str] | None = None) -> Validated | None:
+                   trusted: frozenset[str] | None = None,
+                   app_version: str | None = None) -> Validated | None:
     """The common case of a validation through Core; None when it is not that case.
 
     None means: hand the request to :func:`validate_orm` (nothing was written).
+    ``app_version``: the app's version the client sent (None: not sent); stored
+    in the same UPDATE when it differs from the activation's.
 
     Raises:
         ServiceError: 401 ``unauthorized`` (unknown activation, missing or
@@ -193,10 +199,15 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
         new_secret = ctx.vault.activation_secret(row.id, generation)
         # Roll-over moves the least recently seen machine.  The read took no lock, so
         # this one statement is the whole write (db.make_inline_engine: autocommit).
-        seen = conn.execute(_SEEN, {
+        values: dict[str, Any] = {
             "activation_id": row.id, "seen": precise_now(), "read_generation": current,
             "generation": generation, "grace": grace,
-            "secret_hash": ctx.vault.secret_hash(new_secret)})
+            "secret_hash": ctx.vault.secret_hash(new_secret)}
+        if app_version is not None and app_version != row.app_version:
+            values["app_version"] = app_version
+            seen = conn.execute(_SEEN_VERSION, values)
+        else:
+            seen = conn.execute(_SEEN, values)
         if seen.rowcount != 1:
             conn.rollback()
             return None  # locked elsewhere: the ORM path waits for it (module docstring)
@@ -229,17 +240,18 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
                            secret=new_secret)
         conn.commit()
         return Validated(token=token, nonce=nonce, server_time=now, rebound=False,
-                         activation_secret=new_secret)
+                         activation_secret=new_secret, product_id=row.product_id)
 
 
 def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,
                  secret: str | None, *, fingerprint: FingerprintData, nonce: str,
-                 trusted: frozenset[str] | None = None) -> Validated:
+                 trusted: frozenset[str] | None = None,
+                 app_version: str | None = None) -> Validated:
     """The ORM path (``activations.validate``, ``lease="renew"``) in a session of its own."""
     session = sessions()
     try:
         return orm_validate(session, ctx, activation_id, secret, fingerprint=fingerprint,
-                            nonce=nonce, trusted=trusted)
+                            nonce=nonce, trusted=trusted, app_version=app_version)
     except BaseException:
         session.rollback()
         raise
@@ -249,7 +261,8 @@ def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: s
 
 def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, activation_id: str,
              secret: str | None, *, fingerprint: FingerprintData, nonce: str,
-             trusted: frozenset[str] | None = None) -> Validated:
+             trusted: frozenset[str] | None = None,
+             app_version: str | None = None) -> Validated:
     """:func:`~software_dna.server.services.activations.validate` with ``lease="renew"``.
 
     Same answers and effects: :func:`validate_plain`, else :func:`validate_orm`.
@@ -258,8 +271,8 @@ def validate(engine: Engine, sessions: Callable[[], Session], ctx: Context, acti
         ServiceError: as ``activations.validate``.
     """
     done = validate_plain(engine, ctx, activation_id, secret, fingerprint=fingerprint,
-                          nonce=nonce, trusted=trusted)
+                          nonce=nonce, trusted=trusted, app_version=app_version)
     if done is not None:
         return done
     return validate_orm(sessions, ctx, activation_id, secret, fingerprint=fingerprint,
-                        nonce=nonce, trusted=trusted)
+                        nonce=nonce, trusted=trusted, app_version=app_version)

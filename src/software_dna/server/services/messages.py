@@ -67,7 +67,11 @@ class ActivationRequest:
 
 @dataclass(frozen=True)
 class Activated:
-    """Result of :func:`activate`; ``created`` is False for a replay (HTTP 200 vs 201)."""
+    """Result of :func:`activate`; ``created`` is False for a replay (HTTP 200 vs 201).
+
+    ``product_id``: the activation's product; ``trial_converted``: this
+    activation replaced a trial's (a trial bought), for the usage counts.
+    """
 
     activation_id: str
     activation_secret: str
@@ -75,6 +79,8 @@ class Activated:
     nonce: str
     server_time: datetime
     created: bool
+    product_id: str = ""
+    trial_converted: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ class Validated:
 
     ``activation_secret``: the rotated secret the client must use from now on
     (its digest is the token's ``secret_digest``); None only from code paths
-    that hand out no secret.
+    that hand out no secret. ``product_id``: the activation's product (for
+    the usage counts).
     """
 
     token: str
@@ -91,6 +98,7 @@ class Validated:
     server_time: datetime
     rebound: bool
     activation_secret: str | None = None
+    product_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,8 @@ def _new_activation(ctx: Context, lic: License, request: TrialRequest,
         secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
         fingerprint_id=bindings.new_fingerprint_id(),
         idempotency_key=secrets.token_urlsafe(24), end_user_id=None, erased=False,
-        sdk_version=client.get("sdk_version"), client_os=client.get("os"),
+        sdk_version=client.get("sdk_version"), app_version=client.get("app_version"),
+        client_os=client.get("os"),
         client_python=client.get("python"), created_at=now, last_seen_at=now,
         deactivated_at=None, deactivated_by=None,
     )
@@ -231,7 +232,8 @@ def start_trial(session: Session, ctx: Context, request: TrialRequest, *,
     session.commit()
     return Activated(activation_id=activation.id,
                      activation_secret=secret,
-                     token=token, nonce=request.nonce, server_time=now, created=created)
+                     token=token, nonce=request.nonce, server_time=now, created=created,
+                     product_id=product.id)
 
 
 def list_trials(session: Session, product_id: str, *, limit: int = 100) -> list[Trial]:

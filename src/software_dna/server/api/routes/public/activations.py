@@ -8,6 +8,7 @@ from software_dna.server import services
 from software_dna.server.api.deps import Db, IdPath, State, bearer, client_address, fingerprint_data
 from software_dna.server.api.errors import error_responses
 from software_dna.server.schemas import ActivateIn, ActivateOut, ErasureOut, NonceIn, ReceiptOut
+from software_dna.server.services import usage
 
 __all__ = ["router"]
 
@@ -38,7 +39,17 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
     address = client_address(request)
-    result = services.activate(session, state.ctx, req, client_address=address)
+    counter = usage.counter_of(request.app.state)
+    try:
+        result = services.activate(session, state.ctx, req, client_address=address)
+    except services.ServiceError as exc:
+        # Under no product: the product named is the client's word (no row per made-up name).
+        counter.record(usage.ACTIVATION, exc.code.value)
+        raise
+    if result.created:
+        counter.record(usage.ACTIVATION, usage.OK, result.product_id)
+        if result.trial_converted:
+            counter.record(usage.TRIAL_CONVERTED, usage.OK, result.product_id)
     if not result.created:
         response.status_code = 200
     return ActivateOut(activation_id=result.activation_id,

@@ -8,6 +8,7 @@ from software_dna.server import services
 from software_dna.server.api.deps import Db, State, client_address, fingerprint_data
 from software_dna.server.api.errors import error_responses
 from software_dna.server.schemas import ActivateOut, TrialIn
+from software_dna.server.services import usage
 
 __all__ = ["router"]
 
@@ -26,7 +27,10 @@ def start_trial(body: TrialIn, request: Request, response: Response, state: Stat
         nonce=body.nonce, client=body.client.model_dump(),
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
     )
+    counter = usage.counter_of(request.app.state)
     result = services.start_trial(session, state.ctx, req, client_address=client_address(request))
+    if result.created:
+        counter.record(usage.TRIAL_STARTED, usage.OK, result.product_id)
     if not result.created:
         response.status_code = 200
     return ActivateOut(activation_id=result.activation_id,

@@ -17,7 +17,8 @@ from software_dna.server.api.deps import AppState, IdPath, bearer, fingerprint_d
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.middleware import parsed_body
 from software_dna.server.schemas import ValidateIn, ValidateOut
-from software_dna.server.services import hotpath
+from software_dna.server.services import hotpath, usage
+from software_dna.wire.codes import Code
 
 __all__ = ["router"]
 
@@ -26,6 +27,8 @@ _ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 429)
 
 
 _ACTIVATION_ID = TypeAdapter(IdPath)
+#: Refusals before the request proved it holds the activation's secret.
+_UNAUTHENTICATED = frozenset({Code.UNAUTHORIZED, Code.INVALID_REQUEST, Code.RATE_LIMITED})
 #: FastAPI's answer to a body it cannot parse (neither JSON nor a JSON decode error).
 _UNPARSABLE = "There was an error parsing the body"
 
@@ -101,24 +104,43 @@ async def validate(activation_id: IdPath, body: ValidateIn, request: Request) ->
     secret = bearer(request)
     fingerprint = fingerprint_data(body.fingerprint, body.previous)
     trusted = frozenset(body.trusted_keys) if body.trusted_keys is not None else None
-    result: services.Validated | None = None
-    if state.inline_engine is not None:
-        result = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id, secret,
-                                        fingerprint=fingerprint, nonce=body.nonce,
-                                        trusted=trusted)
-        if result is None:
-            result = await run_in_threadpool(
-                hotpath.validate_orm, state.sessions, state.ctx, activation_id, secret,
-                fingerprint=fingerprint, nonce=body.nonce, trusted=trusted)
-    else:
-        result = await run_in_threadpool(
-            hotpath.validate, state.engine, state.sessions, state.ctx, activation_id, secret,
-            fingerprint=fingerprint, nonce=body.nonce, trusted=trusted)
+    app_version = body.client.app_version if body.client is not None else None
+    counter = usage.counter_of(request.app.state)
+    try:
+        result = await _validated(state, activation_id, secret, fingerprint=fingerprint,
+                                  nonce=body.nonce, trusted=trusted, app_version=app_version)
+    except services.ServiceError as exc:
+        # Past the secret (a revoked license, another machine...): the activation's product.
+        product = "" if exc.code in _UNAUTHENTICATED else await run_in_threadpool(
+            usage.activation_product, state.sessions, activation_id)
+        counter.record(usage.VALIDATION, exc.code.value, product)
+        raise
+    counter.record(usage.VALIDATION, usage.OK, result.product_id)
     # Serialized once here instead of FastAPI validating it against response_model
     # again (the OpenAPI document is unchanged).
     answer = ValidateOut(token=result.token, nonce=result.nonce, server_time=result.server_time,
                          rebound=result.rebound, activation_secret=result.activation_secret)
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+async def _validated(state: AppState, activation_id: str, secret: str | None, *,
+                     fingerprint: services.FingerprintData, nonce: str,
+                     trusted: frozenset[str] | None,
+                     app_version: str | None) -> services.Validated:
+    """The validation on the fast path when it applies, else on the ORM path."""
+    result: services.Validated | None = None
+    if state.inline_engine is not None:
+        result = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id, secret,
+                                        fingerprint=fingerprint, nonce=nonce,
+                                        trusted=trusted, app_version=app_version)
+        if result is None:
+            result = await run_in_threadpool(
+                hotpath.validate_orm, state.sessions, state.ctx, activation_id, secret,
+                fingerprint=fingerprint, nonce=nonce, trusted=trusted, app_version=app_version)
+        return result
+    return await run_in_threadpool(
+        hotpath.validate, state.engine, state.sessions, state.ctx, activation_id, secret,
+        fingerprint=fingerprint, nonce=nonce, trusted=trusted, app_version=app_version)
 
 
 router.add_api_route("/activations/{activation_id}/validate", validate, methods=["POST"],
