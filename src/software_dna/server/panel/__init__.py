@@ -16,7 +16,16 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from software_dna.server.panel.pages import auth, dashboard
+from software_dna.server.panel.pages import (
+    activations,
+    audit,
+    auth,
+    dashboard,
+    end_users,
+    keys,
+    offline,
+    products,
+)
 
 __all__ = ["ROUTERS", "STATIC", "install"]
 
@@ -28,6 +37,12 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
+    products.router,
+    keys.router,
+    activations.router,
+    end_users.router,
+    offline.router,
+    audit.router,
 )
 
 
