@@ -175,7 +175,8 @@ def _errors(exc: ServiceError) -> dict[str, str]:
     if "form" in errors:
         message = exc.message
         for name in SETTINGS:
-            if message.startswith(name.replace("branding_", "branding.") + " "):
+            if message.startswith((name.replace("branding_", "branding.") + " ",
+                                   name + ":")):
                 return {name: message}
         if message.startswith(("A product id", "The product")):
             return {"id": message}
