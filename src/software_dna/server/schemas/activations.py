@@ -76,6 +76,8 @@ class ClientFacts(Strict):
     sdk_version: ShortClientText | None = None
     os: ClientText | None = None
     python: ShortClientText | None = None
+    #: The vendor app's version (``LicenseClient(app_version=...)``).
+    app_version: ShortClientText | None = None
 
 
 class ReplacesIn(Strict):
