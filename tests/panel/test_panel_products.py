@@ -42,7 +42,7 @@ def settings_of(server: InProcessServer, pid: str) -> dict[str, str]:
 
 def stored(server: InProcessServer, pid: str) -> Product | None:
     with db(server) as session:
-        product = session.get(Product, pid)
+        product: Product | None = session.get(Product, pid)
         if product is not None:
             session.expunge(product)
         return product
