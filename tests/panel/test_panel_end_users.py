@@ -103,7 +103,9 @@ def test_export_is_the_admin_apis_export(inprocess_server: InProcessServer,
     assert exported == inprocess_server.admin.export_end_user(end_user_id)
     assert exported["email"] == email and exported["registration"] == {"team": "Navy"}
     me = staff_id(inprocess_server, users[Role.ADMIN].email)
-    assert views(inprocess_server, end_user_id) == [(me, {"view": "export"})]
+    panel, api = views(inprocess_server, end_user_id)
+    assert panel == (me, {"view": "export"})  # the panel's download, then the API's export
+    assert api[1] == {"view": "export"} and (api[0] or "").startswith("adk_")
 
 
 def test_roles_without_personal_data_see_nothing(inprocess_server: InProcessServer,
