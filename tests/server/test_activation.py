@@ -247,7 +247,8 @@ def test_vendor_removes_activation(any_server: LocalServer, api: Api, product: P
     a = api.activate(product.id, issued["license_key"]).json()
     listed = any_server.admin.list_activations(issued["id"])
     assert [x["id"] for x in listed] == [a["activation_id"]]
-    assert listed[0]["client"] == {"sdk_version": "0.1.0", "os": "Linux", "python": "3.11.7"}
+    assert listed[0]["client"] == {"sdk_version": "0.1.0", "os": "Linux", "python": "3.11.7",
+                                   "app_version": None}
     any_server.admin.remove_activation(a["activation_id"])
     assert any_server.admin.get_license(issued["id"])["seats_in_use"] == 0
     gone = api.validate(a["activation_id"], a["activation_secret"])
