@@ -71,7 +71,7 @@ def test_find_and_view_are_audited(inprocess_server: InProcessServer,
     end_user_id, license_id, activation_id = activate_with_data(
         inprocess_server, tmp_path, email, {"company": "Analytical <Engines>"})
     support = users[Role.SUPPORT]
-    found = support.get("/panel/end-users", params={"email": email.upper()})
+    found = support.post("/panel/end-users", {"email": email.upper()})
     assert found.status_code == 200 and end_user_id in found.text
     assert email not in found.text  # the list shows ids only
     assert views(inprocess_server, end_user_id) == []  # a search decrypts nothing
@@ -86,7 +86,9 @@ def test_find_and_view_are_audited(inprocess_server: InProcessServer,
         entry = session.query(AuditEntry).filter_by(action="end_user.viewed",
                                                     end_user_id=end_user_id).first()
         assert entry.actor == "panel" and email not in json.dumps(entry.detail)
-    bad = support.get("/panel/end-users", params={"email": "not an address"})
+    forged = support.post("/panel/end-users", {"email": email}, csrf="")
+    assert forged.status_code == 403 and end_user_id not in forged.text
+    bad = support.post("/panel/end-users", {"email": "not an address"})
     assert bad.status_code == 400 and 'id="e-email"' in bad.text
 
 
@@ -115,8 +117,8 @@ def test_roles_without_personal_data_see_nothing(inprocess_server: InProcessServ
     end_user_id, _, _ = activate_with_data(inprocess_server, tmp_path, email, {"k": "v"})
     for role in (Role.DEVELOPER, Role.READ_ONLY):
         user = users[role]
-        for path in ("/panel/end-users", f"/panel/end-users?email={email}",
-                     f"/panel/end-users/{end_user_id}",
+        assert user.post("/panel/end-users", {"email": email}).status_code == 403
+        for path in ("/panel/end-users", f"/panel/end-users/{end_user_id}",
                      f"/panel/end-users/{end_user_id}/export.json",
                      f"/panel/end-users/{end_user_id}/erase"):
             answer = user.get(path)
@@ -183,7 +185,7 @@ def test_erase_asks_first_then_leaves_no_trace(inprocess_any_server: InProcessSe
         done = support.post(f"/panel/end-users/{end_user_id}/erase")
         assert done.status_code == 303
         assert f"End user {end_user_id} erased" in support.get("/panel/end-users").text
-        again = support.get("/panel/end-users", params={"email": email}).text
+        again = support.post("/panel/end-users", {"email": email}).text
         assert end_user_id not in again and "No end user has this address" in again
     after = database_text(server)
     for needle in (email, email.lower(), company, index):

@@ -1,4 +1,4 @@
-"""End users: find by email, see one (decrypted, audited), export as JSON, erase.
+"""End users: find by email (posted), see one (decrypted, audited), export as JSON, erase.
 
 Every page needs Permission.PERSONAL_DATA; erasing needs Permission.ERASE.
 Looking up an address uses its keyed hash (nothing is decrypted to search);
@@ -41,20 +41,23 @@ router = APIRouter(prefix="/panel", route_class=PanelRoute, include_in_schema=Fa
 
 
 @router.get("/end-users")
+def search_page(request: Request,
+                staff: Annotated[Staff, Depends(viewer(Permission.PERSONAL_DATA))]) -> Response:
+    """The search form (the address is posted, so it stays out of URLs, history and logs)."""
+    return render(request, "end_users.html", staff, email="", found=None, errors={})
+
+
+@router.post("/end-users")
 def search(request: Request, state: State, session: Db,
-           staff: Annotated[Staff, Depends(viewer(Permission.PERSONAL_DATA))],
-           email: str = "") -> Response:
-    """The search form; with ``?email=``, the end users with that address (ids only)."""
-    email = email.strip()[:254]
-    errors: dict[str, str] = {}
-    found = None
-    if email:
-        if is_email_address(email):
-            found = find_end_users(session, state.ctx, email)
-        else:
-            errors["email"] = "Enter a whole email address (name@example.com)."
-    return render(request, "end_users.html", staff, email=email, found=found, errors=errors,
-                  status=400 if errors else 200)
+           posted: Annotated[Posted, Depends(poster(Permission.PERSONAL_DATA))]) -> Response:
+    """The end users with the posted address (ids and dates only; nothing is decrypted)."""
+    email = posted.get("email")[:254]
+    if not is_email_address(email):
+        return render(request, "end_users.html", posted.staff, status=400, email=email,
+                      found=None, errors={"email": "Enter a whole email address "
+                                          "(name@example.com)."})
+    return render(request, "end_users.html", posted.staff, email=email,
+                  found=find_end_users(session, state.ctx, email), errors={})
 
 
 @router.get("/end-users/{end_user_id}")
