@@ -29,7 +29,12 @@ def list_(backend: Backend, *,
           license: Annotated[str, typer.Argument(metavar="LICENSE_ID", show_default=False,
                                                  help="the license id (lic_…)")],
           as_json: Json = False) -> int:
-    """List a license's activations, removed and deactivated ones included."""
+    """List a license's activations, removed and deactivated ones included.
+
+    MODE is what the machine's tokens really say: ``full``, ``limited`` (after an
+    erasure of the license or of that activation, until restored), with
+    ", air-gapped" added for an air-gapped activation's (offline) tokens.
+    """
     print_listing(
         {"activations": backend.list_activations(license)}, "activations",
         as_json=as_json, empty=f"License {license} has no activations.",
@@ -37,9 +42,16 @@ def list_(backend: Backend, *,
                  "SHARED"],
         row=lambda a: [a.get("id"), activation_state(a), a.get("fingerprint_id"),
                        a.get("created_at"), a.get("last_seen_at"), a.get("end_user_id"),
-                       "limited" if a.get("erased") else "full", sharing_flag(a)],
+                       token_mode(a), sharing_flag(a)],
     )
     return 0
+
+
+def token_mode(a: dict[str, object]) -> str:
+    """The MODE column: the server's ``mode`` (or, from an older server, ``erased``),
+    ``, air-gapped`` for air-gapped (offline) tokens."""
+    mode = a.get("mode") or ("limited" if a.get("erased") else "full")
+    return f"{mode}, air-gapped" if a.get("offline") else str(mode)
 
 
 @app.command("remove", short_help="remove an activation")

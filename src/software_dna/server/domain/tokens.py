@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from software_dna.wire.claims import Kind, Protection
+from software_dna.wire.claims import Kind, Mode, Protection
 
-__all__ = ["PROTECTIONS", "TokenFacts", "exact_machine", "token_times"]
+__all__ = ["PROTECTIONS", "TokenFacts", "exact_machine", "token_mode", "token_times"]
 
 #: The products' protection levels, from the SDK's :class:`Protection`.
 PROTECTIONS = tuple(level.value for level in Protection)
@@ -61,6 +61,17 @@ def token_times(
         expires = min(expires, license_expires_at)
         refresh_by = min(refresh_by, license_expires_at)
     return refresh_by, expires
+
+
+def token_mode(*, license_erased: bool, activation_erased: bool) -> str:
+    """The ``mode`` claim of an activation's tokens: ``limited`` once the license or the
+    activation was erased (until the vendor restores it), else ``full`` (a :class:`Mode` value).
+
+    The one rule: :meth:`TokenFacts.derive` signs it, and the vendor's views (panel,
+    admin API, CLI) show it.
+    """
+    limited = bool(license_erased or activation_erased)
+    return Mode.LIMITED.value if limited else Mode.FULL.value
 
 
 def exact_machine(kind: str, protection: str) -> bool:
@@ -142,7 +153,8 @@ class TokenFacts:
         token in days, None when it explicitly allows perpetual ones; it
         applies only to an air-gapped activation (``activation_offline``).
         """
-        limited = bool(license_erased or activation_erased)
+        limited = token_mode(license_erased=license_erased,
+                             activation_erased=activation_erased) == Mode.LIMITED.value
         protection = Protection.OFFLINE.value if activation_offline else product_protection
         if exact_machine(kind, protection):
             tolerance = 0

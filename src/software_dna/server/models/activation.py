@@ -14,6 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from software_dna.server.domain.tokens import token_mode
 from software_dna.server.models.base import Base
 from software_dna.server.models.license import License
 
@@ -74,3 +75,8 @@ class Activation(Base):
         """What the SDK said about the client: ``sdk_version``, ``os``, ``python``."""
         return {"sdk_version": self.sdk_version, "os": self.client_os,
                 "python": self.client_python, "app_version": self.app_version}
+
+    @property
+    def token_mode(self) -> str:
+        """The ``mode`` its tokens carry now: ``full`` or ``limited`` (domain.tokens.token_mode)."""
+        return token_mode(license_erased=self.license.erased, activation_erased=self.erased)

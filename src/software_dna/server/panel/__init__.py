@@ -17,6 +17,16 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from software_dna.server.panel.pages import auth, dashboard, transfer
+from software_dna.server.panel.pages import (
+    activations,
+    audit,
+    auth,
+    dashboard,
+    end_users,
+    keys,
+    offline,
+    products,
+)
 
 __all__ = ["ROUTERS", "STATIC", "install"]
 
@@ -29,6 +39,12 @@ ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
     transfer.router,  # before the pages with /licenses/{id}: its paths are fixed ones
+    products.router,
+    keys.router,
+    activations.router,
+    end_users.router,
+    offline.router,
+    audit.router,
 )
 
 

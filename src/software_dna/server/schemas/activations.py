@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -186,7 +186,11 @@ class ActivationOut(Out):
     # copied_secret / alternating_machines.
     shared_at: UtcTime | None = None
     shared_reason: str | None = None
-
+    #: The mode its tokens carry now (``limited`` once the license or the activation
+    #: was erased, until the vendor restores it); ``offline`` says whether they are
+    #: air-gapped tokens.
+    mode: Annotated[Literal["full", "limited"], Field(
+        validation_alias=AliasChoices("token_mode", "mode"))]
 
 
 class ActivationList(Out):

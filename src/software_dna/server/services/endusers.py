@@ -25,6 +25,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,13 +61,16 @@ __all__ = [
     "attach_buyer",
     "attach_end_user",
     "erase_end_user",
+    "EndUserView",
     "erase_license_data",
     "export_end_user",
+    "export_end_user_viewed",
     "find_end_users",
     "is_email_address",
     "normal_email",
     "throttle_erasure_activation",
     "throttle_erasure_address",
+    "view_end_user",
 ]
 
 
@@ -455,3 +459,68 @@ def erase_end_user(session: Session, ctx: Context, end_user_id: str, *,
     end_user = get_end_user(session, end_user_id)
     erase(session, ctx, end_user=end_user, license_ids=set(), actor=actor)
     return end_user
+
+
+@dataclass(frozen=True)
+class EndUserView:
+    """One end user as a staff member sees them (decrypted), from :func:`view_end_user`.
+
+    Attributes:
+        end_user: the row (ids and times; ``erased_at`` set once erased).
+        email, registration: the decrypted personal data (None where none is held).
+        activations: their activations, oldest first (each with its ``license``).
+        licenses: the licenses they bought (``License.buyer_id``), oldest first.
+    """
+
+    end_user: EndUser
+    email: str | None
+    registration: dict[str, str] | None
+    activations: list[Activation]
+    licenses: list[License]
+
+
+def _viewed(session: Session, end_user: EndUser, actor: str, view: str) -> None:
+    """Record that ``actor`` (and the staff member or key behind the request) saw the
+    end user's personal data; commits.  Ids only: what was seen is never copied."""
+    audit(session, actor, "end_user.viewed", end_user_id=end_user.id, detail={"view": view})
+    session.commit()
+
+
+def view_end_user(session: Session, ctx: Context, end_user_id: str, *,
+                  actor: str = "admin") -> EndUserView:
+    """Decrypt one end user's personal data for a staff member, and record the view.
+
+    Every call adds an audit entry ``end_user.viewed`` (``end_user_id``; the
+    staff member as ``actor_id``, from :func:`~.common.acting_as`;
+    ``detail={"view": "page"}``) and commits, before anything is returned.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    end_user = get_end_user(session, end_user_id)
+    _viewed(session, end_user, actor, "page")
+    email, registration = decrypt_end_user(ctx, end_user)
+    activations = list(session.scalars(
+        select(Activation).where(Activation.end_user_id == end_user.id)
+        .order_by(Activation.created_at, Activation.id)))
+    licenses = list(session.scalars(
+        select(License).where(License.buyer_id == end_user.id)
+        .order_by(License.created_at, License.id)))
+    return EndUserView(end_user=end_user, email=email, registration=registration,
+                       activations=activations, licenses=licenses)
+
+
+def export_end_user_viewed(session: Session, ctx: Context, end_user_id: str, *,
+                           actor: str = "admin") -> dict[str, Any]:
+    """:func:`export_end_user` for a staff member, recorded as a view of personal data.
+
+    Adds the audit entry ``end_user.viewed`` (``detail={"view": "export"}``)
+    and commits before exporting; the export itself is exactly
+    :func:`export_end_user`'s.
+
+    Raises:
+        ServiceError: 404 ``not_found``.
+    """
+    end_user = get_end_user(session, end_user_id)
+    _viewed(session, end_user, actor, "export")
+    return export_end_user(session, ctx, end_user_id)

@@ -10,6 +10,7 @@ from software_dna.server import services
 from software_dna.server.api.deps import ACTOR, Db, IdPath, State, require_admin
 from software_dna.server.api.errors import error_responses
 from software_dna.server.schemas import Email, EndUserExport, EndUserList, EndUserSummary, OkOut
+from software_dna.server.services.endusers import export_end_user_viewed
 
 __all__ = ["router"]
 
@@ -33,8 +34,9 @@ def find_end_users(email: Annotated[Email, Query()], state: State, session: Db) 
 
 @router.get("/end-users/{end_user_id}", response_model=EndUserExport)
 def export_end_user(end_user_id: IdPath, state: State, session: Db) -> EndUserExport:
-    """Everything held about one end user (GDPR access)."""
-    return EndUserExport.model_validate(services.export_end_user(session, state.ctx, end_user_id))
+    """Everything held about one end user (GDPR access); the view is audited (who saw it)."""
+    return EndUserExport.model_validate(
+        export_end_user_viewed(session, state.ctx, end_user_id, actor=ACTOR))
 
 
 @router.post("/end-users/{end_user_id}/erase", response_model=OkOut)
