@@ -387,15 +387,20 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
     return set(_ROUTES[server.url])
 
 
+#: What this matrix leaves to others: the control panel's pages (their role matrix is
+#: tests/panel/test_role_matrix.py) and the static files.
+NOT_API = ("/panel", "/static")
+
+
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
-
-
     app = create_app(server.settings)
     try:
         found: set[tuple[str, str]] = set()
         for route in iter_route_contexts(app.routes):
             path = route.path
             assert isinstance(path, str), route
+            if path.startswith(NOT_API):
+                continue
             for method in route.methods or {"GET"}:
                 if method != "HEAD":
                     found.add((method, path))

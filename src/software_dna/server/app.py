@@ -14,7 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -200,7 +204,12 @@ def _api_docs(app: FastAPI) -> None:
             openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - Swagger UI",
             swagger_js_url=assets + "swagger-ui-bundle.js",
             swagger_css_url=assets + "swagger-ui.css",
-            swagger_favicon_url=assets + "favicon-32x32.png")
+            swagger_favicon_url=assets + "favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:

@@ -16,7 +16,6 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from software_dna.server.panel.pages import auth, dashboard, transfer
 from software_dna.server.panel.pages import (
     activations,
     audit,
@@ -26,6 +25,7 @@ from software_dna.server.panel.pages import (
     keys,
     offline,
     products,
+    transfer,
 )
 
 __all__ = ["ROUTERS", "STATIC", "install"]
