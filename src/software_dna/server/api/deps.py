@@ -38,7 +38,6 @@ __all__ = [
     "get_state",
     "given",
     "require",
-    "require_admin",
 ]
 
 
@@ -124,14 +123,9 @@ def require(*permissions: Permission) -> Callable[..., AsyncIterator[None]]:
         with acting_as(key_id):
             yield
 
+    # Read by tests/server/test_scoped_keys.py, which checks every admin route has one.
+    dependency.permissions = permissions  # type: ignore[attr-defined]
     return dependency
-
-
-#: Until every admin route names its permission: keys whose role allows both
-#: (owner, admin).
-require_admin = require(Permission.PRODUCTS, Permission.LICENSES)
-
-
 
 
 def given(body: BaseModel) -> dict[str, Any]:
