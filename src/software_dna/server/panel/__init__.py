@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from software_dna.server.panel.pages import auth, dashboard
+from software_dna.server.panel.pages import account, auth, dashboard, staff
 
 __all__ = ["ROUTERS", "STATIC", "install"]
 
@@ -28,6 +28,8 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     dashboard.router,
+    account.router,
+    staff.router,
 )
 
 

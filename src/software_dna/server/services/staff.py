@@ -123,7 +123,8 @@ def list_staff(session: Session, *, include_disabled: bool = False) -> list[Staf
 
 
 def create_staff(session: Session, *, email: str, password: str, role: Role | str,
-                 name: str = "", actor: str = "cli") -> StaffMember:
+                 name: str = "", actor: str = "cli",
+                 must_change_password: bool = False) -> StaffMember:
     """Add a staff member; commits.
 
     Args:
@@ -131,6 +132,8 @@ def create_staff(session: Session, *, email: str, password: str, role: Role | st
         password: at least :data:`MIN_PASSWORD_LENGTH` characters.
         role: a :class:`Role` or its name.
         name: a display name (optional, at most 100 characters).
+        must_change_password: true for a password someone else will see (a generated
+            one): the staff member chooses their own at the first sign-in.
 
     Raises:
         ServiceError: 400 ``invalid_request`` (address, password, role, name),
@@ -146,7 +149,7 @@ def create_staff(session: Session, *, email: str, password: str, role: Role | st
                            details={"field": "email"})
     row = StaffMember(id=new_id("stf"), email=address, name=name.strip(), role=role.value,
                       password_hash=hash_password(_checked_password(password)),
-                      must_change_password=False, created_at=utcnow())
+                      must_change_password=must_change_password, created_at=utcnow())
     session.add(row)
     audit(session, actor, "staff.create", detail={"staff_id": row.id, "role": role.value})
     session.commit()

@@ -50,7 +50,8 @@ def add_staff(body: StaffIn, session: Db) -> StaffCreated:
     """Add a staff member; without a password one is generated and answered this once."""
     password = body.password if body.password is not None else staff.generate_password()
     row = staff.create_staff(session, email=body.email, password=password, role=body.role,
-                             name=body.name, actor=ACTOR)
+                             name=body.name, actor=ACTOR,
+                             must_change_password=body.password is None)
     return StaffCreated(staff=staff_out(row),
                         password=password if body.password is None else None)
 
