@@ -136,8 +136,10 @@ def test_role_change_reset_and_remove(inprocess_server: InProcessServer,
         gone = again.get("/panel/account/password")
         assert gone.status_code == 303 and gone.headers["location"].startswith("/panel/sign-in")
     assert _member(inprocess_server, email).disabled_at is not None
-    assert email not in owner.get("/panel/staff").text
-    assert email in owner.get("/panel/staff?show=all").text
+    listing = owner.get("/panel/staff").text
+    assert f"{email} removed." in listing  # the notice
+    assert f'href="/panel/staff/{member.id}"' not in listing
+    assert f'href="/panel/staff/{member.id}"' in owner.get("/panel/staff?show=all").text
 
 
 def test_the_last_owner_stays(inprocess_server: InProcessServer, owner: PanelUser,
