@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StringConstraints
 
+from software_dna.server.models import StaffMember
 from software_dna.server.schemas.base import Out, Strict
 from software_dna.server.schemas.types import UtcTime
 
@@ -22,6 +23,7 @@ __all__ = [
     "StaffPatch",
     "StaffResetIn",
     "StaffResetOut",
+    "staff_out",
 ]
 
 #: A role's name (domain.roles.Role).
@@ -41,6 +43,13 @@ class StaffOut(Out):
     created_at: UtcTime
     last_sign_in_at: UtcTime | None
     disabled_at: UtcTime | None
+
+
+def staff_out(row: StaffMember) -> StaffOut:
+    """The answer about a staff member (whether a second factor is on, not its secret)."""
+    return StaffOut(id=row.id, email=row.email, name=row.name, role=row.role,
+                    totp=row.totp_confirmed_at is not None, created_at=row.created_at,
+                    last_sign_in_at=row.last_sign_in_at, disabled_at=row.disabled_at)
 
 
 class StaffList(Out):

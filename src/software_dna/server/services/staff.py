@@ -371,8 +371,14 @@ def _matching_step(ctx: Context, row: StaffMember, code: str, now: float) -> int
 
 
 def _count_code_attempt(session: Session, ctx: Context, row: StaffMember) -> None:
-    ratelimit.hit(session, "totp:" + row.id, limit=ctx.settings.panel_sign_in_attempts,
-                  window=ctx.settings.panel_sign_in_window)
+    try:
+        ratelimit.hit(session, "totp:" + row.id, limit=ctx.settings.panel_sign_in_attempts,
+                      window=ctx.settings.panel_sign_in_window)
+    except ServiceError as exc:
+        raise ServiceError(Code.RATE_LIMITED, "Too many codes tried. Wait "
+                           f"{exc.retry_after or 60} seconds and try again.",
+                           details={"field": "code"}, retry_after=exc.retry_after,
+                           retry_at=exc.retry_at) from None
 
 
 def begin_totp(session: Session, ctx: Context, staff: StaffMember) -> tuple[str, str]:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends
 from software_dna.server.api.deps import ACTOR, Db, IdPath, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.domain.roles import Permission
-from software_dna.server.models import StaffMember
 from software_dna.server.schemas.staff import (
     StaffCreated,
     StaffIn,
@@ -19,10 +18,11 @@ from software_dna.server.schemas.staff import (
     StaffPatch,
     StaffResetIn,
     StaffResetOut,
+    staff_out,
 )
 from software_dna.server.services import staff
 
-__all__ = ["router", "staff_out"]
+__all__ = ["router"]
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -30,13 +30,6 @@ router = APIRouter(
     dependencies=[Depends(require(Permission.STAFF))],
     responses=error_responses(400, 401, 403, 404, 409),
 )
-
-
-def staff_out(row: StaffMember) -> StaffOut:
-    """The answer about a staff member (whether a second factor is on, not its secret)."""
-    return StaffOut(id=row.id, email=row.email, name=row.name, role=row.role,
-                    totp=row.totp_confirmed_at is not None, created_at=row.created_at,
-                    last_sign_in_at=row.last_sign_in_at, disabled_at=row.disabled_at)
 
 
 @router.get("/staff", response_model=StaffList)
