@@ -27,7 +27,7 @@ def inprocess_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InPro
 
 def _member(server: InProcessServer, email: str) -> StaffMember:
     with db(server) as session:
-        row = session.query(StaffMember).filter_by(email=email).one()
+        row: StaffMember = session.query(StaffMember).filter_by(email=email).one()
         session.expunge(row)
         return row
 

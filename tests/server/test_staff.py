@@ -56,8 +56,8 @@ def test_totp_window_and_each_step_once(inprocess_server: InProcessServer) -> No
         assert "digits=6" in uri or "digits" not in uri
         now = 1_900_000_000.0  # a step boundary plus 20 s
         # Not confirmed: signing in asks no code.
-        assert staff_service.sign_in(session, ctx, member.email, PASSWORD).second_factor_due \
-            is False
+        unconfirmed = staff_service.sign_in(session, ctx, member.email, PASSWORD)
+        assert unconfirmed is not None and unconfirmed.second_factor_due is False
         with pytest.raises(ServiceError) as info:
             staff_service.confirm_totp(session, ctx, member, _code(secret, now - 90), now=now)
         assert info.value.details == {"field": "code"}

@@ -309,7 +309,7 @@ class Page(Generic[T]):
         return self.number < self.pages
 
 
-def paginate(session: Session, query: Select[tuple[T]], number: int,
+def paginate(session: Session, query: Select[T], number: int,
              per_page: int = PER_PAGE) -> Page[T]:
     """Run ``query`` (already ordered) for page ``number`` (from 1; out of range: clamped)."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
