@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,24 @@ def test_staff_and_keys_commands_remote(threaded: LocalServer, tmp_path: Path,
     run.fail("admin-keys", "create", "--role", "owner", "--name", "escalate")
     monkeypatch.setenv(_common.ENV_ADMIN_KEY, threaded.admin_key)
     assert "revoked" in run("admin-keys", "revoke", made["api_key"]["id"]).out
+
+
+def test_a_session_waits_ten_minutes_for_its_code(inprocess_server: InProcessServer) -> None:
+    sdna = inprocess_server.app.state.sdna
+    ctx: Context = sdna.ctx
+    with sdna.sessions() as session:
+        member = staff_service.create_staff(
+            session, email=f"w-{secrets.token_hex(3)}@vendor.example", password=PASSWORD,
+            role="read_only")
+        secret, _ = staff_service.begin_totp(session, ctx, member)
+        now = time.time()
+        staff_service.confirm_totp(session, ctx, member, _code(secret, now - 30), now=now)
+        started = staff_service.sign_in(session, ctx, member.email, PASSWORD)
+        assert started is not None and started.second_factor_due
+        row = session.get(StaffSession, ctx.vault.staff_session_hash(started.token))
+        assert row is not None
+        row.created_at -= timedelta(minutes=11)
+        session.commit()
+        assert not staff_service.verify_second_factor(session, ctx, started.token,
+                                                      _code(secret, now), now=now)
+        assert session.get(StaffSession, ctx.vault.staff_session_hash(started.token)) is None

@@ -345,6 +345,8 @@ TOTP_ISSUER = "software_dna panel"
 _STEP = 30
 _DIGITS = 6
 _SECRET_BYTES = 20  # 160 bits, the RFC 4226 recommendation
+#: How long a session waits for its code after the password (then: sign in again).
+_CODE_WAIT = timedelta(minutes=10)
 
 
 def _totp(secret: bytes) -> TOTP:
@@ -461,7 +463,8 @@ def verify_second_factor(session: Session, ctx: Context, token: str, code: str, 
 
     A good code (each time step is good once) clears ``second_factor_due``
     and records the sign-in.  Every attempt counts against the staff
-    member's limit; past it the session is ended (sign in again).
+    member's limit; past it the session is ended (sign in again), as it is
+    ten minutes after the password was checked.
 
     Returns:
         True when the session is now fully signed in; False for a wrong code,
@@ -472,6 +475,9 @@ def verify_second_factor(session: Session, ctx: Context, token: str, code: str, 
     """
     row = session_staff(session, ctx, token)
     if row is None or not row.second_factor_due:
+        return False
+    if utcnow() - row.created_at > _CODE_WAIT:  # a half-signed-in session does not linger
+        end_session(session, ctx, token)
         return False
     member = row.staff
     try:
