@@ -38,9 +38,11 @@ def _code(secret: str, at: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def inprocess_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
-    """More code attempts per staff member than the default: these tests try many codes."""
-    with InProcessServer(tmp_path_factory.mktemp("staff"),
+def inprocess_server(tmp_path_factory: pytest.TempPathFactory,
+                     database_url: str) -> Iterator[InProcessServer]:
+    """SQLite, then PostgreSQL (the single use of a code is an UPDATE's condition); more
+    code attempts per staff member than the default: these tests try many codes."""
+    with InProcessServer(tmp_path_factory.mktemp("staff"), database_url=database_url,
                          env={"SOFTWARE_DNA_PANEL_SIGN_IN_ATTEMPTS": "100"}) as srv:
         yield srv
 

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import hash_password, verify_password
@@ -383,6 +383,21 @@ def _count_code_attempt(session: Session, ctx: Context, row: StaffMember) -> Non
                            retry_at=exc.retry_at) from None
 
 
+def _claim_step(session: Session, row: StaffMember, step: int) -> bool:
+    """Record ``step`` as used unless a request got there first (a code is good once, even
+    when two requests bring it at the same moment)."""
+    claimed = session.execute(
+        update(StaffMember)
+        .where(StaffMember.id == row.id,
+               or_(StaffMember.totp_last_step.is_(None), StaffMember.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False))
+    if getattr(claimed, "rowcount", 0) != 1:
+        return False
+    row.totp_last_step = step
+    return True
+
+
 def begin_totp(session: Session, ctx: Context, staff: StaffMember) -> tuple[str, str]:
     """Start enrolling a TOTP second factor: a new secret, sealed; commits.
 
@@ -430,10 +445,10 @@ def confirm_totp(session: Session, ctx: Context, staff: StaffMember, code: str, 
         raise ServiceError(Code.CONFLICT, "Start the two-step sign-in set-up first.")
     _count_code_attempt(session, ctx, staff)
     step = _matching_step(ctx, staff, code, time.time() if now is None else now)
-    if step is None:
+    if step is None or not _claim_step(session, staff, step):
+        session.rollback()
         raise ServiceError(Code.INVALID_REQUEST, "That code is wrong or too old: type the "
                            "6 digits the app shows now.", details={"field": "code"})
-    staff.totp_last_step = step
     staff.totp_confirmed_at = utcnow()
     with acting_as(staff.id):
         audit(session, "panel", "staff.totp_on", detail={"staff_id": staff.id})
@@ -486,12 +501,11 @@ def verify_second_factor(session: Session, ctx: Context, token: str, code: str, 
         end_session(session, ctx, token)
         raise
     step = _matching_step(ctx, member, code, time.time() if now is None else now)
-    if step is None:
+    if step is None or not _claim_step(session, member, step):
         with acting_as(member.id):
             audit(session, "panel", "staff.second_factor_failed", detail={"staff_id": member.id})
         session.commit()
         return False
-    member.totp_last_step = step
     member.last_sign_in_at = utcnow()
     row.second_factor_due = False
     with acting_as(member.id):
