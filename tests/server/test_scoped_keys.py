@@ -229,3 +229,22 @@ def test_owner_keys_manage_keys_and_staff(inprocess_server: InProcessServer,
         owner.add_staff(f"short-{secrets.token_hex(3)}@vendor.example", role="admin",
                         password="short")
     assert info.value.status == 400
+
+
+def test_only_personal_data_roles_send_personal_data_to_webhooks(
+        inprocess_server: InProcessServer, keys: dict[Role, tuple[str, str]]) -> None:
+    developer = AdminClient(inprocess_server.url, keys[Role.DEVELOPER][0],
+                            session=inprocess_server.session())
+    with pytest.raises(AdminError) as info:
+        developer.webhook_create("https://hooks.example.invalid/pd", ["license.issued"],
+                                 personal_data=True)
+    assert info.value.status == 403 and info.value.code == "forbidden"
+    made = developer.webhook_create("https://hooks.example.invalid/no-pd", ["license.issued"])
+    endpoint = made["endpoint"]["id"]
+    with pytest.raises(AdminError) as info:
+        developer.webhook_update(endpoint, personal_data=True)
+    assert info.value.status == 403
+    assert developer.webhook_update(endpoint, description="x")["personal_data"] is False
+    admin = AdminClient(inprocess_server.url, keys[Role.ADMIN][0],
+                        session=inprocess_server.session())
+    assert admin.webhook_update(endpoint, personal_data=True)["personal_data"] is True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from software_dna.server.api.deps import ACTOR, Db, IdPath, State, given, require
+from software_dna.server.api.deps import ACTOR, Db, IdPath, State, given, key_may, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.domain.roles import Permission
 from software_dna.server.models import WebhookEndpoint
@@ -22,6 +22,8 @@ from software_dna.server.schemas.webhooks import (
     ResentOut,
 )
 from software_dna.server.services import outbox, webhooks
+from software_dna.server.services.errors import ServiceError
+from software_dna.wire.codes import Code
 
 __all__ = ["router"]
 
@@ -39,9 +41,18 @@ def _out(endpoint: WebhookEndpoint) -> EndpointOut:
     return EndpointOut.model_validate(endpoint)
 
 
+def _personal_data_allowed(request: Request, personal_data: bool | None) -> None:
+    """Sending buyers' addresses to an endpoint is a view of personal data: its permission."""
+    if personal_data and not key_may(request, Permission.PERSONAL_DATA):
+        raise ServiceError(Code.FORBIDDEN, "This admin API key's role may not send personal "
+                           "data to a webhook (personal_data).")
+
+
 @router.post("/webhooks", dependencies=_PRODUCTS, response_model=EndpointCreated, status_code=201)
-def create_endpoint(body: EndpointIn, state: State, session: Db) -> EndpointCreated:
+def create_endpoint(body: EndpointIn, request: Request, state: State,
+                    session: Db) -> EndpointCreated:
     """Add an endpoint; the answer holds its signing secret, shown this once."""
+    _personal_data_allowed(request, body.personal_data)
     endpoint, secret = webhooks.create_endpoint(
         session, state.ctx, url=body.url, events=body.events, product_id=body.product,
         description=body.description, personal_data=body.personal_data,
@@ -86,8 +97,10 @@ def show_endpoint(endpoint_id: IdPath, session: Db) -> EndpointOut:
 
 
 @router.patch("/webhooks/{endpoint_id}", dependencies=_PRODUCTS, response_model=EndpointOut)
-def update_endpoint(endpoint_id: IdPath, body: EndpointPatch, session: Db) -> EndpointOut:
+def update_endpoint(endpoint_id: IdPath, body: EndpointPatch, request: Request,
+                    session: Db) -> EndpointOut:
     """Change an endpoint (absent fields stay as they are)."""
+    _personal_data_allowed(request, body.personal_data)
     changes = given(body)
     if "product" in changes:
         changes["product_id"] = changes.pop("product")
