@@ -86,6 +86,8 @@ class World:
     store_mapping_id: int = 0
     webhook_id: str = ""  # an outbound webhook endpoint
     webhook_item_id: str = ""  # a message to it that may be sent again (cancelled)
+    staff_id: str = ""  # a staff account (role change, reset, removal)
+    api_key_id: str = ""  # a scoped admin API key to revoke (not the admin key)
 
     def fresh_product_id(self) -> str:
         """A product id nobody used yet (POST /v1/admin/products)."""
@@ -151,6 +153,8 @@ def build_world(server: LocalServer) -> World:
                                    ["license.revoked"])["endpoint"]["id"]
     ping = admin.webhook_test(dropped)["id"]
     admin.webhook_remove(dropped)  # its ping is cancelled: it may be sent again
+    staff_id = admin.add_staff(f"authz.staff.{tag}@vendor.example", role="support")["staff"]["id"]
+    api_key_id = admin.create_api_key(role="read_only", name="authz " + tag)["api_key"]["id"]
     return World(
         product=product, other_product=other, license_id=lic["id"],
         license_key=lic["license_key"], spare_key=spare["license_key"], owner=owner,
@@ -161,7 +165,7 @@ def build_world(server: LocalServer) -> World:
         victim_end_user_id=victim_user["id"], renewal_code=code, offline_receipt=receipt,
         admin_key=server.admin_key,
         store_connector_id=connector["id"], store_mapping_id=mapping["id"],
-        webhook_id=hook, webhook_item_id=ping,
+        webhook_id=hook, webhook_item_id=ping, staff_id=staff_id, api_key_id=api_key_id,
     )
 
 
@@ -370,6 +374,26 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/admin/webhooks/deliveries/{item_id}/resend"): Rule(
         "admin", params=lambda w: {"item_id": w.webhook_item_id}, phase=1),
     ("DELETE", "/v1/admin/webhooks/{endpoint_id}"): Rule("admin", params=HOOK, phase=2),
+
+    # -- admin: staff accounts and scoped admin API keys (tests/server/test_scoped_keys.py
+    # checks each route against every role)
+    ("GET", "/v1/admin/staff"): Rule("admin"),
+    ("POST", "/v1/admin/staff"): Rule(
+        "admin", lambda w: {"email": f"authz.{secrets.token_hex(4)}@vendor.example",
+                            "role": "read_only"}, phase=1),
+    ("PATCH", "/v1/admin/staff/{staff_id}"): Rule(
+        "admin", lambda w: {"role": "developer"}, params=lambda w: {"staff_id": w.staff_id},
+        phase=1),
+    ("POST", "/v1/admin/staff/{staff_id}/reset"): Rule(
+        "admin", lambda w: {"clear_totp": True}, params=lambda w: {"staff_id": w.staff_id},
+        phase=1),
+    ("DELETE", "/v1/admin/staff/{staff_id}"): Rule(
+        "admin", params=lambda w: {"staff_id": w.staff_id}, phase=2),
+    ("GET", "/v1/admin/api-keys"): Rule("admin"),
+    ("POST", "/v1/admin/api-keys"): Rule(
+        "admin", lambda w: {"role": "read_only", "name": "authz"}, phase=1),
+    ("DELETE", "/v1/admin/api-keys/{key_id}"): Rule(
+        "admin", params=lambda w: {"key_id": w.api_key_id}, phase=2),
 }
 
 

@@ -490,3 +490,43 @@ class AdminClient:
         ``license_key`` (shown this once) and ``key_mailed``; ``email`` becomes the buyer."""
         body: JSONDict = {"email": email} if email is not None else {}
         return self._obj("POST", f"/licenses/{_seg(license_id)}/rekey", json=body)
+
+    # -- staff accounts and scoped admin API keys (owner keys)
+
+    def list_staff(self) -> list[JSONDict]:
+        """The staff members (not removed ones), by email address."""
+        return self._list("/staff", "staff")
+
+    def add_staff(self, email: str, *, role: str, name: str = "",
+                  password: str | None = None) -> JSONDict:
+        """Add a staff member: ``{"staff", "password"}`` (a generated password, shown once;
+        null when ``password`` was given)."""
+        body: JSONDict = {"email": email, "role": role, "name": name}
+        if password is not None:
+            body["password"] = password
+        return self._obj("POST", "/staff", json=body)
+
+    def set_staff_role(self, staff_id: str, role: str) -> JSONDict:
+        """Change a staff member's role (409 for the last owner)."""
+        return self._obj("PATCH", f"/staff/{_seg(staff_id)}", json={"role": role})
+
+    def reset_staff(self, staff_id: str, *, clear_totp: bool = False) -> JSONDict:
+        """A new random password for a staff member: ``{"staff", "password"}`` (shown once)."""
+        return self._obj("POST", f"/staff/{_seg(staff_id)}/reset",
+                         json={"clear_totp": clear_totp})
+
+    def remove_staff(self, staff_id: str) -> JSONDict:
+        """Remove a staff member (disabled and signed out)."""
+        return self._obj("DELETE", f"/staff/{_seg(staff_id)}")
+
+    def create_api_key(self, *, role: str, name: str) -> JSONDict:
+        """A new admin API key: ``{"api_key", "key"}`` (the key is shown this once)."""
+        return self._obj("POST", "/api-keys", json={"role": role, "name": name})
+
+    def list_api_keys(self) -> list[JSONDict]:
+        """The usable admin API keys (never the keys themselves)."""
+        return self._list("/api-keys", "api_keys")
+
+    def revoke_api_key(self, key_id: str) -> JSONDict:
+        """Revoke an admin API key."""
+        return self._obj("DELETE", f"/api-keys/{_seg(key_id)}")

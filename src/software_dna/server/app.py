@@ -29,6 +29,7 @@ from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
 from software_dna.server.api.routes.admin import activations as admin_activations
 from software_dna.server.api.routes.admin import (
+    api_keys,
     audit,
     end_users,
     keys,
@@ -38,6 +39,7 @@ from software_dna.server.api.routes.admin import (
     mail,
     products,
     renewal_codes,
+    staff,
     test_codes,
     webhooks,
 )
@@ -107,6 +109,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     public_stores.router,
     admin_stores.router,
     webhooks.router,
+    api_keys.router,
+    staff.router,
 )
 
 

@@ -36,9 +36,11 @@ from software_dna.server.models import (
     LicenseSettings,
     MachineBinding,
     SigningKey,
+    StaffMember,
 )
+from software_dna.server.services import staff as staff_service
 
-__all__ = ["check_key_opens", "initialize", "keyed_rows_exist"]
+__all__ = ["check_key_opens", "create_first_owner", "has_staff", "initialize", "keyed_rows_exist"]
 
 #: Tables whose rows only the master key can read or match (ciphertexts, keyed hashes).
 _KEYED_TABLES = (SigningKey, License, EndUser, AdminApiKey, MachineBinding, LicenseSettings)
@@ -185,5 +187,41 @@ def initialize(settings: Settings, *, new_admin_key: bool = False) -> tuple[bool
             if new_admin_key or not service.has_admin_key(session):
                 return created, service.create_admin_key(session, ctx)
             return created, None
+    finally:
+        engine.dispose()
+
+
+def has_staff(settings: Settings) -> bool:
+    """True when the database holds at least one staff account (removed ones count)."""
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            return session.scalars(select(StaffMember.id).limit(1)).first() is not None
+    finally:
+        engine.dispose()
+
+
+def create_first_owner(settings: Settings, email: str, *, name: str = "") -> str | None:
+    """Create the first staff account, an owner with a random password; run after
+    :func:`initialize`.
+
+    The owner must choose their own password at the first sign-in.
+
+    Returns:
+        The generated password (show it once), or None when staff accounts exist
+        already (nothing is created).
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` for a malformed address.
+    """
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            if session.scalars(select(StaffMember.id).limit(1)).first() is not None:
+                return None
+            password = staff_service.generate_password()
+            staff_service.create_staff(session, email=email, password=password, role="owner",
+                                       name=name, actor="cli", must_change_password=True)
+            return password
     finally:
         engine.dispose()

@@ -90,7 +90,7 @@ def _no_constant(name: str) -> Any:
 
 
 def _admin_key_valid(scope: Scope, authorization: str) -> bool:
-    """The admin API key check of the routes (``deps.require_admin``), for the middleware."""
+    """Whether the request carries a usable admin API key of any role (for the middleware)."""
     key = bearer_credential(authorization)
     if key is None:
         return False

@@ -16,6 +16,7 @@ from typer.core import TyperArgument
 
 from software_dna.server.cli import (
     activations,
+    admin_keys,
     audit,
     end_users,
     keys,
@@ -26,6 +27,7 @@ from software_dna.server.cli import (
     products,
     renewal_codes,
     server,
+    staff,
     stores,
     test_codes,
     trials,
@@ -78,6 +80,8 @@ app.add_typer(offline.app)
 app.add_typer(mail.app)
 app.add_typer(stores.app)
 app.add_typer(webhooks.app)
+app.add_typer(staff.app)
+app.add_typer(admin_keys.app)
 
 
 class _PlainArgument(TyperArgument):

@@ -45,9 +45,11 @@ from software_dna.server.schemas.mail import (
     MailTemplateSummary,
     RenderedOut,
 )
+from software_dna.server.schemas.staff import AdminKeyOut, staff_out
 from software_dna.server.schemas.stores import connector_out, mapping_out
 from software_dna.server.schemas.webhooks import DeliveryOut, EndpointOut
-from software_dna.server.services import emails, mail_templates, outbox, stores, webhooks
+from software_dna.server.services import emails, mail_templates, outbox, staff, stores, webhooks
+from software_dna.server.services.admin import issue_admin_key, list_admin_keys, revoke_admin_key
 from software_dna.server.services.leases import list_leases
 from software_dna.server.services.licenses import buyer_on_file, rekey_license
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
@@ -537,3 +539,49 @@ class DirectBackend:
         out = self._license(lic, key)
         out["key_mailed"] = buyer_on_file(self._session, lic) is not None
         return out
+
+    # -- staff accounts and scoped admin API keys
+
+    def list_staff(self) -> list[JSONDict]:
+        """The staff members (not removed ones), by email address."""
+        return [staff_out(r).model_dump(mode="json") for r in staff.list_staff(self._session)]
+
+    def add_staff(self, email: str, *, role: str, name: str = "",
+                  password: str | None = None) -> JSONDict:
+        """Add a staff member: ``{"staff", "password"}`` (a generated password, else null)."""
+        chosen = password if password is not None else staff.generate_password()
+        row = staff.create_staff(self._session, email=email, password=chosen, role=role,
+                                 name=name, actor=ACTOR, must_change_password=password is None)
+        return {"staff": staff_out(row).model_dump(mode="json"),
+                "password": chosen if password is None else None}
+
+    def set_staff_role(self, staff_id: str, role: str) -> JSONDict:
+        """Change a staff member's role."""
+        return staff_out(staff.set_role(self._session, staff_id, role, actor=ACTOR)).model_dump(
+            mode="json")
+
+    def reset_staff(self, staff_id: str, *, clear_totp: bool = False) -> JSONDict:
+        """A new random password: ``{"staff", "password"}``."""
+        row, password = staff.reset_password(self._session, staff_id, actor=ACTOR,
+                                             clear_totp=clear_totp)
+        return {"staff": staff_out(row).model_dump(mode="json"), "password": password}
+
+    def remove_staff(self, staff_id: str) -> JSONDict:
+        """Remove a staff member (disabled and signed out)."""
+        return staff_out(staff.remove_staff(self._session, staff_id, actor=ACTOR)).model_dump(
+            mode="json")
+
+    def create_api_key(self, *, role: str, name: str) -> JSONDict:
+        """A new admin API key: ``{"api_key", "key"}``."""
+        row, key = issue_admin_key(self._session, self.ctx, role=role, name=name, actor=ACTOR)
+        return {"api_key": AdminKeyOut.model_validate(row).model_dump(mode="json"), "key": key}
+
+    def list_api_keys(self) -> list[JSONDict]:
+        """The usable admin API keys (never the keys)."""
+        return [AdminKeyOut.model_validate(r).model_dump(mode="json")
+                for r in list_admin_keys(self._session)]
+
+    def revoke_api_key(self, key_id: str) -> JSONDict:
+        """Revoke an admin API key."""
+        return AdminKeyOut.model_validate(revoke_admin_key(self._session, key_id, actor=ACTOR)
+                                          ).model_dump(mode="json")

@@ -112,11 +112,17 @@ def init(
     new_admin_key: Annotated[bool, typer.Option(
         "--new-admin-key",
         help="revoke the existing admin API keys and print a new one")] = False,
+    owner_email: Annotated[str | None, typer.Option(
+        "--owner-email", metavar="EMAIL", show_default=False,
+        help="create the first staff account (an owner of the control panel) with this "
+             "address when there is none; asked for on a terminal")] = None,
 ) -> int:
     """Create the data folder, the master key file (mode 0600, outside the data folder by
     default) and the database schema, and print a new admin API key once (only its hash is
-    kept). Never overwrites an existing master key, and never creates one for a database that
-    already holds encrypted data."""
+    kept). When there is no staff account yet, create the first owner of the control panel
+    (--owner-email, or asked on a terminal) and print their password once. Never overwrites
+    an existing master key, and never creates one for a database that already holds
+    encrypted data."""
     def run() -> int:
         # Lazy: the service layer only for this command, not every CLI start.
         # Lazy: the key's location and the database's only for this command.
@@ -151,8 +157,40 @@ def init(
             print(admin_key)
         else:
             print("Admin API key: one exists already (use --new-admin-key to replace it)")
+        _first_owner(settings, owner_email)
         return 0
     return _one_line(run, database_url)
+
+
+def _first_owner(settings: Settings, owner_email: str | None) -> None:
+    """Create the control panel's first owner when there is no staff account yet."""
+    # Lazy: the service layer only for this command, not every CLI start.
+    from software_dna.server.bootstrap import create_first_owner, has_staff
+    from software_dna.server.services.errors import ServiceError
+
+    if has_staff(settings):
+        if owner_email:
+            print("Staff: accounts exist already; --owner-email not used (add staff with "
+                  f"`{PROG} staff add EMAIL --role owner`)")
+        return
+    address = owner_email
+    if not address and sys.stdin.isatty():
+        with contextlib.suppress(EOFError):
+            address = input("Email address of the first owner of the control panel "
+                            "(empty: later): ").strip()
+    if not address:
+        print(f"Staff: none yet; add the first owner with `{PROG} staff add EMAIL --role "
+              f"owner` (or `{PROG} server init --owner-email EMAIL`)")
+        return
+    try:
+        password = create_first_owner(settings, address)
+    except ServiceError as exc:
+        raise CliError(f"--owner-email: {exc.message}") from None
+    if password is not None:
+        print(f"Control panel owner: {address.strip().lower()} (sign in at /panel; choose "
+              "your own password at the first sign-in)")
+        print("Owner password (shown once):")
+        print(password)
 
 
 @app.command("migrate", short_help="upgrade the database schema to this version")

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from software_dna.server.panel.pages import (
+    account,
     activations,
     audit,
     auth,
@@ -25,6 +26,7 @@ from software_dna.server.panel.pages import (
     keys,
     offline,
     products,
+    staff,
     transfer,
 )
 
@@ -45,6 +47,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     end_users.router,
     offline.router,
     audit.router,
+    account.router,
+    staff.router,
 )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "check_admin_key",
     "create_admin_key",
     "has_admin_key",
+    "issue_admin_key",
     "list_admin_keys",
     "list_audit",
     "revoke_admin_key",
@@ -37,21 +38,32 @@ def create_admin_key(session: Session, ctx: Context, *, role: Role | str = Role.
         ServiceError: 400 ``invalid_request`` for an unknown role or a name
             longer than 100 characters.
     """
+    return issue_admin_key(session, ctx, role=role, name=name, actor=actor)[1]
+
+
+def issue_admin_key(session: Session, ctx: Context, *, role: Role | str = Role.OWNER,
+                    name: str = "", actor: str = "cli") -> tuple[AdminApiKey, str]:
+    """Like :func:`create_admin_key`, answering ``(its row, the key)``: the key shown once.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (role, name; ``details.field`` names it).
+    """
     try:
         role = Role(role)
     except ValueError:
         raise ServiceError(Code.INVALID_REQUEST, f"Unknown role {role!r}; one of: "
-                           + ", ".join(role_names()) + ".") from None
+                           + ", ".join(role_names()) + ".", details={"field": "role"}) from None
     name = name.strip()
     if len(name) > 100:
-        raise ServiceError(Code.INVALID_REQUEST, "A key's name is at most 100 characters.")
+        raise ServiceError(Code.INVALID_REQUEST, "A key's name is at most 100 characters.",
+                           details={"field": "name"})
     key = "sdna_admin_" + secrets.token_urlsafe(32)
     row = AdminApiKey(id=new_id("adk"), key_hash=ctx.vault.admin_key_hash(key),
                       role=role.value, name=name, created_at=utcnow(), revoked_at=None)
     session.add(row)
     audit(session, actor, "admin_key.create", detail={"id": row.id, "role": role.value})
     session.commit()
-    return key
+    return row, key
 
 
 def list_admin_keys(session: Session, *, include_revoked: bool = False) -> list[AdminApiKey]:

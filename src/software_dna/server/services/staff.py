@@ -18,34 +18,46 @@ Invariants (tests/server/test_staff.py, tests/attack/):
 
 from __future__ import annotations
 
+import base64
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import hash_password, verify_password
 from software_dna.server.domain.roles import Role, role_names
 from software_dna.server.models import StaffMember, StaffSession
+from software_dna.server.services import ratelimit
 from software_dna.server.services.common import Context, acting_as, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
+    "TOTP_ISSUER",
     "SignedIn",
+    "begin_totp",
     "change_password",
+    "confirm_totp",
     "create_staff",
     "csrf_matches",
+    "disable_totp",
     "end_session",
+    "generate_password",
     "get_staff",
     "list_staff",
+    "pending_totp",
     "remove_staff",
     "reset_password",
     "session_staff",
     "set_role",
     "sign_in",
+    "verify_second_factor",
 ]
 
 #: The shortest password a staff member may choose.
@@ -53,6 +65,11 @@ MIN_PASSWORD_LENGTH = 12
 _MAX_PASSWORD_LENGTH = 1000
 #: A hash checked when the address is unknown, so both answers cost the same.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def generate_password() -> str:
+    """A random password for a new or reset account (20 URL-safe characters, 120 bits)."""
+    return secrets.token_urlsafe(15)
 
 
 def _normal_email(email: str) -> str:
@@ -106,7 +123,8 @@ def list_staff(session: Session, *, include_disabled: bool = False) -> list[Staf
 
 
 def create_staff(session: Session, *, email: str, password: str, role: Role | str,
-                 name: str = "", actor: str = "cli") -> StaffMember:
+                 name: str = "", actor: str = "cli",
+                 must_change_password: bool = False) -> StaffMember:
     """Add a staff member; commits.
 
     Args:
@@ -114,6 +132,8 @@ def create_staff(session: Session, *, email: str, password: str, role: Role | st
         password: at least :data:`MIN_PASSWORD_LENGTH` characters.
         role: a :class:`Role` or its name.
         name: a display name (optional, at most 100 characters).
+        must_change_password: true for a password someone else will see (a generated
+            one): the staff member chooses their own at the first sign-in.
 
     Raises:
         ServiceError: 400 ``invalid_request`` (address, password, role, name),
@@ -129,7 +149,7 @@ def create_staff(session: Session, *, email: str, password: str, role: Role | st
                            details={"field": "email"})
     row = StaffMember(id=new_id("stf"), email=address, name=name.strip(), role=role.value,
                       password_hash=hash_password(_checked_password(password)),
-                      must_change_password=False, created_at=utcnow())
+                      must_change_password=must_change_password, created_at=utcnow())
     session.add(row)
     audit(session, actor, "staff.create", detail={"staff_id": row.id, "role": role.value})
     session.commit()
@@ -200,7 +220,7 @@ def reset_password(session: Session, staff_id: str, *, actor: str = "cli",
         ServiceError: 404; 400 for a given password that is too short.
     """
     row = get_staff(session, staff_id)
-    new = _checked_password(password) if password is not None else secrets.token_urlsafe(15)
+    new = _checked_password(password) if password is not None else generate_password()
     row.password_hash = hash_password(new)
     row.must_change_password = True
     if clear_totp:
@@ -316,3 +336,179 @@ def csrf_matches(ctx: Context, token: str, presented: str | None) -> bool:
     if not presented or len(presented) > 200:
         return False
     return secrets.compare_digest(ctx.vault.csrf_token(token), presented)
+
+
+# --- TOTP second factor (RFC 6238: SHA-1, 6 digits, 30 s steps) -------------------------
+
+#: The issuer shown by authenticator apps next to the staff member's address.
+TOTP_ISSUER = "software_dna panel"
+_STEP = 30
+_DIGITS = 6
+_SECRET_BYTES = 20  # 160 bits, the RFC 4226 recommendation
+#: How long a session waits for its code after the password (then: sign in again).
+_CODE_WAIT = timedelta(minutes=10)
+
+
+def _totp(secret: bytes) -> TOTP:
+    # SHA-1 as RFC 6238 and every authenticator app use it (HMAC-SHA1 is not broken).
+    return TOTP(secret, _DIGITS, SHA1(), _STEP, enforce_key_length=True)  # noqa: S303
+
+
+def _matching_step(ctx: Context, row: StaffMember, code: str, now: float) -> int | None:
+    """The time step (now, one before or one after) whose code is ``code`` and that was not
+    used yet, or None."""
+    code = code.strip().replace(" ", "")
+    if row.totp_sealed is None or len(code) != _DIGITS or not code.isdigit():
+        return None
+    totp = _totp(ctx.vault.open_totp_secret(row.id, row.totp_sealed))
+    current = int(now) // _STEP
+    found = None
+    for step in (current - 1, current, current + 1):
+        expected = totp.generate(step * _STEP).decode()
+        # Check every step (no early exit): the time taken says nothing about which matched.
+        if secrets.compare_digest(expected, code) and (
+                row.totp_last_step is None or step > row.totp_last_step):
+            found = step
+    return found
+
+
+def _count_code_attempt(session: Session, ctx: Context, row: StaffMember) -> None:
+    try:
+        ratelimit.hit(session, "totp:" + row.id, limit=ctx.settings.panel_sign_in_attempts,
+                      window=ctx.settings.panel_sign_in_window)
+    except ServiceError as exc:
+        raise ServiceError(Code.RATE_LIMITED, "Too many codes tried. Wait "
+                           f"{exc.retry_after or 60} seconds and try again.",
+                           details={"field": "code"}, retry_after=exc.retry_after,
+                           retry_at=exc.retry_at) from None
+
+
+def _claim_step(session: Session, row: StaffMember, step: int) -> bool:
+    """Record ``step`` as used unless a request got there first (a code is good once, even
+    when two requests bring it at the same moment)."""
+    claimed = session.execute(
+        update(StaffMember)
+        .where(StaffMember.id == row.id,
+               or_(StaffMember.totp_last_step.is_(None), StaffMember.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False))
+    if getattr(claimed, "rowcount", 0) != 1:
+        return False
+    row.totp_last_step = step
+    return True
+
+
+def begin_totp(session: Session, ctx: Context, staff: StaffMember) -> tuple[str, str]:
+    """Start enrolling a TOTP second factor: a new secret, sealed; commits.
+
+    The factor is not used until :func:`confirm_totp` accepts a code made
+    from it.  Starting again replaces an unconfirmed secret.
+
+    Returns:
+        ``(the secret in base32, an otpauth:// URI for authenticator apps)``.
+
+    Raises:
+        ServiceError: 409 ``conflict`` when a confirmed factor is on (disable it first).
+    """
+    if staff.totp_confirmed_at is not None:
+        raise ServiceError(Code.CONFLICT, "Two-step sign-in is already on; turn it off first.")
+    secret = secrets.token_bytes(_SECRET_BYTES)
+    staff.totp_sealed = ctx.vault.seal_totp_secret(staff.id, secret)
+    staff.totp_last_step = None
+    session.commit()
+    uri = _totp(secret).get_provisioning_uri(staff.email, TOTP_ISSUER)
+    return base64.b32encode(secret).decode().rstrip("="), uri
+
+
+def pending_totp(ctx: Context, staff: StaffMember) -> tuple[str, str] | None:
+    """The secret and URI of an enrolment begun but not confirmed, or None."""
+    if staff.totp_sealed is None or staff.totp_confirmed_at is not None:
+        return None
+    secret = ctx.vault.open_totp_secret(staff.id, staff.totp_sealed)
+    return (base64.b32encode(secret).decode().rstrip("="),
+            _totp(secret).get_provisioning_uri(staff.email, TOTP_ISSUER))
+
+
+def confirm_totp(session: Session, ctx: Context, staff: StaffMember, code: str, *,
+                 now: float | None = None) -> None:
+    """Turn the enrolled second factor on once ``code`` comes from it; commits.
+
+    Attempts count against the staff member's code limit
+    (``panel_sign_in_attempts`` per ``panel_sign_in_window``).
+
+    Raises:
+        ServiceError: 409 ``conflict`` (nothing enrolled, or already on),
+            400 ``invalid_request`` (field ``code``) for a wrong code,
+            429 ``rate_limited``.
+    """
+    if staff.totp_sealed is None or staff.totp_confirmed_at is not None:
+        raise ServiceError(Code.CONFLICT, "Start the two-step sign-in set-up first.")
+    _count_code_attempt(session, ctx, staff)
+    step = _matching_step(ctx, staff, code, time.time() if now is None else now)
+    if step is None or not _claim_step(session, staff, step):
+        session.rollback()
+        raise ServiceError(Code.INVALID_REQUEST, "That code is wrong or too old: type the "
+                           "6 digits the app shows now.", details={"field": "code"})
+    staff.totp_confirmed_at = utcnow()
+    with acting_as(staff.id):
+        audit(session, "panel", "staff.totp_on", detail={"staff_id": staff.id})
+    session.commit()
+
+
+def disable_totp(session: Session, ctx: Context, staff: StaffMember, password: str) -> None:
+    """Turn the second factor off (the password confirms it is them); commits.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` (field ``password``) for a wrong password.
+    """
+    if not verify_password(password[:_MAX_PASSWORD_LENGTH], staff.password_hash):
+        raise ServiceError(Code.INVALID_REQUEST, "The password is wrong.",
+                           details={"field": "password"})
+    staff.totp_sealed = None
+    staff.totp_confirmed_at = None
+    staff.totp_last_step = None
+    with acting_as(staff.id):
+        audit(session, "panel", "staff.totp_off", detail={"staff_id": staff.id})
+    session.commit()
+
+
+def verify_second_factor(session: Session, ctx: Context, token: str, code: str, *,
+                         now: float | None = None) -> bool:
+    """Check the TOTP code of a session waiting for it; commits.
+
+    A good code (each time step is good once) clears ``second_factor_due``
+    and records the sign-in.  Every attempt counts against the staff
+    member's limit; past it the session is ended (sign in again), as it is
+    ten minutes after the password was checked.
+
+    Returns:
+        True when the session is now fully signed in; False for a wrong code,
+        or a session that is gone or was not waiting for a code.
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (the session has been ended).
+    """
+    row = session_staff(session, ctx, token)
+    if row is None or not row.second_factor_due:
+        return False
+    if utcnow() - row.created_at > _CODE_WAIT:  # a half-signed-in session does not linger
+        end_session(session, ctx, token)
+        return False
+    member = row.staff
+    try:
+        _count_code_attempt(session, ctx, member)
+    except ServiceError:
+        end_session(session, ctx, token)
+        raise
+    step = _matching_step(ctx, member, code, time.time() if now is None else now)
+    if step is None or not _claim_step(session, member, step):
+        with acting_as(member.id):
+            audit(session, "panel", "staff.second_factor_failed", detail={"staff_id": member.id})
+        session.commit()
+        return False
+    member.last_sign_in_at = utcnow()
+    row.second_factor_due = False
+    with acting_as(member.id):
+        audit(session, "panel", "staff.second_factor", detail={"staff_id": member.id})
+    session.commit()
+    return True

@@ -11,10 +11,12 @@ from fastapi.responses import Response
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.domain.roles import Permission
 from software_dna.server.panel.web import (
+    PanelError,
     PanelRoute,
     Posted,
     Staff,
     clear_cookie,
+    cookie_name,
     field_errors,
     poster,
     render,
@@ -24,7 +26,14 @@ from software_dna.server.panel.web import (
 )
 from software_dna.server.services import ratelimit
 from software_dna.server.services.errors import ServiceError
-from software_dna.server.services.staff import change_password, end_session, sign_in
+from software_dna.server.services.staff import (
+    change_password,
+    csrf_matches,
+    end_session,
+    session_staff,
+    sign_in,
+    verify_second_factor,
+)
 
 __all__ = ["router"]
 
@@ -73,6 +82,58 @@ async def sign_in_post(request: Request, state: State, session: Db) -> Response:
                          if done.second_factor_due else target)
     set_cookie(response, request, "session", done.token)
     return response
+
+
+def _waiting_token(request: Request, state: State, session: Db) -> str | None:
+    """The cookie's token when its session waits for the second factor (else None).
+
+    The code page cannot use ``viewer()``: that sends such a session here.
+    """
+    token = request.cookies.get(cookie_name(request))
+    row = session_staff(session, state.ctx, token)
+    due = row is not None and row.second_factor_due
+    session.rollback()  # end the read transaction (SQLite: release the lock)
+    return token if due else None
+
+
+@router.get("/sign-in/code")
+def code_page(request: Request, state: State, session: Db, next: str | None = None
+              ) -> Response:
+    """The second step of signing in: the code of the authenticator app."""
+    token = _waiting_token(request, state, session)
+    if token is None:  # signed out, or already fully signed in
+        return see_other(request, _next(next) if request.cookies.get(cookie_name(request))
+                         else "/panel/sign-in")
+    return render(request, "sign_in_code.html", None, csrf=state.ctx.vault.csrf_token(token),
+                  next=_next(next), errors={})
+
+
+@router.post("/sign-in/code")
+async def code_post(request: Request, state: State, session: Db) -> Response:
+    """Check the code (each code once; rate limited per staff member, then signed out)."""
+    form = await request.form(max_files=0, max_fields=10)
+    target = _next(str(form.get("next") or ""))
+    token = _waiting_token(request, state, session)
+    presented = form.get("csrf")
+    if token is None or not csrf_matches(state.ctx, token,
+                                         presented if isinstance(presented, str) else None):
+        raise PanelError(403, "Form expired", "This form is no longer valid (signed out, "
+                         "or sent from elsewhere). Sign in again.")
+    code = str(form.get("code") or "")[:20]
+    csrf = state.ctx.vault.csrf_token(token)
+    try:
+        good = verify_second_factor(session, state.ctx, token, code)
+    except ServiceError as exc:  # too many codes: the session has been ended
+        response = render(request, "sign_in.html", None, status=429, next=target, email="",
+                          errors={"form": "Too many wrong codes: sign in again in "
+                                  f"{exc.retry_after or 60} seconds."})
+        clear_cookie(response, request, "session")
+        return response
+    if not good:
+        return render(request, "sign_in_code.html", None, status=400, csrf=csrf, next=target,
+                      errors={"code": "That code is wrong or was used already: type the "
+                              "6 digits your app shows now."})
+    return see_other(request, target)
 
 
 @router.post("/sign-out")

@@ -7,21 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from software_dna.server import services
-from software_dna.server.api.deps import Db, require_admin
+from software_dna.server.api.deps import Db, require
 from software_dna.server.api.errors import error_responses
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import AuditList, AuditOut
 
 __all__ = ["router"]
 
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404, 409),
 )
 
 
-@router.get("/audit", response_model=AuditList)
+@router.get("/audit", dependencies=_READ, response_model=AuditList)
 def audit(
     session: Db,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from software_dna.server import services
-from software_dna.server.api.deps import ACTOR, Db, IdPath, State, given, require_admin
+from software_dna.server.api.deps import ACTOR, Db, IdPath, State, given, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.views import license_out
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import (
     ExtendIn,
     IssuedLicenseOut,
@@ -24,44 +25,47 @@ from software_dna.server.services.licenses import buyer_on_file, rekey_license
 
 __all__ = ["router"]
 
+_ERASE = [Depends(require(Permission.ERASE))]
+_LICENSES = [Depends(require(Permission.LICENSES))]
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404, 409),
 )
 _ERRORS = error_responses(400, 401, 403, 404, 409, 410, 429)
 
 
-@router.post("/licenses/{license_id}/extend", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/extend", dependencies=_LICENSES, response_model=LicenseOut)
 def extend(license_id: IdPath, body: ExtendIn, session: Db) -> LicenseOut:
     """Add days to a timed license (from its end, or from now if it ended), or move its end."""
     services.extend_license(session, license_id, days=body.days, until=body.until, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/perpetual", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/perpetual", dependencies=_LICENSES, response_model=LicenseOut)
 def perpetual(license_id: IdPath, session: Db) -> LicenseOut:
     """Convert to a perpetual ``full`` license (no end, no subscription)."""
     services.make_perpetual(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/restore", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/restore", dependencies=_ERASE, response_model=LicenseOut)
 def restore(license_id: IdPath, session: Db) -> LicenseOut:
     """Lift the limits an erasure put on the license and its user seats (audited)."""
     services.restore_license(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/cancel", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/cancel", dependencies=_LICENSES, response_model=LicenseOut)
 def cancel(license_id: IdPath, session: Db) -> LicenseOut:
     """Cancel a subscription: suspended; apps stop after the warning period."""
     services.cancel_subscription(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses", response_model=IssuedLicenseOut, status_code=201)
+@router.post("/licenses", dependencies=_LICENSES, response_model=IssuedLicenseOut, status_code=201)
 def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOut:
     """Issue a license; the answer is the only time the key is shown."""
     lic, key = services.issue_license(
@@ -76,7 +80,7 @@ def issue_license(body: LicenseIn, state: State, session: Db) -> IssuedLicenseOu
     return IssuedLicenseOut(**out.model_dump(), license_key=key)
 
 
-@router.get("/licenses", response_model=LicenseList)
+@router.get("/licenses", dependencies=_READ, response_model=LicenseList)
 def list_licenses(
     session: Db,
     product: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] = None,
@@ -92,48 +96,49 @@ def list_licenses(
                                  for r in rows])
 
 
-@router.get("/licenses/{license_id}", response_model=LicenseOut)
+@router.get("/licenses/{license_id}", dependencies=_READ, response_model=LicenseOut)
 def show_license(license_id: IdPath, session: Db) -> LicenseOut:
     """One license (the key shown as its last four characters)."""
     return license_out(session, license_id)
 
 
-@router.patch("/licenses/{license_id}", response_model=LicenseOut)
+@router.patch("/licenses/{license_id}", dependencies=_LICENSES, response_model=LicenseOut)
 def update_license(license_id: IdPath, body: LicensePatch, session: Db) -> LicenseOut:
     """Set seats, expiry (``null``: perpetual) or features."""
     services.update_license(session, license_id, actor=ACTOR, **given(body))
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/suspend", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/suspend", dependencies=_LICENSES, response_model=LicenseOut)
 def suspend_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Suspend (validations answer ``license_suspended``)."""
     services.suspend_license(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/resume", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/resume", dependencies=_LICENSES, response_model=LicenseOut)
 def resume_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Resume a suspended license."""
     services.resume_license(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/revoke", response_model=LicenseOut)
+@router.post("/licenses/{license_id}/revoke", dependencies=_LICENSES, response_model=LicenseOut)
 def revoke_license(license_id: IdPath, session: Db) -> LicenseOut:
     """Revoke for good (validations answer ``license_revoked``)."""
     services.revoke_license(session, license_id, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.put("/licenses/{license_id}/password", response_model=LicenseOut)
+@router.put("/licenses/{license_id}/password", dependencies=_LICENSES, response_model=LicenseOut)
 def set_password(license_id: IdPath, body: PasswordIn, session: Db) -> LicenseOut:
     """Set (string) or remove (``null``) the activation password."""
     services.set_license_password(session, license_id, body.password, actor=ACTOR)
     return license_out(session, license_id)
 
 
-@router.post("/licenses/{license_id}/rekey", response_model=RekeyedLicenseOut)
+@router.post("/licenses/{license_id}/rekey", dependencies=_LICENSES,
+             response_model=RekeyedLicenseOut)
 def rekey(license_id: IdPath, state: State, session: Db,
           body: RekeyIn | None = None) -> RekeyedLicenseOut:
     """A new key for a lost one: the old key stops activating, activations keep working.

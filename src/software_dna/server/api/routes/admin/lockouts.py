@@ -7,22 +7,25 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from software_dna.server import services
-from software_dna.server.api.deps import Db, IdPath, State, require_admin
+from software_dna.server.api.deps import Db, IdPath, State, require
 from software_dna.server.api.errors import error_responses
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import LockoutOut, LockoutResetIn, LockoutResetOut
 from software_dna.server.services import lockouts
 
 __all__ = ["router"]
 
+_LOCKOUTS = [Depends(require(Permission.LOCKOUTS))]
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404, 409),
 )
 
 
-@router.get("/licenses/{license_id}/lockout", response_model=LockoutOut)
+@router.get("/licenses/{license_id}/lockout", dependencies=_READ, response_model=LockoutOut)
 def show_lockout(
     license_id: IdPath, state: State, session: Db,
     address: Annotated[str | None, Query(min_length=2, max_length=64,
@@ -34,7 +37,7 @@ def show_lockout(
         lockouts.lockout_report(session, state.ctx, license_id, address=address))
 
 
-@router.post("/lockouts/reset", response_model=LockoutResetOut)
+@router.post("/lockouts/reset", dependencies=_LOCKOUTS, response_model=LockoutResetOut)
 def reset_lockout(body: LockoutResetIn, state: State, session: Db) -> LockoutResetOut:
     """Lift every limit of a license and/or a client network; says what was forgotten."""
     report = lockouts.reset_lockouts(session, state.ctx, license_id=body.license_id,

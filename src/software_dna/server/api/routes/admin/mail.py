@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from software_dna.server.api.deps import ACTOR, Db, State, require_admin
+from software_dna.server.api.deps import ACTOR, Db, State, require
 from software_dna.server.api.errors import error_responses
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas.mail import (
     MailLogEntry,
     MailLogOut,
@@ -26,10 +27,13 @@ from software_dna.server.services import emails, mail_templates
 
 __all__ = ["router"]
 
+_PERSONAL_DATA = [Depends(require(Permission.PERSONAL_DATA))]
+_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404),
 )
 
@@ -42,7 +46,7 @@ def _out(template: mail_templates.MailTemplate, product: str | None) -> MailTemp
                            subject=template.subject, text=template.text, html=template.html)
 
 
-@router.get("/mail-templates", response_model=MailTemplateList)
+@router.get("/mail-templates", dependencies=_READ, response_model=MailTemplateList)
 def list_templates(session: Db, product: ProductQuery = None) -> MailTemplateList:
     """Every mail template and where the one in use comes from."""
     rows = mail_templates.list_templates(session, product)
@@ -50,13 +54,13 @@ def list_templates(session: Db, product: ProductQuery = None) -> MailTemplateLis
                             templates=[MailTemplateSummary(**row) for row in rows])
 
 
-@router.get("/mail-templates/{name}", response_model=MailTemplateOut)
+@router.get("/mail-templates/{name}", dependencies=_READ, response_model=MailTemplateOut)
 def show_template(name: NamePath, session: Db, product: ProductQuery = None) -> MailTemplateOut:
     """The template in use (the product's, else the vendor default, else the built-in one)."""
     return _out(mail_templates.show_template(session, name, product), product)
 
 
-@router.put("/mail-templates/{name}", response_model=MailTemplateOut)
+@router.put("/mail-templates/{name}", dependencies=_PRODUCTS, response_model=MailTemplateOut)
 def set_template(name: NamePath, body: MailTemplateIn, session: Db,
                  product: ProductQuery = None) -> MailTemplateOut:
     """Save the vendor's version (checked by rendering it with sample values: 400 if it fails)."""
@@ -65,14 +69,14 @@ def set_template(name: NamePath, body: MailTemplateIn, session: Db,
     return _out(mail_templates.effective_template(session, name, product), product)
 
 
-@router.delete("/mail-templates/{name}", response_model=MailTemplateOut)
+@router.delete("/mail-templates/{name}", dependencies=_PRODUCTS, response_model=MailTemplateOut)
 def reset_template(name: NamePath, session: Db, product: ProductQuery = None) -> MailTemplateOut:
     """Drop the vendor's version at this level; answers the template now in use."""
     return _out(mail_templates.reset_template(session, name, product_id=product, actor=ACTOR),
                 product)
 
 
-@router.post("/mail-templates/{name}/preview", response_model=RenderedOut)
+@router.post("/mail-templates/{name}/preview", dependencies=_PRODUCTS, response_model=RenderedOut)
 def preview_template(name: NamePath, body: PreviewIn, session: Db,
                      product: ProductQuery = None) -> RenderedOut:
     """The template in use rendered with sample values (``context`` replaces some)."""
@@ -81,7 +85,7 @@ def preview_template(name: NamePath, body: PreviewIn, session: Db,
     return RenderedOut(subject=rendered.subject, text=rendered.text, html=rendered.html)
 
 
-@router.get("/mail-log", response_model=MailLogOut)
+@router.get("/mail-log", dependencies=_PERSONAL_DATA, response_model=MailLogOut)
 def mail_log(state: State, session: Db,
              license_id: Annotated[str | None,
                                    Query(alias="license", pattern=r"^[A-Za-z0-9_-]{1,40}$")

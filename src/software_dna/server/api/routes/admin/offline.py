@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from software_dna.server.api.deps import Db, State, require_admin
+from software_dna.server.api.deps import Db, State, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.views import offline_activate_out
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import OfflineActivateOut, OfflineRespondIn
 from software_dna.server.services import offline
 
 __all__ = ["router"]
 
+_OFFLINE = [Depends(require(Permission.OFFLINE))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 403, 404, 409, 410, 413, 429),
 )
 
 
-@router.post("/offline/activations", response_model=OfflineActivateOut, status_code=201,
+@router.post("/offline/activations", dependencies=_OFFLINE,
+             response_model=OfflineActivateOut, status_code=201,
              responses={200: {"model": OfflineActivateOut,
                               "description": "The request was answered before"}})
 def respond(body: OfflineRespondIn, response: Response, state: State,

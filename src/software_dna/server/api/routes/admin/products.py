@@ -5,21 +5,24 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from software_dna.server import services
-from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, require_admin
+from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, require
 from software_dna.server.api.errors import error_responses
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import ProductIn, ProductList, ProductOut, ProductPatch
 
 __all__ = ["router"]
 
+_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404, 409),
 )
 
 
-@router.post("/products", response_model=ProductOut, status_code=201)
+@router.post("/products", dependencies=_PRODUCTS, response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: Db) -> ProductOut:
     """Create a product."""
     return ProductOut.model_validate(services.create_product(
@@ -40,20 +43,20 @@ def create_product(body: ProductIn, session: Db) -> ProductOut:
     ))
 
 
-@router.get("/products", response_model=ProductList)
+@router.get("/products", dependencies=_READ, response_model=ProductList)
 def list_products(session: Db) -> ProductList:
     """Every product."""
     return ProductList(products=[ProductOut.model_validate(p)
                                  for p in services.list_products(session)])
 
 
-@router.get("/products/{product}", response_model=ProductOut)
+@router.get("/products/{product}", dependencies=_READ, response_model=ProductOut)
 def show_product(product: ProductPath, session: Db) -> ProductOut:
     """One product."""
     return ProductOut.model_validate(services.get_product(session, product))
 
 
-@router.patch("/products/{product}", response_model=ProductOut)
+@router.patch("/products/{product}", dependencies=_PRODUCTS, response_model=ProductOut)
 def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> ProductOut:
     """Change a product's policy (absent fields stay as they are)."""
     changes = given(body)

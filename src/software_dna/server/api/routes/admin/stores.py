@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from software_dna.server.api.deps import ACTOR, Db, IdPath, State, require_admin
+from software_dna.server.api.deps import ACTOR, Db, IdPath, State, require
 from software_dna.server.api.errors import error_responses
+from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import OkOut
 from software_dna.server.schemas.stores import (
     ConnectorIn,
@@ -23,15 +24,17 @@ from software_dna.server.services import stores
 
 __all__ = ["router"]
 
+_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_READ = [Depends(require(Permission.READ))]
+
 router = APIRouter(
     prefix="/v1/admin/stores",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
     responses=error_responses(400, 401, 404, 409),
 )
 
 
-@router.post("/connectors", response_model=ConnectorOut, status_code=201)
+@router.post("/connectors", dependencies=_PRODUCTS, response_model=ConnectorOut, status_code=201)
 def connect_store(body: ConnectorIn, state: State, session: Db) -> ConnectorOut:
     """Connect a store in one mode (again: replace its secret and refund action)."""
     row = stores.create_connector(session, state.ctx, provider=body.provider, mode=body.mode,
@@ -40,7 +43,7 @@ def connect_store(body: ConnectorIn, state: State, session: Db) -> ConnectorOut:
     return connector_out(row, state.ctx.settings.public_url)
 
 
-@router.get("/connectors", response_model=ConnectorList)
+@router.get("/connectors", dependencies=_READ, response_model=ConnectorList)
 def list_connectors(session: Db, state: State) -> ConnectorList:
     """Every connected store."""
     public_url = state.ctx.settings.public_url
@@ -48,14 +51,14 @@ def list_connectors(session: Db, state: State) -> ConnectorList:
                                      for r in stores.list_connectors(session)])
 
 
-@router.delete("/connectors/{connector_id}", response_model=OkOut)
+@router.delete("/connectors/{connector_id}", dependencies=_PRODUCTS, response_model=OkOut)
 def disconnect_store(connector_id: IdPath, session: Db) -> OkOut:
     """Disconnect a store that issued no license (its mappings go with it)."""
     stores.remove_connector(session, connector_id, actor=ACTOR)
     return OkOut()
 
 
-@router.post("/mappings", response_model=MappingOut, status_code=201)
+@router.post("/mappings", dependencies=_PRODUCTS, response_model=MappingOut, status_code=201)
 def map_price(body: MappingIn, session: Db) -> MappingOut:
     """Map a price or variant id to the license a sale of it issues."""
     row = stores.create_mapping(
@@ -66,7 +69,7 @@ def map_price(body: MappingIn, session: Db) -> MappingOut:
     return mapping_out(row)
 
 
-@router.get("/mappings", response_model=MappingList)
+@router.get("/mappings", dependencies=_READ, response_model=MappingList)
 def list_mappings(
     session: Db,
     connector_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = None,
@@ -76,7 +79,7 @@ def list_mappings(
         session, connector_id)])
 
 
-@router.delete("/mappings/{mapping_id}", response_model=OkOut)
+@router.delete("/mappings/{mapping_id}", dependencies=_PRODUCTS, response_model=OkOut)
 def unmap_price(mapping_id: Annotated[int, Path(ge=1, le=2**62)], session: Db) -> OkOut:
     """Remove a mapping (licenses issued stay)."""
     stores.remove_mapping(session, mapping_id, actor=ACTOR)
