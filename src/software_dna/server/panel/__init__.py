@@ -23,9 +23,11 @@ from software_dna.server.panel.pages import (
     dashboard,
     end_users,
     keys,
+    licenses,
     offline,
     products,
     transfer,
+    trials,
 )
 
 __all__ = ["ROUTERS", "STATIC", "install"]
@@ -45,6 +47,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     end_users.router,
     offline.router,
     audit.router,
+    trials.router,
+    # Last: its /licenses/{license_id} page would shadow other /licenses/<name> pages.
+    licenses.router,
 )
 
 
