@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from software_dna.server.domain.roles import Role
-from software_dna.server.models import AuditEntry, License
+from software_dna.server.models import AuditEntry, License, StaffMember
 from software_dna.server.testing import InProcessServer
 from tests.panel.helpers import PanelUser, db
 
@@ -35,7 +35,7 @@ def signed_in(server: InProcessServer, email: str) -> PanelUser:
 
 def license_row(server: InProcessServer, license_id: str) -> License:
     with db(server) as session:
-        row = session.get(License, license_id)
+        row: License | None = session.get(License, license_id)
         assert row is not None
         session.expunge(row)
         return row
@@ -190,8 +190,6 @@ def test_revoke_needs_the_confirmation_post_with_csrf(
 
 
 def _staff_id(server: InProcessServer, email: str) -> str:
-    from software_dna.server.models import StaffMember
-
     with db(server) as session:
         return str(session.query(StaffMember).filter(StaffMember.email == email).one().id)
 
