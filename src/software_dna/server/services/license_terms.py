@@ -97,8 +97,8 @@ def extend_license(session: Session, license_id: str, *, days: int | None = None
         raise invalid("until needs a time zone (UTC).")
     if until is not None and not allow_past and until <= utcnow():
         raise ServiceError(Code.INVALID_REQUEST, f"until: the date is in the past "
-                           f"({until:%Y-%m-%d %H:%M} UTC). Confirm it (allow_past) if that is "
-                           "what you mean.", details={"field": "until"})
+                           f"({until.year:04d}-{until:%m-%d %H:%M} UTC). Confirm it "
+                           "(allow_past) if that is what you mean.", details={"field": "until"})
     lic = get_license(session, license_id, lock=True)
     if lic.status == "revoked":
         raise conflict("A revoked license cannot be extended.")

@@ -92,7 +92,8 @@ def check_expiry(expires_at: datetime | None, *, allow_past: bool,
     if not allow_past and expires_at <= utcnow():
         raise ServiceError(
             Code.INVALID_REQUEST,
-            f"{field}: the date is in the past ({expires_at:%Y-%m-%d %H:%M} UTC); the license "
+            f"{field}: the date is in the past ({expires_at.year:04d}-{expires_at:%m-%d %H:%M} "
+            "UTC); the license "
             "would end at once. Confirm it (allow_past) if that is what you mean.",
             details={"field": field})
 
