@@ -210,7 +210,7 @@ def list_(
 @app.command("show", short_help="show one license (by id or full key)")
 @vendor_command
 def show(backend: Backend, *, license: Annotated[str, typer.Argument(
-        metavar="ID|KEY", help="the license id (lic_…) or its full license key",
+        metavar="ID", help="the license id (lic_…) or its full license key",
         show_default=False)], as_json: Json = False) -> int:
     """Show a license: status, seats in use, expiry, features, password, references. Give its
     id or the full key a customer sent (looked up by its keyed hash)."""
