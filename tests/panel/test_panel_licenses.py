@@ -195,6 +195,18 @@ def _staff_id(server: InProcessServer, email: str) -> str:
 
 
 @pytest.mark.parametrize("role", [Role.DEVELOPER, Role.READ_ONLY])
+def test_searching_by_email_needs_personal_data(
+        inprocess_server: InProcessServer, staff_emails: dict[Role, str], role: Role) -> None:
+    with signed_in(inprocess_server, staff_emails[role]) as user:
+        refused = user.get("/panel/licenses", params={"q": "someone@example.com"})
+        assert refused.status_code == 403 and "personal-data" in refused.text
+        assert user.get("/panel/licenses", params={"q": "ABCD"}).status_code == 200
+    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+        assert support.get("/panel/licenses",
+                           params={"q": "someone@example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize("role", [Role.DEVELOPER, Role.READ_ONLY])
 def test_roles_without_licenses_cannot_change_anything(
         inprocess_server: InProcessServer, staff_emails: dict[Role, str], product: str,
         role: Role) -> None:

@@ -109,14 +109,23 @@ ExpiryIn = Annotated[
     BeforeValidator(_expiry_in),
     AfterValidator(_utc),
     PlainSerializer(format_rfc3339, return_type=str),
+    Field(description="A date YYYY-MM-DD (valid through that day: the end is the next day's "
+                      "00:00 UTC) or an RFC 3339 time with an offset. A time in the past is "
+                      "refused unless allow_past is true."),
 ]
 #: The vendor's references: their own customer / order numbers and notes. Not personal
 #: data by design: put no names or addresses here.
+_NOT_PERSONAL = "Not personal data by design: no names or addresses."
 CustomerRef = Annotated[str, StringConstraints(strict=True, strip_whitespace=True,
-                                               max_length=CUSTOMER_REF_MAX)]
+                                               max_length=CUSTOMER_REF_MAX),
+                        Field(description="Your customer reference (searchable, prefix). "
+                                          + _NOT_PERSONAL)]
 OrderRef = Annotated[str, StringConstraints(strict=True, strip_whitespace=True,
-                                            max_length=ORDER_REF_MAX)]
-Notes = Annotated[str, StringConstraints(strict=True, max_length=NOTES_MAX)]
+                                            max_length=ORDER_REF_MAX),
+                     Field(description="Your order reference (searchable, prefix). "
+                                       + _NOT_PERSONAL)]
+Notes = Annotated[str, StringConstraints(strict=True, max_length=NOTES_MAX),
+                  Field(description="Your notes. " + _NOT_PERSONAL)]
 
 #: A full key: at least four groups of four (a hint is four characters, with or without "…-").
 _FULL_KEY = re.compile(r"^[A-Za-z0-9]{1,12}([ -]?[A-Za-z0-9]{4}){3,4}$")

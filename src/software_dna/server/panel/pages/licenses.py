@@ -122,7 +122,14 @@ def licenses_page(request: Request, session: Db, state: State,
 def _list(request: Request, session: Db, state: State, staff: Staff, *, q: str, product: str,
           status: str, kind: str, page: int, key: str = "", status_code: int = 200
           ) -> Response:
-    """The list page; ``key``: a full key that found nothing (searched, never shown)."""
+    """The list page; ``key``: a full key that found nothing (searched, never shown).
+
+    Searching by an email address tells whether that person holds a license:
+    only a role allowed personal data may do it.
+    """
+    if "@" in q and not staff.can(Permission.PERSONAL_DATA):
+        raise PanelError(403, "Not allowed", "Searching by email address needs the "
+                         "personal-data permission; search by key, reference or id instead.")
     found = services.search_licenses(
         session, state.ctx, q=key or q, product_id=product or None,
         status=status if status in STATUSES else None, kind=kind if kind in KINDS else None)
