@@ -300,3 +300,28 @@ def test_test_codes_page_touches_only_test_codes(
     with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
         assert support.get("/panel/test-codes").status_code == 403
         assert support.post("/panel/test-codes", {"product": product}).status_code == 403
+
+
+def test_restore_full_mode_says_what_it_does(inprocess_server: InProcessServer,
+                                             staff_emails: dict[Role, str],
+                                             product: str) -> None:
+    lid = inprocess_server.admin.issue_license(product)["id"]
+    with db(inprocess_server) as session:  # as an erasure leaves it
+        row = session.get(License, lid)
+        assert row is not None
+        row.erased = True
+        session.commit()
+    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+        page = support.get(f"/panel/licenses/{lid}")
+        assert "limited" in page.text and f"/panel/licenses/{lid}/restore" in page.text
+        confirm = support.get(f"/panel/licenses/{lid}/restore")
+        assert confirm.status_code == 200
+        assert "full tokens again" in confirm.text and "stays erased" in confirm.text
+        assert support.post(f"/panel/licenses/{lid}/restore", csrf="").status_code == 403
+        assert license_row(inprocess_server, lid).erased
+        assert support.post(f"/panel/licenses/{lid}/restore").status_code == 303
+    assert not license_row(inprocess_server, lid).erased
+    with db(inprocess_server) as session:
+        assert session.query(AuditEntry).filter(AuditEntry.license_id == lid,
+                                                AuditEntry.action == "license.restore"
+                                                ).count() == 1
