@@ -7,6 +7,8 @@ import csv
 import io
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -27,10 +29,23 @@ def product(inprocess_server: InProcessServer) -> str:
     return pid
 
 
-def signed_in(server: InProcessServer, email: str) -> PanelUser:
-    user = PanelUser(server, email)
-    assert user.sign_in().status_code == 303
-    return user
+@pytest.fixture(scope="module")
+def staff(inprocess_server: InProcessServer,
+          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
+    """One signed-in session per role for the whole module (sign-ins are rate limited)."""
+    users: dict[Role, PanelUser] = {}
+    for role in (Role.OWNER, Role.SUPPORT, Role.DEVELOPER, Role.READ_ONLY):
+        users[role] = PanelUser(inprocess_server, staff_emails[role])
+        assert users[role].sign_in().status_code == 303
+    yield users
+    for user in users.values():
+        user.close()
+
+
+@pytest.fixture
+def owner(staff: dict[Role, PanelUser]) -> PanelUser:
+    """The module's signed-in owner."""
+    return staff[Role.OWNER]
 
 
 def license_row(server: InProcessServer, license_id: str) -> License:
@@ -166,9 +181,9 @@ def test_issue_refusals_keep_what_was_typed(inprocess_server: InProcessServer,
 
 
 def test_revoke_needs_the_confirmation_post_with_csrf(
-        inprocess_server: InProcessServer, staff_emails: dict[Role, str], product: str) -> None:
+        inprocess_server: InProcessServer, staff: dict[Role, PanelUser], product: str) -> None:
     lid = inprocess_server.admin.issue_license(product)["id"]
-    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+    with nullcontext(staff[Role.SUPPORT]) as support:
         confirm = support.get(f"/panel/licenses/{lid}/revoke")
         assert confirm.status_code == 200
         assert "every app using it stops at its next check; this cannot be undone" \
@@ -182,7 +197,7 @@ def test_revoke_needs_the_confirmation_post_with_csrf(
         assert license_row(inprocess_server, lid).status == "revoked"
         page = support.get(f"/panel/licenses/{lid}")
         assert "License revoked." in page.text and "revoked" in page.text
-        staff_id = _staff_id(inprocess_server, staff_emails[Role.SUPPORT])
+        staff_id = _staff_id(inprocess_server, staff[Role.SUPPORT].email)
     with db(inprocess_server) as session:
         entry = session.query(AuditEntry).filter(AuditEntry.license_id == lid,
                                                  AuditEntry.action == "license.revoke").one()
@@ -196,19 +211,19 @@ def _staff_id(server: InProcessServer, email: str) -> str:
 
 @pytest.mark.parametrize("role", [Role.DEVELOPER, Role.READ_ONLY])
 def test_searching_by_email_needs_personal_data(
-        inprocess_server: InProcessServer, staff_emails: dict[Role, str], role: Role) -> None:
-    with signed_in(inprocess_server, staff_emails[role]) as user:
+        inprocess_server: InProcessServer, staff: dict[Role, PanelUser], role: Role) -> None:
+    with nullcontext(staff[role]) as user:
         refused = user.get("/panel/licenses", params={"q": "someone@example.com"})
         assert refused.status_code == 403 and "personal-data" in refused.text
         assert user.get("/panel/licenses", params={"q": "ABCD"}).status_code == 200
-    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+    with nullcontext(staff[Role.SUPPORT]) as support:
         assert support.get("/panel/licenses",
                            params={"q": "someone@example.com"}).status_code == 200
 
 
 @pytest.mark.parametrize("role", [Role.DEVELOPER, Role.READ_ONLY])
 def test_roles_without_licenses_cannot_change_anything(
-        inprocess_server: InProcessServer, staff_emails: dict[Role, str], product: str,
+        inprocess_server: InProcessServer, staff: dict[Role, PanelUser], product: str,
         role: Role) -> None:
     lid = inprocess_server.admin.issue_license(product, customer_ref="keep")["id"]
     posts = {"revoke": {}, "suspend": {}, "resume": {}, "rekey": {}, "seats": {"seats": "9"},
@@ -216,7 +231,7 @@ def test_roles_without_licenses_cannot_change_anything(
              "features": {"features": "pro"}, "password": {"password": "pw"},
              "refs": {"customer_ref": "changed"}, "renewal-codes": {"code_days": "5"},
              "lockouts": {}, "restore": {}}
-    with signed_in(inprocess_server, staff_emails[role]) as user:
+    with nullcontext(staff[role]) as user:
         assert user.get(f"/panel/licenses/{lid}").status_code == 200  # reading is fine
         for page in ("revoke", "suspend", "rekey", "restore"):
             assert user.get(f"/panel/licenses/{lid}/{page}").status_code == 403, page
@@ -276,9 +291,9 @@ def test_detail_actions_and_ids(inprocess_server: InProcessServer, owner: PanelU
 
 
 def test_test_codes_page_touches_only_test_codes(
-        inprocess_server: InProcessServer, staff_emails: dict[Role, str], product: str) -> None:
+        inprocess_server: InProcessServer, staff: dict[Role, PanelUser], product: str) -> None:
     full = inprocess_server.admin.issue_license(product)["id"]
-    with signed_in(inprocess_server, staff_emails[Role.DEVELOPER]) as dev:
+    with nullcontext(staff[Role.DEVELOPER]) as dev:
         made = dev.post("/panel/test-codes", {"product": product, "days": "2"})
         assert made.status_code == 200
         (key,) = _KEY.findall(made.text)
@@ -297,13 +312,13 @@ def test_test_codes_page_touches_only_test_codes(
         assert dev.post(f"/panel/test-codes/{code_id}/revoke").status_code == 303
         assert license_row(inprocess_server, code_id).status == "revoked"
         assert dev.get("/panel/trials").status_code == 200
-    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+    with nullcontext(staff[Role.SUPPORT]) as support:
         assert support.get("/panel/test-codes").status_code == 403
         assert support.post("/panel/test-codes", {"product": product}).status_code == 403
 
 
 def test_restore_full_mode_says_what_it_does(inprocess_server: InProcessServer,
-                                             staff_emails: dict[Role, str],
+                                             staff: dict[Role, PanelUser],
                                              product: str) -> None:
     lid = inprocess_server.admin.issue_license(product)["id"]
     with db(inprocess_server) as session:  # as an erasure leaves it
@@ -311,7 +326,7 @@ def test_restore_full_mode_says_what_it_does(inprocess_server: InProcessServer,
         assert row is not None
         row.erased = True
         session.commit()
-    with signed_in(inprocess_server, staff_emails[Role.SUPPORT]) as support:
+    with nullcontext(staff[Role.SUPPORT]) as support:
         page = support.get(f"/panel/licenses/{lid}")
         assert "limited" in page.text and f"/panel/licenses/{lid}/restore" in page.text
         confirm = support.get(f"/panel/licenses/{lid}/restore")
