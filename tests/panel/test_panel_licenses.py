@@ -340,3 +340,13 @@ def test_restore_full_mode_says_what_it_does(inprocess_server: InProcessServer,
         assert session.query(AuditEntry).filter(AuditEntry.license_id == lid,
                                                 AuditEntry.action == "license.restore"
                                                 ).count() == 1
+
+
+def test_list_links_to_export_and_import(owner: PanelUser, staff: dict[Role, PanelUser],
+                                         product: str) -> None:
+    page = owner.get("/panel/licenses", params={"product": product, "status": "active"})
+    assert f'href="/panel/licenses/export.csv?product={product}&amp;status=active"' in page.text
+    assert 'href="/panel/licenses/import"' in page.text
+    assert owner.get(f"/panel/licenses/export.csv?product={product}").status_code == 200
+    read_only = staff[Role.READ_ONLY].get("/panel/licenses").text
+    assert "/panel/licenses/import" not in read_only and "/panel/licenses/new" not in read_only

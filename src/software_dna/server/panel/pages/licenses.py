@@ -140,6 +140,7 @@ def _list(request: Request, session: Db, state: State, staff: Staff, *, q: str, 
                   q=q, product=product, status_filter=status, kind=kind,
                   products=_products(session), statuses=STATUSES, kinds=KINDS,
                   params="&" + params[1:] if params else "", matched=found.matched,
+                  export_params=query_string(product=product, status=status, kind=kind),
                   not_found_key=bool(key))
 
 
