@@ -307,6 +307,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/admin/licenses"): Rule("admin", lambda w: {"product": w.product}, phase=1),
     ("GET", "/v1/admin/licenses"): Rule("admin", query=lambda w: {"product": w.product}),
     ("GET", "/v1/admin/licenses/{license_id}"): Rule("admin"),
+    ("POST", "/v1/admin/licenses/lookup"): Rule("admin", lambda w: {"key": w.license_key}),
     ("PATCH", "/v1/admin/licenses/{license_id}"): Rule(
         "admin", lambda w: {"seats": 6}, params=VICTIM_LICENSE, phase=1),
     ("POST", "/v1/admin/licenses/{license_id}/suspend"): Rule(

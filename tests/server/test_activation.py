@@ -216,7 +216,8 @@ def test_expiry(any_server: LocalServer, api: Api, product: Product) -> None:
     assert lic.license_expires_at == soon.replace(microsecond=0)
     assert lic.expires_at is not None and lic.expires_at <= soon
     any_server.admin.update_license(issued["id"],
-                                    expires_at=datetime.now(timezone.utc) - timedelta(seconds=5))
+                                    expires_at=datetime.now(timezone.utc) - timedelta(seconds=5),
+                                    allow_past=True)
     refused = api.validate(a["activation_id"], a["activation_secret"])
     assert refused.status_code == 403 and error_code(refused) == "license_expired"
     assert check_receipt(refused.json()["error"]["receipt"], product.keys, product.id)

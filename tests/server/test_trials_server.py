@@ -122,7 +122,8 @@ def test_trial_once_per_machine(any_server: LocalServer, api: Api, product: Prod
     assert set(mine) == {"id", "product", "license_id", "fingerprint_id", "created_at"}
     # The trial ends: the machine is refused, the validation says expired.
     any_server.admin.update_license(lic.license_id,
-                                    expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+                                    expires_at=datetime.now(timezone.utc) - timedelta(seconds=1),
+                                    allow_past=True)
     used = start_trial(api, product.id, changed=("cpu",))
     assert used.status_code == 409 and error_code(used) == "trial_used"
     ended = api.validate(body["activation_id"], secret)
@@ -258,7 +259,8 @@ def test_terms_validation(any_server: LocalServer, product: Product) -> None:
         with pytest.raises(AdminError) as refused:
             admin.issue_license(product.id, **fields)
         assert refused.value.status == 400, fields
-    ancient = admin.issue_license(product.id, expires_at="0003-01-01T00:00:00Z")
+    ancient = admin.issue_license(product.id, expires_at="0003-01-01T00:00:00Z",
+                                  allow_past=True)
     assert ancient["expires_at"] == "0003-01-01T00:00:00Z"  # RFC 3339: four-digit years
     perpetual = admin.issue_license(product.id)
     lic_id = perpetual["id"]
@@ -429,7 +431,8 @@ def test_test_codes_over_http(any_server: LocalServer, api: Api, product: Produc
     gone = api.validate(body["activation_id"], body["activation_secret"])
     assert gone.status_code == 410
     # An ended test code frees its place.
-    admin.update_license(code["id"], expires_at=datetime.now(timezone.utc) - DAY)
+    admin.update_license(code["id"], expires_at=datetime.now(timezone.utc) - DAY,
+                         allow_past=True)
     assert admin.issue_test_code(product.id)["kind"] == "test"
     assert len(admin.list_test_codes(product.id)) == 2
 

@@ -222,6 +222,18 @@ class AdminClient:
         """One license (the key only as its hint)."""
         return self._obj("GET", f"/licenses/{_seg(license_id)}")
 
+    def lookup_license(self, license_key: str) -> JSONDict:
+        """The license of a full key (sent in the body, never in the URL); 404 when none."""
+        return self._obj("POST", "/licenses/lookup", json={"key": license_key})
+
+    def search_licenses(self, q: str, **params: Any) -> list[JSONDict]:
+        """Licenses matching ``q`` (key hint, customer / order reference prefix, license id,
+        email address), newest first; ``product``, ``status``, ``kind``, ``limit``.
+
+        A full key is refused by the server: use :meth:`lookup_license`.
+        """
+        return self._list("/licenses", "licenses", params={"q": q, **params})
+
     def update_license(self, license_id: str, **fields: Any) -> JSONDict:
         """Set ``seats``, ``expires_at`` (None: perpetual), ``features``, seat mode, roll-over."""
         if "expires_at" in fields:
@@ -248,9 +260,14 @@ class AdminClient:
                          json={"password": password})
 
     def extend_license(self, license_id: str, *, days: int | None = None,
-                       until: datetime | str | None = None) -> JSONDict:
-        """Add ``days`` to a timed license, or move its end to ``until``."""
-        body = {"days": days} if days is not None else {"until": _time(until)}
+                       until: datetime | str | None = None,
+                       allow_past: bool = False) -> JSONDict:
+        """Add ``days`` to a timed license, or move its end to ``until`` (a datetime, an
+        RFC 3339 string or a plain date ``YYYY-MM-DD``: through that day, UTC); an end in
+        the past needs ``allow_past``."""
+        body: JSONDict = {"days": days} if days is not None else {"until": _time(until)}
+        if allow_past:
+            body["allow_past"] = True
         return self._obj("POST", f"/licenses/{_seg(license_id)}/extend", json=body)
 
     def make_perpetual(self, license_id: str) -> JSONDict:

@@ -50,6 +50,7 @@ from software_dna.server.schemas.stores import connector_out, mapping_out
 from software_dna.server.schemas.webhooks import DeliveryOut, EndpointOut
 from software_dna.server.services import emails, mail_templates, outbox, staff, stores, webhooks
 from software_dna.server.services.admin import issue_admin_key, list_admin_keys, revoke_admin_key
+from software_dna.server.services.errors import not_found
 from software_dna.server.services.leases import list_leases
 from software_dna.server.services.licenses import buyer_on_file, rekey_license
 from software_dna.server.services.lockouts import lockout_report, reset_lockouts
@@ -229,6 +230,21 @@ class DirectBackend:
         """One license."""
         return self._license(service.get_license(self._session, license_id))
 
+    def lookup_license(self, license_key: str) -> JSONDict:
+        """The license of a full key; 404 ``not_found`` when none."""
+        lic = service.find_license_by_key(self._session, self.ctx, license_key)
+        if lic is None:
+            raise not_found("license")
+        return self._license(lic)
+
+    def search_licenses(self, q: str, **params: Any) -> list[JSONDict]:
+        """Licenses matching ``q`` (see ``services.search_licenses``), newest first."""
+        found = service.search_licenses(self._session, self.ctx, q=q,
+                                        product_id=params.get("product"),
+                                        status=params.get("status"), kind=params.get("kind"))
+        rows = self._session.scalars(found.query.limit(params.get("limit", 100)))
+        return [self._license(lic) for lic in rows]
+
     def update_license(self, license_id: str, **fields: Any) -> JSONDict:
         """Set seats, ``expires_at`` (None: perpetual), features, seat mode, roll-over."""
         if "expires_at" in fields and fields["expires_at"] is not None:
@@ -254,11 +270,12 @@ class DirectBackend:
                                                           actor=ACTOR))
 
     def extend_license(self, license_id: str, *, days: int | None = None,
-                       until: Any = None) -> JSONDict:
+                       until: Any = None, allow_past: bool = False) -> JSONDict:
         """Add ``days`` to a timed license, or move its end to ``until`` (RFC 3339)."""
         end = parse_rfc3339(until) if isinstance(until, str) else until
         return self._license(service.extend_license(self._session, license_id, days=days,
-                                                    until=end, actor=ACTOR))
+                                                    until=end, actor=ACTOR,
+                                                    allow_past=allow_past))
 
     def make_perpetual(self, license_id: str) -> JSONDict:
         """Convert a license to perpetual."""

@@ -14,13 +14,11 @@ from software_dna.server.cli._common import (
     LicenseId,
     ProductId,
     choice,
-    expiry,
     feature_list,
     given,
     in_range,
     positive_int,
     read_secret,
-    rfc3339,
 )
 from software_dna.server.cli.backend import Backend
 from software_dna.server.cli.command import vendor_command
@@ -37,6 +35,14 @@ from software_dna.server.cli.output import (
 )
 from software_dna.server.domain.seats import SEAT_MODES
 from software_dna.server.domain.terms import EVALUATION_MAX_DAYS, ISSUABLE_KINDS
+from software_dna.server.schemas.licenses import (
+    CUSTOMER_REF_MAX,
+    NOTES_MAX,
+    ORDER_REF_MAX,
+    expiry_from_text,
+    looks_like_full_key,
+)
+from software_dna.wire.times import format_rfc3339
 
 __all__ = ["app"]
 
@@ -57,6 +63,39 @@ SeatMode = Annotated[str | None, typer.Option(
          "lease (floating)")]
 
 
+def end_date(text: str) -> str:
+    """An end as typed: ``YYYY-MM-DD`` (through that day: ends at the next day's 00:00 UTC)
+    or RFC 3339 with an offset; normalised to RFC 3339 ``...Z``."""
+    try:
+        return format_rfc3339(expiry_from_text(text))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc} (e.g. 2027-01-31, or 2027-01-31T23:59:59Z)") from None
+
+
+def end_date_or_never(text: str) -> str:
+    """Like :func:`end_date`, or ``never`` (a perpetual license)."""
+    if text.strip().lower() in ("never", "none"):
+        return "never"
+    return end_date(text)
+
+
+_DATES = ("YYYY-MM-DD means through that day (the license ends at the next day's 00:00 "
+          "UTC); or an RFC 3339 time such as 2027-01-31T23:59:59Z")
+AllowPast = Annotated[bool, typer.Option(
+    "--allow-past", help="accept an end that is already past (the license ends at once); "
+                         "without it such a date is refused")]
+Customer = Annotated[str | None, typer.Option(
+    "--customer", metavar="REF", show_default=False,
+    help=f"your customer reference (at most {CUSTOMER_REF_MAX} characters; not personal "
+         "data: no names or addresses)")]
+Order = Annotated[str | None, typer.Option(
+    "--order", metavar="REF", show_default=False,
+    help=f"your order reference (at most {ORDER_REF_MAX} characters; not personal data)")]
+Notes = Annotated[str | None, typer.Option(
+    "--notes", metavar="TEXT", show_default=False,
+    help=f"your notes (at most {NOTES_MAX} characters; not personal data)")]
+
+
 @app.command("issue", short_help="issue a license (prints the key once)")
 @vendor_command
 def issue(
@@ -64,8 +103,9 @@ def issue(
     seats: Annotated[int, typer.Option("--seats", metavar="N", parser=positive_int,
                                        help="machines active at once")] = 1,
     expires: Annotated[str | None, typer.Option(
-        "--expires", metavar="RFC3339", parser=rfc3339, show_default=False,
-        help="end of the license, e.g. 2027-01-31T23:59:59Z (default: never)")] = None,
+        "--expires", metavar="DATE", parser=end_date, show_default=False,
+        help=f"end of the license: {_DATES} (default: never)")] = None,
+    allow_past: AllowPast = False,
     features: Features = None,
     password: Annotated[str | None, typer.Option(
         "--password", metavar="P", show_default=False,
@@ -98,6 +138,9 @@ def issue(
         "--email", metavar="ADDR", show_default=False,
         help="the buyer's address: kept (encrypted) as the license's buyer, and the key is "
              "mailed there by the worker (always sent)")] = None,
+    customer: Customer = None,
+    order: Order = None,
+    notes: Notes = None,
     as_json: Json = False,
 ) -> int:
     """Issue a license and print its key. The server keeps only a keyed hash: the key cannot
@@ -111,7 +154,8 @@ def issue(
     terms: JSONDict = given(
         expires_at=expires, features=feature_list(features) if features is not None else None,
         password=secret, key_prefix=prefix, expires_after_days=expires_after_days,
-        seat_mode=seat_mode)
+        seat_mode=seat_mode, customer_ref=customer, order_ref=order, notes=notes)
+    terms["allow_past"] = allow_past
     if kind != "full":
         terms["kind"] = kind
     if subscription:
@@ -163,11 +207,52 @@ def list_(
     return 0
 
 
-@app.command("show", short_help="show one license")
+@app.command("show", short_help="show one license (by id or full key)")
 @vendor_command
-def show(backend: Backend, *, license: LicenseId, as_json: Json = False) -> int:
-    """Show a license: status, seats in use, expiry, features, password."""
-    print_result(backend.get_license(license), as_json=as_json, show=show_license)
+def show(backend: Backend, *, license: Annotated[str, typer.Argument(
+        metavar="ID", help="the license id (lic_…) or its full license key",
+        show_default=False)], as_json: Json = False) -> int:
+    """Show a license: status, seats in use, expiry, features, password, references. Give its
+    id or the full key a customer sent (looked up by its keyed hash)."""
+    lic = (backend.lookup_license(license) if looks_like_full_key(license)
+           else backend.get_license(license))
+    print_result(lic, as_json=as_json, show=show_license)
+    return 0
+
+
+@app.command("find", short_help="search licenses by hint, reference, email or key")
+@vendor_command
+def find(
+    backend: Backend, *,
+    query: Annotated[str, typer.Argument(
+        metavar="QUERY", show_default=False,
+        help="a full key, a key hint (last 4 characters), a customer or order reference "
+             "(prefix, any case), a license id or an email address")],
+    product: Annotated[str | None, typer.Option("--product", metavar="P", show_default=False,
+                                                help="only this product's")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", parser=positive_int,
+                                       help="at most N licenses")] = 100,
+    as_json: Json = False,
+) -> int:
+    """Find licenses the way support hears of them. A full key is looked up by its keyed hash
+    (sent in a request body, never in a URL); an email address matches the buyer or an end
+    user through the keyed index (nothing is decrypted to search)."""
+    if looks_like_full_key(query):  # "No such license" when no license has this key
+        rows = [backend.lookup_license(query)]
+        if product is not None:
+            rows = [r for r in rows if r.get("product") == product]
+    else:
+        params: JSONDict = {"limit": limit}
+        if product is not None:
+            params["product"] = product
+        rows = backend.search_licenses(query, **params)
+    print_listing(
+        {"licenses": rows}, "licenses", as_json=as_json, empty="No license matches.",
+        headers=["ID", "PRODUCT", "KEY", "STATUS", "SEATS", "EXPIRES", "CUSTOMER", "ORDER"],
+        row=lambda lic: [lic.get("id"), lic.get("product"), lic.get("key_hint"),
+                         lic.get("status"), format_seats(lic), format_expiry(lic),
+                         lic.get("customer_ref") or "-", lic.get("order_ref") or "-"],
+    )
     return 0
 
 
@@ -198,7 +283,7 @@ def revoke(backend: Backend, *, license: LicenseId, as_json: Json = False) -> in
     return _status(backend.revoke_license(license), as_json)
 
 
-@app.command("set", short_help="set seats, expiry or features")
+@app.command("set", short_help="set seats, expiry, features or references")
 @vendor_command
 def set_(
     backend: Backend, *, license: LicenseId,
@@ -206,8 +291,9 @@ def set_(
                                               show_default=False,
                                               help="machines active at once")] = None,
     expires: Annotated[str | None, typer.Option(
-        "--expires", metavar="RFC3339|never", parser=expiry, show_default=False,
-        help="new end of the license, or 'never'")] = None,
+        "--expires", metavar="DATE|never", parser=end_date_or_never, show_default=False,
+        help=f"new end of the license: {_DATES}; or 'never'")] = None,
+    allow_past: AllowPast = False,
     features: Features = None,
     seat_mode: SeatMode = None,
     rollover: Annotated[bool | None, typer.Option(
@@ -218,23 +304,31 @@ def set_(
         show_default=False,
         help="allow or forbid air-gapped activation of this license, or follow the "
              "product's setting")] = None,
+    customer: Customer = None,
+    order: Order = None,
+    notes: Notes = None,
     as_json: Json = False,
 ) -> int:
-    """Change a license's seats, expiry or features; options not given stay as they are.
-    Lowering seats keeps existing activations working."""
+    """Change a license's seats, expiry, features, references or notes; options not given stay
+    as they are ('' clears a reference or the notes). Lowering seats keeps existing
+    activations working."""
     fields = given(seats=seats,
                    features=feature_list(features) if features is not None else None,
-                   seat_mode=seat_mode, rollover=rollover)
+                   seat_mode=seat_mode, rollover=rollover, customer_ref=customer,
+                   order_ref=order, notes=notes)
     if expires is not None:
         fields["expires_at"] = None if expires == "never" else expires
     if air_gapped is not None:
         fields["air_gapped"] = None if air_gapped == "product" else air_gapped == "on"
     if not fields:
         raise CliError("Nothing to change: give --seats, --expires, --features, --seat-mode, "
-                       "--rollover or --air-gapped.", code=2)
+                       "--rollover, --air-gapped, --customer, --order or --notes.", code=2)
+    changed = sorted(fields)
+    if "expires_at" in fields:
+        fields["allow_past"] = allow_past
     lic = backend.update_license(license, **fields)
     print_result(lic, as_json=as_json, show=show_license,
-                 headline=f"Updated license {lic.get('id')} ({', '.join(sorted(fields))}).")
+                 headline=f"Updated license {lic.get('id')} ({', '.join(changed)}).")
     return 0
 
 
@@ -272,8 +366,9 @@ def extend(
                                              show_default=False,
                                              help="days to add (1-3650)")] = None,
     until: Annotated[str | None, typer.Option(
-        "--until", metavar="RFC3339", parser=rfc3339, show_default=False,
-        help="the new end, later than the current one")] = None,
+        "--until", metavar="DATE", parser=end_date, show_default=False,
+        help=f"the new end, later than the current one: {_DATES}")] = None,
+    allow_past: AllowPast = False,
     as_json: Json = False,
 ) -> int:
     """Add days to a license: to its end, or to now when it already ended (before its first
@@ -281,7 +376,7 @@ def extend(
     end at their next refresh. Give one of --days and --until."""
     if (days is None) == (until is None):
         raise CliError("Give one of --days and --until.", code=2)
-    lic = backend.extend_license(license, days=days, until=until)
+    lic = backend.extend_license(license, days=days, until=until, allow_past=allow_past)
     print_result(lic, as_json=as_json, show=show_license,
                  headline=f"License {lic.get('id')} now ends "
                           f"{lic.get('expires_at') or 'after its first activation'}.")

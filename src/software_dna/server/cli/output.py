@@ -229,6 +229,9 @@ def show_license(lic: JSONDict) -> None:
          else "off" if lic.get("air_gapped") is False else "the product's setting"),
         ("password", guard),
         ("buyer", lic.get("buyer_id") or "none"),
+        *[(label, lic[name]) for label, name in (("customer", "customer_ref"),
+                                                  ("order", "order_ref"), ("notes", "notes"))
+          if lic.get(name)],
         *([("payment failed", f"{lic['payment_failed_at']} (grace period running)")]
           if lic.get("payment_failed_at") else []),
         ("erased", lic.get("erased")),

@@ -24,10 +24,12 @@ from software_dna.server.panel.pages import (
     dashboard,
     end_users,
     keys,
+    licenses,
     offline,
     products,
     staff,
     transfer,
+    trials,
 )
 
 __all__ = ["ROUTERS", "STATIC", "install"]
@@ -49,6 +51,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     account.router,
     staff.router,
+    trials.router,
+    # Last: its /licenses/{license_id} page would shadow other /licenses/<name> pages.
+    licenses.router,
 )
 
 

@@ -121,10 +121,13 @@ from software_dna.server.services.license_terms import (
     make_perpetual,
 )
 from software_dna.server.services.licenses import (
+    LicenseSearch,
+    check_expiry,
     issue_license,
     list_licenses,
     resume_license,
     revoke_license,
+    search_licenses,
     seats_in_use,
     set_license_password,
     suspend_license,
@@ -209,6 +212,9 @@ __all__ = [
     "list_audit",
     "list_keys",
     "list_licenses",
+    "LicenseSearch",
+    "check_expiry",
+    "search_licenses",
     "list_products",
     "list_renewal_codes",
     "list_test_codes",

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from software_dna.server.domain.terms import MAX_DAYS, later_by
 from software_dna.server.models import License
 from software_dna.server.services.common import audit, utcnow
-from software_dna.server.services.errors import conflict, invalid
+from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.lookups import get_license
 from software_dna.wire.claims import Kind
+from software_dna.wire.codes import Code
 
 __all__ = [
     "add_days",
@@ -70,7 +71,8 @@ def add_days(lic: License, days: int, now: datetime) -> None:
 
 
 def extend_license(session: Session, license_id: str, *, days: int | None = None,
-                   until: datetime | None = None, actor: str = "admin") -> License:
+                   until: datetime | None = None, actor: str = "admin",
+                   allow_past: bool = True) -> License:
     """The vendor extends a timed license; commits.
 
     Args:
@@ -79,6 +81,8 @@ def extend_license(session: Session, license_id: str, *, days: int | None = None
             the license already ended; before the first activation of an
             "N days after" license, to N.
         until: or move the end to this aware time (later than the current end).
+        allow_past: False refuses an ``until`` in the past (the vendor did not
+            confirm it; see ``licenses.check_expiry``).
 
     Raises:
         ServiceError: 404 ``not_found``; 400 ``invalid_request`` (neither or
@@ -91,6 +95,10 @@ def extend_license(session: Session, license_id: str, *, days: int | None = None
         raise invalid(f"days must be 1 to {MAX_DAYS}.")
     if until is not None and until.tzinfo is None:
         raise invalid("until needs a time zone (UTC).")
+    if until is not None and not allow_past and until <= utcnow():
+        raise ServiceError(Code.INVALID_REQUEST, f"until: the date is in the past "
+                           f"({until.year:04d}-{until:%m-%d %H:%M} UTC). Confirm it "
+                           "(allow_past) if that is what you mean.", details={"field": "until"})
     lic = get_license(session, license_id, lock=True)
     if lic.status == "revoked":
         raise conflict("A revoked license cannot be extended.")

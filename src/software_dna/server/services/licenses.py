@@ -7,12 +7,14 @@ look-up, and its last four characters for display.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
@@ -22,6 +24,7 @@ from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
 from software_dna.server.models import Activation, EndUser, License
+from software_dna.server.schemas.licenses import looks_like_full_key
 from software_dna.server.services import events, outbox
 from software_dna.server.services.common import (
     Context,
@@ -32,18 +35,22 @@ from software_dna.server.services.common import (
 )
 from software_dna.server.services.emails import queue_key_delivery
 from software_dna.server.services.endusers import attach_buyer
-from software_dna.server.services.errors import conflict, invalid
-from software_dna.server.services.lookups import get_license, get_product
+from software_dna.server.services.errors import ServiceError, conflict, invalid
+from software_dna.server.services.lookups import find_license_by_key, get_license, get_product
 from software_dna.server.services.products import clean_features
 from software_dna.server.services.seats import check_seat_options, seats_used
 from software_dna.server.services.tokens import decrypt_end_user
+from software_dna.wire.codes import Code
 
 __all__ = [
     "MAX_SEATS",
     "LicenseChanges",
+    "LicenseSearch",
     "buyer_on_file",
+    "check_expiry",
     "issue_license",
     "list_licenses",
+    "search_licenses",
     "rekey_license",
     "resume_license",
     "revoke_license",
@@ -67,6 +74,51 @@ def _check_expiry(expires_at: datetime | None) -> None:
         raise invalid("expires_at needs a time zone (UTC).")
 
 
+def check_expiry(expires_at: datetime | None, *, allow_past: bool,
+                 field: str = "expires_at") -> None:
+    """Refuse an end in the past unless the vendor confirmed it (``allow_past``).
+
+    A plain date typed by a vendor means "through that day"; a date already
+    over is almost always a typo (the wrong year), so it needs a confirmation.
+
+    Raises:
+        ServiceError: 400 ``invalid_request`` with ``details.field`` = ``field``.
+    """
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise ServiceError(Code.INVALID_REQUEST, f"{field} needs a time zone (UTC).",
+                           details={"field": field})
+    if not allow_past and expires_at <= utcnow():
+        raise ServiceError(
+            Code.INVALID_REQUEST,
+            f"{field}: the date is in the past ({expires_at.year:04d}-{expires_at:%m-%d %H:%M} "
+            "UTC); the license "
+            "would end at once. Confirm it (allow_past) if that is what you mean.",
+            details={"field": field})
+
+
+_REF_FIELDS = {"customer_ref": 100, "order_ref": 100, "notes": 2000}
+
+
+def _clean_ref(name: str, value: str | None) -> str | None:
+    """A reference or notes as stored: stripped (refs), '' becomes None; length checked."""
+    if value is None:
+        return None
+    text = value.strip() if name != "notes" else value
+    if not text.strip():
+        return None
+    limit = _REF_FIELDS[name]
+    if len(text) > limit:
+        raise ServiceError(Code.INVALID_REQUEST, f"{name} is at most {limit} characters.",
+                           details={"field": name})
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in text) or (
+            name != "notes" and any(c in "\n\r\t" for c in text)):
+        raise ServiceError(Code.INVALID_REQUEST, f"{name} has control characters.",
+                           details={"field": name})
+    return text
+
+
 def issue_license(
     session: Session,
     ctx: Context,
@@ -85,6 +137,10 @@ def issue_license(
     rollover: bool = False,
     air_gapped: bool | None = None,
     buyer_email: str | None = None,
+    customer_ref: str | None = None,
+    order_ref: str | None = None,
+    notes: str | None = None,
+    allow_past: bool = True,
 ) -> tuple[License, str]:
     """Issue a license and commit; returns ``(license, license_key)``.
 
@@ -112,6 +168,11 @@ def issue_license(
             (:func:`~.endusers.attach_buyer`, encrypted) and the key is mailed
             there through the outbox (``license_key``, always sent), in the
             same transaction as the license.
+        customer_ref, order_ref: the vendor's own references (at most 100
+            characters each), notes (at most 2000): not personal data by design.
+        allow_past: False refuses an ``expires_at`` in the past
+            (:func:`check_expiry`); the admin API, CLI and panel pass the
+            vendor's confirmation.
 
     Raises:
         ServiceError: 404 ``not_found`` (product), 400 ``invalid_request``.
@@ -120,6 +181,9 @@ def issue_license(
     if not 1 <= seats <= MAX_SEATS:
         raise invalid(f"seats must be 1 to {MAX_SEATS}.")
     _check_expiry(expires_at)
+    check_expiry(expires_at, allow_past=allow_past)
+    refs = {name: _clean_ref(name, value) for name, value in
+            (("customer_ref", customer_ref), ("order_ref", order_ref), ("notes", notes))}
     problem = terms_problem(protection=product.protection, kind=kind, expires_at=expires_at,
                             duration_days=duration_days, subscription=subscription)
     if problem is not None:
@@ -156,6 +220,9 @@ def issue_license(
             seat_mode=seat_mode,
             rollover=rollover,
             air_gapped=air_gapped,
+            customer_ref=refs["customer_ref"],
+            order_ref=refs["order_ref"],
+            notes=refs["notes"],
             created_at=now,
             updated_at=now,
         )
@@ -227,16 +294,22 @@ class LicenseChanges(TypedDict, total=False):
     seat_mode: str | None
     rollover: bool | None
     air_gapped: bool | None
+    customer_ref: str | None
+    order_ref: str | None
+    notes: str | None
 
 
 def update_license(session: Session, license_id: str, *, actor: str = "admin",
+                   allow_past: bool = True,
                    **changes: Unpack[LicenseChanges]) -> License:
     """Set seats, expiry, features or seating (:class:`LicenseChanges`); commits.
 
     Lowering seats below the seats in use is allowed: existing activations
     keep working, new ones are refused until enough are deactivated.
     ``seat_mode`` / ``rollover``: see :func:`issue_license`.  A PATCH body
-    passes the fields it set (``model_fields_set``).
+    passes the fields it set (``model_fields_set``).  ``customer_ref``,
+    ``order_ref``, ``notes``: None or '' clears one.  ``allow_past``: False
+    refuses an ``expires_at`` in the past (:func:`check_expiry`).
 
     Raises:
         ServiceError: 404 ``not_found``, 400 ``invalid_request``.
@@ -253,6 +326,7 @@ def update_license(session: Session, license_id: str, *, actor: str = "admin",
     if "expires_at" in changes:
         expires_at = changes["expires_at"]
         _check_expiry(expires_at)
+        check_expiry(expires_at, allow_past=allow_past)
         lic.expires_at = expires_at
         lic.duration_days = None  # a fixed end (or none) replaces "N days after"
         changed.append("expires_at")
@@ -269,6 +343,10 @@ def update_license(session: Session, license_id: str, *, actor: str = "admin",
     if "air_gapped" in changes:
         lic.air_gapped = changes["air_gapped"]
         changed.append("air_gapped")
+    for name in ("customer_ref", "order_ref", "notes"):
+        if name in changes:
+            setattr(lic, name, _clean_ref(name, changes[name]))
+            changed.append(name)
     now = utcnow()
     lic.updated_at = now
     audit(session, actor, "license.update", at=now, product_id=lic.product_id,
@@ -420,3 +498,83 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
           detail={"key_mailed": bool(buyer is not None and address)})
     session.commit()
     return lic, key
+
+
+#: A key hint as typed: four key characters, alone or after "-" / "…-".
+_HINT = re.compile(r"^(?:\u2026|\.\.\.)?-?([A-Za-z0-9]{4})$")
+_LICENSE_ID = re.compile(r"^lic_[A-Za-z0-9_-]{1,36}$")
+
+
+@dataclass(frozen=True)
+class LicenseSearch:
+    """What :func:`search_licenses` found: the query (ordered, not yet run) or one license.
+
+    Attributes:
+        query: licenses matching, newest first (paginate it).
+        exact: the license a full key named (the panel can go straight to it), else None.
+        matched: what ``q`` was read as: ``key``, ``hint``, ``id``, ``email``,
+            ``ref`` or ``""`` (no ``q``).
+    """
+
+    query: Select[License]
+    exact: License | None
+    matched: str
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def search_licenses(session: Session, ctx: Context, *, q: str | None = None,
+                    product_id: str | None = None, status: str | None = None,
+                    kind: str | None = None) -> LicenseSearch:
+    """Find licenses by what a customer or a colleague gives support, plus filters.
+
+    ``q`` is read as, in order: a full license key (normalised, then the
+    keyed-hash look-up: the key itself is never stored); a license id
+    (``lic_...``); an email address (the buyer, or an activation's end user,
+    through the keyed email index: nothing is decrypted to search); a key
+    hint (the last four characters, with or without ``…-``) -- which also
+    matches references starting with those characters; otherwise a customer
+    or order reference (case-insensitive prefix).
+
+    Args:
+        q: the search text (blank: no text filter); at most 200 characters used.
+        product_id, status, kind: filters (None: any).
+
+    Returns:
+        :class:`LicenseSearch`; a full key that matches no license gives an empty query.
+    """
+    query = select(License).order_by(License.created_at.desc(), License.id)
+    if product_id:
+        query = query.where(License.product_id == product_id)
+    if status:
+        query = query.where(License.status == status)
+    if kind:
+        query = query.where(License.kind == kind)
+    text = (q or "").strip()[:200]
+    if not text:
+        return LicenseSearch(query=query, exact=None, matched="")
+    if looks_like_full_key(text):
+        lic = find_license_by_key(session, ctx, text)
+        return LicenseSearch(query=query.where(License.id == lic.id) if lic is not None
+                             else query.where(false()), exact=lic, matched="key")
+    if _LICENSE_ID.match(text):
+        return LicenseSearch(query=query.where(License.id == text), exact=None, matched="id")
+    if "@" in text:
+        index = ctx.vault.email_index(text)
+        users = select(EndUser.id).where(EndUser.email_index == index)
+        through = select(Activation.license_id).where(Activation.end_user_id.in_(users))
+        return LicenseSearch(query=query.where(or_(License.buyer_id.in_(users),
+                                                   License.id.in_(through))),
+                             exact=None, matched="email")
+    prefix = _like_prefix(text)
+    refs = or_(func.lower(License.customer_ref).like(prefix, escape="\\"),
+               func.lower(License.order_ref).like(prefix, escape="\\"))
+    hint = _HINT.match(text)
+    if hint:
+        return LicenseSearch(query=query.where(or_(License.key_last4 == hint.group(1).upper(),
+                                                   refs)),
+                             exact=None, matched="hint")
+    return LicenseSearch(query=query.where(refs), exact=None, matched="ref")
