@@ -248,3 +248,22 @@ def test_only_personal_data_roles_send_personal_data_to_webhooks(
     admin = AdminClient(inprocess_server.url, keys[Role.ADMIN][0],
                         session=inprocess_server.session())
     assert admin.webhook_update(endpoint, personal_data=True)["personal_data"] is True
+
+
+def test_only_personal_data_roles_search_licenses_by_email(
+        inprocess_server: InProcessServer, keys: dict[Role, tuple[str, str]]) -> None:
+    """Whether an address holds a license is personal data: a search by email needs a role
+    that may see it, while the same search by a reference stays open to readers."""
+    for role in Role:
+        with inprocess_server.session() as http:
+            answer = http.get(inprocess_server.url + "/v1/admin/licenses",
+                              params={"q": "someone@example.com"},
+                              headers={"Authorization": f"Bearer {keys[role][0]}"})
+            by_ref = http.get(inprocess_server.url + "/v1/admin/licenses",
+                              params={"q": "ORDER-1"},
+                              headers={"Authorization": f"Bearer {keys[role][0]}"})
+        assert by_ref.status_code == 200, role
+        if allows(role, Permission.PERSONAL_DATA):
+            assert answer.status_code == 200, role
+        else:
+            assert answer.status_code == 403 and error_code(answer) == "forbidden", role
