@@ -46,14 +46,13 @@ def test_a_wrong_password_is_refused_with_a_message(panel: Panel,
     assert panel.path.startswith("/panel/sign-in?next=")
 
 
-def test_the_right_password_reaches_the_dashboard(
-        panel: Panel, staff: dict[Role, str], screenshot: Callable[[str], Path]) -> None:
+def test_the_right_password_reaches_the_dashboard(panel: Panel,
+                                                  staff: dict[Role, str]) -> None:
     panel.sign_in(staff[Role.OWNER])
     assert panel.path == "/panel/"
     assert text_of(panel.driver, "h1") == "Dashboard"
     assert "(owner)" in text_of(panel.driver, "header .who")
     panel.check()
-    screenshot("dashboard")
 
 
 def test_a_page_asked_for_before_signing_in_is_shown_after(panel: Panel,
