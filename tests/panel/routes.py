@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from software_dna.server.domain.roles import Permission
@@ -82,18 +82,22 @@ def permission_of(dependant: Dependant) -> Permission | None:
 def panel_pages(routes: Iterable[BaseRoute]) -> list[PanelPage]:
     """Every method of every route under ``/panel``, sorted by path then method.
 
+    ``routes``: an app's or a router's routes (included routers are walked).
+
     Raises:
         AssertionError: something under /panel that is not an API route (a mount, a
             websocket), which the matrix could not check.
     """
     pages: list[PanelPage] = []
-    for route in routes:
-        path = getattr(route, "path", "")
+    for context in iter_route_contexts(list(routes)):
+        path = context.path or ""
         if not (path == "/panel" or path.startswith("/panel/")):
             continue
+        route = context.original_route
         assert isinstance(route, APIRoute), f"{path}: not a page route ({type(route).__name__})"
+        assert route.path == path, f"{path}: included under another prefix ({route.path})"
         permission = permission_of(route.dependant)
-        for method in sorted(route.methods - {"HEAD"}):
+        for method in sorted((context.methods or set()) - {"HEAD"}):
             pages.append(PanelPage(method=method, path=path, permission=permission,
                                    route=route))
     return sorted(pages, key=lambda page: (page.path, page.method))

@@ -34,6 +34,7 @@ from software_dna.server.services.common import Context
 from software_dna.server.services.staff import create_staff
 from software_dna.server.testing import LocalServer
 from tests.panel.browser.helpers import (
+    browser_log,
     check_page,
     open_page,
     require_browser,
@@ -152,7 +153,7 @@ def browser() -> Iterator[WebDriver]:
 def panel(browser: WebDriver, panel_server: LocalServer, panel_db: PanelDb) -> Panel:
     """The module's browser on the module's server, signed out (cookies cleared)."""
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    browser.get_log("browser")  # drop what earlier tests left in the console
+    browser_log(browser)  # drop what earlier tests left in the console
     return Panel(driver=browser, url=panel_server.url, db=panel_db)
 
 

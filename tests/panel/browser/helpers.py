@@ -19,7 +19,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,6 +36,7 @@ __all__ = [
     "DOCS_SCREENSHOTS",
     "INSTALL_HINT",
     "WAIT",
+    "browser_log",
     "browser_paths",
     "check_page",
     "click_and_wait",
@@ -123,8 +124,7 @@ def start_browser(paths: tuple[str, str]) -> WebDriver:
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | bool],
              timeout: float = WAIT, message: str = "") -> T:
     """Wait until ``condition(driver)`` is truthy; returns its value (TimeoutException if not)."""
-    result: T = WebDriverWait(driver, timeout).until(condition, message)
-    return result
+    return cast(T, WebDriverWait(driver, timeout).until(condition, message))
 
 
 def open_page(driver: WebDriver, url: str) -> None:
@@ -214,6 +214,12 @@ def foreign_resources(driver: WebDriver) -> list[str]:
             if not (url.startswith(origin + "/") or url.startswith(("data:", "about:")))]
 
 
+def browser_log(driver: WebDriver) -> list[dict[str, Any]]:
+    """The browser console's entries since the last call (and forgets them)."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return entries
+
+
 def console_errors(driver: WebDriver) -> list[str]:
     """Errors the browser logged since the last call (CSP violations, script errors, 5xx).
 
@@ -221,7 +227,7 @@ def console_errors(driver: WebDriver) -> list[str]:
     has none), and the page itself answering 4xx (a form shown again with its
     error, a 403 page): its status is the test's to check.
     """
-    entries: list[dict[str, Any]] = driver.get_log("browser")
+    entries = browser_log(driver)
     own = _OWN_STATUS.format(re.escape(driver.current_url))
     return [message for message in (str(entry.get("message", "")) for entry in entries
                                     if entry.get("level") == "SEVERE")

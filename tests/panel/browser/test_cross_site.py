@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from software_dna.server.domain.roles import Role
 from software_dna.server.models import StaffMember, StaffSession
 from tests.panel.browser.conftest import PASSWORD, Panel
-from tests.panel.browser.helpers import click_and_wait, text_of
+from tests.panel.browser.helpers import browser_log, click_and_wait, text_of
 
 pytestmark = pytest.mark.browser
 
@@ -106,4 +106,4 @@ def test_the_panel_cannot_be_framed_by_another_site(panel: Panel, staff: dict[Ro
         assert not panel.driver.find_elements(By.CSS_SELECTOR, "header.top")
     finally:
         panel.driver.switch_to.default_content()
-    panel.driver.get_log("browser")  # the refusal is logged as an error: expected here
+    browser_log(panel.driver)  # the refusal is logged as an error: expected here
