@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # `make demo PANEL=1` keeps the server up at the end (until Ctrl-C) to try the control panel.
 demo: $(STAMP)
-	@$(BIN)/python examples/demo.py $(if $(PANEL),--panel)
+	@$(BIN)/python examples/demo.py $(if $(filter-out 0 no false,$(PANEL)),--panel)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
