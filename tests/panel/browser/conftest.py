@@ -45,7 +45,11 @@ from tests.panel.browser.helpers import (
 )
 from tests.panel.helpers import PASSWORD
 
-__all__ = ["PASSWORD", "Panel", "PanelDb"]
+__all__ = ["NAMES", "PASSWORD", "Panel", "PanelDb"]
+
+#: The display names of the ``staff`` fixture's members (shown in the header).
+NAMES = {Role.OWNER: "Olive Owner", Role.ADMIN: "Adam Admin", Role.SUPPORT: "Sam Support",
+         Role.DEVELOPER: "Dev Developer", Role.READ_ONLY: "Rita Reader"}
 
 
 class PanelDb:
@@ -66,11 +70,11 @@ class PanelDb:
         self._engine.dispose()
 
     def add_staff(self, role: Role | str, *, email: str | None = None,
-                  password: str = PASSWORD) -> str:
+                  password: str = PASSWORD, name: str = "") -> str:
         """Create a staff member (services.staff.create_staff); returns the address."""
         address = email or f"{Role(role).value}-{secrets.token_hex(4)}@vendor.example"
         with self.sessions() as session:
-            create_staff(session, email=address, password=password, role=role)
+            create_staff(session, email=address, password=password, role=role, name=name)
         return address
 
     def count(self, model: Any) -> int:
@@ -136,7 +140,7 @@ def panel_db(panel_server: LocalServer) -> Iterator[PanelDb]:
 @pytest.fixture(scope="module")
 def staff(panel_db: PanelDb) -> dict[Role, str]:
     """One staff member per role (password :data:`PASSWORD`): their addresses."""
-    return {role: panel_db.add_staff(role) for role in Role}
+    return {role: panel_db.add_staff(role, name=NAMES[role]) for role in Role}
 
 
 @pytest.fixture(scope="module")
