@@ -47,13 +47,13 @@ PAGES = panel_pages(route for router in ROUTERS for route in router.routes)
 GETS = [page for page in PAGES if page.method == "GET" and not page.public]
 POSTS = [page for page in PAGES if page.method == "POST" and not page.public]
 
-#: A path parameter's sample, by the path segment before it (``/licenses/{id}``) ...
+#: A path parameter's sample by the path segment before it (``/licenses/{id}``) ...
 BY_SEGMENT = {
     "products": "product", "licenses": "license", "activations": "activation",
     "end-users": "end_user", "keys": "key", "staff": "staff", "trials": "trial",
     "test-codes": "test_code", "renewal-codes": "renewal_code", "webhooks": "webhook",
 }
-#: ... or else by the parameter's name.
+#: ... and by the parameter's name (see :func:`kind_of` for which wins).
 BY_NAME = {
     "product_id": "product", "license_id": "license", "activation_id": "activation",
     "end_user_id": "end_user", "kid": "key", "signing_key_id": "key", "staff_id": "staff",
@@ -61,6 +61,8 @@ BY_NAME = {
     "trial_id": "trial", "test_code_id": "test_code", "renewal_code_id": "renewal_code",
     "webhook_id": "webhook", "endpoint_id": "webhook",
 }
+#: Kinds whose rows are rows of another kind (a test code is a license).
+SPECIALISES = {"test_code": "license"}
 #: What every post sends besides the CSRF field: a confirmed action with plausible
 #: values, so that a post let through by mistake would change something.
 FORM = {"confirm": "yes", "role": "owner", "seats": "99", "notes": "matrix", "days": "30",
@@ -80,13 +82,15 @@ def kind_of(page: PanelPage, param: str) -> str:
     segments = page.path.strip("/").split("/")
     at = segments.index("{" + param + "}")
     before = segments[at - 1] if at > 0 else ""
-    # The collection wins over the name: /test-codes/{license_id} takes a test code.
     if before == "keys" and at > 1 and segments[at - 2] == "staff":
         return "admin_key"
-    if before in BY_SEGMENT:
-        return BY_SEGMENT[before]
-    if param in BY_NAME:
-        return BY_NAME[param]
+    by_segment, by_name = BY_SEGMENT.get(before), BY_NAME.get(param)
+    # The name wins (/keys/{product_id} takes a product), unless the collection is a kind
+    # of what the name says (/test-codes/{license_id} takes a test code, a license).
+    if by_segment is not None and by_name is not None:
+        return by_segment if SPECIALISES.get(by_segment) == by_name else by_name
+    if by_name is not None or by_segment is not None:
+        return by_name or by_segment or ""
     pytest.fail(f"{page}: no sample row for the path parameter {param!r}; add its kind to "
                 "BY_NAME or BY_SEGMENT and a maker to Samples in tests/panel/test_role_matrix.py",
                 pytrace=False)
