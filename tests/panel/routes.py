@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from software_dna.server.domain.roles import Permission
+from software_dna.server.panel import ROUTERS
 
-__all__ = ["PUBLIC", "PanelPage", "find_route", "panel_pages", "permission_of"]
+__all__ = ["PUBLIC", "PanelPage", "find_route", "needs_pages", "panel_pages", "permission_of"]
 
 #: The panel routes anyone may use (no staff session): signing in and its second step.
 PUBLIC = frozenset({
@@ -109,3 +111,15 @@ def find_route(pages: Iterable[PanelPage], method: str, path: str) -> PanelPage 
         if page.method == method and page.route.path_regex.match(path):
             return page
     return None
+
+
+def needs_pages(*specs: str) -> pytest.MarkDecorator:
+    """A mark that skips a test until the panel has every page of ``specs`` (``"GET /path"``).
+
+    For flows written ahead of their pages; the server and the browser are not
+    started for a skipped test.
+    """
+    pages = panel_pages(route for router in ROUTERS for route in router.routes)
+    missing = [spec for spec in specs if find_route(pages, *spec.split(" ", 1)) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"no {', '.join(missing)} page in this "
+                              "build yet")
