@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -134,12 +135,20 @@ def open_page(driver: WebDriver, url: str) -> None:
              message=f"{url} did not finish loading")
 
 
+_NEW_PAGE = "return window.sdnaOldPage === undefined && document.readyState === 'complete'"
+
+
 def click_and_wait(driver: WebDriver, element: WebElement) -> None:
-    """Click ``element`` (a link or a submit button) and wait for the next page to load."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Click ``element`` (a link or a submit button) and wait for the next page to load.
+
+    The old page is marked (a property of its window); the wait ends when a
+    complete document without the mark is shown.  Errors of the browser while
+    it swaps documents are retried, not raised.
+    """
+    driver.execute_script("window.sdnaOldPage = true")
     element.click()
-    wait_for(driver, ec.staleness_of(old), message="the page was not replaced")
-    wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(_NEW_PAGE), "the page was not replaced")
 
 
 def text_of(driver: WebDriver, css: str) -> str:
