@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck bench stress clean
+.PHONY: demo test lint typecheck browser bench stress clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server,dev]'
 	@touch $(STAMP)
 
+# `make demo PANEL=1` keeps the server up at the end (until Ctrl-C) to try the control panel.
 demo: $(STAMP)
-	@$(BIN)/python examples/demo.py
+	@$(BIN)/python examples/demo.py $(if $(filter-out 0 no false,$(PANEL)),--panel)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -25,8 +26,31 @@ typecheck: lint
 # Three workers on two cores (measured against 2 and 4: the quickest): part of the
 # time is spent waiting on server processes, the network and the database.
 # loadscope runs each module on one worker, so a module's server starts once.
-test: $(STAMP) lint
+# The panel's browser tests (tests/panel/browser) drive headless Chromium. As root on
+# Debian (CI) `browser` installs Debian's chromium and chromium-driver; elsewhere it says
+# how, and those tests are skipped with that message (with CI=true they fail instead).
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest -n 3 --dist loadscope
+
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing $(BROWSER_PACKAGES) for the panel's browser tests (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q \
+			--no-install-recommends $(BROWSER_PACKAGES) >/dev/null; } \
+		|| echo "Could not install $(BROWSER_PACKAGES): the browser tests will be skipped \
+(they fail when CI=true)."; \
+	else \
+		echo "Chromium and chromedriver are not installed: the panel's browser tests will be \
+skipped (they fail when CI=true)."; \
+		echo "  Debian/Ubuntu: sudo apt-get install $(BROWSER_PACKAGES)  (or: sudo make browser)"; \
+		echo "  Elsewhere: set SDNA_CHROMIUM and SDNA_CHROMEDRIVER to a Chromium and its \
+matching chromedriver."; \
+	fi
 
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
 stress: $(STAMP)

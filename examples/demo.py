@@ -9,7 +9,11 @@
    checks the license offline, refreshes it online, writes and reads a setting;
 4. the vendor erases the end user; the app's next refresh shows limited mode;
 5. a search of the app's (decrypted) store and of the server's database file
-   finds no trace of the email address.
+   finds no trace of the email address;
+6. the vendor's staff get accounts for the control panel (an owner, and one
+   member of each other role); the demo ends by printing the panel's address
+   and the sign-in.  With ``--panel`` (``make demo PANEL=1``) the server stays
+   up until Ctrl-C, so the panel can be opened in a browser.
 
 Each step prints one line. Everything lives in a temporary folder that is
 removed at the end.
@@ -17,8 +21,10 @@ removed at the end.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +32,9 @@ import time
 from pathlib import Path
 
 from software_dna import LicenseClient
+from software_dna.server.db import make_engine, make_session_factory
+from software_dna.server.domain.roles import Role
+from software_dna.server.services.staff import create_staff
 from software_dna.server.testing import LocalServer, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +43,9 @@ EMAIL = "ana.lovelace@example.com"
 NAME = "Ana Lovelace"
 PASSWORD = "correct horse battery"
 CLI = [sys.executable, "-m", "software_dna.server.cli"]
+#: The demo's staff: an owner, and one member of each other role (same throwaway password).
+STAFF_DOMAIN = "acme-notes.example"
+STAFF_PASSWORD = "demo panel password"
 
 started = time.monotonic()
 
@@ -56,7 +68,43 @@ def vendor(server: LocalServer, *args: str) -> str:
     return run([*CLI, *args], env)
 
 
-def main() -> int:
+def add_staff(server: LocalServer) -> dict[Role, str]:
+    """Staff accounts for the panel, one per role, in the server's database; their addresses."""
+    engine = make_engine(server.settings, pooled=False)
+    addresses = {role: f"{role.value.replace('_', '-')}@{STAFF_DOMAIN}" for role in Role}
+    try:
+        with make_session_factory(engine)() as session:
+            for role, email in addresses.items():
+                create_staff(session, email=email, password=STAFF_PASSWORD, role=role,
+                             name=f"Demo {role.value.replace('_', ' ')}")
+    finally:
+        engine.dispose()
+    return addresses
+
+
+def serve_until_interrupted(server: LocalServer) -> None:
+    """Keep the demo's server up until Ctrl-C (or until it stops by itself)."""
+    print("The server stays up for the panel: press Ctrl-C to stop it.", flush=True)
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A closed terminal or a `kill` stops the server too (never left running alone).
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, interrupted)
+    try:
+        while server.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The whole life of a license, end to end.")
+    parser.add_argument("--panel", action="store_true",
+                        help="keep the server up at the end (until Ctrl-C) for the control panel")
+    options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="software-dna-demo-") as folder:
         home = Path(folder)
         # The demo's end user lives in the temporary folder too: the store
@@ -116,6 +164,17 @@ def main() -> int:
                 return 1
             say("privacy", f"no trace of {EMAIL} or {NAME!r} in the app's store "
                            "or the server's database")
+
+            staff = add_staff(server)
+            say("staff", "panel accounts: " + ", ".join(
+                f"{email} ({role.value.replace('_', '-')})" for role, email in staff.items()))
+            say("panel", f"control panel: {server.url}/panel/")
+            say("panel", f"sign in as {staff[Role.OWNER]} with the password "
+                         f"{STAFF_PASSWORD!r} (any address above, same password)")
+            if options.panel:
+                serve_until_interrupted(server)
+            else:
+                say("panel", "the server stops now: `make demo PANEL=1` keeps it up for the panel")
         say("done", "server stopped, temporary files removed")
     return 0
 
