@@ -72,3 +72,25 @@ def test_the_audit_log_names_the_staff_member(inprocess_server: InProcessServer)
             AuditEntry.id.desc()).first()
         assert entry is not None and entry.actor == "panel"
         assert entry.actor_id is not None and entry.actor_id.startswith("stf_")
+
+
+def test_forms_sent_from_another_site_are_refused(inprocess_server: InProcessServer,
+                                                  staff_emails: dict[Role, str]) -> None:
+    """Login CSRF and a stolen CSRF token: a browser's ``Sec-Fetch-Site: cross-site`` (or
+    ``same-site``: a sibling subdomain) post is refused before anything is checked."""
+    with PanelUser(inprocess_server, staff_emails[Role.OWNER]) as user:
+        for site in ("cross-site", "same-site"):
+            refused = user.http.post(user.url("/panel/sign-in"), data={
+                "email": user.email, "password": user.password},
+                headers={"Sec-Fetch-Site": site}, allow_redirects=False)
+            assert refused.status_code == 403
+            assert "sdna_session" not in refused.headers.get("set-cookie", "")
+        assert user.sign_in().status_code == 303
+        with db(inprocess_server) as session:
+            before = session.query(StaffSession).count()
+        answer = user.post("/panel/sign-out", headers={"Sec-Fetch-Site": "cross-site"})
+        assert answer.status_code == 403
+        with db(inprocess_server) as session:
+            assert session.query(StaffSession).count() == before
+        same = user.post("/panel/sign-out", headers={"Sec-Fetch-Site": "same-origin"})
+        assert same.status_code == 303

@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Request
 from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
@@ -101,6 +102,15 @@ def bearer(request: Request) -> str | None:
     return bearer_credential(request.headers.get("authorization", ""))
 
 
+def _key_role(session: Session, ctx: Context, key: str | None) -> tuple[str, str] | None:
+    """``(key id, role)`` of a usable admin API key, or None; ends the read transaction."""
+    try:
+        row = admin_key_row(session, ctx, key)
+        return (row.id, row.role) if row is not None else None
+    finally:
+        session.rollback()  # SQLite: release the lock at once
+
+
 def require(*permissions: Permission) -> Callable[..., AsyncIterator[None]]:
     """A dependency: the request's admin API key must have a role that allows ``permissions``.
 
@@ -110,11 +120,10 @@ def require(*permissions: Permission) -> Callable[..., AsyncIterator[None]]:
     """
     async def dependency(request: Request, state: State, session: Db) -> AsyncIterator[None]:
         # async so that acting_as's context reaches the route's thread (FastAPI copies
-        # the context into the thread pool); the look-up is one indexed SELECT.
-        row = admin_key_row(session, state.ctx, bearer(request))
-        role = row.role if row is not None else None
-        key_id = row.id if row is not None else None
-        session.rollback()  # end the read transaction (SQLite: release the lock)
+        # the context into the thread pool); the look-up itself runs in the thread pool, as
+        # a database wait (SQLite's lock) must never hold the event loop.
+        found = await run_in_threadpool(_key_role, session, state.ctx, bearer(request))
+        key_id, role = found if found is not None else (None, None)
         if role is None:
             raise ServiceError(Code.UNAUTHORIZED, "Missing or wrong admin API key.")
         refused = [p.value for p in permissions if not allows(role, p)]

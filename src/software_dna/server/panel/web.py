@@ -29,6 +29,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from software_dna.server.api.deps import AppState, get_session, get_state
@@ -51,6 +52,7 @@ __all__ = [
     "cookie_name",
     "field_errors",
     "clear_cookie",
+    "cross_site",
     "paginate",
     "poster",
     "query_string",
@@ -187,22 +189,41 @@ def field_errors(exc: ServiceError, default: str = "form") -> dict[str, str]:
     return {str(name) if name else default: exc.message}
 
 
-async def _signed_in(request: Request, state: AppState, session: Session) -> Staff | None:
+def _session_of(request: Request, state: AppState, session: Session
+                ) -> tuple[Staff | None, bool, bool]:
+    """The cookie's live session as ``(staff, second factor due, must change password)``."""
     token = request.cookies.get(cookie_name(request))
-    row = session_staff(session, state.ctx, token)
-    if row is None or token is None:
-        session.rollback()
+    try:
+        row = session_staff(session, state.ctx, token)
+        if row is None or token is None:
+            return None, False, False
+        staff = Staff(member=row.staff, token=token, csrf=state.ctx.vault.csrf_token(token),
+                      session_id=row.id)
+        return staff, row.second_factor_due, row.staff.must_change_password
+    finally:
+        session.rollback()  # end the read transaction (SQLite: release the lock)
+
+
+async def _signed_in(request: Request, state: AppState, session: Session) -> Staff | None:
+    # In the thread pool: a database wait (SQLite's lock) must never hold the event loop.
+    staff, due, must_change = await run_in_threadpool(_session_of, request, state, session)
+    if staff is None:
         return None
-    staff = Staff(member=row.staff, token=token, csrf=state.ctx.vault.csrf_token(token),
-                  session_id=row.id)
-    due = row.second_factor_due
-    must_change = row.staff.must_change_password
-    session.rollback()  # end the read transaction (SQLite: release the lock)
     if due:
         raise Redirect("/panel/sign-in/code")
     if must_change and request.url.path != "/panel/account/password":
         raise Redirect("/panel/account/password", "Choose a new password first.")
     return staff
+
+
+def cross_site(request: Request) -> bool:
+    """True when the browser says the request comes from another site (``Sec-Fetch-Site``).
+
+    A second line behind the CSRF token and the SameSite cookie, which also
+    covers the forms that have no session yet (signing in: login CSRF).
+    Browsers that send no such header are judged by the token alone.
+    """
+    return request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
 
 
 def _allowed(staff: Staff, permission: Permission) -> None:
@@ -263,6 +284,9 @@ def poster(permission: Permission, *, max_files: int = 0) -> Callable[..., Async
     async def dependency(request: Request, state: Annotated[AppState, Depends(get_state)],
                          session: Annotated[Session, Depends(get_session)]
                          ) -> AsyncIterator[Posted]:
+        if cross_site(request):
+            raise PanelError(403, "Form refused", "This form was sent from another site. "
+                             "Open the panel yourself and try again.")
         staff = await _signed_in(request, state, session)
         form = await request.form(max_files=max_files, max_fields=2000)
         if staff is None or not csrf_matches(state.ctx, staff.token,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from software_dna.server.api.deps import Db, State, client_address
@@ -17,6 +17,7 @@ from software_dna.server.panel.web import (
     Staff,
     clear_cookie,
     cookie_name,
+    cross_site,
     field_errors,
     poster,
     render,
@@ -54,13 +55,22 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
     return render(request, "sign_in.html", None, next=_next(next), errors={}, email="")
 
 
+#: A form field as the sign-in forms take it (any length: cut here, never refused as JSON).
+_Field = Annotated[str, Form()]
+
+
 @router.post("/sign-in")
-async def sign_in_post(request: Request, state: State, session: Db) -> Response:
-    """Check the address and password (rate limited per network and per address)."""
-    form = await request.form(max_files=0, max_fields=10)
-    email = str(form.get("email") or "")[:254]
-    password = str(form.get("password") or "")
-    target = _next(str(form.get("next") or ""))
+def sign_in_post(request: Request, state: State, session: Db, *, email: _Field = "",
+                 password: _Field = "", next: _Field = "") -> Response:
+    """Check the address and password (rate limited per network and per address).
+
+    A plain ``def``: the password hash and the database run in the thread pool.
+    """
+    if cross_site(request):
+        raise PanelError(403, "Form refused", "Sign in from the panel's own page.")
+    email = email[:254]
+    password = password[:1000]
+    target = _next(next)
     settings = state.settings
     try:
         address = client_address(request)
@@ -109,17 +119,15 @@ def code_page(request: Request, state: State, session: Db, next: str | None = No
 
 
 @router.post("/sign-in/code")
-async def code_post(request: Request, state: State, session: Db) -> Response:
+def code_post(request: Request, state: State, session: Db, *, code: _Field = "",
+              csrf: _Field = "", next: _Field = "") -> Response:
     """Check the code (each code once; rate limited per staff member, then signed out)."""
-    form = await request.form(max_files=0, max_fields=10)
-    target = _next(str(form.get("next") or ""))
+    target = _next(next)
     token = _waiting_token(request, state, session)
-    presented = form.get("csrf")
-    if token is None or not csrf_matches(state.ctx, token,
-                                         presented if isinstance(presented, str) else None):
+    if cross_site(request) or token is None or not csrf_matches(state.ctx, token, csrf):
         raise PanelError(403, "Form expired", "This form is no longer valid (signed out, "
                          "or sent from elsewhere). Sign in again.")
-    code = str(form.get("code") or "")[:20]
+    code = code[:20]
     csrf = state.ctx.vault.csrf_token(token)
     try:
         good = verify_second_factor(session, state.ctx, token, code)
