@@ -114,9 +114,11 @@ def test_the_sensitive_routes_need_the_right_permission(inprocess_server: InProc
         == (Permission.KEYS,)
     assert _permission_of(inprocess_server, "POST", "/v1/admin/licenses/{license_id}/revoke") \
         == (Permission.LICENSES,)
-    # Every change needs more than READ: a read-only key changes nothing.
+    # Every change needs more than READ: a read-only key changes nothing.  (A POST that
+    # only reads: the key look-up, whose key travels in the body to stay out of logs.)
+    reads = {"/v1/admin/licenses/lookup"}
     for route in _admin_routes(inprocess_server):
-        if set(_methods(route)) & {"POST", "PUT", "PATCH", "DELETE"}:
+        if set(_methods(route)) & {"POST", "PUT", "PATCH", "DELETE"} and route.path not in reads:
             assert Permission.READ not in _permissions(route), route.path
 
 
