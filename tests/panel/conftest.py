@@ -24,3 +24,15 @@ def owner(inprocess_server: InProcessServer,
     with PanelUser(inprocess_server, staff_emails[Role.OWNER]) as user:
         assert user.sign_in().status_code == 303
         yield user
+
+
+@pytest.fixture(scope="module")
+def users(inprocess_server: InProcessServer,
+          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
+    """One signed-in staff member per role (signed in once: sign-ins are rate limited)."""
+    signed = {role: PanelUser(inprocess_server, email) for role, email in staff_emails.items()}
+    for user in signed.values():
+        assert user.sign_in().status_code == 303
+    yield signed
+    for user in signed.values():
+        user.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,6 @@ from software_dna.server.services.common import utcnow
 from software_dna.server.testing import InProcessServer
 from software_dna.testing import SimulatedMachine
 from tests.panel.helpers import PanelUser, db
-
-
-@pytest.fixture(scope="module")
-def users(inprocess_server: InProcessServer,
-          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
-    """One signed-in staff member per role (signed in once: sign-ins are rate limited)."""
-    signed = {role: PanelUser(inprocess_server, email) for role, email in staff_emails.items()}
-    for user in signed.values():
-        assert user.sign_in().status_code == 303
-    yield signed
-    for user in signed.values():
-        user.close()
 
 
 class Fleet:

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import html
 import secrets
-from collections.abc import Iterator
-
-import pytest
 
 from software_dna.server.domain.roles import Role
 from software_dna.server.models import AuditEntry, SigningKey
 from software_dna.server.testing import InProcessServer
 from tests.panel.helpers import PanelUser, db
-
-
-@pytest.fixture(scope="module")
-def users(inprocess_server: InProcessServer,
-          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
-    """One signed-in staff member per role (signed in once: sign-ins are rate limited)."""
-    signed = {role: PanelUser(inprocess_server, email) for role, email in staff_emails.items()}
-    for user in signed.values():
-        assert user.sign_in().status_code == 303
-    yield signed
-    for user in signed.values():
-        user.close()
 
 
 def new_product(server: InProcessServer) -> str:

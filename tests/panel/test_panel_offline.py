@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -13,18 +13,6 @@ from software_dna.server.models import Activation, AuditEntry
 from software_dna.server.testing import InProcessServer
 from tests.airgapped import AirGapped
 from tests.panel.helpers import PanelUser, db
-
-
-@pytest.fixture(scope="module")
-def users(inprocess_server: InProcessServer,
-          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
-    """One signed-in staff member per role (signed in once: sign-ins are rate limited)."""
-    signed = {role: PanelUser(inprocess_server, email) for role, email in staff_emails.items()}
-    for user in signed.values():
-        assert user.sign_in().status_code == 303
-    yield signed
-    for user in signed.values():
-        user.close()
 
 
 def product(server: InProcessServer, **policy: object) -> tuple[str, list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,6 @@ from software_dna.server.models import AuditEntry, Product, StaffMember
 from software_dna.server.panel.pages.products import _form_values
 from software_dna.server.testing import InProcessServer
 from tests.panel.helpers import PanelUser, db
-
-
-@pytest.fixture(scope="module")
-def users(inprocess_server: InProcessServer,
-          staff_emails: dict[Role, str]) -> Iterator[dict[Role, PanelUser]]:
-    """One signed-in staff member per role (signed in once: sign-ins are rate limited)."""
-    signed = {role: PanelUser(inprocess_server, email) for role, email in staff_emails.items()}
-    for user in signed.values():
-        assert user.sign_in().status_code == 303
-    yield signed
-    for user in signed.values():
-        user.close()
 
 
 def product_id() -> str:

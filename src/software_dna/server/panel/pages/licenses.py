@@ -468,58 +468,27 @@ def _confirmed(request: Request, session: Db, state: State, posted: Posted, *,
     return see_other(request, f"/panel/licenses/{license_id}", notice)
 
 
-@router.get("/licenses/{license_id}/suspend")
-def suspend_page(request: Request, session: Db, license_id: str,
-                 staff: Annotated[Staff, Depends(viewer(Permission.LICENSES))]) -> Response:
-    """Confirm suspending: says what happens."""
-    return _confirm_page(request, session, staff, license_id, "suspend")
+def _confirmation_routes(action: str, permission: Permission) -> None:
+    """``GET`` (the confirmation page) and ``POST`` (the action) of one :data:`_CONFIRMED`.
+
+    The dependencies are default values, not ``Annotated`` hints: the hints are
+    strings (``from __future__ import annotations``) that FastAPI resolves in the
+    module's globals, where ``permission`` does not exist.
+    """
+    def page(request: Request, session: Db, license_id: str,
+             staff: Staff = Depends(viewer(permission))) -> Response:  # noqa: B008
+        return _confirm_page(request, session, staff, license_id, action)
+
+    def post(request: Request, session: Db, state: State, license_id: str,
+             posted: Posted = Depends(poster(permission))) -> Response:  # noqa: B008
+        return _confirmed(request, session, state, posted, license_id=license_id,
+                          action=action)
+
+    path = f"/licenses/{{license_id}}/{action}"
+    router.add_api_route(path, page, methods=["GET"], name=f"{action}_page")
+    router.add_api_route(path, post, methods=["POST"], name=f"{action}_post")
 
 
-@router.post("/licenses/{license_id}/suspend")
-def suspend_post(request: Request, session: Db, state: State, license_id: str,
-                 posted: Annotated[Posted, Depends(poster(Permission.LICENSES))]) -> Response:
-    """Suspend the license."""
-    return _confirmed(request, session, state, posted, license_id=license_id, action="suspend")
-
-
-@router.get("/licenses/{license_id}/revoke")
-def revoke_page(request: Request, session: Db, license_id: str,
-                staff: Annotated[Staff, Depends(viewer(Permission.LICENSES))]) -> Response:
-    """Confirm revoking: every app stops at its next check; it cannot be undone."""
-    return _confirm_page(request, session, staff, license_id, "revoke")
-
-
-@router.post("/licenses/{license_id}/revoke")
-def revoke_post(request: Request, session: Db, state: State, license_id: str,
-                posted: Annotated[Posted, Depends(poster(Permission.LICENSES))]) -> Response:
-    """Revoke the license for good."""
-    return _confirmed(request, session, state, posted, license_id=license_id, action="revoke")
-
-
-@router.get("/licenses/{license_id}/restore")
-def restore_page(request: Request, session: Db, license_id: str,
-                 staff: Annotated[Staff, Depends(viewer(Permission.ERASE))]) -> Response:
-    """Confirm restoring full mode after an erasure: says what it does."""
-    return _confirm_page(request, session, staff, license_id, "restore")
-
-
-@router.post("/licenses/{license_id}/restore")
-def restore_post(request: Request, session: Db, state: State, license_id: str,
-                 posted: Annotated[Posted, Depends(poster(Permission.ERASE))]) -> Response:
-    """Restore full mode (the erased data stays erased)."""
-    return _confirmed(request, session, state, posted, license_id=license_id, action="restore")
-
-
-@router.get("/licenses/{license_id}/rekey")
-def rekey_page(request: Request, session: Db, license_id: str,
-               staff: Annotated[Staff, Depends(viewer(Permission.LICENSES))]) -> Response:
-    """Confirm a new key: the old one stops activating."""
-    return _confirm_page(request, session, staff, license_id, "rekey")
-
-
-@router.post("/licenses/{license_id}/rekey")
-def rekey_post(request: Request, session: Db, state: State, license_id: str,
-               posted: Annotated[Posted, Depends(poster(Permission.LICENSES))]) -> Response:
-    """Give the license a new key, shown this once."""
-    return _confirmed(request, session, state, posted, license_id=license_id, action="rekey")
+for _action, (_permission, *_) in _CONFIRMED.items():
+    _confirmation_routes(_action, _permission)
 
