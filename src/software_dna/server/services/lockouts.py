@@ -121,6 +121,9 @@ _NETWORK_COUNTERS = {
     "erase-addr": _Counter("address_erasures", "erasure requests",
                            lambda settings: settings.erasure_address_attempts,
                            lambda settings: settings.erasure_window),
+    "panel": _Counter("address_panel_sign_ins", "failed control panel sign-ins",
+                      lambda settings: settings.panel_sign_in_attempts,
+                      lambda settings: settings.panel_sign_in_window),
 }
 
 #: Counters of one activation of a license, keyed ``<prefix>:<activation id>``.

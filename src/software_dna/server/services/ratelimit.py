@@ -46,7 +46,7 @@ from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
 __all__ = ["ADDRESS_PREFIX", "CounterState", "address_counter", "counter_state", "hit",
-           "hit_address", "reset", "reset_keys"]
+           "hit_address", "refund", "reset", "reset_keys"]
 
 #: The key prefix of the per-network counters.
 ADDRESS_PREFIX = "addr:"
@@ -202,6 +202,26 @@ def counter_state(session: Session, key: str, *, limit: int, window: int,
                         window=window,
                         locked_until=(datetime.fromtimestamp(lifts, timezone.utc)
                                       if lifts is not None else None))
+
+
+def refund(session: Session, key: str, *, now: float | None = None) -> None:
+    """Take back one attempt :func:`hit` counted for ``key`` (it turned out good). No commit.
+
+    For limits on failures only (panel sign-ins): :func:`hit` counts every
+    attempt up front, so concurrent guesses can never pass the limit, and a
+    successful one is taken back here.
+    """
+    second = int(precise_now().timestamp() if now is None else now)
+    _serialize(session, key)
+    newest = session.scalar(
+        select(func.max(RateLimitCounter.window_start))
+        .where(RateLimitCounter.key == key, RateLimitCounter.window_start <= second,
+               RateLimitCounter.count > 0))
+    if newest is not None:
+        session.execute(update(RateLimitCounter)
+                        .where(RateLimitCounter.key == key,
+                               RateLimitCounter.window_start == newest)
+                        .values(count=RateLimitCounter.count - 1))
 
 
 def reset(session: Session, key: str) -> None:

@@ -81,13 +81,13 @@ def _normal_email(email: str) -> str:
     return address
 
 
-def _checked_password(password: str) -> str:
+def _checked_password(password: str, field: str = "password") -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ServiceError(Code.INVALID_REQUEST, f"A staff password has at least "
-                           f"{MIN_PASSWORD_LENGTH} characters.", details={"field": "password"})
+                           f"{MIN_PASSWORD_LENGTH} characters.", details={"field": field})
     if len(password) > _MAX_PASSWORD_LENGTH:
         raise ServiceError(Code.INVALID_REQUEST, "That password is too long.",
-                           details={"field": "password"})
+                           details={"field": field})
     return password
 
 
@@ -247,7 +247,7 @@ def change_password(session: Session, staff: StaffMember, current: str, new: str
     if not verify_password(current, staff.password_hash):
         raise ServiceError(Code.INVALID_REQUEST, "The current password is wrong.",
                            details={"field": "current"})
-    _checked_password(new)
+    _checked_password(new, field="new")
     if verify_password(new, staff.password_hash):
         raise ServiceError(Code.INVALID_REQUEST, "Choose a password you have not used here.",
                            details={"field": "new"})

@@ -72,22 +72,27 @@ def sign_in_post(request: Request, state: State, session: Db, *, email: _Field =
     password = password[:1000]
     target = _next(next)
     settings = state.settings
+    # Failed sign-ins are limited per client network and per account: every attempt is
+    # counted first (concurrent guesses cannot pass the limit), a good one is taken back.
+    address = client_address(request)
+    counters = ["staff:" + state.ctx.vault.email_index(email.strip().lower())]
+    if address:
+        counters.insert(0, "panel:" + state.ctx.vault.address_key(address))
     try:
-        address = client_address(request)
-        if address:
-            ratelimit.hit(session, "panel:" + state.ctx.vault.address_key(address),
-                          limit=settings.panel_sign_in_attempts,
+        for key in counters:
+            ratelimit.hit(session, key, limit=settings.panel_sign_in_attempts,
                           window=settings.panel_sign_in_window)
-        ratelimit.hit(session, "staff:" + state.ctx.vault.email_index(email.strip().lower()),
-                      limit=settings.panel_sign_in_attempts, window=settings.panel_sign_in_window)
     except ServiceError as exc:
         return render(request, "sign_in.html", None, status=429, next=target, email=email,
-                      errors={"form": "Too many sign-in attempts. Try again in "
+                      errors={"form": "Too many failed sign-ins. Try again in "
                               f"{exc.retry_after or 60} seconds."})
     done = sign_in(session, state.ctx, email, password)
     if done is None:
         return render(request, "sign_in.html", None, status=400, next=target, email=email,
                       errors={"form": "Wrong email address or password."})
+    for key in counters:
+        ratelimit.refund(session, key)
+    session.commit()
     response = see_other(request, ("/panel/sign-in/code?" + urlencode({"next": target}))
                          if done.second_factor_due else target)
     set_cookie(response, request, "session", done.token)
@@ -166,6 +171,9 @@ def password_post(request: Request, session: Db,
                   posted: Annotated[Posted, Depends(poster(Permission.READ))]) -> Response:
     """Change one's own password; other sessions end."""
     staff = posted.staff
+    if posted.values.get("new", "") != posted.values.get("again", ""):
+        return render(request, "password.html", staff, status=400,
+                      errors={"again": "The two new passwords differ: type the same twice."})
     member = session.merge(staff.member)
     try:
         change_password(session, member, posted.values.get("current", ""),
