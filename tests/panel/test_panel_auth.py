@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from software_dna.server.domain.roles import Role
 from software_dna.server.models import AuditEntry, StaffSession
 from software_dna.server.testing import InProcessServer
-from tests.panel.helpers import PanelUser, add_staff, db
+from tests.panel.helpers import PASSWORD, PanelUser, add_staff, db
 
 
 def test_pages_need_a_session(inprocess_server: InProcessServer) -> None:
@@ -137,3 +139,18 @@ def test_good_sign_ins_do_not_use_up_the_limit(inprocess_server: InProcessServer
                  for _ in range(limit + 1)]
         assert set(codes) == {400, 429} and codes[-1] == 429
         assert user.sign_in().status_code == 429  # even the right one, until the window ends
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
+    """Behind a TLS proxy that the server is not told to trust, the request looks like http:
+    the public URL alone makes the cookie ``Secure`` (``__Host-`` prefixed)."""
+    with InProcessServer(tmp_path, env={
+            "SOFTWARE_DNA_PUBLIC_URL": "https://licenses.vendor.example"}) as server:
+        email = add_staff(server, Role.OWNER)
+        with server.session() as http:
+            answer = http.post(server.url + "/panel/sign-in", data={
+                "email": email, "password": PASSWORD}, allow_redirects=False)
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert cookie.startswith("__Host-sdna_session=")
+        assert "Secure" in cookie and "Path=/;" in cookie and "HttpOnly" in cookie

@@ -215,6 +215,10 @@ def _log_level(text: str) -> str:
     return text
 
 
+#: Bind addresses that mean every interface (the panel's address is then shown as localhost).
+_ANY_ADDRESS = ("0.0.0.0", "::")  # noqa: S104 - compared with, never bound
+
+
 @app.command("run", short_help="serve the HTTP API (uvicorn)")
 def run_(
     *, home: Home = None, database_url: DatabaseUrl = None,
@@ -262,6 +266,10 @@ def run_(
         if home or database_url:
             _exec_with(settings, options)
         background = _background_worker(settings, log_level) if worker else None
+        local = "localhost" if host in _ANY_ADDRESS else host
+        shown = settings.public_url or f"http://{local}:{port}"
+        print(f"Control panel: {shown.rstrip('/')}/panel/ (staff sign in; `{PROG} staff add` "
+              "adds one)", file=sys.stderr, flush=True)
         try:
             _serve_app(host, port, workers, log_level, forwarded_allow_ips)
         finally:

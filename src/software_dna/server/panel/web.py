@@ -85,7 +85,10 @@ _NOTICE = "notice"
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """HTTPS as the browser sees it: the request's scheme (a trusted proxy's
+    ``X-Forwarded-Proto``), or a ``SOFTWARE_DNA_PUBLIC_URL`` on https."""
+    public = request.app.state.sdna.settings.public_url or ""
+    return request.url.scheme == "https" or public.lower().startswith("https://")
 
 
 def cookie_name(request: Request, name: str = "session") -> str:
