@@ -350,3 +350,13 @@ def test_list_links_to_export_and_import(owner: PanelUser, staff: dict[Role, Pan
     assert owner.get(f"/panel/licenses/export.csv?product={product}").status_code == 200
     read_only = staff[Role.READ_ONLY].get("/panel/licenses").text
     assert "/panel/licenses/import" not in read_only and "/panel/licenses/new" not in read_only
+
+
+def test_a_license_id_opens_its_license(inprocess_server: InProcessServer, owner: PanelUser,
+                                        product: str) -> None:
+    lid = inprocess_server.admin.issue_license(product)["id"]
+    answer = owner.post("/panel/licenses/search", {"q": lid})
+    assert answer.status_code == 303 and answer.headers["location"] == f"/panel/licenses/{lid}"
+    unknown = owner.post("/panel/licenses/search", {"q": "lic_nothing_like_it"})
+    assert unknown.status_code == 303
+    assert unknown.headers["location"].startswith("/panel/licenses?")

@@ -158,6 +158,8 @@ def search_post(request: Request, session: Db, state: State,
             return see_other(request, f"/panel/licenses/{found.exact.id}")
         return _list(request, session, state, posted.staff, q="", key=q, page=1,
                      status_code=404, **filters)
+    if q.startswith("lic_") and session.get(License, q) is not None:
+        return see_other(request, f"/panel/licenses/{q}")  # an id names one license
     return see_other(request, "/panel/licenses" + query_string(q=q, **filters))
 
 
