@@ -176,7 +176,7 @@ def test_a_good_import_shows_the_keys_once(inprocess_server: InProcessServer, pr
         assert first is not None and second is not None
         assert (first.seats, first.features, first.customer_ref, first.order_ref,
                 first.notes) == (5, ["export", "pro"], "ACME", "ORD-1", "Reseller, batch 1")
-        assert first.expires_at == datetime(2032, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+        assert first.expires_at == datetime(2033, 1, 1, tzinfo=timezone.utc)  # through 2032-12-31
         assert second.password_hash is not None and first.password_hash is None
         actors = session.scalars(select(AuditEntry.actor).where(
             AuditEntry.license_id == first.id, AuditEntry.action == "license.issue")).all()
@@ -227,3 +227,22 @@ def test_import_bounds(inprocess_server: InProcessServer, product: str,
 def test_safe_cell() -> None:
     assert [csvio.safe_cell(v) for v in ("=1+1", "+1", "-1", "@x", "\tx", "ok", None, 3)] \
         == ["'=1+1", "'+1", "'-1", "'@x", "'\tx", "ok", "", "3"]
+
+
+def test_import_issues_evaluation_keys_with_their_term(inprocess_server: InProcessServer,
+                                                       users: dict[Role, PanelUser]) -> None:
+    """An evaluation key needs its days: the import takes them (the API's name), refuses
+    bad ones with the row named, and a plain-date expiry means the same as everywhere."""
+    product = inprocess_server.admin.create_product(
+        f"eval-{secrets.token_hex(3)}", name="Eval")["id"]
+    bad = users[Role.OWNER].post("/panel/licenses/import", {"text": (
+        "product,kind,expires_after_days\n"
+        f"{product},evaluation,30\n"
+        f"{product},evaluation,zero\n")})
+    assert bad.status_code == 400 and "expires_after_days" in bad.text
+    good = users[Role.OWNER].post("/panel/licenses/import", {"text": (
+        "product,kind,expires_after_days\n"
+        f"{product},evaluation,30\n")})
+    assert good.status_code == 200
+    listed = inprocess_server.admin.list_licenses(product)
+    assert [(lic["kind"], lic["expires_after_days"]) for lic in listed] == [("evaluation", 30)]

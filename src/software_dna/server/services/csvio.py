@@ -24,17 +24,18 @@ import csv
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from software_dna.server.models import Activation, License
+from software_dna.server.schemas.licenses import expiry_from_text
 from software_dna.server.services.common import Context, utcnow
 from software_dna.server.services.errors import ServiceError, invalid
 from software_dna.server.services.licenses import issue_license
-from software_dna.wire.times import format_rfc3339, parse_rfc3339
+from software_dna.wire.times import format_rfc3339
 
 __all__ = [
     "ACTIVATION_COLUMNS",
@@ -61,8 +62,8 @@ LICENSE_COLUMNS = ("id", "product", "key_hint", "kind", "status", "seats", "expi
 ACTIVATION_COLUMNS = ("id", "license", "product", "mode", "created_at", "last_seen_at", "os",
                       "sdk_version", "app_version", "removed_at")
 #: The columns an import may have (any order, ``product`` required).
-IMPORT_COLUMNS = ("product", "kind", "seats", "expires", "features", "customer_ref",
-                  "order_ref", "notes", "password")
+IMPORT_COLUMNS = ("product", "kind", "seats", "expires", "expires_after_days", "features",
+                  "customer_ref", "order_ref", "notes", "password")
 #: The most data rows one import takes.
 MAX_IMPORT_ROWS = 10_000
 #: The kinds an import issues (a test code has its own tool: ``test-codes``).
@@ -254,6 +255,7 @@ class _Row:
     kind: str
     seats: int
     expires_at: datetime | None
+    expires_after_days: int | None
     features: list[str] | None
     customer_ref: str | None
     order_ref: str | None
@@ -264,8 +266,10 @@ class _Row:
 def parse_expiry(text: str, *, now: datetime | None = None) -> datetime | None:
     """An expiry typed by a vendor: empty (none), a plain date or an RFC 3339 time.
 
-    A plain date ``2027-06-30`` means the end of that day, UTC
-    (``2027-06-30T23:59:59Z``).
+    The same rule as the admin API, the CLI and the panel
+    (:func:`software_dna.server.schemas.licenses.expiry_from_text`): a plain
+    date ``2027-06-30`` means valid through that day (the license ends at
+    ``2027-07-01T00:00:00Z``).
 
     Raises:
         ServiceError: 400 ``invalid_request``: neither form, or in the past.
@@ -274,11 +278,7 @@ def parse_expiry(text: str, *, now: datetime | None = None) -> datetime | None:
     if not text:
         return None
     try:
-        if len(text) == 10:
-            when = datetime.combine(date.fromisoformat(text), time(23, 59, 59),
-                                    tzinfo=timezone.utc)
-        else:
-            when = parse_rfc3339(text)
+        when = expiry_from_text(text)
     except ValueError:
         raise invalid("Give a date (2027-06-30) or an RFC 3339 time "
                       "(2027-06-30T12:00:00Z).") from None
@@ -315,6 +315,12 @@ def _parse_row(number: int, values: dict[str, str], errors: list[RowError]) -> _
         expires_at = parse_expiry(values.get("expires", ""))
     except ServiceError as exc:
         errors.append(RowError(number, "expires", exc.message))
+    days_text = values.get("expires_after_days", "").strip()
+    expires_after_days: int | None = None
+    if days_text and (not days_text.isdigit()
+                      or not 1 <= (expires_after_days := int(days_text)) <= 3650):
+        errors.append(RowError(number, "expires_after_days",
+                               "A whole number of days from 1 to 3650."))
     raw_features = values.get("features", "").replace(";", " ").split()
     features = raw_features or None
     customer_ref = _bounded(values, "customer_ref", MAX_REF, errors, number)
@@ -323,8 +329,8 @@ def _parse_row(number: int, values: dict[str, str], errors: list[RowError]) -> _
     password = values.get("password", "") or None
     if len(errors) > before:
         return None
-    return _Row(number, product, kind, seats, expires_at, features, customer_ref, order_ref,
-                notes, password)
+    return _Row(number, product, kind, seats, expires_at, expires_after_days, features,
+                customer_ref, order_ref, notes, password)
 
 
 def _read_rows(text: str, result: ImportResult) -> list[_Row]:
@@ -343,8 +349,8 @@ def _read_rows(text: str, result: ImportResult) -> list[_Row]:
     if unknown or "product" not in header or len(set(header)) != len(header):
         result.errors.append(RowError(1, "header", (
             f"Unknown column(s): {', '.join(unknown)}. " if unknown else "") + (
-            "Each column once; " if len(set(header)) != len(header) else "") +
-            "the columns are " + ", ".join(IMPORT_COLUMNS) + " (product required)."))
+            "Each column once. " if len(set(header)) != len(header) else "") +
+            "The columns are " + ", ".join(IMPORT_COLUMNS) + " (product required)."))
         return []
     rows: list[_Row] = []
     try:
@@ -401,17 +407,16 @@ def import_licenses(engine: Engine, ctx: Context, text: str, *,
                 try:
                     lic, key = issue_license(
                         session, ctx, product_id=row.product, seats=row.seats,
-                        expires_at=row.expires_at, features=row.features,
-                        password=row.password, kind=row.kind, actor=actor)
+                        expires_at=row.expires_at, duration_days=row.expires_after_days,
+                        features=row.features, password=row.password, kind=row.kind,
+                        customer_ref=row.customer_ref, order_ref=row.order_ref,
+                        notes=row.notes, actor=actor)
                 except ServiceError as exc:
                     session.rollback()  # to the row's savepoint
                     name = (exc.details or {}).get("field") or (
                         "product" if (exc.details or {}).get("kind") == "product" else "row")
                     result.errors.append(RowError(row.number, str(name), exc.message))
                     continue
-                # The license's own reference fields (not personal data by design).
-                lic.customer_ref, lic.order_ref, lic.notes = (row.customer_ref, row.order_ref,
-                                                              row.notes)
                 session.commit()  # the savepoint
                 issued.append(ImportedLicense(row.number, lic.id, lic.product_id, key))
             if result.errors:
