@@ -233,23 +233,26 @@ def test_owner_keys_manage_keys_and_staff(inprocess_server: InProcessServer,
     assert info.value.status == 400
 
 
-def test_only_personal_data_roles_send_personal_data_to_webhooks(
+def test_only_commerce_roles_configure_what_leaves_the_server(
         inprocess_server: InProcessServer, keys: dict[Role, tuple[str, str]]) -> None:
+    """Webhooks, stores and mail templates can send keys and buyers' data out, or issue
+    licenses: a developer key (products, keys) touches none of them; an admin key does."""
     developer = AdminClient(inprocess_server.url, keys[Role.DEVELOPER][0],
                             session=inprocess_server.session())
-    with pytest.raises(AdminError) as info:
-        developer.webhook_create("https://hooks.example.invalid/pd", ["license.issued"],
-                                 personal_data=True)
-    assert info.value.status == 403 and info.value.code == "forbidden"
-    made = developer.webhook_create("https://hooks.example.invalid/no-pd", ["license.issued"])
-    endpoint = made["endpoint"]["id"]
-    with pytest.raises(AdminError) as info:
-        developer.webhook_update(endpoint, personal_data=True)
-    assert info.value.status == 403
-    assert developer.webhook_update(endpoint, description="x")["personal_data"] is False
     admin = AdminClient(inprocess_server.url, keys[Role.ADMIN][0],
                         session=inprocess_server.session())
-    assert admin.webhook_update(endpoint, personal_data=True)["personal_data"] is True
+    with pytest.raises(AdminError) as info:
+        developer.webhook_create("https://hooks.example.invalid/x", ["license.issued"])
+    assert info.value.status == 403 and info.value.code == "forbidden"
+    with pytest.raises(AdminError) as info:
+        developer.set_mail_template("license_key", subject="Key", text="{{ x }}")
+    assert info.value.status == 403 and info.value.code == "forbidden"
+    made = admin.webhook_create("https://hooks.example.invalid/pd", ["license.issued"],
+                                personal_data=True)
+    endpoint = made["endpoint"]["id"]
+    with pytest.raises(AdminError) as info:
+        developer.webhook_update(endpoint, url="https://evil.example/hook")
+    assert info.value.status == 403
 
 
 def test_only_personal_data_roles_search_licenses_by_email(
@@ -269,3 +272,28 @@ def test_only_personal_data_roles_search_licenses_by_email(
             assert answer.status_code == 200, role
         else:
             assert answer.status_code == 403 and error_code(answer) == "forbidden", role
+
+
+def test_only_commerce_roles_set_the_mails_support_address(
+        inprocess_server: InProcessServer, keys: dict[Role, tuple[str, str]]) -> None:
+    """Buyers' replies go to the branding's support address: a developer may brand the
+    mails (colour, logo) but not choose where replies go, at creation or later."""
+    developer = AdminClient(inprocess_server.url, keys[Role.DEVELOPER][0],
+                            session=inprocess_server.session())
+    admin = AdminClient(inprocess_server.url, keys[Role.ADMIN][0],
+                        session=inprocess_server.session())
+    product = f"brand-{secrets.token_hex(3)}"
+    with pytest.raises(AdminError) as info:
+        developer.create_product(product, branding={"support_email": "me@evil.example"})
+    assert info.value.status == 403
+    developer.create_product(product, branding={"colour": "#123456"})
+    admin.update_product(product, branding={"colour": "#123456",
+                                               "support_email": "help@vendor.example"})
+    for branding in ({"colour": "#654321", "support_email": "me@evil.example"},
+                     {"colour": "#654321"}):  # dropping it redirects replies too
+        with pytest.raises(AdminError) as info:
+            developer.update_product(product, branding=branding)
+        assert info.value.status == 403
+    kept = developer.update_product(product, branding={
+        "colour": "#654321", "support_email": "help@vendor.example"})
+    assert kept["branding"]["support_email"] == "help@vendor.example"

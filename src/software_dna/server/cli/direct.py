@@ -373,7 +373,7 @@ class DirectBackend:
 
     def offline_respond(self, request_text: str) -> JSONDict:
         """Answer an armored activation request as the vendor (no password needed)."""
-        result = respond(self._session, self.ctx, request_text, staff=True)
+        result = respond(self._session, self.ctx, request_text, staff=True, actor="cli")
         return OfflineActivateOut(
             response=result.response, activation_id=result.activation_id,
             license_id=result.license_id, product=result.product,

@@ -8,11 +8,13 @@ Nothing the browser or the API client sends chooses the role.
 The roles follow the commercial service's sub-users:
 
 - ``owner``: everything, including staff accounts and admin API keys.
-- ``admin``: everything but staff accounts and admin API keys.
+- ``admin``: everything but staff accounts and admin API keys.  Only these two
+  run commerce (stores, webhooks, mail templates, branding): each of those can
+  issue licenses or send keys and buyers' data out of the server.
 - ``support``: licenses, end users (their personal data), lock-outs,
   air-gapped answers; no products, no signing keys, no test codes.
 - ``developer``: products, signing keys, test codes and trials; licenses
-  and activations without personal data; no end users.
+  and activations without personal data; no end users, no commerce.
 - ``read_only``: reads everything but personal data; changes nothing.
 """
 
@@ -38,8 +40,12 @@ class Permission(str, Enum):
 
     #: See the dashboard, products, licenses, activations, the audit log (no personal data).
     READ = "read"
-    #: Create and configure products, their settings, mail templates, stores, webhooks.
+    #: Create and configure products and their settings.
     PRODUCTS = "products"
+    #: What sells and sends: store connectors and price mappings (they issue licenses),
+    #: outbound webhooks and mail templates (they carry keys and buyers' data out),
+    #: the mails' branding (its support address receives buyers' replies).
+    COMMERCE = "commerce"
     #: Generate, rotate, retire signing keys.
     KEYS = "keys"
     #: Issue, change, suspend, resume, revoke licenses; seats, expiry, passwords,

@@ -16,6 +16,8 @@ class AuditOut(Out):
     id: int
     at: UtcTime
     actor: str
+    #: Who within the actor: the staff member (``stf_…``) or admin API key (``adk_…``).
+    actor_id: str | None = None
     action: str
     product_id: str | None
     license_id: str | None

@@ -131,7 +131,8 @@ _ALREADY_ONLINE = ("This computer already holds an online activation of this lic
 
 
 def activate(session: Session, ctx: Context, request: ActivationRequest, *,
-             client_address: str | None = None, staff: bool = False) -> Activated:
+             client_address: str | None = None, staff: bool = False,
+             actor: str = "sdk") -> Activated:
     """Activate a license on a machine; commits.
 
     Order of checks: consent, rate limit per client address, the key (and its
@@ -149,6 +150,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     ``staff``: the vendor's staff answer an air-gapped request (CLI, admin
     API; ``request.offline`` only): authorised by their admin credentials, so
     the activation password is not asked (every other check applies).
+    ``actor``: the audit log's actor of the activation (``sdk``, or the staff's
+    front end: ``panel``, ``admin``, ``cli``).
 
     Raises:
         ServiceError: 400 ``consent_required`` / ``invalid_fingerprint``
@@ -312,7 +315,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
               else sharing.reissue(ctx, activation))
     token = issue_for(session, ctx, activation, nonce=request.nonce, now=now, secret=secret,
                       key=signing_key)
-    audit(session, "sdk", "activation.create" if created else "activation.replay", at=now,
+    audit(session, actor, "activation.create" if created else "activation.replay", at=now,
           product_id=product.id, license_id=lic.id, activation_id=activation.id,
           end_user_id=end_user.id if end_user is not None else None,
           detail={"personal_data": end_user is not None, "offline": request.offline,

@@ -177,7 +177,7 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
 
 
 def respond(session: Session, ctx: Context, request_text: str, *,
-            password: str | None = None, staff: bool = False,
+            password: str | None = None, staff: bool = False, actor: str = "sdk",
             client_address: str | None = None) -> OfflineActivated:
     """Answer an air-gapped activation request; commits (the activation takes a seat).
 
@@ -187,7 +187,9 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         request_text: the armored request (text around the block is ignored).
         password: the license's activation password, typed where the request
             is answered (the block never carries it); ignored with ``staff``.
-        staff: the vendor's staff answer it (CLI, admin API): no password needed.
+        staff: the vendor's staff answer it (CLI, admin API, panel): no password needed.
+        actor: the audit log's actor of the activation (``panel``, ``admin``, ``cli``;
+            ``sdk`` for the end user's own request).
         client_address: the caller's address for the per-address rate limit
             (None from the CLI: the vendor is not rate limited by address).
 
@@ -218,7 +220,8 @@ def respond(session: Session, ctx: Context, request_text: str, *,
         raise ServiceError(Code.REQUEST_EXPIRED,
                            "This activation request is dated in the future: set the clock of "
                            "the computer to activate, then create a new request.")
-    result = activate(session, ctx, request, client_address=client_address, staff=staff)
+    result = activate(session, ctx, request, client_address=client_address, staff=staff,
+                      actor=actor)
     activation = session.get(Activation, result.activation_id)
     assert activation is not None  # activate() just committed it
     fingerprint_id = activation.fingerprint_id

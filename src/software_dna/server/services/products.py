@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
@@ -428,6 +429,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
                                                         License.subscription.is_(True)).limit(1))):
         raise conflict("This product has subscriptions: they need the protection level "
                        "'mandatory'.")
+    before = _settings_of(product)
     changed: list[str] = apply_seat_policy(product, changes)
     changed += _apply_identity_policy(product, changes)
     changed += _apply_air_gap_policy(product, changes)
@@ -463,10 +465,23 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
     if password_required is not None:
         product.password_required = password_required
         changed.append("password_required")
+    # The log names what really changed (a form sends every setting, most as they were).
+    after = _settings_of(product)
+    changed = [name for name in after if after[name] != before[name]]
+    if not changed:
+        session.rollback()
+        return product
     now = utcnow()
     product.updated_at = now
     audit(session, actor, "product.update", at=now, product_id=product_id,
           detail={"changed": changed})
     session.commit()
     return product
+
+
+def _settings_of(product: Product) -> dict[str, Any]:
+    """A product's settings (every column but its id and times), as plain values."""
+    return {attr.key: copy.deepcopy(getattr(product, attr.key))
+            for attr in inspect(product).mapper.column_attrs
+            if attr.key not in ("id", "created_at", "updated_at")}
 

@@ -109,12 +109,11 @@ def licenses_page(request: Request, session: Db, state: State,
                   page: int = 1) -> Response:
     """Licenses, newest first: search ``q`` and filters by product, status and kind."""
     if q and looks_like_full_key(q):
-        # A key typed in the address bar: look it up, but never echo it back into links.
-        found = services.search_licenses(session, state.ctx, q=q)
-        if found.exact is not None:
-            return see_other(request, f"/panel/licenses/{found.exact.id}")
-        return _list(request, session, state, staff, q="", key=q, product=product,
-                     status=status, kind=kind, page=1, status_code=404)
+        # A key in an address lands in proxy logs and browser history: refused, as the
+        # admin API does; the search box posts it instead.
+        raise PanelError(400, "Not in the address", "A full license key is never put in a "
+                         "page's address (it would be kept in logs and the browser's "
+                         "history). Type it in the search box of the licenses page.")
     return _list(request, session, state, staff, q=q, product=product, status=status,
                  kind=kind, page=page)
 
@@ -160,6 +159,10 @@ def search_post(request: Request, session: Db, state: State,
                      status_code=404, **filters)
     if q.startswith("lic_") and session.get(License, q) is not None:
         return see_other(request, f"/panel/licenses/{q}")  # an id names one license
+    if "@" in q:
+        # An end user's address stays out of addresses too: the results are this page
+        # (its first page; the pages after it are the list's, without the search).
+        return _list(request, session, state, posted.staff, q=q, page=1, **filters)
     return see_other(request, "/panel/licenses" + query_string(q=q, **filters))
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 from software_dna.server.api.deps import Db, State
 from software_dna.server.domain.roles import Permission
 from software_dna.server.panel.web import (
+    ACTOR,
     HEADERS,
     PanelRoute,
     Posted,
@@ -57,7 +58,7 @@ def answer(request: Request, state: State, session: Db,
                       result=None, errors={"request": "This is far longer than an activation "
                                            "request: paste only the request block."})
     try:
-        result = offline.respond(session, state.ctx, text, staff=True)
+        result = offline.respond(session, state.ctx, text, staff=True, actor=ACTOR)
     except ServiceError as exc:
         session.rollback()
         return render(request, "offline.html", posted.staff, status=400, text=text,

@@ -143,6 +143,19 @@ def settings_from_form(values: Mapping[str, str], form_switches: set[str]) -> di
     return out
 
 
+def _branding_allowed(staff: Staff, before: Mapping[str, str],
+                      after: Mapping[str, str]) -> None:
+    """The mails' support address (it receives buyers' replies) needs COMMERCE.
+
+    Raises:
+        FormProblem: a role without it changed that address.
+    """
+    if ((after.get("support_email") or "") != (before.get("support_email") or "")
+            and not staff.can(Permission.COMMERCE)):
+        raise FormProblem("branding_support_email", "Only an owner or an admin changes the "
+                          "mails' support address (it receives buyers' replies).")
+
+
 def _form_values(product: Product | None) -> dict[str, str]:
     """The form's text for a product (defaults for a new one)."""
     if product is None:
@@ -221,6 +234,7 @@ def create(request: Request, session: Db,
     product_id = posted.get("id")
     try:
         settings = settings_from_form(posted.values, set(posted.values))
+        _branding_allowed(posted.staff, {}, settings["branding"])
         if not settings["name"]:
             settings["name"] = None
         created = create_product(session, product_id=product_id, actor=ACTOR, **settings)
@@ -252,6 +266,8 @@ def change(request: Request, session: Db, product_id: ProductPath,
     values = dict(posted.values)
     try:
         settings = settings_from_form(posted.values, set(posted.values))
+        _branding_allowed(posted.staff, {k: v for k, v in (product.branding or {}).items() if v},
+                          settings["branding"])
         update_product(session, product_id, actor=ACTOR, **settings)
     except FormProblem as problem:
         return _page(request, posted.staff, "products_form.html", status=400, product=product,

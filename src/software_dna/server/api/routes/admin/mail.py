@@ -28,7 +28,7 @@ from software_dna.server.services import emails, mail_templates
 __all__ = ["router"]
 
 _PERSONAL_DATA = [Depends(require(Permission.PERSONAL_DATA))]
-_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_COMMERCE = [Depends(require(Permission.COMMERCE))]
 _READ = [Depends(require(Permission.READ))]
 
 router = APIRouter(
@@ -60,7 +60,7 @@ def show_template(name: NamePath, session: Db, product: ProductQuery = None) -> 
     return _out(mail_templates.show_template(session, name, product), product)
 
 
-@router.put("/mail-templates/{name}", dependencies=_PRODUCTS, response_model=MailTemplateOut)
+@router.put("/mail-templates/{name}", dependencies=_COMMERCE, response_model=MailTemplateOut)
 def set_template(name: NamePath, body: MailTemplateIn, session: Db,
                  product: ProductQuery = None) -> MailTemplateOut:
     """Save the vendor's version (checked by rendering it with sample values: 400 if it fails)."""
@@ -69,14 +69,14 @@ def set_template(name: NamePath, body: MailTemplateIn, session: Db,
     return _out(mail_templates.effective_template(session, name, product), product)
 
 
-@router.delete("/mail-templates/{name}", dependencies=_PRODUCTS, response_model=MailTemplateOut)
+@router.delete("/mail-templates/{name}", dependencies=_COMMERCE, response_model=MailTemplateOut)
 def reset_template(name: NamePath, session: Db, product: ProductQuery = None) -> MailTemplateOut:
     """Drop the vendor's version at this level; answers the template now in use."""
     return _out(mail_templates.reset_template(session, name, product_id=product, actor=ACTOR),
                 product)
 
 
-@router.post("/mail-templates/{name}/preview", dependencies=_PRODUCTS, response_model=RenderedOut)
+@router.post("/mail-templates/{name}/preview", dependencies=_COMMERCE, response_model=RenderedOut)
 def preview_template(name: NamePath, body: PreviewIn, session: Db,
                      product: ProductQuery = None) -> RenderedOut:
     """The template in use rendered with sample values (``context`` replaces some)."""

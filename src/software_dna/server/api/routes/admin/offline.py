@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from software_dna.server.api.deps import Db, State, require
+from software_dna.server.api.deps import ACTOR, Db, State, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.api.views import offline_activate_out
 from software_dna.server.domain.roles import Permission
@@ -34,7 +34,7 @@ def respond(body: OfflineRespondIn, response: Response, state: State,
     rule of ``POST /v1/offline/activations`` applies (the product must allow
     air-gapped activation, seats, lock-out, license status).
     """
-    result = offline.respond(session, state.ctx, body.request, staff=True)
+    result = offline.respond(session, state.ctx, body.request, staff=True, actor=ACTOR)
     if not result.created:
         response.status_code = 200
     return offline_activate_out(result)

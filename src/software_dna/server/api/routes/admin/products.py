@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from software_dna.server import services
-from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, require
+from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, key_may, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.domain.roles import Permission
 from software_dna.server.schemas import ProductIn, ProductList, ProductOut, ProductPatch
+from software_dna.server.schemas.products import Branding
+from software_dna.server.services.errors import ServiceError
+from software_dna.wire.codes import Code
 
 __all__ = ["router"]
 
 _PRODUCTS = [Depends(require(Permission.PRODUCTS))]
 _READ = [Depends(require(Permission.READ))]
+
+def _branding_allowed(request: Request, branding: Branding | None, current: str = "") -> None:
+    """Changing the mails' support address (it receives buyers' replies) needs COMMERCE."""
+    if (branding is not None and (branding.support_email or "") != current
+            and not key_may(request, Permission.COMMERCE)):
+        raise ServiceError(Code.FORBIDDEN, "Setting the mails' support address needs a key "
+                           "whose role may run commerce (owner or admin).")
+
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -23,8 +34,9 @@ router = APIRouter(
 
 
 @router.post("/products", dependencies=_PRODUCTS, response_model=ProductOut, status_code=201)
-def create_product(body: ProductIn, session: Db) -> ProductOut:
+def create_product(body: ProductIn, session: Db, request: Request) -> ProductOut:
     """Create a product."""
+    _branding_allowed(request, body.branding)
     return ProductOut.model_validate(services.create_product(
         session, product_id=body.id, name=body.name, protection=body.protection,
         refresh_interval=body.refresh_interval, offline_grace_period=body.offline_grace_period,
@@ -57,8 +69,11 @@ def show_product(product: ProductPath, session: Db) -> ProductOut:
 
 
 @router.patch("/products/{product}", dependencies=_PRODUCTS, response_model=ProductOut)
-def configure_product(product: ProductPath, body: ProductPatch, session: Db) -> ProductOut:
+def configure_product(product: ProductPath, body: ProductPatch, session: Db,
+                      request: Request) -> ProductOut:
     """Change a product's policy (absent fields stay as they are)."""
+    current = services.get_product(session, product).branding or {}
+    _branding_allowed(request, body.branding, str(current.get("support_email") or ""))
     changes = given(body)
     if "trial_days" in changes:  # null, like 0: no trial
         changes["trial_days"] = changes["trial_days"] or 0

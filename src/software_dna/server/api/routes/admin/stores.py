@@ -24,7 +24,7 @@ from software_dna.server.services import stores
 
 __all__ = ["router"]
 
-_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_COMMERCE = [Depends(require(Permission.COMMERCE))]
 _READ = [Depends(require(Permission.READ))]
 
 router = APIRouter(
@@ -34,7 +34,7 @@ router = APIRouter(
 )
 
 
-@router.post("/connectors", dependencies=_PRODUCTS, response_model=ConnectorOut, status_code=201)
+@router.post("/connectors", dependencies=_COMMERCE, response_model=ConnectorOut, status_code=201)
 def connect_store(body: ConnectorIn, state: State, session: Db) -> ConnectorOut:
     """Connect a store in one mode (again: replace its secret and refund action)."""
     row = stores.create_connector(session, state.ctx, provider=body.provider, mode=body.mode,
@@ -51,14 +51,14 @@ def list_connectors(session: Db, state: State) -> ConnectorList:
                                      for r in stores.list_connectors(session)])
 
 
-@router.delete("/connectors/{connector_id}", dependencies=_PRODUCTS, response_model=OkOut)
+@router.delete("/connectors/{connector_id}", dependencies=_COMMERCE, response_model=OkOut)
 def disconnect_store(connector_id: IdPath, session: Db) -> OkOut:
     """Disconnect a store that issued no license (its mappings go with it)."""
     stores.remove_connector(session, connector_id, actor=ACTOR)
     return OkOut()
 
 
-@router.post("/mappings", dependencies=_PRODUCTS, response_model=MappingOut, status_code=201)
+@router.post("/mappings", dependencies=_COMMERCE, response_model=MappingOut, status_code=201)
 def map_price(body: MappingIn, session: Db) -> MappingOut:
     """Map a price or variant id to the license a sale of it issues."""
     row = stores.create_mapping(
@@ -79,7 +79,7 @@ def list_mappings(
         session, connector_id)])
 
 
-@router.delete("/mappings/{mapping_id}", dependencies=_PRODUCTS, response_model=OkOut)
+@router.delete("/mappings/{mapping_id}", dependencies=_COMMERCE, response_model=OkOut)
 def unmap_price(mapping_id: Annotated[int, Path(ge=1, le=2**62)], session: Db) -> OkOut:
     """Remove a mapping (licenses issued stay)."""
     stores.remove_mapping(session, mapping_id, actor=ACTOR)

@@ -27,7 +27,7 @@ from software_dna.wire.codes import Code
 
 __all__ = ["router"]
 
-_PRODUCTS = [Depends(require(Permission.PRODUCTS))]
+_COMMERCE = [Depends(require(Permission.COMMERCE))]
 _READ = [Depends(require(Permission.READ))]
 
 router = APIRouter(
@@ -48,7 +48,7 @@ def _personal_data_allowed(request: Request, personal_data: bool | None) -> None
                            "data to a webhook (personal_data).")
 
 
-@router.post("/webhooks", dependencies=_PRODUCTS, response_model=EndpointCreated, status_code=201)
+@router.post("/webhooks", dependencies=_COMMERCE, response_model=EndpointCreated, status_code=201)
 def create_endpoint(body: EndpointIn, request: Request, state: State,
                     session: Db) -> EndpointCreated:
     """Add an endpoint; the answer holds its signing secret, shown this once."""
@@ -82,7 +82,7 @@ def list_deliveries(
     return DeliveryList(deliveries=[DeliveryOut.of(item, logged) for item, logged in rows])
 
 
-@router.post("/webhooks/deliveries/{item_id}/resend", dependencies=_PRODUCTS,
+@router.post("/webhooks/deliveries/{item_id}/resend", dependencies=_COMMERCE,
              response_model=ResentOut)
 def resend(item_id: IdPath, session: Db) -> ResentOut:
     """Queue a delivered or failed message again, with the same webhook id."""
@@ -96,7 +96,7 @@ def show_endpoint(endpoint_id: IdPath, session: Db) -> EndpointOut:
     return _out(webhooks.get_endpoint(session, endpoint_id))
 
 
-@router.patch("/webhooks/{endpoint_id}", dependencies=_PRODUCTS, response_model=EndpointOut)
+@router.patch("/webhooks/{endpoint_id}", dependencies=_COMMERCE, response_model=EndpointOut)
 def update_endpoint(endpoint_id: IdPath, body: EndpointPatch, request: Request,
                     session: Db) -> EndpointOut:
     """Change an endpoint (absent fields stay as they are)."""
@@ -110,7 +110,7 @@ def update_endpoint(endpoint_id: IdPath, body: EndpointPatch, request: Request,
     return _out(webhooks.update_endpoint(session, endpoint_id, changes, actor=ACTOR))
 
 
-@router.post("/webhooks/{endpoint_id}/rotate-secret", dependencies=_PRODUCTS,
+@router.post("/webhooks/{endpoint_id}/rotate-secret", dependencies=_COMMERCE,
              response_model=EndpointCreated)
 def rotate_secret(endpoint_id: IdPath, state: State, session: Db) -> EndpointCreated:
     """A new signing secret (shown this once); the old one stops signing at once."""
@@ -118,7 +118,7 @@ def rotate_secret(endpoint_id: IdPath, state: State, session: Db) -> EndpointCre
     return EndpointCreated(endpoint=_out(endpoint), secret=secret)
 
 
-@router.post("/webhooks/{endpoint_id}/test", dependencies=_PRODUCTS,
+@router.post("/webhooks/{endpoint_id}/test", dependencies=_COMMERCE,
              response_model=ResentOut, status_code=202)
 def send_test(endpoint_id: IdPath, session: Db) -> ResentOut:
     """Queue a ``webhook.ping`` event to this endpoint."""
@@ -126,7 +126,7 @@ def send_test(endpoint_id: IdPath, session: Db) -> ResentOut:
     return ResentOut(id=item.id, status=item.status)
 
 
-@router.delete("/webhooks/{endpoint_id}", dependencies=_PRODUCTS, response_model=OkOut)
+@router.delete("/webhooks/{endpoint_id}", dependencies=_COMMERCE, response_model=OkOut)
 def remove_endpoint(endpoint_id: IdPath, session: Db) -> OkOut:
     """Remove an endpoint; its queued messages are cancelled, its log kept."""
     webhooks.remove_endpoint(session, endpoint_id, actor=ACTOR)
