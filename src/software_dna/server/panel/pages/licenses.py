@@ -162,7 +162,9 @@ def search_post(request: Request, session: Db, state: State,
     if "@" in q:
         # An end user's address stays out of addresses too: the results are this page
         # (its first page; the pages after it are the list's, without the search).
-        return _list(request, session, state, posted.staff, q=q, page=1, **filters)
+        return _list(request, session, state, posted.staff, q=q, page=1,
+                     product=filters["product"], status=filters["status"],
+                     kind=filters["kind"])
     return see_other(request, "/panel/licenses" + query_string(q=q, **filters))
 
 
