@@ -34,6 +34,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 __all__ = [
+    "DOCS_PICTURES",
     "DOCS_SCREENSHOTS",
     "INSTALL_HINT",
     "WAIT",
@@ -58,6 +59,12 @@ __all__ = [
 WAIT = 15.0
 #: Where the screenshots of the documentation go (with ``SDNA_SCREENSHOTS=1``).
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "panel"
+#: The screenshots docs/panel.md shows: only these go to docs/panel/ (the others to the
+#: test's tmp_path), so a run with ``SDNA_SCREENSHOTS=1`` leaves no unused picture there.
+DOCS_PICTURES = frozenset({
+    "sign-in", "dashboard", "licenses", "license", "license-revoke", "import-errors",
+    "end-user", "end-user-erase", "offline", "account-totp", "keys", "audit",
+})
 #: How to get the browser, for the skip / failure message.
 INSTALL_HINT = ("on Debian or Ubuntu: `sudo apt-get install chromium chromium-driver` "
                 "(`make browser` does it when run as root); elsewhere set SDNA_CHROMIUM and "
@@ -262,10 +269,12 @@ def check_page(driver: WebDriver) -> None:
 def save_screenshot(driver: WebDriver, name: str, fallback: Path) -> Path:
     """Save a PNG of the whole page as ``<name>.png``; returns its path.
 
-    With ``SDNA_SCREENSHOTS=1`` it goes to docs/panel/ (the documentation's
-    pictures), otherwise to ``fallback`` (a test's tmp_path).
+    With ``SDNA_SCREENSHOTS=1`` a picture of :data:`DOCS_PICTURES` goes to
+    docs/panel/ (the documentation's pictures); the others, and every picture
+    without it, go to ``fallback`` (a test's tmp_path).
     """
-    folder = DOCS_SCREENSHOTS if os.environ.get("SDNA_SCREENSHOTS") == "1" else fallback
+    for_docs = os.environ.get("SDNA_SCREENSHOTS") == "1" and name in DOCS_PICTURES
+    folder = DOCS_SCREENSHOTS if for_docs else fallback
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
