@@ -72,7 +72,9 @@ def test_answer_an_air_gapped_request(panel: Panel, staff: dict[Role, str],
     assert "a new activation" in text_of(driver, "section [role=status]")
     response = driver.find_element(By.ID, "response").get_attribute("value") or ""
     assert response.startswith("-----BEGIN SOFTWARE_DNA ACTIVATION RESPONSE-----"), response
-    screenshot("offline")
+    # The picture shows the answer (the pasted request above it is long).
+    driver.execute_script("document.querySelector('main form button').scrollIntoView()")
+    screenshot("offline-answer")
 
     # The machine installs the response: the license, offline, with its features.
     lic = app.activate_offline(response)
