@@ -34,6 +34,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 __all__ = [
+    "DOCS_PICTURES",
     "DOCS_SCREENSHOTS",
     "INSTALL_HINT",
     "WAIT",
@@ -58,6 +59,14 @@ __all__ = [
 WAIT = 15.0
 #: Where the screenshots of the documentation go (with ``SDNA_SCREENSHOTS=1``).
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "panel"
+#: The screenshots docs/panel.md shows, with the most of each page they keep (pixels high,
+#: so that each file stays small): only these go to docs/panel/ (the others to the
+#: test's tmp_path), so a run with ``SDNA_SCREENSHOTS=1`` leaves no unused picture there.
+DOCS_PICTURES: dict[str, int] = {
+    "sign-in": 900, "dashboard": 1200, "licenses": 1000, "license": 1100,
+    "license-revoke": 900, "import-errors": 1000, "end-user": 1000, "end-user-erase": 900,
+    "offline-answer": 760, "account-totp": 900, "keys": 1000, "audit": 900,
+}
 #: How to get the browser, for the skip / failure message.
 INSTALL_HINT = ("on Debian or Ubuntu: `sudo apt-get install chromium chromium-driver` "
                 "(`make browser` does it when run as root); elsewhere set SDNA_CHROMIUM and "
@@ -262,15 +271,19 @@ def check_page(driver: WebDriver) -> None:
 def save_screenshot(driver: WebDriver, name: str, fallback: Path) -> Path:
     """Save a PNG of the whole page as ``<name>.png``; returns its path.
 
-    With ``SDNA_SCREENSHOTS=1`` it goes to docs/panel/ (the documentation's
-    pictures), otherwise to ``fallback`` (a test's tmp_path).
+    With ``SDNA_SCREENSHOTS=1`` a picture of :data:`DOCS_PICTURES` goes to
+    docs/panel/ (the documentation's pictures, cut at the height given there);
+    the others, and every picture without it, go to ``fallback`` (a test's
+    tmp_path).
     """
-    folder = DOCS_SCREENSHOTS if os.environ.get("SDNA_SCREENSHOTS") == "1" else fallback
+    for_docs = os.environ.get("SDNA_SCREENSHOTS") == "1" and name in DOCS_PICTURES
+    folder = DOCS_SCREENSHOTS if for_docs else fallback
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
     full = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(width, max(height, min(full + 120, 3000)))
+    tallest = DOCS_PICTURES.get(name, 3000) if for_docs else 3000
+    driver.set_window_size(width, min(max(height, full + 120), tallest))
     try:
         assert driver.save_screenshot(str(path)), f"no screenshot of {driver.current_url}"
     finally:

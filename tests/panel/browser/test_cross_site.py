@@ -3,8 +3,10 @@
 The attacker's page is a local file or a ``data:`` URL (another origin than
 the panel's), opened in the browser of a signed-in staff member.  Its forms
 post to the panel with a made-up CSRF token, and with the real one copied from
-the panel (the worst case): the session cookie is SameSite=Strict, so the
-browser does not send it from there, and the CSRF check refuses the post.
+the panel (the worst case). The browser says where the form comes from
+(``Sec-Fetch-Site: cross-site``) and the panel refuses it before anything
+else; behind that, the session cookie is SameSite=Strict, so the browser does
+not send it from there, and the CSRF check would refuse the post.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def test_a_cross_site_sign_out_is_refused(panel: Panel, staff: dict[Role, str],
     _open_attack(panel, where, _attack_page(panel.url + "/panel/sign-out", {
         "csrf": real if token == "copied" else "0" * 64}), tmp_path)
     click_and_wait(panel.driver, panel.driver.find_element(By.ID, "go"))
-    assert text_of(panel.driver, "h1") == "Form expired"
-    assert "no longer valid" in text_of(panel.driver, "[role=alert]")
+    assert text_of(panel.driver, "h1") == "Form refused"
+    assert "from another site" in text_of(panel.driver, "[role=alert]")
     assert _snapshot(panel, staff[Role.OWNER]) == before
     panel.open("/panel/")  # still signed in
     assert text_of(panel.driver, "h1") == "Dashboard"
@@ -82,7 +84,7 @@ def test_a_cross_site_password_change_is_refused(panel: Panel, tmp_path: Path) -
     _open_attack(panel, "file", _attack_page(panel.url + "/panel/account/password", {
         "csrf": real, "current": PASSWORD, "new": "the attacker's password"}), tmp_path)
     click_and_wait(panel.driver, panel.driver.find_element(By.ID, "go"))
-    assert text_of(panel.driver, "h1") == "Form expired"
+    assert text_of(panel.driver, "h1") == "Form refused"
     assert _snapshot(panel, email) == before
     # The old password still works after signing out.
     panel.open("/panel/")
