@@ -87,8 +87,9 @@ def test_answer_an_air_gapped_request(panel: Panel, staff: dict[Role, str],
         assert rows[0].id == lic.activation_id
         entry = session.query(AuditEntry).filter_by(license_id=issued["id"]).filter(
             AuditEntry.action.like("activation.%")).one()
-        # The activation is the end user's request (actor "sdk"), answered by this staff member.
-        assert (entry.actor_id or "").startswith("stf_")
+        # The activation is answered in the panel, by this staff member.
+        assert entry.actor == "panel" and (entry.actor_id or "").startswith("stf_")
+        assert entry.detail is not None and entry.detail["by_staff"] is True
 
 
 @needs_pages("GET /panel/licenses/x", "GET /panel/licenses/x/restore",
