@@ -83,8 +83,10 @@ def test_search_by_full_key_hint_reference_and_email(
     by_ref = owner.get("/panel/licenses", params={"q": ref[:7].lower()})
     assert lid in by_ref.text and other["id"] not in by_ref.text
     assert lid in owner.get("/panel/licenses", params={"q": "ORD-" + ref[:6]}).text
-    # The buyer's email address (keyed index: any case).
-    by_email = owner.get("/panel/licenses", params={"q": buyer.upper()})
+    # The buyer's email address (keyed index: any case), posted: never in an address.
+    assert owner.get("/panel/licenses", params={"q": buyer}).status_code == 400
+    by_email = owner.post("/panel/licenses/search", {"q": buyer.upper()})
+    assert by_email.status_code == 200
     assert lid in by_email.text and other["id"] not in by_email.text
     assert buyer not in by_email.text.replace(buyer.upper(), "")  # only the query echoed
     # A full key in the address bar is refused (it would stay in logs), never echoed.
@@ -213,12 +215,12 @@ def _staff_id(server: InProcessServer, email: str) -> str:
 def test_searching_by_email_needs_personal_data(
         inprocess_server: InProcessServer, staff: dict[Role, PanelUser], role: Role) -> None:
     with nullcontext(staff[role]) as user:
-        refused = user.get("/panel/licenses", params={"q": "someone@example.com"})
+        refused = user.post("/panel/licenses/search", {"q": "someone@example.com"})
         assert refused.status_code == 403 and "personal-data" in refused.text
         assert user.get("/panel/licenses", params={"q": "ABCD"}).status_code == 200
     with nullcontext(staff[Role.SUPPORT]) as support:
-        assert support.get("/panel/licenses",
-                           params={"q": "someone@example.com"}).status_code == 200
+        assert support.post("/panel/licenses/search",
+                            {"q": "someone@example.com"}).status_code == 200
 
 
 @pytest.mark.parametrize("role", [Role.DEVELOPER, Role.READ_ONLY])

@@ -274,10 +274,10 @@ def test_only_personal_data_roles_search_licenses_by_email(
             assert answer.status_code == 403 and error_code(answer) == "forbidden", role
 
 
-def test_only_commerce_roles_set_the_mails_support_address(
+def test_only_commerce_roles_brand_the_mails(
         inprocess_server: InProcessServer, keys: dict[Role, tuple[str, str]]) -> None:
-    """Buyers' replies go to the branding's support address: a developer may brand the
-    mails (colour, logo) but not choose where replies go, at creation or later."""
+    """Buyers' replies go to the branding's support address and its logo loads in every mail
+    opened: a developer makes products but does not choose either, at creation or later."""
     developer = AdminClient(inprocess_server.url, keys[Role.DEVELOPER][0],
                             session=inprocess_server.session())
     admin = AdminClient(inprocess_server.url, keys[Role.ADMIN][0],
@@ -286,14 +286,16 @@ def test_only_commerce_roles_set_the_mails_support_address(
     with pytest.raises(AdminError) as info:
         developer.create_product(product, branding={"support_email": "me@evil.example"})
     assert info.value.status == 403
-    developer.create_product(product, branding={"colour": "#123456"})
+    developer.create_product(product)
     admin.update_product(product, branding={"colour": "#123456",
-                                               "support_email": "help@vendor.example"})
-    for branding in ({"colour": "#654321", "support_email": "me@evil.example"},
-                     {"colour": "#654321"}):  # dropping it redirects replies too
+                                            "support_email": "help@vendor.example"})
+    for branding in ({"colour": "#123456", "support_email": "me@evil.example"},
+                     {"colour": "#123456", "support_email": "help@vendor.example",
+                      "logo_url": "https://evil.example/pixel.png"},
+                     {"colour": "#123456"}):  # dropping the address redirects replies too
         with pytest.raises(AdminError) as info:
             developer.update_product(product, branding=branding)
         assert info.value.status == 403
-    kept = developer.update_product(product, branding={
-        "colour": "#654321", "support_email": "help@vendor.example"})
-    assert kept["branding"]["support_email"] == "help@vendor.example"
+    same = developer.update_product(product, name="Renamed", branding={
+        "colour": "#123456", "support_email": "help@vendor.example"})
+    assert same["branding"]["support_email"] == "help@vendor.example"

@@ -169,7 +169,7 @@ class BodyLimitMiddleware:
                                   f"The request body is over {limit // 1024} KiB.")
 
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit() and len(length) <= 18):
                 await error_response(Code.INVALID_REQUEST, "Bad Content-Length.")(
                     scope, receive, send)
                 return

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequenc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -220,13 +220,29 @@ async def _signed_in(request: Request, state: AppState, session: Session) -> Sta
 
 
 def cross_site(request: Request) -> bool:
-    """True when the browser says the request comes from another site (``Sec-Fetch-Site``).
+    """True when the browser says the request comes from another site.
 
-    A second line behind the CSRF token and the SameSite cookie, which also
-    covers the forms that have no session yet (signing in: login CSRF).
-    Browsers that send no such header are judged by the token alone.
+    ``Sec-Fetch-Site`` (``cross-site``, or ``same-site``: a sibling subdomain),
+    else an ``Origin`` that is not this server's (its ``Host``, or
+    ``SOFTWARE_DNA_PUBLIC_URL``'s host), or ``null`` (a ``file:`` or ``data:``
+    page).  A second line behind the CSRF token and the SameSite cookie, which
+    also covers the forms that have no session yet (signing in: login CSRF).
+    A request without either header (not a browser's) is judged by the token
+    alone.  Behind a reverse proxy, pass the original ``Host`` or set the public URL.
     """
-    return request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
+    if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    if origin.strip().lower() == "null":
+        return True
+    given = urlsplit(origin.strip()).netloc.lower()
+    ours = {request.headers.get("host", "").lower()}
+    public = request.app.state.sdna.settings.public_url
+    if public:
+        ours.add(urlsplit(public).netloc.lower())
+    return given not in ours
 
 
 def _allowed(staff: Staff, permission: Permission) -> None:

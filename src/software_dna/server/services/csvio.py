@@ -297,6 +297,11 @@ def _bounded(values: dict[str, str], name: str, limit: int,
     return text or None
 
 
+def _whole(text: str) -> bool:
+    """ASCII digits only, at most 9 (``isdigit`` alone lets "²" and 5,000 digits through)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def _parse_row(number: int, values: dict[str, str], errors: list[RowError]) -> _Row | None:
     """One data row checked cell by cell (the service checks the rest when issuing)."""
     before = len(errors)
@@ -308,7 +313,7 @@ def _parse_row(number: int, values: dict[str, str], errors: list[RowError]) -> _
         errors.append(RowError(number, "kind", f"Use one of: {', '.join(IMPORT_KINDS)}."))
     seats_text = values.get("seats", "").strip() or "1"
     seats = 0
-    if not seats_text.isdigit() or not 1 <= (seats := int(seats_text)) <= 100_000:
+    if not _whole(seats_text) or not 1 <= (seats := int(seats_text)) <= 100_000:
         errors.append(RowError(number, "seats", "A whole number from 1 to 100000."))
     expires_at: datetime | None = None
     try:
@@ -317,7 +322,7 @@ def _parse_row(number: int, values: dict[str, str], errors: list[RowError]) -> _
         errors.append(RowError(number, "expires", exc.message))
     days_text = values.get("expires_after_days", "").strip()
     expires_after_days: int | None = None
-    if days_text and (not days_text.isdigit()
+    if days_text and (not _whole(days_text)
                       or not 1 <= (expires_after_days := int(days_text)) <= 3650):
         errors.append(RowError(number, "expires_after_days",
                                "A whole number of days from 1 to 3650."))

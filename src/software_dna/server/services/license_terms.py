@@ -87,7 +87,7 @@ def extend_license(session: Session, license_id: str, *, days: int | None = None
     Raises:
         ServiceError: 404 ``not_found``; 400 ``invalid_request`` (neither or
         both of ``days`` / ``until``, out of range, earlier than the current
-        end); 409 ``conflict`` (a perpetual or revoked license).
+        end); 409 ``conflict`` (a perpetual, revoked or test-code license).
     """
     if (days is None) == (until is None):
         raise invalid("Give either days or until.")
@@ -104,6 +104,8 @@ def extend_license(session: Session, license_id: str, *, days: int | None = None
         raise conflict("A revoked license cannot be extended.")
     if is_perpetual(lic):
         raise conflict("This license is perpetual: it has no end to extend.")
+    if lic.kind == Kind.TEST.value:
+        raise conflict("Test codes stay short-lived; reset it or issue a license instead.")
     now = utcnow()
     if days is not None:
         add_days(lic, days, now)

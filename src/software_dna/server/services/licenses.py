@@ -8,11 +8,11 @@ look-up, and its last four characters for display.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypedDict
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +40,7 @@ from software_dna.server.services.lookups import find_license_by_key, get_licens
 from software_dna.server.services.products import clean_features
 from software_dna.server.services.seats import check_seat_options, seats_used
 from software_dna.server.services.tokens import decrypt_end_user
+from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
 
 __all__ = [
@@ -299,6 +300,18 @@ class LicenseChanges(TypedDict, total=False):
     notes: str | None
 
 
+def _stretches_test_code(lic: License, changes: Mapping[str, Any]) -> bool:
+    """True when ``changes`` would give a test code more than it has: seats, features, or
+    an end later than its own (or than a week from now before its first activation)."""
+    if {"seats", "features"} & set(changes):
+        return True
+    if "expires_at" not in changes:
+        return False
+    end = changes["expires_at"]
+    bound = lic.expires_at or utcnow() + timedelta(days=7)
+    return end is None or end > bound
+
+
 def update_license(session: Session, license_id: str, *, actor: str = "admin",
                    allow_past: bool = True,
                    **changes: Unpack[LicenseChanges]) -> License:
@@ -312,9 +325,14 @@ def update_license(session: Session, license_id: str, *, actor: str = "admin",
     refuses an ``expires_at`` in the past (:func:`check_expiry`).
 
     Raises:
-        ServiceError: 404 ``not_found``, 400 ``invalid_request``.
+        ServiceError: 404 ``not_found``, 400 ``invalid_request``, 409 ``conflict``
+            (the seats, term or features of a test code).
     """
     lic = get_license(session, license_id)
+    if lic.kind == Kind.TEST.value and _stretches_test_code(lic, changes):
+        # Test codes have their own bounds (services.trials.issue_test_code).
+        raise conflict("A test code's seats and features are fixed and its term can only "
+                       "be shortened; reset it or issue a license instead.")
     seats, features = changes.get("seats"), changes.get("features")
     seat_mode, rollover = changes.get("seat_mode"), changes.get("rollover")
     changed: list[str] = []

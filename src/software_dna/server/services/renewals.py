@@ -26,6 +26,7 @@ from software_dna.server.services.license_terms import add_days, is_perpetual
 from software_dna.server.services.lookups import get_license, get_product
 from software_dna.server.services.ratelimit import hit, hit_address
 from software_dna.server.services.tokens import issue_for, refusal_error
+from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
 
 __all__ = [
@@ -184,6 +185,9 @@ def redeem_renewal_code(session: Session, ctx: Context, activation_id: str,
         if is_perpetual(lic):
             raise ServiceError(Code.RENEWAL_NOT_APPLICABLE,
                                "This license is perpetual: it needs no renewal.")
+        if lic.kind == Kind.TEST.value:  # a developer's code keeps its few days
+            raise ServiceError(Code.RENEWAL_NOT_APPLICABLE,
+                               "A test code cannot be renewed: ask for a new one.")
         add_days(lic, row.days, now)
         row.redeemed_at = now
         row.redeemed_license_id = lic.id

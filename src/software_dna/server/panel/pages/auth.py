@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ from software_dna.server.panel.web import (
     viewer,
 )
 from software_dna.server.services import ratelimit
+from software_dna.server.services.common import utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.staff import (
     change_password,
@@ -72,31 +74,46 @@ def sign_in_post(request: Request, state: State, session: Db, *, email: _Field =
     password = password[:1000]
     target = _next(next)
     settings = state.settings
-    # Failed sign-ins are limited per client network and per account: every attempt is
-    # counted first (concurrent guesses cannot pass the limit), a good one is taken back.
+    limit, window = settings.panel_sign_in_attempts, settings.panel_sign_in_window
+    # Failed sign-ins are limited per client network: every attempt is counted first
+    # (concurrent guesses cannot pass the limit) and a good one is taken back.  Per
+    # account, failures from everywhere count, but an account over its limit refuses
+    # only networks that failed in the window: a stranger's wrong guesses never lock the
+    # owner out from the owner's own network.
     address = client_address(request)
-    counters = ["staff:" + state.ctx.vault.email_index(email.strip().lower())]
-    if address:
-        counters.insert(0, "panel:" + state.ctx.vault.address_key(address))
+    network = "panel:" + state.ctx.vault.address_key(address) if address else None
+    account = "staff:" + state.ctx.vault.email_index(email.strip().lower())
     try:
-        for key in counters:
-            ratelimit.hit(session, key, limit=settings.panel_sign_in_attempts,
-                          window=settings.panel_sign_in_window)
+        if network is not None:
+            ratelimit.hit(session, network, limit=limit, window=window)
     except ServiceError as exc:
-        return render(request, "sign_in.html", None, status=429, next=target, email=email,
-                      errors={"form": "Too many failed sign-ins. Try again in "
-                              f"{exc.retry_after or 60} seconds."})
+        return _too_many(request, target, email, exc.retry_after)
+    failed_here = (network is None or ratelimit.counter_state(
+        session, network, limit=limit, window=window).count > 1)
+    locked = ratelimit.counter_state(session, account, limit=limit, window=window)
+    session.rollback()
+    if failed_here and locked.locked_until is not None:
+        return _too_many(request, target, email, max(
+            1, int((locked.locked_until - utcnow()).total_seconds())))
     done = sign_in(session, state.ctx, email, password)
     if done is None:
+        with contextlib.suppress(ServiceError):  # at its limit: it refuses failing networks
+            ratelimit.hit(session, account, limit=limit, window=window)
         return render(request, "sign_in.html", None, status=400, next=target, email=email,
                       errors={"form": "Wrong email address or password."})
-    for key in counters:
-        ratelimit.refund(session, key)
+    if network is not None:
+        ratelimit.refund(session, network)
     session.commit()
     response = see_other(request, ("/panel/sign-in/code?" + urlencode({"next": target}))
                          if done.second_factor_due else target)
     set_cookie(response, request, "session", done.token)
     return response
+
+
+def _too_many(request: Request, target: str, email: str, retry_after: int | None) -> Response:
+    return render(request, "sign_in.html", None, status=429, next=target, email=email,
+                  errors={"form": "Too many failed sign-ins. Try again in "
+                          f"{retry_after or 60} seconds."})
 
 
 def _waiting_token(request: Request, state: State, session: Db) -> str | None:

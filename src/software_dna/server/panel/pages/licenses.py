@@ -114,6 +114,10 @@ def licenses_page(request: Request, session: Db, state: State,
         raise PanelError(400, "Not in the address", "A full license key is never put in a "
                          "page's address (it would be kept in logs and the browser's "
                          "history). Type it in the search box of the licenses page.")
+    if "@" in q:
+        raise PanelError(400, "Not in the address", "An email address is never put in a "
+                         "page's address (it would be kept in logs and the browser's "
+                         "history). Type it in the search box of the licenses page.")
     return _list(request, session, state, staff, q=q, product=product, status=status,
                  kind=kind, page=page)
 
@@ -134,7 +138,9 @@ def _list(request: Request, session: Db, state: State, staff: Staff, *, q: str, 
         status=status if status in STATUSES else None, kind=kind if kind in KINDS else None)
     rows = paginate(session, found.query, page)
     used = {lic.id: services.seats_in_use(session, lic.id) for lic in rows.items}
-    params = query_string(q=q, product=product, status=status, kind=kind)
+    # An email search is answered from its post (the address never goes in a link):
+    # its pages after the first are the list's, without the search.
+    params = query_string(q="" if "@" in q else q, product=product, status=status, kind=kind)
     return render(request, "licenses.html", staff, status=status_code, page=rows, used=used,
                   q=q, product=product, status_filter=status, kind=kind,
                   products=_products(session), statuses=STATUSES, kinds=KINDS,

@@ -145,15 +145,19 @@ def settings_from_form(values: Mapping[str, str], form_switches: set[str]) -> di
 
 def _branding_allowed(staff: Staff, before: Mapping[str, str],
                       after: Mapping[str, str]) -> None:
-    """The mails' support address (it receives buyers' replies) needs COMMERCE.
+    """The mails' branding needs COMMERCE (its support address receives buyers' replies,
+    its logo is fetched from every mail opened).
 
     Raises:
-        FormProblem: a role without it changed that address.
+        FormProblem: a role without it changed a branding field.
     """
-    if ((after.get("support_email") or "") != (before.get("support_email") or "")
-            and not staff.can(Permission.COMMERCE)):
-        raise FormProblem("branding_support_email", "Only an owner or an admin changes the "
-                          "mails' support address (it receives buyers' replies).")
+    now = {key: value for key, value in after.items() if value}
+    was = {key: value for key, value in before.items() if value}
+    if now != was and not staff.can(Permission.COMMERCE):
+        field = next(f"branding_{key}" for key in sorted(set(now) | set(was))
+                     if now.get(key) != was.get(key))
+        raise FormProblem(field, "Only an owner or an admin changes the mails' branding "
+                          "(replies go to its support address; its logo loads in every mail).")
 
 
 def _form_values(product: Product | None) -> dict[str, str]:

@@ -134,6 +134,11 @@ async def import_licenses(request: Request, state: State, session: Db,
     return response
 
 
+def _row_number(text: str) -> bool:
+    """True for a row number as the result page wrote it (ASCII digits, at most 6)."""
+    return text.isascii() and text.isdigit() and len(text) <= 6
+
+
 @router.post("/licenses/import/keys.csv")
 def import_keys(posted: Annotated[Posted, Depends(poster(Permission.LICENSES))]) -> Response:
     """The keys just shown on the import's result page, as a CSV download.
@@ -144,7 +149,7 @@ def import_keys(posted: Annotated[Posted, Depends(poster(Permission.LICENSES))])
     rows, ids, products, keys = (posted.all("row"), posted.all("license_id"),
                                  posted.all("product"), posted.all("license_key"))
     count = min(len(rows), len(ids), len(products), len(keys), csvio.MAX_IMPORT_ROWS)
-    licenses = [csvio.ImportedLicense(int(rows[i]) if rows[i].isdigit() else 0,
+    licenses = [csvio.ImportedLicense(int(rows[i]) if _row_number(rows[i]) else 0,
                                       ids[i][:40], products[i][:64], keys[i][:128])
                 for i in range(count)]
     return _download(iter([csvio.keys_csv(licenses)]), "license-keys")

@@ -18,12 +18,16 @@ __all__ = ["router"]
 _PRODUCTS = [Depends(require(Permission.PRODUCTS))]
 _READ = [Depends(require(Permission.READ))]
 
-def _branding_allowed(request: Request, branding: Branding | None, current: str = "") -> None:
-    """Changing the mails' support address (it receives buyers' replies) needs COMMERCE."""
-    if (branding is not None and (branding.support_email or "") != current
+def _branding_allowed(request: Request, branding: Branding | None,
+                      current: dict[str, str] | None = None) -> None:
+    """Changing the mails' branding needs COMMERCE: its support address receives buyers'
+    replies, its logo is fetched (and its links followed) from every mail opened."""
+    wanted = branding.model_dump(exclude_none=True) if branding is not None else None
+    if (wanted is not None and {k: v for k, v in wanted.items() if v}
+            != {k: v for k, v in (current or {}).items() if v}
             and not key_may(request, Permission.COMMERCE)):
-        raise ServiceError(Code.FORBIDDEN, "Setting the mails' support address needs a key "
-                           "whose role may run commerce (owner or admin).")
+        raise ServiceError(Code.FORBIDDEN, "Changing the mails' branding needs a key whose "
+                           "role may run commerce (owner or admin).")
 
 
 router = APIRouter(
@@ -72,8 +76,8 @@ def show_product(product: ProductPath, session: Db) -> ProductOut:
 def configure_product(product: ProductPath, body: ProductPatch, session: Db,
                       request: Request) -> ProductOut:
     """Change a product's policy (absent fields stay as they are)."""
-    current = services.get_product(session, product).branding or {}
-    _branding_allowed(request, body.branding, str(current.get("support_email") or ""))
+    _branding_allowed(request, body.branding,
+                      dict(services.get_product(session, product).branding or {}))
     changes = given(body)
     if "trial_days" in changes:  # null, like 0: no trial
         changes["trial_days"] = changes["trial_days"] or 0
