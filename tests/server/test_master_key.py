@@ -25,6 +25,8 @@ from software_dna.server.crypto import (
     locate_master_key,
 )
 from software_dna.server.db import make_engine, make_session_factory
+from software_dna.server.models import AdminApiKey
+from software_dna.server.services.staff import create_staff
 
 pytestmark = pytest.mark.usefixtures("own_key_folder")
 
@@ -137,3 +139,20 @@ def test_another_servers_key_at_the_default_location_is_refused(tmp_path: Path) 
     create_master_key_file(settings.key_file)  # another server's key
     with pytest.raises(ConfigError, match="does not open this database"):
         initialize(settings)
+
+
+def test_staff_alone_make_the_database_keyed(tmp_path: Path) -> None:
+    """A staff member's TOTP secret is sealed under the master key: a database holding only
+    staff (its admin keys deleted by hand, say) still refuses a new key."""
+    settings = _settings(tmp_path / "data")
+    initialize(settings)
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            create_staff(session, email="owner@vendor.example",
+                                 password="a long enough password", role="owner")
+            session.query(AdminApiKey).delete()
+            session.commit()
+    finally:
+        engine.dispose()
+    assert keyed_rows_exist(settings)

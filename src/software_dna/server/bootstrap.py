@@ -43,7 +43,8 @@ from software_dna.server.services import staff as staff_service
 __all__ = ["check_key_opens", "create_first_owner", "has_staff", "initialize", "keyed_rows_exist"]
 
 #: Tables whose rows only the master key can read or match (ciphertexts, keyed hashes).
-_KEYED_TABLES = (SigningKey, License, EndUser, AdminApiKey, MachineBinding, LicenseSettings)
+_KEYED_TABLES = (SigningKey, License, EndUser, AdminApiKey, MachineBinding, LicenseSettings,
+                 StaffMember)
 
 
 def _sqlite_file(settings: Settings) -> Path | None:
@@ -59,8 +60,8 @@ def keyed_rows_exist(settings: Settings) -> bool:
 
     Reads only: a SQLite file that does not exist is not created, a database
     without the tables holds nothing.  Counts signing keys, licenses (keyed
-    hashes of their keys), end users, admin API keys, machine bindings and
-    settings documents.
+    hashes of their keys), end users, admin API keys, machine bindings,
+    settings documents and staff (sealed TOTP secrets).
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database cannot be read.
