@@ -66,7 +66,9 @@ class App:
         self.offset = timedelta(0)
         self.args: dict[str, Any] = {
             "product": product, "public_keys": keys, "server_url": server.url,
-            "store_path": store, "clock": self.now, "timeout": 3.0,
+            # In-process answers take milliseconds; the bound is for a loaded CI machine
+            # (an activation may send a mail, synchronously, through the local SMTP server).
+            "store_path": store, "clock": self.now, "timeout": 10.0,
             "transport": server.transport(), **kwargs,
         }
         self.client = LicenseClient(**self.args)
