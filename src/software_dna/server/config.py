@@ -215,6 +215,21 @@ class Settings(BaseSettings):
                                         validation_alias="SOFTWARE_DNA_PANEL_SIGN_IN_ATTEMPTS")
     panel_sign_in_window: int = Field(default=900, ge=1,
                                       validation_alias="SOFTWARE_DNA_PANEL_SIGN_IN_WINDOW")
+    #: End-user portal sessions: signed out after this many seconds without a
+    #: request, and after ``portal_session_max`` seconds whatever happens.
+    portal_session_idle: int = Field(default=1800, ge=60,
+                                     validation_alias="SOFTWARE_DNA_PORTAL_SESSION_IDLE")
+    portal_session_max: int = Field(default=4 * 3600, ge=300,
+                                    validation_alias="SOFTWARE_DNA_PORTAL_SESSION_MAX")
+    #: Seconds a mailed portal sign-in link works.
+    portal_link_ttl: int = Field(default=900, ge=60,
+                                 validation_alias="SOFTWARE_DNA_PORTAL_LINK_TTL")
+    #: Failed portal sign-ins per license key and per client network per window
+    #: (counters of their own: they never lock the app's activation).
+    portal_sign_in_attempts: int = Field(default=10, ge=1,
+                                         validation_alias="SOFTWARE_DNA_PORTAL_SIGN_IN_ATTEMPTS")
+    portal_sign_in_window: int = Field(default=900, ge=1,
+                                       validation_alias="SOFTWARE_DNA_PORTAL_SIGN_IN_WINDOW")
 
     @classmethod
     def settings_customise_sources(

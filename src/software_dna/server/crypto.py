@@ -349,6 +349,10 @@ class Vault:
             "staff-sessions",
             "csrf",
             "staff-totp",
+            "portal-sessions",
+            "portal-links",
+            "portal-browsers",
+            "portal-keys",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -415,6 +419,16 @@ class Vault:
         every session.
         """
         return self._mac("csrf", session_token)
+
+    def portal_hash(self, purpose: str, token: str) -> str:
+        """Stored form of a portal secret (64 hex chars), one key per ``purpose``.
+
+        ``purpose``: ``sessions`` (a session cookie's token), ``links`` (a
+        sign-in link's token), ``browsers`` (the cookie binding a link to the
+        browser that asked for it) or ``keys`` (a license key as typed, to
+        count wrong sign-ins whether or not the key exists).
+        """
+        return self._mac("portal-" + purpose, token)
 
     def seal_totp_secret(self, staff_id: str, secret: bytes) -> bytes:
         """Encrypt a staff member's TOTP secret (AES-GCM, bound to the staff id)."""

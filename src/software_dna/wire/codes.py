@@ -72,6 +72,11 @@ class Code(str, Enum):
     ALREADY_ACTIVATED_ONLINE = ("already_activated_online", 409)
     ACTIVATION_REMOVED = ("activation_removed", 410)
     ACTIVATION_MOVED = ("activation_moved", 410)
+    #: The license holder freed this activation's seat in the license portal.
+    ACTIVATION_RELEASED = ("activation_released", 410)
+    #: The license holder freed as many computers in the portal as the product allows
+    #: per period.
+    RELEASE_LIMIT_REACHED = ("release_limit_reached", 429)
     RATE_LIMITED = ("rate_limited", 429)
     ACTIVATION_LOCKED = ("activation_locked", 429)
 

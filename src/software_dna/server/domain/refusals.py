@@ -18,7 +18,9 @@ from software_dna.wire.messages import expired_message
 
 __all__ = [
     "ACTIVATION_MOVED",
+    "ACTIVATION_RELEASED",
     "ACTIVATION_REMOVED",
+    "DEACTIVATED_BY_PORTAL",
     "ACTIVATION_SHARED",
     "LICENSE_REVOKED",
     "LICENSE_SUSPENDED",
@@ -59,6 +61,15 @@ ACTIVATION_MOVED = Refusal(
     "This license was moved to another computer (roll-over). Activate it again "
     "with your license key to use it here.",
 )
+ACTIVATION_RELEASED = Refusal(
+    Code.ACTIVATION_RELEASED,
+    "The license holder freed this computer's seat in the license portal. Activate the "
+    "license again with your license key to use it here.",
+)
+
+#: ``activations.deactivated_by`` of a seat freed in the license portal.
+DEACTIVATED_BY_PORTAL = "license_holder"
+
 
 def expired(kind: str) -> Refusal:
     """403 ``license_expired``, worded for the license's ``kind`` (``full``, ``trial``, ...)."""
@@ -107,9 +118,12 @@ ACTIVATION_SHARED = Refusal(
 
 
 def removed_refusal(deactivated_by: str | None) -> Refusal:
-    """410 for a deactivated activation: ``activation_moved`` after a roll-over, else removed."""
+    """410 for a deactivated activation: ``activation_moved`` after a roll-over,
+    ``activation_released`` when freed in the portal, else removed."""
     if deactivated_by == DEACTIVATED_BY_SHARING:
         return ACTIVATION_SHARED
+    if deactivated_by == DEACTIVATED_BY_PORTAL:
+        return ACTIVATION_RELEASED
     return ACTIVATION_MOVED if deactivated_by == "rollover" else ACTIVATION_REMOVED
 
 

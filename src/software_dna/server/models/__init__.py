@@ -25,6 +25,7 @@ from software_dna.server.models.license_settings import LicenseSettings
 from software_dna.server.models.mail import EmailTemplate, MailOptOut
 from software_dna.server.models.outbox import DeliveryAttempt, OutboxItem, ScheduledJob
 from software_dna.server.models.password_reset import PasswordResetCode
+from software_dna.server.models.portal import PortalLink, PortalSession, ProductLogo
 from software_dna.server.models.product import Product
 from software_dna.server.models.rate_limit import RateLimitCounter
 from software_dna.server.models.renewal_code import RenewalCode
@@ -59,7 +60,10 @@ __all__ = [
     "LicenseSettings",
     "MachineBinding",
     "PasswordResetCode",
+    "PortalLink",
+    "PortalSession",
     "Product",
+    "ProductLogo",
     "RateLimitCounter",
     "RenewalCode",
     "SigningKey",

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     text,
@@ -51,7 +52,8 @@ class Activation(Base):
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
-    deactivated_by: Mapped[str | None] = mapped_column(String(16))  # end_user/vendor/rollover
+    # end_user / vendor / rollover / sharing / license_holder (freed in the portal)
+    deactivated_by: Mapped[str | None] = mapped_column(String(16))
     # Random id of one OS account's installation (user seats).
     installation_id: Mapped[str | None] = mapped_column(String(64))
     # Activated from an air-gapped request: its tokens are
@@ -68,6 +70,10 @@ class Activation(Base):
     shared_at: Mapped[datetime | None]
     shared_reason: Mapped[str | None] = mapped_column(String(32))
 
+    # A name the app may give this computer with the end user's consent ("Anna's
+    # laptop"), shown in the portal; personal data: encrypted, erased with the
+    # end user (migration 0010).  Never a raw identifier.
+    label_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     license: Mapped[License] = relationship(lazy="joined")
 
     @property

@@ -72,6 +72,11 @@ class Product(Base):
         JSON, default=lambda: [7, 3, 1], server_default="[7, 3, 1]")
     branding: Mapped[dict[str, Any]] = mapped_column(default=dict,
                                                      server_default="{}")
+    # The end user's portal (migration 0010): machines its license holders may free
+    # per license per period (None: no limit; 0: only the vendor frees them).
+    portal_release_limit: Mapped[int | None] = mapped_column(Integer, default=3)
+    portal_release_period: Mapped[int] = mapped_column(Integer, default=2592000,
+                                                       server_default=text("2592000"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -40,6 +40,7 @@ from software_dna.server.models import (
     LicenseSettings,
     MailOptOut,
     OutboxItem,
+    PortalLink,
 )
 from software_dna.server.services import email_confirmation, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
@@ -297,7 +298,8 @@ def erase_license_data(session: Session, license_id: str) -> None:
     lic.erased = True
     lic.updated_at = utcnow()
     session.execute(
-        update(Activation).where(Activation.license_id == license_id).values(erased=True)
+        update(Activation).where(Activation.license_id == license_id)
+        .values(erased=True, label_ciphertext=None)
     )
     session.execute(delete(LicenseSettings).where(LicenseSettings.license_id == license_id))
 
@@ -347,6 +349,8 @@ def erase(
         outbox.forget_end_user(session, end_user.id)
         _wipe(end_user, now)
         email_confirmation.forget(session, end_user)
+        # Portal sign-in links go; its portal sessions stay, without personal reach.
+        session.execute(delete(PortalLink).where(PortalLink.end_user_id == end_user.id))
     # User seats: only this person's seats are erased.
     per_seat = erase_user_seats(session, licenses,
                                 end_user_id=end_user.id if end_user is not None else None,
@@ -357,7 +361,7 @@ def erase(
         # The machine bindings stay (erasure keeps the seat limited, and a machine
         # coming back must be known): they are unlinked from the person instead.
         session.execute(update(Activation).where(Activation.end_user_id == end_user.id)
-                        .values(end_user_id=None))
+                        .values(end_user_id=None, label_ciphertext=None))
         # Like the activations, the licenses bought are unlinked from the wiped person.
         session.execute(update(License).where(License.buyer_id == end_user.id)
                         .values(buyer_id=None))

@@ -89,6 +89,7 @@ ACTIONS: Mapping[str, _Rule] = {
     "activation.create": _Rule("activation.created"),
     "activation.remove": _Rule("activation.removed", "vendor"),
     "activation.deactivate": _Rule("activation.removed", "end_user"),
+    "activation.release": _Rule("activation.removed", "license_holder"),
     "activation.offline_deactivate": _Rule("activation.removed", "end_user"),
     "activation.rollover": _Rule("activation.removed", "rollover"),
     "activation.replaced": _Rule("activation.removed", "replaced"),

@@ -103,6 +103,11 @@ TEMPLATES: dict[str, TemplateSpec] = {
         {"license_id": "lic_example", "key_hint": "\u2026-ZT6R", "grace_days": 14,
          "suspend_at": "2027-01-31 23:59 UTC",
          "billing_url": "https://billing.example/update-payment"}),
+    "portal_link": TemplateSpec(
+        "portal_link", "sign-in links to the license portal, to a confirmed address "
+        "(always sent)", False,
+        {"links": [{"url": "https://licenses.example/portal/app/link/3q2-EXAMPLE",
+                    "key_hint": "\u2026-ZT6R", "kind": "full"}], "minutes": 15}),
 }
 
 #: Branding values used when the product sets none (``vendor_name`` defaults to the

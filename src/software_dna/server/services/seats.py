@@ -522,5 +522,6 @@ def erase_user_seats(session: Session, license_ids: set[str], *, end_user_id: st
         who.append(Activation.id == activation_id)
     if who:
         session.execute(update(Activation).where(Activation.license_id.in_(handled),
-                                                 or_(*who)).values(erased=True))
+                                                 or_(*who)).values(erased=True,
+                                                                   label_ciphertext=None))
     return handled
