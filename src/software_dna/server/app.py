@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from software_dna.server import panel
+from software_dna.server import panel, portal
 from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
@@ -171,6 +171,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     for router in ROUTERS:
         app.include_router(router)
     panel.install(app)
+    portal.install(app)
     _api_docs(app)
     return app
 

@@ -104,8 +104,8 @@ def _admin_key_valid(scope: Scope, authorization: str) -> bool:
 
 
 #: The paths that take form bodies: RFC 8058 one-click unsubscribe (the body is
-#: ignored) and the control panel's pages.
-_FORM_PATHS = ("/v1/unsubscribe/", "/panel/")
+#: ignored), the control panel's and the license portal's pages.
+_FORM_PATHS = ("/v1/unsubscribe/", "/panel/", "/portal/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequenc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from software_dna.server.api.browser import cross_site, is_secure
 from software_dna.server.api.deps import AppState, get_session, get_state
 from software_dna.server.domain.roles import Permission, allows
 from software_dna.server.models import StaffMember
@@ -84,30 +85,23 @@ HEADERS = {
 _NOTICE = "notice"
 
 
-def _secure(request: Request) -> bool:
-    """HTTPS as the browser sees it: the request's scheme (a trusted proxy's
-    ``X-Forwarded-Proto``), or a ``SOFTWARE_DNA_PUBLIC_URL`` on https."""
-    public = request.app.state.sdna.settings.public_url or ""
-    return request.url.scheme == "https" or public.lower().startswith("https://")
-
-
 def cookie_name(request: Request, name: str = "session") -> str:
     """A panel cookie's name: ``__Host-sdna_<name>`` over HTTPS, else ``sdna_<name>``."""
-    return f"__Host-sdna_{name}" if _secure(request) else f"sdna_{name}"
+    return f"__Host-sdna_{name}" if is_secure(request) else f"sdna_{name}"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, *,
                max_age: int | None = None) -> None:
     """Set a panel cookie (HttpOnly, SameSite=Strict, Secure over HTTPS)."""
     response.set_cookie(cookie_name(request, name), value, max_age=max_age, httponly=True,
-                        samesite="strict", secure=_secure(request),
-                        path="/" if _secure(request) else "/panel")
+                        samesite="strict", secure=is_secure(request),
+                        path="/" if is_secure(request) else "/panel")
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
     """Remove a panel cookie."""
     response.delete_cookie(cookie_name(request, name), httponly=True, samesite="strict",
-                           secure=_secure(request), path="/" if _secure(request) else "/panel")
+                           secure=is_secure(request), path="/" if is_secure(request) else "/panel")
 
 
 @dataclass
@@ -217,32 +211,6 @@ async def _signed_in(request: Request, state: AppState, session: Session) -> Sta
     if must_change and request.url.path != "/panel/account/password":
         raise Redirect("/panel/account/password", "Choose a new password first.")
     return staff
-
-
-def cross_site(request: Request) -> bool:
-    """True when the browser says the request comes from another site.
-
-    ``Sec-Fetch-Site`` (``cross-site``, or ``same-site``: a sibling subdomain),
-    else an ``Origin`` that is not this server's (its ``Host``, or
-    ``SOFTWARE_DNA_PUBLIC_URL``'s host), or ``null`` (a ``file:`` or ``data:``
-    page).  A second line behind the CSRF token and the SameSite cookie, which
-    also covers the forms that have no session yet (signing in: login CSRF).
-    A request without either header (not a browser's) is judged by the token
-    alone.  Behind a reverse proxy, pass the original ``Host`` or set the public URL.
-    """
-    if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
-        return True
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    if origin.strip().lower() == "null":
-        return True
-    given = urlsplit(origin.strip()).netloc.lower()
-    ours = {request.headers.get("host", "").lower()}
-    public = request.app.state.sdna.settings.public_url
-    if public:
-        ours.add(urlsplit(public).netloc.lower())
-    return given not in ours
 
 
 def _allowed(staff: Staff, permission: Permission) -> None:
