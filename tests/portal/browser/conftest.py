@@ -132,6 +132,17 @@ class Vendor:
                 session.commit()
         return pid, keys
 
+    def activate_with_email(self, app: LicenseClient, key: str, *, password: str | None,
+                            email: str, registration: dict[str, str] | None = None) -> None:
+        """Activate ``app`` giving ``email`` (and ``registration``) with consent, then
+        confirm the address through the link the server mails (as the end user would)."""
+        before = len(self.box.messages)
+        app.activate(key, password=password, email=email, registration=registration,
+                     consent=True)
+        confirm = link_in(next_mail(self.box, before, to=email, contains=LINK_RE), LINK_RE)
+        answer = requests.post(confirm, timeout=30)
+        assert answer.status_code == 200, answer.text
+
     def holder(self, *, email: str | None = None, machines: int = 1,
                password: str | None = PASSWORD, seats: int = 3,
                registration: dict[str, str] | None = None,
@@ -148,14 +159,9 @@ class Vendor:
         held = Holder(product=pid, keys=keys, license=issued, email=email)
         for n in range(machines):
             app = self.apps(pid, keys)
-            before = len(self.box.messages)
             if email and n == 0:
-                app.activate(held.key, password=password, email=email,
-                             registration=registration, consent=True)
-                confirm = link_in(next_mail(self.box, before, to=email, contains=LINK_RE),
-                                  LINK_RE)
-                answer = requests.post(confirm, timeout=30)
-                assert answer.status_code == 200, answer.text
+                self.activate_with_email(app, held.key, password=password, email=email,
+                                         registration=registration)
             else:
                 app.activate(held.key, password=password)
             held.apps.append(app)
