@@ -221,7 +221,7 @@ class Portal:
         self.page(product)
         fill(self.driver, {"email": email})
         press(self.driver, "form[action$='/link'] button[type=submit]")
-        assert self.h1 == "Check your mail", self.text
+        assert self.path == f"/portal/{product}/link", self.text
         return before
 
     def mailed_link(self, email: str, after: int) -> str:

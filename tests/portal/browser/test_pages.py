@@ -1,0 +1,178 @@
+"""Every page of the license portal, in English and in German, in a real browser.
+
+Each page passes the panel's checks (every control labelled, one heading,
+nothing loaded from elsewhere, no browser error: a Content-Security-Policy
+violation is one) and says its language in ``<html lang>``.  The language
+comes from the browser (``Accept-Language``), a link's ``?lang=``, or the
+language the end user picks in the header (a cookie set only then).
+The pictures of docs/portal.md are taken here.
+"""
+
+from __future__ import annotations
+
+import gettext
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from software_dna.i18n import translation
+from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
+from tests.portal.browser.conftest import Holder, Portal, Vendor
+from tests.portal.browser.helpers import fill, press, status_of
+
+pytestmark = pytest.mark.browser
+
+#: The headings each language's tour saw, by page (the German test compares them).
+_HEADINGS: dict[str, dict[str, str]] = {}
+
+
+def _german_catalogue() -> bool:
+    """True when the portal's German catalogue is installed (compiled); without it the
+    pages fall back to English and only their ``lang`` can be checked."""
+    return isinstance(translation("de", "portal"), gettext.GNUTranslations)
+
+
+class Tour:
+    """Walks the portal in one language, checking each page and keeping its heading."""
+
+    def __init__(self, portal: Portal, language: str, shoot: Callable[[str], Path]) -> None:
+        self.portal = portal
+        self.language = language
+        self.shoot = shoot
+        self.headings: dict[str, str] = {}
+        self.statuses: dict[str, int] = {}
+
+    def seen(self, name: str, status: int = 200, picture: str | None = None) -> None:
+        """Check the page shown and keep its heading under ``name``."""
+        driver = self.portal.driver
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == \
+            self.language, f"{name}: {driver.current_url}"
+        assert status_of(driver) == status, f"{name}: {driver.current_url}"
+        self.portal.check()
+        self.headings[name] = self.portal.h1
+        self.statuses[name] = status
+        if picture:
+            self.shoot(picture if self.language == "en" else f"{picture}-{self.language}")
+
+
+def _tour(portal: Portal, vendor: Vendor, language: str,
+          shoot: Callable[[str], Path]) -> Tour:
+    email = f"tour.{secrets.token_hex(4)}@example.org"
+    held: Holder = vendor.holder(email=email, machines=2, air_gapped=True,
+                                 portal={"portal_release_limit": 2})
+    pid = held.product
+    tour = Tour(portal, language, shoot)
+    driver = portal.driver
+    if language != "en":  # the app's link says the language: kept for the next pages
+        portal.page(pid, f"?lang={language}")
+    portal.open("/portal/")
+    tour.seen("no product", 404)
+    portal.open("/portal/no-such-product/")
+    tour.seen("unknown product", 404)
+    portal.page(pid)
+    tour.seen("sign in", picture="sign-in")
+    portal.sign_in(pid, held.key, "wrong password")
+    tour.seen("sign in refused", 401)
+    portal.page(pid, "link/not-a-link")
+    tour.seen("link page")
+    press(driver, "main form button[type=submit]")
+    tour.seen("link refused", 401)
+
+    link = portal.mailed_link(email, portal.ask_link(pid, email))
+    tour.seen("link sent")
+    open_page(driver, link)
+    tour.seen("link open")
+    press(driver, "main form button[type=submit]")
+    tour.seen("license", picture="license")
+    computer = driver.find_element(By.CSS_SELECTOR, "main table a").get_attribute("href")
+    open_page(driver, str(computer))
+    tour.seen("release")
+    for page in ("password", "email", "data", "erase", "offline"):
+        portal.page(pid, page)
+        tour.seen(page)
+    portal.page(pid, "activations/act_nothing/release")
+    tour.seen("computer not found", 404)
+    portal.page(pid, "license")
+    portal.sign_out()
+    tour.seen("signed out")
+
+    portal.sign_in(pid, held.key)
+    portal.page(pid, "data")
+    tour.seen("personal page refused", 403)
+    portal.page(pid, "license")
+    portal.sign_out()
+    browser_log(driver)
+    return tour
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_every_page_in_both_languages(portal: Portal, vendor: Vendor, language: str,
+                                      portal_screenshot: Callable[[str], Path]) -> None:
+    tour = _tour(portal, vendor, language, portal_screenshot)
+    _HEADINGS[language] = tour.headings
+    if language == "en":
+        assert tour.headings["license"] == "Your license"
+        assert tour.headings["sign in"] == "Manage your Acme Editor license"
+        return
+    english = _HEADINGS.get("en")
+    if english is None:  # run alone: walk the English pages too
+        portal.driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        english = _tour(portal, vendor, "en", portal_screenshot).headings
+    assert tour.headings.keys() == english.keys()
+    if _german_catalogue():
+        same = [name for name in english if english[name] == tour.headings[name]]
+        assert not same, f"pages not translated: {same}"
+
+
+def test_the_language_the_end_user_picks_is_kept(portal: Portal, vendor: Vendor) -> None:
+    held = vendor.holder()
+    driver = portal.driver
+    portal.page(held.product)
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert "sdna_portal_lang" not in {c["name"] for c in driver.get_cookies()}
+    english = portal.h1
+
+    Select(driver.find_element(By.ID, "lang-choice")).select_by_value("de")
+    press(driver, "header form.lang button[type=submit]")
+    assert portal.path == f"/portal/{held.product}/"
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+    portal.check()
+    cookie = {c["name"]: c for c in driver.get_cookies()}["sdna_portal_lang"]
+    assert cookie["value"] == "de" and cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict" and "expiry" in cookie
+    if _german_catalogue():
+        assert portal.h1 != english
+
+    # The next pages, signed in, stay German; the selector shows the choice.
+    fill(driver, {"license_key": held.key, "password": "correct horse"})
+    press(driver, "form[action$='/sign-in'] button[type=submit]")
+    assert portal.path == f"/portal/{held.product}/license"
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+    assert Select(driver.find_element(By.ID, "lang-choice")).first_selected_option \
+        .get_attribute("value") == "de"
+    portal.check()
+    # Back to English, on the page where it was picked.
+    Select(driver.find_element(By.ID, "lang-choice")).select_by_value("en")
+    press(driver, "header form.lang button[type=submit]")
+    assert portal.path == f"/portal/{held.product}/license"
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert text_of(driver, "h1") == "Your license"
+
+
+def test_a_language_picked_elsewhere_than_the_portal_is_not_followed(portal: Portal,
+                                                                     vendor: Vendor) -> None:
+    """The selector's ``next`` is the client's: only a page of this product's portal."""
+    held = vendor.holder()
+    portal.page(held.product)
+    form = portal.driver.find_element(By.CSS_SELECTOR, "header form.lang")
+    for target in ("https://evil.example/", "//evil.example/x", f"/portal/{held.product}//x"):
+        portal.page(held.product)
+        form = portal.driver.find_element(By.CSS_SELECTOR, "header form.lang")
+        portal.driver.execute_script(
+            "arguments[0].querySelector('input[name=next]').value = arguments[1]", form, target)
+        click_and_wait(portal.driver, form.find_element(By.CSS_SELECTOR, "button"))
+        assert portal.path == f"/portal/{held.product}/", target
