@@ -38,7 +38,9 @@ from software_dna.testing import SimulatedMachine
 from tests.panel.browser.conftest import PanelDb
 from tests.panel.browser.helpers import (
     browser_log,
-    check_page,
+    console_errors,
+    foreign_resources,
+    form_controls_without_label,
     open_page,
     require_browser,
     start_browser,
@@ -60,6 +62,10 @@ __all__ = ["PASSWORD", "SENDER", "Holder", "Portal", "Vendor", "next_mail"]
 PASSWORD = "correct horse"  # noqa: S105  # a test's password
 #: The server's sender address.
 SENDER = "licenses@vendor.example"
+#: The browser's log line for a portal page (not an asset) answered with a 4xx.
+_PAGE_4XX = re.compile(r"^https?://[^/]+/portal/(?!\S*(?:/brand\.css|/logo)\b)\S* - "
+                       r"Failed to load resource: the server responded with a status of "
+                       r"4\d\d\b")
 
 
 def next_mail(box: Mailbox, after: int, *, to: str, contains: re.Pattern[str] | None = None,
@@ -186,9 +192,21 @@ class Portal:
         self.open(f"/portal/{product}/{path}")
 
     def check(self) -> None:
-        """The panel's :func:`check_page` (labels, one heading, nothing from elsewhere, no
-        browser error), and the page says its language."""
-        check_page(self.driver)
+        """The panel's checks (every control labelled, nothing from elsewhere, no browser
+        error, one heading), and the page says its language.
+
+        A 4xx of a portal *page* the test went through (a refused form shown again, a
+        403 page) is the test's to check, not a browser error; a 4xx of an asset
+        (stylesheet, logo) and every 5xx are errors.
+        """
+        driver = self.driver
+        where = driver.current_url
+        unlabelled = form_controls_without_label(driver)
+        assert not unlabelled, f"{where}: controls without a label: {unlabelled}"
+        foreign = foreign_resources(driver)
+        assert not foreign, f"{where}: loaded from elsewhere: {foreign}"
+        errors = [m for m in console_errors(driver) if not _PAGE_4XX.match(m)]
+        assert not errors, f"{where}: browser errors: {errors}"
         lang = self.driver.find_element(By.TAG_NAME, "html").get_attribute("lang")
         assert lang in ("en", "de"), f"{self.driver.current_url}: html lang {lang!r}"
         assert len(self.driver.find_elements(By.TAG_NAME, "h1")) == 1

@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import Select
 
 from software_dna.i18n import translation
 from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
-from tests.portal.browser.conftest import Holder, Portal, Vendor
+from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor
 from tests.portal.browser.helpers import fill, press, status_of
 
 pytestmark = pytest.mark.browser
@@ -176,3 +176,16 @@ def test_a_language_picked_elsewhere_than_the_portal_is_not_followed(portal: Por
             "arguments[0].querySelector('input[name=next]').value = arguments[1]", form, target)
         click_and_wait(portal.driver, form.find_element(By.CSS_SELECTOR, "button"))
         assert portal.path == f"/portal/{held.product}/", target
+
+
+def test_the_page_check_tells_a_refused_page_from_a_missing_asset() -> None:
+    """:meth:`Portal.check` lets a refused page through, never a stylesheet or logo."""
+    line = "{} - Failed to load resource: the server responded with a status of {}"
+    base = "http://127.0.0.1:8000/portal/p-1"
+    assert _PAGE_4XX.match(line.format(f"{base}/sign-in", "401 (Unauthorized)"))
+    assert _PAGE_4XX.match(line.format(f"{base}/data", "403 (Forbidden)"))
+    assert not _PAGE_4XX.match(line.format(f"{base}/brand.css", "404 (Not Found)"))
+    assert not _PAGE_4XX.match(line.format(f"{base}/logo?v=abc", "404 (Not Found)"))
+    assert not _PAGE_4XX.match(line.format("http://127.0.0.1:8000/static/portal/portal.css",
+                                           "404 (Not Found)"))
+    assert not _PAGE_4XX.match(line.format(f"{base}/license", "500 (Internal Server Error)"))
