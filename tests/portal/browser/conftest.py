@@ -51,15 +51,15 @@ from tests.portal.browser.helpers import (
     body_text,
     fill,
     link_in,
-    save_portal_screenshot,
     press,
+    save_portal_screenshot,
 )
 from tests.smtp import LINK_RE, Mailbox
 
 __all__ = ["PASSWORD", "SENDER", "Holder", "Portal", "Vendor", "next_mail"]
 
 #: The activation password of the licenses :class:`Vendor` issues.
-PASSWORD = "correct horse"  # noqa: S105  # a test's password
+PASSWORD = "correct horse"  # a test's password
 #: The server's sender address.
 SENDER = "licenses@vendor.example"
 #: The browser's log line for a portal page (not an asset) answered with a 4xx.
@@ -75,7 +75,7 @@ def next_mail(box: Mailbox, after: int, *, to: str, contains: re.Pattern[str] | 
     ends = time.monotonic() + timeout
     while time.monotonic() < ends:
         with box.lock:
-            found = list(zip(box.messages[after:], box.recipients[after:]))
+            found = list(zip(box.messages[after:], box.recipients[after:], strict=True))
         for message, recipients in found:
             if recipients != [to]:
                 continue

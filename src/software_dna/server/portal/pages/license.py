@@ -12,9 +12,9 @@ from software_dna.server.api.deps import Db, State
 from software_dna.server.domain.refusals import air_gapped_allowed, status_refusal
 from software_dna.server.models import Activation, License
 from software_dna.server.portal.web import (
-    Posted,
     PortalError,
     PortalRoute,
+    Posted,
     Redirect,
     Signed,
     brand_of,
