@@ -278,6 +278,8 @@ def test_erasure_leaves_no_trace_and_the_app_goes_limited(
         needles = {"email": email.encode(), "name": registration["name"].encode(),
                    "company": registration["company"].encode(),
                    "email index": person.email_index.encode(),
+                   # The link requests' counter is keyed by the index's first half.
+                   "email index (rate limit)": person.email_index[:32].encode(),
                    "email ciphertext": bytes(person.email_ciphertext)[-24:],
                    "registration ciphertext": bytes(person.registration_ciphertext)[-24:]}
 

@@ -46,7 +46,7 @@ from software_dna.server.services import email_confirmation, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
-from software_dna.server.services.ratelimit import hit
+from software_dna.server.services.ratelimit import hit, reset_keys
 from software_dna.server.services.seats import erase_user_seats
 from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
@@ -69,6 +69,7 @@ __all__ = [
     "find_end_users",
     "is_email_address",
     "normal_email",
+    "portal_link_counter",
     "throttle_erasure_activation",
     "throttle_erasure_address",
     "view_end_user",
@@ -312,6 +313,12 @@ def _wipe(end_user: EndUser, now: datetime) -> None:
         end_user.erased_at = now
 
 
+def portal_link_counter(email_index: str) -> str:
+    """The rate-limit key counting the portal's sign-in link requests for one address
+    (half its look-up hash, ``email_index``); :func:`erase` forgets it with the address."""
+    return "portal-mail:" + email_index[:32]
+
+
 def erase(
     session: Session,
     ctx: Context,
@@ -345,6 +352,7 @@ def erase(
                 OutboxItem.end_user_id == end_user.id,
                 OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))
                 .values(dedup_key=None).execution_options(synchronize_session=False))
+            reset_keys(session, [portal_link_counter(end_user.email_index)])
         # The sent log keeps what was sent when, not to whom; queued mails are cancelled.
         outbox.forget_end_user(session, end_user.id)
         _wipe(end_user, now)
