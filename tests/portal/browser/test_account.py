@@ -354,6 +354,7 @@ def test_answer_an_air_gapped_request_for_the_own_license(
             Activation.license_id == other.license_id)) == 0
 
     # The own request: the answer shown, and as a file.
+    portal.page(held.product, "offline")
     fill(portal.driver, {"request": request_text})
     if portal.driver.find_elements(By.ID, "f-password"):
         fill(portal.driver, {"password": PASSWORD})

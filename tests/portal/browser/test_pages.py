@@ -26,6 +26,9 @@ from tests.portal.browser.helpers import fill, press, status_of
 
 pytestmark = pytest.mark.browser
 
+#: The cookies docs/portal.md lists (over HTTP: without the ``__Host-`` prefix).
+_NECESSARY = {"sdna_portal_session", "sdna_portal_browser", "sdna_portal_notice",
+              "sdna_portal_lang"}
 #: The headings each language's tour saw, by page (the German test compares them).
 _HEADINGS: dict[str, dict[str, str]] = {}
 
@@ -55,8 +58,8 @@ class Tour:
         self.portal.check()
         self.headings[name] = self.portal.h1
         self.statuses[name] = status
-        if picture:
-            self.shoot(picture if self.language == "en" else f"{picture}-{self.language}")
+        if picture and self.language != "en":  # English: the flows' own pictures
+            self.shoot(f"{picture}-{self.language}")
 
 
 def _tour(portal: Portal, vendor: Vendor, language: str,
@@ -106,6 +109,10 @@ def _tour(portal: Portal, vendor: Vendor, language: str,
     portal.page(pid, "license")
     portal.sign_out()
     browser_log(driver)
+    # Only the strictly necessary cookies, all HttpOnly and SameSite=Strict.
+    cookies = driver.get_cookies()
+    assert {c["name"] for c in cookies} <= _NECESSARY, cookies
+    assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies), cookies
     return tour
 
 
