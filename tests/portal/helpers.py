@@ -191,11 +191,12 @@ class PortalUser:
 
 
 def add_seat(srv: InProcessServer, api: Api, box: Mailbox, held: PortalLicense, email: str, *,
-             machine: str, password: str | None = PASSWORD) -> dict[str, Any]:
-    """Activate ``held``'s license on ``machine`` giving ``email`` (with consent), and
-    confirm the address through the link mailed to ``box``; returns the activation."""
+             machine: str, password: str | None = PASSWORD, **extra: Any) -> dict[str, Any]:
+    """Activate ``held``'s license on ``machine`` giving ``email`` (with consent; ``extra``:
+    more fields of the activation), and confirm the address through the link mailed to
+    ``box``; returns the activation."""
     before = len(box.messages)
-    body: dict[str, Any] = {"email": email, "consent": True}
+    body: dict[str, Any] = {"email": email, "consent": True, **extra}
     if password is not None:
         body["password"] = password
     answer = api.activate(held.product_id, held.key, machine=machine, **body)
