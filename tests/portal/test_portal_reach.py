@@ -57,6 +57,16 @@ PUBLIC = frozenset({
     ("GET", "/portal/{product_id}/logo"),
     ("GET", "/portal/{product_id}/brand.css"),
 })
+#: The routes that reach personal data: a link session's only (``personal=True``).
+PERSONAL = frozenset({
+    ("GET", "/portal/{product_id}/email"),
+    ("POST", "/portal/{product_id}/email"),
+    ("POST", "/portal/{product_id}/email/remove"),
+    ("GET", "/portal/{product_id}/data"),
+    ("POST", "/portal/{product_id}/data/export"),
+    ("GET", "/portal/{product_id}/erase"),
+    ("POST", "/portal/{product_id}/erase"),
+})
 #: Columns any request may move on (once a minute), left out of the snapshots.
 MOVING = {"portal_sessions": {"last_seen_at"}}
 
@@ -121,7 +131,9 @@ def test_the_app_serves_exactly_these_routes_each_guarded(
             continue
         want = "holder" if route.method == "GET" else "poster"
         assert route.guard == want, f"{route}: guarded by {route.guard}, not {want}()"
-    assert {(r.method, r.path) for r in ROUTES} >= PUBLIC, "a public route is gone"
+        personal = (route.method, route.path) in PERSONAL
+        assert route.personal == personal, f"{route}: personal={route.personal}"
+    assert {(r.method, r.path) for r in ROUTES} >= PUBLIC | PERSONAL, "a route is gone"
 
 
 @pytest.fixture(scope="module")
