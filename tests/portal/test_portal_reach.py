@@ -104,7 +104,7 @@ def _guard(dependant: Dependant) -> tuple[str | None, bool]:
 
 
 def _routes() -> list[Route]:
-    made = []
+    made: list[Route] = []
     for router in ROUTERS:
         for route in router.routes:
             assert isinstance(route, APIRoute)
