@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,22 @@ def test_a_product_without_air_gapped_activation_shows_no_page(
                                        "password": PASSWORD})
         assert posted.status_code == 404
         assert tables(portal_server) == before
+
+
+def test_after_erasure_the_request_waits_for_a_new_password(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    email = f"era-{secrets.token_hex(3)}@example.com"
+    held = setup_license(portal_server, api, mailbox, email=email, product={"air_gapped": True})
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        assert user.post("erase").status_code == 303  # the password goes with the data
+        page = user.get("offline")
+        assert page.status_code == 200 and 'id="f-password"' not in page.text
+        request = airgap_request(held.product_id, held.key)
+        waiting = user.post("offline", {"request": request})
+        assert waiting.status_code == 403 and 'id="e-request"' in waiting.text
+        assert user.post("password", {"password": "after erasure",
+                                      "repeat": "after erasure"}).status_code == 303
+        answered = user.post("offline", {"request": request, "password": "after erasure"})
+        assert answered.status_code == 200, answered.text
+        assert _ANSWER.search(answered.text)

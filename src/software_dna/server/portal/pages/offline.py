@@ -53,8 +53,10 @@ def _refusal(exc: ServiceError) -> dict[str, str]:
     if code is Code.WRONG_PASSWORD:
         return {"password": translate("The activation password is wrong.")}
     if code is Code.PASSWORD_RESET_REQUIRED:
-        return {"password": translate("This license needs a new activation password from "
-                                      "the vendor.")}
+        # The license has no password to type (erased): the request's field says why.
+        return {"request": translate("This license needs a new activation password first. "
+                                     "Set one on the Password page, then answer the request "
+                                     "with it.")}
     texts = {
         Code.UNKNOWN_LICENSE_KEY: translate(
             "This license key does not exist for this product. Check the key."),
