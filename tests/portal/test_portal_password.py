@@ -24,14 +24,6 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory,
         yield srv
 
 
-def _change(user: PortalUser, new: str, current: str | None = None,
-            repeat: str | None = None) -> object:
-    fields = {"password": new, "repeat": new if repeat is None else repeat}
-    if current is not None:
-        fields["current"] = current
-    return user.post("password", fields)
-
-
 def test_a_password_session_must_give_the_right_current_password(
         portal_server: InProcessServer, api: Api) -> None:
     held = setup_license(portal_server, api, None)
@@ -102,3 +94,16 @@ def test_a_link_session_sets_a_password_without_the_current_one(
     assert without.status_code == 403 and error_code(without) == "wrong_password"
     assert api.activate(held.product_id, held.key, machine="with-pw",
                         password="first secret").status_code == 201
+
+
+@pytest.mark.parametrize("new", ["", "x" * 257])
+def test_an_empty_or_too_long_password_is_refused_next_to_its_field(
+        portal_server: InProcessServer, api: Api, new: str) -> None:
+    held = setup_license(portal_server, api, None)
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in(held.key).status_code == 303
+        refused = user.post("password", {"current": PASSWORD, "password": new, "repeat": new})
+        assert refused.status_code == 400
+        assert 'id="e-password"' in refused.text
+    assert api.activate(held.product_id, held.key, machine="still-old",
+                        password=PASSWORD).status_code == 201

@@ -48,8 +48,10 @@ def _password_errors(exc: ServiceError) -> dict[str, str]:
         return {"password": translate("Choose a password other than the current one.")}
     if exc.message == "Enter the new activation password.":
         return {"password": translate("Enter the new activation password.")}
-    return {"password": translate("An activation password is 1 to %(max)s characters.") % {
-        "max": MAX_PASSWORD}}
+    if exc.message == f"An activation password is 1 to {MAX_PASSWORD} characters.":
+        return {"password": translate("An activation password is 1 to %(max)s characters.")
+                % {"max": MAX_PASSWORD}}
+    return {"password": translate(exc.message)}
 
 
 def _password_page(request: Request, session: Db, signed: Signed, *, status: int = 200,
