@@ -83,6 +83,11 @@ def license_page(request: Request, state: State, session: Db, product_id: str,
     the computers using it, each with a button to free it."""
     lic = signed.holder.license
     status, limited = _status(lic)
+    person = signed.holder.end_user
+    if person is not None and person.erased_at is not None:
+        # This end user's erasure: on a user-seat license only their seats are limited,
+        # and the license row says nothing of it.
+        limited = "erased"
     product = lic.product
     return render(request, "license.html", **page_context(session, signed),
                   license=lic, license_status=status, limited=limited,
@@ -102,7 +107,7 @@ def _activation(session: Db, signed: Signed, activation_id: str) -> Activation:
 
 
 @router.get("/{product_id}/activations/{activation_id}/release")
-def release_page(request: Request, state: State, session: Db, product_id: str,
+def release_page(request: Request, state: State, session: Db, product_id: str, *,
                  activation_id: str,
                  signed: Annotated[Signed, Depends(holder())]) -> Response:
     """Confirm freeing a computer: what happens to the app on it, and the limit left."""
@@ -116,7 +121,7 @@ def release_page(request: Request, state: State, session: Db, product_id: str,
 
 
 @router.post("/{product_id}/activations/{activation_id}/release")
-def release(request: Request, state: State, session: Db, product_id: str,
+def release(request: Request, state: State, session: Db, product_id: str, *,
             activation_id: str,
             posted: Annotated[Posted, Depends(poster())]) -> Response:
     """Free the computer's seat: the app on it learns at its next check."""
