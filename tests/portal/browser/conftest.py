@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -39,7 +40,6 @@ from tests.panel.browser.conftest import PanelDb
 from tests.panel.browser.helpers import (
     browser_log,
     console_errors,
-    foreign_resources,
     form_controls_without_label,
     open_page,
     require_browser,
@@ -56,7 +56,7 @@ from tests.portal.browser.helpers import (
 )
 from tests.smtp import LINK_RE, Mailbox
 
-__all__ = ["PASSWORD", "SENDER", "Holder", "Portal", "Vendor", "next_mail"]
+__all__ = ["PASSWORD", "SENDER", "Holder", "Portal", "Vendor", "foreign_loads", "next_mail"]
 
 #: The activation password of the licenses :class:`Vendor` issues.
 PASSWORD = "correct horse"  # a test's password
@@ -84,6 +84,23 @@ def next_mail(box: Mailbox, after: int, *, to: str, contains: re.Pattern[str] | 
                 return message
         time.sleep(0.05)
     raise AssertionError(f"no mail to {to} after the first {after} ({len(box.messages)} in all)")
+
+
+def foreign_loads(driver: WebDriver) -> list[str]:
+    """Addresses the page loaded, or would load, from another origin than its own: every
+    resource the browser fetched, and every ``src`` and ``<link href>`` of the page.
+
+    Unlike the panel's check, a *link* to elsewhere (``<a href>``: the vendor's privacy
+    policy, a ``mailto:`` support address) is not a load: nothing is fetched until the
+    end user follows it.
+    """
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(driver.current_url))
+    loaded: list[str] = driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+        ".concat(Array.from(document.querySelectorAll('[src], link[href]'))"
+        ".map((e) => e.src || e.href).filter((u) => /^[a-z]+:/.test(u)))")
+    return [url for url in loaded
+            if not (url.startswith(origin + "/") or url.startswith(("data:", "about:")))]
 
 
 @dataclass
@@ -203,7 +220,7 @@ class Portal:
         where = driver.current_url
         unlabelled = form_controls_without_label(driver)
         assert not unlabelled, f"{where}: controls without a label: {unlabelled}"
-        foreign = foreign_resources(driver)
+        foreign = foreign_loads(driver)
         assert not foreign, f"{where}: loaded from elsewhere: {foreign}"
         errors = [m for m in console_errors(driver) if not _PAGE_4XX.match(m)]
         assert not errors, f"{where}: browser errors: {errors}"

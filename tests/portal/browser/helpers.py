@@ -45,6 +45,7 @@ PICTURES: dict[str, int] = {
     "license": 1000, "license-de": 1000, "release": 800, "release-limit": 700,
     "locked": 900, "link-failed": 600, "password": 800, "email": 800, "data": 900,
     "erase": 900, "license-limited": 1000, "offline": 1000, "personal-refused": 600,
+    "branded": 800,
 }
 #: A portal sign-in link in a mail's text.
 PORTAL_LINK = re.compile(r"(\S+/portal/[^/\s]+/link/[A-Za-z0-9_-]+)")

@@ -11,7 +11,10 @@ The pictures of docs/portal.md are taken here.
 from __future__ import annotations
 
 import gettext
+import hashlib
 import secrets
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +23,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from software_dna.i18n import translation
+from software_dna.server.models import ProductLogo
+from software_dna.server.services.common import utcnow
 from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
-from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor
+from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor, foreign_loads
 from tests.portal.browser.helpers import fill, press, status_of
 
 pytestmark = pytest.mark.browser
@@ -196,3 +201,56 @@ def test_the_page_check_tells_a_refused_page_from_a_missing_asset() -> None:
     assert not _PAGE_4XX.match(line.format("http://127.0.0.1:8000/static/portal/portal.css",
                                            "404 (Not Found)"))
     assert not _PAGE_4XX.match(line.format(f"{base}/license", "500 (Internal Server Error)"))
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG image of one colour (no image library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_the_vendor_s_branding_served_by_the_server_itself(
+        portal: Portal, vendor: Vendor, portal_screenshot: Callable[[str], Path]) -> None:
+    branding = {"vendor_name": "Acme Software GmbH", "support_email": "help@acme.example",
+                "colour": "#7a1f5c", "privacy_url": "https://acme.example/privacy"}
+    held = vendor.holder(branding=branding)
+    logo = _png(120, 40, (122, 31, 92))
+    with portal.db.sessions() as session:
+        session.add(ProductLogo(product_id=held.product, content_type="image/png", data=logo,
+                                sha256=hashlib.sha256(logo).hexdigest(), updated_at=utcnow()))
+        session.commit()
+    driver = portal.driver
+    portal.page(held.product)
+    portal.check()  # nothing from elsewhere: the logo and the colour are the server's
+    image = driver.find_element(By.CSS_SELECTOR, "header .brand img")
+    assert image.get_attribute("alt") == "Acme Software GmbH"
+    assert str(image.get_attribute("src")).startswith(f"{portal.url}/portal/{held.product}/logo")
+    assert driver.execute_script("return arguments[0].naturalWidth", image) == 120
+    assert driver.find_element(By.TAG_NAME, "h1").value_of_css_property("color") in (
+        "rgba(122, 31, 92, 1)", "rgb(122, 31, 92)")
+    footer = driver.find_element(By.TAG_NAME, "footer")
+    assert "Acme Software GmbH" in footer.text
+    support = footer.find_element(By.CSS_SELECTOR, "a[href^='mailto:']")
+    assert support.text == "help@acme.example"
+    privacy = footer.find_element(By.CSS_SELECTOR, "a[href^='https://acme.example/']")
+    assert "noreferrer" in str(privacy.get_attribute("rel"))
+    portal_screenshot("branded")
+
+
+def test_the_page_check_finds_a_load_from_elsewhere(portal: Portal, vendor: Vendor) -> None:
+    """:func:`foreign_loads` sees an image of another origin (put in the page here: another
+    address of this machine), and
+    lets links to elsewhere through."""
+    held = vendor.holder(branding={"privacy_url": "https://acme.example/privacy"})
+    portal.page(held.product)
+    assert foreign_loads(portal.driver) == []
+    portal.driver.execute_script(
+        "const i = document.createElement('img'); i.alt = 'x';"
+        "i.src = 'http://127.0.0.2:9/pixel.png'; document.body.appendChild(i);")
+    assert "http://127.0.0.2:9/pixel.png" in foreign_loads(portal.driver)
+    browser_log(portal.driver)  # the image could not load (no network): expected
