@@ -244,8 +244,7 @@ def test_the_vendor_s_branding_served_by_the_server_itself(
 
 def test_the_page_check_finds_a_load_from_elsewhere(portal: Portal, vendor: Vendor) -> None:
     """:func:`foreign_loads` sees an image of another origin (put in the page here: another
-    address of this machine), and
-    lets links to elsewhere through."""
+    address of this machine), and lets links to elsewhere through."""
     held = vendor.holder(branding={"privacy_url": "https://acme.example/privacy"})
     portal.page(held.product)
     assert foreign_loads(portal.driver) == []
