@@ -100,8 +100,9 @@ def test_one_seat_holder_never_replaces_the_shared_password_unknowingly(
         assert user.sign_in_by_link(mailbox, email).status_code == 303
         assert 'name="current"' in user.get("password").text
         before = tables(portal_server)
-        refused = user.post("password", {"password": "taken over"})
+        refused = user.post("password", {"password": "taken over", "repeat": "taken over"})
         assert refused.status_code == 400
+        assert 'id="e-current"' in refused.text
         assert tables(portal_server) == before
         done = user.post("password", {"current": "old secret", "password": "agreed new",
                                       "repeat": "agreed new"})
