@@ -50,7 +50,8 @@ def test_create_a_product_and_see_it_listed(inprocess_server: InProcessServer,
         "lease_duration": "900", "reactivation_limit": "", "reactivation_period": "2592000",
         "address_activation_limit": "", "rebind_limit": "3", "rebind_period": "2592000",
         "air_gapped_token_days": "30", "payment_grace_days": "14", "reminder_days": "7, 1",
-        "sharing_policy": "suspend", "air_gapped": "on"}
+        "sharing_policy": "suspend", "air_gapped": "on", "portal_release_limit": "",
+        "portal_release_days": "7"}
     answer = developer.post("/panel/products/new", {**fields, "branding_colour": "#112233"})
     # The mails' branding is commerce (owner, admin): refused at its field, nothing made.
     assert answer.status_code == 400 and 'id="e-branding_colour"' in answer.text
@@ -66,6 +67,7 @@ def test_create_a_product_and_see_it_listed(inprocess_server: InProcessServer,
             product.reminder_days, product.sharing_policy, product.trial_days) == (
         3600, True, 30, [7, 1], "suspend", None)
     assert product.branding == {} and not product.password_required
+    assert (product.portal_release_limit, product.portal_release_period) == (None, 7 * 86400)
     listing = users[Role.READ_ONLY].get("/panel/products")
     assert listing.status_code == 200
     assert pid in listing.text and "Acme &lt;Editor&gt;" in listing.text

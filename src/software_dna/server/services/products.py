@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, null, select
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
@@ -198,6 +198,9 @@ def create_product(
                                        "branding": dict(branding or {})})
     _apply_portal_settings(product, {"portal_release_limit": portal_release_limit,
                                      "portal_release_days": portal_release_days})
+    if product.portal_release_limit is None:
+        # The column's default (3) would replace a plain None on INSERT: "no limit" is NULL.
+        product.portal_release_limit = null()
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()

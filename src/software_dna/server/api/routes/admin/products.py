@@ -20,6 +20,8 @@ __all__ = ["router"]
 
 _PRODUCTS = [Depends(require(Permission.PRODUCTS))]
 _READ = [Depends(require(Permission.READ))]
+#: What a logo upload may declare itself as (the service reads the real type from the bytes).
+LOGO_MEDIA_TYPES = (*portal_branding.LOGO_TYPES, "application/octet-stream")
 
 def _branding_allowed(request: Request, branding: Branding | None,
                       current: dict[str, str] | None = None) -> None:
@@ -100,6 +102,11 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db,
 async def set_logo(product: ProductPath, session: Db, request: Request) -> LogoOut:
     """Upload the product's logo for its license portal: the raw image as the body (PNG,
     JPEG or WebP, at most 256 KiB; the type is read from the bytes; SVG is refused)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in LOGO_MEDIA_TYPES:
+        raise ServiceError(Code.UNSUPPORTED_MEDIA_TYPE,
+                           "Send the logo as the raw image: Content-Type image/png, image/jpeg "
+                           "or image/webp (or application/octet-stream).")
     data = await request.body()
     row = await run_in_threadpool(portal_branding.set_logo, session, product, data,
                                   actor=ACTOR)
