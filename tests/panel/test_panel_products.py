@@ -14,7 +14,7 @@ from software_dna.server.testing import InProcessServer
 from tests.panel.helpers import PanelUser, db
 from tests.portal.helpers import PortalUser, setup_license
 from tests.server.helpers import Api
-from tests.server.test_portal_settings import GIF, SVG, png
+from tests.server.images import GIF, SVG, png
 
 
 def product_id() -> str:
