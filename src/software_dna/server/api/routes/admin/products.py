@@ -98,7 +98,7 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db,
             responses=error_responses(413, 415), openapi_extra={"requestBody": {
                 "required": True, "content": {t: {"schema": {"type": "string",
                                                              "format": "binary"}}
-                                              for t in portal_branding.LOGO_TYPES}}})
+                                              for t in LOGO_MEDIA_TYPES}}})
 async def set_logo(product: ProductPath, session: Db, request: Request) -> LogoOut:
     """Upload the product's logo for its license portal: the raw image as the body (PNG,
     JPEG or WebP, at most 256 KiB; the type is read from the bytes; SVG is refused)."""
