@@ -128,7 +128,7 @@ LogoUrl = Annotated[str | None, typer.Option(
     help="an https:// URL of your logo, shown in HTML mails ('' to clear)")]
 Colour = Annotated[str | None, typer.Option(
     "--colour", "--color", metavar="#RRGGBB", show_default=False,
-    help="the accent colour of HTML mails ('' to clear)")]
+    help="the accent colour of HTML mails and the license portal ('' to clear)")]
 PrivacyUrl = Annotated[str | None, typer.Option(
     "--privacy-url", metavar="URL", show_default=False,
     help="an https:// URL of your privacy notice, linked from mails and the license portal "
@@ -324,7 +324,7 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
 
 
 LogoFile = Annotated[Path | None, typer.Argument(
-    metavar="[FILE]", show_default=False, dir_okay=False,
+    metavar="FILE", show_default=False, dir_okay=False,
     help="the image: PNG, JPEG or WebP, at most 256 KiB (SVG is refused)")]
 RemoveLogo = Annotated[bool, typer.Option(
     "--remove", help="remove the logo instead (the portal then shows the product's name alone)")]
