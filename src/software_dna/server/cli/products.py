@@ -323,6 +323,8 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
     return 0
 
 
+#: Bytes of a logo file read (the server takes at most 256 KiB and refuses more).
+_LOGO_READ_LIMIT = 1024 * 1024 + 1
 LogoFile = Annotated[Path | None, typer.Argument(
     metavar="FILE", show_default=False, dir_okay=False,
     help="the image: PNG, JPEG or WebP, at most 256 KiB (SVG is refused)")]
@@ -344,7 +346,9 @@ def logo(backend: Backend, *, product: ProductArg, file: LogoFile = None,
         print_result(answer, as_json=as_json, headline=f"Removed the logo of {product}.")
         return 0
     try:
-        data = file.read_bytes()
+        with file.open("rb") as image:
+            # Enough to be refused as too large by either backend, never a whole huge file.
+            data = image.read(_LOGO_READ_LIMIT)
     except OSError as exc:
         raise CliError(f"Cannot read {file}: {exc.strerror or exc}.", code=2) from None
     stored = backend.set_product_logo(product, data)

@@ -71,9 +71,9 @@ def set_logo(session: Session, product_id: str, data: bytes, *,
     """
     get_product(session, product_id)
     if len(data) > MAX_LOGO_BYTES:
+        # (Callers may pass only the first bytes past the limit: the size is not named.)
         raise ServiceError(Code.TOO_LARGE,
-                           f"A logo is at most {MAX_LOGO_BYTES // 1024} KiB; this one is "
-                           f"{(len(data) + 1023) // 1024} KiB.")
+                           f"A logo is at most {MAX_LOGO_BYTES // 1024} KiB; this one is larger.")
     content_type = logo_type(data)
     if content_type is None:
         raise invalid("A logo must be a PNG, JPEG or WebP image (SVG and other formats are "
