@@ -419,8 +419,9 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
 
 
 #: What this matrix leaves to others: the control panel's pages (their role matrix is
-#: tests/panel/test_role_matrix.py) and the static files.
-NOT_API = ("/panel", "/static")
+#: tests/panel/test_role_matrix.py), the license portal's pages (their reach matrix is
+#: tests/portal/test_portal_reach.py) and the static files.
+NOT_API = ("/panel", "/portal", "/static")
 
 
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
