@@ -33,7 +33,6 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
 from software_dna import LicenseClient
-from software_dna.server.models import Product
 from software_dna.server.testing import LocalServer, free_port
 from software_dna.testing import SimulatedMachine
 from tests.panel.browser.conftest import PanelDb
@@ -139,21 +138,13 @@ class Vendor:
         self.box = box
         self.apps = apps
 
-    def product(self, *, name: str = "Acme Editor", portal: dict[str, Any] | None = None,
-                **fields: Any) -> tuple[str, list[str]]:
-        """A new product (``fields``: the admin API's; ``portal``: columns of its row set
-        in the database, e.g. ``portal_release_limit``); returns its id and public keys."""
+    def product(self, *, name: str = "Acme Editor", **fields: Any) -> tuple[str, list[str]]:
+        """A new product (``fields``: the admin API's, e.g. ``portal_release_limit``,
+        ``portal_release_days``, ``branding``); returns its id and public keys."""
         pid = "p-" + secrets.token_hex(4)
         fields.setdefault("features", ["export", "print"])
         fields.setdefault("limited_features", ["print"])
-        keys = self.server.admin.setup_product(pid, name=name, **fields)
-        if portal:
-            with self.db.sessions() as session:
-                row = session.get_one(Product, pid)
-                for column, value in portal.items():
-                    setattr(row, column, value)
-                session.commit()
-        return pid, keys
+        return pid, self.server.admin.setup_product(pid, name=name, **fields)
 
     def activate_with_email(self, app: LicenseClient, key: str, *, password: str | None,
                             email: str, registration: dict[str, str] | None = None) -> None:
@@ -169,12 +160,11 @@ class Vendor:
     def holder(self, *, email: str | None = None, machines: int = 1,
                password: str | None = PASSWORD, seats: int = 3,
                registration: dict[str, str] | None = None,
-               product: tuple[str, list[str]] | None = None,
-               portal: dict[str, Any] | None = None, **product_fields: Any) -> Holder:
+               product: tuple[str, list[str]] | None = None, **product_fields: Any) -> Holder:
         """A license activated by the app on ``machines`` simulated machines; with
         ``email`` (and ``registration``), the first activation gives it with consent and
         the end user confirms it through the mailed link."""
-        pid, keys = product or self.product(portal=portal, **product_fields)
+        pid, keys = product or self.product(**product_fields)
         extra: dict[str, Any] = {"seats": seats}
         if password is not None:
             extra["password"] = password

@@ -54,7 +54,7 @@ def _live(portal: Portal, activation_id: str) -> bool:
 
 def test_free_a_lost_computer_and_the_app_there_learns_it(
         portal: Portal, vendor: Vendor, portal_screenshot: Callable[[str], Path]) -> None:
-    held = vendor.holder(machines=2, portal={"portal_release_limit": 3})
+    held = vendor.holder(machines=2, portal_release_limit=3)
     kept, lost = held.apps
     lost_id = _activation_id(lost)
     portal.sign_in(held.product, held.key)
@@ -95,8 +95,7 @@ def test_free_a_lost_computer_and_the_app_there_learns_it(
 
 def test_the_release_limit(portal: Portal, vendor: Vendor,
                            portal_screenshot: Callable[[str], Path]) -> None:
-    held = vendor.holder(machines=3, portal={"portal_release_limit": 1,
-                                             "portal_release_period": 7 * 86400})
+    held = vendor.holder(machines=3, portal_release_limit=1, portal_release_days=7)
     first, second = (_activation_id(app) for app in held.apps[1:])
     portal.sign_in(held.product, held.key)
     assert "You may free 1 more computer(s) now: at most 1 every 7 days." in portal.text
@@ -122,7 +121,7 @@ def test_the_release_limit(portal: Portal, vendor: Vendor,
 
 
 def test_a_product_whose_vendor_frees_computers_itself(portal: Portal, vendor: Vendor) -> None:
-    held = vendor.holder(machines=1, portal={"portal_release_limit": 0})
+    held = vendor.holder(machines=1, portal_release_limit=0)
     portal.sign_in(held.product, held.key)
     assert "Computers of this product are freed by the vendor's support only." in portal.text
     assert not portal.driver.find_elements(By.CSS_SELECTOR, "main table a")

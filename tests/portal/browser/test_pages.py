@@ -11,7 +11,6 @@ The pictures of docs/portal.md are taken here.
 from __future__ import annotations
 
 import gettext
-import hashlib
 import secrets
 import struct
 import zlib
@@ -23,8 +22,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from software_dna.i18n import translation
-from software_dna.server.models import ProductLogo
-from software_dna.server.services.common import utcnow
 from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
 from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor, foreign_loads
 from tests.portal.browser.helpers import fill, press, status_of
@@ -71,7 +68,7 @@ def _tour(portal: Portal, vendor: Vendor, language: str,
           shoot: Callable[[str], Path]) -> Tour:
     email = f"tour.{secrets.token_hex(4)}@example.org"
     held: Holder = vendor.holder(email=email, machines=2, air_gapped=True,
-                                 portal={"portal_release_limit": 2})
+                                 portal_release_limit=2)
     pid = held.product
     tour = Tour(portal, language, shoot)
     driver = portal.driver
@@ -219,11 +216,7 @@ def test_the_vendor_s_branding_served_by_the_server_itself(
     branding = {"vendor_name": "Acme Software GmbH", "support_email": "help@acme.example",
                 "colour": "#7a1f5c", "privacy_url": "https://acme.example/privacy"}
     held = vendor.holder(branding=branding)
-    logo = _png(120, 40, (122, 31, 92))
-    with portal.db.sessions() as session:
-        session.add(ProductLogo(product_id=held.product, content_type="image/png", data=logo,
-                                sha256=hashlib.sha256(logo).hexdigest(), updated_at=utcnow()))
-        session.commit()
+    vendor.server.admin.set_product_logo(held.product, _png(120, 40, (122, 31, 92)))
     driver = portal.driver
     portal.page(held.product)
     portal.check()  # nothing from elsewhere: the logo and the colour are the server's
