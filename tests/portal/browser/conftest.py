@@ -331,13 +331,14 @@ def portal(browser: WebDriver, portal_server: LocalServer, portal_db: PanelDb,
 
 @pytest.fixture
 def apps(tmp_path: Path, portal_server: LocalServer) -> Iterator[Callable[..., LicenseClient]]:
-    """``apps(product, keys)``: the vendor's app (the real SDK) on a new simulated machine."""
+    """``apps(product, keys, **options)``: the vendor's app (the real SDK, ``options`` for
+    its ``LicenseClient``) on a new simulated machine."""
     made: list[LicenseClient] = []
 
-    def make(product: str, keys: list[str]) -> LicenseClient:
+    def make(product: str, keys: list[str], **options: Any) -> LicenseClient:
         machine = SimulatedMachine(tmp_path / f"machine-{len(made)}")
         client = LicenseClient(product=product, public_keys=keys, server_url=portal_server.url,
-                               machine=machine, app_version="3.2.0", timeout=10.0)
+                               machine=machine, app_version="3.2.0", timeout=10.0, **options)
         made.append(client)
         return client
 
