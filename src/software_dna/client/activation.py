@@ -286,7 +286,7 @@ class Activation:
         """See :meth:`LicenseClient.deactivate`."""
         state = self.state
         activation_id, secret = credentials(
-            state.read(), "This machine has no activation to deactivate.")
+            state.read(), N_("This machine has no activation to deactivate."))
         nonce = new_nonce()
         answer = self.server.request(
             "POST", f"/v1/activations/{activation_id}/deactivate",
