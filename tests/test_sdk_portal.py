@@ -32,6 +32,9 @@ from software_dna.wire.paseto import SecretKey
 
 from .inprocess import InProcessServer, unreachable
 from .portal.helpers import PASSWORD, PortalUser
+from .sdk_catalogue import sdk_catalogues
+
+__all__ = ["sdk_catalogues"]  # the fixture, imported for this module
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +209,7 @@ def test_the_release_reaches_refresh_and_check_alike(server: InProcessServer, tm
         freed.client.check()
 
 
+@pytest.mark.usefixtures("sdk_catalogues")
 def test_the_release_is_reported_in_the_clients_language(
         server: InProcessServer, tmp_path: Path, apps: list[App]) -> None:
     product, issued, (freed, _) = licensed(server, tmp_path, apps, language="de")
