@@ -77,7 +77,8 @@ def stored_label(server: InProcessServer, activation_id: str) -> bytes | None:
     with db(server) as session:
         row = session.get(Activation, activation_id)
         assert row is not None
-        return row.label_ciphertext
+        label: bytes | None = row.label_ciphertext
+        return label
 
 
 def test_label_is_sent_with_consent_and_stored_encrypted(server: InProcessServer,
@@ -156,7 +157,8 @@ def test_sixty_four_characters_of_any_script_are_a_label(server: InProcessServer
 
 def test_the_server_refuses_a_label_without_consent(server: InProcessServer, api: Api) -> None:
     product, _, issued = product_and_license(server)
-    for extra in ({}, {"consent": False}):
+    extras: list[dict[str, Any]] = [{}, {"consent": False}]
+    for extra in extras:
         answer = api.activate(product, issued["license_key"], password=PASSWORD,
                               label=LABEL, **extra)
         assert answer.status_code == 400, answer.text
