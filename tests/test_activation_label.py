@@ -21,6 +21,7 @@ from software_dna import ActivationError, ConsentRequired, LicenseClient
 from software_dna.client.transport import Response, Transport
 from software_dna.server.models import Activation
 from software_dna.testing import SimulatedMachine
+from software_dna.wire.airgap import REQUEST, armor, dearmor
 from tests.server.helpers import Api
 
 from .inprocess import InProcessServer
@@ -240,3 +241,40 @@ def test_the_label_is_exported_and_erased_with_the_end_user(server: InProcessSer
     assert all(a.get("label") is None for a in after["activations"])
     for part in server.data_dir.glob("server.db*"):
         assert LABEL.encode() not in part.read_bytes()
+
+
+def test_an_air_gapped_request_carries_the_label_with_consent(server: InProcessServer,
+                                                              tmp_path: Path) -> None:
+    product = "p-" + secrets.token_hex(4)
+    keys = server.admin.setup_product(product, name="Acme Editor", air_gapped=True)
+    key = server.admin.issue_license(product)["license_key"]
+    client = client_for(server, product, keys, tmp_path)
+    with pytest.raises(ConsentRequired):
+        client.create_activation_request(key, label=LABEL)
+    with pytest.raises(ActivationError):
+        client.create_activation_request(key, label="bad\x1b", consent=True)
+    request = client.create_activation_request(key, label=LABEL, consent=True)
+    lic = client.activate_offline(str(server.admin.offline_respond(request)["response"]))
+    ciphertext = stored_label(server, lic.activation_id)
+    vault = server.app.state.sdna.ctx.vault
+    assert ciphertext is not None and vault.decrypt_field(
+        ciphertext, aad=f"activation:{lic.activation_id}:label") == LABEL.encode()
+
+
+def test_an_air_gapped_request_block_is_held_to_the_same_rules(server: InProcessServer,
+                                                               tmp_path: Path) -> None:
+    # A block written by hand (no SDK checks): the server decides, as on the online route.
+    product = "p-" + secrets.token_hex(4)
+    keys = server.admin.setup_product(product, name="Acme Editor", air_gapped=True)
+    key = server.admin.issue_license(product)["license_key"]
+    client = client_for(server, product, keys, tmp_path)
+    document = dict(dearmor(client.create_activation_request(key), REQUEST))
+    for label, consent, code in [(LABEL, False, "consent_required"),
+                                 ("x" * 65, True, "invalid_request"),
+                                 ("nul\x00", True, "invalid_request")]:
+        forged = armor(REQUEST, {**document, "label": label, "consent": consent})
+        with server.session() as http:
+            answer = http.post(f"{server.url}/v1/offline/activations",
+                               json={"request": forged, "password": PASSWORD})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == code

@@ -60,7 +60,8 @@ class AirGap:
         self.state = state
 
     def create_request(self, license_key: str, *, email: str | None,
-                       registration: Mapping[str, str] | None, consent: bool) -> str:
+                       registration: Mapping[str, str] | None, consent: bool,
+                       label: str | None = None) -> str:
         """See :meth:`LicenseClient.create_activation_request` (``license_key`` checked)."""
         state = self.state
         state.start_over()  # a machine key this machine cannot open is set aside
@@ -73,7 +74,7 @@ class AirGap:
                 created_at=now, consent=consent, email=email,
                 registration=registration, client=client_facts(state.app_version),
                 trusted_keys=state.verifier.trusted_key_ids,
-                installation_id=state.installation_id(),
+                installation_id=state.installation_id(), label=label,
             )
         except ValueError:
             raise ActivationError(N_("The activation request would be too large: shorten the "

@@ -447,10 +447,11 @@ class LicenseClient:
         email: str | None = None,
         registration: Mapping[str, str] | None = None,
         consent: bool = False,
+        label: str | None = None,
     ) -> str:
         """An activation request for a machine that cannot reach the server (docs/offline.md).
 
-        Arguments as for :meth:`activate`, except ``password``. The returned
+        Arguments as for :meth:`activate` (``label`` included), except ``password``. The returned
         text block (about a dozen lines) holds the product, the license key
         (readable: treat the block like the key), the fingerprint's component
         hashes, a fresh nonce and the creation time (UTC); personal data only
@@ -467,10 +468,12 @@ class LicenseClient:
             UnknownLicenseKey: an empty key.
             ConsentRequired: personal data without ``consent=True``.
             ActivationError: the request would be over its size limit (12 KiB of
-                JSON: the registration details are too long).
+                JSON: the registration details are too long), or a ``label`` that
+                is not 1 to 64 readable characters.
             FingerprintUnavailable, StoreError.
         """
         license_key = check_activation_input(license_key, email, registration, consent)
+        label = check_label(label, consent)
         if password is not None:
             warnings.warn(
                 "create_activation_request(password=...) is ignored: the request block never "
@@ -478,7 +481,8 @@ class LicenseClient:
                 DeprecationWarning, stacklevel=2)
         with self._lock:
             return self._airgap.create_request(license_key, email=email,
-                                               registration=registration, consent=consent)
+                                               registration=registration, consent=consent,
+                                               label=label)
 
     def activate_offline(self, response_text: str) -> License:
         """Verify an activation response (no network needed) and store its license.
