@@ -31,6 +31,7 @@ from software_dna import (
     LicenseError,
     NotActivated,
     ServerUnreachable,
+    StoreCorrupted,
     UnknownLicenseKey,
     WrongPassword,
 )
@@ -48,7 +49,9 @@ pytestmark = pytest.mark.usefixtures("sdk_catalogues")
 
 PACKAGE = Path(software_dna.__file__).resolve().parent
 #: The SDK's sources whose N_-marked messages the catalogue must hold (never the server's).
-SDK_SOURCES = [PACKAGE / "errors.py", *sorted((PACKAGE / "client").glob("*.py"))]
+SDK_SOURCES = [PACKAGE / "errors.py", PACKAGE / "store.py",
+               *sorted((PACKAGE / "fingerprint").glob("*.py")),
+               *sorted((PACKAGE / "client").glob("*.py"))]
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
 PASSWORD = "open sesame"
 
@@ -264,3 +267,20 @@ def test_english_is_unchanged(client_for: ClientFactory,
         assert message_of(partial(client.activate, "AAAA-BBBB-CCCC-DDDD", password=PASSWORD),
                           UnknownLicenseKey) == \
             "This license key does not exist for this product. Check the key."
+
+
+def test_german_store_errors_with_their_parts(client_for: ClientFactory) -> None:
+    english, german = client_for(), client_for(language="de")
+    for client in (english, german):
+        client.store_path.parent.mkdir(parents=True, exist_ok=True)
+        client.store_path.write_bytes(b"not a license store")
+    said = message_of(english.check, StoreCorrupted)
+    assert said.startswith(f"The license store {english.store_path} is unreadable: ")
+    assert " It was moved to " in said and said.endswith(
+        "the license server recognises this computer, so no other seat is taken.")
+    with pytest.raises(StoreCorrupted) as caught:
+        german.check()
+    text = str(caught.value)
+    assert text.startswith(f"Der Lizenzspeicher {german.store_path} ist nicht lesbar: ")
+    assert f" Er wurde nach {caught.value.moved_to} verschoben. " in text
+    assert text.endswith("daher wird kein weiterer Platz belegt.")

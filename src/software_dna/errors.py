@@ -118,13 +118,27 @@ class Message(str):
     def __reduce__(self) -> tuple[object, ...]:
         return (Message, (self.msgid, str(self)), {"params": dict(self.params)})
 
+    @classmethod
+    def joined(cls, *sentences: Message) -> Message:
+        """Whole sentences one after the other (each translated on its own), e.g. what
+        failed and what to do about it."""
+        msgid = " ".join(f"%(s{n})s" for n in range(len(sentences)))
+        return cls(msgid, **{f"s{n}": sentence for n, sentence in enumerate(sentences)})
+
     def translated(self, catalogue: gettext.NullTranslations) -> str:
-        """This message from ``catalogue`` (itself when the catalogue has no entry)."""
+        """This message from ``catalogue`` (itself when the catalogue has no entry).
+
+        Values that are :class:`Message` themselves are translated too; other
+        values are shown as they are.
+        """
         template = catalogue.gettext(self.msgid)
-        if template == self.msgid:
+        params = {name: value.translated(catalogue) if isinstance(value, Message) else value
+                  for name, value in self.params.items()}
+        if template == self.msgid and all(
+                params[name] is value for name, value in self.params.items()):
             return str(self)
         try:
-            return template % self.params if self.params else template
+            return template % params if params else template
         except (KeyError, ValueError, TypeError):  # a broken translation: keep the English
             return str(self)
 
