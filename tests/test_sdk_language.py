@@ -49,7 +49,7 @@ pytestmark = pytest.mark.usefixtures("sdk_catalogues")
 
 PACKAGE = Path(software_dna.__file__).resolve().parent
 #: The SDK's sources whose N_-marked messages the catalogue must hold (never the server's).
-SDK_SOURCES = [PACKAGE / "errors.py", PACKAGE / "store.py",
+SDK_SOURCES = [PACKAGE / "errors.py", PACKAGE / "store.py", PACKAGE / "license.py",
                *sorted((PACKAGE / "fingerprint").glob("*.py")),
                *sorted((PACKAGE / "client").glob("*.py"))]
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
