@@ -101,7 +101,9 @@ class Message(str):
             as ``%(name)s`` placeholders.
         shown: the English text when it is not ``msgid % params`` (a server's
             message, whose own catalogue entry is ``msgid``).
-        **params: the values (shown as ``str()``), never translated.
+        **params: the values, shown as ``str()``: data (a date, a path, the
+            server's own words) stays as it is; a value that is a
+            :class:`Message` itself is translated too (see :meth:`joined`).
     """
 
     msgid: str
