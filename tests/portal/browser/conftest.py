@@ -147,12 +147,14 @@ class Vendor:
         return pid, self.server.admin.setup_product(pid, name=name, **fields)
 
     def activate_with_email(self, app: LicenseClient, key: str, *, password: str | None,
-                            email: str, registration: dict[str, str] | None = None) -> None:
-        """Activate ``app`` giving ``email`` (and ``registration``) with consent, then
-        confirm the address through the link the server mails (as the end user would)."""
+                            email: str, registration: dict[str, str] | None = None,
+                            label: str | None = None) -> None:
+        """Activate ``app`` giving ``email`` (and ``registration``, the computer's
+        ``label``) with consent, then confirm the address through the link the server
+        mails (as the end user would)."""
         before = len(self.box.messages)
         app.activate(key, password=password, email=email, registration=registration,
-                     consent=True)
+                     label=label, consent=True)
         confirm = link_in(next_mail(self.box, before, to=email, contains=LINK_RE), LINK_RE)
         answer = requests.post(confirm, timeout=30)
         assert answer.status_code == 200, answer.text

@@ -21,6 +21,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from software_dna import LicenseClient
 from software_dna.i18n import translation
 from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
 from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor, foreign_loads
@@ -246,3 +247,24 @@ def test_the_page_check_finds_a_load_from_elsewhere(portal: Portal, vendor: Vend
         "i.src = 'http://127.0.0.2:9/pixel.png'; document.body.appendChild(i);")
     assert "http://127.0.0.2:9/pixel.png" in foreign_loads(portal.driver)
     browser_log(portal.driver)  # the image could not load (no network): expected
+
+
+def test_the_app_s_link_opens_its_portal_in_its_language(
+        portal: Portal, vendor: Vendor, apps: Callable[..., LicenseClient]) -> None:
+    held = vendor.holder()
+    driver = portal.driver
+    open_page(driver, held.apps[0].portal_url())
+    assert portal.path == f"/portal/{held.product}/"
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    portal.check()
+    assert "sdna_portal_lang" not in {c["name"] for c in driver.get_cookies()}
+
+    german = apps(held.product, held.keys, language="de")
+    url = german.portal_url()
+    assert url == f"{portal.url}/portal/{held.product}/?lang=de"
+    open_page(driver, url)
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+    portal.check()
+    # The language stays for the next pages (a cookie: the link chose it).
+    portal.page(held.product)
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
