@@ -41,7 +41,7 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "portal"
 #: The pictures docs/portal.md shows, with the most of each page they keep (pixels high).
 #: Only these go to docs/portal/; any other name goes to the test's tmp_path.
 PICTURES: dict[str, int] = {
-    "sign-in": 900, "sign-in-de": 900, "link-sent": 700, "link-open": 600,
+    "sign-in": 900, "link-sent": 700, "link-open": 600,
     "license": 1000, "license-de": 1000, "release": 800, "release-limit": 700,
     "locked": 900, "link-failed": 600, "password": 800, "email": 800, "data": 900,
     "erase": 900, "license-limited": 1000, "offline": 1000, "personal-refused": 600,

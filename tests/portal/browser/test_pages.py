@@ -11,6 +11,7 @@ The pictures of docs/portal.md are taken here.
 from __future__ import annotations
 
 import gettext
+import re
 import secrets
 import struct
 import zlib
@@ -25,7 +26,7 @@ from software_dna import LicenseClient
 from software_dna.i18n import translation
 from tests.panel.browser.helpers import browser_log, click_and_wait, open_page, text_of
 from tests.portal.browser.conftest import _PAGE_4XX, Holder, Portal, Vendor, foreign_loads
-from tests.portal.browser.helpers import fill, press, status_of
+from tests.portal.browser.helpers import DOCS_SCREENSHOTS, PICTURES, fill, press, status_of
 
 pytestmark = pytest.mark.browser
 
@@ -268,3 +269,11 @@ def test_the_app_s_link_opens_its_portal_in_its_language(
     # The language stays for the next pages (a cookie: the link chose it).
     portal.page(held.product)
     assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+
+
+def test_docs_show_each_picture_the_tests_take_for_them() -> None:
+    """docs/portal.md and :data:`PICTURES` name the same pictures (none missing, none
+    written to docs/portal/ for nothing)."""
+    shown = set(re.findall(r"\]\(portal/([a-z0-9-]+)\.png\)",
+                           (DOCS_SCREENSHOTS.parent / "portal.md").read_text(encoding="utf-8")))
+    assert shown == set(PICTURES)
