@@ -59,6 +59,7 @@ _ATOM = r'[^@\s<>()\[\],;:"\\]'
 _EMAIL_RE = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 
 __all__ = [
+    "activation_label",
     "attach_buyer",
     "attach_end_user",
     "erase_end_user",
@@ -215,7 +216,7 @@ def find_end_users(session: Session, ctx: Context, email: str) -> list[EndUser]:
     )
 
 
-def _label_of(ctx: Context, activation: Activation) -> str | None:
+def activation_label(ctx: Context, activation: Activation) -> str | None:
     """The computer's name the app set on ``activation`` (decrypted), or None."""
     if activation.label_ciphertext is None:
         return None
@@ -276,7 +277,7 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
                     "os": a.client_os,
                     "python": a.client_python,
                 },
-                "label": _label_of(ctx, a),
+                "label": activation_label(ctx, a),
             }
             for a in activations
         ],

@@ -58,7 +58,7 @@ from software_dna.server.models import (
 from software_dna.server.services import emails, ratelimit
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.email_confirmation import links_possible
-from software_dna.server.services.endusers import portal_link_counter
+from software_dna.server.services.endusers import activation_label, portal_link_counter
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.licenses import set_license_password
 from software_dna.server.services.lookups import find_license_by_key, get_license
@@ -421,10 +421,7 @@ def visible_activations(session: Session, holder: Holder) -> list[Activation]:
 
 def label_of(ctx: Context, holder: Holder, activation: Activation) -> str | None:
     """The computer's label as the app set it, when the holder may see it (else None)."""
-    if activation.label_ciphertext is None or not holder.sees_label(activation):
-        return None
-    return ctx.vault.decrypt_field(activation.label_ciphertext,
-                                   aad=f"activation:{activation.id}:label").decode("utf-8")
+    return activation_label(ctx, activation) if holder.sees_label(activation) else None
 
 
 @dataclass(frozen=True)
