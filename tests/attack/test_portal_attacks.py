@@ -10,14 +10,17 @@ server, the real outbox worker), through the portal's helpers.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
 
-from software_dna.server.models import Activation, RateLimitCounter
+from software_dna.server.logconfig import RedactAccessLog
+from software_dna.server.models import Activation, EndUser, RateLimitCounter
 from software_dna.server.testing import InProcessServer
 from tests.portal.helpers import (
     PASSWORD,
@@ -221,7 +224,6 @@ def test_erasure_leaves_no_hash_of_the_address_in_the_link_counters(
     held = setup_license(portal_server, api, mailbox, email=email)
     (found,) = portal_server.admin.find_end_users(email)
     with db(portal_server) as session:
-        from software_dna.server.models import EndUser
         person = session.get(EndUser, found["id"])
         assert person is not None and person.email_index is not None
         trace = person.email_index[:32]
@@ -232,3 +234,85 @@ def test_erasure_leaves_no_hash_of_the_address_in_the_link_counters(
         left = session.scalars(select(RateLimitCounter.key).where(
             RateLimitCounter.key.contains(trace))).all()
     assert left == [], f"the erased address's look-up hash is still kept: {left}"
+
+
+def test_erasure_ends_the_password_sessions_opened_with_the_erased_password(
+        portal_server: InProcessServer, api: Api) -> None:
+    """DEFECT.  Attack: Mallory once learnt a machine license's activation password and keeps
+    a portal session open with it.  The license holder erases their data from the app
+    (``request_erasure``): the server deletes the activation password ("an erased license
+    never silently becomes password-free"; the vendor sets a new one).  Mallory's session
+    lives on: it still lists and frees the computers, and sets a new activation password
+    of her choice without typing any (``change_password`` asks for the current one only
+    while there is one).
+
+    Invariant: a password session is as good as the password it was opened with; "an
+    erasure or a changed password takes effect at once".  A changed password ends the
+    license's password sessions (``set_license_password``); the erasure of the password
+    (``erase_license_data``) ends none.
+    """
+    held = setup_license(portal_server, api, None, machines=1)
+    first = held.activations[0]
+    with PortalUser(portal_server, held.product_id) as mallory:
+        assert mallory.sign_in(held.key).status_code == 303
+        erased = api.erasure(first["activation_id"], first["activation_secret"])
+        assert erased.status_code == 200, erased.text
+        taken = mallory.post("password", {"password": "mallory's now",
+                                          "repeat": "mallory's now"})
+    with PortalUser(portal_server, held.product_id) as check:
+        signed = check.sign_in(held.key, "mallory's now").status_code
+    assert (taken.status_code, signed) != (303, 303), (
+        "a password session opened before the erasure set a new activation password "
+        "without knowing any")
+
+
+# --------------------------------------------------------------------------- oracles
+
+
+def test_a_link_request_takes_as_long_for_an_unknown_address(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (low).  Attack: time the answer to "mail me a sign-in link" to learn whether
+    an address is a confirmed end user of the product (an enumeration of customers).
+
+    Invariant: "the same 'if it is on file, a link is on its way' for every address".
+    The page is the same, but for an address on file the request also creates the link
+    rows, queues the mail (encrypting it) and audits, in the request: about 2 ms more
+    in-process, every time (a sign test over 12 interleaved pairs, each address asked
+    once; without a difference, 11 or more of 12 happen 0.3 % of the time).
+    """
+    pid = "p-" + secrets.token_hex(4)
+    portal_server.admin.setup_product(pid, name="Timing")
+    known = [_email(f"known{n}") for n in range(12)]
+    for address in known:
+        setup_license(portal_server, api, mailbox, email=address, product_id=pid)
+    drain(portal_server)
+    slower = 0
+    with PortalUser(portal_server, pid) as user:
+        user.ask_link(_email("warm-up"))
+        for address in known:
+            took = {}
+            for what, typed in (("unknown", _email("nobody")), ("known", address)):
+                start = time.perf_counter()
+                assert user.ask_link(typed).status_code == 200
+                took[what] = time.perf_counter() - start
+            slower += took["known"] > took["unknown"]
+    assert slower <= 10, f"{slower} of 12 known addresses answered slower than unknown ones"
+
+
+def test_the_access_log_does_not_keep_portal_link_tokens() -> None:
+    """DEFECT (low).  Attack: read the server's access log (a log shipper, a support
+    engineer) and collect the portal sign-in links' tokens.
+
+    Invariant (server/logconfig.py): "no personal data in any line"; the token of an email
+    confirmation link is cut from the logged path because it is a secret.  The portal's
+    own mailed links (``/portal/{product}/link/{token}``, opened by GET and POST) are
+    logged whole: half of a sign-in credential, and a marker of who signed in when.
+    """
+    token = secrets.token_urlsafe(32)
+    for method in ("GET", "POST"):
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                                   '%s - "%s %s HTTP/%s" %d',
+                                   ("203.0.113.9:5000", method, f"/portal/acme/link/{token}",
+                                    "1.1", 200), None)
+        assert RedactAccessLog().filter(record)
+        assert token not in record.getMessage(), record.getMessage()
