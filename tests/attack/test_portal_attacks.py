@@ -27,6 +27,7 @@ from tests.portal.helpers import (
     ROOMY,
     PortalUser,
     add_seat,
+    airgap_request,
     db,
     portal_link,
     setup_license,
@@ -316,3 +317,40 @@ def test_the_access_log_does_not_keep_portal_link_tokens() -> None:
                                     "1.1", 200), None)
         assert RedactAccessLog().filter(record)
         assert token not in record.getMessage(), record.getMessage()
+
+
+# --------------------------------------------------------------------------- seats
+
+
+def test_freeing_an_air_gapped_computer_does_not_give_its_seat_twice(
+        portal_server: InProcessServer, api: Api) -> None:
+    """DEFECT.  Attack: on a one-seat license of a product allowing air-gapped activation,
+    answer an air-gapped request for computer A in the portal, free A in the portal, then
+    answer a request for computer B: both computers run the app.  A never meets the
+    server again, so it never learns it was freed, and its token lives the product's
+    ``air_gapped_token_days`` (365 by default; for ever where perpetual).  Repeat within
+    the release limit: a one-seat license runs on a new computer every ten days.
+
+    Invariant: a license runs on at most ``seats`` computers.  The SDK frees an
+    air-gapped seat only with the computer's signed deactivation receipt
+    (``deactivate_offline``) and roll-over never takes an air-gapped seat "(they could
+    not learn about it)"; the portal frees it on the holder's word.
+    """
+    held = setup_license(portal_server, api, None, machines=0, seats=1,
+                         product={"air_gapped": True})
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in(held.key).status_code == 303
+        first = user.post("offline", {"request": airgap_request(held.product_id, held.key,
+                                                                "air-a"),
+                                      "password": PASSWORD, "then": "download"})
+        assert first.status_code == 200, first.text
+        with db(portal_server) as session:
+            (computer_a,) = session.scalars(select(Activation.id).where(
+                Activation.license_id == held.license["id"])).all()
+        user.post(f"activations/{computer_a}/release")
+        second = user.post("offline", {"request": airgap_request(held.product_id, held.key,
+                                                                 "air-b"),
+                                       "password": PASSWORD, "then": "download"})
+    assert (first.status_code, second.status_code) != (200, 200), (
+        "two air-gapped computers hold answers for a one-seat license: the first was "
+        "freed in the portal without its deactivation receipt")
