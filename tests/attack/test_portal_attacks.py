@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from tests.portal.helpers import (
     airgap_request,
     db,
     portal_link,
+    set_product,
     setup_license,
     tables,
 )
@@ -354,3 +356,209 @@ def test_freeing_an_air_gapped_computer_does_not_give_its_seat_twice(
     assert (first.status_code, second.status_code) != (200, 200), (
         "two air-gapped computers hold answers for a one-seat license: the first was "
         "freed in the portal without its deactivation receipt")
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def test_one_link_request_sends_one_mail(portal_server: InProcessServer, api: Api,
+                                         mailbox: Mailbox) -> None:
+    """DEFECT (low).  Attack: flood a customer's mailbox through "mail me a sign-in link".
+    The portal counts requests per address (3 per window), but sends one mail per end-user
+    record holding the address: a person who activated five licenses of the product gets
+    five mails per request, fifteen per window from one attacker, more than
+    ``LINK_MAILS_PER_WINDOW`` says ("so nobody can flood a mailbox through the portal").
+
+    Invariant: one request, at most one mail (with every link in it).
+    """
+    pid = "p-" + secrets.token_hex(4)
+    portal_server.admin.setup_product(pid, name="Mail flood")
+    email = _email("flooded")
+    for _ in range(3):
+        setup_license(portal_server, api, mailbox, email=email, product_id=pid)
+    drain(portal_server)
+    with PortalUser(portal_server, pid) as attacker:
+        before = len(mailbox.messages)
+        assert attacker.ask_link(email).status_code == 200
+        drain(portal_server)
+        mailbox.wait_for(before + 1)
+        got = [m for m in mailbox.messages[before:] if email in str(m["To"])]
+    assert len(got) <= 1, f"one link request sent {len(got)} mails to {email}"
+
+
+# --------------------------------------------------------------------------- defences that held
+
+
+def test_a_planted_session_cookie_never_becomes_a_session(portal_server: InProcessServer,
+                                                          api: Api) -> None:
+    """Held.  Session fixation: a cookie value the attacker chose (planted from a sibling
+    site) is not a session, and signing in replaces it with a fresh random one."""
+    held = setup_license(portal_server, api, None)
+    planted = secrets.token_urlsafe(32)
+    with PortalUser(portal_server, held.product_id) as victim:
+        victim.http.cookies.set("sdna_portal_session", planted, path="/portal")
+        assert victim.get("license").status_code == 303  # not signed in
+        signed = victim.sign_in(held.key)
+        assert signed.status_code == 303
+        assert "sdna_portal_session=" in signed.headers["set-cookie"]
+        assert planted not in signed.headers["set-cookie"]
+    with PortalUser(portal_server, held.product_id) as attacker:
+        attacker.http.cookies.set("sdna_portal_session", planted, path="/portal")
+        assert attacker.get("license").status_code == 303
+
+
+def test_a_link_in_another_browser_fails_without_using_it_up(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """Held.  A mail scanner or a thief opens the link (GET and POST) in another browser,
+    with a made-up link cookie: refused, and the link still works once in the browser
+    that asked for it (and then never again)."""
+    email = _email("lea")
+    held = setup_license(portal_server, api, mailbox, email=email)
+    with PortalUser(portal_server, held.product_id) as owner, \
+            PortalUser(portal_server, held.product_id) as thief:
+        before = len(mailbox.messages)
+        assert owner.ask_link(email).status_code == 200
+        drain(portal_server)
+        link = portal_link(mailbox, before + 1)
+        assert thief.http.get(link, allow_redirects=False).status_code == 200  # a button
+        assert thief.http.post(link, allow_redirects=False).status_code == 401
+        thief.http.cookies.set("sdna_portal_browser", secrets.token_urlsafe(32),
+                               path="/portal")
+        assert thief.http.post(link, allow_redirects=False).status_code == 401
+        assert thief.get("license").status_code == 303
+        assert owner.use_link(link).status_code == 303
+        assert owner.get("email").status_code == 200
+        assert owner.http.post(link, allow_redirects=False).status_code == 401
+
+
+def test_the_mailed_link_ignores_the_host_the_request_named(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """Held.  Host header poisoning: a link request sent with ``Host``/``X-Forwarded-Host``
+    of the attacker's site still mails a link to the configured public URL."""
+    email = _email("hal")
+    held = setup_license(portal_server, api, mailbox, email=email)
+    with PortalUser(portal_server, held.product_id) as user:
+        before = len(mailbox.messages)
+        answer = user.http.post(user.url("link"), data={"email": email},
+                                headers={"Host": "evil.example",
+                                         "X-Forwarded-Host": "evil.example"},
+                                allow_redirects=False)
+        assert answer.status_code == 200
+        drain(portal_server)
+        link = portal_link(mailbox, before + 1)
+    assert link.startswith(f"{portal_server.url}/portal/{held.product_id}/link/"), link
+
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example/", "//evil.example/", "/\\evil.example", "/portal/x/",
+    "/portal/{pid}/../../\\\\evil.example", "/portal/{pid}//evil.example",
+    "/portal/{pid}/\r\nSet-Cookie: sdna_portal_session=planted",
+    "/portal/{pid}/%0d%0aSet-Cookie:%20a=b", "javascript:alert(1)//",
+])
+def test_the_language_form_redirects_only_inside_the_portal(
+        portal_server: InProcessServer, api: Api, target: str) -> None:
+    """Held.  Open redirect / header injection through the language form's ``next``."""
+    pid = "p-lang"
+    if pid not in {p["id"] for p in portal_server.admin.list_products()}:
+        portal_server.admin.setup_product(pid, name="Lang")
+    with PortalUser(portal_server, pid) as user:
+        answer = user.post("language", {"lang": "de", "next": target.format(pid=pid)},
+                           csrf="")
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith(f"/portal/{pid}/") and "\n" not in location, location
+    assert not location.startswith("//") and "evil.example" not in location.split("/")[2:3]
+    assert "planted" not in answer.headers.get("set-cookie", "").split("sdna_portal_session")[0]
+    assert "sdna_portal_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_one_computer_freed_twice_at_once_counts_once(portal_server: InProcessServer,
+                                                      api: Api, mailbox: Mailbox) -> None:
+    """Held.  Race: a password session and a link session free the same computer at the
+    same instant; one succeeds, the other is told it is gone, one release is counted."""
+    email = _email("rae")
+    held = setup_license(portal_server, api, mailbox, email=email, machines=3, seats=3)
+    set_product(portal_server, held.product_id, portal_release_limit=2)
+    target = held.activations[1]["activation_id"]
+    with PortalUser(portal_server, held.product_id) as by_key, \
+            PortalUser(portal_server, held.product_id) as by_link:
+        assert by_key.sign_in(held.key).status_code == 303
+        assert by_link.sign_in_by_link(mailbox, email).status_code == 303
+        answers: list[int] = []
+        start = threading.Barrier(2)
+
+        def free(user: PortalUser) -> None:
+            start.wait()
+            answers.append(user.post(f"activations/{target}/release").status_code)
+
+        threads = [threading.Thread(target=free, args=(u,)) for u in (by_key, by_link)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(answers) == [303, 404], answers
+        assert "You may free 1 more computer(s) now" in by_key.get("license").text
+
+
+def test_markup_in_a_label_or_registration_stays_text(portal_server: InProcessServer,
+                                                      api: Api, mailbox: Mailbox) -> None:
+    """Held.  HTML injection: the app (or whoever holds the key and password) sets a
+    computer name and registration details with markup; the portal pages show them as
+    text, and the pages allow no script anyway (CSP)."""
+    email = _email("xss")
+    held = setup_license(portal_server, api, None, machines=0)
+    evil = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
+    seat = add_seat(portal_server, api, mailbox, held, email, machine="xss-pc", label=evil,
+                    registration={"name": evil})
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        for path in ("license", "data", f"activations/{seat['activation_id']}/release"):
+            page = user.get(path)
+            assert page.status_code == 200, path
+            assert "<script>alert(1)" not in page.text and "<img src=x" not in page.text, path
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+            assert "script-src" not in page.headers["content-security-policy"]
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_malformed_posts_get_a_4xx_never_a_5xx(portal_server: InProcessServer, api: Api,
+                                               mailbox: Mailbox) -> None:
+    """Held.  Non-UTF-8 bytes, NUL characters, repeated and surplus fields, multipart with
+    files, JSON bodies, garbage content types and odd product ids, on every portal form of
+    a link session: never a server error (and nothing is changed by a refused one)."""
+    email = _email("fuzz")
+    held = setup_license(portal_server, api, mailbox, email=email,
+                         product={"air_gapped": True})
+    act = held.activations[0]["activation_id"]
+    forms = ["sign-in", "link", "link/tok", "language", "password", "email", "email/remove",
+             "data/export", "offline", f"activations/{act}/release", "sign-out"]
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        csrf = (user.csrf or "").encode()
+        bodies: list[tuple[bytes, str]] = [
+            (b"csrf=" + csrf + b"&email=%ff%fe&license_key=\xff\xfe&password=\xc3"
+             b"&request=\xff&lang=\xff&next=\xff&current=\xc0", "application/x-www-form-urlencoded"),
+            (b"csrf=" + csrf + b"&email=a%00@b.c&license_key=A%00B&password=%00"
+             b"&request=%00&lang=%00&next=%00", "application/x-www-form-urlencoded"),
+            (b"csrf=" + csrf + b"&" + b"&".join([b"email=a@b.c"] * 30 + [b"csrf=zz"]),
+             "application/x-www-form-urlencoded"),
+            (b"&".join(b"f%d=1" % n for n in range(3000)), "application/x-www-form-urlencoded"),
+            (b'{"csrf": "x", "email": "a@b.c"}', "application/json"),
+            (b"\x00\x01\x02", "multipart/form-data"),
+            (b"--zz\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + csrf
+             + b"\r\n--zz\r\nContent-Disposition: form-data; name=\"email\"; filename=\"a\"\r\n"
+             b"Content-Type: text/html\r\n\r\n<b>x</b>\r\n--zz--\r\n",
+             "multipart/form-data; boundary=zz"),
+        ]
+        for path in forms:
+            for body, content_type in bodies:
+                answer = user.http.post(user.url(path), data=body, allow_redirects=False,
+                                        headers={"Content-Type": content_type})
+                assert answer.status_code < 500, (path, body[:40], answer.text[:200])
+        for odd in ("%00", "a%00b", "%ff", "x" * 300, "%C3%A9", "%0d%0a", "%20", "%252F"):
+            for sub in ("", "license", "logo", "brand.css", "link/t%00", "sign-in", "link"):
+                for method in ("GET", "POST"):
+                    answer = user.http.request(method, f"{portal_server.url}/portal/{odd}/{sub}",
+                                               data={"csrf": user.csrf or ""},
+                                               allow_redirects=False)
+                    assert answer.status_code < 500, (method, odd, sub, answer.text[:200])
