@@ -562,3 +562,56 @@ def test_malformed_posts_get_a_4xx_never_a_5xx(portal_server: InProcessServer, a
                                                data={"csrf": user.csrf or ""},
                                                allow_redirects=False)
                     assert answer.status_code < 500, (method, odd, sub, answer.text[:200])
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://inprocess.invalid.evil.example"},
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "same-origin"},
+])
+def test_cross_site_posts_are_refused_even_with_the_right_token(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox,
+        headers: dict[str, str]) -> None:
+    """Held.  A form posted by another site's page (or a ``data:``/``file:`` page, or a
+    sibling subdomain) is refused, even carrying the victim's valid CSRF token and
+    cookie, for the signed-in forms and for signing in (login CSRF) alike; nothing
+    changes."""
+    email = _email("csrf")
+    held = setup_license(portal_server, api, mailbox, email=email, machines=2)
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        ignore = {"portal_sessions": {"last_seen_at"}}
+        before = tables(portal_server, ignore=ignore)
+        posts = [("erase", {}), ("email/remove", {}), ("data/export", {}),
+                 (f"activations/{held.activations[1]['activation_id']}/release", {}),
+                 ("password", {"password": "csrf new", "repeat": "csrf new"}),
+                 ("sign-in", {"license_key": held.key, "password": PASSWORD}),
+                 ("link", {"email": email}), ("sign-out", {})]
+        for path, data in posts:
+            answer = user.post(path, data, headers=headers)
+            assert answer.status_code == 403, (path, answer.status_code)
+        assert tables(portal_server, ignore=ignore) == before
+
+
+def test_a_logo_that_is_also_html_is_served_as_an_inert_image(
+        portal_server: InProcessServer) -> None:
+    """Held.  The vendor (or whoever holds a products key) uploads a PNG that is also an
+    HTML/SVG page; an SVG is refused, and the polyglot is served as ``image/png`` with
+    ``nosniff`` and a CSP that runs nothing."""
+    pid = "p-" + secrets.token_hex(4)
+    portal_server.admin.setup_product(pid, name="Logo")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    http = portal_server.session()
+    url = f"{portal_server.url}/v1/admin/products/{pid}/logo"
+    auth = {"Authorization": f"Bearer {portal_server.admin_key}"}
+    refused = http.put(url, data=svg, headers={**auth, "Content-Type": "image/svg+xml"})
+    assert refused.status_code in (400, 415), refused.text
+    polyglot = b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>"
+    stored = http.put(url, data=polyglot,
+                      headers={**auth, "Content-Type": "application/octet-stream"})
+    assert stored.status_code == 200, stored.text
+    served = http.get(f"{portal_server.url}/portal/{pid}/logo")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["content-security-policy"] == "default-src 'none'"
