@@ -280,12 +280,14 @@ def test_a_link_request_takes_as_long_for_an_unknown_address(
     Invariant: "the same 'if it is on file, a link is on its way' for every address".
     The page is the same, but for an address on file the request also creates the link
     rows, queues the mail (encrypting it) and audits, in the request: about 2 ms more
-    in-process, every time (a sign test over 12 interleaved pairs, each address asked
-    once; without a difference, 11 or more of 12 happen 0.3 % of the time).
+    in-process, every time.  Measured as a sign test: 16 addresses on file, each asked
+    3 times (the mails per address per window) interleaved with an address not on file,
+    the fastest of each 3 compared; without a difference, 14 or more of 16 "slower"
+    happen 0.2 % of the time.
     """
     pid = "p-" + secrets.token_hex(4)
     portal_server.admin.setup_product(pid, name="Timing")
-    known = [_email(f"known{n}") for n in range(12)]
+    known = [_email(f"known{n}") for n in range(16)]
     for address in known:
         setup_license(portal_server, api, mailbox, email=address, product_id=pid)
     drain(portal_server)
@@ -293,13 +295,14 @@ def test_a_link_request_takes_as_long_for_an_unknown_address(
     with PortalUser(portal_server, pid) as user:
         user.ask_link(_email("warm-up"))
         for address in known:
-            took = {}
-            for what, typed in (("unknown", _email("nobody")), ("known", address)):
-                start = time.perf_counter()
-                assert user.ask_link(typed).status_code == 200
-                took[what] = time.perf_counter() - start
-            slower += took["known"] > took["unknown"]
-    assert slower <= 10, f"{slower} of 12 known addresses answered slower than unknown ones"
+            took: dict[str, list[float]] = {"known": [], "unknown": []}
+            for _ in range(3):
+                for what, typed in (("unknown", _email("nobody")), ("known", address)):
+                    start = time.perf_counter()
+                    assert user.ask_link(typed).status_code == 200
+                    took[what].append(time.perf_counter() - start)
+            slower += min(took["known"]) > min(took["unknown"])
+    assert slower < 14, f"{slower} of 16 addresses on file answered slower than unknown ones"
 
 
 def test_the_access_log_does_not_keep_portal_link_tokens() -> None:
@@ -537,7 +540,8 @@ def test_malformed_posts_get_a_4xx_never_a_5xx(portal_server: InProcessServer, a
         csrf = (user.csrf or "").encode()
         bodies: list[tuple[bytes, str]] = [
             (b"csrf=" + csrf + b"&email=%ff%fe&license_key=\xff\xfe&password=\xc3"
-             b"&request=\xff&lang=\xff&next=\xff&current=\xc0", "application/x-www-form-urlencoded"),
+             b"&request=\xff&lang=\xff&next=\xff&current=\xc0",
+             "application/x-www-form-urlencoded"),
             (b"csrf=" + csrf + b"&email=a%00@b.c&license_key=A%00B&password=%00"
              b"&request=%00&lang=%00&next=%00", "application/x-www-form-urlencoded"),
             (b"csrf=" + csrf + b"&" + b"&".join([b"email=a@b.c"] * 30 + [b"csrf=zz"]),
@@ -615,3 +619,48 @@ def test_a_logo_that_is_also_html_is_served_as_an_inert_image(
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
     assert served.headers["content-security-policy"] == "default-src 'none'"
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def pg_portal_server(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
+                     pg_databases: Any) -> Iterator[InProcessServer]:
+    """The app in-process on a fresh PostgreSQL database, mailing to ``mailbox``."""
+    with InProcessServer(tmp_path_factory.mktemp("portal-attacks-pg"),
+                         env={**mail_env(mailbox), **ROOMY},
+                         database_url=pg_databases.create()) as srv:
+        yield srv
+
+
+@pytest.mark.postgres
+def test_a_nul_in_a_path_gets_a_4xx_on_postgresql(pg_portal_server: InProcessServer) -> None:
+    """DEFECT (low).  Attack: put a NUL character (``%00``) in the product id or the
+    activation id of a portal address, on a server that runs on PostgreSQL.
+
+    Invariant: "The server answers malformed input with a 4xx and a clear message, never a
+    500".  PostgreSQL text cannot hold NUL: the sign-in page, the logo, the stylesheet
+    and the release page look the raw path parameter up in the database
+    (``session.get(Product, product_id)`` / ``session.get(Activation, ...)``) and the
+    driver's ``DataError`` becomes a 500.
+    """
+    api = Api.for_server(pg_portal_server)
+    try:
+        held = setup_license(pg_portal_server, api, None)
+    finally:
+        api.close()
+    answers = {}
+    with PortalUser(pg_portal_server, held.product_id) as user:
+        for path in ("/portal/a%00b/", "/portal/a%00b/logo", "/portal/a%00b/brand.css"):
+            answers["GET " + path] = user.http.get(pg_portal_server.url + path,
+                                                   allow_redirects=False).status_code
+        answers["POST sign-in"] = user.http.post(
+            pg_portal_server.url + "/portal/a%00b/sign-in",
+            data={"license_key": held.key, "password": PASSWORD},
+            allow_redirects=False).status_code
+        assert user.sign_in(held.key).status_code == 303
+        answers["GET release"] = user.get("activations/a%00b/release").status_code
+        answers["POST release"] = user.post("activations/a%00b/release").status_code
+    failed = {what: status for what, status in answers.items() if status >= 500}
+    assert not failed, failed
