@@ -621,6 +621,26 @@ def test_a_logo_that_is_also_html_is_served_as_an_inert_image(
     assert served.headers["content-security-policy"] == "default-src 'none'"
 
 
+def test_address_changes_cannot_flood_mailboxes(portal_server: InProcessServer, api: Api,
+                                                mailbox: Mailbox) -> None:
+    """Held.  Mail flooding through the email page: a link session changes its address
+    again and again, to addresses of people it wants to spam (each change mails a
+    confirmation link).  At most 3 changes per window go through; the 4th is refused
+    next to its field and mails nothing."""
+    email = _email("spammer")
+    held = setup_license(portal_server, api, mailbox, email=email)
+    victims = [_email(f"victim{n}") for n in range(5)]
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        before = len(mailbox.messages)
+        answers = [user.post("email", {"email": victim}).status_code for victim in victims]
+        drain(portal_server)
+    assert answers == [303, 303, 303, 429, 429], answers
+    mailed = [m for m in mailbox.messages[before:]
+              if any(v in str(m["To"]) for v in victims)]
+    assert 1 <= len(mailed) <= 3, [str(m["To"]) for m in mailed]
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
