@@ -48,7 +48,7 @@ from software_dna.server.services import email_confirmation, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
-from software_dna.server.services.ratelimit import hit, reset_keys
+from software_dna.server.services.ratelimit import hit
 from software_dna.server.services.seats import erase_user_seats
 from software_dna.server.services.settings import read_settings
 from software_dna.server.services.tokens import decrypt_end_user
@@ -376,12 +376,11 @@ def erase(
                 MailOptOut.email_index == end_user.email_index))
             # The portal's counter of link mails to this address is keyed by its hash.
             session.execute(delete(RateLimitCounter).where(
-                RateLimitCounter.key == "portal-mail:" + end_user.email_index[:32]))
+                RateLimitCounter.key == portal_link_counter(end_user.email_index)))
             session.execute(update(OutboxItem).where(
                 OutboxItem.end_user_id == end_user.id,
                 OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))
                 .values(dedup_key=None).execution_options(synchronize_session=False))
-            reset_keys(session, [portal_link_counter(end_user.email_index)])
         # The sent log keeps what was sent when, not to whom; queued mails are cancelled.
         outbox.forget_end_user(session, end_user.id)
         _wipe(end_user, now)
