@@ -283,6 +283,11 @@ def test_erasure_leaves_no_trace_and_the_app_goes_limited(
                    "email ciphertext": bytes(person.email_ciphertext)[-24:],
                    "registration ciphertext": bytes(person.registration_ciphertext)[-24:]}
 
+    # Someone else signed in with the key and the password (it is erased with the data).
+    other = requests.Session()
+    assert other.post(f"{portal_server.url}/portal/{held.product}/sign-in",
+                      data={"license_key": held.key, "password": PASSWORD},
+                      allow_redirects=False, timeout=30).status_code == 303
     portal.sign_in_by_link(held.product, email)
     _nav(portal, "My data")
     click_and_wait(portal.driver, portal.driver.find_element(
@@ -318,6 +323,13 @@ def test_erasure_leaves_no_trace_and_the_app_goes_limited(
             AuditEntry.action.like("%eras%"))).first()
         assert entry is not None and entry.actor == "portal"
     assert _left_after(portal_server, needles) == []
+    # The password is gone with the data: its session ended, and it signs in no more.
+    assert other.get(f"{portal_server.url}/portal/{held.product}/license",
+                     allow_redirects=False, timeout=30).status_code == 303
+    assert other.post(f"{portal_server.url}/portal/{held.product}/sign-in",
+                      data={"license_key": held.key, "password": PASSWORD},
+                      allow_redirects=False, timeout=30).status_code == 401
+    other.close()
     assert portal_server.admin.find_end_users(email) == []
 
     # The app's next refresh is limited: only the limited features.
