@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from software_dna.i18n import LANGUAGES, negotiate, normalize, translation
+from software_dna.i18n import LANGUAGES, N_, negotiate, normalize, translation
 from software_dna.server.api.browser import cross_site, is_secure
 from software_dna.server.api.deps import AppState, get_session, get_state
 from software_dna.server.models import Product, ProductLogo
@@ -265,9 +265,9 @@ def _signed(request: Request, state: AppState, session: Session,
         raise
 
 
-_PERSONAL_TITLE = "Sign in with an email link"
-_PERSONAL_TEXT = ("Your personal data is reached only through a sign-in link mailed to your "
-                  "confirmed address. Sign out, then ask for a link on the sign-in page.")
+_PERSONAL_TITLE = N_("Sign in with an email link")
+_PERSONAL_TEXT = N_("Your personal data is reached only through a sign-in link mailed to your "
+                    "confirmed address. Sign out, then ask for a link on the sign-in page.")
 
 
 def holder(*, personal: bool = False) -> Callable[..., AsyncIterator[Signed]]:
@@ -364,6 +364,6 @@ class PortalRoute(APIRoute):
             except PortalError as exc:
                 return error_page(request, exc.status, exc.title, exc.message)
             except ServiceError as exc:
-                return error_page(request, exc.code.status, "Refused", exc.message)
+                return error_page(request, exc.code.status, N_("Refused"), exc.message)
 
         return route
