@@ -83,7 +83,8 @@ def extract(domain: str, *, root: Path = ROOT, locale: Path = LOCALE) -> Catalog
     """
     mapping = locale / DOMAINS[domain]
     with mapping.open(encoding="utf-8") as cfg:
-        method_map, options_map = parse_mapping_cfg(cfg, str(mapping))
+        method_map, options_map = parse_mapping_cfg(  # type: ignore[no-untyped-call]
+            cfg, str(mapping))
     catalog = Catalog(project=_PROJECT, domain=domain, fuzzy=False, charset="utf-8",
                       header_comment=_HEADER.format(domain=domain),
                       copyright_holder=_PROJECT)
@@ -210,9 +211,10 @@ def check(po: Path) -> Catalog:
         if not message.id or message.fuzzy or not message.string:
             continue
         if isinstance(message.id, str):
-            if placeholders(message.string) != placeholders(message.id):
+            translated = message.string if isinstance(message.string, str) else ""
+            if placeholders(translated) != placeholders(message.id):
                 problems.append(f"{po}: {message.id!r}: the translation's placeholders "
-                                f"{placeholders(message.string)} differ from "
+                                f"{placeholders(translated)} differ from "
                                 f"{placeholders(message.id)}")
         else:
             allowed = set(placeholders(message.id[1]))

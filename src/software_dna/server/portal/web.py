@@ -357,13 +357,16 @@ class PortalRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Redirect as done:
-                return see_other(request, done.url, done.notice)
-            except PortalError as exc:
-                return error_page(request, exc.status, exc.title, exc.message)
-            except ServiceError as exc:
-                return error_page(request, exc.code.status, N_("Refused"), exc.message)
+            # The handler's translate() calls (form errors, notices) speak the page's
+            # language; a plain-def handler's thread gets a copy of this context.
+            with _speaking(language_of(request)):
+                try:
+                    return await handler(request)
+                except Redirect as done:
+                    return see_other(request, done.url, done.notice)
+                except PortalError as exc:
+                    return error_page(request, exc.status, exc.title, exc.message)
+                except ServiceError as exc:
+                    return error_page(request, exc.code.status, N_("Refused"), exc.message)
 
         return route
