@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import Select, delete, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
@@ -23,7 +23,7 @@ from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
-from software_dna.server.models import Activation, EndUser, License
+from software_dna.server.models import Activation, EndUser, License, PortalSession
 from software_dna.server.schemas.licenses import looks_like_full_key
 from software_dna.server.services import events, outbox
 from software_dna.server.services.common import (
@@ -418,11 +418,14 @@ def revoke_license(session: Session, license_id: str, *, actor: str = "admin") -
 
 
 def set_license_password(
-    session: Session, license_id: str, password: str | None, *, actor: str = "admin"
+    session: Session, license_id: str, password: str | None, *, actor: str = "admin",
+    keep_portal_session: str | None = None,
 ) -> License:
     """Set (or with None remove) the activation password; commits.
 
     Setting a password also lifts ``password_reset_required`` after an erasure.
+    The license portal's sessions opened with the old password end (all but
+    ``keep_portal_session``, the id of the portal session that changed it).
 
     Raises:
         ServiceError: 404 ``not_found``, 400 ``invalid_request`` (None while
@@ -439,6 +442,7 @@ def set_license_password(
     lic.password_erased = False
     now = utcnow()
     lic.updated_at = now
+    _end_portal_sessions(session, lic.id, keep=keep_portal_session)
     audit(session, actor, "license.password", at=now, product_id=lic.product_id,
           license_id=lic.id, detail={"set": password is not None})
     session.commit()
@@ -453,6 +457,16 @@ def buyer_on_file(session: Session, lic: License) -> EndUser | None:
     if buyer is None or buyer.erased_at is not None:
         return None
     return buyer
+
+
+def _end_portal_sessions(session: Session, license_id: str, *, keep: str | None = None) -> None:
+    """End the portal sessions opened with the license's key and password (not those
+    opened by a mailed link: the address, not the key, opened them). No commit."""
+    query = delete(PortalSession).where(PortalSession.license_id == license_id,
+                                        PortalSession.method == "password")
+    if keep is not None:
+        query = query.where(PortalSession.id != keep)
+    session.execute(query)
 
 
 def rekey_license(session: Session, ctx: Context, license_id: str, *,
@@ -498,6 +512,7 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
     else:  # pragma: no cover
         session.rollback()
         raise conflict("Could not generate a unique license key; try again.")
+    _end_portal_sessions(session, lic.id)
     address: str | None = None
     buyer: EndUser | None
     if email is not None:

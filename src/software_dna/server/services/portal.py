@@ -325,6 +325,8 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
         EndUser.email_index == index, EndUser.erased_at.is_(None),
         EndUser.email_confirmed_at.is_not(None)).order_by(EndUser.created_at)).all()
     now = utcnow()
+    if secrets.randbelow(20) == 0:  # now and then, forget the links that can no longer work
+        session.execute(delete(PortalLink).where(PortalLink.expires_at <= now))
     expires_at = now + timedelta(seconds=settings.portal_link_ttl)
     browser_hash = ctx.vault.portal_hash("browsers", browser_token[:200])
     made = 0
@@ -511,7 +513,7 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
     A password session must give the current password (a browser left signed
     in is not enough); a link session proved its address and may set one
     without.  The new password may not be the current one.  Every other
-    password session of the license ends.
+    password session of the license ends (services.licenses.set_license_password).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (``details.field``: ``current``
@@ -527,13 +529,10 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
     if lic.password_hash is not None and verify_password(new[:_MAX_SECRET], lic.password_hash):
         raise _invalid("Choose a password other than the current one.", field="password")
     try:
-        set_license_password(session, lic.id, new, actor=ACTOR)
+        set_license_password(session, lic.id, new, actor=ACTOR,
+                             keep_portal_session=holder.session.id)
     except ServiceError as exc:
         raise _invalid(exc.message, field="password") from None
-    session.execute(delete(PortalSession).where(
-        PortalSession.license_id == lic.id, PortalSession.method == PASSWORD,
-        PortalSession.id != holder.session.id))
-    session.commit()
 
 
 def sessions_of(session: Session, license_id: str) -> Sequence[PortalSession]:

@@ -12,9 +12,9 @@ from software_dna.server.api.deps import Db, State
 from software_dna.server.domain.refusals import air_gapped_allowed, status_refusal
 from software_dna.server.models import Activation, License
 from software_dna.server.portal.web import (
-    Posted,
     PortalError,
     PortalRoute,
+    Posted,
     Redirect,
     Signed,
     brand_of,
@@ -102,7 +102,7 @@ def _activation(session: Db, signed: Signed, activation_id: str) -> Activation:
 
 
 @router.get("/{product_id}/activations/{activation_id}/release")
-def release_page(request: Request, state: State, session: Db, product_id: str,
+def release_page(request: Request, state: State, session: Db, product_id: str, *,
                  activation_id: str,
                  signed: Annotated[Signed, Depends(holder())]) -> Response:
     """Confirm freeing a computer: what happens to the app on it, and the limit left."""
@@ -116,7 +116,7 @@ def release_page(request: Request, state: State, session: Db, product_id: str,
 
 
 @router.post("/{product_id}/activations/{activation_id}/release")
-def release(request: Request, state: State, session: Db, product_id: str,
+def release(request: Request, state: State, session: Db, product_id: str, *,
             activation_id: str,
             posted: Annotated[Posted, Depends(poster())]) -> Response:
     """Free the computer's seat: the app on it learns at its next check."""
