@@ -11,17 +11,31 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import select, update
 
+from software_dna.server.db import checkpoint_job
+from software_dna.server.models import Product
+from software_dna.server.models.base import Base
 from software_dna.server.testing import InProcessServer
-from tests.server.helpers import Api, session_for
+from software_dna.wire import airgap
+from tests.server.helpers import Api, fingerprint, nonce, session_for
 from tests.server.mailing import drain
 from tests.smtp import Mailbox, mailed_link
 
-__all__ = ["PASSWORD", "PortalLicense", "PortalUser", "csrf_of", "db", "portal_link",
-           "setup_license"]
+__all__ = ["PASSWORD", "ROOMY", "PortalLicense", "PortalUser", "add_seat", "airgap_request",
+           "csrf_of", "db", "portal_link", "raw_database", "set_product", "setup_license",
+           "tables"]
+
+#: Server settings for modules that sign in, ask for links and activate many times from
+#: the one address every in-process request comes from (127.0.0.1).
+ROOMY = {"SOFTWARE_DNA_PORTAL_SIGN_IN_ATTEMPTS": "100000",
+         "SOFTWARE_DNA_RATE_LIMIT_ADDRESS_ATTEMPTS": "100000",
+         "SOFTWARE_DNA_RATE_LIMIT_ATTEMPTS": "100000"}
 
 #: The activation password of the licenses these helpers issue.
 PASSWORD = "old secret"
@@ -174,3 +188,64 @@ class PortalUser:
         assert self.ask_link(email).status_code == 200
         drain(self.server)
         return self.use_link(portal_link(box, before + 1))
+
+
+def add_seat(srv: InProcessServer, api: Api, box: Mailbox, held: PortalLicense, email: str, *,
+             machine: str, password: str | None = PASSWORD, **extra: Any) -> dict[str, Any]:
+    """Activate ``held``'s license on ``machine`` giving ``email`` (with consent; ``extra``:
+    more fields of the activation), and confirm the address through the link mailed to
+    ``box``; returns the activation."""
+    before = len(box.messages)
+    body: dict[str, Any] = {"email": email, "consent": True, **extra}
+    if password is not None:
+        body["password"] = password
+    answer = api.activate(held.product_id, held.key, machine=machine, **body)
+    assert answer.status_code in (200, 201), answer.text
+    drain(srv)
+    link = mailed_link(box.wait_for(before + 1)[before])
+    with session_for(srv) as http:
+        assert http.post(link, timeout=30).status_code == 200
+    made: dict[str, Any] = answer.json()
+    return made
+
+
+def set_product(srv: InProcessServer, product_id: str, **columns: Any) -> None:
+    """Change a product's columns directly in the database (settings no route sets yet)."""
+    with db(srv) as session:
+        session.execute(update(Product).where(Product.id == product_id).values(**columns))
+        session.commit()
+
+
+def tables(srv: InProcessServer, *, ignore: Mapping[str, set[str]] | None = None
+           ) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted: compare two snapshots to see that nothing changed.
+
+    ``ignore``: columns left out, per table (e.g. a session's ``last_seen_at``, which
+    any request may move on once a minute)."""
+    skip = ignore or {}
+    with db(srv) as session:
+        snapshot = {}
+        for table in Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if c.name not in skip.get(table.name, set())]
+            snapshot[table.name] = sorted(
+                (tuple(row) for row in session.execute(select(*columns))), key=repr)
+        return snapshot
+
+
+def raw_database(srv: InProcessServer) -> bytes:
+    """Every byte of the SQLite database files, once the pending WAL checkpoint has run."""
+    checkpoint_job(srv.app.state.sdna.engine).flush()
+    path = Path(srv.database_url.removeprefix("sqlite:///"))
+    data = b""
+    for suffix in ("", "-wal", "-journal"):
+        part = Path(str(path) + suffix)
+        if part.exists():
+            data += part.read_bytes()
+    return data
+
+
+def airgap_request(product: str, key: str, machine: str = "air-1", **extra: Any) -> str:
+    """An armored air-gapped activation request from a made-up machine (no password in it)."""
+    return airgap.build_request(product=product, license_key=key,
+                                fingerprint=fingerprint(machine), nonce=nonce(),
+                                created_at=datetime.now(timezone.utc), **extra)

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from software_dna.server.portal.pages import auth, license
+from software_dna.server.portal.pages import account, auth, data, license, offline
 
 __all__ = ["ROUTERS", "install"]
 
 #: Every portal router, in the order they are mounted.
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    account.router,
+    data.router,
+    offline.router,
     license.router,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
@@ -10,7 +12,8 @@ from software_dna.server.schemas.activations import ClientFacts
 from software_dna.server.schemas.base import Out
 from software_dna.server.schemas.types import UtcTime
 
-__all__ = ["EndUserActivation", "EndUserExport", "EndUserList", "EndUserMail", "EndUserSummary"]
+__all__ = ["EndUserActivation", "EndUserExport", "EndUserList", "EndUserMail", "EndUserSummary",
+           "export_document"]
 
 
 class EndUserSummary(Out):
@@ -69,3 +72,11 @@ class EndUserExport(Out):
     licenses: list[str] = Field(default_factory=list)
     #: The sent log's mails to this person.
     mails: list[EndUserMail] = Field(default_factory=list)
+
+
+def export_document(data: Mapping[str, Any]) -> str:
+    """An export (:func:`~software_dna.server.services.endusers.export_end_user`'s dict) as
+    the JSON file a download gives: checked by :class:`EndUserExport`, keys sorted, indented
+    by two, ending with a newline.  The panel and the portal both serve exactly this."""
+    checked = EndUserExport.model_validate(dict(data))
+    return json.dumps(checked.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"

@@ -106,13 +106,15 @@ def _forget_links(session: Session, end_user_id: str) -> None:
 
 
 def email_given(session: Session, ctx: Context, end_user: EndUser, email: str, index: str, *,
-                activation: Activation, now: datetime) -> None:
+                activation: Activation | None, now: datetime) -> None:
     """The hook for an email being stored on ``end_user``: call before it is stored.
 
     When ``index`` (:meth:`Vault.email_index` of ``email``) differs from the
     address on file, the end user becomes unconfirmed, its earlier links are
     deleted and a link to ``email`` is queued (mailed by :func:`send_pending`
-    after the commit).  The same address again changes nothing.  Does not commit.
+    after the commit).  The same address again changes nothing.  ``activation``
+    names the license in the mail (None: an address set without one, in the
+    portal).  Does not commit.
     """
     if end_user.email_index == index:
         return

@@ -8,7 +8,6 @@ every page that shows decrypted data, and every export, adds an audit entry
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -27,7 +26,7 @@ from software_dna.server.panel.web import (
     see_other,
     viewer,
 )
-from software_dna.server.schemas import EndUserExport
+from software_dna.server.schemas.end_users import export_document
 from software_dna.server.services import erase_end_user, find_end_users, get_end_user
 from software_dna.server.services.endusers import (
     export_end_user_viewed,
@@ -72,9 +71,7 @@ def show(request: Request, state: State, session: Db, end_user_id: IdPath,
 def export(state: State, session: Db, end_user_id: IdPath,
            staff: Annotated[Staff, Depends(viewer(Permission.PERSONAL_DATA))]) -> Response:
     """Everything held about the end user, as the admin API exports it, as a download."""
-    data = EndUserExport.model_validate(
-        export_end_user_viewed(session, state.ctx, end_user_id, actor=ACTOR))
-    body = json.dumps(data.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    body = export_document(export_end_user_viewed(session, state.ctx, end_user_id, actor=ACTOR))
     return Response(body, media_type="application/json", headers={
         **HEADERS, "Content-Disposition": f'attachment; filename="{end_user_id}.json"'})
 

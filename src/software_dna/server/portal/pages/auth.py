@@ -35,7 +35,7 @@ from software_dna.server.services.email_confirmation import links_possible
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
-__all__ = ["router"]
+__all__ = ["retry_text", "router"]
 
 router = APIRouter(prefix="/portal", route_class=PortalRoute, include_in_schema=False)
 
@@ -81,7 +81,7 @@ def sign_in_page(request: Request, state: State, session: Db, product_id: str) -
     return _sign_in_page(request, session, state, product_id)
 
 
-def _retry_text(seconds: int | None) -> str:
+def retry_text(seconds: int | None) -> str:
     minutes = max(1, math.ceil((seconds or 60) / 60))
     return translate("Too many attempts. Try again in %(minutes)s minutes.") % {
         "minutes": minutes}
@@ -102,7 +102,7 @@ def sign_in(request: Request, state: State, session: Db, product_id: str, *,
         session.rollback()
         if exc.code is Code.RATE_LIMITED:
             return _sign_in_page(request, session, state, product_id, status=429,
-                                 errors={"key_form": _retry_text(exc.retry_after)},
+                                 errors={"key_form": retry_text(exc.retry_after)},
                                  license_key=license_key[:200])
         return _sign_in_page(request, session, state, product_id, status=401,
                              errors={"key_form": translate(
@@ -132,7 +132,7 @@ def request_link(request: Request, state: State, session: Db, product_id: str, *
         session.rollback()
         if exc.code is Code.RATE_LIMITED:
             return _sign_in_page(request, session, state, product_id, status=429,
-                                 errors={"link_form": _retry_text(exc.retry_after)},
+                                 errors={"link_form": retry_text(exc.retry_after)},
                                  email=email[:254])
         raise
     response = render(request, "link_sent.html", product=product, brand=brand,
@@ -163,7 +163,7 @@ def use_link(request: Request, state: State, session: Db, product_id: str,
     except ServiceError as exc:
         session.rollback()
         status = exc.code.status
-        text = (_retry_text(exc.retry_after) if exc.code is Code.RATE_LIMITED else translate(
+        text = (retry_text(exc.retry_after) if exc.code is Code.RATE_LIMITED else translate(
             "This sign-in link cannot be used: it was used already, it expired, or it was "
             "opened in another browser than the one that asked for it. Ask for a new link "
             "from this browser."))

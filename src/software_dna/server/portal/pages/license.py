@@ -83,6 +83,11 @@ def license_page(request: Request, state: State, session: Db, product_id: str,
     the computers using it, each with a button to free it."""
     lic = signed.holder.license
     status, limited = _status(lic)
+    person = signed.holder.end_user
+    if person is not None and person.erased_at is not None:
+        # This end user's erasure: on a user-seat license only their seats are limited,
+        # and the license row says nothing of it.
+        limited = "erased"
     product = lic.product
     return render(request, "license.html", **page_context(session, signed),
                   license=lic, license_status=status, limited=limited,
