@@ -82,7 +82,20 @@ T = {
            "expired": ["Form expired"],
            "signed_out": ["You are signed out."],
            "no_product": ["Page not found"],
-           "home": ["Open the license portal from your app"]},
+           "home": ["Open the license portal from your app"],
+           "password": ["Change", "New activation password", "Save the new password"],
+           "repeat": ["The two new passwords differ."],
+           "changed": ["The activation password is changed."],
+           "email": ["Your email address", "Address on file", "Remove my address"],
+           "bad_email": ["Enter a whole email address"],
+           "same_email": ["This is the address on file already."],
+           "data": ["My data", "Registration details", "Download my data (JSON)"],
+           "erase": ["Erase my data", "What happens to each license", "Erase my data now"],
+           "erased": ["Your personal data is erased.", "Limited"],
+           "offline": ["Activation request", "Answer the request"],
+           "no_request": ["Paste the activation request the app showed."],
+           "bad_request": ["This is not a valid activation request"],
+           "personal": ["Sign in with an email link"]},
     "de": {"sign_in": ["Ihre Lizenz für Acme Editor verwalten", "Lizenzschlüssel",
                        "Aktivierungspasswort"],
            "wrong": ["Der Lizenzschlüssel oder das Aktivierungspasswort ist falsch."],
@@ -96,7 +109,21 @@ T = {
            "expired": ["Formular abgelaufen"],
            "signed_out": ["Sie sind abgemeldet."],
            "no_product": ["Seite nicht gefunden"],
-           "home": ["Öffnen Sie das Lizenzportal aus Ihrer App"]},
+           "home": ["Öffnen Sie das Lizenzportal aus Ihrer App"],
+           "password": ["Ändern", "Neues Aktivierungspasswort", "Neues Passwort speichern"],
+           "repeat": ["Die beiden neuen Passwörter stimmen nicht überein."],
+           "changed": ["Das Aktivierungspasswort wurde geändert."],
+           "email": ["Ihre E-Mail-Adresse", "Hinterlegte Adresse", "Meine Adresse entfernen"],
+           "bad_email": ["Geben Sie eine vollständige E-Mail-Adresse ein"],
+           "same_email": ["Diese Adresse ist bereits hinterlegt."],
+           "data": ["Meine Daten", "Registrierungsangaben", "Meine Daten herunterladen (JSON)"],
+           "erase": ["Meine Daten löschen", "Was mit jeder Lizenz geschieht",
+                     "Meine Daten jetzt löschen"],
+           "erased": ["Ihre personenbezogenen Daten wurden gelöscht.", "Eingeschränkt"],
+           "offline": ["Aktivierungsanfrage", "Anfrage beantworten"],
+           "no_request": ["Fügen Sie die Aktivierungsanfrage ein, die die App angezeigt hat."],
+           "bad_request": ["Dies ist keine gültige Aktivierungsanfrage"],
+           "personal": ["Mit einem Link per E-Mail anmelden"]},
 }
 
 
@@ -104,7 +131,8 @@ T = {
 def test_every_page_in_both_languages(portal_server: InProcessServer, api: Api,
                                       mailbox: Mailbox, language: str) -> None:
     email = f"holder-{secrets.token_hex(3)}@example.com"
-    held = setup_license(portal_server, api, mailbox, email=email, machines=2)
+    held = setup_license(portal_server, api, mailbox, email=email, machines=2,
+                         product={"air_gapped": True})
     said = T[language]
     header = "de-DE,de;q=0.9,en;q=0.5" if language == "de" else "en-GB,en;q=0.9,de;q=0.5"
     with PortalUser(portal_server, held.product_id, language=header) as user:
@@ -138,6 +166,34 @@ def test_every_page_in_both_languages(portal_server: InProcessServer, api: Api,
         done = user.post(f"activations/{activation}/release")
         assert done.status_code == 303
         assert_speaks(user.get("license"), language, *said["freed"])
+        # The air-gapped page, its refusals next to the field.
+        assert_speaks(user.get("offline"), language, *said["offline"])
+        assert_speaks(user.post("offline", {"request": " "}), language, *said["no_request"])
+        assert_speaks(user.post("offline", {"request": "not a request"}), language,
+                      *said["bad_request"])
+        # The personal pages (a session opened by a mailed link).
+        assert_speaks(user.get("data"), language, *said["data"])
+        assert_speaks(user.get("email"), language, *said["email"])
+        bad = user.post("email", {"email": "not an address"})
+        assert bad.status_code == 400
+        assert_speaks(bad, language, *said["bad_email"])
+        assert user.post("email", {"email": email}).status_code == 303
+        assert_speaks(user.get("email"), language, *said["same_email"])
+        # The password page, an error next to its field, and the notice of a change.
+        assert_speaks(user.get("password"), language, *said["password"])
+        differ = user.post("password", {"password": "new secret", "repeat": "other"})
+        assert differ.status_code == 400
+        assert_speaks(differ, language, *said["repeat"])
+        assert user.post("password", {"password": "new secret",
+                                      "repeat": "new secret"}).status_code == 303
+        assert_speaks(user.get("license"), language, *said["changed"])
+        assert_speaks(user.get("erase"), language, *said["erase"])
+        assert user.post("erase").status_code == 303
+        assert_speaks(user.get("license"), language, *said["erased"])
+        # Erased: the personal pages say how to reach them (here: no longer).
+        refused = user.get("data")
+        assert refused.status_code == 403
+        assert_speaks(refused, language, *said["personal"])
         expired = user.post("sign-out", csrf="0" * 64)
         assert expired.status_code == 403
         assert_speaks(expired, language, *said["expired"])
