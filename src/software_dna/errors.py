@@ -7,7 +7,8 @@ clause to stay safe::
 
     LicenseError
     ├── NotActivated            no license on this machine yet: call activate()
-    │   └── ActivationMoved     roll-over moved this seat to another computer
+    │   ├── ActivationMoved     roll-over moved this seat to another computer
+    │   └── ActivationReleased  the license holder freed this seat in the license portal
     ├── InvalidToken            any format or signature failure (opaque on purpose)
     ├── WrongProduct            a valid token, but for another product
     ├── WrongMachine            a valid token, but bound to another machine
@@ -36,17 +37,29 @@ clause to stay safe::
     │   └── StoreRolledBack     the store was replaced by an older copy: go online once
     └── FingerprintUnavailable  nothing stable enough to identify this machine
 
-Each message says what happened and what the end user can do about it.
+Each message says what happened and what the end user can do about it, in
+English unless ``LicenseClient(language=...)`` names another language: the
+client then translates it where it leaves the public API (see
+:func:`localize`). A message with values in it (a date, a server's address)
+is a :class:`Message`, which keeps the catalogue entry it was made from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+from software_dna.i18n import N_
+
+if TYPE_CHECKING:
+    import gettext
 
 __all__ = [
     "ActivationError",
     "ActivationLocked",
     "ActivationMoved",
+    "ActivationReleased",
     "ClockTampered",
     "ConsentRequired",
     "FingerprintUnavailable",
@@ -76,6 +89,80 @@ __all__ = [
 ]
 
 
+class Message(str):
+    """An end-user message that remembers its catalogue entry: ``msgid % params``.
+
+    It *is* the English text (a ``str``), so code that reads or compares the
+    message sees nothing new; :func:`localize` looks ``msgid`` up in another
+    language and fills in the same values.
+
+    Args:
+        msgid: the English template, marked with ``N_`` for extraction; values
+            as ``%(name)s`` placeholders.
+        shown: the English text when it is not ``msgid % params`` (a server's
+            message, whose own catalogue entry is ``msgid``).
+        **params: the values, shown as ``str()``: data (a date, a path, the
+            server's own words) stays as it is; a value that is a
+            :class:`Message` itself is translated too (see :meth:`joined`).
+    """
+
+    msgid: str
+    params: Mapping[str, object]
+
+    def __new__(cls, msgid: str, /, shown: str | None = None, **params: object) -> Message:
+        if shown is None:
+            shown = msgid % params if params else msgid
+        text = super().__new__(cls, shown)
+        text.msgid = msgid
+        text.params = params
+        return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Message, (self.msgid, str(self)), {"params": dict(self.params)})
+
+    @classmethod
+    def joined(cls, *sentences: Message) -> Message:
+        """Whole sentences one after the other (each translated on its own), e.g. what
+        failed and what to do about it."""
+        msgid = " ".join(f"%(s{n})s" for n in range(len(sentences)))
+        return cls(msgid, **{f"s{n}": sentence for n, sentence in enumerate(sentences)})
+
+    def translated(self, catalogue: gettext.NullTranslations) -> str:
+        """This message from ``catalogue`` (itself when the catalogue has no entry).
+
+        Values that are :class:`Message` themselves are translated too; other
+        values are shown as they are.
+        """
+        template = catalogue.gettext(self.msgid)
+        params = {name: value.translated(catalogue) if isinstance(value, Message) else value
+                  for name, value in self.params.items()}
+        if template == self.msgid and all(
+                params[name] is value for name, value in self.params.items()):
+            return str(self)
+        try:
+            return template % params if params else template
+        except (KeyError, ValueError, TypeError):  # a broken translation: keep the English
+            return str(self)
+
+
+def localize(error: BaseException, catalogue: gettext.NullTranslations) -> None:
+    """Put ``error``'s message in the language of ``catalogue``, in place (once).
+
+    A :class:`Message` is looked up by its ``msgid``; a plain message by its
+    text (the SDK's own ``N_``-marked sentences); anything without a
+    translation stays as it was. The English catalogue changes nothing.
+    """
+    if getattr(error, "_localized", False) or not error.args \
+            or not isinstance(error.args[0], str):
+        return
+    text = error.args[0]
+    shown = text.translated(catalogue) if isinstance(text, Message) \
+        else catalogue.gettext(text) if text else text
+    if shown != text:
+        error.args = (shown, *error.args[1:])
+    error._localized = True  # type: ignore[attr-defined]
+
+
 class LicenseError(Exception):
     """Root of every exception the SDK raises."""
 
@@ -83,8 +170,8 @@ class LicenseError(Exception):
 class NotActivated(LicenseError):
     """No license is stored on this machine for this product."""
 
-    def __init__(self, message: str = "This product is not activated on this machine. "
-                 "Enter your license key to activate it.") -> None:
+    def __init__(self, message: str = N_("This product is not activated on this machine. "
+                                         "Enter your license key to activate it.")) -> None:
         super().__init__(message)
 
 
@@ -95,7 +182,7 @@ class InvalidToken(LicenseError):
     error cannot be used as an oracle by someone forging tokens.
     """
 
-    def __init__(self, message: str = "The license token is invalid.") -> None:
+    def __init__(self, message: str = N_("The license token is invalid.")) -> None:
         super().__init__(message)
 
 
@@ -142,7 +229,7 @@ class NoSeatsLeft(ActivationError):
     (a seat frees up then unless its holder renews it).
     """
 
-    def __init__(self, message: str = "Every seat of this license is in use.", *,
+    def __init__(self, message: str = N_("Every seat of this license is in use."), *,
                  retry_after: datetime | None = None) -> None:
         super().__init__(message)
         #: When the earliest floating lease ends (timezone-aware UTC); None for
@@ -155,6 +242,14 @@ class ActivationMoved(NotActivated):
 
     The local license is gone; activating again moves it back (and moves
     another computer's seat).
+    """
+
+
+class ActivationReleased(NotActivated):
+    """The license holder freed this computer's seat in the license portal.
+
+    The local license is gone (like :class:`ActivationMoved`); activating
+    again with the license key takes a seat anew, if one is free.
     """
 
 

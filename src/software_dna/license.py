@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from software_dna.errors import InvalidToken, WrongProduct
+from software_dna.errors import InvalidToken, Message, WrongProduct
+from software_dna.i18n import N_
 from software_dna.wire import errors as wire_errors
 from software_dna.wire import identity
 from software_dna.wire.claims import Kind, Mode, Protection, SeatMode, verify_token_claims
@@ -328,11 +329,13 @@ def sdk_error(exc: wire_errors.InvalidToken) -> InvalidToken | WrongProduct:
     """The SDK's exception for a token the wire layer refused (wording for the end user)."""
     if isinstance(exc, wire_errors.WrongProduct):
         if exc.other is None:
-            return WrongProduct(f"This license is for another product, not {exc.product!r}.")
-        return WrongProduct(
-            f"This license is for the product {exc.other!r}, not {exc.product!r}. "
-            "Use the license key you received for this product."
-        )
+            return WrongProduct(Message(
+                N_("This license is for another product, not %(ours)s."),
+                ours=repr(exc.product)))
+        return WrongProduct(Message(
+            N_("This license is for the product %(theirs)s, not %(ours)s. Use the license key "
+               "you received for this product."),
+            theirs=repr(exc.other), ours=repr(exc.product)))
     return InvalidToken()
 
 

@@ -117,7 +117,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from software_dna.errors import LicenseError, StoreCorrupted, StoreError, StoreFromAnotherMachine
+from software_dna.errors import (
+    LicenseError,
+    Message,
+    StoreCorrupted,
+    StoreError,
+    StoreFromAnotherMachine,
+)
 from software_dna.files import (
     LockTimeout,
     exclusive,
@@ -126,6 +132,7 @@ from software_dna.files import (
     read_limited,
     write_atomically,
 )
+from software_dna.i18n import N_
 from software_dna.wire.strict_json import loads_object
 
 __all__ = [
@@ -160,11 +167,11 @@ _V2_SALT = b"software_dna local store v2 key derivation"
 _V2_KEY_INFO = b"software_dna store v2\0"
 _V2_KEY_ID_INFO = b"software_dna store key id v2\0"
 _ENV_HOME = "SOFTWARE_DNA_HOME"
-_RECOVERY_HINT = (
+_RECOVERY_HINT = N_(
     "To use the license again, activate it with your license key: the license server "
     "recognises this computer, so no other seat is taken."
 )
-_OTHER_MACHINE_HINT = (
+_OTHER_MACHINE_HINT = N_(
     "To use the license on this computer, activate it here with your license key (if it "
     "was activated on this computer before, the license server recognises it and no other "
     "seat is taken)."
@@ -275,6 +282,17 @@ def _product_bytes(product: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+#: What the store could not do, by the action the message names.
+_FAILED_ACTIONS = {
+    "read": N_("Could not read the license store %(path)s: %(detail)s."),
+    "write": N_("Could not write the license store %(path)s: %(detail)s."),
+    "remove": N_("Could not remove the license store %(path)s: %(detail)s."),
+    "create the folder of": N_("Could not create the folder of the license store %(path)s: "
+                               "%(detail)s."),
+    "lock": N_("Could not lock the license store %(path)s: %(detail)s."),
+}
 
 
 class StoreBusy(StoreError):
@@ -653,10 +671,9 @@ class Store:
             except OSError as exc:
                 raise self._io_error("lock", exc) from exc
             except RuntimeError as exc:
-                raise StoreError(
-                    f"The license store {self.path} could not be locked ({exc}). "
-                    "Restart the application and try again."
-                ) from exc
+                raise StoreError(Message(
+                    N_("The license store %(path)s could not be locked (%(error)s). Restart "
+                       "the application and try again."), path=self.path, error=exc)) from exc
             yield
 
     # ------------------------------------------------------------------ messages
@@ -665,47 +682,51 @@ class Store:
                   problem: str = "") -> StoreCorrupted:
         """The error for a bad file, moved to ``aside`` (or not moved: ``problem`` says why)."""
         error: type[StoreCorrupted] = StoreCorrupted
-        what, hint = f"is unreadable: {bad.reason}", _RECOVERY_HINT
+        what = Message(N_("The license store %(path)s is unreadable: %(reason)s."),
+                       path=self.path, reason=bad.reason)
+        hint = Message(_RECOVERY_HINT)
         if isinstance(bad, _OtherMachineError):
-            error, hint = StoreFromAnotherMachine, _OTHER_MACHINE_HINT
-            what = ("was made on another computer (or under a machine key this computer no "
-                    "longer has), so it cannot be used here")
+            error, hint = StoreFromAnotherMachine, Message(_OTHER_MACHINE_HINT)
+            what = Message(N_("The license store %(path)s was made on another computer (or "
+                              "under a machine key this computer no longer has), so it cannot "
+                              "be used here."), path=self.path)
         if aside is None:
-            return error(f"The license store {self.path} {what}. It could not be moved aside "
-                         f"({problem}); delete or rename it. {hint}", moved_to=None)
-        return error(f"The license store {self.path} {what}. It was moved to {aside}. {hint}",
+            return error(Message.joined(what, Message(
+                N_("It could not be moved aside (%(problem)s); delete or rename it."),
+                problem=problem), hint), moved_to=None)
+        return error(Message.joined(what, Message(N_("It was moved to %(place)s."),
+                                                  place=aside), hint),
                      moved_to=str(aside))
 
     def _busy_error(self, waited: float) -> StoreBusy:
-        return StoreBusy(
-            f"The license store {self.path} is locked by another program or thread and "
-            f"stayed locked for {waited:g} s. Close other running copies of the "
-            "application and try again."
-        )
+        return StoreBusy(Message(
+            N_("The license store %(path)s is locked by another program or thread and stayed "
+               "locked for %(seconds)s s. Close other running copies of the application and "
+               "try again."), path=self.path, seconds=f"{waited:g}"))
 
     def _io_error(self, action: str, exc: OSError) -> StoreError:
         directory = self.path.parent
         code = exc.errno
         detail = exc.strerror or str(exc) or type(exc).__name__
         if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            advice = f"The disk holding {directory} is full. Free some disk space and try again."
+            advice = Message(N_("The disk holding %(folder)s is full. Free some disk space and "
+                                "try again."), folder=directory)
         elif code == errno.EROFS:
-            advice = (
-                f"The folder {directory} is on a read-only file system. Make it writable, or "
-                f"set {_ENV_HOME} to a writable folder."
-            )
+            advice = Message(N_("The folder %(folder)s is on a read-only file system. Make it "
+                                "writable, or set %(variable)s to a writable folder."),
+                             folder=directory, variable=_ENV_HOME)
         elif isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
-            advice = (
-                f"Make sure your user account can read and write the folder "
-                f"{directory} (it may be read-only), or set {_ENV_HOME} to a writable folder."
-            )
+            advice = Message(N_("Make sure your user account can read and write the folder "
+                                "%(folder)s (it may be read-only), or set %(variable)s to a "
+                                "writable folder."), folder=directory, variable=_ENV_HOME)
         elif isinstance(exc, (NotADirectoryError, FileExistsError)) or code == errno.ENOTDIR:
-            advice = (
-                f"A file is in the way: {directory} (or one of its parents) is not a folder. "
-                f"Move that file away, or set {_ENV_HOME} to another folder."
-            )
+            advice = Message(N_("A file is in the way: %(folder)s (or one of its parents) is not "
+                                "a folder. Move that file away, or set %(variable)s to another "
+                                "folder."), folder=directory, variable=_ENV_HOME)
         elif isinstance(exc, IsADirectoryError):
-            advice = f"{self.path} is a folder, not a file. Move it away and try again."
+            advice = Message(N_("%(path)s is a folder, not a file. Move it away and try again."),
+                             path=self.path)
         else:
-            advice = "Check the disk and the folder's permissions, then try again."
-        return StoreError(f"Could not {action} the license store {self.path}: {detail}. {advice}")
+            advice = Message(N_("Check the disk and the folder's permissions, then try again."))
+        return StoreError(Message.joined(
+            Message(_FAILED_ACTIONS[action], path=self.path, detail=detail), advice))

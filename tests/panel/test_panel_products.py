@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from software_dna.server.domain.roles import Role
-from software_dna.server.models import AuditEntry, Product, StaffMember
+from software_dna.server.models import AuditEntry, Product, ProductLogo, StaffMember
 from software_dna.server.panel.pages.products import _form_values
 from software_dna.server.testing import InProcessServer
 from tests.panel.helpers import PanelUser, db
+from tests.portal.helpers import PortalUser, setup_license
+from tests.server.helpers import Api
+from tests.server.images import GIF, SVG, png
 
 
 def product_id() -> str:
@@ -50,7 +53,8 @@ def test_create_a_product_and_see_it_listed(inprocess_server: InProcessServer,
         "lease_duration": "900", "reactivation_limit": "", "reactivation_period": "2592000",
         "address_activation_limit": "", "rebind_limit": "3", "rebind_period": "2592000",
         "air_gapped_token_days": "30", "payment_grace_days": "14", "reminder_days": "7, 1",
-        "sharing_policy": "suspend", "air_gapped": "on"}
+        "sharing_policy": "suspend", "air_gapped": "on", "portal_release_limit": "",
+        "portal_release_days": "7"}
     answer = developer.post("/panel/products/new", {**fields, "branding_colour": "#112233"})
     # The mails' branding is commerce (owner, admin): refused at its field, nothing made.
     assert answer.status_code == 400 and 'id="e-branding_colour"' in answer.text
@@ -66,6 +70,7 @@ def test_create_a_product_and_see_it_listed(inprocess_server: InProcessServer,
             product.reminder_days, product.sharing_policy, product.trial_days) == (
         3600, True, 30, [7, 1], "suspend", None)
     assert product.branding == {} and not product.password_required
+    assert (product.portal_release_limit, product.portal_release_period) == (None, 7 * 86400)
     listing = users[Role.READ_ONLY].get("/panel/products")
     assert listing.status_code == 200
     assert pid in listing.text and "Acme &lt;Editor&gt;" in listing.text
@@ -102,6 +107,10 @@ def test_settings_change_as_the_admin_api_sees_it(inprocess_server: InProcessSer
     ("reminder_days", "7, 7", "reminder_days"),
     ("features", "ok bad/name", "Bad name in features"),
     ("branding_logo_url", "http://insecure.example/logo.png", "branding.logo_url"),
+    ("portal_release_limit", "1001", "portal_release_limit must be 0 to 1000"),
+    ("portal_release_limit", "many", "Enter a whole number (or leave it blank)."),
+    ("portal_release_days", "0", "portal_release_days must be 1 to 366"),
+    ("portal_release_days", "", "Enter a whole number."),
 ])
 def test_a_refused_value_is_shown_next_to_its_field(
         inprocess_server: InProcessServer, users: dict[Role, PanelUser],
@@ -160,3 +169,104 @@ def test_who_may_change_products(inprocess_server: InProcessServer,
 
 def test_unknown_product_is_not_found(users: dict[Role, PanelUser]) -> None:
     assert users[Role.OWNER].get("/panel/products/no-such-product").status_code == 404
+
+
+def test_portal_settings_in_the_form(inprocess_server: InProcessServer,
+                                     users: dict[Role, PanelUser]) -> None:
+    pid = product_id()
+    inprocess_server.admin.create_product(pid)
+    page = users[Role.READ_ONLY].get(f"/panel/products/{pid}")
+    for name in ("portal_release_limit", "portal_release_days"):
+        assert f'for="f-{name}"' in page.text and f'id="f-{name}"' in page.text
+    assert f'href="/portal/{pid}/"' in page.text  # the product's license portal
+    form = settings_of(inprocess_server, pid)
+    assert (form["portal_release_limit"], form["portal_release_days"]) == ("3", "30")
+    form.update({"portal_release_limit": "0", "portal_release_days": "90"})
+    assert users[Role.DEVELOPER].post(f"/panel/products/{pid}", form).status_code == 303
+    seen = inprocess_server.admin.get_product(pid)
+    assert (seen["portal_release_limit"], seen["portal_release_days"]) == (0, 90)
+    form = settings_of(inprocess_server, pid)
+    form["portal_release_limit"] = ""  # blank: no limit
+    assert users[Role.DEVELOPER].post(f"/panel/products/{pid}", form).status_code == 303
+    assert inprocess_server.admin.get_product(pid)["portal_release_limit"] is None
+    # Roles without the products permission change nothing.
+    form["portal_release_limit"] = "5"
+    for role in (Role.SUPPORT, Role.READ_ONLY):
+        assert users[role].post(f"/panel/products/{pid}", form).status_code == 403
+    assert inprocess_server.admin.get_product(pid)["portal_release_limit"] is None
+
+
+def _logo_of(server: InProcessServer, pid: str) -> bytes | None:
+    with db(server) as session:
+        row = session.get(ProductLogo, pid)
+        return None if row is None else bytes(row.data)
+
+
+def test_logo_upload_preview_and_removal(inprocess_server: InProcessServer,
+                                         users: dict[Role, PanelUser]) -> None:
+    pid = product_id()
+    inprocess_server.admin.create_product(pid, name="Logo Product")
+    developer = users[Role.DEVELOPER]
+    page = developer.get(f"/panel/products/{pid}")
+    assert 'enctype="multipart/form-data"' in page.text and 'for="f-logo"' in page.text
+    assert "No logo" in page.text and "Remove logo" not in page.text
+    image = png()
+    # The file's name and declared type are not believed: these bytes are a PNG.
+    answer = developer.post(f"/panel/products/{pid}/logo",
+                            files={"logo": ("logo.svg", image, "image/svg+xml")})
+    assert answer.status_code == 303, answer.text
+    assert _logo_of(inprocess_server, pid) == image
+    page = developer.get(f"/panel/products/{pid}")
+    assert f'src="/portal/{pid}/logo?v=' in page.text and 'alt="The current logo of' in page.text
+    assert "Remove logo" in page.text and "image/png" in page.text
+    served = developer.http.get(inprocess_server.url + f"/portal/{pid}/logo")
+    assert served.content == image and served.headers["x-content-type-options"] == "nosniff"
+    for name, data, says in [("evil.png", SVG, "PNG, JPEG or WebP"),
+                             ("anim.png", GIF, "PNG, JPEG or WebP"),
+                             ("huge.png", png(300 * 1024), "256 KiB"),
+                             ("empty.png", b"", "Choose a PNG, JPEG or WebP image")]:
+        answer = developer.post(f"/panel/products/{pid}/logo",
+                                files={"logo": (name, data, "image/png")})
+        assert answer.status_code == 400, name
+        assert 'id="e-logo"' in answer.text and says in answer.text
+        assert f'src="/portal/{pid}/logo?v=' in answer.text  # the stored one is still shown
+    assert _logo_of(inprocess_server, pid) == image
+    # Without a file at all.
+    answer = developer.post(f"/panel/products/{pid}/logo")
+    assert answer.status_code == 400 and 'id="e-logo"' in answer.text
+    # Roles without the products permission: no form, and a post is refused.
+    for role in (Role.SUPPORT, Role.READ_ONLY):
+        user = users[role]
+        assert 'action="/panel/products/' + pid + '/logo"' not in user.get(
+            f"/panel/products/{pid}").text
+        assert user.post(f"/panel/products/{pid}/logo",
+                         files={"logo": ("x.png", png(), "image/png")}).status_code == 403
+        assert user.post(f"/panel/products/{pid}/logo/remove").status_code == 403
+    # A forged post (no CSRF token) changes nothing either.
+    assert developer.post(f"/panel/products/{pid}/logo/remove", csrf="").status_code == 403
+    assert _logo_of(inprocess_server, pid) == image
+    answer = developer.post(f"/panel/products/{pid}/logo/remove")
+    assert answer.status_code == 303
+    assert _logo_of(inprocess_server, pid) is None
+    assert developer.http.get(inprocess_server.url + f"/portal/{pid}/logo").status_code == 404
+    assert "No logo" in developer.get(f"/panel/products/{pid}").text
+    with db(inprocess_server) as session:
+        actions = [e.action for e in session.query(AuditEntry).filter_by(product_id=pid)]
+    assert actions.count("product.logo_set") == 1 and actions.count("product.logo_remove") == 1
+
+
+def test_an_activation_freed_in_the_portal_is_named_so(inprocess_server: InProcessServer,
+                                                        users: dict[Role, PanelUser]) -> None:
+    api = Api.for_server(inprocess_server)
+    made = setup_license(inprocess_server, api, None, machines=2)
+    freed = made.activations[0]["activation_id"]
+    with PortalUser(inprocess_server, made.product_id) as holder:
+        assert holder.sign_in(made.key).status_code == 303
+        answer = holder.post(f"activations/{freed}/release")
+        assert answer.status_code == 303, answer.text
+    says = "freed by the license holder in the portal"
+    viewer = users[Role.READ_ONLY]
+    assert says in viewer.get(f"/panel/activations/{freed}").text
+    assert says in viewer.get(f"/panel/activations?product={made.product_id}&state=removed").text
+    detail = viewer.get(f"/panel/licenses/{made.license['id']}").text
+    assert detail.count(says) == 1  # the other machine is still active

@@ -86,3 +86,32 @@ def test_a_password_session_sees_every_seat_but_no_label(portal_server: InProces
         # Personal pages need a link session.
         for path in ("email", "data", "erase"):
             assert user.get(path).status_code == 403
+
+
+def test_one_seat_holder_never_replaces_the_shared_password_unknowingly(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """On a user-seat license the activation password is shared by several people: a
+    link session must type the current one to replace it (on a machine license, the
+    holder of a live seat may set one without, as the reset codes by mail allow)."""
+    held = setup_license(portal_server, api, None, machines=0, seat_mode="user")
+    email = f"eve-{secrets.token_hex(3)}@example.com"
+    add_seat(portal_server, api, mailbox, held, email, machine="pc-eve")
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        assert 'name="current"' in user.get("password").text
+        before = tables(portal_server)
+        refused = user.post("password", {"password": "taken over", "repeat": "taken over"})
+        assert refused.status_code == 400
+        assert 'id="e-current"' in refused.text
+        assert tables(portal_server) == before
+        done = user.post("password", {"current": "old secret", "password": "agreed new",
+                                      "repeat": "agreed new"})
+        assert done.status_code == 303, done.text
+    machine = setup_license(portal_server, api, mailbox, machines=1,
+                            email=f"mo-{secrets.token_hex(3)}@example.com")
+    assert machine.email is not None
+    with PortalUser(portal_server, machine.product_id) as user:
+        assert user.sign_in_by_link(mailbox, machine.email).status_code == 303
+        assert 'name="current"' not in user.get("password").text
+        assert user.post("password", {"password": "forgot the old one",
+                                      "repeat": "forgot the old one"}).status_code == 303

@@ -43,6 +43,7 @@ from software_dna.wire import airgap
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
 from tests.server.helpers import Api, fingerprint, nonce
+from tests.server.images import png
 
 # --------------------------------------------------------------------------- the world
 
@@ -190,6 +191,8 @@ class Rule:
     query: Callable[[World], dict[str, str]] | None = None
     params: Params | None = None
     phase: int = 0
+    #: A raw body instead of JSON: ``(content type, bytes)`` (a product's logo).
+    raw: Callable[[World], tuple[str, bytes]] | None = None
 
 
 def _validate_body(w: World) -> dict[str, Any]:
@@ -293,6 +296,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/admin/products/{product}"): Rule("admin"),
     ("PATCH", "/v1/admin/products/{product}"): Rule("admin", lambda w: {"name": "Renamed"},
                                                     phase=1),
+    ("PUT", "/v1/admin/products/{product}/logo"): Rule(
+        "admin", phase=1, raw=lambda w: ("image/png", png())),
+    ("DELETE", "/v1/admin/products/{product}/logo"): Rule("admin", phase=2),
     ("POST", "/v1/admin/products/{product}/keys"): Rule("admin", phase=1),
     ("GET", "/v1/admin/products/{product}/keys"): Rule("admin"),
     ("POST", "/v1/admin/products/{product}/keys/rotate"): Rule("admin", phase=2),
@@ -413,8 +419,9 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
 
 
 #: What this matrix leaves to others: the control panel's pages (their role matrix is
-#: tests/panel/test_role_matrix.py) and the static files.
-NOT_API = ("/panel", "/static")
+#: tests/panel/test_role_matrix.py), the license portal's pages (their reach matrix is
+#: tests/portal/test_portal_reach.py) and the static files.
+NOT_API = ("/panel", "/portal", "/static")
 
 
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:
@@ -513,6 +520,10 @@ def call(http: requests.Session, url: str, method: str, path: str, rule: Rule, w
     headers = {} if credential.header is None else {"Authorization": credential.header}
     body = rule.body(w) if rule.body is not None else None
     query = rule.query(w) if rule.query is not None else None
+    if rule.raw is not None:
+        kind, data = rule.raw(w)
+        return http.request(method, url + path, data=data, params=query,
+                            headers={**headers, "Content-Type": kind}, timeout=30)
     return http.request(method, url + path, json=body, params=query, headers=headers,
                         timeout=30)
 

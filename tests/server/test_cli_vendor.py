@@ -37,7 +37,7 @@ from tests.fixtures_server import PgDatabases
 from ..threaded import ThreadedServer
 
 GROUPS = {
-    "products": ["create", "list", "show", "configure"],
+    "products": ["create", "list", "show", "configure", "logo"],
     "keys": ["generate", "list", "rotate", "retire", "export"],
     "licenses": ["issue", "list", "show", "suspend", "resume", "revoke", "set", "password"],
     "activations": ["list", "remove"],

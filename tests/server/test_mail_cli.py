@@ -63,7 +63,7 @@ def test_mail_commands(where: str, tmp_path: Path) -> None:
     listed = cli_json("mail", "templates", "list", "--product", "cli-mail")
     assert {t["name"]: t["source"] for t in listed["templates"]} == {
         "license_key": "builtin", "expiry_reminder": "builtin", "trial_ending": "builtin",
-        "payment_failed": "builtin"}
+        "payment_failed": "builtin", "portal_link": "builtin"}
     text = tmp_path / "key.txt"
     text.write_text("Key: {{ license_key }} ({{ vendor_name }})\n", encoding="utf-8")
     cli_ok("mail", "templates", "set", "license_key", "--product", "cli-mail",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,11 +28,13 @@ from software_dna.errors import (
     ConsentRequired,
     InvalidToken,
     LicenseError,
+    Message,
     NetworkError,
     ServerError,
     UnknownLicenseKey,
     WrongPassword,
 )
+from software_dna.i18n import N_
 from software_dna.license import License
 from software_dna.wire.claims import DEACTIVATED, Kind
 from software_dna.wire.codes import Code
@@ -48,11 +51,13 @@ from .transport import Response
 from .validation import Validation
 from .verifier import rotated_secret
 
-__all__ = ["Activation", "activation_error", "check_activation_input", "save_answer"]
+__all__ = ["Activation", "activation_error", "check_activation_input", "check_label",
+           "save_answer"]
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 #: Codes that mean the seat is already free: deactivating is done.
-_ALREADY_GONE = (Code.ACTIVATION_REMOVED, Code.ACTIVATION_MOVED, Code.UNAUTHORIZED)
+_ALREADY_GONE = (Code.ACTIVATION_REMOVED, Code.ACTIVATION_MOVED, Code.ACTIVATION_RELEASED,
+                 Code.UNAUTHORIZED)
 
 
 def check_activation_input(
@@ -66,33 +71,70 @@ def check_activation_input(
         ActivationError: an email address or registration details that cannot be right.
     """
     if not isinstance(license_key, str) or not license_key.strip():
-        raise UnknownLicenseKey("Enter a license key.")
+        raise UnknownLicenseKey(N_("Enter a license key."))
     try:
         key = normalize_key(license_key)  # case, spaces, typographic dashes: as typed
     except ValueError:
         raise UnknownLicenseKey(
-            "This is not a valid license key: it has letters, digits and dashes, as on your "
-            "purchase confirmation. Check it and type it again."
+            N_("This is not a valid license key: it has letters, digits and dashes, as on your "
+               "purchase confirmation. Check it and type it again.")
         ) from None
     if (email is not None or registration is not None) and not consent:
         raise ConsentRequired(
-            "Personal data (email, registration details) is sent only with the end "
-            "user's consent: pass consent=True once they agreed."
+            N_("Personal data (email, registration details) is sent only with the end "
+               "user's consent: pass consent=True once they agreed.")
         )
     if email is not None and (
         not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email)
     ):
-        raise ActivationError("The email address looks wrong: check it and try again.")
+        raise ActivationError(N_("The email address looks wrong: check it and try again."))
     if registration is not None and not (
         isinstance(registration, Mapping) and len(registration) <= 16 and all(
             isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
             for k, v in registration.items())
     ):
         raise ActivationError(
-            "The registration details must be at most 16 short text fields "
-            "(names up to 64 characters, values up to 256)."
+            N_("The registration details must be at most 16 short text fields "
+               "(names up to 64 characters, values up to 256).")
         )
     return key
+
+
+#: The longest computer label, in characters.
+MAX_LABEL = 64
+#: Characters no label holds: controls, line and paragraph separators, bidi overrides
+#: (they would make a label display as something else in the license portal).
+_UNREADABLE = frozenset(("Cc", "Cs", "Zl", "Zp"))
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_label(label: object, consent: bool) -> str | None:
+    """Check the computer's label the app passed (personal data) before anything is sent.
+
+    Args:
+        label: None, or the name the end user chose or accepted for this computer.
+        consent: the end user agreed to send personal data.
+
+    Returns:
+        The label as given (None: none).
+
+    Raises:
+        ConsentRequired: a label without consent.
+        ActivationError: not 1 to 64 characters, blank, or with control,
+            separator or bidi-override characters.
+    """
+    if label is None:
+        return None
+    if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL or any(
+            unicodedata.category(c) in _UNREADABLE or c in _BIDI_CONTROLS for c in label):
+        raise ActivationError(Message(
+            N_("The computer's name must be 1 to %(most)s characters, without control "
+               "characters."), most=MAX_LABEL))
+    if not consent:
+        raise ConsentRequired(N_(
+            "The computer's name is personal data: it is sent only with the end user's "
+            "consent. Pass consent=True once they agreed."))
+    return label
 
 
 def activation_error(error: ErrorAnswer, *, password: str | None = "") -> LicenseError:
@@ -110,17 +152,18 @@ def activation_error(error: ErrorAnswer, *, password: str | None = "") -> Licens
         ServerError for anything else.
     """
     if error.code is Code.WRONG_PASSWORD and password is None:
-        return WrongPassword("This license needs an activation password: enter it and "
-                             "try again.")
+        return WrongPassword(N_("This license needs an activation password: enter it and "
+                                "try again."))
     if error.too_many and error.code is not Code.ACTIVATION_LOCKED:
         when = error.retry_after
         return ActivationLocked(
-            "Too many activation attempts. Try again"
-            + (f" after {format_rfc3339(when)}." if when else " later."),
+            Message(N_("Too many activation attempts. Try again after %(time)s."),
+                    time=format_rfc3339(when)) if when
+            else N_("Too many activation attempts. Try again later."),
             retry_after=when,
         )
-    return error.exception() or ServerError(
-        f"The license server refused the activation: {error.message}")
+    return error.exception() or ServerError(Message(
+        N_("The license server refused the activation: %(reason)s"), reason=error.message))
 
 
 def save_answer(state: ClientState, answer: Response, sent_nonce: str, *,
@@ -139,12 +182,14 @@ def save_answer(state: ClientState, answer: Response, sent_nonce: str, *,
     activation_id = answer.body.get("activation_id")
     secret = answer.body.get("activation_secret")
     if not isinstance(activation_id, str) or not isinstance(secret, str):
-        raise ServerError("The license server's answer is incomplete.")
+        raise ServerError(N_("The license server's answer is incomplete."))
     lic = state.verifier.accept(answer.body.get("token"), sent_nonce)
     if lic.activation_id != activation_id or rotated_secret(lic, secret) != secret:
         raise InvalidToken()
     if kind is not None and lic.kind is not kind:
-        raise ServerError(f"The license server's answer is not a {kind.value} of this product.")
+        raise ServerError(Message(
+            N_("The license server's answer is not a %(kind)s of this product."),
+            kind=kind.value))
     state.save_activation(answer.body["token"], lic, activation_id, secret)
     return lic
 
@@ -171,13 +216,14 @@ class Activation:
         self._lock = lock
 
     def activate(self, license_key: str, *, password: str | None, email: str | None,
-                 registration: Mapping[str, str] | None, consent: bool) -> License:
+                 registration: Mapping[str, str] | None, consent: bool,
+                 label: str | None = None) -> License:
         """See :meth:`LicenseClient.activate` (arguments and errors)."""
         state = self.state
         license_key = check_activation_input(license_key, email, registration, consent)
         if not self.server.configured:
-            raise NetworkError("No license server is configured: use install_token() "
-                               "or the offline activation flow.")
+            raise NetworkError(N_("No license server is configured: use install_token() "
+                                  "or the offline activation flow."))
         state.start_over()  # a machine key this machine cannot open is set aside
         idempotency_key = state.idempotency_key(license_key, new_nonce)
         sent_nonce = new_nonce()
@@ -197,6 +243,8 @@ class Activation:
             body["email"] = email
         if registration is not None:
             body["registration"] = dict(registration)
+        if label is not None:  # checked by check_label: only with consent
+            body["label"] = label
         replaces = self._replaces()  # trial to paid: released once this succeeds
         if replaces is not None:
             body["replaces"] = replaces
@@ -238,7 +286,7 @@ class Activation:
         """See :meth:`LicenseClient.deactivate`."""
         state = self.state
         activation_id, secret = credentials(
-            state.read(), "This machine has no activation to deactivate.")
+            state.read(), N_("This machine has no activation to deactivate."))
         nonce = new_nonce()
         answer = self.server.request(
             "POST", f"/v1/activations/{activation_id}/deactivate",
@@ -247,11 +295,13 @@ class Activation:
         if answer.status == 200:
             if not state.verifier.receipt_ok(answer.body.get("receipt"), nonce, activation_id,
                                              result=DEACTIVATED):
-                raise InvalidToken("The server's deactivation receipt is not valid.")
+                raise InvalidToken(N_("The server's deactivation receipt is not valid."))
         else:
             error = ErrorAnswer(answer, state.now())
             if error.code not in _ALREADY_GONE:
-                raise ServerError(f"The license server refused to deactivate: {error.message}")
+                raise ServerError(Message(
+                    N_("The license server refused to deactivate: %(reason)s"),
+                    reason=error.message))
         self.lease.drop()
         state.clear()
 
@@ -264,8 +314,9 @@ class Activation:
         if error.too_many:
             when = error.retry_after
             return ActivationLocked(
-                "Too many erasure requests. Try again"
-                + (f" after {format_rfc3339(when)}." if when else " later."),
+                Message(N_("Too many erasure requests. Try again after %(time)s."),
+                        time=format_rfc3339(when)) if when
+                else N_("Too many erasure requests. Try again later."),
                 retry_after=when)
         if error.meaning is not None and error.meaning.signed and state.verifier.receipt_ok(
                 error.receipt, nonce, activation_id, result=error.text):
@@ -274,7 +325,9 @@ class Activation:
             refusal = error.exception()
             if refusal is not None:
                 return refusal
-        return ServerError(f"The license server refused the erasure request: {error.message}")
+        return ServerError(Message(
+            N_("The license server refused the erasure request: %(reason)s"),
+            reason=error.message))
 
     def request_erasure(self) -> License:
         """See :meth:`LicenseClient.request_erasure`."""

@@ -26,9 +26,11 @@ from software_dna.errors import (
     ClockTampered,
     InvalidToken,
     LicenseExpired,
+    Message,
     NotActivated,
     WrongProduct,
 )
+from software_dna.i18n import N_
 from software_dna.license import License
 from software_dna.wire.airgap import (
     REQUEST_LIFETIME,
@@ -58,7 +60,8 @@ class AirGap:
         self.state = state
 
     def create_request(self, license_key: str, *, email: str | None,
-                       registration: Mapping[str, str] | None, consent: bool) -> str:
+                       registration: Mapping[str, str] | None, consent: bool,
+                       label: str | None = None) -> str:
         """See :meth:`LicenseClient.create_activation_request` (``license_key`` checked)."""
         state = self.state
         state.start_over()  # a machine key this machine cannot open is set aside
@@ -71,11 +74,11 @@ class AirGap:
                 created_at=now, consent=consent, email=email,
                 registration=registration, client=client_facts(state.app_version),
                 trusted_keys=state.verifier.trusted_key_ids,
-                installation_id=state.installation_id(),
+                installation_id=state.installation_id(), label=label,
             )
         except ValueError:
-            raise ActivationError("The activation request would be too large: shorten the "
-                                  "registration details.") from None
+            raise ActivationError(N_("The activation request would be too large: shorten the "
+                                     "registration details.")) from None
         state.remember_offline_request(nonce, now)
         return text
 
@@ -87,12 +90,14 @@ class AirGap:
         except ArmorError as exc:
             raise InvalidToken(str(exc)) from None
         if doc.product != state.product:
-            raise WrongProduct(f"This activation response is for the product {doc.product!r}, "
-                               f"not {state.product!r}.")
+            raise WrongProduct(Message(
+                N_("This activation response is for the product %(theirs)s, not %(ours)s."),
+                theirs=repr(doc.product), ours=repr(state.product)))
         lic = state.verifier.verify(doc.token)  # kid, signature, product
         if lic.activation_id != doc.activation_id or not hmac.compare_digest(
                 lic.nonce, doc.nonce) or rotated_secret(lic, doc.activation_secret) is None:
-            raise InvalidToken("This activation response is not valid (its parts do not match).")
+            raise InvalidToken(
+                N_("This activation response is not valid (its parts do not match)."))
         state.verifier.check_machine(lic)
         now = state.now()
         data = state.read()
@@ -101,9 +106,9 @@ class AirGap:
                       if isinstance(e, dict) and e.get("nonce") == lic.nonce), None)
         if entry is None:
             raise InvalidToken(
-                "This activation response answers a request this computer did not make, or "
-                "one already used or more than 30 days old. Create a new activation request "
-                "on this computer and get a response for it.")
+                N_("This activation response answers a request this computer did not make, or "
+                   "one already used or more than 30 days old. Create a new activation request "
+                   "on this computer and get a response for it."))
         try:
             created: datetime | None = parse_rfc3339(entry.get("created_at"))
         except ValueError:
@@ -111,16 +116,16 @@ class AirGap:
         if created is None or now - created > REQUEST_LIFETIME \
                 or now - lic.issued_at > REQUEST_LIFETIME:
             raise InvalidToken(
-                "This activation response is too old: its request was made more than 30 days "
-                "ago. Create a new activation request and get a response for it.")
+                N_("This activation response is too old: its request was made more than 30 days "
+                   "ago. Create a new activation request and get a response for it."))
         if now + CLOCK_SKEW < lic.not_before:
-            raise ClockTampered(
-                "This computer's clock is behind the time the activation response was made "
-                f"({format_rfc3339(lic.not_before)}). Set the clock to the correct time and "
-                "try again.")
+            raise ClockTampered(Message(
+                N_("This computer's clock is behind the time the activation response was "
+                   "made (%(time)s). Set the clock to the correct time and try again."),
+                time=format_rfc3339(lic.not_before)))
         if lic.license_expires_at is not None and now >= lic.license_expires_at:
-            raise LicenseExpired(
-                f"This license expired on {format_rfc3339(lic.license_expires_at)}.")
+            raise LicenseExpired(Message(N_("This license expired on %(time)s."),
+                                         time=format_rfc3339(lic.license_expires_at)))
         if lic.expires_at is not None and now >= lic.expires_at:
             raise LicenseExpired(expired_air_gapped(lic.expires_at))
         # As for any token installed out of band: the clock not set back, nothing older
@@ -145,7 +150,7 @@ class AirGap:
         if not isinstance(activation_id, str) or not isinstance(secret, str) or stored is None:
             if isinstance(earlier, dict) and isinstance(earlier.get("receipt"), str):
                 return str(earlier["receipt"])  # asked again: the same receipt
-            raise NotActivated("This computer has no activation to deactivate.")
+            raise NotActivated(N_("This computer has no activation to deactivate."))
         now = state.now()
         text = build_deactivation_receipt(product=state.product, activation_id=activation_id,
                                           activation_secret=secret, nonce=new_nonce(), now=now)

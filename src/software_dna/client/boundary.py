@@ -17,7 +17,8 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from software_dna.errors import LicenseError
+from software_dna.errors import LicenseError, Message
+from software_dna.i18n import N_
 
 from .transport import network_unavailable
 
@@ -36,8 +37,9 @@ def unexpected(exc: BaseException) -> LicenseError:
     if isinstance(exc, ImportError):
         error: LicenseError = network_unavailable(exc)
     else:
-        error = LicenseError(
-            f"The license check failed unexpectedly ({type(exc).__name__}: {exc}).")
+        error = LicenseError(Message(
+            N_("The license check failed unexpectedly (%(error)s)."),
+            error=f"{type(exc).__name__}: {exc}"))
     error.__cause__ = exc
     return error
 

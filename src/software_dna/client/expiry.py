@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from software_dna.errors import LeaseExpired, LicenseSuspended
+from software_dna.errors import LeaseExpired, LicenseSuspended, Message
+from software_dna.i18n import N_
 from software_dna.license import License, in_warning_period
 from software_dna.wire import messages as wording
+from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
@@ -35,9 +37,21 @@ __all__ = [
 ]
 
 
+#: The catalogue entries of :func:`software_dna.wire.messages.expired_message`'s
+#: sentences (the same English), by the license's kind.
+_EXPIRED = {
+    Kind.TRIAL: N_("The trial ended on %(time)s. Buy a license to keep using the product."),
+    Kind.EVALUATION: N_("The evaluation period ended on %(time)s. Buy a license to keep "
+                        "using the product."),
+    Kind.TEST: N_("This test code expired on %(time)s. Ask the vendor for a new one."),
+    Kind.FULL: N_("The license expired on %(time)s. Renew it to keep using the product."),
+}
+
+
 def expired_message(lic: License, ended: datetime) -> str:
     """What the end user reads when the license ended at ``ended`` (by its kind)."""
-    return wording.expired_message(lic.kind, ended)
+    return Message(_EXPIRED[lic.kind], wording.expired_message(lic.kind, ended),
+                   time=format_rfc3339(ended))
 
 
 def expired_air_gapped(ended: datetime) -> str:
@@ -47,10 +61,11 @@ def expired_air_gapped(ended: datetime) -> str:
     ``air_gapped_token_days``; a new activation response renews it, with no
     network needed on this computer.
     """
-    return ("This computer's air-gapped activation ended on "
-            f"{format_rfc3339(ended)}. Create a new activation request on this computer "
-            "and get a response for it from the vendor, or from a computer that can reach "
-            "the license server.")
+    return Message(
+        N_("This computer's air-gapped activation ended on %(time)s. Create a new "
+           "activation request on this computer and get a response for it from the vendor, "
+           "or from a computer that can reach the license server."),
+        time=format_rfc3339(ended))
 
 
 def lease_error(lic: License, now: datetime) -> LeaseExpired | None:
@@ -62,13 +77,12 @@ def lease_error(lic: License, now: datetime) -> LeaseExpired | None:
         return None
     if ends is None:
         return LeaseExpired(
-            "No floating seat of this license is checked out on this computer. Connect to "
-            "the license server to check one out."
+            N_("No floating seat of this license is checked out on this computer. Connect to "
+               "the license server to check one out.")
         )
-    return LeaseExpired(
-        f"This computer's floating seat lease ended at {format_rfc3339(ends)}. Connect to "
-        "the license server to check a seat out again."
-    )
+    return LeaseExpired(Message(
+        N_("This computer's floating seat lease ended at %(time)s. Connect to the license "
+           "server to check a seat out again."), time=format_rfc3339(ends)))
 
 
 def cancel_status(stored: License | None, message: str, now: datetime) -> Status:

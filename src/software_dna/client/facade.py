@@ -21,22 +21,25 @@ a normal ``import software_dna`` stays light.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import quote
 
 from software_dna import fingerprint as _fp
-from software_dna.errors import LicenseError, LicenseExpired
+from software_dna.errors import LicenseError, LicenseExpired, NetworkError, localize
+from software_dna.i18n import N_, normalize, translation
 from software_dna.license import License
 from software_dna.store import store_path_for
 from software_dna.wire.claims import Protection
 from software_dna.wire.paseto import InvalidKey, PublicKey
 
-from .activation import Activation, check_activation_input
+from .activation import Activation, check_activation_input, check_label
 from .airgap import AirGap
 from .boundary import guard
 from .checkout import Checkout
@@ -54,6 +57,9 @@ from .validation import Validation
 from .verifier import TokenVerifier
 
 __all__ = ["LicenseClient"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _utcnow() -> datetime:
@@ -108,12 +114,19 @@ class LicenseClient:
             characters). Sent with the client facts at activation, trial start,
             air-gapped request and online validation, so the vendor's panel
             shows which versions are in use. Default: not sent.
+        language: the language of the messages the SDK raises to the app (its
+            exceptions' texts, the server's refusals included), as a tag such as
+            ``"de"`` or ``"de-CH"``; see :data:`software_dna.i18n.LANGUAGES` for
+            the shipped ones. None (the default) or a language not shipped:
+            English. The operating system's locale is not read: the app passes
+            the language its own interface uses. Argument errors (``ValueError``,
+            ``TypeError``) are for the developer and stay in English.
 
     Raises:
         ValueError: no trusted key, a malformed key, a malformed URL, a plain
             ``http://`` URL to another computer without ``allow_insecure_http``,
             or an ``app_version`` that is not 1 to 32 printable characters.
-        TypeError: ``transport`` is not a Transport.
+        TypeError: ``transport`` is not a Transport, or ``language`` is not a string.
     """
 
     def __init__(
@@ -135,8 +148,11 @@ class LicenseClient:
         machine: _fp.Machine | None = None,
         allow_insecure_http: bool = False,
         app_version: str | None = None,
+        language: str | None = None,
     ) -> None:
         app_version = check_app_version(app_version)
+        if language is not None and not isinstance(language, str):
+            raise TypeError("language must be a language tag such as 'de', or None")
         if not product or not isinstance(product, str):
             raise ValueError("product must be a non-empty string")
         keys: dict[str, PublicKey] = {}
@@ -152,6 +168,10 @@ class LicenseClient:
             raise TypeError("transport must be a software_dna.client.transport.Transport")
         self.product = product
         self.server_url = server_url
+        #: The shipped language of the SDK's messages (``"en"`` unless another was asked
+        #: for and is shipped).
+        self.language = normalize(language) or "en"
+        self._catalogue = translation(self.language)
         host = machine or _fp.THIS_MACHINE
         # Where the account's files are: this process's environment, or a simulated machine's.
         env = Env(machine.environ, machine.home, machine.platform) if machine is not None \
@@ -193,6 +213,34 @@ class LicenseClient:
         """The store file of this product on this machine."""
         return self._state.store_path
 
+    def portal_url(self) -> str:
+        """The address of the license portal of this product, for a "Manage my license…" link.
+
+        In the portal (a web page of the license server) the license holder
+        signs in with the license key and activation password, or with a link
+        mailed to the address given at activation, and sees the license (its
+        term, seats and which computers use them, by the labels the app set),
+        frees a computer's seat (that computer's app then raises
+        :class:`~software_dna.errors.ActivationReleased`) and changes the
+        activation password. Open it in the end user's browser; the app never
+        signs in for them.
+
+        Returns:
+            ``<server_url>/portal/<product>/`` (the product id quoted for a URL),
+            with ``?lang=<language>`` when the client has a language other than
+            English (otherwise the portal follows the browser's language).
+            Computed here: nothing is sent.
+
+        Raises:
+            NetworkError: no ``server_url`` was given (a purely offline client
+                has no portal).
+        """
+        if not self.server_url:
+            raise NetworkError(N_("No license server is configured for this app, so it "
+                                  "has no license portal."))
+        url = f"{self.server_url.rstrip('/')}/portal/{quote(self.product, safe='')}/"
+        return url if self.language == "en" else f"{url}?lang={self.language}"
+
     # ------------------------------------------------------------ checks
 
     def check(self) -> License:
@@ -216,6 +264,9 @@ class LicenseClient:
             LicenseRevoked, LicenseSuspended: seen online earlier, or now.
             ActivationMoved: roll-over gave this seat to another computer
                 (a :class:`NotActivated`; seen online earlier, or now).
+            ActivationReleased: the license holder freed this computer's seat
+                in the license portal (a :class:`NotActivated`; seen online
+                earlier, or now).
             LeaseExpired: a floating license holds no live lease (call
                 :meth:`checkout`); NoSeatsLeft: its lease lapsed and every
                 floating seat is taken (``retry_after``).
@@ -240,8 +291,8 @@ class LicenseClient:
                 stored license is unchanged and :meth:`check` still works);
                 also when the app's network components cannot be loaded.
             LicenseRevoked, LicenseSuspended, LicenseExpired, WrongMachine,
-            NotActivated, ActivationMoved: the server's refusal (stored, so going
-                offline does not undo it).
+            NotActivated, ActivationMoved, ActivationReleased: the server's
+                refusal (stored, so going offline does not undo it).
             NoSeatsLeft, LeaseExpired: a floating license's lease could not be renewed.
             ActivationLocked: too many attempts; ``retry_after`` says when.
             UntrustedSigningKey: the app trusts none of the product's signing
@@ -266,12 +317,13 @@ class LicenseClient:
         email: str | None = None,
         registration: Mapping[str, str] | None = None,
         consent: bool = False,
+        label: str | None = None,
     ) -> License:
         """Activate this machine with a license key (first run).
 
         Only the fingerprint's component hashes leave the machine. Personal
-        data (``email``, ``registration``) is sent only when given, and only
-        with ``consent=True``.
+        data (``email``, ``registration``, ``label``) is sent only when given,
+        and only with ``consent=True``.
 
         Args:
             license_key: the key, e.g. ``"ABCD-EFGH-JKLM-NPQR"``.
@@ -280,12 +332,21 @@ class LicenseClient:
             registration: registration details such as ``{"name": ..., "company": ...}``
                 (optional; string values).
             consent: the end user agreed to send the personal data above.
+            label: a name for this computer that the end user chose or accepted,
+                e.g. ``"Anna's laptop"`` (1 to 64 printable characters), shown
+                to the license holder in the license portal beside this seat.
+                Personal data: stored encrypted, erased with the end user's
+                data. The SDK never fills it in (not from the host name or any
+                other identifier); activating again with a label replaces it.
 
         Returns:
             The activated :class:`License`.
 
         Raises:
-            ConsentRequired: personal data given without ``consent=True``.
+            ConsentRequired: personal data (``email``, ``registration``,
+                ``label``) given without ``consent=True``.
+            ActivationError: a ``label`` that is empty, longer than 64
+                characters or holds control characters.
             UnknownLicenseKey, WrongPassword, NoSeatsLeft, ActivationLocked:
                 the server's refusal, with a message for the end user.
             UntrustedSigningKey: the app trusts none of the product's signing
@@ -305,7 +366,8 @@ class LicenseClient:
             FingerprintUnavailable: this machine cannot be identified.
         """
         return self._activation.activate(license_key, password=password, email=email,
-                                         registration=registration, consent=consent)
+                                         registration=registration, consent=consent,
+                                         label=check_label(label, consent))
 
     def install_token(self, token: str) -> License:
         """Verify a license token obtained out of band and store it.
@@ -330,7 +392,7 @@ class LicenseClient:
             state.start_over()  # a machine key this machine cannot open is set aside
             state.check_not_rolled_back(now, lic)
             if lic.license_expires_at is not None and now >= lic.license_expires_at:
-                raise LicenseExpired("This license has already expired.")
+                raise LicenseExpired(N_("This license has already expired."))
             if lic.expires_at is not None and now >= lic.expires_at:
                 raise LicenseExpired(expired_air_gapped(lic.expires_at)
                                      if lic.protection is Protection.OFFLINE
@@ -385,10 +447,11 @@ class LicenseClient:
         email: str | None = None,
         registration: Mapping[str, str] | None = None,
         consent: bool = False,
+        label: str | None = None,
     ) -> str:
         """An activation request for a machine that cannot reach the server (docs/offline.md).
 
-        Arguments as for :meth:`activate`, except ``password``. The returned
+        Arguments as for :meth:`activate` (``label`` included), except ``password``. The returned
         text block (about a dozen lines) holds the product, the license key
         (readable: treat the block like the key), the fingerprint's component
         hashes, a fresh nonce and the creation time (UTC); personal data only
@@ -405,10 +468,12 @@ class LicenseClient:
             UnknownLicenseKey: an empty key.
             ConsentRequired: personal data without ``consent=True``.
             ActivationError: the request would be over its size limit (12 KiB of
-                JSON: the registration details are too long).
+                JSON: the registration details are too long), or a ``label`` that
+                is not 1 to 64 readable characters.
             FingerprintUnavailable, StoreError.
         """
         license_key = check_activation_input(license_key, email, registration, consent)
+        label = check_label(label, consent)
         if password is not None:
             warnings.warn(
                 "create_activation_request(password=...) is ignored: the request block never "
@@ -416,7 +481,8 @@ class LicenseClient:
                 DeprecationWarning, stacklevel=2)
         with self._lock:
             return self._airgap.create_request(license_key, email=email,
-                                               registration=registration, consent=consent)
+                                               registration=registration, consent=consent,
+                                               label=label)
 
     def activate_offline(self, response_text: str) -> License:
         """Verify an activation response (no network needed) and store its license.
@@ -478,7 +544,8 @@ class LicenseClient:
         Raises:
             NoSeatsLeft: every floating seat is leased; ``retry_after`` says when
                 the earliest lease ends (UTC).
-            NotActivated, ActivationMoved: no activation on this machine (any more).
+            NotActivated, ActivationMoved, ActivationReleased: no activation on this
+                machine (any more).
             LicenseRevoked, LicenseSuspended, LicenseExpired, LeaseExpired,
             WrongMachine: refused.
             ActivationLocked: too many attempts; ``retry_after`` says when.
@@ -688,6 +755,21 @@ class LicenseClient:
         return f"LicenseClient(product={self.product!r}, server_url={self.server_url!r})"
 
 
+def _in_language(method: Callable[Concatenate[LicenseClient, _P], _R]
+                 ) -> Callable[Concatenate[LicenseClient, _P], _R]:
+    """``method`` raising its :class:`LicenseError` in the client's language (``language=``)."""
+
+    @functools.wraps(method)
+    def speaking(client: LicenseClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(client, *args, **kwargs)
+        except LicenseError as exc:
+            localize(exc, client._catalogue)
+            raise
+
+    return speaking
+
+
 #: The public methods behind the boundary (every one but ``close``, which never raises).
 _GUARDED = (
     "check", "refresh", "activate", "install_token", "deactivate", "request_erasure",
@@ -695,13 +777,16 @@ _GUARDED = (
     "checkin", "request_password_reset", "reset_password", "start_trial", "renew",
 )
 for _name in _GUARDED:
-    setattr(LicenseClient, _name, guard(getattr(LicenseClient, _name)))
+    setattr(LicenseClient, _name, _in_language(guard(getattr(LicenseClient, _name))))
+LicenseClient.portal_url = _in_language(  # type: ignore[method-assign,assignment]
+    LicenseClient.portal_url)
 # Its arguments are checked first (ValueError, as documented).
-LicenseClient.start_periodic_check = guard(  # type: ignore[method-assign]
-    LicenseClient.start_periodic_check, passthrough=(ValueError,))
+LicenseClient.start_periodic_check = _in_language(guard(  # type: ignore[method-assign,assignment]
+    LicenseClient.start_periodic_check, passthrough=(ValueError,)))
 _property = vars(LicenseClient)["settings"]
 assert isinstance(_property, property) and _property.fget is not None \
     and _property.fset is not None
 LicenseClient.settings = property(  # type: ignore[method-assign,assignment]
-    guard(_property.fget), guard(_property.fset), doc=_property.__doc__)
+    _in_language(guard(_property.fget)), _in_language(guard(_property.fset)),
+    doc=_property.__doc__)
 del _name, _property

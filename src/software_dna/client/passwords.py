@@ -14,10 +14,12 @@ from typing import Any
 
 from software_dna.errors import (
     ActivationLocked,
+    Message,
     PasswordResetFailed,
     ServerError,
     UnknownLicenseKey,
 )
+from software_dna.i18n import N_
 from software_dna.wire.times import parse_rfc3339
 
 from .refusals import ErrorAnswer
@@ -42,22 +44,22 @@ class PasswordReset:
     def request(self, license_key: str) -> datetime:
         """Ask for a reset code by email; see :meth:`LicenseClient.request_password_reset`."""
         if not isinstance(license_key, str) or not license_key.strip():
-            raise UnknownLicenseKey("Enter a license key.")
+            raise UnknownLicenseKey(N_("Enter a license key."))
         answer = self._call("/v1/password-resets", self._key_body(license_key))
         try:
             return parse_rfc3339(answer.get("expires_at"))
         except ValueError:
-            raise ServerError("The license server's answer is incomplete.") from None
+            raise ServerError(N_("The license server's answer is incomplete.")) from None
 
     def confirm(self, license_key: str, code: str, new_password: str) -> None:
         """Set a new activation password; see :meth:`LicenseClient.reset_password`."""
         if not isinstance(license_key, str) or not license_key.strip():
-            raise UnknownLicenseKey("Enter a license key.")
+            raise UnknownLicenseKey(N_("Enter a license key."))
         typed = re.sub(r"[^A-Za-z0-9]", "", code) if isinstance(code, str) else ""
         if not typed:
-            raise PasswordResetFailed("Enter the reset code from the email.")
+            raise PasswordResetFailed(N_("Enter the reset code from the email."))
         if not isinstance(new_password, str) or not 1 <= len(new_password) <= 256:
-            raise PasswordResetFailed("Choose a new password of 1 to 256 characters.")
+            raise PasswordResetFailed(N_("Choose a new password of 1 to 256 characters."))
         body = self._key_body(license_key)
         body.update({"code": typed[:32], "new_password": new_password})
         self._call("/v1/password-resets/confirm", body)
@@ -72,9 +74,11 @@ class PasswordReset:
             return dict(answer.body)
         error = ErrorAnswer(answer, self.state.now())
         if error.too_many:
-            raise ActivationLocked("Too many attempts. Try again later.",
+            raise ActivationLocked(N_("Too many attempts. Try again later."),
                                    retry_after=error.retry_after)
         refusal = error.exception()
         if refusal is not None:
             raise refusal
-        raise ServerError(f"The license server refused the password reset: {error.message}")
+        raise ServerError(Message(
+            N_("The license server refused the password reset: %(reason)s"),
+            reason=error.message))

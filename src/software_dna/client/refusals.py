@@ -12,6 +12,9 @@ which exception it raises and how the code is trusted:
   credentials are dropped with it).
 - ``retry_after``: the exception carries when to try again.
 - ``message``: the SDK's own wording, used instead of the server's.
+- ``wording``: the SDK's own sentence for the code, shown instead of the
+  server's (English) message when the client speaks another language
+  (``LicenseClient(language=...)``); in English the server's message stays.
 
 Adding a signed refusal on the SDK side is one :class:`Code` member and one
 row here. :class:`ErrorAnswer` reads an error answer; the feature classes
@@ -29,12 +32,14 @@ from typing import Final
 from software_dna.errors import (
     ActivationLocked,
     ActivationMoved,
+    ActivationReleased,
     ConsentRequired,
     FingerprintUnavailable,
     LicenseError,
     LicenseExpired,
     LicenseRevoked,
     LicenseSuspended,
+    Message,
     NoSeatsLeft,
     NotActivated,
     PasswordResetFailed,
@@ -45,6 +50,7 @@ from software_dna.errors import (
     WrongMachine,
     WrongPassword,
 )
+from software_dna.i18n import N_
 from software_dna.wire.codes import Code
 from software_dna.wire.times import parse_rfc3339
 
@@ -54,8 +60,8 @@ __all__ = ["MEANINGS", "VALIDATION_CODES", "ErrorAnswer", "Meaning", "code_of",
            "stored_error"]
 
 #: The message of an activation the server no longer knows (``unauthorized``).
-_UNKNOWN_ACTIVATION = ("The license server does not recognise this activation. "
-                       "Activate again with your license key.")
+_UNKNOWN_ACTIVATION = N_("The license server does not recognise this activation. "
+                         "Activate again with your license key.")
 
 
 class Meaning:
@@ -68,23 +74,31 @@ class Meaning:
         ends_activation: it ends this machine's activation.
         retry_after: the exception takes ``retry_after`` (aware UTC or None).
         message: the SDK's wording, instead of the server's message.
+        wording: the SDK's sentence for the code (``N_``-marked), the catalogue
+            entry of the server's message (see :class:`~software_dna.errors.Message`).
     """
 
-    __slots__ = ("ends_activation", "error", "message", "retry_after", "signed", "stored")
+    __slots__ = ("ends_activation", "error", "message", "retry_after", "signed", "stored",
+                 "wording")
 
-    def __init__(self, error: type[LicenseError], *, signed: bool = False, stored: bool = False,
-                 ends_activation: bool = False, retry_after: bool = False,
-                 message: str | None = None) -> None:
+    def __init__(self, error: type[LicenseError], *, wording: str, signed: bool = False,
+                 stored: bool = False, ends_activation: bool = False,
+                 retry_after: bool = False, message: str | None = None) -> None:
         self.error: Final = error
         self.signed: Final = signed
         self.stored: Final = stored
         self.ends_activation: Final = ends_activation
         self.retry_after: Final = retry_after
         self.message: Final = message
+        self.wording: Final = wording
 
     def exception(self, message: str, retry_after: datetime | None = None) -> LicenseError:
-        """The exception to raise, with the server's ``message`` unless the row has its own."""
-        text = self.message or message
+        """The exception to raise, with the server's ``message`` unless the row has its own.
+
+        The text is a :class:`~software_dna.errors.Message` whose catalogue entry is
+        the row's ``wording``: in English it reads as the server wrote it.
+        """
+        text = Message(self.wording, self.message or message)
         if self.retry_after:
             return self.error(text, retry_after=retry_after)  # type: ignore[call-arg]
         return self.error(text)
@@ -93,40 +107,97 @@ class Meaning:
 #: Every code the SDK turns into an exception of its own.
 MEANINGS: Mapping[Code, Meaning] = {
     # Signed refusals about the license or the activation.
-    Code.LICENSE_REVOKED: Meaning(LicenseRevoked, signed=True, stored=True),
-    Code.LICENSE_SUSPENDED: Meaning(LicenseSuspended, signed=True, stored=True),
-    Code.LICENSE_EXPIRED: Meaning(LicenseExpired, signed=True, stored=True),
-    Code.ACTIVATION_REMOVED: Meaning(NotActivated, signed=True, stored=True,
-                                     ends_activation=True),
-    Code.ACTIVATION_MOVED: Meaning(ActivationMoved, signed=True, stored=True,
-                                   ends_activation=True),
+    Code.LICENSE_REVOKED: Meaning(
+        LicenseRevoked, signed=True, stored=True,
+        wording=N_("This license was revoked by the vendor.")),
+    Code.LICENSE_SUSPENDED: Meaning(
+        LicenseSuspended, signed=True, stored=True,
+        wording=N_("This license is suspended by the vendor. Contact the vendor to resume it.")),
+    Code.LICENSE_EXPIRED: Meaning(
+        LicenseExpired, signed=True, stored=True,
+        wording=N_("This license has expired. Renew it with the vendor to keep using the "
+                   "product.")),
+    Code.ACTIVATION_REMOVED: Meaning(
+        NotActivated, signed=True, stored=True, ends_activation=True,
+        wording=N_("This activation was removed. Activate again with your license key.")),
+    Code.ACTIVATION_MOVED: Meaning(
+        ActivationMoved, signed=True, stored=True, ends_activation=True,
+        wording=N_("This license was moved to another computer (roll-over). Activate it "
+                   "again with your license key to use it here.")),
+    Code.ACTIVATION_RELEASED: Meaning(
+        ActivationReleased, signed=True, stored=True, ends_activation=True,
+        wording=N_("The license holder freed this computer's seat in the license portal. "
+                   "Activate the license again with your license key to use it here.")),
     # Signed, but not stored: the app runs out the warning period first.
-    Code.SUBSCRIPTION_CANCELLED: Meaning(LicenseSuspended, signed=True),
+    Code.SUBSCRIPTION_CANCELLED: Meaning(
+        LicenseSuspended, signed=True,
+        wording=N_("The subscription was cancelled. Renew it with the vendor to keep using "
+                   "the product.")),
     # Activation refusals.
-    Code.UNKNOWN_LICENSE_KEY: Meaning(UnknownLicenseKey),
-    Code.WRONG_PASSWORD: Meaning(WrongPassword),
-    Code.PASSWORD_RESET_REQUIRED: Meaning(WrongPassword),
-    Code.CONSENT_REQUIRED: Meaning(ConsentRequired),
-    Code.NO_SEATS_LEFT: Meaning(NoSeatsLeft, retry_after=True),
-    Code.ACTIVATION_LOCKED: Meaning(ActivationLocked, retry_after=True),
-    Code.RATE_LIMITED: Meaning(ActivationLocked, retry_after=True),
-    Code.WRONG_MACHINE: Meaning(WrongMachine),
-    Code.INVALID_FINGERPRINT: Meaning(FingerprintUnavailable),
-    Code.UNAUTHORIZED: Meaning(NotActivated, message=_UNKNOWN_ACTIVATION),
+    Code.UNKNOWN_LICENSE_KEY: Meaning(
+        UnknownLicenseKey,
+        wording=N_("This license key is not known for this product. Check it and type it "
+                   "again.")),
+    Code.WRONG_PASSWORD: Meaning(
+        WrongPassword, wording=N_("The activation password is wrong.")),
+    Code.PASSWORD_RESET_REQUIRED: Meaning(
+        WrongPassword,
+        wording=N_("This license needs a new activation password from the vendor.")),
+    Code.CONSENT_REQUIRED: Meaning(
+        ConsentRequired,
+        wording=N_("Personal data is sent to the license server only with your consent.")),
+    Code.NO_SEATS_LEFT: Meaning(
+        NoSeatsLeft, retry_after=True,
+        wording=N_("Every seat of this license is in use. Free one on another computer, or "
+                   "contact the vendor for more seats.")),
+    Code.ACTIVATION_LOCKED: Meaning(
+        ActivationLocked, retry_after=True,
+        wording=N_("Too many attempts: activation is locked for a while. Try again later.")),
+    Code.RATE_LIMITED: Meaning(
+        ActivationLocked, retry_after=True,
+        wording=N_("Too many requests to the license server. Try again later.")),
+    Code.WRONG_MACHINE: Meaning(
+        WrongMachine,
+        wording=N_("This license is bound to another computer. Activate it on this "
+                   "computer with your license key.")),
+    Code.INVALID_FINGERPRINT: Meaning(
+        FingerprintUnavailable,
+        wording=N_("This computer cannot be identified well enough to activate the license.")),
+    Code.UNAUTHORIZED: Meaning(NotActivated, message=_UNKNOWN_ACTIVATION,
+                               wording=_UNKNOWN_ACTIVATION),
     # The app trusts none of the product's signing keys (the message names the current one).
-    Code.UNTRUSTED_SIGNING_KEY: Meaning(UntrustedSigningKey),
+    Code.UNTRUSTED_SIGNING_KEY: Meaning(
+        UntrustedSigningKey,
+        wording=N_("This version of the app cannot verify the product's licenses: install "
+                   "the app's current version.")),
     # Trials and renewal codes.
-    Code.TRIAL_USED: Meaning(TrialUnavailable),
-    Code.TRIAL_NOT_AVAILABLE: Meaning(TrialUnavailable),
-    Code.UNKNOWN_RENEWAL_CODE: Meaning(RenewalRefused),
-    Code.RENEWAL_CODE_USED: Meaning(RenewalRefused),
-    Code.RENEWAL_NOT_APPLICABLE: Meaning(RenewalRefused),
+    Code.TRIAL_USED: Meaning(
+        TrialUnavailable, wording=N_("This computer already had its trial of this product.")),
+    Code.TRIAL_NOT_AVAILABLE: Meaning(
+        TrialUnavailable, wording=N_("This product offers no trial.")),
+    Code.UNKNOWN_RENEWAL_CODE: Meaning(
+        RenewalRefused,
+        wording=N_("This renewal code is not known. Check it and type it again.")),
+    Code.RENEWAL_CODE_USED: Meaning(
+        RenewalRefused, wording=N_("This renewal code was already used.")),
+    Code.RENEWAL_NOT_APPLICABLE: Meaning(
+        RenewalRefused, wording=N_("This renewal code cannot be used for this license.")),
     # Password reset.
-    Code.NO_EMAIL_ON_FILE: Meaning(PasswordResetFailed),
-    Code.NO_PASSWORD: Meaning(PasswordResetFailed),
-    Code.INVALID_RESET_CODE: Meaning(PasswordResetFailed),
-    Code.MAIL_UNAVAILABLE: Meaning(PasswordResetFailed),
-    Code.MAIL_FAILED: Meaning(PasswordResetFailed),
+    Code.NO_EMAIL_ON_FILE: Meaning(
+        PasswordResetFailed,
+        wording=N_("No email address is on file for this license: ask the vendor to reset "
+                   "the activation password.")),
+    Code.NO_PASSWORD: Meaning(
+        PasswordResetFailed, wording=N_("This license has no activation password.")),
+    Code.INVALID_RESET_CODE: Meaning(
+        PasswordResetFailed,
+        wording=N_("The reset code is wrong, already used or expired. Ask for a new one.")),
+    Code.MAIL_UNAVAILABLE: Meaning(
+        PasswordResetFailed,
+        wording=N_("The license server cannot send email now. Contact the vendor.")),
+    Code.MAIL_FAILED: Meaning(
+        PasswordResetFailed,
+        wording=N_("The email could not be sent. Try again later.")),
 }
 
 
@@ -161,7 +232,7 @@ def stored_error(status: object) -> LicenseError | None:
     meaning = MEANINGS.get(code) if code is not None else None
     if meaning is None or not meaning.stored:
         return None
-    return meaning.exception(str(status.get("message") or "The license cannot be used."))
+    return meaning.exception(str(status.get("message") or meaning.wording))
 
 
 class ErrorAnswer:
@@ -191,7 +262,8 @@ class ErrorAnswer:
         self.text: Final[str] = sent if isinstance(sent, str) else "http_error"
         self.message: Final[str] = (
             str(message or sent) if isinstance(sent, str)
-            else f"The license server answered with HTTP {answer.status}.")
+            else Message(N_("The license server answered with HTTP %(status)s."),
+                         status=answer.status))
         self.code: Final = code_of(self.text)
         self.meaning: Final = MEANINGS.get(self.code) if self.code is not None else None
         self.receipt: Final = fields.get("receipt")

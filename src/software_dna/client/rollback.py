@@ -88,8 +88,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from software_dna.errors import LicenseError, NotActivated, StoreError, StoreRolledBack
+from software_dna.errors import LicenseError, Message, NotActivated, StoreError, StoreRolledBack
 from software_dna.files import move_aside
+from software_dna.i18n import N_
 from software_dna.store import Store
 from software_dna.wire.codes import Code
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
@@ -106,7 +107,7 @@ _MAX_ENTRIES = 256
 _MAX_DEACTIVATED = 64
 
 #: Message of a detected rollback (the end user's next step: go online once).
-ROLLED_BACK = (
+ROLLED_BACK = N_(
     "The license files on this computer were replaced by an older copy, or one of them "
     "was deleted, so the license must be confirmed by the license server. Connect to the "
     "internet and start the application again."
@@ -117,7 +118,7 @@ ROLLED_BACK = (
 UNCONFIRMED = "unconfirmed"
 
 #: Message once the window of a damaged witness ended (the end user's next step: go online once).
-WITNESS_DAMAGED = (
+WITNESS_DAMAGED = N_(
     "The license's protection file on this computer was damaged (by a power loss or a disk "
     "error), so the license must be confirmed by the license server. Connect to the internet "
     "once and start the application again: that repairs it."
@@ -195,11 +196,15 @@ def _trim(entries: dict[str, Any], key: Callable[[Any], Any]) -> None:
             del entries[name]
 
 
+#: Refusals of one activation (not of the license): they do not apply to another one.
+_ONE_ACTIVATION = frozenset({Code.ACTIVATION_REMOVED.value, Code.ACTIVATION_RELEASED.value})
+
+
 def _applies(status: Mapping[str, Any], token_iat: datetime | None,
              activation_id: str | None) -> bool:
     """Whether a stored status still holds for a token issued at ``token_iat``."""
     removed = status.get("activation_id")
-    if (status.get("code") == Code.ACTIVATION_REMOVED and activation_id is not None
+    if (status.get("code") in _ONE_ACTIVATION and activation_id is not None
             and isinstance(removed, str) and removed != activation_id):
         return False
     seen = _time(status.get("server_time")) or _time(status.get("seen_at"))
@@ -214,7 +219,8 @@ def refusal_for(status: object, token_iat: datetime | None, *,
         status: a stored status ``{"code", "message", "seen_at", "server_time"?,
             "activation_id"?}`` or None.
         token_iat: the token's ``iat`` (aware UTC); None: the refusal always applies.
-        activation_id: the token's activation; a removal (``activation_removed``)
+        activation_id: the token's activation; a removal (``activation_removed``,
+            or ``activation_released`` by the license holder)
             of another activation of the same license does not apply to it.
 
     Returns:
@@ -247,13 +253,19 @@ def deactivated_refusal(record: object, activation_id: str,
     if (isinstance(ids, list) and activation_id in ids) or (
             upto is not None and token_iat <= upto):
         at = _time(record.get("at"))
-        when = format_rfc3339(at) if at is not None else "earlier"
-        return NotActivated(
+        if at is None:
+            return NotActivated(N_(
+                "This license was deactivated on this computer (air-gapped deactivation, "
+                "earlier): the activation it gave up, and any license token from before it, "
+                "cannot be used here again. To use the license here again, give the deactivation "
+                "receipt to the vendor first, then create a new activation request and get a "
+                "response for it."))
+        return NotActivated(Message(N_(
             "This license was deactivated on this computer (air-gapped deactivation, "
-            f"{when}): the activation it gave up, and any license token from before it, "
+            "%(time)s): the activation it gave up, and any license token from before it, "
             "cannot be used here again. To use the license here again, give the "
             "deactivation receipt to the vendor first, then create a new activation request "
-            "and get a response for it.")
+            "and get a response for it."), time=format_rfc3339(at)))
     return None
 
 

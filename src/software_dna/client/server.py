@@ -14,6 +14,7 @@ from typing import Any
 
 from software_dna._version import __version__
 from software_dna.errors import NetworkError
+from software_dna.i18n import N_
 
 from .transport import HTTPTransport, Response, Transport
 
@@ -118,7 +119,7 @@ class ServerAPI:
             ServerUnreachable, ServerError: as the transport raises them.
         """
         if self._transport is None:
-            raise NetworkError("No license server is configured for this app.")
+            raise NetworkError(N_("No license server is configured for this app."))
         return self._transport.request(method, path, json_body=json_body, bearer=bearer,
                                        retry=retry,
                                        deadline=self.timeout if deadline is None else deadline)

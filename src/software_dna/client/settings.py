@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from software_dna.errors import NetworkError, ServerError
+from software_dna.errors import Message, NetworkError, ServerError
+from software_dna.i18n import N_
 
 from .document import credentials
 from .refusals import ErrorAnswer
@@ -49,7 +50,7 @@ class SettingsSync:
             return dict(data.get("settings") or {})
         document = answer.get("settings")
         if not isinstance(document, dict):
-            raise ServerError("The server's settings document is not an object.")
+            raise ServerError(N_("The server's settings document is not an object."))
         self.state.save_settings(document, dirty=None)
         return dict(document)
 
@@ -86,5 +87,6 @@ class SettingsSync:
         )
         if answer.status != 200:
             message = ErrorAnswer(answer, self.state.now()).message
-            raise ServerError(f"The license server refused the settings: {message}")
+            raise ServerError(Message(
+                N_("The license server refused the settings: %(reason)s"), reason=message))
         return answer.body

@@ -26,11 +26,13 @@ from software_dna.errors import (
     InvalidToken,
     LicenseError,
     LicenseExpired,
+    Message,
     NotActivated,
     StoreCorrupted,
     StoreFromAnotherMachine,
 )
 from software_dna.files import read_limited
+from software_dna.i18n import N_
 from software_dna.license import License
 from software_dna.store import MAGIC, Store
 from software_dna.wire.airgap import MAX_PENDING_REQUESTS, REQUEST_LIFETIME
@@ -129,12 +131,13 @@ class ClientState:
         key = self.machine.machine_key(self.product, self._keyrings,
                                        create=not self._store_needs_its_key())
         if key is None:
-            raise StoreFromAnotherMachine(
-                f"The license data on this computer ({self.store_path}) was written under a key "
-                f"file that is not here ({self._keyrings[0]}): it was made on another computer "
-                "or by another user account, or its key file was moved or deleted (for example "
-                "SOFTWARE_DNA_STATE_HOME changed). Nothing was deleted: restore the key file, "
-                "or activate the license again.", moved_to=None)
+            raise StoreFromAnotherMachine(Message(
+                N_("The license data on this computer (%(store)s) was written under a key "
+                   "file that is not here (%(keyring)s): it was made on another computer or "
+                   "by another user account, or its key file was moved or deleted (for "
+                   "example SOFTWARE_DNA_STATE_HOME changed). Nothing was deleted: restore the "
+                   "key file, or activate the license again."),
+                store=self.store_path, keyring=self._keyrings[0]), moved_to=None)
         self._key = key
         return key
 
@@ -326,10 +329,10 @@ class ClientState:
         if floor is not None and (high is None or floor > high):
             high = floor
         if high is not None and now < high - CLOCK_SKEW:
-            raise ClockTampered(
-                "The system clock is earlier than a time this app has already seen "
-                f"({format_rfc3339(high)}). Set the clock to the correct time and try again."
-            )
+            raise ClockTampered(Message(
+                N_("The system clock is earlier than a time this app has already seen "
+                   "(%(time)s). Set the clock to the correct time and try again."),
+                time=format_rfc3339(high)))
         if high is None or now > high:
             self.high_water = now
         if high is None or now - high >= HIGH_WATER_STEP:
@@ -360,8 +363,8 @@ class ClientState:
         self.verifier.check_machine(lic)
         if now + CLOCK_SKEW < lic.not_before:
             raise ClockTampered(
-                "The system clock is behind the license server's time. "
-                "Set the clock to the correct time and try again."
+                N_("The system clock is behind the license server's time. "
+                   "Set the clock to the correct time and try again.")
             )
         if lic.license_expires_at is not None and now >= lic.license_expires_at:
             raise LicenseExpired(expired_message(lic, lic.license_expires_at))
@@ -397,8 +400,8 @@ class ClientState:
         if deactivated is not None:
             raise deactivated
         if self.guard.older_than_seen(lic.license_id, lic.issued_at):
-            raise InvalidToken("This license is older than one already installed on this "
-                               "computer. Use the newest license file you received.")
+            raise InvalidToken(N_("This license is older than one already installed on this "
+                                  "computer. Use the newest license file you received."))
         refused = refusal_for(data.get("status"), lic.issued_at, activation_id=lic.activation_id)
         refused = refused or self.guard.status_error(
             lic.license_id, lic.issued_at, activation_id=lic.activation_id)

@@ -13,11 +13,13 @@ import threading
 
 from software_dna.errors import (
     LicenseError,
+    Message,
     NetworkError,
     RenewalRefused,
     ServerError,
     TrialUnavailable,
 )
+from software_dna.i18n import N_
 from software_dna.license import License
 from software_dna.wire.claims import Kind
 from software_dna.wire.codes import Code
@@ -52,7 +54,7 @@ class Terms:
     def start_trial(self) -> License:
         """See :meth:`LicenseClient.start_trial`."""
         if not self.server.configured:
-            raise NetworkError("No license server is configured: a trial is started online.")
+            raise NetworkError(N_("No license server is configured: a trial is started online."))
         state = self.state
         with self._lock:
             state.start_over()  # a machine key this machine cannot open is set aside
@@ -65,8 +67,8 @@ class Terms:
                 if current is not None and current.kind is Kind.TRIAL:
                     return current
                 if current is not None:
-                    raise TrialUnavailable("This computer already has a license for this "
-                                           "product.")
+                    raise TrialUnavailable(N_("This computer already has a license for this "
+                                              "product."))
             nonce = new_nonce()
             answer = self.server.request("POST", "/v1/trials", json_body={
                 "product": state.product, "fingerprint": state.verifier.fingerprint().to_wire(),
@@ -81,10 +83,10 @@ class Terms:
     def renew(self, code: str) -> License:
         """See :meth:`LicenseClient.renew`."""
         if not isinstance(code, str) or not code.strip():
-            raise RenewalRefused("Enter a renewal code.")
+            raise RenewalRefused(N_("Enter a renewal code."))
         if not self.server.configured:
-            raise NetworkError("No license server is configured: a renewal code is entered "
-                               "online.")
+            raise NetworkError(N_("No license server is configured: a renewal code is entered "
+                                  "online."))
         state = self.state
         with self._lock:
             activation_id, secret = credentials(
@@ -107,8 +109,12 @@ class Terms:
                     if meaning.stored:
                         state.store_refusal(error.text, error.message, receipt=error.receipt)
                     raise meaning.exception(error.message)
-                raise ServerError(f"The license server refused the renewal: {error.message}")
+                raise ServerError(Message(
+                    N_("The license server refused the renewal: %(reason)s"),
+                    reason=error.message))
             if error.too_many or error.code is Code.UNAUTHORIZED or (
                     meaning is not None and meaning.error is RenewalRefused):
                 raise activation_error(error)
-            raise ServerError(f"The license server refused the renewal: {error.message}")
+            raise ServerError(Message(
+                N_("The license server refused the renewal: %(reason)s"),
+                reason=error.message))

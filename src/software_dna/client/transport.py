@@ -35,7 +35,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from software_dna._version import __version__
-from software_dna.errors import LicenseError, ServerError, ServerUnreachable
+from software_dna.errors import LicenseError, Message, ServerError, ServerUnreachable
+from software_dna.i18n import N_
 from software_dna.wire.frozen import Frozen
 from software_dna.wire.strict_json import loads_object
 
@@ -63,10 +64,10 @@ def network_unavailable(exc: BaseException) -> ServerUnreachable:
     Raise it ``from exc``. A frozen app's unpacked folder removed while it
     runs, or a damaged install: restarting the app is the way back.
     """
-    return ServerUnreachable(
-        "The app's network components could not be loaded "
-        f"({type(exc).__name__}), so the license server cannot be contacted. "
-        "Restart the app; if this keeps happening, reinstall it.")
+    return ServerUnreachable(Message(
+        N_("The app's network components could not be loaded (%(error)s), so the license "
+           "server cannot be contacted. Restart the app; if this keeps happening, reinstall "
+           "it."), error=type(exc).__name__))
 
 
 def _load_requests() -> Any:
@@ -304,10 +305,10 @@ class HTTPTransport(Transport):
             attempt += 1
             remaining = ends - time.monotonic()
             if remaining <= 0:
-                raise ServerUnreachable(
-                    f"The license server at {self.base_url} did not answer within "
-                    f"{total:g} s. Check the internet connection and try again."
-                )
+                raise ServerUnreachable(Message(
+                    N_("The license server at %(url)s did not answer within %(seconds)s s. "
+                       "Check the internet connection and try again."),
+                    url=self.base_url, seconds=f"{total:g}"))
             try:
                 answer = self._attempt(method, path, json_body, bearer, remaining)
             except ServerUnreachable:
@@ -340,14 +341,13 @@ class HTTPTransport(Transport):
         try:
             worker.start()
         except RuntimeError as exc:  # no thread can be started (the process is at its limit)
-            raise ServerUnreachable("The license server could not be contacted now "
-                                    "(no thread available). Try again later.") from exc
+            raise ServerUnreachable(N_("The license server could not be contacted now "
+                                       "(no thread available). Try again later.")) from exc
         worker.join(remaining)
         if not outcome:
-            raise ServerUnreachable(
-                f"The license server at {self.base_url} did not answer in time. "
-                "Check the internet connection and try again."
-            )
+            raise ServerUnreachable(Message(
+                N_("The license server at %(url)s did not answer in time. Check the "
+                   "internet connection and try again."), url=self.base_url))
         result = outcome[0]
         if isinstance(result, BaseException):
             raise result
@@ -386,27 +386,27 @@ class HTTPTransport(Transport):
                 answer_headers = {k.lower(): v for k, v in answer.headers.items()}
         except requests.exceptions.SSLError as exc:
             if "wrong version number" in str(exc).lower():  # OpenSSL, seeing plain HTTP
-                raise ServerUnreachable(
-                    f"The server at {self.base_url} answered without TLS (plain HTTP) on an "
-                    "https:// address: check the license server's address and port."
-                ) from exc
-            raise ServerUnreachable(
-                f"The TLS certificate of {self.base_url} could not be verified. "
-                "The connection may be intercepted; check the system clock and network."
-            ) from exc
+                raise ServerUnreachable(Message(
+                    N_("The server at %(url)s answered without TLS (plain HTTP) on an "
+                       "https:// address: check the license server's address and port."),
+                    url=self.base_url)) from exc
+            raise ServerUnreachable(Message(
+                N_("The TLS certificate of %(url)s could not be verified. The connection "
+                   "may be intercepted; check the system clock and network."),
+                url=self.base_url)) from exc
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise ServerUnreachable(
-                f"Could not reach the license server at {self.base_url}. "
-                "Check the internet connection (and proxy settings) and try again."
-            ) from exc
+            raise ServerUnreachable(Message(
+                N_("Could not reach the license server at %(url)s. Check the internet "
+                   "connection (and proxy settings) and try again."),
+                url=self.base_url)) from exc
         except ImportError as exc:  # a module requests or urllib3 loads on demand
             raise network_unavailable(exc) from exc
         except Exception as exc:  # urllib3 internals (e.g. ProtocolError while streaming)
-            raise ServerUnreachable(
-                f"The connection to {self.base_url} failed. Try again later."
-            ) from exc
+            raise ServerUnreachable(Message(
+                N_("The connection to %(url)s failed. Try again later."),
+                url=self.base_url)) from exc
         if len(raw) > MAX_BODY:
-            raise ServerError("The license server's answer was too large.")
+            raise ServerError(N_("The license server's answer was too large."))
         try:
             # Strict: no duplicate keys, NaN, runaway nesting (RecursionError) or
             # 5,000-digit numbers (ValueError) reach the caller as anything but this.
@@ -415,10 +415,9 @@ class HTTPTransport(Transport):
             if status >= 500:
                 body = {}
             else:
-                raise ServerError(
-                    f"The license server answered with something that is not a JSON object "
-                    f"(HTTP {status})."
-                ) from exc
+                raise ServerError(Message(
+                    N_("The license server answered with something that is not a JSON "
+                       "object (HTTP %(status)s)."), status=status)) from exc
         return Response(status=status, body=body, headers=answer_headers)
 
 

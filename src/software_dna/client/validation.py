@@ -23,6 +23,7 @@ from software_dna.errors import (
     ClockTampered,
     InvalidToken,
     LicenseExpired,
+    Message,
     NetworkError,
     NotActivated,
     ServerError,
@@ -31,6 +32,7 @@ from software_dna.errors import (
     WrongMachine,
     WrongProduct,
 )
+from software_dna.i18n import N_
 from software_dna.license import License, with_days_left
 from software_dna.store import StoreBusy
 from software_dna.wire.claims import Protection
@@ -189,11 +191,10 @@ class Validation:
             # Only an air-gapped token ends before its license with protection offline.
             raise LicenseExpired(expired_air_gapped(lic.expires_at))
         if lic.expires_at is not None and now >= lic.expires_at:
-            raise LicenseExpired(
-                "The license server must be reached to keep using this license: the offline "
-                f"grace period ended on {format_rfc3339(lic.expires_at)}. Connect to the "
-                "internet and try again."
-            )
+            raise LicenseExpired(Message(
+                N_("The license server must be reached to keep using this license: the "
+                   "offline grace period ended on %(time)s. Connect to the internet and try "
+                   "again."), time=format_rfc3339(lic.expires_at)))
         if lic.refresh_by is not None and now >= lic.refresh_by:
             lic = lic.with_grace(lic.expires_at)
         days = lic.whole_days_left(now)
@@ -226,7 +227,8 @@ class Validation:
         Raises:
             NotActivated: no activation stored, or the server does not know it.
             LicenseRevoked, LicenseSuspended, LicenseExpired, ActivationMoved,
-            WrongMachine, NoSeatsLeft, LeaseExpired: the server's refusal.
+            ActivationReleased, WrongMachine, NoSeatsLeft, LeaseExpired: the
+                server's refusal.
             ServerUnreachable: no answer in time (or another instance of the
                 app held the store's lock until the deadline).
             ServerError, InvalidToken: no usable answer (a token that does not
@@ -240,11 +242,11 @@ class Validation:
                 held.enter_context(self.state.exclusive(budget))
             except StoreBusy as exc:
                 raise ServerUnreachable(
-                    "Another instance of this application is checking the license with the "
-                    "server and did not finish in time. Try again in a moment.") from exc
+                    N_("Another instance of this application is checking the license with the "
+                       "server and did not finish in time. Try again in a moment.")) from exc
             left = budget - (time.monotonic() - started)
             if left <= 0:
-                raise ServerUnreachable("The license check with the server ran out of time.")
+                raise ServerUnreachable(N_("The license check with the server ran out of time."))
             return self._validate_locked(self.state.read_fresh(), deadline=left, route=route)
 
     def _validate_locked(self, data: Mapping[str, Any], *, deadline: float,
@@ -272,14 +274,17 @@ class Validation:
             if not state.verifier.receipt_ok(error.receipt, nonce, activation_id,
                                              result=error.text):
                 # Our server signs every refusal; an unsigned one is not its word.
-                raise ServerError(f"The license server's refusal was not signed: {error.message}")
+                raise ServerError(Message(
+                    N_("The license server's refusal was not signed: %(reason)s"),
+                    reason=error.message))
             if error.code is Code.SUBSCRIPTION_CANCELLED:
                 return self._cancelled(data, error.message)
             state.store_refusal(error.text, error.message, receipt=error.receipt)
         refusal = error.exception(only=VALIDATION_CODES)
         if refusal is not None:
             raise refusal
-        raise ServerError(f"The license server refused the check: {error.message}")
+        raise ServerError(Message(N_("The license server refused the check: %(reason)s"),
+                                  reason=error.message))
 
     def _cancelled(self, data: Mapping[str, Any], message: str) -> License:
         """The server said the subscription was cancelled: run out the warning period."""

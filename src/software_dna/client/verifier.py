@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 
 from software_dna import fingerprint as _fp
-from software_dna.errors import InvalidToken, ServerError, WrongMachine, WrongProduct
+from software_dna.errors import InvalidToken, Message, ServerError, WrongMachine, WrongProduct
+from software_dna.i18n import N_
 from software_dna.license import License, verify_token
 from software_dna.wire import errors as wire_errors
 from software_dna.wire import identity
@@ -43,9 +44,9 @@ def untrusted_kid_message(token: object, keys: Mapping[str, PublicKey]) -> str |
     kid = footer.get("kid") if isinstance(footer, dict) else None
     if not isinstance(kid, str) or _PID.fullmatch(kid) is None or kid in keys:
         return None
-    return (f"This license is signed with the key {kid}, which this app does not trust. "
-            "The vendor must ship an update of the app with its new public key; "
-            "until then, install that update or contact the vendor.")
+    return Message(N_("This license is signed with the key %(kid)s, which this app does not "
+                      "trust. The vendor must ship an update of the app with its new public "
+                      "key; until then, install that update or contact the vendor."), kid=kid)
 
 
 class TokenVerifier:
@@ -130,9 +131,9 @@ class TokenVerifier:
             return  # this very license already matched this very fingerprint
         if not _same_machine(lic, current):
             raise WrongMachine(
-                "This license is bound to another computer. Activate it on this "
-                "computer with your license key (you may need to deactivate it on the "
-                "other one first)."
+                N_("This license is bound to another computer. Activate it on this "
+                   "computer with your license key (you may need to deactivate it on the "
+                   "other one first).")
             )
         self._machine_ok = (lic, current)
 
@@ -171,10 +172,10 @@ class TokenVerifier:
             WrongProduct, WrongMachine: not for this product or machine.
         """
         if not isinstance(token, str):
-            raise ServerError("The license server's answer holds no license token.")
+            raise ServerError(N_("The license server's answer holds no license token."))
         lic = self._verify_token(token)
         if not hmac.compare_digest(lic.nonce, nonce):
-            raise InvalidToken("The server's answer does not match this request (replayed?).")
+            raise InvalidToken(N_("The server's answer does not match this request (replayed?)."))
         self.check_machine(lic)
         return lic
 
@@ -232,6 +233,6 @@ def rotated_secret(lic: License, secret: object) -> str | None:
         return None
     if (lic.secret_digest is None or not isinstance(secret, str) or not secret
             or not hmac.compare_digest(secret_digest(secret), lic.secret_digest)):
-        raise InvalidToken("The server's answer does not vouch for the activation secret "
-                           "it holds; the answer was not used.")
+        raise InvalidToken(N_("The server's answer does not vouch for the activation secret "
+                              "it holds; the answer was not used."))
     return secret

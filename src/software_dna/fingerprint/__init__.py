@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from software_dna.errors import FingerprintUnavailable
+from software_dna.errors import FingerprintUnavailable, Message
 from software_dna.fingerprint import _linux, _machinekey
 from software_dna.fingerprint._common import (
     MissingError,
@@ -59,6 +59,7 @@ from software_dna.fingerprint._hashing import (
 )
 from software_dna.fingerprint._machinekey import MachineKey
 from software_dna.fingerprint._model import ALGORITHM, Fingerprint, LegacyFingerprint
+from software_dna.i18n import N_
 from software_dna.wire import identity
 
 __all__ = [
@@ -260,9 +261,10 @@ class Machine:
                 # rules (every unreadable component counts as changed).
                 details = "; ".join(f"{_HUMAN_NAMES[n]}: {raw.missing.get(n, 'unavailable')}"
                                     for n in unreadable)
-                raise FingerprintUnavailable(
-                    f"This machine cannot be identified: too many of its components cannot "
-                    f"be read ({details}). Run the app with the rights to read them.")
+                raise FingerprintUnavailable(Message(
+                    N_("This machine cannot be identified: too many of its components cannot "
+                       "be read (%(details)s). Run the app with the rights to read them."),
+                    details=details))
             key = _machinekey.unlock(where, product, reading, self.scrypt_cost(),
                                      create=create, start_over=start_over)
             if key is not None:
@@ -370,10 +372,10 @@ def _secret_from(product: str, raw: _Raw) -> bytes:
     if source is None:
         details = "; ".join(f"{_HUMAN_NAMES[n]}: {raw.missing.get(n, 'unavailable')}"
                             for n in _LEGACY_STABLE)
-        raise FingerprintUnavailable(
-            "This machine cannot be identified: none of its machine id, network card "
-            f"addresses or host name could be read ({details}). In a container, mount the "
-            "host's /etc/machine-id read-only.")
+        raise FingerprintUnavailable(Message(
+            N_("This machine cannot be identified: none of its machine id, network card "
+               "addresses or host name could be read (%(details)s). In a container, mount the "
+               "host's /etc/machine-id read-only."), details=details))
     key = hmac.new(_SECRET_LABEL, product.encode("utf-8"), hashlib.sha256).digest()
     message = source.encode("ascii") + b"\0" + values[source].encode("utf-8")
     return hmac.new(key, message, hashlib.sha256).digest()
@@ -395,11 +397,12 @@ def _unavailable_error(raw: _Raw) -> FingerprintUnavailable:
         "machine_id", "mac")
     details = "; ".join(f"{_HUMAN_NAMES[n]}: {raw.missing.get(n, 'unavailable')}"
                         for n in names)
-    return FingerprintUnavailable(
-        "This machine cannot be identified: neither its machine id nor the address of "
-        f"a physical network card could be read ({details}). In a container, mount the "
-        "host's /etc/machine-id read-only (docker run -v /etc/machine-id:/etc/machine-id:ro); "
-        "elsewhere make sure the machine id is readable by this user.")
+    return FingerprintUnavailable(Message(
+        N_("This machine cannot be identified: neither its machine id nor the address of a "
+           "physical network card could be read (%(details)s). In a container, mount the "
+           "host's /etc/machine-id read-only (docker run -v "
+           "/etc/machine-id:/etc/machine-id:ro); elsewhere make sure the machine id is "
+           "readable by this user."), details=details))
 
 
 def _build(product: str, raw: _Raw, n: int, cache_dir: str | os.PathLike[str] | None,

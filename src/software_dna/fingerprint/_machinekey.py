@@ -25,7 +25,7 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from software_dna.errors import StoreError, StoreFromAnotherMachine
+from software_dna.errors import Message, StoreError, StoreFromAnotherMachine
 from software_dna.files import LockTimeout, exclusive, move_aside, read_limited, write_atomically
 from software_dna.fingerprint._keyring import (
     KEY_SIZE,
@@ -35,6 +35,7 @@ from software_dna.fingerprint._keyring import (
     open_keyring,
     wrap_keyring,
 )
+from software_dna.i18n import N_
 from software_dna.wire.frozen import Frozen
 
 __all__ = ["LOCK_TIMEOUT", "MachineKey", "unlock"]
@@ -97,21 +98,32 @@ class MachineKey(Frozen):
         return f"MachineKey(product={self.product!r}, path={str(self.path)!r})"
 
 
-def _locked_message(path: Path) -> str:
-    return (
+def _locked_message(path: Path) -> Message:
+    return Message(N_(
         "The license data on this computer cannot be opened here: it was made on another "
         "computer, or this computer changed too much at once (more than one of its system "
         "id, network cards, operating system and processor). Nothing was deleted: if a part "
         "was removed, putting it back restores the license; otherwise activate the license "
-        f"again on this computer. (Key file: {path})"
-    )
+        "again on this computer. (Key file: %(path)s)"), path=path)
 
 
 def _io_error(action: str, path: Path, exc: OSError) -> StoreError:
     detail = exc.strerror or str(exc) or type(exc).__name__
-    return StoreError(
-        f"Could not {action} this computer's license key file {path}: {detail}. Make sure your "
-        "user account can write that folder, then try again.")
+    return StoreError(Message(_KEY_FILE_FAILED[action], path=path, detail=detail))
+
+
+#: What could not be done to the key file, by the action the message names.
+_KEY_FILE_FAILED = {
+    "lock": N_("Could not lock this computer's license key file %(path)s: %(detail)s. Make "
+               "sure your user account can write that folder, then try again."),
+    "read": N_("Could not read this computer's license key file %(path)s: %(detail)s. Make "
+               "sure your user account can write that folder, then try again."),
+    "write": N_("Could not write this computer's license key file %(path)s: %(detail)s. Make "
+                "sure your user account can write that folder, then try again."),
+    "move aside": N_("Could not move aside this computer's license key file %(path)s: "
+                     "%(detail)s. Make sure your user account can write that folder, then try "
+                     "again."),
+}
 
 
 @contextmanager
@@ -121,13 +133,14 @@ def _lock(path: Path) -> Iterator[None]:
         with exclusive(path.with_name(path.name + ".lock"), LOCK_TIMEOUT):
             yield
     except LockTimeout as exc:
-        raise StoreError(
-            f"This computer's license key file {path} is locked by another program and stayed "
-            f"locked for {LOCK_TIMEOUT:g} s. Close other running copies of the application and "
-            "try again.") from exc
+        raise StoreError(Message(
+            N_("This computer's license key file %(path)s is locked by another program and "
+               "stayed locked for %(seconds)s s. Close other running copies of the application "
+               "and try again."), path=path, seconds=f"{LOCK_TIMEOUT:g}")) from exc
     except RuntimeError as exc:  # filelock refusing a lock inherited across fork
-        raise StoreError(f"This computer's license key file {path} could not be locked ({exc}). "
-                         "Restart the application and try again.") from exc
+        raise StoreError(Message(
+            N_("This computer's license key file %(path)s could not be locked (%(error)s). "
+               "Restart the application and try again."), path=path, error=exc)) from exc
     except OSError as exc:
         raise _io_error("lock", path, exc) from exc
 

@@ -107,9 +107,10 @@ class AdminClient:
 
     def _call(self, method: str, path: str, *, json: Any = None,
               params: Mapping[str, Any] | None = None,
-              headers: Mapping[str, str | None] | None = None) -> Any:
+              headers: Mapping[str, str | None] | None = None,
+              data: bytes | None = None) -> Any:
         answer = self._session.request(method, f"{self.url}{path}", json=json, params=params,
-                                       headers=headers, timeout=self.timeout)
+                                       headers=headers, data=data, timeout=self.timeout)
         try:
             body = answer.json()
         except ValueError:
@@ -156,6 +157,25 @@ class AdminClient:
     def update_product(self, product_id: str, **fields: Any) -> JSONDict:
         """Change a product's settings."""
         return self._obj("PATCH", f"/products/{_seg(product_id)}", json=fields)
+
+    def set_product_logo(self, product_id: str, data: bytes) -> JSONDict:
+        """Upload the product's logo for its license portal (``PUT .../logo``).
+
+        Args:
+            data: the image file's bytes (PNG, JPEG or WebP, at most 256 KiB); the
+                server reads the type from them.
+
+        Returns:
+            ``{"product", "content_type", "size", "sha256", "url", "updated_at"}``.
+        """
+        result: JSONDict = self._call(
+            "PUT", f"/v1/admin/products/{_seg(product_id)}/logo", data=data,
+            headers={"Content-Type": "application/octet-stream"})
+        return result
+
+    def remove_product_logo(self, product_id: str) -> JSONDict:
+        """Remove the product's logo (``{"ok": true}``; 404 ``not_found`` when it has none)."""
+        return self._obj("DELETE", f"/products/{_seg(product_id)}/logo")
 
     # -- keys
 

@@ -307,6 +307,8 @@ class ActivationRequestDoc(NamedTuple):
     version: int = REQUEST_VERSION
     trusted_keys: tuple[str, ...] | None = None
     installation_id: str | None = None
+    #: The computer's name the end user chose (personal data: needs ``consent``).
+    label: str | None = None
 
 
 class ActivationResponseDoc(NamedTuple):
@@ -334,13 +336,14 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
                   registration: Mapping[str, str] | None = None,
                   client: Mapping[str, str] | None = None,
                   trusted_keys: Sequence[str] | None = None,
-                  installation_id: str | None = None) -> str:
+                  installation_id: str | None = None, label: str | None = None) -> str:
     """The armored activation request, version 2 (see the module docstring).
 
     Optional fields only when given; there is no password field. ``trusted_keys``:
     the ``k4.pid`` ids of the keys the app trusts (the server signs with one of
     them, or refuses before taking a seat). ``installation_id``: the OS account's
-    installation id (tells user seats on one computer apart). ``created_at``
+    installation id (tells user seats on one computer apart). ``label``: the
+    computer's name the end user chose (personal data, like ``email``). ``created_at``
     must be aware (sent as RFC 3339 UTC). Raises ``ValueError`` for a naive
     time or a request over the size limit.
     """
@@ -353,7 +356,7 @@ def build_request(*, product: str, license_key: str, fingerprint: Mapping[str, A
                         ("registration", None if registration is None else dict(registration)),
                         ("client", None if client is None else dict(client)),
                         ("trusted_keys", None if trusted_keys is None else list(trusted_keys)),
-                        ("installation_id", installation_id)):
+                        ("installation_id", installation_id), ("label", label)):
         if value is not None:
             document[name] = value
     return armor(REQUEST, document)
@@ -370,7 +373,8 @@ def parse_request(text: object) -> ActivationRequestDoc:
     """
     doc = dearmor(text, REQUEST)
     version = int(doc["v"])
-    optional = ("email", "registration", "client", "trusted_keys", "installation_id") + (
+    optional = ("email", "registration", "client", "trusted_keys", "installation_id",
+                "label") + (
         ("password",) if version == 1 else ())
     _fields(doc, ("product", "license_key", "fingerprint", "nonce", "created_at", "consent"),
             optional)
@@ -394,6 +398,7 @@ def parse_request(text: object) -> ActivationRequestDoc:
         trusted_keys=None if trusted is None else tuple(trusted),
         installation_id=None if doc.get("installation_id") is None
         else _str(doc, "installation_id"),
+        label=None if doc.get("label") is None else _str(doc, "label"),
     )
 
 

@@ -1,5 +1,8 @@
 """Request-body middleware: size limits, the admin key first, JSON only, strict JSON.
 
+One admin path takes a raw image instead of JSON: ``PUT /v1/admin/products/{id}/logo``
+(its route checks the body's type, after the admin key's role).
+
 Bodies over the limit answer 413 ``too_large``, a body that is not
 ``application/json`` 415 ``unsupported_media_type``, a body with too many
 or too deeply nested arrays and objects (:mod:`~software_dna.server.domain.json_shape`)
@@ -19,6 +22,7 @@ parse more than 4 KiB of an admin body.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -107,6 +111,9 @@ def _admin_key_valid(scope: Scope, authorization: str) -> bool:
 #: ignored), the control panel's and the license portal's pages.
 _FORM_PATHS = ("/v1/unsubscribe/", "/panel/", "/portal/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: The one admin path that takes a raw file: a product's logo (PUT; its route checks
+#: the declared type, and the service reads the real one from the bytes).
+_LOGO_PATH = re.compile(r"^/v1/admin/products/[^/]+/logo$")
 
 
 class BodyLimitMiddleware:
@@ -203,7 +210,9 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         media = ctype.split(";")[0].strip().lower()
         # RFC 8058: a mail client's one-click unsubscribe is a form POST (its body is ignored).
-        if body and not (media in _FORM_TYPES and path.startswith(_FORM_PATHS)):
+        # The logo's route checks its type itself, after the key's role (401/403 first).
+        if body and not (media in _FORM_TYPES and path.startswith(_FORM_PATHS)) and not (
+                _LOGO_PATH.match(path) and scope["method"] == "PUT"):
             if media != "application/json":
                 await error_response(Code.UNSUPPORTED_MEDIA_TYPE,
                                      "Send the body as application/json.")(scope, receive, send)

@@ -45,10 +45,19 @@ from software_dna.server.schemas.mail import (
     MailTemplateSummary,
     RenderedOut,
 )
+from software_dna.server.schemas.products import logo_out
 from software_dna.server.schemas.staff import AdminKeyOut, staff_out
 from software_dna.server.schemas.stores import connector_out, mapping_out
 from software_dna.server.schemas.webhooks import DeliveryOut, EndpointOut
-from software_dna.server.services import emails, mail_templates, outbox, staff, stores, webhooks
+from software_dna.server.services import (
+    emails,
+    mail_templates,
+    outbox,
+    portal_branding,
+    staff,
+    stores,
+    webhooks,
+)
 from software_dna.server.services.admin import issue_admin_key, list_admin_keys, revoke_admin_key
 from software_dna.server.services.errors import not_found
 from software_dna.server.services.leases import list_leases
@@ -175,6 +184,16 @@ class DirectBackend:
         """Change a product (``ProductPatch`` fields)."""
         return ProductOut.model_validate(service.update_product(
             self._session, product_id, actor=ACTOR, **fields)).model_dump(mode="json")
+
+    def set_product_logo(self, product_id: str, data: bytes) -> JSONDict:
+        """Store the product's logo (PNG, JPEG or WebP bytes, at most 256 KiB)."""
+        row = portal_branding.set_logo(self._session, product_id, data, actor=ACTOR)
+        return logo_out(row).model_dump(mode="json")
+
+    def remove_product_logo(self, product_id: str) -> JSONDict:
+        """Remove the product's logo."""
+        portal_branding.remove_logo(self._session, product_id, actor=ACTOR)
+        return {"ok": True}
 
     # -- keys
 

@@ -189,9 +189,20 @@ def show_product(p: JSONDict) -> None:
         ("reminder days", p.get("reminder_days")),
         ("branding", ", ".join(f"{k}={v}" for k, v in sorted((p.get("branding") or {}).items()))
          or "none"),
+        ("portal releases", _portal_release_line(p)),
         ("created", p.get("created_at")),
         ("updated", p.get("updated_at")),
     ])
+
+
+def _portal_release_line(p: JSONDict) -> str:
+    """How many computers a license holder may free in the license portal."""
+    limit, days = p.get("portal_release_limit"), p.get("portal_release_days", 30)
+    if limit is None:
+        return "no limit"
+    if limit == 0:
+        return "none (only the vendor frees computers)"
+    return f"{limit} per {days} days per license"
 
 
 def format_seats(lic: JSONDict) -> str:

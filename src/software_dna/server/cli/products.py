@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from software_dna.server.cli._common import (
     choice,
     duration,
     feature_list,
+    in_range,
     limit_or_off,
     non_negative_int,
 )
@@ -126,10 +128,19 @@ LogoUrl = Annotated[str | None, typer.Option(
     help="an https:// URL of your logo, shown in HTML mails ('' to clear)")]
 Colour = Annotated[str | None, typer.Option(
     "--colour", "--color", metavar="#RRGGBB", show_default=False,
-    help="the accent colour of HTML mails ('' to clear)")]
+    help="the accent colour of HTML mails and the license portal ('' to clear)")]
 PrivacyUrl = Annotated[str | None, typer.Option(
     "--privacy-url", metavar="URL", show_default=False,
-    help="an https:// URL of your privacy notice, linked from mails ('' to clear)")]
+    help="an https:// URL of your privacy notice, linked from mails and the license portal "
+         "('' to clear)")]
+PortalReleaseLimit = Annotated[str | None, typer.Option(
+    "--portal-release-limit", metavar="N|none", parser=lambda t: str(limit_or_off(t)),
+    show_default=False,
+    help="computers a license holder may free in the license portal per license per period "
+         "(0-1000; 0: only you free them; none: no limit; default 3)")]
+PortalReleaseDays = Annotated[int | None, typer.Option(
+    "--portal-release-days", metavar="DAYS", parser=in_range(1, 366), show_default=False,
+    help="the period of --portal-release-limit in days (1-366; default 30)")]
 
 
 def _reminder_days(text: str) -> list[int]:
@@ -167,7 +178,8 @@ def _policy(**options: Any) -> JSONDict:
             continue
         if name in ("features", "limited_features"):
             fields[name] = feature_list(given)
-        elif name in ("reactivation_limit", "address_activation_limit", "rebind_limit"):
+        elif name in ("reactivation_limit", "address_activation_limit", "rebind_limit",
+                      "portal_release_limit"):
             fields[name] = None if given == OFF else int(given)
         elif name == "reminder_days":
             fields[name] = _reminder_days(given)
@@ -194,6 +206,8 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
            payment_grace_days: PaymentGraceDays = None, reminder_days: ReminderDays = None,
            vendor_name: VendorName = None, support_email: SupportEmail = None,
            logo_url: LogoUrl = None, colour: Colour = None, privacy_url: PrivacyUrl = None,
+           portal_release_limit: PortalReleaseLimit = None,
+           portal_release_days: PortalReleaseDays = None,
            as_json: Json = False) -> int:
     """Create a product. ID is what the app is built with (LicenseClient(product=ID)):
     1-64 characters a-z 0-9 . _ -"""
@@ -209,7 +223,9 @@ def create(backend: Backend, *, product: ProductArg, name: Name = None,
                      sharing_policy=sharing_policy, air_gapped=air_gapped,
                      air_gapped_token_days=air_gapped_token_days,
                      air_gapped_perpetual=air_gapped_perpetual,
-                     payment_grace_days=payment_grace_days, reminder_days=reminder_days)
+                     payment_grace_days=payment_grace_days, reminder_days=reminder_days,
+                     portal_release_limit=portal_release_limit,
+                     portal_release_days=portal_release_days)
     branding = _branding({}, vendor_name=vendor_name, support_email=support_email,
                          logo_url=logo_url, colour=colour, privacy_url=privacy_url)
     if branding is not None:
@@ -248,7 +264,8 @@ def show(backend: Backend, *, product: ProductArg, as_json: Json = False) -> int
 
 
 #: Settings that tokens do not carry (a change to them alone says nothing about tokens).
-_NOT_IN_TOKENS = frozenset({"name", "payment_grace_days", "reminder_days", "branding"})
+_NOT_IN_TOKENS = frozenset({"name", "payment_grace_days", "reminder_days", "branding",
+                            "portal_release_limit", "portal_release_days"})
 
 
 @app.command("configure", short_help="change a product's policy")
@@ -269,6 +286,8 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
               payment_grace_days: PaymentGraceDays = None, reminder_days: ReminderDays = None,
               vendor_name: VendorName = None, support_email: SupportEmail = None,
               logo_url: LogoUrl = None, colour: Colour = None, privacy_url: PrivacyUrl = None,
+              portal_release_limit: PortalReleaseLimit = None,
+              portal_release_days: PortalReleaseDays = None,
               as_json: Json = False) -> int:
     """Change a product's settings; options not given stay as they are. Tokens issued from
     now on use the new settings."""
@@ -284,7 +303,9 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
                      sharing_policy=sharing_policy, air_gapped=air_gapped,
                      air_gapped_token_days=air_gapped_token_days,
                      air_gapped_perpetual=air_gapped_perpetual,
-                     payment_grace_days=payment_grace_days, reminder_days=reminder_days)
+                     payment_grace_days=payment_grace_days, reminder_days=reminder_days,
+                     portal_release_limit=portal_release_limit,
+                     portal_release_days=portal_release_days)
     branding_given = dict(vendor_name=vendor_name, support_email=support_email,
                           logo_url=logo_url, colour=colour, privacy_url=privacy_url)
     if any(value is not None for value in branding_given.values()):
@@ -293,10 +314,45 @@ def configure(backend: Backend, *, product: ProductArg, name: Name = None,
     if not fields:
         raise CliError("Nothing to change: give at least one option (see --help).", code=2)
     updated = backend.update_product(product, **fields)
-    # Only the policy is in tokens; the name, the mail settings and branding are not.
+    # Only the policy is in tokens; the name, mail and portal settings and branding are not.
     tokens = "; tokens issued from now on use the new settings" \
         if set(fields) - _NOT_IN_TOKENS else ""
     print_result(updated, as_json=as_json, show=show_product,
                  headline=f"Updated product {updated.get('id')} "
                           f"({', '.join(sorted(fields))}){tokens}.")
+    return 0
+
+
+#: Bytes of a logo file read (the server takes at most 256 KiB and refuses more).
+_LOGO_READ_LIMIT = 1024 * 1024 + 1
+LogoFile = Annotated[Path | None, typer.Argument(
+    metavar="FILE", show_default=False, dir_okay=False,
+    help="the image: PNG, JPEG or WebP, at most 256 KiB (SVG is refused)")]
+RemoveLogo = Annotated[bool, typer.Option(
+    "--remove", help="remove the logo instead (the portal then shows the product's name alone)")]
+
+
+@app.command("logo", short_help="set or remove the logo of a product's license portal")
+@vendor_command
+def logo(backend: Backend, *, product: ProductArg, file: LogoFile = None,
+         remove: RemoveLogo = False, as_json: Json = False) -> int:
+    """Set the logo shown in the product's license portal (served by the license server
+    itself at /portal/ID/logo), or remove it with --remove. The server reads the image type
+    from the file's bytes, not from its name."""
+    if remove == (file is not None):
+        raise CliError("Give either FILE or --remove.", code=2)
+    if file is None:
+        answer = backend.remove_product_logo(product)
+        print_result(answer, as_json=as_json, headline=f"Removed the logo of {product}.")
+        return 0
+    try:
+        with file.open("rb") as image:
+            # Enough to be refused as too large by either backend, never a whole huge file.
+            data = image.read(_LOGO_READ_LIMIT)
+    except OSError as exc:
+        raise CliError(f"Cannot read {file}: {exc.strerror or exc}.", code=2) from None
+    stored = backend.set_product_logo(product, data)
+    print_result(stored, as_json=as_json,
+                 headline=f"Set the logo of {product} ({stored.get('content_type')}, "
+                          f"{stored.get('size')} bytes).")
     return 0

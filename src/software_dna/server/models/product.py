@@ -84,3 +84,8 @@ class Product(Base):
     def token_lifetime(self) -> int:
         """Seconds a token lives without a refresh: refresh interval plus offline grace."""
         return self.refresh_interval + self.offline_grace_period
+
+    @property
+    def portal_release_days(self) -> int:
+        """The window of ``portal_release_limit`` in whole days (the period is set in days)."""
+        return max(1, self.portal_release_period // 86400)

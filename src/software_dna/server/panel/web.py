@@ -276,14 +276,17 @@ def poster(permission: Permission, *, max_files: int = 0) -> Callable[..., Async
                              "Open the panel yourself and try again.")
         staff = await _signed_in(request, state, session)
         form = await request.form(max_files=max_files, max_fields=2000)
-        if staff is None or not csrf_matches(state.ctx, staff.token,
-                                             _text(form.get("csrf"))):
-            raise PanelError(403, "Form expired", "This form is no longer valid (signed out, "
-                             "or sent from elsewhere). Reload the page and try again.")
-        _allowed(staff, permission)
-        values = {key: value for key, value in form.multi_items() if isinstance(value, str)}
-        with acting_as(staff.id):
-            yield Posted(staff=staff, form=form, values=values)
+        try:  # an uploaded file is closed however the post ends (a refusal included)
+            if staff is None or not csrf_matches(state.ctx, staff.token,
+                                                 _text(form.get("csrf"))):
+                raise PanelError(403, "Form expired", "This form is no longer valid (signed "
+                                 "out, or sent from elsewhere). Reload the page and try again.")
+            _allowed(staff, permission)
+            values = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+            with acting_as(staff.id):
+                yield Posted(staff=staff, form=form, values=values)
+        finally:
+            await form.close()
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the role matrix test
     return dependency

@@ -68,7 +68,13 @@ from software_dna.server.schemas.password_resets import (
     PasswordResetOut,
     ResetCode,
 )
-from software_dna.server.schemas.products import ProductIn, ProductList, ProductOut, ProductPatch
+from software_dna.server.schemas.products import (
+    LogoOut,
+    ProductIn,
+    ProductList,
+    ProductOut,
+    ProductPatch,
+)
 from software_dna.server.schemas.renewals import (
     RenewalCodeList,
     RenewalCodeOut,
@@ -139,6 +145,7 @@ __all__ = [
     "Features",
     "FingerprintId",
     "FingerprintIn",
+    "LogoOut",
     "PreviousIn",
     "HealthOut",
     "IdempotencyKey",

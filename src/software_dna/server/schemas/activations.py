@@ -15,6 +15,7 @@ from pydantic import (
 
 from software_dna.server.schemas.base import Out, Strict
 from software_dna.server.schemas.types import (
+    ActivationLabel,
     ClientText,
     ComponentName,
     ComponentValue,
@@ -97,6 +98,8 @@ class ActivateIn(Strict):
     password: Password | None = None
     email: Email | None = None
     registration: Registration | None = None
+    #: The computer's name the end user chose (personal data: needs ``consent``).
+    label: ActivationLabel | None = None
     consent: StrictBool = False
     nonce: Nonce
     idempotency_key: IdempotencyKey

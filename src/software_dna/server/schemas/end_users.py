@@ -42,6 +42,8 @@ class EndUserActivation(Out):
     last_seen_at: UtcTime
     deactivated_at: UtcTime | None
     client: ClientFacts
+    #: The computer's name the app set with the end user's consent (None: none, or erased).
+    label: str | None = None
 
 
 class EndUserMail(Out):

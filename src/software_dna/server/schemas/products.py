@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
+from software_dna.server.models import ProductLogo
 from software_dna.server.schemas.base import Out, Strict
 from software_dna.server.schemas.types import (
     Features,
@@ -20,7 +22,8 @@ from software_dna.server.schemas.types import (
     UtcTime,
 )
 
-__all__ = ["Branding", "ProductIn", "ProductList", "ProductOut", "ProductPatch"]
+__all__ = ["Branding", "LogoOut", "ProductIn", "ProductList", "ProductOut", "ProductPatch",
+           "logo_out"]
 
 #: Lifetime of an air-gapped token, in days.
 AirGappedDays = Annotated[StrictInt, Field(ge=1, le=3650)]
@@ -28,6 +31,10 @@ AirGappedDays = Annotated[StrictInt, Field(ge=1, le=3650)]
 GraceDays = Annotated[StrictInt, Field(ge=0, le=365)]
 #: Days before a license's end that reminders are mailed (distinct; checked by the service).
 ReminderDays = Annotated[list[Annotated[StrictInt, Field(ge=1, le=365)]], Field(max_length=10)]
+#: Computers a license holder may free in the license portal per period (null: no limit).
+PortalReleaseLimit = Annotated[StrictInt, Field(ge=0, le=1000)]
+#: The window of that limit, in days.
+PortalReleaseDays = Annotated[StrictInt, Field(ge=1, le=366)]
 _Short = Annotated[str, StringConstraints(strict=True, max_length=500)]
 
 
@@ -72,6 +79,10 @@ class ProductIn(Strict):
     payment_grace_days: GraceDays = 14
     reminder_days: ReminderDays = Field(default_factory=lambda: [7, 3, 1])
     branding: Branding = Field(default_factory=Branding)
+    #: The license portal: computers a license holder may free per license per
+    #: ``portal_release_days`` (0: only the vendor frees them; null: no limit).
+    portal_release_limit: PortalReleaseLimit | None = 3
+    portal_release_days: PortalReleaseDays = 30
 
 
 class ProductPatch(Strict):
@@ -100,6 +111,8 @@ class ProductPatch(Strict):
     payment_grace_days: GraceDays | None = None
     reminder_days: ReminderDays | None = None  # []: no reminders
     branding: Branding | None = None  # replaces the whole branding
+    portal_release_limit: PortalReleaseLimit | None = None  # null: no limit (absent: unchanged)
+    portal_release_days: PortalReleaseDays | None = None
 
 
 class ProductOut(Out):
@@ -130,6 +143,8 @@ class ProductOut(Out):
     payment_grace_days: int = 14
     reminder_days: list[int] = Field(default_factory=lambda: [7, 3, 1])
     branding: dict[str, str] = Field(default_factory=dict)
+    portal_release_limit: int | None = 3
+    portal_release_days: int = 30
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -139,3 +154,22 @@ class ProductList(Out):
     """``GET /v1/admin/products``."""
 
     products: list[ProductOut]
+
+
+class LogoOut(Out):
+    """A product's logo in the license portal (``PUT /v1/admin/products/{id}/logo``)."""
+
+    product: str
+    content_type: str
+    size: int
+    sha256: str
+    #: Where the portal serves it (on this server).
+    url: str
+    updated_at: UtcTime
+
+
+def logo_out(row: ProductLogo) -> LogoOut:
+    """The answer about a stored logo (its bytes are served at ``url``, not sent here)."""
+    return LogoOut(product=row.product_id, content_type=row.content_type, size=len(row.data),
+                   sha256=row.sha256, url=f"/portal/{quote(row.product_id, safe='')}/logo",
+                   updated_at=row.updated_at)

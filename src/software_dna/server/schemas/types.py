@@ -31,6 +31,7 @@ from software_dna.server.domain.tokens import PROTECTIONS
 
 __all__ = [
     "ArmoredText",
+    "ActivationLabel",
     "ClientText",
     "ComponentName",
     "ComponentValue",
@@ -146,6 +147,16 @@ RegKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=
                    AfterValidator(_readable_text)]
 RegValue = Annotated[str, StringConstraints(strict=True, max_length=256),
                      AfterValidator(_readable_text)]
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+#: The name the end user gave a computer (``activate(label=...)``; personal data): 1 to 64
+#: characters people read, shown in the license portal beside the seat.
+ActivationLabel = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64),
+                            AfterValidator(_readable_text), AfterValidator(_not_blank)]
 #: A short fact about the client (SDK version, OS, Python), shown in the vendor's tools.
 ClientText = Annotated[str, StringConstraints(strict=True, max_length=64),
                        AfterValidator(_readable_text)]

@@ -172,6 +172,9 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     if (request.email is not None or request.registration is not None) and not request.consent:
         raise ServiceError(Code.CONSENT_REQUIRED,
                            "Email or registration details need the end user's consent.")
+    if request.label is not None and not request.consent:
+        raise ServiceError(Code.CONSENT_REQUIRED,
+                           "The computer's name needs the end user's consent.")
     hit_address(session, ctx, client_address)
     found = find_license_by_key(session, ctx, request.license_key)
     if found is None or found.product_id != request.product:
@@ -291,6 +294,9 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             bindings.touch(session, activation, now)
     activation.license = lic
     activation.offline = request.offline
+    if request.label is not None:  # given with consent (checked above); else kept as it was
+        activation.label_ciphertext = ctx.vault.encrypt_field(
+            request.label.encode("utf-8"), aad=f"activation:{activation.id}:label")
     end_user = attach_end_user(session, ctx, activation, email=request.email,
                                registration=request.registration, now=now)
     session.flush()

@@ -59,6 +59,7 @@ _ATOM = r'[^@\s<>()\[\],;:"\\]'
 _EMAIL_RE = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 
 __all__ = [
+    "activation_label",
     "attach_buyer",
     "attach_end_user",
     "erase_end_user",
@@ -214,6 +215,14 @@ def find_end_users(session: Session, ctx: Context, email: str) -> list[EndUser]:
     )
 
 
+def activation_label(ctx: Context, activation: Activation) -> str | None:
+    """The computer's name the app set on ``activation`` (decrypted), or None."""
+    if activation.label_ciphertext is None:
+        return None
+    return ctx.vault.decrypt_field(activation.label_ciphertext,
+                                   aad=f"activation:{activation.id}:label").decode("utf-8")
+
+
 def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[str, Any]:
     """Everything held about one end user (GDPR access), as a JSON-ready dict.
 
@@ -221,7 +230,8 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     ``email_confirmed_at`` (None: the address was never confirmed), ``created_at``,
     ``erased_at`` (datetimes, aware UTC), ``activations`` (list of dicts with
     ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
-    ``last_seen_at``, ``deactivated_at``, ``client``), ``settings`` (license id
+    ``last_seen_at``, ``deactivated_at``, ``client``, ``label``: the computer's
+    name the app set, or None), ``settings`` (license id
     -> settings document), ``licenses`` (ids of the licenses bought) and ``mails``
     (the sent log's entries to this person: ``id``, ``template``, ``license_id``,
     ``status``, ``created_at``, ``sent_at``, ``to``).
@@ -266,6 +276,7 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
                     "os": a.client_os,
                     "python": a.client_python,
                 },
+                "label": activation_label(ctx, a),
             }
             for a in activations
         ],

@@ -54,6 +54,9 @@ class ActivationRequest:
     registration: Mapping[str, str] | None = None
     consent: bool = False
     client: Mapping[str, str | None] = field(default_factory=dict)
+    #: The computer's name the end user chose or accepted (personal data: only with
+    #: ``consent``), stored encrypted on the activation; None: keep the one it has.
+    label: str | None = None
     #: An air-gapped activation request: its tokens say protection "offline".
     offline: bool = False
     #: ``(activation id, secret)`` of this machine's trial / evaluation / test

@@ -153,7 +153,7 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
         fields["trusted_keys"] = list(doc.trusted_keys)
     if doc.installation_id is not None:
         fields["installation_id"] = doc.installation_id
-    for name in ("email", "registration"):
+    for name in ("email", "registration", "label"):
         value = getattr(doc, name)
         if value is not None:
             fields[name] = value if not isinstance(value, dict) else dict(value)
@@ -169,7 +169,7 @@ def _parse_request(text: str, password: str | None) -> tuple[ActivationRequest, 
         fingerprint=parse_fingerprint(body.fingerprint.algorithm, body.fingerprint.components),
         nonce=body.nonce, idempotency_key=body.idempotency_key, password=body.password,
         email=body.email, registration=body.registration, consent=body.consent,
-        client=body.client.model_dump(), offline=True,
+        label=body.label, client=body.client.model_dump(), offline=True,
         trusted_keys=frozenset(body.trusted_keys) if body.trusted_keys is not None else None,
         installation_id=body.installation_id,
     )

@@ -58,6 +58,7 @@ from software_dna.server.models import (
 from software_dna.server.services import emails, ratelimit
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.email_confirmation import links_possible
+from software_dna.server.services.endusers import activation_label
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.licenses import set_license_password
 from software_dna.server.services.lookups import find_license_by_key, get_license
@@ -74,6 +75,7 @@ __all__ = [
     "end_session",
     "holder_of",
     "label_of",
+    "may_set_password_without_current",
     "release_activation",
     "release_allowance",
     "request_links",
@@ -419,10 +421,7 @@ def visible_activations(session: Session, holder: Holder) -> list[Activation]:
 
 def label_of(ctx: Context, holder: Holder, activation: Activation) -> str | None:
     """The computer's label as the app set it, when the holder may see it (else None)."""
-    if activation.label_ciphertext is None or not holder.sees_label(activation):
-        return None
-    return ctx.vault.decrypt_field(activation.label_ciphertext,
-                                   aad=f"activation:{activation.id}:label").decode("utf-8")
+    return activation_label(ctx, activation) if holder.sees_label(activation) else None
 
 
 @dataclass(frozen=True)
@@ -506,13 +505,32 @@ def _invalid(message: str, field: str) -> ServiceError:
     return ServiceError(Code.INVALID_REQUEST, message, details={"field": field})
 
 
+def may_set_password_without_current(session: Session, holder: Holder) -> bool:
+    """True when the holder may replace the activation password without typing it
+    (:func:`change_password` says who)."""
+    person = holder.end_user
+    if not holder.personal or person is None:
+        return False
+    lic = holder.license
+    if lic.buyer_id == person.id:
+        return True
+    if lic.seat_mode == USER:
+        return False
+    return session.scalar(select(func.count()).select_from(Activation).where(
+        Activation.license_id == lic.id, Activation.end_user_id == person.id,
+        Activation.deactivated_at.is_(None))) != 0
+
+
 def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
                     current: str | None) -> None:
     """Set or change the license's activation password from the portal; commits.
 
-    A password session must give the current password (a browser left signed
-    in is not enough); a link session proved its address and may set one
-    without.  The new password may not be the current one.  Every other
+    The current password is needed, except where the holder proved more than
+    a browser left signed in: a link session of the license's buyer, or of an
+    end user holding a live seat of a machine or floating license (the people
+    the reset codes by mail go to).  On a user-seat license the password is
+    shared by several people, so one of them never replaces it without
+    knowing it.  The new password may not be the current one.  Every other
     password session of the license ends (services.licenses.set_license_password).
 
     Raises:
@@ -520,9 +538,8 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
         wrong or missing, ``password`` empty, too long or the current one).
     """
     lic = holder.license
-    if holder.method == PASSWORD and (
-            not current or lic.password_hash is None
-            or not verify_password(current[:_MAX_SECRET], lic.password_hash)):
+    if lic.password_hash is not None and not may_set_password_without_current(session, holder) \
+            and (not current or not verify_password(current[:_MAX_SECRET], lic.password_hash)):
         raise _invalid("The current activation password is wrong.", field="current")
     if not new:
         raise _invalid("Enter the new activation password.", field="password")

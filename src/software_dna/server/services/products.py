@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, null, select
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
@@ -46,6 +46,10 @@ MAX_TEST_CODE_LIMIT = 100
 #: Air-gapped tokens: default and allowed lifetime in days (docs/offline.md).
 DEFAULT_AIR_GAPPED_TOKEN_DAYS = 365
 AIR_GAPPED_TOKEN_DAYS_RANGE = (1, 3650)
+#: The license portal: computers a license holder may free per license per period
+#: (None: no limit; 0: only the vendor frees them), and the period in days.
+DEFAULT_PORTAL_RELEASE_LIMIT = 3
+DEFAULT_PORTAL_RELEASE_DAYS = 30
 
 
 def clean_features(features: Iterable[str], what: str = "features") -> list[str]:
@@ -108,6 +112,8 @@ def create_product(
     payment_grace_days: int = 14,
     reminder_days: Iterable[int] = (7, 3, 1),
     branding: Mapping[str, Any] | None = None,
+    portal_release_limit: int | None = DEFAULT_PORTAL_RELEASE_LIMIT,
+    portal_release_days: int = DEFAULT_PORTAL_RELEASE_DAYS,
 ) -> Product:
     """Create a product and commit.
 
@@ -144,7 +150,11 @@ def create_product(
             before the license is suspended (0-365).
         reminder_days: days before a license's end that reminders are mailed
             (1-365 each, distinct, at most 10; empty: none).
-        branding: the vendor's look in mails (:data:`BRANDING_KEYS`).
+        branding: the vendor's look in mails and the license portal (:data:`BRANDING_KEYS`).
+        portal_release_limit: computers a license holder may free in the license
+            portal per license per ``portal_release_days`` (0-1000; 0: only the
+            vendor frees them; None: no limit).
+        portal_release_days: the window of that limit, in days (1-366).
 
     Raises:
         ServiceError: 400 ``invalid_request`` (bad value), 409 ``conflict`` (id taken).
@@ -186,6 +196,11 @@ def create_product(
     _apply_commerce_settings(product, {"payment_grace_days": payment_grace_days,
                                        "reminder_days": list(reminder_days),
                                        "branding": dict(branding or {})})
+    _apply_portal_settings(product, {"portal_release_limit": portal_release_limit,
+                                     "portal_release_days": portal_release_days})
+    if product.portal_release_limit is None:
+        # The column's default (3) would replace a plain None on INSERT: "no limit" is NULL.
+        product.portal_release_limit = null()
     session.add(product)
     audit(session, actor, "product.create", at=now, product_id=product_id)
     session.commit()
@@ -224,6 +239,8 @@ class ProductChanges(SeatPolicy, total=False):
     payment_grace_days: int | None
     reminder_days: Iterable[int] | None
     branding: Mapping[str, Any] | None
+    portal_release_limit: int | None
+    portal_release_days: int | None
 
 
 #: Mails (docs/commerce.md, "E-mails"): the grace after a failed payment, the
@@ -351,6 +368,40 @@ def _apply_air_gap_policy(product: Product, changes: ProductChanges) -> list[str
     return changed
 
 
+#: The license portal: the ranges of the release limit and its period in days.
+PORTAL_RELEASE_LIMIT_RANGE = (0, 1000)
+PORTAL_RELEASE_DAYS_RANGE = (1, 366)
+
+
+def _apply_portal_settings(product: Product, changes: ProductChanges) -> list[str]:
+    """Validate and set ``portal_release_limit`` and ``portal_release_days`` (stored as
+    ``portal_release_period``, in seconds).
+
+    A ``portal_release_limit`` of None means no limit (absent: unchanged); a
+    ``portal_release_days`` of None leaves the period as it is.
+
+    Raises:
+        ServiceError: 400 ``invalid_request``.
+    """
+    changed: list[str] = []
+    if "portal_release_limit" in changes:
+        limit = changes["portal_release_limit"]
+        low, high = PORTAL_RELEASE_LIMIT_RANGE
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or not low <= limit <= high):
+            raise invalid(f"portal_release_limit must be {low} to {high}, or null (no limit).")
+        product.portal_release_limit = limit
+        changed.append("portal_release_limit")
+    days = changes.get("portal_release_days")
+    if days is not None:
+        low, high = PORTAL_RELEASE_DAYS_RANGE
+        if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+            raise invalid(f"portal_release_days must be {low} to {high} days.")
+        product.portal_release_period = days * 86400
+        changed.append("portal_release_period")
+    return changed
+
+
 #: Machine identity settings (docs/seats.md): re-binds allowed per period
 #: (None: unbounded), the period in seconds, what a shared activation gets.
 REBIND_LIMIT_RANGE = (0, 1000)
@@ -434,6 +485,7 @@ def update_product(session: Session, product_id: str, *, actor: str = "admin",
     changed += _apply_identity_policy(product, changes)
     changed += _apply_air_gap_policy(product, changes)
     changed += _apply_commerce_settings(product, changes)
+    changed += _apply_portal_settings(product, changes)
     if trial_days is not None:
         product.trial_days = trial_days or None
         changed.append("trial_days")

@@ -3,7 +3,9 @@
 Reading needs Permission.READ; creating and changing need Permission.PRODUCTS.
 The form sends every setting each time; the page turns the typed text into
 the service's values (whole numbers, lists, blank = none) and the service
-checks them, so the rules are the admin API's and the CLI's.
+checks them, so the rules are the admin API's and the CLI's.  The logo of the
+product's license portal has a form of its own (a file upload), on the
+product's page.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from software_dna.server.api.deps import Db, ProductPath
 from software_dna.server.domain.roles import Permission
@@ -33,6 +37,13 @@ from software_dna.server.panel.web import (
 )
 from software_dna.server.services import create_product, get_product, update_product
 from software_dna.server.services.errors import ServiceError
+from software_dna.server.services.portal_branding import (
+    LOGO_TYPES,
+    MAX_LOGO_BYTES,
+    get_logo,
+    remove_logo,
+    set_logo,
+)
 from software_dna.server.services.products import BRANDING_KEYS
 
 __all__ = ["SETTINGS", "router", "settings_from_form"]
@@ -67,6 +78,13 @@ NUMBERS: tuple[tuple[str, str, str, bool], ...] = (
     ("payment_grace_days", "Payment grace (days)",
      "Days a failed payment is tolerated before the license is suspended (0-365).", False),
 )
+#: The license portal's settings, as :data:`NUMBERS`.
+PORTAL_NUMBERS: tuple[tuple[str, str, str, bool], ...] = (
+    ("portal_release_limit", "Computers a license holder may free",
+     "Per license per period, in the license portal (0: only you free them; blank: no "
+     "limit).", True),
+    ("portal_release_days", "Period of that limit (days)", "1-366 days.", False),
+)
 #: On/off settings: ``(name, label, help)``.
 SWITCHES: tuple[tuple[str, str, str], ...] = (
     ("password_required", "Every license needs an activation password", ""),
@@ -78,7 +96,8 @@ SWITCHES: tuple[tuple[str, str, str], ...] = (
 #: Every setting the form carries (the names of the service's keyword arguments).
 SETTINGS: tuple[str, ...] = (
     "name", "protection", "features", "limited_features", "sharing_policy", "reminder_days",
-    *(n for n, _, _, _ in NUMBERS), *(n for n, _, _ in SWITCHES),
+    *(n for n, _, _, _ in NUMBERS), *(n for n, _, _, _ in PORTAL_NUMBERS),
+    *(n for n, _, _ in SWITCHES),
     *(f"branding_{key}" for key in BRANDING_KEYS),
 )
 PROTECTION_CHOICES = [("offline", "offline: check the token only, never the server"),
@@ -122,7 +141,7 @@ def settings_from_form(values: Mapping[str, str], form_switches: set[str]) -> di
         "limited_features": _words(values.get("limited_features", "")),
         "sharing_policy": values.get("sharing_policy", "").strip(),
     }
-    for name, _label, _help, blank in NUMBERS:
+    for name, _label, _help, blank in (*NUMBERS, *PORTAL_NUMBERS):
         text = values.get(name, "").strip()
         if not text and blank:
             out[name] = None
@@ -170,13 +189,14 @@ def _form_values(product: Product | None) -> dict[str, str]:
                 "address_activation_limit": "", "rebind_limit": "3",
                 "rebind_period": str(30 * 86400), "air_gapped_token_days": "365",
                 "payment_grace_days": "14", "reminder_days": "7, 3, 1",
-                "sharing_policy": "flag"}
+                "sharing_policy": "flag", "portal_release_limit": "3",
+                "portal_release_days": "30"}
     values = {"name": product.name, "protection": product.protection,
               "features": ", ".join(product.features),
               "limited_features": ", ".join(product.limited_features),
               "sharing_policy": product.sharing_policy,
               "reminder_days": ", ".join(str(d) for d in product.reminder_days)}
-    for name, _label, _help, _blank in NUMBERS:
+    for name, _label, _help, _blank in (*NUMBERS, *PORTAL_NUMBERS):
         value = getattr(product, name)
         values[name] = "" if value is None else str(value)
     for name, _label, _help in SWITCHES:
@@ -209,8 +229,19 @@ def _errors(exc: ServiceError) -> dict[str, str]:
 def _page(request: Request, staff: Staff, template: str, *, status: int = 200,
           **context: Any) -> Response:
     return render(request, template, staff, status=status, numbers=NUMBERS, switches=SWITCHES,
-                  protections=PROTECTION_CHOICES, sharing=SHARING_CHOICES,
-                  branding_keys=BRANDING_KEYS, **context)
+                  portal_numbers=PORTAL_NUMBERS, protections=PROTECTION_CHOICES,
+                  sharing=SHARING_CHOICES, branding_keys=BRANDING_KEYS,
+                  logo_types=",".join(LOGO_TYPES), max_logo_kib=MAX_LOGO_BYTES // 1024,
+                  **context)
+
+
+def _product_page(request: Request, session: Db, staff: Staff, product: Product, *,
+                  status: int = 200, values: dict[str, str] | None = None,
+                  errors: dict[str, str] | None = None) -> Response:
+    """A product's page: its settings form and its portal logo."""
+    return _page(request, staff, "products_form.html", status=status, product=product,
+                 values=_form_values(product) if values is None else values,
+                 errors=errors or {}, logo=get_logo(session, product.id))
 
 
 @router.get("/products")
@@ -258,8 +289,7 @@ def show(request: Request, session: Db, product_id: ProductPath,
          staff: Annotated[Staff, Depends(viewer(Permission.READ))]) -> Response:
     """A product's settings (a form for those who may change them)."""
     product = get_product(session, product_id)
-    return _page(request, staff, "products_form.html", product=product,
-                 values=_form_values(product), errors={})
+    return _product_page(request, session, staff, product)
 
 
 @router.post("/products/{product_id}")
@@ -274,11 +304,57 @@ def change(request: Request, session: Db, product_id: ProductPath,
                           settings["branding"])
         update_product(session, product_id, actor=ACTOR, **settings)
     except FormProblem as problem:
-        return _page(request, posted.staff, "products_form.html", status=400, product=product,
-                     values=values, errors={problem.field: problem.message})
+        return _product_page(request, session, posted.staff, product, status=400,
+                             values=values, errors={problem.field: problem.message})
     except ServiceError as exc:
         session.rollback()
         product = get_product(session, product_id)
-        return _page(request, posted.staff, "products_form.html", status=400, product=product,
-                     values=values, errors=_errors(exc))
+        return _product_page(request, session, posted.staff, product, status=400,
+                             values=values, errors=_errors(exc))
     return see_other(request, f"/panel/products/{product_id}", "Settings saved.")
+
+
+@router.post("/products/{product_id}/logo")
+async def upload_logo(request: Request, session: Db, product_id: ProductPath,
+                      posted: Annotated[Posted, Depends(
+                          poster(Permission.PRODUCTS, max_files=1))]) -> Response:
+    """Store the uploaded image as the logo of the product's license portal.
+
+    Async for the upload's read; the service (which reads the type from the
+    bytes, never from the file's name or declared type) runs in the thread pool.
+    """
+    upload = posted.form.get("logo")
+    data = b""
+    if isinstance(upload, UploadFile):
+        try:
+            # One byte over the limit is enough to refuse it (with the service's sentence).
+            data = await upload.read(MAX_LOGO_BYTES + 1)
+        finally:
+            await upload.close()
+    try:
+        if not data:
+            raise FormProblem("logo", "Choose a PNG, JPEG or WebP image.")
+        await run_in_threadpool(set_logo, session, product_id, data, actor=ACTOR)
+    except (FormProblem, ServiceError) as exc:
+        errors = {"logo": exc.message}
+        await run_in_threadpool(session.rollback)
+        product = await run_in_threadpool(get_product, session, product_id)
+        return await run_in_threadpool(
+            lambda: _product_page(request, session, posted.staff, product, status=400,
+                                  errors=errors))
+    return see_other(request, f"/panel/products/{product_id}",
+                     "Logo saved: the product's license portal shows it now.")
+
+
+@router.post("/products/{product_id}/logo/remove")
+def drop_logo(request: Request, session: Db, product_id: ProductPath,
+              posted: Annotated[Posted, Depends(poster(Permission.PRODUCTS))]) -> Response:
+    """Remove the logo of the product's license portal (its pages show the name alone)."""
+    try:
+        remove_logo(session, product_id, actor=ACTOR)
+    except ServiceError as exc:
+        session.rollback()
+        if (exc.details or {}).get("kind") != "logo":
+            raise
+        return see_other(request, f"/panel/products/{product_id}", "There was no logo.")
+    return see_other(request, f"/panel/products/{product_id}", "Logo removed.")

@@ -58,14 +58,16 @@ def _password_page(request: Request, session: Db, signed: Signed, *, status: int
                    errors: dict[str, str] | None = None) -> Response:
     lic = signed.holder.license
     return render(request, "password.html", **page_context(session, signed), status=status,
-                  errors=errors or {}, needs_current=signed.holder.method == portal.PASSWORD,
+                  errors=errors or {}, needs_current=lic.password_hash is not None
+                  and not portal.may_set_password_without_current(session, signed.holder),
                   has_password=lic.password_hash is not None, max_length=MAX_PASSWORD)
 
 
 @router.get("/{product_id}/password")
 def password_page(request: Request, session: Db, product_id: str,
                   signed: Annotated[Signed, Depends(holder())]) -> Response:
-    """Change the activation password (a link session may set one without the current)."""
+    """Change the activation password (some link sessions may set one without the current:
+    services.portal.change_password says which)."""
     return _password_page(request, session, signed)
 
 

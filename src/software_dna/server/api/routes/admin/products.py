@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from software_dna.server import services
 from software_dna.server.api.deps import ACTOR, Db, ProductPath, given, key_may, require
 from software_dna.server.api.errors import error_responses
 from software_dna.server.domain.roles import Permission
-from software_dna.server.schemas import ProductIn, ProductList, ProductOut, ProductPatch
-from software_dna.server.schemas.products import Branding
+from software_dna.server.schemas import LogoOut, ProductIn, ProductList, ProductOut, ProductPatch
+from software_dna.server.schemas.base import OkOut
+from software_dna.server.schemas.products import Branding, logo_out
+from software_dna.server.services import portal_branding
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
@@ -17,6 +20,8 @@ __all__ = ["router"]
 
 _PRODUCTS = [Depends(require(Permission.PRODUCTS))]
 _READ = [Depends(require(Permission.READ))]
+#: What a logo upload may declare itself as (the service reads the real type from the bytes).
+LOGO_MEDIA_TYPES = (*portal_branding.LOGO_TYPES, "application/octet-stream")
 
 def _branding_allowed(request: Request, branding: Branding | None,
                       current: dict[str, str] | None = None) -> None:
@@ -56,6 +61,8 @@ def create_product(body: ProductIn, session: Db, request: Request) -> ProductOut
         air_gapped_perpetual=body.air_gapped_perpetual,
         payment_grace_days=body.payment_grace_days, reminder_days=body.reminder_days,
         branding=body.branding.model_dump(exclude_none=True),
+        portal_release_limit=body.portal_release_limit,
+        portal_release_days=body.portal_release_days,
     ))
 
 
@@ -85,3 +92,30 @@ def configure_product(product: ProductPath, body: ProductPatch, session: Db,
         changes["branding"] = body.branding.model_dump(exclude_none=True)
     return ProductOut.model_validate(
         services.update_product(session, product, actor=ACTOR, **changes))
+
+
+@router.put("/products/{product}/logo", dependencies=_PRODUCTS, response_model=LogoOut,
+            responses=error_responses(413, 415), openapi_extra={"requestBody": {
+                "required": True, "content": {t: {"schema": {"type": "string",
+                                                             "format": "binary"}}
+                                              for t in LOGO_MEDIA_TYPES}}})
+async def set_logo(product: ProductPath, session: Db, request: Request) -> LogoOut:
+    """Upload the product's logo for its license portal: the raw image as the body (PNG,
+    JPEG or WebP, at most 256 KiB; the type is read from the bytes; SVG is refused)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in LOGO_MEDIA_TYPES:
+        raise ServiceError(Code.UNSUPPORTED_MEDIA_TYPE,
+                           "Send the logo as the raw image: Content-Type image/png, image/jpeg "
+                           "or image/webp (or application/octet-stream).")
+    data = await request.body()
+    row = await run_in_threadpool(portal_branding.set_logo, session, product, data,
+                                  actor=ACTOR)
+    return logo_out(row)
+
+
+@router.delete("/products/{product}/logo", dependencies=_PRODUCTS, response_model=OkOut)
+def remove_logo(product: ProductPath, session: Db) -> OkOut:
+    """Remove the product's logo (404 ``not_found`` when it has none); its portal pages then
+    show its name alone."""
+    portal_branding.remove_logo(session, product, actor=ACTOR)
+    return OkOut()

@@ -31,6 +31,7 @@ def activate(body: ActivateIn, request: Request, response: Response, state: Stat
         password=body.password,
         email=body.email,
         registration=body.registration,
+        label=body.label,
         consent=body.consent,
         client=body.client.model_dump(),
         installation_id=body.installation_id,
