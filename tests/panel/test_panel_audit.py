@@ -29,7 +29,8 @@ def test_filters_and_who(inprocess_server: InProcessServer,
         "offline_grace_period": "604800", "fingerprint_tolerance": "1",
         "test_code_limit": "5", "lease_duration": "900", "reactivation_period": "2592000",
         "rebind_limit": "3", "rebind_period": "2592000", "air_gapped_token_days": "365",
-        "payment_grace_days": "14", "sharing_policy": "flag"}).status_code == 303
+        "payment_grace_days": "14", "sharing_policy": "flag",
+        "portal_release_days": "30"}).status_code == 303
     assert developer.post(f"/panel/keys/{pid}/generate").status_code == 303
     # ... and one through the admin API with a named key.
     with db(inprocess_server) as session:
