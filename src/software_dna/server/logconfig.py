@@ -3,18 +3,22 @@
 uvicorn's access log is kept, but each line is redacted: the client address
 is dropped and the query string is cut from the path (an admin search by
 email carries the email in the query), and so is the token of an email
-confirmation link.  Bodies are never logged.
+confirmation link and of a license portal sign-in link.  Bodies are never
+logged.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 __all__ = ["RedactAccessLog", "log_config"]
 
 
 _LINK_PATH = "/v1/email-confirmations/"
+#: A portal sign-in link: ``/portal/<product>/link/<token>``.
+_PORTAL_LINK = re.compile(r"^(/portal/[^/]*/link/)[^/]*")
 
 
 class RedactAccessLog(logging.Filter):
@@ -27,6 +31,7 @@ class RedactAccessLog(logging.Filter):
             path_text = str(path).split("?", 1)[0]
             if path_text.startswith(_LINK_PATH):  # the link's token is a secret
                 path_text = _LINK_PATH + "..."
+            path_text = _PORTAL_LINK.sub(r"\1...", path_text)
             record.args = ("-", method, path_text, version, status)
         return True
 

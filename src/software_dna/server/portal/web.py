@@ -23,6 +23,7 @@ message catalogue (:mod:`software_dna.i18n`), in the language of the request
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ __all__ = [
     "clear_cookie",
     "cookie_name",
     "holder",
+    "is_object_id",
+    "is_product_id",
     "language_of",
     "poster",
     "product_page",
@@ -237,8 +240,23 @@ class Signed:
         return self.holder.product
 
 
+_PRODUCT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def is_product_id(text: str) -> bool:
+    """True when ``text`` has a product id's shape (else no product has it: never looked up,
+    so odd bytes such as NUL never reach the database)."""
+    return _PRODUCT_ID.fullmatch(text) is not None
+
+
+def is_object_id(text: str) -> bool:
+    """True when ``text`` has the shape of a row id of ours (``act_...``)."""
+    return _OBJECT_ID.fullmatch(text) is not None
+
+
 def _product(session: Session, product_id: str) -> Product:
-    product = session.get(Product, product_id) if len(product_id) <= 64 else None
+    product = session.get(Product, product_id) if is_product_id(product_id) else None
     if product is None:
         raise PortalError(404, translate("Page not found"),
                           translate("There is no license portal at this address. Open the "

@@ -41,6 +41,8 @@ from software_dna.server.models import (
     MailOptOut,
     OutboxItem,
     PortalLink,
+    PortalSession,
+    RateLimitCounter,
 )
 from software_dna.server.services import email_confirmation, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
@@ -60,6 +62,7 @@ _EMAIL_RE = re.compile(rf"^{_ATOM}{{1,64}}@{_ATOM}+\.{_ATOM}+$")
 
 __all__ = [
     "activation_label",
+    "end_password_sessions",
     "attach_buyer",
     "attach_end_user",
     "erase_end_user",
@@ -87,9 +90,12 @@ def attach_end_user(
 ) -> EndUser | None:
     """Record personal data given (with consent) at activation; link it to ``activation``.
 
-    The end user is reused when one with the same email already holds an
-    activation of the same license (so re-activating does not multiply
-    records); otherwise a new one is created.  Does not commit.
+    The activation's own end user is reused (a computer activating again does
+    not multiply records) unless the address changed to another one; otherwise
+    a new end user is created.  Two activations giving one address are two
+    records: the address is the person's word, not a proof, so nobody attaches
+    their seat or registration to another person's record by typing their
+    address (the vendor's search by address finds both).  Does not commit.
     """
     if email is None and registration is None:
         return None
@@ -102,18 +108,10 @@ def attach_end_user(
         email = email.strip()
     end_user: EndUser | None = None
     index = ctx.vault.email_index(email) if email is not None else None
-    if index is not None:
-        end_user = session.scalars(
-            select(EndUser)
-            .join(Activation, Activation.end_user_id == EndUser.id)
-            .where(
-                EndUser.email_index == index,
-                EndUser.erased_at.is_(None),
-                Activation.license_id == activation.license_id,
-            )
-            .limit(1)
-        ).first()
-    if end_user is None and activation.end_user_id is not None:
+    # Only this activation's own end user is reused (the same computer activating
+    # again): an address typed at another activation proves nothing about who typed
+    # it, so it never attaches that seat, or its registration, to someone else's record.
+    if activation.end_user_id is not None:
         current = session.get(EndUser, activation.end_user_id)
         if current is not None and current.erased_at is None and (
             index is None or current.email_index in (None, index)
@@ -188,9 +186,13 @@ def attach_buyer(session: Session, ctx: Context, lic: License, email: str) -> En
                            "(name@example.com, no <>, quotes or spaces).")
     email = normal
     index = ctx.vault.email_index(email)
+    # A buyer record is reused for the same address, unless the end user set that
+    # address themselves (consent recorded) and never confirmed it: typing someone
+    # else's address in the portal must not pull their purchases into one's record.
     buyer = session.scalars(
         select(EndUser).join(License, License.buyer_id == EndUser.id)
-        .where(EndUser.email_index == index, EndUser.erased_at.is_(None))
+        .where(EndUser.email_index == index, EndUser.erased_at.is_(None),
+               EndUser.consent_at.is_(None) | EndUser.email_confirmed_at.is_not(None))
         .order_by(EndUser.created_at, EndUser.id).limit(1)).first()
     if buyer is None:
         buyer = EndUser(id=new_id("eu"), created_at=utcnow(), erased_at=None)
@@ -293,6 +295,18 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     }
 
 
+def end_password_sessions(session: Session, license_id: str, *,
+                          keep: str | None = None) -> None:
+    """End the license portal's sessions opened with the license's key and password (not
+    those opened by a mailed link: the address opened them), but ``keep`` (a session id).
+    Called when the password or the key changes or is erased. No commit."""
+    query = delete(PortalSession).where(PortalSession.license_id == license_id,
+                                        PortalSession.method == "password")
+    if keep is not None:
+        query = query.where(PortalSession.id != keep)
+    session.execute(query)
+
+
 def erase_license_data(session: Session, license_id: str) -> None:
     """Erase what a license holds about its end user(s). Does not commit.
 
@@ -306,6 +320,7 @@ def erase_license_data(session: Session, license_id: str) -> None:
     if lic.password_hash is not None:
         lic.password_hash = None
         lic.password_erased = True
+        end_password_sessions(session, lic.id)
     lic.erased = True
     lic.updated_at = utcnow()
     session.execute(
@@ -352,6 +367,9 @@ def erase(
             # of it, so they go too.
             session.execute(delete(MailOptOut).where(
                 MailOptOut.email_index == end_user.email_index))
+            # The portal's counter of link mails to this address is keyed by its hash.
+            session.execute(delete(RateLimitCounter).where(
+                RateLimitCounter.key == "portal-mail:" + end_user.email_index[:32]))
             session.execute(update(OutboxItem).where(
                 OutboxItem.end_user_id == end_user.id,
                 OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import Select, delete, false, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
@@ -23,7 +23,7 @@ from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
-from software_dna.server.models import Activation, EndUser, License, PortalSession
+from software_dna.server.models import Activation, EndUser, License
 from software_dna.server.schemas.licenses import looks_like_full_key
 from software_dna.server.services import events, outbox
 from software_dna.server.services.common import (
@@ -34,7 +34,7 @@ from software_dna.server.services.common import (
     utcnow,
 )
 from software_dna.server.services.emails import queue_key_delivery
-from software_dna.server.services.endusers import attach_buyer
+from software_dna.server.services.endusers import attach_buyer, end_password_sessions
 from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.lookups import find_license_by_key, get_license, get_product
 from software_dna.server.services.products import clean_features
@@ -442,7 +442,7 @@ def set_license_password(
     lic.password_erased = False
     now = utcnow()
     lic.updated_at = now
-    _end_portal_sessions(session, lic.id, keep=keep_portal_session)
+    end_password_sessions(session, lic.id, keep=keep_portal_session)
     audit(session, actor, "license.password", at=now, product_id=lic.product_id,
           license_id=lic.id, detail={"set": password is not None})
     session.commit()
@@ -457,16 +457,6 @@ def buyer_on_file(session: Session, lic: License) -> EndUser | None:
     if buyer is None or buyer.erased_at is not None:
         return None
     return buyer
-
-
-def _end_portal_sessions(session: Session, license_id: str, *, keep: str | None = None) -> None:
-    """End the portal sessions opened with the license's key and password (not those
-    opened by a mailed link: the address, not the key, opened them). No commit."""
-    query = delete(PortalSession).where(PortalSession.license_id == license_id,
-                                        PortalSession.method == "password")
-    if keep is not None:
-        query = query.where(PortalSession.id != keep)
-    session.execute(query)
 
 
 def rekey_license(session: Session, ctx: Context, license_id: str, *,
@@ -512,7 +502,7 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
     else:  # pragma: no cover
         session.rollback()
         raise conflict("Could not generate a unique license key; try again.")
-    _end_portal_sessions(session, lic.id)
+    end_password_sessions(session, lic.id)
     address: str | None = None
     buyer: EndUser | None
     if email is not None:

@@ -37,6 +37,7 @@ nothing but what it types):
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from software_dna.server import licensekeys
 from software_dna.server.crypto import hash_password, verify_password
 from software_dna.server.domain.refusals import DEACTIVATED_BY_PORTAL
 from software_dna.server.models import (
@@ -102,6 +104,8 @@ _LINK_FAILED = ("This sign-in link cannot be used: it was used already, it expir
                 "was opened in another browser than the one that asked for it. Ask for a "
                 "new link from this browser.")
 USER = SeatMode.USER.value
+#: What an id of ours looks like (anything else is no row; PostgreSQL text holds no NUL).
+_OBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 _MAX_SECRET = 1000
 
@@ -120,6 +124,9 @@ class Holder:
     session: PortalSession
     license: License
     end_user: EndUser | None
+    #: A link session's end user still holds the license: its buyer, or the holder of
+    #: a live seat (:func:`holds`).  Always True for a password session.
+    member: bool = True
 
     @property
     def method(self) -> str:
@@ -129,7 +136,7 @@ class Holder:
     @property
     def personal(self) -> bool:
         """True when this session may reach personal data: a link, its end user not erased."""
-        return (self.session.method == LINK and self.end_user is not None
+        return (self.session.method == LINK and self.member and self.end_user is not None
                 and self.end_user.erased_at is None)
 
     @property
@@ -143,7 +150,7 @@ class Holder:
         Every activation of the license, except on a user-seat license reached
         by a link, where only the end user's own seats are.
         """
-        if activation.license_id != self.license.id:
+        if activation.license_id != self.license.id or not self.member:
             return False
         if self.license.seat_mode == USER and self.session.method == LINK:
             return self.end_user is not None and activation.end_user_id == self.end_user.id
@@ -205,7 +212,24 @@ def holder_of(session: Session, ctx: Context, token: str | None,
     if lic is None:
         return None
     end_user = session.get(EndUser, row.end_user_id) if row.end_user_id else None
-    return Holder(session=row, license=lic, end_user=end_user)
+    member = row.method == PASSWORD or (end_user is not None and holds(session, lic, end_user))
+    return Holder(session=row, license=lic, end_user=end_user, member=member)
+
+
+def holds(session: Session, lic: License, end_user: EndUser) -> bool:
+    """True when ``end_user`` holds ``lic`` now: its buyer, or the end user of a live seat.
+
+    A person whose seat was freed (by themselves, the vendor, a roll-over) or
+    who erased their data no longer holds it: a mailed link no longer reaches
+    the license, and an open link session keeps no reach over it.
+    """
+    if end_user.erased_at is not None:
+        return False
+    if lic.buyer_id == end_user.id:
+        return True
+    return session.scalar(select(func.count()).select_from(Activation).where(
+        Activation.license_id == lic.id, Activation.end_user_id == end_user.id,
+        Activation.deactivated_at.is_(None))) != 0
 
 
 def end_session(session: Session, ctx: Context, token: str | None) -> None:
@@ -223,7 +247,10 @@ def _sign_in_keys(ctx: Context, license_key: str,
                   client_address: str | None) -> tuple[str | None, str]:
     network = ("portal:" + ctx.vault.address_key(client_address)
                if client_address else None)
-    typed = "".join(license_key.split()).upper()[:200]
+    try:  # every spelling of one key counts as that key
+        typed = licensekeys.normalize(license_key[:200])
+    except licensekeys.InvalidKeyFormat:
+        typed = "".join(license_key.split()).upper()[:200]
     return network, "portal-key:" + ctx.vault.portal_hash("keys", typed)[:32]
 
 
@@ -277,8 +304,10 @@ def sign_in_with_password(session: Session, ctx: Context, *, product_id: str,
 
 def _reachable_licenses(session: Session, product_id: str,
                         end_user: EndUser) -> list[License]:
-    """The licenses of ``product_id`` an end user holds a seat of or bought, newest first."""
-    used = select(Activation.license_id).where(Activation.end_user_id == end_user.id)
+    """The licenses of ``product_id`` an end user holds a live seat of or bought, newest
+    first."""
+    used = select(Activation.license_id).where(Activation.end_user_id == end_user.id,
+                                               Activation.deactivated_at.is_(None))
     return list(session.scalars(
         select(License).where(License.product_id == product_id,
                               (License.id.in_(used)) | (License.buyer_id == end_user.id))
@@ -331,12 +360,13 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
         session.execute(delete(PortalLink).where(PortalLink.expires_at <= now))
     expires_at = now + timedelta(seconds=settings.portal_link_ttl)
     browser_hash = ctx.vault.portal_hash("browsers", browser_token[:200])
-    made = 0
+    links: list[dict[str, str]] = []
+    reached: set[str] = set()
     for person in people:
-        links = []
         for lic in _reachable_licenses(session, product_id, person):
-            if made >= MAX_LINKS:
-                break
+            if len(links) >= MAX_LINKS or lic.id in reached:
+                continue
+            reached.add(lic.id)
             token = secrets.token_urlsafe(32)
             session.add(PortalLink(
                 id=new_id("pln"), token_hash=ctx.vault.portal_hash("links", token),
@@ -345,14 +375,14 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
                 expires_at=expires_at, used_at=None))
             links.append({"url": link_url(ctx, product_id, token), "key_hint": lic.key_hint,
                           "kind": lic.kind})
-            made += 1
-        if links:
-            emails.queue_mail(session, ctx, template="portal_link", recipient=address,
-                              product_id=product_id, end_user_id=person.id,
-                              context={"links": links,
-                                       "minutes": settings.portal_link_ttl // 60})
-            audit(session, ACTOR, "portal.link_sent", product_id=product_id,
-                  end_user_id=person.id, detail={"links": len(links)})
+    if links:
+        # One mail per request, whatever the number of records the address has.
+        emails.queue_mail(session, ctx, template="portal_link", recipient=address,
+                          product_id=product_id, end_user_id=people[0].id,
+                          context={"links": links, "minutes": settings.portal_link_ttl // 60})
+        audit(session, ACTOR, "portal.link_sent", product_id=product_id,
+              end_user_id=people[0].id, detail={"links": len(links)})
+    made = len(links)
     session.commit()
     return made
 
@@ -468,14 +498,23 @@ def release_activation(session: Session, ctx: Context, holder: Holder,
 
     Raises:
         ServiceError: 404 ``not_found`` (not this holder's to see, or already
-        freed); 429 ``release_limit_reached`` (the product's limit per period).
+        freed); 409 ``conflict`` (an air-gapped activation: its token lives on
+        without the server, so only its signed deactivation receipt or the
+        vendor frees the seat); 429 ``release_limit_reached`` (the product's
+        limit per period).
     """
     lic = get_license(session, holder.license.id, lock=True)
-    activation = session.get(Activation, activation_id) if len(activation_id) <= 40 else None
+    activation = (session.get(Activation, activation_id)
+                  if _OBJECT_ID.fullmatch(activation_id) else None)
     if activation is None or activation.deactivated_at is not None or not holder.sees(activation):
         session.rollback()
         raise ServiceError(Code.NOT_FOUND, "This computer is not among this license's "
                            "activations (it may have been freed already).")
+    if activation.offline:
+        session.rollback()
+        raise ServiceError(Code.CONFLICT, "An air-gapped computer never tells the server it "
+                           "stopped: its seat is freed by the deactivation receipt the app "
+                           "makes there, or by the vendor.")
     allowance = release_allowance(session, lic)
     if allowance.left is not None and allowance.left <= 0:
         session.rollback()
@@ -505,20 +544,13 @@ def _invalid(message: str, field: str) -> ServiceError:
     return ServiceError(Code.INVALID_REQUEST, message, details={"field": field})
 
 
-def may_set_password_without_current(session: Session, holder: Holder) -> bool:
+def may_set_password_without_current(holder: Holder) -> bool:
     """True when the holder may replace the activation password without typing it
     (:func:`change_password` says who)."""
     person = holder.end_user
-    if not holder.personal or person is None:
+    if not holder.personal or person is None:  # personal: the person holds the license now
         return False
-    lic = holder.license
-    if lic.buyer_id == person.id:
-        return True
-    if lic.seat_mode == USER:
-        return False
-    return session.scalar(select(func.count()).select_from(Activation).where(
-        Activation.license_id == lic.id, Activation.end_user_id == person.id,
-        Activation.deactivated_at.is_(None))) != 0
+    return holder.license.buyer_id == person.id or holder.license.seat_mode != USER
 
 
 def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
@@ -538,7 +570,7 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
         wrong or missing, ``password`` empty, too long or the current one).
     """
     lic = holder.license
-    if lic.password_hash is not None and not may_set_password_without_current(session, holder) \
+    if lic.password_hash is not None and not may_set_password_without_current(holder) \
             and (not current or not verify_password(current[:_MAX_SECRET], lic.password_hash)):
         raise _invalid("The current activation password is wrong.", field="current")
     if not new:

@@ -59,7 +59,7 @@ def _password_page(request: Request, session: Db, signed: Signed, *, status: int
     lic = signed.holder.license
     return render(request, "password.html", **page_context(session, signed), status=status,
                   errors=errors or {}, needs_current=lic.password_hash is not None
-                  and not portal.may_set_password_without_current(session, signed.holder),
+                  and not portal.may_set_password_without_current(signed.holder),
                   has_password=lic.password_hash is not None, max_length=MAX_PASSWORD)
 
 

@@ -19,6 +19,7 @@ from software_dna.server.portal.web import (
     Signed,
     brand_of,
     holder,
+    is_object_id,
     poster,
     render,
     translate,
@@ -96,8 +97,15 @@ def license_page(request: Request, state: State, session: Db, product_id: str,
                   allowance=portal.release_allowance(session, lic))
 
 
+def _air_gapped_text() -> str:
+    return translate("This computer was activated air-gapped: it never tells the server "
+                     "that it stopped using the license. Its seat is freed by the "
+                     "deactivation receipt the app makes on that computer: send it to "
+                     "support.")
+
+
 def _activation(session: Db, signed: Signed, activation_id: str) -> Activation:
-    activation = session.get(Activation, activation_id) if len(activation_id) <= 40 else None
+    activation = session.get(Activation, activation_id) if is_object_id(activation_id) else None
     if activation is None or activation.deactivated_at is not None \
             or not signed.holder.sees(activation):
         raise PortalError(404, translate("Computer not found"),
@@ -112,6 +120,8 @@ def release_page(request: Request, state: State, session: Db, product_id: str, *
                  signed: Annotated[Signed, Depends(holder())]) -> Response:
     """Confirm freeing a computer: what happens to the app on it, and the limit left."""
     activation = _activation(session, signed, activation_id)
+    if activation.offline:
+        raise PortalError(409, translate("Air-gapped computer"), _air_gapped_text())
     return render(request, "release.html", **page_context(session, signed),
                   activation={"id": activation.id, "created_at": activation.created_at,
                               "last_seen_at": activation.last_seen_at,
@@ -132,6 +142,8 @@ def release(request: Request, state: State, session: Db, product_id: str, *,
             raise PortalError(429, translate("Limit reached"), translate(
                 "You have freed as many computers as this product allows for now. Contact "
                 "support to free another one.")) from None
+        if exc.code is Code.CONFLICT:
+            raise PortalError(409, translate("Air-gapped computer"), _air_gapped_text()) from None
         raise PortalError(404, translate("Computer not found"),
                           translate("This computer is not among this license's activations "
                                     "(it may have been freed already).")) from None
