@@ -4,20 +4,31 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck browser bench stress clean
+.PHONY: demo test lint typecheck browser bench stress clean messages catalogues
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server,dev]'
+	@$(BIN)/python tools/catalogues.py compile
 	@touch $(STAMP)
 
+# The message catalogues (docs/localisation.md). `messages` extracts the texts into
+# src/software_dna/locale/<domain>.pot, merges them into every <language>/LC_MESSAGES/
+# <domain>.po and compiles; `catalogues` compiles each .po newer than its .mo (the .mo
+# files are build artefacts: every target that runs the code compiles them first).
+messages: $(STAMP)
+	$(BIN)/python tools/catalogues.py messages
+
+catalogues: $(STAMP)
+	@$(BIN)/python tools/catalogues.py compile
+
 # `make demo PANEL=1` keeps the server up at the end (until Ctrl-C) to try the control panel.
-demo: $(STAMP)
+demo: $(STAMP) catalogues
 	@$(BIN)/python examples/demo.py $(if $(filter-out 0 no false,$(PANEL)),--panel)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples tools setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
@@ -29,7 +40,7 @@ typecheck: lint
 # The panel's browser tests (tests/panel/browser) drive headless Chromium. As root on
 # Debian (CI) `browser` installs Debian's chromium and chromium-driver; elsewhere it says
 # how, and those tests are skipped with that message (with CI=true they fail instead).
-test: $(STAMP) lint browser
+test: $(STAMP) catalogues lint browser
 	$(BIN)/python -m pytest -n 3 --dist loadscope
 
 BROWSER_PACKAGES := chromium chromium-driver
@@ -53,7 +64,7 @@ matching chromedriver."; \
 	fi
 
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
-stress: $(STAMP)
+stress: $(STAMP) catalogues
 	$(BIN)/python -m tests.stress
 
 # The benchmarks run in their own environment (.venv-bench): software_dna with its
@@ -85,3 +96,4 @@ bench: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find src/software_dna/locale -name '*.mo' -delete

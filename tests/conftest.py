@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tools.catalogues import compile_catalogues
 
 # A license server's master key goes to the user config folder by default
 # (software_dna.server.config.default_key_file): never the real one. One folder for the
@@ -46,3 +47,10 @@ def _witness_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     else:
         os.environ["SOFTWARE_DNA_STATE_HOME"] = old
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _catalogues() -> None:
+    """The compiled message catalogues (.mo files are build artefacts): each ``.po`` newer
+    than its ``.mo`` is compiled before the first test, as the build does."""
+    compile_catalogues()

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from tools.catalogues import compile_catalogues
 
 from software_dna import i18n
 
@@ -24,18 +23,10 @@ SOURCES = Path(i18n.__file__).resolve().parent / "locale"
 
 
 def compiled_catalogues(target: Path, domain: str = "software_dna") -> list[str]:
-    """Compile every ``<domain>.po`` under :data:`SOURCES` into ``target``; the languages."""
-    languages = []
-    for po in sorted(SOURCES.glob(f"*/LC_MESSAGES/{domain}.po")):
-        language = po.parent.parent.name
-        with po.open("rb") as source:
-            catalogue = read_po(source, locale=language, domain=domain)
-        out = target / language / "LC_MESSAGES" / f"{domain}.mo"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("wb") as sink:
-            write_mo(sink, catalogue)
-        languages.append(language)
-    return languages
+    """Compile every ``.po`` under :data:`SOURCES` into ``target`` (as the build does,
+    tools/catalogues.py); the languages of ``domain``."""
+    written = compile_catalogues(target, locale=SOURCES, only_stale=False)
+    return sorted({mo.parent.parent.name for mo in written if mo.stem == domain})
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,8 @@ DEFAULT = "en"
 LANGUAGES: dict[str, str] = {"en": "English", "de": "Deutsch"}
 
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+# A range's parameters: only a weight, a qvalue of RFC 9110 (0 to 1, three decimals at most).
+_WEIGHT = re.compile(r"^\s*[qQ]\s*=\s*(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\s*$")
 
 
 def N_(message: str) -> str:  # noqa: N802  # the conventional gettext marker
@@ -43,11 +45,12 @@ def normalize(language: str | None) -> str | None:
     """The shipped language a tag names (``de-AT`` -> ``de``; ``EN_gb`` -> ``en``), else None.
 
     Args:
-        language: a BCP 47 tag or POSIX locale name (``de``, ``de-CH``, ``de_DE.UTF-8``).
+        language: a BCP 47 tag or POSIX locale name (``de``, ``de-CH``, ``de_DE.UTF-8``,
+            ``de_DE@euro``); anything else (``C``, ``*``, garbage) gives None.
     """
-    if not language:
+    if not language or len(language) > 100:
         return None
-    base = language.strip().split(".", 1)[0]
+    base = language.strip().split(".", 1)[0].split("@", 1)[0]
     if not _TAG.match(base):
         return None
     primary = re.split(r"[-_]", base, maxsplit=1)[0].lower()
@@ -57,8 +60,11 @@ def normalize(language: str | None) -> str | None:
 def negotiate(accept_language: str | None, *, default: str = DEFAULT) -> str:
     """The best shipped language for an HTTP ``Accept-Language`` header (RFC 9110, 12.5.4).
 
-    Ranges are taken in order of their ``q`` weight (ties: as written); ``*``
-    and unknown languages are skipped; a malformed header gives ``default``.
+    Ranges are taken in order of their ``q`` weight (ties: as written); ``*``,
+    unknown languages, ranges with ``q=0`` and ranges whose weight is not a valid
+    ``qvalue`` (``q=2``, ``q=-1``, ``q=abc``) are skipped.  A header that names no
+    shipped language, or is longer than 1000 characters, gives ``default``; only its
+    first 30 ranges are read.
     """
     if not accept_language or len(accept_language) > 1000:
         return default
@@ -66,12 +72,11 @@ def negotiate(accept_language: str | None, *, default: str = DEFAULT) -> str:
     for position, part in enumerate(accept_language.split(",")[:30]):
         tag, _, params = part.strip().partition(";")
         weight = 1.0
-        match = re.search(r"q\s*=\s*([0-9.]+)", params)
-        if match:
-            try:
-                weight = float(match.group(1))
-            except ValueError:
+        if params:
+            match = _WEIGHT.match(params)
+            if match is None:
                 continue
+            weight = float(match.group(1))
         if weight <= 0:
             continue
         ranked.append((-weight, position, tag.strip()))

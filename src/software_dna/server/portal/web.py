@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from software_dna.i18n import LANGUAGES, negotiate, normalize, translation
+from software_dna.i18n import LANGUAGES, N_, negotiate, normalize, translation
 from software_dna.server.api.browser import cross_site, is_secure
 from software_dna.server.api.deps import AppState, get_session, get_state
 from software_dna.server.models import Product, ProductLogo
@@ -285,9 +285,9 @@ def _signed(request: Request, state: AppState, session: Session,
         raise
 
 
-_PERSONAL_TITLE = "Sign in with an email link"
-_PERSONAL_TEXT = ("Your personal data is reached only through a sign-in link mailed to your "
-                  "confirmed address. Sign out, then ask for a link on the sign-in page.")
+_PERSONAL_TITLE = N_("Sign in with an email link")
+_PERSONAL_TEXT = N_("Your personal data is reached only through a sign-in link mailed to your "
+                    "confirmed address. Sign out, then ask for a link on the sign-in page.")
 
 
 def holder(*, personal: bool = False) -> Callable[..., AsyncIterator[Signed]]:
@@ -377,13 +377,16 @@ class PortalRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Redirect as done:
-                return see_other(request, done.url, done.notice)
-            except PortalError as exc:
-                return error_page(request, exc.status, exc.title, exc.message)
-            except ServiceError as exc:
-                return error_page(request, exc.code.status, "Refused", exc.message)
+            # The handler's translate() calls (form errors, notices) speak the page's
+            # language; a plain-def handler's thread gets a copy of this context.
+            with _speaking(language_of(request)):
+                try:
+                    return await handler(request)
+                except Redirect as done:
+                    return see_other(request, done.url, done.notice)
+                except PortalError as exc:
+                    return error_page(request, exc.status, exc.title, exc.message)
+                except ServiceError as exc:
+                    return error_page(request, exc.code.status, N_("Refused"), exc.message)
 
         return route

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from software_dna.i18n import normalize
+from software_dna.i18n import N_, normalize
 from software_dna.server.api.browser import cross_site
 from software_dna.server.api.deps import Db, State, client_address
 from software_dna.server.models import ProductLogo
@@ -72,9 +72,9 @@ def _sign_in_page(request: Request, session: Db, state: State, product_id: str, 
 @router.get("/")
 def portal_home(request: Request) -> Response:
     """The portal without a product: it is opened from the app's or a mail's link."""
-    return error_page(request, 404, "License portal",
-                      "Open the license portal from your app (its “Manage my license” "
-                      "command) or from the link in a mail you received.")
+    return error_page(request, 404, N_("License portal"),
+                      N_("Open the license portal from your app (its “Manage my license” "
+                         "command) or from the link in a mail you received."))
 
 
 @router.get("/{product_id}/")

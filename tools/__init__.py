@@ -1,0 +1,1 @@
+"""Project tooling run from the source tree (not part of the distribution)."""
