@@ -91,10 +91,12 @@ templates.env.install_gettext_callables(  # type: ignore[attr-defined]  # the i1
     gettext=translate, ngettext=_ngettext, newstyle=True)
 templates.env.globals["LANGUAGES"] = LANGUAGES
 
-#: Headers of every portal response.
+#: Headers of every portal response.  ``same-origin``, not ``no-referrer``: under
+#: ``no-referrer`` a browser sends ``Origin: null`` with the portal's own form posts,
+#: which the cross-site check must refuse; other sites still get no referrer.
 HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; "

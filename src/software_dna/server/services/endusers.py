@@ -73,6 +73,7 @@ __all__ = [
     "find_end_users",
     "is_email_address",
     "normal_email",
+    "portal_link_counter",
     "throttle_erasure_activation",
     "throttle_erasure_address",
     "view_end_user",
@@ -338,6 +339,12 @@ def _wipe(end_user: EndUser, now: datetime) -> None:
         end_user.erased_at = now
 
 
+def portal_link_counter(email_index: str) -> str:
+    """The rate-limit key counting the portal's sign-in link requests for one address
+    (half its look-up hash, ``email_index``); :func:`erase` forgets it with the address."""
+    return "portal-mail:" + email_index[:32]
+
+
 def erase(
     session: Session,
     ctx: Context,
@@ -369,7 +376,7 @@ def erase(
                 MailOptOut.email_index == end_user.email_index))
             # The portal's counter of link mails to this address is keyed by its hash.
             session.execute(delete(RateLimitCounter).where(
-                RateLimitCounter.key == "portal-mail:" + end_user.email_index[:32]))
+                RateLimitCounter.key == portal_link_counter(end_user.email_index)))
             session.execute(update(OutboxItem).where(
                 OutboxItem.end_user_id == end_user.id,
                 OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))

@@ -60,7 +60,7 @@ from software_dna.server.models import (
 from software_dna.server.services import emails, ratelimit
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.email_confirmation import links_possible
-from software_dna.server.services.endusers import activation_label
+from software_dna.server.services.endusers import activation_label, portal_link_counter
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.licenses import set_license_password
 from software_dna.server.services.lookups import find_license_by_key, get_license
@@ -345,7 +345,7 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
         return 0
     index = ctx.vault.email_index(address)
     try:
-        ratelimit.hit(session, "portal-mail:" + index[:32], limit=LINK_MAILS_PER_WINDOW,
+        ratelimit.hit(session, portal_link_counter(index), limit=LINK_MAILS_PER_WINDOW,
                       window=window)
     except ServiceError:
         return 0
