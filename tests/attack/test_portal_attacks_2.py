@@ -31,7 +31,7 @@ from tests.portal.helpers import (
     setup_license,
 )
 from tests.server.helpers import Api
-from tests.server.mailing import mail_env
+from tests.server.mailing import drain, mail_env
 from tests.smtp import Mailbox
 
 
@@ -314,3 +314,81 @@ def test_a_nul_in_a_form_field_gets_a_4xx_on_postgresql(
                         "password": "a\x00b"}).status_code
     failed = {what: status for what, status in answers.items() if status >= 500}
     assert not failed, failed
+
+
+# --------------------------------------------------------------------------- reach
+
+
+def test_a_link_session_that_lost_its_seat_cannot_set_the_password(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT.  Attack: Ann used a team's machine license that has no activation password
+    (reached by email links only).  She signs in by link and keeps the browser open;
+    then she leaves: her computer is freed and a colleague takes the seat.  From her
+    still open session she opens the license page, then the password page, and sets an
+    activation password of her own.
+
+    Invariant (the first pass's fix, docs/portal.md): a link reaches a license only
+    while its end user holds it (its buyer or a live seat), re-checked at every request
+    (``Holder.member``).  ``member`` is honoured by ``sees`` and ``personal`` only: the
+    license page, the password page and the air-gapped page take any session of the
+    product.  ``change_password`` asks no current password when the license has none,
+    so the former user sets one: every new activation of the license (the colleagues')
+    now needs Ann's password, and the key plus her password sign her in for good.
+    """
+    email = _email("ann")
+    held = setup_license(portal_server, api, mailbox, email=email, password=None,
+                         machines=1, seats=1)
+    ann = held.activations[0]
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        assert api.deactivate(ann["activation_id"], ann["activation_secret"]).status_code \
+            == 200
+        colleague = api.activate(held.product_id, held.key, machine="colleague-pc")
+        assert colleague.status_code == 201, colleague.text
+        page = user.get("license")
+        taken = user.post("password", {"password": "ann's now", "repeat": "ann's now"})
+    with db(portal_server) as session:
+        from software_dna.server.models import License
+        lic = session.get(License, held.license["id"])
+        assert lic is not None
+        password_set = lic.password_hash is not None
+    assert not password_set and page.status_code != 200, (
+        f"a former user's session read the license page ({page.status_code}) and set "
+        f"its password ({taken.status_code}, set: {password_set})")
+
+
+# --------------------------------------------------------------------------- password
+
+
+def test_a_password_reset_by_mail_ends_the_portal_sessions_of_the_old_password(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT.  Attack: Mallory learnt a machine license's activation password and keeps a
+    portal session open with it.  The license holder notices and changes the password
+    the way the app offers when it is forgotten: a reset code mailed to their address
+    (``POST /v1/password-resets`` then ``/confirm``).  Mallory's browser stays signed in
+    and goes on freeing the holder's computers.
+
+    Invariant (docs/portal.md, services.endusers.end_password_sessions): the portal's
+    password sessions end "when the password or the key changes or is erased" -- every
+    other path (the portal's own password page, the vendor's, erasure) ends them.
+    ``password_reset.confirm`` sets ``password_hash`` itself and never calls
+    ``end_password_sessions``.
+    """
+    from tests.server.test_password_reset_server import ask, confirm, mailed_code
+
+    email = _email("holder")
+    held = setup_license(portal_server, api, mailbox, email=email, machines=2)
+    with PortalUser(portal_server, held.product_id) as mallory:
+        assert mallory.sign_in(held.key).status_code == 303
+        before = len(mailbox.messages)
+        asked = ask(portal_server, held.product_id, held.key)
+        assert asked.status_code == 202, asked.text
+        drain(portal_server)
+        code, _ = mailed_code(mailbox, before + 1)
+        done = confirm(portal_server, held.product_id, held.key, code, "brand new secret")
+        assert done.status_code == 200, done.text
+        page = mallory.get("license")
+        freed = mallory.post(f"activations/{held.activations[1]['activation_id']}/release")
+    assert page.status_code == 303 and freed.status_code == 403, (
+        f"the old password's session lives on after the reset: license page "
+        f"{page.status_code}, freeing a computer {freed.status_code}")
