@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from software_dna.server.models import Activation, EndUser, RateLimitCounter
+from software_dna.server.models import Activation, EndUser, License, RateLimitCounter
 from software_dna.server.testing import InProcessServer
 from tests.portal.helpers import (
     PASSWORD,
@@ -27,11 +28,13 @@ from tests.portal.helpers import (
     add_seat,
     airgap_request,
     db,
+    portal_link,
     set_product,
     setup_license,
 )
 from tests.server.helpers import Api
 from tests.server.mailing import drain, mail_env
+from tests.server.test_password_reset_server import ask, confirm, mailed_code
 from tests.smtp import Mailbox
 
 
@@ -348,7 +351,6 @@ def test_a_link_session_that_lost_its_seat_cannot_set_the_password(
         page = user.get("license")
         taken = user.post("password", {"password": "ann's now", "repeat": "ann's now"})
     with db(portal_server) as session:
-        from software_dna.server.models import License
         lic = session.get(License, held.license["id"])
         assert lic is not None
         password_set = lic.password_hash is not None
@@ -374,8 +376,6 @@ def test_a_password_reset_by_mail_ends_the_portal_sessions_of_the_old_password(
     ``password_reset.confirm`` sets ``password_hash`` itself and never calls
     ``end_password_sessions``.
     """
-    from tests.server.test_password_reset_server import ask, confirm, mailed_code
-
     email = _email("holder")
     held = setup_license(portal_server, api, mailbox, email=email, machines=2)
     with PortalUser(portal_server, held.product_id) as mallory:
@@ -392,3 +392,39 @@ def test_a_password_reset_by_mail_ends_the_portal_sessions_of_the_old_password(
     assert page.status_code == 303 and freed.status_code == 403, (
         f"the old password's session lives on after the reset: license page "
         f"{page.status_code}, freeing a computer {freed.status_code}")
+
+
+# --------------------------------------------------------------------------- links
+
+
+def test_a_strangers_link_requests_do_not_lock_the_holder_out_of_link_sign_in(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (medium: denial of service).  Attack: Mallory knows Ann's address (nothing
+    else).  Every 15 minutes she asks the portal for sign-in links to it, three times,
+    from her own browser.  Ann's license has no activation password, so a link is her
+    only way in.
+
+    Invariant (docs/portal.md): a link request mails the end user a link that works in
+    the browser that asked; the mail limit per address exists so that "nobody can flood
+    a mailbox through the portal", not so that a stranger can decide who signs in.  The
+    per-address counter (``LINK_MAILS_PER_WINDOW`` = 3) is spent by *anyone's*
+    requests: Ann receives three links bound to Mallory's browser (useless to her),
+    and her own request in the window mails nothing while the page says a link is on
+    its way.  Three requests per window keep her out indefinitely.
+    """
+    email = _email("ann")
+    held = setup_license(portal_server, api, mailbox, email=email, password=None)
+    with PortalUser(portal_server, held.product_id) as mallory:
+        for _ in range(3):
+            assert mallory.ask_link(email).status_code == 200
+    drain(portal_server)
+    with PortalUser(portal_server, held.product_id) as ann:
+        before = len(mailbox.messages)
+        assert ann.ask_link(email).status_code == 200
+        drain(portal_server)
+        time.sleep(0.5)  # the worker delivered what it had
+        got = [m for m in mailbox.messages[before:] if email in str(m["To"])]
+        signed_in = ann.use_link(portal_link(mailbox, before + 1)).status_code if got else None
+    assert signed_in == 303, (
+        "after a stranger's three link requests the holder's own request mailed no link "
+        f"(mails: {len(got)}): she cannot sign in by link for the whole window")
