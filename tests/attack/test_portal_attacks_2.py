@@ -357,11 +357,12 @@ def test_a_link_session_that_lost_its_seat_cannot_set_the_password(
     license page, the password page and the air-gapped page take any session of the
     product.  ``change_password`` asks no current password when the license has none,
     so the former user sets one: every new activation of the license (the colleagues')
-    now needs Ann's password, and the key plus her password sign her in for good.
+    now needs Ann's password, and the key plus her password sign her in for good.  The
+    same session also answers air-gapped requests, taking the license's free seats.
     """
     email = _email("ann")
     held = setup_license(portal_server, api, mailbox, email=email, password=None,
-                         machines=1, seats=1)
+                         machines=1, seats=2, product={"air_gapped": True})
     ann = held.activations[0]
     with PortalUser(portal_server, held.product_id) as user:
         assert user.sign_in_by_link(mailbox, email).status_code == 303
@@ -370,14 +371,20 @@ def test_a_link_session_that_lost_its_seat_cannot_set_the_password(
         colleague = api.activate(held.product_id, held.key, machine="colleague-pc")
         assert colleague.status_code == 201, colleague.text
         page = user.get("license")
+        answered = user.post("offline", {"request": airgap_request(
+            held.product_id, held.key, machine="ann-offline-pc")})
         taken = user.post("password", {"password": "ann's now", "repeat": "ann's now"})
     with db(portal_server) as session:
         lic = session.get(License, held.license["id"])
         assert lic is not None
         password_set = lic.password_hash is not None
-    assert not password_set and page.status_code != 200, (
-        f"a former user's session read the license page ({page.status_code}) and set "
-        f"its password ({taken.status_code}, set: {password_set})")
+        offline = session.scalars(select(Activation.id).where(
+            Activation.license_id == lic.id, Activation.offline.is_(True),
+            Activation.deactivated_at.is_(None))).all()
+    assert not password_set and not offline and page.status_code != 200, (
+        f"a former user's session read the license page ({page.status_code}), activated "
+        f"an air-gapped computer ({answered.status_code}, {len(offline)} made) and set the "
+        f"license's password ({taken.status_code}, set: {password_set})")
 
 
 # --------------------------------------------------------------------------- password
