@@ -124,20 +124,28 @@ def test_a_product_without_air_gapped_activation_shows_no_page(
         assert tables(portal_server) == before
 
 
-def test_after_erasure_the_request_waits_for_a_new_password(
+def test_after_erasure_the_session_is_read_only_and_the_request_waits_for_a_password(
         portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """Erasure ends the person's reach: their session keeps a read-only view of the
+    limited license (no air-gapped answer, no new password from it); the license's
+    password went with the data, so a request waits for the vendor's new password."""
     email = f"era-{secrets.token_hex(3)}@example.com"
     held = setup_license(portal_server, api, mailbox, email=email, product={"air_gapped": True})
     with PortalUser(portal_server, held.product_id) as user:
         assert user.sign_in_by_link(mailbox, email).status_code == 303
         assert user.post("erase").status_code == 303  # the password goes with the data
-        page = user.get("offline")
-        assert page.status_code == 200 and 'id="f-password"' not in page.text
+        assert user.get("license").status_code == 200
         request = airgap_request(held.product_id, held.key)
-        waiting = user.post("offline", {"request": request})
-        assert waiting.status_code == 403 and 'id="e-request"' in waiting.text
-        assert user.post("password", {"password": "after erasure",
-                                      "repeat": "after erasure"}).status_code == 303
-        answered = user.post("offline", {"request": request, "password": "after erasure"})
+        for path, form in (("offline", {"request": request}),
+                           ("password", {"password": "mine now", "repeat": "mine now"})):
+            assert user.get(path).headers.get("location", "").endswith("/license")
+            before = tables(portal_server)
+            assert user.post(path, form).headers.get("location", "").endswith("/license")
+            assert tables(portal_server) == before
+    portal_server.admin.set_password(held.license["id"], "after erasure")
+    with PortalUser(portal_server, held.product_id) as holder_again:
+        assert holder_again.sign_in(held.key, "after erasure").status_code == 303
+        answered = holder_again.post("offline", {"request": request,
+                                                 "password": "after erasure"})
         assert answered.status_code == 200, answered.text
         assert _ANSWER.search(answered.text)

@@ -290,12 +290,16 @@ _PERSONAL_TEXT = N_("Your personal data is reached only through a sign-in link m
                     "confirmed address. Sign out, then ask for a link on the sign-in page.")
 
 
-def holder(*, personal: bool = False) -> Callable[..., AsyncIterator[Signed]]:
+def holder(*, personal: bool = False,
+           read_only: bool = False) -> Callable[..., AsyncIterator[Signed]]:
     """A dependency for a page (GET) of ``/portal/{product_id}/…``: the signed-in holder.
 
     Not signed in (or signed in to another product): a redirect to the
     product's sign-in page.  ``personal``: the session must have been opened
     by a mailed link and its end user not be erased, else a 403 page.
+    ``read_only``: the page also serves a link session whose person erased
+    their data (``Holder.member`` False: they see the limited license and
+    nothing else); every other page sends them there.
     """
     async def dependency(request: Request, product_id: str,
                          state: Annotated[AppState, Depends(get_state)],
@@ -305,11 +309,14 @@ def holder(*, personal: bool = False) -> Callable[..., AsyncIterator[Signed]]:
             signed = await run_in_threadpool(_signed, request, state, session, product_id)
             if signed is None:
                 raise Redirect(f"/portal/{quote(product_id)}/")
+            if not signed.holder.member and not read_only and not personal:
+                raise Redirect(f"/portal/{quote(product_id)}/license")
             if personal and not signed.holder.personal:
                 raise PortalError(403, translate(_PERSONAL_TITLE), translate(_PERSONAL_TEXT))
         yield signed
 
     dependency.personal = personal  # type: ignore[attr-defined]  # read by the reach test
+    dependency.read_only = read_only  # type: ignore[attr-defined]
     return dependency
 
 
@@ -335,12 +342,14 @@ class Posted:
         return self.values.get(name, "")
 
 
-def poster(*, personal: bool = False) -> Callable[..., AsyncIterator[Posted]]:
+def poster(*, personal: bool = False,
+           read_only: bool = False) -> Callable[..., AsyncIterator[Posted]]:
     """A dependency for a form post of ``/portal/{product_id}/…``: signed in, CSRF right.
 
     A post another site's page sent (``Sec-Fetch-Site``/``Origin``), without a
     session, or with a missing or wrong ``csrf`` field is refused with a 403
-    page and changes nothing.  ``personal``: as for :func:`holder`.
+    page and changes nothing.  ``personal``, ``read_only``: as for :func:`holder`
+    (a post that changes something never takes a read-only session).
     """
     async def dependency(request: Request, product_id: str,
                          state: Annotated[AppState, Depends(get_state)],
@@ -360,12 +369,15 @@ def poster(*, personal: bool = False) -> Callable[..., AsyncIterator[Posted]]:
                                   translate("This form is no longer valid (you were signed "
                                             "out, or it was sent from elsewhere). Reload the "
                                             "page and try again."))
+            if not signed.holder.member and not read_only and not personal:
+                raise Redirect(f"/portal/{quote(product_id)}/license")
             if personal and not signed.holder.personal:
                 raise PortalError(403, translate(_PERSONAL_TITLE), translate(_PERSONAL_TEXT))
         values = {key: value for key, value in form.multi_items() if isinstance(value, str)}
         yield Posted(signed=signed, form=form, values=values)
 
     dependency.personal = personal  # type: ignore[attr-defined]  # read by the reach test
+    dependency.read_only = read_only  # type: ignore[attr-defined]
     return dependency
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "find_end_users",
     "is_email_address",
     "normal_email",
+    "forget_address_traces",
     "portal_link_counter",
     "throttle_erasure_activation",
     "throttle_erasure_address",
@@ -234,9 +235,11 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     ``erased_at`` (datetimes, aware UTC), ``activations`` (list of dicts with
     ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
     ``last_seen_at``, ``deactivated_at``, ``client``, ``label``: the computer's
-    name the app set, or None), ``settings`` (license id
-    -> settings document), ``licenses`` (ids of the licenses bought) and ``mails``
-    (the sent log's entries to this person: ``id``, ``template``, ``license_id``,
+    name the app set, or None), ``settings`` (license id -> the app's settings
+    document, for the licenses bought or held by a live machine or floating
+    seat: a user-seat license's document is shared by several people),
+    ``licenses`` (ids of the licenses bought) and ``mails`` (the sent log's
+    entries to this person: ``id``, ``template``, ``license_id``,
     ``status``, ``created_at``, ``sent_at``, ``to``).
 
     Raises:
@@ -253,7 +256,13 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     )
     settings: dict[str, Any] = {}
     if end_user.erased_at is None:
-        for license_id in sorted({a.license_id for a in activations}):
+        # A license's settings document is the app's, shared by everyone on the license:
+        # it is this person's only on a license they bought, or hold a live seat of
+        # where a seat is a computer (on user seats several people share it).
+        bought = set(session.scalars(select(License.id).where(License.buyer_id == end_user.id)))
+        held = {a.license_id for a in activations
+                if a.deactivated_at is None and a.license.seat_mode != "user"}
+        for license_id in sorted(bought | held):
             document, _ = read_settings(session, ctx, license_id)
             if document:
                 settings[license_id] = document
@@ -339,10 +348,21 @@ def _wipe(end_user: EndUser, now: datetime) -> None:
         end_user.erased_at = now
 
 
-def portal_link_counter(email_index: str) -> str:
+def portal_link_counter(email_index: str, browser_hash: str | None = None) -> str:
     """The rate-limit key counting the portal's sign-in link requests for one address
-    (half its look-up hash, ``email_index``); :func:`erase` forgets it with the address."""
-    return "portal-mail:" + email_index[:32]
+    (half its look-up hash, ``email_index``), or for that address from one browser
+    (``browser_hash``: the keyed hash of its link cookie).  Every such key starts with
+    the address's key, so :func:`forget_address_traces` finds them all."""
+    key = "portal-mail:" + email_index[:32]
+    return key if browser_hash is None else f"{key}:{browser_hash[:16]}"
+
+
+def forget_address_traces(session: Session, email_index: str) -> None:
+    """Delete what is keyed by an address's look-up hash once the address is gone (erased,
+    changed or removed): the mail opt-outs and the portal's link counters. No commit."""
+    session.execute(delete(MailOptOut).where(MailOptOut.email_index == email_index))
+    session.execute(delete(RateLimitCounter).where(
+        RateLimitCounter.key.startswith(portal_link_counter(email_index), autoescape=True)))
 
 
 def erase(
@@ -370,13 +390,9 @@ def erase(
         licenses.update(session.scalars(select(License.id).where(
             License.buyer_id == end_user.id)))
         if end_user.email_index is not None:
-            # The opt-outs and the reminders' dedup keys hold the address's hash: a trace
-            # of it, so they go too.
-            session.execute(delete(MailOptOut).where(
-                MailOptOut.email_index == end_user.email_index))
-            # The portal's counter of link mails to this address is keyed by its hash.
-            session.execute(delete(RateLimitCounter).where(
-                RateLimitCounter.key == portal_link_counter(end_user.email_index)))
+            # The opt-outs, the portal's link counters and the reminders' dedup keys hold
+            # the address's hash: a trace of it, so they go too.
+            forget_address_traces(session, end_user.email_index)
             session.execute(update(OutboxItem).where(
                 OutboxItem.end_user_id == end_user.id,
                 OutboxItem.dedup_key.contains(end_user.email_index, autoescape=True))

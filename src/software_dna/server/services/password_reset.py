@@ -63,6 +63,7 @@ from software_dna.server.models import (
 )
 from software_dna.server.services import email_confirmation
 from software_dna.server.services.common import Context, audit, new_id, utcnow
+from software_dna.server.services.endusers import end_password_sessions
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import find_license_by_key
 from software_dna.server.services.ratelimit import hit, hit_address
@@ -316,6 +317,7 @@ def confirm_reset(session: Session, ctx: Context, *, product_id: str, license_ke
         PasswordResetCode.license_id == lic.id, PasswordResetCode.used_at.is_(None)
     ).values(used_at=now))
     lic.password_hash = hash_password(new_password)
+    end_password_sessions(session, lic.id)  # the portal's sessions of the old password end
     lic.password_erased = False
     lic.updated_at = now
     audit(session, "sdk", "license.password_reset", at=now, product_id=lic.product_id,

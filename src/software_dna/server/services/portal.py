@@ -94,9 +94,11 @@ LINK = "link"
 
 #: Links mailed per request at most (one per license of the product the address reaches).
 MAX_LINKS = 5
-#: Link requests per address (its keyed hash) per sign-in window: more are answered
-#: the same way but mail nothing, so nobody can flood a mailbox through the portal.
+#: Link requests per address (its keyed hash) and browser per sign-in window: more are
+#: answered the same way but mail nothing, so nobody floods a mailbox through the portal.
 LINK_MAILS_PER_WINDOW = 3
+#: Link requests per address from every browser together per sign-in window.
+LINK_MAILS_PER_ADDRESS = 10
 
 _SIGN_IN_FAILED = ("The license key or the activation password is wrong. (A license without "
                    "an activation password is reached with a link sent by email.)")
@@ -191,7 +193,10 @@ def holder_of(session: Session, ctx: Context, token: str | None,
     """The live session of a cookie's ``token`` for ``product_id``, or None.
 
     An expired session (idle ``portal_session_idle`` or older than
-    ``portal_session_max`` seconds) is deleted.  A live one has its
+    ``portal_session_max`` seconds) is deleted, and so is a link session whose
+    person no longer holds the license (:func:`holds`), except after they
+    erased their data: then ``member`` is False and the pages offer a
+    read-only view of the (limited) license.  A live one has its
     ``last_seen_at`` moved on (committed at most once a minute).
     """
     if not token or len(token) > 100:
@@ -213,6 +218,12 @@ def holder_of(session: Session, ctx: Context, token: str | None,
         return None
     end_user = session.get(EndUser, row.end_user_id) if row.end_user_id else None
     member = row.method == PASSWORD or (end_user is not None and holds(session, lic, end_user))
+    if not member and (end_user is None or end_user.erased_at is None):
+        # Their seat was freed (or the license sold on): the link no longer speaks for them.
+        session.delete(row)
+        session.commit()
+        return None
+    # A person who erased their data keeps a read-only view of the license (limited).
     return Holder(session=row, license=lic, end_user=end_user, member=member)
 
 
@@ -344,8 +355,14 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
     if not address or not links_possible(ctx) or not browser_token:
         return 0
     index = ctx.vault.email_index(address)
+    browser_hash = ctx.vault.portal_hash("browsers", browser_token[:200])
+    # Per address and browser a few mails; per address more, from every browser together:
+    # a stranger asking from their browser uses up only their own share, never the one of
+    # the holder's browser, and a mailbox still gets a bounded number of mails.
     try:
-        ratelimit.hit(session, portal_link_counter(index), limit=LINK_MAILS_PER_WINDOW,
+        ratelimit.hit(session, portal_link_counter(index, browser_hash),
+                      limit=LINK_MAILS_PER_WINDOW, window=window)
+        ratelimit.hit(session, portal_link_counter(index), limit=LINK_MAILS_PER_ADDRESS,
                       window=window)
     except ServiceError:
         return 0
@@ -359,7 +376,6 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
     if secrets.randbelow(20) == 0:  # now and then, forget the links that can no longer work
         session.execute(delete(PortalLink).where(PortalLink.expires_at <= now))
     expires_at = now + timedelta(seconds=settings.portal_link_ttl)
-    browser_hash = ctx.vault.portal_hash("browsers", browser_token[:200])
     links: list[dict[str, str]] = []
     reached: set[str] = set()
     for person in people:
@@ -428,7 +444,7 @@ def use_link(session: Session, ctx: Context, *, product_id: str, token: str,
     lic = session.get(License, row.license_id)
     if (claimed.rowcount != 1 or person is None or lic is None  # type: ignore[attr-defined]
             or person.erased_at is not None or person.email_confirmed_at is None
-            or person.email_index != row.email_index):
+            or person.email_index != row.email_index or not holds(session, lic, person)):
         session.commit()  # the link is used up all the same
         raise refused
     token_out = _open_session(session, ctx, lic, method=LINK, end_user_id=person.id)
@@ -570,6 +586,8 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
         wrong or missing, ``password`` empty, too long or the current one).
     """
     lic = holder.license
+    if not holder.member:
+        raise _invalid("You no longer hold this license.", field="password")
     if lic.password_hash is not None and not may_set_password_without_current(holder) \
             and (not current or not verify_password(current[:_MAX_SECRET], lic.password_hash)):
         raise _invalid("The current activation password is wrong.", field="current")

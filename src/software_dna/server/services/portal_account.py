@@ -23,13 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import Activation, EndUser, License, PortalLink
 from software_dna.server.services import email_confirmation, ratelimit
 from software_dna.server.services.common import Context, audit, utcnow
-from software_dna.server.services.endusers import erase, export_end_user, normal_email
+from software_dna.server.services.endusers import (
+    erase,
+    export_end_user,
+    forget_address_traces,
+    normal_email,
+)
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import find_license_by_key
 from software_dna.server.services.offline import OfflineActivated, respond
@@ -116,6 +121,7 @@ def set_email(session: Session, ctx: Context, holder: Holder, email: str) -> boo
         .order_by(Activation.created_at).limit(1)).first()
     email_confirmation.email_given(session, ctx, person, typed, index, activation=activation,
                                    now=now)
+    _forget_old_address(session, person)
     person.email_ciphertext = ctx.vault.encrypt_field(typed.encode("utf-8"),
                                                       aad=f"end_user:{person.id}:email")
     person.email_index = index
@@ -129,6 +135,18 @@ def set_email(session: Session, ctx: Context, holder: Holder, email: str) -> boo
     return True
 
 
+def _forget_old_address(session: Session, person: EndUser) -> None:
+    """The address ``person`` is leaving: drop what is keyed by its hash, unless another
+    record still has that address."""
+    old = person.email_index
+    if old is None:
+        return
+    others = session.scalar(select(func.count()).select_from(EndUser).where(
+        EndUser.email_index == old, EndUser.id != person.id, EndUser.erased_at.is_(None)))
+    if not others:
+        forget_address_traces(session, old)
+
+
 def remove_email(session: Session, ctx: Context, holder: Holder) -> None:
     """Remove the end user's address (and its confirmation and sign-in links); commits.
 
@@ -140,6 +158,7 @@ def remove_email(session: Session, ctx: Context, holder: Holder) -> None:
     """
     person = _person(holder)
     email_confirmation.forget(session, person)
+    _forget_old_address(session, person)
     person.email_ciphertext = None
     person.email_index = None
     session.execute(delete(PortalLink).where(PortalLink.end_user_id == person.id))
@@ -275,6 +294,8 @@ def answer_request(session: Session, ctx: Context, holder: Holder, request_text:
         400 ``invalid_request`` (a damaged request), and every refusal of
         :func:`~software_dna.server.services.offline.respond`.
     """
+    if not holder.member:
+        raise ServiceError(Code.FORBIDDEN, "You no longer hold this license.")
     text = request_text[:_MAX_REQUEST]
     try:
         doc = parse_request(text)

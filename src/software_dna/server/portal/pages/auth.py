@@ -185,7 +185,7 @@ def use_link(request: Request, state: State, session: Db, product_id: str,
 
 @router.post("/{product_id}/sign-out")
 def sign_out(request: Request, state: State, session: Db, product_id: str,
-             posted: Annotated[Posted, Depends(poster())]) -> Response:
+             posted: Annotated[Posted, Depends(poster(read_only=True))]) -> Response:
     """Sign out (this browser's session ends on the server)."""
     portal.end_session(session, state.ctx, posted.signed.token)
     response = see_other(request, _home(product_id), translate("You are signed out."))

@@ -79,7 +79,7 @@ def _rows(ctx: Context, session: Db, signed: Signed) -> list[dict[str, Any]]:
 
 @router.get("/{product_id}/license")
 def license_page(request: Request, state: State, session: Db, product_id: str,
-                 signed: Annotated[Signed, Depends(holder())]) -> Response:
+                 signed: Annotated[Signed, Depends(holder(read_only=True))]) -> Response:
     """The license (kind, expiry, seats, features, protection, limited mode and why) and
     the computers using it, each with a button to free it."""
     lic = signed.holder.license
