@@ -93,11 +93,11 @@ def attach_end_user(
     """Record personal data given (with consent) at activation; link it to ``activation``.
 
     The activation's own end user is reused (a computer activating again does
-    not multiply records) unless the address changed to another one; otherwise
-    a new end user is created.  Two activations giving one address are two
-    records: the address is the person's word, not a proof, so nobody attaches
-    their seat or registration to another person's record by typing their
-    address (the vendor's search by address finds both).  Does not commit.
+    not multiply records) unless the address changed to another one; else the
+    confirmed end user with this address on this license; otherwise a new end
+    user is created.  An unconfirmed record is never joined by another
+    activation (the address is the person's word, not a proof); the records of
+    one address are folded into one when it is confirmed.  Does not commit.
     """
     if email is None and registration is None:
         return None
@@ -110,15 +110,27 @@ def attach_end_user(
         email = email.strip()
     end_user: EndUser | None = None
     index = ctx.vault.email_index(email) if email is not None else None
-    # Only this activation's own end user is reused (the same computer activating
-    # again): an address typed at another activation proves nothing about who typed
-    # it, so it never attaches that seat, or its registration, to someone else's record.
+    # This activation's own end user is reused (the same computer activating again),
+    # else the record whose owner proved this address (confirmed) and uses this
+    # license.  An unconfirmed record is never joined: an address typed elsewhere, or
+    # set in the portal, proves nothing, so nobody attaches a seat or a registration to
+    # another person's record by typing their address.  The unconfirmed records of one
+    # address are folded into one when its owner confirms it (email_confirmation).
     if activation.end_user_id is not None:
         current = session.get(EndUser, activation.end_user_id)
         if current is not None and current.erased_at is None and (
             index is None or current.email_index in (None, index)
         ):
             end_user = current
+    if end_user is None and index is not None:
+        end_user = session.scalars(
+            select(EndUser)
+            .join(Activation, Activation.end_user_id == EndUser.id)
+            .where(EndUser.email_index == index, EndUser.erased_at.is_(None),
+                   EndUser.email_confirmed_at.is_not(None),
+                   Activation.license_id == activation.license_id)
+            .limit(1)
+        ).first()
     if end_user is None:
         end_user = EndUser(id=new_id("eu"), created_at=now, erased_at=None)
         session.add(end_user)

@@ -52,6 +52,12 @@ __all__ = ["ADDRESS_PREFIX", "CounterState", "address_counter", "counter_state",
 ADDRESS_PREFIX = "addr:"
 
 
+#: Seconds after which any counter's bucket is swept, whatever its key: longer than
+#: every window these counters use (seconds to an hour; a setting above a week is refused
+#: by no one, but counts older than this are forgotten).
+SWEEP_AFTER = 7 * 86400
+
+
 def _serialize(session: Session, key: str) -> None:
     """Hold every other worker's :func:`hit` of ``key`` until this transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
@@ -100,7 +106,11 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
     ).all()
     if sum(count for _, count in buckets) <= limit:
         if secrets.randbelow(50) == 0:  # now and then, drop buckets no window needs
-            session.execute(delete(RateLimitCounter).where(RateLimitCounter.window_start < oldest))
+            # Other keys have windows of their own (a sign-in's is longer than an
+            # activation's): only what is older than any window goes, and this key's own.
+            session.execute(delete(RateLimitCounter).where(
+                (RateLimitCounter.window_start < second - SWEEP_AFTER)
+                | ((RateLimitCounter.key == key) & (RateLimitCounter.window_start < oldest))))
         session.commit()
         return
     # Refused: take this attempt back out.
