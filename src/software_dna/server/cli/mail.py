@@ -35,7 +35,7 @@ app.add_typer(templates)
 
 Name = Annotated[str, typer.Argument(
     metavar="NAME", show_default=False,
-    help="license_key, expiry_reminder, trial_ending or payment_failed")]
+    help="license_key, expiry_reminder, trial_ending, payment_failed or portal_link")]
 Product = Annotated[str | None, typer.Option(
     "--product", metavar="P", show_default=False,
     help="the product's template (default: the vendor default for every product)")]

@@ -299,6 +299,7 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
                     "sdk_version": a.sdk_version,
                     "os": a.client_os,
                     "python": a.client_python,
+                    "app_version": a.app_version,
                 },
                 "label": activation_label(ctx, a),
             }
