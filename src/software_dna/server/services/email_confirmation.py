@@ -162,7 +162,8 @@ def _body(link: _Link, url: str) -> str:
         f"This address was given for a license of {link.product_name}{which}.\n\n"
         f"If it is yours, open this link and press \"Confirm\":\n\n{url}\n\n"
         f"The link works until {link.expires_at:%Y-%m-%d %H:%M} UTC. Once the address is "
-        "confirmed, password reset codes for the license can be sent to it.\n\n"
+        "confirmed, password reset codes for the license can be sent to it, and you can "
+        "sign in to the license portal with a link mailed to it.\n\n"
         "If you did not give this address, ignore this email: it stays unconfirmed.\n"
     )
 
