@@ -1,0 +1,161 @@
+"""Third attack pass on the end user's license portal (``/portal``).
+
+Each test is one attack.  Those that failed on the build they were written on say so in
+their docstring ("DEFECT"): the invariant the product promises and how the attack broke
+it.  The others are regression tests of defences that held.  Everything runs in-process
+(the real app on SQLite, a real SMTP server, the real outbox worker).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from software_dna.server.models import Activation, License
+from software_dna.server.testing import InProcessServer
+from tests.portal.helpers import ROOMY, PortalLicense, PortalUser, db, setup_license
+from tests.server.helpers import Api, session_for
+from tests.server.mailing import drain, mail_env
+from tests.smtp import Mailbox, mailed_link
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping every mail."""
+    with Mailbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def portal_server(tmp_path_factory: pytest.TempPathFactory,
+                  mailbox: Mailbox) -> Iterator[InProcessServer]:
+    """The app in-process, mailing to ``mailbox``; limits per network high."""
+    with InProcessServer(tmp_path_factory.mktemp("portal-attacks-3"),
+                         env={**mail_env(mailbox), **ROOMY}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def api(portal_server: InProcessServer) -> Iterator[Api]:
+    """The public API of ``portal_server``."""
+    client = Api.for_server(portal_server)
+    yield client
+    client.close()
+
+
+def _email(name: str) -> str:
+    return f"{name}-{secrets.token_hex(4)}@example.com"
+
+
+def _last_mail_to(box: Mailbox, address: str, after: int):  # type: ignore[no-untyped-def]
+    for message in reversed(box.messages[after:]):
+        if address in str(message["To"]):
+            return message
+    raise AssertionError(f"no mail to {address}")
+
+
+# --------------------------------------------------------------------------- the fold
+
+
+@dataclass
+class _Folded:
+    mallory: PortalUser  # her link session (close it)
+    mine: PortalLicense  # her license
+    bob_license: dict[str, Any]
+    bob_activation: dict[str, Any]
+    bob_email: str
+
+
+def _fold_bob_into_mallory(srv: InProcessServer, api: Api, box: Mailbox) -> _Folded:
+    """Mallory (link session on her own license) changes her address to Bob's, whose own
+    record is unconfirmed (he just activated); Bob presses Confirm in the mail that came
+    from Mallory's change (same words as his own)."""
+    mallory_email, bob_email = _email("mallory"), _email("bob")
+    mine = setup_license(srv, api, box, email=mallory_email)
+    bob_license = srv.admin.issue_license(mine.product_id, seats=3, password="bob's pw")
+    before = len(box.messages)
+    bob = api.activate(mine.product_id, bob_license["license_key"], machine="pc-bob",
+                       password="bob's pw", email=bob_email, consent=True)
+    assert bob.status_code in (200, 201), bob.text
+    drain(srv)
+    box.wait_for(before + 1)
+    mallory = PortalUser(srv, mine.product_id)
+    assert mallory.sign_in_by_link(box, mallory_email).status_code == 303
+    before = len(box.messages)
+    changed = mallory.post("email", {"email": bob_email})
+    assert changed.status_code == 303, changed.text
+    drain(srv)
+    box.wait_for(before + 1)
+    bait = mailed_link(_last_mail_to(box, bob_email, before))
+    with session_for(srv) as http:  # Bob presses "Confirm" in the mail he opened
+        assert http.post(bait, timeout=30).status_code == 200
+    return _Folded(mallory=mallory, mine=mine, bob_license=bob_license,
+                   bob_activation=bob.json(), bob_email=bob_email)
+
+
+def test_the_fold_does_not_pull_a_strangers_seats_into_a_live_link_session(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT.  Attack: Mallory holds her own license and is signed in to its portal by a
+    mailed link (personal reach).  Bob has just activated his license on his computer,
+    typing bob@...; his record is unconfirmed and a confirmation mail is on its way to
+    him.  Mallory, on her portal's email page, changes *her* address to Bob's: a second
+    "Confirm your email address for Acme Editor" mail reaches Bob, the same words as his
+    own.  Bob presses the button in the one he opens -- Mallory's.  Mallory's record is now
+    the confirmed one of bob@..., and ``_fold_unconfirmed`` moves Bob's unconfirmed record
+    (his seat, his purchases, his mails) into *Mallory's* record and deletes his.  Her link
+    session, opened with her old address, lives on (``holder_of`` never re-checks the
+    address) and "Download my data" hands her Bob's computer, his license and his mails.
+
+    Invariant (docs/portal.md, docs/privacy.md): a link session reaches only its own end
+    user's data; another person's seats and personal data never reach someone else's
+    pages or export.  Before the fold Bob's click confirmed only Mallory's record; the
+    fold turns it into a transfer of Bob's data to a session Mallory holds.
+    """
+    folded = _fold_bob_into_mallory(portal_server, api, mailbox)
+    with folded.mallory as mallory:
+        exported = mallory.post("data/export")
+    with db(portal_server) as session:
+        owner = session.scalars(select(Activation.end_user_id).where(
+            Activation.id == folded.bob_activation["activation_id"])).one()
+        mallorys = session.scalars(select(Activation.end_user_id).where(
+            Activation.id == folded.mine.activations[0]["activation_id"])).one()
+    leaked = exported.status_code == 200 and (
+        folded.bob_activation["activation_id"] in exported.text
+        or folded.bob_license["id"] in exported.text)
+    assert owner != mallorys and not leaked, (
+        "Bob's seat was folded into Mallory's record and her live link session exports it: "
+        + (json.dumps(json.loads(exported.text).get("activations"))[:400]
+           if exported.status_code == 200 else exported.text[:200]))
+
+
+def test_a_stranger_cannot_erase_someone_elses_license_through_the_fold(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (high).  Attack: as above, Bob's unconfirmed record is folded into Mallory's
+    after Bob confirms the mail Mallory's address change sent him.  Mallory then presses
+    "Erase my data" in her own portal session.  ``erase`` covers every license of every
+    activation of her record -- now Bob's license too: its activation password is deleted
+    (``password_reset_required``), its settings dropped, it and Bob's computer are marked
+    erased (limited tokens) until the vendor restores it.
+
+    Invariant (docs/privacy.md, docs/portal.md): a person's erasure covers their own
+    data; nobody's portal session erases or limits a license they do not hold.
+    """
+    folded = _fold_bob_into_mallory(portal_server, api, mailbox)
+    with folded.mallory as mallory:
+        page = mallory.get("erase")
+        assert page.status_code == 200, page.text
+        erased = mallory.post("erase")
+        assert erased.status_code == 303, erased.text
+    with db(portal_server) as session:
+        bobs = session.get(License, folded.bob_license["id"])
+        assert bobs is not None
+        was_erased, password_gone = bool(bobs.erased), bobs.password_hash is None
+    assert not was_erased and not password_gone, (
+        f"Mallory's erasure erased Bob's license: erased={was_erased}, "
+        f"password deleted={password_gone}")
