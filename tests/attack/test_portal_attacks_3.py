@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,14 @@ from sqlalchemy import select
 
 from software_dna.server.models import Activation, License
 from software_dna.server.testing import InProcessServer
-from tests.portal.helpers import ROOMY, PortalLicense, PortalUser, db, setup_license
+from tests.portal.helpers import (
+    ROOMY,
+    PortalLicense,
+    PortalUser,
+    db,
+    portal_link,
+    setup_license,
+)
 from tests.server.helpers import Api, session_for
 from tests.server.mailing import drain, mail_env
 from tests.smtp import Mailbox, mailed_link
@@ -159,3 +167,41 @@ def test_a_stranger_cannot_erase_someone_elses_license_through_the_fold(
     assert not was_erased and not password_gone, (
         f"Mallory's erasure erased Bob's license: erased={was_erased}, "
         f"password deleted={password_gone}")
+
+
+# --------------------------------------------------------------------------- link requests
+
+
+def test_strangers_fresh_browsers_do_not_lock_the_holder_out_of_link_sign_in(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (medium: denial of service; the second pass's fix is bypassed).  Attack:
+    Mallory knows Ann's address, nothing else.  Each window she asks for sign-in links to
+    it ten times, each time from a "new browser": she just drops the link cookie (a fresh
+    cookie jar).  Ten requests is also exactly the default per-network limit
+    (``SOFTWARE_DNA_PORTAL_SIGN_IN_ATTEMPTS`` = 10), so one network suffices.  Ann's
+    license has no activation password: a link is her only way in.
+
+    Invariant (docs/portal.md, Security): "at most 3 requests per address and browser,
+    and 10 per address from every browser, are mailed per window, so a stranger asking
+    from their browser never uses up the holder's own share."  A browser is whatever
+    cookie the client sends: ten fresh cookies spend the per-address counter
+    (``portal_link_counter(index)``, ``LINK_MAILS_PER_ADDRESS``), and Ann's own request
+    from her own browser then mails nothing while the page says a link is on its way.
+    """
+    email = _email("ann")
+    held = setup_license(portal_server, api, mailbox, email=email, password=None)
+    for _ in range(10):  # ten "browsers": a fresh cookie jar each
+        with PortalUser(portal_server, held.product_id) as mallory:
+            assert mallory.ask_link(email).status_code == 200
+    drain(portal_server)
+    time.sleep(0.5)
+    with PortalUser(portal_server, held.product_id) as ann:
+        before = len(mailbox.messages)
+        assert ann.ask_link(email).status_code == 200
+        drain(portal_server)
+        time.sleep(0.5)  # the worker delivered what it had
+        got = [m for m in mailbox.messages[before:] if email in str(m["To"])]
+        signed_in = ann.use_link(portal_link(mailbox, before + 1)).status_code if got else None
+    assert signed_in == 303, (
+        "after ten link requests from a stranger's fresh cookie jars the holder's own "
+        f"request mailed no link (mails: {len(got)}): she is locked out for the window")
