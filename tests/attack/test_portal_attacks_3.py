@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from software_dna.server.models import Activation, License
+from software_dna.server.models import Activation, EndUser, License
 from software_dna.server.testing import InProcessServer
 from tests.portal.helpers import (
     ROOMY,
@@ -205,3 +205,51 @@ def test_strangers_fresh_browsers_do_not_lock_the_holder_out_of_link_sign_in(
     assert signed_in == 303, (
         "after ten link requests from a stranger's fresh cookie jars the holder's own "
         f"request mailed no link (mails: {len(got)}): she is locked out for the window")
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def test_erasure_covers_the_persons_record_on_another_license_not_yet_confirmed(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (medium: an erasure that misses data).  Attack (on oneself, as a privacy
+    auditor would): Bob's address is confirmed on his first license.  He activates a
+    second license of the same vendor on another computer, giving the same address and
+    his registration (name).  ``attach_end_user`` joins a confirmed record only on the
+    *same* license, so this makes a second, unconfirmed record of Bob and mails him yet
+    another confirmation link.  Before opening it, Bob signs in to the portal by link and
+    presses "Erase my data".
+
+    Invariant (docs/privacy.md "One person, one record"; docs/portal.md "Erase my data"):
+    the address is the person's, proven; an erasure covers every computer the person
+    activated and leaves nothing of the address.  The second record keeps his address
+    (and its look-up hash), his registration and the computer's seat; its confirmation
+    link still works, and the export Bob downloaded before erasing lacked it too.
+    """
+    email = _email("bob")
+    first = setup_license(portal_server, api, mailbox, email=email)
+    second = portal_server.admin.issue_license(first.product_id, seats=3, password="pw 2")
+    other = api.activate(first.product_id, second["license_key"], machine="pc-bob-2",
+                         password="pw 2", email=email, consent=True,
+                         registration={"name": "Bob Example"})
+    assert other.status_code in (200, 201), other.text
+    drain(portal_server)
+    with PortalUser(portal_server, first.product_id) as bob:
+        assert bob.sign_in_by_link(mailbox, email).status_code == 303
+        exported = bob.post("data/export")
+        assert exported.status_code == 200, exported.text
+        assert bob.get("erase").status_code == 200
+        erased = bob.post("erase")
+        assert erased.status_code == 303, erased.text
+    with db(portal_server) as session:
+        activation = session.get(Activation, other.json()["activation_id"])
+        assert activation is not None
+        record = session.get(EndUser, activation.end_user_id) \
+            if activation.end_user_id else None
+        kept = record is not None and (record.email_ciphertext is not None
+                                       or record.registration_ciphertext is not None)
+    in_export = other.json()["activation_id"] in exported.text
+    assert not kept, (
+        "Bob erased his data in the portal, yet his record on the other license keeps his "
+        f"address and registration (erased_at={record.erased_at if record else None}); "
+        f"it was in his export before: {in_export}")
