@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,3 +254,80 @@ def test_erasure_covers_the_persons_record_on_another_license_not_yet_confirmed(
         "Bob erased his data in the portal, yet his record on the other license keeps his "
         f"address and registration (erased_at={record.erased_at if record else None}); "
         f"it was in his export before: {in_export}")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def pg_portal_server(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
+                     pg_databases: Any) -> Iterator[InProcessServer]:
+    """The app in-process on a fresh PostgreSQL database, mailing to ``mailbox``."""
+    with InProcessServer(tmp_path_factory.mktemp("portal-attacks-3-pg"),
+                         env={**mail_env(mailbox), **ROOMY},
+                         database_url=pg_databases.create()) as srv:
+        yield srv
+
+
+def _two_unconfirmed_records(srv: InProcessServer, api: Api, box: Mailbox,
+                             email: str) -> tuple[list[str], list[str]]:
+    """One person activates two licenses giving one address: two unconfirmed records and
+    two confirmation links.  Returns (links, activation ids)."""
+    pid = "p-" + secrets.token_hex(4)
+    srv.admin.setup_product(pid, name="Acme Editor")
+    links, ids = [], []
+    for n in range(2):
+        lic = srv.admin.issue_license(pid, seats=3, password=None)
+        before = len(box.messages)
+        made = api.activate(pid, lic["license_key"], machine=f"pc-{n}", email=email,
+                            consent=True)
+        assert made.status_code in (200, 201), made.text
+        ids.append(made.json()["activation_id"])
+        drain(srv)
+        links.append(mailed_link(_last_mail_to(box, email, before)))
+        box.wait_for(before + 1)
+    return links, ids
+
+
+@pytest.mark.postgres
+def test_two_confirmations_of_one_address_at_once_fold_cleanly_on_postgresql(
+        pg_portal_server: InProcessServer, mailbox: Mailbox) -> None:
+    """DEFECT (low).  Attack (race): one address has two unconfirmed records (two
+    licenses activated giving it); press "Confirm" in both mails at the same moment, on
+    PostgreSQL (read committed).  Each confirmation folds the *other* record into its
+    own: both read the other as unconfirmed, then each deletes the row the other has
+    locked.  PostgreSQL detects the deadlock (the loser gets a 503 "database
+    unavailable"), or the loser's used-token UPDATE matches a row the winner's fold
+    deleted (``StaleDataError``: a 500).  The data ends consistent (one record holds
+    both seats), but the person who pressed Confirm sees a server error.
+
+    Invariant: never a server error for a valid request; afterwards one live record
+    holds both seats.
+    """
+    api = Api.for_server(pg_portal_server)
+    failures: list[str] = []
+    try:
+        for _ in range(4):
+            email = _email("race")
+            links, ids = _two_unconfirmed_records(pg_portal_server, api, mailbox, email)
+            barrier = threading.Barrier(2)
+            statuses: list[int] = []
+
+            def press(link: str, barrier: threading.Barrier = barrier,
+                      statuses: list[int] = statuses) -> None:
+                with session_for(pg_portal_server) as http:
+                    barrier.wait()
+                    statuses.append(http.post(link, timeout=60).status_code)
+
+            threads = [threading.Thread(target=press, args=(link,)) for link in links]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            with db(pg_portal_server) as session:
+                owners = {session.get(Activation, i).end_user_id for i in ids}  # type: ignore[union-attr]
+            if any(s >= 500 for s in statuses) or len(owners) != 1 or None in owners:
+                failures.append(f"statuses {statuses}, owners {owners}")
+    finally:
+        api.close()
+    assert not failures, failures
