@@ -22,9 +22,11 @@ from sqlalchemy import select
 from software_dna.server.models import Activation, EndUser, License
 from software_dna.server.testing import InProcessServer
 from tests.portal.helpers import (
+    PASSWORD,
     ROOMY,
     PortalLicense,
     PortalUser,
+    add_seat,
     db,
     portal_link,
     setup_license,
@@ -331,3 +333,47 @@ def test_two_confirmations_of_one_address_at_once_fold_cleanly_on_postgresql(
     finally:
         api.close()
     assert not failures, failures
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_the_buyers_export_holds_no_settings_a_team_members_app_wrote(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """DEFECT (medium).  Attack: Carol bought a user-seat (team) license (the vendor issued
+    it with her address as the buyer's) and uses a seat of it herself; Bob, a team member,
+    holds another seat and his app stores its settings document (his recent files).  Carol
+    signs in by link and presses "Download my data".
+
+    Invariant (the second pass's fix; docs/portal.md, docs/privacy.md): on a user-seat
+    license several people share the license's settings document, so it is nobody's
+    personal data to export; a link session reaches only its own end user's data.  The
+    export's rule (``export_end_user``: ``bought | held``) still adds the document of
+    every license the person *bought*, whatever its seat mode: Carol downloads what
+    Bob's app stored.
+    """
+    carol_email, bob_email = _email("carol"), _email("bob")
+    pid = "p-" + secrets.token_hex(4)
+    portal_server.admin.setup_product(pid, name="Acme Editor")
+    team = portal_server.admin.issue_license(pid, seats=5, password=PASSWORD,
+                                             seat_mode="user", email=carol_email)
+    held = PortalLicense(product_id=pid, license=team, email=None, activations=[])
+    add_seat(portal_server, api, mailbox, held, carol_email, machine="pc-carol")
+    bob = add_seat(portal_server, api, mailbox, held, bob_email, machine="pc-bob")
+    secret = f"bob-private-{secrets.token_hex(4)}"
+    stored = api.put_settings(bob["activation_id"], bob["activation_secret"],
+                              {"recent_files": [f"/home/bob/{secret}.txt"]})
+    assert stored.status_code in (200, 204), stored.text
+    with db(portal_server) as session:
+        lic = session.get(License, team["id"])
+        assert lic is not None and lic.buyer_id is not None
+        carol_is_buyer = session.scalars(select(Activation.end_user_id).where(
+            Activation.license_id == lic.id, Activation.end_user_id == lic.buyer_id)).first()
+    assert carol_is_buyer, "setup: Carol's seat record is not the buyer's record"
+    with PortalUser(portal_server, pid) as carol:
+        assert carol.sign_in_by_link(mailbox, carol_email).status_code == 303
+        exported = carol.post("data/export")
+        assert exported.status_code == 200, exported.text
+    assert secret not in exported.text, (
+        "Carol's export carries the settings Bob's app stored on the team license: "
+        f"{json.loads(exported.text)['settings']}")
