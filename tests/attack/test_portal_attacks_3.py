@@ -27,6 +27,7 @@ from tests.portal.helpers import (
     PortalLicense,
     PortalUser,
     add_seat,
+    airgap_request,
     db,
     portal_link,
     setup_license,
@@ -377,3 +378,44 @@ def test_the_buyers_export_holds_no_settings_a_team_members_app_wrote(
     assert secret not in exported.text, (
         "Carol's export carries the settings Bob's app stored on the team license: "
         f"{json.loads(exported.text)['settings']}")
+
+
+# --------------------------------------------------------------------------- read-only view
+
+
+def test_the_read_only_view_after_ones_own_erasure_changes_nothing(
+        portal_server: InProcessServer, api: Api, mailbox: Mailbox) -> None:
+    """Held.  Attack: erase one's data in a link session, then keep using the session
+    (it stays open for a read-only view of the limited license) with the old CSRF token:
+    free the other computer, set a new activation password, set an address, export, and
+    answer an air-gapped request.
+
+    Invariant (services/portal.holder_of, portal/web.py ``read_only``): a session whose
+    person erased their data reaches nothing but the limited license page.
+    """
+    email = _email("gone")
+    held = setup_license(portal_server, api, mailbox, email=email, machines=2,
+                         product={"air_gapped": True})
+    other = held.activations[1]["activation_id"]
+    with PortalUser(portal_server, held.product_id) as user:
+        assert user.sign_in_by_link(mailbox, email).status_code == 303
+        assert user.post("erase").status_code == 303
+        assert user.get("license").status_code == 200
+        answers = {
+            "release": user.post(f"activations/{other}/release").status_code,
+            "password": user.post("password", {"password": "new one",
+                                               "repeat": "new one"}).status_code,
+            "email": user.post("email", {"email": _email("back")}).status_code,
+            "export": user.post("data/export").status_code,
+            "offline": user.post("offline", {"request": airgap_request(
+                held.product_id, held.key, machine="air-x")}).status_code,
+        }
+    with db(portal_server) as session:
+        activation = session.get(Activation, other)
+        lic = session.get(License, held.license["id"])
+        assert activation is not None and lic is not None
+        still = activation.deactivated_at is None and lic.password_hash is None
+        airgapped = session.scalars(select(Activation).where(
+            Activation.license_id == lic.id)).all()
+    assert still and len(airgapped) == 2, answers
+    assert all(status in (303, 403) for status in answers.values()), answers
