@@ -103,8 +103,14 @@ def test_the_release_limit(portal: Portal, vendor: Vendor,
     assert text_of(portal.driver, "p.notice") == _FREED
     assert "You may free 0 more computer(s) now: at most 1 every 7 days." in portal.text
 
-    # The link is still there (the page may be old); the server counts and refuses.
-    _free(portal, held.product, second)
+    # No "Free" link is offered any more; a page opened before still has its form,
+    # and the server counts and refuses.
+    assert not portal.driver.find_elements(
+        By.CSS_SELECTOR, f"main table a[href='{_release_link(portal, held.product, second)}']")
+    portal.open(_release_link(portal, held.product, second))
+    assert portal.h1 == "Free a computer"
+    click_and_wait(portal.driver, portal.driver.find_element(
+        By.CSS_SELECTOR, "main form button.danger"))
     assert status_of(portal.driver) == 429
     assert portal.h1 == "Limit reached"
     assert "Contact support to free another one." in portal.text

@@ -39,7 +39,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from software_dna.server.mail import MailError, mail_configured, send_mail
@@ -47,10 +47,6 @@ from software_dna.server.models import (
     Activation,
     EmailConfirmation,
     EndUser,
-    License,
-    OutboxItem,
-    PortalLink,
-    PortalSession,
 )
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
@@ -260,35 +256,6 @@ def link_state(session: Session, ctx: Context, token: str, *,
     return _state(*found, utcnow())
 
 
-def _fold_unconfirmed(session: Session, owner: EndUser) -> list[str]:
-    """The address's owner just proved it: fold the unconfirmed records that carry the same
-    address into theirs (no commit); returns the ids folded.
-
-    Each activation gives its own record until its address is proven (an address typed
-    at activation proves nothing), so one person activating two computers has two
-    records at first.  Once they confirm, the other unconfirmed claims of that address are
-    theirs: the seats, purchases and queued mails move to the confirmed record (so their
-    export, their portal and their erasure cover everything) and the duplicates are
-    deleted with what they held (a registration given with an address that was not
-    yet proven is not carried into the owner's record).
-    """
-    others = list(session.scalars(select(EndUser).where(
-        EndUser.email_index == owner.email_index, EndUser.id != owner.id,
-        EndUser.erased_at.is_(None), EndUser.email_confirmed_at.is_(None))))
-    for other in others:
-        session.execute(update(Activation).where(Activation.end_user_id == other.id)
-                        .values(end_user_id=owner.id))
-        session.execute(update(License).where(License.buyer_id == other.id)
-                        .values(buyer_id=owner.id))
-        session.execute(update(OutboxItem).where(OutboxItem.end_user_id == other.id)
-                        .values(end_user_id=owner.id))
-        _forget_links(session, other.id)
-        session.execute(delete(PortalLink).where(PortalLink.end_user_id == other.id))
-        session.execute(delete(PortalSession).where(PortalSession.end_user_id == other.id))
-        session.delete(other)
-    return [other.id for other in others]
-
-
 def confirm(session: Session, ctx: Context, token: str, *,
             client_address: str | None = None) -> datetime:
     """Confirm the address a link was mailed to; commits. Returns when it was confirmed.
@@ -311,9 +278,8 @@ def confirm(session: Session, ctx: Context, token: str, *,
         if state.live:
             row.used_at = now
             end_user.email_confirmed_at = now
-            folded = _fold_unconfirmed(session, end_user)
             audit(session, "end_user", "end_user.email_confirmed", at=now,
-                  end_user_id=end_user.id, detail={"folded": folded} if folded else None)
+                  end_user_id=end_user.id)
             session.commit()
             return now
     session.rollback()

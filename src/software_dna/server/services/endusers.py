@@ -96,8 +96,9 @@ def attach_end_user(
     not multiply records) unless the address changed to another one; else the
     confirmed end user with this address on this license; otherwise a new end
     user is created.  An unconfirmed record is never joined by another
-    activation (the address is the person's word, not a proof); the records of
-    one address are folded into one when it is confirmed.  Does not commit.
+    activation (the address is the person's word, not a proof), so an address
+    may have several records; the license portal's erasure, asked by the
+    address's proven owner, covers them all.  Does not commit.
     """
     if email is None and registration is None:
         return None
@@ -114,8 +115,8 @@ def attach_end_user(
     # else the record whose owner proved this address (confirmed) and uses this
     # license.  An unconfirmed record is never joined: an address typed elsewhere, or
     # set in the portal, proves nothing, so nobody attaches a seat or a registration to
-    # another person's record by typing their address.  The unconfirmed records of one
-    # address are folded into one when its owner confirms it (email_confirmation).
+    # another person's record by typing their address.  (So one address may have
+    # several records; an erasure asked by its proven owner covers them all.)
     if activation.end_user_id is not None:
         current = session.get(EndUser, activation.end_user_id)
         if current is not None and current.erased_at is None and (
@@ -248,7 +249,7 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
     ``id``, ``license_id``, ``product``, ``fingerprint_id``, ``created_at``,
     ``last_seen_at``, ``deactivated_at``, ``client``, ``label``: the computer's
     name the app set, or None), ``settings`` (license id -> the app's settings
-    document, for the licenses bought or held by a live machine or floating
+    document, for the machine and floating licenses bought or held by a live
     seat: a user-seat license's document is shared by several people),
     ``licenses`` (ids of the licenses bought) and ``mails`` (the sent log's
     entries to this person: ``id``, ``template``, ``license_id``,
@@ -271,7 +272,8 @@ def export_end_user(session: Session, ctx: Context, end_user_id: str) -> dict[st
         # A license's settings document is the app's, shared by everyone on the license:
         # it is this person's only on a license they bought, or hold a live seat of
         # where a seat is a computer (on user seats several people share it).
-        bought = set(session.scalars(select(License.id).where(License.buyer_id == end_user.id)))
+        bought = set(session.scalars(select(License.id).where(
+            License.buyer_id == end_user.id, License.seat_mode != "user")))
         held = {a.license_id for a in activations
                 if a.deactivated_at is None and a.license.seat_mode != "user"}
         for license_id in sorted(bought | held):

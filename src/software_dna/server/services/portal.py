@@ -97,8 +97,10 @@ MAX_LINKS = 5
 #: Link requests per address (its keyed hash) and browser per sign-in window: more are
 #: answered the same way but mail nothing, so nobody floods a mailbox through the portal.
 LINK_MAILS_PER_WINDOW = 3
-#: Link requests per address from every browser together per sign-in window.
-LINK_MAILS_PER_ADDRESS = 10
+#: Link requests per address from every browser together per sign-in window: a bound on
+#: the mails one address can get, three times what one network may ask (so filling it
+#: takes several networks; the holder's browser then still signs in with the key).
+LINK_MAILS_PER_ADDRESS = 30
 
 _SIGN_IN_FAILED = ("The license key or the activation password is wrong. (A license without "
                    "an activation password is reached with a link sent by email.)")
@@ -374,7 +376,10 @@ def request_links(session: Session, ctx: Context, *, product_id: str, email: str
         EndUser.email_confirmed_at.is_not(None)).order_by(EndUser.created_at)).all()
     now = utcnow()
     if secrets.randbelow(20) == 0:  # now and then, forget the links that can no longer work
-        session.execute(delete(PortalLink).where(PortalLink.expires_at <= now))
+        # (a used link is kept while its session may live: it says which address
+        # opened that session)
+        session.execute(delete(PortalLink).where(PortalLink.expires_at <= now - timedelta(
+            seconds=settings.portal_session_max)))
     expires_at = now + timedelta(seconds=settings.portal_link_ttl)
     links: list[dict[str, str]] = []
     reached: set[str] = set()

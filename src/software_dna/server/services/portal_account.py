@@ -262,14 +262,31 @@ def erase_self(session: Session, ctx: Context, holder: Holder) -> None:
     actor ``portal``): the address, registration and labels go; machine and
     floating licenses (this one and the others the person uses or bought) lose
     their settings and activation password and run limited; on a user-seat
-    license only the person's own seats do.  The session stays, without
-    personal reach.
+    license only the person's own seats do.  When the address on file is the one
+    the session's link was mailed to (and is confirmed), every other
+    record carrying that address is erased the same way: each activation that
+    gave the address before it was proven has a record of its own.  The
+    session stays, as a read-only view of the limited license.
 
     Raises:
         ServiceError: 403 ``forbidden`` without personal reach.
     """
     person = _person(holder)
+    # The session proves the address on file only if the link that opened it was mailed
+    # to that address; an address changed since (even if confirmed) proves nothing.
+    opened_by = session.scalar(select(PortalLink.email_index).where(
+        PortalLink.end_user_id == person.id, PortalLink.used_at.is_not(None))
+        .order_by(PortalLink.used_at.desc()).limit(1))
+    proven = person.email_confirmed_at is not None and opened_by == person.email_index
+    index = person.email_index if proven else None
     erase(session, ctx, end_user=person, license_ids={holder.license.id}, actor=ACTOR)
+    if index is None:
+        return
+    # The proven owner of the address asks: every other record carrying it goes too
+    # (each activation that gave the address before it was proven has its own record).
+    for other in session.scalars(select(EndUser).where(
+            EndUser.email_index == index, EndUser.erased_at.is_(None))).all():
+        erase(session, ctx, end_user=other, license_ids=set(), actor=ACTOR)
 
 
 def answer_request(session: Session, ctx: Context, holder: Holder, request_text: str, *,
