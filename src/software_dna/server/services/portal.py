@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -605,9 +604,3 @@ def change_password(session: Session, ctx: Context, holder: Holder, new: str, *,
                              keep_portal_session=holder.session.id)
     except ServiceError as exc:
         raise _invalid(exc.message, field="password") from None
-
-
-def sessions_of(session: Session, license_id: str) -> Sequence[PortalSession]:
-    """The portal sessions of a license (support: who is signed in, and how)."""
-    return session.scalars(select(PortalSession).where(
-        PortalSession.license_id == license_id)).all()
