@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LockTimeout",
     "exclusive",
+    "load_locking",
     "fsync_directory",
     "move_aside",
     "read_limited",
@@ -202,6 +203,19 @@ class _PathLock:
 
             self._file_lock = filelock.FileLock(self.lock_path, mode=0o600, poll_interval=0.005)
         return self._file_lock
+
+
+def load_locking() -> None:
+    """Import :mod:`filelock` (and what it imports) now; never raises.
+
+    For a frozen app (``sys.frozen``): :func:`exclusive` imports it lazily, at
+    the first store write, and a one-file app's unpacked folder, which holds
+    the extension modules it needs (``_decimal``, ``_contextvars``), may be
+    removed while the app runs. What cannot be loaded now fails, as before,
+    at the first write.
+    """
+    with suppress(ImportError, OSError):
+        import filelock  # noqa: F401  # lazy everywhere else: the read path
 
 
 _LOCKS: dict[str, _PathLock] = {}

@@ -14,7 +14,8 @@ Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`:
 each public method is wrapped by :func:`~software_dna.client.boundary.guard`,
 the last net under the translations the layers below make (docs/security.md,
 "The SDK's boundary"). In a frozen app (``sys.frozen``) the constructor loads
-the network stack and the TLS trust at once (:meth:`ServerAPI.prepare`), so
+the store's file locking, the network stack and the TLS trust at once
+(:func:`~software_dna.files.load_locking`, :meth:`ServerAPI.prepare`), so
 that removing the app's unpacked folder while it runs breaks nothing later;
 a normal ``import software_dna`` stays light.
 """
@@ -33,6 +34,7 @@ from urllib.parse import quote
 
 from software_dna import fingerprint as _fp
 from software_dna.errors import LicenseError, LicenseExpired, NetworkError, localize
+from software_dna.files import load_locking
 from software_dna.i18n import N_, normalize, translation
 from software_dna.license import License
 from software_dna.store import store_path_for
@@ -206,6 +208,7 @@ class LicenseClient:
         self._airgap = AirGap(self._state)
         self._passwords = PasswordReset(self._state, self._server)
         if getattr(sys, "frozen", False):  # PyInstaller, cx_Freeze, py2exe, ...
+            load_locking()  # the store's lock, for the first write
             self._server.prepare()
 
     @property

@@ -1,0 +1,1 @@
+"""A vendor's app frozen with PyInstaller, built and run by the tests here."""
