@@ -92,6 +92,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH_RUN) bench/fingerprint_cost.py
 	$(BENCH_RUN) bench/machine_key.py
 	$(BENCH_RUN) bench/clients.py
+	$(BENCH_RUN) bench/region_loss.py
 	$(BENCH_RUN) bench/server.py --profile
 
 clean:
