@@ -314,22 +314,32 @@ def test_it_keeps_working_after_its_unpacked_folder_is_removed(
                                 "message": str(expected.value)}, report
 
 
-@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "control-not-frozen"])
-def test_a_frozen_client_loads_the_store_lock_when_it_is_built(frozen: bool,
+_FLAGS = {
+    "pyinstaller": "sys.frozen = True\n",
+    # Nuitka sets no sys.frozen; each module it compiled has a __compiled__ global.
+    "nuitka": "import software_dna.client.facade as f\nf.__compiled__ = object()\n",
+    "control-not-frozen": "",
+}
+
+
+@pytest.mark.parametrize("flag", list(_FLAGS))
+def test_a_frozen_client_loads_the_store_lock_when_it_is_built(flag: str,
                                                                tmp_path: Path) -> None:
     """The store's first write imports filelock (which needs ``_decimal`` and
-    ``_contextvars``, extension modules in the unpacked folder): a frozen app loads it
-    when the client is built; otherwise (control) it stays lazy."""
+    ``_contextvars``, extension modules in the unpacked folder), and the first request
+    requests: a frozen app (PyInstaller's flag, or Nuitka's) loads both when the client is
+    built; otherwise (control) they stay lazy."""
     script = (
-        "import sys\n"
-        f"sys.frozen = {frozen}\n"
+        "import sys\n" + _FLAGS[flag] +
         "from software_dna import LicenseClient\n"
         "from software_dna.wire.paseto import SecretKey\n"
         "key = SecretKey.generate().public_key.to_paserk()\n"
-        "LicenseClient(product='p', public_keys=[key], store_path=sys.argv[1])\n"
-        "print('filelock' in sys.modules, '_decimal' in sys.modules)\n")
+        "LicenseClient(product='p', public_keys=[key], store_path=sys.argv[1],\n"
+        "              server_url='https://license.example.com')\n"
+        "print(*(name in sys.modules for name in ('filelock', '_decimal', 'requests')))\n")
     src = str(Path(next(iter(software_dna.__path__))).parent)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)],
                           env=dict(os.environ, PYTHONPATH=src), capture_output=True,
                           text=True, timeout=60, check=True)
-    assert done.stdout.split() == ([str(frozen)] * 2), done.stdout + done.stderr
+    loaded = str(flag != "control-not-frozen")
+    assert done.stdout.split() == [loaded] * 3, done.stdout + done.stderr

@@ -13,7 +13,8 @@ the periodic check. Each public method delegates to one of them.
 Everything the SDK raises is a :class:`~software_dna.errors.LicenseError`:
 each public method is wrapped by :func:`~software_dna.client.boundary.guard`,
 the last net under the translations the layers below make (docs/security.md,
-"The SDK's boundary"). In a frozen app (``sys.frozen``) the constructor loads
+"The SDK's boundary"). In a frozen app (``sys.frozen``, or Nuitka's
+``__compiled__``) the constructor loads
 the store's file locking, the network stack and the TLS trust at once
 (:func:`~software_dna.files.load_locking`, :meth:`ServerAPI.prepare`), so
 that removing the app's unpacked folder while it runs breaks nothing later;
@@ -62,6 +63,12 @@ __all__ = ["LicenseClient"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def _frozen() -> bool:
+    """True in a frozen app: PyInstaller, cx_Freeze, py2exe, ... set ``sys.frozen``;
+    Nuitka sets none but gives each module it compiled a ``__compiled__`` global."""
+    return bool(getattr(sys, "frozen", False)) or "__compiled__" in globals()
 
 
 def _utcnow() -> datetime:
@@ -207,7 +214,7 @@ class LicenseClient:
         self._terms = Terms(self._state, self._server, self._validation, self._lock)
         self._airgap = AirGap(self._state)
         self._passwords = PasswordReset(self._state, self._server)
-        if getattr(sys, "frozen", False):  # PyInstaller, cx_Freeze, py2exe, ...
+        if _frozen():
             load_locking()  # the store's lock, for the first write
             self._server.prepare()
 
