@@ -48,7 +48,7 @@ import inspect
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -155,7 +155,6 @@ class Outcome:
     activations_tried: int = 0
     leases_lost: int = 0
     last_recovery: float = 0.0  # seconds after service returned (0: nobody to recover)
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Model:
