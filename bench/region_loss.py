@@ -22,7 +22,8 @@ What each app does comes from the code, not from copied numbers: its token's
 ``refresh_by`` / ``exp`` from the server's own :func:`token_times` with a new
 product's defaults (``DEFAULT_REFRESH_INTERVAL``, ``DEFAULT_OFFLINE_GRACE``,
 ``lease_duration``), the periodic check's jitter and back-off (interval x 2^failures,
-at most ``max_backoff``) from :class:`PeriodicCheck`, the floating lease's
+at most ``max_backoff``, never past the token's end, one interval at most once it
+ended) from :class:`PeriodicCheck`, the floating lease's
 heartbeat (half the remaining lease) as :meth:`Checkout.heartbeat_delay` does it.
 The SDK has no default check interval: the apps use the ones the docs show
 (``--interval``: 3600 s, docs/quickstart.md; ``--floating-interval``: 300 s,
@@ -229,8 +230,12 @@ class Model:
         """When the periodic check runs next (the SDK's back-off, jitter, heartbeat)."""
         jitter, max_backoff = checker_timing(interval)
         base = min(interval * 2.0 ** app.failures, max_backoff)
+        if not app.licensed(now):  # the SDK backs off one interval at most once lapsed
+            base = min(base, interval)
         spread = base * jitter
         delay = max(0.01, base + self.rng.uniform(-spread, spread))
+        if app.licensed(now):  # the SDK never sleeps past the end of the license it holds
+            delay = min(delay, max(min(interval, 60.0), app.exp - now))
         if app.floating:
             left = app.lease_end - now
             if left > 0:

@@ -269,3 +269,39 @@ def test_an_import_failure_in_the_checker_reaches_on_error(
     assert "network components" in str(errors[0])
     assert checker.consecutive_failures == 1
     assert checker.last_license == before
+
+
+def test_backs_off_no_longer_than_an_interval_once_the_license_has_lapsed(
+        server: InProcessServer, tmp_path: Path) -> None:
+    """Invariant: an outage longer than the offline grace costs the app the license only
+    until the server answers again, plus one interval at most: the exponential back-off
+    (which spares the server while the app still has a license) never sleeps past the
+    license's end, and stops growing once the app has none left."""
+    with server.link() as switch:
+        product, keys = new_product(server.admin, refresh_interval=60, offline_grace_period=3600)
+        app = App(server, product, keys, tmp_path / "app", timeout=0.5,
+                  transport=switch.transport())
+        app.client.activate(server.admin.issue_license(product)["license_key"])
+        checker = PeriodicCheck(app.client, 10.0, jitter=0.0, clock=app.now)
+        switch.offline()
+        app.offset = timedelta(seconds=90)  # due, well within the grace
+        for _ in range(4):
+            checker.tick()
+        lic = checker.last_license
+        assert lic is not None and lic.offline_grace_ends_at is not None
+        assert checker._delay() == 10.0 * 2 ** 4  # a licensed app backs off
+        # Near the grace's end, the next try comes before it, not after.
+        left = 100.0
+        app.offset += (lic.offline_grace_ends_at - app.now()) - timedelta(seconds=left)
+        delay = checker._delay()
+        assert left - 1 <= delay <= left
+        app.offset += timedelta(hours=1)  # the grace ran out during the outage
+        checker.tick()
+        assert checker.last_license is None
+        assert checker.consecutive_failures == 5
+        assert checker._delay() == 10.0
+        switch.online()
+        app.offset = timedelta(0)  # the in-process server's clock is the real one
+        checker.tick()
+        assert checker.last_license is not None
+        assert checker.consecutive_failures == 0

@@ -742,6 +742,7 @@ class LicenseClient:
         handle = PeriodicCheck(
             self, interval, on_change=on_change, on_error=on_error,
             jitter=jitter, max_backoff=max_backoff, checkout=self._checkout,
+            clock=self._state.now,
         )
         handle.start()
         return handle

@@ -2,7 +2,8 @@
 
 :meth:`LicenseClient.start_periodic_check` starts one. Every ``interval``
 seconds (± ``jitter``) it validates online; after a failure it backs off
-exponentially (up to ``max_backoff``) and never dies: every exception is
+exponentially (up to ``max_backoff``; no more than ``interval`` once no valid
+license is left) and never dies: every exception is
 caught and handed to ``on_error``. A failure -- the server unreachable or
 unusable, the store not writable (read-only folder, disk full), the machine
 not identifiable at the moment, anything unexpected -- counts toward the
@@ -23,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Protocol
 
 from software_dna.errors import (
@@ -82,8 +83,11 @@ class PeriodicCheck:
         jitter: fraction of ``interval`` added or removed at random (0–1), so
             that many apps do not call the server at the same instant.
         max_backoff: longest wait in seconds after repeated failures
-            (default: 32 × interval).
+            (default: 32 × interval). While there is no valid license (the offline
+            grace ran out during the failures) the wait is one interval at most.
         checkout: the client's floating seats (its lease's heartbeat), or None.
+        clock: returns the current time as an aware datetime (default: the system's
+            UTC clock; the client passes its own).
 
     Attributes:
         consecutive_failures: failures since the last success.
@@ -100,6 +104,7 @@ class PeriodicCheck:
         jitter: float = 0.1,
         max_backoff: float | None = None,
         checkout: Checkout | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be a positive number of seconds")
@@ -109,6 +114,7 @@ class PeriodicCheck:
 
         self._client = client
         self._checkout = checkout
+        self._clock = clock or _utcnow
         self.interval = float(interval)
         self.jitter = jitter
         self.max_backoff = float(max_backoff) if max_backoff is not None else 32 * self.interval
@@ -164,8 +170,20 @@ class PeriodicCheck:
 
     def _delay(self) -> float:
         base = min(self.interval * (2 ** self.consecutive_failures), self.max_backoff)
+        if self.last_license is None:
+            # Nothing left to protect by waiting longer: with no valid license (the
+            # offline grace ran out during an outage) the app is back as soon as the
+            # server is, one interval at most; the jitter still spreads the clients.
+            base = min(base, self.interval)
         spread = base * self.jitter
         delay = float(max(0.01, base + self._random.uniform(-spread, spread)))
+        ends = _works_until(self.last_license)
+        if ends is not None:
+            # A back-off never sleeps past the end of the license it protects: the
+            # last try comes just before, so a server back by then keeps it seamless.
+            # (Never more often than a minute or an interval apart, whichever is less.)
+            left = (ends - self._clock()).total_seconds()
+            delay = min(delay, max(min(self.interval, 60.0), left))
         if self._checkout is None:
             return delay
         # A floating lease is renewed before it lapses, whatever the interval.
@@ -222,6 +240,18 @@ class PeriodicCheck:
         if self._on_error is not None:
             with contextlib.suppress(Exception):
                 self._on_error(exc)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _works_until(lic: License | None) -> datetime | None:
+    """When ``lic`` stops working offline unless refreshed (its offline grace's end, else
+    its token's end), or ``None`` (no license, or one that never ends offline)."""
+    if lic is None:
+        return None
+    return lic.offline_grace_ends_at or lic.expires_at
 
 
 def _as_license_error(exc: Exception) -> LicenseError:
