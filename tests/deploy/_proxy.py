@@ -256,6 +256,19 @@ http {{
             return []
         return [line.split("|", 4) for line in text.splitlines() if line.strip()]
 
+    def lines_after(self, before: int, count: int = 1, wait: float = 10.0) -> list[list[str]]:
+        """The access log's lines after the first ``before``, once ``count`` are there.
+
+        nginx writes a line when the request ends, which may be just after the
+        client has its answer: waits up to ``wait`` seconds for them.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            lines = self.access_lines()[before:]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def __enter__(self) -> Nginx:
         return self.start()
 
