@@ -212,11 +212,11 @@ http {{
         Raises:
             RuntimeError: the configuration is refused or nginx exits / does not listen.
         """
-        checked = subprocess.run(self.command("-t"), capture_output=True, text=True,  # noqa: S603
+        checked = subprocess.run(self.command("-t"), capture_output=True, text=True,
                                  timeout=30, check=False)
         if checked.returncode != 0:
             raise RuntimeError(f"nginx -t refused the rendered recipe:\n{checked.stderr}")
-        self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,  # noqa: S603
+        self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while True:

@@ -57,7 +57,7 @@ def _directives() -> dict[str, list[str]]:
 
 def test_systemd_accepts_the_unit_without_a_warning(tmp_path: Path) -> None:
     analyze = _systemd_analyze()
-    done = subprocess.run([analyze, "verify", str(_installed_copy(tmp_path))],  # noqa: S603
+    done = subprocess.run([analyze, "verify", str(_installed_copy(tmp_path))],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stderr
@@ -65,7 +65,7 @@ def test_systemd_accepts_the_unit_without_a_warning(tmp_path: Path) -> None:
 
 def test_the_units_exposure_stays_in_systemds_ok_band(tmp_path: Path) -> None:
     analyze = _systemd_analyze()
-    done = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20",  # noqa: S603
+    done = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20",
                            str(_installed_copy(tmp_path))],
                           capture_output=True, text=True, timeout=60, check=False)
     if "--offline" in done.stderr and "unrecognized" in done.stderr:
