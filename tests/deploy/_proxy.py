@@ -120,7 +120,7 @@ def _once(pattern: str, replacement: str, text: str) -> str:
 
 
 def render(recipe: str, *, https_port: int, http_port: int, tls: Tls, upstreams: Sequence[int],
-           overrides: Mapping[str, str] | None = None) -> str:
+           overrides: Mapping[str, str] | None = None, backup: Sequence[int] = ()) -> str:
     """The recipe with the test's listen ports, certificate, upstream ports and source address.
 
     Args:
@@ -128,6 +128,7 @@ def render(recipe: str, *, https_port: int, http_port: int, tls: Tls, upstreams:
         https_port, http_port: where nginx listens on 127.0.0.1.
         tls: the certificate and key to serve.
         upstreams: the instances' ports on 127.0.0.1 (their lines keep the recipe's options).
+        backup: those of ``upstreams`` marked ``backup`` (used only when the others fail).
         overrides: directive -> value for directives the recipe sets once
             (e.g. ``{"client_body_timeout": "1s"}``).
     """
@@ -140,7 +141,8 @@ def render(recipe: str, *, https_port: int, http_port: int, tls: Tls, upstreams:
     servers = re.findall(r"^(\s*)server 127\.0\.0\.1:\d+( [^;]*);\n", text, flags=re.MULTILINE)
     assert servers, "the recipe's upstream has no `server 127.0.0.1:PORT ...;` line"
     indent, options = servers[0]
-    lines = "".join(f"{indent}server 127.0.0.1:{port}{options};\n" for port in upstreams)
+    lines = "".join(f"{indent}server 127.0.0.1:{port}{options}{' backup' * (port in backup)};\n"
+                    for port in upstreams)
     text = re.sub(r"^\s*server 127\.0\.0\.1:\d+ [^;]*;\n", "", text, flags=re.MULTILINE)
     text = _once(r"^upstream software_dna \{\n", "upstream software_dna {\n" + lines, text)
     text = _once(r"proxy_http_version 1\.1;",
@@ -157,7 +159,7 @@ class Nginx:
         folder: where its configuration, logs and temp files go.
         tls: the certificate it serves.
         upstreams: the license server instances' ports on 127.0.0.1.
-        overrides: see :func:`render`.
+        overrides, backup: see :func:`render`.
 
     Attributes: ``https_url`` (``https://127.0.0.1:<port>``), ``http_url``,
     ``access_log`` (one line per request: ``msec|status|upstream_addr|
@@ -165,7 +167,7 @@ class Nginx:
     """
 
     def __init__(self, folder: Path, tls: Tls, upstreams: Sequence[int],
-                 overrides: Mapping[str, str] | None = None) -> None:
+                 overrides: Mapping[str, str] | None = None, backup: Sequence[int] = ()) -> None:
         self.binary = require_nginx()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,7 @@ class Nginx:
         self.error_log = folder / "error.log"
         site = render(RECIPE.read_text(encoding="utf-8"), https_port=self.https_port,
                       http_port=self.http_port, tls=tls, upstreams=upstreams,
-                      overrides=overrides)
+                      overrides=overrides, backup=backup)
         (folder / "software-dna.conf").write_text(site, encoding="utf-8")
         # As root the workers would switch to nobody; they stay this account instead.
         user = ""
