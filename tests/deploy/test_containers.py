@@ -15,14 +15,27 @@ so this reads the recipe instead of pretending to run it. Invariants:
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import importlib
 import json
+import os
 import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import software_dna
+from software_dna.server.config import environ_without_settings
+from software_dna.server.testing import free_port
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+#: The sources under test (the server processes import these, not an installed copy).
+SRC = Path(next(iter(software_dna.__path__))).parent
 
 
 def _compose() -> dict[str, Any]:
@@ -123,3 +136,61 @@ def test_the_build_context_holds_the_sources_and_nothing_secret() -> None:
     for secret in (".venv/bin/python", "tests/conftest.py", "master.key", "deploy/master.key",
                    "server.db", ".git/config", "src/software_dna/__pycache__/x.pyc"):
         assert _ignored(secret, patterns), secret
+
+
+def _final_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, rest in _final_stage():
+        if keyword == "ENV":
+            for pair in shlex.split(rest):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def test_the_images_commands_serve_and_pass_the_health_check(tmp_path: Path) -> None:
+    """The image's environment, init, CMD and HEALTHCHECK, run here outside a container.
+
+    Not the image (it cannot be built here): the same command lines against
+    this checkout, with the image's paths mapped into a temp folder.
+    """
+    home, secrets_dir = tmp_path / "data", tmp_path / "secrets"
+    home.mkdir(mode=0o700)
+    secrets_dir.mkdir(mode=0o700)
+    port = free_port()
+    image_env = _final_env()
+
+    def mapped(text: str) -> str:
+        return (text.replace("/var/lib/software-dna", str(home))
+                .replace("/run/secrets", str(secrets_dir)).replace("8000", str(port)))
+
+    key_file = Path(mapped(image_env["SOFTWARE_DNA_MASTER_KEY_FILE"]))
+    # The key made as the docs say, outside the container (unpadded base64url of 32 bytes).
+    key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=") + "\n")
+    key_file.chmod(0o400)
+    env = {**environ_without_settings(), "PYTHONPATH": str(SRC)}
+    env.update({name: mapped(value) for name, value in image_env.items()
+                if name.startswith(("SOFTWARE_DNA_", "PYTHON"))})
+    cli = [sys.executable, "-m", "software_dna.server.cli"]
+    init = subprocess.run([*cli, "server", "init"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert init.returncode == 0, init.stderr
+    command = [mapped(part) for part in json.loads(dict(_final_stage())["CMD"])]
+    assert command[0] == "software-dna"
+    with subprocess.Popen([*cli, *command[1:]], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as server:
+        try:
+            health = json.loads(mapped(dict(_final_stage())["HEALTHCHECK"]).split("CMD", 1)[1])
+            assert health[0] == "python"
+            for _ in range(300):  # the start period: until it answers, or the server exits
+                probe = subprocess.run([sys.executable, *health[1:]], capture_output=True,
+                                       timeout=30, check=False)
+                if probe.returncode == 0 or server.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert probe.returncode == 0, probe.stderr
+        finally:
+            server.send_signal(signal.SIGTERM)  # the image's STOPSIGNAL
+            code = server.wait(60)
+    assert code == 0
