@@ -163,7 +163,8 @@ class Nginx:
 
     Attributes: ``https_url`` (``https://127.0.0.1:<port>``), ``http_url``,
     ``access_log`` (one line per request: ``msec|status|upstream_addr|
-    upstream_status|uri``; a retried request lists both upstreams, comma-separated), ``error_log``.
+    upstream_status|uri|request_time``, times in seconds; ``msec`` is when the
+    request ended; a retried request lists both upstreams, comma-separated), ``error_log``.
     """
 
     def __init__(self, folder: Path, tls: Tls, upstreams: Sequence[int],
@@ -195,7 +196,7 @@ error_log {self.error_log} warn;
 {user}
 events {{ worker_connections 512; }}
 http {{
-    log_format upstreams '$msec|$status|$upstream_addr|$upstream_status|$uri';
+    log_format upstreams '$msec|$status|$upstream_addr|$upstream_status|$uri|$request_time';
     access_log {self.access_log} upstreams;
 {temp}
     include {folder / 'software-dna.conf'};
@@ -256,7 +257,12 @@ http {{
             text = self.access_log.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
-        return [line.split("|", 4) for line in text.splitlines() if line.strip()]
+        lines = []
+        for line in text.splitlines():
+            if line.strip():
+                rest, took = line.rsplit("|", 1)
+                lines.append([*rest.split("|", 4), took])
+        return lines
 
     def lines_after(self, before: int, count: int = 1, wait: float = 10.0) -> list[list[str]]:
         """The access log's lines after the first ``before``, once ``count`` are there.

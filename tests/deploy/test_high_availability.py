@@ -46,7 +46,8 @@ class Figures:
     """What one run measured (counts of validations, seconds)."""
 
     clients: int = 0
-    #: validations answered 200 by each instance ("a" survives, "b" is killed).
+    #: validations answered 200 by each instance ("a" survives, "b" is killed), by
+    #: whether they started before the killed instance was gone or after.
     before: Counter[str] = field(default_factory=Counter)
     after: Counter[str] = field(default_factory=Counter)
     #: requests nginx sent to a second instance after the first failed.
@@ -137,10 +138,11 @@ def node_failure(folder: Path, database_url: str, *, clients: int, before: float
         for thread in threads:
             thread.start()
         time.sleep(before)
-        killed_at = time.time()
-        survivor_log_at_kill = _validations_in_log(survivor)
         assert victim.pid is not None
         os.killpg(victim.pid, signal.SIGKILL)
+        victim.stop()  # reaps it: a request that starts from here on cannot reach it
+        survivor_log_at_kill = _validations_in_log(survivor)
+        killed_at = time.time()
         time.sleep(after)
         stop.set()
         for thread in threads:
@@ -148,14 +150,16 @@ def node_failure(folder: Path, database_url: str, *, clients: int, before: float
         lines = [line for line in proxy.lines_after(start_line)
                  if line[4].endswith("/validate")]
         answered: list[float] = []
-        for msec, status, upstream, _statuses, _uri in lines:
+        for msec, status, upstream, _statuses, _uri, took in lines:
             if "," in upstream:
                 figures.retried_by_proxy += 1
             if status != "200":
                 figures.failed_at_proxy += 1
                 continue
             served_by = names.get(upstream.rsplit(", ", 1)[-1], upstream)
-            (figures.before if float(msec) < killed_at else figures.after)[served_by] += 1
+            # By when the request started: one in flight at the kill counts as before.
+            started = float(msec) - float(took)
+            (figures.before if started < killed_at else figures.after)[served_by] += 1
             answered.append(float(msec))
         figures.gap_before = _longest_gap([t for t in answered if t < killed_at])
         figures.gap_after = _longest_gap([t for t in answered if t >= killed_at - 1.0])
