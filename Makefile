@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck browser bench stress clean messages catalogues
+.PHONY: demo test lint typecheck browser proxy bench stress clean messages catalogues
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ typecheck: lint
 # The panel's browser tests (tests/panel/browser) drive headless Chromium. As root on
 # Debian (CI) `browser` installs Debian's chromium and chromium-driver; elsewhere it says
 # how, and those tests are skipped with that message (with CI=true they fail instead).
-test: $(STAMP) catalogues lint browser
+test: $(STAMP) catalogues lint browser proxy
 	$(BIN)/python -m pytest -n 3 --dist loadscope
 
 BROWSER_PACKAGES := chromium chromium-driver
@@ -63,8 +63,31 @@ skipped (they fail when CI=true)."; \
 matching chromedriver."; \
 	fi
 
+# The deployment tests (tests/deploy) start nginx from deploy/nginx in front of the server.
+# As root on Debian (CI) `proxy` installs Debian's nginx; elsewhere it says how, and those
+# tests are skipped with that message (with CI=true they fail instead).
+PROXY_PACKAGES := nginx
+proxy:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing $(PROXY_PACKAGES) for the deployment tests (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $(PROXY_PACKAGES) >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q \
+			--no-install-recommends $(PROXY_PACKAGES) >/dev/null; } \
+		|| echo "Could not install $(PROXY_PACKAGES): the proxy and HA tests will be \
+skipped (they fail when CI=true)."; \
+	else \
+		echo "nginx is not installed: the reverse-proxy and high-availability tests \
+(tests/deploy) will be skipped (they fail when CI=true)."; \
+		echo "  Debian/Ubuntu: sudo apt-get install $(PROXY_PACKAGES)  (or: sudo make proxy)"; \
+		echo "  Elsewhere: install nginx and set SDNA_NGINX to its executable if it is not \
+on the PATH."; \
+	fi
+
 # The reliability and security suite at full scale (one line per family; see docs/security.md).
-stress: $(STAMP) catalogues
+stress: $(STAMP) catalogues proxy
 	$(BIN)/python -m tests.stress
 
 # The benchmarks run in their own environment (.venv-bench): software_dna with its

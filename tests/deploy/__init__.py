@@ -1,0 +1,1 @@
+"""Tests of the deployment recipes in deploy/: proxy, systemd, containers, HA."""
