@@ -17,7 +17,9 @@ __all__ = ["EXIT_BROKEN_PIPE", "INSTALL_HINT", "main", "version_line"]
 
 #: What ``software-dna`` prints when the server extra is not installed.
 INSTALL_HINT = ("software-dna: the license server and its tools need the server extra: "
-                "pip install 'software-dna[server]'")
+                "install software-dna[server] where you installed software-dna (e.g. pip "
+                "install 'software-dna[server]'; from a wheel or a checkout: see "
+                "docs/installation.md)")
 
 #: The exit status when standard output is closed early (``software-dna audit | head -1``):
 #: 128 + SIGPIPE, what a shell reports for a command that a closed pipe stopped.

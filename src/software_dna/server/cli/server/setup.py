@@ -69,18 +69,47 @@ def init(
         print("Database: schema up to date")
         database = (f"the SQLite file {make_url(settings.database_url).database}"
                     if settings.is_sqlite else "your PostgreSQL database")
-        key = "the master key file" if where.path is not None else "SOFTWARE_DNA_MASTER_KEY"
-        print(f"Back up separately: the database ({database}) and {key}. Without the key the "
-              "database's secrets cannot be read; a backup holding both gives them all away, "
-              "so keep the key's copy apart from the database's.")
+        key = (f"the master key file {where.path}" if where.path is not None
+               else "SOFTWARE_DNA_MASTER_KEY")
         if admin_key:
             print("Admin API key (shown once; store it safely):")
             print(admin_key)
         else:
             print("Admin API key: one exists already (use --new-admin-key to replace it)")
         _first_owner(settings, owner_email)
+        _next_steps(settings, database, key)
         return 0
     return one_line(run, database_url)
+
+
+def _next_steps(settings: Settings, database: str, key: str) -> None:
+    """What is left to do before the server serves end users (printed last by ``init``)."""
+    # Lazy: the doctor's names only for this command, not every CLI start.
+    from software_dna.server.doctor import METRICS_TOKEN_VARIABLE, metrics_token_set
+    from software_dna.server.mail import mail_configured
+
+    steps: list[str] = []
+    if settings.public_url is None or not settings.public_url.startswith("https://"):
+        steps.append("Set SOFTWARE_DNA_PUBLIC_URL to the https:// address end users reach "
+                     "the server at (mailed links and the control panel need it).")
+    if not mail_configured(settings):
+        steps.append("To send mail (password reset codes, reminders), set "
+                     "SOFTWARE_DNA_SMTP_HOST and SOFTWARE_DNA_SMTP_SENDER (and _PORT, _TLS, "
+                     "_USERNAME, _PASSWORD as your mail server wants).")
+    if not metrics_token_set(settings):
+        steps.append(f"Set {METRICS_TOKEN_VARIABLE} to a long random value for your "
+                     "Prometheus to read the metrics.")
+    steps.append(f"Run `{PROG} server doctor` (with the settings and --workers the server "
+                 "will have): it checks all this and says what is left.")
+    steps.append(f"Serve behind a TLS-terminating proxy: `{PROG} server run --host 127.0.0.1 "
+                 "--port 8000 --forwarded-allow-ips 127.0.0.1` (the proxy's address), one "
+                 "worker per CPU on PostgreSQL (docs/operations.md).")
+    steps.append(f"Back up the database ({database}) regularly with `{PROG} server backup`, "
+                 f"and {key} apart from it: without the key the database's secrets cannot be "
+                 "read, and one backup holding both gives them all away.")
+    print("Next steps:")
+    for number, step in enumerate(steps, 1):
+        print(f"  {number}. {step}")
 
 
 def _first_owner(settings: Settings, owner_email: str | None) -> None:
