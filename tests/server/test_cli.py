@@ -124,7 +124,7 @@ def test_init_migrate_run(tmp_path: Path, fresh_database_url: str, cli: Call) ->
     key_file = Path(env["XDG_CONFIG_HOME"]) / "software-dna-keys" / "master.key"
     assert not (home / "master.key").exists()
     assert f"Master key: {key_file} (created)" in init.stdout
-    assert "Back up separately" in init.stdout
+    assert "server backup" in init.stdout and str(key_file) in init.stdout
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     master = key_file.read_bytes()

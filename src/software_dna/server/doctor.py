@@ -460,29 +460,38 @@ def _smtp(settings: Settings) -> list[Finding]:
     where = f"{host}:{port}"
     try:
         _greet(settings, host, port)
+    except _SmtpRefusal as exc:
+        findings.append(_problem(subject, f"{where}: {exc}"))
     except smtplib.SMTPAuthenticationError as exc:
         findings.append(_problem(subject, f"{where} refused the login (SMTP {exc.smtp_code}): "
                                  "check SOFTWARE_DNA_SMTP_USERNAME and "
                                  "SOFTWARE_DNA_SMTP_PASSWORD."))
-    except smtplib.SMTPNotSupportedError:
-        findings.append(_problem(subject, f"{where} does not offer STARTTLS: set "
-                                 "SOFTWARE_DNA_SMTP_TLS=tls (implicit TLS, port 465) or use a "
-                                 "mail server that does."))
     except ssl.SSLError as exc:
         findings.append(_problem(subject, f"{where}: TLS failed ({exc.reason or exc}): check "
                                  "the certificate (SOFTWARE_DNA_SMTP_CA_FILE for a private CA) "
                                  "and SOFTWARE_DNA_SMTP_TLS."))
     except (smtplib.SMTPException, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
         findings.append(_problem(subject, f"cannot talk to {where} ({type(exc).__name__}: "
-                                 f"{exc}): check SOFTWARE_DNA_SMTP_HOST and "
-                                 "SOFTWARE_DNA_SMTP_PORT, and that this machine may reach it."))
+                                 f"{reason}): "
+                                 "check SOFTWARE_DNA_SMTP_HOST and SOFTWARE_DNA_SMTP_PORT, and "
+                                 "that this machine may reach it."))
     else:
         findings.append(_ok(subject, f"{where} answers ({settings.smtp_tls}; no mail sent)."))
     return findings
 
 
+class _SmtpRefusal(Exception):
+    """The mail server lacks what the settings need; the message says what to do."""
+
+
 def _greet(settings: Settings, host: str, port: int) -> None:
-    """Connect, EHLO, STARTTLS when configured, log in when configured; QUIT. No mail."""
+    """Connect, EHLO, STARTTLS when configured, log in when configured; QUIT. No mail.
+
+    Raises:
+        _SmtpRefusal: STARTTLS or AUTH is configured but not offered.
+        smtplib.SMTPException, ssl.SSLError, OSError: the exchange failed.
+    """
     timeout = float(settings.smtp_timeout)
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     smtp: smtplib.SMTP
@@ -493,9 +502,17 @@ def _greet(settings: Settings, host: str, port: int) -> None:
     try:
         smtp.ehlo()
         if settings.smtp_tls == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise _SmtpRefusal("does not offer STARTTLS: set SOFTWARE_DNA_SMTP_TLS=tls "
+                                   "(implicit TLS, port 465) if it speaks that, or use a mail "
+                                   "server that offers STARTTLS.")
             smtp.starttls(context=context)
             smtp.ehlo()
         if settings.smtp_username:
+            if not smtp.has_extn("auth"):
+                raise _SmtpRefusal("does not offer a login (AUTH): unset "
+                                   "SOFTWARE_DNA_SMTP_USERNAME, or use the mail server's "
+                                   "submission port.")
             password = settings.smtp_password
             smtp.login(settings.smtp_username,
                        password.get_secret_value() if password is not None else "")
