@@ -191,6 +191,30 @@ def test_a_missing_or_malformed_master_key_is_a_problem(server: Server) -> None:
     assert code == 1 and "server init" in line_of(lines, "master key")
 
 
+def test_a_master_key_that_does_not_open_the_database_is_a_problem(server: Server) -> None:
+    for argv in (["products", "create", "doctor-app"], ["keys", "generate", "doctor-app"]):
+        assert run_cli(*argv, *server.args())[0] == 0
+    original = server.key_file.read_bytes()
+    server.key_file.unlink()
+    assert run_cli("server", "init", *server.args())[0] == 1  # refuses to make a new key
+    server.key_file.write_text("A" * 43 + "\n")  # a well-formed key, but not this server's
+    server.key_file.chmod(0o600)
+    code, lines = doctor(server)
+    assert code == 1 and "does not open this database" in line_of(lines, "master key")
+    assert line_of(lines, "master key").count("problem") == 1
+    server.key_file.write_bytes(original)
+    assert line_of(doctor(server)[1], "master key").startswith("ok")
+
+
+@pytest.mark.parametrize("fresh_database_url", ["sqlite"], indirect=True)
+def test_a_master_key_left_at_the_old_place_in_the_data_folder_is_a_problem(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.key_file.rename(server.home / "master.key")
+    monkeypatch.delenv("SOFTWARE_DNA_MASTER_KEY_FILE")
+    code, lines = doctor(server)  # the doctor checks nothing went to stderr
+    assert code == 1 and "inside the data folder" in line_of(lines, "master key")
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="giving a file to another user needs root")
 @pytest.mark.parametrize("fresh_database_url", ["sqlite"], indirect=True)

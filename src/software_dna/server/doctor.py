@@ -14,14 +14,16 @@ is shown with its password masked).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
+import logging
 import os
 import smtplib
 import ssl
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -31,8 +33,9 @@ import requests
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from software_dna.server.bootstrap import check_key_opens
 from software_dna.server.config import ConfigError, Settings
-from software_dna.server.crypto import load_master_key, locate_master_key
+from software_dna.server.crypto import Vault, load_master_key, locate_master_key
 from software_dna.server.db import SchemaError, check_schema, make_engine
 from software_dna.server.mail import mail_configured, mail_warnings
 from software_dna.wire.times import parse_rfc3339
@@ -107,6 +110,27 @@ def diagnose(settings: Settings, *, url: str | None = None, workers: int = 1,
         clock: this machine's time in seconds since the epoch (tests shift it).
         cpu_count: the CPUs this process may use (default: measured).
     """
+    with _quiet_key_warning():
+        return _diagnose(settings, url=url, workers=workers,
+                         forwarded_allow_ips=forwarded_allow_ips, ca_file=ca_file, clock=clock,
+                         cpu_count=cpu_count)
+
+
+@contextlib.contextmanager
+def _quiet_key_warning() -> Iterator[None]:
+    """Hold back the warning loading a key from the data folder logs: a finding says it."""
+    logger = logging.getLogger("software_dna.server")
+    silence = logging.Filter("software_dna.server.never")  # passes no record of this logger
+    logger.addFilter(silence)
+    try:
+        yield
+    finally:
+        logger.removeFilter(silence)
+
+
+def _diagnose(settings: Settings, *, url: str | None, workers: int,
+              forwarded_allow_ips: str | None, ca_file: str | None,
+              clock: Callable[[], float], cpu_count: int | None) -> list[Finding]:
     findings: list[Finding] = []
     findings += _public_url(settings, url, ca_file, clock)
     findings.append(_proxy_trust(settings, forwarded_allow_ips))
@@ -404,6 +428,7 @@ def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
         except SchemaError as exc:
             return [_problem(subject, str(exc))]
         findings = [_ok(subject, f"{shown} reachable, schema at the current revision.")]
+        findings += _key_opens(settings)
         if not settings.is_sqlite:
             started = clock()
             with engine.connect() as conn:
@@ -419,6 +444,19 @@ def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
                          "the URL, and that the database server runs).")]
     finally:
         engine.dispose()
+
+
+def _key_opens(settings: Settings) -> list[Finding]:
+    """A problem when the master key does not open the database's signing keys."""
+    try:
+        vault = Vault.from_settings(settings)
+    except ConfigError:  # no usable key: the master key check says so
+        return []
+    try:
+        check_key_opens(settings, vault)
+    except ConfigError as exc:
+        return [_problem("master key", str(exc))]
+    return []
 
 
 # --------------------------------------------------------------------------- workers
