@@ -82,6 +82,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.parametrize("args", [
     [], ["server"], ["server", "init"], ["server", "migrate"], ["server", "run"],
+    ["server", "doctor"],
 ])
 def test_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

@@ -515,3 +515,12 @@ def test_init_prints_the_next_steps(clean_env: None, tmp_path: Path,
     assert "SOFTWARE_DNA_PUBLIC_URL" not in steps and "SMTP" not in steps
     assert "METRICS" not in steps and "metrics-secret-value-123" not in out
     assert "server doctor" in steps and "server backup" in steps
+
+
+def test_a_malformed_setting_is_one_line_naming_it(clean_env: None, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOFTWARE_DNA_PUBLIC_URL", "ftp://licenses.vendor.example")
+    code, out, err = run_cli("server", "doctor", "--data-dir", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err.startswith("software-dna: error: SOFTWARE_DNA_PUBLIC_URL")
+    assert err.count("\n") == 1

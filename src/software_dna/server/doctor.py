@@ -418,6 +418,10 @@ def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
         if not name or name == ":memory:" or not Path(name).expanduser().exists():
             return [_problem(subject, f"no SQLite database at {name}: run `{_PROG} server "
                              "init`.")]
+    if not settings.is_sqlite and "connect_timeout" not in url.query:
+        # libpq waits for an unanswered connection as long as the OS does (minutes).
+        settings = settings.with_changes(database_url=url.update_query_dict(
+            {"connect_timeout": str(int(PROBE_TIMEOUT))}).render_as_string(hide_password=False))
     try:
         engine = make_engine(settings, pooled=False)
     except (SQLAlchemyError, OSError, ValueError) as exc:
