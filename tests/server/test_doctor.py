@@ -431,12 +431,16 @@ class tls_server:  # noqa: N801 - used as a context manager, like a function
 @pytest.mark.parametrize("fresh_database_url", ["sqlite"], indirect=True)
 def test_a_certificate_that_does_not_verify_is_a_problem(
         server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with tls_server(server, tmp_path) as (url, _ca):
+    with tls_server(server, tmp_path) as (url, ca):
         monkeypatch.setenv("SOFTWARE_DNA_PUBLIC_URL", url)
         code, lines = doctor(server)  # the test CA is not trusted
+        # Trusted, but the certificate names 127.0.0.1, not localhost.
+        other_name = url.replace("127.0.0.1", "localhost")
+        code_other, lines_other = doctor(server, "--url", other_name, "--ca-file", str(ca))
     assert code == 1
-    assert "certificate does not verify" in line_of(lines, "TLS")
+    assert "certificate does not verify (unable to get local issuer" in line_of(lines, "TLS")
     assert line_of(lines, "public URL").startswith("ok")
+    assert code_other == 1 and "Hostname mismatch" in line_of(lines_other, "TLS")
 
 
 @pytest.mark.parametrize("fresh_database_url", ["sqlite"], indirect=True)

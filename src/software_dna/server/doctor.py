@@ -222,6 +222,8 @@ def _ssl_reason(exc: Exception) -> str:
     seen: BaseException | None = exc
     while seen is not None:
         for arg in getattr(seen, "args", ()):
+            if isinstance(arg, ssl.SSLCertVerificationError) and arg.verify_message:
+                return str(arg.verify_message).rstrip(".")
             if isinstance(arg, ssl.SSLError):
                 return str(arg.reason or arg).lower().replace("_", " ")
             if isinstance(arg, BaseException) and arg is not seen:
