@@ -292,6 +292,19 @@ def test_a_clock_apart_from_the_database_servers_is_a_warning(server: Server) ->
     assert "behind this machine's clock" in line and "NTP" in line
 
 
+@pytest.mark.parametrize("fresh_database_url", [pytest.param("postgresql",
+                                                             marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_more_connections_than_postgresql_allows_is_a_warning(server: Server) -> None:
+    settings = server.settings()
+    assert levels(diagnose(settings, workers=2), "database connections") == [Level.OK]
+    greedy = settings.with_changes(db_pool_size=400)
+    findings = diagnose(greedy, workers=2)
+    assert levels(findings, "database connections") == [Level.WARNING]
+    assert "max_connections" in next(f.message for f in findings
+                                     if f.subject == "database connections")
+
+
 # --------------------------------------------------------------------------- workers
 
 

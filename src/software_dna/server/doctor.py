@@ -136,7 +136,7 @@ def _diagnose(settings: Settings, *, url: str | None, workers: int,
     findings.append(_proxy_trust(settings, forwarded_allow_ips))
     findings += _master_key(settings)
     findings.append(_data_folder(settings))
-    findings += _database(settings, clock)
+    findings += _database(settings, clock, workers)
     findings += _workers(settings, workers, cpu_count)
     findings += _smtp(settings)
     findings.append(_metrics_token(settings))
@@ -406,7 +406,8 @@ def _shown_url(settings: Settings) -> str:
         return "(not a database URL)"
 
 
-def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
+def _database(settings: Settings, clock: Callable[[], float],
+              workers: int) -> list[Finding]:
     subject = "database"
     shown = _shown_url(settings)
     try:
@@ -439,10 +440,12 @@ def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
             started = clock()
             with engine.connect() as conn:
                 remote = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-            ended = clock()
+                ended = clock()
+                limit = int(conn.execute(text("SHOW max_connections")).scalar_one())
             findings.append(_clock_finding("clock (database)",
                                            remote.timestamp() - (started + ended) / 2,
                                            "the database server's clock"))
+            findings.append(_connections(settings, workers, limit))
         return findings
     except (SQLAlchemyError, OSError) as exc:
         first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
@@ -450,6 +453,21 @@ def _database(settings: Settings, clock: Callable[[], float]) -> list[Finding]:
                          "the URL, and that the database server runs).")]
     finally:
         engine.dispose()
+
+
+def _connections(settings: Settings, workers: int, limit: int) -> Finding:
+    """This machine's workers' connections at most, against PostgreSQL's ``max_connections``."""
+    subject = "database connections"
+    # Each worker: its pool, the pool's overflow, and the validation path's own connection.
+    per_worker = settings.db_pool_size + settings.db_max_overflow + 1
+    wanted = workers * per_worker
+    if wanted > limit:
+        return _warning(subject, f"{workers} worker(s) x {per_worker} connections = {wanted}, "
+                        f"more than PostgreSQL's max_connections ({limit}): raise it, or lower "
+                        "SOFTWARE_DNA_DB_POOL_SIZE / SOFTWARE_DNA_DB_MAX_OVERFLOW (count the "
+                        "other machines and tools too).")
+    return _ok(subject, f"{workers} worker(s) x {per_worker} = {wanted} at most, of "
+               f"max_connections {limit} (count the other machines and tools too).")
 
 
 def _key_opens(settings: Settings) -> list[Finding]:
