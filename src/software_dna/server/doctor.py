@@ -146,15 +146,6 @@ def _diagnose(settings: Settings, *, url: str | None, workers: int,
 # --------------------------------------------------------------------------- public URL
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _public_url(settings: Settings, url: str | None, ca_file: str | None,
                 clock: Callable[[], float]) -> list[Finding]:
     subject = "public URL"
