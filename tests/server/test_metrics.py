@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -214,6 +216,11 @@ def test_metrics_directory_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert given.is_dir()  # the operator's folder is left where it is
 
 
+def live_pids(folder: Path) -> set[int]:
+    """The worker processes whose live gauges are in ``folder``."""
+    return {int(p.stem.rsplit("_", 1)[1]) for p in folder.glob("gauge_livesum_*.db")}
+
+
 def test_two_worker_processes_are_summed(tmp_path: Path) -> None:
     shared = tmp_path / "prometheus"
     shared.mkdir()
@@ -242,9 +249,22 @@ def test_two_worker_processes_are_summed(tmp_path: Path) -> None:
                          route="/v1/health", status="200") == probes + sent
             # A live gauge: both workers' pools.
             assert value(samples, "software_dna_db_pool_size", pool="main") == 2 * pool_size
-        pids = {p.stem.rsplit("_", 1)[1] for p in shared.glob("gauge_livesum_*.db")}
+        pids = live_pids(shared)
         assert len(pids) == 2
+        # A worker killed outright never says it left: the next scrape finds it gone.
+        killed = min(pids)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len(live_pids(shared) - {killed}) < 2:  # the supervisor starts a new one
+            assert time.monotonic() < deadline, "no worker replaced the killed one"
+            time.sleep(0.1)
+        with requests.Session() as http:
+            samples = scrape(http, srv.url)
+        assert killed not in live_pids(shared)
+        assert value(samples, "software_dna_db_pool_size", pool="main") == 2 * pool_size
+        assert value(samples, "software_dna_http_requests_total", method="GET",
+                     route="/v1/health", status="200") >= probes + sent  # its counts stay
     # Each worker, stopping, took its live gauges out of the sum.
     assert not list(shared.glob("gauge_livesum_*.db"))
-    assert len(list(shared.glob("counter_*.db"))) == 2  # the totals stay
+    assert len(list(shared.glob("counter_*.db"))) == 3  # the totals stay (the killed one too)
     worker_exited(12345)  # no such worker: nothing happens

@@ -7,9 +7,11 @@ imports prometheus-client, and the folder must not hold files of an earlier
 run (their counts would be added).  The serving command calls:
 
 - :func:`metrics_directory` around the whole run, before any worker starts;
-- :func:`worker_exited` with the id of each worker process that ended (a
-  worker that exits cleanly also does it itself, at the end of the app's
-  lifespan), so that its live gauges (database pool) stop being summed.
+- :func:`worker_exited` with the id of each worker process that ended, if it
+  can, so that its live gauges (database pool) stop being summed.  Not
+  required: a worker that exits cleanly does it itself at the end of the
+  app's lifespan, and each scrape forgets the gauges of worker processes that
+  no longer exist (:func:`forget_dead_workers`: a worker killed by a signal).
 
 Nothing here imports prometheus-client at import time: the supervising
 process must not pick its value class before the variable is set.
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["MULTIPROC_ENV", "metrics_directory", "worker_exited"]
+__all__ = ["MULTIPROC_ENV", "forget_dead_workers", "metrics_directory", "worker_exited"]
 
 #: The variable prometheus-client reads (at import) to switch to multiprocess mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -83,3 +85,32 @@ def worker_exited(pid: int) -> None:
 
     with suppress(OSError):
         mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+
+def forget_dead_workers() -> list[int]:
+    """Forget the live gauges of every worker process that no longer exists.
+
+    The workers share this machine (and its process ids) with the folder; a
+    process id that does not answer ``kill(pid, 0)`` is gone.
+
+    Returns:
+        The process ids forgotten (none outside multiprocess mode).
+    """
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return []
+    pids: set[int] = set()
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        tail = path.stem.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            pids.add(int(tail))
+    gone = []
+    for pid in sorted(pids):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            gone.append(pid)
+            worker_exited(pid)
+        except PermissionError:  # alive, someone else's
+            pass
+    return gone

@@ -68,7 +68,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import error_response
-from software_dna.server.metricsdir import MULTIPROC_ENV
+from software_dna.server.metricsdir import MULTIPROC_ENV, forget_dead_workers
 from software_dna.server.models import OutboxItem
 from software_dna.server.services import utcnow
 from software_dna.wire.codes import Code
@@ -317,6 +317,7 @@ def render(state: AppState) -> bytes:
     """
     sample_pools(state)
     if MULTIPROCESS:
+        forget_dead_workers()  # a worker killed by a signal never said it left
         counted = CollectorRegistry()
         MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
     else:
