@@ -268,3 +268,23 @@ def test_two_worker_processes_are_summed(tmp_path: Path) -> None:
     assert not list(shared.glob("gauge_livesum_*.db"))
     assert len(list(shared.glob("counter_*.db"))) == 3  # the totals stay (the killed one too)
     worker_exited(12345)  # no such worker: nothing happens
+
+
+def test_server_run_with_workers_makes_the_shared_folder(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with LocalServer(tmp_path, workers=2, env={"SOFTWARE_DNA_METRICS_TOKEN": TOKEN}) as srv:
+        engine = make_engine(srv.settings)
+        pool_size = engine.pool.size()  # type: ignore[attr-defined]
+        engine.dispose()
+
+        def pools() -> float:
+            with requests.Session() as http:  # a new connection: either worker answers
+                return value(scrape(http, srv.url), "software_dna_db_pool_size", pool="main")
+
+        deadline = time.monotonic() + 60
+        while pools() != 2 * pool_size:  # until the second worker has started
+            assert time.monotonic() < deadline, "the two workers' pools are not summed"
+            time.sleep(0.1)
+        for _ in range(8):  # whichever worker answers, it sums both
+            assert pools() == 2 * pool_size
