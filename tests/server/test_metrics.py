@@ -35,6 +35,7 @@ from software_dna.server.metricsdir import MULTIPROC_ENV, metrics_directory, wor
 from software_dna.server.models import OutboxItem
 from software_dna.server.services import outbox, utcnow
 from software_dna.server.testing import InProcessServer, LocalServer
+from tests.fixtures_server import PgDatabases
 
 from .helpers import Api
 
@@ -288,3 +289,27 @@ def test_server_run_with_workers_makes_the_shared_folder(tmp_path: Path,
             time.sleep(0.1)
         for _ in range(8):  # whichever worker answers, it sums both
             assert pools() == 2 * pool_size
+
+
+@pytest.mark.postgres
+def test_postgresql_fast_path_is_counted_and_its_pool_shown(
+        tmp_path: Path, pg_databases: PgDatabases) -> None:
+    with InProcessServer(tmp_path, database_url=pg_databases.create(),
+                         env={"SOFTWARE_DNA_METRICS_TOKEN": TOKEN}) as srv:
+        product = "p-" + secrets.token_hex(4)
+        srv.admin.setup_product(product, name="Metered")
+        lic = srv.admin.issue_license(product)
+        api = Api.for_server(srv)
+        with srv.session() as http:
+            made = api.activate(product, lic["license_key"], machine="a").json()
+            before = scrape(http, srv.url)
+            for _ in range(3):
+                assert api.validate(made["activation_id"], made["activation_secret"],
+                                    machine="a").status_code == 200
+            after = scrape(http, srv.url)
+        api.close()
+    assert (value(after, "software_dna_validations_total", outcome="ok")
+            - value(before, "software_dna_validations_total", outcome="ok")) == 3
+    assert value(after, "software_dna_db_pool_size", pool="inline") == 1
+    assert value(after, "software_dna_db_pool_size", pool="main") == srv.settings.db_pool_size
+    assert value(after, "software_dna_database_up") == 1
