@@ -240,6 +240,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/docs/oauth2-redirect"): Rule("public"),
     ("GET", "/redoc"): Rule("public"),
     ("GET", "/v1/health"): Rule("public"),
+    ("GET", "/v1/ready"): Rule("public"),
     # -- public: the SDK's routes that start from a license key, a machine or a receipt
     ("POST", "/v1/activations"): Rule("public", _activation_body),
     ("POST", "/v1/trials"): Rule("public", _trial_body),
@@ -420,8 +421,9 @@ def app_routes(server: LocalServer) -> set[tuple[str, str]]:
 
 #: What this matrix leaves to others: the control panel's pages (their role matrix is
 #: tests/panel/test_role_matrix.py), the license portal's pages (their reach matrix is
-#: tests/portal/test_portal_reach.py) and the static files.
-NOT_API = ("/panel", "/portal", "/static")
+#: tests/portal/test_portal_reach.py), the static files and the metrics (their own token:
+#: tests/server/test_metrics.py).
+NOT_API = ("/panel", "/portal", "/static", "/metrics")
 
 
 def _app_routes(server: LocalServer) -> set[tuple[str, str]]:

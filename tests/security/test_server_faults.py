@@ -131,16 +131,16 @@ def test_postgresql_connections_killed_while_validating(pg_local: LocalServer) -
 
 
 @pytest.mark.postgres
-def test_database_down_is_503_json_and_health_recovers(pg_local: LocalServer) -> None:
+def test_database_down_is_503_json_and_readiness_recovers(pg_local: LocalServer) -> None:
     _terminate(pg_local.database_url)
     statuses = set()
     for _ in range(3):  # the first request may meet a dead pooled connection
-        answer = requests.get(f"{pg_local.url}/v1/health", timeout=30)
+        answer = requests.get(f"{pg_local.url}/v1/ready", timeout=30)
         statuses.add(answer.status_code)
         if answer.status_code == 503:
             assert error_code(answer) == "unavailable"
     assert 500 not in statuses
-    assert requests.get(f"{pg_local.url}/v1/health", timeout=30).status_code == 200
+    assert requests.get(f"{pg_local.url}/v1/ready", timeout=30).status_code == 200
 
 
 def test_duplicated_activation_request_takes_one_seat(server: LocalServer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from software_dna.server import panel, portal
+from software_dna.server.api import metrics
 from software_dna.server.api.deps import AppState
 from software_dna.server.api.errors import install_handlers
 from software_dna.server.api.middleware import BodyLimitMiddleware
@@ -70,6 +72,7 @@ from software_dna.server.db import (
     make_session_factory,
 )
 from software_dna.server.mail import mail_warnings
+from software_dna.server.metricsdir import worker_exited
 from software_dna.server.schemas import ErrorBody
 from software_dna.server.services import Context
 from software_dna.server.services.usage import UsageCounter
@@ -146,12 +149,15 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         flush = _usage_flusher(usage, app.state.sdna.sessions)
         task = asyncio.create_task(_flush_usage_every(USAGE_FLUSH_INTERVAL, flush))
+        pools = asyncio.create_task(metrics.sample_pools_every(app.state.sdna))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for running in (task, pools):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         await run_in_threadpool(flush)  # what was counted since the last flush
         await run_in_threadpool(job.close)
+        worker_exited(os.getpid())  # this process's pool gauges stop being summed
 
     app = FastAPI(
         lifespan=lifespan,
@@ -167,9 +173,12 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
     # The usage counts of this app, counted by the public routes (services.usage).
     app.state.usage = usage
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost (added last): it counts and times every answer, the middleware's own too.
+    app.add_middleware(metrics.MetricsMiddleware, access_log=settings.log_format == "json")
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(metrics.router)
     panel.install(app)
     portal.install(app)
     _api_docs(app)

@@ -44,6 +44,10 @@ variable                               meaning (default)
                                        (``https://licenses.example.com``), used in
                                        email confirmation links (none: no
                                        confirmation mail is sent)
+``SOFTWARE_DNA_METRICS_TOKEN``         bearer token of the Prometheus metrics at
+                                       ``/metrics`` (none: the path answers 404)
+``SOFTWARE_DNA_LOG_FORMAT``            ``text`` (default) or ``json`` (one JSON object
+                                       per line, access lines included)
 =====================================  ============================================
 """
 
@@ -231,6 +235,13 @@ class Settings(BaseSettings):
     portal_sign_in_window: int = Field(default=900, ge=1,
                                        validation_alias="SOFTWARE_DNA_PORTAL_SIGN_IN_WINDOW")
 
+    #: The bearer token that reads the Prometheus metrics (``/metrics``); None: no
+    #: metrics path at all.  Its own secret, never the admin API key.
+    metrics_token: SecretStr | None = _env("SOFTWARE_DNA_METRICS_TOKEN")
+    #: ``text`` or ``json`` (one JSON object per line: logconfig.JsonFormatter).
+    log_format: Literal["text", "json"] = Field(default="text",
+                                                validation_alias="SOFTWARE_DNA_LOG_FORMAT")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -286,7 +297,20 @@ class Settings(BaseSettings):
             netloc = f"{netloc}:{parts.port}"
         return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
-    @field_validator("smtp_tls", mode="before")
+    @field_validator("metrics_token", mode="after")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
+            return None
+        if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("must be at least 16 printable ASCII characters without spaces "
+                             "(e.g. the output of `openssl rand -hex 32`)")
+        return SecretStr(token)
+
+    @field_validator("smtp_tls", "log_format", mode="before")
     @classmethod
     def _tls(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

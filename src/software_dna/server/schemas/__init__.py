@@ -34,7 +34,7 @@ from software_dna.server.schemas.end_users import (
     EndUserSummary,
 )
 from software_dna.server.schemas.errors import ErrorBody, ErrorDetail
-from software_dna.server.schemas.health import HealthOut
+from software_dna.server.schemas.health import HealthOut, ReadyOut
 from software_dna.server.schemas.keys import KeyList, KeyOut, PublicKeysOut, RotateIn
 from software_dna.server.schemas.leases import CheckoutOut, LeaseList, LeaseOut
 from software_dna.server.schemas.licenses import (
@@ -190,6 +190,7 @@ __all__ = [
     "ProductPatch",
     "Protection",
     "PublicKeysOut",
+    "ReadyOut",
     "ReceiptOut",
     "RegKey",
     "RegValue",

@@ -1,4 +1,4 @@
-"""Body of the health check."""
+"""Bodies of the health and readiness checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 from software_dna.server.schemas.base import Out
 from software_dna.server.schemas.types import UtcTime
 
-__all__ = ["HealthOut"]
+__all__ = ["HealthOut", "ReadyOut"]
 
 
 class HealthOut(Out):
@@ -15,3 +15,12 @@ class HealthOut(Out):
 
     status: Literal["ok"]
     server_time: UtcTime
+
+
+class ReadyOut(Out):
+    """``GET /v1/ready``: the database answers and its schema is this server's."""
+
+    status: Literal["ready"]
+    server_time: UtcTime
+    #: The schema revision the database and this server share.
+    schema_revision: str

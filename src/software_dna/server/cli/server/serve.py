@@ -60,6 +60,7 @@ def run_(
         # Lazy: the database layer only for this command, not every CLI start.
         from software_dna.server.crypto import load_master_key
         from software_dna.server.db import check_schema, make_engine
+        from software_dna.server.metricsdir import metrics_directory
 
         settings = checked(home, database_url)
         engine = make_engine(settings, pooled=False)
@@ -83,7 +84,9 @@ def run_(
         print(f"Control panel: {shown.rstrip('/')}/panel/ (staff sign in; `{PROG} staff add` "
               "adds one)", file=sys.stderr, flush=True)
         try:
-            _serve_app(host, port, workers, log_level, forwarded_allow_ips)
+            # Several workers share their metrics through a fresh folder, made before they start.
+            with metrics_directory(workers):
+                _serve_app(host, port, workers, log_level, forwarded_allow_ips)
         finally:
             if background is not None:
                 background()
