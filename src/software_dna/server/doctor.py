@@ -578,9 +578,8 @@ def _greet(settings: Settings, host: str, port: int) -> None:
 
 
 def metrics_token_set(settings: Settings) -> bool:
-    """True when a token protects the metrics path (the setting, else the variable)."""
-    return bool(getattr(settings, "metrics_token", None)
-                or os.environ.get(METRICS_TOKEN_VARIABLE))
+    """True when a token protects the metrics path (``SOFTWARE_DNA_METRICS_TOKEN``)."""
+    return settings.metrics_token is not None
 
 
 def _metrics_token(settings: Settings) -> Finding:
