@@ -128,18 +128,13 @@ def record(session: Session, kind: str, object_id: str, *, at: datetime | None =
     entry = Entry(new_id("led"), kind, object_id, at or utcnow(), dict(detail or {}))
     session.add(LedgerEntry(id=entry.id, kind=entry.kind, object_id=entry.object_id,
                             at=entry.at, detail=entry.detail or None))
-    pending: list[Entry] | None = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        event.listen(session, "after_commit", _committed)
-        event.listen(session, "after_rollback", _rolled_back)
-    pending.append(entry)
+    session.info.setdefault(_PENDING, []).append(entry)
     return entry
 
 
+@event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     pending: list[Entry] = session.info.pop(_PENDING, [])
-    _unlisten(session)
     if not pending:
         return
     path = ledger_file(session.get_bind().engine)
@@ -147,16 +142,9 @@ def _committed(session: Session) -> None:
         append_to_file(path, pending)
 
 
+@event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
     session.info.pop(_PENDING, None)
-    _unlisten(session)
-
-
-def _unlisten(session: Session) -> None:
-    if event.contains(session, "after_commit", _committed):
-        event.remove(session, "after_commit", _committed)
-    if event.contains(session, "after_rollback", _rolled_back):
-        event.remove(session, "after_rollback", _rolled_back)
 
 
 def append_to_file(path: Path, entries: Iterable[Entry]) -> bool:
