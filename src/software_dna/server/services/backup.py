@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from software_dna import __version__
+from software_dna._version import __version__
 from software_dna.server.config import Settings
 from software_dna.server.crypto import Vault, locate_master_key
 from software_dna.server.db import (
@@ -495,14 +495,14 @@ def _ledger_entries(settings: Settings, engine: Engine,
         except OSError as exc:
             raise BackupError(f"Cannot read the erasure ledger {path}: {exc.strerror or exc}"
                               ) from None
-    if _empty(engine):
-        return sorted(found.values(), key=lambda e: (e.at, e.id))
-    with contextlib.suppress(SQLAlchemyError):
-        if "erasure_ledger" in inspect(engine).get_table_names():
-            with make_session_factory(engine)() as session:
-                for entry in ledger.entries_in(session):
-                    found.setdefault(entry.id, entry)
-    return sorted(found.values(), key=lambda e: (e.at, e.id))
+    if not _empty(engine):
+        with contextlib.suppress(SQLAlchemyError):
+            if "erasure_ledger" in inspect(engine).get_table_names():
+                with make_session_factory(engine)() as session:
+                    for entry in ledger.entries_in(session):
+                        found.setdefault(entry.id, entry)
+    # Stable: entries of the same second keep the order they were appended in.
+    return sorted(found.values(), key=lambda e: e.at)
 
 
 def _missing_from_file(path: Path, entries: Sequence[ledger.Entry]) -> list[ledger.Entry]:
