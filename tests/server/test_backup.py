@@ -42,6 +42,7 @@ from software_dna.server.models import (
     License,
     OutboxItem,
 )
+from software_dna.server.services import ledger
 from software_dna.server.services.backup import SKIPPED, read_manifest
 from tests.cli_runner import ENV_CLEARED, run_cli
 
@@ -411,3 +412,58 @@ def test_backup_refuses_a_database_behind_the_code(home: Path, tmp_path: Path,
     conn.close()
     assert "server migrate" in fails("server", "backup", "-o", str(tmp_path / "x.backup"))
     assert not (tmp_path / "x.backup").exists()
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_a_change_rolled_back_leaves_no_ledger_entry(home: Path) -> None:
+    """The ledger file holds only what committed: an entry is appended after the commit,
+    never for a change that was rolled back (re-applying it would revoke or erase what
+    nobody did)."""
+    ok("products", "create", "app")
+    lic, _ = issue("app")
+    _, factory = sessions()
+    with factory() as session:
+        ledger.record(session, ledger.LICENSE_REVOKE, lic)
+        session.flush()
+        session.rollback()
+    assert not (home / LEDGER_FILE).exists()
+    with factory() as session:
+        assert session.scalars(select(LedgerEntry)).all() == []
+        service.revoke_license(session, lic, actor="cli")
+    lines = (home / LEDGER_FILE).read_text().splitlines()
+    assert [(json.loads(x)["kind"], json.loads(x)["object"]) for x in lines] == [
+        ("license.revoke", lic)]
+
+
+def test_the_end_users_own_erasure_is_in_the_ledger_and_reapplied(
+        home: Path, tmp_path: Path) -> None:
+    """The SDK's erasure request (the end user's own) writes the ledger like the vendor's."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    lic, key = issue("app")
+    person = activate_with_personal_data("app", key, "m1")
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    with factory() as session:
+        activation = session.scalars(select(Activation).where(
+            Activation.license_id == lic)).one()
+        secret = ctx.vault.activation_secret(activation.id, activation.secret_generation)
+        service.request_erasure(session, ctx, activation.id, secret, secrets.token_urlsafe(18))
+    entry = json.loads((home / LEDGER_FILE).read_text())
+    assert entry["kind"] == "erasure" and entry["object"] == person
+    assert entry["detail"] == {"end_user": person, "licenses": [lic],
+                               "activation": activation.id}
+    ok("server", "restore", str(file), "--yes")
+    assert as_json("end-users", "export", person)["email"] is None
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_help(command: str) -> None:
+    code, out, _ = run_cli("server", command, "--help")
+    assert code == 0 and out.startswith(f"Usage: software-dna server {command}")
+    code, out, _ = run_cli("server", "--help")
+    assert code == 0 and re.search(rf"^\s+{command}\s", out, re.M)
