@@ -21,13 +21,14 @@ import re
 import secrets
 import sqlite3
 import stat
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from software_dna.server import services as service
 from software_dna.server.config import Settings
@@ -271,11 +272,12 @@ def test_the_ledger_file_alone_reapplies_after_the_database_is_lost(
 
 
 def test_a_backup_older_than_the_code_is_migrated_and_reapplied(
-        home: Path, tmp_path: Path, fresh_database_url: str) -> None:
+        home: Path, tmp_path: Path, fresh_database_url: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A backup taken at the previous revision (made here from a current one: revision
-    0010 and no ledger table) is restored, migrated, then the ledger is re-applied."""
-    if not fresh_database_url.startswith("sqlite:///"):
-        pytest.skip("an older backup is built by editing a SQLite copy")
+    0010, no ledger table) is restored over a current database, migrated, then the ledger
+    is re-applied. On PostgreSQL the current database's newer table is not in the dump:
+    it goes, and the migration makes it anew."""
     ids = setup_server()
     file = tmp_path / "new.backup"
     ok("server", "backup", "-o", str(file))
@@ -284,21 +286,32 @@ def test_a_backup_older_than_the_code_is_migrated_and_reapplied(
     old = tmp_path / "old.backup"
     with tarfile.open(file) as tar:
         manifest = json.loads(_member(tar, "manifest.json"))
-        database = _member(tar, "database.sqlite3")
-    copy = tmp_path / "copy.db"
-    copy.write_bytes(database)
-    conn = sqlite3.connect(copy)
-    conn.execute("DROP TABLE erasure_ledger")
-    conn.execute("UPDATE alembic_version SET version_num = '0010'")
-    conn.commit()
-    conn.close()
+        member = next(name for name in tar.getnames() if name.startswith("database."))
+        database = _member(tar, member)
     manifest["revision"] = "0010"
-    _write(old, manifest, copy.read_bytes())
+    older = "DROP TABLE erasure_ledger; UPDATE alembic_version SET version_num = '0010'"
+    if member == "database.sqlite3":
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(database)
+        conn = sqlite3.connect(copy)
+        conn.executescript(older)
+        conn.close()
+        _write(old, manifest, copy.read_bytes())
+    else:
+        # The dump restored into a scratch database, made older there, dumped again.
+        scratch = make_url(request.getfixturevalue("pg_databases").create())
+        uri = scratch.set(drivername="postgresql").render_as_string(hide_password=False)
+        dump = tmp_path / "dump"
+        dump.write_bytes(database)
+        subprocess.run(["pg_restore", "--no-owner", f"--dbname={uri}", str(dump)], check=True)
+        subprocess.run(["psql", "-q", f"--dbname={uri}", "-c", older], check=True)
+        subprocess.run(["pg_dump", "-Fc", f"--file={dump}", f"--dbname={uri}"], check=True)
+        _write(old, manifest, dump.read_bytes(), member)
 
     out = ok("server", "restore", str(old), "--yes")
     assert "schema upgraded" in out and "Re-applied 1 " in out
     assert as_json("licenses", "show", ids["revoked"])["status"] == "revoked"
-    ok("server", "migrate")
+    assert "already at revision" in ok("server", "migrate")
 
 
 # --------------------------------------------------------------------------- bad input

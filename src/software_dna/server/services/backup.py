@@ -420,10 +420,11 @@ def restore(settings: Settings, path: Path, *, overwrite: bool = False,
                               "the key the backup was taken with.")
         copy = Path(tmp) / (SQLITE_MEMBER if backend == "sqlite" else PG_MEMBER)
         _extract(tar, copy.name, copy, path)
+        tables: set[str] = set()
         if backend == "sqlite":
             _check_sqlite_copy(copy, manifest, path)
         else:
-            _check_pg_copy(copy, path)
+            tables = _check_pg_copy(copy, path)
         engine = make_engine(settings, pooled=False)
         try:
             if not overwrite and not _empty(engine):
@@ -440,6 +441,8 @@ def restore(settings: Settings, path: Path, *, overwrite: bool = False,
     migrated = False
     engine = make_engine(settings, pooled=False)
     try:
+        if backend == "postgresql":
+            _drop_tables_not_in(engine, tables)
         if current_revision(engine) != head_revision(settings):
             engine.dispose()
             migrate(settings)
@@ -468,11 +471,14 @@ def _check_sqlite_copy(copy: Path, manifest: Manifest, source: Path) -> None:
         raise BackupError(f"{source} is damaged: its database does not match its manifest.")
 
 
-def _check_pg_copy(copy: Path, source: Path) -> None:
+def _check_pg_copy(copy: Path, source: Path) -> set[str]:
+    """The tables of the dump; raises :class:`BackupError` when pg_restore cannot read it."""
     done = subprocess.run([_pg_tool("pg_restore"), "--list", str(copy)],  # noqa: S603
                           capture_output=True, text=True, timeout=_PG_TIMEOUT, check=False)
-    if done.returncode != 0 or "alembic_version" not in done.stdout:
+    tables = set(re.findall(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", done.stdout, re.M))
+    if done.returncode != 0 or "alembic_version" not in tables:
         raise BackupError(f"{source} is damaged: pg_restore cannot read its database.")
+    return tables
 
 
 def _empty(engine: Engine) -> bool:
@@ -539,6 +545,17 @@ def _restore_pg(copy: Path, settings: Settings) -> None:
         env=env, capture_output=True, text=True, timeout=_PG_TIMEOUT, check=False)
     if done.returncode != 0:
         raise _pg_failure("pg_restore", done.stderr)
+
+
+def _drop_tables_not_in(engine: Engine, tables: set[str]) -> None:
+    """Drop the tables a newer schema added that the (older) dump does not have: their
+    rows belong to the state the restore replaces, and the migrations create them anew."""
+    extra = sorted(set(inspect(engine).get_table_names()) - tables)
+    if not extra:
+        return
+    with engine.begin() as conn:
+        for name in extra:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
 
 
 def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
