@@ -42,9 +42,11 @@ from software_dna.server.models import (
     LedgerEntry,
     License,
     OutboxItem,
+    PortalSession,
 )
-from software_dna.server.services import ledger
+from software_dna.server.services import ledger, portal_account
 from software_dna.server.services.backup import SKIPPED, read_manifest
+from software_dna.server.services.portal import Holder
 from tests.cli_runner import ENV_CLEARED, run_cli
 
 EMAIL = "backup.person@example.com"
@@ -480,3 +482,37 @@ def test_help(command: str) -> None:
     assert code == 0 and out.startswith(f"Usage: software-dna server {command}")
     code, out, _ = run_cli("server", "--help")
     assert code == 0 and re.search(rf"^\s+{command}\s", out, re.M)
+
+
+def test_an_address_removed_in_the_portal_stays_removed_after_a_restore(
+        home: Path, tmp_path: Path) -> None:
+    """Removing one's address in the license portal is an erasure too: it is in the ledger
+    (ids only) and a restore deletes the address the backup still holds."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    lic, key = issue("app")
+    person = activate_with_personal_data("app", key, "m1")
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    with factory() as session:
+        row = session.get(EndUser, person)
+        licensed = session.get(License, lic)
+        assert row is not None and licensed is not None
+        # A session opened by a link mailed to the person (the portal's personal reach).
+        holder = Holder(session=PortalSession(method="link"), license=licensed, end_user=row)
+        portal_account.remove_email(session, ctx, holder)
+    entry = json.loads((home / LEDGER_FILE).read_text())
+    assert (entry["kind"], entry["object"], entry["detail"]) == ("address.remove", person, {})
+    assert as_json("end-users", "export", person)["email"] is None
+
+    ok("server", "restore", str(file), "--yes")
+    exported = as_json("end-users", "export", person)
+    assert exported["email"] is None
+    # Only the address: the rest of what the person gave stays (they erased nothing else).
+    assert exported["registration"] == {"name": NAME}
+    reapplied = audit_entries("ledger.reapply")
+    assert [(e.end_user_id, e.detail and e.detail["kind"]) for e in reapplied] == [
+        (person, "address.remove")]

@@ -68,6 +68,7 @@ from software_dna.server.models import (
 from software_dna.server.services import ledger
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import erase
+from software_dna.server.services.portal_account import clear_address
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
 __all__ = ["FORMAT", "BackupError", "Manifest", "Restored", "backup", "read_manifest",
@@ -594,6 +595,8 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
 
 
 def _audit_ids(entry: ledger.Entry) -> dict[str, str | None]:
+    if entry.kind == ledger.ADDRESS_REMOVE:
+        return {"end_user_id": entry.object_id}
     if entry.kind == ledger.ERASURE:
         return {"end_user_id": entry.detail.get("end_user"),
                 "activation_id": entry.detail.get("activation")}
@@ -622,6 +625,12 @@ def _reapply(session: Session, ctx: Context, entry: ledger.Entry) -> bool:
             return False
         erase(session, ctx, end_user=person, license_ids=licenses, actor=ACTOR,
               activation_id=activation, record=False)
+        return True
+    if entry.kind == ledger.ADDRESS_REMOVE:
+        person = session.get(EndUser, entry.object_id)
+        if person is None or person.email_index is None:
+            return False
+        clear_address(session, person)
         return True
     if entry.kind == ledger.LICENSE_REVOKE:
         lic = session.get(License, entry.object_id)

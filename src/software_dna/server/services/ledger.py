@@ -17,6 +17,9 @@ Kinds (:data:`KINDS`) and their object:
   portal's sweep of every record of a proven address); object: the end user id
   (or the activation / license id when there was no end user); ``detail``:
   ``end_user``, ``licenses``, ``activation``.
+- ``address.remove``: the end user removed or replaced their address in the
+  license portal; object: the end user id (a restore deletes the address the
+  backup holds for them: the one removed, or an older one).
 - ``license.revoke``: object: the license id.
 - ``activation.remove``: an activation removed by the vendor or freed by its
   end user; object: the activation id; ``detail``: ``by``.
@@ -53,8 +56,10 @@ LICENSE_REVOKE = "license.revoke"
 ACTIVATION_REMOVE = "activation.remove"
 ADMIN_KEY_REVOKE = "admin_key.revoke"
 KEY_RETIRE = "key.retire"
+ADDRESS_REMOVE = "address.remove"
 #: Every kind of entry (see the module docstring).
-KINDS = (ERASURE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_REVOKE, KEY_RETIRE)
+KINDS = (ERASURE, ADDRESS_REMOVE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_REVOKE,
+         KEY_RETIRE)
 
 _PENDING = "software_dna_ledger_pending"
 #: Longest ledger file line read back (an entry is far shorter; a longer line is not ours).
