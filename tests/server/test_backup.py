@@ -197,7 +197,7 @@ def test_restore_reapplies_erasures_and_revocations_and_skips_the_outbox(
     assert as_json("end-users", "export", ids["person"])["email"] is None
 
     out = ok("server", "restore", str(file), "--yes")
-    assert "Re-applied 4 " in out
+    assert "Re-applied 4 " in out and "4 of them changing" in out
 
     # The erased person's data is gone again, the revocations hold again.
     exported = as_json("end-users", "export", ids["person"])

@@ -156,12 +156,15 @@ class Restored:
         manifest: the backup's manifest.
         migrated: the schema was upgraded from ``manifest.revision`` to this code's.
         reapplied: ledger entries re-applied (newer than the backup), oldest first.
+        changed: how many of them changed something (the others were so already, or
+            their object was created after the backup).
         outbox_skipped: outbox items marked skipped (possibly delivered already).
     """
 
     manifest: Manifest
     migrated: bool
     reapplied: list[ledger.Entry]
+    changed: int
     outbox_skipped: int
 
 
@@ -222,7 +225,7 @@ def _position(conn: Any) -> tuple[int, str | None]:
 def _sqlite_copy(engine: Engine, copy: Path) -> tuple[datetime, str, int, str | None]:
     database = make_url(str(engine.url)).database
     assert database
-    source = sqlite3.connect(database)
+    source = sqlite3.connect(database, timeout=30.0)
     try:
         target = sqlite3.connect(copy)
         try:
@@ -448,14 +451,14 @@ def restore(settings: Settings, path: Path, *, overwrite: bool = False,
             engine.dispose()
             migrate(settings)
             migrated = True
-        reapplied, skipped = _after_restore(engine, ctx, manifest, newer)
+        reapplied, changed, skipped = _after_restore(engine, ctx, manifest, newer)
         ledger.append_to_file(settings.home / LEDGER_FILE,
                               _missing_from_file(settings.home / LEDGER_FILE, newer))
         wal_checkpoint(engine)
     finally:
         engine.dispose()
     return Restored(manifest=manifest, migrated=migrated, reapplied=reapplied,
-                    outbox_skipped=skipped)
+                    changed=changed, outbox_skipped=skipped)
 
 
 def _check_sqlite_copy(copy: Path, manifest: Manifest, source: Path) -> None:
@@ -560,15 +563,17 @@ def _drop_tables_not_in(engine: Engine, tables: set[str]) -> None:
 
 
 def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
-                   entries: Sequence[ledger.Entry]) -> tuple[list[ledger.Entry], int]:
+                   entries: Sequence[ledger.Entry]) -> tuple[list[ledger.Entry], int, int]:
     """Re-apply the entries the restored database lacks; skip the pending outbox; audit."""
     reapplied: list[ledger.Entry] = []
+    changed = 0
     with make_session_factory(engine)() as session:
         held = set(session.scalars(select(LedgerEntry.id)))
         for entry in entries:
             if entry.id in held:
                 continue
             applied = _reapply(session, ctx, entry)
+            changed += applied
             session.add(LedgerEntry(id=entry.id, kind=entry.kind, object_id=entry.object_id,
                                     at=entry.at, detail=entry.detail or None))
             ids = _audit_ids(entry)
@@ -589,9 +594,9 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
         audit(session, ACTOR, "backup.restore", detail={
             "taken_at": format_rfc3339(manifest.taken_at), "revision": manifest.revision,
             "ledger_last": manifest.ledger_last, "reapplied": len(reapplied),
-            "outbox_skipped": skipped_count})
+            "changed": changed, "outbox_skipped": skipped_count})
         session.commit()
-    return reapplied, skipped_count
+    return reapplied, changed, skipped_count
 
 
 def _audit_ids(entry: ledger.Entry) -> dict[str, str | None]:

@@ -102,7 +102,8 @@ def restore_(
         if done.migrated:
             print("Database schema upgraded to this version.")
         print(f"Re-applied {len(done.reapplied)} erasure(s) and revocation(s) made after the "
-              "backup (see the audit log: ledger.reapply).")
+              f"backup, {done.changed} of them changing the restored data (audit log: "
+              "ledger.reapply).")
         print(f"Outbox: {done.outbox_skipped} pending item(s) skipped (they may have been "
               f"delivered after the backup; `{PROG} webhooks resend ID` sends one again).")
         return 0
