@@ -48,6 +48,8 @@ __all__ = [
     "current_revision",
     "head_revision",
     "install_checkpoint_job",
+    "LEDGER_FILE",
+    "ledger_file",
     "make_engine",
     "make_inline_engine",
     "make_session_factory",
@@ -57,6 +59,9 @@ __all__ = [
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: The erasure ledger's file in the data folder (``services.ledger``): outside the
+#: database, so that restoring an older backup cannot take it back.
+LEDGER_FILE = "erasure-ledger.jsonl"
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +75,18 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
     ``pooled=False`` gives a connection-per-use engine (CLI one-shots, migrations).
     For SQLite the parent folder of the database file is created.
     """
+    engine = _make_engine(settings, pooled=pooled)
+    _ledger_files[engine] = settings.home / LEDGER_FILE
+    return engine
+
+
+def ledger_file(engine: Engine) -> Path | None:
+    """The erasure ledger file of the data folder ``engine`` was made for (by
+    :func:`make_engine`); None for an engine made elsewhere."""
+    return _ledger_files.get(engine)
+
+
+def _make_engine(settings: Settings, *, pooled: bool) -> Engine:
     url = make_url(settings.database_url)
     # hide_parameters: SQL errors and logs never show bound values (hashes, ciphertexts).
     kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
@@ -369,6 +386,7 @@ def wal_checkpoint(engine: Engine, *, busy_ms: int = CHECKPOINT_BUSY_MS) -> bool
 
 _jobs: weakref.WeakKeyDictionary[Engine, CheckpointJob] = weakref.WeakKeyDictionary()
 _busy_timeouts: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_ledger_files: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
 _jobs_lock = threading.Lock()
 
 

@@ -20,6 +20,7 @@ from software_dna.server.models.base import Base, UTCDateTime
 from software_dna.server.models.binding import BindingIndex, MachineBinding
 from software_dna.server.models.end_user import EmailConfirmation, EndUser
 from software_dna.server.models.lease import Lease
+from software_dna.server.models.ledger import LedgerEntry
 from software_dna.server.models.license import License
 from software_dna.server.models.license_settings import LicenseSettings
 from software_dna.server.models.mail import EmailTemplate, MailOptOut
@@ -56,6 +57,7 @@ __all__ = [
     "EmailConfirmation",
     "EndUser",
     "Lease",
+    "LedgerEntry",
     "License",
     "LicenseSettings",
     "MachineBinding",

@@ -20,7 +20,7 @@ from software_dna.server.domain.refusals import offline_refusal, removed_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import exact_machine
 from software_dna.server.models import Activation, EndUser, License, LicenseSettings
-from software_dna.server.services import bindings, email_confirmation, sharing
+from software_dna.server.services import bindings, email_confirmation, ledger, sharing
 from software_dna.server.services.authentication import (
     authenticate,
     authenticate_generation,
@@ -481,6 +481,8 @@ def deactivate(session: Session, ctx: Context, activation_id: str, secret: str |
         raise _removed(session, ctx, activation, nonce, now)
     activation.deactivated_at = now
     activation.deactivated_by = "end_user"
+    ledger.record(session, ledger.ACTIVATION_REMOVE, activation.id, at=now,
+                  detail={"by": "end_user"})
     audit(session, "sdk", "activation.deactivate", at=now,
           product_id=activation.license.product_id, license_id=activation.license_id,
           activation_id=activation.id)
@@ -564,6 +566,8 @@ def remove_activation(session: Session, activation_id: str, *,
         now = utcnow()
         activation.deactivated_at = now
         activation.deactivated_by = "vendor"
+        ledger.record(session, ledger.ACTIVATION_REMOVE, activation.id, at=now,
+                      detail={"by": "vendor"})
         audit(session, actor, "activation.remove", at=now,
               product_id=activation.license.product_id, license_id=activation.license_id,
               activation_id=activation.id)
@@ -597,6 +601,7 @@ def replace_activation(session: Session, ctx: Context, replaces: tuple[str, str]
             write_settings(session, ctx, new.license_id, document, now=now)
     old.deactivated_at = now
     old.deactivated_by = "end_user"
+    ledger.record(session, ledger.ACTIVATION_REMOVE, old.id, at=now, detail={"by": "end_user"})
     replaced = old.license
     if replaced.kind == Kind.TRIAL.value and (replaced.expires_at is None
                                               or replaced.expires_at > now):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.domain.roles import Role, role_names
 from software_dna.server.models import AdminApiKey, AuditEntry
+from software_dna.server.services import ledger
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
@@ -85,6 +86,7 @@ def revoke_admin_key(session: Session, key_id: str, *, actor: str = "cli") -> Ad
         raise ServiceError(Code.NOT_FOUND, "No such admin API key.")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        ledger.record(session, ledger.ADMIN_KEY_REVOKE, row.id, at=row.revoked_at)
         audit(session, actor, "admin_key.revoke", detail={"id": row.id})
         session.commit()
     return row
@@ -123,6 +125,7 @@ def revoke_admin_keys(session: Session, *, actor: str = "cli") -> int:
     rows = list(session.scalars(select(AdminApiKey).where(AdminApiKey.revoked_at.is_(None))))
     for row in rows:
         row.revoked_at = now
+        ledger.record(session, ledger.ADMIN_KEY_REVOKE, row.id, at=now)
     audit(session, actor, "admin_key.revoke_all", at=now, detail={"count": len(rows)})
     session.commit()
     return len(rows)

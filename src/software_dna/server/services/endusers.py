@@ -44,7 +44,7 @@ from software_dna.server.models import (
     PortalSession,
     RateLimitCounter,
 )
-from software_dna.server.services import email_confirmation, outbox
+from software_dna.server.services import email_confirmation, ledger, outbox
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.server.services.lookups import get_end_user, get_license
@@ -388,13 +388,22 @@ def erase(
     license_ids: set[str],
     actor: str,
     activation_id: str | None = None,
+    record: bool = True,
 ) -> None:
     """Erase ``end_user`` (if any) and the data of ``license_ids`` plus the end user's licenses.
 
     Commits, then asks for a WAL checkpoint (SQLite; see the module docstring).
+    ``record``: write the erasure to the ledger (``services.ledger``), False only when
+    a restore re-applies an entry already there.
     """
     now = utcnow()
     licenses = set(license_ids)
+    if record:
+        subject = (end_user.id if end_user is not None
+                   else activation_id or min(license_ids, default="-"))
+        ledger.record(session, ledger.ERASURE, subject, at=now, detail={
+            "end_user": end_user.id if end_user is not None else None,
+            "licenses": sorted(license_ids), "activation": activation_id})
     if end_user is not None:
         licenses.update(
             session.scalars(

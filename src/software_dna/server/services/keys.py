@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import SigningKey
+from software_dna.server.services import ledger
 from software_dna.server.services.common import Context, audit, precise_now, utcnow
 from software_dna.server.services.errors import ServiceError, conflict
 from software_dna.server.services.lookups import get_product, get_signing_key
@@ -122,6 +123,8 @@ def retire_key(
     if row.status != "retired":
         row.status = "retired"
         row.retired_at = utcnow()
+        ledger.record(session, ledger.KEY_RETIRE, kid, at=row.retired_at,
+                      detail={"product": product_id})
         audit(session, actor, "key.retire", product_id=product_id, kid=kid)
         session.commit()
     ctx.vault.forget_signing_key(kid)

@@ -25,7 +25,7 @@ from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.terms import terms_problem
 from software_dna.server.models import Activation, EndUser, License
 from software_dna.server.schemas.licenses import looks_like_full_key
-from software_dna.server.services import events, outbox
+from software_dna.server.services import events, ledger, outbox
 from software_dna.server.services.common import (
     Context,
     audit,
@@ -384,6 +384,8 @@ def _set_status(session: Session, license_id: str, status: str, actor: str) -> L
             lic.cancelled_at = None  # resuming a cancelled subscription renews it
         lic.updated_at = now
         action = {"active": "resume", "suspended": "suspend", "revoked": "revoke"}[status]
+        if status == "revoked":
+            ledger.record(session, ledger.LICENSE_REVOKE, lic.id, at=now)
         audit(session, actor, f"license.{action}", at=now, product_id=lic.product_id,
               license_id=lic.id)
         session.commit()

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.models import Activation
 from software_dna.server.schemas import ActivateIn, error_location
+from software_dna.server.services import ledger
 from software_dna.server.services.activations import activate
 from software_dna.server.services.bindings import invalid_fingerprint, parse_fingerprint
 from software_dna.server.services.common import Context, audit, utcnow
@@ -291,6 +292,8 @@ def deactivate_from_receipt(session: Session, ctx: Context,
     if not already:
         activation.deactivated_at = now
         activation.deactivated_by = "end_user"
+        ledger.record(session, ledger.ACTIVATION_REMOVE, activation.id, at=now,
+                      detail={"by": "end_user"})
     audit(session, "sdk", "activation.offline_deactivate", at=now,
           product_id=doc.product, license_id=activation.license_id,
           activation_id=activation.id, detail={"already_deactivated": already})

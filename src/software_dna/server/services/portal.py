@@ -56,7 +56,7 @@ from software_dna.server.models import (
     PortalSession,
     Product,
 )
-from software_dna.server.services import emails, ratelimit
+from software_dna.server.services import emails, ledger, ratelimit
 from software_dna.server.services.common import Context, audit, new_id, utcnow
 from software_dna.server.services.email_confirmation import links_possible
 from software_dna.server.services.endusers import activation_label, portal_link_counter
@@ -549,6 +549,8 @@ def release_activation(session: Session, ctx: Context, holder: Holder,
     now = utcnow()
     activation.deactivated_at = now
     activation.deactivated_by = DEACTIVATED_BY_PORTAL
+    ledger.record(session, ledger.ACTIVATION_REMOVE, activation.id, at=now,
+                  detail={"by": DEACTIVATED_BY_PORTAL})
     audit(session, ACTOR, "activation.release", at=now, product_id=lic.product_id,
           license_id=lic.id, activation_id=activation.id,
           end_user_id=holder.end_user.id if holder.personal and holder.end_user else None,

@@ -27,7 +27,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from software_dna.server.models import Activation, EndUser, License, PortalLink
-from software_dna.server.services import email_confirmation, ratelimit
+from software_dna.server.services import email_confirmation, ledger, ratelimit
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import (
     erase,
@@ -47,6 +47,7 @@ __all__ = [
     "EMAIL_CHANGES_PER_WINDOW",
     "LicenseErasure",
     "answer_request",
+    "clear_address",
     "email_of",
     "erase_self",
     "erasure_effects",
@@ -121,6 +122,9 @@ def set_email(session: Session, ctx: Context, holder: Holder, email: str) -> boo
         .order_by(Activation.created_at).limit(1)).first()
     email_confirmation.email_given(session, ctx, person, typed, index, activation=activation,
                                    now=now)
+    if person.email_index is not None:
+        # The address left behind is erased: a restore must not bring it back.
+        ledger.record(session, ledger.ADDRESS_REMOVE, person.id, at=now)
     _forget_old_address(session, person)
     person.email_ciphertext = ctx.vault.encrypt_field(typed.encode("utf-8"),
                                                       aad=f"end_user:{person.id}:email")
@@ -157,14 +161,23 @@ def remove_email(session: Session, ctx: Context, holder: Holder) -> None:
         ServiceError: 403 ``forbidden`` without personal reach.
     """
     person = _person(holder)
+    if person.email_index is not None:
+        ledger.record(session, ledger.ADDRESS_REMOVE, person.id)
+    clear_address(session, person)
+    audit(session, ACTOR, "end_user.email_removed", product_id=holder.license.product_id,
+          license_id=holder.license.id, end_user_id=person.id)
+    session.commit()
+
+
+def clear_address(session: Session, person: EndUser) -> None:
+    """Delete ``person``'s address, its confirmation, its sign-in links and what is keyed
+    by its hash (unless another record still has it). No commit, no audit, no ledger
+    entry: :func:`remove_email`, and a restore re-applying one, do those."""
     email_confirmation.forget(session, person)
     _forget_old_address(session, person)
     person.email_ciphertext = None
     person.email_index = None
     session.execute(delete(PortalLink).where(PortalLink.end_user_id == person.id))
-    audit(session, ACTOR, "end_user.email_removed", product_id=holder.license.product_id,
-          license_id=holder.license.id, end_user_id=person.id)
-    session.commit()
 
 
 def export_for(session: Session, ctx: Context, holder: Holder) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from software_dna.server.models import (
     Product,
     Trial,
 )
-from software_dna.server.services import bindings, sharing
+from software_dna.server.services import bindings, ledger, sharing
 from software_dna.server.services.common import Context, audit, new_id, precise_now, utcnow
 from software_dna.server.services.errors import ServiceError, conflict, invalid
 from software_dna.server.services.licenses import issue_license
@@ -264,6 +264,7 @@ def remove_trial(session: Session, trial_id: str, *, actor: str = "admin") -> Tr
         if lic is not None and lic.status != "revoked":
             lic.status = "revoked"
             lic.updated_at = now
+            ledger.record(session, ledger.LICENSE_REVOKE, lic.id, at=now)
     session.delete(trial)
     audit(session, actor, "trial.remove", at=now, product_id=trial.product_id,
           license_id=trial.license_id)

@@ -1,0 +1,204 @@
+"""The erasure ledger: every erasure of personal data and every revocation, ids only.
+
+A restore puts the database back as it was when the backup was taken; what was
+erased or revoked since must not come back. So each erasure and revocation
+writes a :class:`~software_dna.server.models.LedgerEntry` in the same
+transaction as the change, and once that transaction has committed the same
+entry is appended to the ledger file of the data folder
+(:data:`software_dna.server.db.LEDGER_FILE`: one JSON object a line, written
+with ``O_APPEND`` and fsync'd). The file lives outside the database, so a
+restore reads it (and the ledger table of the database it replaces, when that
+can still be read) and re-applies the entries the backup does not hold
+(``services.backup``).
+
+Kinds (:data:`KINDS`) and their object:
+
+- ``erasure``: an end user's erasure (vendor, SDK or portal, including the
+  portal's sweep of every record of a proven address); object: the end user id
+  (or the activation / license id when there was no end user); ``detail``:
+  ``end_user``, ``licenses``, ``activation``.
+- ``address.remove``: the end user removed or replaced their address in the
+  license portal; object: the end user id (a restore deletes the address the
+  backup holds for them: the one removed, or an older one).
+- ``license.revoke``: object: the license id.
+- ``activation.remove``: an activation removed by the vendor or freed by its
+  end user; object: the activation id; ``detail``: ``by``.
+- ``admin_key.revoke``: object: the admin API key's id.
+- ``key.retire``: a signing key no longer trusted; object: its ``kid``;
+  ``detail``: ``product``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from software_dna.server.db import ledger_file
+from software_dna.server.models import LedgerEntry
+from software_dna.server.services.common import new_id, utcnow
+from software_dna.wire.times import format_rfc3339, parse_rfc3339
+
+__all__ = ["KINDS", "Entry", "append_to_file", "entries_in", "read_file", "record"]
+
+log = logging.getLogger(__name__)
+
+ERASURE = "erasure"
+LICENSE_REVOKE = "license.revoke"
+ACTIVATION_REMOVE = "activation.remove"
+ADMIN_KEY_REVOKE = "admin_key.revoke"
+KEY_RETIRE = "key.retire"
+ADDRESS_REMOVE = "address.remove"
+#: Every kind of entry (see the module docstring).
+KINDS = (ERASURE, ADDRESS_REMOVE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_REVOKE,
+         KEY_RETIRE)
+
+_PENDING = "software_dna_ledger_pending"
+#: Longest ledger file line read back (an entry is far shorter; a longer line is not ours).
+_MAX_LINE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry, as the table and the file hold it.
+
+    Attributes:
+        id: ``led_...``, unique across processes and hosts.
+        kind: one of :data:`KINDS`.
+        object_id: the id of what was erased or revoked.
+        at: when (timezone-aware UTC, whole seconds).
+        detail: the other ids the re-application needs (ids only).
+    """
+
+    id: str
+    kind: str
+    object_id: str
+    at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> bytes:
+        """The entry as one line of the ledger file (JSON, ``\\n`` at the end)."""
+        return (json.dumps({"id": self.id, "kind": self.kind, "object": self.object_id,
+                            "at": format_rfc3339(self.at), "detail": self.detail},
+                           sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+
+    @classmethod
+    def of_row(cls, row: LedgerEntry) -> Entry:
+        """The entry of a table row."""
+        return cls(row.id, row.kind, row.object_id, row.at, dict(row.detail or {}))
+
+    @classmethod
+    def of_json(cls, data: Mapping[str, Any]) -> Entry:
+        """The entry of one parsed file line.
+
+        Raises:
+            ValueError: the object is not a ledger entry.
+        """
+        ident, kind, obj, at = (data.get(k) for k in ("id", "kind", "object", "at"))
+        detail = data.get("detail") or {}
+        if not (isinstance(ident, str) and ident.startswith("led_") and kind in KINDS
+                and isinstance(obj, str) and obj and isinstance(at, str)
+                and isinstance(detail, dict)):
+            raise ValueError("not a ledger entry")
+        return cls(ident, str(kind), obj, parse_rfc3339(at), detail)
+
+
+def record(session: Session, kind: str, object_id: str, *, at: datetime | None = None,
+           detail: Mapping[str, Any] | None = None) -> Entry:
+    """Add a ledger entry to the session: committed (or rolled back) with the change.
+
+    After the session's commit the entry is also appended to the ledger file of
+    the data folder (:func:`append_to_file`). Never pass personal data: ids only.
+
+    Args:
+        session: the session making the change.
+        kind: one of :data:`KINDS`.
+        object_id: the id of what is erased or revoked.
+        at: the change's time (default: now).
+        detail: the other ids the re-application needs.
+
+    Returns:
+        The entry.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    entry = Entry(new_id("led"), kind, object_id, at or utcnow(), dict(detail or {}))
+    session.add(LedgerEntry(id=entry.id, kind=entry.kind, object_id=entry.object_id,
+                            at=entry.at, detail=entry.detail or None))
+    session.info.setdefault(_PENDING, []).append(entry)
+    return entry
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    pending: list[Entry] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    path = ledger_file(session.get_bind().engine)
+    if path is not None:
+        append_to_file(path, pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def append_to_file(path: Path, entries: Iterable[Entry]) -> bool:
+    """Append ``entries`` to the ledger file at ``path`` (created 0600) and fsync it.
+
+    One ``write`` in append mode, so that several processes appending at once
+    never interleave within a line. A failure is logged (no personal data: the
+    file name and the error kind) and returns False: the change has committed
+    and its entry is in the database's table, which a restore reads too.
+    """
+    data = b"".join(entry.line() for entry in entries)
+    if not data:
+        return True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("Could not append to the erasure ledger file %s (%s); the entries are "
+                    "in the database's ledger table", path.name, type(exc).__name__)
+        return False
+    return True
+
+
+def read_file(path: Path) -> Iterator[Entry]:
+    """The entries of the ledger file at ``path`` (none if there is no file).
+
+    A line that is not an entry (a torn last line after a crash) is skipped.
+
+    Raises:
+        OSError: the file exists but cannot be read.
+    """
+    if not path.exists():
+        return
+    with path.open("rb") as stream:
+        for raw in stream:
+            if len(raw) > _MAX_LINE or not raw.endswith(b"\n"):
+                continue
+            try:
+                yield Entry.of_json(json.loads(raw))
+            except (ValueError, TypeError, AttributeError):
+                continue
+
+
+def entries_in(session: Session) -> list[Entry]:
+    """Every entry of the database's ledger table, oldest first."""
+    rows = session.scalars(select(LedgerEntry).order_by(LedgerEntry.at, LedgerEntry.id))
+    return [Entry.of_row(row) for row in rows]
