@@ -388,3 +388,128 @@ def test_app_version_with_a_drifted_machine_goes_through_the_orm_path(
                             fingerprint=drifted, nonce=nonce(), app_version="3.0")
     assert done.rebound
     assert _app_version(state, activation_id) == "3.0"
+
+
+# --------------------------------------------------------------------------- DirectPg
+# On PostgreSQL the route runs the fast path on hotpath.DirectPg (psycopg, prepared
+# statements, no pool): held here to the SQLAlchemy Core path it replaces.
+
+
+def _direct(state: AppState) -> hotpath.DirectPg:
+    if state.direct is None:
+        assert state.engine.dialect.name == "sqlite"
+        pytest.skip("DirectPg is PostgreSQL's (SQLite has no inline engine)")
+    return state.direct
+
+
+def test_direct_reads_what_sqlalchemy_reads(workers: tuple[AppState, AppState]) -> None:
+    """Same row, value for value and type for type (aware datetimes, JSON lists, bytes)."""
+    state, _ = workers
+    direct = _direct(state)
+    _, plain, _secret = _activate(state)
+    _, personal, _secret2 = _activate(state, machine="m2", email="ann@example.com",
+                                      consent=True, registration={"company": "Acme"},
+                                      expires_at=NOW + timedelta(days=3))
+    with state.sessions() as session:
+        row = session.get(Activation, plain)
+        assert row is not None
+        service.suspend_license(session, row.license_id)
+    for activation_id in (plain, personal, "act_unknown"):
+        with state.engine.connect() as conn:
+            expected = conn.execute(hotpath._READ,
+                                    {"activation_id": activation_id}).one_or_none()
+        got = hotpath._DirectDb(direct).read(activation_id)
+        if expected is None:
+            assert got is None
+            continue
+        assert got._asdict() == expected._asdict()
+        assert [type(v) for v in got] == [type(v) for v in expected]
+    read = hotpath._DirectDb(direct).read(personal)
+    assert read.expires_at.tzinfo is not None and read.features == ["pro"]
+
+
+def test_direct_validates_like_the_core_path(workers: tuple[AppState, AppState],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same token claims and the same stored state through DirectPg and the Core path."""
+    state, _ = workers
+    direct = _direct(state)
+    monkeypatch.setattr(hotpath, "utcnow", lambda: NOW)
+    n = "n" * 24
+    stored = []
+    says = []
+    for runner in (state.inline_engine, direct):
+        assert runner is not None
+        _, activation_id, secret = _activate(state, email="bo@example.com", consent=True,
+                                             client={"app_version": "1.0"})
+        done = hotpath.validate_plain(runner, state.ctx, activation_id, secret,
+                                      fingerprint=_fp(), nonce=n, app_version="1.2")
+        assert done is not None and done.server_time == NOW
+        claims, footer = _says(done.token)
+        for key in ("sub", "aid", "lid", "license_id", "activation_id"):
+            claims.pop(key, None)
+        says.append((claims, footer))
+        with state.sessions() as session:
+            act = session.get(Activation, activation_id)
+            assert act is not None
+            stored.append((act.secret_generation, act.secret_grace, act.app_version,
+                           act.secret_hash == state.ctx.vault.secret_hash(
+                               done.activation_secret or "")))
+    assert stored[0] == stored[1] == (1, 0, "1.2", True)
+    assert {k: v for k, v in says[0][0].items() if "id" not in k} == \
+        {k: v for k, v in says[1][0].items() if "id" not in k}
+    assert says[0][1] == says[1][1]
+
+
+def test_direct_hands_over_and_fails_like_the_core_path(
+        workers: tuple[AppState, AppState]) -> None:
+    """Not the plain case, a row lock held elsewhere: None, nothing written; a table
+    lock: SQLAlchemy's OperationalError (answered 503) after the statement timeout."""
+    state, _ = workers
+    direct = _direct(state)
+    _, activation_id, secret = _activate(state)
+    with state.sessions() as session:
+        seen = session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one()
+    assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(changed=["cpu"]), nonce=nonce()) is None
+    with pytest.raises(ServiceError) as caught:
+        hotpath.validate_plain(direct, state.ctx, activation_id, secret + "x",
+                               fingerprint=_fp(), nonce=nonce())
+    assert (caught.value.status, caught.value.code) == (401, "unauthorized")
+    with state.sessions() as session:
+        session.execute(select(Activation.id).where(Activation.id == activation_id)
+                        .with_for_update())
+        assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
+                                      fingerprint=_fp(), nonce=nonce()) is None
+        session.rollback()
+    with state.sessions() as session:
+        assert session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one() == seen
+    with state.engine.connect() as other:
+        other.execute(text("LOCK TABLE activations IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(OperationalError):
+            hotpath.validate_plain(direct, state.ctx, activation_id, secret,
+                                   fingerprint=_fp(), nonce=nonce())
+        other.rollback()
+    assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(), nonce=nonce()) is not None
+
+
+def test_direct_reconnects_after_its_connection_is_killed(
+        workers: tuple[AppState, AppState]) -> None:
+    """A restarted database (here: the backend terminated) costs no error: the broken
+    connection is replaced before anything was written, and the read runs again."""
+    state, _ = workers
+    direct = _direct(state)
+    _, activation_id, secret = _activate(state)
+    done = hotpath.validate_plain(direct, state.ctx, activation_id, secret,
+                                  fingerprint=_fp(), nonce=nonce())
+    assert done is not None
+    backend = direct._connection().info.backend_pid
+    with state.engine.connect() as other:
+        assert other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": backend}).scalar_one()
+    again = hotpath.validate_plain(direct, state.ctx, activation_id, done.activation_secret,
+                                   fingerprint=_fp(), nonce=nonce())
+    assert again is not None
+    assert direct._connection().info.backend_pid != backend

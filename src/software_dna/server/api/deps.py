@@ -18,7 +18,7 @@ from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
 from software_dna.server.domain.roles import Permission, allows
 from software_dna.server.schemas import FingerprintIn, PreviousIn
-from software_dna.server.services import Context, ServiceError, parse_fingerprint
+from software_dna.server.services import Context, ServiceError, hotpath, parse_fingerprint
 from software_dna.server.services.admin import admin_key_row
 from software_dna.server.services.common import acting_as
 from software_dna.server.services.messages import FingerprintData
@@ -55,9 +55,14 @@ class AppState:
         #: PostgreSQL: the validation hot path's engine, used on the event loop
         #: (db.make_inline_engine); None on SQLite.
         self.inline_engine = inline_engine
+        #: The hot path's own connection on ``inline_engine`` (psycopg, prepared
+        #: statements), opened at the first validation; None on SQLite.
+        self.direct = hotpath.DirectPg(inline_engine) if inline_engine is not None else None
 
     def dispose(self) -> None:
         """Close every pooled database connection."""
+        if self.direct is not None:
+            self.direct.close()
         self.engine.dispose()
         if self.inline_engine is not None:
             self.inline_engine.dispose()

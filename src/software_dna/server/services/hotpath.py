@@ -34,11 +34,17 @@ never changes under its kid).
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
-from typing import Any
+from contextlib import suppress
+from typing import Any, cast
 
 from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from software_dna.server.crypto import DecryptionError
 from software_dna.server.domain.refusals import status_refusal
@@ -64,7 +70,7 @@ from software_dna.server.services.common import Context, precise_now, utcnow
 from software_dna.server.services.messages import FingerprintData, Validated
 from software_dna.server.services.tokens import decrypt_personal_data, sign_token
 
-__all__ = ["validate", "validate_orm", "validate_plain"]
+__all__ = ["DirectPg", "validate", "validate_orm", "validate_plain"]
 
 _ACTIVATIONS = Base.metadata.tables[Activation.__tablename__]
 _LICENSES = Base.metadata.tables[License.__tablename__]
@@ -134,6 +140,158 @@ _SEEN_VERSION = _SEEN.values(app_version=bindparam("app_version"))
 _SEALED = select(_K.secret_ciphertext).where(_K.kid == bindparam("kid"))
 
 
+class _Compiled:
+    """A Core statement compiled once for one dialect, run through the DBAPI directly.
+
+    Parameters and result values go through the same type processors
+    SQLAlchemy applies (e.g. ``UTCDateTime``: aware datetimes in, aware out),
+    so a row read here equals the row SQLAlchemy's ``execute`` returns.
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        self.defaults: dict[str, Any] = dict(compiled.params)
+        self.binds: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.binds[name] = processor
+        columns = list(getattr(statement, "selected_columns", ()))
+        self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                        for c in columns]
+        names = [c.key for c in columns]
+        self.row: Any = namedtuple("_Row", names) if columns else None
+
+    def parameters(self, given: dict[str, Any]) -> dict[str, Any]:
+        values = {**self.defaults, **given}
+        for name, processor in self.binds.items():
+            if name in values:
+                values[name] = processor(values[name])
+        return values
+
+    def make_row(self, raw: tuple[Any, ...]) -> Any:
+        return self.row._make(value if processor is None else processor(value)
+                              for processor, value in zip(self.results, raw, strict=True))
+
+
+class DirectPg:
+    """The hot path on PostgreSQL without SQLAlchemy's per-statement machinery.
+
+    One psycopg connection checked out of ``engine`` (:func:`~software_dna.server.db.
+    make_inline_engine`: autocommit, bounded connect and statement times) and kept
+    for the process's life; the hot path's statements, compiled once, run as
+    server-side prepared statements.  SQLAlchemy's pool pinged the database
+    before every request; here a connection found broken by the first statement
+    (nothing written yet) is replaced and the statement run again once, so a
+    restarted database is reconnected without an error.  For the event loop's
+    thread only (one request at a time).
+
+    Database errors are raised as SQLAlchemy's (``OperationalError``...), which
+    the API answers as before (503 ``unavailable``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        self.read = _Compiled(_READ, dialect)
+        self.seen = _Compiled(_SEEN, dialect)
+        self.seen_version = _Compiled(_SEEN_VERSION, dialect)
+        self.sealed = _Compiled(_SEALED, dialect)
+        self._raw: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
+
+    def _connection(self) -> Any:
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw.driver_connection
+
+    def _drop(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with suppress(Exception):  # already broken: nothing more to release
+                raw.invalidate()
+
+    def execute(self, compiled: _Compiled, given: dict[str, Any], *,
+                retry: bool = False) -> Any:
+        """Run ``compiled``; returns the psycopg cursor.  ``retry``: once, on a new
+        connection, when the first attempt failed on a broken connection."""
+        import psycopg  # noqa: PLC0415  # the PostgreSQL driver: only with PostgreSQL
+
+        params = compiled.parameters(given)
+        for attempt in (0, 1):
+            try:
+                return self._connection().execute(compiled.sql, params, prepare=True)
+            except psycopg.Error as exc:
+                broken = self._raw is None or self._raw.driver_connection.closed
+                if broken or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                    self._drop()
+                if retry and broken and attempt == 0:
+                    continue
+                raise sa_exc.DBAPIError.instance(
+                    compiled.sql, None, exc, psycopg.Error, hide_parameters=True) from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Give the connection back (closed) to the engine's pool."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
+
+
+class _SqlAlchemyDb:
+    """The hot path's statements through a SQLAlchemy connection (SQLite, the thread pool)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def read(self, activation_id: str) -> Any:
+        return self.conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
+
+    def write(self, values: dict[str, Any], with_version: bool) -> int:
+        seen = self.conn.execute(_SEEN_VERSION if with_version else _SEEN, values)
+        return int(seen.rowcount)
+
+    def sealed(self, kid: str) -> bytes:
+        value: bytes = self.conn.execute(_SEALED, {"kid": kid}).scalar_one()
+        return value
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+
+class _DirectDb:
+    """The same statements on :class:`DirectPg` (autocommit: nothing to commit)."""
+
+    def __init__(self, direct: DirectPg) -> None:
+        self.direct = direct
+
+    def read(self, activation_id: str) -> Any:
+        d = self.direct
+        raw = d.execute(d.read, {"activation_id": activation_id}, retry=True).fetchone()
+        return None if raw is None else d.read.make_row(raw)
+
+    def write(self, values: dict[str, Any], with_version: bool) -> int:
+        d = self.direct
+        return int(d.execute(d.seen_version if with_version else d.seen, values).rowcount)
+
+    def sealed(self, kid: str) -> bytes:
+        d = self.direct
+        row = d.execute(d.sealed, {"kid": kid}).fetchone()
+        if row is None:
+            raise sa_exc.NoResultFound("No row was found when one was required")
+        value: bytes = d.sealed.make_row(row).secret_ciphertext
+        return value
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
 def _bound(ctx: Context, row: Any) -> dict[str, Any] | None:
     """The current binding's set, opened; None when there is none or it does not open."""
     if row.binding_row is None:
@@ -167,12 +325,14 @@ def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
     )
 
 
-def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str | None, *,
-                   fingerprint: FingerprintData, nonce: str,
+def validate_plain(engine: Engine | DirectPg, ctx: Context, activation_id: str,
+                   secret: str | None, *, fingerprint: FingerprintData, nonce: str,
                    trusted: frozenset[str] | None = None,
                    app_version: str | None = None) -> Validated | None:
     """The common case of a validation through Core; None when it is not that case.
 
+    ``engine``: a SQLAlchemy engine, or (PostgreSQL, on the event loop) a
+    :class:`DirectPg` over the inline engine: the same statements and decisions.
     None means: hand the request to :func:`validate_orm` (nothing was written).
     ``app_version``: the app's version the client sent (None: not sent); stored
     in the same UPDATE when it differs from the activation's.
@@ -180,67 +340,79 @@ def validate_plain(engine: Engine, ctx: Context, activation_id: str, secret: str
     Raises:
         ServiceError: 401 ``unauthorized`` (unknown activation, missing or
         wrong secret: one answer for the three).
+        sqlalchemy.exc.DBAPIError: the database failed (``OperationalError``...).
     """
+    if isinstance(engine, DirectPg):
+        return _validate_on(_DirectDb(engine), ctx, activation_id, secret,
+                            fingerprint=fingerprint, nonce=nonce, trusted=trusted,
+                            app_version=app_version)
     with engine.connect() as conn:
-        row = conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
-        presented = generation_failed(ctx, row.id if row is not None else None, secret)
-        if presented is None:
-            raise unauthorized()
-        assert row is not None
-        now = utcnow()
-        current: int = row.secret_generation
-        bound = _bound(ctx, row)
-        if (not _plain(row, fingerprint, bound, now, trusted)
-                or is_outdated(presented, current, row.secret_grace)):
-            return None
-        # The rotation of services.sharing.rotate, as values.
-        generation = max(current, presented) + 1
-        grace = presented if presented >= current else row.secret_grace
-        new_secret = ctx.vault.activation_secret(row.id, generation)
-        # Roll-over moves the least recently seen machine.  The read took no lock, so
-        # this one statement is the whole write (db.make_inline_engine: autocommit).
-        values: dict[str, Any] = {
-            "activation_id": row.id, "seen": precise_now(), "read_generation": current,
-            "generation": generation, "grace": grace,
-            "secret_hash": ctx.vault.secret_hash(new_secret)}
-        if app_version is not None and app_version != row.app_version:
-            values["app_version"] = app_version
-            seen = conn.execute(_SEEN_VERSION, values)
-        else:
-            seen = conn.execute(_SEEN, values)
-        if seen.rowcount != 1:
-            conn.rollback()
-            return None  # locked elsewhere: the ORM path waits for it (module docstring)
-        kid: str = row.active_kid
-        key = ctx.vault.cached_signing_key(kid)
-        if key is None:
-            key = ctx.vault.signing_key(kid, conn.execute(_SEALED, {"kid": kid}).scalar_one())
-        email: str | None = None
-        registration: dict[str, str] | None = None
-        if (row.end_user_id is not None and not row.activation_erased
-                and row.end_user_row is not None and row.end_user_erased_at is None):
-            email, registration = decrypt_personal_data(
-                ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
-        facts = TokenFacts.derive(
-            license_id=row.license_id, activation_id=row.id, product_id=row.product_id,
-            fingerprint_id=row.fingerprint_id, fingerprint=bound or {},
-            fingerprint_algorithm=row.binding_algorithm,
-            tolerance=clamp_tolerance(row.fingerprint_tolerance), license_erased=row.license_erased,
-            activation_erased=row.activation_erased, features=row.features,
-            limited_features=row.limited_features, product_protection=row.protection,
-            activation_offline=row.offline, refresh_interval=row.refresh_interval,
-            offline_grace_period=row.offline_grace_period, license_expires_at=row.expires_at,
-            kind=row.kind, subscription=row.subscription, seat_mode=row.seat_mode,
-            air_gapped_token_days=(None if row.air_gapped_perpetual
-                                   else row.air_gapped_token_days),
-        )
-        refresh_by, expires = facts.times(now)
-        token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
-                           expires=expires, email=email, registration=registration,
-                           secret=new_secret)
-        conn.commit()
-        return Validated(token=token, nonce=nonce, server_time=now, rebound=False,
-                         activation_secret=new_secret, product_id=row.product_id)
+        return _validate_on(_SqlAlchemyDb(conn), ctx, activation_id, secret,
+                            fingerprint=fingerprint, nonce=nonce, trusted=trusted,
+                            app_version=app_version)
+
+
+def _validate_on(db: _SqlAlchemyDb | _DirectDb, ctx: Context, activation_id: str,
+                 secret: str | None, *, fingerprint: FingerprintData, nonce: str,
+                 trusted: frozenset[str] | None,
+                 app_version: str | None) -> Validated | None:
+    row = db.read(activation_id)
+    presented = generation_failed(ctx, row.id if row is not None else None, secret)
+    if presented is None:
+        raise unauthorized()
+    assert row is not None
+    now = utcnow()
+    current: int = row.secret_generation
+    bound = _bound(ctx, row)
+    if (not _plain(row, fingerprint, bound, now, trusted)
+            or is_outdated(presented, current, row.secret_grace)):
+        return None
+    # The rotation of services.sharing.rotate, as values.
+    generation = max(current, presented) + 1
+    grace = presented if presented >= current else row.secret_grace
+    new_secret = ctx.vault.activation_secret(row.id, generation)
+    # Roll-over moves the least recently seen machine.  The read took no lock, so
+    # this one statement is the whole write (db.make_inline_engine: autocommit).
+    values: dict[str, Any] = {
+        "activation_id": row.id, "seen": precise_now(), "read_generation": current,
+        "generation": generation, "grace": grace,
+        "secret_hash": ctx.vault.secret_hash(new_secret)}
+    with_version = app_version is not None and app_version != row.app_version
+    if with_version:
+        values["app_version"] = app_version
+    if db.write(values, with_version) != 1:
+        db.rollback()
+        return None  # locked elsewhere: the ORM path waits for it (module docstring)
+    kid: str = row.active_kid
+    key = ctx.vault.cached_signing_key(kid)
+    if key is None:
+        key = ctx.vault.signing_key(kid, db.sealed(kid))
+    email: str | None = None
+    registration: dict[str, str] | None = None
+    if (row.end_user_id is not None and not row.activation_erased
+            and row.end_user_row is not None and row.end_user_erased_at is None):
+        email, registration = decrypt_personal_data(
+            ctx, row.end_user_id, row.email_ciphertext, row.registration_ciphertext)
+    facts = TokenFacts.derive(
+        license_id=row.license_id, activation_id=row.id, product_id=row.product_id,
+        fingerprint_id=row.fingerprint_id, fingerprint=bound or {},
+        fingerprint_algorithm=row.binding_algorithm,
+        tolerance=clamp_tolerance(row.fingerprint_tolerance), license_erased=row.license_erased,
+        activation_erased=row.activation_erased, features=row.features,
+        limited_features=row.limited_features, product_protection=row.protection,
+        activation_offline=row.offline, refresh_interval=row.refresh_interval,
+        offline_grace_period=row.offline_grace_period, license_expires_at=row.expires_at,
+        kind=row.kind, subscription=row.subscription, seat_mode=row.seat_mode,
+        air_gapped_token_days=(None if row.air_gapped_perpetual
+                               else row.air_gapped_token_days),
+    )
+    refresh_by, expires = facts.times(now)
+    token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
+                       expires=expires, email=email, registration=registration,
+                       secret=new_secret)
+    db.commit()
+    return Validated(token=token, nonce=nonce, server_time=now, rebound=False,
+                     activation_secret=new_secret, product_id=row.product_id)
 
 
 def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,
