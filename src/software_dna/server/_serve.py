@@ -48,9 +48,10 @@ __all__ = ["run"]
 STARTUP_FAILURE = 3
 #: Seconds between checks that every worker is alive (and replacing a dead one).
 _WATCH = 0.5
-#: Seconds a worker is given, after SIGTERM, before it is killed (its requests in
-#: flight are answered well before; a stuck one must not hold the shutdown forever).
-_STOP_GRACE = 30.0
+#: Seconds a worker is given after SIGTERM beyond its own graceful-shutdown timeout
+#: (uvicorn's ``timeout_graceful_shutdown``, which cancels what is still running and
+#: runs the app's shutdown) before it is killed: a stuck worker never holds the stop.
+_STOP_MARGIN = 10.0
 
 _log = logging.getLogger("uvicorn.error")
 
@@ -231,12 +232,13 @@ class _Dispatcher:
             if process.pid is not None and process.is_alive():
                 with suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE
+        grace = (self.config.timeout_graceful_shutdown or 0) + _STOP_MARGIN
+        deadline = time.monotonic() + grace
         for process, _channel in self.workers:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 _log.error("Worker process [%s] did not stop in %.0f s; killed",
-                           process.pid, _STOP_GRACE)
+                           process.pid, grace)
                 process.kill()
                 process.join()
         _log.info("Stopping dispatcher process [%d]", os.getpid())
