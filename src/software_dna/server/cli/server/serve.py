@@ -89,7 +89,8 @@ def run_(
         print(f"Control panel: {shown.rstrip('/')}/panel/ (staff sign in; `{PROG} staff add` "
               "adds one)", file=sys.stderr, flush=True)
         try:
-            _serve_app(host, port, workers, log_level, forwarded_allow_ips, graceful_timeout)
+            _serve_app(host, port, workers, log_level, forwarded_allow_ips,
+                       graceful_timeout=graceful_timeout)
         finally:
             if background is not None:
                 background()
@@ -128,7 +129,7 @@ def _worker_logging(log_level: str) -> None:
 
 
 def _serve_app(host: str, port: int, workers: int, log_level: str,
-               forwarded_allow_ips: str | None, graceful_timeout: int) -> None:
+               forwarded_allow_ips: str | None, *, graceful_timeout: int) -> None:
     # Lazy: uvicorn only for this command, not every CLI start.
     from software_dna.server import _serve
     from software_dna.server.logconfig import log_config
