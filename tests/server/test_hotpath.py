@@ -7,6 +7,7 @@ validation, whatever it cached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -391,15 +392,28 @@ def test_app_version_with_a_drifted_machine_goes_through_the_orm_path(
 
 
 # --------------------------------------------------------------------------- DirectPg
-# On PostgreSQL the route runs the fast path on hotpath.DirectPg (psycopg, prepared
-# statements, no pool): held here to the SQLAlchemy Core path it replaces.
+# On PostgreSQL the route runs the fast path through hotpath.validate_direct
+# (asynchronous psycopg, prepared statements, a few connections per worker): held
+# here to the SQLAlchemy Core path (validate_plain) it stands in for.
 
 
 def _direct(state: AppState) -> hotpath.DirectPg:
-    if state.direct is None:
-        assert state.engine.dialect.name == "sqlite"
+    if state.engine.dialect.name == "sqlite":
+        assert state.direct is None
         pytest.skip("DirectPg is PostgreSQL's (SQLite has no inline engine)")
-    return state.direct
+    engine = state.inline_engine
+    assert engine is not None
+    return hotpath.DirectPg(engine, size=2)  # one per test: asyncio.run's loop is its own
+
+
+async def _direct_read(direct: hotpath.DirectPg, activation_id: str) -> Any:
+    conn = await direct.acquire()
+    try:
+        cursor = await direct.execute(conn, direct.read, {"activation_id": activation_id})
+        raw = await cursor.fetchone()
+        return None if raw is None else direct.read.make_row(raw)
+    finally:
+        await direct.release(conn)
 
 
 def test_direct_reads_what_sqlalchemy_reads(workers: tuple[AppState, AppState]) -> None:
@@ -414,18 +428,23 @@ def test_direct_reads_what_sqlalchemy_reads(workers: tuple[AppState, AppState]) 
         row = session.get(Activation, plain)
         assert row is not None
         service.suspend_license(session, row.license_id)
-    for activation_id in (plain, personal, "act_unknown"):
-        with state.engine.connect() as conn:
-            expected = conn.execute(hotpath._READ,
-                                    {"activation_id": activation_id}).one_or_none()
-        got = hotpath._DirectDb(direct).read(activation_id)
-        if expected is None:
-            assert got is None
-            continue
-        assert got._asdict() == expected._asdict()
-        assert [type(v) for v in got] == [type(v) for v in expected]
-    read = hotpath._DirectDb(direct).read(personal)
-    assert read.expires_at.tzinfo is not None and read.features == ["pro"]
+
+    async def scenario() -> None:
+        for activation_id in (plain, personal, "act_unknown"):
+            with state.engine.connect() as conn:
+                expected = conn.execute(hotpath._READ,
+                                        {"activation_id": activation_id}).one_or_none()
+            got = await _direct_read(direct, activation_id)
+            if expected is None:
+                assert got is None
+                continue
+            assert got._asdict() == expected._asdict()
+            assert [type(v) for v in got] == [type(v) for v in expected]
+        read = await _direct_read(direct, personal)
+        assert read.expires_at.tzinfo is not None and read.features == ["pro"]
+        await direct.close()
+
+    asyncio.run(scenario())
 
 
 def test_direct_validates_like_the_core_path(workers: tuple[AppState, AppState],
@@ -437,17 +456,23 @@ def test_direct_validates_like_the_core_path(workers: tuple[AppState, AppState],
     n = "n" * 24
     stored = []
     says = []
-    for runner in (state.inline_engine, direct):
-        assert runner is not None
+    for use_direct in (False, True):
         _, activation_id, secret = _activate(state, email="bo@example.com", consent=True,
                                              client={"app_version": "1.0"})
-        done = hotpath.validate_plain(runner, state.ctx, activation_id, secret,
-                                      fingerprint=_fp(), nonce=n, app_version="1.2")
+        if use_direct:
+            done = asyncio.run(hotpath.validate_direct(
+                direct, state.ctx, activation_id, secret, fingerprint=_fp(), nonce=n,
+                app_version="1.2"))
+        else:
+            assert state.inline_engine is not None
+            done = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id,
+                                          secret, fingerprint=_fp(), nonce=n,
+                                          app_version="1.2")
         assert done is not None and done.server_time == NOW
         claims, footer = _says(done.token)
-        for key in ("sub", "aid", "lid", "license_id", "activation_id"):
-            claims.pop(key, None)
-        says.append((claims, footer))
+        # Everything but the ids of the license and activation (two activations here).
+        says.append(({k: v for k, v in claims.items() if k != "sub" and "id" not in k},
+                     footer))
         with state.sessions() as session:
             act = session.get(Activation, activation_id)
             assert act is not None
@@ -455,61 +480,79 @@ def test_direct_validates_like_the_core_path(workers: tuple[AppState, AppState],
                            act.secret_hash == state.ctx.vault.secret_hash(
                                done.activation_secret or "")))
     assert stored[0] == stored[1] == (1, 0, "1.2", True)
-    assert {k: v for k, v in says[0][0].items() if "id" not in k} == \
-        {k: v for k, v in says[1][0].items() if "id" not in k}
-    assert says[0][1] == says[1][1]
+    assert says[0] == says[1]
+    assert says[0][0]["email"] == "bo@example.com"
+    asyncio.run(direct.close())
 
 
 def test_direct_hands_over_and_fails_like_the_core_path(
         workers: tuple[AppState, AppState]) -> None:
-    """Not the plain case, a row lock held elsewhere: None, nothing written; a table
-    lock: SQLAlchemy's OperationalError (answered 503) after the statement timeout."""
+    """Not the plain case, a row lock held elsewhere: None, nothing written; a wrong
+    secret: the one 401; a table lock: SQLAlchemy's OperationalError (answered 503)
+    after the statement timeout, and the next validation works."""
     state, _ = workers
     direct = _direct(state)
     _, activation_id, secret = _activate(state)
     with state.sessions() as session:
         seen = session.scalars(select(Activation.last_seen_at)
                                .where(Activation.id == activation_id)).one()
-    assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
-                                  fingerprint=_fp(changed=["cpu"]), nonce=nonce()) is None
-    with pytest.raises(ServiceError) as caught:
-        hotpath.validate_plain(direct, state.ctx, activation_id, secret + "x",
-                               fingerprint=_fp(), nonce=nonce())
-    assert (caught.value.status, caught.value.code) == (401, "unauthorized")
-    with state.sessions() as session:
-        session.execute(select(Activation.id).where(Activation.id == activation_id)
-                        .with_for_update())
-        assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
-                                      fingerprint=_fp(), nonce=nonce()) is None
-        session.rollback()
-    with state.sessions() as session:
-        assert session.scalars(select(Activation.last_seen_at)
-                               .where(Activation.id == activation_id)).one() == seen
-    with state.engine.connect() as other:
-        other.execute(text("LOCK TABLE activations IN ACCESS EXCLUSIVE MODE"))
-        with pytest.raises(OperationalError):
-            hotpath.validate_plain(direct, state.ctx, activation_id, secret,
-                                   fingerprint=_fp(), nonce=nonce())
-        other.rollback()
-    assert hotpath.validate_plain(direct, state.ctx, activation_id, secret,
-                                  fingerprint=_fp(), nonce=nonce()) is not None
+
+    def validate(fp: service.FingerprintData, given: str) -> Any:
+        return hotpath.validate_direct(direct, state.ctx, activation_id, given,
+                                       fingerprint=fp, nonce=nonce())
+
+    async def scenario() -> None:
+        assert await validate(_fp(changed=["cpu"]), secret) is None
+        with pytest.raises(ServiceError) as caught:
+            await validate(_fp(), secret + "x")
+        assert (caught.value.status, caught.value.code) == (401, "unauthorized")
+        with state.sessions() as session:
+            session.execute(select(Activation.id).where(Activation.id == activation_id)
+                            .with_for_update())
+            assert await validate(_fp(), secret) is None
+            session.rollback()
+        with state.sessions() as session:
+            assert session.scalars(select(Activation.last_seen_at)
+                                   .where(Activation.id == activation_id)).one() == seen
+        with state.engine.connect() as other:
+            other.execute(text("LOCK TABLE activations IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(OperationalError):
+                await validate(_fp(), secret)
+            other.rollback()
+        assert await validate(_fp(), secret) is not None
+        await direct.close()
+
+    asyncio.run(scenario())
 
 
-def test_direct_reconnects_after_its_connection_is_killed(
+def test_direct_reconnects_and_bounds_its_connections(
         workers: tuple[AppState, AppState]) -> None:
-    """A restarted database (here: the backend terminated) costs no error: the broken
-    connection is replaced before anything was written, and the read runs again."""
+    """A restarted database (here: the backends terminated) costs no error: a broken
+    connection is replaced before anything was written.  Many validations at once
+    share at most ``size`` connections, and all succeed."""
     state, _ = workers
     direct = _direct(state)
-    _, activation_id, secret = _activate(state)
-    done = hotpath.validate_plain(direct, state.ctx, activation_id, secret,
-                                  fingerprint=_fp(), nonce=nonce())
-    assert done is not None
-    backend = direct._connection().info.backend_pid
-    with state.engine.connect() as other:
-        assert other.execute(text("SELECT pg_terminate_backend(:pid)"),
-                             {"pid": backend}).scalar_one()
-    again = hotpath.validate_plain(direct, state.ctx, activation_id, done.activation_secret,
-                                   fingerprint=_fp(), nonce=nonce())
-    assert again is not None
-    assert direct._connection().info.backend_pid != backend
+    made = [_activate(state, machine=f"c{i}") for i in range(6)]
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(
+            hotpath.validate_direct(direct, state.ctx, activation_id, secret,
+                                    fingerprint=_fp(f"c{i}"), nonce=nonce())
+            for i, (_, activation_id, secret) in enumerate(made)))
+        assert all(a is not None for a in answers)
+        assert direct._open <= direct.size and len(direct._idle) == direct._open
+        backends = [conn.info.backend_pid for conn in direct._idle]
+        with state.engine.connect() as other:
+            for pid in backends:
+                assert other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                     {"pid": pid}).scalar_one()
+        (_, activation_id, _secret), answer = made[0], answers[0]
+        assert answer is not None
+        again = await hotpath.validate_direct(
+            direct, state.ctx, activation_id, answer.activation_secret,
+            fingerprint=_fp("c0"), nonce=nonce())
+        assert again is not None
+        assert not set(backends) & {conn.info.backend_pid for conn in direct._idle}
+        await direct.close()
+
+    asyncio.run(scenario())

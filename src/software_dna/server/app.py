@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
             await task
         await run_in_threadpool(flush)  # what was counted since the last flush
         await run_in_threadpool(job.close)
+        await app.state.sdna.close()  # the validation hot path's connections
 
     app = FastAPI(
         lifespan=lifespan,

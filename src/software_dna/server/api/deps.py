@@ -55,17 +55,21 @@ class AppState:
         #: PostgreSQL: the validation hot path's engine, used on the event loop
         #: (db.make_inline_engine); None on SQLite.
         self.inline_engine = inline_engine
-        #: The hot path's own connection on ``inline_engine`` (psycopg, prepared
-        #: statements), opened at the first validation; None on SQLite.
+        #: The hot path's own connections to ``inline_engine``'s database (psycopg,
+        #: asynchronous, prepared statements), opened as validations need them; None on
+        #: SQLite.
         self.direct = hotpath.DirectPg(inline_engine) if inline_engine is not None else None
 
     def dispose(self) -> None:
-        """Close every pooled database connection."""
-        if self.direct is not None:
-            self.direct.close()
+        """Close every pooled database connection (the hot path's: :meth:`close`)."""
         self.engine.dispose()
         if self.inline_engine is not None:
             self.inline_engine.dispose()
+
+    async def close(self) -> None:
+        """Close the hot path's connections (on the event loop that used them)."""
+        if self.direct is not None:
+            await self.direct.close()
 
 
 # Both dependencies are ``async``: FastAPI runs a plain ``def`` dependency (and each

@@ -34,6 +34,7 @@ never changes under its kid).
 
 from __future__ import annotations
 
+import asyncio
 from collections import namedtuple
 from collections.abc import Callable
 from contextlib import suppress
@@ -47,6 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from software_dna.server.crypto import DecryptionError
+from software_dna.server.db import INLINE_TIMEOUT
 from software_dna.server.domain.refusals import status_refusal
 from software_dna.server.domain.seats import FLOATING
 from software_dna.server.domain.tokens import TokenFacts
@@ -70,7 +72,7 @@ from software_dna.server.services.common import Context, precise_now, utcnow
 from software_dna.server.services.messages import FingerprintData, Validated
 from software_dna.server.services.tokens import decrypt_personal_data, sign_token
 
-__all__ = ["DirectPg", "validate", "validate_orm", "validate_plain"]
+__all__ = ["DirectPg", "validate", "validate_direct", "validate_orm", "validate_plain"]
 
 _ACTIVATIONS = Base.metadata.tables[Activation.__tablename__]
 _LICENSES = Base.metadata.tables[License.__tablename__]
@@ -176,66 +178,103 @@ class _Compiled:
 
 
 class DirectPg:
-    """The hot path on PostgreSQL without SQLAlchemy's per-statement machinery.
+    """The hot path on PostgreSQL, asynchronous, without SQLAlchemy's per-statement work.
 
-    One psycopg connection checked out of ``engine`` (:func:`~software_dna.server.db.
-    make_inline_engine`: autocommit, bounded connect and statement times) and kept
-    for the process's life; the hot path's statements, compiled once, run as
-    server-side prepared statements.  SQLAlchemy's pool pinged the database
-    before every request; here a connection found broken by the first statement
-    (nothing written yet) is replaced and the statement run again once, so a
-    restarted database is reconnected without an error.  For the event loop's
-    thread only (one request at a time).
+    A few psycopg ``AsyncConnection`` objects (at most ``size``), opened with
+    the inline engine's URL (:func:`~software_dna.server.db.make_inline_engine`:
+    autocommit; connecting and every statement bounded by
+    :data:`~software_dna.server.db.INLINE_TIMEOUT` seconds) and kept for the
+    process's life; the hot path's Core statements, compiled once, run as
+    server-side prepared statements.  While one validation waits for
+    PostgreSQL the worker's event loop serves others.  There is no ping per
+    request: a connection found broken by the first statement (nothing
+    written yet) is replaced and the statement run again once, so a restarted
+    database still costs no error.
 
-    Database errors are raised as SQLAlchemy's (``OperationalError``...), which
-    the API answers as before (503 ``unavailable``).
+    Database errors are raised as SQLAlchemy's (``OperationalError``,
+    ``TimeoutError`` when no connection frees up in time...), which the API
+    answers as before (503 ``unavailable``).  For one event loop.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, size: int = 4) -> None:
         self.engine = engine
         dialect = engine.dialect
         self.read = _Compiled(_READ, dialect)
         self.seen = _Compiled(_SEEN, dialect)
         self.seen_version = _Compiled(_SEEN_VERSION, dialect)
         self.sealed = _Compiled(_SEALED, dialect)
-        self._raw: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
+        _args, self._params = dialect.create_connect_args(engine.url)
+        self.size = size
+        self._idle: list[Any] = []
+        self._open = 0
+        self._freed: asyncio.Condition | None = None
 
-    def _connection(self) -> Any:
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-        return self._raw.driver_connection
-
-    def _drop(self) -> None:
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            with suppress(Exception):  # already broken: nothing more to release
-                raw.invalidate()
-
-    def execute(self, compiled: _Compiled, given: dict[str, Any], *,
-                retry: bool = False) -> Any:
-        """Run ``compiled``; returns the psycopg cursor.  ``retry``: once, on a new
-        connection, when the first attempt failed on a broken connection."""
+    async def acquire(self) -> Any:
+        """An idle connection, a new one, or the first one freed (bounded wait)."""
         import psycopg  # noqa: PLC0415  # the PostgreSQL driver: only with PostgreSQL
 
-        params = compiled.parameters(given)
-        for attempt in (0, 1):
+        if self._freed is None:
+            self._freed = asyncio.Condition()
+        async with self._freed:
             try:
-                return self._connection().execute(compiled.sql, params, prepare=True)
-            except psycopg.Error as exc:
-                broken = self._raw is None or self._raw.driver_connection.closed
-                if broken or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                    self._drop()
-                if retry and broken and attempt == 0:
-                    continue
-                raise sa_exc.DBAPIError.instance(
-                    compiled.sql, None, exc, psycopg.Error, hide_parameters=True) from exc
-        raise AssertionError("unreachable")
+                await asyncio.wait_for(
+                    self._freed.wait_for(lambda: bool(self._idle) or self._open < self.size),
+                    INLINE_TIMEOUT)
+            except TimeoutError as exc:
+                raise sa_exc.TimeoutError("no hot-path connection freed up in time") from exc
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return await psycopg.AsyncConnection.connect(
+                **self._params, autocommit=True, connect_timeout=INLINE_TIMEOUT,
+                options=f"-c statement_timeout={INLINE_TIMEOUT * 1000}")
+        except psycopg.Error as exc:
+            await self._released(None)
+            raise sa_exc.DBAPIError.instance(
+                None, None, exc, psycopg.Error, hide_parameters=True) from exc
 
-    def close(self) -> None:
-        """Give the connection back (closed) to the engine's pool."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            raw.close()
+    async def release(self, conn: Any) -> None:
+        """Give ``conn`` back (closed and forgotten when it is broken)."""
+        if conn.closed or conn.info.transaction_status != _IDLE:
+            with suppress(Exception):
+                await conn.close()
+            conn = None
+        await self._released(conn)
+
+    async def _released(self, conn: Any) -> None:
+        assert self._freed is not None
+        async with self._freed:
+            if conn is None:
+                self._open -= 1
+            else:
+                self._idle.append(conn)
+            self._freed.notify()
+
+    async def execute(self, conn: Any, compiled: _Compiled, given: dict[str, Any]) -> Any:
+        """Run ``compiled`` on ``conn``; returns the psycopg cursor."""
+        import psycopg  # noqa: PLC0415
+
+        try:
+            return await conn.execute(compiled.sql, compiled.parameters(given), prepare=True)
+        except psycopg.Error as exc:
+            raise sa_exc.DBAPIError.instance(
+                compiled.sql, None, exc, psycopg.Error, hide_parameters=True) from exc
+
+    async def close(self) -> None:
+        """Close the idle connections (the ones in use are closed when given back broken)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with suppress(Exception):
+                await conn.close()
+            self._open -= 1
+        if self._freed is not None and idle:
+            async with self._freed:
+                self._freed.notify_all()
+
+
+#: psycopg's ``TransactionStatus.IDLE`` (a connection usable by the next request).
+_IDLE = 0
 
 
 class _SqlAlchemyDb:
@@ -260,36 +299,6 @@ class _SqlAlchemyDb:
 
     def rollback(self) -> None:
         self.conn.rollback()
-
-
-class _DirectDb:
-    """The same statements on :class:`DirectPg` (autocommit: nothing to commit)."""
-
-    def __init__(self, direct: DirectPg) -> None:
-        self.direct = direct
-
-    def read(self, activation_id: str) -> Any:
-        d = self.direct
-        raw = d.execute(d.read, {"activation_id": activation_id}, retry=True).fetchone()
-        return None if raw is None else d.read.make_row(raw)
-
-    def write(self, values: dict[str, Any], with_version: bool) -> int:
-        d = self.direct
-        return int(d.execute(d.seen_version if with_version else d.seen, values).rowcount)
-
-    def sealed(self, kid: str) -> bytes:
-        d = self.direct
-        row = d.execute(d.sealed, {"kid": kid}).fetchone()
-        if row is None:
-            raise sa_exc.NoResultFound("No row was found when one was required")
-        value: bytes = d.sealed.make_row(row).secret_ciphertext
-        return value
-
-    def commit(self) -> None:
-        pass
-
-    def rollback(self) -> None:
-        pass
 
 
 def _bound(ctx: Context, row: Any) -> dict[str, Any] | None:
@@ -325,14 +334,12 @@ def _plain(row: Any, fingerprint: FingerprintData, bound: dict[str, Any] | None,
     )
 
 
-def validate_plain(engine: Engine | DirectPg, ctx: Context, activation_id: str,
+def validate_plain(engine: Engine, ctx: Context, activation_id: str,
                    secret: str | None, *, fingerprint: FingerprintData, nonce: str,
                    trusted: frozenset[str] | None = None,
                    app_version: str | None = None) -> Validated | None:
     """The common case of a validation through Core; None when it is not that case.
 
-    ``engine``: a SQLAlchemy engine, or (PostgreSQL, on the event loop) a
-    :class:`DirectPg` over the inline engine: the same statements and decisions.
     None means: hand the request to :func:`validate_orm` (nothing was written).
     ``app_version``: the app's version the client sent (None: not sent); stored
     in the same UPDATE when it differs from the activation's.
@@ -340,23 +347,99 @@ def validate_plain(engine: Engine | DirectPg, ctx: Context, activation_id: str,
     Raises:
         ServiceError: 401 ``unauthorized`` (unknown activation, missing or
         wrong secret: one answer for the three).
-        sqlalchemy.exc.DBAPIError: the database failed (``OperationalError``...).
     """
-    if isinstance(engine, DirectPg):
-        return _validate_on(_DirectDb(engine), ctx, activation_id, secret,
-                            fingerprint=fingerprint, nonce=nonce, trusted=trusted,
-                            app_version=app_version)
     with engine.connect() as conn:
-        return _validate_on(_SqlAlchemyDb(conn), ctx, activation_id, secret,
-                            fingerprint=fingerprint, nonce=nonce, trusted=trusted,
-                            app_version=app_version)
+        row = conn.execute(_READ, {"activation_id": activation_id}).one_or_none()
+        plan = _decide(ctx, row, secret, fingerprint, trusted=trusted, app_version=app_version)
+        if plan is None:
+            return None
+        assert row is not None
+        seen = conn.execute(_SEEN_VERSION if plan.with_version else _SEEN, plan.values)
+        if seen.rowcount != 1:
+            conn.rollback()
+            return None  # locked elsewhere: the ORM path waits for it (module docstring)
+        kid: str = row.active_kid
+        key = ctx.vault.cached_signing_key(kid)
+        if key is None:
+            key = ctx.vault.signing_key(kid, conn.execute(_SEALED, {"kid": kid}).scalar_one())
+        done = _signed(ctx, row, plan, key, nonce)
+        conn.commit()
+        return done
 
 
-def _validate_on(db: _SqlAlchemyDb | _DirectDb, ctx: Context, activation_id: str,
-                 secret: str | None, *, fingerprint: FingerprintData, nonce: str,
-                 trusted: frozenset[str] | None,
-                 app_version: str | None) -> Validated | None:
-    row = db.read(activation_id)
+async def validate_direct(direct: DirectPg, ctx: Context, activation_id: str,
+                          secret: str | None, *, fingerprint: FingerprintData, nonce: str,
+                          trusted: frozenset[str] | None = None,
+                          app_version: str | None = None) -> Validated | None:
+    """:func:`validate_plain` on :class:`DirectPg`: the same statements and decisions.
+
+    Raises:
+        ServiceError: 401 ``unauthorized``, as :func:`validate_plain`.
+        sqlalchemy.exc.DBAPIError: the database failed (``OperationalError``...);
+        sqlalchemy.exc.TimeoutError: no connection free in time.
+    """
+    import psycopg  # noqa: PLC0415  # the PostgreSQL driver: only with PostgreSQL
+
+    conn = await direct.acquire()
+    try:
+        try:
+            cursor = await conn.execute(direct.read.sql, direct.read.parameters(
+                {"activation_id": activation_id}), prepare=True)
+        except psycopg.Error:
+            if not conn.closed:
+                raise
+            # A broken connection (a restarted database, which broke the idle ones
+            # too): nothing was written; once more, on a new connection.
+            await direct.release(conn)
+            await direct.close()
+            conn = await direct.acquire()
+            cursor = await direct.execute(conn, direct.read, {"activation_id": activation_id})
+        raw = await cursor.fetchone()
+        row = None if raw is None else direct.read.make_row(raw)
+        plan = _decide(ctx, row, secret, fingerprint, trusted=trusted, app_version=app_version)
+        if plan is None:
+            return None
+        assert row is not None
+        seen = await direct.execute(conn, direct.seen_version if plan.with_version
+                                    else direct.seen, plan.values)
+        if seen.rowcount != 1:
+            return None  # locked elsewhere: the ORM path waits for it (module docstring)
+        kid: str = row.active_kid
+        key = ctx.vault.cached_signing_key(kid)
+        if key is None:
+            sealed = await (await direct.execute(conn, direct.sealed, {"kid": kid})).fetchone()
+            if sealed is None:
+                raise sa_exc.NoResultFound("No row was found when one was required")
+            key = ctx.vault.signing_key(kid, direct.sealed.make_row(sealed).secret_ciphertext)
+        return _signed(ctx, row, plan, key, nonce)
+    except psycopg.Error as exc:
+        raise sa_exc.DBAPIError.instance(
+            None, None, exc, psycopg.Error, hide_parameters=True) from exc
+    finally:
+        await direct.release(conn)
+
+
+class _Plan:
+    """What :func:`_decide` settled: the UPDATE's values, the new secret, the time."""
+
+    __slots__ = ("bound", "new_secret", "now", "values", "with_version")
+
+    def __init__(self, values: dict[str, Any], with_version: bool, new_secret: str,
+                 now: Any, bound: dict[str, Any] | None) -> None:
+        self.bound = bound
+        self.values = values
+        self.with_version = with_version
+        self.new_secret = new_secret
+        self.now = now
+
+
+def _decide(ctx: Context, row: Any, secret: str | None, fingerprint: FingerprintData, *,
+            trusted: frozenset[str] | None, app_version: str | None) -> _Plan | None:
+    """The fast path's decision on the row read: the write to make, or None (hand over).
+
+    Raises:
+        ServiceError: 401 ``unauthorized`` (unknown activation, missing or wrong secret).
+    """
     presented = generation_failed(ctx, row.id if row is not None else None, secret)
     if presented is None:
         raise unauthorized()
@@ -380,13 +463,13 @@ def _validate_on(db: _SqlAlchemyDb | _DirectDb, ctx: Context, activation_id: str
     with_version = app_version is not None and app_version != row.app_version
     if with_version:
         values["app_version"] = app_version
-    if db.write(values, with_version) != 1:
-        db.rollback()
-        return None  # locked elsewhere: the ORM path waits for it (module docstring)
-    kid: str = row.active_kid
-    key = ctx.vault.cached_signing_key(kid)
-    if key is None:
-        key = ctx.vault.signing_key(kid, db.sealed(kid))
+    return _Plan(values, with_version, new_secret, now, bound)
+
+
+def _signed(ctx: Context, row: Any, plan: _Plan, key: Any, nonce: str) -> Validated:
+    """The answer: a fresh token for ``row`` signed with ``key``."""
+    bound = plan.bound
+    now = plan.now
     email: str | None = None
     registration: dict[str, str] | None = None
     if (row.end_user_id is not None and not row.activation_erased
@@ -409,10 +492,9 @@ def _validate_on(db: _SqlAlchemyDb | _DirectDb, ctx: Context, activation_id: str
     refresh_by, expires = facts.times(now)
     token = sign_token(ctx, key, facts, nonce=nonce, now=now, refresh_by=refresh_by,
                        expires=expires, email=email, registration=registration,
-                       secret=new_secret)
-    db.commit()
+                       secret=plan.new_secret)
     return Validated(token=token, nonce=nonce, server_time=now, rebound=False,
-                     activation_secret=new_secret, product_id=row.product_id)
+                     activation_secret=plan.new_secret, product_id=row.product_id)
 
 
 def validate_orm(sessions: Callable[[], Session], ctx: Context, activation_id: str,

@@ -130,7 +130,7 @@ async def _validated(state: AppState, activation_id: str, secret: str | None, *,
     """The validation on the fast path when it applies, else on the ORM path."""
     result: services.Validated | None = None
     if state.direct is not None:
-        result = hotpath.validate_plain(state.direct, state.ctx, activation_id, secret,
+        result = await hotpath.validate_direct(state.direct, state.ctx, activation_id, secret,
                                         fingerprint=fingerprint, nonce=nonce,
                                         trusted=trusted, app_version=app_version)
         if result is None:
