@@ -61,7 +61,9 @@ class AppState:
         self.direct = hotpath.DirectPg(inline_engine) if inline_engine is not None else None
 
     def dispose(self) -> None:
-        """Close every pooled database connection (the hot path's: :meth:`close`)."""
+        """Close every pooled database connection (the hot path's idle ones too)."""
+        if self.direct is not None:
+            self.direct.discard()
         self.engine.dispose()
         if self.inline_engine is not None:
             self.inline_engine.dispose()

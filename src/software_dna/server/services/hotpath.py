@@ -261,6 +261,15 @@ class DirectPg:
             raise sa_exc.DBAPIError.instance(
                 compiled.sql, None, exc, psycopg.Error, hide_parameters=True) from exc
 
+    def discard(self) -> None:
+        """Close the idle connections from outside their event loop (libpq's ``finish``:
+        no I/O to wait for), e.g. when the app is disposed of after its loop stopped."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with suppress(Exception):
+                conn.pgconn.finish()
+            self._open -= 1
+
     async def close(self) -> None:
         """Close the idle connections (the ones in use are closed when given back broken)."""
         idle, self._idle = self._idle, []
