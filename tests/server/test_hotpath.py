@@ -7,6 +7,7 @@ validation, whatever it cached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -388,3 +389,170 @@ def test_app_version_with_a_drifted_machine_goes_through_the_orm_path(
                             fingerprint=drifted, nonce=nonce(), app_version="3.0")
     assert done.rebound
     assert _app_version(state, activation_id) == "3.0"
+
+
+# --------------------------------------------------------------------------- DirectPg
+# On PostgreSQL the route runs the fast path through hotpath.validate_direct
+# (asynchronous psycopg, prepared statements, a few connections per worker): held
+# here to the SQLAlchemy Core path (validate_plain) it stands in for.
+
+
+def _direct(state: AppState) -> hotpath.DirectPg:
+    if state.engine.dialect.name == "sqlite":
+        assert state.direct is None
+        pytest.skip("DirectPg is PostgreSQL's (SQLite has no inline engine)")
+    engine = state.inline_engine
+    assert engine is not None
+    return hotpath.DirectPg(engine, size=2)  # one per test: asyncio.run's loop is its own
+
+
+async def _direct_read(direct: hotpath.DirectPg, activation_id: str) -> Any:
+    conn = await direct.acquire()
+    try:
+        cursor = await direct.execute(conn, direct.read, {"activation_id": activation_id})
+        raw = await cursor.fetchone()
+        return None if raw is None else direct.read.make_row(raw)
+    finally:
+        await direct.release(conn)
+
+
+def test_direct_reads_what_sqlalchemy_reads(workers: tuple[AppState, AppState]) -> None:
+    """Same row, value for value and type for type (aware datetimes, JSON lists, bytes)."""
+    state, _ = workers
+    direct = _direct(state)
+    _, plain, _secret = _activate(state)
+    _, personal, _secret2 = _activate(state, machine="m2", email="ann@example.com",
+                                      consent=True, registration={"company": "Acme"},
+                                      expires_at=NOW + timedelta(days=3))
+    with state.sessions() as session:
+        row = session.get(Activation, plain)
+        assert row is not None
+        service.suspend_license(session, row.license_id)
+
+    async def scenario() -> None:
+        for activation_id in (plain, personal, "act_unknown"):
+            with state.engine.connect() as conn:
+                expected = conn.execute(hotpath._READ,
+                                        {"activation_id": activation_id}).one_or_none()
+            got = await _direct_read(direct, activation_id)
+            if expected is None:
+                assert got is None
+                continue
+            assert got._asdict() == expected._asdict()
+            assert [type(v) for v in got] == [type(v) for v in expected]
+        read = await _direct_read(direct, personal)
+        assert read.expires_at.tzinfo is not None and read.features == ["pro"]
+        await direct.close()
+
+    asyncio.run(scenario())
+
+
+def test_direct_validates_like_the_core_path(workers: tuple[AppState, AppState],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same token claims and the same stored state through DirectPg and the Core path."""
+    state, _ = workers
+    direct = _direct(state)
+    monkeypatch.setattr(hotpath, "utcnow", lambda: NOW)
+    n = "n" * 24
+    stored = []
+    says = []
+    for use_direct in (False, True):
+        _, activation_id, secret = _activate(state, email="bo@example.com", consent=True,
+                                             client={"app_version": "1.0"})
+        if use_direct:
+            done = asyncio.run(hotpath.validate_direct(
+                direct, state.ctx, activation_id, secret, fingerprint=_fp(), nonce=n,
+                app_version="1.2"))
+        else:
+            assert state.inline_engine is not None
+            done = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id,
+                                          secret, fingerprint=_fp(), nonce=n,
+                                          app_version="1.2")
+        assert done is not None and done.server_time == NOW
+        claims, footer = _says(done.token)
+        # Everything but the ids of the license and activation (two activations here).
+        says.append(({k: v for k, v in claims.items() if k != "sub" and "id" not in k},
+                     footer))
+        with state.sessions() as session:
+            act = session.get(Activation, activation_id)
+            assert act is not None
+            stored.append((act.secret_generation, act.secret_grace, act.app_version,
+                           act.secret_hash == state.ctx.vault.secret_hash(
+                               done.activation_secret or "")))
+    assert stored[0] == stored[1] == (1, 0, "1.2", True)
+    assert says[0] == says[1]
+    assert says[0][0]["email"] == "bo@example.com"
+    asyncio.run(direct.close())
+
+
+def test_direct_hands_over_and_fails_like_the_core_path(
+        workers: tuple[AppState, AppState]) -> None:
+    """Not the plain case, a row lock held elsewhere: None, nothing written; a wrong
+    secret: the one 401; a table lock: SQLAlchemy's OperationalError (answered 503)
+    after the statement timeout, and the next validation works."""
+    state, _ = workers
+    direct = _direct(state)
+    _, activation_id, secret = _activate(state)
+    with state.sessions() as session:
+        seen = session.scalars(select(Activation.last_seen_at)
+                               .where(Activation.id == activation_id)).one()
+
+    def validate(fp: service.FingerprintData, given: str) -> Any:
+        return hotpath.validate_direct(direct, state.ctx, activation_id, given,
+                                       fingerprint=fp, nonce=nonce())
+
+    async def scenario() -> None:
+        assert await validate(_fp(changed=["cpu"]), secret) is None
+        with pytest.raises(ServiceError) as caught:
+            await validate(_fp(), secret + "x")
+        assert (caught.value.status, caught.value.code) == (401, "unauthorized")
+        with state.sessions() as session:
+            session.execute(select(Activation.id).where(Activation.id == activation_id)
+                            .with_for_update())
+            assert await validate(_fp(), secret) is None
+            session.rollback()
+        with state.sessions() as session:
+            assert session.scalars(select(Activation.last_seen_at)
+                                   .where(Activation.id == activation_id)).one() == seen
+        with state.engine.connect() as other:
+            other.execute(text("LOCK TABLE activations IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(OperationalError):
+                await validate(_fp(), secret)
+            other.rollback()
+        assert await validate(_fp(), secret) is not None
+        await direct.close()
+
+    asyncio.run(scenario())
+
+
+def test_direct_reconnects_and_bounds_its_connections(
+        workers: tuple[AppState, AppState]) -> None:
+    """A restarted database (here: the backends terminated) costs no error: a broken
+    connection is replaced before anything was written.  Many validations at once
+    share at most ``size`` connections, and all succeed."""
+    state, _ = workers
+    direct = _direct(state)
+    made = [_activate(state, machine=f"c{i}") for i in range(6)]
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(
+            hotpath.validate_direct(direct, state.ctx, activation_id, secret,
+                                    fingerprint=_fp(f"c{i}"), nonce=nonce())
+            for i, (_, activation_id, secret) in enumerate(made)))
+        assert all(a is not None for a in answers)
+        assert direct._open <= direct.size and len(direct._idle) == direct._open
+        backends = [conn.info.backend_pid for conn in direct._idle]
+        with state.engine.connect() as other:
+            for pid in backends:
+                assert other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                     {"pid": pid}).scalar_one()
+        (_, activation_id, _secret), answer = made[0], answers[0]
+        assert answer is not None
+        again = await hotpath.validate_direct(
+            direct, state.ctx, activation_id, answer.activation_secret,
+            fingerprint=_fp("c0"), nonce=nonce())
+        assert again is not None
+        assert not set(backends) & {conn.info.backend_pid for conn in direct._idle}
+        await direct.close()
+
+    asyncio.run(scenario())

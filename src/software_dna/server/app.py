@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> FastA
                 await running
         await run_in_threadpool(flush)  # what was counted since the last flush
         await run_in_threadpool(job.close)
+        await app.state.sdna.close()  # the validation hot path's connections
         worker_exited(os.getpid())  # this process's pool gauges stop being summed
 
     app = FastAPI(

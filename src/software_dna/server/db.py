@@ -135,6 +135,11 @@ def make_inline_engine(settings: Settings) -> Engine | None:
     Autocommit: the hot path reads without locking and then writes one
     statement, so a transaction around the two added nothing but the
     ``BEGIN`` and ``COMMIT`` round trips.
+
+    The validation route itself goes through
+    :class:`~software_dna.server.services.hotpath.DirectPg`, which takes this
+    engine's URL and dialect and opens up to 4 asynchronous psycopg
+    connections with the same settings (autocommit, the same bounds).
     """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":

@@ -38,6 +38,7 @@ from software_dna.server.config import ConfigError, Settings
 from software_dna.server.crypto import Vault, load_master_key, locate_master_key
 from software_dna.server.db import SchemaError, check_schema, make_engine
 from software_dna.server.mail import mail_configured, mail_warnings
+from software_dna.server.services.hotpath import DIRECT_CONNECTIONS
 from software_dna.wire.times import parse_rfc3339
 
 __all__ = ["CLOCK_TOLERANCE", "METRICS_TOKEN_VARIABLE", "PROBE_TIMEOUT", "Finding", "Level",
@@ -449,8 +450,8 @@ def _database(settings: Settings, clock: Callable[[], float],
 def _connections(settings: Settings, workers: int, limit: int) -> Finding:
     """This machine's workers' connections at most, against PostgreSQL's ``max_connections``."""
     subject = "database connections"
-    # Each worker: its pool, the pool's overflow, and the validation path's own connection.
-    per_worker = settings.db_pool_size + settings.db_max_overflow + 1
+    # Each worker: its pool, the pool's overflow, and the validation path's own connections.
+    per_worker = settings.db_pool_size + settings.db_max_overflow + DIRECT_CONNECTIONS
     wanted = workers * per_worker
     if wanted > limit:
         return _warning(subject, f"{workers} worker(s) x {per_worker} connections = {wanted}, "

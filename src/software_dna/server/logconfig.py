@@ -1,5 +1,7 @@
 """Logging for the server: no personal data in any line.
 
+Every line carries the pid of the worker process that wrote it (``[1234]``).
+
 uvicorn's access log is kept, but each line is redacted: the client address
 is dropped and the query string is cut from the path (an admin search by
 email carries the email in the query), and so is the token of an email
@@ -109,12 +111,13 @@ def log_config(level: str = "info", log_format: str | None = None) -> dict[str, 
         "formatters": {
             "default": {
                 "()": "uvicorn.logging.DefaultFormatter",
-                "fmt": "%(asctime)s %(levelprefix)s %(message)s",
+                "fmt": "%(asctime)s [%(process)d] %(levelprefix)s %(message)s",
                 "use_colors": False,
             },
             "access": {
                 "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(asctime)s %(levelprefix)s "%(request_line)s" %(status_code)s',
+                "fmt": ('%(asctime)s [%(process)d] %(levelprefix)s "%(request_line)s" '
+                        '%(status_code)s'),
                 "use_colors": False,
             },
         },

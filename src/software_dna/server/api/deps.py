@@ -18,7 +18,7 @@ from software_dna.server.api.credentials import bearer_credential
 from software_dna.server.config import Settings
 from software_dna.server.domain.roles import Permission, allows
 from software_dna.server.schemas import FingerprintIn, PreviousIn
-from software_dna.server.services import Context, ServiceError, parse_fingerprint
+from software_dna.server.services import Context, ServiceError, hotpath, parse_fingerprint
 from software_dna.server.services.admin import admin_key_row
 from software_dna.server.services.common import acting_as
 from software_dna.server.services.messages import FingerprintData
@@ -55,12 +55,23 @@ class AppState:
         #: PostgreSQL: the validation hot path's engine, used on the event loop
         #: (db.make_inline_engine); None on SQLite.
         self.inline_engine = inline_engine
+        #: The hot path's own connections to ``inline_engine``'s database (psycopg,
+        #: asynchronous, prepared statements), opened as validations need them; None on
+        #: SQLite.
+        self.direct = hotpath.DirectPg(inline_engine) if inline_engine is not None else None
 
     def dispose(self) -> None:
-        """Close every pooled database connection."""
+        """Close every pooled database connection (the hot path's idle ones too)."""
+        if self.direct is not None:
+            self.direct.discard()
         self.engine.dispose()
         if self.inline_engine is not None:
             self.inline_engine.dispose()
+
+    async def close(self) -> None:
+        """Close the hot path's connections (on the event loop that used them)."""
+        if self.direct is not None:
+            await self.direct.close()
 
 
 # Both dependencies are ``async``: FastAPI runs a plain ``def`` dependency (and each

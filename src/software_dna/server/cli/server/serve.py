@@ -31,7 +31,7 @@ __all__ = ["run_", "worker_"]
 _ANY_ADDRESS = ("0.0.0.0", "::")  # noqa: S104 - compared with, never bound
 
 
-@app.command("run", short_help="serve the HTTP API (uvicorn)")
+@app.command("run", short_help="serve the HTTP API (uvicorn; several workers share the load)")
 def run_(
     *, home: Home = None, database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
@@ -46,6 +46,9 @@ def run_(
     forwarded_allow_ips: Annotated[str | None, typer.Option(
         "--forwarded-allow-ips", metavar="IPS", show_default=False,
         help="proxies trusted for X-Forwarded-For (comma-separated)")] = None,
+    graceful_timeout: Annotated[int, typer.Option(
+        "--graceful-timeout", metavar="SECONDS", parser=in_range(1, 3600),
+        help="on SIGTERM, how long requests in flight may take to finish")] = 25,
     worker: Annotated[bool, typer.Option(
         "--worker/--no-worker",
         help="also deliver the outbox and run scheduled jobs in a thread of this process "
@@ -55,7 +58,10 @@ def run_(
     behind (run `software-dna server migrate`). By default one outbox worker thread runs
     in this process too (webhooks, e-mails, scheduled jobs); `--no-worker` leaves that to
     `software-dna server worker`. Several processes each running a worker are safe: each
-    item and each job's due time is claimed by one of them."""
+    item and each job's due time is claimed by one of them. With `--workers N` one process
+    accepts the connections and hands them to the N workers in turn. SIGTERM (or Ctrl-C):
+    new connections are refused at once, the requests in flight finish (at most
+    `--graceful-timeout` seconds), then the server exits."""
     def run() -> int:
         # Lazy: the database layer only for this command, not every CLI start.
         from software_dna.server.crypto import load_master_key
@@ -71,7 +77,7 @@ def run_(
         with printed_warnings():
             load_master_key(settings)  # fail here, not in every worker
         options = ["--host", host, "--port", str(port), "--workers", str(workers),
-                   "--log-level", log_level]
+                   "--log-level", log_level, "--graceful-timeout", str(graceful_timeout)]
         if forwarded_allow_ips is not None:
             options += ["--forwarded-allow-ips", forwarded_allow_ips]
         if not worker:
@@ -86,7 +92,8 @@ def run_(
         try:
             # Several workers share their metrics through a fresh folder, made before they start.
             with metrics_directory(workers):
-                _serve_app(host, port, workers, log_level, forwarded_allow_ips)
+                _serve_app(host, port, workers, log_level, forwarded_allow_ips,
+                           graceful_timeout=graceful_timeout)
         finally:
             if background is not None:
                 background()
@@ -125,7 +132,7 @@ def _worker_logging(log_level: str) -> None:
 
 
 def _serve_app(host: str, port: int, workers: int, log_level: str,
-               forwarded_allow_ips: str | None) -> None:
+               forwarded_allow_ips: str | None, *, graceful_timeout: int) -> None:
     # Lazy: uvicorn only for this command, not every CLI start.
     from software_dna.server import _serve
     from software_dna.server.logconfig import log_config
@@ -142,6 +149,7 @@ def _serve_app(host: str, port: int, workers: int, log_level: str,
         proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
+        timeout_graceful_shutdown=graceful_timeout,
         # asyncio's own event loop, not uvloop: under 64 keep-alive connections uvloop
         # served some of them seconds late (p99 0.8-1.2 s against 0.16-0.3 s; the same
         # on a 404 route) for no more validations per second (docs/performance.md).

@@ -129,8 +129,8 @@ async def _validated(state: AppState, activation_id: str, secret: str | None, *,
                      app_version: str | None) -> services.Validated:
     """The validation on the fast path when it applies, else on the ORM path."""
     result: services.Validated | None = None
-    if state.inline_engine is not None:
-        result = hotpath.validate_plain(state.inline_engine, state.ctx, activation_id, secret,
+    if state.direct is not None:
+        result = await hotpath.validate_direct(state.direct, state.ctx, activation_id, secret,
                                         fingerprint=fingerprint, nonce=nonce,
                                         trusted=trusted, app_version=app_version)
         if result is None:
