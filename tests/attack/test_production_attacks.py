@@ -7,9 +7,13 @@ a passing one is an attack that is defeated and kept as a regression test.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import secrets
+import socket
+import sqlite3
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +21,14 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import make_url
+from sqlalchemy import make_url, select
 
 from software_dna.server import services as service
 from software_dna.server.config import Settings
+from software_dna.server.crypto import hash_password, verify_password
 from software_dna.server.db import make_engine, make_session_factory
+from software_dna.server.models import StaffMember
+from software_dna.server.services import emails
 from software_dna.server.testing import LocalServer
 from tests.cli_runner import ENV_CLEARED, run_cli
 
@@ -214,6 +221,36 @@ def test_a_restore_does_not_bring_back_a_removed_staff_member(
     assert email not in listed, "the removed staff member is back after a restore"
 
 
+def test_a_restore_does_not_resubscribe_someone_who_unsubscribed(
+        home: Path, tmp_path: Path) -> None:
+    """Invariant: an opt-out from mail is honoured for good. A one-click unsubscribe
+    (``POST /v1/unsubscribe/{token}``) writes no ledger entry, so restoring an earlier backup
+    forgets it and the reminders go to that person again."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    license_id = as_json("licenses", "issue", "app")["id"]
+    email_index = secrets.token_bytes(32).hex()
+    backup = tmp_path / "before.backup"
+    ok("server", "backup", "--output", str(backup))
+    settings = Settings.from_env()
+    ctx = service.Context.from_settings(settings)
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            assert emails.unsubscribe(session, ctx,
+                                      emails.unsubscribe_token(ctx, license_id, email_index))
+    finally:
+        engine.dispose()
+    ok("server", "restore", str(backup), "--yes")
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            assert emails.opted_out(session, license_id, email_index), \
+                "the opt-out is forgotten after a restore"
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- doctor
 
 
@@ -255,3 +292,115 @@ def test_doctor_never_prints_the_smtp_password_or_metrics_token(
     key_file = next((home.parent / "config").rglob("master.key"))
     for secret in (smtp_secret, TOKEN, key_file.read_text().strip()):
         assert secret not in out + err
+
+
+# --------------------------------------------------------------------------- JSON logs
+
+
+def test_json_logs_hold_no_secret_from_password_resets_or_the_admin_api(
+        tmp_path: Path) -> None:
+    """Invariant: with ``SOFTWARE_DNA_LOG_FORMAT=json`` no route writes a license key, an
+    activation password, an e-mail address, a staff password or an admin key to the log:
+    password resets (request and confirm, right and wrong), the admin API (a license with a
+    password, a rekey to an address, an end-user search by address, a staff member added,
+    a wrong admin key) and a malformed body quoting those values back."""
+    email = "reset.person.zq@example.com"
+    password = "ActPw-" + secrets.token_hex(6)
+    new_password = "NewPw-" + secrets.token_hex(6)
+    wrong_admin = "sdna_" + secrets.token_urlsafe(24)
+    with LocalServer(tmp_path / "srv", log_level="debug",
+                     env={"SOFTWARE_DNA_LOG_FORMAT": "json"}) as server:
+        admin = server.admin
+        admin.setup_product("acme")
+        issued = admin.issue_license("acme", password=password)
+        key = issued["license_key"]
+        new_key = admin.rekey_license(issued["id"], email=email)["license_key"]
+        admin.find_end_users(email)
+        staff = admin.add_staff("staff.zq@vendor.example", role="owner")
+        url = server.url
+        requests.post(f"{url}/v1/password-resets", timeout=30,
+                      json={"product": "acme", "license_key": new_key})
+        requests.post(f"{url}/v1/password-resets/confirm", timeout=30,
+                      json={"product": "acme", "license_key": new_key,
+                            "code": "ABCD-EFGH-JKLM", "new_password": new_password})
+        requests.post(f"{url}/v1/password-resets/confirm", timeout=30,
+                      json={"product": "acme", "license_key": new_key, "code": 5,
+                            "new_password": [new_password, email]})
+        requests.get(f"{url}/v1/admin/licenses", timeout=30,
+                     headers={"Authorization": f"Bearer {wrong_admin}"})
+        requests.get(f"{url}/v1/health", timeout=30)
+        log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert '"logger": "software_dna.server.access"' in log, log[-2000:]
+    for secret in (email, "staff.zq@vendor.example", password, new_password, key, new_key,
+                   staff["password"], server.admin_key, wrong_admin):
+        assert secret not in log, (secret, [line for line in log.splitlines()
+                                            if secret in line])
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_stalled_clients_do_not_starve_a_direct_server(srv: LocalServer) -> None:
+    """Invariant: clients that open connections and send half a request (slowloris) never
+    stop the server from answering others, even without the proxy in front."""
+    stalled = []
+    try:
+        for _ in range(300):
+            conn = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            conn.sendall(b"POST /v1/activations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+            stalled.append(conn)
+        answer = requests.get(f"{srv.url}/v1/health", timeout=30)
+        assert answer.status_code == 200
+    finally:
+        for conn in stalled:
+            conn.close()
+
+
+def test_a_restore_refuses_a_backup_altered_after_it_was_written(
+        tmp_path: Path, own_key_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invariant: a restore accepts only what ``server backup`` wrote. The manifest's key id
+    is no proof (it is printed by every backup and readable in every file): whoever can
+    write to where backups are kept, without the master key, sets a staff owner's password
+    in the SQLite copy (scrypt, unkeyed) and, after the next restore, signs in to the panel
+    as that owner. Nothing binds the file's content to the master key (no MAC)."""
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'live.db'}")
+    ok("server", "init")
+    victim = "owner.zq@vendor.example"
+    ok("staff", "add", victim, "--role", "owner")
+    genuine = tmp_path / "genuine.backup"
+    ok("server", "backup", "--output", str(genuine))
+
+    chosen = "attacker-" + secrets.token_hex(8)
+    with tarfile.open(genuine) as tar:
+        members = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+                   for m in tar.getmembers()}
+    copy = tmp_path / "copy.sqlite3"
+    copy.write_bytes(members["database.sqlite3"])
+    conn = sqlite3.connect(copy)
+    with conn:
+        conn.execute("UPDATE staff SET password_hash = ?, must_change_password = 0 "
+                     "WHERE email = ?", (hash_password(chosen), victim))
+    conn.close()
+    members["database.sqlite3"] = copy.read_bytes()
+    forged = tmp_path / "forged.backup"
+    with tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+
+    code, _out, err = run_cli("server", "restore", str(forged), "--yes")
+    settings = Settings.from_env()
+    engine = make_engine(settings, pooled=False)
+    try:
+        with make_session_factory(engine)() as session:
+            stored = session.scalars(select(StaffMember.password_hash)
+                                     .where(StaffMember.email == victim)).one()
+    finally:
+        engine.dispose()
+    assert not verify_password(chosen, stored), \
+        f"the forged backup was restored (exit {code}): the attacker's password signs in"
+    assert code == 1 and err.startswith("software-dna: error: "), err
