@@ -7,10 +7,12 @@ a passing one is an attack that is defeated and kept as a regression test.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
 import secrets
+import shutil
 import socket
 import sqlite3
 import tarfile
@@ -31,6 +33,7 @@ from software_dna.server.models import StaffMember
 from software_dna.server.services import emails
 from software_dna.server.testing import LocalServer
 from tests.cli_runner import ENV_CLEARED, run_cli
+from tests.server.helpers import fingerprint, nonce
 
 TOKEN = "metrics-" + "a1b2c3d4" * 4
 
@@ -276,6 +279,38 @@ def test_doctor_never_prints_a_database_password_given_as_a_url_parameter(
                                      if secret in line]
 
 
+@pytest.mark.postgres
+def test_pg_dump_never_gets_a_url_parameter_password_on_its_command_line(
+        tmp_path: Path, own_key_folder: Path, monkeypatch: pytest.MonkeyPatch,
+        pg_databases: Any) -> None:
+    """Invariant (operations.md, Backup): the database password reaches pg_dump and
+    pg_restore in ``PGPASSWORD``, never on their command line (which every local user reads
+    in /proc). A password given as the URL's ``?password=`` parameter (libpq's other
+    spelling) is passed on as it is, in ``--dbname=...``."""
+    real = shutil.which("pg_dump")
+    if real is None:
+        pytest.skip("pg_dump is not installed")
+    record = tmp_path / "argv.txt"
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "pg_dump").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{record}"\n'
+                                  f'exec "{real}" "$@"\n')
+    (shim / "pg_dump").chmod(0o755)
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", f"{shim}:{Path(real).parent}:/usr/bin:/bin")
+    url = make_url(pg_databases.create())
+    secret = "QpwSECRET" + secrets.token_hex(6)
+    with_query = url.set(password=None).update_query_dict({"password": secret})
+    monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", with_query.render_as_string(hide_password=False))
+    ok("server", "init")
+    ok("server", "backup", "--output", str(tmp_path / "b.backup"))
+    argv = record.read_text()
+    assert "--dbname=" in argv, argv
+    assert secret not in argv, argv
+
+
 def test_doctor_never_prints_the_smtp_password_or_metrics_token(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Invariant: the doctor's findings never hold the SMTP password, the metrics token or
@@ -404,3 +439,30 @@ def test_a_restore_refuses_a_backup_altered_after_it_was_written(
     assert not verify_password(chosen, stored), \
         f"the forged backup was restored (exit {code}): the attacker's password signs in"
     assert code == 1 and err.startswith("software-dna: error: "), err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_client_not_the_proxy_cannot_pick_its_address_with_x_forwarded_for(
+        tmp_path: Path, workers: int) -> None:
+    """Invariant: with ``--forwarded-allow-ips 127.0.0.1`` only connections from 127.0.0.1
+    are believed; a client connecting from another address (127.0.0.2 here) that sends a
+    fresh ``X-Forwarded-For`` on each attempt is still counted on its real address, also
+    when the dispatcher hands its connection to one of several workers."""
+    attempts = 3
+    with LocalServer(tmp_path / "srv", workers=workers, forwarded_allow_ips="127.0.0.1",
+                     rate_limit_address_attempts=attempts, rate_limit_window=300) as server:
+        server.admin.setup_product("acme")
+        statuses = []
+        for index in range(attempts + 2):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30,
+                                              source_address=("127.0.0.2", 0))
+            body = json.dumps({"product": "acme", "license_key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ",
+                               "fingerprint": fingerprint("n"), "nonce": nonce(),
+                               "idempotency_key": nonce(), "consent": False})
+            conn.request("POST", "/v1/activations", body,
+                         {"Content-Type": "application/json",
+                          "X-Forwarded-For": f"10.9.{index}.1"})
+            statuses.append(conn.getresponse().status)
+            conn.close()
+    assert statuses[:attempts] == [404] * attempts, statuses
+    assert statuses[attempts:] == [429, 429], statuses
