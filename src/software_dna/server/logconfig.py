@@ -29,23 +29,21 @@ __all__ = ["LOG_FORMAT_ENV", "JsonFormatter", "RedactAccessLog", "log_config"]
 #: The variable that picks the log format (``text`` or ``json``; config.Settings reads it too).
 LOG_FORMAT_ENV = "SOFTWARE_DNA_LOG_FORMAT"
 
-
-_LINK_PATH = "/v1/email-confirmations/"
-#: A portal sign-in link: ``/portal/<product>/link/<token>``.
-_PORTAL_LINK = re.compile(r"^(/portal/[^/]*/link/)[^/]*")
+#: The paths whose last part is a secret link token (an address's confirmation, a mail
+#: opt-out, a portal sign-in): the token stays out of the log, the route stays in.
+_SECRET_LINK = re.compile(
+    r"^(/v1/email-confirmations/|/v1/unsubscribe/|/portal/[^/]*/link/)[^/]*")
 
 
 class RedactAccessLog(logging.Filter):
-    """Drop the client address and the query string from uvicorn access records."""
+    """Drop the client address, the query string and link tokens from uvicorn access records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5:
             _addr, method, path, version, status = args
             path_text = str(path).split("?", 1)[0]
-            if path_text.startswith(_LINK_PATH):  # the link's token is a secret
-                path_text = _LINK_PATH + "..."
-            path_text = _PORTAL_LINK.sub(r"\1...", path_text)
+            path_text = _SECRET_LINK.sub(r"\1...", path_text)
             record.args = ("-", method, path_text, version, status)
         return True
 
