@@ -101,6 +101,17 @@ def claimed_versions(project: dict[str, object] | None = None) -> list[str]:
     return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
 
 
+def runtime_requirements(project: dict[str, object] | None = None) -> list[str]:
+    """The SDK's runtime requirements, ``[project] dependencies``, as written.
+
+    Args:
+        project: the ``[project]`` table (dict); read from pyproject.toml when None.
+    """
+    dependencies = (project or _project()).get("dependencies", [])
+    assert isinstance(dependencies, list)
+    return [str(d) for d in dependencies]
+
+
 def floors(project: dict[str, object] | None = None) -> dict[str, str]:
     """The SDK's runtime dependencies at their floors: ``{name: version}``.
 
@@ -114,10 +125,8 @@ def floors(project: dict[str, object] | None = None) -> dict[str, str]:
         ToolError: a dependency without a single ``>=`` floor (it could not be pinned).
     """
     result: dict[str, str] = {}
-    dependencies = (project or _project()).get("dependencies", [])
-    assert isinstance(dependencies, list)
-    for requirement in dependencies:
-        match = _FLOOR.match(str(requirement))
+    for requirement in runtime_requirements(project):
+        match = _FLOOR.match(requirement)
         if match is None:
             raise ToolError(f"dependency {requirement!r} has no single '>=' floor to pin")
         result[match.group(1)] = match.group(2)

@@ -12,6 +12,7 @@ index (or pip's cache) for the build requirements and the SDK's dependencies.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from tools.pythons import claimed_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "software_dna"
+# Without PYTHONPATH: a checkout's src on it would make pip find the package "installed".
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """``{"sdist": path, "wheel": path}``, built once for the module."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                   check=True, capture_output=True, text=True, timeout=600)
+                   check=True, capture_output=True, text=True, timeout=600, env=CLEAN_ENV)
     sdists = list(out.glob(f"{NAME}-*.tar.gz"))
     wheels = list(out.glob(f"{NAME}-*-py3-none-any.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, sorted(p.name for p in out.iterdir())
@@ -145,7 +148,7 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(
     python = env_dir / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "--quiet",
                     "--disable-pip-version-check", str(dist["wheel"])],
-                   check=True, capture_output=True, text=True, timeout=600)
+                   check=True, capture_output=True, text=True, timeout=600, env=CLEAN_ENV)
     code = (
         "import importlib.metadata as m, software_dna, sys\n"
         "from software_dna.wire.paseto import SecretKey\n"

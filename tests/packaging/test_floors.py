@@ -9,27 +9,30 @@ against the floors, not against whatever pip preferred.
 from __future__ import annotations
 
 import os
-from importlib.metadata import requires, version
+from importlib.metadata import version
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
-from tools.pythons import FLOORS_ENV
+from tools.pythons import FLOORS_ENV, floors, runtime_requirements
 
 
 def _sdk_requirements() -> list[Requirement]:
-    """The installed distribution's runtime requirements (no extra, no marker)."""
-    return [r for r in map(Requirement, requires("software-dna") or []) if r.marker is None]
+    """pyproject.toml's runtime requirements (what the wheel's metadata is built from)."""
+    return [Requirement(r) for r in runtime_requirements()]
 
 
 def test_every_sdk_dependency_has_a_floor() -> None:
-    """Invariant: each runtime dependency has a lower bound, so floors can be installed."""
+    """Invariant: each runtime dependency has one lower bound and no marker, so the floors
+    environment can pin them all, and tools/pythons.py pins exactly those bounds."""
     requirements = _sdk_requirements()
     assert {r.name for r in requirements} >= {"cryptography", "requests", "platformdirs",
                                               "py-machineid", "filelock"}
     for requirement in requirements:
         bounds = [s for s in requirement.specifier if s.operator == ">="]
-        assert len(bounds) == 1, f"{requirement} has no single '>=' floor"
+        assert len(bounds) == 1 and requirement.marker is None, str(requirement)
+    assert floors() == {r.name: next(s.version for s in r.specifier if s.operator == ">=")
+                        for r in requirements}
 
 
 @pytest.mark.parametrize(("name", "excluded", "floor"), [
@@ -58,6 +61,7 @@ def test_floor_excludes_known_bad_versions(name: str, excluded: str, floor: str)
                     reason=f"not a floors environment ({FLOORS_ENV} unset; make test sets it)")
 def test_floors_environment_holds_exactly_the_floors() -> None:
     """In the floors environment every SDK dependency is installed at exactly its floor."""
-    for requirement in _sdk_requirements():
-        floor = next(s.version for s in requirement.specifier if s.operator == ">=")
-        assert Version(version(requirement.name)) == Version(floor), requirement.name
+    pins = floors()
+    assert pins
+    for name, floor in pins.items():
+        assert Version(version(name)) == Version(floor), name
