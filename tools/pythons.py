@@ -243,10 +243,18 @@ def run_suite(bin_python: Path, plan: Plan, suite: str, pytest_args: Sequence[st
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode == 0
 
 
-def test(skip: str | None, only: str | None, pytest_args: Sequence[str]) -> int:
-    """Run the plans; print one line per run and a summary. Returns the exit status."""
+def test(skip: str | None, only: str | None, pytest_args: Sequence[str],
+         versions: Sequence[str] | None = None) -> int:
+    """Run the plans; print one line per run and a summary. Returns the exit status.
+
+    Args:
+        skip: the version ``.venv`` ran everything on ("3.x"), or None.
+        only: run this version's plan alone ("3.x"), or None for all.
+        pytest_args: more arguments for every pytest run.
+        versions: the versions to test, oldest first; pyproject.toml's claims when None.
+    """
     project = _project()
-    versions = claimed_versions(project)
+    versions = list(versions or claimed_versions(project))
     pins = floors(project)
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
