@@ -50,7 +50,7 @@ test: $(STAMP) catalogues lint browser
 
 PYTHONS_SKIP = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 pythons: $(STAMP) catalogues
-	$(BIN)/python tools/pythons.py test --skip $(PYTHONS_SKIP)
+	$(BIN)/python tools/pythons.py test $(if $(PYTHONS_SKIP),--skip $(PYTHONS_SKIP))
 
 BROWSER_PACKAGES := chromium chromium-driver
 browser:
