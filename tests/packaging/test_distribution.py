@@ -80,8 +80,9 @@ def test_sdist_carries_docs_examples_and_catalogue_sources(dist: dict[str, Path]
         assert expected <= names, sorted(expected - names)
     assert {"docs/installation.md", "README.md", "setup.py", "tools/catalogues.py"} <= names
     assert any(n.endswith(".po") for n in names)
-    # Build artefacts stay out: compiled catalogues, bytecode.
+    # Build artefacts stay out (compiled catalogues, bytecode), and so does the test suite.
     assert not [n for n in names if n.endswith((".mo", ".pyc")) or "__pycache__" in n]
+    assert not [n for n in names if n.startswith("tests/")]
 
 
 def test_wheel_holds_the_package_and_nothing_else(dist: dict[str, Path]) -> None:
