@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck browser proxy bench stress clean messages catalogues
+.PHONY: demo test pythons lint typecheck browser proxy bench stress clean messages catalogues
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,17 @@ typecheck: lint
 # The panel's browser tests (tests/panel/browser) drive headless Chromium. As root on
 # Debian (CI) `browser` installs Debian's chromium and chromium-driver; elsewhere it says
 # how, and those tests are skipped with that message (with CI=true they fail instead).
+# Then `pythons`: the SDK suite on every other Python pyproject.toml claims, the server
+# suite on the oldest and the newest, the SDK's dependencies at exactly their floors
+# on the oldest (tools/pythons.py; one .venv-py3x each, reused like .venv). A claimed
+# Python that is missing is reported and skipped (with CI=true it fails).
 test: $(STAMP) catalogues lint browser proxy
 	$(BIN)/python -m pytest -n 3 --dist loadscope
+	@$(MAKE) --no-print-directory pythons
+
+PYTHONS_SKIP = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pythons: $(STAMP) catalogues
+	$(BIN)/python tools/pythons.py test $(if $(PYTHONS_SKIP),--skip $(PYTHONS_SKIP))
 
 BROWSER_PACKAGES := chromium chromium-driver
 browser:
@@ -119,5 +128,5 @@ bench: $(BENCH_STAMP)
 	$(BENCH_RUN) bench/server.py --profile
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .venv-py3* build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find src/software_dna/locale -name '*.mo' -delete

@@ -357,8 +357,11 @@ def test_preferred_data_dir_is_platformdirs_on_windows(
 ) -> None:
     _with_environ(monkeypatch, {"LOCALAPPDATA": str(tmp_path / "Local"),
                                 "XDG_DATA_HOME": str(tmp_path / "xdg")})
-    # Off Windows, platformdirs reads the folder from the environment variable.
-    monkeypatch.setattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER",
+    # Off Windows, platformdirs reads the folder from the environment variable. The
+    # resolver it calls is _RESOLVE_WIN_FOLDER from 4.14.8, get_win_folder before.
+    resolver = ("_RESOLVE_WIN_FOLDER" if hasattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER")
+                else "get_win_folder")
+    monkeypatch.setattr(platformdirs.windows, resolver,
                         platformdirs.windows.get_win_folder_from_env_vars)
     expected = platformdirs.windows.Windows(APP, author, roaming=False).user_data_dir
     env = Env(dict(os.environ), tmp_path, "win32")

@@ -101,9 +101,12 @@ def test_start_up_check_loads_no_heavy_modules(
 
 def test_requests_floor_excludes_the_cve_2024_35195_versions() -> None:
     """requests before 2.32.0 kept a session's ``verify=False`` for later requests to
-    the same host (CVE-2024-35195): the installed metadata requires 2.32 or later."""
+    the same host (CVE-2024-35195); 2.32.0 and 2.32.1 are yanked; before 2.32.4 a crafted
+    URL could leak ``.netrc`` credentials (CVE-2024-47081): the floor is 2.32.4."""
     wanted = [Requirement(r) for r in requires("software-dna") or []
               if Requirement(r).name == "requests" and Requirement(r).marker is None]
     assert wanted, "software-dna does not require requests"
     specifier = wanted[0].specifier
-    assert "2.32.0" in specifier and "2.31.0" not in specifier
+    assert "2.32.4" in specifier
+    for excluded in ("2.31.0", "2.32.0", "2.32.1", "2.32.3"):
+        assert excluded not in specifier

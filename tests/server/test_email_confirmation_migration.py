@@ -20,7 +20,8 @@ def _check(settings: Settings) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(
                 "INSERT INTO end_users (id, email_ciphertext, email_index, consent_at, "
-                "created_at) VALUES ('eu_old', :ct, :ix, :at, :at)"),
+                "created_at) VALUES ('eu_old', :ct, :ix, :at, :at)"
+            ).bindparams(sa.bindparam("at", type_=sa.DateTime())),
                 {"ct": b"\x01" + b"\x00" * 40, "ix": "a" * 64, "at": datetime(2026, 1, 1)})
         assert migrate(settings, "0007")[1] == "0007"
         with engine.connect() as conn:

@@ -447,12 +447,13 @@ def test_migration_0003_up_and_down(tmp_path: Path, fresh_database_url: str) -> 
                 "INSERT INTO products (id, name, protection, refresh_interval, "
                 "offline_grace_period, fingerprint_tolerance, features, limited_features, "
                 "password_required, created_at, updated_at) VALUES ('old', 'Old', "
-                "'opportunistic', 60, 60, 1, '[]', '[]', false, :t, :t)"), {"t": now})
+                "'opportunistic', 60, 60, 1, '[]', '[]', false, :t, :t)"
+            ).bindparams(sa.bindparam("t", type_=sa.DateTime())), {"t": now})
             conn.execute(sa.text(
                 "INSERT INTO licenses (id, product_id, key_hash, key_last4, status, seats, "
                 "features, password_erased, erased, created_at, updated_at) VALUES ('lic_old', "
-                "'old', :h, 'ABCD', 'active', 1, '[]', false, false, :t, :t)"),
-                {"t": now, "h": "0" * 64})
+                "'old', :h, 'ABCD', 'active', 1, '[]', false, false, :t, :t)"
+            ).bindparams(sa.bindparam("t", type_=sa.DateTime())), {"t": now, "h": "0" * 64})
         run("upgrade", "0003")
         tables = set(sa.inspect(engine).get_table_names())
         assert {"leases", "activation_events", "password_reset_codes"} <= tables

@@ -340,7 +340,12 @@ class HTTPTransport(Transport):
         worker = threading.Thread(target=run, name="software_dna-http", daemon=True)
         try:
             worker.start()
-        except RuntimeError as exc:  # no thread can be started (the process is at its limit)
+        except RuntimeError as exc:
+            if "shutdown" in str(exc):
+                # Python 3.12.0-3.12.x refuses new threads in atexit handlers (the lease's
+                # check-in at exit): send from this thread, bounded by the socket timeouts.
+                return self._send(method, path, json_body, bearer, remaining)
+            # No thread can be started: the process is at its limit.
             raise ServerUnreachable(N_("The license server could not be contacted now "
                                        "(no thread available). Try again later.")) from exc
         worker.join(remaining)
