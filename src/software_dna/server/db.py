@@ -368,9 +368,12 @@ def wal_checkpoint(engine: Engine, *, busy_ms: int = CHECKPOINT_BUSY_MS) -> bool
     if engine.dialect.name != "sqlite":
         return True
     raw = engine.raw_connection()
+    dbapi = raw.driver_connection
+    assert dbapi is not None
+    # Out of the pool, closed for good below: the job may run while the engine is being
+    # disposed, and a connection returned to a pool that is then dropped is never closed.
+    raw.detach()
     try:
-        dbapi = raw.driver_connection
-        assert dbapi is not None
         dbapi.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         try:
             row = dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
