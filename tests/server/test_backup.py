@@ -28,6 +28,7 @@ import stat
 import subprocess
 import tarfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from software_dna.server import licensekeys
 from software_dna.server import services as service
 from software_dna.server.config import Settings
 from software_dna.server.crypto import Vault, locate_master_key
-from software_dna.server.db import LEDGER_FILE, make_engine, make_session_factory
+from software_dna.server.db import LEDGER_FILE, make_engine, make_session_factory, shown_url
 from software_dna.server.models import (
     Activation,
     AdminApiKey,
@@ -46,6 +47,7 @@ from software_dna.server.models import (
     EndUser,
     LedgerEntry,
     License,
+    MailOptOut,
     OutboxItem,
     PortalSession,
     StaffMember,
@@ -653,11 +655,19 @@ def test_a_restore_never_undoes_staff_removals_resets_or_lowered_roles(
         assert "@" not in line and "pw-" not in line, line
 
 
-def test_an_opt_out_is_in_the_ledger_as_hashes_only(home: Path, tmp_path: Path) -> None:
-    """Invariant: the ledger entry of a one-click unsubscribe holds the license id and the
-    address's keyed look-up hash, never the address."""
+def test_an_opt_out_is_reapplied_but_an_erasure_after_it_still_erases_its_hash(
+        home: Path, tmp_path: Path) -> None:
+    """Invariants: the ledger entry of a one-click unsubscribe holds the address's keyed
+    look-up hash and the license id, never the address; when the person is erased after
+    it, no table keeps that hash (the entry's object is forgotten), and a restore of a
+    backup taken before both re-applies the opt-out, then the erasure, which leaves no
+    trace of the hash either."""
     ok("products", "create", "app")
-    lic, _ = issue("app")
+    ok("keys", "generate", "app")
+    lic, key = issue("app")
+    person = activate_with_personal_data("app", key, "m1")
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
     settings, factory = sessions()
     ctx = service.Context.from_settings(settings)
     index = ctx.vault.email_index(EMAIL)
@@ -665,4 +675,62 @@ def test_an_opt_out_is_in_the_ledger_as_hashes_only(home: Path, tmp_path: Path) 
         assert emails.unsubscribe(session, ctx, emails.unsubscribe_token(ctx, lic, index))
     entry = json.loads((home / LEDGER_FILE).read_text())
     assert (entry["kind"], entry["object"], entry["detail"]) == (
-        "mail.opt_out", lic, {"email_index": index})
+        "mail.opt_out", index, {"license": lic})
+    assert EMAIL not in (home / LEDGER_FILE).read_text()
+
+    def traces() -> tuple[list[Any], list[Any]]:
+        with factory() as session:
+            return (session.scalars(select(MailOptOut).where(
+                        MailOptOut.email_index == index)).all(),
+                    session.scalars(select(LedgerEntry).where(
+                        LedgerEntry.object_id == index)).all())
+
+    ok("end-users", "erase", person, "--yes")
+    assert traces() == ([], [])
+    ok("server", "restore", str(file), "--yes")
+    assert traces() == ([], [])
+    kinds = [e.detail and e.detail["kind"] for e in audit_entries("ledger.reapply")]
+    assert kinds == ["mail.opt_out", "erasure"]
+
+
+def test_a_reminder_mailed_after_the_backup_is_not_mailed_again_after_a_restore(
+        home: Path, tmp_path: Path) -> None:
+    """Invariant: a restore does not make the scheduler mail an expiry reminder again. The
+    reminder's outbox item (its dedup key) was made after the backup was taken, so the
+    restored database lacks it: the restore queues the reminders due now and skips them."""
+    ok("products", "create", "app", "--reminder-days", "7")
+    ok("keys", "generate", "app")
+    ends = (datetime.now(timezone.utc) + timedelta(days=3)).strftime("%Y-%m-%d")
+    lic = as_json("licenses", "issue", "app", "--expires", ends,
+                  "--email", "reminded@example.com")["id"]
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    with factory() as session:
+        assert emails.queue_reminders(session, ctx) == 1
+        # As the outbox worker does once the mail is handed over.
+        row = session.scalars(select(OutboxItem).where(
+            OutboxItem.topic == "expiry_reminder")).one()
+        row.status = "sent"
+        session.commit()
+    ok("server", "restore", str(file), "--yes")
+    with factory() as session:
+        assert emails.queue_reminders(session, ctx) == 0
+        items = session.scalars(select(OutboxItem).where(
+            OutboxItem.topic == "expiry_reminder", OutboxItem.license_id == lic)).all()
+    assert [(item.status, item.last_error) for item in items] == [("cancelled", SKIPPED)]
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://app:{secret}@db.example/sdna",
+    "postgresql+psycopg://app@db.example/sdna?password={secret}&sslmode=require",
+    "postgresql+psycopg://app:{secret}@db.example/sdna?password={secret}",
+])
+def test_a_shown_database_url_never_holds_a_password(url: str) -> None:
+    """Invariant: a database URL as the doctor and the errors show it has every password
+    masked, in the user part and in libpq's ``?password=`` parameter alike."""
+    secret = "Pw" + secrets.token_hex(6)
+    shown = shown_url(url.format(secret=secret))
+    assert secret not in shown and "db.example/sdna" in shown and "***" in shown
+    assert shown_url("not a url") == "(not a database URL)"

@@ -71,8 +71,9 @@ def shown_url(database_url: str) -> str:
     except ArgumentError:
         return "(not a database URL)"
     if "password" in url.query:
-        url = url.update_query_dict({"password": "***"})
-    return url.render_as_string(hide_password=True)
+        url = url.update_query_dict({"password": "MASKED"})
+    # The query is percent-encoded: the mask is put back as the user part shows it.
+    return url.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The erasure ledger's file in the data folder (``services.ledger``): outside the

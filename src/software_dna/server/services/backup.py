@@ -19,8 +19,11 @@ then re-applies every erasure and revocation the backup does not hold, from
 the ledger file of the data folder, the extra ledger files given and the
 ledger table of the database being replaced (``services.ledger``), and marks
 every outbox item still pending as skipped: it may have been delivered after
-the backup was taken. It also ends every panel and portal session: sessions
-ended since the backup (sign-outs, removals, resets) would otherwise be back.
+the backup was taken. The expiry reminders due at the restore are marked skipped
+the same way (queued, then skipped): one mailed after the backup was taken is
+not mailed again (one that fell due since and was never mailed is not mailed).
+It also ends every panel and portal session: sessions ended since the backup
+(sign-outs, removals, resets) would otherwise be back.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ from software_dna.server.models import (
     StaffMember,
     StaffSession,
 )
-from software_dna.server.services import ledger
+from software_dna.server.services import emails, ledger
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import erase
 from software_dna.server.services.portal_account import clear_address
@@ -652,6 +655,10 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
         # ledger: every session ends and everyone signs in again.
         session.execute(delete(StaffSession))
         session.execute(delete(PortalSession))
+        # The reminders due now may have been mailed after the backup was taken, and their
+        # outbox items (the dedup keys) are not in it: queued here, they are skipped below
+        # and their keys stop the scheduler from mailing them again.
+        reminders = emails.queue_reminders(session, ctx)
         # Whatever was pending in the backup (or queued by a re-applied erasure) may have
         # been delivered after the backup was taken: it is not sent again.
         skipped = session.execute(
@@ -662,7 +669,8 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
         audit(session, ACTOR, "backup.restore", detail={
             "taken_at": format_rfc3339(manifest.taken_at), "revision": manifest.revision,
             "ledger_last": manifest.ledger_last, "reapplied": len(reapplied),
-            "changed": changed, "outbox_skipped": skipped_count})
+            "changed": changed, "outbox_skipped": skipped_count,
+            "reminders_skipped": reminders})
         session.commit()
     return reapplied, changed, skipped_count
 
@@ -679,8 +687,10 @@ def _audit_ids(entry: ledger.Entry) -> dict[str, str | None]:
         return {"activation_id": entry.object_id}
     if entry.kind == ledger.KEY_RETIRE:
         return {"kid": entry.object_id, "product_id": entry.detail.get("product")}
-    if entry.kind in (ledger.LICENSE_REKEY, ledger.MAIL_OPT_OUT):
+    if entry.kind == ledger.LICENSE_REKEY:
         return {"license_id": entry.object_id}
+    if entry.kind == ledger.MAIL_OPT_OUT:
+        return {"license_id": entry.detail.get("license")}
     return {}
 
 
@@ -785,12 +795,14 @@ def _reapply_staff(session: Session, entry: ledger.Entry) -> bool:
 
 
 def _reapply_opt_out(session: Session, entry: ledger.Entry) -> bool:
-    email_index = entry.detail.get("email_index")
-    if (not isinstance(email_index, str) or session.get(License, entry.object_id) is None
+    # An erasure made after it (re-applied later, oldest first) deletes it again.
+    email_index, license_id = entry.object_id, entry.detail.get("license")
+    if (email_index == ledger.FORGOTTEN or not isinstance(license_id, str)
+            or session.get(License, license_id) is None
             or session.scalar(select(MailOptOut.id).where(
-                MailOptOut.license_id == entry.object_id,
+                MailOptOut.license_id == license_id,
                 MailOptOut.email_index == email_index)) is not None):
         return False
-    session.add(MailOptOut(license_id=entry.object_id, email_index=email_index,
+    session.add(MailOptOut(license_id=license_id, email_index=email_index,
                            created_at=entry.at))
     return True

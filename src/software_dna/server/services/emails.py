@@ -222,8 +222,8 @@ def unsubscribe(session: Session, ctx: Context, token: str) -> bool:
         session.rollback()
         return False
     audit(session, "end_user", "mail.unsubscribe", at=now, license_id=license_id)
-    ledger.record(session, ledger.MAIL_OPT_OUT, license_id, at=now,
-                  detail={"email_index": email_index})
+    ledger.record(session, ledger.MAIL_OPT_OUT, email_index, at=now,
+                  detail={"license": license_id})
     session.commit()
     return True
 

@@ -40,8 +40,11 @@ Kinds (:data:`KINDS`) and their object:
   it makes the restored one unusable, so an owner resets it again.
 - ``staff.role``: a staff member's role changed; object: the staff id;
   ``detail``: ``role``. Only a lowering is re-applied: a restore never grants.
-- ``mail.opt_out``: a one-click unsubscribe; object: the license id;
-  ``detail``: ``email_index`` (the address's keyed look-up hash).
+- ``mail.opt_out``: a one-click unsubscribe; object: the address's keyed
+  look-up hash (``email_index``); ``detail``: ``license``. When the address is
+  erased (or changed, or removed) the table's entry keeps its id but its object
+  becomes :data:`FORGOTTEN`; the file's line keeps the hash (a file is only
+  appended to): see docs/privacy.md.
 
 A restore also ends every panel and portal session (sign-outs and the session
 ends of the changes above are not in the ledger): everyone signs in again.
@@ -81,6 +84,8 @@ STAFF_REMOVE = "staff.remove"
 STAFF_RESET = "staff.reset"
 STAFF_ROLE = "staff.role"
 MAIL_OPT_OUT = "mail.opt_out"
+#: The object of a ``mail.opt_out`` entry whose address was erased since.
+FORGOTTEN = "forgotten"
 #: Every kind of entry (see the module docstring).
 KINDS = (ERASURE, ADDRESS_REMOVE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_REVOKE,
          KEY_RETIRE, LICENSE_REKEY, STAFF_REMOVE, STAFF_RESET, STAFF_ROLE, MAIL_OPT_OUT)
