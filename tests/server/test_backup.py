@@ -9,12 +9,16 @@ Invariants checked here:
 - nothing the backup had pending in the outbox is sent again after a restore;
 - the backup never holds the master key, and a restore refuses a backup taken with
   another key;
+- a restore accepts only what ``server backup`` wrote with the configured master key: a
+  backup without its MAC, with its manifest or its database altered afterwards, or signed
+  with another key, is refused before anything changes;
 - a file that is not a backup, a damaged one, a newer schema, a missing file or a database
   that is not empty (without --yes) is one line on stderr, exit 1, and nothing changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -24,16 +28,18 @@ import stat
 import subprocess
 import tarfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import make_url, select
 
+from software_dna.server import licensekeys
 from software_dna.server import services as service
 from software_dna.server.config import Settings
-from software_dna.server.crypto import locate_master_key
-from software_dna.server.db import LEDGER_FILE, make_engine, make_session_factory
+from software_dna.server.crypto import Vault, locate_master_key
+from software_dna.server.db import LEDGER_FILE, make_engine, make_session_factory, shown_url
 from software_dna.server.models import (
     Activation,
     AdminApiKey,
@@ -41,10 +47,14 @@ from software_dna.server.models import (
     EndUser,
     LedgerEntry,
     License,
+    MailOptOut,
     OutboxItem,
     PortalSession,
+    StaffMember,
+    StaffSession,
 )
-from software_dna.server.services import ledger, portal_account
+from software_dna.server.services import emails, ledger, portal_account
+from software_dna.server.services import staff as staff_service
 from software_dna.server.services.backup import SKIPPED, read_manifest
 from software_dna.server.services.portal import Holder
 from tests.cli_runner import ENV_CLEARED, run_cli
@@ -326,10 +336,17 @@ def _member(tar: tarfile.TarFile, name: str) -> bytes:
 
 
 def _write(path: Path, manifest: dict[str, Any], database: bytes,
-           member: str = "database.sqlite3") -> None:
+           member: str = "database.sqlite3", *, signed: bool = True) -> None:
+    """A backup file of ``manifest`` and ``database``; ``signed``: as the holder of the
+    configured master key would sign it (its SHA-256 in the manifest, the manifest's MAC)."""
+    manifest = {**manifest, "database": {"sha256": hashlib.sha256(database).hexdigest()}}
+    raw = json.dumps(manifest).encode()
+    members = [("manifest.json", raw), (member, database)]
+    if signed:
+        mac = Vault.from_settings(Settings.from_env()).backup_mac(raw)
+        members.insert(1, ("manifest.mac", mac.encode()))
     with tarfile.open(path, "w") as tar:
-        for name, data in (("manifest.json", json.dumps(manifest).encode()),
-                           (member, database)):
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -386,6 +403,10 @@ def test_bad_input_is_one_line_and_changes_nothing(home: Path, tmp_path: Path) -
     damaged = tmp_path / "damaged.backup"
     _write(damaged, manifest, b"\0" * 4096, member)
     assert "is damaged" in fails("server", "restore", str(damaged), "--yes")
+
+    unsigned = tmp_path / "unsigned.backup"
+    _write(unsigned, manifest, database, member, signed=False)
+    assert "altered after it was written" in fails("server", "restore", str(unsigned), "--yes")
 
     truncated = tmp_path / "truncated.backup"
     truncated.write_bytes(good.read_bytes()[:700])
@@ -516,3 +537,200 @@ def test_an_address_removed_in_the_portal_stays_removed_after_a_restore(
     reapplied = audit_entries("ledger.reapply")
     assert [(e.end_user_id, e.detail and e.detail["kind"]) for e in reapplied] == [
         (person, "address.remove")]
+
+
+# --------------------------------------------------------------------------- security revocations
+
+
+def _archive(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_backup_altered_or_signed_with_another_key_is_refused(
+        home: Path, tmp_path: Path) -> None:
+    """Invariant: only a file ``server backup`` wrote with the configured master key is
+    restored. Each forgery keeps everything else genuine: the manifest changed under its
+    MAC, the database changed under the manifest, a MAC made with another key."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    issue("app")
+    good = tmp_path / "good.backup"
+    ok("server", "backup", "-o", str(good))
+    with tarfile.open(good) as tar:
+        members = {name: _member(tar, name) for name in tar.getnames()}
+    assert set(members) >= {"manifest.json", "manifest.mac"}
+    member = next(name for name in members if name.startswith("database."))
+    before = _state()
+
+    manifest = json.loads(members["manifest.json"])
+    manifest["ledger"]["entries"] += 1
+    changed_manifest = tmp_path / "manifest.backup"
+    _archive(changed_manifest, [("manifest.json", json.dumps(manifest).encode()),
+                                ("manifest.mac", members["manifest.mac"]),
+                                (member, members[member])])
+    database = bytearray(members[member])
+    database[-1] ^= 1
+    changed_database = tmp_path / "database.backup"
+    _archive(changed_database, [("manifest.json", members["manifest.json"]),
+                                ("manifest.mac", members["manifest.mac"]),
+                                (member, bytes(database))])
+    other_mac = Vault(secrets.token_bytes(32)).backup_mac(members["manifest.json"])
+    other_key = tmp_path / "other-key.backup"
+    _archive(other_key, [("manifest.json", members["manifest.json"]),
+                         ("manifest.mac", other_mac.encode()), (member, members[member])])
+    for forged in (changed_manifest, changed_database, other_key):
+        assert "altered after it was written" in fails("server", "restore", str(forged),
+                                                       "--yes"), forged
+    assert _state() == before
+    assert "Restored the backup" in ok("server", "restore", str(good), "--yes")
+
+
+def test_a_restore_keeps_the_newest_key_of_a_license_rekeyed_twice(
+        home: Path, tmp_path: Path) -> None:
+    """Invariant: after a restore only a license's newest key is its key (each rekey is in
+    the ledger with the new key's keyed hash, never the key, and re-applied oldest first)."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    lic, first = issue("app")
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    second = as_json("licenses", "rekey", lic)["license_key"]
+    third = as_json("licenses", "rekey", lic)["license_key"]
+    text = (home / LEDGER_FILE).read_text()
+    assert second not in text and third not in text and third[-4:] in text
+    ok("server", "restore", str(file), "--yes")
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    with factory() as session:
+        row = session.get(License, lic)
+        assert row is not None
+        assert row.key_hash == ctx.vault.license_key_hash(licensekeys.normalize(third))
+        assert row.key_last4 == third[-4:]
+    assert [e.detail and e.detail["kind"] for e in audit_entries("ledger.reapply")] == [
+        "license.rekey", "license.rekey"]
+    assert first != third
+
+
+def test_a_restore_never_undoes_staff_removals_resets_or_lowered_roles(
+        home: Path, tmp_path: Path) -> None:
+    """Invariants: after a restore a removed staff member stays disabled, a reset password
+    of the backup no longer signs in (the account waits for a new reset), a lowered role
+    stays lowered while a raised one is not re-applied (a restore never grants), and
+    every panel session of the backup has ended."""
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    boss, admin, helper, forgetful = (f"{n}@vendor.example"
+                                      for n in ("boss", "admin", "helper", "forgetful"))
+    with factory() as session:
+        ids = {}
+        for email, role in ((boss, "owner"), ("deputy@vendor.example", "owner"),
+                            (admin, "admin"), (helper, "support"),
+                            (forgetful, "developer")):
+            ids[email] = staff_service.create_staff(session, email=email, role=role,
+                                                    password="pw-" + email * 2).id
+        assert staff_service.sign_in(session, ctx, boss, "pw-" + boss * 2) is not None
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    ok("staff", "role", admin, "read_only")
+    ok("staff", "role", helper, "admin")
+    ok("staff", "remove", boss, "--yes")
+    with factory() as session:
+        staff_service.reset_password(session, ids[forgetful], clear_totp=True)
+    ok("server", "restore", str(file), "--yes")
+    with factory() as session:
+        rows = {row.email: row for row in session.scalars(select(StaffMember))}
+        assert rows[boss].disabled_at is not None
+        assert rows[admin].role == "read_only"
+        assert rows[helper].role == "support"
+        assert rows[forgetful].must_change_password
+        assert staff_service.sign_in(session, ctx, forgetful, "pw-" + forgetful * 2) is None
+        assert session.scalars(select(StaffSession)).all() == []
+    kinds = sorted(e.detail["kind"] for e in audit_entries("ledger.reapply") if e.detail)
+    assert kinds == ["staff.remove", "staff.reset", "staff.role", "staff.role"]
+    for line in (home / LEDGER_FILE).read_text().splitlines():
+        assert "@" not in line and "pw-" not in line, line
+
+
+def test_an_opt_out_is_reapplied_but_an_erasure_after_it_still_erases_its_hash(
+        home: Path, tmp_path: Path) -> None:
+    """Invariants: the ledger entry of a one-click unsubscribe holds the address's keyed
+    look-up hash and the license id, never the address; when the person is erased after
+    it, no table keeps that hash (the entry's object is forgotten), and a restore of a
+    backup taken before both re-applies the opt-out, then the erasure, which leaves no
+    trace of the hash either."""
+    ok("products", "create", "app")
+    ok("keys", "generate", "app")
+    lic, key = issue("app")
+    person = activate_with_personal_data("app", key, "m1")
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    index = ctx.vault.email_index(EMAIL)
+    with factory() as session:
+        assert emails.unsubscribe(session, ctx, emails.unsubscribe_token(ctx, lic, index))
+    entry = json.loads((home / LEDGER_FILE).read_text())
+    assert (entry["kind"], entry["object"], entry["detail"]) == (
+        "mail.opt_out", index, {"license": lic})
+    assert EMAIL not in (home / LEDGER_FILE).read_text()
+
+    def traces() -> tuple[list[Any], list[Any]]:
+        with factory() as session:
+            return (session.scalars(select(MailOptOut).where(
+                        MailOptOut.email_index == index)).all(),
+                    session.scalars(select(LedgerEntry).where(
+                        LedgerEntry.object_id == index)).all())
+
+    ok("end-users", "erase", person, "--yes")
+    assert traces() == ([], [])
+    ok("server", "restore", str(file), "--yes")
+    assert traces() == ([], [])
+    kinds = [e.detail and e.detail["kind"] for e in audit_entries("ledger.reapply")]
+    assert kinds == ["mail.opt_out", "erasure"]
+
+
+def test_a_reminder_mailed_after_the_backup_is_not_mailed_again_after_a_restore(
+        home: Path, tmp_path: Path) -> None:
+    """Invariant: a restore does not make the scheduler mail an expiry reminder again. The
+    reminder's outbox item (its dedup key) was made after the backup was taken, so the
+    restored database lacks it: the restore queues the reminders due now and skips them."""
+    ok("products", "create", "app", "--reminder-days", "7")
+    ok("keys", "generate", "app")
+    ends = (datetime.now(timezone.utc) + timedelta(days=3)).strftime("%Y-%m-%d")
+    lic = as_json("licenses", "issue", "app", "--expires", ends,
+                  "--email", "reminded@example.com")["id"]
+    file = tmp_path / "one.backup"
+    ok("server", "backup", "-o", str(file))
+    settings, factory = sessions()
+    ctx = service.Context.from_settings(settings)
+    with factory() as session:
+        assert emails.queue_reminders(session, ctx) == 1
+        # As the outbox worker does once the mail is handed over.
+        row = session.scalars(select(OutboxItem).where(
+            OutboxItem.topic == "expiry_reminder")).one()
+        row.status = "sent"
+        session.commit()
+    ok("server", "restore", str(file), "--yes")
+    with factory() as session:
+        assert emails.queue_reminders(session, ctx) == 0
+        items = session.scalars(select(OutboxItem).where(
+            OutboxItem.topic == "expiry_reminder", OutboxItem.license_id == lic)).all()
+    assert [(item.status, item.last_error) for item in items] == [("cancelled", SKIPPED)]
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://app:{secret}@db.example/sdna",
+    "postgresql+psycopg://app@db.example/sdna?password={secret}&sslmode=require",
+    "postgresql+psycopg://app:{secret}@db.example/sdna?password={secret}",
+])
+def test_a_shown_database_url_never_holds_a_password(url: str) -> None:
+    """Invariant: a database URL as the doctor and the errors show it has every password
+    masked, in the user part and in libpq's ``?password=`` parameter alike."""
+    secret = "Pw" + secrets.token_hex(6)
+    shown = shown_url(url.format(secret=secret))
+    assert secret not in shown and "db.example/sdna" in shown and "***" in shown
+    assert shown_url("not a url") == "(not a database URL)"

@@ -21,6 +21,8 @@ derived key               protects
 ``bindings``              AES-256-GCM of machine component sets (machine_bindings)
 ``binding-index``         HMAC-SHA256 of ``product \0 name \0 component hash``
                           (binding_index: find a machine without storing its hashes)
+``backups``               HMAC-SHA256 of a backup's manifest (which holds the
+                          SHA-256 of its database): a restore refuses a forgery
 ========================  ======================================================
 
 Ciphertexts carry the purpose and the owning row's id as associated data,
@@ -353,6 +355,7 @@ class Vault:
             "portal-links",
             "portal-browsers",
             "portal-keys",
+            "backups",
         ):
             self._keys[purpose] = HKDF(
                 algorithm=hashes.SHA256(),
@@ -407,6 +410,14 @@ class Vault:
     def unsubscribe_mac(self, data: str) -> bytes:
         """HMAC-SHA256 of an unsubscribe link's contents (32 bytes, key of its own)."""
         return hmac.new(self._keys["unsubscribe"], data.encode("utf-8"), hashlib.sha256).digest()
+
+    def backup_mac(self, manifest: bytes) -> str:
+        """HMAC-SHA256 (64 hex chars) of a backup's manifest, as its bytes are in the file.
+
+        The manifest holds the SHA-256 of the backup's database, so the MAC binds
+        both to this master key: whoever lacks the key cannot forge or alter a backup.
+        """
+        return hmac.new(self._keys["backups"], manifest, hashlib.sha256).hexdigest()
 
     def staff_session_hash(self, token: str) -> str:
         """Stored form of a control panel session cookie's token (64 hex chars)."""

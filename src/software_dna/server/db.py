@@ -31,7 +31,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -55,8 +55,25 @@ __all__ = [
     "make_session_factory",
     "migrate",
     "session_scope",
+    "shown_url",
     "wal_checkpoint",
 ]
+
+
+def shown_url(database_url: str) -> str:
+    """``database_url`` as it may be shown: every password masked (``***``).
+
+    Both the userinfo password and libpq's ``?password=`` query parameter are
+    masked; a string that is not a URL is not shown at all.
+    """
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return "(not a database URL)"
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "MASKED"})
+    # The query is percent-encoded: the mask is put back as the user part shows it.
+    return url.render_as_string(hide_password=True).replace("password=MASKED", "password=***")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The erasure ledger's file in the data folder (``services.ledger``): outside the

@@ -36,7 +36,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from software_dna.server.bootstrap import check_key_opens
 from software_dna.server.config import ConfigError, Settings
 from software_dna.server.crypto import Vault, load_master_key, locate_master_key
-from software_dna.server.db import SchemaError, check_schema, make_engine
+from software_dna.server.db import SchemaError, check_schema, make_engine, shown_url
 from software_dna.server.mail import mail_configured, mail_warnings
 from software_dna.server.services.hotpath import DIRECT_CONNECTIONS
 from software_dna.wire.times import parse_rfc3339
@@ -392,10 +392,7 @@ def _data_folder(settings: Settings) -> Finding:
 
 
 def _shown_url(settings: Settings) -> str:
-    try:
-        return make_url(settings.database_url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(not a database URL)"
+    return shown_url(settings.database_url)
 
 
 def _database(settings: Settings, clock: Callable[[], float],

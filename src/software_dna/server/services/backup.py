@@ -2,12 +2,16 @@
 
 A backup is one file: an uncompressed tar archive holding ``manifest.json``
 (:class:`Manifest`: when it was taken, the schema revision, the erasure
-ledger's position, the id of the master key it needs -- never the key) and
-the database: ``database.sqlite3`` (SQLite's online backup API, consistent
-while the server runs) or ``database.pgdump`` (``pg_dump -Fc`` in the snapshot
+ledger's position, the id of the master key it needs -- never the key -- and
+the SHA-256 of the database), ``manifest.mac`` (an HMAC of the manifest with a
+key derived from the master key: :meth:`Vault.backup_mac`) and the database:
+``database.sqlite3`` (SQLite's online backup API, consistent while the server
+runs) or ``database.pgdump`` (``pg_dump -Fc`` in the snapshot
 the manifest's ledger position was read in).
 
-A restore (:func:`restore`) checks the file before it changes anything, puts
+A restore (:func:`restore`) checks the file before it changes anything (the
+MAC, then the database's SHA-256: a file altered after it was written, or made
+without the master key, is refused), puts
 the database back (SQLite: the backup API into the target file, one write
 transaction; PostgreSQL: ``pg_restore --clean --if-exists
 --single-transaction``), migrates it when the backup is older than the code,
@@ -15,12 +19,18 @@ then re-applies every erasure and revocation the backup does not hold, from
 the ledger file of the data folder, the extra ledger files given and the
 ledger table of the database being replaced (``services.ledger``), and marks
 every outbox item still pending as skipped: it may have been delivered after
-the backup was taken.
+the backup was taken. The expiry reminders due at the restore are marked skipped
+the same way (queued, then skipped): one mailed after the backup was taken is
+not mailed again (one that fell due since and was never mailed is not mailed).
+It also ends every panel and portal session: sessions ended since the backup
+(sign-outs, removals, resets) would otherwise be back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -37,14 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, func, inspect, make_url, select, update
+from sqlalchemy import Engine, create_engine, delete, func, inspect, make_url, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from software_dna._version import __version__
 from software_dna.server.config import Settings
-from software_dna.server.crypto import Vault, locate_master_key
+from software_dna.server.crypto import Vault, hash_password, locate_master_key
 from software_dna.server.db import (
     LEDGER_FILE,
     alembic_config,
@@ -56,16 +66,21 @@ from software_dna.server.db import (
     migrate,
     wal_checkpoint,
 )
+from software_dna.server.domain.roles import ROLE_PERMISSIONS, Role
 from software_dna.server.models import (
     Activation,
     AdminApiKey,
     EndUser,
     LedgerEntry,
     License,
+    MailOptOut,
     OutboxItem,
+    PortalSession,
     SigningKey,
+    StaffMember,
+    StaffSession,
 )
-from software_dna.server.services import ledger
+from software_dna.server.services import emails, ledger
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import erase
 from software_dna.server.services.portal_account import clear_address
@@ -77,6 +92,7 @@ __all__ = ["FORMAT", "BackupError", "Manifest", "Restored", "backup", "read_mani
 #: The manifest's ``format`` value: what makes a file a software_dna backup.
 FORMAT = "software-dna-backup/1"
 MANIFEST = "manifest.json"
+MAC_MEMBER = "manifest.mac"
 SQLITE_MEMBER = "database.sqlite3"
 PG_MEMBER = "database.pgdump"
 #: The audit actor of a restore and of what it re-applies.
@@ -106,6 +122,8 @@ class Manifest:
             backup's secrets need; the key itself is never in a backup.
         master_key: where that key was kept when the backup was taken.
         server_version: the software_dna version that took it.
+        database_sha256: the SHA-256 (hex) of the archive's database member
+            ("" in a file that has none: such a file is refused).
     """
 
     taken_at: datetime
@@ -116,6 +134,7 @@ class Manifest:
     key_id: str
     master_key: str
     server_version: str
+    database_sha256: str = ""
 
     def to_json(self) -> bytes:
         """The manifest as written into the backup."""
@@ -126,6 +145,7 @@ class Manifest:
             "master_key": {"id": self.key_id, "where": self.master_key,
                            "included": False},
             "server_version": self.server_version,
+            "database": {"sha256": self.database_sha256},
         }, indent=2, sort_keys=True).encode("utf-8") + b"\n"
 
     @classmethod
@@ -145,7 +165,8 @@ class Manifest:
         return cls(taken_at=parse_rfc3339(data["taken_at"]), backend=backend,
                    revision=str(data["revision"]), ledger_entries=int(position["entries"]),
                    ledger_last=position.get("last"), key_id=str(key["id"]),
-                   master_key=str(key["where"]), server_version=str(data["server_version"]))
+                   master_key=str(key["where"]), server_version=str(data["server_version"]),
+                   database_sha256=str((data.get("database") or {}).get("sha256") or ""))
 
 
 @dataclass(frozen=True)
@@ -190,7 +211,8 @@ def backup(settings: Settings, output: Path) -> Manifest:
         ConfigError: the master key cannot be loaded.
         SQLAlchemyError, OSError: the database or the file cannot be used.
     """
-    key_id = Vault.from_settings(settings).fingerprint()
+    vault = Vault.from_settings(settings)
+    key_id = vault.fingerprint()
     where = locate_master_key(settings)
     master_key = str(where.path) if where.path is not None else "SOFTWARE_DNA_MASTER_KEY"
     engine = make_engine(settings, pooled=False)
@@ -208,8 +230,8 @@ def backup(settings: Settings, output: Path) -> Manifest:
                                 backend="sqlite" if settings.is_sqlite else "postgresql",
                                 revision=revision, ledger_entries=count, ledger_last=last,
                                 key_id=key_id, master_key=master_key,
-                                server_version=__version__)
-            _write_archive(output, manifest, member, copy)
+                                server_version=__version__, database_sha256=_sha256(copy))
+            _write_archive(output, manifest, member, copy, vault)
     finally:
         engine.dispose()
     return manifest
@@ -257,11 +279,21 @@ def _pg_tool(name: str) -> str:
 
 
 def _pg_target(url: URL) -> tuple[str, dict[str, str]]:
-    """The libpq URI of ``url`` (no password) and the environment carrying the password."""
+    """The libpq URI of ``url`` (no password) and the environment carrying the password.
+
+    libpq also reads a password from the URI's query (``?password=``): it is taken out
+    of there too, so that no spelling puts it on the command line (readable in /proc).
+    """
     env = dict(os.environ)
-    if url.password is not None:
-        env["PGPASSWORD"] = str(url.password)
-    plain = url.set(drivername="postgresql", password=None)
+    env.pop("PGPASSWORD", None)
+    query = dict(url.query)
+    in_query = query.pop("password", None)
+    if isinstance(in_query, tuple):
+        in_query = in_query[-1] if in_query else None
+    password = url.password if url.password is not None else in_query
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    plain = url.set(drivername="postgresql", password=None, query=query)
     return plain.render_as_string(hide_password=False), env
 
 
@@ -299,7 +331,16 @@ def _pg_dump(engine: Engine, copy: Path) -> tuple[datetime, str, int, str | None
     return taken_at, str(revision or ""), count, last
 
 
-def _write_archive(output: Path, manifest: Manifest, member: str, copy: Path) -> None:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_archive(output: Path, manifest: Manifest, member: str, copy: Path,
+                   vault: Vault) -> None:
     output = output.expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
@@ -312,6 +353,11 @@ def _write_archive(output: Path, manifest: Manifest, member: str, copy: Path) ->
                 info.size, info.mode = len(raw), 0o600
                 info.mtime = int(manifest.taken_at.timestamp())
                 tar.addfile(info, io.BytesIO(raw))
+                mac = (vault.backup_mac(raw) + "\n").encode("ascii")
+                info = tarfile.TarInfo(MAC_MEMBER)
+                info.size, info.mode = len(mac), 0o600
+                info.mtime = int(manifest.taken_at.timestamp())
+                tar.addfile(info, io.BytesIO(mac))
                 info = tar.gettarinfo(str(copy), arcname=member)
                 info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
                 with copy.open("rb") as data:
@@ -334,12 +380,12 @@ def read_manifest(path: Path) -> Manifest:
     Raises:
         BackupError: no such file, or not a software_dna backup.
     """
-    with _opened(path) as (manifest, _tar):
+    with _opened(path) as (manifest, _tar, _raw):
         return manifest
 
 
 @contextlib.contextmanager
-def _opened(path: Path) -> Iterator[tuple[Manifest, tarfile.TarFile]]:
+def _opened(path: Path) -> Iterator[tuple[Manifest, tarfile.TarFile, bytes]]:
     path = path.expanduser()
     if not path.is_file():
         raise BackupError(f"No backup at {path}: give the file `software-dna server backup` "
@@ -357,12 +403,28 @@ def _opened(path: Path) -> Iterator[tuple[Manifest, tarfile.TarFile]]:
                 raise ValueError("manifest")
             stream = tar.extractfile(info)
             assert stream is not None
-            manifest = Manifest.from_json(stream.read())
+            raw = stream.read()
+            manifest = Manifest.from_json(raw)
         except (KeyError, ValueError, TypeError, tarfile.TarError):
             raise not_backup from None
-        yield manifest, tar
+        yield manifest, tar, raw
     finally:
         tar.close()
+
+
+def _check_mac(tar: tarfile.TarFile, raw: bytes, vault: Vault, source: Path) -> None:
+    """Refuse a manifest whose MAC this master key did not make (nothing changed yet)."""
+    forged = BackupError(f"{source} was altered after it was written, or not written by "
+                         "`software-dna server backup` with the configured master key: "
+                         "nothing was changed; restore a genuine backup.")
+    try:
+        info = tar.getmember(MAC_MEMBER)
+        stream = tar.extractfile(info) if info.isfile() and info.size <= 256 else None
+        given = stream.read().strip() if stream is not None else b""
+    except (KeyError, tarfile.TarError):
+        raise forged from None
+    if not hmac.compare_digest(given, vault.backup_mac(raw).encode("ascii")):
+        raise forged
 
 
 def _extract(tar: tarfile.TarFile, name: str, target: Path, source: Path) -> None:
@@ -405,7 +467,7 @@ def restore(settings: Settings, path: Path, *, overwrite: bool = False,
     """
     ctx = Context.from_settings(settings)
     backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with _opened(path) as (manifest, tar), \
+    with _opened(path) as (manifest, tar, raw), \
             tempfile.TemporaryDirectory(prefix="sdna-restore-") as tmp:
         if manifest.backend != backend:
             raise BackupError(f"{path} is a backup of a {manifest.backend} database; the "
@@ -422,8 +484,13 @@ def restore(settings: Settings, path: Path, *, overwrite: bool = False,
                               f"{manifest.key_id}, kept at {manifest.master_key}); the "
                               f"configured key's id is {ctx.vault.fingerprint()}: configure "
                               "the key the backup was taken with.")
+        _check_mac(tar, raw, ctx.vault, path)
         copy = Path(tmp) / (SQLITE_MEMBER if backend == "sqlite" else PG_MEMBER)
         _extract(tar, copy.name, copy, path)
+        if not hmac.compare_digest(_sha256(copy), manifest.database_sha256):
+            raise BackupError(f"{path} was altered after it was written: its database is "
+                              "not the one its manifest names. Nothing was changed; restore "
+                              "a genuine backup.")
         tables: set[str] = set()
         if backend == "sqlite":
             _check_sqlite_copy(copy, manifest, path)
@@ -584,6 +651,14 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
                           "applied": applied})
             session.commit()
             reapplied.append(entry)
+        # Sessions ended since the backup (sign-outs, removals, resets) are not in the
+        # ledger: every session ends and everyone signs in again.
+        session.execute(delete(StaffSession))
+        session.execute(delete(PortalSession))
+        # The reminders due now may have been mailed after the backup was taken, and their
+        # outbox items (the dedup keys) are not in it: queued here, they are skipped below
+        # and their keys stop the scheduler from mailing them again.
+        reminders = emails.queue_reminders(session, ctx)
         # Whatever was pending in the backup (or queued by a re-applied erasure) may have
         # been delivered after the backup was taken: it is not sent again.
         skipped = session.execute(
@@ -594,7 +669,8 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
         audit(session, ACTOR, "backup.restore", detail={
             "taken_at": format_rfc3339(manifest.taken_at), "revision": manifest.revision,
             "ledger_last": manifest.ledger_last, "reapplied": len(reapplied),
-            "changed": changed, "outbox_skipped": skipped_count})
+            "changed": changed, "outbox_skipped": skipped_count,
+            "reminders_skipped": reminders})
         session.commit()
     return reapplied, changed, skipped_count
 
@@ -611,6 +687,10 @@ def _audit_ids(entry: ledger.Entry) -> dict[str, str | None]:
         return {"activation_id": entry.object_id}
     if entry.kind == ledger.KEY_RETIRE:
         return {"kid": entry.object_id, "product_id": entry.detail.get("product")}
+    if entry.kind == ledger.LICENSE_REKEY:
+        return {"license_id": entry.object_id}
+    if entry.kind == ledger.MAIL_OPT_OUT:
+        return {"license_id": entry.detail.get("license")}
     return {}
 
 
@@ -664,4 +744,65 @@ def _reapply(session: Session, ctx: Context, entry: ledger.Entry) -> bool:
             return False
         key.status, key.retired_at = "retired", entry.at
         return True
+    if entry.kind == ledger.LICENSE_REKEY:
+        return _reapply_rekey(session, entry)
+    if entry.kind in (ledger.STAFF_REMOVE, ledger.STAFF_RESET, ledger.STAFF_ROLE):
+        return _reapply_staff(session, entry)
+    if entry.kind == ledger.MAIL_OPT_OUT:
+        return _reapply_opt_out(session, entry)
     return False
+
+
+def _reapply_rekey(session: Session, entry: ledger.Entry) -> bool:
+    lic = session.get(License, entry.object_id)
+    key_hash, last4 = entry.detail.get("key_hash"), entry.detail.get("key_last4")
+    if (lic is None or not isinstance(key_hash, str) or not isinstance(last4, str)
+            or lic.key_hash == key_hash):
+        return False
+    # Entries are applied oldest first: the newest key wins, every older one stops working.
+    # The hash is keyed by the master key: only its holder can make one a key matches.
+    lic.key_hash, lic.key_last4, lic.updated_at = key_hash, last4, utcnow()
+    return True
+
+
+def _reapply_staff(session: Session, entry: ledger.Entry) -> bool:
+    row = session.get(StaffMember, entry.object_id)
+    if row is None:
+        return False
+    if entry.kind == ledger.STAFF_REMOVE:
+        if row.disabled_at is not None:
+            return False
+        row.disabled_at = entry.at
+        return True
+    if entry.kind == ledger.STAFF_RESET:
+        # The new password is in no ledger: the restored (reset) one must not sign in
+        # again, so the account gets an unusable password until an owner resets it.
+        row.password_hash = hash_password(os.urandom(24).hex())
+        row.must_change_password = True
+        if entry.detail.get("totp_cleared"):
+            row.totp_sealed = row.totp_confirmed_at = row.totp_last_step = None
+        return True
+    try:
+        new = Role(str(entry.detail.get("role")))
+        now = Role(row.role)
+    except ValueError:
+        return False
+    # Only a lowering is re-applied: a restore takes rights away, never grants them.
+    if new is now or not ROLE_PERMISSIONS[new] <= ROLE_PERMISSIONS[now]:
+        return False
+    row.role = new.value
+    return True
+
+
+def _reapply_opt_out(session: Session, entry: ledger.Entry) -> bool:
+    # An erasure made after it (re-applied later, oldest first) deletes it again.
+    email_index, license_id = entry.object_id, entry.detail.get("license")
+    if (email_index == ledger.FORGOTTEN or not isinstance(license_id, str)
+            or session.get(License, license_id) is None
+            or session.scalar(select(MailOptOut.id).where(
+                MailOptOut.license_id == license_id,
+                MailOptOut.email_index == email_index)) is not None):
+        return False
+    session.add(MailOptOut(license_id=license_id, email_index=email_index,
+                           created_at=entry.at))
+    return True

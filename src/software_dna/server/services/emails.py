@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from software_dna.server.crypto import b64url, unb64url
 from software_dna.server.models import Activation, EndUser, License, MailOptOut, OutboxItem
-from software_dna.server.services import outbox
+from software_dna.server.services import ledger, outbox
 from software_dna.server.services.common import Context, audit, utcnow
 from software_dna.server.services.endusers import normal_email
 from software_dna.server.services.errors import invalid
@@ -222,6 +222,8 @@ def unsubscribe(session: Session, ctx: Context, token: str) -> bool:
         session.rollback()
         return False
     audit(session, "end_user", "mail.unsubscribe", at=now, license_id=license_id)
+    ledger.record(session, ledger.MAIL_OPT_OUT, email_index, at=now,
+                  detail={"license": license_id})
     session.commit()
     return True
 

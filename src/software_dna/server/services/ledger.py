@@ -1,5 +1,8 @@
 """The erasure ledger: every erasure of personal data and every revocation, ids only.
 
+Revocations include what a restore must not undo for security: a license's new
+key, a staff member removed, reset or lowered, a mail opt-out.
+
 A restore puts the database back as it was when the backup was taken; what was
 erased or revoked since must not come back. So each erasure and revocation
 writes a :class:`~software_dna.server.models.LedgerEntry` in the same
@@ -26,6 +29,25 @@ Kinds (:data:`KINDS`) and their object:
 - ``admin_key.revoke``: object: the admin API key's id.
 - ``key.retire``: a signing key no longer trusted; object: its ``kid``;
   ``detail``: ``product``.
+- ``license.rekey``: a license got a new key (the old one may have leaked);
+  object: the license id; ``detail``: ``key_hash`` (the new key's keyed look-up
+  hash, which only the master key's holder can compute or use: not the key,
+  not personal data) and ``key_last4``. A restore puts the newest one back.
+- ``staff.remove``: a staff member disabled; object: the staff id.
+- ``staff.reset``: a staff member's password reset by someone else (and their
+  second factor, ``detail``: ``totp_cleared``); object: the staff id. A restore
+  cannot bring the new password back (no password hash is ever in the ledger):
+  it makes the restored one unusable, so an owner resets it again.
+- ``staff.role``: a staff member's role changed; object: the staff id;
+  ``detail``: ``role``. Only a lowering is re-applied: a restore never grants.
+- ``mail.opt_out``: a one-click unsubscribe; object: the address's keyed
+  look-up hash (``email_index``); ``detail``: ``license``. When the address is
+  erased (or changed, or removed) the table's entry keeps its id but its object
+  becomes :data:`FORGOTTEN`; the file's line keeps the hash (a file is only
+  appended to): see docs/privacy.md.
+
+A restore also ends every panel and portal session (sign-outs and the session
+ends of the changes above are not in the ledger): everyone signs in again.
 """
 
 from __future__ import annotations
@@ -57,9 +79,16 @@ ACTIVATION_REMOVE = "activation.remove"
 ADMIN_KEY_REVOKE = "admin_key.revoke"
 KEY_RETIRE = "key.retire"
 ADDRESS_REMOVE = "address.remove"
+LICENSE_REKEY = "license.rekey"
+STAFF_REMOVE = "staff.remove"
+STAFF_RESET = "staff.reset"
+STAFF_ROLE = "staff.role"
+MAIL_OPT_OUT = "mail.opt_out"
+#: The object of a ``mail.opt_out`` entry whose address was erased since.
+FORGOTTEN = "forgotten"
 #: Every kind of entry (see the module docstring).
 KINDS = (ERASURE, ADDRESS_REMOVE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_REVOKE,
-         KEY_RETIRE)
+         KEY_RETIRE, LICENSE_REKEY, STAFF_REMOVE, STAFF_RESET, STAFF_ROLE, MAIL_OPT_OUT)
 
 _PENDING = "software_dna_ledger_pending"
 #: Longest ledger file line read back (an entry is far shorter; a longer line is not ours).

@@ -518,6 +518,9 @@ def rekey_license(session: Session, ctx: Context, license_id: str, *,
     outbox.cancel_pending(session, license_id=lic.id, topic="license_key")
     if buyer is not None and address:
         queue_key_delivery(session, ctx, lic, key, buyer=buyer, email=address)
+    # The old key may have leaked: a restore of an older backup must not bring it back.
+    ledger.record(session, ledger.LICENSE_REKEY, lic.id, at=now,
+                  detail={"key_hash": lic.key_hash, "key_last4": lic.key_last4})
     audit(session, actor, "license.rekey", at=now, product_id=lic.product_id,
           license_id=lic.id, end_user_id=buyer.id if buyer is not None and address else None,
           detail={"key_mailed": bool(buyer is not None and address)})

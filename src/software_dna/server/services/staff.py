@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from software_dna.server.crypto import hash_password, verify_password
 from software_dna.server.domain.roles import Role, role_names
 from software_dna.server.models import StaffMember, StaffSession
-from software_dna.server.services import ratelimit
+from software_dna.server.services import ledger, ratelimit
 from software_dna.server.services.common import Context, acting_as, audit, new_id, utcnow
 from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
@@ -182,6 +182,7 @@ def set_role(session: Session, staff_id: str, role: Role | str, *,
             _keep_an_owner(session, row)
         audit(session, actor, "staff.role", detail={"staff_id": row.id, "from": row.role,
                                                      "to": new.value})
+        ledger.record(session, ledger.STAFF_ROLE, row.id, detail={"role": new.value})
         row.role = new.value
         session.commit()
     return row
@@ -201,6 +202,7 @@ def remove_staff(session: Session, staff_id: str, *, actor: str = "cli") -> Staf
         row.disabled_at = utcnow()
         session.execute(delete(StaffSession).where(StaffSession.staff_id == row.id))
         audit(session, actor, "staff.remove", detail={"staff_id": row.id})
+        ledger.record(session, ledger.STAFF_REMOVE, row.id, at=row.disabled_at)
         session.commit()
     return row
 
@@ -229,6 +231,7 @@ def reset_password(session: Session, staff_id: str, *, actor: str = "cli",
         row.totp_last_step = None
     session.execute(delete(StaffSession).where(StaffSession.staff_id == row.id))
     audit(session, actor, "staff.reset", detail={"staff_id": row.id, "totp_cleared": clear_totp})
+    ledger.record(session, ledger.STAFF_RESET, row.id, detail={"totp_cleared": clear_totp})
     session.commit()
     return row, new
 
