@@ -17,7 +17,8 @@ kind                     counted                             limit, window
 ``reset_code_attempts``  password reset codes tried          ``rate_limit_attempts`` per window
 ``confirmation_mails``   email confirmation mails            3 per window
 ``address_attempts``     requests from the client's network  ``rate_limit_address_attempts``
-                         (``addr:<keyed hash>``)             per window
+                         (``addr:<keyed hash>``; of          per window
+                         activations, only guesses)
 ``address_reset_code_    reset codes tried from the network  ``rate_limit_address_attempts``
 attempts``                                                   per window
 ``address_confirmations``  confirmation links opened from    ``rate_limit_address_attempts``
@@ -112,7 +113,8 @@ _LICENSE_COUNTERS = {
 
 #: Counters of a client network, keyed ``<prefix>:<keyed hash of the network>``.
 _NETWORK_COUNTERS = {
-    "addr": _Counter("address_attempts", "requests (activations, trials, renewals, resets)",
+    "addr": _Counter("address_attempts",
+                     "requests (activation guesses, trials, renewals, resets)",
                      _address_attempts, _window),
     "reset-guess-net": _Counter("address_reset_code_attempts", "password reset codes tried",
                                 _address_attempts, _window),
