@@ -331,7 +331,10 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
         raise invalid("Name a license or a client address to unlock.")
     _check_address(address)
     now = utcnow()
-    lic: License | None = get_license(session, license_id) if license_id is not None else None
+    # The license row first, as an activation takes it before the license's counters:
+    # the two never wait on each other in opposite orders.
+    lic: License | None = (get_license(session, license_id, lock=True)
+                           if license_id is not None else None)
     before = (lockout_report(session, ctx, lic.id, address=address, now=now).limits
               if lic is not None else [])
     forgotten: dict[str, int] = {}

@@ -120,9 +120,12 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
         if secrets.randbelow(50) == 0:  # now and then, drop buckets no window needs
             # Other keys have windows of their own (a sign-in's is longer than an
             # activation's): only what is older than any window goes, and this key's own.
+            # Other keys' rows only in a transaction that ends here: one the caller goes on
+            # with must hold no row that another key's holder may wait for.
+            own = (RateLimitCounter.key == key) & (RateLimitCounter.window_start < oldest)
             session.execute(delete(RateLimitCounter).where(
-                (RateLimitCounter.window_start < second - SWEEP_AFTER)
-                | ((RateLimitCounter.key == key) & (RateLimitCounter.window_start < oldest))))
+                ((RateLimitCounter.window_start < second - SWEEP_AFTER) | own) if commit
+                else own))
         if commit:
             session.commit()
         return
