@@ -46,7 +46,7 @@ from software_dna.server.services.messages import (
     Receipted,
     Validated,
 )
-from software_dna.server.services.ratelimit import hit, hit_address
+from software_dna.server.services.ratelimit import hit, hit_address, require_address_open
 from software_dna.server.services.seats import (
     after_activation,
     find_reusable,
@@ -135,8 +135,8 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
              actor: str = "sdk") -> Activated:
     """Activate a license on a machine; commits.
 
-    Order of checks: consent, rate limit per client address, the key (and its
-    product), rate limit per license, license status, password, fingerprint
+    Order of checks: consent, the key (and its product), the rate limit per
+    client network, rate limit per license, license status, password, fingerprint
     (algorithm 2, unavailable components within the tolerance), idempotent
     replay, seats.  A retry with the same ``idempotency_key`` returns the
     same activation and secret with a fresh token, but only when the set
@@ -146,6 +146,16 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     is reused the same way, so a reinstall does not take a second seat.  On
     a user-seat license, a new activation from a machine matching a set an
     erased activation was ever bound to is created erased.
+
+    Rate limits: guesses -- an unknown key (or another product's), a wrong
+    password -- count toward the client network's limit
+    (``rate_limit_address_attempts``) before they are answered; an attempt
+    with a key that exists only has to find that limit not reached (so
+    every app behind one NAT address activates without queuing on one
+    counter, and past the limit a right key gets the same 429 as a guess).
+    Every attempt of a license that is answered with its license's status,
+    a wrong password or an activation counts toward the license's limit
+    (``rate_limit_attempts``).
 
     ``staff``: the vendor's staff answer an air-gapped request (CLI, admin
     API; ``request.offline`` only): authorised by their admin credentials, so
@@ -175,30 +185,38 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
     if request.label is not None and not request.consent:
         raise ServiceError(Code.CONSENT_REQUIRED,
                            "The computer's name needs the end user's consent.")
-    hit_address(session, ctx, client_address)
-    found = find_license_by_key(session, ctx, request.license_key)
-    if found is None or found.product_id != request.product:
-        session.rollback()
-        raise _unknown_key()
-    license_id = found.id
-    hit(session, "lic:" + license_id, limit=settings.rate_limit_attempts,
-                  window=settings.rate_limit_window)
-    now = utcnow()
     # Lock the license row: seat counting and idempotency below are race-free.
-    lic = get_license(session, license_id, lock=True)
+    lic = find_license_by_key(session, ctx, request.license_key, lock=True)
+    if lic is None or lic.product_id != request.product:
+        session.rollback()
+        # A guess: counted against the client's network (committed) before it is answered.
+        hit_address(session, ctx, client_address)
+        raise _unknown_key()
+    # A key that exists is no guess: the network's counter is only read (one shared row
+    # locked by every activation would queue all the apps behind one NAT address), but a
+    # reached limit refuses it as it refuses a guess, so a 429 tells nothing of the key.
+    require_address_open(session, ctx, client_address)
+    # Every attempt of the license counts, within this transaction: each outcome that
+    # must count (success, wrong password, refusals that answer) commits it.
+    hit(session, "lic:" + lic.id, limit=settings.rate_limit_attempts,
+        window=settings.rate_limit_window, commit=False)
+    now = utcnow()
     product = lic.product
     refused = _status_refusal(lic, now)
     if refused is not None:
+        session.commit()  # the attempt counts
         raise refused
     if staff and request.offline:
         pass  # the vendor's own staff answer a request: authorised without the password
     elif lic.password_hash is not None:
         if request.password is None or not verify_password(request.password, lic.password_hash):
+            hit_address(session, ctx, client_address)  # a guess (commits): 429 past the limit
             audit(session, "sdk", "activation.wrong_password", at=now, product_id=product.id,
                   license_id=lic.id)
             session.commit()
             raise ServiceError(Code.WRONG_PASSWORD, "The activation password is wrong.")
     elif lic.password_reset_required:
+        session.commit()  # the attempt counts
         raise ServiceError(
             Code.PASSWORD_RESET_REQUIRED,
             "This license needs a new activation password from the vendor.",
@@ -227,6 +245,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         )
     ).one_or_none()
     created = False
+    candidates: set[str] | None = None
 
     comparison = None
     if activation is not None:
@@ -238,7 +257,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             raise _removed(session, ctx, activation, request.nonce, now,
                            trusted=request.trusted_keys)
     else:  # this machine (user seats: this OS account) already holds a seat?
-        found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id)
+        candidates = bindings.candidate_activations(session, ctx, product.id,
+                                                    fingerprint.components)
+        found_reusable = find_reusable(session, ctx, lic, fingerprint, request.installation_id,
+                                       candidates=candidates)
         if found_reusable is not None:
             activation, comparison = found_reusable
     if request.offline and activation is not None and not activation.offline:
@@ -253,8 +275,10 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         counted = make_room(session, lic, address_hash=address_hash, now=now,
                             returning=returning_machine(session, ctx, lic, fingerprint,
                                                         request.installation_id,
-                                                        offline=request.offline))
+                                                        offline=request.offline,
+                                                        candidates=candidates))
         activation_id = new_id("act")
+        binding_id = new_id("bnd")  # set at the INSERT: no UPDATE once the binding exists
         client = request.client
         activation = Activation(
             id=activation_id,
@@ -262,6 +286,7 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
             secret_hash=ctx.vault.secret_hash(ctx.vault.activation_secret(activation_id)),
             secret_generation=0,
             fingerprint_id=bindings.new_fingerprint_id(),
+            binding_id=binding_id,
             idempotency_key=request.idempotency_key,
             end_user_id=None,
             # Erasure limits a license until the vendor restores it, whatever the end
@@ -279,8 +304,12 @@ def activate(session: Session, ctx: Context, request: ActivationRequest, *,
         )
         session.add(activation)
         session.flush()
-        bindings.bind(session, ctx, activation, product.id, algorithm=fingerprint.algorithm,
-                      components=fingerprint.components, now=now)
+        # Held until the token is signed (it reads the binding): the session's identity
+        # map keeps only what is referenced, and would read it again.
+        _bound = bindings.bind(session, ctx, activation, product.id,
+                               algorithm=fingerprint.algorithm,
+                               components=fingerprint.components, now=now,
+                               binding_id=binding_id)
         created = True
     else:
         activation.last_seen_at = precise_now()  # roll-over moves the least recently seen

@@ -254,13 +254,16 @@ def _open(ctx: Context, row: MachineBinding) -> Bound:
 
 
 def bind(session: Session, ctx: Context, activation: Activation, product_id: str, *,
-         algorithm: int, components: Mapping[str, Any], now: datetime) -> MachineBinding:
+         algorithm: int, components: Mapping[str, Any], now: datetime,
+         binding_id: str | None = None) -> MachineBinding:
     """Store a new binding of ``activation`` and make it current; does not commit.
 
     Algorithm-2 sets are indexed (:func:`identity.index_terms`); algorithm-1
     sets are kept only to validate and migrate existing activations.
+    ``binding_id``: the new binding's id, for an activation created with it
+    already set (no UPDATE after its INSERT); None: a new one.
     """
-    binding_id = new_id("bnd")
+    binding_id = new_id("bnd") if binding_id is None else binding_id
     row = MachineBinding(
         id=binding_id, product_id=product_id, activation_id=activation.id,
         algorithm=algorithm,

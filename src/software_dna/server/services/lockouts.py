@@ -17,7 +17,8 @@ kind                     counted                             limit, window
 ``reset_code_attempts``  password reset codes tried          ``rate_limit_attempts`` per window
 ``confirmation_mails``   email confirmation mails            3 per window
 ``address_attempts``     requests from the client's network  ``rate_limit_address_attempts``
-                         (``addr:<keyed hash>``)             per window
+                         (``addr:<keyed hash>``; of          per window
+                         activations, only guesses)
 ``address_reset_code_    reset codes tried from the network  ``rate_limit_address_attempts``
 attempts``                                                   per window
 ``address_confirmations``  confirmation links opened from    ``rate_limit_address_attempts``
@@ -112,7 +113,8 @@ _LICENSE_COUNTERS = {
 
 #: Counters of a client network, keyed ``<prefix>:<keyed hash of the network>``.
 _NETWORK_COUNTERS = {
-    "addr": _Counter("address_attempts", "requests (activations, trials, renewals, resets)",
+    "addr": _Counter("address_attempts",
+                     "requests (activation guesses, trials, renewals, resets)",
                      _address_attempts, _window),
     "reset-guess-net": _Counter("address_reset_code_attempts", "password reset codes tried",
                                 _address_attempts, _window),
@@ -329,7 +331,10 @@ def reset_lockouts(session: Session, ctx: Context, *, license_id: str | None = N
         raise invalid("Name a license or a client address to unlock.")
     _check_address(address)
     now = utcnow()
-    lic: License | None = get_license(session, license_id) if license_id is not None else None
+    # The license row first, as an activation takes it before the license's counters:
+    # the two never wait on each other in opposite orders.
+    lic: License | None = (get_license(session, license_id, lock=True)
+                           if license_id is not None else None)
     before = (lockout_report(session, ctx, lic.id, address=address, now=now).limits
               if lic is not None else [])
     forgotten: dict[str, int] = {}

@@ -60,15 +60,21 @@ def get_license(session: Session, license_id: str, *, lock: bool = False) -> Lic
     return lic
 
 
-def find_license_by_key(session: Session, ctx: Context, license_key: str) -> License | None:
-    """The license with this key (as typed: case and spaces do not matter), or None."""
+def find_license_by_key(session: Session, ctx: Context, license_key: str, *,
+                        lock: bool = False) -> License | None:
+    """The license with this key (as typed: case and spaces do not matter), or None.
+
+    ``lock``: the row found is locked (``FOR UPDATE``) for the rest of the
+    transaction and read afresh, as :func:`get_license` does.
+    """
     try:
         canonical = licensekeys.normalize(license_key)
     except licensekeys.InvalidKeyFormat:
         return None
-    return session.scalars(
-        select(License).where(License.key_hash == ctx.vault.license_key_hash(canonical))
-    ).one_or_none()
+    query = select(License).where(License.key_hash == ctx.vault.license_key_hash(canonical))
+    if lock:
+        query = query.with_for_update(of=License).execution_options(populate_existing=True)
+    return session.scalars(query).one_or_none()
 
 
 def get_activation(session: Session, activation_id: str) -> Activation:

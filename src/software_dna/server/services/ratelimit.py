@@ -17,6 +17,11 @@ attempts in any worker are all counted and never more than ``limit`` pass.
 Keys are ``<kind>:<id>``: ``lic:<license id>`` (activation and password
 attempts), ``renew:<license id>``, ``reset:<license id>`` (reset mails), and
 ``addr:<keyed hash of the client network>`` (no address is stored in clear).
+An attempt that must pass only while a counter is open, without being
+counted itself, asks :func:`require_open` (:func:`require_address_open`):
+one read, no lock, nothing written, so such attempts from one network do
+not queue on its counter (an activation with a key that exists counts
+only when its password is wrong: :mod:`.activations`).
 Every per-address limit goes through :func:`hit_address`, which counts the
 client's network (:func:`software_dna.server.crypto.rate_limit_network`: an
 IPv4 address, or the IPv6 ``/64`` by default), so a home with a whole IPv6
@@ -46,7 +51,8 @@ from software_dna.server.services.errors import ServiceError
 from software_dna.wire.codes import Code
 
 __all__ = ["ADDRESS_PREFIX", "CounterState", "address_counter", "counter_state", "hit",
-           "hit_address", "refund", "reset", "reset_keys"]
+           "hit_address", "refund", "require_address_open", "require_open", "reset",
+           "reset_keys"]
 
 #: The key prefix of the per-network counters.
 ADDRESS_PREFIX = "addr:"
@@ -76,17 +82,23 @@ def _upsert(session: Session, key: str, second: int) -> None:
     ))
 
 
-def hit(session: Session, key: str, *, limit: int, window: int, now: float | None = None) -> None:
+def hit(session: Session, key: str, *, limit: int, window: int, now: float | None = None,
+        commit: bool = True) -> None:
     """Count one attempt for ``key``; raise 429 ``rate_limited`` past ``limit`` per ``window``.
 
     Commits the session (an attempt let through counts even if the caller
-    fails later; a refused one is not counted).
+    fails later; a refused one is not counted).  With ``commit=False`` an
+    attempt let through is left in the caller's transaction, the key's lock
+    held until it ends: it counts once the caller commits, and not if it
+    rolls back (for callers that commit every outcome that must count); a
+    refusal still commits.
 
     Args:
         key: what is limited, e.g. ``"lic:<id>"``.
         limit: attempts let through in any span of ``window`` seconds.
         window: the span, in seconds.
         now: unix time (seconds) for tests; default the current time.
+        commit: False: see above.
 
     Raises:
         ServiceError: 429 ``rate_limited`` with ``retry_at`` (the whole second
@@ -108,10 +120,14 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
         if secrets.randbelow(50) == 0:  # now and then, drop buckets no window needs
             # Other keys have windows of their own (a sign-in's is longer than an
             # activation's): only what is older than any window goes, and this key's own.
+            # Other keys' rows only in a transaction that ends here: one the caller goes on
+            # with must hold no row that another key's holder may wait for.
+            own = (RateLimitCounter.key == key) & (RateLimitCounter.window_start < oldest)
             session.execute(delete(RateLimitCounter).where(
-                (RateLimitCounter.window_start < second - SWEEP_AFTER)
-                | ((RateLimitCounter.key == key) & (RateLimitCounter.window_start < oldest))))
-        session.commit()
+                ((RateLimitCounter.window_start < second - SWEEP_AFTER) | own) if commit
+                else own))
+        if commit:
+            session.commit()
         return
     # Refused: take this attempt back out.
     session.execute(
@@ -121,12 +137,45 @@ def hit(session: Session, key: str, *, limit: int, window: int, now: float | Non
     )
     session.commit()
     earlier = [(start, count - (1 if start == second else 0)) for start, count in buckets]
-    lifts = _lifts(earlier, limit, window) or second + 1
-    raise ServiceError(
+    raise _refusal(_lifts(earlier, limit, window) or second + 1, now)
+
+
+def _refusal(lifts: int, now: float) -> ServiceError:
+    return ServiceError(
         Code.RATE_LIMITED, "Too many activation attempts. Wait and try again later.",
         retry_after=max(1, math.ceil(lifts - now)),
         retry_at=datetime.fromtimestamp(lifts, timezone.utc),
     )
+
+
+def require_open(session: Session, key: str, *, limit: int, window: int,
+                 now: float | None = None) -> None:
+    """Raise the 429 :func:`hit` would raise for ``key`` now, without counting anything.
+
+    One read, no lock and no write: what passes here is not an attempt of
+    ``key``.  The answer is :func:`hit`'s for the same counter at the same
+    moment (same ``retry_at``), so a client cannot tell from a refusal
+    whether its attempt would have been counted.
+
+    Args:
+        key, limit, window, now: as for :func:`hit`.
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (see :func:`hit`).
+    """
+    now = precise_now().timestamp() if now is None else now
+    lifts = _lifts(_buckets(session, key, math.floor(now - window)), limit, window)
+    if lifts is not None:
+        raise _refusal(lifts, now)
+
+
+def _buckets(session: Session, key: str, oldest: int) -> list[tuple[int, int]]:
+    """``(second, count)`` of ``key`` from ``oldest`` on, newest first."""
+    return [(int(start), int(count)) for start, count in session.execute(
+        select(RateLimitCounter.window_start, RateLimitCounter.count)
+        .where(RateLimitCounter.key == key, RateLimitCounter.window_start >= oldest)
+        .order_by(RateLimitCounter.window_start.desc())
+    ).all()]
 
 
 def _lifts(buckets: list[tuple[int, int]], limit: int, window: int) -> int | None:
@@ -172,6 +221,23 @@ def hit_address(session: Session, ctx: Context, client_address: str | None, *,
         window=settings.rate_limit_window if window is None else window)
 
 
+def require_address_open(session: Session, ctx: Context, client_address: str | None) -> None:
+    """:func:`require_open` on ``client_address``'s network counter (None: nothing to check).
+
+    For the attempts that do not count toward the network's limit but must
+    not pass while it is reached (the answer would tell a guess from a right
+    key). Limit and window: as :func:`hit_address` by default.
+
+    Raises:
+        ServiceError: 429 ``rate_limited`` (see :func:`hit`).
+    """
+    if not client_address:
+        return
+    settings = ctx.settings
+    require_open(session, address_counter(ctx, client_address),
+                 limit=settings.rate_limit_address_attempts, window=settings.rate_limit_window)
+
+
 def address_counter(ctx: Context, client_address: str) -> str:
     """The counter key of ``client_address``'s network (``addr:<keyed hash>``)."""
     return ADDRESS_PREFIX + ctx.vault.address_key(client_address)
@@ -201,12 +267,7 @@ def counter_state(session: Session, key: str, *, limit: int, window: int,
     this moment carries, so the vendor sees what the SDK is told.
     """
     now = precise_now().timestamp() if now is None else now
-    oldest = math.floor(now - window)
-    buckets = [(int(start), int(count)) for start, count in session.execute(
-        select(RateLimitCounter.window_start, RateLimitCounter.count)
-        .where(RateLimitCounter.key == key, RateLimitCounter.window_start >= oldest)
-        .order_by(RateLimitCounter.window_start.desc())
-    ).all()]
+    buckets = _buckets(session, key, math.floor(now - window))
     lifts = _lifts(buckets, limit, window)
     return CounterState(key=key, count=sum(count for _, count in buckets), limit=limit,
                         window=window,

@@ -47,6 +47,7 @@ count (the server never sees their machine again).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, cast
@@ -92,6 +93,9 @@ __all__ = [
     "returning_machine",
     "seats_used",
 ]
+
+#: One new activation in this many prunes the product's lock-out ledger.
+PRUNE_ONE_IN = 50
 
 def check_seat_options(seat_mode: str, rollover: bool) -> None:
     """Raise 400 ``invalid_request`` for an unknown seat mode or roll-over of floating seats."""
@@ -158,26 +162,32 @@ def seats_used(session: Session, lic: License, now: datetime | None = None) -> i
 
 
 def find_reusable(session: Session, ctx: Context, lic: License, fingerprint: FingerprintData,
-                  installation_id: str | None) -> tuple[Activation, Comparison] | None:
+                  installation_id: str | None, *,
+                  candidates: set[str] | None = None) -> tuple[Activation, Comparison] | None:
     """The live activation this machine (and, for user seats, this OS account) already
     holds, with the comparison of its bound set and the set sent.
 
     Only ``identity.compare`` between the current binding and the set sent
-    decides; the newest matching activation wins.
+    decides; the newest matching activation wins. ``candidates``: what
+    :func:`bindings.candidate_activations` answered for the set sent (None:
+    asked here); only those activations are read.
     """
+    if candidates is None:
+        candidates = bindings.candidate_activations(session, ctx, lic.product_id,
+                                                    fingerprint.components)
+    if not candidates:
+        return None
     query = select(Activation).where(
         Activation.license_id == lic.id,
         Activation.deactivated_at.is_(None),
+        Activation.id.in_(sorted(candidates)),
     )
     if lic.seat_mode == "user":
         query = query.where(Activation.installation_id.is_(None) if installation_id is None
                             else Activation.installation_id == installation_id)
     tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
-    live = {a.id: a for a in session.scalars(query)}
-    candidates = bindings.candidate_activations(session, ctx, lic.product_id,
-                                                fingerprint.components)
-    for activation in sorted((live[i] for i in candidates if i in live),
-                             key=lambda a: (a.created_at, a.id), reverse=True):
+    for activation in sorted(session.scalars(query), key=lambda a: (a.created_at, a.id),
+                             reverse=True):
         comparison = bindings.same_as(bindings.current(session, ctx, activation), fingerprint,
                                       tolerance)
         if comparison is not None:
@@ -202,7 +212,7 @@ class Return:
 
 def returning_machine(session: Session, ctx: Context, lic: License,
                       fingerprint: FingerprintData, installation_id: str | None, *,
-                      offline: bool) -> Return | None:
+                      offline: bool, candidates: set[str] | None = None) -> Return | None:
     """A :class:`Return` when this machine is coming back to the seat it released
     itself; None otherwise.
 
@@ -230,7 +240,8 @@ def returning_machine(session: Session, ctx: Context, lic: License,
 
     Everything compared is what the server holds; the set sent only has to
     be the same machine by the server's rule.  Air-gapped requests are never
-    returning: their machine is never seen again.
+    returning: their machine is never seen again.  ``candidates``: as for
+    :func:`find_reusable`.
     """
     if offline:
         return None
@@ -242,8 +253,9 @@ def returning_machine(session: Session, ctx: Context, lic: License,
     if user_seats:
         query = query.where(Activation.installation_id.is_(None) if installation_id is None
                             else Activation.installation_id == installation_id)
-    candidates = bindings.candidate_activations(session, ctx, lic.product_id,
-                                                fingerprint.components)
+    if candidates is None:
+        candidates = bindings.candidate_activations(session, ctx, lic.product_id,
+                                                    fingerprint.components)
     if not candidates:
         return None
     tolerance = bindings.clamp_tolerance(lic.product.fingerprint_tolerance)
@@ -494,6 +506,9 @@ def after_activation(session: Session, lic: License, activation: Activation, *,
     if created:
         session.add(ActivationEvent(product_id=lic.product_id, license_id=lic.id,
                                     address_hash=address_hash, at=now))
+    # Every read of the ledger is bounded by the period: pruning is housekeeping, done
+    # now and then so that concurrent activations of a product rarely delete the same rows.
+    if created and secrets.randbelow(PRUNE_ONE_IN) == 0:
         cutoff = now - timedelta(seconds=lic.product.reactivation_period)
         session.execute(delete(ActivationEvent).where(  # indexed on `at`: cheap
             ActivationEvent.product_id == lic.product_id, ActivationEvent.at <= cutoff))
