@@ -687,8 +687,10 @@ def test_an_opt_out_is_reapplied_but_an_erasure_after_it_still_erases_its_hash(
 
     ok("end-users", "erase", person, "--yes")
     assert traces() == ([], [])
+    assert index not in (home / LEDGER_FILE).read_text()  # the file forgets it too
     ok("server", "restore", str(file), "--yes")
     assert traces() == ([], [])
+    assert index not in (home / LEDGER_FILE).read_text()
     kinds = [e.detail and e.detail["kind"] for e in audit_entries("ledger.reapply")]
     assert kinds == ["mail.opt_out", "erasure"]
 

@@ -36,7 +36,6 @@ from software_dna.server.db import after_erasure
 from software_dna.server.models import (
     Activation,
     EndUser,
-    LedgerEntry,
     License,
     LicenseSettings,
     MailOptOut,
@@ -377,11 +376,7 @@ def forget_address_traces(session: Session, email_index: str) -> None:
     """Delete what is keyed by an address's look-up hash once the address is gone (erased,
     changed or removed): the mail opt-outs and the portal's link counters. No commit."""
     session.execute(delete(MailOptOut).where(MailOptOut.email_index == email_index))
-    # The ledger's opt-out entries keep their ids (a restore must know them as done) but
-    # not the hash.
-    session.execute(update(LedgerEntry).where(
-        LedgerEntry.kind == ledger.MAIL_OPT_OUT, LedgerEntry.object_id == email_index)
-        .values(object_id=ledger.FORGOTTEN).execution_options(synchronize_session=False))
+    ledger.forget(session, email_index)
     session.execute(delete(RateLimitCounter).where(
         RateLimitCounter.key.startswith(portal_link_counter(email_index), autoescape=True)))
 

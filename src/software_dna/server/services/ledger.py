@@ -9,7 +9,8 @@ writes a :class:`~software_dna.server.models.LedgerEntry` in the same
 transaction as the change, and once that transaction has committed the same
 entry is appended to the ledger file of the data folder
 (:data:`software_dna.server.db.LEDGER_FILE`: one JSON object a line, written
-with ``O_APPEND`` and fsync'd). The file lives outside the database, so a
+with ``O_APPEND`` and fsync'd, under a lock file beside it, so that a rewrite by
+:func:`forget` loses no other process's line). The file lives outside the database, so a
 restore reads it (and the ledger table of the database it replaces, when that
 can still be read) and re-applies the entries the backup does not hold
 (``services.backup``).
@@ -42,9 +43,8 @@ Kinds (:data:`KINDS`) and their object:
   ``detail``: ``role``. Only a lowering is re-applied: a restore never grants.
 - ``mail.opt_out``: a one-click unsubscribe; object: the address's keyed
   look-up hash (``email_index``); ``detail``: ``license``. When the address is
-  erased (or changed, or removed) the table's entry keeps its id but its object
-  becomes :data:`FORGOTTEN`; the file's line keeps the hash (a file is only
-  appended to): see docs/privacy.md.
+  erased (or changed, or removed) the entry keeps its id but its object becomes
+  :data:`FORGOTTEN`, in the table and in the file (:func:`forget`).
 
 A restore also ends every panel and portal session (sign-outs and the session
 ends of the changes above are not in the ledger): everyone signs in again.
@@ -61,7 +61,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from filelock import BaseFileLock, FileLock, Timeout
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from software_dna.server.db import ledger_file
@@ -69,7 +70,8 @@ from software_dna.server.models import LedgerEntry
 from software_dna.server.services.common import new_id, utcnow
 from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
-__all__ = ["KINDS", "Entry", "append_to_file", "entries_in", "read_file", "record"]
+__all__ = ["KINDS", "Entry", "append_to_file", "entries_in", "forget", "forget_in_file",
+           "read_file", "record"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ KINDS = (ERASURE, ADDRESS_REMOVE, LICENSE_REVOKE, ACTIVATION_REMOVE, ADMIN_KEY_R
          KEY_RETIRE, LICENSE_REKEY, STAFF_REMOVE, STAFF_RESET, STAFF_ROLE, MAIL_OPT_OUT)
 
 _PENDING = "software_dna_ledger_pending"
+#: Session.info key: the look-up hashes forgotten in this transaction.
+_FORGET = "software_dna_ledger_forget"
+#: Seconds a writer waits for the ledger file's lock (a rewrite takes milliseconds).
+_LOCK_TIMEOUT = 10.0
 #: Longest ledger file line read back (an entry is far shorter; a longer line is not ours).
 _MAX_LINE = 64 * 1024
 
@@ -166,19 +172,87 @@ def record(session: Session, kind: str, object_id: str, *, at: datetime | None =
     return entry
 
 
+def forget(session: Session, email_index: str) -> None:
+    """Forget an address's look-up hash in the ledger: its opt-out entries keep their ids
+    (a restore must know them as done) but their object becomes :data:`FORGOTTEN`, in
+    the table now and, once the session commits, in the ledger file (rewritten).
+
+    Args:
+        session: the session erasing, changing or removing the address (no commit).
+        email_index: the address's keyed look-up hash.
+    """
+    session.execute(update(LedgerEntry).where(
+        LedgerEntry.kind == MAIL_OPT_OUT, LedgerEntry.object_id == email_index)
+        .values(object_id=FORGOTTEN).execution_options(synchronize_session=False))
+    session.info.setdefault(_FORGET, set()).add(email_index)
+
+
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     pending: list[Entry] = session.info.pop(_PENDING, [])
-    if not pending:
+    forgotten: set[str] = session.info.pop(_FORGET, set())
+    if not pending and not forgotten:
         return
     path = ledger_file(session.get_bind().engine)
-    if path is not None:
+    if path is None:
+        return
+    if pending:
         append_to_file(path, pending)
+    if forgotten:
+        forget_in_file(path, forgotten)
 
 
 @event.listens_for(Session, "after_rollback")
 def _rolled_back(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_FORGET, None)
+
+
+def _file_lock(path: Path) -> BaseFileLock:
+    """The lock every writer of the ledger file at ``path`` holds (``<file>.lock``)."""
+    return FileLock(str(path) + ".lock", timeout=_LOCK_TIMEOUT)
+
+
+def forget_in_file(path: Path, email_indexes: set[str]) -> bool:
+    """Rewrite the ledger file at ``path`` with the opt-out entries of ``email_indexes``
+    forgotten (object :data:`FORGOTTEN`), atomically (a new file, fsync'd, renamed over
+    the old one) and under the writers' lock. A failure is logged (no personal data) and
+    returns False; no file is no work."""
+    try:
+        with _file_lock(path):
+            if not path.exists():
+                return True
+            lines = path.read_bytes().splitlines(keepends=True)
+            kept = [_forgotten_line(line, email_indexes) for line in lines]
+            if kept == lines:
+                return True
+            fresh = path.with_name(path.name + ".new")
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"".join(kept))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(fresh, path)
+    except (OSError, Timeout) as exc:
+        log.warning("Could not rewrite the erasure ledger file %s (%s); its opt-out lines "
+                    "keep the address's hash until the next erasure", path.name,
+                    type(exc).__name__)
+        return False
+    return True
+
+
+def _forgotten_line(line: bytes, email_indexes: set[str]) -> bytes:
+    """``line``, or the same entry with its object forgotten when it is an opt-out of one
+    of ``email_indexes``."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return line
+    if (not isinstance(data, dict) or data.get("kind") != MAIL_OPT_OUT
+            or data.get("object") not in email_indexes):
+        return line
+    return Entry.of_json({**data, "object": FORGOTTEN}).line()
 
 
 def append_to_file(path: Path, entries: Iterable[Entry]) -> bool:
@@ -194,13 +268,14 @@ def append_to_file(path: Path, entries: Iterable[Entry]) -> bool:
         return True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
+        with _file_lock(path):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except (OSError, Timeout) as exc:
         log.warning("Could not append to the erasure ledger file %s (%s); the entries are "
                     "in the database's ledger table", path.name, type(exc).__name__)
         return False
