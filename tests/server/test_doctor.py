@@ -541,3 +541,35 @@ def test_a_malformed_setting_is_one_line_naming_it(clean_env: None, tmp_path: Pa
     assert (code, out) == (1, "")
     assert err.startswith("software-dna: error: SOFTWARE_DNA_PUBLIC_URL")
     assert err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- the CLI over https
+
+
+@pytest.mark.parametrize("fresh_database_url", ["sqlite"], indirect=True)
+def test_vendor_commands_trust_a_private_ca_only_when_given(
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invariant: a vendor command on an https admin API verifies the server's certificate
+    (against the system's CAs, or only the bundle given with --ca-file / SOFTWARE_DNA_CA_FILE),
+    and a certificate that does not verify is one line saying how to trust a private CA."""
+    monkeypatch.setenv("SOFTWARE_DNA_ADMIN_KEY", server.admin_key)
+    with tls_server(server, tmp_path) as (url, ca):
+        remote = ("products", "list", "--server-url", url)
+        untrusted = run_cli(*remote)
+        trusted = run_cli(*remote, "--ca-file", str(ca))
+        (tmp_path / "other").mkdir()
+        other_ca = _test_ca(tmp_path / "other")[0]
+        wrong = run_cli(*remote, "--ca-file", str(other_ca))
+        monkeypatch.setenv("SOFTWARE_DNA_CA_FILE", str(ca))
+        by_variable = run_cli(*remote)
+        monkeypatch.delenv("SOFTWARE_DNA_CA_FILE")
+    assert untrusted[0] == 1
+    assert "TLS certificate could not be verified" in untrusted[2]
+    assert "--ca-file" in untrusted[2] and untrusted[2].count("\n") == 1
+    assert trusted[0] == 0 and by_variable[0] == 0, (trusted, by_variable)
+    assert wrong[0] == 1 and "not signed by this CA bundle" in wrong[2]
+    missing = run_cli(*remote, "--ca-file", str(tmp_path / "none.pem"))
+    assert missing[0] == 2 and "no such file" in missing[2]
+    monkeypatch.delenv("SOFTWARE_DNA_ADMIN_KEY")
+    local = run_cli("products", "list", *server.args(), "--ca-file", str(ca))
+    assert local[0] == 2 and "--ca-file is for a server's admin API" in local[2]

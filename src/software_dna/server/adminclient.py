@@ -81,12 +81,17 @@ class AdminClient:
         session: the ``requests.Session`` to send with (tests mount an in-process
             transport adapter on one); a new one by default. The client sets
             its ``Authorization`` header and closes it in :meth:`close`.
+        ca_file: a CA bundle (PEM path) that alone is trusted for an https URL; None:
+            the system's (and ``REQUESTS_CA_BUNDLE``, as requests does). Verification is
+            never switched off.
     """
 
     def __init__(self, url: str, admin_key: str, *, timeout: float = 30.0,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # Per request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
+        self._verify: str | bool = ca_file if ca_file is not None else True
         self._session = session if session is not None else requests.Session()
         self._session.headers["Authorization"] = f"Bearer {admin_key}"
 
@@ -110,7 +115,8 @@ class AdminClient:
               headers: Mapping[str, str | None] | None = None,
               data: bytes | None = None) -> Any:
         answer = self._session.request(method, f"{self.url}{path}", json=json, params=params,
-                                       headers=headers, data=data, timeout=self.timeout)
+                                       headers=headers, data=data, timeout=self.timeout,
+                                       verify=self._verify)
         try:
             body = answer.json()
         except ValueError:

@@ -453,10 +453,10 @@ def _connections(settings: Settings, workers: int, limit: int) -> Finding:
     if wanted > limit:
         return _warning(subject, f"{workers} worker(s) x {per_worker} connections = {wanted}, "
                         f"more than PostgreSQL's max_connections ({limit}): raise it, or lower "
-                        "SOFTWARE_DNA_DB_POOL_SIZE / SOFTWARE_DNA_DB_MAX_OVERFLOW (count the "
-                        "other machines and tools too).")
+                        "SOFTWARE_DNA_DB_POOL_SIZE / SOFTWARE_DNA_DB_MAX_OVERFLOW (count the other "
+                        "instances, machines and tools too).")
     return _ok(subject, f"{workers} worker(s) x {per_worker} = {wanted} at most, of "
-               f"max_connections {limit} (count the other machines and tools too).")
+               f"max_connections {limit} (count the other instances, machines and tools too).")
 
 
 def _key_opens(settings: Settings) -> list[Finding]:

@@ -13,6 +13,7 @@ from software_dna.wire.times import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "ENV_ADMIN_KEY",
+    "ENV_CA_FILE",
     "ENV_DEBUG",
     "ENV_SERVER_URL",
     "PROG",
@@ -42,6 +43,8 @@ PROG = "software-dna"
 ENV_SERVER_URL = "SOFTWARE_DNA_SERVER_URL"
 #: Environment variable holding the admin API key of the remote mode.
 ENV_ADMIN_KEY = "SOFTWARE_DNA_ADMIN_KEY"
+#: A CA bundle (PEM) the CLI trusts for an https:// admin API (a private CA).
+ENV_CA_FILE = "SOFTWARE_DNA_CA_FILE"
 #: Set to show the traceback of an unexpected error.
 ENV_DEBUG = "SOFTWARE_DNA_DEBUG"
 

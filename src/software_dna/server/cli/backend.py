@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from software_dna.server.adminclient import AdminClient, AdminError
 from software_dna.server.cli._common import (
     ENV_ADMIN_KEY,
+    ENV_CA_FILE,
     ENV_SERVER_URL,
     CliError,
     JSONDict,
@@ -147,6 +148,7 @@ class RemoteSettings(BaseSettings):
 
     server_url: str | None = Field(default=None, validation_alias=ENV_SERVER_URL)
     admin_key: SecretStr | None = Field(default=None, validation_alias=ENV_ADMIN_KEY)
+    ca_file: str | None = Field(default=None, validation_alias=ENV_CA_FILE)
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices(*_DATABASE_VARIABLES))
 
@@ -159,6 +161,7 @@ class Connection:
     database_url: str | None = None
     server_url: str | None = None
     admin_key: SecretStr | None = None
+    ca_file: str | None = None
 
 
 def _remote_url(conn: Connection, env: RemoteSettings) -> str | None:
@@ -175,6 +178,9 @@ def _remote_url(conn: Connection, env: RemoteSettings) -> str | None:
                        "(or choose with --server-url or --database-url).", code=2)
     else:
         url = env.server_url
+    if not url and conn.ca_file is not None:
+        raise CliError("--ca-file is for a server's admin API over https: give --server-url URL "
+                       f"(or {ENV_SERVER_URL}) with it.", code=2)
     if not url and conn.admin_key is not None:
         raise CliError("--admin-key is for a server's admin API: give --server-url URL (or "
                        f"{ENV_SERVER_URL}) with it, or leave it out to work on the "
@@ -193,7 +199,7 @@ def open_backend(conn: Connection) -> Iterator[Backend]:
     env = RemoteSettings()
     url = _remote_url(conn, env)
     if url:
-        with _remote(url, conn.admin_key or env.admin_key) as remote:
+        with _remote(url, conn.admin_key or env.admin_key, conn.ca_file or env.ca_file) as remote:
             yield remote
     else:
         # Lazy: the service layer and SQLAlchemy only when the database is used.
@@ -204,17 +210,25 @@ def open_backend(conn: Connection) -> Iterator[Backend]:
 
 
 @contextmanager
-def _remote(url: str, admin_key: SecretStr | None) -> Iterator[Backend]:
+def _remote(url: str, admin_key: SecretStr | None, ca_file: str | None) -> Iterator[Backend]:
     if not re.match(r"^https?://[^\s/]+", url):
         raise CliError(f"--server-url must be an http:// or https:// URL, got {url!r}.", code=2)
     if admin_key is None:
         raise CliError(f"The admin API needs a key: --admin-key KEY or {ENV_ADMIN_KEY}.", code=2)
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise CliError(f"--ca-file ({ENV_CA_FILE}): no such file: {ca_file}", code=2)
     base = url.rstrip("/")
     try:
-        with AdminClient(base, admin_key.get_secret_value(), timeout=REMOTE_TIMEOUT) as client:
+        with AdminClient(base, admin_key.get_secret_value(), timeout=REMOTE_TIMEOUT,
+                         ca_file=ca_file) as client:
             yield client
     except AdminError as exc:
         raise Refused(exc.code, exc.message, exc.details) from None
+    except requests.exceptions.SSLError:
+        hint = ("it is not signed by this CA bundle" if ca_file is not None else
+                f"for a private CA give its bundle with --ca-file PEM (or {ENV_CA_FILE})")
+        raise CliError(f"Cannot reach the server at {base}: its TLS certificate could not be "
+                       f"verified ({hint}).") from None
     except requests.RequestException as exc:
         raise CliError(f"Cannot reach the server at {base}: {type(exc).__name__}.") from None
 

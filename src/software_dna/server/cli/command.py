@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from software_dna.server.cli._common import (
     ENV_ADMIN_KEY,
+    ENV_CA_FILE,
     ENV_DEBUG,
     ENV_SERVER_URL,
     PROG,
@@ -61,6 +62,11 @@ _CONNECTION = [
                           "--admin-key", metavar="KEY", show_default=False,
                           help=f"the admin API key for --server-url (env {ENV_ADMIN_KEY}; "
                                "prefer the variable: arguments are visible to other users)")]),
+    inspect.Parameter("ca_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[str | None, typer.Option(
+                          "--ca-file", metavar="PEM", show_default=False,
+                          help="trust this CA bundle for an https:// --server-url (a private "
+                               f"CA; default: the system's) (env {ENV_CA_FILE})")]),
 ]
 _CONNECTION_NAMES = frozenset(p.name for p in _CONNECTION)
 #: The click context, which Typer passes to a parameter of this type (for usage errors).
@@ -103,7 +109,8 @@ def vendor_command(func: Callable[..., int]) -> Callable[..., int]:
         conn = Connection(data_dir=options.pop("data_dir", None),
                           database_url=options.pop("database_url", None),
                           server_url=options.pop("server_url", None),
-                          admin_key=SecretStr(key) if key else None)
+                          admin_key=SecretStr(key) if key else None,
+                          ca_file=options.pop("ca_file", None))
         return execute(conn, lambda backend: func(backend, **options), options, context)
 
     parameters = [*own, *_CONNECTION, _CONTEXT]
