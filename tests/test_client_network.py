@@ -26,7 +26,8 @@ from software_dna.fingerprint import collect
 from software_dna.wire.paseto import SecretKey
 
 from .netfaults import free_port, garbage_server, silent_server, trickle_server
-from .security.test_network_faults import CA, tls_server
+from .security.test_network_faults import tls_server
+from .tls import CA
 from .tokens import make_token, now_utc
 
 PRODUCT = "acme-editor"

@@ -1,6 +1,5 @@
 """nginx from the shipped recipe (deploy/nginx/software-dna.conf), started by the tests.
 
-:func:`make_tls` makes a test CA and a server certificate for 127.0.0.1;
 :class:`Nginx` renders the recipe with the test's ports, certificate and
 upstreams (each substitution must match the recipe exactly once, so a change
 to the recipe that the tests no longer cover fails loudly) and runs nginx as
@@ -9,9 +8,7 @@ a foreground process on unprivileged ports.
 
 from __future__ import annotations
 
-import datetime
 import grp
-import ipaddress
 import os
 import pwd
 import re
@@ -21,20 +18,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from software_dna.server.testing import free_port
+from tests.tls import Tls
 
-__all__ = ["PROXY_SOURCE", "RECIPE", "Nginx", "Tls", "make_tls", "nginx_binary",
-           "require_nginx"]
+__all__ = ["PROXY_SOURCE", "RECIPE", "Nginx", "nginx_binary", "require_nginx"]
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "deploy" / "nginx" / "software-dna.conf"
@@ -62,54 +54,6 @@ def require_nginx() -> str:
             pytest.fail(message.replace("; skipped", ": required when CI=true"), pytrace=False)
         pytest.skip(message)
     return found
-
-
-@dataclass(frozen=True)
-class Tls:
-    """A test CA and a server certificate for 127.0.0.1 (PEM files)."""
-
-    ca: Path
-    certificate: Path
-    key: Path
-
-
-def make_tls(folder: Path) -> Tls:
-    """Make a CA and a certificate it signs for ``127.0.0.1`` / ``localhost`` in ``folder``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "software_dna test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(
-              digital_signature=False, content_commitment=False, key_encipherment=False,
-              data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-              encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    tls = Tls(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.certificate.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    tls.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    tls.key.chmod(0o600)
-    return tls
 
 
 def _once(pattern: str, replacement: str, text: str) -> str:

@@ -30,7 +30,8 @@ import requests
 from software_dna import LicenseClient
 from software_dna.server.testing import LocalServer
 from software_dna.testing import SimulatedMachine
-from tests.deploy._proxy import PROXY_SOURCE, Nginx, Tls, make_tls, require_nginx
+from tests.deploy._proxy import PROXY_SOURCE, Nginx, require_nginx
+from tests.tls import Tls, make_tls
 
 
 def _read_message(conn: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

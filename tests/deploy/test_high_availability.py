@@ -33,9 +33,10 @@ from software_dna import LicenseClient
 from software_dna.errors import LicenseError, ServerError, ServerUnreachable
 from software_dna.server.testing import LocalServer
 from software_dna.testing import SimulatedMachine
-from tests.deploy._proxy import PROXY_SOURCE, Nginx, make_tls, nginx_binary
+from tests.deploy._proxy import PROXY_SOURCE, Nginx, nginx_binary
 from tests.fixtures_server import PG_ADMIN_URL, PgDatabases
 from tests.security._family import Scale, Tally
+from tests.tls import make_tls
 
 #: What the SDK handles by itself: the stored license keeps working within its grace.
 HANDLED = (ServerUnreachable, ServerError)

@@ -30,8 +30,9 @@ from software_dna import LicenseClient
 from software_dna.errors import ServerUnreachable
 from software_dna.server.testing import LocalServer
 from software_dna.testing import SimulatedMachine
-from tests.deploy._proxy import PROXY_SOURCE, RECIPE, Nginx, Tls, make_tls, require_nginx
+from tests.deploy._proxy import PROXY_SOURCE, RECIPE, Nginx, require_nginx
 from tests.server.helpers import fingerprint, nonce
+from tests.tls import Tls, make_tls
 
 #: Activation attempts per client address per window on the server under test.
 ADDRESS_LIMIT = 4

@@ -41,7 +41,7 @@ from software_dna import LicenseClient, LicenseRevoked
 from software_dna.server.testing import LocalServer
 
 from ..netfaults import free_port
-from ..security.test_network_faults import CA
+from ..tls import CA
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.server
-import ipaddress
 import json
 import ssl
 import tempfile
@@ -23,10 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from software_dna import (
     License,
@@ -39,61 +34,9 @@ from software_dna import (
 from tests.netfaults import garbage_server, silent_server, trickle_server
 from tests.security._family import Scale, Tally
 from tests.security._tokenlab import OTHER_PRODUCT, PRODUCT, Lab
+from tests.tls import CA
 
 NOW = dt.datetime.now(dt.timezone.utc)
-
-
-class CA:
-    """A self-made certificate authority (ECDSA P-256)."""
-
-    def __init__(self, name: str = "software_dna test CA") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
-                           critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    def issue(self, host: str, *, expired: bool = False) -> tuple[bytes, bytes]:
-        """A server certificate for ``host`` (DNS name or IP): (cert PEM, key PEM)."""
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        try:
-            alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            alt = x509.DNSName(host)
-        start, end = ((NOW - dt.timedelta(days=10), NOW - dt.timedelta(days=1)) if expired
-                      else (NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=10)))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.key.public_key()), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        return (cert.public_bytes(serialization.Encoding.PEM),
-                key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

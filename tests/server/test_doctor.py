@@ -16,8 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import threading
 import time
@@ -26,10 +24,6 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from software_dna.server.app import create_app
 from software_dna.server.config import Settings
@@ -37,6 +31,7 @@ from software_dna.server.doctor import Finding, Level, diagnose
 from software_dna.server.testing import free_port
 from tests.cli_runner import run_cli
 from tests.smtp import Mailbox, self_signed
+from tests.tls import make_tls
 
 LEVELS = ("ok", "warning", "problem")
 
@@ -372,47 +367,6 @@ def test_smtp_that_cannot_work_is_a_problem(server: Server,
 # --------------------------------------------------------------------------- TLS and the public URL
 
 
-def _test_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate it signed for 127.0.0.1: (CA PEM, cert PEM, key PEM)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "software_dna test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 class tls_server:  # noqa: N801 - used as a context manager, like a function
     """The server's app behind uvicorn with TLS on a thread: yields (https URL, CA file)."""
 
@@ -420,7 +374,8 @@ class tls_server:  # noqa: N801 - used as a context manager, like a function
         self.server, self.folder, self.tls = server, folder, tls
 
     def __enter__(self) -> tuple[str, Path]:
-        ca, cert, key = _test_ca(self.folder)
+        tls = make_tls(self.folder, hosts=("127.0.0.1",))
+        ca, cert, key = tls.ca, tls.certificate, tls.key
         port = free_port()
         config = uvicorn.Config(create_app(self.server.settings()), host="127.0.0.1",
                                 port=port, loop="asyncio", lifespan="off", log_config=None,
@@ -557,8 +512,7 @@ def test_vendor_commands_trust_a_private_ca_only_when_given(
         remote = ("products", "list", "--server-url", url)
         untrusted = run_cli(*remote)
         trusted = run_cli(*remote, "--ca-file", str(ca))
-        (tmp_path / "other").mkdir()
-        other_ca = _test_ca(tmp_path / "other")[0]
+        other_ca = make_tls(tmp_path / "other").ca
         wrong = run_cli(*remote, "--ca-file", str(other_ca))
         monkeypatch.setenv("SOFTWARE_DNA_CA_FILE", str(ca))
         by_variable = run_cli(*remote)
