@@ -37,7 +37,7 @@ from software_dna.server.bootstrap import check_key_opens
 from software_dna.server.config import ConfigError, Settings
 from software_dna.server.crypto import Vault, load_master_key, locate_master_key
 from software_dna.server.db import SchemaError, check_schema, make_engine, shown_url
-from software_dna.server.mail import mail_configured, mail_warnings
+from software_dna.server.mail import connect, mail_configured, mail_warnings, smtp_address
 from software_dna.server.services.hotpath import DIRECT_CONNECTIONS
 from software_dna.wire.times import parse_rfc3339
 
@@ -51,7 +51,6 @@ PROBE_TIMEOUT = 10.0
 #: The variable holding the token that protects the metrics path.
 METRICS_TOKEN_VARIABLE = "SOFTWARE_DNA_METRICS_TOKEN"  # noqa: S105 - a name, not a value
 
-_DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 _PROG = "software-dna"
 
 
@@ -506,11 +505,10 @@ def _smtp(settings: Settings) -> list[Finding]:
         return [_warning(subject, "no SOFTWARE_DNA_SMTP_HOST: no mail is sent (no password "
                          "reset by email, no reminders); set the SMTP settings to send them.")]
     findings = [_warning(subject, text_) for text_ in mail_warnings(settings)]
-    host = settings.smtp_host or ""
-    port = settings.smtp_port or _DEFAULT_SMTP_PORTS[settings.smtp_tls]
+    host, port = smtp_address(settings)
     where = f"{host}:{port}"
     try:
-        _greet(settings, host, port)
+        _greet(settings)
     except _SmtpRefusal as exc:
         findings.append(_problem(subject, f"{where}: {exc}"))
     except smtplib.SMTPAuthenticationError as exc:
@@ -536,37 +534,24 @@ class _SmtpRefusal(Exception):
     """The mail server lacks what the settings need; the message says what to do."""
 
 
-def _greet(settings: Settings, host: str, port: int) -> None:
-    """Connect, EHLO, STARTTLS when configured, log in when configured; QUIT. No mail.
+def _greet(settings: Settings) -> None:
+    """Connect, EHLO, STARTTLS when configured, log in when configured, as the server's
+    mail does (:func:`~software_dna.server.mail.connect`); QUIT. No mail.
 
     Raises:
         _SmtpRefusal: STARTTLS or AUTH is configured but not offered.
         smtplib.SMTPException, ssl.SSLError, OSError: the exchange failed.
     """
-    timeout = float(settings.smtp_timeout)
-    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
-    smtp: smtplib.SMTP
-    if settings.smtp_tls == "tls":
-        smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=timeout)
     try:
-        smtp.ehlo()
-        if settings.smtp_tls == "starttls":
-            if not smtp.has_extn("starttls"):
-                raise _SmtpRefusal("does not offer STARTTLS: set SOFTWARE_DNA_SMTP_TLS=tls "
-                                   "(implicit TLS, port 465) if it speaks that, or use a mail "
-                                   "server that offers STARTTLS.")
-            smtp.starttls(context=context)
-            smtp.ehlo()
-        if settings.smtp_username:
-            if not smtp.has_extn("auth"):
-                raise _SmtpRefusal("does not offer a login (AUTH): unset "
-                                   "SOFTWARE_DNA_SMTP_USERNAME, or use the mail server's "
-                                   "submission port.")
-            password = settings.smtp_password
-            smtp.login(settings.smtp_username,
-                       password.get_secret_value() if password is not None else "")
+        smtp = connect(settings)
+    except smtplib.SMTPNotSupportedError as exc:
+        if "STARTTLS" in str(exc).upper():
+            raise _SmtpRefusal("does not offer STARTTLS: set SOFTWARE_DNA_SMTP_TLS=tls "
+                               "(implicit TLS, port 465) if it speaks that, or use a mail "
+                               "server that offers STARTTLS.") from None
+        raise _SmtpRefusal("does not offer a login (AUTH): unset SOFTWARE_DNA_SMTP_USERNAME, "
+                           "or use the mail server's submission port.") from None
+    try:
         smtp.quit()
     finally:
         smtp.close()

@@ -33,11 +33,13 @@ __all__ = [
     "MailRefused",
     "MailTemporary",
     "MailUnavailable",
+    "connect",
     "build_message",
     "display_name",
     "mail_configured",
     "mail_warnings",
     "message_domain",
+    "smtp_address",
     "send_mail",
     "send_message",
 ]
@@ -119,9 +121,20 @@ def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessa
     return message
 
 
-def _connect(settings: Settings) -> smtplib.SMTP:
-    host = settings.smtp_host or ""
-    port = settings.smtp_port or _DEFAULT_PORTS[settings.smtp_tls]
+def smtp_address(settings: Settings) -> tuple[str, int]:
+    """``(host, port)`` of the configured SMTP server (the port by ``smtp_tls`` when unset)."""
+    return settings.smtp_host or "", settings.smtp_port or _DEFAULT_PORTS[settings.smtp_tls]
+
+
+def connect(settings: Settings) -> smtplib.SMTP:
+    """An SMTP connection to the configured server, greeted (EHLO), secured (STARTTLS or
+    implicit TLS, as ``smtp_tls`` says) and logged in when a user name is set.
+
+    Raises:
+        smtplib.SMTPNotSupportedError: STARTTLS or AUTH is needed but not offered.
+        smtplib.SMTPException, ssl.SSLError, OSError: the exchange failed.
+    """
+    host, port = smtp_address(settings)
     timeout = float(settings.smtp_timeout)
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     smtp: smtplib.SMTP
@@ -165,7 +178,7 @@ def send_mail(settings: Settings, recipients: Iterable[str], subject: str, body:
         return 0
     sent = 0
     try:
-        smtp = _connect(settings)
+        smtp = connect(settings)
         try:
             for address in to:
                 try:
@@ -280,7 +293,7 @@ def send_message(settings: Settings, message: EmailMessage) -> None:
     if not mail_configured(settings):
         raise MailUnavailable("No SMTP server is configured (SOFTWARE_DNA_SMTP_HOST).")
     try:
-        smtp = _connect(settings)
+        smtp = connect(settings)
         try:
             smtp.send_message(message)
         finally:
