@@ -11,12 +11,15 @@ import io
 import json
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from software_dna.server import cli
 from software_dna.server.cli import _common
 
-__all__ = ["ENV_CLEARED", "cli_json", "cli_ok", "run_cli"]
+__all__ = ["ENV_CLEARED", "cli_json", "cli_ok", "init_server_home", "run_cli"]
 
 #: The variables that choose a backend: cleared before a CLI test sets its own.
 ENV_CLEARED = ("DATABASE_URL", "SOFTWARE_DNA_DATABASE_URL", "SOFTWARE_DNA_MASTER_KEY",
@@ -50,3 +53,14 @@ def cli_ok(*argv: str, stdin: str = "") -> str:
 def cli_json(*argv: str) -> Any:
     """Run the CLI with ``--json`` and require exit code 0; returns the parsed output."""
     return json.loads(cli_ok(*argv, "--json"))
+
+
+def init_server_home(folder: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the environment at a new server in ``folder`` on ``database_url`` (the backend
+    variables cleared first) and run ``server init`` there; returns ``folder``."""
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(folder))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    cli_ok("server", "init")
+    return folder

@@ -32,7 +32,9 @@ from software_dna.server.db import make_engine, make_session_factory
 from software_dna.server.models import StaffMember
 from software_dna.server.services import emails
 from software_dna.server.testing import LocalServer
-from tests.cli_runner import ENV_CLEARED, run_cli
+from tests.cli_runner import ENV_CLEARED, init_server_home, run_cli
+from tests.cli_runner import cli_json as as_json
+from tests.cli_runner import cli_ok as ok
 from tests.server.helpers import fingerprint, nonce
 
 TOKEN = "metrics-" + "a1b2c3d4" * 4
@@ -137,23 +139,9 @@ def test_text_access_log_never_holds_an_unsubscribe_link_token(srv: LocalServer)
 def home(tmp_path: Path, fresh_database_url: str, own_key_folder: Path,
          monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A server set up by ``server init`` on a fresh database (SQLite and PostgreSQL)."""
-    for name in ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(folder))
-    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
-    ok("server", "init")
-    yield folder
+    yield init_server_home(tmp_path / "home", fresh_database_url, monkeypatch)
 
 
-def ok(*argv: str) -> str:
-    code, out, err = run_cli(*argv)
-    assert code == 0, (argv, err)
-    return out
-
-
-def as_json(*argv: str) -> Any:
-    return json.loads(ok(*argv, "--json"))
 
 
 def activates(product: str, key: str) -> bool:

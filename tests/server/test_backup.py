@@ -57,7 +57,9 @@ from software_dna.server.services import emails, ledger, portal_account
 from software_dna.server.services import staff as staff_service
 from software_dna.server.services.backup import SKIPPED, read_manifest
 from software_dna.server.services.portal import Holder
-from tests.cli_runner import ENV_CLEARED, run_cli
+from tests.cli_runner import cli_json as as_json
+from tests.cli_runner import cli_ok as ok
+from tests.cli_runner import init_server_home, run_cli
 
 EMAIL = "backup.person@example.com"
 NAME = "Bea Backupname"
@@ -67,19 +69,8 @@ NAME = "Bea Backupname"
 def home(tmp_path: Path, fresh_database_url: str, own_key_folder: Path,
          monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A server set up by ``server init`` on a fresh database; the environment points at it."""
-    for name in ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("SOFTWARE_DNA_SERVER_HOME", str(folder))
-    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
-    ok("server", "init")
-    yield folder
+    yield init_server_home(tmp_path / "home", fresh_database_url, monkeypatch)
 
-
-def ok(*argv: str) -> str:
-    code, out, err = run_cli(*argv)
-    assert code == 0, (argv, err)
-    return out
 
 
 def fails(*argv: str) -> str:
@@ -90,9 +81,6 @@ def fails(*argv: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("software-dna: error: "), err
     return lines[0]
 
-
-def as_json(*argv: str) -> Any:
-    return json.loads(ok(*argv, "--json"))
 
 
 def sessions() -> Any:
