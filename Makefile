@@ -40,8 +40,8 @@ typecheck: lint
 # The panel's browser tests (tests/panel/browser) drive headless Chromium. As root on
 # Debian (CI) `browser` installs Debian's chromium and chromium-driver; elsewhere it says
 # how, and those tests are skipped with that message (with CI=true they fail instead).
-# Then `pythons`: the SDK suite on every other Python pyproject.toml claims, the server
-# suite on the oldest and the newest, the SDK's dependencies at exactly their floors
+# Then `pythons`: the SDK and the server suites on every other Python pyproject.toml
+# claims, the SDK's dependencies at exactly their floors
 # on the oldest (tools/pythons.py; one .venv-py3x each, reused like .venv). A claimed
 # Python that is missing is reported and skipped (with CI=true it fails).
 test: $(STAMP) catalogues lint browser proxy

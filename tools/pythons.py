@@ -10,8 +10,8 @@
   dependencies at **exactly their floors** (``name==floor`` from the ``>=`` of
   ``[project] dependencies``, given to pip as constraints), so the oldest Python
   meets the oldest dependencies; the server extra keeps its normal versions;
-- on each of them the **SDK suite** runs (:data:`SDK_SUITE`); on the oldest and
-  the newest the **server suite** too (:data:`SERVER_SUITE`);
+- on each of them the **SDK suite** runs (:data:`SDK_SUITE`) and the **server
+  suite** (:data:`SERVER_SUITE`): the server extra claims the same Pythons;
 - the Python ``.venv`` runs (``--skip VERSION``) is not run again, except the
   oldest, whose floors ``.venv`` does not have.
 
@@ -177,17 +177,19 @@ class Plan(NamedTuple):
 
 
 def plans(versions: Sequence[str], skip: str | None) -> list[Plan]:
-    """The runs: SDK suite on every version but ``skip``, server suite on the oldest and newest.
+    """The runs: the SDK and the server suites on every version but ``skip`` (``.venv``'s,
+    which ran everything already).
 
-    The oldest always runs (its floors are what it adds beyond ``.venv``); the
-    suites a version runs are named ``"sdk"`` and ``"server"``.
+    The oldest always runs (its floors are what it adds beyond ``.venv``), the SDK
+    suite only when it is ``skip``; the suites a version runs are named ``"sdk"`` and
+    ``"server"``.
     """
-    oldest, newest = versions[0], versions[-1]
+    oldest = versions[0]
     result = []
     for version in versions:
         if version == skip and version != oldest:
             continue
-        suites = ("sdk", "server") if version in (oldest, newest) and version != skip else ("sdk",)
+        suites = ("sdk",) if version == skip else ("sdk", "server")
         result.append(Plan(version, version == oldest, suites))
     return result
 
