@@ -639,16 +639,26 @@ def _after_restore(engine: Engine, ctx: Context, manifest: Manifest,
         for entry in entries:
             if entry.id in held:
                 continue
-            applied = _reapply(session, ctx, entry)
+            failed: str | None = None
+            try:
+                applied = _reapply(session, ctx, entry)
+            except (ValueError, TypeError, KeyError, LookupError) as exc:
+                # An entry that cannot be done (a hand-edited file) is skipped and audited:
+                # it never stops a restore whose database was already replaced.
+                session.rollback()
+                applied, failed = False, type(exc).__name__
             changed += applied
             session.add(LedgerEntry(id=entry.id, kind=entry.kind, object_id=entry.object_id,
                                     at=entry.at, detail=entry.detail or None))
             ids = _audit_ids(entry)
+            # An opt-out's object is an address's look-up hash: the audit keeps the entry's
+            # id only, so that the person's erasure leaves no copy of it here.
+            shown = None if entry.kind == ledger.MAIL_OPT_OUT else entry.object_id
             audit(session, ACTOR, "ledger.reapply", end_user_id=ids.get("end_user_id"),
                   activation_id=ids.get("activation_id"), license_id=ids.get("license_id"),
                   kid=ids.get("kid"), product_id=ids.get("product_id"),
-                  detail={"entry": entry.id, "kind": entry.kind, "object": entry.object_id,
-                          "applied": applied})
+                  detail={"entry": entry.id, "kind": entry.kind, "object": shown,
+                          "applied": applied, **({"failed": failed} if failed else {})})
             session.commit()
             reapplied.append(entry)
         # Sessions ended since the backup (sign-outs, removals, resets) are not in the

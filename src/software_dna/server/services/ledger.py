@@ -141,9 +141,16 @@ class Entry:
         detail = data.get("detail") or {}
         if not (isinstance(ident, str) and ident.startswith("led_") and kind in KINDS
                 and isinstance(obj, str) and obj and isinstance(at, str)
-                and isinstance(detail, dict)):
+                and isinstance(detail, dict) and all(map(_detail_value, detail.values()))):
             raise ValueError("not a ledger entry")
         return cls(ident, str(kind), obj, parse_rfc3339(at), detail)
+
+
+def _detail_value(value: object) -> bool:
+    """True for what an entry's ``detail`` holds: ids, flags, lists of ids, nothing."""
+    if isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
+    return value is None or isinstance(value, (str, bool))
 
 
 def record(session: Session, kind: str, object_id: str, *, at: datetime | None = None,
@@ -175,7 +182,8 @@ def record(session: Session, kind: str, object_id: str, *, at: datetime | None =
 def forget(session: Session, email_index: str) -> None:
     """Forget an address's look-up hash in the ledger: its opt-out entries keep their ids
     (a restore must know them as done) but their object becomes :data:`FORGOTTEN`, in
-    the table now and, once the session commits, in the ledger file (rewritten).
+    the table now and, once the session commits, in the ledger file (rewritten, for
+    every opt-out entry the table has forgotten).
 
     Args:
         session: the session erasing, changing or removing the address (no commit).
@@ -184,7 +192,10 @@ def forget(session: Session, email_index: str) -> None:
     session.execute(update(LedgerEntry).where(
         LedgerEntry.kind == MAIL_OPT_OUT, LedgerEntry.object_id == email_index)
         .values(object_id=FORGOTTEN).execution_options(synchronize_session=False))
-    session.info.setdefault(_FORGET, set()).add(email_index)
+    # Every opt-out the table has forgotten, not only this one: a rewrite that failed
+    # before (a full disk) is caught up by this one.
+    session.info[_FORGET] = set(session.scalars(select(LedgerEntry.id).where(
+        LedgerEntry.kind == MAIL_OPT_OUT, LedgerEntry.object_id == FORGOTTEN)))
 
 
 @event.listens_for(Session, "after_commit")
@@ -213,9 +224,9 @@ def _file_lock(path: Path) -> BaseFileLock:
     return FileLock(str(path) + ".lock", timeout=_LOCK_TIMEOUT)
 
 
-def forget_in_file(path: Path, email_indexes: set[str]) -> bool:
-    """Rewrite the ledger file at ``path`` with the opt-out entries of ``email_indexes``
-    forgotten (object :data:`FORGOTTEN`), atomically (a new file, fsync'd, renamed over
+def forget_in_file(path: Path, entry_ids: set[str]) -> bool:
+    """Rewrite the ledger file at ``path`` with the opt-out entries ``entry_ids`` forgotten
+    (object :data:`FORGOTTEN`), atomically (a new file, fsync'd, renamed over
     the old one) and under the writers' lock. A failure is logged (no personal data) and
     returns False; no file is no work."""
     try:
@@ -223,7 +234,7 @@ def forget_in_file(path: Path, email_indexes: set[str]) -> bool:
             if not path.exists():
                 return True
             lines = path.read_bytes().splitlines(keepends=True)
-            kept = [_forgotten_line(line, email_indexes) for line in lines]
+            kept = [_forgotten_line(line, entry_ids) for line in lines]
             if kept == lines:
                 return True
             fresh = path.with_name(path.name + ".new")
@@ -236,21 +247,21 @@ def forget_in_file(path: Path, email_indexes: set[str]) -> bool:
             os.replace(fresh, path)
     except (OSError, Timeout) as exc:
         log.warning("Could not rewrite the erasure ledger file %s (%s); its opt-out lines "
-                    "keep the address's hash until the next erasure", path.name,
+                    "keep the address's hash until the next erasure's rewrite", path.name,
                     type(exc).__name__)
         return False
     return True
 
 
-def _forgotten_line(line: bytes, email_indexes: set[str]) -> bytes:
-    """``line``, or the same entry with its object forgotten when it is an opt-out of one
-    of ``email_indexes``."""
+def _forgotten_line(line: bytes, entry_ids: set[str]) -> bytes:
+    """``line``, or the same entry with its object forgotten when it is one of the opt-out
+    entries ``entry_ids`` and still names an address."""
     try:
         data = json.loads(line)
     except ValueError:
         return line
     if (not isinstance(data, dict) or data.get("kind") != MAIL_OPT_OUT
-            or data.get("object") not in email_indexes):
+            or data.get("id") not in entry_ids or data.get("object") == FORGOTTEN):
         return line
     return Entry.of_json({**data, "object": FORGOTTEN}).line()
 
