@@ -22,8 +22,9 @@ def _code(secret: str, at: float | None = None) -> str:
     return totp.generate(time.time() if at is None else at).decode()
 
 
-def _enrol(user: PanelUser) -> str:
-    """Turn two-step sign-in on for a signed-in user; returns the secret."""
+def _enrol(user: PanelUser) -> tuple[str, str]:
+    """Turn two-step sign-in on for a signed-in user; returns the secret and the code that
+    confirmed it."""
     assert user.post("/panel/account/totp/begin").status_code == 303
     page = user.get("/panel/account").text
     found = re.search(r"<code>([A-Z2-7]{32})</code>", page)
@@ -33,8 +34,9 @@ def _enrol(user: PanelUser) -> str:
     wrong = user.post("/panel/account/totp/confirm",
                       {"code": "000000" if _code(secret) != "000000" else "111111"})
     assert wrong.status_code == 400 and "That code is wrong" in wrong.text
-    assert user.post("/panel/account/totp/confirm", {"code": _code(secret)}).status_code == 303
-    return secret
+    confirming = _code(secret)
+    assert user.post("/panel/account/totp/confirm", {"code": confirming}).status_code == 303
+    return secret, confirming
 
 
 def _password_step(server: InProcessServer, email: str) -> requests.Session:
@@ -51,7 +53,7 @@ def test_enrol_then_sign_in_needs_the_code_once(inprocess_server: InProcessServe
     with PanelUser(inprocess_server, email) as user:
         user.sign_in()
         assert "Set up two-step sign-in" in user.get("/panel/account").text
-        secret = _enrol(user)
+        secret, confirming = _enrol(user)
         assert "<strong>On</strong>" in user.get("/panel/account").text
     with db(inprocess_server) as session:
         row = session.query(StaffMember).filter_by(email=email).one()
@@ -77,8 +79,9 @@ def test_enrol_then_sign_in_needs_the_code_once(inprocess_server: InProcessServe
                            data={"csrf": forged, "code": _code(secret, time.time() + 30)},
                            allow_redirects=False)
         assert answer.status_code == 403
-    # The code used to confirm the enrolment does not work again.
-    used = http.post(url + "/panel/sign-in/code", data={"csrf": csrf, "code": _code(secret),
+    # The code used to confirm the enrolment does not work again (that very code: one
+    # computed now may be the next 30-second step's, unused, on a slow run).
+    used = http.post(url + "/panel/sign-in/code", data={"csrf": csrf, "code": confirming,
                                                         "next": "/panel/account"},
                      allow_redirects=False)
     assert used.status_code == 400 and "wrong or was used" in used.text
@@ -105,7 +108,7 @@ def test_wrong_codes_are_limited_and_end_the_session(inprocess_server: InProcess
     email = add_staff(inprocess_server, Role.READ_ONLY)
     with PanelUser(inprocess_server, email) as user:
         user.sign_in()
-        secret = _enrol(user)  # one wrong and one good confirmation attempt counted
+        secret, _ = _enrol(user)  # one wrong and one good confirmation attempt counted
     http = _password_step(inprocess_server, email)
     url = inprocess_server.url
     csrf = csrf_of(http.get(url + "/panel/sign-in/code").text)
